@@ -1,0 +1,42 @@
+// The interface between sheep and a cluster driver (behaviour.md §8, §11): join with an opaque
+// payload, leave notifications, and totally ordered broadcasts, including "exclusive" work that
+// runs on one node at a time cluster-wide (the original's block/unblock). Every member sees
+// accepted/left/notified events in the same order; the rest of sheep cannot tell drivers apart.
+import type { SdNode } from '../../lib/structs.js'
+
+export interface ClusterHandlers {
+  /**
+   * Runs on the member that decides joins (the first node accepts itself): looks at the
+   * joiner's payload and returns the payload every member receives with the accept.
+   */
+  decideJoin(joiner: SdNode, joinPayload: Buffer): Buffer
+  /** Every member, the joiner included, in total order. `members` includes the joiner. */
+  accepted(joiner: SdNode, members: SdNode[], acceptPayload: Buffer): void
+  left(node: SdNode, members: SdNode[]): void
+  notified(sender: SdNode, message: Buffer): void
+}
+
+export interface ClusterDriver {
+  readonly name: string
+  /** Joins the cluster; resolves once this node's accept has been delivered. */
+  join(self: SdNode, handlers: ClusterHandlers, joinPayload: Buffer): Promise<void>
+  /** Broadcasts `message` to every member (the sender included), in total order. */
+  notify(message: Buffer): Promise<void>
+  /**
+   * Runs `work` while holding the cluster-wide block, then broadcasts its result as a notify
+   * before the block is released; resolves after this node has processed that notify.
+   */
+  exclusive(work: () => Promise<Buffer>): Promise<void>
+  leave(): Promise<void>
+}
+
+export interface DriverSpec {
+  name: string
+  option: string
+}
+
+/** `-c NAME[:OPTION]`: the driver name is matched up to the first colon (cli-and-formats.md §1.2). */
+export function parseDriverSpec(text: string): DriverSpec {
+  const colon = text.indexOf(':')
+  return colon < 0 ? { name: text, option: '' } : { name: text.slice(0, colon), option: text.slice(colon + 1) }
+}

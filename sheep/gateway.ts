@@ -1,0 +1,154 @@
+// Gateway object I/O (wire-protocol.md §11): find the replicas of an object on the hash ring and
+// turn the client's op into peer ops — one replica for reads (failing over to the next), all
+// replicas in parallel for writes, creates and removes. Replicas on this node are served by a
+// direct call; the others through pooled connections, with retries when the epoch moves on.
+import { REQ_OBJ, type SdRequest, reqVariant } from '../lib/codec.js'
+import { SdError } from '../lib/errors.js'
+import { isDataObj, isVmstateObj, oidToVid } from '../lib/oid.js'
+import {
+  GATEWAY_TO_PEER_OP, SD_CLUSTER_FLAG_STRICT, SD_FLAG_CMD_COW, SD_OP_CREATE_AND_WRITE_OBJ, SD_OP_READ_OBJ,
+  SD_OP_REMOVE_OBJ, SD_OP_WRITE_OBJ, SD_RES_HALT, SD_RES_INVALID_PARMS, SD_RES_KILLED,
+  SD_RES_NETWORK_ERROR, SD_RES_NEW_NODE_VER, SD_RES_NO_OBJ, SD_RES_OLD_NODE_VER, SD_RES_READONLY, SD_RES_SUCCESS,
+  SD_RES_WAIT_FOR_FORMAT, SD_RES_WAIT_FOR_JOIN, SD_SHEEP_PROTO_VER,
+} from '../lib/proto.js'
+import { type SdNode, addrToText } from '../lib/structs.js'
+import { type OpReply, reply } from './op-types.js'
+import { type ObjFields, objectSizeFor, runPeerOp } from './peer.js'
+import type { Sheep } from './sheep.js'
+
+/** Results after which a forwarded op is retried with a fresh ring instead of failing (§11.5). */
+const RETRY_RESULTS = new Set([SD_RES_OLD_NODE_VER, SD_RES_NEW_NODE_VER, SD_RES_NETWORK_ERROR, SD_RES_WAIT_FOR_JOIN, SD_RES_WAIT_FOR_FORMAT, SD_RES_KILLED])
+/** How many times a gateway op is re-issued after retryable failures. */
+export const GATEWAY_MAX_RETRIES = 8
+/** Pause before a retry, so membership changes can settle. */
+export const GATEWAY_RETRY_DELAY_MS = 250
+/** Timeout of one forwarded request (the original waits up to ~35 s). */
+export const GATEWAY_FORWARD_TIMEOUT_MS = 35_000
+
+/** Effective copies for an object: the request's, else its VDI's, capped by zones (§10.3). */
+function copiesFor(sheep: Sheep, obj: ObjFields): number {
+  return obj.copies || sheep.vdiCopies(oidToVid(obj.oid))
+}
+
+/** Sends one peer op to `node` (directly when it is this node). */
+async function forward(sheep: Sheep, node: SdNode, opcode: number, obj: ObjFields, data: Buffer | undefined, length: number, flags: number): Promise<OpReply> {
+  const peerOp = GATEWAY_TO_PEER_OP.get(opcode) ?? opcode
+  if (sheep.isSelf(node)) return runPeerOp(sheep, { opcode: peerOp, obj, data, length })
+  const conn = sheep.peers.get({ host: addrToText(node.addr), port: node.port })
+  try {
+    const { rsp, data: out } = await conn.request({
+      opcode: peerOp, protoVer: SD_SHEEP_PROTO_VER, epoch: sheep.epoch, flags, variant: REQ_OBJ, fields: obj,
+      data, readLength: data ? undefined : length, timeoutMs: GATEWAY_FORWARD_TIMEOUT_MS,
+    })
+    return reply(rsp.result, rsp.result === SD_RES_SUCCESS && out.length > 0 ? out : undefined)
+  } catch (e) {
+    if (e instanceof SdError) return reply(e.code)
+    throw e
+  }
+}
+
+async function withRetries(sheep: Sheep, attempt: () => Promise<OpReply>): Promise<OpReply> {
+  let last: OpReply = reply(SD_RES_NETWORK_ERROR)
+  for (let i = 0; i <= GATEWAY_MAX_RETRIES; i++) {
+    last = await attempt()
+    if (!RETRY_RESULTS.has(last.result)) return last
+    sheep.log.debug(`gateway retry ${i + 1} after result 0x${last.result.toString(16)}`)
+    await new Promise((r) => setTimeout(r, GATEWAY_RETRY_DELAY_MS))
+  }
+  return last
+}
+
+/** Reads from one replica: this node first when it holds one, then the others from a random start. */
+export async function gatewayRead(sheep: Sheep, obj: ObjFields, length: number): Promise<OpReply> {
+  if (sheep.ring.isEmpty) return reply(SD_RES_HALT)
+  return withRetries(sheep, async () => {
+    const targets = sheep.ring.replicasFor(obj.oid, copiesFor(sheep, obj))
+    const local = targets.findIndex((n) => sheep.isSelf(n))
+    const order: SdNode[] = []
+    if (local >= 0) order.push(targets[local])
+    const others = targets.filter((_, i) => i !== local)
+    const start = others.length > 0 ? Math.floor(Math.random() * others.length) : 0
+    for (let i = 0; i < others.length; i++) order.push(others[(start + i) % others.length])
+    let last: OpReply = reply(SD_RES_NO_OBJ)
+    for (const node of order) {
+      last = await forward(sheep, node, SD_OP_READ_OBJ, obj, undefined, length, 0)
+      if (last.result === SD_RES_SUCCESS) return last
+      if (RETRY_RESULTS.has(last.result) && last.result !== SD_RES_NETWORK_ERROR) return last
+    }
+    return last
+  })
+}
+
+/** Sends a write-type op to every replica at once; success only if all succeed (§11.2). */
+export async function gatewayWriteAll(sheep: Sheep, opcode: number, obj: ObjFields, data: Buffer | undefined): Promise<OpReply> {
+  if (sheep.ring.isEmpty) return reply(SD_RES_HALT)
+  const copies = copiesFor(sheep, obj)
+  if (opcode !== SD_OP_REMOVE_OBJ && (sheep.settings.flags & SD_CLUSTER_FLAG_STRICT) && sheep.ring.nrZones < copies) {
+    return reply(SD_RES_HALT)
+  }
+  return withRetries(sheep, async () => {
+    const targets = sheep.ring.replicasFor(obj.oid, copies)
+    const replies = await Promise.all(targets.map((node) => forward(sheep, node, opcode, obj, data, 0, data && data.length > 0 ? 1 : 0)))
+    let result = SD_RES_SUCCESS
+    for (const r of replies) if (r.result !== SD_RES_SUCCESS) result = r.result
+    return reply(result)
+  })
+}
+
+/** Data objects of a snapshot are read-only (§11.6). */
+function isReadonlyTarget(sheep: Sheep, oid: bigint): boolean {
+  if (!isDataObj(oid) && !isVmstateObj(oid)) return false
+  return sheep.vdis.get(oidToVid(oid))?.snapshot === true
+}
+
+/** CREATE_AND_WRITE_OBJ, READ_OBJ, WRITE_OBJ, REMOVE_OBJ as received from a client. */
+export async function handleGatewayRequest(sheep: Sheep, req: SdRequest, data: Buffer | undefined): Promise<OpReply> {
+  const obj = reqVariant(req, REQ_OBJ)
+  const size = objectSizeFor(sheep, obj.oid)
+  switch (req.opcode) {
+    case SD_OP_READ_OBJ:
+      if (obj.offset + req.dataLength > size) return reply(SD_RES_INVALID_PARMS)
+      return gatewayRead(sheep, obj, req.dataLength)
+    case SD_OP_WRITE_OBJ:
+      if (isReadonlyTarget(sheep, obj.oid)) return reply(SD_RES_READONLY)
+      if (obj.offset + (data?.length ?? 0) > size) return reply(SD_RES_INVALID_PARMS)
+      return gatewayWriteAll(sheep, SD_OP_WRITE_OBJ, obj, data ?? Buffer.alloc(0))
+    case SD_OP_CREATE_AND_WRITE_OBJ: {
+      if (isReadonlyTarget(sheep, obj.oid)) return reply(SD_RES_READONLY)
+      const payload = data ?? Buffer.alloc(0)
+      if (obj.offset + payload.length > size) return reply(SD_RES_INVALID_PARMS)
+      if (req.flags & SD_FLAG_CMD_COW) return copyOnWrite(sheep, obj, payload, size)
+      return gatewayWriteAll(sheep, SD_OP_CREATE_AND_WRITE_OBJ, { ...obj, cowOid: 0n }, payload)
+    }
+    case SD_OP_REMOVE_OBJ:
+      return gatewayWriteAll(sheep, SD_OP_REMOVE_OBJ, obj, undefined)
+    default:
+      return reply(SD_RES_INVALID_PARMS)
+  }
+}
+
+/** COW create (§11.3): the full new object = the source object with the payload laid over it. */
+async function copyOnWrite(sheep: Sheep, obj: ObjFields, payload: Buffer, size: number): Promise<OpReply> {
+  let full = payload
+  if (obj.offset !== 0 || payload.length !== size) {
+    const src = await gatewayRead(sheep, { ...obj, oid: obj.cowOid, offset: 0, copies: 0 }, size)
+    full = src.result === SD_RES_SUCCESS && src.data ? src.data : Buffer.alloc(size)
+    payload.copy(full, obj.offset)
+  }
+  return gatewayWriteAll(sheep, SD_OP_CREATE_AND_WRITE_OBJ, { ...obj, cowOid: 0n, offset: 0 }, full)
+}
+
+/** Reads an object through the gateway from inside sheep (VDI lookups); throws SdError. */
+export async function readObject(sheep: Sheep, oid: bigint, offset: number, length: number): Promise<Buffer> {
+  const r = await gatewayRead(sheep, { oid, cowOid: 0n, copies: 0, copyPolicy: 0, ecIndex: 0, tgtEpoch: 0, offset }, length)
+  if (r.result !== SD_RES_SUCCESS || !r.data) throw new SdError(r.result)
+  return r.data
+}
+
+/** Creates or overwrites an object through the gateway from inside sheep; throws SdError. */
+export async function writeObject(sheep: Sheep, oid: bigint, offset: number, data: Buffer, opts: { create: boolean; copies?: number }): Promise<void> {
+  const obj = { oid, cowOid: 0n, copies: opts.copies ?? 0, copyPolicy: 0, ecIndex: 0, tgtEpoch: 0, offset }
+  const r = await gatewayWriteAll(sheep, opts.create ? SD_OP_CREATE_AND_WRITE_OBJ : SD_OP_WRITE_OBJ, obj, data)
+  if (r.result !== SD_RES_SUCCESS) throw new SdError(r.result)
+}
+

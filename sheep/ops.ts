@@ -1,0 +1,263 @@
+// The op table: opcode → name, kind (gateway | peer | local | cluster), whether it is a "force"
+// op allowed while the cluster waits, and its handler (wire-protocol.md §5). For cluster ops,
+// `work` runs on the receiving node (under the cluster-wide block when present) and `main` on
+// every member in the driver's order. Opcodes not in the table answer INVALID_PARMS.
+import {
+  REQ_CLUSTER, REQ_OBJ, RSP_CLUSTER_DEFAULT, RSP_HASH, RSP_NODE, type SdRequest, reqVariant,
+} from '../lib/codec.js'
+import { cString } from '../lib/layout.js'
+import {
+  SD_OP_CLUSTER_INFO, SD_OP_CREATE_AND_WRITE_OBJ, SD_OP_CREATE_AND_WRITE_PEER,
+  SD_OP_DEL_VDI, SD_OP_DISCARD_OBJ, SD_OP_EXIST, SD_OP_FLUSH_DEL_CACHE, SD_OP_FLUSH_VDI, SD_OP_GET_CLUSTER_DEFAULT,
+  SD_OP_GET_EPOCH, SD_OP_GET_HASH, SD_OP_GET_LOGLEVEL, SD_OP_GET_NODE_LIST, SD_OP_GET_OBJ_LIST, SD_OP_GET_STORE_LIST,
+  SD_OP_GET_VDI_COPIES, SD_OP_GET_VDI_INFO, SD_OP_KILL_NODE, SD_OP_LOCK_VDI, SD_OP_MAKE_FS, SD_OP_NEW_VDI,
+  SD_OP_READ_DEL_VDIS, SD_OP_READ_OBJ, SD_OP_READ_PEER, SD_OP_READ_VDIS, SD_OP_RELEASE_VDI, SD_OP_REMOVE_OBJ,
+  SD_OP_REMOVE_PEER, SD_OP_SET_LOGLEVEL, SD_OP_SHUTDOWN, SD_OP_STAT_CLUSTER, SD_OP_STAT_SHEEP, SD_OP_WRITE_OBJ,
+  SD_OP_WRITE_PEER, SD_RES_BUFFER_SMALL, SD_RES_INVALID_PARMS, SD_RES_NO_OBJ, SD_RES_NO_STORE, SD_RES_NO_TAG,
+  SD_RES_SUCCESS, SD_RES_WAIT_FOR_FORMAT, SD_RES_WAIT_FOR_JOIN, SD_STATUS_OK, SD_STATUS_SHUTDOWN, SD_STATUS_WAIT,
+  SD_VDI_BITMAP_SIZE, SD_RES_SHUTDOWN,
+} from '../lib/proto.js'
+import {
+  CLUSTER_INFO_SIZE, EPOCH_LOG_HEADER_SIZE, SD_NODE_SIZE, encodeClusterInfo, encodeEpochLog, encodeNodes,
+  epochLogStride,
+} from '../lib/structs.js'
+import { inodeIndexOffset, isDataObj, oidToIdx, oidToVid, vidToVdiOid } from '../lib/oid.js'
+import { LOG_LEVEL_NAMES, sdLevelToPino } from '../lib/log.js'
+import { gatewayWriteAll, handleGatewayRequest, readObject, writeObject } from './gateway.js'
+import { type OpKind, type OpReply, reply } from './op-types.js'
+import { handlePeerRequest } from './peer.js'
+import type { ClusterOpMain, Sheep } from './sheep.js'
+import {
+  delVdiMain, delVdiWork, getVdiInfoWork, lockVdiMain, newVdiMain, newVdiWork, releaseVdiMain,
+} from './vdi.js'
+
+export const STORE_NAMES = ['plain'] as const
+
+export interface OpDef {
+  name: string
+  kind: OpKind
+  /** Accepted while the cluster waits for format or members (wire-protocol.md §1.2). */
+  force?: boolean
+  /** gateway / peer / local ops, and cluster ops without a work phase (runs before broadcast). */
+  handler?: (sheep: Sheep, req: SdRequest, data: Buffer | undefined) => Promise<OpReply> | OpReply
+  /** Cluster op work phase, run under the cluster-wide block on the receiving node. */
+  work?: (sheep: Sheep, req: SdRequest, data: Buffer | undefined) => Promise<{ rsp: Buffer; data: Buffer | undefined }>
+  /** Cluster op main phase, run on every member in order. */
+  main?: ClusterOpMain
+}
+
+/** The STAT_CLUSTER result code: the cluster status as a result (§7.5). */
+function statusResult(sheep: Sheep): number {
+  if (sheep.status === SD_STATUS_OK) return SD_RES_SUCCESS
+  if (sheep.status === SD_STATUS_SHUTDOWN) return SD_RES_SHUTDOWN
+  return sheep.settings.ctime === 0n ? SD_RES_WAIT_FOR_FORMAT : SD_RES_WAIT_FOR_JOIN
+}
+
+function statCluster(sheep: Sheep, req: SdRequest): OpReply {
+  const { nodesNr } = reqVariant(req, REQ_CLUSTER)
+  const stride = epochLogStride(nodesNr)
+  const maxEntries = Math.floor(req.dataLength / stride)
+  const result = statusResult(sheep)
+  if (sheep.epoch === 0 || maxEntries === 0) return reply(result)
+  const entries = Math.min(maxEntries, sheep.epoch)
+  const buf = Buffer.alloc(entries * stride)
+  let written = 0
+  for (let e = sheep.epoch; e >= 1 && written < entries; e--) {
+    const rec = sheep.epochs.read(e)
+    const nodes = rec?.nodes ?? []
+    if (nodes.length > nodesNr && nodesNr > 0) return reply(SD_RES_BUFFER_SMALL)
+    const first = written === 0
+    const s = sheep.settings
+    encodeEpochLog({
+      ctime: first ? s.ctime : 0n, time: nodesNr > 0 ? (rec?.timeSec ?? 0n) : 0n, epoch: e,
+      nrNodes: nodesNr > 0 ? nodes.length : 0, disableRecovery: first && s.disableRecovery ? 1 : 0,
+      nrCopies: first ? s.nrCopies : 0, copyPolicy: first ? s.copyPolicy : 0, flags: first ? s.flags : 0,
+      drvName: first ? s.defaultStore : '', nodes,
+    }, nodesNr, buf, written * stride)
+    written++
+    if (nodesNr === 0) break
+  }
+  return reply(result, buf.subarray(0, written * stride))
+}
+
+function clusterInfo(sheep: Sheep, req: SdRequest): OpReply {
+  const s = sheep.settings
+  const size = Math.min(req.dataLength, CLUSTER_INFO_SIZE)
+  if (size < EPOCH_LOG_HEADER_SIZE + sheep.members.length * SD_NODE_SIZE) return reply(SD_RES_BUFFER_SMALL)
+  const data = encodeClusterInfo({
+    protoVer: 0x0a, disableRecovery: s.disableRecovery ? 1 : 0, nrNodes: sheep.members.length, epoch: sheep.epoch,
+    ctime: s.ctime, flags: s.flags, nrCopies: s.nrCopies, copyPolicy: s.copyPolicy, status: sheep.status,
+    blockSizeShift: s.blockSizeShift, defaultStore: s.defaultStore, nodes: sheep.members,
+  }, size)
+  return reply(SD_RES_SUCCESS, data)
+}
+
+/** MAKE_FS main phase on every member (behaviour.md §5). */
+async function makeFsMain(sheep: Sheep, msg: { req: SdRequest; data: Buffer | undefined }): Promise<number> {
+  const c = reqVariant(msg.req, REQ_CLUSTER)
+  const store = msg.data ? cString(msg.data) : 'plain'
+  if (!(STORE_NAMES as readonly string[]).includes(store)) return SD_RES_NO_STORE
+  await sheep.format({
+    ctime: c.ctime, flags: c.flags, nrCopies: c.copies, copyPolicy: c.copyPolicy, blockSizeShift: c.blockSizeShift,
+    defaultStore: store, disableRecovery: false,
+  })
+  sheep.log.info(`formatted: copies ${sheep.settings.nrCopies}, store ${store}, flags 0x${c.flags.toString(16)}`)
+  return SD_RES_SUCCESS
+}
+
+function readBitmap(bits: Uint8Array, req: SdRequest): OpReply {
+  if (req.dataLength < SD_VDI_BITMAP_SIZE) return reply(SD_RES_INVALID_PARMS)
+  return reply(SD_RES_SUCCESS, Buffer.from(bits.buffer, bits.byteOffset, SD_VDI_BITMAP_SIZE))
+}
+
+/** DISCARD_OBJ: clear the index entry of a data object, then remove the object (§5.1). */
+async function discardObj(sheep: Sheep, req: SdRequest): Promise<OpReply> {
+  const { oid } = reqVariant(req, REQ_OBJ)
+  if (!isDataObj(oid)) return reply(SD_RES_INVALID_PARMS)
+  const vid = oidToVid(oid)
+  const idx = oidToIdx(oid)
+  try {
+    const cur = (await readObject(sheep, vidToVdiOid(vid), inodeIndexOffset(idx), 4)).readUInt32LE(0)
+    if (cur !== 0) await writeObject(sheep, vidToVdiOid(vid), inodeIndexOffset(idx), Buffer.alloc(4), { create: false })
+  } catch (e) {
+    return reply((e as { code?: number }).code ?? SD_RES_NO_OBJ)
+  }
+  const r = await gatewayWriteAll(sheep, SD_OP_REMOVE_OBJ, { oid, cowOid: 0n, copies: 0, copyPolicy: 0, ecIndex: 0, tgtEpoch: 0, offset: 0 }, undefined)
+  return reply(r.result === SD_RES_NO_OBJ ? SD_RES_SUCCESS : r.result)
+}
+
+const peer = (name: string): OpDef => ({ name, kind: 'peer', handler: handlePeerRequest })
+const gateway = (name: string): OpDef => ({ name, kind: 'gateway', handler: handleGatewayRequest })
+
+/** The op table. */
+export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
+  [SD_OP_CREATE_AND_WRITE_OBJ, gateway('CREATE_AND_WRITE_OBJ')],
+  [SD_OP_READ_OBJ, gateway('READ_OBJ')],
+  [SD_OP_WRITE_OBJ, gateway('WRITE_OBJ')],
+  [SD_OP_REMOVE_OBJ, gateway('REMOVE_OBJ')],
+  [SD_OP_CREATE_AND_WRITE_PEER, peer('CREATE_AND_WRITE_PEER')],
+  [SD_OP_READ_PEER, peer('READ_PEER')],
+  [SD_OP_WRITE_PEER, peer('WRITE_PEER')],
+  [SD_OP_REMOVE_PEER, peer('REMOVE_PEER')],
+  [SD_OP_DISCARD_OBJ, { name: 'DISCARD_OBJ', kind: 'local', handler: discardObj }],
+  [SD_OP_NEW_VDI, { name: 'NEW_VDI', kind: 'cluster', work: newVdiWork, main: (s, m) => newVdiMain(s, m.rsp.result, m.data) }],
+  [SD_OP_GET_VDI_INFO, { name: 'GET_VDI_INFO', kind: 'cluster', work: getVdiInfoWork }],
+  [SD_OP_LOCK_VDI, {
+    name: 'LOCK_VDI', kind: 'cluster', work: getVdiInfoWork,
+    main: (s, m) => lockVdiMain(s, m.rsp.result, m.data, Buffer.alloc(40)),
+  }],
+  [SD_OP_RELEASE_VDI, { name: 'RELEASE_VDI', kind: 'cluster', main: (s, m) => releaseVdiMain(s, m.req) }],
+  [SD_OP_DEL_VDI, { name: 'DEL_VDI', kind: 'cluster', work: delVdiWork, main: (s, m) => delVdiMain(s, m.rsp.result, m.data) }],
+  [SD_OP_READ_VDIS, { name: 'READ_VDIS', kind: 'local', force: true, handler: (s, req) => readBitmap(s.vdis.inUse.bytes, req) }],
+  [SD_OP_READ_DEL_VDIS, { name: 'READ_DEL_VDIS', kind: 'local', force: true, handler: (s, req) => readBitmap(s.vdis.deleted.bytes, req) }],
+  [SD_OP_FLUSH_VDI, { name: 'FLUSH_VDI', kind: 'local', handler: () => reply(SD_RES_INVALID_PARMS) }],
+  [SD_OP_FLUSH_DEL_CACHE, { name: 'FLUSH_DEL_CACHE', kind: 'local', handler: () => reply(SD_RES_SUCCESS) }],
+  [SD_OP_GET_CLUSTER_DEFAULT, {
+    name: 'GET_CLUSTER_DEFAULT', kind: 'local', force: true,
+    handler: (s) => reply(SD_RES_SUCCESS, undefined, RSP_CLUSTER_DEFAULT, {
+      nrCopies: s.settings.nrCopies, copyPolicy: s.settings.copyPolicy, blockSizeShift: s.settings.blockSizeShift,
+    }),
+  }],
+  [SD_OP_GET_NODE_LIST, {
+    name: 'GET_NODE_LIST', kind: 'local', force: true,
+    handler: (s, req) => {
+      const data = encodeNodes(s.members)
+      if (data.length > req.dataLength) return reply(SD_RES_BUFFER_SMALL)
+      return reply(SD_RES_SUCCESS, data, RSP_NODE, { nrNodes: s.members.length })
+    },
+  }],
+  [SD_OP_MAKE_FS, { name: 'MAKE_FS', kind: 'cluster', force: true, main: makeFsMain }],
+  [SD_OP_SHUTDOWN, {
+    name: 'SHUTDOWN', kind: 'cluster', force: true,
+    main: async (s) => {
+      await s.shutdown()
+      return SD_RES_SUCCESS
+    },
+  }],
+  [SD_OP_STAT_SHEEP, {
+    name: 'STAT_SHEEP', kind: 'local',
+    handler: (s) => {
+      const size = s.gateway ? 0n : s.space
+      const used = s.store.usedBytes()
+      return reply(SD_RES_SUCCESS, undefined, RSP_NODE, { storeSize: size, storeFree: size > used ? size - used : 0n })
+    },
+  }],
+  [SD_OP_STAT_CLUSTER, { name: 'STAT_CLUSTER', kind: 'local', force: true, handler: statCluster }],
+  [SD_OP_CLUSTER_INFO, { name: 'CLUSTER_INFO', kind: 'local', force: true, handler: clusterInfo }],
+  [SD_OP_GET_STORE_LIST, {
+    name: 'GET_STORE_LIST', kind: 'local', force: true,
+    handler: (_s, req) => {
+      const data = Buffer.from(STORE_NAMES.map((n) => `${n} `).join(''))
+      return data.length > req.dataLength ? reply(SD_RES_BUFFER_SMALL) : reply(SD_RES_SUCCESS, data)
+    },
+  }],
+  [SD_OP_KILL_NODE, {
+    name: 'KILL_NODE', kind: 'local', force: true,
+    handler: (s) => {
+      setImmediate(() => s.kill())
+      return reply(SD_RES_SUCCESS)
+    },
+  }],
+  [SD_OP_GET_VDI_COPIES, {
+    name: 'GET_VDI_COPIES', kind: 'local', force: true,
+    handler: (s, req) => {
+      const data = s.vdis.encode(req.dataLength)
+      return data ? reply(SD_RES_SUCCESS, data) : reply(SD_RES_BUFFER_SMALL)
+    },
+  }],
+  [SD_OP_EXIST, {
+    name: 'EXIST', kind: 'local', force: true,
+    handler: (s, req) => reply(s.store.exists(reqVariant(req, REQ_OBJ).oid) ? SD_RES_SUCCESS : SD_RES_NO_OBJ),
+  }],
+  [SD_OP_GET_OBJ_LIST, {
+    name: 'GET_OBJ_LIST', kind: 'local',
+    handler: (s, req) => {
+      const list = s.store.list()
+      if (list.length * 8 > req.dataLength) return reply(SD_RES_BUFFER_SMALL)
+      const buf = Buffer.alloc(list.length * 8)
+      list.forEach((oid, i) => buf.writeBigUInt64LE(oid, i * 8))
+      return reply(SD_RES_SUCCESS, buf)
+    },
+  }],
+  [SD_OP_GET_EPOCH, {
+    name: 'GET_EPOCH', kind: 'local',
+    handler: (s, req) => {
+      const raw = s.epochs.readRaw(reqVariant(req, REQ_OBJ).tgtEpoch)
+      if (!raw) return reply(SD_RES_NO_TAG)
+      return raw.length > req.dataLength ? reply(SD_RES_BUFFER_SMALL) : reply(SD_RES_SUCCESS, raw)
+    },
+  }],
+  [SD_OP_GET_HASH, {
+    name: 'GET_HASH', kind: 'local',
+    handler: async (s, req) => {
+      const digest = await s.store.sha1(reqVariant(req, REQ_OBJ).oid)
+      return typeof digest === 'number' ? reply(digest) : reply(SD_RES_SUCCESS, undefined, RSP_HASH, { digest })
+    },
+  }],
+  [SD_OP_GET_LOGLEVEL, {
+    name: 'GET_LOGLEVEL', kind: 'local', force: true,
+    handler: (s, req) => {
+      if (req.dataLength < 4) return reply(SD_RES_INVALID_PARMS)
+      const b = Buffer.alloc(4)
+      b.writeInt32LE(s.logLevel)
+      return reply(SD_RES_SUCCESS, b)
+    },
+  }],
+  [SD_OP_SET_LOGLEVEL, {
+    name: 'SET_LOGLEVEL', kind: 'local', force: true,
+    handler: (s, _req, data) => {
+      const level = data && data.length >= 4 ? data.readInt32LE(0) : -1
+      if (level < 0 || level >= LOG_LEVEL_NAMES.length) return reply(SD_RES_INVALID_PARMS)
+      s.logLevel = level
+      s.log.level = sdLevelToPino(level)
+      return reply(SD_RES_SUCCESS)
+    },
+  }],
+])
+
+/** True while the cluster waits: everything but force ops is refused with the waiting result. */
+export function waitingResult(sheep: Sheep): number | undefined {
+  if (sheep.status !== SD_STATUS_WAIT) return undefined
+  return sheep.settings.ctime === 0n ? SD_RES_WAIT_FOR_FORMAT : SD_RES_WAIT_FOR_JOIN
+}
+

@@ -1,0 +1,75 @@
+// The node-local side of object I/O (wire-protocol.md §13.2–13.3): peer ops act on this node's
+// store. Requests from other sheep are epoch-checked first; the gateway calls `runPeerOp`
+// directly for replicas that live on this node.
+import type { Fields } from '../lib/layout.js'
+import { REQ_OBJ, type SdRequest, reqVariant } from '../lib/codec.js'
+import { oidToVid, objectSizeOf } from '../lib/oid.js'
+import {
+  SD_OP_CREATE_AND_WRITE_PEER, SD_OP_READ_PEER, SD_OP_REMOVE_PEER, SD_OP_WRITE_PEER, SD_RES_INVALID_PARMS,
+  SD_RES_NEW_NODE_VER, SD_RES_NO_OBJ, SD_RES_OLD_NODE_VER, SD_RES_SUCCESS, SD_RES_EIO,
+} from '../lib/proto.js'
+import { type OpReply, reply } from './op-types.js'
+import type { Sheep } from './sheep.js'
+
+/** How long a peer request from a newer epoch waits for this node to catch up. */
+export const PEER_EPOCH_WAIT_MS = 30_000
+
+export type ObjFields = Fields<typeof REQ_OBJ>
+
+/** Size of the object `oid` as stored (inode, attribute, ledger, or the VDI's object size). */
+export function objectSizeFor(sheep: Sheep, oid: bigint): number {
+  return objectSizeOf(oid, sheep.vdiBlockSizeShift(oidToVid(oid)))
+}
+
+export interface PeerOp {
+  opcode: number
+  obj: ObjFields
+  data?: Buffer
+  /** READ_PEER: bytes wanted. */
+  length: number
+}
+
+/** Executes one peer op on the local store. */
+export async function runPeerOp(sheep: Sheep, op: PeerOp): Promise<OpReply> {
+  const { oid, offset } = op.obj
+  if (sheep.gateway) return reply(SD_RES_NO_OBJ)
+  try {
+    switch (op.opcode) {
+      case SD_OP_READ_PEER: {
+        const size = objectSizeFor(sheep, oid)
+        if (offset + op.length > Math.max(size, offset)) return reply(SD_RES_INVALID_PARMS)
+        const data = await sheep.store.read(oid, offset, op.length)
+        return typeof data === 'number' ? reply(data) : reply(SD_RES_SUCCESS, data)
+      }
+      case SD_OP_WRITE_PEER: {
+        const data = op.data ?? Buffer.alloc(0)
+        if (offset + data.length > objectSizeFor(sheep, oid)) return reply(SD_RES_INVALID_PARMS)
+        return reply(await sheep.store.write({ oid, offset, data }))
+      }
+      case SD_OP_CREATE_AND_WRITE_PEER: {
+        const data = op.data ?? Buffer.alloc(0)
+        const size = objectSizeFor(sheep, oid)
+        if (offset + data.length > size) return reply(SD_RES_INVALID_PARMS)
+        return reply(await sheep.store.create({ oid, offset, data }, size))
+      }
+      case SD_OP_REMOVE_PEER:
+        return reply(await sheep.store.remove(oid))
+      default:
+        return reply(SD_RES_INVALID_PARMS)
+    }
+  } catch (e) {
+    sheep.log.error(`peer op 0x${op.opcode.toString(16)} on ${oid.toString(16)} failed: ${String(e)}`)
+    return reply(SD_RES_EIO)
+  }
+}
+
+/** A peer op from another sheep: epoch check (§13.3), then the local store. */
+export async function handlePeerRequest(sheep: Sheep, req: SdRequest, data: Buffer | undefined): Promise<OpReply> {
+  const obj = reqVariant(req, REQ_OBJ)
+  if (obj.oid !== 0n) {
+    const diff = (req.epoch - sheep.epoch) | 0
+    if (diff < 0) return reply(SD_RES_OLD_NODE_VER)
+    if (diff > 0 && !(await sheep.waitForEpoch(req.epoch, PEER_EPOCH_WAIT_MS))) return reply(SD_RES_NEW_NODE_VER)
+  }
+  return runPeerOp(sheep, { opcode: req.opcode, obj, data, length: req.dataLength })
+}

@@ -1,0 +1,164 @@
+// Sheep's listeners (TCP and PATH/sock) and the request path: frames in → header checks → op
+// table → status gate → handler → response frame (wire-protocol.md §1). Requests on one
+// connection run concurrently and are answered as they finish (out of order, matched by id).
+// A malformed request gets an error result; only a stream that cannot be trusted is closed.
+import fs from 'node:fs'
+import net from 'node:net'
+import {
+  type SdRequest, decodeRequestHeader, encodeResponseHeader, maxResponsePayload, requestCarriesPayload,
+  validateRequestHeader,
+} from '../lib/codec.js'
+import { FrameReader } from '../lib/framing.js'
+import {
+  SD_RES_BUFFER_SMALL, SD_RES_INVALID_PARMS, SD_RES_KILLED, SD_RES_SHUTDOWN, SD_RES_SYSTEM_ERROR, SD_STATUS_KILLED,
+  SD_STATUS_SHUTDOWN, opcodeName,
+} from '../lib/proto.js'
+import type { OpReply } from './op-types.js'
+import { OPS, waitingResult } from './ops.js'
+import type { Sheep } from './sheep.js'
+
+/** Connections served at once; further ones are closed on accept. */
+export const SERVER_MAX_CONNECTIONS = 1024
+/** Requests of one connection being processed at once; reading pauses beyond this. */
+export const SERVER_MAX_IN_FLIGHT_PER_CONNECTION = 128
+
+export interface Listen {
+  host?: string
+  port: number
+  socketPath: string
+}
+
+export class SheepServer {
+  private readonly servers: net.Server[] = []
+  private readonly sockets = new Set<net.Socket>()
+  private inFlight = 0
+  private drainWaiters: Array<() => void> = []
+
+  constructor(private readonly sheep: Sheep) {}
+
+  async listen(opts: Listen): Promise<void> {
+    const tcp = net.createServer((s) => this.accept(s, true))
+    tcp.maxConnections = SERVER_MAX_CONNECTIONS
+    await new Promise<void>((resolve, reject) => {
+      tcp.once('error', reject)
+      tcp.listen({ host: opts.host, port: opts.port }, () => {
+        tcp.off('error', reject)
+        resolve()
+      })
+    })
+    this.servers.push(tcp)
+    try {
+      fs.rmSync(opts.socketPath, { force: true })
+    } catch {
+      // a stale socket that cannot be removed makes the listen below fail with its reason
+    }
+    const unix = net.createServer((s) => this.accept(s, false))
+    unix.maxConnections = SERVER_MAX_CONNECTIONS
+    await new Promise<void>((resolve, reject) => {
+      unix.once('error', reject)
+      unix.listen(opts.socketPath, () => {
+        unix.off('error', reject)
+        resolve()
+      })
+    })
+    this.servers.push(unix)
+  }
+
+  /** Stops accepting; resolves when in-flight requests have been answered. */
+  async close(): Promise<void> {
+    for (const s of this.servers) s.close()
+    if (this.inFlight > 0) await new Promise<void>((r) => this.drainWaiters.push(r))
+    for (const s of this.sockets) s.destroy()
+  }
+
+  private accept(socket: net.Socket, tcp: boolean): void {
+    if (tcp) socket.setNoDelay(true)
+    this.sockets.add(socket)
+    let connInFlight = 0
+    let paused = false
+    const reader = new FrameReader({
+      payloadLength: (raw) => {
+        const req = decodeRequestHeader(raw)
+        const verdict = validateRequestHeader(req)
+        if (!verdict.ok && verdict.fatal) return verdict.reason
+        return requestCarriesPayload(req) ? req.dataLength : 0
+      },
+      onFrame: (raw, payload) => {
+        connInFlight++
+        this.inFlight++
+        if (connInFlight >= SERVER_MAX_IN_FLIGHT_PER_CONNECTION && !paused) {
+          paused = true
+          socket.pause()
+        }
+        const req = decodeRequestHeader(raw)
+        void this.process(req, payload).then((r) => {
+          this.send(socket, req, r)
+          connInFlight--
+          this.inFlight--
+          if (paused && connInFlight < SERVER_MAX_IN_FLIGHT_PER_CONNECTION / 2) {
+            paused = false
+            socket.resume()
+          }
+          if (this.inFlight === 0) for (const w of this.drainWaiters.splice(0)) w()
+        })
+      },
+      onProtocolError: (reason) => {
+        this.sheep.log.warn(`closing connection from ${socket.remoteAddress ?? 'unix socket'}: ${reason}`)
+        socket.destroy()
+      },
+    })
+    socket.on('data', (chunk: Buffer) => reader.push(chunk))
+    socket.on('error', () => socket.destroy())
+    socket.on('close', () => this.sockets.delete(socket))
+  }
+
+  /** Runs one request through the op table; never throws. */
+  async process(req: SdRequest, data: Buffer | undefined): Promise<OpReply> {
+    const sheep = this.sheep
+    const verdict = validateRequestHeader(req)
+    if (!verdict.ok) {
+      sheep.log.warn(`refused ${opcodeName(req.opcode)}: ${verdict.reason}`)
+      return { result: verdict.result }
+    }
+    const op = OPS.get(req.opcode)
+    if (!op) return { result: SD_RES_INVALID_PARMS }
+    if (sheep.status === SD_STATUS_KILLED) return { result: SD_RES_KILLED }
+    if (sheep.status === SD_STATUS_SHUTDOWN) return { result: SD_RES_SHUTDOWN }
+    const waiting = waitingResult(sheep)
+    if (waiting !== undefined && !op.force) return { result: waiting }
+    try {
+      if (op.kind !== 'cluster') return await op.handler!(sheep, req, data)
+      if (op.work) {
+        const work = op.work
+        return await sheep.exclusiveOp(req.raw, () => work(sheep, req, data))
+      }
+      return await sheep.broadcastOp(req.raw, data)
+    } catch (e) {
+      sheep.log.error(`${opcodeName(req.opcode)} failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}`)
+      return { result: (e as { code?: number }).code ?? SD_RES_SYSTEM_ERROR }
+    }
+  }
+
+  private send(socket: net.Socket, req: SdRequest, r: OpReply): void {
+    if (socket.destroyed) return
+    let result = r.result
+    let data = r.data
+    if (data && data.length > maxResponsePayload(req)) {
+      // never more payload than the client can take (§1.1 rule 4)
+      this.sheep.log.error(`${opcodeName(req.opcode)}: reply of ${data.length} bytes exceeds the client's ${maxResponsePayload(req)}`)
+      result = SD_RES_BUFFER_SMALL
+      data = undefined
+    }
+    const header = encodeResponseHeader({
+      opcode: req.opcode, epoch: this.sheep.epoch, id: req.id, dataLength: data?.length ?? 0, result,
+      variant: r.variant, fields: r.fields as never,
+    })
+    if (r.rawRsp) {
+      r.rawRsp.copy(header, 20, 20, 48)
+    }
+    socket.cork()
+    socket.write(header)
+    if (data && data.length > 0) socket.write(data)
+    socket.uncork()
+  }
+}

@@ -1,0 +1,404 @@
+// One sheep: the node's state (cluster info, membership, epoch, ring, VDI table, store) and its
+// life cycle — start from the base directory, join through the cluster driver, apply membership
+// events and cluster-wide ops in the driver's total order, stop (behaviour.md §2–6, §8).
+import fs from 'node:fs'
+import path from 'node:path'
+import { Packr } from 'msgpackr'
+import { ConnectionPool } from '../lib/client.js'
+import { decodeRequestHeader, decodeResponseHeader, encodeResponseHeader } from '../lib/codec.js'
+import { decodeInodeHeader, SD_INODE_LOOKUP_SIZE } from '../lib/inode.js'
+import type { Logger } from '../lib/log.js'
+import { isVdiObj, oidToVid } from '../lib/oid.js'
+import {
+  SD_CLUSTER_FLAG_AUTO_VNODES, SD_DEFAULT_BLOCK_SIZE_SHIFT, SD_DEFAULT_COPIES, SD_RES_SUCCESS, SD_SHEEP_PROTO_VER,
+  SD_STATUS_KILLED, SD_STATUS_OK, SD_STATUS_SHUTDOWN, SD_STATUS_WAIT,
+} from '../lib/proto.js'
+import { HashRing, autoVnodes } from '../lib/ring.js'
+import { type SdNode, addrToText, compareNodes, nodeDescription, sameNode } from '../lib/structs.js'
+import type { ClusterDriver } from './cluster/driver.js'
+import { ConfigStore, EpochStore, emptyConfig } from './config.js'
+import type { OpReply } from './op-types.js'
+import type { StoreDriver } from './store/driver.js'
+import { VdiTable } from './vdi-state.js'
+
+/** The cluster-wide settings every member agrees on (the cinfo of behaviour.md §1). */
+export interface ClusterSettings {
+  ctime: bigint
+  flags: number
+  nrCopies: number
+  copyPolicy: number
+  blockSizeShift: number
+  defaultStore: string
+  disableRecovery: boolean
+}
+
+/** The join/accept payload: the sender's view of the cluster (behaviour.md §3.1). */
+interface JoinInfo {
+  protoVer: number
+  status: number
+  epoch: number
+  settings: ClusterSettings
+  /** Node list of `epoch`, as raw sd_node fields. */
+  epochNodes: SdNode[]
+}
+
+/** A cluster op travelling through the driver: request, response and data (wire-protocol §13.4). */
+interface OpMessage {
+  token: string
+  req: Buffer
+  rsp: Buffer
+  data: Buffer | null
+}
+
+export interface ClusterOpMain {
+  (sheep: Sheep, msg: { req: ReturnType<typeof decodeRequestHeader>; rsp: ReturnType<typeof decodeResponseHeader>; data: Buffer | undefined }): Promise<number> | number
+}
+
+export interface SheepConfig {
+  baseDir: string
+  objDir: string
+  self: SdNode
+  fixedVnodes: boolean
+  gateway: boolean
+  nosync: boolean
+  log: Logger
+  store: StoreDriver
+  driver: ClusterDriver
+  /** Looks up the `main` phase of a cluster op by opcode (the op table owns them). */
+  clusterMain: (opcode: number) => ClusterOpMain | undefined
+}
+
+const packr = new Packr({ useRecords: false, moreTypes: true })
+
+export class Sheep {
+  readonly baseDir: string
+  readonly log: Logger
+  readonly store: StoreDriver
+  readonly driver: ClusterDriver
+  readonly config: ConfigStore
+  readonly epochs: EpochStore
+  readonly vdis = new VdiTable()
+  readonly peers = new ConnectionPool(2)
+  readonly nosync: boolean
+  readonly gateway: boolean
+  readonly fixedVnodes: boolean
+
+  self: SdNode
+  status = SD_STATUS_WAIT
+  epoch = 0
+  settings: ClusterSettings = emptySettings()
+  /** Current members in node-list order. */
+  members: SdNode[] = []
+  ring = new HashRing<SdNode>([])
+  /** Space announced in the config file (node capacity). */
+  space = 0n
+  logLevel = 6
+  private joined = false
+  private opCounter = 0
+  private readonly pendingOps = new Map<string, { resolve: (r: OpReply) => void; rsp: Buffer }>()
+  private readonly epochWaiters: Array<() => void> = []
+  private readonly clusterMain: SheepConfig['clusterMain']
+  /** Called when the daemon should exit (KILL_NODE, SHUTDOWN). */
+  onStop: (reason: string) => void = () => undefined
+
+  constructor(cfg: SheepConfig) {
+    this.baseDir = cfg.baseDir
+    this.log = cfg.log
+    this.store = cfg.store
+    this.driver = cfg.driver
+    this.self = cfg.self
+    this.nosync = cfg.nosync
+    this.gateway = cfg.gateway
+    this.fixedVnodes = cfg.fixedVnodes
+    this.clusterMain = cfg.clusterMain
+    this.config = new ConfigStore(cfg.baseDir)
+    this.epochs = new EpochStore(cfg.baseDir)
+  }
+
+  /** Loads what the base directory remembers: config, latest epoch, objects and VDIs. */
+  async load(freeBytes: () => bigint): Promise<void> {
+    this.epochs.init()
+    let cfg = this.config.read()
+    if (!cfg) {
+      cfg = { ...emptyConfig(), space: this.gateway ? 0n : freeBytes() }
+      await this.config.write(cfg)
+    } else if (cfg.space === 0n && !this.gateway) {
+      cfg.space = freeBytes()
+      await this.config.write(cfg)
+    }
+    this.space = this.gateway ? 0n : cfg.space
+    this.self = { ...this.self, space: this.space }
+    this.settings = {
+      ctime: cfg.ctime, flags: cfg.flags, nrCopies: cfg.copies, copyPolicy: cfg.copyPolicy,
+      blockSizeShift: cfg.blockSizeShift || SD_DEFAULT_BLOCK_SIZE_SHIFT, defaultStore: cfg.defaultStore,
+      disableRecovery: false,
+    }
+    this.epoch = this.epochs.latest()
+    await this.store.init()
+    await this.rebuildVdiTable()
+  }
+
+  /** Registers every inode found in the local store (behaviour.md §2 step 10). */
+  private async rebuildVdiTable(): Promise<void> {
+    for (const oid of this.store.list()) {
+      if (!isVdiObj(oid)) continue
+      const head = await this.store.read(oid, 0, SD_INODE_LOOKUP_SIZE)
+      if (typeof head === 'number') continue
+      const inode = decodeInodeHeader(head)
+      this.vdis.add({
+        vid: oidToVid(oid), nrCopies: inode.nrCopies, copyPolicy: inode.copyPolicy,
+        blockSizeShift: inode.blockSizeShift, snapshot: inode.snapCtime !== 0n, deleted: inode.name === '',
+        parentVid: inode.parentVdiId,
+      })
+    }
+  }
+
+  async join(): Promise<void> {
+    await this.driver.join(this.self, {
+      decideJoin: (joiner, payload) => this.decideJoin(joiner, payload),
+      accepted: (joiner, members, payload) => this.onAccepted(joiner, members, payload),
+      left: (node, members) => this.onLeft(node, members),
+      notified: (sender, message) => this.onNotified(sender, message),
+    }, this.joinPayload())
+  }
+
+  private joinPayload(): Buffer {
+    const info: JoinInfo = {
+      protoVer: SD_SHEEP_PROTO_VER, status: this.status, epoch: this.epoch, settings: this.settings,
+      epochNodes: this.epoch > 0 ? (this.epochs.read(this.epoch)?.nodes ?? []) : [],
+    }
+    return packr.pack(info)
+  }
+
+  /** On the deciding member: the status and cluster view the joiner is accepted with. */
+  private decideJoin(joiner: SdNode, payload: Buffer): Buffer {
+    const theirs = packr.unpack(payload) as JoinInfo
+    let view: JoinInfo = packr.unpack(this.joinPayload()) as JoinInfo
+    if (this.status === SD_STATUS_WAIT) {
+      const bothFormatted = view.epoch > 0 && theirs.epoch > 0
+      if (!(bothFormatted && view.settings.ctime !== theirs.settings.ctime) && theirs.epoch > view.epoch) view = theirs
+      const present = [...this.members, joiner]
+      const gathered = view.epoch > 0 && view.epochNodes.every((n) => present.some((m) => sameNode(m, n)))
+      view.status = gathered ? SD_STATUS_OK : SD_STATUS_WAIT
+    } else {
+      view.status = this.status
+    }
+    return packr.pack(view)
+  }
+
+  private onAccepted(joiner: SdNode, members: SdNode[], payload: Buffer): void {
+    const view = packr.unpack(payload) as JoinInfo
+    const isMe = sameNode(joiner, this.self)
+    if (isMe && view.protoVer !== SD_SHEEP_PROTO_VER) {
+      this.log.fatal(`failed to join: protocol version ${view.protoVer}`)
+      this.onStop('join refused')
+      return
+    }
+    if (this.status === SD_STATUS_SHUTDOWN) return
+    this.settings = { ...view.settings }
+    this.setMembers(members)
+    const wasWaiting = this.status === SD_STATUS_WAIT
+    this.status = view.status
+    if (view.epoch > this.epoch) {
+      this.epoch = view.epoch
+      void this.epochs.write(view.epoch, view.epochNodes, BigInt(Math.floor(Date.now() / 1000)))
+    }
+    if (isMe) this.joined = true
+    this.log.info(`${nodeDescription(joiner)} joined; ${members.length} member(s), status ${this.status}, epoch ${this.epoch}`)
+    if (this.status === SD_STATUS_OK) {
+      const latest = this.epochs.read(this.epoch)?.nodes ?? []
+      if (!sameMembership(latest, this.members)) void this.bumpEpoch()
+      else if (wasWaiting) void this.markRunning()
+    }
+  }
+
+  private onLeft(node: SdNode, members: SdNode[]): void {
+    if (this.status === SD_STATUS_SHUTDOWN) return
+    this.setMembers(members)
+    this.peers.drop({ host: addrToText(node.addr), port: node.port })
+    this.log.info(`${nodeDescription(node)} left; ${members.length} member(s)`)
+    if (this.status === SD_STATUS_OK) void this.bumpEpoch()
+  }
+
+  /** Applies a new member list: vnode counts (auto strategy) and the ring. */
+  setMembers(members: SdNode[]): void {
+    const sorted = [...members].sort(compareNodes)
+    if (this.settings.flags & SD_CLUSTER_FLAG_AUTO_VNODES || !this.fixedVnodes) {
+      const counts = autoVnodes(sorted)
+      sorted.forEach((n, i) => { sorted[i] = { ...n, nrVnodes: n.space === 0n ? 0 : counts[i] } })
+    }
+    this.members = sorted
+    const me = sorted.find((n) => sameNode(n, this.self))
+    if (me) this.self = me
+    this.ring = new HashRing<SdNode>(sorted)
+  }
+
+  /** Membership changed while running: a new epoch with the current members. */
+  private async bumpEpoch(): Promise<void> {
+    this.epoch += 1
+    await this.epochs.write(this.epoch, this.members, BigInt(Math.floor(Date.now() / 1000)))
+    this.log.info(`epoch ${this.epoch}: ${this.members.map((n) => nodeDescription(n)).join(', ')}`)
+    this.wakeEpochWaiters()
+  }
+
+  private async markRunning(): Promise<void> {
+    const cfg = this.config.read()
+    if (cfg && cfg.shutdown) await this.config.write({ ...cfg, shutdown: 0 })
+  }
+
+  /** MAKE_FS on this node (behaviour.md §5): erase, take the settings, epoch 1, OK. */
+  async format(settings: ClusterSettings): Promise<void> {
+    await this.store.purge()
+    this.vdis.clear()
+    await this.epochs.removeAll()
+    this.settings = { ...settings, nrCopies: settings.nrCopies || SD_DEFAULT_COPIES, blockSizeShift: settings.blockSizeShift || SD_DEFAULT_BLOCK_SIZE_SHIFT }
+    await this.saveConfig()
+    this.setMembers(this.members)
+    this.epoch = 1
+    await this.epochs.write(1, this.members, BigInt(Math.floor(Date.now() / 1000)))
+    this.status = SD_STATUS_OK
+    this.wakeEpochWaiters()
+  }
+
+  async saveConfig(extra: { shutdown?: number } = {}): Promise<void> {
+    const s = this.settings
+    await this.config.write({
+      ctime: s.ctime, flags: s.flags, copies: s.nrCopies, defaultStore: s.defaultStore, shutdown: extra.shutdown ?? 0,
+      copyPolicy: s.copyPolicy, blockSizeShift: s.blockSizeShift, version: 6, space: this.space,
+    })
+  }
+
+  /** Broadcasts a cluster op (notify kind): every member runs its main phase in order. */
+  async broadcastOp(req: Buffer, data: Buffer | undefined): Promise<OpReply> {
+    return this.sendOpMessage(req, encodeResponseHeader({ opcode: req[1], epoch: this.epoch, id: 0, dataLength: 0, result: SD_RES_SUCCESS }), data, (message) => this.driver.notify(message))
+  }
+
+  /**
+   * Runs a cluster op's work phase under the cluster-wide block, then broadcasts request,
+   * response and data so every member runs the main phase (behaviour.md §8).
+   */
+  async exclusiveOp(req: Buffer, work: () => Promise<{ rsp: Buffer; data: Buffer | undefined }>): Promise<OpReply> {
+    const token = `${nodeDescription(this.self)}#${++this.opCounter}`
+    return new Promise<OpReply>((resolve, reject) => {
+      let workRsp: Buffer = Buffer.alloc(48)
+      this.pendingOps.set(token, { resolve, rsp: workRsp })
+      this.driver.exclusive(async () => {
+        const out = await work()
+        workRsp = out.rsp
+        this.pendingOps.set(token, { resolve, rsp: workRsp })
+        return packr.pack({ token, req, rsp: out.rsp, data: out.data ?? null } satisfies OpMessage)
+      }).catch((e: unknown) => {
+        this.pendingOps.delete(token)
+        reject(e instanceof Error ? e : new Error(String(e)))
+      })
+    })
+  }
+
+  private sendOpMessage(req: Buffer, rsp: Buffer, data: Buffer | undefined, send: (m: Buffer) => Promise<void>): Promise<OpReply> {
+    const token = `${nodeDescription(this.self)}#${++this.opCounter}`
+    return new Promise<OpReply>((resolve, reject) => {
+      this.pendingOps.set(token, { resolve, rsp })
+      send(packr.pack({ token, req, rsp, data: data ?? null } satisfies OpMessage)).catch((e: unknown) => {
+        this.pendingOps.delete(token)
+        reject(e instanceof Error ? e : new Error(String(e)))
+      })
+    })
+  }
+
+  private onNotified(_sender: SdNode, message: Buffer): void {
+    const msg = packr.unpack(message) as OpMessage
+    const req = decodeRequestHeader(Buffer.from(msg.req))
+    const rsp = decodeResponseHeader(Buffer.from(msg.rsp))
+    const data = msg.data ? Buffer.from(msg.data) : undefined
+    const main = this.clusterMain(req.opcode)
+    const pending = this.pendingOps.get(msg.token)
+    this.pendingOps.delete(msg.token)
+    // Each main phase runs to completion before the next message is applied, keeping the order.
+    const done = (async () => {
+      let result = rsp.result
+      if (main) result = await main(this, { req, rsp, data })
+      if (pending) {
+        const fields = Buffer.from(msg.rsp)
+        fields.writeUInt32LE(result, 16)
+        pending.resolve({ result, rawRsp: fields, data: rsp.dataLength > 0 ? data : undefined })
+      }
+    })()
+    this.applying = this.applying.then(() => done).catch((e: unknown) => {
+      this.log.error(`cluster op ${req.opcode.toString(16)} failed: ${String(e)}`)
+    })
+  }
+
+  private applying: Promise<void> = Promise.resolve()
+
+  /** Resolves once the local epoch is at least `epoch` (peer requests from the future wait). */
+  waitForEpoch(epoch: number, timeoutMs: number): Promise<boolean> {
+    if (((this.epoch - epoch) | 0) >= 0) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs)
+      const check = () => {
+        if (((this.epoch - epoch) | 0) >= 0) {
+          clearTimeout(timer)
+          resolve(true)
+        } else {
+          this.epochWaiters.push(check)
+        }
+      }
+      this.epochWaiters.push(check)
+    })
+  }
+
+  private wakeEpochWaiters(): void {
+    for (const w of this.epochWaiters.splice(0)) w()
+  }
+
+  get isJoined(): boolean {
+    return this.joined
+  }
+
+  /** Default copies, object size shift etc. for objects of `vid` (cluster defaults if unknown). */
+  vdiCopies(vid: number): number {
+    return this.vdis.get(vid)?.nrCopies || this.settings.nrCopies || SD_DEFAULT_COPIES
+  }
+
+  vdiBlockSizeShift(vid: number): number {
+    return this.vdis.get(vid)?.blockSizeShift || this.settings.blockSizeShift || SD_DEFAULT_BLOCK_SIZE_SHIFT
+  }
+
+  isSelf(node: SdNode): boolean {
+    return sameNode(node, this.self)
+  }
+
+  async shutdown(): Promise<void> {
+    this.status = SD_STATUS_SHUTDOWN
+    await this.saveConfig({ shutdown: 1 })
+    this.onStop('shutdown')
+  }
+
+  kill(): void {
+    this.status = SD_STATUS_KILLED
+    this.onStop('killed')
+  }
+
+  async close(): Promise<void> {
+    this.peers.closeAll()
+    await this.driver.leave()
+  }
+}
+
+function emptySettings(): ClusterSettings {
+  return { ctime: 0n, flags: 0, nrCopies: 0, copyPolicy: 0, blockSizeShift: SD_DEFAULT_BLOCK_SIZE_SHIFT, defaultStore: '', disableRecovery: false }
+}
+
+function sameMembership(a: readonly SdNode[], b: readonly SdNode[]): boolean {
+  return a.length === b.length && a.every((n) => b.some((m) => sameNode(m, n)))
+}
+
+/** Free bytes of the file system holding `dir` (the node's capacity at first start). */
+export function freeSpaceOf(dir: string): bigint {
+  const st = fs.statfsSync(dir, { bigint: true })
+  return st.bavail * st.bsize
+}
+
+export function objectDir(baseDir: string): string {
+  return path.join(baseDir, 'obj')
+}

@@ -1,0 +1,206 @@
+// The plain store: one file per object replica, `<dir>/<oid16>` (behaviour.md §12.3). Creates go
+// through `<oid16>.tmp` + rename so a crash never leaves half an object under its real name;
+// writes are made durable (fdatasync, and the directory fsync'd after a create) unless nosync.
+// Mutations of one object are serialised; reads are not.
+import crypto from 'node:crypto'
+import fsp from 'node:fs/promises'
+import path from 'node:path'
+import { SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
+import type { ObjectWrite, StoreDriver } from './driver.js'
+
+const OID_FILE = /^[0-9a-f]{16}$/
+/** Zero runs at least this long are left as holes instead of being written. */
+const SPARSE_CHUNK_BYTES = 64 * 1024
+const ZERO_CHUNK = Buffer.alloc(SPARSE_CHUNK_BYTES)
+
+export function oidFileName(oid: bigint): string {
+  return oid.toString(16).padStart(16, '0')
+}
+
+export interface PlainStoreOptions {
+  dir: string
+  nosync: boolean
+}
+
+export class PlainStore implements StoreDriver {
+  readonly name = 'plain'
+  private readonly sizes = new Map<bigint, number>()
+  private readonly locks = new Map<bigint, Promise<unknown>>()
+  private used = 0n
+
+  constructor(private readonly opts: PlainStoreOptions) {}
+
+  get dir(): string {
+    return this.opts.dir
+  }
+
+  async init(): Promise<void> {
+    await fsp.mkdir(this.opts.dir, { recursive: true })
+    this.sizes.clear()
+    this.used = 0n
+    for (const entry of await fsp.readdir(this.opts.dir, { withFileTypes: true })) {
+      if (!entry.isFile()) continue
+      const file = path.join(this.opts.dir, entry.name)
+      if (entry.name.endsWith('.tmp')) {
+        await fsp.rm(file, { force: true })
+      } else if (OID_FILE.test(entry.name)) {
+        const st = await fsp.stat(file)
+        this.track(BigInt('0x' + entry.name), st.size)
+      }
+    }
+  }
+
+  async purge(): Promise<void> {
+    await fsp.rm(this.opts.dir, { recursive: true, force: true })
+    await fsp.mkdir(this.opts.dir, { recursive: true })
+    this.sizes.clear()
+    this.used = 0n
+  }
+
+  exists(oid: bigint): boolean {
+    return this.sizes.has(oid)
+  }
+
+  async read(oid: bigint, offset: number, length: number): Promise<Buffer | number> {
+    if (!this.sizes.has(oid)) return SD_RES_NO_OBJ
+    let fh: fsp.FileHandle
+    try {
+      fh = await fsp.open(this.file(oid), 'r')
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return SD_RES_NO_OBJ
+      throw e
+    }
+    try {
+      const buf = Buffer.allocUnsafe(length)
+      let filled = 0
+      while (filled < length) {
+        const { bytesRead } = await fh.read(buf, filled, length - filled, offset + filled)
+        if (bytesRead === 0) break
+        filled += bytesRead
+      }
+      if (filled < length) buf.fill(0, filled)
+      return buf
+    } finally {
+      await fh.close()
+    }
+  }
+
+  write(w: ObjectWrite): Promise<number> {
+    return this.serialise(w.oid, async () => {
+      if (!this.sizes.has(w.oid)) return SD_RES_NO_OBJ
+      const fh = await fsp.open(this.file(w.oid), 'r+')
+      try {
+        await writeAll(fh, w.data, w.offset)
+        if (!this.opts.nosync) await fh.datasync()
+        const end = w.offset + w.data.length
+        if (end > (this.sizes.get(w.oid) ?? 0)) this.track(w.oid, end)
+      } finally {
+        await fh.close()
+      }
+      return SD_RES_SUCCESS
+    })
+  }
+
+  create(w: ObjectWrite, objectSize: number): Promise<number> {
+    return this.serialise(w.oid, async () => {
+      const final = this.file(w.oid)
+      const tmp = `${final}.tmp`
+      const fh = await fsp.open(tmp, 'w', 0o644)
+      const size = Math.max(objectSize, w.offset + w.data.length)
+      try {
+        await fh.truncate(size)
+        await writeSparse(fh, w.data, w.offset)
+        if (!this.opts.nosync) await fh.datasync()
+      } finally {
+        await fh.close()
+      }
+      await fsp.rename(tmp, final)
+      if (!this.opts.nosync) await syncDir(this.opts.dir)
+      this.track(w.oid, size)
+      return SD_RES_SUCCESS
+    })
+  }
+
+  remove(oid: bigint): Promise<number> {
+    return this.serialise(oid, async () => {
+      if (!this.sizes.has(oid)) return SD_RES_NO_OBJ
+      await fsp.rm(this.file(oid), { force: true })
+      this.untrack(oid)
+      return SD_RES_SUCCESS
+    })
+  }
+
+  async sha1(oid: bigint): Promise<Buffer | number> {
+    const size = this.sizes.get(oid)
+    if (size === undefined) return SD_RES_NO_OBJ
+    const data = await this.read(oid, 0, size)
+    if (typeof data === 'number') return data
+    return crypto.createHash('sha1').update(data).digest()
+  }
+
+  list(): bigint[] {
+    return [...this.sizes.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+  }
+
+  usedBytes(): bigint {
+    return this.used
+  }
+
+  private file(oid: bigint): string {
+    return path.join(this.opts.dir, oidFileName(oid))
+  }
+
+  private track(oid: bigint, size: number): void {
+    this.used += BigInt(size) - BigInt(this.sizes.get(oid) ?? 0)
+    this.sizes.set(oid, size)
+  }
+
+  private untrack(oid: bigint): void {
+    this.used -= BigInt(this.sizes.get(oid) ?? 0)
+    this.sizes.delete(oid)
+  }
+
+  /** Runs mutations of one object one after another, in arrival order. */
+  private serialise<T>(oid: bigint, work: () => Promise<T>): Promise<T> {
+    const before = this.locks.get(oid) ?? Promise.resolve()
+    const run = before.then(work, work)
+    const tail = run.catch(() => undefined)
+    this.locks.set(oid, tail)
+    void tail.then(() => {
+      if (this.locks.get(oid) === tail) this.locks.delete(oid)
+    })
+    return run
+  }
+}
+
+async function writeAll(fh: fsp.FileHandle, data: Buffer, offset: number): Promise<void> {
+  let done = 0
+  while (done < data.length) {
+    const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done)
+    done += bytesWritten
+  }
+}
+
+/** Writes `data` at `offset` into a freshly truncated file, skipping all-zero chunks (holes read as zeros). */
+async function writeSparse(fh: fsp.FileHandle, data: Buffer, offset: number): Promise<void> {
+  let runStart = -1
+  for (let at = 0; at < data.length; at += SPARSE_CHUNK_BYTES) {
+    const end = Math.min(at + SPARSE_CHUNK_BYTES, data.length)
+    const zero = data.compare(ZERO_CHUNK, 0, end - at, at, end) === 0
+    if (!zero && runStart < 0) runStart = at
+    if (zero && runStart >= 0) {
+      await writeAll(fh, data.subarray(runStart, at), offset + runStart)
+      runStart = -1
+    }
+  }
+  if (runStart >= 0) await writeAll(fh, data.subarray(runStart), offset + runStart)
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await fsp.open(dir, 'r')
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}

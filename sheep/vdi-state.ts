@@ -1,0 +1,125 @@
+// VDI bookkeeping every node keeps (behaviour.md §9, wire-protocol.md §9.2): the in-use and
+// deleted bitmaps (2^24 bits each) and the VDI state table (copies, policy, object size,
+// snapshot/deleted flags, parent, lock state).
+import { SD_NR_VDIS, SD_VDI_BITMAP_SIZE } from '../lib/proto.js'
+import {
+  LOCK_STATE_UNLOCKED, VDI_STATE_SIZE, type VdiStateRecord, decodeVdiState, encodeVdiState,
+} from '../lib/structs.js'
+
+export interface VdiState {
+  vid: number
+  nrCopies: number
+  copyPolicy: number
+  blockSizeShift: number
+  snapshot: boolean
+  deleted: boolean
+  parentVid: number
+  lockState: number
+  lockOwner: Buffer
+  participantStates: number[]
+  participants: Buffer[]
+}
+
+export class Bitmap {
+  readonly bytes = new Uint8Array(SD_VDI_BITMAP_SIZE)
+
+  test(n: number): boolean {
+    return (this.bytes[n >>> 3] & (1 << (n & 7))) !== 0
+  }
+
+  set(n: number): void {
+    this.bytes[n >>> 3] |= 1 << (n & 7)
+  }
+
+  clear(n: number): void {
+    this.bytes[n >>> 3] &= ~(1 << (n & 7))
+  }
+
+  clearAll(): void {
+    this.bytes.fill(0)
+  }
+
+  /** First clear bit in [from, SD_NR_VDIS), or -1. */
+  findNextZero(from: number): number {
+    for (let n = from; n < SD_NR_VDIS; n++) {
+      if (this.bytes[n >>> 3] === 0xff) {
+        n |= 7
+        continue
+      }
+      if (!this.test(n)) return n
+    }
+    return -1
+  }
+}
+
+export class VdiTable {
+  readonly inUse = new Bitmap()
+  readonly deleted = new Bitmap()
+  private readonly states = new Map<number, VdiState>()
+
+  get(vid: number): VdiState | undefined {
+    return this.states.get(vid)
+  }
+
+  /** Adds or replaces the state of a vid and marks it in use. */
+  add(state: Omit<VdiState, 'lockState' | 'lockOwner' | 'participantStates' | 'participants'> & Partial<VdiState>): VdiState {
+    const full: VdiState = {
+      lockState: LOCK_STATE_UNLOCKED, lockOwner: Buffer.alloc(40), participantStates: [], participants: [], ...state,
+    }
+    this.states.set(state.vid, full)
+    this.inUse.set(state.vid)
+    if (full.deleted) this.deleted.set(state.vid)
+    return full
+  }
+
+  markDeleted(vid: number): void {
+    this.deleted.set(vid)
+    const s = this.states.get(vid)
+    if (s) s.deleted = true
+  }
+
+  markSnapshot(vid: number): void {
+    const s = this.states.get(vid)
+    if (s) s.snapshot = true
+  }
+
+  clear(): void {
+    this.inUse.clearAll()
+    this.deleted.clearAll()
+    this.states.clear()
+  }
+
+  all(): VdiState[] {
+    return [...this.states.values()].sort((a, b) => a.vid - b.vid)
+  }
+
+  /** GET_VDI_COPIES payload: vdi_state records, or undefined when `capacity` bytes are too few. */
+  encode(capacity: number): Buffer | undefined {
+    const list = this.all()
+    if (list.length * VDI_STATE_SIZE > capacity) return undefined
+    const buf = Buffer.alloc(list.length * VDI_STATE_SIZE)
+    list.forEach((s, i) => encodeVdiState(toRecord(s), buf, i * VDI_STATE_SIZE))
+    return buf
+  }
+
+  /** Merges records received from another node (behaviour.md §9, on join). */
+  merge(buf: Buffer): void {
+    for (let at = 0; at + VDI_STATE_SIZE <= buf.length; at += VDI_STATE_SIZE) {
+      const r = decodeVdiState(buf, at)
+      this.add({
+        vid: r.vid, nrCopies: r.nrCopies, copyPolicy: r.copyPolicy, blockSizeShift: r.blockSizeShift,
+        snapshot: r.snapshot !== 0, deleted: r.deleted !== 0, parentVid: r.parentVid, lockState: r.lockState,
+        lockOwner: r.lockOwner, participantStates: r.participantStates, participants: r.participants,
+      })
+    }
+  }
+}
+
+function toRecord(s: VdiState): VdiStateRecord {
+  return {
+    vid: s.vid, nrCopies: s.nrCopies, snapshot: s.snapshot ? 1 : 0, deleted: s.deleted ? 1 : 0,
+    copyPolicy: s.copyPolicy, blockSizeShift: s.blockSizeShift, parentVid: s.parentVid, lockState: s.lockState,
+    lockOwner: s.lockOwner, nrParticipants: s.participants.length, participantStates: s.participantStates,
+    participants: s.participants,
+  }
+}

@@ -1,0 +1,275 @@
+// VDI namespace operations (wire-protocol.md §9.3, §12.3–12.7; behaviour.md §10): lookup by
+// name/tag/snapid through the bitmaps and inode headers, create / clone / snapshot, delete, and
+// the lock ops. The work phases run on the receiving node under the cluster-wide block; the
+// main phases (in the `*Main` functions) run on every member in order.
+import { REQ_VDI, RSP_VDI, type SdRequest, encodeResponseHeader, reqVariant } from '../lib/codec.js'
+import { SdError } from '../lib/errors.js'
+import { sdHashVdi } from '../lib/hash.js'
+import {
+  SD_INODE_GREF_AT, SD_INODE_HEADER_SIZE, SD_INODE_INDEX_AT, SD_INODE_LOOKUP_SIZE, SD_INODE_SIZE, OLD_SD_INODE_SIZE,
+  type InodeHeader, decodeInodeHeader, encodeInodeHeader, updateInodeHeader,
+} from '../lib/inode.js'
+import { cString } from '../lib/layout.js'
+import { vidToVdiOid } from '../lib/oid.js'
+import {
+  SD_CLUSTER_FLAG_USE_LOCK, SD_DEFAULT_COPIES, SD_MAX_VDI_LEN, SD_NR_VDIS, SD_RES_FULL_VDI, SD_RES_INVALID_PARMS,
+  SD_RES_NO_BASE_VDI, SD_RES_NO_TAG, SD_RES_NO_VDI, SD_RES_SUCCESS, SD_RES_VDI_EXIST, SD_RES_VDI_LOCKED,
+  SD_RES_VDI_NOT_LOCKED, SD_RES_SYSTEM_ERROR,
+} from '../lib/proto.js'
+import { LOCK_STATE_NORMAL, LOCK_STATE_UNLOCKED } from '../lib/structs.js'
+import { readObject, writeObject } from './gateway.js'
+import type { OpReply } from './op-types.js'
+import type { Sheep } from './sheep.js'
+
+export interface LookupResult {
+  result: number
+  vid: number
+  /** The snap_id a new working VDI of this name gets. */
+  nextSnapid: number
+  /** The vid a new VDI of this name would get. */
+  freeVid: number
+}
+
+interface VdiName {
+  name: string
+  tag: string
+}
+
+/** name[256] and the optional tag[256] of a VDI request payload. */
+export function parseVdiPayload(data: Buffer | undefined): VdiName | undefined {
+  if (!data || data.length < SD_MAX_VDI_LEN) return undefined
+  return { name: cString(data.subarray(0, 256)), tag: data.length >= 512 ? cString(data.subarray(256, 512)) : '' }
+}
+
+function nowTimestamp(): bigint {
+  const ms = Date.now()
+  return (BigInt(Math.floor(ms / 1000)) << 32n) | BigInt((ms % 1000) * 1_000_000)
+}
+
+/** The lookup of wire-protocol.md §9.3 (default mode, no VID recycling). */
+export async function lookupVdi(sheep: Sheep, name: string, tag: string, snapid: number): Promise<LookupResult> {
+  const { inUse, deleted } = sheep.vdis
+  const left = sdHashVdi(name) || 1
+  let right = inUse.findNextZero(left)
+  let wrapped = false
+  if (right < 0) {
+    right = inUse.findNextZero(1)
+    wrapped = true
+    if (right < 0) return { result: SD_RES_FULL_VDI, vid: 0, nextSnapid: 1, freeVid: 0 }
+  }
+  if (left === right) return { result: SD_RES_NO_VDI, vid: 0, nextSnapid: 1, freeVid: right }
+  const ranges: Array<[number, number]> = !wrapped && left < right ? [[right - 1, left]] : [[right - 1, 1], [SD_NR_VDIS - 1, left]]
+  const hasTag = tag !== '' || snapid !== 0
+  let nameExists = false
+  let remembered: { vid: number; nextSnapid: number } | undefined
+  for (const [from, to] of ranges) {
+    for (let vid = from; vid >= to; vid--) {
+      if (!inUse.test(vid) && !deleted.test(vid)) continue
+      let inode: InodeHeader
+      try {
+        inode = decodeInodeHeader(await readObject(sheep, vidToVdiOid(vid), 0, SD_INODE_LOOKUP_SIZE))
+      } catch {
+        continue
+      }
+      if (inode.name !== name) continue
+      const isSnapshot = inode.snapCtime !== 0n
+      if (!hasTag) {
+        if (!isSnapshot) return { result: SD_RES_SUCCESS, vid, nextSnapid: inode.snapId + 1, freeVid: right }
+        remembered ??= { vid, nextSnapid: inode.snapId + 1 }
+        return { result: SD_RES_NO_VDI, vid: remembered.vid, nextSnapid: remembered.nextSnapid, freeVid: right }
+      }
+      if (!isSnapshot) {
+        nameExists = true
+        remembered ??= { vid, nextSnapid: inode.snapId + 1 }
+        continue
+      }
+      if ((tag !== '' && inode.tag === tag) || (snapid !== 0 && inode.snapId === snapid)) {
+        return { result: SD_RES_SUCCESS, vid, nextSnapid: inode.snapId + 1, freeVid: right }
+      }
+      nameExists = true
+    }
+  }
+  return { result: nameExists ? SD_RES_NO_TAG : SD_RES_NO_VDI, vid: remembered?.vid ?? 0, nextSnapid: remembered?.nextSnapid ?? 1, freeVid: right }
+}
+
+function vdiReply(sheep: Sheep, req: SdRequest, result: number, vid: number, broadcast?: Buffer): { rsp: Buffer; data: Buffer | undefined } {
+  const state = sheep.vdis.get(vid)
+  const rsp = encodeResponseHeader({
+    opcode: req.opcode, epoch: sheep.epoch, id: req.id, dataLength: 0, result, variant: RSP_VDI,
+    fields: { vdiId: vid, copies: state?.nrCopies ?? 0, blockSizeShift: state?.blockSizeShift ?? 0 },
+  })
+  return { rsp, data: broadcast }
+}
+
+/** The state record a NEW_VDI broadcasts so every node registers the vid (NOTIFY_VDI_ADD). */
+interface NewVdiNotice {
+  vid: number
+  nrCopies: number
+  copyPolicy: number
+  blockSizeShift: number
+  parentVid: number
+  /** The vid that became a snapshot (normal snapshot), or 0. */
+  snapshotVid: number
+}
+
+/** NEW_VDI work phase: create, clone (base ≠ 0) or snapshot (snapid ≠ 0). */
+export async function newVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | undefined): Promise<{ rsp: Buffer; data: Buffer | undefined }> {
+  const fail = (result: number) => vdiReply(sheep, req, result, 0)
+  const names = parseVdiPayload(data)
+  if (!names || names.name === '') return fail(SD_RES_INVALID_PARMS)
+  const v = reqVariant(req, REQ_VDI)
+  const found = await lookupVdi(sheep, names.name, '', 0)
+  if (found.result === SD_RES_FULL_VDI) return fail(SD_RES_FULL_VDI)
+  const newVid = found.freeVid
+  const copyPolicy = v.copies === 0 ? sheep.settings.copyPolicy : v.copyPolicy
+  const nrCopies = v.copies || sheep.settings.nrCopies || SD_DEFAULT_COPIES
+  const blockSizeShift = v.blockSizeShift || sheep.settings.blockSizeShift
+  const notice: NewVdiNotice = { vid: newVid, nrCopies, copyPolicy, blockSizeShift, parentVid: 0, snapshotVid: 0 }
+
+  let header: InodeHeader = {
+    name: names.name, tag: '', createTime: nowTimestamp(), snapCtime: 0n, vmClockNsec: 0n, vdiSize: v.vdiSize,
+    vmStateSize: 0n, copyPolicy, storePolicy: v.storePolicy, nrCopies, blockSizeShift, snapId: 1, vdiId: newVid,
+    parentVdiId: 0, btreeCounter: 0,
+  }
+  let inheritedBody: Buffer | undefined
+  if (v.snapid === 0) {
+    if (found.result === SD_RES_SUCCESS) return fail(SD_RES_VDI_EXIST)
+    if (found.result !== SD_RES_NO_VDI) return fail(found.result)
+    header.snapId = found.vid !== 0 ? found.nextSnapid : 1
+    if (v.baseVdiId !== 0) {
+      const base = await shareFrom(sheep, v.baseVdiId)
+      if (typeof base === 'number') return fail(base)
+      inheritedBody = base.body
+      header = { ...header, parentVdiId: v.baseVdiId, nrCopies: base.header.nrCopies, copyPolicy: base.header.copyPolicy, blockSizeShift: base.header.blockSizeShift }
+      notice.parentVid = v.baseVdiId
+    }
+  } else {
+    // snapshot: the working VDI becomes the snapshot, a new working VDI takes a new vid
+    if (found.result !== SD_RES_SUCCESS) return fail(found.result)
+    const working = found.vid
+    const baseVid = v.baseVdiId || working
+    const base = await shareFrom(sheep, baseVid)
+    if (typeof base === 'number') return fail(base)
+    if (baseVid !== working) {
+      const w = decodeInodeHeader(await readObject(sheep, vidToVdiOid(working), 0, SD_INODE_HEADER_SIZE))
+      await writeObject(sheep, vidToVdiOid(working), 0, encodeInodeHeader({ ...w, snapCtime: nowTimestamp() }), { create: false, copies: w.nrCopies })
+    }
+    await writeObject(sheep, vidToVdiOid(baseVid), 0, updateInodeHeader(base.rawHeader, baseVid === working ? { snapCtime: nowTimestamp() } : {}), { create: false, copies: base.header.nrCopies })
+    inheritedBody = base.body
+    header = {
+      ...header, snapId: found.nextSnapid, parentVdiId: baseVid, vdiSize: v.vdiSize || base.header.vdiSize,
+      nrCopies: base.header.nrCopies, copyPolicy: base.header.copyPolicy, blockSizeShift: base.header.blockSizeShift,
+    }
+    notice.parentVid = baseVid
+    notice.snapshotVid = working
+  }
+  notice.nrCopies = header.nrCopies
+  notice.copyPolicy = header.copyPolicy
+  notice.blockSizeShift = header.blockSizeShift
+  // register the vid before the inode is written (the original's NOTIFY_VDI_ADD ordering)
+  sheep.vdis.add({ vid: newVid, nrCopies: header.nrCopies, copyPolicy: header.copyPolicy, blockSizeShift: header.blockSizeShift, snapshot: false, deleted: false, parentVid: header.parentVdiId })
+  const inode = inheritedBody ?? Buffer.alloc(SD_INODE_HEADER_SIZE)
+  updateInodeHeader(inode, header)
+  await writeObject(sheep, vidToVdiOid(newVid), 0, inode, { create: true, copies: header.nrCopies })
+  return vdiReply(sheep, req, SD_RES_SUCCESS, newVid, Buffer.from(JSON.stringify(notice)))
+}
+
+/**
+ * Makes `baseVid`'s objects shared by one more child (wire-protocol.md §12.4): the base's gref
+ * counts go up by one for every allocated index, and the child's inode body (index + gref with
+ * generation + 1) is returned.
+ */
+async function shareFrom(sheep: Sheep, baseVid: number): Promise<{ header: InodeHeader; rawHeader: Buffer; body: Buffer } | number> {
+  let whole: Buffer
+  try {
+    whole = await readObject(sheep, vidToVdiOid(baseVid), 0, SD_INODE_SIZE)
+  } catch (e) {
+    return e instanceof SdError ? SD_RES_NO_BASE_VDI : SD_RES_SYSTEM_ERROR
+  }
+  const header = decodeInodeHeader(whole)
+  if (header.name === '') return SD_RES_NO_BASE_VDI
+  const child = Buffer.alloc(SD_INODE_SIZE)
+  whole.copy(child, SD_INODE_INDEX_AT, SD_INODE_INDEX_AT, OLD_SD_INODE_SIZE)
+  let touched = false
+  for (let i = 0; i < (OLD_SD_INODE_SIZE - SD_INODE_INDEX_AT) / 4; i++) {
+    if (whole.readUInt32LE(SD_INODE_INDEX_AT + 4 * i) === 0) continue
+    const g = SD_INODE_GREF_AT + 8 * i
+    whole.writeInt32LE(whole.readInt32LE(g + 4) + 1, g + 4)
+    child.writeInt32LE(whole.readInt32LE(g) + 1, g)
+    touched = true
+  }
+  if (touched) {
+    await writeObject(sheep, vidToVdiOid(baseVid), SD_INODE_GREF_AT, whole.subarray(SD_INODE_GREF_AT), { create: false, copies: header.nrCopies })
+  }
+  return { header, rawHeader: Buffer.from(whole.subarray(0, SD_INODE_HEADER_SIZE)), body: child }
+}
+
+export function newVdiMain(sheep: Sheep, result: number, data: Buffer | undefined): number {
+  if (result !== SD_RES_SUCCESS || !data) return result
+  const n = JSON.parse(data.toString()) as NewVdiNotice
+  sheep.vdis.add({ vid: n.vid, nrCopies: n.nrCopies, copyPolicy: n.copyPolicy, blockSizeShift: n.blockSizeShift, snapshot: false, deleted: false, parentVid: n.parentVid })
+  if (n.snapshotVid) sheep.vdis.markSnapshot(n.snapshotVid)
+  return result
+}
+
+/** GET_VDI_INFO and LOCK_VDI work phase: resolve name/tag/snapid to a vid. */
+export async function getVdiInfoWork(sheep: Sheep, req: SdRequest, data: Buffer | undefined): Promise<{ rsp: Buffer; data: Buffer | undefined }> {
+  const names = parseVdiPayload(data)
+  if (!names) return vdiReply(sheep, req, SD_RES_INVALID_PARMS, 0)
+  const v = reqVariant(req, REQ_VDI)
+  const found = await lookupVdi(sheep, names.name, names.tag, v.snapid)
+  if (found.result !== SD_RES_SUCCESS) return vdiReply(sheep, req, found.result, 0)
+  return vdiReply(sheep, req, SD_RES_SUCCESS, found.vid, Buffer.from(JSON.stringify({ vid: found.vid })))
+}
+
+/** LOCK_VDI main phase: with USE_LOCK the owner node takes a normal lock (behaviour.md §10). */
+export function lockVdiMain(sheep: Sheep, result: number, data: Buffer | undefined, owner: Buffer): number {
+  if (result !== SD_RES_SUCCESS || !data || !(sheep.settings.flags & SD_CLUSTER_FLAG_USE_LOCK)) return result
+  const { vid } = JSON.parse(data.toString()) as { vid: number }
+  const state = sheep.vdis.get(vid)
+  if (!state) return result
+  if (state.lockState !== LOCK_STATE_UNLOCKED) return SD_RES_VDI_LOCKED
+  state.lockState = LOCK_STATE_NORMAL
+  state.lockOwner = owner
+  return result
+}
+
+/** RELEASE_VDI main phase. */
+export function releaseVdiMain(sheep: Sheep, req: SdRequest): number {
+  if (!(sheep.settings.flags & SD_CLUSTER_FLAG_USE_LOCK)) return SD_RES_SUCCESS
+  const { baseVdiId } = reqVariant(req, REQ_VDI)
+  const state = sheep.vdis.get(baseVdiId)
+  if (!state || state.lockState === LOCK_STATE_UNLOCKED) return SD_RES_VDI_NOT_LOCKED
+  state.lockState = LOCK_STATE_UNLOCKED
+  state.lockOwner = Buffer.alloc(40)
+  return SD_RES_SUCCESS
+}
+
+/**
+ * DEL_VDI work phase (§12.7): a VDI whose index still has entries is left as it is (the client
+ * clears the index first) but still reported deleted; an empty one gets its name and size zeroed.
+ */
+export async function delVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | undefined): Promise<{ rsp: Buffer; data: Buffer | undefined }> {
+  const names = parseVdiPayload(data)
+  if (!names) return vdiReply(sheep, req, SD_RES_INVALID_PARMS, 0)
+  const v = reqVariant(req, REQ_VDI)
+  const found = await lookupVdi(sheep, names.name, names.tag, v.snapid)
+  if (found.result !== SD_RES_SUCCESS) return vdiReply(sheep, req, found.result, 0)
+  const oid = vidToVdiOid(found.vid)
+  const head = await readObject(sheep, oid, 0, SD_INODE_HEADER_SIZE)
+  const inode = decodeInodeHeader(head)
+  const index = await readObject(sheep, oid, SD_INODE_INDEX_AT, OLD_SD_INODE_SIZE - SD_INODE_INDEX_AT)
+  if (index.some((b) => b !== 0)) {
+    sheep.log.warn(`VDI ${names.name} (vid ${found.vid.toString(16)}) still has data objects; its inode is kept`)
+  } else {
+    await writeObject(sheep, oid, 0, updateInodeHeader(head, { name: '', vdiSize: 0n }), { create: false, copies: inode.nrCopies })
+  }
+  return vdiReply(sheep, req, SD_RES_SUCCESS, found.vid, Buffer.from(JSON.stringify({ vid: found.vid })))
+}
+
+export function delVdiMain(sheep: Sheep, result: number, data: Buffer | undefined): number {
+  if (result !== SD_RES_SUCCESS || !data) return result
+  const { vid } = JSON.parse(data.toString()) as { vid: number }
+  sheep.vdis.markDeleted(vid)
+  return result
+}
