@@ -39,11 +39,14 @@ export function readFields<L extends Layout>(buf: Buffer, layout: L, base = 0): 
   return out as Fields<L>
 }
 
-/** Writes the given fields; fields left out keep whatever the buffer holds (zero when fresh). */
+/**
+ * Writes the given fields; fields left out keep whatever the buffer holds (zero when fresh).
+ * Keys the layout does not have are ignored, so a wider record (e.g. with its node list) can be passed.
+ */
 export function writeFields<L extends Layout>(buf: Buffer, layout: L, values: Partial<Fields<L>>, base = 0): Buffer {
   for (const key in values) {
     const spec = layout[key]
-    if (spec === undefined) throw new Error(`no field ${key} in layout`)
+    if (spec === undefined) continue
     const value = values[key] as unknown
     if (value === undefined) continue
     const at = base + spec[0]

@@ -65,9 +65,15 @@ export interface EpochRecord {
   timeSec: bigint
 }
 
-/** Epoch logs: one file per epoch holding its node list and creation time. */
+/**
+ * Epoch logs: one file per epoch holding its node list and creation time. New epochs are
+ * recorded in memory at once (membership events are applied synchronously, in order) and
+ * written to disk in the same order behind them.
+ */
 export class EpochStore {
   readonly dir: string
+  private readonly cache = new Map<number, EpochRecord>()
+  private writes: Promise<void> = Promise.resolve()
 
   constructor(baseDir: string) {
     this.dir = path.join(baseDir, 'epoch')
@@ -81,9 +87,22 @@ export class EpochStore {
     return path.join(this.dir, String(epoch).padStart(8, '0'))
   }
 
+  /** Records an epoch now and persists it after the epochs recorded before it. */
+  record(epoch: number, nodes: readonly SdNode[], timeSec: bigint): Promise<void> {
+    this.cache.set(epoch, { epoch, nodes: [...nodes], timeSec })
+    const write = this.writes.then(() => this.write(epoch, nodes, timeSec))
+    this.writes = write.catch(() => undefined)
+    return write
+  }
+
+  /** Resolves when every recorded epoch is on disk. */
+  flushed(): Promise<void> {
+    return this.writes
+  }
+
   /** The newest epoch recorded here (0 when none). */
   latest(): number {
-    let max = 0
+    let max = Math.max(0, ...this.cache.keys())
     for (const name of fs.readdirSync(this.dir)) {
       if (/^\d{8}$/.test(name)) max = Math.max(max, Number(name))
     }
@@ -91,6 +110,8 @@ export class EpochStore {
   }
 
   read(epoch: number): EpochRecord | undefined {
+    const cached = this.cache.get(epoch)
+    if (cached) return cached
     let buf: Buffer
     try {
       buf = fs.readFileSync(this.file(epoch))
@@ -105,6 +126,8 @@ export class EpochStore {
 
   /** The raw file, as GET_EPOCH sends it. */
   readRaw(epoch: number): Buffer | undefined {
+    const cached = this.cache.get(epoch)
+    if (cached) return encodeEpochFile(cached.nodes, cached.timeSec)
     try {
       return fs.readFileSync(this.file(epoch))
     } catch {
@@ -112,11 +135,13 @@ export class EpochStore {
     }
   }
 
-  async write(epoch: number, nodes: readonly SdNode[], timeSec: bigint): Promise<void> {
+  private async write(epoch: number, nodes: readonly SdNode[], timeSec: bigint): Promise<void> {
     await writeFileAtomic(this.file(epoch), encodeEpochFile(nodes, timeSec))
   }
 
   async removeAll(): Promise<void> {
+    await this.writes
+    this.cache.clear()
     for (const name of await fsp.readdir(this.dir)) await fsp.rm(path.join(this.dir, name), { force: true })
   }
 }

@@ -7,6 +7,7 @@ import path from 'node:path'
 import { addrToText, addrFromText } from '../lib/structs.js'
 import { defaultZone } from '../lib/addr.js'
 import { createLogger } from '../lib/log.js'
+import { processAlive } from '../lib/proc.js'
 import { SD_DEFAULT_VNODES } from '../lib/proto.js'
 import { LocalDriver } from './cluster/local.js'
 import { OPS } from './ops.js'
@@ -66,13 +67,8 @@ function takeLock(baseDir: string): void {
   const file = path.join(baseDir, 'lock')
   try {
     const pid = Number(fs.readFileSync(file, 'utf8').trim())
-    if (pid > 0 && pid !== process.pid) {
-      try {
-        process.kill(pid, 0)
-        throw new Error(`another sheep daemon (pid ${pid}) is using ${baseDir}`)
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e
-      }
+    if (pid > 0 && pid !== process.pid && processAlive(pid)) {
+      throw new Error(`another sheep daemon (pid ${pid}) is using ${baseDir}`)
     }
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e

@@ -3,19 +3,20 @@
 // events and cluster-wide ops in the driver's total order, stop (behaviour.md §2–6, §8).
 import fs from 'node:fs'
 import path from 'node:path'
-import { Packr } from 'msgpackr'
 import { ConnectionPool } from '../lib/client.js'
 import { decodeRequestHeader, decodeResponseHeader, encodeResponseHeader } from '../lib/codec.js'
 import { decodeInodeHeader, SD_INODE_LOOKUP_SIZE } from '../lib/inode.js'
 import type { Logger } from '../lib/log.js'
 import { isVdiObj, oidToVid } from '../lib/oid.js'
 import {
-  SD_CLUSTER_FLAG_AUTO_VNODES, SD_DEFAULT_BLOCK_SIZE_SHIFT, SD_DEFAULT_COPIES, SD_RES_SUCCESS, SD_SHEEP_PROTO_VER,
+  SD_CLUSTER_FLAG_AUTO_VNODES, SD_DEFAULT_BLOCK_SIZE_SHIFT, SD_DEFAULT_COPIES, SD_OP_GET_VDI_COPIES,
+  SD_RES_BUFFER_SMALL, SD_RES_SUCCESS, SD_SHEEP_PROTO_VER,
   SD_STATUS_KILLED, SD_STATUS_OK, SD_STATUS_SHUTDOWN, SD_STATUS_WAIT,
 } from '../lib/proto.js'
 import { HashRing, autoVnodes } from '../lib/ring.js'
-import { type SdNode, addrToText, compareNodes, nodeDescription, sameNode } from '../lib/structs.js'
+import { type SdNode, VDI_STATE_SIZE, addrToText, compareNodes, nodeDescription, sameNode } from '../lib/structs.js'
 import type { ClusterDriver } from './cluster/driver.js'
+import { packMessage, unpackMessage } from './cluster/message.js'
 import { ConfigStore, EpochStore, emptyConfig } from './config.js'
 import type { OpReply } from './op-types.js'
 import type { StoreDriver } from './store/driver.js'
@@ -54,6 +55,9 @@ export interface ClusterOpMain {
   (sheep: Sheep, msg: { req: ReturnType<typeof decodeRequestHeader>; rsp: ReturnType<typeof decodeResponseHeader>; data: Buffer | undefined }): Promise<number> | number
 }
 
+/** GET_VDI_COPIES starts with room for this many records and doubles on BUFFER_SMALL. */
+const VDI_SYNC_INITIAL_ENTRIES = 512
+
 export interface SheepConfig {
   baseDir: string
   objDir: string
@@ -67,8 +71,6 @@ export interface SheepConfig {
   /** Looks up the `main` phase of a cluster op by opcode (the op table owns them). */
   clusterMain: (opcode: number) => ClusterOpMain | undefined
 }
-
-const packr = new Packr({ useRecords: false, moreTypes: true })
 
 export class Sheep {
   readonly baseDir: string
@@ -98,6 +100,8 @@ export class Sheep {
   private readonly pendingOps = new Map<string, { resolve: (r: OpReply) => void; rsp: Buffer }>()
   private readonly epochWaiters: Array<() => void> = []
   private readonly clusterMain: SheepConfig['clusterMain']
+  /** Called after the epoch was raised by a membership change (recovery hooks in here). */
+  onEpochChange: (epoch: number) => void = () => undefined
   /** Called when the daemon should exit (KILL_NODE, SHUTDOWN). */
   onStop: (reason: string) => void = () => undefined
 
@@ -167,13 +171,13 @@ export class Sheep {
       protoVer: SD_SHEEP_PROTO_VER, status: this.status, epoch: this.epoch, settings: this.settings,
       epochNodes: this.epoch > 0 ? (this.epochs.read(this.epoch)?.nodes ?? []) : [],
     }
-    return packr.pack(info)
+    return packMessage(info)
   }
 
   /** On the deciding member: the status and cluster view the joiner is accepted with. */
   private decideJoin(joiner: SdNode, payload: Buffer): Buffer {
-    const theirs = packr.unpack(payload) as JoinInfo
-    let view: JoinInfo = packr.unpack(this.joinPayload()) as JoinInfo
+    const theirs = unpackMessage<JoinInfo>(payload)
+    let view: JoinInfo = unpackMessage<JoinInfo>(this.joinPayload())
     if (this.status === SD_STATUS_WAIT) {
       const bothFormatted = view.epoch > 0 && theirs.epoch > 0
       if (!(bothFormatted && view.settings.ctime !== theirs.settings.ctime) && theirs.epoch > view.epoch) view = theirs
@@ -183,11 +187,11 @@ export class Sheep {
     } else {
       view.status = this.status
     }
-    return packr.pack(view)
+    return packMessage(view)
   }
 
   private onAccepted(joiner: SdNode, members: SdNode[], payload: Buffer): void {
-    const view = packr.unpack(payload) as JoinInfo
+    const view = unpackMessage<JoinInfo>(payload)
     const isMe = sameNode(joiner, this.self)
     if (isMe && view.protoVer !== SD_SHEEP_PROTO_VER) {
       this.log.fatal(`failed to join: protocol version ${view.protoVer}`)
@@ -201,13 +205,16 @@ export class Sheep {
     this.status = view.status
     if (view.epoch > this.epoch) {
       this.epoch = view.epoch
-      void this.epochs.write(view.epoch, view.epochNodes, BigInt(Math.floor(Date.now() / 1000)))
+      void this.epochs.record(view.epoch, view.epochNodes, BigInt(Math.floor(Date.now() / 1000)))
     }
     if (isMe) this.joined = true
+    // VDI bookkeeping (behaviour.md §9): a newcomer asks everybody, the others ask the newcomer
+    const others = isMe ? members.filter((n) => !sameNode(n, this.self)) : [joiner]
+    if (others.length > 0) void this.syncVdisFrom(others)
     this.log.info(`${nodeDescription(joiner)} joined; ${members.length} member(s), status ${this.status}, epoch ${this.epoch}`)
     if (this.status === SD_STATUS_OK) {
       const latest = this.epochs.read(this.epoch)?.nodes ?? []
-      if (!sameMembership(latest, this.members)) void this.bumpEpoch()
+      if (!sameMembership(latest, this.members)) this.bumpEpoch()
       else if (wasWaiting) void this.markRunning()
     }
   }
@@ -217,7 +224,29 @@ export class Sheep {
     this.setMembers(members)
     this.peers.drop({ host: addrToText(node.addr), port: node.port })
     this.log.info(`${nodeDescription(node)} left; ${members.length} member(s)`)
-    if (this.status === SD_STATUS_OK) void this.bumpEpoch()
+    if (this.status === SD_STATUS_OK) this.bumpEpoch()
+  }
+
+  /** Merges the VDI state tables of `nodes` into ours (GET_VDI_COPIES). */
+  private async syncVdisFrom(nodes: SdNode[]): Promise<void> {
+    await Promise.all(nodes.map(async (node) => {
+      const conn = this.peers.get({ host: addrToText(node.addr), port: node.port })
+      let capacity = VDI_SYNC_INITIAL_ENTRIES * VDI_STATE_SIZE
+      for (let attempt = 0; attempt < 8; attempt++) {
+        try {
+          const { rsp, data } = await conn.request({ opcode: SD_OP_GET_VDI_COPIES, readLength: capacity })
+          if (rsp.result === SD_RES_BUFFER_SMALL) {
+            capacity *= 2
+            continue
+          }
+          if (rsp.result === SD_RES_SUCCESS) this.vdis.merge(data)
+          return
+        } catch (e) {
+          this.log.warn(`VDI state sync from ${nodeDescription(node)} failed: ${String(e)}`)
+          return
+        }
+      }
+    }))
   }
 
   /** Applies a new member list: vnode counts (auto strategy) and the ring. */
@@ -234,11 +263,12 @@ export class Sheep {
   }
 
   /** Membership changed while running: a new epoch with the current members. */
-  private async bumpEpoch(): Promise<void> {
+  private bumpEpoch(): void {
     this.epoch += 1
-    await this.epochs.write(this.epoch, this.members, BigInt(Math.floor(Date.now() / 1000)))
+    void this.epochs.record(this.epoch, this.members, BigInt(Math.floor(Date.now() / 1000)))
     this.log.info(`epoch ${this.epoch}: ${this.members.map((n) => nodeDescription(n)).join(', ')}`)
     this.wakeEpochWaiters()
+    this.onEpochChange(this.epoch)
   }
 
   private async markRunning(): Promise<void> {
@@ -255,7 +285,7 @@ export class Sheep {
     await this.saveConfig()
     this.setMembers(this.members)
     this.epoch = 1
-    await this.epochs.write(1, this.members, BigInt(Math.floor(Date.now() / 1000)))
+    await this.epochs.record(1, this.members, BigInt(Math.floor(Date.now() / 1000)))
     this.status = SD_STATUS_OK
     this.wakeEpochWaiters()
   }
@@ -286,7 +316,7 @@ export class Sheep {
         const out = await work()
         workRsp = out.rsp
         this.pendingOps.set(token, { resolve, rsp: workRsp })
-        return packr.pack({ token, req, rsp: out.rsp, data: out.data ?? null } satisfies OpMessage)
+        return packMessage({ token, req, rsp: out.rsp, data: out.data ?? null } satisfies OpMessage)
       }).catch((e: unknown) => {
         this.pendingOps.delete(token)
         reject(e instanceof Error ? e : new Error(String(e)))
@@ -298,7 +328,7 @@ export class Sheep {
     const token = `${nodeDescription(this.self)}#${++this.opCounter}`
     return new Promise<OpReply>((resolve, reject) => {
       this.pendingOps.set(token, { resolve, rsp })
-      send(packr.pack({ token, req, rsp, data: data ?? null } satisfies OpMessage)).catch((e: unknown) => {
+      send(packMessage({ token, req, rsp, data: data ?? null } satisfies OpMessage)).catch((e: unknown) => {
         this.pendingOps.delete(token)
         reject(e instanceof Error ? e : new Error(String(e)))
       })
@@ -306,7 +336,7 @@ export class Sheep {
   }
 
   private onNotified(_sender: SdNode, message: Buffer): void {
-    const msg = packr.unpack(message) as OpMessage
+    const msg = unpackMessage<OpMessage>(message)
     const req = decodeRequestHeader(Buffer.from(msg.req))
     const rsp = decodeResponseHeader(Buffer.from(msg.rsp))
     const data = msg.data ? Buffer.from(msg.data) : undefined

@@ -18,7 +18,7 @@ import {
 } from '../lib/proto.js'
 import { LOCK_STATE_NORMAL, LOCK_STATE_UNLOCKED } from '../lib/structs.js'
 import { readObject, writeObject } from './gateway.js'
-import type { OpReply } from './op-types.js'
+import { packMessage, unpackMessage } from './cluster/message.js'
 import type { Sheep } from './sheep.js'
 
 export interface LookupResult {
@@ -171,7 +171,7 @@ export async function newVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
   const inode = inheritedBody ?? Buffer.alloc(SD_INODE_HEADER_SIZE)
   updateInodeHeader(inode, header)
   await writeObject(sheep, vidToVdiOid(newVid), 0, inode, { create: true, copies: header.nrCopies })
-  return vdiReply(sheep, req, SD_RES_SUCCESS, newVid, Buffer.from(JSON.stringify(notice)))
+  return vdiReply(sheep, req, SD_RES_SUCCESS, newVid, packMessage(notice))
 }
 
 /**
@@ -206,7 +206,7 @@ async function shareFrom(sheep: Sheep, baseVid: number): Promise<{ header: Inode
 
 export function newVdiMain(sheep: Sheep, result: number, data: Buffer | undefined): number {
   if (result !== SD_RES_SUCCESS || !data) return result
-  const n = JSON.parse(data.toString()) as NewVdiNotice
+  const n = unpackMessage<NewVdiNotice>(data)
   sheep.vdis.add({ vid: n.vid, nrCopies: n.nrCopies, copyPolicy: n.copyPolicy, blockSizeShift: n.blockSizeShift, snapshot: false, deleted: false, parentVid: n.parentVid })
   if (n.snapshotVid) sheep.vdis.markSnapshot(n.snapshotVid)
   return result
@@ -219,13 +219,13 @@ export async function getVdiInfoWork(sheep: Sheep, req: SdRequest, data: Buffer 
   const v = reqVariant(req, REQ_VDI)
   const found = await lookupVdi(sheep, names.name, names.tag, v.snapid)
   if (found.result !== SD_RES_SUCCESS) return vdiReply(sheep, req, found.result, 0)
-  return vdiReply(sheep, req, SD_RES_SUCCESS, found.vid, Buffer.from(JSON.stringify({ vid: found.vid })))
+  return vdiReply(sheep, req, SD_RES_SUCCESS, found.vid, packMessage({ vid: found.vid }))
 }
 
 /** LOCK_VDI main phase: with USE_LOCK the owner node takes a normal lock (behaviour.md §10). */
 export function lockVdiMain(sheep: Sheep, result: number, data: Buffer | undefined, owner: Buffer): number {
   if (result !== SD_RES_SUCCESS || !data || !(sheep.settings.flags & SD_CLUSTER_FLAG_USE_LOCK)) return result
-  const { vid } = JSON.parse(data.toString()) as { vid: number }
+  const { vid } = unpackMessage<{ vid: number }>(data)
   const state = sheep.vdis.get(vid)
   if (!state) return result
   if (state.lockState !== LOCK_STATE_UNLOCKED) return SD_RES_VDI_LOCKED
@@ -264,12 +264,12 @@ export async function delVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
   } else {
     await writeObject(sheep, oid, 0, updateInodeHeader(head, { name: '', vdiSize: 0n }), { create: false, copies: inode.nrCopies })
   }
-  return vdiReply(sheep, req, SD_RES_SUCCESS, found.vid, Buffer.from(JSON.stringify({ vid: found.vid })))
+  return vdiReply(sheep, req, SD_RES_SUCCESS, found.vid, packMessage({ vid: found.vid }))
 }
 
 export function delVdiMain(sheep: Sheep, result: number, data: Buffer | undefined): number {
   if (result !== SD_RES_SUCCESS || !data) return result
-  const { vid } = JSON.parse(data.toString()) as { vid: number }
+  const { vid } = unpackMessage<{ vid: number }>(data)
   sheep.vdis.markDeleted(vid)
   return result
 }

@@ -1,0 +1,127 @@
+// Functional-test helpers: start real sheep daemons on 127.0.0.1 in temp dirs, with ports that
+// do not clash between parallel test files, run the real dog, and stop only the processes a test
+// started, by PID. Everything runs the built programs in dist/ through bin/.
+import { spawn, spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { processAlive } from '../../lib/proc.js'
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+export const SHEEP_BIN = path.join(REPO, 'bin/sheep')
+export const DOG_BIN = path.join(REPO, 'bin/dog')
+
+/**
+ * The environment for the programs under test: the test runner's loader hooks (NODE_OPTIONS)
+ * are not passed on, so sheep and dog run exactly as a user starts them.
+ */
+export function programEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env = { ...process.env, ...extra }
+  delete env.NODE_OPTIONS
+  for (const key of Object.keys(env)) if (key.startsWith('TAP')) delete env[key]
+  return env
+}
+
+/** A TCP port nobody listens on right now (the kernel picks it). */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const srv = net.createServer()
+      srv.once('error', reject)
+      srv.listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as net.AddressInfo).port
+        srv.close(() => resolve(p))
+      })
+    })
+    // leave room for the port's neighbours, which some tests use for a second node
+    if (port < 65000) return port
+  }
+}
+
+export function tempDir(prefix = 'sheep-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+}
+
+export interface SheepProcess {
+  port: number
+  dir: string
+  pid: number
+  args: string[]
+}
+
+export interface StartOptions {
+  port?: number
+  dir?: string
+  args?: string[]
+}
+
+/** Starts a sheep the way a user does (it daemonizes); resolves once it listens. */
+export async function startSheep(opts: StartOptions = {}): Promise<SheepProcess> {
+  const port = opts.port ?? (await freePort())
+  const dir = opts.dir ?? tempDir()
+  const args = ['-p', String(port), '-n', ...(opts.args ?? []), dir]
+  const r = spawnSync(SHEEP_BIN, args, { encoding: 'utf8', timeout: 60_000, env: programEnv() })
+  if (r.status !== 0) throw new Error(`sheep ${args.join(' ')} exited ${r.status}: ${r.stderr}`)
+  const pid = Number(fs.readFileSync(path.join(dir, 'lock'), 'utf8').trim())
+  return { port, dir, pid, args }
+}
+
+/** Alive and not a zombie (daemons are reparented and may never be reaped here). */
+export function isAlive(pid: number): boolean {
+  return processAlive(pid)
+}
+
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 20_000, stepMs = 50): Promise<boolean> {
+  const end = Date.now() + timeoutMs
+  while (Date.now() < end) {
+    if (await check()) return true
+    await new Promise((r) => setTimeout(r, stepMs))
+  }
+  return check()
+}
+
+/** Stops one sheep this test started: SIGTERM, then SIGKILL if it lingers. */
+export async function stopSheep(s: SheepProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (!isAlive(s.pid)) return
+  process.kill(s.pid, signal)
+  if (!(await waitFor(() => !isAlive(s.pid), 10_000))) {
+    process.kill(s.pid, 'SIGKILL')
+    await waitFor(() => !isAlive(s.pid), 5_000)
+  }
+}
+
+export interface DogResult {
+  status: number
+  stdout: string
+  stderr: string
+  stdoutBytes: Buffer
+}
+
+/** Runs the real dog with `args`; `input` is fed to stdin. */
+export function dog(args: string[], opts: { port?: number; input?: Buffer | string; env?: NodeJS.ProcessEnv } = {}): Promise<DogResult> {
+  const full = opts.port !== undefined ? [...args, '-p', String(opts.port)] : args
+  return new Promise((resolve, reject) => {
+    const child = spawn(DOG_BIN, full, { env: programEnv(opts.env), stdio: ['pipe', 'pipe', 'pipe'] })
+    const out: Buffer[] = []
+    const err: Buffer[] = []
+    child.stdout.on('data', (b: Buffer) => out.push(b))
+    child.stderr.on('data', (b: Buffer) => err.push(b))
+    child.on('error', reject)
+    child.on('close', (code) => {
+      const stdoutBytes = Buffer.concat(out)
+      resolve({ status: code ?? -1, stdout: stdoutBytes.toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), stdoutBytes })
+    })
+    child.stdin.on('error', () => undefined)
+    child.stdin.end(opts.input ?? '')
+  })
+}
+
+/** Replaces dates printed by dog with fixed markers, for snapshot comparisons. */
+export function filterDates(text: string): string {
+  return text
+    .replace(/\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}/g, 'YYYY-MM-DD HH:MM:SS')
+    .replace(/\d{4}-\d{2}-\d{2} \d{2}:\d{2}/g, 'YYYY-MM-DD HH:MM')
+    .replace(/[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}/g, 'Www Mmm dd hh:mm:ss yyyy')
+}
