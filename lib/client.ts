@@ -131,6 +131,7 @@ export class SheepConnection {
         : net.createConnection({ host: this.address.host, port: this.address.port })
       const timer = setTimeout(() => {
         socket.destroy()
+        this.connecting = undefined
         reject(new SdTransportError(`failed to connect to ${addressText(this.address)}: Connection timed out`))
       }, this.connectTimeoutMs)
       const reader = new FrameReader({

@@ -3,7 +3,7 @@
 // `work` runs on the receiving node (under the cluster-wide block when present) and `main` on
 // every member in the driver's order. Opcodes not in the table answer INVALID_PARMS.
 import {
-  REQ_CLUSTER, REQ_OBJ, RSP_CLUSTER_DEFAULT, RSP_HASH, RSP_NODE, type SdRequest, reqVariant,
+  REQ_CLUSTER, REQ_OBJ, RSP_CLUSTER_DEFAULT, RSP_HASH, RSP_NODE, type SdRequest, encodeResponseHeader, reqVariant,
 } from '../lib/codec.js'
 import { cString } from '../lib/layout.js'
 import {
@@ -15,12 +15,17 @@ import {
   SD_OP_REMOVE_PEER, SD_OP_SET_LOGLEVEL, SD_OP_SHUTDOWN, SD_OP_STAT_CLUSTER, SD_OP_STAT_SHEEP, SD_OP_WRITE_OBJ,
   SD_OP_WRITE_PEER, SD_RES_BUFFER_SMALL, SD_RES_INVALID_PARMS, SD_RES_NO_OBJ, SD_RES_NO_STORE, SD_RES_NO_TAG,
   SD_RES_SUCCESS, SD_RES_WAIT_FOR_FORMAT, SD_RES_WAIT_FOR_JOIN, SD_STATUS_OK, SD_STATUS_SHUTDOWN, SD_STATUS_WAIT,
-  SD_VDI_BITMAP_SIZE, SD_RES_SHUTDOWN,
+  SD_VDI_BITMAP_SIZE, SD_RES_SHUTDOWN, SD_OP_COMPLETE_RECOVERY, SD_OP_STAT_RECOVERY, SD_OP_GET_RECOVERY,
+  SD_OP_SET_RECOVERY, SD_OP_ENABLE_RECOVER, SD_OP_DISABLE_RECOVER, SD_OP_FORCE_RECOVER, SD_OP_ALTER_CLUSTER_COPY,
+  SD_OP_REWEIGHT, SD_OP_CLEANUP, SD_OP_OIDS_EXIST, SD_OP_STAT, SD_OP_GET_VNODES, SD_RES_FORCE_RECOVER,
+  SD_RES_NODE_IN_RECOVERY, SD_MAX_COPIES,
 } from '../lib/proto.js'
 import {
-  CLUSTER_INFO_SIZE, EPOCH_LOG_HEADER_SIZE, SD_NODE_SIZE, encodeClusterInfo, encodeEpochLog, encodeNodes,
+  CLUSTER_INFO_SIZE, EPOCH_LOG_HEADER_SIZE, RECOVERY_STATE, RECOVERY_STATE_SIZE, RECOVERY_THROTTLING,
+  RECOVERY_THROTTLING_SIZE, SD_NODE_SIZE, decodeNode, encodeClusterInfo, encodeEpochLog, encodeNodes, encodeSdStat,
   epochLogStride,
 } from '../lib/structs.js'
+import { readFields, writeFields } from '../lib/layout.js'
 import { inodeIndexOffset, isDataObj, oidToIdx, oidToVid, vidToVdiOid } from '../lib/oid.js'
 import { LOG_LEVEL_NAMES, sdLevelToPino } from '../lib/log.js'
 import { gatewayWriteAll, handleGatewayRequest, readObject, writeObject } from './gateway.js'
@@ -234,6 +239,68 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
       return typeof digest === 'number' ? reply(digest) : reply(SD_RES_SUCCESS, undefined, RSP_HASH, { digest })
     },
   }],
+  [SD_OP_COMPLETE_RECOVERY, {
+    name: 'COMPLETE_RECOVERY', kind: 'cluster', force: true,
+    main: async (s, m) => {
+      if (m.data && m.data.length >= SD_NODE_SIZE) await s.recovery.completed_(reqVariant(m.req, REQ_OBJ).tgtEpoch, decodeNode(m.data))
+      return SD_RES_SUCCESS
+    },
+  }],
+  [SD_OP_STAT_RECOVERY, { name: 'STAT_RECOVERY', kind: 'local', handler: statRecovery }],
+  [SD_OP_GET_RECOVERY, { name: 'GET_RECOVERY', kind: 'local', force: true, handler: getRecoveryThrottle }],
+  [SD_OP_SET_RECOVERY, { name: 'SET_RECOVERY', kind: 'local', force: true, handler: (s, _req, data) => setRecoveryThrottle(s, data) }],
+  [SD_OP_ENABLE_RECOVER, {
+    name: 'ENABLE_RECOVER', kind: 'cluster',
+    main: (s) => {
+      s.settings.disableRecovery = false
+      s.recovery.resume()
+      return SD_RES_SUCCESS
+    },
+  }],
+  [SD_OP_DISABLE_RECOVER, {
+    name: 'DISABLE_RECOVER', kind: 'cluster',
+    main: (s) => {
+      s.settings.disableRecovery = true
+      return SD_RES_SUCCESS
+    },
+  }],
+  [SD_OP_FORCE_RECOVER, {
+    name: 'FORCE_RECOVER', kind: 'cluster', force: true, work: forceRecoverWork,
+    main: async (s, m) => {
+      if (m.rsp.result !== SD_RES_SUCCESS) return m.rsp.result
+      await s.forceRecover()
+      return SD_RES_SUCCESS
+    },
+  }],
+  [SD_OP_ALTER_CLUSTER_COPY, {
+    name: 'ALTER_CLUSTER_COPY', kind: 'cluster',
+    main: async (s, m) => {
+      const c = reqVariant(m.req, REQ_CLUSTER)
+      if (c.copyPolicy !== 0 || c.copies < 1 || c.copies > SD_MAX_COPIES) return SD_RES_INVALID_PARMS
+      s.settings.nrCopies = c.copies
+      await s.saveConfig()
+      return SD_RES_SUCCESS
+    },
+  }],
+  [SD_OP_REWEIGHT, { name: 'REWEIGHT', kind: 'cluster', main: () => SD_RES_SUCCESS }],
+  [SD_OP_CLEANUP, {
+    name: 'CLEANUP', kind: 'cluster', force: true,
+    main: async (s) => {
+      if (s.recovery.running) return SD_RES_NODE_IN_RECOVERY
+      if (!s.gateway) await s.store.purgeStale()
+      return SD_RES_SUCCESS
+    },
+  }],
+  [SD_OP_OIDS_EXIST, { name: 'OIDS_EXIST', kind: 'local', force: true, handler: oidsExist }],
+  [SD_OP_STAT, { name: 'STAT', kind: 'local', handler: (s) => reply(SD_RES_SUCCESS, encodeSdStat(s.stats)) }],
+  [SD_OP_GET_VNODES, {
+    name: 'GET_VNODES', kind: 'local',
+    handler: (s) => {
+      const b = Buffer.alloc(4)
+      b.writeInt32LE(s.self.nrVnodes)
+      return reply(SD_RES_SUCCESS, b)
+    },
+  }],
   [SD_OP_GET_LOGLEVEL, {
     name: 'GET_LOGLEVEL', kind: 'local', force: true,
     handler: (s, req) => {
@@ -254,6 +321,54 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
     },
   }],
 ])
+
+/** STAT_RECOVERY: this node's recovery progress (wire-protocol.md §7.7). */
+function statRecovery(sheep: Sheep): OpReply {
+  const r = sheep.recovery
+  const buf = writeFields(Buffer.alloc(RECOVERY_STATE_SIZE), RECOVERY_STATE, {
+    inRecovery: r.running ? 1 : 0, state: r.state, nrFinished: BigInt(r.nrFinished), nrTotal: BigInt(r.nrTotal),
+  })
+  return reply(SD_RES_SUCCESS, buf)
+}
+
+function getRecoveryThrottle(sheep: Sheep): OpReply {
+  const t = sheep.recovery.throttle
+  const buf = writeFields(Buffer.alloc(RECOVERY_THROTTLING_SIZE), RECOVERY_THROTTLING, {
+    maxExecCount: t?.maxExecCount ?? 0, queueWorkInterval: BigInt(t?.intervalMs ?? 0), throttling: t ? 1 : 0,
+  })
+  return reply(SD_RES_SUCCESS, buf)
+}
+
+function setRecoveryThrottle(sheep: Sheep, data: Buffer | undefined): OpReply {
+  if (!data || data.length < RECOVERY_THROTTLING_SIZE) return reply(SD_RES_INVALID_PARMS)
+  const t = readFields(data, RECOVERY_THROTTLING)
+  const intervalMs = Number(t.queueWorkInterval)
+  if ((t.maxExecCount === 0) !== (intervalMs === 0)) return reply(SD_RES_INVALID_PARMS)
+  sheep.recovery.throttle = t.maxExecCount === 0 ? undefined : { maxExecCount: t.maxExecCount, intervalMs }
+  sheep.log.info(`recovery throttle: ${t.maxExecCount} object(s) per ${intervalMs} ms`)
+  return reply(SD_RES_SUCCESS)
+}
+
+/** FORCE_RECOVER work phase: only a waiting cluster with an epoch can be forced (§7.6). */
+async function forceRecoverWork(sheep: Sheep, req: SdRequest): Promise<{ rsp: Buffer; data: Buffer | undefined }> {
+  const ok = sheep.status === SD_STATUS_WAIT && sheep.epoch > 0
+  const rsp = encodeResponseHeader({ opcode: req.opcode, epoch: sheep.epoch, id: req.id, dataLength: 0, result: ok ? SD_RES_SUCCESS : SD_RES_FORCE_RECOVER })
+  return { rsp, data: undefined }
+}
+
+/** OIDS_EXIST: the oids of the payload this node does not store (answered with NO_OBJ). */
+function oidsExist(sheep: Sheep, req: SdRequest, data: Buffer | undefined): OpReply {
+  if (!data) return reply(SD_RES_INVALID_PARMS)
+  const missing: bigint[] = []
+  for (let at = 0; at + 8 <= data.length; at += 8) {
+    const oid = data.readBigUInt64LE(at)
+    if (!sheep.store.exists(oid)) missing.push(oid)
+  }
+  if (missing.length === 0) return reply(SD_RES_SUCCESS)
+  const out = Buffer.alloc(missing.length * 8)
+  missing.forEach((oid, i) => out.writeBigUInt64LE(oid, i * 8))
+  return reply(SD_RES_NO_OBJ, out.subarray(0, Math.min(out.length, req.dataLength)))
+}
 
 /** True while the cluster waits: everything but force ops is refused with the waiting result. */
 export function waitingResult(sheep: Sheep): number | undefined {

@@ -5,7 +5,7 @@ import type { Fields } from '../lib/layout.js'
 import { REQ_OBJ, type SdRequest, reqVariant } from '../lib/codec.js'
 import { oidToVid, objectSizeOf } from '../lib/oid.js'
 import {
-  SD_OP_CREATE_AND_WRITE_PEER, SD_OP_READ_PEER, SD_OP_REMOVE_PEER, SD_OP_WRITE_PEER, SD_RES_INVALID_PARMS,
+  SD_FLAG_CMD_RECOVERY, SD_OP_CREATE_AND_WRITE_PEER, SD_OP_READ_PEER, SD_OP_REMOVE_PEER, SD_OP_WRITE_PEER, SD_RES_INVALID_PARMS,
   SD_RES_NEW_NODE_VER, SD_RES_NO_OBJ, SD_RES_OLD_NODE_VER, SD_RES_SUCCESS, SD_RES_EIO,
 } from '../lib/proto.js'
 import { type OpReply, reply } from './op-types.js'
@@ -23,6 +23,8 @@ export function objectSizeFor(sheep: Sheep, oid: bigint): number {
 
 export interface PeerOp {
   opcode: number
+  /** Request flags (CMD_RECOVERY reads never wait and may be served from a stale copy). */
+  flags?: number
   obj: ObjFields
   data?: Buffer
   /** READ_PEER: bytes wanted. */
@@ -33,12 +35,19 @@ export interface PeerOp {
 export async function runPeerOp(sheep: Sheep, op: PeerOp): Promise<OpReply> {
   const { oid, offset } = op.obj
   if (sheep.gateway) return reply(SD_RES_NO_OBJ)
+  const forRecovery = ((op.flags ?? 0) & SD_FLAG_CMD_RECOVERY) !== 0
+  // an object this node should hold but has not recovered yet: recover it first (§7.6)
+  if (!forRecovery && op.opcode !== SD_OP_CREATE_AND_WRITE_PEER) await sheep.recovery.waitForObject(oid)
   try {
     switch (op.opcode) {
       case SD_OP_READ_PEER: {
         const size = objectSizeFor(sheep, oid)
         if (offset + op.length > Math.max(size, offset)) return reply(SD_RES_INVALID_PARMS)
-        const data = await sheep.store.read(oid, offset, op.length)
+        let data = await sheep.store.read(oid, offset, op.length)
+        if (data === SD_RES_NO_OBJ && forRecovery) {
+          const stale = sheep.store.newestStale(oid)
+          if (stale !== undefined) data = await sheep.store.readStale(oid, stale, offset, op.length)
+        }
         return typeof data === 'number' ? reply(data) : reply(SD_RES_SUCCESS, data)
       }
       case SD_OP_WRITE_PEER: {
@@ -71,5 +80,5 @@ export async function handlePeerRequest(sheep: Sheep, req: SdRequest, data: Buff
     if (diff < 0) return reply(SD_RES_OLD_NODE_VER)
     if (diff > 0 && !(await sheep.waitForEpoch(req.epoch, PEER_EPOCH_WAIT_MS))) return reply(SD_RES_NEW_NODE_VER)
   }
-  return runPeerOp(sheep, { opcode: req.opcode, obj, data, length: req.dataLength })
+  return runPeerOp(sheep, { opcode: req.opcode, flags: req.flags, obj, data, length: req.dataLength })
 }

@@ -11,7 +11,8 @@ import {
 import { FrameReader } from '../lib/framing.js'
 import {
   SD_RES_BUFFER_SMALL, SD_RES_INVALID_PARMS, SD_RES_KILLED, SD_RES_SHUTDOWN, SD_RES_SYSTEM_ERROR, SD_STATUS_KILLED,
-  SD_STATUS_SHUTDOWN, opcodeName,
+  SD_STATUS_SHUTDOWN, opcodeName, SD_OP_READ_OBJ, SD_OP_READ_PEER, SD_OP_WRITE_OBJ, SD_OP_WRITE_PEER,
+  SD_OP_CREATE_AND_WRITE_OBJ, SD_OP_CREATE_AND_WRITE_PEER, SD_OP_REMOVE_OBJ, SD_OP_REMOVE_PEER,
 } from '../lib/proto.js'
 import type { OpReply } from './op-types.js'
 import { OPS, waitingResult } from './ops.js'
@@ -21,6 +22,33 @@ import type { Sheep } from './sheep.js'
 export const SERVER_MAX_CONNECTIONS = 1024
 /** Requests of one connection being processed at once; reading pauses beyond this. */
 export const SERVER_MAX_IN_FLIGHT_PER_CONNECTION = 128
+
+const READ_OPS = new Set([SD_OP_READ_OBJ, SD_OP_READ_PEER])
+const WRITE_OPS = new Set([SD_OP_WRITE_OBJ, SD_OP_WRITE_PEER, SD_OP_CREATE_AND_WRITE_OBJ, SD_OP_CREATE_AND_WRITE_PEER])
+const REMOVE_OPS = new Set([SD_OP_REMOVE_OBJ, SD_OP_REMOVE_PEER])
+
+/** Request statistics for STAT (`dog node stat`): gateway and peer requests and bytes. */
+function countStart(sheep: Sheep, gateway: boolean, opcode: number, data: Buffer | undefined): void {
+  const st = sheep.stats
+  const rx = BigInt(data?.length ?? 0)
+  if (gateway) {
+    st.gwActive++; st.gwTotal++; st.gwRxBytes += rx
+    if (READ_OPS.has(opcode)) st.gwReads++
+    else if (WRITE_OPS.has(opcode)) st.gwWrites++
+    else if (REMOVE_OPS.has(opcode)) st.gwRemoves++
+  } else {
+    st.peerActive++; st.peerTotal++; st.peerRxBytes += rx
+    if (READ_OPS.has(opcode)) st.peerReads++
+    else if (WRITE_OPS.has(opcode)) st.peerWrites++
+    else if (REMOVE_OPS.has(opcode)) st.peerRemoves++
+  }
+}
+
+function countEnd(sheep: Sheep, gateway: boolean, r: OpReply | undefined): void {
+  const st = sheep.stats
+  const tx = BigInt(r?.data?.length ?? 0)
+  if (gateway) { st.gwActive--; st.gwTxBytes += tx } else { st.peerActive--; st.peerTxBytes += tx }
+}
 
 export interface Listen {
   host?: string
@@ -126,14 +154,21 @@ export class SheepServer {
     if (sheep.status === SD_STATUS_SHUTDOWN) return { result: SD_RES_SHUTDOWN }
     const waiting = waitingResult(sheep)
     if (waiting !== undefined && !op.force) return { result: waiting }
+    const counted = op.kind === 'gateway' || op.kind === 'peer'
+    if (counted) countStart(sheep, op.kind === 'gateway', req.opcode, data)
     try {
-      if (op.kind !== 'cluster') return await op.handler!(sheep, req, data)
+      if (op.kind !== 'cluster') {
+        const r = await op.handler!(sheep, req, data)
+        if (counted) countEnd(sheep, op.kind === 'gateway', r)
+        return r
+      }
       if (op.work) {
         const work = op.work
         return await sheep.exclusiveOp(req.raw, () => work(sheep, req, data))
       }
       return await sheep.broadcastOp(req.raw, data)
     } catch (e) {
+      if (counted) countEnd(sheep, op.kind === 'gateway', undefined)
       sheep.log.error(`${opcodeName(req.opcode)} failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}`)
       return { result: (e as { code?: number }).code ?? SD_RES_SYSTEM_ERROR }
     }

@@ -14,12 +14,13 @@ import {
   SD_STATUS_KILLED, SD_STATUS_OK, SD_STATUS_SHUTDOWN, SD_STATUS_WAIT,
 } from '../lib/proto.js'
 import { HashRing, autoVnodes } from '../lib/ring.js'
-import { type SdNode, VDI_STATE_SIZE, addrToText, compareNodes, nodeDescription, sameNode } from '../lib/structs.js'
+import { SD_STAT_FIELDS, type SdNode, type SdStat, VDI_STATE_SIZE, addrToText, compareNodes, nodeDescription, sameNode } from '../lib/structs.js'
 import type { ClusterDriver } from './cluster/driver.js'
 import { packMessage, unpackMessage } from './cluster/message.js'
 import { ConfigStore, EpochStore, emptyConfig } from './config.js'
 import type { OpReply } from './op-types.js'
 import type { StoreDriver } from './store/driver.js'
+import { Recovery } from './recovery.js'
 import { VdiTable } from './vdi-state.js'
 
 /** The cluster-wide settings every member agrees on (the cinfo of behaviour.md §1). */
@@ -80,6 +81,7 @@ export class Sheep {
   readonly config: ConfigStore
   readonly epochs: EpochStore
   readonly vdis = new VdiTable()
+  readonly recovery: Recovery
   readonly peers = new ConnectionPool(2)
   readonly nosync: boolean
   readonly gateway: boolean
@@ -95,13 +97,13 @@ export class Sheep {
   /** Space announced in the config file (node capacity). */
   space = 0n
   logLevel = 6
+  /** Request counters for STAT (`dog node stat`). */
+  readonly stats: SdStat = Object.fromEntries(SD_STAT_FIELDS.map((f) => [f, 0n])) as SdStat
   private joined = false
   private opCounter = 0
   private readonly pendingOps = new Map<string, { resolve: (r: OpReply) => void; rsp: Buffer }>()
   private readonly epochWaiters: Array<() => void> = []
   private readonly clusterMain: SheepConfig['clusterMain']
-  /** Called after the epoch was raised by a membership change (recovery hooks in here). */
-  onEpochChange: (epoch: number) => void = () => undefined
   /** Called when the daemon should exit (KILL_NODE, SHUTDOWN). */
   onStop: (reason: string) => void = () => undefined
 
@@ -117,6 +119,7 @@ export class Sheep {
     this.clusterMain = cfg.clusterMain
     this.config = new ConfigStore(cfg.baseDir)
     this.epochs = new EpochStore(cfg.baseDir)
+    this.recovery = new Recovery(this)
   }
 
   /** Loads what the base directory remembers: config, latest epoch, objects and VDIs. */
@@ -207,7 +210,16 @@ export class Sheep {
       this.epoch = view.epoch
       void this.epochs.record(view.epoch, view.epochNodes, BigInt(Math.floor(Date.now() / 1000)))
     }
-    if (isMe) this.joined = true
+    if (isMe) {
+      this.joined = true
+      // rejoining after being dropped: what we stored is outdated (behaviour.md §3.1)
+      const listed = view.epochNodes.some((n) => sameNode(n, this.self))
+      if (!this.gateway && view.epoch > 0 && !listed && this.store.list().length > 0) {
+        const outdated = this.store.list()
+        this.log.info(`not in epoch ${view.epoch}: ${outdated.length} local object(s) moved to the stale area`)
+        this.staleMoves = Promise.all(outdated.map((oid) => this.store.moveToStale(oid, view.epoch))).then(() => undefined)
+      }
+    }
     // VDI bookkeeping (behaviour.md §9): a newcomer asks everybody, the others ask the newcomer
     const others = isMe ? members.filter((n) => !sameNode(n, this.self)) : [joiner]
     if (others.length > 0) void this.syncVdisFrom(others)
@@ -268,7 +280,7 @@ export class Sheep {
     void this.epochs.record(this.epoch, this.members, BigInt(Math.floor(Date.now() / 1000)))
     this.log.info(`epoch ${this.epoch}: ${this.members.map((n) => nodeDescription(n)).join(', ')}`)
     this.wakeEpochWaiters()
-    this.onEpochChange(this.epoch)
+    this.recovery.start()
   }
 
   private async markRunning(): Promise<void> {
@@ -288,6 +300,13 @@ export class Sheep {
     await this.epochs.record(1, this.members, BigInt(Math.floor(Date.now() / 1000)))
     this.status = SD_STATUS_OK
     this.wakeEpochWaiters()
+  }
+
+  /** FORCE_RECOVER main phase: the current members become the next epoch and the cluster runs. */
+  async forceRecover(): Promise<void> {
+    this.status = SD_STATUS_OK
+    await this.saveConfig()
+    this.bumpEpoch()
   }
 
   async saveConfig(extra: { shutdown?: number } = {}): Promise<void> {
@@ -359,6 +378,8 @@ export class Sheep {
   }
 
   private applying: Promise<void> = Promise.resolve()
+  /** Outdated local objects being moved aside after a rejoin; recovery waits for it. */
+  staleMoves: Promise<void> = Promise.resolve()
 
   /** Resolves once the local epoch is at least `epoch` (peer requests from the future wait). */
   waitForEpoch(epoch: number, timeoutMs: number): Promise<boolean> {

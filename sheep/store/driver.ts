@@ -21,9 +21,10 @@ export interface StoreDriver {
   write(w: ObjectWrite): Promise<number>
   /**
    * Creates the object atomically (temp file + rename) at its full `objectSize`, with `data` at
-   * `offset`; unwritten parts read as zeros. An existing object is replaced.
+   * `offset`; unwritten parts read as zeros. An existing object is replaced, unless `ifAbsent`
+   * (recovery must never overwrite what a client wrote meanwhile): then it is left alone.
    */
-  create(w: ObjectWrite, objectSize: number): Promise<number>
+  create(w: ObjectWrite, objectSize: number, opts?: { ifAbsent?: boolean }): Promise<number>
   remove(oid: bigint): Promise<number>
   /** SHA-1 of the whole stored object (GET_HASH). */
   sha1(oid: bigint): Promise<Buffer | number>
@@ -31,4 +32,15 @@ export interface StoreDriver {
   list(): bigint[]
   /** Bytes used by stored objects. */
   usedBytes(): bigint
+
+  // ---- the stale area (behaviour.md §7.2): replicas this node no longer holds, kept per epoch
+  /** Moves a live object to the stale area, named with `epoch`. */
+  moveToStale(oid: bigint, epoch: number): Promise<void>
+  /** The newest stale copy of an object: its epoch, or undefined. */
+  newestStale(oid: bigint): number | undefined
+  readStale(oid: bigint, epoch: number, offset: number, length: number): Promise<Buffer | number>
+  /** Every oid with a stale copy. */
+  listStale(): bigint[]
+  /** Drops the whole stale area (after the cluster finished recovering). */
+  purgeStale(): Promise<void>
 }

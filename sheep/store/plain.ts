@@ -25,6 +25,8 @@ export interface PlainStoreOptions {
 export class PlainStore implements StoreDriver {
   readonly name = 'plain'
   private readonly sizes = new Map<bigint, number>()
+  /** oid → epochs of its stale copies. */
+  private readonly stale = new Map<bigint, number[]>()
   private readonly locks = new Map<bigint, Promise<unknown>>()
   private used = 0n
 
@@ -34,10 +36,20 @@ export class PlainStore implements StoreDriver {
     return this.opts.dir
   }
 
+  private get staleDir(): string {
+    return path.join(this.opts.dir, '.stale')
+  }
+
   async init(): Promise<void> {
-    await fsp.mkdir(this.opts.dir, { recursive: true })
+    await fsp.mkdir(this.staleDir, { recursive: true })
     this.sizes.clear()
+    this.stale.clear()
     this.used = 0n
+    for (const name of await fsp.readdir(this.staleDir)) {
+      const m = /^([0-9a-f]{16})\.(\d+)$/.exec(name)
+      if (m) this.trackStale(BigInt('0x' + m[1]), Number(m[2]))
+      else if (name.endsWith('.tmp')) await fsp.rm(path.join(this.staleDir, name), { force: true })
+    }
     for (const entry of await fsp.readdir(this.opts.dir, { withFileTypes: true })) {
       if (!entry.isFile()) continue
       const file = path.join(this.opts.dir, entry.name)
@@ -52,9 +64,49 @@ export class PlainStore implements StoreDriver {
 
   async purge(): Promise<void> {
     await fsp.rm(this.opts.dir, { recursive: true, force: true })
-    await fsp.mkdir(this.opts.dir, { recursive: true })
+    await fsp.mkdir(this.staleDir, { recursive: true })
     this.sizes.clear()
+    this.stale.clear()
     this.used = 0n
+  }
+
+  moveToStale(oid: bigint, epoch: number): Promise<void> {
+    return this.serialise(oid, async () => {
+      if (!this.sizes.has(oid)) return
+      await fsp.rename(this.file(oid), this.staleFile(oid, epoch))
+      this.untrack(oid)
+      this.trackStale(oid, epoch)
+    })
+  }
+
+  newestStale(oid: bigint): number | undefined {
+    const epochs = this.stale.get(oid)
+    return epochs && epochs.length > 0 ? Math.max(...epochs) : undefined
+  }
+
+  async readStale(oid: bigint, epoch: number, offset: number, length: number): Promise<Buffer | number> {
+    if (!this.stale.get(oid)?.includes(epoch)) return SD_RES_NO_OBJ
+    return readRange(this.staleFile(oid, epoch), offset, length)
+  }
+
+  listStale(): bigint[] {
+    return [...this.stale.keys()]
+  }
+
+  async purgeStale(): Promise<void> {
+    await fsp.rm(this.staleDir, { recursive: true, force: true })
+    await fsp.mkdir(this.staleDir, { recursive: true })
+    this.stale.clear()
+  }
+
+  private staleFile(oid: bigint, epoch: number): string {
+    return path.join(this.staleDir, `${oidFileName(oid)}.${epoch}`)
+  }
+
+  private trackStale(oid: bigint, epoch: number): void {
+    const list = this.stale.get(oid) ?? []
+    if (!list.includes(epoch)) list.push(epoch)
+    this.stale.set(oid, list)
   }
 
   exists(oid: bigint): boolean {
@@ -63,26 +115,7 @@ export class PlainStore implements StoreDriver {
 
   async read(oid: bigint, offset: number, length: number): Promise<Buffer | number> {
     if (!this.sizes.has(oid)) return SD_RES_NO_OBJ
-    let fh: fsp.FileHandle
-    try {
-      fh = await fsp.open(this.file(oid), 'r')
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return SD_RES_NO_OBJ
-      throw e
-    }
-    try {
-      const buf = Buffer.allocUnsafe(length)
-      let filled = 0
-      while (filled < length) {
-        const { bytesRead } = await fh.read(buf, filled, length - filled, offset + filled)
-        if (bytesRead === 0) break
-        filled += bytesRead
-      }
-      if (filled < length) buf.fill(0, filled)
-      return buf
-    } finally {
-      await fh.close()
-    }
+    return readRange(this.file(oid), offset, length)
   }
 
   write(w: ObjectWrite): Promise<number> {
@@ -101,8 +134,9 @@ export class PlainStore implements StoreDriver {
     })
   }
 
-  create(w: ObjectWrite, objectSize: number): Promise<number> {
+  create(w: ObjectWrite, objectSize: number, opts: { ifAbsent?: boolean } = {}): Promise<number> {
     return this.serialise(w.oid, async () => {
+      if (opts.ifAbsent && this.sizes.has(w.oid)) return SD_RES_SUCCESS
       const final = this.file(w.oid)
       const tmp = `${final}.tmp`
       const fh = await fsp.open(tmp, 'w', 0o644)
@@ -170,6 +204,30 @@ export class PlainStore implements StoreDriver {
       if (this.locks.get(oid) === tail) this.locks.delete(oid)
     })
     return run
+  }
+}
+
+/** Reads `length` bytes at `offset`; bytes past the end of the file read as zeros. */
+async function readRange(file: string, offset: number, length: number): Promise<Buffer | number> {
+  let fh: fsp.FileHandle
+  try {
+    fh = await fsp.open(file, 'r')
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return SD_RES_NO_OBJ
+    throw e
+  }
+  try {
+    const buf = Buffer.allocUnsafe(length)
+    let filled = 0
+    while (filled < length) {
+      const { bytesRead } = await fh.read(buf, filled, length - filled, offset + filled)
+      if (bytesRead === 0) break
+      filled += bytesRead
+    }
+    if (filled < length) buf.fill(0, filled)
+    return buf
+  } finally {
+    await fh.close()
   }
 }
 
