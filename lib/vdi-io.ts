@@ -1,0 +1,747 @@
+// Reads and writes byte ranges of a VDI the way dog does (wire-protocol.md §12.2, cli-and-formats
+// §4.13), for dog, sheepfs and the NBD server: a VdiHandle loads the inode header and only the
+// index entries a range touches, splits I/O at the VDI's object size, reads unallocated objects
+// as zeros, and writes by create / copy-on-write / overwrite plus a 4-byte index update, with a
+// bounded number of object requests in flight and creates of one object serialised.
+import type { SheepConnection } from './client.js'
+import { SdError, invariant } from './errors.js'
+import {
+  type InodeHeader, SD_INODE_HEADER_SIZE, SD_INODE_INDEX_AT, SD_INODE_INDEX_ENTRIES, SD_INODE_INDEX_SIZE,
+  decodeInodeHeader, indexOffset, isSnapshot, u32le,
+} from './inode.js'
+import { oidToHex, vidToDataOid, vidToVdiOid } from './oid.js'
+import { SD_MAX_DATA_LENGTH, SD_RES_EIO, SD_RES_INVALID_PARMS, SD_RES_NO_SUPPORT, SD_RES_READONLY } from './proto.js'
+import { type SnapshotSelector, createAndWriteObj, getVdiInfo, readObj, writeObj } from './sheep-api.js'
+
+/** Object requests one I/O call keeps in flight unless told otherwise. */
+export const VDI_IO_DEFAULT_CONCURRENCY = 8
+/** Largest single object request: objects bigger than this (block_size_shift > 25) are split. */
+export const VDI_IO_MAX_PIECE_BYTES = Math.min(32 * 1024 * 1024, SD_MAX_DATA_LENGTH)
+/** Index entries fetched ahead when a stream reaches an object whose entry is not loaded yet. */
+const INDEX_PREFETCH_ENTRIES = 1024
+
+/** Called after each object piece completes: bytes done so far and bytes in the whole call. */
+export type ProgressCallback = (doneBytes: number, totalBytes: number) => void
+
+export interface VdiIoOptions {
+  /** Object requests in flight at once (default: the handle's, VDI_IO_DEFAULT_CONCURRENCY). */
+  concurrency?: number
+  onProgress?: ProgressCallback
+}
+
+export interface VdiOpenOptions {
+  /** Default concurrency for this handle's reads and writes. */
+  concurrency?: number
+  /** Refuse writes even on a working VDI. Snapshots are always read-only. */
+  readOnly?: boolean
+}
+
+export interface WriteStreamOptions extends VdiIoOptions {
+  /** Bytes to write at most (bounded by the VDI end); default: until the source ends or the VDI does. */
+  length?: number
+  /**
+   * dog's behaviour: when the source ends before `length`, the chunk being filled (up to its
+   * object boundary or the end of the range) is zero-padded to its full length and written —
+   * even when it received no byte at all — and writing stops there. Without it only the bytes
+   * received are written.
+   */
+  padFinalChunk?: boolean
+}
+
+/** A part of a range that lies inside one object. */
+interface Piece {
+  idx: number
+  offsetInObject: number
+  length: number
+  /** Offset of this piece from the start of the range. */
+  at: number
+}
+
+/** The data_vdi_id index of an inode, in whatever form it is stored (flat array or B-tree). */
+interface IndexView {
+  /** True when get(idx) can answer without a request. */
+  has(idx: number): boolean
+  /** Loads what get() needs for entries firstIdx..lastIdx. */
+  prepare(firstIdx: number, lastIdx: number): Promise<void>
+  /** The vid owning data object idx, 0 = unallocated. Only after prepare(). */
+  get(idx: number): number
+  /** Records idx → vid in the inode on the cluster, then in memory. */
+  commit(idx: number, vid: number): Promise<void>
+}
+
+/** How the index views reach the inode and B-tree node objects. */
+interface InodeIo {
+  readonly inodeOid: bigint
+  read(oid: bigint, offset: number, length: number): Promise<Buffer>
+  write(oid: bigint, offset: number, data: Buffer): Promise<void>
+}
+
+export class VdiHandle {
+  private index: IndexView
+  private readonly creating = new Map<number, Promise<void>>()
+  readonly readOnly: boolean
+  readonly concurrency: number
+
+  private constructor(
+    readonly conn: SheepConnection,
+    readonly vid: number,
+    private inode: InodeHeader,
+    opts: VdiOpenOptions,
+  ) {
+    this.readOnly = opts.readOnly === true || isSnapshot(inode)
+    this.concurrency = Math.max(1, opts.concurrency ?? VDI_IO_DEFAULT_CONCURRENCY)
+    this.index = this.newIndexView()
+  }
+
+  /** Opens the working VDI `name`, or the snapshot picked by tag / snapshot id (read-only). */
+  static async open(
+    conn: SheepConnection, name: string, selector: SnapshotSelector = {}, opts: VdiOpenOptions = {},
+  ): Promise<VdiHandle> {
+    const { vid } = await getVdiInfo(conn, name, selector)
+    const snapshot = (selector.tag ?? '') !== '' || (selector.snapid ?? 0) !== 0
+    return VdiHandle.openByVid(conn, vid, { ...opts, readOnly: opts.readOnly === true || snapshot })
+  }
+
+  /** Opens a VDI by vid (its inode header is read; snapshots are read-only). */
+  static async openByVid(conn: SheepConnection, vid: number, opts: VdiOpenOptions = {}): Promise<VdiHandle> {
+    return new VdiHandle(conn, vid, await readInodeHeader(conn, vid), opts)
+  }
+
+  /** The inode header as loaded (name, tag, size, copies, shift, parent …). */
+  get header(): Readonly<InodeHeader> {
+    return this.inode
+  }
+
+  get name(): string {
+    return this.inode.name
+  }
+
+  /** VDI size in bytes (exact up to 2^53). */
+  get size(): number {
+    return Number(this.inode.vdiSize)
+  }
+
+  /** Object size in bytes: 1 << block_size_shift. */
+  get objectSize(): number {
+    return 2 ** this.inode.blockSizeShift
+  }
+
+  /** Hyper volume: the index is a B-tree (store_policy 1). */
+  get isHyperVolume(): boolean {
+    return this.inode.storePolicy === 1
+  }
+
+  get inodeOid(): bigint {
+    return vidToVdiOid(this.vid)
+  }
+
+  /** Re-reads the header (e.g. after a resize) and forgets the cached index. Not during I/O. */
+  async reload(): Promise<void> {
+    this.inode = await readInodeHeader(this.conn, this.vid)
+    this.index = this.newIndexView()
+  }
+
+  /** The vid owning data object `idx` (0 = unallocated). */
+  async ownerOf(idx: number): Promise<number> {
+    invariant(Number.isInteger(idx) && idx >= 0, `bad object index ${idx}`)
+    if (!this.index.has(idx)) await this.index.prepare(idx, idx)
+    return this.index.get(idx)
+  }
+
+  /** Reads `length` bytes at `offset`; unallocated objects read as zeros without a request. */
+  async read(offset: number, length: number, opts: VdiIoOptions = {}): Promise<Buffer> {
+    this.checkRange(offset, length, 'read')
+    const out = Buffer.alloc(length)
+    if (length === 0) return out
+    await this.prepareIndex(offset, length)
+    let done = 0
+    await runWindowed(this.pieces(offset, length), this.limit(opts), async (p) => {
+      const data = await this.readPiece(p)
+      data?.copy(out, p.at)
+      done += p.length
+      opts.onProgress?.(done, length)
+    })
+    return out
+  }
+
+  /**
+   * Reads a range as a stream of buffers in order (one per object piece), keeping up to
+   * `concurrency` object reads ahead of the consumer.
+   */
+  async *readStream(offset: number, length: number, opts: VdiIoOptions = {}): AsyncGenerator<Buffer, void, undefined> {
+    this.checkRange(offset, length, 'read')
+    if (length === 0) return
+    await this.prepareIndex(offset, length)
+    const limit = this.limit(opts)
+    const pieces = this.pieces(offset, length)
+    const ahead: Promise<Buffer>[] = []
+    const refill = (): void => {
+      while (ahead.length < limit) {
+        const next = pieces.next()
+        if (next.done) return
+        const p = next.value
+        const chunk = this.readPiece(p).then((data) => data ?? Buffer.alloc(p.length))
+        chunk.catch(() => undefined) // awaited below; this only keeps an abandoned read from being "unhandled"
+        ahead.push(chunk)
+      }
+    }
+    refill()
+    let done = 0
+    while (ahead.length > 0) {
+      const chunk = await ahead.shift()!
+      refill()
+      done += chunk.length
+      opts.onProgress?.(done, length)
+      yield chunk
+    }
+  }
+
+  /** Reads a range into `sink` in order (e.g. stdout for `dog vdi read`), awaiting the sink. */
+  async readRange(
+    offset: number, length: number, sink: (chunk: Buffer) => void | Promise<void>, opts: VdiIoOptions = {},
+  ): Promise<void> {
+    for await (const chunk of this.readStream(offset, length, opts)) await sink(chunk)
+  }
+
+  /** Writes `data` at `offset` (READONLY on snapshots; INVALID_PARMS past the VDI end). */
+  async write(offset: number, data: Buffer, opts: VdiIoOptions = {}): Promise<void> {
+    this.checkWritable()
+    this.checkRange(offset, data.length, 'write')
+    if (data.length === 0) return
+    await this.prepareIndex(offset, data.length)
+    let done = 0
+    await runWindowed(this.pieces(offset, data.length), this.limit(opts), async (p) => {
+      await this.writePiece(p, data.subarray(p.at, p.at + p.length))
+      done += p.length
+      opts.onProgress?.(done, data.length)
+    })
+  }
+
+  /**
+   * Writes what `source` yields at `offset` until it ends, `length` bytes are written or the VDI
+   * ends; returns the bytes written. Stops reading the source once the range is full.
+   */
+  async writeStream(
+    offset: number, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: WriteStreamOptions = {},
+  ): Promise<number> {
+    this.checkWritable()
+    this.checkRange(offset, 0, 'write')
+    const total = Math.min(opts.length ?? Number.POSITIVE_INFINITY, this.addressableSize - offset)
+    if (!(total > 0)) return 0
+    const lastIdx = Math.floor((offset + total - 1) / this.objectSize)
+    let written = 0
+    await runWindowed(this.fill(offset, total, source, opts.padFinalChunk === true), this.limit(opts), async ({ piece, data }) => {
+      if (!this.index.has(piece.idx)) await this.index.prepare(piece.idx, Math.min(lastIdx, piece.idx + INDEX_PREFETCH_ENTRIES - 1))
+      await this.writePiece(piece, data)
+      written += data.length
+      opts.onProgress?.(written, total)
+    })
+    return written
+  }
+
+  // ---- internals ---------------------------------------------------------------------------
+
+  private newIndexView(): IndexView {
+    const io: InodeIo = {
+      inodeOid: this.inodeOid,
+      read: (oid, offset, length) => readObj(this.conn, oid, offset, length, { direct: true }),
+      write: (oid, offset, data) => writeObj(this.conn, oid, offset, data, this.objectWriteOptions()),
+    }
+    if (this.isHyperVolume) return new BtreeIndex(io)
+    const count = Math.min(SD_INODE_INDEX_ENTRIES, Math.ceil(this.size / this.objectSize))
+    return new PlainIndex(io, count)
+  }
+
+  private objectWriteOptions(): { copies: number; copyPolicy: number } {
+    return { copies: this.inode.nrCopies, copyPolicy: this.inode.copyPolicy }
+  }
+
+  private limit(opts: VdiIoOptions): number {
+    return Math.max(1, opts.concurrency ?? this.concurrency)
+  }
+
+  private checkWritable(): void {
+    if (this.readOnly) throw new SdError(SD_RES_READONLY, `VDI ${this.name} (vid ${this.vid.toString(16)}) is read-only`)
+  }
+
+  /** Bytes the index can address: a plain index has 2^20 entries whatever vdi_size claims. */
+  private get addressableSize(): number {
+    return this.isHyperVolume ? this.size : Math.min(this.size, SD_INODE_INDEX_ENTRIES * this.objectSize)
+  }
+
+  private checkRange(offset: number, length: number, what: 'read' | 'write'): void {
+    const ok = Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 &&
+      offset + length <= this.addressableSize
+    if (!ok) {
+      throw new SdError(SD_RES_INVALID_PARMS, `${what} of ${length} bytes at ${offset} is outside VDI ${this.name} (${this.size} bytes)`)
+    }
+  }
+
+  private async prepareIndex(offset: number, length: number): Promise<void> {
+    await this.index.prepare(Math.floor(offset / this.objectSize), Math.floor((offset + length - 1) / this.objectSize))
+  }
+
+  private pieceAt(rangeOffset: number, at: number, rangeLength: number): Piece {
+    const pos = rangeOffset + at
+    const idx = Math.floor(pos / this.objectSize)
+    const offsetInObject = pos - idx * this.objectSize
+    const length = Math.min(rangeLength - at, this.objectSize - offsetInObject, VDI_IO_MAX_PIECE_BYTES)
+    return { idx, offsetInObject, length, at }
+  }
+
+  private *pieces(offset: number, length: number): Generator<Piece, void, undefined> {
+    for (let at = 0; at < length;) {
+      const p = this.pieceAt(offset, at, length)
+      yield p
+      at += p.length
+    }
+  }
+
+  /** Cuts the source into object pieces, each in a buffer of its own. */
+  private async *fill(
+    offset: number, total: number, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, pad: boolean,
+  ): AsyncGenerator<{ piece: Piece; data: Buffer }, void, undefined> {
+    let at = 0
+    let piece = this.pieceAt(offset, 0, total)
+    let buf = Buffer.alloc(piece.length)
+    let filled = 0
+    for await (const chunk of source) {
+      for (let from = 0; from < chunk.length && at < total;) {
+        const take = Math.min(piece.length - filled, chunk.length - from)
+        buf.set(chunk.subarray(from, from + take), filled)
+        filled += take
+        from += take
+        if (filled === piece.length) {
+          yield { piece, data: buf }
+          at += piece.length
+          if (at < total) {
+            piece = this.pieceAt(offset, at, total)
+            buf = Buffer.alloc(piece.length)
+            filled = 0
+          }
+        }
+      }
+      if (at >= total) return
+    }
+    if (pad) yield { piece, data: buf }
+    else if (filled > 0) yield { piece: { ...piece, length: filled }, data: buf.subarray(0, filled) }
+  }
+
+  /** One piece's bytes, or undefined for an unallocated object (zeros). */
+  private async readPiece(p: Piece): Promise<Buffer | undefined> {
+    const owner = this.index.get(p.idx)
+    if (owner === 0) return undefined
+    const data = await readObj(this.conn, vidToDataOid(owner, p.idx), p.offsetInObject, p.length)
+    if (data.length === p.length) return data
+    if (data.length > p.length) throw new SdError(SD_RES_EIO, `read of ${oidToHex(vidToDataOid(owner, p.idx))} returned too much`)
+    const padded = Buffer.alloc(p.length)
+    data.copy(padded)
+    return padded
+  }
+
+  /**
+   * Writes one piece (wire-protocol.md §12.2): own object → WRITE_OBJ; unallocated → CREATE_AND_WRITE
+   * then index update; inherited → CREATE_AND_WRITE with CMD_COW from the owner's object, then
+   * index update. A write to an object being created waits for the create, then overwrites.
+   */
+  private async writePiece(p: Piece, data: Buffer): Promise<void> {
+    for (;;) {
+      const pending = this.creating.get(p.idx)
+      if (pending) {
+        await pending.catch(() => undefined)
+        continue
+      }
+      const owner = this.index.get(p.idx)
+      const oid = vidToDataOid(this.vid, p.idx)
+      const objOpts = this.objectWriteOptions()
+      if (owner === this.vid) {
+        await writeObj(this.conn, oid, p.offsetInObject, data, objOpts)
+        return
+      }
+      const create = (async () => {
+        const cowOid = owner === 0 ? undefined : vidToDataOid(owner, p.idx)
+        await createAndWriteObj(this.conn, oid, p.offsetInObject, data, { ...objOpts, cowOid })
+        await this.index.commit(p.idx, this.vid)
+      })()
+      this.creating.set(p.idx, create)
+      try {
+        await create
+      } finally {
+        if (this.creating.get(p.idx) === create) this.creating.delete(p.idx)
+      }
+      return
+    }
+  }
+}
+
+async function readInodeHeader(conn: SheepConnection, vid: number): Promise<InodeHeader> {
+  const bytes = await readObj(conn, vidToVdiOid(vid), 0, SD_INODE_HEADER_SIZE, { direct: true })
+  if (bytes.length >= SD_INODE_HEADER_SIZE) return decodeInodeHeader(bytes)
+  const padded = Buffer.alloc(SD_INODE_HEADER_SIZE)
+  bytes.copy(padded)
+  return decodeInodeHeader(padded)
+}
+
+// ---- bounded concurrency -----------------------------------------------------------------------
+
+/**
+ * Runs `task` for each item with at most `limit` running at once, pulling items only when a
+ * slot is free. After the first failure no new task starts; running ones are waited for, then
+ * the failure is thrown.
+ */
+async function runWindowed<T>(
+  items: Iterable<T> | AsyncIterable<T>, limit: number, task: (item: T) => Promise<void>,
+): Promise<void> {
+  const running = new Set<Promise<void>>()
+  let failure: { error: unknown } | undefined
+  try {
+    for await (const item of items) {
+      while (running.size >= limit && !failure) await Promise.race(running)
+      if (failure) break
+      const run: Promise<void> = Promise.resolve(item).then(task).then(
+        () => { running.delete(run) },
+        (error: unknown) => {
+          running.delete(run)
+          failure ??= { error }
+        },
+      )
+      running.add(run)
+    }
+  } finally {
+    await Promise.all(running)
+  }
+  if (failure) throw failure.error
+}
+
+// ---- the flat index (store_policy 0) -----------------------------------------------------------
+
+/** data_vdi_id[] of a plain VDI, fetched lazily: one READ_OBJ per contiguous run of missing entries. */
+class PlainIndex implements IndexView {
+  private readonly entries: Uint32Array
+  private readonly loaded: Uint8Array
+  private loading: Promise<void> = Promise.resolve()
+
+  constructor(private readonly io: InodeIo, count: number) {
+    this.entries = new Uint32Array(count)
+    this.loaded = new Uint8Array(count)
+  }
+
+  has(idx: number): boolean {
+    return this.loaded[idx] === 1
+  }
+
+  prepare(firstIdx: number, lastIdx: number): Promise<void> {
+    const last = Math.min(lastIdx, this.entries.length - 1)
+    let missing = false
+    for (let i = firstIdx; i <= last && !missing; i++) missing = this.loaded[i] !== 1
+    if (!missing) return Promise.resolve()
+    // loads run one after another, so two callers never fetch (and overwrite) the same entries
+    const run = this.loading.then(() => this.loadMissing(firstIdx, last))
+    this.loading = run.catch(() => undefined)
+    return run
+  }
+
+  private async loadMissing(first: number, last: number): Promise<void> {
+    for (let i = first; i <= last;) {
+      if (this.loaded[i] === 1) {
+        i++
+        continue
+      }
+      let end = i
+      while (end + 1 <= last && this.loaded[end + 1] !== 1) end++
+      const count = end - i + 1
+      const bytes = await this.io.read(this.io.inodeOid, indexOffset(i), count * 4)
+      for (let k = 0; k < count; k++) {
+        // an entry committed while the read was in flight is newer than what the read saw
+        if (this.loaded[i + k] === 1) continue
+        this.entries[i + k] = (k + 1) * 4 <= bytes.length ? bytes.readUInt32LE(k * 4) : 0
+        this.loaded[i + k] = 1
+      }
+      i = end + 1
+    }
+  }
+
+  get(idx: number): number {
+    invariant(this.loaded[idx] === 1, `index entry ${idx} used before it was loaded`)
+    return this.entries[idx]
+  }
+
+  async commit(idx: number, vid: number): Promise<void> {
+    await this.io.write(this.io.inodeOid, indexOffset(idx), u32le(vid))
+    this.entries[idx] = vid
+    this.loaded[idx] = 1
+  }
+}
+
+// ---- the B-tree index of hyper volumes (store_policy 1), wire-protocol.md §12.10 --------------
+
+const BTREE_MAGIC = 0x6274
+const BTREE_HEADER_SIZE = 8
+const BTREE_LEAF_ENTRY_SIZE = 8
+const BTREE_INDIRECT_ENTRY_SIZE = 16
+/** Leaf entries that fit in the inode's index area or in one B-tree node object. */
+const BTREE_MAX_LEAF_ENTRIES = Math.floor((SD_INODE_INDEX_SIZE - BTREE_HEADER_SIZE) / BTREE_LEAF_ENTRY_SIZE)
+
+/** A sorted array of (idx, vid) leaf entries with room to grow. */
+class LeafEntries {
+  private idxs: Uint32Array
+  private vids: Uint32Array
+  count = 0
+
+  constructor(capacity = 64) {
+    this.idxs = new Uint32Array(capacity)
+    this.vids = new Uint32Array(capacity)
+  }
+
+  static decode(buf: Buffer, at: number, count: number): LeafEntries {
+    const leaf = new LeafEntries(Math.max(64, count))
+    const usable = Math.min(count, Math.floor((buf.length - at) / BTREE_LEAF_ENTRY_SIZE))
+    for (let i = 0; i < usable; i++) {
+      leaf.idxs[i] = buf.readUInt32LE(at + i * BTREE_LEAF_ENTRY_SIZE)
+      leaf.vids[i] = buf.readUInt32LE(at + i * BTREE_LEAF_ENTRY_SIZE + 4)
+    }
+    leaf.count = usable
+    return leaf
+  }
+
+  /** Position of the first entry with idx >= `idx` (where `idx` is or would be inserted). */
+  lowerBound(idx: number): number {
+    let lo = 0
+    let hi = this.count
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (this.idxs[mid] < idx) lo = mid + 1
+      else hi = mid
+    }
+    return lo
+  }
+
+  /** The entry's position if present, else -1. */
+  find(idx: number): number {
+    const pos = this.lowerBound(idx)
+    return pos < this.count && this.idxs[pos] === idx ? pos : -1
+  }
+
+  vidAt(pos: number): number {
+    return this.vids[pos]
+  }
+
+  setVid(pos: number, vid: number): void {
+    this.vids[pos] = vid
+  }
+
+  idxAt(pos: number): number {
+    return this.idxs[pos]
+  }
+
+  insert(pos: number, idx: number, vid: number): void {
+    if (this.count === this.idxs.length) {
+      const grow = (a: Uint32Array) => {
+        const b = new Uint32Array(a.length * 2)
+        b.set(a)
+        return b
+      }
+      this.idxs = grow(this.idxs)
+      this.vids = grow(this.vids)
+    }
+    this.idxs.copyWithin(pos + 1, pos, this.count)
+    this.vids.copyWithin(pos + 1, pos, this.count)
+    this.idxs[pos] = idx
+    this.vids[pos] = vid
+    this.count++
+  }
+
+  remove(pos: number): void {
+    this.idxs.copyWithin(pos, pos + 1, this.count)
+    this.vids.copyWithin(pos, pos + 1, this.count)
+    this.count--
+  }
+
+  /** Wire form of entries [from, count). */
+  encode(from: number): Buffer {
+    const buf = Buffer.alloc((this.count - from) * BTREE_LEAF_ENTRY_SIZE)
+    for (let i = from; i < this.count; i++) {
+      buf.writeUInt32LE(this.idxs[i], (i - from) * BTREE_LEAF_ENTRY_SIZE)
+      buf.writeUInt32LE(this.vids[i], (i - from) * BTREE_LEAF_ENTRY_SIZE + 4)
+    }
+    return buf
+  }
+}
+
+function btreeHeader(depth: number, entries: number): Buffer {
+  const buf = Buffer.alloc(BTREE_HEADER_SIZE)
+  buf.writeUInt16LE(BTREE_MAGIC, 0)
+  buf.writeUInt16LE(depth, 2)
+  buf.writeUInt32LE(entries, 4)
+  return buf
+}
+
+interface IndirectEntry {
+  /** Largest idx held by the child node. */
+  maxIdx: number
+  oid: bigint
+}
+
+type BtreeRoot =
+  | { depth: 1; leaf: LeafEntries }
+  | { depth: 2; children: IndirectEntry[] }
+
+/**
+ * The B-tree index: lookups at depth 1 (root in the inode) and depth 2 (root of pointers to
+ * node objects). Commits cover updates, inserts into the root leaf and inserts into a child
+ * node with room; splitting a full node (more than 524 287 objects in one node) answers NO_SUPPORT.
+ */
+class BtreeIndex implements IndexView {
+  private root: BtreeRoot | undefined
+  private readonly nodes = new Map<bigint, LeafEntries>()
+  private loading: Promise<void> = Promise.resolve()
+  private committing: Promise<void> = Promise.resolve()
+
+  constructor(private readonly io: InodeIo) {}
+
+  has(idx: number): boolean {
+    const root = this.root
+    if (!root) return false
+    if (root.depth === 1) return true
+    const child = this.childFor(root.children, idx)
+    return child === undefined || this.nodes.has(child.oid)
+  }
+
+  prepare(firstIdx: number, lastIdx: number): Promise<void> {
+    const run = this.loading.then(() => this.load(firstIdx, lastIdx))
+    this.loading = run.catch(() => undefined)
+    return run
+  }
+
+  private async load(firstIdx: number, lastIdx: number): Promise<void> {
+    if (!this.root) this.root = await this.loadRoot()
+    const root = this.root
+    if (root.depth === 1) return
+    for (let k = 0; k < root.children.length; k++) {
+      const low = k === 0 ? 0 : root.children[k - 1].maxIdx + 1
+      const child = root.children[k]
+      if (child.maxIdx < firstIdx || low > lastIdx || this.nodes.has(child.oid)) continue
+      this.nodes.set(child.oid, await this.loadNode(child.oid))
+    }
+  }
+
+  private async loadRoot(): Promise<BtreeRoot> {
+    const head = await this.io.read(this.io.inodeOid, SD_INODE_INDEX_AT, BTREE_HEADER_SIZE)
+    if (head.length < BTREE_HEADER_SIZE || head.readUInt32LE(0) === 0) return { depth: 1, leaf: new LeafEntries() }
+    const magic = head.readUInt16LE(0)
+    const depth = head.readUInt16LE(2)
+    const entries = head.readUInt32LE(4)
+    if (magic !== BTREE_MAGIC || (depth !== 1 && depth !== 2)) {
+      throw new SdError(SD_RES_EIO, `inode ${oidToHex(this.io.inodeOid)}: bad B-tree header (magic ${magic.toString(16)}, depth ${depth})`)
+    }
+    if (depth === 1) {
+      const limited = Math.min(entries, BTREE_MAX_LEAF_ENTRIES)
+      const body = limited === 0 ? Buffer.alloc(0)
+        : await this.io.read(this.io.inodeOid, SD_INODE_INDEX_AT + BTREE_HEADER_SIZE, limited * BTREE_LEAF_ENTRY_SIZE)
+      return { depth: 1, leaf: LeafEntries.decode(body, 0, limited) }
+    }
+    const limited = Math.min(entries, Math.floor((SD_INODE_INDEX_SIZE - BTREE_HEADER_SIZE) / BTREE_INDIRECT_ENTRY_SIZE))
+    const body = limited === 0 ? Buffer.alloc(0)
+      : await this.io.read(this.io.inodeOid, SD_INODE_INDEX_AT + BTREE_HEADER_SIZE, limited * BTREE_INDIRECT_ENTRY_SIZE)
+    const children: IndirectEntry[] = []
+    for (let i = 0; (i + 1) * BTREE_INDIRECT_ENTRY_SIZE <= body.length; i++) {
+      const at = i * BTREE_INDIRECT_ENTRY_SIZE
+      children.push({ maxIdx: body.readUInt32LE(at), oid: body.readBigUInt64LE(at + 8) })
+    }
+    return { depth: 2, children }
+  }
+
+  private async loadNode(oid: bigint): Promise<LeafEntries> {
+    const head = await this.io.read(oid, 0, BTREE_HEADER_SIZE)
+    if (head.length < BTREE_HEADER_SIZE || head.readUInt16LE(0) !== BTREE_MAGIC) {
+      throw new SdError(SD_RES_EIO, `B-tree node ${oidToHex(oid)}: bad header`)
+    }
+    const entries = Math.min(head.readUInt32LE(4), BTREE_MAX_LEAF_ENTRIES)
+    const body = entries === 0 ? Buffer.alloc(0) : await this.io.read(oid, BTREE_HEADER_SIZE, entries * BTREE_LEAF_ENTRY_SIZE)
+    return LeafEntries.decode(body, 0, entries)
+  }
+
+  /** The child whose range holds idx: the first with maxIdx >= idx. */
+  private childFor(children: IndirectEntry[], idx: number): IndirectEntry | undefined {
+    let lo = 0
+    let hi = children.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (children[mid].maxIdx < idx) lo = mid + 1
+      else hi = mid
+    }
+    return children[lo]
+  }
+
+  get(idx: number): number {
+    const root = this.root
+    invariant(root !== undefined, 'B-tree used before it was loaded')
+    const leaf = root.depth === 1 ? root.leaf : this.leafFor(root.children, idx)
+    if (!leaf) return 0
+    const pos = leaf.find(idx)
+    return pos < 0 ? 0 : leaf.vidAt(pos)
+  }
+
+  private leafFor(children: IndirectEntry[], idx: number): LeafEntries | undefined {
+    const child = this.childFor(children, idx)
+    if (!child) return undefined
+    const node = this.nodes.get(child.oid)
+    invariant(node !== undefined, `B-tree node ${oidToHex(child.oid)} used before it was loaded`)
+    return node
+  }
+
+  commit(idx: number, vid: number): Promise<void> {
+    // every commit may rewrite shared entries: one at a time
+    const run = this.committing.then(() => this.commitOne(idx, vid))
+    this.committing = run.catch(() => undefined)
+    return run
+  }
+
+  private async commitOne(idx: number, vid: number): Promise<void> {
+    if (!this.root) await this.prepare(idx, idx)
+    const root = this.root!
+    if (root.depth === 1) {
+      await this.setInLeaf(root.leaf, this.io.inodeOid, SD_INODE_INDEX_AT, 1, idx, vid)
+      return
+    }
+    let k = root.children.findIndex((c) => c.maxIdx >= idx)
+    const beyondLast = k < 0
+    if (beyondLast) k = root.children.length - 1
+    if (k < 0) throw new SdError(SD_RES_NO_SUPPORT, 'B-tree root without children')
+    const child = root.children[k]
+    if (!this.nodes.has(child.oid)) this.nodes.set(child.oid, await this.loadNode(child.oid))
+    await this.setInLeaf(this.nodes.get(child.oid)!, child.oid, 0, 1, idx, vid)
+    if (beyondLast) {
+      // the last child now holds a larger idx: its pointer's max moves up
+      await this.io.write(this.io.inodeOid, SD_INODE_INDEX_AT + BTREE_HEADER_SIZE + k * BTREE_INDIRECT_ENTRY_SIZE, u32le(idx))
+      child.maxIdx = idx
+    }
+  }
+
+  /** Sets idx → vid in a leaf stored at `base` of object `oid`, writing only what changed. */
+  private async setInLeaf(leaf: LeafEntries, oid: bigint, base: number, depth: number, idx: number, vid: number): Promise<void> {
+    const entriesAt = base + BTREE_HEADER_SIZE
+    const found = leaf.find(idx)
+    if (found >= 0) {
+      await this.io.write(oid, entriesAt + found * BTREE_LEAF_ENTRY_SIZE + 4, u32le(vid))
+      leaf.setVid(found, vid)
+      return
+    }
+    if (leaf.count >= BTREE_MAX_LEAF_ENTRIES) {
+      throw new SdError(SD_RES_NO_SUPPORT, `B-tree node ${oidToHex(oid)} is full; splitting is not supported`)
+    }
+    const pos = leaf.lowerBound(idx)
+    leaf.insert(pos, idx, vid)
+    try {
+      // the shifted tail first, then the entry count: a failure in between leaves entries
+      // past the count, which readers ignore
+      await this.io.write(oid, entriesAt + pos * BTREE_LEAF_ENTRY_SIZE, leaf.encode(pos))
+      await this.io.write(oid, base, btreeHeader(depth, leaf.count))
+    } catch (err) {
+      // the cluster may not have the entry: forget it here too, so a retry creates it again
+      const again = leaf.find(idx)
+      if (again >= 0) leaf.remove(again)
+      throw err
+    }
+  }
+}
