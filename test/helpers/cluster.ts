@@ -1,0 +1,96 @@
+// A local cluster for functional tests: N real sheep on 127.0.0.1 sharing one event file of
+// their own (`-c local:DIR/shm`), each in its own zone, plus helpers to wait for recovery to
+// settle and to count object files on disk.
+import fs from 'node:fs'
+import path from 'node:path'
+import { SheepConnection } from '../../lib/client.js'
+import { statRecovery } from '../../lib/sheep-api.js'
+import { type SheepProcess, freePort, startSheep, stopSheep, tempDir, waitFor } from './sheep.js'
+
+export interface TestCluster {
+  root: string
+  eventFile: string
+  nodes: Array<SheepProcess | undefined>
+  ports: number[]
+  conn(i: number): SheepConnection
+  start(i: number, extraArgs?: string[]): Promise<SheepProcess>
+  stop(i: number, signal?: NodeJS.Signals): Promise<void>
+  close(): Promise<void>
+}
+
+export async function startCluster(count: number, opts: { extraArgs?: string[]; start?: number } = {}): Promise<TestCluster> {
+  const root = tempDir('sheep-cluster-')
+  const eventFile = path.join(root, 'shm')
+  const ports: number[] = []
+  for (let i = 0; i < count; i++) ports.push(await freePort())
+  const conns = new Map<number, SheepConnection>()
+  const cluster: TestCluster = {
+    root,
+    eventFile,
+    nodes: [],
+    ports,
+    conn(i) {
+      let c = conns.get(i)
+      if (!c) {
+        c = new SheepConnection({ host: '127.0.0.1', port: ports[i] }, { timeoutMs: 60_000 })
+        conns.set(i, c)
+      }
+      return c
+    },
+    async start(i, extraArgs = opts.extraArgs ?? []) {
+      if (i >= ports.length) ports[i] = await freePort()
+      const s = await startSheep({ port: ports[i], dir: path.join(root, `n${i}`), args: ['-c', `local:${eventFile}`, '-z', String(i), ...extraArgs] })
+      cluster.nodes[i] = s
+      return s
+    },
+    async stop(i, signal = 'SIGTERM') {
+      conns.get(i)?.close()
+      conns.delete(i)
+      const s = cluster.nodes[i]
+      if (s) await stopSheep(s, signal)
+      cluster.nodes[i] = undefined
+    },
+    async close() {
+      for (const c of conns.values()) c.close()
+      conns.clear()
+      for (let i = 0; i < cluster.nodes.length; i++) await cluster.stop(i)
+      fs.rmSync(root, { recursive: true, force: true })
+    },
+  }
+  for (let i = 0; i < (opts.start ?? count); i++) await cluster.start(i)
+  return cluster
+}
+
+/** Waits until no running node of the cluster is recovering and stale areas are purged. */
+export async function waitForRecovery(cluster: TestCluster, timeoutMs = 120_000): Promise<boolean> {
+  return waitFor(async () => {
+    for (let i = 0; i < cluster.nodes.length; i++) {
+      const node = cluster.nodes[i]
+      if (!node) continue
+      try {
+        const st = await statRecovery(cluster.conn(i))
+        if (st.inRecovery) return false
+      } catch {
+        return false
+      }
+      const stale = path.join(node.dir, 'obj', '.stale')
+      if (fs.existsSync(stale) && fs.readdirSync(stale).length > 0) return false
+    }
+    return true
+  }, timeoutMs, 200)
+}
+
+/** oid file name → how many running nodes store it (live objects, not stale copies). */
+export function objectCopies(cluster: TestCluster): Map<string, number> {
+  const counts = new Map<string, number>()
+  for (const node of cluster.nodes) {
+    if (!node) continue
+    const dir = path.join(node.dir, 'obj')
+    if (!fs.existsSync(dir)) continue
+    for (const name of fs.readdirSync(dir)) {
+      if (!/^[0-9a-f]{16}$/.test(name)) continue
+      counts.set(name, (counts.get(name) ?? 0) + 1)
+    }
+  }
+  return counts
+}
