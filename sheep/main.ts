@@ -100,6 +100,7 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
     clusterMain: (opcode) => OPS.get(opcode)?.main,
   })
   sheep.logLevel = opts.log.level
+  if (opts.recovery) sheep.recovery.throttle = { maxExecCount: opts.recovery.max, intervalMs: opts.recovery.intervalMs }
   await sheep.load(() => freeSpaceOf(baseDir))
   const server = new SheepServer(sheep)
   await server.listen({ host: opts.bindAddr, port: opts.port, socketPath: path.join(baseDir, 'sock') })

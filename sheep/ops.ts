@@ -3,7 +3,7 @@
 // `work` runs on the receiving node (under the cluster-wide block when present) and `main` on
 // every member in the driver's order. Opcodes not in the table answer INVALID_PARMS.
 import {
-  REQ_CLUSTER, REQ_OBJ, RSP_CLUSTER_DEFAULT, RSP_HASH, RSP_NODE, type SdRequest, encodeResponseHeader, reqVariant,
+  REQ_CLUSTER, REQ_FORW, REQ_OBJ, RSP_CLUSTER_DEFAULT, RSP_HASH, RSP_NODE, type SdRequest, encodeResponseHeader, reqVariant,
 } from '../lib/codec.js'
 import { cString } from '../lib/layout.js'
 import {
@@ -18,19 +18,19 @@ import {
   SD_VDI_BITMAP_SIZE, SD_RES_SHUTDOWN, SD_OP_COMPLETE_RECOVERY, SD_OP_STAT_RECOVERY, SD_OP_GET_RECOVERY,
   SD_OP_SET_RECOVERY, SD_OP_ENABLE_RECOVER, SD_OP_DISABLE_RECOVER, SD_OP_FORCE_RECOVER, SD_OP_ALTER_CLUSTER_COPY,
   SD_OP_REWEIGHT, SD_OP_CLEANUP, SD_OP_OIDS_EXIST, SD_OP_STAT, SD_OP_GET_VNODES, SD_RES_FORCE_RECOVER,
-  SD_RES_NODE_IN_RECOVERY, SD_MAX_COPIES,
+  SD_RES_NODE_IN_RECOVERY, SD_MAX_COPIES, SD_OP_REPAIR_REPLICA, SD_SHEEP_PROTO_VER, SD_RES_EIO,
 } from '../lib/proto.js'
 import {
   CLUSTER_INFO_SIZE, EPOCH_LOG_HEADER_SIZE, RECOVERY_STATE, RECOVERY_STATE_SIZE, RECOVERY_THROTTLING,
   RECOVERY_THROTTLING_SIZE, SD_NODE_SIZE, decodeNode, encodeClusterInfo, encodeEpochLog, encodeNodes, encodeSdStat,
-  epochLogStride,
+  addrToText, epochLogStride,
 } from '../lib/structs.js'
 import { readFields, writeFields } from '../lib/layout.js'
 import { inodeIndexOffset, isDataObj, oidToIdx, oidToVid, vidToVdiOid } from '../lib/oid.js'
 import { LOG_LEVEL_NAMES, sdLevelToPino } from '../lib/log.js'
 import { gatewayWriteAll, handleGatewayRequest, readObject, writeObject } from './gateway.js'
 import { type OpKind, type OpReply, reply } from './op-types.js'
-import { handlePeerRequest } from './peer.js'
+import { handlePeerRequest, objectSizeFor } from './peer.js'
 import type { ClusterOpMain, Sheep } from './sheep.js'
 import {
   delVdiMain, delVdiWork, getVdiInfoWork, lockVdiMain, newVdiMain, newVdiWork, releaseVdiMain,
@@ -291,6 +291,7 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
       return SD_RES_SUCCESS
     },
   }],
+  [SD_OP_REPAIR_REPLICA, { name: 'REPAIR_REPLICA', kind: 'local', handler: repairReplica }],
   [SD_OP_OIDS_EXIST, { name: 'OIDS_EXIST', kind: 'local', force: true, handler: oidsExist }],
   [SD_OP_STAT, { name: 'STAT', kind: 'local', handler: (s) => reply(SD_RES_SUCCESS, encodeSdStat(s.stats)) }],
   [SD_OP_GET_VNODES, {
@@ -368,6 +369,24 @@ function oidsExist(sheep: Sheep, req: SdRequest, data: Buffer | undefined): OpRe
   const out = Buffer.alloc(missing.length * 8)
   missing.forEach((oid, i) => out.writeBigUInt64LE(oid, i * 8))
   return reply(SD_RES_NO_OBJ, out.subarray(0, Math.min(out.length, req.dataLength)))
+}
+
+/** REPAIR_REPLICA: copy an object from the named node into the local store (`dog vdi check`). */
+async function repairReplica(sheep: Sheep, req: SdRequest): Promise<OpReply> {
+  const f = reqVariant(req, REQ_FORW)
+  if (sheep.gateway) return reply(SD_RES_INVALID_PARMS)
+  const size = objectSizeFor(sheep, f.oid)
+  const conn = sheep.peers.get({ host: addrToText(f.addr), port: f.port })
+  try {
+    const { rsp, data } = await conn.request({
+      opcode: SD_OP_READ_PEER, protoVer: SD_SHEEP_PROTO_VER, epoch: sheep.epoch, variant: REQ_OBJ,
+      fields: { oid: f.oid, offset: 0 }, readLength: size,
+    })
+    if (rsp.result !== SD_RES_SUCCESS) return reply(rsp.result)
+    return reply(await sheep.store.create({ oid: f.oid, offset: 0, data }, size))
+  } catch (e) {
+    return reply((e as { code?: number }).code ?? SD_RES_EIO)
+  }
 }
 
 /** True while the cluster waits: everything but force ops is refused with the waiting result. */

@@ -264,7 +264,9 @@ export class Sheep {
   /** Applies a new member list: vnode counts (auto strategy) and the ring. */
   setMembers(members: SdNode[]): void {
     const sorted = [...members].sort(compareNodes)
-    if (this.settings.flags & SD_CLUSTER_FLAG_AUTO_VNODES || !this.fixedVnodes) {
+    // auto vnodes follow the formatted cluster's flag; before format, this node's own strategy
+    const auto = this.settings.ctime !== 0n ? (this.settings.flags & SD_CLUSTER_FLAG_AUTO_VNODES) !== 0 : !this.fixedVnodes
+    if (auto) {
       const counts = autoVnodes(sorted)
       sorted.forEach((n, i) => { sorted[i] = { ...n, nrVnodes: n.space === 0n ? 0 : counts[i] } })
     }
