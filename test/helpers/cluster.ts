@@ -18,8 +18,8 @@ export interface TestCluster {
   close(): Promise<void>
 }
 
-export async function startCluster(count: number, opts: { extraArgs?: string[]; start?: number } = {}): Promise<TestCluster> {
-  const root = tempDir('sheep-cluster-')
+export async function startCluster(count: number, opts: { extraArgs?: string[]; start?: number; nosync?: boolean; root?: string } = {}): Promise<TestCluster> {
+  const root = opts.root ?? tempDir('sheep-cluster-')
   const eventFile = path.join(root, 'shm')
   const ports: number[] = []
   for (let i = 0; i < count; i++) ports.push(await freePort())
@@ -39,7 +39,7 @@ export async function startCluster(count: number, opts: { extraArgs?: string[]; 
     },
     async start(i, extraArgs = opts.extraArgs ?? []) {
       if (i >= ports.length) ports[i] = await freePort()
-      const s = await startSheep({ port: ports[i], dir: path.join(root, `n${i}`), args: ['-c', `local:${eventFile}`, '-z', String(i), ...extraArgs] })
+      const s = await startSheep({ port: ports[i], dir: path.join(root, `n${i}`), args: ['-c', `local:${eventFile}`, '-z', String(i), ...extraArgs], nosync: opts.nosync })
       cluster.nodes[i] = s
       return s
     },

@@ -9,7 +9,12 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { processAlive } from '../../lib/proc.js'
 
-export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+/** The repository root (the nearest folder above this file with package.json; works from dist/ too). */
+export const REPO = (() => {
+  let dir = path.dirname(fileURLToPath(import.meta.url))
+  while (!fs.existsSync(path.join(dir, 'package.json')) || path.basename(dir) === 'dist') dir = path.dirname(dir)
+  return dir
+})()
 export const SHEEP_BIN = path.join(REPO, 'bin/sheep')
 export const DOG_BIN = path.join(REPO, 'bin/dog')
 
@@ -55,13 +60,15 @@ export interface StartOptions {
   port?: number
   dir?: string
   args?: string[]
+  /** Tests run with -n (no fsync) unless this is false (benchmarks measure real durability). */
+  nosync?: boolean
 }
 
 /** Starts a sheep the way a user does (it daemonizes); resolves once it listens. */
 export async function startSheep(opts: StartOptions = {}): Promise<SheepProcess> {
   const port = opts.port ?? (await freePort())
   const dir = opts.dir ?? tempDir()
-  const args = ['-p', String(port), '-n', ...(opts.args ?? []), dir]
+  const args = ['-p', String(port), ...(opts.nosync === false ? [] : ['-n']), ...(opts.args ?? []), dir]
   const r = spawnSync(SHEEP_BIN, args, { encoding: 'utf8', timeout: 60_000, env: programEnv() })
   if (r.status !== 0) throw new Error(`sheep ${args.join(' ')} exited ${r.status}: ${r.stderr}`)
   const pid = Number(fs.readFileSync(path.join(dir, 'lock'), 'utf8').trim())

@@ -1,0 +1,161 @@
+// Honest benchmarks, printed as ratios against ceilings measured in the same run on the same
+// disk: `dog vdi write/read` of random data on 3 local sheep with copies=3 and real fsync, next
+// to `dd conv=fsync` of the same bytes; recovery time after one node of 4 is killed (seconds
+// per GiB re-replicated); and the peak memory of the sheep processes.
+// Usage: npm run bench [-- --size-mib N]   (default 1024 MiB)
+import { spawn, spawnSync } from 'node:child_process'
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import { makeFs, newVdi } from '../lib/sheep-api.js'
+import { SD_CLUSTER_FLAG_AUTO_VNODES } from '../lib/proto.js'
+import { VdiHandle } from '../lib/vdi-io.js'
+import { type TestCluster, objectCopies, startCluster, waitForRecovery } from '../test/helpers/cluster.js'
+import { DOG_BIN, programEnv, tempDir } from '../test/helpers/sheep.js'
+
+const MiB = 1024 * 1024
+const sizeArg = process.argv.indexOf('--size-mib')
+const SIZE_MIB = sizeArg > 0 ? Number(process.argv[sizeArg + 1]) : 1024
+const SIZE = SIZE_MIB * MiB
+
+function seconds(start: bigint): number {
+  return Number(process.hrtime.bigint() - start) / 1e9
+}
+
+function mbps(bytes: number, secs: number): number {
+  return bytes / MiB / secs
+}
+
+/** Runs a command with stdin/stdout redirected to files; returns elapsed seconds. */
+function timed(cmd: string, args: string[], io: { stdin?: string; stdout?: string } = {}): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const stdin = io.stdin ? fs.openSync(io.stdin, 'r') : 'ignore'
+    const stdout = io.stdout ? fs.openSync(io.stdout, 'w') : 'ignore'
+    const start = process.hrtime.bigint()
+    const child = spawn(cmd, args, { stdio: [stdin, stdout, 'inherit'], env: programEnv() })
+    child.on('error', reject)
+    child.on('close', (code) => {
+      if (typeof stdin === 'number') fs.closeSync(stdin)
+      if (typeof stdout === 'number') fs.closeSync(stdout)
+      if (code !== 0) reject(new Error(`${cmd} ${args.join(' ')} exited ${code}`))
+      else resolve(seconds(start))
+    })
+  })
+}
+
+function sha1File(file: string): string {
+  const h = crypto.createHash('sha1')
+  const fd = fs.openSync(file, 'r')
+  const buf = Buffer.allocUnsafe(8 * MiB)
+  for (;;) {
+    const n = fs.readSync(fd, buf, 0, buf.length, null)
+    if (n === 0) break
+    h.update(buf.subarray(0, n))
+  }
+  fs.closeSync(fd)
+  return h.digest('hex')
+}
+
+function peakRssMiB(cluster: TestCluster): number {
+  let peak = 0
+  for (const node of cluster.nodes) {
+    if (!node) continue
+    try {
+      const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${node.pid}/status`, 'utf8'))
+      if (m) peak = Math.max(peak, Number(m[1]) / 1024)
+    } catch {
+      // the process is gone
+    }
+  }
+  return peak
+}
+
+/** Empties the page cache so reads come from the disk (root only); false when not allowed. */
+function dropCaches(): boolean {
+  spawnSync('sync')
+  try {
+    fs.writeFileSync('/proc/sys/vm/drop_caches', '3\n')
+    return true
+  } catch {
+    return false
+  }
+}
+
+function row(name: string, value: string, ceiling: string, ratio: number): void {
+  console.log(`${name.padEnd(34)}${value.padStart(14)}${ceiling.padStart(14)}${ratio.toFixed(2).padStart(8)}`)
+}
+
+async function main(): Promise<void> {
+  const work = tempDir('sheep-bench-')
+  const input = path.join(work, 'input')
+  const output = path.join(work, 'output')
+  try {
+    console.log(`bench: ${SIZE_MIB} MiB of random data, work directory ${work}`)
+    const fd = fs.openSync(input, 'w')
+    for (let done = 0; done < SIZE; done += 16 * MiB) fs.writeSync(fd, crypto.randomBytes(Math.min(16 * MiB, SIZE - done)))
+    fs.closeSync(fd)
+    const inputSum = sha1File(input)
+
+    // the local ceiling: the same bytes through dd with fsync, and read back
+    const ddWrite = await timed('dd', [`if=${input}`, `of=${output}`, 'bs=1M', 'conv=fsync', 'status=none'])
+    const cold = dropCaches()
+    const ddRead = await timed('dd', [`if=${output}`, 'of=/dev/null', 'bs=1M', 'status=none'])
+    fs.rmSync(output)
+
+    const cluster = await startCluster(3, { nosync: false, root: path.join(work, 'cluster') })
+    try {
+      const port = String(cluster.ports[0])
+      await makeFs(cluster.conn(0), { ctime: BigInt(Math.floor(Date.now() / 1000)) << 32n, copies: 3, flags: SD_CLUSTER_FLAG_AUTO_VNODES, store: 'plain' })
+      await newVdi(cluster.conn(0), { name: 'bench', vdiSize: BigInt(SIZE) })
+      const dogWrite = await timed(DOG_BIN, ['vdi', 'write', 'bench', '-p', port], { stdin: input })
+      dropCaches()
+      const dogRead = await timed(DOG_BIN, ['vdi', 'read', 'bench', '-p', port], { stdout: output })
+      const same = sha1File(output) === inputSum
+      fs.rmSync(output)
+      console.log(`\n${'measure'.padEnd(34)}${'result'.padStart(14)}${'ceiling'.padStart(14)}${'ratio'.padStart(8)}`)
+      row('dog vdi write, 3 copies, fsync', `${mbps(SIZE, dogWrite).toFixed(1)} MB/s`, `${mbps(SIZE, ddWrite).toFixed(1)} MB/s`, ddWrite / dogWrite)
+      row('  per byte stored (3 replicas)', `${mbps(3 * SIZE, dogWrite).toFixed(1)} MB/s`, `${mbps(SIZE, ddWrite).toFixed(1)} MB/s`, (3 * ddWrite) / dogWrite)
+      row(`dog vdi read${cold ? ' (cold cache)' : ' (warm cache)'}`, `${mbps(SIZE, dogRead).toFixed(1)} MB/s`, `${mbps(SIZE, ddRead).toFixed(1)} MB/s`, ddRead / dogRead)
+      console.log(`data read back identical: ${same ? 'yes' : 'NO'}`)
+      console.log(`peak sheep RSS: ${peakRssMiB(cluster).toFixed(0)} MiB`)
+    } finally {
+      await cluster.close()
+    }
+
+    // recovery: 4 nodes, copies=3, one killed; time until every object has 3 replicas again
+    const four = await startCluster(4, { nosync: false, root: path.join(work, 'recovery') })
+    try {
+      await makeFs(four.conn(0), { ctime: BigInt(Math.floor(Date.now() / 1000)) << 32n, copies: 3, flags: SD_CLUSTER_FLAG_AUTO_VNODES, store: 'plain' })
+      await newVdi(four.conn(0), { name: 'rec', vdiSize: BigInt(SIZE) })
+      const h = await VdiHandle.open(four.conn(0), 'rec')
+      const src = fs.openSync(input, 'r')
+      const chunk = Buffer.allocUnsafe(64 * MiB)
+      for (let off = 0; off < SIZE; off += chunk.length) {
+        const n = fs.readSync(src, chunk, 0, Math.min(chunk.length, SIZE - off), off)
+        await h.write(off, chunk.subarray(0, n))
+      }
+      fs.closeSync(src)
+      const victim = four.nodes[3]!
+      const lostObjects = fs.readdirSync(path.join(victim.dir, 'obj')).filter((n) => /^[0-9a-f]{16}$/.test(n))
+      const lostBytes = lostObjects.reduce((sum, n) => sum + fs.statSync(path.join(victim.dir, 'obj', n)).size, 0)
+      const start = process.hrtime.bigint()
+      await four.stop(3, 'SIGKILL')
+      const settled = await waitForRecovery(four, 30 * 60_000)
+      const recoverySecs = seconds(start)
+      const copies = [...objectCopies(four).values()]
+      console.log(`\nrecovery after 1 of 4 nodes killed: ${lostObjects.length} objects, ${(lostBytes / 2 ** 30).toFixed(2)} GiB re-replicated in ${recoverySecs.toFixed(1)} s = ${(recoverySecs / (lostBytes / 2 ** 30)).toFixed(1)} s/GiB`)
+      console.log(`  settled: ${settled ? 'yes' : 'NO'}; every object on 3 nodes: ${copies.every((c) => c === 3) ? 'yes' : 'NO'}`)
+      console.log(`  ceiling: the same bytes through dd would take ${(lostBytes / MiB / mbps(SIZE, ddWrite)).toFixed(1)} s (ratio ${((lostBytes / MiB / mbps(SIZE, ddWrite)) / recoverySecs).toFixed(2)})`)
+    } finally {
+      await four.close()
+    }
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true })
+    spawnSync('sync')
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e)
+  process.exit(1)
+})
