@@ -76,15 +76,18 @@ export function cString(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, end).toString('utf8')
 }
 
-/** Writes `text` NUL-padded into a fixed field; text longer than the field is cut. */
+/**
+ * Writes `text` NUL-padded into a fixed field; text longer than length − 1 bytes is cut, so the
+ * field always ends with a NUL as the original's pstrcpy leaves it.
+ */
 export function writeCString(buf: Buffer, at: number, length: number, text: string): void {
   buf.fill(0, at, at + length)
-  buf.write(text, at, length, 'utf8')
+  buf.write(text, at, length - 1, 'utf8')
 }
 
 /** A fixed-size NUL-padded field holding `text`, as a fresh buffer. */
 export function cStringField(text: string, length: number): Buffer {
   const buf = Buffer.alloc(length)
-  buf.write(text, 0, length, 'utf8')
+  writeCString(buf, 0, length, text)
   return buf
 }

@@ -2,11 +2,13 @@
 // turn the client's op into peer ops — one replica for reads (failing over to the next), all
 // replicas in parallel for writes, creates and removes. Replicas on this node are served by a
 // direct call; the others through pooled connections, with retries when the epoch moves on.
-import { REQ_OBJ, type SdRequest, reqVariant } from '../lib/codec.js'
+import type { RequestOptions } from '../lib/client.js'
+import { REQ_OBJ, REQ_REF, type SdRequest, decodeRequestHeader, encodeRequestHeader, reqVariant } from '../lib/codec.js'
+import type { Layout } from '../lib/layout.js'
 import { SdError } from '../lib/errors.js'
 import { isDataObj, isVmstateObj, oidToVid } from '../lib/oid.js'
 import {
-  GATEWAY_TO_PEER_OP, SD_CLUSTER_FLAG_STRICT, SD_FLAG_CMD_COW, SD_OP_CREATE_AND_WRITE_OBJ, SD_OP_READ_OBJ,
+  GATEWAY_TO_PEER_OP, SD_CLUSTER_FLAG_STRICT, SD_OP_DECREF_OBJ, SD_OP_DECREF_PEER, SD_FLAG_CMD_COW, SD_OP_CREATE_AND_WRITE_OBJ, SD_OP_READ_OBJ,
   SD_OP_REMOVE_OBJ, SD_OP_WRITE_OBJ, SD_RES_HALT, SD_RES_INVALID_PARMS, SD_RES_KILLED,
   SD_RES_NETWORK_ERROR, SD_RES_NEW_NODE_VER, SD_RES_NO_OBJ, SD_RES_OLD_NODE_VER, SD_RES_READONLY, SD_RES_SUCCESS,
   SD_RES_WAIT_FOR_FORMAT, SD_RES_WAIT_FOR_JOIN, SD_SHEEP_PROTO_VER,
@@ -14,6 +16,9 @@ import {
 import { type SdNode, addrToText } from '../lib/structs.js'
 import { type OpReply, reply } from './op-types.js'
 import { type ObjFields, objectSizeFor, runPeerOp } from './peer.js'
+import { decrefPeer, isIndexUpdate, writeIndexWithRefs } from './refcount.js'
+
+export type { ObjFields }
 import type { Sheep } from './sheep.js'
 
 /** Results after which a forwarded op is retried with a fresh ring instead of failing (§11.5). */
@@ -30,15 +35,31 @@ function copiesFor(sheep: Sheep, obj: ObjFields): number {
   return obj.copies || sheep.vdiCopies(oidToVid(obj.oid))
 }
 
+/** Generation and count of a reference drop (DECREF_OBJ), forwarded with the ref variant. */
+export interface RefFields {
+  generation: number
+  count: number
+}
+
 /** Sends one peer op to `node` (directly when it is this node). */
-async function forward(sheep: Sheep, node: SdNode, opcode: number, obj: ObjFields, data: Buffer | undefined, length: number, flags: number): Promise<OpReply> {
+async function forward(sheep: Sheep, node: SdNode, opcode: number, obj: ObjFields, data: Buffer | undefined, length: number, ref?: RefFields): Promise<OpReply> {
   const peerOp = GATEWAY_TO_PEER_OP.get(opcode) ?? opcode
+  if (peerOp === SD_OP_DECREF_PEER) {
+    const fields = { oid: obj.oid, generation: ref?.generation ?? 0, count: ref?.count ?? 0 }
+    if (sheep.isSelf(node)) {
+      return decrefPeer(sheep, decodeRequestHeader(encodeRequestHeader({ opcode: peerOp, epoch: sheep.epoch, variant: REQ_REF, fields })))
+    }
+    return remote(sheep, node, { opcode: peerOp, variant: REQ_REF, fields })
+  }
   if (sheep.isSelf(node)) return runPeerOp(sheep, { opcode: peerOp, obj, data, length })
+  return remote(sheep, node, { opcode: peerOp, variant: REQ_OBJ, fields: obj, data, readLength: data ? undefined : length })
+}
+
+async function remote<L extends Layout>(sheep: Sheep, node: SdNode, opts: RequestOptions<L>): Promise<OpReply> {
   const conn = sheep.peers.get({ host: addrToText(node.addr), port: node.port })
   try {
     const { rsp, data: out } = await conn.request({
-      opcode: peerOp, protoVer: SD_SHEEP_PROTO_VER, epoch: sheep.epoch, flags, variant: REQ_OBJ, fields: obj,
-      data, readLength: data ? undefined : length, timeoutMs: GATEWAY_FORWARD_TIMEOUT_MS,
+      ...opts, protoVer: SD_SHEEP_PROTO_VER, epoch: sheep.epoch, timeoutMs: GATEWAY_FORWARD_TIMEOUT_MS,
     })
     return reply(rsp.result, rsp.result === SD_RES_SUCCESS && out.length > 0 ? out : undefined)
   } catch (e) {
@@ -71,7 +92,7 @@ export async function gatewayRead(sheep: Sheep, obj: ObjFields, length: number):
     for (let i = 0; i < others.length; i++) order.push(others[(start + i) % others.length])
     let last: OpReply = reply(SD_RES_NO_OBJ)
     for (const node of order) {
-      last = await forward(sheep, node, SD_OP_READ_OBJ, obj, undefined, length, 0)
+      last = await forward(sheep, node, SD_OP_READ_OBJ, obj, undefined, length)
       if (last.result === SD_RES_SUCCESS) return last
       if (RETRY_RESULTS.has(last.result) && last.result !== SD_RES_NETWORK_ERROR) return last
     }
@@ -80,15 +101,15 @@ export async function gatewayRead(sheep: Sheep, obj: ObjFields, length: number):
 }
 
 /** Sends a write-type op to every replica at once; success only if all succeed (§11.2). */
-export async function gatewayWriteAll(sheep: Sheep, opcode: number, obj: ObjFields, data: Buffer | undefined): Promise<OpReply> {
+export async function gatewayWriteAll(sheep: Sheep, opcode: number, obj: ObjFields, data: Buffer | undefined, ref?: RefFields): Promise<OpReply> {
   if (sheep.ring.isEmpty) return reply(SD_RES_HALT)
   const copies = copiesFor(sheep, obj)
-  if (opcode !== SD_OP_REMOVE_OBJ && (sheep.settings.flags & SD_CLUSTER_FLAG_STRICT) && sheep.ring.nrZones < copies) {
+  if (opcode !== SD_OP_REMOVE_OBJ && opcode !== SD_OP_DECREF_OBJ && (sheep.settings.flags & SD_CLUSTER_FLAG_STRICT) && sheep.ring.nrZones < copies) {
     return reply(SD_RES_HALT)
   }
   return withRetries(sheep, async () => {
     const targets = sheep.ring.replicasFor(obj.oid, copies)
-    const replies = await Promise.all(targets.map((node) => forward(sheep, node, opcode, obj, data, 0, data && data.length > 0 ? 1 : 0)))
+    const replies = await Promise.all(targets.map((node) => forward(sheep, node, opcode, obj, data, 0, ref)))
     let result = SD_RES_SUCCESS
     for (const r of replies) if (r.result !== SD_RES_SUCCESS) result = r.result
     return reply(result)
@@ -112,6 +133,7 @@ export async function handleGatewayRequest(sheep: Sheep, req: SdRequest, data: B
     case SD_OP_WRITE_OBJ:
       if (isReadonlyTarget(sheep, obj.oid)) return reply(SD_RES_READONLY)
       if (obj.offset + (data?.length ?? 0) > size) return reply(SD_RES_INVALID_PARMS)
+      if (data && isIndexUpdate(obj.oid, obj.offset, data.length)) return writeIndexWithRefs(sheep, obj, data)
       return gatewayWriteAll(sheep, SD_OP_WRITE_OBJ, obj, data ?? Buffer.alloc(0))
     case SD_OP_CREATE_AND_WRITE_OBJ: {
       if (isReadonlyTarget(sheep, obj.oid)) return reply(SD_RES_READONLY)
@@ -122,6 +144,10 @@ export async function handleGatewayRequest(sheep: Sheep, req: SdRequest, data: B
     }
     case SD_OP_REMOVE_OBJ:
       return gatewayWriteAll(sheep, SD_OP_REMOVE_OBJ, obj, undefined)
+    case SD_OP_DECREF_OBJ: {
+      const ref = reqVariant(req, REQ_REF)
+      return gatewayWriteAll(sheep, SD_OP_DECREF_OBJ, { ...obj, oid: ref.oid }, undefined, { generation: ref.generation, count: ref.count })
+    }
     default:
       return reply(SD_RES_INVALID_PARMS)
   }

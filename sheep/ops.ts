@@ -18,7 +18,7 @@ import {
   SD_VDI_BITMAP_SIZE, SD_RES_SHUTDOWN, SD_OP_COMPLETE_RECOVERY, SD_OP_STAT_RECOVERY, SD_OP_GET_RECOVERY,
   SD_OP_SET_RECOVERY, SD_OP_ENABLE_RECOVER, SD_OP_DISABLE_RECOVER, SD_OP_FORCE_RECOVER, SD_OP_ALTER_CLUSTER_COPY,
   SD_OP_REWEIGHT, SD_OP_CLEANUP, SD_OP_OIDS_EXIST, SD_OP_STAT, SD_OP_GET_VNODES, SD_RES_FORCE_RECOVER,
-  SD_RES_NODE_IN_RECOVERY, SD_MAX_COPIES, SD_OP_REPAIR_REPLICA, SD_SHEEP_PROTO_VER, SD_RES_EIO,
+  SD_RES_NODE_IN_RECOVERY, SD_MAX_COPIES, SD_CLUSTER_FLAG_AUTO_VNODES, SD_OP_REPAIR_REPLICA, SD_OP_DECREF_OBJ, SD_OP_DECREF_PEER, SD_SHEEP_PROTO_VER, SD_RES_EIO,
 } from '../lib/proto.js'
 import {
   CLUSTER_INFO_SIZE, EPOCH_LOG_HEADER_SIZE, RECOVERY_STATE, RECOVERY_STATE_SIZE, RECOVERY_THROTTLING,
@@ -31,6 +31,7 @@ import { LOG_LEVEL_NAMES, sdLevelToPino } from '../lib/log.js'
 import { gatewayWriteAll, handleGatewayRequest, readObject, writeObject } from './gateway.js'
 import { type OpKind, type OpReply, reply } from './op-types.js'
 import { handlePeerRequest, objectSizeFor } from './peer.js'
+import { decrefPeer } from './refcount.js'
 import type { ClusterOpMain, Sheep } from './sheep.js'
 import {
   delVdiMain, delVdiWork, getVdiInfoWork, lockVdiMain, newVdiMain, newVdiWork, releaseVdiMain,
@@ -91,7 +92,8 @@ function clusterInfo(sheep: Sheep, req: SdRequest): OpReply {
   if (size < EPOCH_LOG_HEADER_SIZE + sheep.members.length * SD_NODE_SIZE) return reply(SD_RES_BUFFER_SMALL)
   const data = encodeClusterInfo({
     protoVer: 0x0a, disableRecovery: s.disableRecovery ? 1 : 0, nrNodes: sheep.members.length, epoch: sheep.epoch,
-    ctime: s.ctime, flags: s.flags, nrCopies: s.nrCopies, copyPolicy: s.copyPolicy, status: sheep.status,
+    // before format the flags tell this node's own vnode strategy (dog format checks it)
+    ctime: s.ctime, flags: s.ctime === 0n && !sheep.fixedVnodes ? SD_CLUSTER_FLAG_AUTO_VNODES : s.flags, nrCopies: s.nrCopies, copyPolicy: s.copyPolicy, status: sheep.status,
     blockSizeShift: s.blockSizeShift, defaultStore: s.defaultStore, nodes: sheep.members,
   }, size)
   return reply(SD_RES_SUCCESS, data)
@@ -140,6 +142,8 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [SD_OP_READ_OBJ, gateway('READ_OBJ')],
   [SD_OP_WRITE_OBJ, gateway('WRITE_OBJ')],
   [SD_OP_REMOVE_OBJ, gateway('REMOVE_OBJ')],
+  [SD_OP_DECREF_OBJ, gateway('DECREF_OBJ')],
+  [SD_OP_DECREF_PEER, { name: 'DECREF_PEER', kind: 'peer', handler: decrefPeer }],
   [SD_OP_CREATE_AND_WRITE_PEER, peer('CREATE_AND_WRITE_PEER')],
   [SD_OP_READ_PEER, peer('READ_PEER')],
   [SD_OP_WRITE_PEER, peer('WRITE_PEER')],

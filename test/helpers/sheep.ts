@@ -68,7 +68,11 @@ export interface StartOptions {
 export async function startSheep(opts: StartOptions = {}): Promise<SheepProcess> {
   const port = opts.port ?? (await freePort())
   const dir = opts.dir ?? tempDir()
-  const args = ['-p', String(port), ...(opts.nosync === false ? [] : ['-n']), ...(opts.args ?? []), dir]
+  const extra = opts.args ?? []
+  // each test's sheep get an event file of their own unless told otherwise: parallel tests
+  // must never join each other's clusters through the default /tmp/sheepdog_shm
+  const driver = extra.includes('-c') ? [] : ['-c', `local:${path.join(dir, 'shm')}`]
+  const args = ['-p', String(port), ...(opts.nosync === false ? [] : ['-n']), ...driver, ...extra, dir]
   const r = spawnSync(SHEEP_BIN, args, { encoding: 'utf8', timeout: 60_000, env: programEnv() })
   if (r.status !== 0) throw new Error(`sheep ${args.join(' ')} exited ${r.status}: ${r.stderr}`)
   const pid = Number(fs.readFileSync(path.join(dir, 'lock'), 'utf8').trim())
