@@ -165,8 +165,8 @@ async function copyOnWrite(sheep: Sheep, obj: ObjFields, payload: Buffer, size: 
 }
 
 /** Reads an object through the gateway from inside sheep (VDI lookups); throws SdError. */
-export async function readObject(sheep: Sheep, oid: bigint, offset: number, length: number): Promise<Buffer> {
-  const r = await gatewayRead(sheep, { oid, cowOid: 0n, copies: 0, copyPolicy: 0, ecIndex: 0, tgtEpoch: 0, offset }, length)
+export async function readObject(sheep: Sheep, oid: bigint, offset: number, length: number, copies = 0): Promise<Buffer> {
+  const r = await gatewayRead(sheep, { oid, cowOid: 0n, copies, copyPolicy: 0, ecIndex: 0, tgtEpoch: 0, offset }, length)
   if (r.result !== SD_RES_SUCCESS || !r.data) throw new SdError(r.result)
   return r.data
 }

@@ -3,7 +3,7 @@
 // `work` runs on the receiving node (under the cluster-wide block when present) and `main` on
 // every member in the driver's order. Opcodes not in the table answer INVALID_PARMS.
 import {
-  REQ_CLUSTER, REQ_FORW, REQ_OBJ, RSP_CLUSTER_DEFAULT, RSP_HASH, RSP_NODE, type SdRequest, encodeResponseHeader, reqVariant,
+  REQ_CLUSTER, REQ_FORW, REQ_OBJ, REQ_VDI, REQ_VDI_STATE, RSP_CLUSTER_DEFAULT, RSP_HASH, RSP_NODE, type SdRequest, encodeResponseHeader, reqVariant,
 } from '../lib/codec.js'
 import { cString } from '../lib/layout.js'
 import {
@@ -18,7 +18,8 @@ import {
   SD_VDI_BITMAP_SIZE, SD_RES_SHUTDOWN, SD_OP_COMPLETE_RECOVERY, SD_OP_STAT_RECOVERY, SD_OP_GET_RECOVERY,
   SD_OP_SET_RECOVERY, SD_OP_ENABLE_RECOVER, SD_OP_DISABLE_RECOVER, SD_OP_FORCE_RECOVER, SD_OP_ALTER_CLUSTER_COPY,
   SD_OP_REWEIGHT, SD_OP_CLEANUP, SD_OP_OIDS_EXIST, SD_OP_STAT, SD_OP_GET_VNODES, SD_RES_FORCE_RECOVER,
-  SD_RES_NODE_IN_RECOVERY, SD_MAX_COPIES, SD_CLUSTER_FLAG_AUTO_VNODES, SD_OP_REPAIR_REPLICA, SD_OP_DECREF_OBJ, SD_OP_DECREF_PEER, SD_SHEEP_PROTO_VER, SD_RES_EIO,
+  SD_RES_NODE_IN_RECOVERY, SD_MAX_COPIES, SD_CLUSTER_FLAG_AUTO_VNODES, SD_CLUSTER_FLAG_USE_LOCK, SD_OP_GET_VDI_ATTR,
+  SD_OP_NOTIFY_VDI_ADD, SD_OP_ALTER_VDI_COPY, SD_RES_NO_VDI, SD_OP_REPAIR_REPLICA, SD_OP_DECREF_OBJ, SD_OP_DECREF_PEER, SD_SHEEP_PROTO_VER, SD_RES_EIO,
 } from '../lib/proto.js'
 import {
   CLUSTER_INFO_SIZE, EPOCH_LOG_HEADER_SIZE, RECOVERY_STATE, RECOVERY_STATE_SIZE, RECOVERY_THROTTLING,
@@ -33,8 +34,9 @@ import { type OpKind, type OpReply, reply } from './op-types.js'
 import { handlePeerRequest, objectSizeFor } from './peer.js'
 import { decrefPeer } from './refcount.js'
 import type { ClusterOpMain, Sheep } from './sheep.js'
+import { unpackMessage } from './cluster/message.js'
 import {
-  delVdiMain, delVdiWork, getVdiInfoWork, lockVdiMain, newVdiMain, newVdiWork, releaseVdiMain,
+  delVdiMain, delVdiWork, getVdiAttrWork, getVdiInfoWork, lockMain, newVdiMain, newVdiWork, nodeIdOf, unlockMain,
 } from './vdi.js'
 
 export const STORE_NAMES = ['plain'] as const
@@ -153,9 +155,45 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [SD_OP_GET_VDI_INFO, { name: 'GET_VDI_INFO', kind: 'cluster', work: getVdiInfoWork }],
   [SD_OP_LOCK_VDI, {
     name: 'LOCK_VDI', kind: 'cluster', work: getVdiInfoWork,
-    main: (s, m) => lockVdiMain(s, m.rsp.result, m.data, Buffer.alloc(40)),
+    main: (s, m) => {
+      if (m.rsp.result !== SD_RES_SUCCESS || !m.data || !(s.settings.flags & SD_CLUSTER_FLAG_USE_LOCK)) return m.rsp.result
+      return lockMain(s, unpackMessage<{ vid: number }>(m.data).vid, nodeIdOf(m.sender), reqVariant(m.req, REQ_VDI).type)
+    },
   }],
-  [SD_OP_RELEASE_VDI, { name: 'RELEASE_VDI', kind: 'cluster', main: (s, m) => releaseVdiMain(s, m.req) }],
+  [SD_OP_RELEASE_VDI, {
+    name: 'RELEASE_VDI', kind: 'cluster',
+    main: (s, m) => {
+      if (!(s.settings.flags & SD_CLUSTER_FLAG_USE_LOCK)) return SD_RES_SUCCESS
+      const v = reqVariant(m.req, REQ_VDI)
+      return unlockMain(s, v.baseVdiId, nodeIdOf(m.sender), v.type)
+    },
+  }],
+  [SD_OP_GET_VDI_ATTR, { name: 'GET_VDI_ATTR', kind: 'cluster', work: getVdiAttrWork }],
+  [SD_OP_NOTIFY_VDI_ADD, {
+    name: 'NOTIFY_VDI_ADD', kind: 'cluster', force: true,
+    main: (s, m) => {
+      const v = reqVariant(m.req, REQ_VDI_STATE)
+      const old = s.vdis.get(v.newVid)
+      s.vdis.add({
+        vid: v.newVid, nrCopies: v.copies, copyPolicy: v.copyPolicy, blockSizeShift: v.blockSizeShift,
+        snapshot: old?.snapshot ?? false, deleted: false, parentVid: v.oldVid,
+      })
+      return SD_RES_SUCCESS
+    },
+  }],
+  [SD_OP_ALTER_VDI_COPY, {
+    name: 'ALTER_VDI_COPY', kind: 'cluster',
+    main: (s, m) => {
+      const v = reqVariant(m.req, REQ_VDI_STATE)
+      const state = s.vdis.get(v.newVid)
+      if (!state) return SD_RES_NO_VDI
+      if (v.copyPolicy !== 0 || v.copies < 1 || v.copies > SD_MAX_COPIES) return SD_RES_INVALID_PARMS
+      state.nrCopies = v.copies
+      // objects that need more replicas now are recovered without an epoch change
+      s.recovery.start(false)
+      return SD_RES_SUCCESS
+    },
+  }],
   [SD_OP_DEL_VDI, { name: 'DEL_VDI', kind: 'cluster', work: delVdiWork, main: (s, m) => delVdiMain(s, m.rsp.result, m.data) }],
   [SD_OP_READ_VDIS, { name: 'READ_VDIS', kind: 'local', force: true, handler: (s, req) => readBitmap(s.vdis.inUse.bytes, req) }],
   [SD_OP_READ_DEL_VDIS, { name: 'READ_DEL_VDIS', kind: 'local', force: true, handler: (s, req) => readBitmap(s.vdis.deleted.bytes, req) }],

@@ -45,8 +45,9 @@ export async function runPeerOp(sheep: Sheep, op: PeerOp): Promise<OpReply> {
         if (offset + op.length > Math.max(size, offset)) return reply(SD_RES_INVALID_PARMS)
         let data = await sheep.store.read(oid, offset, op.length)
         if (data === SD_RES_NO_OBJ && forRecovery) {
+          // a stale copy last held at epoch E has every write up to E: good for targets up to E
           const stale = sheep.store.newestStale(oid)
-          if (stale !== undefined) data = await sheep.store.readStale(oid, stale, offset, op.length)
+          if (stale !== undefined && stale >= op.obj.tgtEpoch) data = await sheep.store.readStale(oid, stale, offset, op.length)
         }
         return typeof data === 'number' ? reply(data) : reply(SD_RES_SUCCESS, data)
       }

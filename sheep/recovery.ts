@@ -58,10 +58,17 @@ export class Recovery {
 
   constructor(private readonly sheep: Sheep) {}
 
-  /** Starts (or supersedes) recovery for the sheep's current epoch. */
-  start(): void {
+  /** True when the running recovery follows an epoch change (else: same epoch, e.g. more copies). */
+  private lifted = true
+
+  /**
+   * Starts (or supersedes) recovery for the sheep's current epoch. `lifted`: the epoch was just
+   * raised, so the previous epoch's holders have the data; otherwise the current ones do.
+   */
+  start(lifted = true): void {
     if (this.sheep.gateway) return
     const run = ++this.run
+    this.lifted = lifted
     this.epoch = this.sheep.epoch
     this.running = true
     this.state = RECOVERY_STATE_PREPARING
@@ -93,7 +100,7 @@ export class Recovery {
     for (const oid of sheep.store.list()) {
       if (run !== this.run) return
       if (!this.holders(sheep.ring, oid).some((n) => sheep.isSelf(n))) {
-        await sheep.store.moveToStale(oid, Math.max(epoch - 1, 1))
+        await sheep.store.moveToStale(oid, Math.max(this.lifted ? epoch - 1 : epoch, 1))
       }
     }
     // 2. every object that exists anywhere, then those this node should hold but lacks
@@ -176,7 +183,7 @@ export class Recovery {
     if (sheep.store.exists(oid)) return
     const size = objectSizeFor(sheep, oid)
     // walk back through the epochs: the holders of the most recent ring have the newest data
-    for (let tgt = this.epoch - 1; tgt >= 1; tgt--) {
+    for (let tgt = this.lifted ? this.epoch - 1 : this.epoch; tgt >= 1; tgt--) {
       if (run !== this.run) return
       const ring = await this.ringOf(tgt)
       if (!ring) continue

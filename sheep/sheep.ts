@@ -53,7 +53,13 @@ interface OpMessage {
 }
 
 export interface ClusterOpMain {
-  (sheep: Sheep, msg: { req: ReturnType<typeof decodeRequestHeader>; rsp: ReturnType<typeof decodeResponseHeader>; data: Buffer | undefined }): Promise<number> | number
+  (sheep: Sheep, msg: {
+    req: ReturnType<typeof decodeRequestHeader>
+    rsp: ReturnType<typeof decodeResponseHeader>
+    data: Buffer | undefined
+    /** The member that sent the op (the node that received it from the client). */
+    sender: SdNode
+  }): Promise<number> | number
 }
 
 /** GET_VDI_COPIES starts with room for this many records and doubles on BUFFER_SMALL. */
@@ -205,6 +211,7 @@ export class Sheep {
     this.settings = { ...view.settings }
     this.setMembers(members)
     const wasWaiting = this.status === SD_STATUS_WAIT
+    const myLastEpoch = this.epoch
     this.status = view.status
     if (view.epoch > this.epoch) {
       this.epoch = view.epoch
@@ -217,7 +224,9 @@ export class Sheep {
       if (!this.gateway && view.epoch > 0 && !listed && this.store.list().length > 0) {
         const outdated = this.store.list()
         this.log.info(`not in epoch ${view.epoch}: ${outdated.length} local object(s) moved to the stale area`)
-        this.staleMoves = Promise.all(outdated.map((oid) => this.store.moveToStale(oid, view.epoch))).then(() => undefined)
+        // named with the last epoch this node was a member of: the copies are that fresh, no fresher
+        const staleEpoch = Math.max(1, Math.min(myLastEpoch, view.epoch))
+        this.staleMoves = Promise.all(outdated.map((oid) => this.store.moveToStale(oid, staleEpoch))).then(() => undefined)
       }
     }
     // VDI bookkeeping (behaviour.md §9): a newcomer asks everybody, the others ask the newcomer
@@ -356,7 +365,7 @@ export class Sheep {
     })
   }
 
-  private onNotified(_sender: SdNode, message: Buffer): void {
+  private onNotified(sender: SdNode, message: Buffer): void {
     const msg = unpackMessage<OpMessage>(message)
     const req = decodeRequestHeader(Buffer.from(msg.req))
     const rsp = decodeResponseHeader(Buffer.from(msg.rsp))
@@ -367,7 +376,7 @@ export class Sheep {
     // Each main phase runs to completion before the next message is applied, keeping the order.
     const done = (async () => {
       let result = rsp.result
-      if (main) result = await main(this, { req, rsp, data })
+      if (main) result = await main(this, { req, rsp, data, sender })
       if (pending) {
         const fields = Buffer.from(msg.rsp)
         fields.writeUInt32LE(result, 16)

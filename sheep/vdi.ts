@@ -4,22 +4,32 @@
 // main phases (in the `*Main` functions) run on every member in order.
 import { REQ_VDI, RSP_VDI, type SdRequest, encodeResponseHeader, reqVariant } from '../lib/codec.js'
 import { SdError } from '../lib/errors.js'
-import { sdHashVdi } from '../lib/hash.js'
+import { sdHashAttrId, sdHashVdi } from '../lib/hash.js'
 import {
   SD_INODE_GREF_AT, SD_INODE_HEADER_SIZE, SD_INODE_INDEX_AT, SD_INODE_LOOKUP_SIZE, SD_INODE_SIZE, OLD_SD_INODE_SIZE,
   type InodeHeader, decodeInodeHeader, encodeInodeHeader, updateInodeHeader,
 } from '../lib/inode.js'
-import { cString } from '../lib/layout.js'
-import { vidToVdiOid } from '../lib/oid.js'
+import { cString, readFields, writeFields } from '../lib/layout.js'
+import { vidToAttrOid, vidToVdiOid } from '../lib/oid.js'
 import {
   SD_CLUSTER_FLAG_USE_LOCK, SD_DEFAULT_COPIES, SD_MAX_VDI_LEN, SD_NR_VDIS, SD_RES_FULL_VDI, SD_RES_INVALID_PARMS,
   SD_RES_NO_BASE_VDI, SD_RES_NO_TAG, SD_RES_NO_VDI, SD_RES_SUCCESS, SD_RES_VDI_EXIST, SD_RES_VDI_LOCKED,
-  SD_RES_VDI_NOT_LOCKED, SD_RES_SYSTEM_ERROR,
+  SD_RES_VDI_NOT_LOCKED, SD_RES_SYSTEM_ERROR, SD_FLAG_CMD_CREAT, SD_FLAG_CMD_EXCL, SD_FLAG_CMD_DEL, SD_RES_NO_OBJ,
 } from '../lib/proto.js'
-import { LOCK_STATE_NORMAL, LOCK_STATE_UNLOCKED } from '../lib/structs.js'
+import {
+  LOCK_STATE_NORMAL, LOCK_STATE_SHARED, LOCK_STATE_UNLOCKED, NODE_ID, SD_NODE_ID_SIZE, VDI_ATTR, VDI_ATTR_SIZE,
+  VDI_ATTR_VALUE_AT, VDI_STATE_MAX_PARTICIPANTS,
+} from '../lib/structs.js'
 import { readObject, writeObject } from './gateway.js'
 import { packMessage, unpackMessage } from './cluster/message.js'
 import type { Sheep } from './sheep.js'
+
+/** LOCK_VDI / RELEASE_VDI `type`: 0 normal, 1 shared (multipath iSCSI). */
+export const LOCK_TYPE_SHARED = 1
+/** Shared-lock participant states (wire-protocol.md §7.6). */
+export const SHARED_LOCK_STATE_MODIFIED = 1
+export const SHARED_LOCK_STATE_SHARED = 2
+export const SHARED_LOCK_STATE_INVALIDATED = 3
 
 export interface LookupResult {
   result: number
@@ -222,29 +232,6 @@ export async function getVdiInfoWork(sheep: Sheep, req: SdRequest, data: Buffer 
   return vdiReply(sheep, req, SD_RES_SUCCESS, found.vid, packMessage({ vid: found.vid }))
 }
 
-/** LOCK_VDI main phase: with USE_LOCK the owner node takes a normal lock (behaviour.md §10). */
-export function lockVdiMain(sheep: Sheep, result: number, data: Buffer | undefined, owner: Buffer): number {
-  if (result !== SD_RES_SUCCESS || !data || !(sheep.settings.flags & SD_CLUSTER_FLAG_USE_LOCK)) return result
-  const { vid } = unpackMessage<{ vid: number }>(data)
-  const state = sheep.vdis.get(vid)
-  if (!state) return result
-  if (state.lockState !== LOCK_STATE_UNLOCKED) return SD_RES_VDI_LOCKED
-  state.lockState = LOCK_STATE_NORMAL
-  state.lockOwner = owner
-  return result
-}
-
-/** RELEASE_VDI main phase. */
-export function releaseVdiMain(sheep: Sheep, req: SdRequest): number {
-  if (!(sheep.settings.flags & SD_CLUSTER_FLAG_USE_LOCK)) return SD_RES_SUCCESS
-  const { baseVdiId } = reqVariant(req, REQ_VDI)
-  const state = sheep.vdis.get(baseVdiId)
-  if (!state || state.lockState === LOCK_STATE_UNLOCKED) return SD_RES_VDI_NOT_LOCKED
-  state.lockState = LOCK_STATE_UNLOCKED
-  state.lockOwner = Buffer.alloc(40)
-  return SD_RES_SUCCESS
-}
-
 /**
  * DEL_VDI work phase (§12.7): a VDI whose index still has entries is left as it is (the client
  * clears the index first) but still reported deleted; an empty one gets its name and size zeroed.
@@ -272,4 +259,104 @@ export function delVdiMain(sheep: Sheep, result: number, data: Buffer | undefine
   const { vid } = unpackMessage<{ vid: number }>(data)
   sheep.vdis.markDeleted(vid)
   return result
+}
+
+/**
+ * GET_VDI_ATTR work phase (wire-protocol.md §12.9): find, create or delete an attribute object
+ * in the vid space of the name's hash, probing attribute ids from the key's hash.
+ */
+export async function getVdiAttrWork(sheep: Sheep, req: SdRequest, data: Buffer | undefined): Promise<{ rsp: Buffer; data: Buffer | undefined }> {
+  const answer = (result: number, fields: { vdiId?: number; attrId?: number; copies?: number } = {}) => ({
+    rsp: encodeResponseHeader({ opcode: req.opcode, epoch: sheep.epoch, id: req.id, dataLength: 0, result, variant: RSP_VDI, fields }),
+    data: undefined,
+  })
+  if (!data || data.length < VDI_ATTR_SIZE) return answer(SD_RES_INVALID_PARMS)
+  const attr = readFields(data, VDI_ATTR)
+  const v = reqVariant(req, REQ_VDI)
+  const found = await lookupVdi(sheep, attr.name, attr.tag, v.snapid)
+  if (found.result !== SD_RES_SUCCESS) return answer(found.result)
+  const inode = decodeInodeHeader(await readObject(sheep, vidToVdiOid(found.vid), 0, SD_INODE_LOOKUP_SIZE))
+  const copies = inode.nrCopies
+  const hashVid = sdHashVdi(attr.name) || 1
+  const create = (req.flags & SD_FLAG_CMD_CREAT) !== 0
+  const excl = (req.flags & SD_FLAG_CMD_EXCL) !== 0
+  const del = (req.flags & SD_FLAG_CMD_DEL) !== 0
+  const payload = Buffer.from(data.subarray(0, VDI_ATTR_SIZE))
+  writeFields(payload, VDI_ATTR, { ctime: inode.createTime })
+  const name = data.subarray(0, 256)
+  const tag = data.subarray(256, 512)
+  const key = data.subarray(528, 784)
+  let attrId = sdHashAttrId(name, tag, attr.snapId, key) >>> 0
+  const done = (result: number) => answer(result, { vdiId: hashVid, attrId, copies })
+  for (let probe = 0; probe < VDI_ATTR_MAX_PROBES; probe++, attrId = (attrId + 1) >>> 0) {
+    const oid = vidToAttrOid(hashVid, attrId)
+    if (create && !excl) {
+      await writeObject(sheep, oid, 0, payload, { create: true, copies })
+      return done(SD_RES_SUCCESS)
+    }
+    let stored: Buffer
+    try {
+      stored = await readObject(sheep, oid, 0, VDI_ATTR_VALUE_AT, copies)
+    } catch (e) {
+      if (!(e instanceof SdError) || e.code !== SD_RES_NO_OBJ) throw e
+      if (!create) return done(SD_RES_NO_OBJ)
+      await writeObject(sheep, oid, 0, payload, { create: true, copies })
+      return done(SD_RES_SUCCESS)
+    }
+    const same = stored.subarray(0, 512).equals(data.subarray(0, 512)) && stored.readUInt32LE(520) === attr.snapId && stored.subarray(528, 784).equals(key)
+    if (!same) continue
+    if (excl) return done(SD_RES_VDI_EXIST)
+    if (del) {
+      await writeObject(sheep, oid, 0, Buffer.alloc(1), { create: false, copies })
+      return done(SD_RES_SUCCESS)
+    }
+    if (create) await writeObject(sheep, oid, 0, payload, { create: true, copies })
+    return done(SD_RES_SUCCESS)
+  }
+  return done(SD_RES_FULL_VDI)
+}
+
+/** How many attribute ids are probed before giving up. */
+const VDI_ATTR_MAX_PROBES = 4096
+
+/** LOCK_VDI / RELEASE_VDI with USE_LOCK (behaviour.md §10): who locks is the receiving node. */
+export function lockMain(sheep: Sheep, vid: number, owner: Buffer, type: number): number {
+  const state = sheep.vdis.get(vid)
+  if (!state) return SD_RES_NO_VDI
+  if (type === LOCK_TYPE_SHARED) {
+    if (state.lockState === LOCK_STATE_NORMAL) return SD_RES_VDI_LOCKED
+    if (state.participants.some((p) => p.equals(owner))) return SD_RES_SUCCESS
+    if (state.participants.length >= VDI_STATE_MAX_PARTICIPANTS) return SD_RES_VDI_LOCKED
+    const someModified = state.participantStates.includes(SHARED_LOCK_STATE_MODIFIED)
+    state.participants.push(owner)
+    state.participantStates.push(state.participants.length === 1 ? SHARED_LOCK_STATE_MODIFIED : someModified ? SHARED_LOCK_STATE_INVALIDATED : SHARED_LOCK_STATE_SHARED)
+    state.lockState = LOCK_STATE_SHARED
+    return SD_RES_SUCCESS
+  }
+  if (state.lockState !== LOCK_STATE_UNLOCKED) return SD_RES_VDI_LOCKED
+  state.lockState = LOCK_STATE_NORMAL
+  state.lockOwner = owner
+  return SD_RES_SUCCESS
+}
+
+export function unlockMain(sheep: Sheep, vid: number, owner: Buffer, type: number): number {
+  const state = sheep.vdis.get(vid)
+  if (!state || state.lockState === LOCK_STATE_UNLOCKED) return SD_RES_VDI_NOT_LOCKED
+  if (type === LOCK_TYPE_SHARED) {
+    const at = state.participants.findIndex((p) => p.equals(owner))
+    if (at < 0) return SD_RES_VDI_NOT_LOCKED
+    state.participants.splice(at, 1)
+    state.participantStates.splice(at, 1)
+    if (state.participants.length === 0) state.lockState = LOCK_STATE_UNLOCKED
+    return SD_RES_SUCCESS
+  }
+  if (state.lockState !== LOCK_STATE_NORMAL) return SD_RES_VDI_NOT_LOCKED
+  state.lockState = LOCK_STATE_UNLOCKED
+  state.lockOwner = Buffer.alloc(40)
+  return SD_RES_SUCCESS
+}
+
+/** A node's node_id (40 bytes): what lock owners and participants are recorded as. */
+export function nodeIdOf(node: { addr: Buffer; port: number; ioAddr: Buffer; ioPort: number }): Buffer {
+  return writeFields(Buffer.alloc(SD_NODE_ID_SIZE), NODE_ID, node)
 }
