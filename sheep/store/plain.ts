@@ -29,8 +29,11 @@ export class PlainStore implements StoreDriver {
   private readonly stale = new Map<bigint, number[]>()
   private readonly locks = new Map<bigint, Promise<unknown>>()
   private used = 0n
+  private readonly dirSync: GroupSync
 
-  constructor(private readonly opts: PlainStoreOptions) {}
+  constructor(private readonly opts: PlainStoreOptions) {
+    this.dirSync = new GroupSync(() => syncDir(opts.dir))
+  }
 
   get dir(): string {
     return this.opts.dir
@@ -149,7 +152,7 @@ export class PlainStore implements StoreDriver {
         await fh.close()
       }
       await fsp.rename(tmp, final)
-      if (!this.opts.nosync) await syncDir(this.opts.dir)
+      if (!this.opts.nosync) await this.dirSync.sync()
       this.track(w.oid, size)
       return SD_RES_SUCCESS
     })
@@ -252,6 +255,32 @@ async function writeSparse(fh: fsp.FileHandle, data: Buffer, offset: number): Pr
     }
   }
   if (runStart >= 0) await writeAll(fh, data.subarray(runStart), offset + runStart)
+}
+
+/**
+ * Group commit of one fsync: callers that arrive while a sync runs share the next one, so many
+ * concurrent creates cost a couple of directory fsyncs instead of one each — and each caller
+ * still returns only after a sync that started after its own rename.
+ */
+class GroupSync {
+  private running: Promise<void> | undefined
+  private next: Promise<void> | undefined
+
+  constructor(private readonly doSync: () => Promise<void>) {}
+
+  sync(): Promise<void> {
+    if (!this.running) {
+      this.running = this.doSync().finally(() => { this.running = undefined })
+      return this.running
+    }
+    if (!this.next) {
+      this.next = this.running.catch(() => undefined).then(() => {
+        this.next = undefined
+        return this.sync()
+      })
+    }
+    return this.next
+  }
 }
 
 async function syncDir(dir: string): Promise<void> {
