@@ -294,8 +294,13 @@ export class Sheep {
     this.recovery.start()
   }
 
+  /**
+   * The cluster runs again with the members of its latest epoch. After an unclean stop, replicas
+   * may have missed writes in flight: recover at the same epoch (behaviour.md §3.1).
+   */
   private async markRunning(): Promise<void> {
     const cfg = this.config.read()
+    if (cfg && !cfg.shutdown) this.recovery.start(false)
     if (cfg && cfg.shutdown) await this.config.write({ ...cfg, shutdown: 0 })
   }
 

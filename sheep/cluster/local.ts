@@ -7,6 +7,7 @@
 // first live member — and duplicates written by a dying and a new master are ignored on apply.
 // Dead members are found by checking their pid (with its start time, against pid reuse).
 import fs from 'node:fs'
+import path from 'node:path'
 import { invariant } from '../../lib/errors.js'
 import { processStartTime, sameProcessAlive } from '../../lib/proc.js'
 import { type SdNode, sameNode } from '../../lib/structs.js'
@@ -40,6 +41,49 @@ function memberAlive(m: Member): boolean {
   return sameProcessAlive(m)
 }
 
+/** How long a starting sheep waits for another one to finish its join step. */
+export const LOCAL_STARTUP_LOCK_TIMEOUT_MS = 10_000
+/** A lock directory without an owner file older than this was left by a process that died. */
+const LOCAL_STARTUP_LOCK_ORPHAN_MS = 1_000
+
+/**
+ * Runs `step` holding a lock directory (mkdir is atomic). Only joins take it, for milliseconds;
+ * a lock left by a process that died holding it is taken over.
+ */
+function withStartupLock(lockDir: string, step: () => void): void {
+  const owner = path.join(lockDir, 'owner')
+  const deadline = Date.now() + LOCAL_STARTUP_LOCK_TIMEOUT_MS
+  for (;;) {
+    try {
+      fs.mkdirSync(lockDir)
+      fs.writeFileSync(owner, `${process.pid} ${processStartTime(process.pid) ?? ''}`)
+      break
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
+      let holderAlive = true
+      try {
+        const [pid, start] = fs.readFileSync(owner, 'utf8').split(' ')
+        holderAlive = sameProcessAlive({ pid: Number(pid), startTime: start })
+      } catch {
+        // no owner file: the holder is about to write it — unless it died right after mkdir
+        try {
+          holderAlive = Date.now() - fs.statSync(lockDir).mtimeMs < LOCAL_STARTUP_LOCK_ORPHAN_MS
+        } catch {
+          holderAlive = false
+        }
+      }
+      if (!holderAlive) fs.rmSync(lockDir, { recursive: true, force: true })
+      else if (Date.now() > deadline) throw new Error(`${lockDir} is held by another process`)
+      else Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5)
+    }
+  }
+  try {
+    step()
+  } finally {
+    fs.rmSync(lockDir, { recursive: true, force: true })
+  }
+}
+
 export class LocalDriver implements ClusterDriver {
   readonly name = 'local'
   private fd = -1
@@ -70,10 +114,21 @@ export class LocalDriver implements ClusterDriver {
     invariant(startTime !== undefined, 'cannot read this process start time from /proc')
     this.me = { node: self, pid: process.pid, startTime }
     this.handlers = handlers
-    this.fd = fs.openSync(this.eventFile, 'a+', 0o666)
     const joined = new Promise<void>((resolve) => { this.joinedResolve = resolve })
-    this.catchUp()
-    this.append({ type: 'join', member: this.me, payload: joinPayload })
+    withStartupLock(`${this.eventFile}.lock`, () => {
+      this.fd = fs.openSync(this.eventFile, 'a+', 0o666)
+      this.catchUp()
+      // nobody alive in the history: start the log afresh instead of replaying it for ever
+      if (!this.members.some(memberAlive) && !this.joining.some(memberAlive)) {
+        fs.ftruncateSync(this.fd, 0)
+        this.offset = 0
+        this.pending = Buffer.alloc(0)
+        this.members = []
+        this.joining = []
+        this.blocks = []
+      }
+      this.append({ type: 'join', member: this.me!, payload: joinPayload })
+    })
     this.pollTimer = setInterval(() => this.catchUp(), LOCAL_POLL_INTERVAL_MS)
     this.livenessTimer = setInterval(() => this.checkLiveness(), LOCAL_LIVENESS_INTERVAL_MS)
     try {
