@@ -494,6 +494,11 @@ export interface DogSubcommand {
   defaultSubcommand?: string;
   /** Runs a leaf. Levels with subcommands have none. */
   handler?: DogHandler;
+  /**
+   * An abbreviation this subcommand owns although other names share it (`l` for `vdi list`
+   * rather than `lock`): the table says so, so no prefix becomes ambiguous by accident.
+   */
+  shortcut?: string;
 }
 
 /** A dog command group: vdi, node, cluster, upgrade, benchmark. */
@@ -663,14 +668,16 @@ export function subcommandUsageText(command: DogCommand, path: readonly DogSubco
 // Name matching
 
 /**
- * The entry named `token`, or the only one whose name starts with it (`v` →
- * `vdi`). Undefined when none or several match, or for an empty or
- * option-like token.
+ * The entry named `token`, the one whose `shortcut` it is, or the only one whose name starts
+ * with it (`v` → `vdi`). Undefined when none or several match, or for an empty or option-like
+ * token.
  */
-export function findByNameOrPrefix<Entry extends { name: string }>(entries: readonly Entry[], token: string): Entry | undefined {
+export function findByNameOrPrefix<Entry extends { name: string; shortcut?: string }>(entries: readonly Entry[], token: string): Entry | undefined {
   const exact = entries.find((entry) => entry.name === token);
   if (exact !== undefined) return exact;
   if (token === '' || token.startsWith('-')) return undefined;
+  const owner = entries.find((entry) => entry.shortcut === token);
+  if (owner !== undefined) return owner;
   const candidates = entries.filter((entry) => entry.name.startsWith(token));
   return candidates.length === 1 ? candidates[0] : undefined;
 }

@@ -1,8 +1,8 @@
-// `dog cluster`: the subcommand table with its usage texts, and the handlers of info, format and
-// shutdown (cli-and-formats §6.1–6.3). The other subcommands are in the table but not
-// implemented yet.
+// `dog cluster`: the subcommand table with its usage texts, and the handlers of info, format,
+// shutdown, recover force/enable/disable, reweight and alter-copy (cli-and-formats §6.1–6.5,
+// §6.7). The other subcommands are in the table but not implemented yet.
 import {
-  confirm, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, formatRedundancy, type DogCommand, type DogContext,
+  confirm, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, formatRedundancy, UsageError, type DogCommand, type DogContext,
   type DogSubcommand,
 } from './cli.js'
 import type { DogRuntime } from './main.js'
@@ -10,13 +10,17 @@ import { SdError } from '../lib/errors.js'
 import { formatCtime, formatEpochTime, sprintf } from '../lib/format.js'
 import {
   resultLabel, SD_CLUSTER_FLAG_AUTO_VNODES, SD_CLUSTER_FLAG_AVOID_DISKFULL, SD_CLUSTER_FLAG_DISKMODE,
-  SD_CLUSTER_FLAG_RECYCLE_VID, SD_CLUSTER_FLAG_STRICT, SD_CLUSTER_FLAG_USE_LOCK, SD_RES_NO_STORE, SD_RES_SUCCESS,
+  SD_CLUSTER_FLAG_RECYCLE_VID, SD_CLUSTER_FLAG_STRICT, SD_CLUSTER_FLAG_USE_LOCK, SD_DEFAULT_COPIES, SD_RES_NO_STORE,
+  SD_RES_SUCCESS,
 } from '../lib/proto.js'
 import {
-  clusterInfo, getStoreList, makeFs, readVdis, shutdownCluster, statCluster, type EpochLog,
+  alterClusterCopy, clusterInfo, disableRecover, enableRecover, forceRecover, getStoreList, makeFs, readVdis, reweight,
+  shutdownCluster, statCluster, type EpochLog,
 } from '../lib/sheep-api.js'
 import { nodeAddrText, sameNode } from '../lib/structs.js'
 import { lightRequest } from './node.js'
+import { listClusterSnapshots, loadClusterSnapshot, saveClusterSnapshot, showClusterSnapshot } from './farm.js'
+import { checkCluster } from './vdi-check.js'
 
 /** Backend store `cluster format` asks for unless -b names one. */
 const DEFAULT_STORE = 'plain'
@@ -214,6 +218,104 @@ async function shutDownCluster(ctx: DogContext, dog: DogRuntime): Promise<number
   return EXIT_FAILURE
 }
 
+// ---- cluster recover ---------------------------------------------------------------------------
+
+const FORCE_RECOVER_PROMPT =
+  'Caution! Please try starting all the cluster nodes normally before\n' +
+  'running this command.\n\n' +
+  'The cluster may need to be force recovered if:\n' +
+  '  - the master node fails to start because of epoch mismatch; or\n' +
+  '  - some nodes fail to start after a cluster shutdown.\n\n' +
+  'Are you sure you want to continue? [yes/no]: '
+
+/** `recover force`: start a cluster that waits for nodes with the members it has (behaviour §7.6). */
+async function forceRecoverCluster(ctx: DogContext, dog: DogRuntime): Promise<number> {
+  if (!ctx.opts.force && !(await confirm(FORCE_RECOVER_PROMPT, ctx.io))) return EXIT_SUCCESS
+  try {
+    await forceRecover(dog.daemon(ctx))
+  } catch (error) {
+    const failure = asSdError(error)
+    if (failure.isTransport) {
+      ctx.printStderrLine(failure.message)
+      return EXIT_SYSFAIL
+    }
+    ctx.printStderrLine(`failed to execute request, ${failure.label}`)
+    return EXIT_FAILURE
+  }
+  return EXIT_SUCCESS
+}
+
+/** `recover enable` / `recover disable`: the request, then `Cluster recovery: <word>` on stdout. */
+function switchRecovery(request: typeof enableRecover, word: string) {
+  return async (ctx: DogContext, dog: DogRuntime): Promise<number> => {
+    if (!(await lightRequest(ctx, () => request(dog.daemon(ctx))))) return EXIT_FAILURE
+    ctx.printStdout(`Cluster recovery: ${word}\n`)
+    return EXIT_SUCCESS
+  }
+}
+
+// ---- cluster reweight --------------------------------------------------------------------------
+
+async function reweightCluster(ctx: DogContext, dog: DogRuntime): Promise<number> {
+  return (await lightRequest(ctx, () => reweight(dog.daemon(ctx)))) ? EXIT_SUCCESS : EXIT_FAILURE
+}
+
+// ---- cluster alter-copy ------------------------------------------------------------------------
+
+const ALTER_CLUSTER_COPY_PROMPT =
+  '    __\n' +
+  "   ()'`;\n" +
+  "   /\\|`  Caution! Changing cluster's redundancy level will affect\n" +
+  '  /  |   all the VDIs to be created later.\n' +
+  '(/_)_|_  Are you sure you want to continue? [yes/no]: '
+
+/** `alter-copy -c N`: the cluster's default number of copies for VDIs created later (replication only). */
+async function changeClusterCopies(ctx: DogContext, dog: DogRuntime): Promise<number> {
+  if ((ctx.opts.redundancy?.copyPolicy ?? 0) !== 0) {
+    throw new UsageError('Changing redundancy level of erasure coded vdi is not supported yet.')
+  }
+  let copies = ctx.opts.redundancy?.copies ?? 0
+  if (copies === 0) {
+    copies = SD_DEFAULT_COPIES
+    ctx.printStdout(`The cluster's redundancy level is not specified, use ${SD_DEFAULT_COPIES} as default.\n`)
+  }
+  const nodeCount = dog.nodeList(ctx).nodes.length
+  if (!ctx.opts.force && copies > nodeCount) {
+    const prompt = `Number of copies (${copies}) is larger than number of nodes (${nodeCount}).\n` +
+      'Are you sure you want to continue? [yes/no]: '
+    if (!(await confirm(prompt, ctx.io))) return EXIT_SUCCESS
+  }
+  const conn = dog.daemon(ctx)
+  let answer: Awaited<ReturnType<typeof statCluster>>
+  try {
+    answer = await statCluster(conn, 0, 1)
+  } catch (error) {
+    ctx.printStderrLine(asSdError(error).message)
+    return EXIT_FAILURE
+  }
+  const latest = answer.logs[0]
+  if (answer.result !== SD_RES_SUCCESS || latest === undefined) {
+    ctx.printStderrLine(`Response's result: ${resultLabel(answer.result)}`)
+    return EXIT_FAILURE
+  }
+  if (latest.copyPolicy !== 0) {
+    ctx.printStderrLine("The cluster's copy policy is erasure code, changing it is not supported yet.")
+    return EXIT_FAILURE
+  }
+  const oldCopies = latest.nrCopies
+  if (oldCopies === copies) {
+    ctx.printStderrLine(`The cluster's redundancy level is already set to ${copies}, nothing changed.`)
+    return EXIT_FAILURE
+  }
+  if (!ctx.opts.force && !(await confirm(ALTER_CLUSTER_COPY_PROMPT, ctx.io))) return EXIT_SUCCESS
+  if (!(await lightRequest(ctx, () => alterClusterCopy(conn, copies)))) {
+    ctx.printStderrLine("Changing the cluster's redundancy level failure.")
+    return EXIT_FAILURE
+  }
+  ctx.printStderrLine(`The cluster's redundancy level is set to ${copies}, the old one was ${oldCopies}.`)
+  return EXIT_SUCCESS
+}
+
 // ---- the table ---------------------------------------------------------------------------------
 
 /** The cluster subcommands in the original's order (spec §3.1); `unsupported` runs those of later issues. */
@@ -221,15 +323,15 @@ export function clusterCommand(dog: DogRuntime): DogCommand {
   const run = (handler: (ctx: DogContext, dog: DogRuntime) => Promise<number>) => (ctx: DogContext) => handler(ctx, dog)
   const later = dog.unsupported
   const snapshotSubcommands: DogSubcommand[] = [
-    { name: 'save', args: '<tag> <path> [vdi1] [vdi2] ...', description: 'save snapshot to localpath', needsNodeList: true, minArgs: 1, handler: later },
-    { name: 'list', args: '<path>', description: 'list snapshot of localpath', minArgs: 1, handler: later },
-    { name: 'load', args: '<tag|idx> <path> [vdi1] [vdi2] ...', description: 'load snapshot from localpath', needsNodeList: true, minArgs: 1, handler: later },
-    { name: 'show', args: '<tag|idx> <path> [vdi1] [vdi2] ...', description: 'show vdi list from snapshot', needsNodeList: true, minArgs: 1, handler: later },
+    { name: 'save', args: '<tag> <path> [vdi1] [vdi2] ...', description: 'save snapshot to localpath', needsNodeList: true, minArgs: 1, handler: run(saveClusterSnapshot) },
+    { name: 'list', args: '<path>', description: 'list snapshot of localpath', minArgs: 1, handler: listClusterSnapshots },
+    { name: 'load', args: '<tag|idx> <path> [vdi1] [vdi2] ...', description: 'load snapshot from localpath', needsNodeList: true, minArgs: 1, handler: run((ctx) => loadClusterSnapshot(ctx, dog, (formatCtx) => formatCluster(formatCtx, dog))) },
+    { name: 'show', args: '<tag|idx> <path> [vdi1] [vdi2] ...', description: 'show vdi list from snapshot', needsNodeList: true, minArgs: 1, handler: showClusterSnapshot },
   ]
   const recoverSubcommands: DogSubcommand[] = [
-    { name: 'force', description: 'force recover cluster immediately', handler: later },
-    { name: 'enable', description: 'enable automatic recovery and run once recover if necessary', handler: later },
-    { name: 'disable', description: 'disable automatic recovery', handler: later },
+    { name: 'force', description: 'force recover cluster immediately', handler: run(forceRecoverCluster) },
+    { name: 'enable', description: 'enable automatic recovery and run once recover if necessary', handler: run(switchRecovery(enableRecover, 'enable')) },
+    { name: 'disable', description: 'disable automatic recovery', handler: run(switchRecovery(disableRecover, 'disable')) },
   ]
   return {
     name: 'cluster',
@@ -239,9 +341,9 @@ export function clusterCommand(dog: DogRuntime): DogCommand {
       { name: 'shutdown', options: 'aphT', description: 'stop Sheepdog', handler: run(shutDownCluster) },
       { name: 'snapshot', args: '<tag|idx> <path> [vdi1] [vdi2] ...', options: 'aphTm', description: 'snapshot/restore the cluster', subcommands: snapshotSubcommands },
       { name: 'recover', options: 'afphT', description: "See 'dog cluster recover' for more information", subcommands: recoverSubcommands },
-      { name: 'reweight', options: 'aphT', description: 'reweight the cluster', handler: later },
-      { name: 'check', options: 'aphT', description: 'check and repair cluster', needsNodeList: true, handler: later },
-      { name: 'alter-copy', options: 'aphTcf', description: "set the cluster's redundancy level", needsNodeList: true, handler: later },
+      { name: 'reweight', options: 'aphT', description: 'reweight the cluster', handler: run(reweightCluster) },
+      { name: 'check', options: 'aphT', description: 'check and repair cluster', needsNodeList: true, handler: run(checkCluster) },
+      { name: 'alter-copy', options: 'aphTcf', description: "set the cluster's redundancy level", needsNodeList: true, handler: run(changeClusterCopies) },
     ],
   }
 }

@@ -1,16 +1,20 @@
-// `dog node`: the subcommand table with its usage texts, and the handlers of list, info, kill and
-// log level set/get/list (cli-and-formats §5.1–5.3, §5.7). The other subcommands are in the
-// table but not implemented yet.
+// `dog node`: the subcommand table with its usage texts, and the handlers of list, info, kill,
+// recovery info/set-throttle/get-throttle, stat, log level set/get/list and vnodes set
+// (cli-and-formats §5.1–5.4, §5.6–5.8). The other subcommands are in the table but not
+// implemented yet.
 import {
   DogExit, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, EXIT_USAGE, UsageError, type DogCommand, type DogContext,
   type DogSubcommand,
 } from './cli.js'
 import type { DogRuntime } from './main.js'
 import { SdError } from '../lib/errors.js'
-import { formatSize, sprintf } from '../lib/format.js'
+import { formatFixed, formatSize, progressLine, sprintf } from '../lib/format.js'
 import { isSnapshot } from '../lib/inode.js'
-import { getLogLevel, killNode, setLogLevel, statSheep, type SdNode } from '../lib/sheep-api.js'
-import { nodeAddrText } from '../lib/structs.js'
+import {
+  getLogLevel, getRecoveryThrottling, getStat, killNode, setLogLevel, setRecoveryThrottling, setVnodes, statRecovery,
+  statSheep, type RecoveryState, type SdNode,
+} from '../lib/sheep-api.js'
+import { nodeAddrText, type SdStat } from '../lib/structs.js'
 import { forEachVdi } from './vdi.js'
 
 /** Log level names by number (sheep's -l level=…), as `node log level` prints and accepts them. */
@@ -118,6 +122,214 @@ async function killNodeById(ctx: DogContext, dog: DogRuntime): Promise<number> {
   return EXIT_SUCCESS
 }
 
+// ---- node recovery -----------------------------------------------------------------------------
+
+/** Time between two polls of `node recovery -P` and two reports of `node stat -w`. */
+const POLL_INTERVAL_MS = 1000
+const UINT32_MAX = 0xffff_ffffn
+const UINT64_MAX = (1n << 64n) - 1n
+
+const RECOVERY_HEADER = 'Nodes In Recovery:\n  Id   Host:Port         V-Nodes       Zone       Progress\n'
+
+function sleep(durationMs: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, durationMs))
+}
+
+/** The progress bar with plain numbers, only when stdout is a terminal (spec §2.6). */
+function recoveryProgressBar(ctx: DogContext, done: bigint, total: bigint): string {
+  return ctx.io.stdoutIsTty ? progressLine(done, total, ctx.columns, true) : ''
+}
+
+/** recovery_state.state values (wire-protocol.md §7.7). */
+const RECOVERY_PHASE_PREPARING_LIST = 0
+const RECOVERY_PHASE_RECOVERING_OBJECTS = 1
+const RECOVERY_PHASE_NOTIFYING_COMPLETION = 2
+
+/** What -P prints for each phase of a recovery. */
+const RECOVERY_PHASE_OUTPUT: ReadonlyMap<number, (ctx: DogContext, state: RecoveryState) => string> = new Map([
+  [RECOVERY_PHASE_PREPARING_LIST, () => '\rpreparing a checked object list...'],
+  [RECOVERY_PHASE_RECOVERING_OBJECTS, (ctx: DogContext, state: RecoveryState) => recoveryProgressBar(ctx, state.nrFinished, state.nrTotal)],
+  [RECOVERY_PHASE_NOTIFYING_COMPLETION, () => '\rnotifying a completion of recovery...'],
+])
+
+/**
+ * 100 × finished / total as the original computes it, in single precision; C prints the 0/0 of a
+ * node still preparing its list as `-nan`.
+ */
+function recoveryPercentText(finished: bigint, total: bigint): string {
+  const percent = Math.fround(Math.fround(100 * Math.fround(Number(finished))) / Math.fround(Number(total)))
+  return Number.isNaN(percent) ? '-nan' : formatFixed(percent, 1)
+}
+
+/** A row for each node in recovery; ids are indexes over all nodes, as in `node list`. */
+async function showRecoveryInfo(ctx: DogContext, dog: DogRuntime): Promise<number> {
+  if (ctx.opts.progress) return followRecoveryProgress(ctx, dog)
+  const raw = ctx.opts.raw
+  if (!raw) ctx.printStdout(RECOVERY_HEADER)
+  for (const [id, node] of dog.nodeList(ctx).nodes.entries()) {
+    let state: RecoveryState
+    try {
+      state = await statRecovery(dog.connectionTo(node))
+    } catch (error) {
+      const failure = asSdError(error)
+      ctx.printStderrLine(failure.isTransport ? failure.message : failure.label)
+      return failure.isTransport ? EXIT_SYSFAIL : EXIT_FAILURE
+    }
+    if (!state.inRecovery) continue
+    // the zone is printed as a C int (%d of a u32)
+    const zone = node.zone | 0
+    ctx.printStdout(raw
+      ? sprintf('%d %s %d %d %llu %llu\n', id, nodeAddrText(node), node.nrVnodes, zone, state.nrFinished, state.nrTotal)
+      : sprintf('%4d   %-20s%5d%11d%11s%%\n', id, nodeAddrText(node), node.nrVnodes, zone,
+        recoveryPercentText(state.nrFinished, state.nrTotal)))
+  }
+  return EXIT_SUCCESS
+}
+
+/** STAT_RECOVERY of the contacted node for -P; undefined after printing why it failed. */
+async function pollRecovery(ctx: DogContext, dog: DogRuntime): Promise<RecoveryState | undefined> {
+  try {
+    return await statRecovery(dog.daemon(ctx))
+  } catch (error) {
+    const failure = asSdError(error)
+    if (failure.isTransport) ctx.printStderrLine(failure.message)
+    ctx.printStderrLine(failure.isTransport ? 'Failed to execute request' : failure.label)
+    return undefined
+  }
+}
+
+/** -P: poll the contacted node every second until it is no longer recovering. */
+async function followRecoveryProgress(ctx: DogContext, dog: DogRuntime): Promise<number> {
+  let state = await pollRecovery(ctx, dog)
+  if (state === undefined) return EXIT_SYSFAIL
+  if (!state.inRecovery) return EXIT_SUCCESS
+  for (;;) {
+    const previousTotal = state.nrTotal
+    state = await pollRecovery(ctx, dog)
+    if (state === undefined) return EXIT_SYSFAIL
+    if (!state.inRecovery) {
+      ctx.printStdout(recoveryProgressBar(ctx, previousTotal, previousTotal))
+      return EXIT_SUCCESS
+    }
+    const phaseOutput = RECOVERY_PHASE_OUTPUT.get(state.state)
+    if (phaseOutput === undefined) {
+      ctx.printStderrLine(`unknown state of recovery: ${state.state}`)
+      return EXIT_SYSFAIL
+    }
+    ctx.printStdout(phaseOutput(ctx, state))
+    await sleep(POLL_INTERVAL_MS)
+  }
+}
+
+/** A whole decimal number in 0..limit, else undefined. */
+function parseDecimalUpTo(text: string, limit: bigint): bigint | undefined {
+  if (!/^[0-9]+$/.test(text)) return undefined
+  const value = BigInt(text)
+  return value <= limit ? value : undefined
+}
+
+/** `set-throttle <max> <interval>`: at most <max> objects per <interval> ms; 0 0 turns throttling off. */
+async function setRecoveryThrottle(ctx: DogContext, dog: DogRuntime): Promise<number> {
+  const [maxText, intervalText] = ctx.args as [string, string]
+  const maxExecCount = parseDecimalUpTo(maxText, UINT32_MAX)
+  if (maxExecCount === undefined) throw new UsageError(`Invalid max (${maxText})`)
+  const intervalMs = parseDecimalUpTo(intervalText, UINT64_MAX)
+  if (intervalMs === undefined) throw new UsageError(`Invalid interval (${intervalText})`)
+  if ((maxExecCount === 0n) !== (intervalMs === 0n)) {
+    throw new UsageError(`Invalid interval max (${maxExecCount}), interval (${intervalMs})`)
+  }
+  const throttling = { maxExecCount: Number(maxExecCount), queueWorkInterval: intervalMs, throttling: maxExecCount > 0n ? 1 : 0 }
+  return requestOrReportFailure(ctx, () => setRecoveryThrottling(dog.daemon(ctx), throttling))
+}
+
+/** `get-throttle`: stderr `max (<n>), interval (<ms>)`. */
+async function getRecoveryThrottle(ctx: DogContext, dog: DogRuntime): Promise<number> {
+  let maxExecCount = 0
+  let intervalMs = 0n
+  const status = await requestOrReportFailure(ctx, async () => {
+    ({ maxExecCount, queueWorkInterval: intervalMs } = await getRecoveryThrottling(dog.daemon(ctx)))
+  })
+  if (status === EXIT_SUCCESS) ctx.printStderrLine(`max (${maxExecCount}), interval (${intervalMs})`)
+  return status
+}
+
+// ---- node stat ---------------------------------------------------------------------------------
+
+type StatCounter = keyof SdStat
+
+/** The counters of the Client (gateway) and Peer rows; peers count no flushes (a literal 0). */
+const STAT_ROWS: ReadonlyArray<{
+  label: string
+  active: StatCounter; total: StatCounter; writes: StatCounter; reads: StatCounter; removes: StatCounter
+  flushes: StatCounter | undefined; rxBytes: StatCounter; txBytes: StatCounter
+}> = [
+  {
+    label: 'Client', active: 'gwActive', total: 'gwTotal', writes: 'gwWrites', reads: 'gwReads', removes: 'gwRemoves',
+    flushes: 'gwFlushes', rxBytes: 'gwRxBytes', txBytes: 'gwTxBytes',
+  },
+  {
+    label: 'Peer', active: 'peerActive', total: 'peerTotal', writes: 'peerWrites', reads: 'peerReads', removes: 'peerRemoves',
+    flushes: undefined, rxBytes: 'peerRxBytes', txBytes: 'peerTxBytes',
+  },
+]
+
+const STAT_HEADER = 'Request\tActive\tTotal\tWrite\tRead\tRemove\tFlush\tAll WR\tAll RD'
+/** -w adds the bytes in and out and the requests since the previous report. */
+const STAT_WATCH_HEADER = '\tWRBW\tRDBW\tRPS'
+
+/**
+ * The header (unless raw) and the Client and Peer rows. The Write column carries writes and
+ * Read reads (the original swapped them without -w). `previous` (for -w) adds the deltas.
+ */
+function statReport(stat: SdStat, raw: boolean, previous: SdStat | undefined): string {
+  let text = raw ? '' : `${STAT_HEADER}${previous === undefined ? '' : STAT_WATCH_HEADER}\n`
+  for (const row of STAT_ROWS) {
+    const counters = [row.active, row.total, row.writes, row.reads, row.removes].map((counter) => String(stat[counter]))
+    counters.push(row.flushes === undefined ? '0' : String(stat[row.flushes]))
+    const fields = [...counters, formatSize(stat[row.rxBytes], raw), formatSize(stat[row.txBytes], raw)]
+    if (previous !== undefined) {
+      fields.push(
+        formatSize(stat[row.rxBytes] - previous[row.rxBytes], raw),
+        formatSize(stat[row.txBytes] - previous[row.txBytes], raw),
+        String(BigInt.asUintN(64, stat[row.total] - previous[row.total])),
+      )
+    }
+    text += `${raw ? '' : `${row.label}\t`}${fields.join('\t')}\n`
+  }
+  return text
+}
+
+/** STAT of the contacted node, or the exit status after printing why it failed. */
+async function fetchStat(ctx: DogContext, dog: DogRuntime): Promise<SdStat | number> {
+  try {
+    return await getStat(dog.daemon(ctx))
+  } catch (error) {
+    const failure = asSdError(error)
+    if (failure.isTransport) {
+      ctx.printStderrLine(failure.message)
+      return EXIT_SYSFAIL
+    }
+    ctx.printStderrLine(`failed to get stat information: ${failure.label}`)
+    return EXIT_FAILURE
+  }
+}
+
+/** `node stat`: request counters once, or with -w every second until interrupted. */
+async function showNodeStat(ctx: DogContext, dog: DogRuntime): Promise<number> {
+  let previous: SdStat | undefined
+  for (;;) {
+    const stat = await fetchStat(ctx, dog)
+    if (typeof stat === 'number') return stat
+    if (!ctx.opts.watch) {
+      ctx.printStdout(statReport(stat, ctx.opts.raw, undefined))
+      return EXIT_SUCCESS
+    }
+    ctx.printStdout(statReport(stat, ctx.opts.raw, previous ?? stat))
+    previous = stat
+    await sleep(POLL_INTERVAL_MS)
+  }
+}
+
 // ---- node log level ----------------------------------------------------------------------------
 
 /** `<name>\t(<n>)` for every level, on stderr. */
@@ -134,18 +346,22 @@ async function setNodeLogLevel(ctx: DogContext, dog: DogRuntime): Promise<number
     printLogLevels(ctx)
     return EXIT_FAILURE
   }
-  return requestLogLevel(ctx, () => setLogLevel(dog.daemon(ctx), level))
+  return requestOrReportFailure(ctx, () => setLogLevel(dog.daemon(ctx), level))
 }
 
 async function getNodeLogLevel(ctx: DogContext, dog: DogRuntime): Promise<number> {
   let level = -1
-  const status = await requestLogLevel(ctx, async () => { level = await getLogLevel(dog.daemon(ctx)) })
+  const status = await requestOrReportFailure(ctx, async () => { level = await getLogLevel(dog.daemon(ctx)) })
   if (status === EXIT_SUCCESS) ctx.printStderrLine(`${LOG_LEVEL_NAMES[level] ?? 'unknown'} (${level})`)
   return status
 }
 
-/** SET_LOGLEVEL / GET_LOGLEVEL: `Failed to execute request` on any failure. */
-async function requestLogLevel(ctx: DogContext, request: () => Promise<void>): Promise<number> {
+/**
+ * The requests of log level, recovery throttling and vnodes: any failure prints `Failed to
+ * execute request` (after the connect error, if that was it) and exits 1 — the original
+ * returned −1 there, exit status 255.
+ */
+async function requestOrReportFailure(ctx: DogContext, request: () => Promise<unknown>): Promise<number> {
   try {
     await request()
     return EXIT_SUCCESS
@@ -162,6 +378,22 @@ async function listLogLevels(ctx: DogContext): Promise<number> {
   return EXIT_SUCCESS
 }
 
+// ---- node vnodes -------------------------------------------------------------------------------
+
+/** The vnode counts SET_VNODES accepts. */
+const MIN_VNODES = 1
+const MAX_VNODES = 65535
+
+/** `vnodes set <n>`: the contacted node's vnode count (fixed-vnode clusters only). */
+async function setNodeVnodes(ctx: DogContext, dog: DogRuntime): Promise<number> {
+  const vnodesText = ctx.args[0] as string
+  const vnodes = /^[0-9]+$/.test(vnodesText) ? Number(vnodesText) : Number.NaN
+  if (!(vnodes >= MIN_VNODES && vnodes <= MAX_VNODES)) {
+    throw new UsageError(`Invalid number of vnodes '${vnodesText}': must be an integer between ${MIN_VNODES} and ${MAX_VNODES}`)
+  }
+  return requestOrReportFailure(ctx, () => setVnodes(dog.daemon(ctx), vnodes))
+}
+
 // ---- the table ---------------------------------------------------------------------------------
 
 /** The node subcommands in the original's order (spec §3.1); `unsupported` runs those of later issues. */
@@ -169,9 +401,9 @@ export function nodeCommand(dog: DogRuntime): DogCommand {
   const run = (handler: (ctx: DogContext, dog: DogRuntime) => Promise<number>) => (ctx: DogContext) => handler(ctx, dog)
   const later = dog.unsupported
   const recoverySubcommands: DogSubcommand[] = [
-    { name: 'info', description: 'show recovery information of nodes (default)', handler: later },
-    { name: 'set-throttle', args: '<max> <interval>', description: 'set new throttling', needsNodeList: true, minArgs: 2, handler: later },
-    { name: 'get-throttle', description: 'get current throttling', needsNodeList: true, handler: later },
+    { name: 'info', description: 'show recovery information of nodes (default)', handler: run(showRecoveryInfo) },
+    { name: 'set-throttle', args: '<max> <interval>', description: 'set new throttling', needsNodeList: true, minArgs: 2, handler: run(setRecoveryThrottle) },
+    { name: 'get-throttle', description: 'get current throttling', needsNodeList: true, handler: run(getRecoveryThrottle) },
   ]
   const mdSubcommands: DogSubcommand[] = [
     { name: 'info', description: 'show multi-disk information', needsNodeList: true, handler: later },
@@ -187,7 +419,7 @@ export function nodeCommand(dog: DogRuntime): DogCommand {
     { name: 'level', description: 'manipulate log level', subcommands: logLevelSubcommands },
   ]
   const vnodesSubcommands: DogSubcommand[] = [
-    { name: 'set', args: '<num of vnodes>', description: 'set new vnodes', minArgs: 1, handler: later },
+    { name: 'set', args: '<num of vnodes>', description: 'set new vnodes', minArgs: 1, handler: run(setNodeVnodes) },
   ]
   return {
     name: 'node',
@@ -200,7 +432,7 @@ export function nodeCommand(dog: DogRuntime): DogCommand {
         needsNodeList: true, subcommands: recoverySubcommands, defaultSubcommand: 'info',
       },
       { name: 'md', args: '[disks]', options: 'aprAfhT', description: "See 'dog node md' for more information", subcommands: mdSubcommands },
-      { name: 'stat', options: 'aprwhT', description: 'show stat information about the node', handler: later },
+      { name: 'stat', options: 'aprwhT', description: 'show stat information about the node', handler: run(showNodeStat) },
       { name: 'log', options: 'aphT', description: 'show or set log level of the node', subcommands: logSubcommands },
       { name: 'vnodes', options: 'aph', description: 'set the number of vnodes of the node', subcommands: vnodesSubcommands },
       { name: 'format', args: '<sheep dir> <store name>', options: 'aphT', description: 'format a node with the store (plain or tree)', minArgs: 2, handler: later },

@@ -1,7 +1,7 @@
 // `dog vdi`: the subcommand table with its usage texts, and the handlers of create, delete, list,
-// read, write and resize (cli-and-formats §4.1, §4.4, §4.6, §4.7, §4.13). The other subcommands
-// are in the table but not implemented yet. Also the VDI walk (READ_VDIS, READ_DEL_VDIS, then
-// each inode header) that `node info` shares.
+// read, write and resize (cli-and-formats §4.1, §4.4, §4.6, §4.7, §4.13); the other handlers are in
+// the dog/vdi-*.ts files, which share the request helpers exported here. Also the VDI walk
+// (READ_VDIS, READ_DEL_VDIS, then each inode header) that `node info` and the others share.
 import cliProgress from 'cli-progress'
 
 import {
@@ -24,9 +24,17 @@ import {
   writeObj, type SnapshotSelector,
 } from '../lib/sheep-api.js'
 import { VdiHandle } from '../lib/vdi-io.js'
+import { getVdiAttrValue, setVdiAttr } from './vdi-attr.js'
+import { listLockedVdis, unlockVdi } from './vdi-lock.js'
+import { dumpInodeFile, showObjectLocation, showObjectMap, trackVdiObject } from './vdi-object.js'
+import { cloneVdi, rollbackVdi, snapshotVdi } from './vdi-snapshot.js'
+import { showVdiGraph, showVdiTree } from './vdi-tree.js'
+import { alterVdiCopies } from './vdi-alter-copy.js'
+import { backupVdi, restoreVdi } from './vdi-backup.js'
+import { checkVdi } from './vdi-check.js'
 
 /** What VDI walks read of each inode: the header and the B-tree index header after it (8 bytes). */
-const INODE_HEADER_READ_SIZE = SD_INODE_HEADER_SIZE + 8
+export const INODE_HEADER_READ_SIZE = SD_INODE_HEADER_SIZE + 8
 /** `vdi delete` clears this many non-zero index entries per inode write unless -B says otherwise. */
 const DEFAULT_DELETE_BATCH_ENTRIES = 128
 /**
@@ -39,29 +47,29 @@ const BTREE_MAGIC = 0x6274
 const BTREE_HEADER_SIZE = 8
 const BTREE_LEAF_ENTRY_SIZE = 8
 const BTREE_INDIRECT_ENTRY_SIZE = 16
-const HYPER_VOLUME_STORE_POLICY = 1
+export const HYPER_VOLUME_STORE_POLICY = 1
 /** Object size of hyper volumes created with -y (4 MiB). */
 const HYPER_VOLUME_OBJECT_SIZE = 1n << 22n
 
 // ---- shared request helpers --------------------------------------------------------------------
 
 /** A failed request's label for the original's messages; transport failures are "I/O error". */
-function failureLabel(error: SdError): string {
+export function failureLabel(error: SdError): string {
   return error.isTransport ? resultLabel(SD_RES_EIO) : error.label
 }
 
 /** Prints the connect failure line of a transport error (the original's dog_exec_req does). */
-function printTransportFailure(ctx: DogContext, error: SdError): void {
+export function printTransportFailure(ctx: DogContext, error: SdError): void {
   if (error.isTransport) ctx.printStderrLine(error.message)
 }
 
-function asSdError(error: unknown): SdError {
+export function asSdError(error: unknown): SdError {
   if (error instanceof SdError) return error
   throw error
 }
 
 /** READ_OBJ with the original's failure lines; undefined when it failed. Short answers are zero-padded. */
-async function readObject(
+export async function readObject(
   ctx: DogContext, conn: SheepConnection, oid: bigint, offset: number, length: number, direct: boolean,
 ): Promise<Buffer | undefined> {
   try {
@@ -79,7 +87,7 @@ async function readObject(
 }
 
 /** WRITE_OBJ (or CREATE_AND_WRITE_OBJ) with the original's failure lines; false when it failed. */
-async function writeObject(
+export async function writeObject(
   ctx: DogContext, conn: SheepConnection, oid: bigint, offset: number, data: Buffer,
   opts: { copies: number; copyPolicy: number; direct: boolean; create?: boolean },
 ): Promise<boolean> {
@@ -95,12 +103,12 @@ async function writeObject(
   }
 }
 
-function selectorOf(ctx: DogContext): SnapshotSelector {
+export function selectorOf(ctx: DogContext): SnapshotSelector {
   return { snapid: snapshotIdOf(ctx.opts.snapshot), tag: snapshotTagOf(ctx.opts.snapshot) }
 }
 
 /** GET_VDI_INFO with the `Failed to open VDI …` line; undefined when the lookup failed. */
-async function lookUpVdi(ctx: DogContext, conn: SheepConnection, name: string, selector: SnapshotSelector): Promise<number | undefined> {
+export async function lookUpVdi(ctx: DogContext, conn: SheepConnection, name: string, selector: SnapshotSelector): Promise<number | undefined> {
   try {
     return (await getVdiInfo(conn, name, selector)).vid
   } catch (error) {
@@ -114,7 +122,7 @@ async function lookUpVdi(ctx: DogContext, conn: SheepConnection, name: string, s
 }
 
 /** The line the original prints when a VDI's inode cannot be read after a successful lookup. */
-function inodeReadFailureLine(name: string, selector: SnapshotSelector): string {
+export function inodeReadFailureLine(name: string, selector: SnapshotSelector): string {
   if (selector.snapid) return `Failed to read a snapshot ${name}:${selector.snapid}`
   if (selector.tag) return `Failed to read a snapshot ${name}:${selector.tag}`
   return `Failed to read a vdi ${name}`
@@ -171,7 +179,7 @@ export async function forEachVdi(
 }
 
 /** Owners of a VDI's data objects: those it owns itself and those it shares with its ancestors. */
-interface ObjectOwnership {
+export interface ObjectOwnership {
   own: number
   shared: number
   /** The vid owning data object `idx` (0 = unallocated), for the objects the VDI addresses. */
@@ -179,7 +187,7 @@ interface ObjectOwnership {
 }
 
 /** Reads the index entries of the VDI's object range (plain) or walks its B-tree (hyper volume). */
-async function readOwnership(ctx: DogContext, conn: SheepConnection, vdi: WalkedVdi): Promise<ObjectOwnership | undefined> {
+export async function readOwnership(ctx: DogContext, conn: SheepConnection, vdi: WalkedVdi): Promise<ObjectOwnership | undefined> {
   const entries = vdi.header.storePolicy === HYPER_VOLUME_STORE_POLICY
     ? await readBtreeEntries(ctx, conn, vdi)
     : await readPlainEntries(ctx, conn, vdi)
@@ -197,7 +205,7 @@ async function readOwnership(ctx: DogContext, conn: SheepConnection, vdi: Walked
   return { own, shared, ownerOf: (idx) => entries.get(idx) ?? 0 }
 }
 
-async function readPlainEntries(ctx: DogContext, conn: SheepConnection, vdi: WalkedVdi): Promise<Map<number, number> | undefined> {
+export async function readPlainEntries(ctx: DogContext, conn: SheepConnection, vdi: WalkedVdi): Promise<Map<number, number> | undefined> {
   const count = Math.min(dataObjectCount(vdi.header), MAX_DATA_OBJS)
   const entries = new Map<number, number>()
   if (count === 0) return entries
@@ -211,7 +219,7 @@ async function readPlainEntries(ctx: DogContext, conn: SheepConnection, vdi: Wal
 }
 
 /** Leaf entries (idx → vid) of a hyper volume's B-tree: in the inode (depth 1) or in node objects (depth 2). */
-async function readBtreeEntries(ctx: DogContext, conn: SheepConnection, vdi: WalkedVdi): Promise<Map<number, number> | undefined> {
+export async function readBtreeEntries(ctx: DogContext, conn: SheepConnection, vdi: WalkedVdi): Promise<Map<number, number> | undefined> {
   const entries = new Map<number, number>()
   const rootHeader = vdi.headerBytes.subarray(SD_INODE_HEADER_SIZE, SD_INODE_HEADER_SIZE + BTREE_HEADER_SIZE)
   if (rootHeader.readUInt16LE(0) !== BTREE_MAGIC) return entries
@@ -435,9 +443,14 @@ async function clearIndex(
 }
 
 async function deleteVdi(ctx: DogContext, dog: DogRuntime): Promise<number> {
-  const name = ctx.args[0] as string
-  const selector = selectorOf(ctx)
-  const conn = dog.daemon(ctx)
+  return removeVdi(ctx, dog.daemon(ctx), ctx.args[0] as string, selectorOf(ctx))
+}
+
+/**
+ * Deletes the VDI or snapshot `name` + `selector` as `vdi delete` does (index cleared in batches
+ * per -B/-I/-m, then DEL_VDI): EXIT_SUCCESS, or VDI_DELETE_FAILED after printing why.
+ */
+export async function removeVdi(ctx: DogContext, conn: SheepConnection, name: string, selector: SnapshotSelector): Promise<number> {
   const vid = await lookUpVdi(ctx, conn, name, selector)
   if (vid === undefined) return VDI_DELETE_FAILED
   const headerBytes = await readObject(ctx, conn, vidToVdiOid(vid), 0, SD_INODE_HEADER_SIZE, false)
@@ -626,36 +639,36 @@ export function vdiCommand(dog: DogRuntime): DogCommand {
   const run = (handler: (ctx: DogContext, dog: DogRuntime) => Promise<number>) => (ctx: DogContext) => handler(ctx, dog)
   const later = dog.unsupported
   const objectSubcommands: DogSubcommand[] = [
-    { name: 'location', args: '<vdiname>', description: 'show object location information', minArgs: 1, needsNodeList: true, handler: later },
-    { name: 'map', args: '<vdiname>', description: 'show object map information', minArgs: 1, handler: later },
-    { name: 'dump-inode', args: '<inode file>', description: 'dump inode information', minArgs: 1, handler: later },
+    { name: 'location', args: '<vdiname>', description: 'show object location information', minArgs: 1, needsNodeList: true, handler: run(showObjectLocation) },
+    { name: 'map', args: '<vdiname>', description: 'show object map information', minArgs: 1, handler: run(showObjectMap) },
+    { name: 'dump-inode', args: '<inode file>', description: 'dump inode information', minArgs: 1, handler: dumpInodeFile },
   ]
   const lockSubcommands: DogSubcommand[] = [
-    { name: 'list', description: 'list locked VDIs', handler: later },
-    { name: 'unlock', args: '<vdiname>', description: 'unlock locked VDI forcibly', minArgs: 1, handler: later },
+    { name: 'list', description: 'list locked VDIs', handler: run(listLockedVdis) },
+    { name: 'unlock', args: '<vdiname>', description: 'unlock locked VDI forcibly', minArgs: 1, handler: run(unlockVdi) },
   ]
   return {
     name: 'vdi',
     subcommands: [
-      { name: 'check', args: '<vdiname>', options: 'seaphT', description: "check and repair image's consistency", needsNodeList: true, minArgs: 1, handler: later },
+      { name: 'check', args: '<vdiname>', options: 'seaphT', description: "check and repair image's consistency", needsNodeList: true, minArgs: 1, handler: run(checkVdi) },
       { name: 'create', args: '<vdiname> <size>', options: 'PycaphrvzT', description: 'create an image', needsNodeList: true, minArgs: 1, handler: run(createVdi) },
-      { name: 'snapshot', args: '<vdiname>', options: 'saphrvTR', description: 'create a snapshot', minArgs: 1, handler: later },
-      { name: 'clone', args: '<src vdi> <dst vdi>', options: 'sPnaphrvT', description: 'clone an image', minArgs: 1, handler: later },
+      { name: 'snapshot', args: '<vdiname>', options: 'saphrvTR', description: 'create a snapshot', minArgs: 1, handler: run(snapshotVdi) },
+      { name: 'clone', args: '<src vdi> <dst vdi>', options: 'sPnaphrvT', description: 'clone an image', minArgs: 1, handler: run(cloneVdi) },
       { name: 'delete', args: '<vdiname>', options: 'saphTBIm', description: 'delete an image', minArgs: 1, handler: run(deleteVdi) },
-      { name: 'rollback', args: '<vdiname>', options: 'saphfrvTBI', description: 'rollback to a snapshot', minArgs: 1, handler: later },
+      { name: 'rollback', args: '<vdiname>', options: 'saphfrvTBI', description: 'rollback to a snapshot', minArgs: 1, handler: run(rollbackVdi) },
       { name: 'list', args: '[vdiname]', options: 'aprhoT', description: 'list images', handler: run(listVdis) },
-      { name: 'tree', options: 'aphT', description: 'show images in tree view format', handler: later },
-      { name: 'graph', options: 'aphT', description: 'show images in Graphviz dot format', handler: later },
+      { name: 'tree', options: 'aphT', description: 'show images in tree view format', handler: run(showVdiTree) },
+      { name: 'graph', options: 'aphT', description: 'show images in Graphviz dot format', handler: run(showVdiGraph) },
       { name: 'object', args: '<vdiname>', options: 'isaphT', description: 'show object information in the image', subcommands: objectSubcommands },
-      { name: 'track', args: '<vdiname>', options: 'isaphoT', description: 'show the object epoch trace in the image', needsNodeList: true, minArgs: 1, handler: later },
-      { name: 'setattr', args: '<vdiname> <key> [value]', options: 'dxaphT', description: 'set a VDI attribute', minArgs: 1, handler: later },
-      { name: 'getattr', args: '<vdiname> <key>', options: 'aphT', description: 'get a VDI attribute', minArgs: 1, handler: later },
+      { name: 'track', args: '<vdiname>', options: 'isaphoT', description: 'show the object epoch trace in the image', needsNodeList: true, minArgs: 1, handler: run(trackVdiObject) },
+      { name: 'setattr', args: '<vdiname> <key> [value]', options: 'dxaphT', description: 'set a VDI attribute', minArgs: 1, handler: run(setVdiAttr) },
+      { name: 'getattr', args: '<vdiname> <key>', options: 'aphT', description: 'get a VDI attribute', minArgs: 1, handler: run(getVdiAttrValue) },
       { name: 'resize', args: '<vdiname> <new size>', options: 'aphT', description: 'resize an image', minArgs: 1, handler: run(resizeVdi) },
       { name: 'read', args: '<vdiname> [<offset> [<len>]]', options: 'saphT', description: 'read data from an image', minArgs: 1, handler: run(readVdi) },
       { name: 'write', args: '<vdiname> [<offset> [<len>]]', options: 'apwhT', description: 'write data to an image', minArgs: 1, handler: run(writeVdi) },
-      { name: 'backup', args: '<vdiname>', options: 'sFaphT', description: 'create an incremental backup between two snapshots and outputs to STDOUT', needsNodeList: true, minArgs: 1, handler: later },
-      { name: 'restore', args: '<vdiname>', options: 'saphTBI', description: 'restore snapshot images from a backup provided by STDIN', needsNodeList: true, minArgs: 1, handler: later },
-      { name: 'alter-copy', args: '<vdiname>', options: 'caphTf', description: "set the vdi's redundancy level", needsNodeList: true, minArgs: 1, handler: later },
+      { name: 'backup', args: '<vdiname>', options: 'sFaphT', description: 'create an incremental backup between two snapshots and outputs to STDOUT', needsNodeList: true, minArgs: 1, handler: run(backupVdi) },
+      { name: 'restore', args: '<vdiname>', options: 'saphTBI', description: 'restore snapshot images from a backup provided by STDIN', needsNodeList: true, minArgs: 1, handler: run(restoreVdi) },
+      { name: 'alter-copy', args: '<vdiname>', options: 'caphTf', description: "set the vdi's redundancy level", needsNodeList: true, minArgs: 1, handler: run(alterVdiCopies) },
       { name: 'lock', options: 'saphT', description: "See 'dog vdi lock' for more information", subcommands: lockSubcommands },
     ],
   }

@@ -395,8 +395,14 @@ function setRecoveryThrottle(sheep: Sheep, data: Buffer | undefined): OpReply {
 /** FORCE_RECOVER work phase: only a waiting cluster with an epoch can be forced (§7.6). */
 async function forceRecoverWork(sheep: Sheep, req: SdRequest): Promise<{ rsp: Buffer; data: Buffer | undefined }> {
   const ok = sheep.status === SD_STATUS_WAIT && sheep.epoch > 0
-  const rsp = encodeResponseHeader({ opcode: req.opcode, epoch: sheep.epoch, id: req.id, dataLength: 0, result: ok ? SD_RES_SUCCESS : SD_RES_FORCE_RECOVER })
-  return { rsp, data: undefined }
+  // the reply carries the node list of the new epoch: the members present now
+  const nodes = ok ? encodeNodes(sheep.members) : Buffer.alloc(0)
+  const fits = nodes.length <= req.dataLength
+  const rsp = encodeResponseHeader({
+    opcode: req.opcode, epoch: sheep.epoch + (ok ? 1 : 0), id: req.id, dataLength: fits ? nodes.length : 0,
+    result: !ok ? SD_RES_FORCE_RECOVER : fits ? SD_RES_SUCCESS : SD_RES_BUFFER_SMALL,
+  })
+  return { rsp, data: fits && nodes.length > 0 ? nodes : undefined }
 }
 
 /** OIDS_EXIST: the oids of the payload this node does not store (answered with NO_OBJ). */

@@ -1,0 +1,181 @@
+// `dog vdi check [-s] [-e]` and `dog cluster check` (cli-and-formats §4.14, §6.6). Every replica
+// of a VDI's inode and data objects is asked for its SHA-1 (GET_HASH); the majority digest wins
+// (Boyer–Moore vote) and replicas that are missing or differ are repaired with REPAIR_REPLICA,
+// sent to the broken node and naming a node with the majority copy. -e only asks each node
+// whether it holds the objects the hash ring gives it (OIDS_EXIST).
+import { DogExit, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, type DogContext } from './cli.js'
+import type { DogRuntime } from './main.js'
+import { forEachVdi, selectorOf, type WalkedVdi } from './vdi.js'
+import {
+  dataObjectIds, exitOnTransportFailure, forEachConcurrently, openVdiInode, readIndex, showProgress, type IndexedVdi,
+} from './vdi-inode.js'
+import { sprintf } from '../lib/format.js'
+import { objectSize } from '../lib/inode.js'
+import { oidToHex, vidToVdiOid } from '../lib/oid.js'
+import { SD_RES_NO_OBJ } from '../lib/proto.js'
+import { HashRing } from '../lib/ring.js'
+import { getHash, oidsExist, repairReplica, type SdNode } from '../lib/sheep-api.js'
+import { nodeAddrText } from '../lib/structs.js'
+
+/** Objects checked at once (each asks all its replicas in parallel). */
+const CHECK_CONCURRENCY_OBJECTS = 16
+
+/** What one replica answered to GET_HASH. */
+interface ReplicaAnswer {
+  node: SdNode
+  /** The SHA-1 of the replica; undefined when the node does not have the object. */
+  digest: Buffer | undefined
+}
+
+/** What happens to a replica that is not the majority's. */
+const REPAIR_LINE_BY_FOUND: Readonly<Record<'found' | 'missing', string>> = {
+  found: 'fixed replica',
+  missing: 'fixed missing',
+}
+
+/**
+ * The majority replica by the linear vote of Boyer and Moore over the replicas that exist, or
+ * why there is none: `no node has` (no replica at all) or `no majority of` (no digest held by
+ * more than half of them).
+ */
+export function voteMajority(answers: readonly ReplicaAnswer[]): ReplicaAnswer | 'no node has' | 'no majority of' {
+  const live = answers.filter((answer) => answer.digest !== undefined)
+  let candidate: ReplicaAnswer | undefined
+  let count = 0
+  for (const answer of live) {
+    if (count === 0) candidate = answer
+    if ((candidate?.digest as Buffer).equals(answer.digest as Buffer)) count++
+    else count--
+  }
+  if (candidate === undefined) return 'no node has'
+  const votes = live.filter((answer) => (answer.digest as Buffer).equals(candidate.digest as Buffer)).length
+  return votes > live.length / 2 ? candidate : 'no majority of'
+}
+
+/** Checks the object on every replica node and repairs the replicas that are missing or differ. */
+async function checkObject(ctx: DogContext, dog: DogRuntime, oid: bigint, replicaNodes: readonly SdNode[]): Promise<void> {
+  const epoch = dog.nodeList(ctx).epoch
+  const answers = await Promise.all(replicaNodes.map(async (node): Promise<ReplicaAnswer> => {
+    try {
+      return { node, digest: await getHash(dog.connectionTo(node), oid, epoch) }
+    } catch (error) {
+      const failure = exitOnTransportFailure(ctx, error)
+      if (failure.code === SD_RES_NO_OBJ) return { node, digest: undefined }
+      ctx.printStderrLine(`failed to read ${oidToHex(oid)} from ${nodeAddrText(node)}, ${failure.label}`)
+      throw new DogExit(EXIT_FAILURE)
+    }
+  }))
+  const majority = voteMajority(answers)
+  if (typeof majority === 'string') {
+    ctx.printStderrLine(`${majority} ${oidToHex(oid)}`)
+    return
+  }
+  const broken = answers.filter((answer) => answer.digest === undefined || !answer.digest.equals(majority.digest as Buffer))
+  await Promise.all(broken.map(async (answer) => {
+    try {
+      await repairReplica(dog.connectionTo(answer.node), oid, majority.node, epoch)
+    } catch (error) {
+      exitOnTransportFailure(ctx, error)
+      ctx.printStderrLine(`failed to repair object ${oidToHex(oid)} from ${nodeAddrText(majority.node)} to ${nodeAddrText(answer.node)}`)
+      return
+    }
+    ctx.printStdout(`${REPAIR_LINE_BY_FOUND[answer.digest === undefined ? 'missing' : 'found']} ${oidToHex(oid)}\n`)
+  }))
+}
+
+/**
+ * The `vdi check` procedure for one VDI whose index is read: the inode first, then every
+ * allocated data object, a progress line on a terminal, and `finish check&repair <name>`.
+ */
+export async function checkAndRepairVdi(ctx: DogContext, dog: DogRuntime, vdi: IndexedVdi): Promise<number> {
+  const { header } = vdi
+  const ring = new HashRing(dog.nodeList(ctx).nodes)
+  if (header.copyPolicy !== 0) {
+    if (ring.nrZones < header.nrCopies) {
+      ctx.printStderrLine('ABORT: Not enough active zones for consistency-checking erasure coded VDI')
+      return EXIT_FAILURE
+    }
+    // the strips of erasure coded objects would have to be decoded to be compared
+    ctx.printStderrLine(`checking erasure coded VDIs is not supported: ${header.name}`)
+    return EXIT_FAILURE
+  }
+  const sizeOfObject = BigInt(objectSize(header))
+  const total = header.vdiSize
+  await checkObject(ctx, dog, vidToVdiOid(vdi.vid), ring.replicasFor(vidToVdiOid(vdi.vid), header.nrCopies))
+
+  // unallocated objects count as done at once, allocated ones when their check ends
+  const allocated = vdi.owners.size
+  const objectCount = (total + sizeOfObject - 1n) / sizeOfObject
+  let done = (objectCount - BigInt(allocated)) * sizeOfObject
+  showProgress(ctx, done, total, false)
+  await forEachConcurrently(dataObjectIds(vdi), CHECK_CONCURRENCY_OBJECTS, async (oid) => {
+    await checkObject(ctx, dog, oid, ring.replicasFor(oid, header.nrCopies))
+    done += sizeOfObject
+    showProgress(ctx, done, total, false)
+  })
+  ctx.printStdout(`finish check&repair ${header.name}\n`)
+  return EXIT_SUCCESS
+}
+
+/**
+ * -e: every node is asked (OIDS_EXIST) for the objects it should hold; each missing one is
+ * listed, then a verdict line. Exit 1 when objects are lost.
+ */
+export async function checkVdiObjectsExist(ctx: DogContext, dog: DogRuntime, vdi: IndexedVdi): Promise<number> {
+  const { nodes } = dog.nodeList(ctx)
+  const ring = new HashRing(nodes)
+  const oidsByNode = new Map<SdNode, bigint[]>(nodes.map((node) => [node, []]))
+  for (const oid of [vidToVdiOid(vdi.vid), ...dataObjectIds(vdi)]) {
+    for (const node of ring.replicasFor(oid, vdi.header.nrCopies)) oidsByNode.get(node)?.push(oid)
+  }
+  let lost = 0
+  for (const [node, oids] of oidsByNode) {
+    let missing: bigint[]
+    try {
+      missing = await oidsExist(dog.connectionTo(node), oids)
+    } catch (error) {
+      const failure = exitOnTransportFailure(ctx, error)
+      ctx.printStderrLine(`failed to ask ${nodeAddrText(node)} for its objects: ${failure.label}`)
+      return EXIT_SYSFAIL
+    }
+    lost += missing.length
+    for (const oid of missing) ctx.printStdout(`[${nodeAddrText(node)}] oid ${oidToHex(oid)} is missing.\n`)
+  }
+  if (lost === 0) {
+    ctx.printStdout(`${vdi.header.name} is fine, no object is missing.\n`)
+    return EXIT_SUCCESS
+  }
+  ctx.printStdout(`${vdi.header.name} lost ${lost} object(s).\n`)
+  return EXIT_FAILURE
+}
+
+/** `dog vdi check <name> [-s ID|TAG] [-e]`. */
+export async function checkVdi(ctx: DogContext, dog: DogRuntime): Promise<number> {
+  const conn = dog.daemon(ctx)
+  const opened = await openVdiInode(ctx, conn, ctx.args[0] as string, selectorOf(ctx))
+  const vdi = opened === undefined ? undefined : await readIndex(ctx, conn, opened)
+  if (vdi === undefined) {
+    ctx.printStderrLine('FATAL: no inode objects')
+    return EXIT_FAILURE
+  }
+  return ctx.opts.exist ? checkVdiObjectsExist(ctx, dog, vdi) : checkAndRepairVdi(ctx, dog, vdi)
+}
+
+/** The line `cluster check` prints before checking a VDI. */
+function clusterCheckHeading(vdi: WalkedVdi): string {
+  const { header } = vdi
+  if (header.snapCtime === 0n) return `fix vdi ${header.name}\n`
+  return sprintf('fix snapshot %s (id: %d, tag: "%s")\n', header.name, header.snapId, header.tag)
+}
+
+/** `dog cluster check`: `vdi check` on every VDI and snapshot, in vid order. */
+export async function checkCluster(ctx: DogContext, dog: DogRuntime): Promise<number> {
+  const conn = dog.daemon(ctx)
+  const walked = await forEachVdi(ctx, conn, async (walkedVdi) => {
+    const vdi = await readIndex(ctx, conn, walkedVdi)
+    if (vdi === undefined) return
+    ctx.printStdout(clusterCheckHeading(vdi))
+    await checkAndRepairVdi(ctx, dog, vdi)
+  })
+  return walked ? EXIT_SUCCESS : EXIT_SYSFAIL
+}

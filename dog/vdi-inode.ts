@@ -1,0 +1,175 @@
+// What `vdi check`, `vdi backup/restore`, `vdi alter-copy` and `cluster snapshot` share: opening
+// a VDI's inode (lookup, header, index), listing the objects a VDI addresses, reading and
+// writing whole objects in pieces a request can carry, writing to stdout with back-pressure,
+// and the §2.6 progress line on a terminal stdout.
+import { DogExit, EXIT_SYSFAIL, type DogContext } from './cli.js'
+import {
+  asSdError, HYPER_VOLUME_STORE_POLICY, INODE_HEADER_READ_SIZE, inodeReadFailureLine, lookUpVdi, printTransportFailure,
+  readBtreeEntries, readObject, readPlainEntries, type WalkedVdi,
+} from './vdi.js'
+import type { SheepConnection } from '../lib/client.js'
+import { SdError } from '../lib/errors.js'
+import { progressLine } from '../lib/format.js'
+import { decodeInodeHeader, objectSize } from '../lib/inode.js'
+import { oidToHex, vidToDataOid, vidToVdiOid, vidToVmstateOid } from '../lib/oid.js'
+import { SD_MAX_DATA_LENGTH } from '../lib/proto.js'
+import { readObj, type SnapshotSelector } from '../lib/sheep-api.js'
+
+/** B-tree index layout of hyper volumes (wire-protocol.md §12.10). */
+const BTREE_HEADER_SIZE = 8
+const BTREE_INDIRECT_ENTRY_SIZE = 16
+const BTREE_DEPTH_AT = 2
+const BTREE_ENTRIES_AT = 4
+/** Depth of a B-tree root whose entries point at node objects. */
+const BTREE_INDIRECT_DEPTH = 2
+
+/** A VDI with its index: data object idx → owning vid, allocated entries only, ascending idx. */
+export interface IndexedVdi extends WalkedVdi {
+  owners: Map<number, number>
+}
+
+/**
+ * GET_VDI_INFO and the inode header, with the original's lines on failure (the lookup's
+ * `Failed to open VDI …`, or `Failed to read a vdi …` when the inode cannot be read).
+ */
+export async function openVdiInode(
+  ctx: DogContext, conn: SheepConnection, name: string, selector: SnapshotSelector,
+): Promise<WalkedVdi | undefined> {
+  const vid = await lookUpVdi(ctx, conn, name, selector)
+  if (vid === undefined) return undefined
+  const headerBytes = await readObject(ctx, conn, vidToVdiOid(vid), 0, INODE_HEADER_READ_SIZE, true)
+  if (headerBytes === undefined) {
+    ctx.printStderrLine(inodeReadFailureLine(name, selector))
+    return undefined
+  }
+  return { vid, header: decodeInodeHeader(headerBytes), headerBytes }
+}
+
+/** The VDI's allocated index entries (flat array or B-tree); undefined after printing why. */
+export async function readIndex(ctx: DogContext, conn: SheepConnection, vdi: WalkedVdi): Promise<IndexedVdi | undefined> {
+  const entries = vdi.header.storePolicy === HYPER_VOLUME_STORE_POLICY
+    ? await readBtreeEntries(ctx, conn, vdi)
+    : await readPlainEntries(ctx, conn, vdi)
+  if (entries === undefined) return undefined
+  const owners = new Map<number, number>()
+  for (const idx of [...entries.keys()].sort((a, b) => a - b)) {
+    const owner = entries.get(idx) as number
+    if (owner !== 0) owners.set(idx, owner)
+  }
+  return { ...vdi, owners }
+}
+
+/** openVdiInode then readIndex. */
+export async function openIndexedVdi(
+  ctx: DogContext, conn: SheepConnection, name: string, selector: SnapshotSelector,
+): Promise<IndexedVdi | undefined> {
+  const vdi = await openVdiInode(ctx, conn, name, selector)
+  return vdi === undefined ? undefined : readIndex(ctx, conn, vdi)
+}
+
+/** The data object ids of a VDI's allocated indexes, ascending idx. */
+export function dataObjectIds(vdi: IndexedVdi): bigint[] {
+  return [...vdi.owners].map(([idx, owner]) => vidToDataOid(owner, idx))
+}
+
+/** The vmstate objects a snapshot's vm_state_size covers. */
+export function vmstateObjectIds(vdi: WalkedVdi): bigint[] {
+  const sizeOfObject = BigInt(objectSize(vdi.header))
+  const count = Number((vdi.header.vmStateSize + sizeOfObject - 1n) / sizeOfObject)
+  return Array.from({ length: count }, (_, idx) => vidToVmstateOid(vdi.vid, idx))
+}
+
+/** B-tree node objects of a hyper volume whose root points at nodes (depth 2); none otherwise. */
+export async function btreeNodeObjectIds(ctx: DogContext, conn: SheepConnection, vdi: WalkedVdi): Promise<bigint[] | undefined> {
+  if (vdi.header.storePolicy !== HYPER_VOLUME_STORE_POLICY) return []
+  const btreeHeader = vdi.headerBytes.subarray(INODE_HEADER_READ_SIZE - BTREE_HEADER_SIZE)
+  if (btreeHeader.readUInt16LE(BTREE_DEPTH_AT) !== BTREE_INDIRECT_DEPTH) return []
+  const count = btreeHeader.readUInt32LE(BTREE_ENTRIES_AT)
+  if (count === 0) return []
+  const pointers = await readObject(ctx, conn, vidToVdiOid(vdi.vid), INODE_HEADER_READ_SIZE, count * BTREE_INDIRECT_ENTRY_SIZE, true)
+  if (pointers === undefined) return undefined
+  return Array.from({ length: count }, (_, i) => pointers.readBigUInt64LE(i * BTREE_INDIRECT_ENTRY_SIZE + 8))
+}
+
+/**
+ * READ_OBJ of `length` bytes from offset 0, in requests no larger than a request may carry
+ * (objects of 2^27 bytes and more need several). Short answers are zero-padded.
+ */
+export async function readWholeObject(conn: SheepConnection, oid: bigint, length: number): Promise<Buffer> {
+  if (length <= SD_MAX_DATA_LENGTH) return padTo(await readObj(conn, oid, 0, length, { direct: true }), length)
+  const whole = Buffer.alloc(length)
+  for (let at = 0; at < length; at += SD_MAX_DATA_LENGTH) {
+    const piece = await readObj(conn, oid, at, Math.min(SD_MAX_DATA_LENGTH, length - at), { direct: true })
+    piece.copy(whole, at)
+  }
+  return whole
+}
+
+function padTo(data: Buffer, length: number): Buffer {
+  if (data.length >= length) return data
+  const padded = Buffer.alloc(length)
+  data.copy(padded)
+  return padded
+}
+
+/** readWholeObject with the original's `Failed to read object …` line; undefined on failure. */
+export async function readWholeObjectOrReport(
+  ctx: DogContext, conn: SheepConnection, oid: bigint, length: number,
+): Promise<Buffer | undefined> {
+  try {
+    return await readWholeObject(conn, oid, length)
+  } catch (error) {
+    const failure = asSdError(error)
+    printTransportFailure(ctx, failure)
+    ctx.printStderrLine(failure.isTransport ? `Failed to read object ${oidToHex(oid)}` : `Failed to read object ${oidToHex(oid)} ${failure.label}`)
+    return undefined
+  }
+}
+
+/**
+ * Transport failures end dog with SYSFAIL after the connect line, as the original's exit()
+ * from its request helpers does; any other error is handed back.
+ */
+export function exitOnTransportFailure(ctx: DogContext, error: unknown): SdError {
+  const failure = asSdError(error)
+  if (failure.isTransport) {
+    ctx.printStderrLine(failure.message)
+    throw new DogExit(EXIT_SYSFAIL)
+  }
+  return failure
+}
+
+/** Writes to stdout, waiting while a pipe is full. */
+export function writeStdout(ctx: DogContext, chunk: Uint8Array): Promise<void> {
+  const stdout = ctx.io.stdout as NodeJS.WritableStream
+  if (stdout.write(chunk) || typeof stdout.once !== 'function') return Promise.resolve()
+  return new Promise((resolve) => stdout.once('drain', () => resolve()))
+}
+
+/**
+ * The §2.6 progress line on stdout, only when stdout is a terminal: sizes (`raw` false) or plain
+ * counts (`raw` true). `done` is capped at `total`.
+ */
+export function showProgress(ctx: DogContext, done: bigint | number, total: bigint | number, raw: boolean): void {
+  if (!ctx.io.stdoutIsTty) return
+  const capped = BigInt(done) > BigInt(total) ? total : done
+  ctx.printStdout(progressLine(capped, total, ctx.columns, raw))
+}
+
+/** Runs `work` over `items` with at most `concurrency` in flight; the first failure rejects. */
+export async function forEachConcurrently<T>(items: readonly T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  let failed = false
+  const worker = async (): Promise<void> => {
+    while (!failed && next < items.length) {
+      const item = items[next++] as T
+      try {
+        await work(item)
+      } catch (error) {
+        failed = true
+        throw error
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker))
+}
