@@ -425,7 +425,7 @@ export function nodeCommand(dog: DogRuntime): DogCommand {
     name: 'node',
     subcommands: [
       { name: 'kill', args: '<node id>', options: 'aprhlT', description: 'kill node', needsNodeList: true, handler: run(killNodeById) },
-      { name: 'list', options: 'aprhT', description: 'list nodes', needsNodeList: true, handler: run(listNodes) },
+      { name: 'list', shortcut: 'l', options: 'aprhT', description: 'list nodes', needsNodeList: true, handler: run(listNodes) },
       { name: 'info', options: 'aprhT', description: 'show information about each node', needsNodeList: true, handler: run(showNodeInfo) },
       {
         name: 'recovery', options: 'aphPrT', description: 'show recovery information or set/get recovery throttling',

@@ -656,7 +656,7 @@ export function vdiCommand(dog: DogRuntime): DogCommand {
       { name: 'clone', args: '<src vdi> <dst vdi>', options: 'sPnaphrvT', description: 'clone an image', minArgs: 1, handler: run(cloneVdi) },
       { name: 'delete', args: '<vdiname>', options: 'saphTBIm', description: 'delete an image', minArgs: 1, handler: run(deleteVdi) },
       { name: 'rollback', args: '<vdiname>', options: 'saphfrvTBI', description: 'rollback to a snapshot', minArgs: 1, handler: run(rollbackVdi) },
-      { name: 'list', args: '[vdiname]', options: 'aprhoT', description: 'list images', handler: run(listVdis) },
+      { name: 'list', shortcut: 'l', args: '[vdiname]', options: 'aprhoT', description: 'list images', handler: run(listVdis) },
       { name: 'tree', options: 'aphT', description: 'show images in tree view format', handler: run(showVdiTree) },
       { name: 'graph', options: 'aphT', description: 'show images in Graphviz dot format', handler: run(showVdiGraph) },
       { name: 'object', args: '<vdiname>', options: 'isaphT', description: 'show object information in the image', subcommands: objectSubcommands },

@@ -636,3 +636,22 @@ t.test('readInputLine leaves the rest of the input unread', async (t) => {
   t.equal(await readInputLine(stdin, 100), ' input\n');
   t.equal(await readInputLine(stdin, 100), null);
 });
+
+t.test('a subcommand owns the abbreviation its table row names (dog v l = vdi list)', async (t) => {
+  const table: DogCommand[] = [{
+    name: 'vdi',
+    subcommands: [
+      { name: 'list', shortcut: 'l', options: 'aprhoT', description: 'list images', handler: recordingHandler('vdi list') },
+      { name: 'lock', options: 'saphT', description: 'lock', handler: recordingHandler('vdi lock') },
+      { name: 'check', options: 'aphT', description: 'check', handler: recordingHandler('vdi check') },
+      { name: 'clone', options: 'aphT', description: 'clone', handler: recordingHandler('vdi clone') },
+    ],
+  }];
+  const io = { stdout: { write: () => true }, stderr: { write: () => true }, env: {} }
+  calls.length = 0
+  t.equal(await runDog(['v', 'l'], table, io, { resolveHost: async () => '127.0.0.1' }), EXIT_SUCCESS)
+  t.equal(calls[calls.length - 1]?.name, 'vdi list', '`l` is list, not lock')
+  t.equal(await runDog(['v', 'lo'], table, io, { resolveHost: async () => '127.0.0.1' }), EXIT_SUCCESS)
+  t.equal(calls[calls.length - 1]?.name, 'vdi lock', 'a longer unique prefix still reaches lock')
+  t.equal(await runDog(['v', 'c'], table, io, { resolveHost: async () => '127.0.0.1' }), EXIT_USAGE, 'prefixes nobody owns stay ambiguous')
+})

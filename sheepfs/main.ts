@@ -1,0 +1,142 @@
+// sheepfs's entry point: options → a mounted file system. Unless -f (or -d), the command starts
+// a detached copy of itself with the same script path and arguments and returns 0 once that
+// daemon has mounted, or 1 with the reason it gave (as sheep does). The daemon unmounts and
+// exits 0 on SIGTERM / SIGINT / SIGHUP, and exits 0 when the mount is taken away with
+// `fusermount -u`.
+import { spawn } from 'node:child_process'
+import { lookup } from 'node:dns/promises'
+import fs from 'node:fs'
+import { isIP } from 'node:net'
+import path from 'node:path'
+import { SheepFs } from './fs.js'
+import { type Logger, createSheepfsLogger } from './log.js'
+import { findSheepfsMount, mountFuse, recoverStaleMount, watchMount } from './mount.js'
+import { SHEEPFS_EXIT_FAILURE, type SheepfsOptions, parseSheepfsArgs } from './options.js'
+
+/** Set in the daemon child; its value is the fd on which readiness is reported. */
+const DAEMON_ENV = 'SHEEPFS_DAEMON_READY_FD'
+/** The fd the launcher hands the daemon for its readiness report. */
+const DAEMON_READY_FD = 3
+/** How long the launcher waits for the daemon to report that it has mounted. */
+const DAEMON_START_TIMEOUT_MS = 60_000
+/** Signals that unmount and end sheepfs. */
+const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP']
+
+function report(message: string): void {
+  const fd = process.env[DAEMON_ENV]
+  if (fd === undefined) return
+  try {
+    fs.writeSync(Number(fd), message)
+    fs.closeSync(Number(fd))
+  } catch {
+    // the launcher is gone; nothing to tell
+  }
+  delete process.env[DAEMON_ENV]
+}
+
+/** Runs in the launcher: start the daemon child and wait for its word. */
+function launchDaemon(): Promise<number> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [...process.execArgv, process.argv[1] as string, ...process.argv.slice(2)], {
+      detached: true,
+      stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+      env: { ...process.env, [DAEMON_ENV]: String(DAEMON_READY_FD) },
+    })
+    let said = ''
+    const pipe = child.stdio[DAEMON_READY_FD] as NodeJS.ReadableStream
+    pipe.setEncoding('utf8')
+    pipe.on('data', (s: string) => { said += s })
+    const timer = setTimeout(() => {
+      process.stderr.write('sheepfs: the daemon did not report readiness in time\n')
+      resolve(SHEEPFS_EXIT_FAILURE)
+    }, DAEMON_START_TIMEOUT_MS)
+    pipe.on('end', () => {
+      clearTimeout(timer)
+      if (said.startsWith('OK')) {
+        child.unref()
+        resolve(0)
+      } else {
+        process.stderr.write(said.length > 0 ? said : 'sheepfs: the daemon exited during start-up\n')
+        resolve(SHEEPFS_EXIT_FAILURE)
+      }
+    })
+  })
+}
+
+/** The sheep's host must resolve (an IP literal is kept as is). */
+async function checkHost(host: string): Promise<void> {
+  if (isIP(host) !== 0) return
+  try {
+    await lookup(host)
+  } catch {
+    throw new Error(`Invalid address '${host}': it does not resolve`)
+  }
+}
+
+async function runSheepfs(opts: SheepfsOptions, log: Logger): Promise<void> {
+  await checkHost(opts.host)
+  const given = path.resolve(opts.mountpoint)
+  if (recoverStaleMount(given)) log.warn(`${given} was left mounted by a sheepfs that is gone; unmounted it`)
+  let mountpoint: string
+  try {
+    mountpoint = fs.realpathSync(given)
+  } catch (error) {
+    throw new Error(`bad mount point ${given}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'No such file or directory' : (error as Error).message}`)
+  }
+  if (!fs.statSync(mountpoint).isDirectory()) throw new Error(`bad mount point ${mountpoint}: Not a directory`)
+  if (findSheepfsMount(mountpoint)) throw new Error(`${mountpoint} is already a sheepfs mount point`)
+
+  const sheepfs = new SheepFs({ host: opts.host, port: opts.port, pageCache: opts.pageCache, objectCache: opts.objectCache }, log)
+  const mounted = await mountFuse(mountpoint, sheepfs.operations(), { debug: opts.debug, pageCache: opts.pageCache })
+  log.info(`mounted on ${mountpoint}; sheep ${opts.host}:${opts.port}; ${opts.pageCache ? 'page cache' : 'direct I/O'}${opts.objectCache ? ', object cache' : ''}`)
+
+  let stopping = false
+  const stop = async (reason: string, stillMounted: boolean, exitCode = 0): Promise<void> => {
+    if (stopping) return
+    stopping = true
+    watcher?.stop()
+    log.info(`stopping: ${reason}`)
+    if (stillMounted) {
+      const problem = await mounted.unmount()
+      if (problem !== undefined && findSheepfsMount(mountpoint)?.id === mounted.mountId) log.error(`unmount of ${mountpoint} failed: ${problem}`)
+    }
+    sheepfs.close()
+    log.flush?.()
+    process.exit(exitCode)
+  }
+  const watcher = mounted.mountId === undefined ? undefined : watchMount(mounted.mountId, () => void stop(`${mountpoint} was unmounted`, false))
+  for (const signal of STOP_SIGNALS) process.on(signal, () => void stop(signal, true))
+  // a bug must not leave a dead mount point behind: report it, unmount, exit 1
+  process.on('uncaughtException', (error) => {
+    log.fatal(`internal error: ${error.stack ?? error.message}`)
+    void stop('internal error', true, SHEEPFS_EXIT_FAILURE)
+  })
+  if (!opts.foreground) process.chdir('/')
+}
+
+export async function main(argv: readonly string[]): Promise<void> {
+  const parsed = parseSheepfsArgs(argv)
+  if (parsed.kind === 'exit') {
+    if (parsed.stdout) process.stdout.write(parsed.stdout)
+    if (parsed.stderr) process.stderr.write(parsed.stderr)
+    process.exit(parsed.code)
+  }
+  const opts = parsed.options
+  if (!opts.foreground && process.env[DAEMON_ENV] === undefined) {
+    process.exit(await launchDaemon())
+  }
+  const log = createSheepfsLogger({ foreground: opts.foreground, debug: opts.debug })
+  try {
+    await runSheepfs(opts, log)
+    report('OK\n')
+  } catch (error) {
+    const message = `sheepfs: ${error instanceof Error ? error.message : String(error)}\n`
+    if (process.env[DAEMON_ENV] !== undefined) {
+      log.error(message.trimEnd())
+      report(message)
+    } else {
+      process.stderr.write(message)
+    }
+    process.exit(SHEEPFS_EXIT_FAILURE)
+  }
+}

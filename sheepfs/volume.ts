@@ -1,0 +1,222 @@
+// One mounted VDI (a file under /volume): a pool of connections to the sheep, and a VdiHandle
+// (lib/vdi-io.ts) that reads and writes it exactly as dog does — split at the VDI's object
+// size, zeros for unallocated objects, create / copy-on-write / overwrite plus the index update.
+// The handle is reloaded on every open (the name is looked up again and the index cache
+// dropped), so what dog wrote in the meantime, a snapshot taken, or a resize is seen. Writes in
+// flight are tracked so fsync and reloads wait for them.
+import { ConnectionPool, type Reply, type RequestOptions, SheepConnection, type SheepAddress } from '../lib/client.js'
+import { REQ_OBJ } from '../lib/codec.js'
+import { SdError } from '../lib/errors.js'
+import type { Layout } from '../lib/layout.js'
+import { vidToVdiOid } from '../lib/oid.js'
+import {
+  SD_FLAG_CMD_CACHE, SD_OP_CREATE_AND_WRITE_OBJ, SD_OP_FLUSH_DEL_CACHE, SD_OP_READ_OBJ, SD_OP_WRITE_OBJ,
+  SD_RES_NO_VDI, SD_RES_SUCCESS, opcodeName,
+} from '../lib/proto.js'
+import { type SnapshotSelector, flushVdi } from '../lib/sheep-api.js'
+import { VdiHandle } from '../lib/vdi-io.js'
+import { FsError } from './errno.js'
+
+/** Sockets to the sheep per mounted volume (the original's pool size: a VM's usual queue depth). */
+export const VOLUME_CONNECTIONS = 31
+/** Object requests one read or write of a volume keeps in flight. */
+export const VOLUME_IO_CONCURRENCY = 8
+/** Times an I/O call waits for a reload that another open started before giving up with EIO. */
+const VOLUME_RELOAD_WAITS_MAX = 8
+/** Rounds of waiting for writes in flight before a reload or fsync goes ahead anyway. */
+const VOLUME_DRAIN_ROUNDS_MAX = 4
+/** Separates a VDI name from a snapshot id or tag in what is written to vdi/mount: NAME:SNAP. */
+export const SNAPSHOT_SEPARATOR = ':'
+
+/** Opcodes that carry CMD_CACHE when the object cache is on (the original's volume requests). */
+const OBJECT_CACHE_OPCODES: ReadonlySet<number> = new Set([SD_OP_READ_OBJ, SD_OP_WRITE_OBJ, SD_OP_CREATE_AND_WRITE_OBJ])
+
+/** Settings that change while mounted (config/object_cache). */
+export interface VolumeSettings {
+  objectCache: boolean
+}
+
+/** Which VDI a volume shows: a working VDI by name, or one of its snapshots. */
+export interface VolumeTarget {
+  name: string
+  snapshot: SnapshotSelector
+}
+
+/**
+ * A SheepConnection that spreads requests over a pool of sockets to one sheep (the least busy
+ * first) and adds CMD_CACHE to volume I/O while the object cache is on. VdiHandle takes it as
+ * its connection.
+ */
+class VolumeConnections extends SheepConnection {
+  private readonly pool = new ConnectionPool(VOLUME_CONNECTIONS)
+
+  constructor(address: SheepAddress, private readonly settings: VolumeSettings) {
+    super(address)
+  }
+
+  override request<L extends Layout>(opts: RequestOptions<L>): Promise<Reply> {
+    const cache = this.settings.objectCache && OBJECT_CACHE_OPCODES.has(opts.opcode) ? SD_FLAG_CMD_CACHE : 0
+    return this.pool.get(this.address).request({ ...opts, flags: (opts.flags ?? 0) | cache })
+  }
+
+  override close(): void {
+    this.pool.closeAll()
+    super.close()
+  }
+}
+
+/** The working VDI `text`, or — when there is none and text is NAME:SNAP — a snapshot (id or tag). */
+function targetsOf(text: string): VolumeTarget[] {
+  const targets: VolumeTarget[] = [{ name: text, snapshot: {} }]
+  const at = text.lastIndexOf(SNAPSHOT_SEPARATOR)
+  if (at > 0 && at < text.length - 1) {
+    const name = text.slice(0, at)
+    const snap = text.slice(at + 1)
+    targets.push({ name, snapshot: /^[1-9]\d{0,9}$/.test(snap) ? { snapid: Number(snap) } : { tag: snap } })
+  }
+  return targets
+}
+
+export class Volume {
+  private readonly writesInFlight = new Set<Promise<void>>()
+  private reloading: Promise<VdiHandle> | undefined
+  /** The address changed: the next I/O reloads through the new connections. */
+  private stale = false
+  /** Connections replaced by an address switch, closed once the reload is done. */
+  private retired: VolumeConnections[] = []
+  /** Files open on this volume (it is closed when unmounted and the last one is released). */
+  openFiles = 0
+  /** Removed from /volume; still serves the files that are open. */
+  detached = false
+  mtimeMs = Date.now()
+
+  private constructor(
+    /** The file name under /volume: what was written to vdi/mount. */
+    readonly entryName: string,
+    private readonly target: VolumeTarget,
+    private conns: VolumeConnections,
+    private handle: VdiHandle,
+    private readonly settings: VolumeSettings,
+  ) {}
+
+  /** Looks the VDI up and loads its inode header (SdError NO_VDI / NO_TAG when there is none). */
+  static async attach(entryName: string, address: SheepAddress, settings: VolumeSettings): Promise<Volume> {
+    const conns = new VolumeConnections(address, settings)
+    try {
+      let lastError: unknown
+      for (const target of targetsOf(entryName)) {
+        try {
+          const handle = await VdiHandle.open(conns, target.name, target.snapshot, { concurrency: VOLUME_IO_CONCURRENCY })
+          return new Volume(entryName, target, conns, handle, settings)
+        } catch (error) {
+          if (!(error instanceof SdError) || error.code !== SD_RES_NO_VDI) throw error
+          lastError = error
+        }
+      }
+      throw lastError
+    } catch (error) {
+      conns.close()
+      throw error
+    }
+  }
+
+  get size(): number {
+    return this.handle.size
+  }
+
+  get readOnly(): boolean {
+    return this.handle.readOnly
+  }
+
+  get vid(): number {
+    return this.handle.vid
+  }
+
+  /**
+   * Looks the VDI up again and starts from a fresh inode header and index (every open does
+   * this). Writes in flight finish first; I/O arriving meanwhile waits for the new handle.
+   */
+  reload(): Promise<VdiHandle> {
+    this.reloading ??= this.loadHandle().finally(() => { this.reloading = undefined })
+    return this.reloading
+  }
+
+  /** Sends later requests to another sheep. */
+  useAddress(address: SheepAddress): void {
+    this.retired.push(this.conns)
+    this.conns = new VolumeConnections(address, this.settings)
+    this.stale = true
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    const handle = await this.current()
+    return handle.read(offset, length)
+  }
+
+  async write(offset: number, data: Buffer): Promise<void> {
+    for (let wait = 0; wait < VOLUME_RELOAD_WAITS_MAX; wait++) {
+      const handle = await this.current()
+      // a reload may have started while this call waited: it must see this write in flight
+      if (this.reloading !== undefined || this.stale || handle !== this.handle) continue
+      if (handle.readOnly) throw new FsError('EROFS', `volume ${this.entryName} is a snapshot (read-only)`)
+      const run = handle.write(offset, data)
+      this.writesInFlight.add(run)
+      try {
+        await run
+      } finally {
+        this.writesInFlight.delete(run)
+      }
+      this.mtimeMs = Date.now()
+      return
+    }
+    throw new FsError('EIO', `volume ${this.entryName}: the VDI kept being reloaded during a write`)
+  }
+
+  /**
+   * fsync: every write in flight has completed (a sheep acknowledges a write only once every
+   * replica has it, so completed writes are durable); with the object cache on, FLUSH_VDI too.
+   */
+  async sync(): Promise<void> {
+    await this.drainWrites()
+    if (this.settings.objectCache) await flushVdi(this.conns, vidToVdiOid(this.handle.vid))
+  }
+
+  /** Waits for the writes in flight (close of a file). */
+  async settle(): Promise<void> {
+    await this.drainWrites()
+  }
+
+  /** vdi/unmount: with the object cache on, FLUSH_DEL_CACHE first (the sheep drops its cache). */
+  async flushBeforeUnmount(): Promise<void> {
+    await this.drainWrites()
+    if (!this.settings.objectCache) return
+    const { rsp } = await this.conns.request({ opcode: SD_OP_FLUSH_DEL_CACHE, variant: REQ_OBJ, fields: { oid: vidToVdiOid(this.handle.vid) } })
+    if (rsp.result !== SD_RES_SUCCESS) throw new SdError(rsp.result, opcodeName(SD_OP_FLUSH_DEL_CACHE))
+  }
+
+  close(): void {
+    this.conns.close()
+    for (const old of this.retired.splice(0)) old.close()
+  }
+
+  private current(): Promise<VdiHandle> {
+    if (this.reloading) return this.reloading
+    if (this.stale) return this.reload()
+    return Promise.resolve(this.handle)
+  }
+
+  private async loadHandle(): Promise<VdiHandle> {
+    await this.drainWrites()
+    const handle = await VdiHandle.open(this.conns, this.target.name, this.target.snapshot, { concurrency: VOLUME_IO_CONCURRENCY })
+    this.handle = handle
+    this.stale = false
+    for (const old of this.retired.splice(0)) old.close()
+    return handle
+  }
+
+  private async drainWrites(): Promise<void> {
+    for (let round = 0; round < VOLUME_DRAIN_ROUNDS_MAX && this.writesInFlight.size > 0; round++) {
+      await Promise.allSettled([...this.writesInFlight])
+    }
+  }
+}
