@@ -41,9 +41,10 @@ export interface WriteStreamOptions extends VdiIoOptions {
   length?: number
   /**
    * dog's behaviour: when the source ends before `length`, the chunk being filled (up to its
-   * object boundary or the end of the range) is zero-padded to its full length and written —
-   * even when it received no byte at all — and writing stops there. Without it only the bytes
-   * received are written.
+   * object boundary or the end of the range) is zero-padded to its full length and written, and
+   * writing stops there. A chunk that received no byte at all is not written (the original
+   * wrote a whole object of zeros when the input ended on a chunk boundary). Without it only the
+   * bytes received are written.
    */
   padFinalChunk?: boolean
 }
@@ -323,7 +324,7 @@ export class VdiHandle {
       }
       if (at >= total) return
     }
-    if (pad) yield { piece, data: buf }
+    if (pad && filled > 0) yield { piece, data: buf }
     else if (filled > 0) yield { piece: { ...piece, length: filled }, data: buf.subarray(0, filled) }
   }
 
