@@ -34,7 +34,7 @@ const SNAP_LOG_TIME_AT = 264
 const SNAP_LOG_SHA1_AT = 272
 export const TRUNK_ENTRY_SIZE = 32
 const TRUNK_SHA1_AT = 12
-export const SLICE_SIZE = 128 * 1024
+export const SLICE_BYTES = 128 * 1024
 const SHA1_SIZE = 20
 const SNAP_LOG_FILE = 'user_snap'
 const OBJECTS_DIR = 'objects'
@@ -259,10 +259,10 @@ export class Farm {
 
   /** Stores an object as 128 KiB slices plus the list of their SHA-1s; answers the list's SHA-1. */
   async writeSliced(data: Buffer): Promise<Buffer> {
-    const count = Math.ceil(data.length / SLICE_SIZE)
+    const count = Math.ceil(data.length / SLICE_BYTES)
     const list = Buffer.alloc(count * SHA1_SIZE)
     for (let i = 0; i < count; i++) {
-      const sha1 = await this.writeBlob(data.subarray(i * SLICE_SIZE, (i + 1) * SLICE_SIZE))
+      const sha1 = await this.writeBlob(data.subarray(i * SLICE_BYTES, (i + 1) * SLICE_BYTES))
       sha1.copy(list, i * SHA1_SIZE)
     }
     return this.writeBlob(list)

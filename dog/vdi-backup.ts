@@ -9,7 +9,9 @@ import {
 } from './cli.js'
 import type { DogRuntime } from './main.js'
 import { asSdError, failureLabel, printTransportFailure, removeVdi } from './vdi.js'
-import { openIndexedVdi, openVdiInode, readWholeObjectOrReport, writeStdout, type IndexedVdi } from './vdi-inode.js'
+import {
+  objectProgressOnStderr, openIndexedVdi, openVdiInode, readWholeObjectOrReport, writeStdout, type IndexedVdi,
+} from './vdi-inode.js'
 import type { SheepConnection } from '../lib/client.js'
 import { dataObjectCount, objectSize, type InodeHeader } from '../lib/inode.js'
 import { vidToDataOid, vidToVdiOid } from '../lib/oid.js'
@@ -23,7 +25,7 @@ export const BACKUP_RECORD_HEADER_SIZE = 16
 /** The idx of the record that ends a stream. */
 export const BACKUP_END_IDX = 0xffffffff
 /** Granularity of the comparison that trims a record. */
-const BACKUP_SECTOR_SIZE = 512
+const BACKUP_SECTOR_BYTES = 512
 /** Objects read ahead of the one being written to stdout. */
 const BACKUP_READ_AHEAD_OBJECTS = 4
 
@@ -54,17 +56,17 @@ export function encodeRecordHeader(idx: number, offset: number, length: number):
  * and the last differing sector; undefined when they are equal.
  */
 export function changedRange(from: Buffer, to: Buffer): { offset: number; length: number } | undefined {
-  const sectors = to.length / BACKUP_SECTOR_SIZE
+  const sectors = to.length / BACKUP_SECTOR_BYTES
   const sectorDiffers = (sector: number): boolean => {
-    const start = sector * BACKUP_SECTOR_SIZE
-    return from.compare(to, start, start + BACKUP_SECTOR_SIZE, start, start + BACKUP_SECTOR_SIZE) !== 0
+    const start = sector * BACKUP_SECTOR_BYTES
+    return from.compare(to, start, start + BACKUP_SECTOR_BYTES, start, start + BACKUP_SECTOR_BYTES) !== 0
   }
   let first = 0
   while (first < sectors && !sectorDiffers(first)) first++
   if (first === sectors) return undefined
   let last = sectors - 1
   while (!sectorDiffers(last)) last--
-  return { offset: first * BACKUP_SECTOR_SIZE, length: (last - first + 1) * BACKUP_SECTOR_SIZE }
+  return { offset: first * BACKUP_SECTOR_BYTES, length: (last - first + 1) * BACKUP_SECTOR_BYTES }
 }
 
 function selectorOfOption(selector: OptionSelector | undefined): SnapshotSelector {
@@ -86,6 +88,8 @@ async function snapshotObject(ctx: DogContext, conn: SheepConnection, vdi: Index
 async function backupRecord(
   ctx: DogContext, conn: SheepConnection, from: IndexedVdi, to: IndexedVdi, idx: number, size: number,
 ): Promise<BackupRecord | null | undefined> {
+  // both snapshots address the same object: nothing changed, nothing to read
+  if (from.owners.get(idx) === to.owners.get(idx)) return null
   const toData = await snapshotObject(ctx, conn, to, idx, size)
   if (toData === undefined) return undefined
   const fromData = await snapshotObject(ctx, conn, from, idx, size)
@@ -112,7 +116,21 @@ export async function backupVdi(ctx: DogContext, dog: DogRuntime): Promise<numbe
     .filter((idx) => idx < objectCount)
     .sort((a, b) => a - b)
   await writeStdout(ctx, encodeBackupHeader())
-  // read a few objects ahead, write the records in index order
+  const progress = objectProgressOnStderr(ctx, indexes.length)
+  try {
+    if (!(await writeRecords(ctx, conn, from, to, indexes, size, progress.tick))) return EXIT_FAILURE
+  } finally {
+    progress.stop()
+  }
+  await writeStdout(ctx, encodeRecordHeader(BACKUP_END_IDX, 0, 0))
+  return EXIT_SUCCESS
+}
+
+/** The records of the objects at `indexes`, read a few ahead and written in index order. */
+async function writeRecords(
+  ctx: DogContext, conn: SheepConnection, from: IndexedVdi, to: IndexedVdi, indexes: readonly number[], size: number,
+  onObjectDone: () => void,
+): Promise<boolean> {
   const pending: Promise<BackupRecord | null | undefined>[] = []
   let nextToRead = 0
   const readAhead = (): void => {
@@ -128,18 +146,17 @@ export async function backupVdi(ctx: DogContext, dog: DogRuntime): Promise<numbe
     try {
       record = await pending.shift()
     } catch (error) {
-      const failure = asSdError(error)
-      printTransportFailure(ctx, failure)
-      return EXIT_FAILURE
+      printTransportFailure(ctx, asSdError(error))
+      return false
     }
-    if (record === undefined) return EXIT_FAILURE
+    if (record === undefined) return false
     readAhead()
+    onObjectDone()
     if (record === null) continue
     await writeStdout(ctx, encodeRecordHeader(record.idx, record.offset, record.data.length))
     await writeStdout(ctx, record.data)
   }
-  await writeStdout(ctx, encodeRecordHeader(BACKUP_END_IDX, 0, 0))
-  return EXIT_SUCCESS
+  return true
 }
 
 // ---- vdi restore -------------------------------------------------------------------------------

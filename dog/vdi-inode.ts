@@ -1,7 +1,10 @@
 // What `vdi check`, `vdi backup/restore`, `vdi alter-copy` and `cluster snapshot` share: opening
 // a VDI's inode (lookup, header, index), listing the objects a VDI addresses, reading and
 // writing whole objects in pieces a request can carry, writing to stdout with back-pressure,
-// and the §2.6 progress line on a terminal stdout.
+// the §2.6 progress line on a terminal stdout, and a progress bar on a terminal stderr for
+// commands whose stdout carries data.
+import cliProgress from 'cli-progress'
+
 import { DogExit, EXIT_SYSFAIL, type DogContext } from './cli.js'
 import {
   asSdError, HYPER_VOLUME_STORE_POLICY, INODE_HEADER_READ_SIZE, inodeReadFailureLine, lookUpVdi, printTransportFailure,
@@ -154,6 +157,24 @@ export function showProgress(ctx: DogContext, done: bigint | number, total: bigi
   if (!ctx.io.stdoutIsTty) return
   const capped = BigInt(done) > BigInt(total) ? total : done
   ctx.printStdout(progressLine(capped, total, ctx.columns, raw))
+}
+
+/**
+ * A bar on stderr counting objects, only when stderr is a terminal (the original shows none for
+ * these commands; their stdout is data). Silent otherwise.
+ */
+export function objectProgressOnStderr(ctx: DogContext, totalObjects: number): { tick: () => void; stop: () => void } {
+  const stderr = ctx.io.stderr as NodeJS.WritableStream & { isTTY?: boolean }
+  if (stderr.isTTY !== true || totalObjects === 0) return { tick: () => undefined, stop: () => undefined }
+  const bar = new cliProgress.SingleBar({
+    stream: stderr,
+    format: '{percentage} % [{bar}] {value} / {total} objects',
+    barCompleteChar: '=',
+    barIncompleteChar: ' ',
+    hideCursor: null,
+  })
+  bar.start(totalObjects, 0)
+  return { tick: () => bar.increment(), stop: () => bar.stop() }
 }
 
 /** Runs `work` over `items` with at most `concurrency` in flight; the first failure rejects. */

@@ -178,6 +178,7 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
         vid: v.newVid, nrCopies: v.copies, copyPolicy: v.copyPolicy, blockSizeShift: v.blockSizeShift,
         snapshot: old?.snapshot ?? false, deleted: false, parentVid: v.oldVid,
       })
+      if (!v.setBitmap && !old) s.vdis.inUse.clear(v.newVid)
       return SD_RES_SUCCESS
     },
   }],

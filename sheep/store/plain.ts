@@ -3,6 +3,7 @@
 // writes are made durable (fdatasync, and the directory fsync'd after a create) unless nosync.
 // Mutations of one object are serialised; reads are not.
 import crypto from 'node:crypto'
+import fs from 'node:fs'
 import fsp from 'node:fs/promises'
 import path from 'node:path'
 import { SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
@@ -112,8 +113,12 @@ export class PlainStore implements StoreDriver {
     this.stale.set(oid, list)
   }
 
+  /** Asks the disk, not only memory: a replica deleted by hand must show as missing (vdi check -e). */
   exists(oid: bigint): boolean {
-    return this.sizes.has(oid)
+    if (!this.sizes.has(oid)) return false
+    if (fs.existsSync(this.file(oid))) return true
+    this.untrack(oid)
+    return false
   }
 
   async read(oid: bigint, offset: number, length: number): Promise<Buffer | number> {
