@@ -49,6 +49,37 @@ export function tempDir(prefix = 'sheep-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix))
 }
 
+/**
+ * Daemons this test process started and has not stopped yet. If the test process ends early
+ * (a failure, or the runner's timeout), they are killed on the way out, so no sheep outlives
+ * the test that started it.
+ */
+const started = new Set<number>()
+function killStarted(): void {
+  for (const pid of started) {
+    try {
+      process.kill(pid, 'SIGKILL')
+    } catch {
+      // already gone
+    }
+  }
+  started.clear()
+}
+process.on('exit', killStarted)
+process.once('SIGTERM', () => {
+  killStarted()
+  process.exit(143)
+})
+
+/** Remember a daemon this test started (sheep, sheepfs, ZooKeeper …) for the exit hook. */
+export function trackPid(pid: number): void {
+  started.add(pid)
+}
+
+export function untrackPid(pid: number): void {
+  started.delete(pid)
+}
+
 export interface SheepProcess {
   port: number
   dir: string
@@ -76,6 +107,7 @@ export async function startSheep(opts: StartOptions = {}): Promise<SheepProcess>
   const r = spawnSync(SHEEP_BIN, args, { encoding: 'utf8', timeout: 60_000, env: programEnv() })
   if (r.status !== 0) throw new Error(`sheep ${args.join(' ')} exited ${r.status}: ${r.stderr}`)
   const pid = Number(fs.readFileSync(path.join(dir, 'lock'), 'utf8').trim())
+  trackPid(pid)
   return { port, dir, pid, args }
 }
 
@@ -95,6 +127,7 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
 
 /** Stops one sheep this test started: SIGTERM, then SIGKILL if it lingers. */
 export async function stopSheep(s: SheepProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  untrackPid(s.pid)
   if (!isAlive(s.pid)) return
   process.kill(s.pid, signal)
   if (!(await waitFor(() => !isAlive(s.pid), 10_000))) {
