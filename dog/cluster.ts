@@ -2,7 +2,7 @@
 // shutdown, recover force/enable/disable, reweight and alter-copy (cli-and-formats §6.1–6.5,
 // §6.7). The other subcommands are in the table but not implemented yet.
 import {
-  confirm, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, formatRedundancy, UsageError, type DogCommand, type DogContext,
+  confirm, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, formatRedundancy, type DogCommand, type DogContext,
   type DogSubcommand,
 } from './cli.js'
 import type { DogRuntime } from './main.js'
@@ -10,7 +10,7 @@ import { SdError } from '../lib/errors.js'
 import { formatCtime, formatEpochTime, sprintf } from '../lib/format.js'
 import {
   resultLabel, SD_CLUSTER_FLAG_AUTO_VNODES, SD_CLUSTER_FLAG_AVOID_DISKFULL, SD_CLUSTER_FLAG_DISKMODE,
-  SD_CLUSTER_FLAG_RECYCLE_VID, SD_CLUSTER_FLAG_STRICT, SD_CLUSTER_FLAG_USE_LOCK, SD_DEFAULT_COPIES, SD_RES_NO_STORE,
+  SD_CLUSTER_FLAG_RECYCLE_VID, SD_CLUSTER_FLAG_STRICT, SD_CLUSTER_FLAG_USE_LOCK, SD_RES_NO_STORE,
   SD_RES_SUCCESS,
 } from '../lib/proto.js'
 import {
@@ -21,6 +21,7 @@ import { nodeAddrText, sameNode } from '../lib/structs.js'
 import { lightRequest } from './node.js'
 import { listClusterSnapshots, loadClusterSnapshot, saveClusterSnapshot, showClusterSnapshot } from './farm.js'
 import { checkCluster } from './vdi-check.js'
+import { requestedCopies } from './vdi-alter-copy.js'
 
 /** Backend store `cluster format` asks for unless -b names one. */
 const DEFAULT_STORE = 'plain'
@@ -271,20 +272,8 @@ const ALTER_CLUSTER_COPY_PROMPT =
 
 /** `alter-copy -c N`: the cluster's default number of copies for VDIs created later (replication only). */
 async function changeClusterCopies(ctx: DogContext, dog: DogRuntime): Promise<number> {
-  if ((ctx.opts.redundancy?.copyPolicy ?? 0) !== 0) {
-    throw new UsageError('Changing redundancy level of erasure coded vdi is not supported yet.')
-  }
-  let copies = ctx.opts.redundancy?.copies ?? 0
-  if (copies === 0) {
-    copies = SD_DEFAULT_COPIES
-    ctx.printStdout(`The cluster's redundancy level is not specified, use ${SD_DEFAULT_COPIES} as default.\n`)
-  }
-  const nodeCount = dog.nodeList(ctx).nodes.length
-  if (!ctx.opts.force && copies > nodeCount) {
-    const prompt = `Number of copies (${copies}) is larger than number of nodes (${nodeCount}).\n` +
-      'Are you sure you want to continue? [yes/no]: '
-    if (!(await confirm(prompt, ctx.io))) return EXIT_SUCCESS
-  }
+  const copies = await requestedCopies(ctx, dog, 'cluster')
+  if (copies === undefined) return EXIT_SUCCESS
   const conn = dog.daemon(ctx)
   let answer: Awaited<ReturnType<typeof statCluster>>
   try {

@@ -27,22 +27,33 @@ async function hasNoChildren(ctx: DogContext, dog: DogRuntime, vid: number): Pro
   return walked ? children === 0 : undefined
 }
 
-export async function alterVdiCopies(ctx: DogContext, dog: DogRuntime): Promise<number> {
-  const name = ctx.args[0] as string
+/**
+ * The copy count `alter-copy -c N` asks for (shared by `vdi alter-copy` and `cluster
+ * alter-copy`): replication only, 3 when not given, and a confirmation when it exceeds the
+ * nodes. Undefined when the user declined.
+ */
+export async function requestedCopies(ctx: DogContext, dog: DogRuntime, subject: 'vdi' | 'cluster'): Promise<number | undefined> {
   if ((ctx.opts.redundancy?.copyPolicy ?? 0) !== 0) {
     throw new UsageError('Changing redundancy level of erasure coded vdi is not supported yet.')
   }
   let copies = ctx.opts.redundancy?.copies ?? 0
   if (copies === 0) {
     copies = SD_DEFAULT_COPIES
-    ctx.printStdout(`The vdi's redundancy level is not specified, use ${SD_DEFAULT_COPIES} as default.\n`)
+    ctx.printStdout(`The ${subject}'s redundancy level is not specified, use ${SD_DEFAULT_COPIES} as default.\n`)
   }
   const nodeCount = dog.nodeList(ctx).nodes.length
   if (!ctx.opts.force && copies > nodeCount) {
     const prompt = `Number of copies (${copies}) is larger than number of nodes (${nodeCount}).\n` +
       'Are you sure you want to continue? [yes/no]: '
-    if (!(await confirm(prompt, ctx.io))) return EXIT_SUCCESS
+    if (!(await confirm(prompt, ctx.io))) return undefined
   }
+  return copies
+}
+
+export async function alterVdiCopies(ctx: DogContext, dog: DogRuntime): Promise<number> {
+  const name = ctx.args[0] as string
+  const copies = await requestedCopies(ctx, dog, 'vdi')
+  if (copies === undefined) return EXIT_SUCCESS
 
   const conn = dog.daemon(ctx)
   const vdi = await openVdiInode(ctx, conn, name, { snapid: 0, tag: '' })
