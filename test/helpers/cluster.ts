@@ -4,7 +4,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { SheepConnection } from '../../lib/client.js'
-import { statRecovery } from '../../lib/sheep-api.js'
+import { getNodeList, statRecovery } from '../../lib/sheep-api.js'
 import { type SheepProcess, freePort, startSheep, stopSheep, tempDir, waitFor } from './sheep.js'
 
 export interface TestCluster {
@@ -61,23 +61,33 @@ export async function startCluster(count: number, opts: { extraArgs?: string[]; 
   return cluster
 }
 
-/** Waits until no running node of the cluster is recovering and stale areas are purged. */
+/**
+ * Waits until recovery has settled: every running node is at the same epoch, none is
+ * recovering and no stale copies are left — seen twice in a row, so a membership change that
+ * some node has not applied yet cannot pass for a settled cluster.
+ */
 export async function waitForRecovery(cluster: TestCluster, timeoutMs = 120_000): Promise<boolean> {
+  let settledOnce = false
   return waitFor(async () => {
+    const epochs = new Set<number>()
     for (let i = 0; i < cluster.nodes.length; i++) {
       const node = cluster.nodes[i]
       if (!node) continue
       try {
         const st = await statRecovery(cluster.conn(i))
-        if (st.inRecovery) return false
+        if (st.inRecovery) return (settledOnce = false)
+        epochs.add((await getNodeList(cluster.conn(i))).epoch)
       } catch {
-        return false
+        return (settledOnce = false)
       }
       const stale = path.join(node.dir, 'obj', '.stale')
-      if (fs.existsSync(stale) && fs.readdirSync(stale).length > 0) return false
+      if (fs.existsSync(stale) && fs.readdirSync(stale).length > 0) return (settledOnce = false)
     }
-    return true
-  }, timeoutMs, 200)
+    if (epochs.size > 1) return (settledOnce = false)
+    if (settledOnce) return true
+    settledOnce = true
+    return false
+  }, timeoutMs, 250)
 }
 
 /** oid file name → how many running nodes store it (live objects, not stale copies). */
