@@ -50,7 +50,7 @@ export class Recovery {
   private todo: bigint[] = []
   private next = 0
   private readonly parked = new Map<bigint, Parked>()
-  private readonly inFlight = new Map<bigint, Promise<void>>()
+  private readonly inFlight = new Map<bigint, { run: number; promise: Promise<void> }>()
   private readonly ringCache = new Map<number, HashRing<SdNode>>()
   /** epoch → members that reported COMPLETE_RECOVERY for it. */
   private readonly completed = new Map<number, SdNode[]>()
@@ -113,7 +113,8 @@ export class Recovery {
     const todo = [...all].filter((oid) => !sheep.store.exists(oid) && this.holders(sheep.ring, oid).some((n) => sheep.isSelf(n)))
     todo.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
     // requests for objects of a superseded run that are not in this one may go ahead
-    for (const [oid, p] of this.parked) if (!todo.includes(oid)) { this.parked.delete(oid); p.resolve() }
+    const wanted = new Set(todo)
+    for (const [oid, p] of this.parked) if (!wanted.has(oid)) { this.parked.delete(oid); p.resolve() }
     for (const oid of todo) if (!this.parked.has(oid)) this.parked.set(oid, newParked())
     this.todo = todo
     this.next = 0
@@ -159,14 +160,20 @@ export class Recovery {
     }
   }
 
-  /** Recovers one object (once, even if asked from several places). */
+  /**
+   * Recovers one object for run `run` (once, even if asked from several places). An attempt of a
+   * superseded run may still be in flight: it is awaited, then the object is tried again for
+   * this run — the old attempt stops early and must not count for the new one.
+   */
   private recoverNow(oid: bigint, run: number): Promise<void> {
     const existing = this.inFlight.get(oid)
-    if (existing) return existing
-    const p = this.recoverObject(oid, run).catch((e: unknown) => {
+    if (existing && existing.run === run) return existing.promise
+    if (existing) return existing.promise.then(() => this.recoverNow(oid, run))
+    const promise = this.recoverObject(oid, run).catch((e: unknown) => {
       this.sheep.log.error(`recovery of ${oid.toString(16)} failed: ${String(e)}`)
     }).finally(() => {
-      this.inFlight.delete(oid)
+      if (this.inFlight.get(oid)?.promise === promise) this.inFlight.delete(oid)
+      if (run !== this.run) return
       const parked = this.parked.get(oid)
       if (parked) {
         this.parked.delete(oid)
@@ -174,8 +181,8 @@ export class Recovery {
         parked.resolve()
       }
     })
-    this.inFlight.set(oid, p)
-    return p
+    this.inFlight.set(oid, { run, promise })
+    return promise
   }
 
   private async recoverObject(oid: bigint, run: number): Promise<void> {
