@@ -1,7 +1,7 @@
 // Honest benchmarks, printed as ratios against ceilings measured in the same run on the same
 // disk: `dog vdi write/read` of random data on 3 local sheep with copies=3 and real fsync, next
-// to `dd conv=fsync` of the same bytes; recovery time after one node of 4 is killed (seconds
-// per GiB re-replicated); and the peak memory of the sheep processes.
+// to `dd conv=fsync` of the same bytes; the same bytes through sheepfs next to dog; recovery
+// time after one node of 4 is killed (seconds per GiB re-replicated); peak sheep memory.
 // Usage: npm run bench [-- --size-mib N]   (default 1024 MiB)
 import { spawn, spawnSync } from 'node:child_process'
 import crypto from 'node:crypto'
@@ -11,7 +11,9 @@ import { makeFs, newVdi } from '../lib/sheep-api.js'
 import { SD_CLUSTER_FLAG_AUTO_VNODES } from '../lib/proto.js'
 import { VdiHandle } from '../lib/vdi-io.js'
 import { type TestCluster, objectCopies, startCluster, waitForRecovery } from '../test/helpers/cluster.js'
-import { DOG_BIN, programEnv, tempDir } from '../test/helpers/sheep.js'
+import { DOG_BIN, REPO, programEnv, tempDir } from '../test/helpers/sheep.js'
+
+const SHEEPFS_BIN = path.join(REPO, 'bin/sheepfs')
 
 const MiB = 1024 * 1024
 const sizeArg = process.argv.indexOf('--size-mib')
@@ -117,6 +119,30 @@ async function main(): Promise<void> {
       row('  per byte stored (3 replicas)', `${mbps(3 * SIZE, dogWrite).toFixed(1)} MB/s`, `${mbps(SIZE, ddWrite).toFixed(1)} MB/s`, (3 * ddWrite) / dogWrite)
       row(`dog vdi read${cold ? ' (cold cache)' : ' (warm cache)'}`, `${mbps(SIZE, dogRead).toFixed(1)} MB/s`, `${mbps(SIZE, ddRead).toFixed(1)} MB/s`, ddRead / dogRead)
       console.log(`data read back identical: ${same ? 'yes' : 'NO'}`)
+
+      // the same bytes through sheepfs: dd with 1 MiB blocks into and out of volume/NAME
+      const mountpoint = path.join(work, 'mnt')
+      fs.mkdirSync(mountpoint)
+      const mounted = spawnSync(SHEEPFS_BIN, ['-p', port, mountpoint], { env: programEnv(), encoding: 'utf8' })
+      if (mounted.status === 0) {
+        try {
+          await newVdi(cluster.conn(0), { name: 'benchfs', vdiSize: BigInt(SIZE) })
+          fs.writeFileSync(path.join(mountpoint, 'vdi', 'mount'), 'benchfs\n')
+          const volume = path.join(mountpoint, 'volume', 'benchfs')
+          const fsWrite = await timed('dd', [`if=${input}`, `of=${volume}`, 'bs=1M', 'conv=fsync', 'status=none'])
+          dropCaches()
+          const fsRead = await timed('dd', [`if=${volume}`, `of=${output}`, 'bs=1M', 'status=none'])
+          const fsSame = sha1File(output) === inputSum
+          fs.rmSync(output)
+          row('sheepfs dd write (vs dog write)', `${mbps(SIZE, fsWrite).toFixed(1)} MB/s`, `${mbps(SIZE, dogWrite).toFixed(1)} MB/s`, dogWrite / fsWrite)
+          row('sheepfs dd read (vs dog read)', `${mbps(SIZE, fsRead).toFixed(1)} MB/s`, `${mbps(SIZE, dogRead).toFixed(1)} MB/s`, dogRead / fsRead)
+          console.log(`data through sheepfs identical: ${fsSame ? 'yes' : 'NO'}`)
+        } finally {
+          spawnSync('fusermount', ['-u', mountpoint])
+        }
+      } else {
+        console.log(`sheepfs could not mount: ${mounted.stderr.trim()}`)
+      }
       console.log(`peak sheep RSS: ${peakRssMiB(cluster).toFixed(0)} MiB`)
     } finally {
       await cluster.close()
