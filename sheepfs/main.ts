@@ -3,65 +3,20 @@
 // daemon has mounted, or 1 with the reason it gave (as sheep does). The daemon unmounts and
 // exits 0 on SIGTERM / SIGINT / SIGHUP, and exits 0 when the mount is taken away with
 // `fusermount -u`.
-import { spawn } from 'node:child_process'
 import { lookup } from 'node:dns/promises'
 import fs from 'node:fs'
 import { isIP } from 'node:net'
 import path from 'node:path'
+import { type DaemonSpec, isDaemonCopy, launchDaemon, reportToLauncher } from '../lib/daemon.js'
 import { SheepFs } from './fs.js'
 import { type Logger, createSheepfsLogger } from './log.js'
 import { findSheepfsMount, mountFuse, recoverStaleMount, watchMount } from './mount.js'
 import { SHEEPFS_EXIT_FAILURE, type SheepfsOptions, parseSheepfsArgs } from './options.js'
 
-/** Set in the daemon child; its value is the fd on which readiness is reported. */
-const DAEMON_ENV = 'SHEEPFS_DAEMON_READY_FD'
-/** The fd the launcher hands the daemon for its readiness report. */
-const DAEMON_READY_FD = 3
-/** How long the launcher waits for the daemon to report that it has mounted. */
-const DAEMON_START_TIMEOUT_MS = 60_000
+/** How sheepfs daemonizes (lib/daemon.ts): the launcher waits this long for the mount. */
+const DAEMON: DaemonSpec = { name: 'sheepfs', readyEnv: 'SHEEPFS_DAEMON_READY_FD', startTimeoutMs: 60_000 }
 /** Signals that unmount and end sheepfs. */
 const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP']
-
-function report(message: string): void {
-  const fd = process.env[DAEMON_ENV]
-  if (fd === undefined) return
-  try {
-    fs.writeSync(Number(fd), message)
-    fs.closeSync(Number(fd))
-  } catch {
-    // the launcher is gone; nothing to tell
-  }
-  delete process.env[DAEMON_ENV]
-}
-
-/** Runs in the launcher: start the daemon child and wait for its word. */
-function launchDaemon(): Promise<number> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...process.execArgv, process.argv[1] as string, ...process.argv.slice(2)], {
-      detached: true,
-      stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
-      env: { ...process.env, [DAEMON_ENV]: String(DAEMON_READY_FD) },
-    })
-    let said = ''
-    const pipe = child.stdio[DAEMON_READY_FD] as NodeJS.ReadableStream
-    pipe.setEncoding('utf8')
-    pipe.on('data', (s: string) => { said += s })
-    const timer = setTimeout(() => {
-      process.stderr.write('sheepfs: the daemon did not report readiness in time\n')
-      resolve(SHEEPFS_EXIT_FAILURE)
-    }, DAEMON_START_TIMEOUT_MS)
-    pipe.on('end', () => {
-      clearTimeout(timer)
-      if (said.startsWith('OK')) {
-        child.unref()
-        resolve(0)
-      } else {
-        process.stderr.write(said.length > 0 ? said : 'sheepfs: the daemon exited during start-up\n')
-        resolve(SHEEPFS_EXIT_FAILURE)
-      }
-    })
-  })
-}
 
 /** The sheep's host must resolve (an IP literal is kept as is). */
 async function checkHost(host: string): Promise<void> {
@@ -122,18 +77,18 @@ export async function main(argv: readonly string[]): Promise<void> {
     process.exit(parsed.code)
   }
   const opts = parsed.options
-  if (!opts.foreground && process.env[DAEMON_ENV] === undefined) {
-    process.exit(await launchDaemon())
+  if (!opts.foreground && !isDaemonCopy(DAEMON)) {
+    process.exit((await launchDaemon(DAEMON)) === 0 ? 0 : SHEEPFS_EXIT_FAILURE)
   }
   const log = createSheepfsLogger({ foreground: opts.foreground, debug: opts.debug })
   try {
     await runSheepfs(opts, log)
-    report('OK\n')
+    reportToLauncher(DAEMON, 'OK\n')
   } catch (error) {
     const message = `sheepfs: ${error instanceof Error ? error.message : String(error)}\n`
-    if (process.env[DAEMON_ENV] !== undefined) {
+    if (isDaemonCopy(DAEMON)) {
       log.error(message.trimEnd())
-      report(message)
+      reportToLauncher(DAEMON, message)
     } else {
       process.stderr.write(message)
     }
