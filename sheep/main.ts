@@ -1,66 +1,23 @@
 // sheep's entry point: options → a running node. Unless -f, the command starts a detached copy
 // of itself with the same script path and arguments (so `ps` and `pgrep -f` show it as they
 // show the original) and returns 0 once that daemon listens, or 1 with the reason it gave.
-import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { addrToText, addrFromText } from '../lib/structs.js'
 import { defaultZone } from '../lib/addr.js'
+import { type DaemonSpec, isDaemonCopy, launchDaemon, reportToLauncher } from '../lib/daemon.js'
 import { createLogger } from '../lib/log.js'
 import { processAlive } from '../lib/proc.js'
 import { SD_DEFAULT_VNODES } from '../lib/proto.js'
-import { LocalDriver } from './cluster/local.js'
+import { CLUSTER_DRIVERS } from './cluster/drivers.js'
 import { OPS } from './ops.js'
 import { type SheepOptions, parseSheepArgs } from './options.js'
 import { SheepServer } from './server.js'
 import { Sheep, freeSpaceOf, objectDir } from './sheep.js'
 import { PlainStore } from './store/plain.js'
 
-/** Set in the daemon child; its value is the fd on which readiness is reported. */
-const DAEMON_ENV = 'SHEEP_DAEMON_READY_FD'
-/** How long the launcher waits for the daemon to report that it listens. */
-const DAEMON_START_TIMEOUT_MS = 60_000
-
-function report(message: string): void {
-  const fd = process.env[DAEMON_ENV]
-  if (fd === undefined) return
-  try {
-    fs.writeSync(Number(fd), message)
-    fs.closeSync(Number(fd))
-  } catch {
-    // the launcher is gone; nothing to tell
-  }
-  delete process.env[DAEMON_ENV]
-}
-
-/** Runs in the launcher: start the daemon child and wait for its word. */
-function launchDaemon(): Promise<number> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...process.execArgv, process.argv[1], ...process.argv.slice(2)], {
-      detached: true,
-      stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
-      env: { ...process.env, [DAEMON_ENV]: '3' },
-    })
-    let said = ''
-    const pipe = child.stdio[3] as NodeJS.ReadableStream
-    pipe.setEncoding('utf8')
-    pipe.on('data', (s: string) => { said += s })
-    const timer = setTimeout(() => {
-      process.stderr.write('sheep: the daemon did not report readiness in time\n')
-      resolve(1)
-    }, DAEMON_START_TIMEOUT_MS)
-    pipe.on('end', () => {
-      clearTimeout(timer)
-      if (said.startsWith('OK')) {
-        child.unref()
-        resolve(0)
-      } else {
-        process.stderr.write(said.length > 0 ? said : 'sheep: the daemon exited during start-up\n')
-        resolve(1)
-      }
-    })
-  })
-}
+/** How sheep daemonizes (lib/daemon.ts): the launcher waits this long for the listeners. */
+const DAEMON: DaemonSpec = { name: 'sheep', readyEnv: 'SHEEP_DAEMON_READY_FD', startTimeoutMs: 60_000 }
 
 /** Takes PATH/lock: refuses when a live sheep already holds it. */
 function takeLock(baseDir: string): void {
@@ -85,10 +42,11 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
   const log = createLogger({ file: opts.log.dst === 'stdout' ? undefined : path.join(logDir, 'sheep.log'), format: opts.log.format, level: opts.log.level })
   if (opts.pidfile) fs.writeFileSync(opts.pidfile, `${process.pid}\n`)
 
-  const myAddr = opts.myAddr ?? '127.0.0.1'
+  const kind = CLUSTER_DRIVERS[opts.cluster.name]
+  const myAddr = opts.myAddr ?? kind.defaultAddress(opts.bindAddr)
   const addr = addrFromText(myAddr)!
   const store = new PlainStore({ dir: objectDir(baseDir), nosync: opts.nosync })
-  const driver = new LocalDriver(opts.cluster.option || '/tmp/sheepdog_shm')
+  const driver = kind.create(opts.cluster.option, log)
   const sheep = new Sheep({
     baseDir, objDir: objectDir(baseDir), log, store, driver, nosync: opts.nosync, gateway: opts.gateway,
     fixedVnodes: opts.vnodes !== undefined,
@@ -120,7 +78,7 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
   process.on('SIGINT', () => sheep.kill())
   await sheep.join()
   log.info(`sheep ${addrToText(addr)}:${opts.port} started in ${baseDir}; epoch ${sheep.epoch}`)
-  report('OK\n')
+  reportToLauncher(DAEMON, 'OK\n')
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -131,14 +89,14 @@ export async function main(argv: string[]): Promise<void> {
     process.exit(parsed.code)
   }
   const opts = parsed.options
-  if (!opts.foreground && process.env[DAEMON_ENV] === undefined) {
-    process.exit(await launchDaemon())
+  if (!opts.foreground && !isDaemonCopy(DAEMON)) {
+    process.exit(await launchDaemon(DAEMON))
   }
   try {
     await runDaemon(opts)
   } catch (e) {
     const message = `sheep: ${e instanceof Error ? e.message : String(e)}\n`
-    if (process.env[DAEMON_ENV] !== undefined) report(message)
+    if (isDaemonCopy(DAEMON)) reportToLauncher(DAEMON, message)
     else process.stderr.write(message)
     process.exit(1)
   }

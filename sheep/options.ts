@@ -5,9 +5,10 @@ import { LOG_LEVEL_NAMES, type LogFormat } from '../lib/log.js'
 import { parseAddr } from '../lib/addr.js'
 import { SD_DEFAULT_PORT } from '../lib/proto.js'
 import { parseDriverSpec } from './cluster/driver.js'
+import { CLUSTER_DRIVERS as DRIVER_KINDS, CLUSTER_DRIVER_NAMES } from './cluster/drivers.js'
 
 export const SHEEP_VERSION = '1.0.0-node'
-export const CLUSTER_DRIVERS = ['local'] as const
+export const CLUSTER_DRIVERS = CLUSTER_DRIVER_NAMES
 
 interface OptionSpec {
   short: string
@@ -21,7 +22,7 @@ interface OptionSpec {
 /** The option table, in the order the usage text lists them. */
 export const SHEEP_OPTIONS: OptionSpec[] = [
   { short: 'b', long: 'bindaddr', arg: 'IP', help: 'specify IP address of interface to listen on', extended: 'Example:\n\t$ sheep -b 192.168.1.1 ...\nThis tries to listen on 192.168.1.1 only.' },
-  { short: 'c', long: 'cluster', arg: 'DRIVER', help: 'specify the cluster driver (default: local)', extended: `Available cluster drivers:\n${CLUSTER_DRIVERS.join('\n')}\nExample:\n\t$ sheep -c local:/tmp/sheepdog_shm ...` },
+  { short: 'c', long: 'cluster', arg: 'DRIVER', help: 'specify the cluster driver (default: local)', extended: `Available cluster drivers:\n${CLUSTER_DRIVERS.join('\n')}\nExample:\n\t$ sheep -c local:/tmp/sheepdog_shm ...\n\t$ sheep -c zookeeper:10.0.0.1:2181,10.0.0.2:2181/sheepdog,timeout=30000 ...` },
   { short: 'D', long: 'directio', help: 'use direct IO for backend store' },
   { short: 'f', long: 'foreground', help: 'make the program run in foreground' },
   { short: 'g', long: 'gateway', help: 'make the program run as a gateway mode' },
@@ -143,6 +144,8 @@ export function parseSheepArgs(argv: string[]): ParseOutcome {
     if (!(CLUSTER_DRIVERS as readonly string[]).includes(spec.name)) {
       return fail(`Invalid cluster driver '${spec.name}'\nSupported drivers: ${CLUSTER_DRIVERS.join(' ')}`)
     }
+    const problem = DRIVER_KINDS[spec.name].check(spec.option)
+    if (problem) return fail(problem)
     options.cluster = spec
   }
   if (typeof o.log === 'string') {

@@ -172,6 +172,7 @@ export class Sheep {
       accepted: (joiner, members, payload) => this.onAccepted(joiner, members, payload),
       left: (node, members) => this.onLeft(node, members),
       notified: (sender, message) => this.onNotified(sender, message),
+      rejoining: () => { if (this.status === SD_STATUS_OK) this.status = SD_STATUS_WAIT; this.setMembers([]); return this.joinPayload() },
     }, this.joinPayload())
   }
 

@@ -14,6 +14,12 @@ export interface ClusterHandlers {
   accepted(joiner: SdNode, members: SdNode[], acceptPayload: Buffer): void
   left(node: SdNode, members: SdNode[]): void
   notified(sender: SdNode, message: Buffer): void
+  /**
+   * Optional: the driver lost this node's membership (its ZooKeeper session expired) and joins
+   * again as a new member. Sheep stops acting as a member (status WAIT, no members) until its
+   * accept and returns the payload to join with.
+   */
+  rejoining?(): Buffer
 }
 
 export interface ClusterDriver {

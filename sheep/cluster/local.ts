@@ -250,6 +250,7 @@ export class LocalDriver implements ClusterDriver {
           this.joinedResolve?.()
           this.joinedResolve = undefined
         }
+        this.answerJoins()
         break
       }
       case 'leave': {
@@ -295,16 +296,21 @@ export class LocalDriver implements ClusterDriver {
   }
 
   /** On the master: answer every pending join with the cluster's view. */
+  /**
+   * On the master: answer the oldest pending join. Joins are answered one at a time — the next
+   * only after the previous accept was applied — so each decision sees every earlier joiner as
+   * a member (nodes of the last epoch starting together must find each other).
+   */
   private answerJoins(): void {
     if (!this.iAmMaster() || !this.handlers || this.stopped) return
-    for (const j of this.joining) {
-      const key = `${j.pid}:${j.startTime}`
-      if (this.answered.has(key) || !memberAlive(j)) continue
-      this.answered.add(key)
-      const payload = this.handlers.decideJoin(j.node, j.payload)
-      const joiner: Member = { node: j.node, pid: j.pid, startTime: j.startTime }
-      this.append({ type: 'accept', joiner, payload })
-    }
+    const j = this.joining.find(memberAlive)
+    if (!j) return
+    const key = `${j.pid}:${j.startTime}`
+    if (this.answered.has(key)) return
+    this.answered.add(key)
+    const payload = this.handlers.decideJoin(j.node, j.payload)
+    const joiner: Member = { node: j.node, pid: j.pid, startTime: j.startTime }
+    this.append({ type: 'accept', joiner, payload })
   }
 
   /** Runs this node's exclusive work when its block reaches the head of the queue. */

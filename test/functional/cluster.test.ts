@@ -1,7 +1,10 @@
 // A replicated cluster of real sheep on the local driver: node loss, restart, growth, recovery
 // to exactly min(copies, zones) replicas, degraded writes, strict mode, whole-cluster restart.
 // Data is random and compared byte for byte through different gateways.
+import { spawn } from 'node:child_process'
 import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
 import t from 'tap'
 import { getNodeList, makeFs, newVdi, statClusterProbe } from '../../lib/sheep-api.js'
 import {
@@ -9,7 +12,7 @@ import {
 } from '../../lib/proto.js'
 import { VdiHandle } from '../../lib/vdi-io.js'
 import { objectCopies, startCluster, waitForRecovery } from '../helpers/cluster.js'
-import { waitFor } from '../helpers/sheep.js'
+import { SHEEP_BIN, programEnv, trackPid, waitFor } from '../helpers/sheep.js'
 
 const MiB = 1024 * 1024
 const ctimeNow = () => BigInt(Math.floor(Date.now() / 1000)) << 32n
@@ -87,4 +90,25 @@ t.test('a strict cluster answers HALT when zones are fewer than copies', async (
   await cluster.stop(1, 'SIGKILL')
   t.ok(await waitFor(async () => (await getNodeList(cluster.conn(0))).nodes.length === 1, 2000), 'one node left')
   await t.rejects(h.write(0, Buffer.alloc(4096, 2)), isHalt, 'then writes are refused with HALT')
+})
+
+t.test('nodes of the last epoch started all at once find each other', async (t) => {
+  const cluster = await startCluster(3)
+  t.teardown(() => cluster.close())
+  await makeFs(cluster.conn(0), { ctime: ctimeNow(), copies: 3, flags: SD_CLUSTER_FLAG_AUTO_VNODES, store: 'plain' })
+  for (let i = 0; i < 3; i++) await cluster.stop(i)
+  // start the three daemons concurrently, as an init system would
+  const launches = [0, 1, 2].map((i) => new Promise<number>((resolve) => {
+    const child = spawn(SHEEP_BIN, ['-p', String(cluster.ports[i]), '-n', '-c', `local:${cluster.eventFile}`, '-z', String(i), path.join(cluster.root, `n${i}`)], { env: programEnv(), stdio: 'ignore' })
+    child.on('close', (code) => resolve(code ?? -1))
+  }))
+  t.same(await Promise.all(launches), [0, 0, 0], 'every sheep started')
+  for (let i = 0; i < 3; i++) {
+    const dir = path.join(cluster.root, `n${i}`)
+    const pid = Number(fs.readFileSync(path.join(dir, 'lock'), 'utf8').trim())
+    trackPid(pid)
+    cluster.nodes[i] = { port: cluster.ports[i], dir, pid, args: [] }
+  }
+  t.ok(await waitFor(async () => (await statClusterProbe(cluster.conn(2)))?.result === SD_RES_SUCCESS, 10_000), 'the cluster runs again')
+  t.equal((await getNodeList(cluster.conn(1))).nodes.length, 3, 'with all three members')
 })
