@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(libfuse2 fuse zookeeper qemu-utils tgt libiscsi-bin attr)
+DEBIAN_PACKAGES=(libfuse2 fuse zookeeper iproute2 qemu-utils tgt libiscsi-bin attr)
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
