@@ -2,6 +2,7 @@
 // out-of-order answers, bad input that must leave the daemon serving, and a restart that keeps
 // config, epoch, VDIs and objects.
 import crypto from 'node:crypto'
+import fs from 'node:fs'
 import net from 'node:net'
 import t from 'tap'
 import { SheepConnection } from '../../lib/client.js'
@@ -18,7 +19,10 @@ const ctimeNow = () => BigInt(Math.floor(Date.now() / 1000)) << 32n
 
 t.test('one sheep over the wire', async (t) => {
   const sheep = await startSheep()
-  t.teardown(() => stopSheep(sheep))
+  t.teardown(async () => {
+    await stopSheep(sheep)
+    fs.rmSync(sheep.dir, { recursive: true, force: true })
+  })
   const conn = new SheepConnection({ host: '127.0.0.1', port: sheep.port })
   t.teardown(() => conn.close())
 
