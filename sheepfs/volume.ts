@@ -27,6 +27,13 @@ const VOLUME_RELOAD_WAITS_MAX = 8
 const VOLUME_DRAIN_ROUNDS_MAX = 4
 /** Separates a VDI name from a snapshot id or tag in what is written to vdi/mount: NAME:SNAP. */
 export const SNAPSHOT_SEPARATOR = ':'
+/** A sequential reader is served this much per request to the sheep. */
+export const READ_AHEAD_BYTES = 4 * 1024 * 1024
+/**
+ * Read-ahead data older than this is not served: writes by others (dog, another gateway) become
+ * visible to a reader that keeps the file open after at most this long.
+ */
+export const READ_AHEAD_MAX_AGE_MS = 250
 
 /** Opcodes that carry CMD_CACHE when the object cache is on (the original's volume requests). */
 const OBJECT_CACHE_OPCODES: ReadonlySet<number> = new Set([SD_OP_READ_OBJ, SD_OP_WRITE_OBJ, SD_OP_CREATE_AND_WRITE_OBJ])
@@ -79,6 +86,9 @@ function targetsOf(text: string): VolumeTarget[] {
 
 export class Volume {
   private readonly writesInFlight = new Set<Promise<void>>()
+  /** Data read ahead for a sequential reader; dropped by any write and by a reload (every open). */
+  private window: { handle: VdiHandle; offset: number; data: Buffer; atMs: number } | undefined
+  private lastReadEnd = -1
   private reloading: Promise<VdiHandle> | undefined
   /** The address changed: the next I/O reloads through the new connections. */
   private stale = false
@@ -150,10 +160,24 @@ export class Volume {
 
   async read(offset: number, length: number): Promise<Buffer> {
     const handle = await this.current()
-    return handle.read(offset, length)
+    const w = this.window
+    if (w && w.handle === handle && offset >= w.offset && offset + length <= w.offset + w.data.length && Date.now() - w.atMs < READ_AHEAD_MAX_AGE_MS) {
+      this.lastReadEnd = offset + length
+      return w.data.subarray(offset - w.offset, offset - w.offset + length)
+    }
+    // a sequential reader (this read starts where the last one ended) gets the next stretch in
+    // one request instead of one per 128 KiB FUSE read
+    const sequential = offset === this.lastReadEnd && length < READ_AHEAD_BYTES
+    this.lastReadEnd = offset + length
+    if (!sequential || this.writesInFlight.size > 0) return handle.read(offset, length)
+    const span = Math.min(READ_AHEAD_BYTES, handle.size - offset)
+    const data = await handle.read(offset, span)
+    this.window = { handle, offset, data, atMs: Date.now() }
+    return data.subarray(0, length)
   }
 
   async write(offset: number, data: Buffer): Promise<void> {
+    this.window = undefined
     for (let wait = 0; wait < VOLUME_RELOAD_WAITS_MAX; wait++) {
       const handle = await this.current()
       // a reload may have started while this call waited: it must see this write in flight

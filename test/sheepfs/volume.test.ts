@@ -99,6 +99,23 @@ t.test('sheepfs volumes', async (t) => {
     fs.closeSync(held)
   })
 
+  t.test('a sequential reader is read ahead, and still sees dog\'s writes shortly after', async (t) => {
+    const fd = fs.openSync(at('volume/disk'), 'r')
+    t.teardown(() => fs.closeSync(fd))
+    const chunk = Buffer.alloc(128 * 1024)
+    // two sequential reads start a read-ahead window over the rest of the stretch
+    fs.readSync(fd, chunk, 0, chunk.length, 0)
+    fs.readSync(fd, chunk, 0, chunk.length, chunk.length)
+    const patch = crypto.randomBytes(4096)
+    const patchAt = 3 * chunk.length
+    const written = await dog(['vdi', 'write', 'disk', String(patchAt), String(patch.length)], { port, input: patch })
+    t.equal(written.status, 0, written.stderr)
+    await new Promise((r) => setTimeout(r, 400))
+    const seen = Buffer.alloc(patch.length)
+    fs.readSync(fd, seen, 0, seen.length, patchAt)
+    t.ok(seen.equals(patch), 'the open file shows the new bytes once the read-ahead has aged out')
+  })
+
   t.test('unaligned writes through the volume', async (t) => {
     const fd = fs.openSync(at('volume/disk'), 'r+')
     const bits = crypto.randomBytes(10_000)
