@@ -5,7 +5,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { SheepConnection } from '../../lib/client.js'
 import { getNodeList, statRecovery } from '../../lib/sheep-api.js'
-import { type SheepProcess, freePort, startSheep, stopSheep, tempDir, waitFor } from './sheep.js'
+import { type SheepProcess, freePort, isAlive, startSheep, stopSheep, tempDir, waitFor } from './sheep.js'
 
 export interface TestCluster {
   root: string
@@ -18,9 +18,20 @@ export interface TestCluster {
   close(): Promise<void>
 }
 
-export async function startCluster(count: number, opts: { extraArgs?: string[]; start?: number; nosync?: boolean; root?: string } = {}): Promise<TestCluster> {
+export interface ClusterOptions {
+  extraArgs?: string[]
+  /** How many nodes to start now (default: all). */
+  start?: number
+  nosync?: boolean
+  root?: string
+  /** The cluster-driver arguments of every node; default the local driver on ROOT/shm. */
+  driverArgs?: string[]
+}
+
+export async function startCluster(count: number, opts: ClusterOptions = {}): Promise<TestCluster> {
   const root = opts.root ?? tempDir('sheep-cluster-')
   const eventFile = path.join(root, 'shm')
+  const driverArgs = opts.driverArgs ?? ['-c', `local:${eventFile}`]
   const ports: number[] = []
   for (let i = 0; i < count; i++) ports.push(await freePort())
   const conns = new Map<number, SheepConnection>()
@@ -39,7 +50,7 @@ export async function startCluster(count: number, opts: { extraArgs?: string[]; 
     },
     async start(i, extraArgs = opts.extraArgs ?? []) {
       if (i >= ports.length) ports[i] = await freePort()
-      const s = await startSheep({ port: ports[i], dir: path.join(root, `n${i}`), args: ['-c', `local:${eventFile}`, '-z', String(i), ...extraArgs], nosync: opts.nosync })
+      const s = await startSheep({ port: ports[i], dir: path.join(root, `n${i}`), args: [...driverArgs, '-z', String(i), ...extraArgs], nosync: opts.nosync })
       cluster.nodes[i] = s
       return s
     },
@@ -53,7 +64,12 @@ export async function startCluster(count: number, opts: { extraArgs?: string[]; 
     async close() {
       for (const c of conns.values()) c.close()
       conns.clear()
-      for (let i = 0; i < cluster.nodes.length; i++) await cluster.stop(i)
+      for (let i = 0; i < cluster.nodes.length; i++) {
+        const s = cluster.nodes[i]
+        // a stopped (SIGSTOP) node must be woken to die of SIGTERM
+        if (s && isAlive(s.pid)) process.kill(s.pid, 'SIGCONT')
+        await cluster.stop(i)
+      }
       fs.rmSync(root, { recursive: true, force: true })
     },
   }

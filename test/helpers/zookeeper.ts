@@ -7,9 +7,8 @@ import { spawn, execFile } from 'node:child_process'
 import fs from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
-import { SheepConnection } from '../../lib/client.js'
-import type { TestCluster } from './cluster.js'
-import { freePort, isAlive, startSheep, stopSheep, tempDir, trackPid, untrackPid, waitFor } from './sheep.js'
+import { type TestCluster, startCluster } from './cluster.js'
+import { freePort, isAlive, tempDir, trackPid, untrackPid, waitFor } from './sheep.js'
 
 /** The server jar; its manifest's Class-Path names the dependencies in /usr/share/java. */
 export const ZOOKEEPER_JAR = '/usr/share/java/zookeeper.jar'
@@ -165,56 +164,22 @@ export async function startZkCluster(zk: ZkServer, count: number, opts: { timeou
   const root = tempDir('sheep-zkcluster-')
   const clusterId = `/${path.basename(root)}`
   const driverArg = `zookeeper:${zk.connect}${clusterId},timeout=${opts.timeoutMs ?? TEST_SESSION_TIMEOUT_MS}`
-  const ports: number[] = []
-  for (let i = 0; i < count; i++) ports.push(await freePort())
-  const conns = new Map<number, SheepConnection>()
-  const cluster: ZkCluster = {
+  const base = await startCluster(count, { root, start: opts.start, driverArgs: ['-c', driverArg, '-b', '127.0.0.1'] })
+  const closeBase = base.close.bind(base)
+  return Object.assign(base, {
     zk,
     driverArg,
     clusterId,
-    root,
-    eventFile: '',
-    nodes: [],
-    ports,
-    conn(i) {
-      let c = conns.get(i)
-      if (!c) {
-        c = new SheepConnection({ host: '127.0.0.1', port: ports[i]! }, { timeoutMs: 60_000 })
-        conns.set(i, c)
-      }
-      return c
-    },
-    async start(i, extraArgs = []) {
-      if (i >= ports.length) ports[i] = await freePort()
-      const s = await startSheep({ port: ports[i], dir: path.join(root, `n${i}`), args: ['-c', driverArg, '-b', '127.0.0.1', '-z', String(i), ...extraArgs] })
-      cluster.nodes[i] = s
-      return s
-    },
-    async stop(i, signal = 'SIGTERM') {
-      conns.get(i)?.close()
-      conns.delete(i)
-      const s = cluster.nodes[i]
-      if (s) await stopSheep(s, signal)
-      cluster.nodes[i] = undefined
-    },
     async close() {
-      for (const c of conns.values()) c.close()
-      conns.clear()
-      for (let i = 0; i < cluster.nodes.length; i++) {
-        const s = cluster.nodes[i]
-        // a stopped (SIGSTOP) node must be woken to die of SIGTERM; SIGKILL needs no waking
-        if (s && isAlive(s.pid)) process.kill(s.pid, 'SIGCONT')
-        await cluster.stop(i)
-      }
       // SHEEP_TEST_KEEP_LOGS=DIR keeps each node's sheep.log there
       const keep = process.env.SHEEP_TEST_KEEP_LOGS
-      for (let i = 0; keep && i < ports.length; i++) {
+      for (const s of base.nodes) if (s && isAlive(s.pid)) process.kill(s.pid, 'SIGCONT')
+      await Promise.all(base.nodes.map((_, i) => base.stop(i)))
+      for (let i = 0; keep && i < base.ports.length; i++) {
         const log = path.join(root, `n${i}`, 'sheep.log')
         if (fs.existsSync(log)) fs.cpSync(log, path.join(keep, `${path.basename(root)}-n${i}.log`))
       }
-      fs.rmSync(root, { recursive: true, force: true })
+      await closeBase()
     },
-  }
-  for (let i = 0; i < (opts.start ?? count); i++) await cluster.start(i)
-  return cluster
+  })
 }
