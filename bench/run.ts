@@ -1,6 +1,8 @@
 // Honest benchmarks, printed as ratios against ceilings measured in the same run on the same
 // disk: `dog vdi write/read` of random data on 3 local sheep with copies=3 and real fsync, next
-// to `dd conv=fsync` of the same bytes; the same bytes through sheepfs next to dog; recovery
+// to `dd conv=fsync` of the same bytes; the same bytes through sheepfs next to dog (each the
+// median of ROUNDS rounds, every round into fresh VDIs, every round printed too; timed reads
+// go to /dev/null for dd and dog alike, and a second, untimed read checks the bytes); recovery
 // time after one node of 4 is killed (seconds per GiB re-replicated); peak sheep memory.
 // Usage: npm run bench [-- --size-mib N]   (default 1024 MiB)
 import { spawn, spawnSync } from 'node:child_process'
@@ -19,6 +21,8 @@ const MiB = 1024 * 1024
 const sizeArg = process.argv.indexOf('--size-mib')
 const SIZE_MIB = sizeArg > 0 ? Number(process.argv[sizeArg + 1]) : 1024
 const SIZE = SIZE_MIB * MiB
+/** Each dog and sheepfs measure is taken this many times; the median is reported. */
+const ROUNDS = 3
 
 function seconds(start: bigint): number {
   return Number(process.hrtime.bigint() - start) / 1e9
@@ -56,6 +60,11 @@ function sha1File(file: string): string {
   }
   fs.closeSync(fd)
   return h.digest('hex')
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]!
 }
 
 function peakRssMiB(cluster: TestCluster): number {
@@ -108,41 +117,59 @@ async function main(): Promise<void> {
     try {
       const port = String(cluster.ports[0])
       await makeFs(cluster.conn(0), { ctime: BigInt(Math.floor(Date.now() / 1000)) << 32n, copies: 3, flags: SD_CLUSTER_FLAG_AUTO_VNODES, store: 'plain' })
-      await newVdi(cluster.conn(0), { name: 'bench', vdiSize: BigInt(SIZE) })
-      const dogWrite = await timed(DOG_BIN, ['vdi', 'write', 'bench', '-p', port], { stdin: input })
-      dropCaches()
-      const dogRead = await timed(DOG_BIN, ['vdi', 'read', 'bench', '-p', port], { stdout: output })
-      const same = sha1File(output) === inputSum
-      fs.rmSync(output)
-      console.log(`\n${'measure'.padEnd(34)}${'result'.padStart(14)}${'ceiling'.padStart(14)}${'ratio'.padStart(8)}`)
+      const mountpoint = path.join(work, 'mnt')
+      fs.mkdirSync(mountpoint)
+      const mounted = spawnSync(SHEEPFS_BIN, ['-p', port, mountpoint], { env: programEnv(), encoding: 'utf8' })
+      if (mounted.status !== 0) console.log(`sheepfs could not mount: ${mounted.stderr.trim()}`)
+      const times: Record<'dogWrite' | 'dogRead' | 'fsWrite' | 'fsRead', number[]> = { dogWrite: [], dogRead: [], fsWrite: [], fsRead: [] }
+      let same = true
+      let fsSame = true
+      try {
+        // each round writes fresh VDIs (objects are created, as on a first write) and deletes them
+        for (let round = 0; round < ROUNDS; round++) {
+          const dogVdi = `bench${round}`
+          await newVdi(cluster.conn(0), { name: dogVdi, vdiSize: BigInt(SIZE) })
+          times.dogWrite.push(await timed(DOG_BIN, ['vdi', 'write', dogVdi, '-p', port], { stdin: input }))
+          dropCaches()
+          times.dogRead.push(await timed(DOG_BIN, ['vdi', 'read', dogVdi, '-p', port], { stdout: '/dev/null' }))
+          await timed(DOG_BIN, ['vdi', 'read', dogVdi, '-p', port], { stdout: output })
+          same &&= sha1File(output) === inputSum
+          fs.rmSync(output)
+          await timed(DOG_BIN, ['vdi', 'delete', dogVdi, '-p', port])
+
+          // the same bytes through sheepfs: dd with 1 MiB blocks into and out of volume/NAME
+          if (mounted.status !== 0) continue
+          const fsVdi = `benchfs${round}`
+          await newVdi(cluster.conn(0), { name: fsVdi, vdiSize: BigInt(SIZE) })
+          fs.writeFileSync(path.join(mountpoint, 'vdi', 'mount'), `${fsVdi}\n`)
+          const volume = path.join(mountpoint, 'volume', fsVdi)
+          times.fsWrite.push(await timed('dd', [`if=${input}`, `of=${volume}`, 'bs=1M', 'conv=fsync', 'status=none']))
+          dropCaches()
+          times.fsRead.push(await timed('dd', [`if=${volume}`, 'of=/dev/null', 'bs=1M', 'status=none']))
+          await timed('dd', [`if=${volume}`, `of=${output}`, 'bs=1M', 'status=none'])
+          fsSame &&= sha1File(output) === inputSum
+          fs.rmSync(output)
+          fs.writeFileSync(path.join(mountpoint, 'vdi', 'unmount'), `${fsVdi}\n`)
+          await timed(DOG_BIN, ['vdi', 'delete', fsVdi, '-p', port])
+        }
+      } finally {
+        if (mounted.status === 0) spawnSync('fusermount', ['-u', mountpoint])
+      }
+      const dogWrite = median(times.dogWrite)
+      const dogRead = median(times.dogRead)
+      console.log(`\n${'measure (median of ' + ROUNDS + ' rounds)'.padEnd(34)}${'result'.padStart(14)}${'ceiling'.padStart(14)}${'ratio'.padStart(8)}`)
       row('dog vdi write, 3 copies, fsync', `${mbps(SIZE, dogWrite).toFixed(1)} MB/s`, `${mbps(SIZE, ddWrite).toFixed(1)} MB/s`, ddWrite / dogWrite)
       row('  per byte stored (3 replicas)', `${mbps(3 * SIZE, dogWrite).toFixed(1)} MB/s`, `${mbps(SIZE, ddWrite).toFixed(1)} MB/s`, (3 * ddWrite) / dogWrite)
       row(`dog vdi read${cold ? ' (cold cache)' : ' (warm cache)'}`, `${mbps(SIZE, dogRead).toFixed(1)} MB/s`, `${mbps(SIZE, ddRead).toFixed(1)} MB/s`, ddRead / dogRead)
       console.log(`data read back identical: ${same ? 'yes' : 'NO'}`)
-
-      // the same bytes through sheepfs: dd with 1 MiB blocks into and out of volume/NAME
-      const mountpoint = path.join(work, 'mnt')
-      fs.mkdirSync(mountpoint)
-      const mounted = spawnSync(SHEEPFS_BIN, ['-p', port, mountpoint], { env: programEnv(), encoding: 'utf8' })
-      if (mounted.status === 0) {
-        try {
-          await newVdi(cluster.conn(0), { name: 'benchfs', vdiSize: BigInt(SIZE) })
-          fs.writeFileSync(path.join(mountpoint, 'vdi', 'mount'), 'benchfs\n')
-          const volume = path.join(mountpoint, 'volume', 'benchfs')
-          const fsWrite = await timed('dd', [`if=${input}`, `of=${volume}`, 'bs=1M', 'conv=fsync', 'status=none'])
-          dropCaches()
-          const fsRead = await timed('dd', [`if=${volume}`, `of=${output}`, 'bs=1M', 'status=none'])
-          const fsSame = sha1File(output) === inputSum
-          fs.rmSync(output)
-          row('sheepfs dd write (vs dog write)', `${mbps(SIZE, fsWrite).toFixed(1)} MB/s`, `${mbps(SIZE, dogWrite).toFixed(1)} MB/s`, dogWrite / fsWrite)
-          row('sheepfs dd read (vs dog read)', `${mbps(SIZE, fsRead).toFixed(1)} MB/s`, `${mbps(SIZE, dogRead).toFixed(1)} MB/s`, dogRead / fsRead)
-          console.log(`data through sheepfs identical: ${fsSame ? 'yes' : 'NO'}`)
-        } finally {
-          spawnSync('fusermount', ['-u', mountpoint])
-        }
-      } else {
-        console.log(`sheepfs could not mount: ${mounted.stderr.trim()}`)
+      if (times.fsWrite.length > 0) {
+        const fsWrite = median(times.fsWrite)
+        const fsRead = median(times.fsRead)
+        row('sheepfs dd write (vs dog write)', `${mbps(SIZE, fsWrite).toFixed(1)} MB/s`, `${mbps(SIZE, dogWrite).toFixed(1)} MB/s`, dogWrite / fsWrite)
+        row('sheepfs dd read (vs dog read)', `${mbps(SIZE, fsRead).toFixed(1)} MB/s`, `${mbps(SIZE, dogRead).toFixed(1)} MB/s`, dogRead / fsRead)
+        console.log(`data through sheepfs identical: ${fsSame ? 'yes' : 'NO'}`)
       }
+      console.log(`every round (s): ${Object.entries(times).map(([k, v]) => `${k} ${v.map((x) => x.toFixed(2)).join(' ')}`).join('; ')}`)
       console.log(`peak sheep RSS: ${peakRssMiB(cluster).toFixed(0)} MiB`)
     } finally {
       await cluster.close()

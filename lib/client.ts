@@ -16,6 +16,8 @@ export const CLIENT_MAX_IN_FLIGHT = 64
 export const CLIENT_REQUEST_TIMEOUT_MS = 30_000
 /** Time to wait for a TCP connect. */
 export const CLIENT_CONNECT_TIMEOUT_MS = 5_000
+/** Socket reads outside a payload (headers, small replies) land in a buffer this big. */
+const SOCKET_READ_SCRATCH_BYTES = 64 * 1024
 
 export type SheepAddress = { host: string; port: number } | { path: string }
 
@@ -126,14 +128,6 @@ export class SheepConnection {
     if (this.socket && !this.socket.destroyed) return Promise.resolve(this.socket)
     if (this.connecting) return this.connecting
     this.connecting = new Promise<net.Socket>((resolve, reject) => {
-      const socket = 'path' in this.address
-        ? net.createConnection({ path: this.address.path })
-        : net.createConnection({ host: this.address.host, port: this.address.port })
-      const timer = setTimeout(() => {
-        socket.destroy()
-        this.connecting = undefined
-        reject(new SdTransportError(`failed to connect to ${addressText(this.address)}: Connection timed out`))
-      }, this.connectTimeoutMs)
       const reader = new FrameReader({
         payloadLength: (header) => {
           const rsp = decodeResponseHeader(header)
@@ -155,6 +149,23 @@ export class SheepConnection {
           this.resetSocket(new SdTransportError(`protocol error from ${addressText(this.address)}: ${reason}`))
         },
       })
+      // replies are read in place into their payload buffers (see FrameReader.nextReadBuffer)
+      const scratch = Buffer.allocUnsafeSlow(SOCKET_READ_SCRATCH_BYTES)
+      const onread = {
+        buffer: () => reader.nextReadBuffer(scratch),
+        callback: (n: number, buf: Uint8Array) => {
+          reader.received(buf, n)
+          return true
+        },
+      }
+      const socket = 'path' in this.address
+        ? net.createConnection({ path: this.address.path, onread })
+        : net.createConnection({ host: this.address.host, port: this.address.port, onread })
+      const timer = setTimeout(() => {
+        socket.destroy()
+        this.connecting = undefined
+        reject(new SdTransportError(`failed to connect to ${addressText(this.address)}: Connection timed out`))
+      }, this.connectTimeoutMs)
       socket.once('connect', () => {
         clearTimeout(timer)
         if ('host' in this.address) socket.setNoDelay(true)
@@ -162,7 +173,6 @@ export class SheepConnection {
         this.connecting = undefined
         resolve(socket)
       })
-      socket.on('data', (chunk: Buffer) => reader.push(chunk))
       socket.on('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(timer)
         const e = new SdTransportError(`failed to connect to ${addressText(this.address)}: ${describeErrno(err)}`, err)

@@ -1,6 +1,9 @@
 // Splits a byte stream into Sheepdog frames: a 48-byte header, then exactly the payload length
 // the header implies. The payload is read straight into one buffer of its final size (no
 // concatenation of 4 MiB payloads chunk by chunk). Used by the client and by sheep's server.
+// A socket created with `onread` (the client) can even read a payload's rest in place:
+// nextReadBuffer() hands it the unfilled part of the payload buffer, so 4 MiB replies are not
+// copied once more out of the socket's chunks.
 import { SD_HEADER_SIZE } from './proto.js'
 
 export interface FrameSink {
@@ -52,15 +55,35 @@ export class FrameReader {
         chunk.copy(this.payload, this.payloadFill, at, at + take)
         this.payloadFill += take
         at += take
-        if (this.payloadFill === this.payload.length) {
-          const payload = this.payload
-          const header = this.pendingHeader!
-          this.payload = undefined
-          this.pendingHeader = undefined
-          this.sink.onFrame(header, payload)
-        }
+        if (this.payloadFill === this.payload.length) this.completePayload()
       }
     }
+  }
+
+  /** Where the next socket read should land: the unfilled rest of a payload, else `scratch`. */
+  nextReadBuffer(scratch: Buffer): Buffer {
+    if (this.payload !== undefined && !this.failed) return this.payload.subarray(this.payloadFill)
+    return scratch
+  }
+
+  /** `n` bytes were read into `target`, a buffer nextReadBuffer returned. */
+  received(target: Uint8Array, n: number): void {
+    const payload = this.payload
+    if (payload !== undefined && target.buffer === payload.buffer && target.byteOffset === payload.byteOffset + this.payloadFill) {
+      if (!(n > 0 && this.payloadFill + n <= payload.length)) throw new Error(`read of ${n} bytes does not fit the payload`)
+      this.payloadFill += n
+      if (this.payloadFill === payload.length) this.completePayload()
+      return
+    }
+    this.push(Buffer.from(target.buffer, target.byteOffset, n))
+  }
+
+  private completePayload(): void {
+    const payload = this.payload!
+    const header = this.pendingHeader!
+    this.payload = undefined
+    this.pendingHeader = undefined
+    this.sink.onFrame(header, payload)
   }
 
   private pendingHeader: Buffer | undefined

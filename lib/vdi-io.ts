@@ -152,9 +152,16 @@ export class VdiHandle {
   /** Reads `length` bytes at `offset`; unallocated objects read as zeros without a request. */
   async read(offset: number, length: number, opts: VdiIoOptions = {}): Promise<Buffer> {
     this.checkRange(offset, length, 'read')
-    const out = Buffer.alloc(length)
-    if (length === 0) return out
+    if (length === 0) return Buffer.alloc(0)
     await this.prepareIndex(offset, length)
+    const only = this.pieceAt(offset, 0, length)
+    if (only.length === length) {
+      // one piece: its reply is the result, without a copy
+      const data = (await this.readPiece(only)) ?? Buffer.alloc(length)
+      opts.onProgress?.(length, length)
+      return data
+    }
+    const out = Buffer.alloc(length)
     let done = 0
     await runWindowed(this.pieces(offset, length), this.limit(opts), async (p) => {
       const data = await this.readPiece(p)

@@ -35,6 +35,8 @@ const FILE_HANDLE_MAX = 0x7fffffff
 const S_IFDIR = 0o040000
 const S_IFREG = 0o100000
 const O_ACCMODE = 3
+/** Set by O_DSYNC and by O_SYNC (which includes it). */
+const O_DSYNC = 0o10000
 const STAT_BLOCK_BYTES = 512
 const STAT_IO_BLOCK_BYTES = 4096
 
@@ -62,6 +64,7 @@ const PSEUDO_FILES: ReadonlyMap<string, PseudoFile> = new Map<string, PseudoFile
   ['/node/info', { kind: 'status', dogArgs: ['node', 'info'] }],
   ['/config/page_cache', { kind: 'setting', show: (fs) => flagText(fs.config.pageCache), apply: (fs, text) => fs.setPageCache(text) }],
   ['/config/object_cache', { kind: 'setting', show: (fs) => flagText(fs.config.objectCache), apply: (fs, text) => fs.setObjectCache(text) }],
+  ['/config/write_behind', { kind: 'setting', show: (fs) => flagText(fs.config.writeBehind), apply: (fs, text) => fs.setWriteBehind(text) }],
   ['/config/sheep_info', { kind: 'setting', show: (fs) => `${addressText(fs.sheepAddress)}\n`, apply: (fs, text) => fs.setSheep(text) }],
 ])
 
@@ -81,6 +84,8 @@ interface OpenFile {
   content?: Buffer
   pseudo?: PseudoFile
   volume?: Volume
+  /** Opened O_SYNC or O_DSYNC: every write is on every replica before it is answered. */
+  writeThrough?: boolean
 }
 
 /** What each pseudo-file kind does; volumes have their own methods below. */
@@ -212,11 +217,27 @@ export class SheepFs {
     }
   }
 
-  /** Unmount time: close every volume's connections. */
-  close(): void {
-    for (const volume of this.volumes.values()) volume.close()
+  /**
+   * Unmount time: send what write-behind still holds (bounded by FUSE_OP_TIMEOUT_MS; a failure
+   * is logged), then close every volume's connections.
+   */
+  async close(): Promise<void> {
+    const volumes = new Set([...this.volumes.values(), ...[...this.openFiles.values()].flatMap((open) => (open.volume ? [open.volume] : []))])
+    await Promise.all([...volumes].map(async (volume) => {
+      let timer: NodeJS.Timeout | undefined
+      const late = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${FUSE_OP_TIMEOUT_MS} ms`)), FUSE_OP_TIMEOUT_MS)
+      })
+      try {
+        await Promise.race([volume.settle(), late])
+      } catch (error) {
+        this.log.error(`volume ${volume.entryName}: buffered writes could not be sent at unmount: ${error instanceof Error ? error.message : String(error)}`)
+      } finally {
+        clearTimeout(timer)
+      }
+    }))
+    for (const volume of volumes) volume.close()
     this.volumes.clear()
-    for (const open of this.openFiles.values()) open.volume?.close()
     this.openFiles.clear()
   }
 
@@ -254,6 +275,12 @@ export class SheepFs {
     const on = parseFlag(text)
     if (on === this.config.pageCache) return
     throw new FsError('EOPNOTSUPP', 'the page cache is chosen at mount time (sheepfs -k); remount to change it')
+  }
+
+  /** config/write_behind: 0 = every later write is on every replica before it is answered. */
+  async setWriteBehind(text: string): Promise<void> {
+    this.config.writeBehind = parseFlag(text)
+    this.log.info(`write-behind ${this.config.writeBehind ? 'on' : 'off'}`)
   }
 
   async setObjectCache(text: string): Promise<void> {
@@ -358,7 +385,7 @@ export class SheepFs {
       await volume.reload()
       if (writing && volume.readOnly) throw new FsError('EROFS', `volume ${volume.entryName} is a snapshot (read-only)`)
       volume.openFiles++
-      open = { path: filePath, volume }
+      open = { path: filePath, volume, writeThrough: (flags & O_DSYNC) !== 0 }
     } else {
       open = await KINDS[found.pseudo.kind].open(this, filePath, found.pseudo, writing)
     }
@@ -397,7 +424,7 @@ export class SheepFs {
       if (data.length === 0) return 0
       if (position >= volume.size) throw new FsError('ENOSPC', `write at ${position} is past the end of volume ${volume.entryName} (${volume.size} bytes)`)
       const length = Math.min(data.length, volume.size - position)
-      await volume.write(position, length === data.length ? data : data.subarray(0, length))
+      await volume.write(position, length === data.length ? data : data.subarray(0, length), open.writeThrough === true)
       return length
     }
     if (data.length > CONTROL_WRITE_MAX_BYTES) throw new FsError('EFBIG', `more than ${CONTROL_WRITE_MAX_BYTES} bytes written to ${open.path}`)

@@ -23,6 +23,7 @@ export const SHEEPFS_OPTIONS: readonly OptionSpec[] = [
   { short: 'f', long: 'foreground', help: 'run in the foreground, messages to stderr' },
   { short: 'k', long: 'pagecache', help: "use the kernel's page cache for volumes" },
   { short: 'o', long: 'objectcache', help: 'use the object cache of the sheep' },
+  { short: 'w', long: 'writethrough', help: 'answer volume writes only once on every replica' },
   { short: 'h', long: 'help', help: 'display this help and exit' },
 ]
 
@@ -35,6 +36,8 @@ export interface SheepfsOptions {
   foreground: boolean
   pageCache: boolean
   objectCache: boolean
+  /** -w: no write-behind; every volume write is on every replica before it is answered. */
+  writeThrough: boolean
 }
 
 export type ParseOutcome =
@@ -93,6 +96,7 @@ export function parseSheepfsArgs(argv: readonly string[]): ParseOutcome {
     foreground: o.foreground === true || o.debug === true,
     pageCache: o.pagecache === true,
     objectCache: o.objectcache === true,
+    writeThrough: o.writethrough === true,
   }
   if (typeof o.address === 'string') {
     if (!isHostText(o.address)) return fail(`Invalid address '${o.address}'`)

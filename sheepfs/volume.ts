@@ -2,8 +2,10 @@
 // (lib/vdi-io.ts) that reads and writes it exactly as dog does — split at the VDI's object
 // size, zeros for unallocated objects, create / copy-on-write / overwrite plus the index update.
 // The handle is reloaded on every open (the name is looked up again and the index cache
-// dropped), so what dog wrote in the meantime, a snapshot taken, or a resize is seen. Writes in
-// flight are tracked so fsync and reloads wait for them.
+// dropped), so what dog wrote in the meantime, a snapshot taken, or a resize is seen.
+// Sequential readers are read ahead (read-ahead.ts); writes go behind (write-behind.ts) unless
+// the file was opened O_SYNC/O_DSYNC or config/write_behind is 0: fsync, close, a read and a
+// reload first send everything buffered and wait for it.
 import { ConnectionPool, type Reply, type RequestOptions, SheepConnection, type SheepAddress } from '../lib/client.js'
 import { REQ_OBJ } from '../lib/codec.js'
 import { SdError } from '../lib/errors.js'
@@ -16,6 +18,8 @@ import {
 import { type SnapshotSelector, flushVdi } from '../lib/sheep-api.js'
 import { VdiHandle } from '../lib/vdi-io.js'
 import { FsError } from './errno.js'
+import { ReadAhead } from './read-ahead.js'
+import { WriteBehind } from './write-behind.js'
 
 /** Sockets to the sheep per mounted volume (the original's pool size: a VM's usual queue depth). */
 export const VOLUME_CONNECTIONS = 31
@@ -23,24 +27,17 @@ export const VOLUME_CONNECTIONS = 31
 export const VOLUME_IO_CONCURRENCY = 8
 /** Times an I/O call waits for a reload that another open started before giving up with EIO. */
 const VOLUME_RELOAD_WAITS_MAX = 8
-/** Rounds of waiting for writes in flight before a reload or fsync goes ahead anyway. */
-const VOLUME_DRAIN_ROUNDS_MAX = 4
 /** Separates a VDI name from a snapshot id or tag in what is written to vdi/mount: NAME:SNAP. */
 export const SNAPSHOT_SEPARATOR = ':'
-/** A sequential reader is served this much per request to the sheep. */
-export const READ_AHEAD_BYTES = 4 * 1024 * 1024
-/**
- * Read-ahead data older than this is not served: writes by others (dog, another gateway) become
- * visible to a reader that keeps the file open after at most this long.
- */
-export const READ_AHEAD_MAX_AGE_MS = 250
 
 /** Opcodes that carry CMD_CACHE when the object cache is on (the original's volume requests). */
 const OBJECT_CACHE_OPCODES: ReadonlySet<number> = new Set([SD_OP_READ_OBJ, SD_OP_WRITE_OBJ, SD_OP_CREATE_AND_WRITE_OBJ])
 
-/** Settings that change while mounted (config/object_cache). */
+/** Settings that change while mounted (config/object_cache, config/write_behind). */
 export interface VolumeSettings {
   objectCache: boolean
+  /** Answer writes once buffered (write-behind.ts); off: every write is on every replica first. */
+  writeBehind: boolean
 }
 
 /** Which VDI a volume shows: a working VDI by name, or one of its snapshots. */
@@ -85,10 +82,10 @@ function targetsOf(text: string): VolumeTarget[] {
 }
 
 export class Volume {
+  /** Writes being sent straight through (O_SYNC opens, write-behind off). */
   private readonly writesInFlight = new Set<Promise<void>>()
-  /** Data read ahead for a sequential reader; dropped by any write and by a reload (every open). */
-  private window: { handle: VdiHandle; offset: number; data: Buffer; atMs: number } | undefined
-  private lastReadEnd = -1
+  private readonly behind = new WriteBehind((offset, data) => this.handle.write(offset, data), () => this.handle.objectSize)
+  private readonly ahead = new ReadAhead((offset, length) => this.handle.read(offset, length))
   private reloading: Promise<VdiHandle> | undefined
   /** The address changed: the next I/O reloads through the new connections. */
   private stale = false
@@ -158,31 +155,33 @@ export class Volume {
     this.stale = true
   }
 
+  /** Reads a range (within the volume); what was written through sheepfs is sent first. */
   async read(offset: number, length: number): Promise<Buffer> {
-    const handle = await this.current()
-    const w = this.window
-    if (w && w.handle === handle && offset >= w.offset && offset + length <= w.offset + w.data.length && Date.now() - w.atMs < READ_AHEAD_MAX_AGE_MS) {
-      this.lastReadEnd = offset + length
-      return w.data.subarray(offset - w.offset, offset - w.offset + length)
+    let handle = await this.current()
+    if (this.behind.pending) {
+      await this.behind.flush(false)
+      handle = await this.current()
     }
-    // a sequential reader (this read starts where the last one ended) gets the next stretch in
-    // one request instead of one per 128 KiB FUSE read
-    const sequential = offset === this.lastReadEnd && length < READ_AHEAD_BYTES
-    this.lastReadEnd = offset + length
-    if (!sequential || this.writesInFlight.size > 0) return handle.read(offset, length)
-    const span = Math.min(READ_AHEAD_BYTES, handle.size - offset)
-    const data = await handle.read(offset, span)
-    this.window = { handle, offset, data, atMs: Date.now() }
-    return data.subarray(0, length)
+    return this.ahead.read(offset, length, handle.size)
   }
 
-  async write(offset: number, data: Buffer): Promise<void> {
-    this.window = undefined
+  /**
+   * Writes a range (within the volume): buffered by write-behind, or — `through`, or with
+   * write-behind off — answered once every replica has it. `data` must not change afterwards.
+   */
+  async write(offset: number, data: Buffer, through = false): Promise<void> {
+    this.ahead.invalidate()
     for (let wait = 0; wait < VOLUME_RELOAD_WAITS_MAX; wait++) {
       const handle = await this.current()
       // a reload may have started while this call waited: it must see this write in flight
       if (this.reloading !== undefined || this.stale || handle !== this.handle) continue
       if (handle.readOnly) throw new FsError('EROFS', `volume ${this.entryName} is a snapshot (read-only)`)
+      if (this.settings.writeBehind && !through) {
+        await this.behind.write(offset, data)
+        this.mtimeMs = Date.now()
+        return
+      }
+      if (this.behind.pending) await this.behind.flush(true)
       const run = handle.write(offset, data)
       this.writesInFlight.add(run)
       try {
@@ -197,15 +196,16 @@ export class Volume {
   }
 
   /**
-   * fsync: every write in flight has completed (a sheep acknowledges a write only once every
-   * replica has it, so completed writes are durable); with the object cache on, FLUSH_VDI too.
+   * fsync: every write taken before has been sent and has completed (a sheep acknowledges a
+   * write only once every replica has it, so completed writes are durable), and a failure of a
+   * write sent in the background is reported; with the object cache on, FLUSH_VDI too.
    */
   async sync(): Promise<void> {
     await this.drainWrites()
     if (this.settings.objectCache) await flushVdi(this.conns, vidToVdiOid(this.handle.vid))
   }
 
-  /** Waits for the writes in flight (close of a file). */
+  /** Sends what is buffered and waits for every write in flight (close of a file, unmount). */
   async settle(): Promise<void> {
     await this.drainWrites()
   }
@@ -230,7 +230,8 @@ export class Volume {
   }
 
   private async loadHandle(): Promise<VdiHandle> {
-    await this.drainWrites()
+    this.ahead.invalidate()
+    await this.drainWrites(false)
     const handle = await VdiHandle.open(this.conns, this.target.name, this.target.snapshot, { concurrency: VOLUME_IO_CONCURRENCY })
     this.handle = handle
     this.stale = false
@@ -238,9 +239,12 @@ export class Volume {
     return handle
   }
 
-  private async drainWrites(): Promise<void> {
-    for (let round = 0; round < VOLUME_DRAIN_ROUNDS_MAX && this.writesInFlight.size > 0; round++) {
-      await Promise.allSettled([...this.writesInFlight])
-    }
+  /**
+   * Sends what write-behind holds and waits for every write in flight; with `report`, throws
+   * the failure of one sent in the background (fsync, close, unmount — not a reload).
+   */
+  private async drainWrites(report = true): Promise<void> {
+    await Promise.allSettled([...this.writesInFlight])
+    await this.behind.flush(report)
   }
 }

@@ -28,7 +28,7 @@ t.test('sheepfs status and config files', async (t) => {
     t.same(fs.readdirSync(at('cluster')), ['info'])
     t.same(fs.readdirSync(at('vdi')).sort(), ['list', 'mount', 'unmount'])
     t.same(fs.readdirSync(at('node')).sort(), ['info', 'list'])
-    t.same(fs.readdirSync(at('config')).sort(), ['object_cache', 'page_cache', 'sheep_info'])
+    t.same(fs.readdirSync(at('config')).sort(), ['object_cache', 'page_cache', 'sheep_info', 'write_behind'])
     t.same(fs.readdirSync(at('volume')), [])
     t.equal(errnoOf(() => fs.statSync(at('nothing'))), 'ENOENT')
     t.equal(errnoOf(() => fs.writeFileSync(at('vdi/newfile'), 'x')), 'EPERM', 'no new files')
