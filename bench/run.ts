@@ -3,7 +3,7 @@
 // to `dd conv=fsync` of the same bytes; the same bytes through sheepfs next to dog (each the
 // median of ROUNDS rounds, every round into fresh VDIs, every round printed too; timed reads
 // go to /dev/null for dd and dog alike, and a second, untimed read checks the bytes); recovery
-// time after one node of 4 is killed (seconds per GiB re-replicated); peak sheep memory.
+// time after one node of 4 is killed (seconds per GiB re-replicated); peak sheep and sheepfs memory.
 // Usage: npm run bench [-- --size-mib N]   (default 1024 MiB)
 import { spawn, spawnSync } from 'node:child_process'
 import crypto from 'node:crypto'
@@ -12,8 +12,9 @@ import path from 'node:path'
 import { makeFs, newVdi } from '../lib/sheep-api.js'
 import { SD_CLUSTER_FLAG_AUTO_VNODES } from '../lib/proto.js'
 import { VdiHandle } from '../lib/vdi-io.js'
-import { type TestCluster, objectCopies, startCluster, waitForRecovery } from '../test/helpers/cluster.js'
+import { objectCopies, startCluster, waitForRecovery } from '../test/helpers/cluster.js'
 import { DOG_BIN, REPO, programEnv, tempDir } from '../test/helpers/sheep.js'
+import { sheepfsPidsFor } from '../test/sheepfs/helpers.js'
 
 const SHEEPFS_BIN = path.join(REPO, 'bin/sheepfs')
 
@@ -67,12 +68,12 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)]!
 }
 
-function peakRssMiB(cluster: TestCluster): number {
+/** The largest peak resident memory of these processes, in MiB (0 for those that are gone). */
+function peakRssMiB(pids: number[]): number {
   let peak = 0
-  for (const node of cluster.nodes) {
-    if (!node) continue
+  for (const pid of pids) {
     try {
-      const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${node.pid}/status`, 'utf8'))
+      const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))
       if (m) peak = Math.max(peak, Number(m[1]) / 1024)
     } catch {
       // the process is gone
@@ -123,6 +124,7 @@ async function main(): Promise<void> {
       if (mounted.status !== 0) console.log(`sheepfs could not mount: ${mounted.stderr.trim()}`)
       const times: Record<'dogWrite' | 'dogRead' | 'fsWrite' | 'fsRead', number[]> = { dogWrite: [], dogRead: [], fsWrite: [], fsRead: [] }
       let same = true
+      let sheepfsPeak = 0
       let fsSame = true
       try {
         // each round writes fresh VDIs (objects are created, as on a first write) and deletes them
@@ -153,6 +155,7 @@ async function main(): Promise<void> {
           await timed(DOG_BIN, ['vdi', 'delete', fsVdi, '-p', port])
         }
       } finally {
+        sheepfsPeak = peakRssMiB(sheepfsPidsFor(mountpoint))
         if (mounted.status === 0) spawnSync('fusermount', ['-u', mountpoint])
       }
       const dogWrite = median(times.dogWrite)
@@ -170,7 +173,7 @@ async function main(): Promise<void> {
         console.log(`data through sheepfs identical: ${fsSame ? 'yes' : 'NO'}`)
       }
       console.log(`every round (s): ${Object.entries(times).map(([k, v]) => `${k} ${v.map((x) => x.toFixed(2)).join(' ')}`).join('; ')}`)
-      console.log(`peak sheep RSS: ${peakRssMiB(cluster).toFixed(0)} MiB`)
+      console.log(`peak sheep RSS: ${peakRssMiB(cluster.nodes.flatMap((n) => (n ? [n.pid] : []))).toFixed(0)} MiB; peak sheepfs RSS: ${sheepfsPeak.toFixed(0)} MiB`)
     } finally {
       await cluster.close()
     }

@@ -1,0 +1,278 @@
+// tgt's sheepdog backing store (bs_sheepdog, built into Debian's tgtd) against our sheep: a real
+// tgtd exports VDIs of a 3-node cluster (copies 3) as iSCSI LUNs — one through TCP, one through
+// a node's unix socket — and libiscsi's iscsi-readcapacity16 and qemu-img (iscsi:// through
+// qemu-block-extra) read and write them. Data written through iSCSI must read back byte for
+// byte with `dog vdi read`, data written with `dog vdi write` through iSCSI, and a LUN opened
+// before `dog vdi snapshot` must go on writing to the new working VDI (sheep answers READONLY,
+// bs_sheepdog reloads the inode and copies on write) while the snapshot keeps the old bytes.
+// bs_sheepdog speaks the wire protocol itself (LOCK_VDI, READ_OBJ of the inode, CREATE_AND_WRITE
+// / WRITE_OBJ with COW, index updates, FLUSH_VDI, RELEASE_VDI with proto_ver 0).
+import { spawn } from 'node:child_process'
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import t from 'tap'
+import { type TestCluster, objectCopies, startCluster } from '../helpers/cluster.js'
+import { type DogResult, dog, freePort, tempDir, trackPid, untrackPid, waitFor } from '../helpers/sheep.js'
+
+const MiB = 1024 * 1024
+const TGTD = '/usr/sbin/tgtd'
+const TGTADM = '/usr/sbin/tgtadm'
+const TOOLS = [TGTD, TGTADM, '/usr/bin/iscsi-readcapacity16', '/usr/bin/qemu-img']
+/** Where tgtd keeps its control socket `socket.<control port>` and its lock file. */
+const TGTD_RUN_DIR = '/run/tgtd'
+const IQN = 'iqn.2024-01.org.sheepdog-node:tgt-test'
+const SECTOR = 512
+/** bs_sheepdog formats the TCP port into a 5-byte buffer: only ports of at most 4 digits work. */
+const BS_SHEEPDOG_MAX_PORT = 9999
+const LOW_PORT_MIN = 2000
+
+const VDI_SIZE = 64 * MiB
+const UNIX_VDI_SIZE = 16 * MiB
+
+interface RunResult {
+  status: number
+  stdout: string
+  stderr: string
+}
+
+/** Runs a program to its end and collects its output. */
+function run(cmd: string, args: string[]): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()))
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()))
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ status: code ?? -1, stdout, stderr }))
+  })
+}
+
+/** True when something on 127.0.0.1 can be bound to `port` right now. */
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer()
+    srv.once('error', () => resolve(false))
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)))
+  })
+}
+
+/**
+ * A free port below 10000 for the sheep tgt connects to over TCP. The kernel hands out
+ * ephemeral ports (what freePort and so every other test uses) far above this range, so a
+ * random pick here does not clash with parallel tests.
+ */
+async function freeLowPort(): Promise<number> {
+  for (;;) {
+    const port = LOW_PORT_MIN + crypto.randomInt(BS_SHEEPDOG_MAX_PORT - LOW_PORT_MIN + 1)
+    if (await canListen(port)) return port
+  }
+}
+
+/** tgtd's -C takes 0..32767; the number only names its control socket, it is not a TCP port. */
+const CONTROL_PORT_MIN = 1024
+const CONTROL_PORT_MAX = 32767
+/** Attempts at starting tgtd (another tgtd may take the same control port or portal meanwhile). */
+const TGTD_START_ATTEMPTS = 3
+
+/** A tgtd control port whose socket no other tgtd has. */
+function freeControlPort(): number {
+  for (;;) {
+    const port = CONTROL_PORT_MIN + crypto.randomInt(CONTROL_PORT_MAX - CONTROL_PORT_MIN + 1)
+    if (!fs.existsSync(path.join(TGTD_RUN_DIR, `socket.${port}`))) return port
+  }
+}
+
+function connectable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1')
+    s.once('connect', () => { s.destroy(); resolve(true) })
+    s.once('error', () => resolve(false))
+  })
+}
+
+interface Tgtd {
+  pid: number
+  control: number
+  portal: number
+  log: () => string
+  exited: Promise<void>
+  adm(args: string[]): Promise<RunResult>
+  stop(): Promise<void>
+}
+
+/** Starts tgtd in the foreground as this test's child, on its own control port and portal. */
+async function startTgtd(): Promise<Tgtd> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startTgtdOnce()
+    } catch (e) {
+      if (attempt >= TGTD_START_ATTEMPTS) throw e
+    }
+  }
+}
+
+async function startTgtdOnce(): Promise<Tgtd> {
+  const control = freeControlPort()
+  const portal = await freePort()
+  const child = spawn(TGTD, ['-f', '-C', String(control), '--iscsi', `portal=127.0.0.1:${portal}`], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let log = ''
+  child.stdout.on('data', (b: Buffer) => (log += b.toString()))
+  child.stderr.on('data', (b: Buffer) => (log += b.toString()))
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  let running = true
+  void exited.then(() => (running = false))
+  /** Set once this tgtd serves its control socket: only then are the socket files its own to remove. */
+  let owned = false
+  const pid = child.pid
+  if (pid === undefined) throw new Error(`${TGTD} did not start`)
+  trackPid(pid)
+  const adm = (args: string[]) => run(TGTADM, ['-C', String(control), ...args])
+  const tgtd: Tgtd = {
+    pid, control, portal, exited, adm,
+    log: () => log,
+    async stop() {
+      // `delete system` ends tgtd once no target is left (it ignores SIGTERM while it runs)
+      if (running) {
+        const targets = await adm(['--lld', 'iscsi', '--op', 'show', '--mode', 'target'])
+        for (const m of targets.stdout.matchAll(/^Target (\d+):/gm)) {
+          await adm(['--lld', 'iscsi', '--op', 'delete', '--mode', 'target', '--tid', m[1] as string, '--force'])
+        }
+        await adm(['--op', 'delete', '--mode', 'system'])
+      }
+      if (!(await waitFor(() => !running, 5000))) {
+        process.kill(pid, 'SIGKILL')
+        await exited
+      }
+      untrackPid(pid)
+      if (owned) for (const suffix of ['', '.lock']) fs.rmSync(path.join(TGTD_RUN_DIR, `socket.${control}${suffix}`), { force: true })
+    },
+  }
+  const up = async () => !running || ((await adm(['--op', 'show', '--mode', 'sys'])).status === 0 && (await connectable(portal)))
+  owned = (await waitFor(up, 10_000, 100)) && running
+  if (!owned) {
+    await tgtd.stop()
+    throw new Error(`tgtd did not come up:\n${log}`)
+  }
+  return tgtd
+}
+
+/** qemu-img --image-opts for [offset, offset+size) of a LUN (the raw driver windows the device). */
+function lunWindow(portal: number, lun: number, offset: number, size: number): string {
+  return `driver=raw,offset=${offset},size=${size},file.driver=iscsi,file.transport=tcp,file.portal=127.0.0.1:${portal},file.target=${IQN},file.lun=${lun}`
+}
+
+t.test('tgt bs_sheepdog exports VDIs of our sheep over iSCSI', { skip: TOOLS.filter((p) => !fs.existsSync(p)).map((p) => `missing ${p}`).join(', ') || false }, async (t) => {
+  const work = tempDir('tgt-test-')
+  let cluster: TestCluster | undefined
+  let tgtd: Tgtd | undefined
+  t.teardown(async () => {
+    await tgtd?.stop()
+    await cluster?.close()
+    fs.rmSync(work, { recursive: true, force: true })
+  })
+
+  cluster = await startCluster(3, { start: 0 })
+  cluster.ports[0] = await freeLowPort()
+  for (let i = 0; i < 3; i++) await cluster.start(i)
+  const c = cluster
+  const port = (i: number) => c.ports[i] as number
+  const dogOk = async (args: string[], node = 0, input?: Buffer): Promise<DogResult> => {
+    const r = await dog(args, { port: port(node), input })
+    t.equal(r.status, 0, `dog ${args.join(' ')}${r.stderr ? `: ${r.stderr.trim()}` : ''}`)
+    return r
+  }
+  const dogRead = async (args: string[], node = 0): Promise<Buffer> => (await dogOk(['vdi', 'read', ...args], node)).stdoutBytes
+  await dogOk(['cluster', 'format', '-c', '3'])
+
+  // the working image as it must read back, kept in step with every write below
+  const image = Buffer.alloc(VDI_SIZE)
+  await dogOk(['vdi', 'create', 'tgtvol', String(VDI_SIZE)])
+  await dogOk(['vdi', 'create', 'tgtunix', String(UNIX_VDI_SIZE)])
+  // written before the LUN opens: bs_sheepdog reads the inode once, at open
+  const early = { offset: 20 * MiB, data: crypto.randomBytes(6 * MiB) }
+  await dogOk(['vdi', 'write', 'tgtvol', String(early.offset), String(early.data.length)], 1, early.data)
+  early.data.copy(image, early.offset)
+
+  tgtd = await startTgtd()
+  const tg = tgtd
+  const adm = async (args: string[], what: string) => {
+    const r = await tg.adm(['--lld', 'iscsi', ...args])
+    t.equal(r.status, 0, `tgtadm: ${what}${r.status !== 0 ? `: ${r.stderr.trim()}\n${tg.log()}` : ''}`)
+  }
+  await adm(['--op', 'new', '--mode', 'target', '--tid', '1', '-T', IQN], 'a target')
+  await adm(['--op', 'new', '--mode', 'logicalunit', '--tid', '1', '--lun', '1', '--bstype', 'sheepdog',
+    '--backing-store', `tcp:127.0.0.1:${port(0)}:tgtvol`], 'LUN 1 on tgtvol through TCP')
+  const sock = path.join(c.nodes[1]?.dir as string, 'sock')
+  await adm(['--op', 'new', '--mode', 'logicalunit', '--tid', '1', '--lun', '2', '--bstype', 'sheepdog',
+    '--backing-store', `unix:${sock}:tgtunix`], 'LUN 2 on tgtunix through a unix socket')
+  await adm(['--op', 'bind', '--mode', 'target', '--tid', '1', '-I', 'ALL'], 'bound to all initiators')
+
+  const capacity = async (lun: number) => {
+    const r = await run('iscsi-readcapacity16', [`iscsi://127.0.0.1:${tg.portal}/${IQN}/${lun}`])
+    t.equal(r.status, 0, `iscsi-readcapacity16 LUN ${lun}${r.stderr ? `: ${r.stderr}` : ''}`)
+    return Number(/^Total size:(\d+)$/m.exec(r.stdout)?.[1])
+  }
+  t.equal(await capacity(1), VDI_SIZE, 'LUN 1 has the size of tgtvol')
+  t.equal(await capacity(2), UNIX_VDI_SIZE, 'LUN 2 has the size of tgtunix')
+
+  let files = 0
+  const writeLun = async (lun: number, offset: number, data: Buffer) => {
+    const file = path.join(work, `w${files++}.bin`)
+    fs.writeFileSync(file, data)
+    const r = await run('qemu-img', ['convert', '-n', '-f', 'raw', file, '--target-image-opts', lunWindow(tg.portal, lun, offset, data.length)])
+    t.equal(r.status, 0, `qemu-img wrote ${data.length} bytes at ${offset} to LUN ${lun}${r.stderr ? `: ${r.stderr}` : ''}`)
+  }
+  const readLun = async (lun: number, offset: number, size: number): Promise<Buffer> => {
+    const file = path.join(work, `r${files++}.bin`)
+    const r = await run('qemu-img', ['convert', '--image-opts', lunWindow(tg.portal, lun, offset, size), '-O', 'raw', file])
+    t.equal(r.status, 0, `qemu-img read ${size} bytes at ${offset} from LUN ${lun}${r.stderr ? `: ${r.stderr}` : ''}`)
+    return fs.existsSync(file) ? fs.readFileSync(file) : Buffer.alloc(0)
+  }
+
+  // dog → iSCSI: the bytes written before the LUN opened, with unwritten space around them
+  t.ok((await readLun(1, 16 * MiB, 12 * MiB)).equals(image.subarray(16 * MiB, 28 * MiB)), 'data written by dog reads back through iSCSI, zeros around it')
+
+  // iSCSI → dog: several MiB, not object-aligned, across the 4 and 8 MiB object boundaries
+  const first = { offset: 3 * MiB + 3 * SECTOR, data: crypto.randomBytes(9 * MiB + 5 * SECTOR) }
+  await writeLun(1, first.offset, first.data)
+  first.data.copy(image, first.offset)
+  t.ok((await dogRead(['tgtvol', String(first.offset), String(first.data.length)], 2)).equals(first.data), 'dog vdi read returns exactly the bytes written through iSCSI')
+  t.ok((await dogRead(['tgtvol', '0', String(first.offset)], 1)).equals(Buffer.alloc(first.offset)), 'the bytes before the write are still zero')
+  const copies = objectCopies(c)
+  t.ok(copies.size > 0 && [...copies.values()].every((n) => n === 3), `every object is on 3 nodes (${copies.size} objects)`)
+
+  // dog overwrites objects the LUN already uses: iSCSI reads the new bytes
+  const over = { offset: 5 * MiB + 7 * SECTOR, data: crypto.randomBytes(4 * MiB) }
+  await dogOk(['vdi', 'write', 'tgtvol', String(over.offset), String(over.data.length)], 2, over.data)
+  over.data.copy(image, over.offset)
+  t.ok((await readLun(1, over.offset, over.data.length)).equals(over.data), 'data written by dog over iSCSI-written objects reads back through iSCSI')
+
+  // a snapshot under the open LUN: the old objects turn read-only, tgt reloads and copies on write
+  const beforeSnapshot = Buffer.from(image)
+  await dogOk(['vdi', 'snapshot', '-s', 'snap1', 'tgtvol'])
+  const cow = { offset: 6 * MiB + SECTOR, data: crypto.randomBytes(3 * MiB) }
+  await writeLun(1, cow.offset, cow.data)
+  cow.data.copy(image, cow.offset)
+  const fresh = { offset: 40 * MiB - 2 * SECTOR, data: crypto.randomBytes(2 * MiB) }
+  await writeLun(1, fresh.offset, fresh.data)
+  fresh.data.copy(image, fresh.offset)
+  t.ok((await dogRead(['tgtvol'], 1)).equals(image), 'after the snapshot, iSCSI writes land in the working VDI (all 64 MiB compared)')
+  t.ok((await dogRead(['-s', 'snap1', 'tgtvol'], 2)).equals(beforeSnapshot), 'the snapshot keeps the bytes it was taken with')
+  t.ok((await readLun(1, 0, VDI_SIZE)).equals(image), 'the whole LUN reads back through iSCSI')
+
+  // a whole image through the unix socket of another node
+  const whole = crypto.randomBytes(UNIX_VDI_SIZE)
+  await writeLun(2, 0, whole)
+  t.ok((await dogRead(['tgtunix'], 2)).equals(whole), 'a whole image written through LUN 2 reads back with dog')
+  t.ok((await readLun(2, 0, UNIX_VDI_SIZE)).equals(whole), 'and through iSCSI')
+
+  // closing a LUN releases the VDI (RELEASE_VDI with proto_ver 0): a new LUN opens it again
+  await adm(['--op', 'delete', '--mode', 'logicalunit', '--tid', '1', '--lun', '2'], 'LUN 2 deleted')
+  await adm(['--op', 'new', '--mode', 'logicalunit', '--tid', '1', '--lun', '3', '--bstype', 'sheepdog',
+    '--backing-store', `tcp:127.0.0.1:${port(0)}:tgtunix`], 'LUN 3 on tgtunix through TCP')
+  t.ok((await readLun(3, 4 * MiB - SECTOR, 2 * MiB)).equals(whole.subarray(4 * MiB - SECTOR, 6 * MiB - SECTOR)), 'the reopened VDI reads back')
+  t.notMatch(tg.log(), /io error|cannot get vdi info|failed to send|sync inode failed/, 'tgtd logged no sheepdog errors')
+})
