@@ -2,21 +2,24 @@
 // turn the client's op into peer ops — one replica for reads (failing over to the next), all
 // replicas in parallel for writes, creates and removes. Replicas on this node are served by a
 // direct call; the others through pooled connections, with retries when the epoch moves on.
+// Snapshot data is read-only, and tgt's I/O keeps the inode coherent between the gateways of a
+// shared lock (INODE_INVALIDATED until a stale gateway re-reads the inode).
 import type { RequestOptions } from '../lib/client.js'
 import { REQ_OBJ, REQ_REF, type SdRequest, decodeRequestHeader, encodeRequestHeader, reqVariant } from '../lib/codec.js'
 import type { Layout } from '../lib/layout.js'
 import { SdError } from '../lib/errors.js'
-import { isDataObj, isVmstateObj, oidToVid } from '../lib/oid.js'
+import { OLD_SD_INODE_SIZE, isDataObj, isVdiObj, isVmstateObj, oidToVid } from '../lib/oid.js'
 import {
   GATEWAY_TO_PEER_OP, SD_CLUSTER_FLAG_STRICT, SD_OP_DECREF_OBJ, SD_OP_DECREF_PEER, SD_FLAG_CMD_COW, SD_OP_CREATE_AND_WRITE_OBJ, SD_OP_READ_OBJ,
   SD_OP_REMOVE_OBJ, SD_OP_WRITE_OBJ, SD_RES_HALT, SD_RES_INVALID_PARMS, SD_RES_KILLED,
   SD_RES_NETWORK_ERROR, SD_RES_NEW_NODE_VER, SD_RES_NO_OBJ, SD_RES_OLD_NODE_VER, SD_RES_READONLY, SD_RES_SUCCESS,
-  SD_RES_WAIT_FOR_FORMAT, SD_RES_WAIT_FOR_JOIN, SD_SHEEP_PROTO_VER,
+  SD_RES_WAIT_FOR_FORMAT, SD_RES_WAIT_FOR_JOIN, SD_SHEEP_PROTO_VER, SD_FLAG_CMD_TGT, SD_RES_INODE_INVALIDATED,
 } from '../lib/proto.js'
 import { type SdNode, addrToText } from '../lib/structs.js'
 import { type OpReply, reply } from './op-types.js'
 import { type ObjFields, objectSizeFor, runPeerOp } from './peer.js'
 import { decrefPeer, isIndexUpdate, writeIndexWithRefs } from './refcount.js'
+import { inodeRefreshRequired, invalidateOtherInodes, validateInode } from './vdi.js'
 
 export type { ObjFields }
 import type { Sheep } from './sheep.js'
@@ -122,20 +125,40 @@ function isReadonlyTarget(sheep: Sheep, oid: bigint): boolean {
   return sheep.vdis.get(oidToVid(oid))?.snapshot === true
 }
 
+/** A read of a whole inode (header and index, as tgt re-reads it): it re-validates this node (§11.6). */
+function isInodeRefreshRead(oid: bigint, offset: number, length: number): boolean {
+  return isVdiObj(oid) && offset === 0 && length === OLD_SD_INODE_SIZE
+}
+
+/** I/O from tgt (CMD_TGT) through a node whose copy of the inode a shared-lock peer invalidated. */
+function mustRefreshInode(sheep: Sheep, req: SdRequest, oid: bigint): boolean {
+  return (req.flags & SD_FLAG_CMD_TGT) !== 0 && inodeRefreshRequired(sheep, oidToVid(oid))
+}
+
 /** CREATE_AND_WRITE_OBJ, READ_OBJ, WRITE_OBJ, REMOVE_OBJ as received from a client. */
 export async function handleGatewayRequest(sheep: Sheep, req: SdRequest, data: Buffer | undefined): Promise<OpReply> {
   const obj = reqVariant(req, REQ_OBJ)
   const size = objectSizeFor(sheep, obj.oid)
   switch (req.opcode) {
-    case SD_OP_READ_OBJ:
+    case SD_OP_READ_OBJ: {
+      const refresh = isInodeRefreshRead(obj.oid, obj.offset, req.dataLength)
+      if (!refresh && mustRefreshInode(sheep, req, obj.oid)) return reply(SD_RES_INODE_INVALIDATED)
       if (obj.offset + req.dataLength > size) return reply(SD_RES_INVALID_PARMS)
-      return gatewayRead(sheep, obj, req.dataLength)
+      const r = await gatewayRead(sheep, obj, req.dataLength)
+      if (refresh && r.result === SD_RES_SUCCESS) await validateInode(sheep, oidToVid(obj.oid))
+      return r
+    }
     case SD_OP_WRITE_OBJ:
+      if (mustRefreshInode(sheep, req, obj.oid)) return reply(SD_RES_INODE_INVALIDATED)
       if (isReadonlyTarget(sheep, obj.oid)) return reply(SD_RES_READONLY)
       if (obj.offset + (data?.length ?? 0) > size) return reply(SD_RES_INVALID_PARMS)
-      if (data && isIndexUpdate(obj.oid, obj.offset, data.length)) return writeIndexWithRefs(sheep, obj, data)
+      if (data && isIndexUpdate(obj.oid, obj.offset, data.length)) {
+        await invalidateOtherInodes(sheep, oidToVid(obj.oid))
+        return writeIndexWithRefs(sheep, obj, data)
+      }
       return gatewayWriteAll(sheep, SD_OP_WRITE_OBJ, obj, data ?? Buffer.alloc(0))
     case SD_OP_CREATE_AND_WRITE_OBJ: {
+      if (mustRefreshInode(sheep, req, obj.oid)) return reply(SD_RES_INODE_INVALIDATED)
       if (isReadonlyTarget(sheep, obj.oid)) return reply(SD_RES_READONLY)
       const payload = data ?? Buffer.alloc(0)
       if (obj.offset + payload.length > size) return reply(SD_RES_INVALID_PARMS)

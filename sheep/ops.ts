@@ -3,7 +3,7 @@
 // `work` runs on the receiving node (under the cluster-wide block when present) and `main` on
 // every member in the driver's order. Opcodes not in the table answer INVALID_PARMS.
 import {
-  REQ_CLUSTER, REQ_FORW, REQ_OBJ, REQ_VDI, REQ_VDI_STATE, RSP_CLUSTER_DEFAULT, RSP_HASH, RSP_NODE, type SdRequest, encodeResponseHeader, reqVariant,
+  REQ_CLUSTER, REQ_FORW, REQ_INODE_COHERENCE, REQ_OBJ, REQ_VDI, REQ_VDI_STATE, RSP_CLUSTER_DEFAULT, RSP_HASH, RSP_NODE, type SdRequest, encodeResponseHeader, reqVariant,
 } from '../lib/codec.js'
 import { cString } from '../lib/layout.js'
 import {
@@ -20,6 +20,7 @@ import {
   SD_OP_REWEIGHT, SD_OP_CLEANUP, SD_OP_OIDS_EXIST, SD_OP_STAT, SD_OP_GET_VNODES, SD_RES_FORCE_RECOVER,
   SD_RES_NODE_IN_RECOVERY, SD_MAX_COPIES, SD_CLUSTER_FLAG_AUTO_VNODES, SD_CLUSTER_FLAG_USE_LOCK, SD_OP_GET_VDI_ATTR,
   SD_OP_NOTIFY_VDI_ADD, SD_OP_ALTER_VDI_COPY, SD_RES_NO_VDI, SD_OP_REPAIR_REPLICA, SD_OP_DECREF_OBJ, SD_OP_DECREF_PEER, SD_SHEEP_PROTO_VER, SD_RES_EIO,
+  SD_OP_INODE_COHERENCE,
 } from '../lib/proto.js'
 import {
   CLUSTER_INFO_SIZE, EPOCH_LOG_HEADER_SIZE, RECOVERY_STATE, RECOVERY_STATE_SIZE, RECOVERY_THROTTLING,
@@ -36,7 +37,8 @@ import { decrefPeer } from './refcount.js'
 import type { ClusterOpMain, Sheep } from './sheep.js'
 import { unpackMessage } from './cluster/message.js'
 import {
-  delVdiMain, delVdiWork, getVdiAttrWork, getVdiInfoWork, lockMain, newVdiMain, newVdiWork, nodeIdOf, unlockMain,
+  delVdiMain, delVdiWork, getVdiAttrWork, getVdiInfoWork, inodeCoherenceMain, lockMain, newVdiMain, newVdiWork, nodeIdOf,
+  unlockMain,
 } from './vdi.js'
 
 export const STORE_NAMES = ['plain'] as const
@@ -166,6 +168,13 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
       if (!(s.settings.flags & SD_CLUSTER_FLAG_USE_LOCK)) return SD_RES_SUCCESS
       const v = reqVariant(m.req, REQ_VDI)
       return unlockMain(s, v.baseVdiId, nodeIdOf(m.sender), v.type)
+    },
+  }],
+  [SD_OP_INODE_COHERENCE, {
+    name: 'INODE_COHERENCE', kind: 'cluster',
+    main: (s, m) => {
+      const c = reqVariant(m.req, REQ_INODE_COHERENCE)
+      return inodeCoherenceMain(s, c.vid, c.validate !== 0, nodeIdOf(m.sender))
     },
   }],
   [SD_OP_GET_VDI_ATTR, { name: 'GET_VDI_ATTR', kind: 'cluster', work: getVdiAttrWork }],

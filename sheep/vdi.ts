@@ -1,8 +1,11 @@
 // VDI namespace operations (wire-protocol.md §9.3, §12.3–12.7; behaviour.md §10): lookup by
-// name/tag/snapid through the bitmaps and inode headers, create / clone / snapshot, delete, and
-// the lock ops. The work phases run on the receiving node under the cluster-wide block; the
-// main phases (in the `*Main` functions) run on every member in order.
-import { REQ_VDI, RSP_VDI, type SdRequest, encodeResponseHeader, reqVariant } from '../lib/codec.js'
+// name/tag/snapid through the bitmaps and inode headers, create / clone / snapshot, delete, the
+// lock ops and the inode coherence of shared locks. The work phases run on the receiving node
+// under the cluster-wide block; the main phases (in the `*Main` functions) run on every member
+// in order.
+import {
+  REQ_INODE_COHERENCE, REQ_VDI, RSP_VDI, type SdRequest, encodeRequestHeader, encodeResponseHeader, reqVariant,
+} from '../lib/codec.js'
 import { SdError } from '../lib/errors.js'
 import { sdHashAttrId, sdHashVdi } from '../lib/hash.js'
 import {
@@ -15,6 +18,7 @@ import {
   SD_CLUSTER_FLAG_USE_LOCK, SD_DEFAULT_COPIES, SD_MAX_VDI_LEN, SD_NR_VDIS, SD_RES_FULL_VDI, SD_RES_INVALID_PARMS,
   SD_RES_NO_BASE_VDI, SD_RES_NO_TAG, SD_RES_NO_VDI, SD_RES_SUCCESS, SD_RES_VDI_EXIST, SD_RES_VDI_LOCKED,
   SD_RES_VDI_NOT_LOCKED, SD_RES_SYSTEM_ERROR, SD_FLAG_CMD_CREAT, SD_FLAG_CMD_EXCL, SD_FLAG_CMD_DEL, SD_RES_NO_OBJ,
+  SD_OP_INODE_COHERENCE,
 } from '../lib/proto.js'
 import {
   LOCK_STATE_NORMAL, LOCK_STATE_SHARED, LOCK_STATE_UNLOCKED, NODE_ID, SD_NODE_ID_SIZE, VDI_ATTR, VDI_ATTR_SIZE,
@@ -353,6 +357,64 @@ export function unlockMain(sheep: Sheep, vid: number, owner: Buffer, type: numbe
   if (state.lockState !== LOCK_STATE_NORMAL) return SD_RES_VDI_NOT_LOCKED
   state.lockState = LOCK_STATE_UNLOCKED
   state.lockOwner = Buffer.alloc(40)
+  return SD_RES_SUCCESS
+}
+
+/**
+ * Inode coherence between the tgt gateways of a shared lock (behaviour.md §10): this node's
+ * participant state for `vid`, undefined when the VDI is not shared-locked with this node.
+ */
+function ownParticipantState(sheep: Sheep, vid: number): number | undefined {
+  const state = sheep.vdis.get(vid)
+  if (!state || state.lockState !== LOCK_STATE_SHARED) return undefined
+  const me = nodeIdOf(sheep.self)
+  const at = state.participants.findIndex((p) => p.equals(me))
+  return at < 0 ? undefined : state.participantStates[at]
+}
+
+/** True when this node's copy of the working VDI's inode is stale: CMD_TGT I/O answers INODE_INVALIDATED. */
+export function inodeRefreshRequired(sheep: Sheep, vid: number): boolean {
+  const state = sheep.vdis.get(vid)
+  if (!state || state.snapshot) return false
+  return ownParticipantState(sheep, vid) === SHARED_LOCK_STATE_INVALIDATED
+}
+
+/** Broadcasts INODE_COHERENCE for `vid` from this node and waits for its own main phase. */
+async function broadcastCoherence(sheep: Sheep, vid: number, validate: boolean): Promise<void> {
+  const req = encodeRequestHeader({ opcode: SD_OP_INODE_COHERENCE, variant: REQ_INODE_COHERENCE, fields: { vid, validate: validate ? 1 : 0 } })
+  const r = await sheep.broadcastOp(req, undefined)
+  if (r.result !== SD_RES_SUCCESS) sheep.log.error(`failed to ${validate ? 'validate' : 'invalidate'} the inode of ${vid.toString(16)}: result 0x${r.result.toString(16)}`)
+}
+
+/** After this node re-read the whole inode: an invalidated participant becomes valid again. */
+export async function validateInode(sheep: Sheep, vid: number): Promise<void> {
+  if (inodeRefreshRequired(sheep, vid)) await broadcastCoherence(sheep, vid, true)
+}
+
+/** Before an index update through this node: it becomes the modifier, every other participant is invalidated. */
+export async function invalidateOtherInodes(sheep: Sheep, vid: number): Promise<void> {
+  const own = ownParticipantState(sheep, vid)
+  if (own !== undefined && own !== SHARED_LOCK_STATE_MODIFIED) await broadcastCoherence(sheep, vid, false)
+}
+
+/**
+ * INODE_COHERENCE main phase on every member. Validate: the sender and every participant that
+ * is not invalidated become shared (others re-validate themselves). Invalidate: the sender
+ * becomes the modifier, every other participant invalidated.
+ */
+export function inodeCoherenceMain(sheep: Sheep, vid: number, validate: boolean, sender: Buffer): number {
+  const state = sheep.vdis.get(vid)
+  if (!state) return SD_RES_NO_VDI
+  // a participant released the lock after the broadcast was sent: nothing left to keep coherent
+  if (state.lockState !== LOCK_STATE_SHARED) return SD_RES_SUCCESS
+  const isSender = state.participants.map((p) => p.equals(sender))
+  if (validate) {
+    state.participantStates = state.participantStates.map((st, i) =>
+      !isSender[i] && st === SHARED_LOCK_STATE_INVALIDATED ? st : SHARED_LOCK_STATE_SHARED)
+    return SD_RES_SUCCESS
+  }
+  if (!isSender.includes(true)) return SD_RES_NO_VDI
+  state.participantStates = isSender.map((me) => (me ? SHARED_LOCK_STATE_MODIFIED : SHARED_LOCK_STATE_INVALIDATED))
   return SD_RES_SUCCESS
 }
 

@@ -5,8 +5,13 @@
 // byte with `dog vdi read`, data written with `dog vdi write` through iSCSI, and a LUN opened
 // before `dog vdi snapshot` must go on writing to the new working VDI (sheep answers READONLY,
 // bs_sheepdog reloads the inode and copies on write) while the snapshot keeps the old bytes.
-// bs_sheepdog speaks the wire protocol itself (LOCK_VDI, READ_OBJ of the inode, CREATE_AND_WRITE
-// / WRITE_OBJ with COW, index updates, FLUSH_VDI, RELEASE_VDI with proto_ver 0).
+// The cluster locks VDIs (-l), so tgt's shared locks are real: two LUNs on one VDI through two
+// gateway nodes (multipath) must see each other's new objects (INODE_COHERENCE), and deleting a
+// LUN releases its lock. bs_sheepdog speaks the wire protocol itself (LOCK_VDI shared, READ_OBJ
+// of the inode, CREATE_AND_WRITE / WRITE_OBJ with COW, DIRECT and TGT flags, index updates,
+// FLUSH_VDI, RELEASE_VDI with proto_ver 0).
+// Debian's tgt 1.0.85 takes `tcp:HOST:PORT:VDI` or `unix:SOCKET:VDI` only (no snapshot suffix),
+// and formats the TCP port into 4 digits, so the node tgt reaches by TCP listens below 10000.
 import { spawn } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -185,7 +190,8 @@ t.test('tgt bs_sheepdog exports VDIs of our sheep over iSCSI', { skip: TOOLS.fil
     return r
   }
   const dogRead = async (args: string[], node = 0): Promise<Buffer> => (await dogOk(['vdi', 'read', ...args], node)).stdoutBytes
-  await dogOk(['cluster', 'format', '-c', '3'])
+  // with VDI locking (-l): tgt takes shared locks, whose gateways keep the inode coherent
+  await dogOk(['cluster', 'format', '-c', '3', '-l'])
 
   // the working image as it must read back, kept in step with every write below
   const image = Buffer.alloc(VDI_SIZE)
@@ -263,14 +269,33 @@ t.test('tgt bs_sheepdog exports VDIs of our sheep over iSCSI', { skip: TOOLS.fil
   t.ok((await dogRead(['-s', 'snap1', 'tgtvol'], 2)).equals(beforeSnapshot), 'the snapshot keeps the bytes it was taken with')
   t.ok((await readLun(1, 0, VDI_SIZE)).equals(image), 'the whole LUN reads back through iSCSI')
 
+  // multipath: a second LUN on tgtvol through another gateway node shares the lock; an index
+  // update through one gateway invalidates the other's inode, whose next I/O answers
+  // INODE_INVALIDATED until tgt re-reads the inode there
+  const sock2 = path.join(c.nodes[2]?.dir as string, 'sock')
+  await adm(['--op', 'new', '--mode', 'logicalunit', '--tid', '1', '--lun', '4', '--bstype', 'sheepdog',
+    '--backing-store', `unix:${sock2}:tgtvol`], 'LUN 4 on tgtvol through the unix socket of node 2')
+  const locks = (await dogOk(['vdi', 'lock', 'list'])).stdout
+  t.match(locks, new RegExp(`^  tgtvol .* port:${port(0)}\\(\\w+\\) IPv4 ip:127\\.0\\.0\\.1 port:${port(2)}\\(\\w+\\)$`, 'm'), 'both gateways share the lock of tgtvol')
+  const viaNode0 = { offset: 48 * MiB + 5 * SECTOR, data: crypto.randomBytes(5 * MiB) }
+  await writeLun(1, viaNode0.offset, viaNode0.data)
+  viaNode0.data.copy(image, viaNode0.offset)
+  t.ok((await readLun(4, viaNode0.offset, viaNode0.data.length)).equals(viaNode0.data), 'new objects written through node 0 read back through node 2')
+  const viaNode2 = { offset: 56 * MiB - 9 * SECTOR, data: crypto.randomBytes(6 * MiB) }
+  await writeLun(4, viaNode2.offset, viaNode2.data)
+  viaNode2.data.copy(image, viaNode2.offset)
+  t.ok((await readLun(1, viaNode2.offset, viaNode2.data.length)).equals(viaNode2.data), 'new objects written through node 2 read back through node 0')
+  t.ok((await dogRead(['tgtvol'], 1)).equals(image), 'the working VDI holds both gateways\' writes')
+
   // a whole image through the unix socket of another node
   const whole = crypto.randomBytes(UNIX_VDI_SIZE)
   await writeLun(2, 0, whole)
   t.ok((await dogRead(['tgtunix'], 2)).equals(whole), 'a whole image written through LUN 2 reads back with dog')
   t.ok((await readLun(2, 0, UNIX_VDI_SIZE)).equals(whole), 'and through iSCSI')
 
-  // closing a LUN releases the VDI (RELEASE_VDI with proto_ver 0): a new LUN opens it again
+  // closing a LUN releases its lock (RELEASE_VDI, proto_ver 0): a new LUN opens the VDI again
   await adm(['--op', 'delete', '--mode', 'logicalunit', '--tid', '1', '--lun', '2'], 'LUN 2 deleted')
+  t.notMatch((await dogOk(['vdi', 'lock', 'list'])).stdout, /^  tgtunix /m, 'deleting LUN 2 released tgtunix')
   await adm(['--op', 'new', '--mode', 'logicalunit', '--tid', '1', '--lun', '3', '--bstype', 'sheepdog',
     '--backing-store', `tcp:127.0.0.1:${port(0)}:tgtunix`], 'LUN 3 on tgtunix through TCP')
   t.ok((await readLun(3, 4 * MiB - SECTOR, 2 * MiB)).equals(whole.subarray(4 * MiB - SECTOR, 6 * MiB - SECTOR)), 'the reopened VDI reads back')
