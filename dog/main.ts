@@ -5,7 +5,8 @@
 import {
   EXIT_FAILURE, EXIT_SYSFAIL, runDog, type DogCommand, type DogContext, type DogHandler,
 } from './cli.js'
-import { addressText, SheepConnection, type SheepAddress } from '../lib/client.js'
+import { PooledConnection, addressText, SheepConnection, type SheepAddress } from '../lib/client.js'
+import { VDI_IO_DEFAULT_CONCURRENCY } from '../lib/vdi-io.js'
 import { SdError } from '../lib/errors.js'
 import { getNodeList, statClusterProbe, type SdNode } from '../lib/sheep-api.js'
 import { addrToText } from '../lib/structs.js'
@@ -29,6 +30,8 @@ export interface DogNodeList {
 export interface DogRuntime {
   /** The sheep named by -a/-p (one pipelined connection per run). */
   daemon(ctx: DogContext): SheepConnection
+  /** The same sheep through several sockets, for bulk data (vdi read/write). */
+  bulkDaemon(ctx: DogContext): SheepConnection
   /** A connection to one member of the node list. */
   connectionTo(node: { addr: Buffer; port: number }): SheepConnection
   /** The node list; only for subcommands marked needsNodeList (it is loaded before they run). */
@@ -42,11 +45,14 @@ const NODE_LIST_STATE_KEY = 'nodeList'
 /** Every connection opened during this run, by address text; closed when dog ends. */
 const openConnections = new Map<string, SheepConnection>()
 
-function connectionFor(address: SheepAddress): SheepConnection {
-  const key = addressText(address)
+/** Sockets of a bulk connection: one per object request vdi read/write keeps in flight. */
+const BULK_SOCKETS = VDI_IO_DEFAULT_CONCURRENCY
+
+function connectionFor(address: SheepAddress, bulk = false): SheepConnection {
+  const key = `${bulk ? 'bulk ' : ''}${addressText(address)}`
   let conn = openConnections.get(key)
   if (conn === undefined) {
-    conn = new SheepConnection(address)
+    conn = bulk ? new PooledConnection(address, BULK_SOCKETS) : new SheepConnection(address)
     openConnections.set(key, conn)
   }
   return conn
@@ -59,6 +65,7 @@ function closeConnections(): void {
 
 export const DOG_RUNTIME: DogRuntime = {
   daemon: (ctx) => connectionFor({ host: ctx.opts.address, port: ctx.opts.port }),
+  bulkDaemon: (ctx) => connectionFor({ host: ctx.opts.address, port: ctx.opts.port }, true),
   connectionTo: (node) => connectionFor({ host: addrToText(node.addr), port: node.port }),
   nodeList: (ctx) => {
     const list = ctx.state[NODE_LIST_STATE_KEY] as DogNodeList | undefined

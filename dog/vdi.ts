@@ -603,7 +603,7 @@ async function* stdinChunks(ctx: DogContext): AsyncGenerator<Uint8Array, void, u
 async function writeVdi(ctx: DogContext, dog: DogRuntime): Promise<number> {
   const name = ctx.args[0] as string
   const { offset, length } = rangeArguments(ctx)
-  const conn = dog.daemon(ctx)
+  const conn = dog.bulkDaemon(ctx)
   const handle = await openVdi(ctx, conn, name, { snapid: 0, tag: '' })
   if (handle === undefined) return EXIT_FAILURE
   if (offset > handle.size) {

@@ -268,4 +268,27 @@ export class ConnectionPool {
   }
 }
 
+/**
+ * A SheepConnection that spreads requests over up to `sockets` connections to one sheep (the
+ * least busy first): bulk VDI I/O (dog vdi read/write, sheepfs volumes) keeps several object
+ * requests in flight, and one socket would carry their payloads one after another.
+ */
+export class PooledConnection extends SheepConnection {
+  private readonly pool: ConnectionPool
+
+  constructor(address: SheepAddress, sockets: number, opts: ConnectionOptions = {}) {
+    super(address, opts)
+    this.pool = new ConnectionPool(sockets, opts)
+  }
+
+  override request<L extends Layout>(opts: RequestOptions<L>): Promise<Reply> {
+    return this.pool.get(this.address).request(opts)
+  }
+
+  override close(): void {
+    this.pool.closeAll()
+    super.close()
+  }
+}
+
 export type { CommonHeader }

@@ -6,7 +6,7 @@
 // Sequential readers are read ahead (read-ahead.ts); writes go behind (write-behind.ts) unless
 // the file was opened O_SYNC/O_DSYNC or config/write_behind is 0: fsync, close, a read and a
 // reload first send everything buffered and wait for it.
-import { ConnectionPool, type Reply, type RequestOptions, SheepConnection, type SheepAddress } from '../lib/client.js'
+import { PooledConnection, type Reply, type RequestOptions, type SheepAddress } from '../lib/client.js'
 import { REQ_OBJ } from '../lib/codec.js'
 import { SdError } from '../lib/errors.js'
 import type { Layout } from '../lib/layout.js'
@@ -47,25 +47,17 @@ export interface VolumeTarget {
 }
 
 /**
- * A SheepConnection that spreads requests over a pool of sockets to one sheep (the least busy
- * first) and adds CMD_CACHE to volume I/O while the object cache is on. VdiHandle takes it as
- * its connection.
+ * The volume's pool of sockets to one sheep, adding CMD_CACHE to volume I/O while the object
+ * cache is on. VdiHandle takes it as its connection.
  */
-class VolumeConnections extends SheepConnection {
-  private readonly pool = new ConnectionPool(VOLUME_CONNECTIONS)
-
+class VolumeConnections extends PooledConnection {
   constructor(address: SheepAddress, private readonly settings: VolumeSettings) {
-    super(address)
+    super(address, VOLUME_CONNECTIONS)
   }
 
   override request<L extends Layout>(opts: RequestOptions<L>): Promise<Reply> {
     const cache = this.settings.objectCache && OBJECT_CACHE_OPCODES.has(opts.opcode) ? SD_FLAG_CMD_CACHE : 0
-    return this.pool.get(this.address).request({ ...opts, flags: (opts.flags ?? 0) | cache })
-  }
-
-  override close(): void {
-    this.pool.closeAll()
-    super.close()
+    return super.request({ ...opts, flags: (opts.flags ?? 0) | cache })
   }
 }
 
