@@ -20,7 +20,7 @@ import {
   SD_OP_REWEIGHT, SD_OP_CLEANUP, SD_OP_OIDS_EXIST, SD_OP_STAT, SD_OP_GET_VNODES, SD_RES_FORCE_RECOVER,
   SD_RES_NODE_IN_RECOVERY, SD_MAX_COPIES, SD_CLUSTER_FLAG_AUTO_VNODES, SD_CLUSTER_FLAG_USE_LOCK, SD_OP_GET_VDI_ATTR,
   SD_OP_NOTIFY_VDI_ADD, SD_OP_ALTER_VDI_COPY, SD_RES_NO_VDI, SD_OP_REPAIR_REPLICA, SD_OP_DECREF_OBJ, SD_OP_DECREF_PEER, SD_SHEEP_PROTO_VER, SD_RES_EIO,
-  SD_OP_INODE_COHERENCE,
+  SD_OP_INODE_COHERENCE, SD_OP_SET_VNODES, SD_RES_GATEWAY_MODE, SD_RES_INVALID_VNODES_STRATEGY,
 } from '../lib/proto.js'
 import {
   CLUSTER_INFO_SIZE, EPOCH_LOG_HEADER_SIZE, RECOVERY_STATE, RECOVERY_STATE_SIZE, RECOVERY_THROTTLING,
@@ -101,6 +101,26 @@ function clusterInfo(sheep: Sheep, req: SdRequest): OpReply {
     blockSizeShift: s.blockSizeShift, defaultStore: s.defaultStore, nodes: sheep.members,
   }, size)
   return reply(SD_RES_SUCCESS, data)
+}
+
+/** The vnode counts SET_VNODES accepts. */
+const SET_VNODES_MIN = 1
+const SET_VNODES_MAX = 65535
+
+/**
+ * SET_VNODES (`dog node vnodes set N`) on the contacted node: fixed-vnode clusters only; the
+ * new count is announced to every member (epoch + 1, recovery). It lasts until the sheep
+ * restarts, which announces its -V count again.
+ */
+async function setVnodes(sheep: Sheep, _req: SdRequest, data: Buffer | undefined): Promise<OpReply> {
+  if (sheep.gateway) return reply(SD_RES_GATEWAY_MODE)
+  if (sheep.usesAutoVnodes) return reply(SD_RES_INVALID_VNODES_STRATEGY)
+  // dog sends 8 bytes; the count is the first 4
+  if (!data || data.length < 4) return reply(SD_RES_INVALID_PARMS)
+  const vnodes = data.readInt32LE(0)
+  if (vnodes < SET_VNODES_MIN || vnodes > SET_VNODES_MAX) return reply(SD_RES_INVALID_PARMS)
+  if (vnodes === sheep.self.nrVnodes) return reply(SD_RES_SUCCESS)
+  return reply((await sheep.announceWeight({ space: sheep.space, nrVnodes: vnodes })).result)
 }
 
 /** MAKE_FS main phase on every member (behaviour.md §5). */
@@ -334,7 +354,13 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
       return SD_RES_SUCCESS
     },
   }],
-  [SD_OP_REWEIGHT, { name: 'REWEIGHT', kind: 'cluster', main: () => SD_RES_SUCCESS }],
+  [SD_OP_REWEIGHT, {
+    name: 'REWEIGHT', kind: 'cluster',
+    main: (s) => {
+      s.reweight()
+      return SD_RES_SUCCESS
+    },
+  }],
   [SD_OP_CLEANUP, {
     name: 'CLEANUP', kind: 'cluster', force: true,
     main: async (s) => {
@@ -346,6 +372,7 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [SD_OP_REPAIR_REPLICA, { name: 'REPAIR_REPLICA', kind: 'local', handler: repairReplica }],
   [SD_OP_OIDS_EXIST, { name: 'OIDS_EXIST', kind: 'local', force: true, handler: oidsExist }],
   [SD_OP_STAT, { name: 'STAT', kind: 'local', handler: (s) => reply(SD_RES_SUCCESS, encodeSdStat(s.stats)) }],
+  [SD_OP_SET_VNODES, { name: 'SET_VNODES', kind: 'local', handler: setVnodes }],
   [SD_OP_GET_VNODES, {
     name: 'GET_VNODES', kind: 'local',
     handler: (s) => {

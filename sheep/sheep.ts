@@ -10,7 +10,7 @@ import type { Logger } from '../lib/log.js'
 import { isVdiObj, oidToVid } from '../lib/oid.js'
 import {
   SD_CLUSTER_FLAG_AUTO_VNODES, SD_DEFAULT_BLOCK_SIZE_SHIFT, SD_DEFAULT_COPIES, SD_OP_GET_VDI_COPIES,
-  SD_RES_BUFFER_SMALL, SD_RES_SUCCESS, SD_SHEEP_PROTO_VER,
+  SD_RES_BUFFER_SMALL, SD_RES_EIO, SD_RES_SUCCESS, SD_SHEEP_PROTO_VER,
   SD_STATUS_KILLED, SD_STATUS_OK, SD_STATUS_SHUTDOWN, SD_STATUS_WAIT,
 } from '../lib/proto.js'
 import { HashRing, autoVnodes } from '../lib/ring.js'
@@ -42,6 +42,20 @@ interface JoinInfo {
   settings: ClusterSettings
   /** Node list of `epoch`, as raw sd_node fields. */
   epochNodes: SdNode[]
+  /** Weights members announced after they joined, by node key (the accepted joiner takes them). */
+  weights?: Array<[string, NodeWeight]>
+}
+
+/** What a node weighs in the ring: its capacity and vnode count (behaviour.md §3.3). */
+export interface NodeWeight {
+  space: bigint
+  nrVnodes: number
+}
+
+/** A member announcing a new weight for itself (reweight, SET_VNODES): every member applies it in order. */
+interface NodeUpdateMessage {
+  token: string
+  nodeUpdate: NodeWeight
 }
 
 /** A cluster op travelling through the driver: request, response and data (wire-protocol §13.4). */
@@ -64,6 +78,13 @@ export interface ClusterOpMain {
 
 /** GET_VDI_COPIES starts with room for this many records and doubles on BUFFER_SMALL. */
 const VDI_SYNC_INITIAL_ENTRIES = 512
+/** Reweight announces a node's capacity again when it changed by at least this many percent. */
+const REWEIGHT_MIN_CHANGE_PERCENT = 1n
+
+/** The key of a node in maps: its address and port. */
+function nodeKey(node: { addr: Buffer; port: number }): string {
+  return `${addrToText(node.addr)}:${node.port}`
+}
 
 export interface SheepConfig {
   baseDir: string
@@ -108,6 +129,11 @@ export class Sheep {
   private joined = false
   private opCounter = 0
   private readonly pendingOps = new Map<string, { resolve: (r: OpReply) => void; rsp: Buffer }>()
+  /**
+   * Weights members announced since they joined (applied over what they joined with); a node's
+   * entry goes when it leaves or joins again. Every member keeps the same map (same events, same order).
+   */
+  private weights = new Map<string, NodeWeight>()
   private readonly epochWaiters: Array<() => void> = []
   private readonly clusterMain: SheepConfig['clusterMain']
   /** Called when the daemon should exit (KILL_NODE, SHUTDOWN). */
@@ -180,6 +206,7 @@ export class Sheep {
     const info: JoinInfo = {
       protoVer: SD_SHEEP_PROTO_VER, status: this.status, epoch: this.epoch, settings: this.settings,
       epochNodes: this.epoch > 0 ? (this.epochs.read(this.epoch)?.nodes ?? []) : [],
+      weights: [...this.weights],
     }
     return packMessage(info)
   }
@@ -197,6 +224,8 @@ export class Sheep {
     } else {
       view.status = this.status
     }
+    // the weights are the current members', as this member applied them
+    view.weights = [...this.weights]
     return packMessage(view)
   }
 
@@ -210,6 +239,9 @@ export class Sheep {
     }
     if (this.status === SD_STATUS_SHUTDOWN) return
     this.settings = { ...view.settings }
+    if (isMe) this.weights = new Map(view.weights ?? [])
+    // a joiner announces its weight afresh
+    this.weights.delete(nodeKey(joiner))
     this.setMembers(members)
     const wasWaiting = this.status === SD_STATUS_WAIT
     const myLastEpoch = this.epoch
@@ -243,6 +275,7 @@ export class Sheep {
 
   private onLeft(node: SdNode, members: SdNode[]): void {
     if (this.status === SD_STATUS_SHUTDOWN) return
+    this.weights.delete(nodeKey(node))
     this.setMembers(members)
     this.peers.drop({ host: addrToText(node.addr), port: node.port })
     this.log.info(`${nodeDescription(node)} left; ${members.length} member(s)`)
@@ -271,12 +304,18 @@ export class Sheep {
     }))
   }
 
-  /** Applies a new member list: vnode counts (auto strategy) and the ring. */
+  /** Vnode counts follow capacities: the formatted cluster's flag; before format, this node's own strategy. */
+  get usesAutoVnodes(): boolean {
+    return this.settings.ctime !== 0n ? (this.settings.flags & SD_CLUSTER_FLAG_AUTO_VNODES) !== 0 : !this.fixedVnodes
+  }
+
+  /** Applies a new member list: announced weights, vnode counts (auto strategy) and the ring. */
   setMembers(members: SdNode[]): void {
-    const sorted = [...members].sort(compareNodes)
-    // auto vnodes follow the formatted cluster's flag; before format, this node's own strategy
-    const auto = this.settings.ctime !== 0n ? (this.settings.flags & SD_CLUSTER_FLAG_AUTO_VNODES) !== 0 : !this.fixedVnodes
-    if (auto) {
+    const sorted = members.map((n) => {
+      const weight = this.weights.get(nodeKey(n))
+      return weight ? { ...n, space: weight.space, nrVnodes: weight.nrVnodes } : n
+    }).sort(compareNodes)
+    if (this.usesAutoVnodes) {
       const counts = autoVnodes(sorted)
       sorted.forEach((n, i) => { sorted[i] = { ...n, nrVnodes: n.space === 0n ? 0 : counts[i] } })
     }
@@ -371,8 +410,66 @@ export class Sheep {
     })
   }
 
+  /**
+   * Announces a new weight for this node (SET_VNODES, reweight); resolves once this member
+   * applied it (every member does, in order: epoch + 1 and recovery).
+   */
+  announceWeight(weight: NodeWeight): Promise<OpReply> {
+    const token = `${nodeDescription(this.self)}#${++this.opCounter}`
+    return new Promise<OpReply>((resolve, reject) => {
+      this.pendingOps.set(token, { resolve, rsp: Buffer.alloc(0) })
+      this.driver.notify(packMessage({ token, nodeUpdate: weight } satisfies NodeUpdateMessage)).catch((e: unknown) => {
+        this.pendingOps.delete(token)
+        reject(e instanceof Error ? e : new Error(String(e)))
+      })
+    })
+  }
+
+  /**
+   * REWEIGHT main phase (behaviour.md §17): this node measures its capacity again (free space
+   * plus what its objects use) and announces it when it changed by REWEIGHT_MIN_CHANGE_PERCENT.
+   * Not awaited: the announcement is applied after this main phase, in order.
+   */
+  reweight(): void {
+    if (this.gateway) return
+    const capacity = freeSpaceOf(this.baseDir) + this.store.usedBytes()
+    const change = capacity > this.space ? capacity - this.space : this.space - capacity
+    if (change * 100n < REWEIGHT_MIN_CHANGE_PERCENT * this.space) return
+    this.log.info(`reweight: capacity ${this.space} -> ${capacity} bytes`)
+    this.announceWeight({ space: capacity, nrVnodes: this.self.nrVnodes }).catch((e: unknown) => {
+      this.log.error(`reweight: the new capacity could not be announced: ${String(e)}`)
+    })
+  }
+
+  /** A member's new weight, applied by every member in order: a new epoch with the new ring. */
+  private async applyWeight(sender: SdNode, weight: NodeWeight): Promise<void> {
+    if (!this.members.some((m) => sameNode(m, sender))) return
+    this.weights.set(nodeKey(sender), weight)
+    if (this.isSelf(sender) && weight.space !== this.space) {
+      this.space = weight.space
+      await this.saveConfig()
+    }
+    this.setMembers(this.members)
+    const now = this.members.find((n) => sameNode(n, sender))
+    this.log.info(`${nodeDescription(sender)} now weighs ${weight.space} bytes, ${now?.nrVnodes ?? weight.nrVnodes} vnodes`)
+    if (this.status === SD_STATUS_OK) this.bumpEpoch()
+  }
+
   private onNotified(sender: SdNode, message: Buffer): void {
-    const msg = unpackMessage<OpMessage>(message)
+    const update = unpackMessage<OpMessage | NodeUpdateMessage>(message)
+    if ('nodeUpdate' in update) {
+      const pending = this.pendingOps.get(update.token)
+      this.pendingOps.delete(update.token)
+      this.applying = this.applying.then(() => this.applyWeight(sender, update.nodeUpdate)).then(
+        () => pending?.resolve({ result: SD_RES_SUCCESS }),
+        (e: unknown) => {
+          this.log.error(`node update from ${nodeDescription(sender)} failed: ${String(e)}`)
+          pending?.resolve({ result: SD_RES_EIO })
+        },
+      )
+      return
+    }
+    const msg = update
     const req = decodeRequestHeader(Buffer.from(msg.req))
     const rsp = decodeResponseHeader(Buffer.from(msg.rsp))
     const data = msg.data ? Buffer.from(msg.data) : undefined
