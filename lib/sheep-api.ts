@@ -305,6 +305,30 @@ export interface SnapshotSelector {
   snapid?: number
 }
 
+/** Separates a VDI name from a snapshot id or tag where a VDI is named as NAME:SNAP (sheepfs volumes, NBD exports). */
+export const SNAPSHOT_SEPARATOR = ':'
+
+/** A VDI by name: the working VDI, or one of its snapshots. */
+export interface VdiTarget {
+  name: string
+  snapshot: SnapshotSelector
+}
+
+/**
+ * What `text` may name, in the order to try: the working VDI `text` itself, then — when text
+ * is NAME:SNAP — the snapshot of NAME with that id (digits) or tag.
+ */
+export function vdiTargetsOf(text: string): VdiTarget[] {
+  const targets: VdiTarget[] = [{ name: text, snapshot: {} }]
+  const at = text.lastIndexOf(SNAPSHOT_SEPARATOR)
+  if (at > 0 && at < text.length - 1) {
+    const name = text.slice(0, at)
+    const snap = text.slice(at + 1)
+    targets.push({ name, snapshot: /^[1-9]\d{0,9}$/.test(snap) ? { snapid: Number(snap) } : { tag: snap } })
+  }
+  return targets
+}
+
 export const LOCK_TYPE_NORMAL = 0
 export const LOCK_TYPE_SHARED = 1
 

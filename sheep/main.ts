@@ -12,6 +12,7 @@ import { SD_DEFAULT_VNODES } from '../lib/proto.js'
 import { CLUSTER_DRIVERS } from './cluster/drivers.js'
 import { OPS } from './ops.js'
 import { type SheepOptions, parseSheepArgs } from './options.js'
+import { NbdServer } from './nbd.js'
 import { SheepServer } from './server.js'
 import { Sheep, freeSpaceOf, objectDir } from './sheep.js'
 import { PlainStore } from './store/plain.js'
@@ -61,13 +62,24 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
   if (opts.recovery) sheep.recovery.throttle = { maxExecCount: opts.recovery.max, intervalMs: opts.recovery.intervalMs }
   await sheep.load(() => freeSpaceOf(baseDir))
   const server = new SheepServer(sheep)
-  await server.listen({ host: opts.bindAddr, port: opts.port, socketPath: path.join(baseDir, 'sock') })
+  const socketPath = path.join(baseDir, 'sock')
+  await server.listen({ host: opts.bindAddr, port: opts.port, socketPath })
+  // the NBD server reaches this sheep through its unix socket, so its I/O is exactly dog's
+  const nbd = opts.nbd ? new NbdServer({ host: opts.nbd.host, port: opts.nbd.port, sheepAddress: { path: socketPath }, log }) : undefined
+  if (nbd) {
+    try {
+      await nbd.listen()
+    } catch (e) {
+      throw new Error(`cannot serve NBD on ${opts.nbd!.host ?? '*'}:${opts.nbd!.port}: ${e instanceof Error ? e.message : String(e)}`)
+    }
+  }
   let stopping = false
   const stop = (reason: string) => {
     if (stopping) return
     stopping = true
     log.info(`stopping: ${reason}`)
-    void server.close().then(() => sheep.close()).finally(() => {
+    // NBD clients first: their requests come back to this sheep through `server`
+    void (nbd?.close() ?? Promise.resolve()).then(() => server.close()).then(() => sheep.close()).finally(() => {
       if (opts.pidfile) fs.rmSync(opts.pidfile, { force: true })
       log.flush?.()
       process.exit(0)
@@ -77,7 +89,7 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
   process.on('SIGTERM', () => sheep.kill())
   process.on('SIGINT', () => sheep.kill())
   await sheep.join()
-  log.info(`sheep ${addrToText(addr)}:${opts.port} started in ${baseDir}; epoch ${sheep.epoch}`)
+  log.info(`sheep ${addrToText(addr)}:${opts.port} started in ${baseDir}; epoch ${sheep.epoch}${nbd ? `; NBD on port ${nbd.port}` : ''}`)
   reportToLauncher(DAEMON, 'OK\n')
 }
 

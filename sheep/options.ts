@@ -31,6 +31,7 @@ export const SHEEP_OPTIONS: OptionSpec[] = [
   { short: 'j', long: 'journal', arg: 'OPTS', help: 'use journal file to log all the write operations', extended: 'Available arguments:\n\tsize=: size of the journal in megabyes\n\tdir=: path to the location of the journal (default: $STORE)\n\tskip: if specified, skip the recovery at startup\nExample:\n\t$ sheep -j dir=/journal,size=1G' },
   { short: 'l', long: 'log', arg: 'OPTS', help: 'specify the log directory, level, format and destination', extended: `Available arguments:\n\tdir=: path to the location of sheep.log\n\tlevel=: log level of sheep.log\n\tformat=: log format type\n\tdst=: log destination type\n\nif dir is not specified, use metastore directory\n\nAvailable log levels:\n  #    Level\n${LOG_LEVEL_NAMES.map((n, i) => `  ${i}    ${n}`).join('\n')}\n\nAvailable log format:\n  FormatType      Description\n  default         raw format\n  server          raw format with timestamp\n  json            json format\n\nAvailable log destination:\n  DestinationType Description\n  default         dedicated file in a directory used by sheep\n  syslog          syslog of the system\n  stdout          standard output\n\nExample:\n\t$ sheep -l dir=/var/log/,level=debug,format=server ...` },
   { short: 'n', long: 'nosync', help: 'drop O_SYNC for write of backend' },
+  { short: 'N', long: 'nbd', arg: '[HOST:]PORT', help: 'serve VDIs over NBD on PORT (default: disabled)', extended: 'Export name: a VDI name, or NAME:TAG / NAME:SNAPID for a snapshot (read-only).\nHOST defaults to the -b address, else all addresses.\nExample:\n\t$ sheep -N 10809 ...\n\t$ qemu-img info nbd://127.0.0.1:10809/vm1' },
   { short: 'p', long: 'port', arg: 'PORT', help: 'specify the TCP port on which to listen (default: 7000)' },
   { short: 'P', long: 'pidfile', arg: 'FILE', help: 'create a pid file' },
   { short: 'R', long: 'recovery', arg: 'OPTS', help: 'specify the recovery throttling (max=N,interval=MS)', extended: 'Available arguments:\n\tmax=: max number of objects recovered in one interval\n\tinterval=: interval in milliseconds\nExample:\n\t$ sheep -R max=100,interval=1000 ...' },
@@ -55,6 +56,8 @@ export interface SheepOptions {
   log: { dir?: string; level: number; format: LogFormat; dst: 'default' | 'stdout' | 'syslog' }
   pidfile?: string
   recovery?: { max: number; intervalMs: number }
+  /** The NBD server's listen address (sheep/nbd.ts); absent: no NBD server. */
+  nbd?: { host?: string; port: number }
 }
 
 export type ParseOutcome =
@@ -85,6 +88,17 @@ function subOptions(text: string): Array<[string, string]> {
     const eq = part.indexOf('=')
     return eq < 0 ? [part, ''] : [part.slice(0, eq), part.slice(eq + 1)]
   })
+}
+
+/** `PORT`, `HOST:PORT` or `[IPV6]:PORT` → the NBD listen address (HOST an IP address). */
+export function parseNbdListen(text: string): { host?: string; port: number } | undefined {
+  const m = /^(?:(?:\[([^\]]+)\]|([^:]+)):)?(\d+)$/.exec(text)
+  if (!m) return undefined
+  const port = Number(m[3])
+  if (port < 1 || port > 65535) return undefined
+  const host = m[1] ?? m[2]
+  if (host !== undefined && !parseAddr(host)) return undefined
+  return host === undefined ? { port } : { host, port }
 }
 
 export function parseSheepArgs(argv: string[]): ParseOutcome {
@@ -179,6 +193,13 @@ export function parseSheepArgs(argv: string[]): ParseOutcome {
       return fail('Invalid recovery throttling: both max and interval must be positive integers')
     }
     options.recovery = { max, intervalMs: interval }
+  }
+  if (typeof o.nbd === 'string') {
+    const nbd = parseNbdListen(o.nbd)
+    if (!nbd) return fail(`Invalid NBD address '${o.nbd}': expected [HOST:]PORT`)
+    nbd.host ??= options.bindAddr
+    if (nbd.port === options.port) return fail(`NBD port ${nbd.port} is the sheep port`)
+    options.nbd = nbd
   }
   for (const unsupported of ['ioaddr', 'journal'] as const) {
     if (o[unsupported] !== undefined) return fail(`Option --${unsupported} is not supported by this sheep`)

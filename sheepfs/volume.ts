@@ -15,7 +15,7 @@ import {
   SD_FLAG_CMD_CACHE, SD_OP_CREATE_AND_WRITE_OBJ, SD_OP_FLUSH_DEL_CACHE, SD_OP_READ_OBJ, SD_OP_WRITE_OBJ,
   SD_RES_NO_VDI, SD_RES_SUCCESS, opcodeName,
 } from '../lib/proto.js'
-import { type SnapshotSelector, flushVdi } from '../lib/sheep-api.js'
+import { type VdiTarget, flushVdi, vdiTargetsOf } from '../lib/sheep-api.js'
 import { VdiHandle } from '../lib/vdi-io.js'
 import { FsError } from './errno.js'
 import { ReadAhead } from './read-ahead.js'
@@ -27,8 +27,6 @@ export const VOLUME_CONNECTIONS = 31
 export const VOLUME_IO_CONCURRENCY = 8
 /** Times an I/O call waits for a reload that another open started before giving up with EIO. */
 const VOLUME_RELOAD_WAITS_MAX = 8
-/** Separates a VDI name from a snapshot id or tag in what is written to vdi/mount: NAME:SNAP. */
-export const SNAPSHOT_SEPARATOR = ':'
 
 /** Opcodes that carry CMD_CACHE when the object cache is on (the original's volume requests). */
 const OBJECT_CACHE_OPCODES: ReadonlySet<number> = new Set([SD_OP_READ_OBJ, SD_OP_WRITE_OBJ, SD_OP_CREATE_AND_WRITE_OBJ])
@@ -38,12 +36,6 @@ export interface VolumeSettings {
   objectCache: boolean
   /** Answer writes once buffered (write-behind.ts); off: every write is on every replica first. */
   writeBehind: boolean
-}
-
-/** Which VDI a volume shows: a working VDI by name, or one of its snapshots. */
-export interface VolumeTarget {
-  name: string
-  snapshot: SnapshotSelector
 }
 
 /**
@@ -59,18 +51,6 @@ class VolumeConnections extends PooledConnection {
     const cache = this.settings.objectCache && OBJECT_CACHE_OPCODES.has(opts.opcode) ? SD_FLAG_CMD_CACHE : 0
     return super.request({ ...opts, flags: (opts.flags ?? 0) | cache })
   }
-}
-
-/** The working VDI `text`, or — when there is none and text is NAME:SNAP — a snapshot (id or tag). */
-function targetsOf(text: string): VolumeTarget[] {
-  const targets: VolumeTarget[] = [{ name: text, snapshot: {} }]
-  const at = text.lastIndexOf(SNAPSHOT_SEPARATOR)
-  if (at > 0 && at < text.length - 1) {
-    const name = text.slice(0, at)
-    const snap = text.slice(at + 1)
-    targets.push({ name, snapshot: /^[1-9]\d{0,9}$/.test(snap) ? { snapid: Number(snap) } : { tag: snap } })
-  }
-  return targets
 }
 
 export class Volume {
@@ -92,7 +72,7 @@ export class Volume {
   private constructor(
     /** The file name under /volume: what was written to vdi/mount. */
     readonly entryName: string,
-    private readonly target: VolumeTarget,
+    private readonly target: VdiTarget,
     private conns: VolumeConnections,
     private handle: VdiHandle,
     private readonly settings: VolumeSettings,
@@ -103,7 +83,7 @@ export class Volume {
     const conns = new VolumeConnections(address, settings)
     try {
       let lastError: unknown
-      for (const target of targetsOf(entryName)) {
+      for (const target of vdiTargetsOf(entryName)) {
         try {
           const handle = await VdiHandle.open(conns, target.name, target.snapshot, { concurrency: VOLUME_IO_CONCURRENCY })
           return new Volume(entryName, target, conns, handle, settings)

@@ -19,7 +19,7 @@ import net from 'node:net'
 import path from 'node:path'
 import t from 'tap'
 import { type TestCluster, objectCopies, startCluster } from '../helpers/cluster.js'
-import { type DogResult, dog, freePort, tempDir, trackPid, untrackPid, waitFor } from '../helpers/sheep.js'
+import { type DogResult, type ProgramResult, dog, freePort, runProgram, tempDir, trackPid, untrackPid, waitFor } from '../helpers/sheep.js'
 
 const MiB = 1024 * 1024
 const TGTD = '/usr/sbin/tgtd'
@@ -36,24 +36,7 @@ const LOW_PORT_MIN = 2000
 const VDI_SIZE = 64 * MiB
 const UNIX_VDI_SIZE = 16 * MiB
 
-interface RunResult {
-  status: number
-  stdout: string
-  stderr: string
-}
-
-/** Runs a program to its end and collects its output. */
-function run(cmd: string, args: string[]): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()))
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()))
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ status: code ?? -1, stdout, stderr }))
-  })
-}
+const run = (cmd: string, args: string[]) => runProgram(cmd, args)
 
 /** True when something on 127.0.0.1 can be bound to `port` right now. */
 function canListen(port: number): Promise<boolean> {
@@ -104,7 +87,7 @@ interface Tgtd {
   portal: number
   log: () => string
   exited: Promise<void>
-  adm(args: string[]): Promise<RunResult>
+  adm(args: string[]): Promise<ProgramResult>
   stop(): Promise<void>
 }
 

@@ -163,6 +163,26 @@ export function dog(args: string[], opts: { port?: number; input?: Buffer | stri
 }
 
 /** Replaces dates printed by dog with fixed markers, for snapshot comparisons. */
+/** What a program printed and how it ended. */
+export interface ProgramResult {
+  status: number
+  stdout: string
+  stderr: string
+}
+
+/** Runs a program (qemu-img, tgtadm …) to its end — killed after `timeoutMs` if given — and collects its output. */
+export function runProgram(cmd: string, args: string[], opts: { timeoutMs?: number } = {}): Promise<ProgramResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: opts.timeoutMs })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()))
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()))
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ status: code ?? -1, stdout, stderr }))
+  })
+}
+
 export function filterDates(text: string): string {
   return text
     .replace(/\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}/g, 'YYYY-MM-DD HH:MM:SS')

@@ -1,0 +1,770 @@
+// sheep's built-in NBD server (`sheep -N [HOST:]PORT`): QEMU dropped its sheepdog driver in 6.0,
+// so modern qemu, qemu-img, qemu-io and the kernel's nbd client reach VDIs through NBD instead.
+// Export name = VDI name; NAME:TAG or NAME:SNAPID exports that snapshot read-only (a working VDI
+// literally named so wins, as in sheepfs). Fixed newstyle handshake only, simple replies only.
+//
+// The data path is dog's: a VdiHandle (lib/vdi-io.ts) over a few sockets to this sheep itself,
+// so copy-on-write, snapshots and index updates are exactly what dog and sheepfs do. A write is
+// answered once the sheep acknowledged it, i.e. once every replica has it, so FLUSH and FUA have
+// nothing left to do. Requests of one connection run concurrently (bounded) and are answered by
+// cookie as they finish; a request waits for the earlier ones whose range it overlaps when
+// either of them writes, so overlapping writes keep their order. All connections to one export
+// share one handle, so two connections (CAN_MULTI_CONN) never create the same object twice.
+import net from 'node:net'
+import { PooledConnection, type SheepAddress } from '../lib/client.js'
+import { SdError } from '../lib/errors.js'
+import { isSnapshot } from '../lib/inode.js'
+import type { Logger } from '../lib/log.js'
+import {
+  NBD_CMD_DISC, NBD_CMD_FLAG_NO_HOLE, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES,
+  NBD_EINVAL, NBD_EIO, NBD_ENOSPC, NBD_EPERM, NBD_ESHUTDOWN, NBD_EXPORT_NAME_PADDING_BYTES, NBD_FLAG_CAN_MULTI_CONN,
+  NBD_FLAG_C_NO_ZEROES, NBD_FLAG_FIXED_NEWSTYLE, NBD_FLAG_HAS_FLAGS, NBD_FLAG_NO_ZEROES, NBD_FLAG_READ_ONLY,
+  NBD_FLAG_SEND_FLUSH, NBD_FLAG_SEND_FUA, NBD_FLAG_SEND_TRIM, NBD_FLAG_SEND_WRITE_ZEROES, NBD_KNOWN_CLIENT_FLAGS,
+  NBD_OPTION_HEADER_BYTES, NBD_OPTS_MAGIC, NBD_OPT_ABORT, NBD_OPT_EXPORT_NAME, NBD_OPT_GO, NBD_OPT_INFO, NBD_OPT_LIST,
+  NBD_REP_ACK, NBD_REP_ERR_INVALID, NBD_REP_ERR_POLICY, NBD_REP_ERR_SHUTDOWN, NBD_REP_ERR_TOO_BIG, NBD_REP_ERR_UNKNOWN,
+  NBD_REP_ERR_UNSUP, NBD_REP_INFO, NBD_REP_SERVER, NBD_REQUEST_HEADER_BYTES, NBD_REQUEST_MAGIC, type NbdRequest,
+  decodeInfoRequest, decodeOptionHeader, decodeRequest, encodeGreeting, encodeInfoBlockSize, encodeInfoExport,
+  encodeOptionReply, encodeSimpleReply,
+} from '../lib/nbd-proto.js'
+import {
+  SD_NR_VDIS, SD_RES_FULL_VDI, SD_RES_INVALID_PARMS, SD_RES_KILLED, SD_RES_NO_SPACE, SD_RES_NO_TAG, SD_RES_NO_VDI,
+  SD_RES_READONLY, SD_RES_SHUTDOWN,
+} from '../lib/proto.js'
+import { type VdiTarget, bitmapTest, readDelVdis, readVdis, vdiTargetsOf } from '../lib/sheep-api.js'
+import { VdiHandle } from '../lib/vdi-io.js'
+
+const MiB = 1024 * 1024
+
+/** NBD clients served at once; further connections are closed on accept. */
+export const NBD_MAX_CONNECTIONS = 64
+/** Largest READ or WRITE payload (the maximum block size advertised in NBD_INFO_BLOCK_SIZE). */
+export const NBD_MAX_REQUEST_BYTES = 32 * MiB
+/** Requests of one connection processed at once; reading the socket waits beyond this. */
+export const NBD_MAX_IN_FLIGHT_PER_CONNECTION = 16
+/** Payload bytes (read or write) of one connection held at once; reading waits beyond this. */
+export const NBD_MAX_IN_FLIGHT_BYTES_PER_CONNECTION = 64 * MiB
+/** From accept to the transmission phase: a client that haggles longer is dropped. */
+export const NBD_HANDSHAKE_TIMEOUT_MS = 10_000
+/** Options one handshake may send (a client looping on options is dropped). */
+export const NBD_MAX_OPTIONS_PER_HANDSHAKE = 128
+/** Largest option payload read (the spec caps export names at 4096 bytes). */
+export const NBD_MAX_OPTION_BYTES = 8192
+/**
+ * An oversized WRITE or option payload up to this size is read and dropped so the connection
+ * can go on (with an error reply); a larger one closes the connection.
+ */
+export const NBD_MAX_SKIPPED_PAYLOAD_BYTES = 128 * MiB
+/** Sockets from the NBD server to this sheep, shared by every NBD connection. */
+export const NBD_SHEEP_SOCKETS = 8
+/** Object requests one NBD request keeps in flight. */
+export const NBD_IO_CONCURRENCY = 8
+/** The block size advertised as preferred (a page: smaller writes mean read-modify-write in the guest). */
+export const NBD_PREFERRED_BLOCK_BYTES = 4096
+/** Export names NBD_OPT_LIST answers at most. */
+export const NBD_MAX_LISTED_EXPORTS = 4096
+/** Unread bytes of one connection kept before its socket is paused. */
+const NBD_READ_HIGH_WATER_BYTES = 4 * MiB
+/** Reply bytes queued on one socket before reading more requests waits for the client. */
+const NBD_WRITE_HIGH_WATER_BYTES = 64 * MiB
+/** WRITE_ZEROES writes zeros in pieces of at most this many bytes (one shared zero buffer). */
+const NBD_ZERO_PIECE_BYTES = 4 * MiB
+const ZEROS = Buffer.alloc(NBD_ZERO_PIECE_BYTES)
+
+/** Flags of every export: everything a write path that acknowledges durable writes can offer. */
+const NBD_EXPORT_FLAGS = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_WRITE_ZEROES |
+  NBD_FLAG_SEND_TRIM | NBD_FLAG_CAN_MULTI_CONN
+
+// ---- reading a socket as a byte stream ---------------------------------------------------------
+
+/**
+ * Exact-length reads from a socket for a sequential protocol loop, with backpressure: the socket
+ * is paused while more than NBD_READ_HIGH_WATER_BYTES wait unread and nobody needs them.
+ */
+class SocketReader {
+  private chunks: Buffer[] = []
+  private buffered = 0
+  private wanted = 0
+  private wake: (() => void) | undefined
+  private ended = false
+
+  constructor(private readonly socket: net.Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      this.chunks.push(chunk)
+      this.buffered += chunk.length
+      if (this.buffered > NBD_READ_HIGH_WATER_BYTES && this.buffered >= this.wanted) socket.pause()
+      this.notify()
+    })
+    const end = () => {
+      this.ended = true
+      this.notify()
+    }
+    socket.on('end', end)
+    socket.on('close', end)
+  }
+
+  /** Exactly `length` bytes, or undefined when the stream ends first. */
+  async read(length: number): Promise<Buffer | undefined> {
+    while (this.buffered < length) {
+      if (this.ended) return undefined
+      await this.waitForData(length)
+    }
+    this.wanted = 0
+    return this.take(length)
+  }
+
+  /** Drops `length` bytes as they arrive; false when the stream ends first. */
+  async skip(length: number): Promise<boolean> {
+    let left = length
+    while (left > 0) {
+      if (this.buffered === 0) {
+        if (this.ended) return false
+        await this.waitForData(1)
+        continue
+      }
+      const n = Math.min(left, this.buffered)
+      this.take(n)
+      left -= n
+    }
+    this.wanted = 0
+    return true
+  }
+
+  private waitForData(wanted: number): Promise<void> {
+    this.wanted = wanted
+    if (this.socket.isPaused()) this.socket.resume()
+    return new Promise<void>((resolve) => { this.wake = resolve })
+  }
+
+  private notify(): void {
+    const wake = this.wake
+    this.wake = undefined
+    wake?.()
+  }
+
+  private take(length: number): Buffer {
+    if (length === 0) return Buffer.alloc(0)
+    let out: Buffer
+    const first = this.chunks[0]
+    if (first.length >= length) {
+      out = first.subarray(0, length)
+      if (first.length === length) this.chunks.shift()
+      else this.chunks[0] = first.subarray(length)
+    } else {
+      // one copy into a buffer of the final size, never repeated concatenation
+      out = Buffer.allocUnsafe(length)
+      let at = 0
+      while (at < length) {
+        const chunk = this.chunks[0]
+        const n = Math.min(chunk.length, length - at)
+        chunk.copy(out, at, 0, n)
+        at += n
+        if (n === chunk.length) this.chunks.shift()
+        else this.chunks[0] = chunk.subarray(n)
+      }
+    }
+    this.buffered -= length
+    if (this.buffered <= NBD_READ_HIGH_WATER_BYTES && this.socket.isPaused() && !this.ended) this.socket.resume()
+    return out
+  }
+}
+
+// ---- exports: which VDI an export name means, and the handle its connections share -------------
+
+function targetKey(t: VdiTarget): string {
+  return `${t.name}\0${t.snapshot.tag ?? ''}\0${t.snapshot.snapid ?? 0}`
+}
+
+function isNotFound(error: unknown): boolean {
+  return error instanceof SdError && (error.code === SD_RES_NO_VDI || error.code === SD_RES_NO_TAG)
+}
+
+/**
+ * One exported VDI and the VdiHandle all its NBD connections share. The handle is replaced
+ * (looked up again, index cache dropped) when a connection opens the export and when a write
+ * finds the VDI turned into a snapshot; writes in flight finish on the old handle first, and
+ * writes arriving meanwhile wait, so no two handles ever create the same object.
+ */
+class ExportedVdi {
+  users = 0
+  private writers = 0
+  private idleWaiters: Array<() => void> = []
+  private replacing: Promise<void> | undefined
+
+  constructor(
+    readonly key: string,
+    readonly target: VdiTarget,
+    private readonly conn: PooledConnection,
+    public handle: VdiHandle,
+  ) {}
+
+  get readOnly(): boolean {
+    return this.handle.readOnly
+  }
+
+  /** The handle to write through; pair with releaseWriter(). */
+  async acquireWriter(): Promise<VdiHandle> {
+    while (this.replacing) await this.replacing.catch(() => undefined)
+    this.writers++
+    return this.handle
+  }
+
+  releaseWriter(): void {
+    this.writers--
+    if (this.writers === 0) for (const wake of this.idleWaiters.splice(0)) wake()
+  }
+
+  /** Switches to `fresh` (opened but unused) once the writes in flight are done. */
+  replace(fresh: VdiHandle): Promise<void> {
+    const run = (this.replacing ?? Promise.resolve()).catch(() => undefined).then(async () => {
+      if (this.writers > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve))
+      this.handle = fresh
+    })
+    const tracked = run.finally(() => {
+      if (this.replacing === tracked) this.replacing = undefined
+    })
+    this.replacing = tracked
+    return tracked
+  }
+
+  /** Looks the VDI up again unless someone already replaced `stale` (e.g. after READONLY). */
+  async reloadIfStill(stale: VdiHandle): Promise<void> {
+    if (this.replacing) return this.replacing
+    if (this.handle !== stale) return
+    await this.replace(await VdiHandle.open(this.conn, this.target.name, this.target.snapshot, { concurrency: NBD_IO_CONCURRENCY }))
+  }
+}
+
+// ---- the server ----------------------------------------------------------------------------------
+
+export interface NbdServerOptions {
+  /** Address to listen on (default: all). */
+  host?: string
+  port: number
+  /** How the NBD server reaches this sheep (its unix socket). */
+  sheepAddress: SheepAddress
+  log: Logger
+}
+
+export class NbdServer {
+  private server: net.Server | undefined
+  private readonly sessions = new Set<NbdSession>()
+  private readonly exported = new Map<string, ExportedVdi>()
+  readonly conn: PooledConnection
+  readonly log: Logger
+
+  constructor(private readonly opts: NbdServerOptions) {
+    this.conn = new PooledConnection(opts.sheepAddress, NBD_SHEEP_SOCKETS)
+    this.log = opts.log
+  }
+
+  async listen(): Promise<void> {
+    const server = net.createServer((socket) => this.accept(socket))
+    server.maxConnections = NBD_MAX_CONNECTIONS
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen({ host: this.opts.host, port: this.opts.port }, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+    server.on('error', (e) => this.log.error(`NBD listener: ${e.message}`))
+    this.server = server
+  }
+
+  /** The port listened on (useful when asked for port 0). */
+  get port(): number {
+    return (this.server?.address() as net.AddressInfo | null)?.port ?? this.opts.port
+  }
+
+  /** Stops accepting and drops every NBD connection (their unanswered requests are lost, as on a crash). */
+  async close(): Promise<void> {
+    const server = this.server
+    this.server = undefined
+    const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve()
+    for (const s of this.sessions) s.destroy()
+    this.conn.close()
+    await closed
+  }
+
+  private accept(socket: net.Socket): void {
+    socket.setNoDelay(true)
+    const session = new NbdSession(this, socket)
+    this.sessions.add(session)
+    void session.run().finally(() => this.sessions.delete(session))
+  }
+
+  /** Opens the export `name` for a connection (NO_VDI / NO_TAG as SdError when there is none). */
+  async attach(name: string): Promise<ExportedVdi> {
+    const { target, handle } = await this.resolve(name)
+    const key = targetKey(target)
+    let vdi = this.exported.get(key)
+    if (vdi) {
+      vdi.users++
+      // a new connection sees what others wrote meanwhile: fresh lookup, fresh index
+      await vdi.replace(handle)
+      return vdi
+    }
+    vdi = new ExportedVdi(key, target, this.conn, handle)
+    vdi.users++
+    this.exported.set(key, vdi)
+    return vdi
+  }
+
+  detach(vdi: ExportedVdi): void {
+    vdi.users--
+    if (vdi.users === 0 && this.exported.get(vdi.key) === vdi) this.exported.delete(vdi.key)
+  }
+
+  /** The VDI an export name means, with a freshly opened handle. */
+  async resolve(name: string): Promise<{ target: VdiTarget; handle: VdiHandle }> {
+    let notFound: unknown = new SdError(SD_RES_NO_VDI, `export ${JSON.stringify(name)}`)
+    if (name === '') throw notFound
+    for (const target of vdiTargetsOf(name)) {
+      try {
+        const handle = await VdiHandle.open(this.conn, target.name, target.snapshot, { concurrency: NBD_IO_CONCURRENCY })
+        return { target, handle }
+      } catch (error) {
+        if (!isNotFound(error)) throw error
+        notFound = error
+      }
+    }
+    throw notFound
+  }
+
+  /** Names of the working VDIs (NBD_OPT_LIST), in vid order. */
+  async exportNames(): Promise<string[]> {
+    const inUse = await readVdis(this.conn)
+    const deleted = await readDelVdis(this.conn)
+    const names: string[] = []
+    for (let byteAt = 0; byteAt < SD_NR_VDIS / 8 && names.length < NBD_MAX_LISTED_EXPORTS; byteAt++) {
+      if (inUse[byteAt] === 0) continue
+      for (let bit = 0; bit < 8 && names.length < NBD_MAX_LISTED_EXPORTS; bit++) {
+        const vid = byteAt * 8 + bit
+        if (!bitmapTest(inUse, vid) || bitmapTest(deleted, vid)) continue
+        try {
+          const { header } = await VdiHandle.openByVid(this.conn, vid)
+          if (header.name !== '' && !isSnapshot(header)) names.push(header.name)
+        } catch (error) {
+          this.log.warn(`NBD list: inode of vid ${vid.toString(16)}: ${error instanceof Error ? error.message : String(error)}`)
+        }
+      }
+    }
+    return names
+  }
+}
+
+// ---- one client connection -----------------------------------------------------------------------
+
+/** What an option handler decided: go on haggling, close, or start transmission on an export. */
+type OptionOutcome =
+  | { next: 'haggle' }
+  | { next: 'close' }
+  | { next: 'transmit'; vdi: ExportedVdi }
+
+type OptionHandler = (session: NbdSession, option: number, data: Buffer) => Promise<OptionOutcome>
+
+const HAGGLE: OptionOutcome = { next: 'haggle' }
+const CLOSE: OptionOutcome = { next: 'close' }
+
+/** Option → handler; options not listed (STARTTLS, STRUCTURED_REPLY, meta contexts …) get ERR_UNSUP. */
+const OPTION_HANDLERS: ReadonlyMap<number, OptionHandler> = new Map<number, OptionHandler>([
+  [NBD_OPT_EXPORT_NAME, (s, _option, data) => s.optExportName(data)],
+  [NBD_OPT_INFO, (s, option, data) => s.optInfoOrGo(option, data)],
+  [NBD_OPT_GO, (s, option, data) => s.optInfoOrGo(option, data)],
+  [NBD_OPT_LIST, (s, option, data) => s.optList(option, data)],
+  [NBD_OPT_ABORT, (s, option) => s.optAbort(option)],
+])
+
+/** One request being processed: its byte range and whether it changes data (for ordering). */
+interface ActiveRequest {
+  start: bigint
+  end: bigint
+  writes: boolean
+  done: Promise<void>
+}
+
+interface CommandSpec {
+  /** Changes data: refused on read-only exports, ordered after overlapping requests. */
+  writes: boolean
+  /** The error for a range past the export's end (ENOSPC for writes, as the spec says). */
+  pastEndError: number
+  /** Largest length taken (beyond: EINVAL). */
+  maxLengthBytes: number
+  /** Waits for every earlier write of the connection, whatever its range (FLUSH). */
+  barrier?: boolean
+  run(session: NbdSession, vdi: ExportedVdi, req: NbdRequest, data: Buffer | undefined): Promise<Buffer | undefined>
+}
+
+const U32_MAX = 0xffffffff
+
+/** Command → handler; other commands (CACHE, BLOCK_STATUS, unknown) get EINVAL. */
+const COMMANDS: ReadonlyMap<number, CommandSpec> = new Map<number, CommandSpec>([
+  [NBD_CMD_READ, {
+    writes: false, pastEndError: NBD_EINVAL, maxLengthBytes: NBD_MAX_REQUEST_BYTES,
+    run: (_s, vdi, req) => vdi.handle.read(Number(req.offset), req.length),
+  }],
+  [NBD_CMD_WRITE, {
+    writes: true, pastEndError: NBD_ENOSPC, maxLengthBytes: NBD_MAX_REQUEST_BYTES,
+    run: async (_s, vdi, req, data) => {
+      await writeThrough(vdi, Number(req.offset), data!)
+      return undefined
+    },
+  }],
+  [NBD_CMD_WRITE_ZEROES, {
+    writes: true, pastEndError: NBD_ENOSPC, maxLengthBytes: U32_MAX,
+    run: async (_s, vdi, req) => {
+      await writeZeroes(vdi, Number(req.offset), req.length, (req.flags & NBD_CMD_FLAG_NO_HOLE) === 0)
+      return undefined
+    },
+  }],
+  [NBD_CMD_TRIM, {
+    // advisory: the data stays (a discard would need the index to forget objects; not worth it)
+    writes: true, pastEndError: NBD_EINVAL, maxLengthBytes: U32_MAX,
+    run: async () => undefined,
+  }],
+  [NBD_CMD_FLUSH, {
+    // every acknowledged write is already on every replica: waiting for earlier writes is all
+    writes: false, pastEndError: NBD_EINVAL, maxLengthBytes: U32_MAX, barrier: true,
+    run: async () => undefined,
+  }],
+])
+
+/** Writes through the shared handle; a VDI snapshotted meanwhile (READONLY) is reloaded and the write retried once. */
+async function writeThrough(vdi: ExportedVdi, offset: number, data: Buffer): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const handle = await vdi.acquireWriter()
+    try {
+      await handle.write(offset, data)
+      return
+    } catch (error) {
+      const snapshotted = error instanceof SdError && error.code === SD_RES_READONLY && !handle.readOnly
+      if (!snapshotted || attempt > 1) throw error
+    } finally {
+      vdi.releaseWriter()
+    }
+    await vdi.reloadIfStill(handle)
+  }
+}
+
+/**
+ * Zeros a range: objects never written already read as zeros and are skipped unless the client
+ * asked for no holes; the rest is written piece by piece from one shared zero buffer.
+ */
+async function writeZeroes(vdi: ExportedVdi, offset: number, length: number, mayLeaveHoles: boolean): Promise<void> {
+  const end = offset + length
+  for (let pos = offset; pos < end;) {
+    const handle = vdi.handle
+    const idx = Math.floor(pos / handle.objectSize)
+    const objectEnd = Math.min(end, (idx + 1) * handle.objectSize)
+    if (mayLeaveHoles && (await handle.ownerOf(idx)) === 0) {
+      pos = objectEnd
+      continue
+    }
+    const n = Math.min(objectEnd - pos, NBD_ZERO_PIECE_BYTES)
+    await writeThrough(vdi, pos, ZEROS.subarray(0, n))
+    pos += n
+  }
+}
+
+/** A failed request's NBD error number. */
+function errnoOf(error: unknown): number {
+  if (!(error instanceof SdError)) return NBD_EIO
+  switch (error.code) {
+    case SD_RES_READONLY: return NBD_EPERM
+    case SD_RES_INVALID_PARMS: return NBD_EINVAL
+    case SD_RES_NO_SPACE:
+    case SD_RES_FULL_VDI: return NBD_ENOSPC
+    case SD_RES_SHUTDOWN:
+    case SD_RES_KILLED: return NBD_ESHUTDOWN
+    default: return NBD_EIO
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}
+
+class NbdSession {
+  private readonly reader: SocketReader
+  private readonly peer: string
+  private noZeroes = false
+  private readonly active = new Set<ActiveRequest>()
+  private inFlight = 0
+  private inFlightBytes = 0
+  private roomWaiters: Array<() => void> = []
+  private handshakeTimer: NodeJS.Timeout | undefined
+
+  constructor(private readonly server: NbdServer, private readonly socket: net.Socket) {
+    this.reader = new SocketReader(socket)
+    this.peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`
+    socket.on('error', () => socket.destroy())
+    socket.on('drain', () => this.wakeRoomWaiters())
+    socket.on('close', () => this.wakeRoomWaiters())
+  }
+
+  destroy(): void {
+    this.socket.destroy()
+  }
+
+  async run(): Promise<void> {
+    this.handshakeTimer = setTimeout(() => {
+      this.server.log.warn(`NBD ${this.peer}: no export chosen within ${NBD_HANDSHAKE_TIMEOUT_MS} ms; closing`)
+      this.socket.destroy()
+    }, NBD_HANDSHAKE_TIMEOUT_MS)
+    let vdi: ExportedVdi | undefined
+    try {
+      vdi = await this.handshake()
+      clearTimeout(this.handshakeTimer)
+      if (vdi) await this.transmit(vdi)
+    } catch (error) {
+      // a bug on one connection must not take the daemon down
+      this.server.log.error(`NBD ${this.peer}: ${error instanceof Error ? error.stack ?? error.message : String(error)}`)
+    } finally {
+      clearTimeout(this.handshakeTimer)
+      await Promise.all([...this.active].map((a) => a.done))
+      if (vdi) this.server.detach(vdi)
+      if (!this.socket.destroyed) this.socket.end()
+    }
+  }
+
+  // ---- handshake (fixed newstyle) ----------------------------------------------------------------
+
+  private async handshake(): Promise<ExportedVdi | undefined> {
+    this.send(encodeGreeting(NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES))
+    const clientFlagBytes = await this.reader.read(4)
+    if (!clientFlagBytes) return undefined
+    const clientFlags = clientFlagBytes.readUInt32BE(0)
+    if ((clientFlags & ~NBD_KNOWN_CLIENT_FLAGS) !== 0) {
+      // the spec: a client flag the server does not know ends the handshake
+      this.server.log.warn(`NBD ${this.peer}: unknown client flags 0x${clientFlags.toString(16)}; closing`)
+      return undefined
+    }
+    this.noZeroes = (clientFlags & NBD_FLAG_C_NO_ZEROES) !== 0
+    for (let count = 0; ; count++) {
+      const head = await this.reader.read(NBD_OPTION_HEADER_BYTES)
+      if (!head) return undefined
+      const { magic, option, length } = decodeOptionHeader(head)
+      if (magic !== NBD_OPTS_MAGIC) {
+        this.server.log.warn(`NBD ${this.peer}: bad option magic 0x${magic.toString(16)}; closing`)
+        return undefined
+      }
+      if (length > NBD_MAX_OPTION_BYTES) {
+        // EXPORT_NAME has no error reply; anything else can be skipped and refused
+        if (option === NBD_OPT_EXPORT_NAME || length > NBD_MAX_SKIPPED_PAYLOAD_BYTES || !(await this.reader.skip(length))) return undefined
+        this.sendOptionReply(option, NBD_REP_ERR_TOO_BIG, `option payload of ${length} bytes exceeds ${NBD_MAX_OPTION_BYTES}`)
+        continue
+      }
+      const data = await this.reader.read(length)
+      if (!data) return undefined
+      if (count >= NBD_MAX_OPTIONS_PER_HANDSHAKE) {
+        this.sendOptionReply(option, NBD_REP_ERR_POLICY, 'too many options')
+        return undefined
+      }
+      const handler = OPTION_HANDLERS.get(option)
+      const outcome = handler ? await handler(this, option, data) : this.unsupported(option)
+      if (outcome.next === 'close') return undefined
+      if (outcome.next === 'transmit') return outcome.vdi
+    }
+  }
+
+  private unsupported(option: number): OptionOutcome {
+    this.sendOptionReply(option, NBD_REP_ERR_UNSUP, `option ${option} is not supported`)
+    return HAGGLE
+  }
+
+  async optExportName(data: Buffer): Promise<OptionOutcome> {
+    const name = data.toString('utf8')
+    let vdi: ExportedVdi
+    try {
+      vdi = await this.server.attach(name)
+    } catch (error) {
+      // NBD_OPT_EXPORT_NAME has no way to say no but closing
+      this.server.log.warn(`NBD ${this.peer}: export ${JSON.stringify(name)}: ${messageOf(error)}; closing`)
+      return CLOSE
+    }
+    const answer = Buffer.alloc(10 + (this.noZeroes ? 0 : NBD_EXPORT_NAME_PADDING_BYTES))
+    answer.writeBigUInt64BE(BigInt(vdi.handle.size), 0)
+    answer.writeUInt16BE(this.transmissionFlags(vdi.handle), 8)
+    if (!this.send(answer)) {
+      this.server.detach(vdi)
+      return CLOSE
+    }
+    return { next: 'transmit', vdi }
+  }
+
+  async optInfoOrGo(option: number, data: Buffer): Promise<OptionOutcome> {
+    const request = decodeInfoRequest(data)
+    if (!request) {
+      this.sendOptionReply(option, NBD_REP_ERR_INVALID, 'malformed request')
+      return HAGGLE
+    }
+    let handle: VdiHandle
+    let vdi: ExportedVdi | undefined
+    try {
+      if (option === NBD_OPT_GO) {
+        vdi = await this.server.attach(request.name)
+        handle = vdi.handle
+      } else {
+        handle = (await this.server.resolve(request.name)).handle
+      }
+    } catch (error) {
+      const type = isNotFound(error) ? NBD_REP_ERR_UNKNOWN : NBD_REP_ERR_SHUTDOWN
+      this.sendOptionReply(option, type, `export ${JSON.stringify(request.name)}: ${messageOf(error)}`)
+      return HAGGLE
+    }
+    this.sendOptionReply(option, NBD_REP_INFO, encodeInfoExport(BigInt(handle.size), this.transmissionFlags(handle)))
+    // sent whether asked or not: minimum 1 means no alignment is required
+    this.sendOptionReply(option, NBD_REP_INFO, encodeInfoBlockSize(1, NBD_PREFERRED_BLOCK_BYTES, NBD_MAX_REQUEST_BYTES))
+    const sent = this.sendOptionReply(option, NBD_REP_ACK)
+    if (!vdi) return HAGGLE
+    if (!sent) {
+      this.server.detach(vdi)
+      return CLOSE
+    }
+    return { next: 'transmit', vdi }
+  }
+
+  async optList(option: number, data: Buffer): Promise<OptionOutcome> {
+    if (data.length !== 0) {
+      this.sendOptionReply(option, NBD_REP_ERR_INVALID, 'NBD_OPT_LIST takes no data')
+      return HAGGLE
+    }
+    let names: string[]
+    try {
+      names = await this.server.exportNames()
+    } catch (error) {
+      this.sendOptionReply(option, NBD_REP_ERR_SHUTDOWN, `cannot list VDIs: ${messageOf(error)}`)
+      return HAGGLE
+    }
+    for (const name of names) {
+      const bytes = Buffer.from(name, 'utf8')
+      const entry = Buffer.alloc(4 + bytes.length)
+      entry.writeUInt32BE(bytes.length, 0)
+      bytes.copy(entry, 4)
+      this.sendOptionReply(option, NBD_REP_SERVER, entry)
+    }
+    this.sendOptionReply(option, NBD_REP_ACK)
+    return HAGGLE
+  }
+
+  async optAbort(option: number): Promise<OptionOutcome> {
+    this.sendOptionReply(option, NBD_REP_ACK)
+    return CLOSE
+  }
+
+  private transmissionFlags(handle: VdiHandle): number {
+    return NBD_EXPORT_FLAGS | (handle.readOnly ? NBD_FLAG_READ_ONLY : 0)
+  }
+
+  // ---- transmission ----------------------------------------------------------------------------
+
+  private async transmit(vdi: ExportedVdi): Promise<void> {
+    for (;;) {
+      await this.waitForRoom()
+      if (this.socket.destroyed) return
+      const head = await this.reader.read(NBD_REQUEST_HEADER_BYTES)
+      if (!head) return
+      const req = decodeRequest(head)
+      if (req.magic !== NBD_REQUEST_MAGIC) {
+        // nothing after a bad header can be trusted to be a header
+        this.server.log.warn(`NBD ${this.peer}: bad request magic 0x${req.magic.toString(16)}; closing`)
+        this.socket.destroy()
+        return
+      }
+      if (req.type === NBD_CMD_DISC) return
+      let data: Buffer | undefined
+      if (req.type === NBD_CMD_WRITE) {
+        if (req.length > NBD_MAX_REQUEST_BYTES) {
+          if (req.length > NBD_MAX_SKIPPED_PAYLOAD_BYTES || !(await this.reader.skip(req.length))) {
+            this.server.log.warn(`NBD ${this.peer}: write of ${req.length} bytes; closing`)
+            this.socket.destroy()
+            return
+          }
+          this.reply(req.cookie, NBD_EINVAL)
+          continue
+        }
+        data = await this.reader.read(req.length)
+        if (!data) return
+      }
+      this.dispatch(vdi, req, data)
+    }
+  }
+
+  /** Starts one request; it waits for earlier overlapping ones as ordering requires. */
+  private dispatch(vdi: ExportedVdi, req: NbdRequest, data: Buffer | undefined): void {
+    const spec = COMMANDS.get(req.type)
+    const early = this.precheck(vdi, spec, req)
+    if (early !== 0) {
+      this.reply(req.cookie, early)
+      return
+    }
+    const command = spec!
+    const start = req.offset
+    const end = req.offset + BigInt(req.length)
+    const before = [...this.active].filter((a) =>
+      command.barrier ? a.writes : (a.writes || command.writes) && a.start < end && start < a.end)
+    const bytes = req.type === NBD_CMD_READ || req.type === NBD_CMD_WRITE ? req.length : 0
+    this.inFlight++
+    this.inFlightBytes += bytes
+    const entry: ActiveRequest = { start, end, writes: command.writes, done: Promise.resolve() }
+    entry.done = (async () => {
+      await Promise.all(before.map((a) => a.done))
+      try {
+        const out = await command.run(this, vdi, req, data)
+        this.reply(req.cookie, 0, out)
+      } catch (error) {
+        const errno = errnoOf(error)
+        this.server.log.warn(`NBD ${this.peer}: command ${req.type} at ${req.offset} (${req.length} bytes): ${messageOf(error)}`)
+        this.reply(req.cookie, errno)
+      }
+    })().finally(() => {
+      this.active.delete(entry)
+      this.inFlight--
+      this.inFlightBytes -= bytes
+      this.wakeRoomWaiters()
+    })
+    this.active.add(entry)
+  }
+
+  /** The error a request gets without running (0: run it). */
+  private precheck(vdi: ExportedVdi, spec: CommandSpec | undefined, req: NbdRequest): number {
+    if (!spec) return NBD_EINVAL
+    if (req.length > spec.maxLengthBytes) return NBD_EINVAL
+    if (spec.writes && vdi.readOnly) return NBD_EPERM
+    if (spec.barrier) return 0
+    if (req.offset + BigInt(req.length) > BigInt(vdi.handle.size)) return spec.pastEndError
+    return 0
+  }
+
+  private async waitForRoom(): Promise<void> {
+    while (!this.socket.destroyed && (this.inFlight >= NBD_MAX_IN_FLIGHT_PER_CONNECTION ||
+      (this.inFlight > 0 && this.inFlightBytes >= NBD_MAX_IN_FLIGHT_BYTES_PER_CONNECTION) ||
+      this.socket.writableLength > NBD_WRITE_HIGH_WATER_BYTES)) {
+      await new Promise<void>((resolve) => this.roomWaiters.push(resolve))
+    }
+  }
+
+  private wakeRoomWaiters(): void {
+    for (const wake of this.roomWaiters.splice(0)) wake()
+  }
+
+  private reply(cookie: bigint, error: number, data?: Buffer): void {
+    if (this.socket.destroyed || !this.socket.writable) return
+    this.socket.cork()
+    this.socket.write(encodeSimpleReply(error, cookie))
+    if (error === 0 && data && data.length > 0) this.socket.write(data)
+    this.socket.uncork()
+  }
+
+  private sendOptionReply(option: number, type: number, data?: Buffer | string): boolean {
+    const payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : data
+    return this.send(encodeOptionReply(option, type, payload))
+  }
+
+  /** False when the socket is gone. */
+  private send(bytes: Buffer): boolean {
+    if (this.socket.destroyed || !this.socket.writable) return false
+    this.socket.write(bytes)
+    return true
+  }
+}
