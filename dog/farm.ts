@@ -2,7 +2,8 @@
 // "farm", a content-addressed store of cluster snapshots in a local directory. Every object of
 // the snapshot VDIs is cut into 128 KiB slices stored as blobs named by their SHA-1
 // (`objects/xx/<38 hex>`); a blob listing the slices' SHA-1s stands for the object, a trunk blob
-// lists the snapshot's objects, and the `user_snap` log records each snapshot's trunk.
+// lists the snapshot's objects, and the `user_snap` log records each snapshot's trunk. Objects
+// (up to 2 GiB) are read, sliced and written back a piece of OBJECT_CHUNK_BYTES at a time.
 import crypto from 'node:crypto'
 import fs from 'node:fs/promises'
 import path from 'node:path'
@@ -11,8 +12,9 @@ import { EXIT_SUCCESS, EXIT_SYSFAIL, UsageError, type DogContext, type DogHandle
 import type { DogRuntime } from './main.js'
 import { asSdError, forEachVdi, printTransportFailure } from './vdi.js'
 import {
-  btreeNodeObjectIds, dataObjectIds, forEachConcurrently, readIndex, readWholeObject, showProgress, vmstateObjectIds,
+  btreeNodeObjectIds, dataObjectIds, forEachConcurrently, readIndex, readObjectRange, showProgress, vmstateObjectIds,
 } from './vdi-inode.js'
+import { isAllZero } from '../lib/bytes.js'
 import type { SheepConnection } from '../lib/client.js'
 import { REQ_VDI_STATE } from '../lib/codec.js'
 import { SdError } from '../lib/errors.js'
@@ -20,8 +22,8 @@ import { formatCtime } from '../lib/format.js'
 import { sdHashVdi } from '../lib/hash.js'
 import { decodeInodeHeader, isSnapshot, SD_INODE_HEADER_SIZE, SD_INODE_INDEX_AT, type InodeHeader } from '../lib/inode.js'
 import { isVdiObj, MAX_DATA_OBJS, objectSizeOf, oidToVid, vidToDataOid, vidToVdiOid } from '../lib/oid.js'
-import { opcodeName, SD_MAX_VDI_TAG_LEN, SD_NR_VDIS, SD_OP_NOTIFY_VDI_ADD, SD_RES_SUCCESS } from '../lib/proto.js'
-import { clusterInfo, createAndWriteObj, newVdi } from '../lib/sheep-api.js'
+import { OBJECT_CHUNK_BYTES, opcodeName, SD_MAX_VDI_TAG_LEN, SD_NR_VDIS, SD_OP_NOTIFY_VDI_ADD, SD_RES_SUCCESS } from '../lib/proto.js'
+import { clusterInfo, createAndWriteObj, newVdi, writeObj } from '../lib/sheep-api.js'
 
 // ---- the farm layout (behaviour.md §16) --------------------------------------------------------
 
@@ -257,23 +259,54 @@ export class Farm {
     return data
   }
 
-  /** Stores an object as 128 KiB slices plus the list of their SHA-1s; answers the list's SHA-1. */
-  async writeSliced(data: Buffer): Promise<Buffer> {
-    const count = Math.ceil(data.length / SLICE_BYTES)
-    const list = Buffer.alloc(count * SHA1_SIZE)
-    for (let i = 0; i < count; i++) {
-      const sha1 = await this.writeBlob(data.subarray(i * SLICE_BYTES, (i + 1) * SLICE_BYTES))
-      sha1.copy(list, i * SHA1_SIZE)
+  /**
+   * Stores an object as 128 KiB slices plus the list of their SHA-1s; answers the list's SHA-1.
+   * The object arrives in pieces of any length, so a big one is never held whole.
+   */
+  async writeSliced(pieces: Buffer | AsyncIterable<Buffer>): Promise<Buffer> {
+    const sha1s: Buffer[] = []
+    // the bytes of a slice begun at the end of one piece and completed by the next
+    let carry = Buffer.alloc(0)
+    for await (const piece of Buffer.isBuffer(pieces) ? [pieces] : pieces) {
+      const data = carry.length > 0 ? Buffer.concat([carry, piece]) : piece
+      let at = 0
+      for (; at + SLICE_BYTES <= data.length; at += SLICE_BYTES) sha1s.push(await this.writeBlob(data.subarray(at, at + SLICE_BYTES)))
+      carry = Buffer.from(data.subarray(at))
     }
-    return this.writeBlob(list)
+    if (carry.length > 0) sha1s.push(await this.writeBlob(carry))
+    return this.writeBlob(Buffer.concat(sha1s))
   }
 
-  /** An object stored by writeSliced. */
-  async readSliced(sha1: Buffer): Promise<Buffer> {
+  /**
+   * An object stored by writeSliced, as pieces of `pieceBytes` (the last one may be shorter; an
+   * empty object is one empty piece), so a big one is never held whole.
+   */
+  async *readSlicedPieces(sha1: Buffer, pieceBytes: number): AsyncGenerator<Buffer> {
     const list = await this.readBlob(sha1)
-    const slices: Buffer[] = []
-    for (let at = 0; at + SHA1_SIZE <= list.length; at += SHA1_SIZE) slices.push(await this.readBlob(list.subarray(at, at + SHA1_SIZE)))
-    return Buffer.concat(slices)
+    let slices: Buffer[] = []
+    let buffered = 0
+    let yielded = false
+    for (let at = 0; at + SHA1_SIZE <= list.length; at += SHA1_SIZE) {
+      const slice = await this.readBlob(list.subarray(at, at + SHA1_SIZE))
+      slices.push(slice)
+      buffered += slice.length
+      while (buffered >= pieceBytes) {
+        const all = Buffer.concat(slices)
+        // a copy of the rest, so the yielded piece is not kept alive through it
+        slices = buffered > pieceBytes ? [Buffer.from(all.subarray(pieceBytes))] : []
+        buffered -= pieceBytes
+        yielded = true
+        yield all.subarray(0, pieceBytes)
+      }
+    }
+    if (buffered > 0 || !yielded) yield Buffer.concat(slices)
+  }
+
+  /** An object stored by writeSliced, whole (inodes: 12.5 MB at most). */
+  async readSliced(sha1: Buffer): Promise<Buffer> {
+    const pieces: Buffer[] = []
+    for await (const piece of this.readSlicedPieces(sha1, OBJECT_CHUNK_BYTES)) pieces.push(piece)
+    return Buffer.concat(pieces)
   }
 }
 
@@ -343,6 +376,23 @@ async function clusterSettings(ctx: DogContext, conn: SheepConnection): Promise<
   }
 }
 
+/** The pieces of an object `save` reads (objects reach 2 GiB); a failed read is reported and ends the save. */
+async function* savedObjectPieces(ctx: DogContext, conn: SheepConnection, oid: bigint, size: number): AsyncGenerator<Buffer> {
+  for (let at = 0; at < size; at += OBJECT_CHUNK_BYTES) {
+    let piece: Buffer
+    try {
+      piece = await readObjectRange(conn, oid, at, Math.min(OBJECT_CHUNK_BYTES, size - at))
+    } catch (error) {
+      const failure = asSdError(error)
+      printTransportFailure(ctx, failure)
+      ctx.printStderrLine(`Failed to read object ${oid.toString(16).padStart(16, '0')} ${failure.label}`)
+      ctx.printStderrLine(`Fail to save object, oid ${oid.toString(16)}`)
+      throw new FarmError('object read failed')
+    }
+    yield piece
+  }
+}
+
 export async function saveClusterSnapshot(ctx: DogContext, dog: DogRuntime): Promise<number> {
   const [tag, dir, ...names] = ctx.args as [string, string | undefined, ...string[]]
   if (/^\s*[+-]?\d/.test(tag)) throw new UsageError('Tag should not start with number.')
@@ -375,17 +425,7 @@ export async function saveClusterSnapshot(ctx: DogContext, dog: DogRuntime): Pro
     let saved = 0
     await forEachConcurrently(oids, ctx.opts.multithread ? FARM_PARALLEL_OBJECTS : 1, async (oid) => {
       const entry = tree.get(oid) as Omit<TrunkEntry, 'oid' | 'sha1'>
-      let data: Buffer
-      try {
-        data = await readWholeObject(conn, oid, objectSizeOf(oid, entry.blockSizeShift))
-      } catch (error) {
-        const failure = asSdError(error)
-        printTransportFailure(ctx, failure)
-        ctx.printStderrLine(`Failed to read object ${oid.toString(16).padStart(16, '0')} ${failure.label}`)
-        ctx.printStderrLine(`Fail to save object, oid ${oid.toString(16)}`)
-        throw new FarmError('object read failed')
-      }
-      sha1ByOid.set(oid, await farm.writeSliced(data))
+      sha1ByOid.set(oid, await farm.writeSliced(savedObjectPieces(ctx, conn, oid, objectSizeOf(oid, entry.blockSizeShift))))
       showProgress(ctx, ++saved, oids.length, true)
     })
     const trunk = encodeTrunk(oids.map((oid) => ({ oid, ...(tree.get(oid) as Omit<TrunkEntry, 'oid' | 'sha1'>), sha1: sha1ByOid.get(oid) as Buffer })))
@@ -480,32 +520,53 @@ interface LoadedSnapshot {
   topVidByName: Map<string, number>
 }
 
-/** Writes the snapshot's objects back (registering each vid first). */
+/**
+ * Writes one piece of a loaded object: the first creates it (registering its vid first, once per
+ * vid), the others are written over it.
+ */
+async function writeLoadedPiece(
+  ctx: DogContext, conn: SheepConnection, entry: TrunkEntry, offset: number, piece: Buffer, registered: Map<number, Promise<void>>,
+): Promise<void> {
+  const vid = oidToVid(entry.oid)
+  const options = { copies: entry.copies, copyPolicy: entry.copyPolicy, direct: true }
+  try {
+    let registration = registered.get(vid)
+    if (registration === undefined) {
+      registration = notifyVdiAdd(conn, vid, entry)
+      registered.set(vid, registration)
+    }
+    await registration
+    if (offset === 0) await createAndWriteObj(conn, entry.oid, 0, piece, options)
+    else await writeObj(conn, entry.oid, offset, piece, options)
+  } catch (error) {
+    const failure = asSdError(error)
+    printTransportFailure(ctx, failure)
+    ctx.printStderrLine(failure.isTransport ? `Failed to write object ${entry.oid.toString(16)}` : `Failed to write object ${entry.oid.toString(16)}: ${failure.label}`)
+    ctx.printStderrLine(`Fail to load object, oid ${entry.oid.toString(16)}`)
+    throw new FarmError('object write failed')
+  }
+}
+
+/**
+ * Writes the snapshot's objects back (registering each vid first), a piece of at most
+ * OBJECT_CHUNK_BYTES at a time: objects reach 2 GiB, one request carries 64 MiB.
+ */
 async function loadObjects(ctx: DogContext, conn: SheepConnection, farm: Farm, entries: readonly TrunkEntry[]): Promise<LoadedSnapshot> {
   const registered = new Map<number, Promise<void>>()
   const loadedSnapshot: LoadedSnapshot = { registeredVids: new Set(), latestByName: new Map(), topVidByName: new Map() }
   let loaded = 0
   await forEachConcurrently(entries, FARM_PARALLEL_OBJECTS, async (entry) => {
-    const data = await farm.readSliced(entry.sha1)
     const vid = oidToVid(entry.oid)
-    try {
-      let registration = registered.get(vid)
-      if (registration === undefined) {
-        registration = notifyVdiAdd(conn, vid, entry)
-        registered.set(vid, registration)
-      }
-      await registration
-      await createAndWriteObj(conn, entry.oid, 0, data, { copies: entry.copies, copyPolicy: entry.copyPolicy, direct: true })
-    } catch (error) {
-      const failure = asSdError(error)
-      printTransportFailure(ctx, failure)
-      ctx.printStderrLine(failure.isTransport ? `Failed to write object ${entry.oid.toString(16)}` : `Failed to write object ${entry.oid.toString(16)}: ${failure.label}`)
-      ctx.printStderrLine(`Fail to load object, oid ${entry.oid.toString(16)}`)
-      throw new FarmError('object write failed')
+    let header: InodeHeader | undefined
+    let offset = 0
+    for await (const piece of farm.readSlicedPieces(entry.sha1, OBJECT_CHUNK_BYTES)) {
+      // the create fills the whole object with zeros: later pieces of zeros need not be sent
+      if (offset === 0 || !isAllZero(piece)) await writeLoadedPiece(ctx, conn, entry, offset, piece, registered)
+      if (offset === 0 && isVdiObj(entry.oid)) header = decodeInodeHeader(piece)
+      offset += piece.length
     }
     loadedSnapshot.registeredVids.add(vid)
-    if (isVdiObj(entry.oid)) {
-      const header = decodeInodeHeader(data)
+    if (header !== undefined) {
       const known = loadedSnapshot.latestByName.get(header.name)
       if (known === undefined || known.snapId < header.snapId) loadedSnapshot.latestByName.set(header.name, header)
       loadedSnapshot.topVidByName.set(header.name, Math.max(vid, loadedSnapshot.topVidByName.get(header.name) ?? 0))

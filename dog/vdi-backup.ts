@@ -2,7 +2,8 @@
 // §4.15): the incremental stream between two snapshots (little-endian header {version 1, magic
 // 0x11921192}, records {idx, offset, length, reserved} + data trimmed to the differing 512-byte
 // sectors, an idx 0xFFFFFFFF terminator), and its replay onto a clone of the base snapshot that
-// then becomes a snapshot of its own, the working VDI resuming from its old parent.
+// then becomes a snapshot of its own, the working VDI resuming from its old parent. Objects are
+// compared, sent and restored a piece at a time, so memory stays bounded for 2 GiB objects.
 import {
   EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, snapshotIdOf, snapshotTagOf, UsageError, type DogContext,
   type SnapshotSelector as OptionSelector,
@@ -10,11 +11,12 @@ import {
 import type { DogRuntime } from './main.js'
 import { asSdError, failureLabel, printTransportFailure, removeVdi } from './vdi.js'
 import {
-  objectProgressOnStderr, openIndexedVdi, openVdiInode, readWholeObjectOrReport, writeStdout, type IndexedVdi,
+  objectProgressOnStderr, openIndexedVdi, openVdiInode, readObjectRangeOrReport, writeStdout, type IndexedVdi,
 } from './vdi-inode.js'
 import type { SheepConnection } from '../lib/client.js'
 import { dataObjectCount, objectSize, type InodeHeader } from '../lib/inode.js'
 import { vidToDataOid, vidToVdiOid } from '../lib/oid.js'
+import { OBJECT_CHUNK_BYTES } from '../lib/proto.js'
 import { newVdi, readObj, type NewVdiOptions, type SnapshotSelector } from '../lib/sheep-api.js'
 import { VdiHandle } from '../lib/vdi-io.js'
 
@@ -29,11 +31,16 @@ const BACKUP_SECTOR_BYTES = 512
 /** Objects read ahead of the one being written to stdout. */
 const BACKUP_READ_AHEAD_OBJECTS = 4
 
-/** One record of a backup stream: the changed bytes of object `idx` from `offset`. */
+/**
+ * One record of a backup stream: the changed bytes of object `idx` from `offset`. `data` holds
+ * them when the object fits in one piece (it was read whole anyway); for bigger objects they are
+ * read again a piece at a time while the record is written, so no whole object is held.
+ */
 export interface BackupRecord {
   idx: number
   offset: number
-  data: Buffer
+  length: number
+  data: Buffer | undefined
 }
 
 export function encodeBackupHeader(): Buffer {
@@ -75,28 +82,55 @@ function selectorOfOption(selector: OptionSelector | undefined): SnapshotSelecto
 
 // ---- vdi backup --------------------------------------------------------------------------------
 
-/** Object `idx` of a snapshot: its data, or zeros when unallocated; undefined after printing why. */
-async function snapshotObject(ctx: DogContext, conn: SheepConnection, vdi: IndexedVdi, idx: number, size: number): Promise<Buffer | undefined> {
+/** `length` bytes at `offset` of object `idx` of a snapshot, zeros when unallocated; undefined after printing why. */
+async function snapshotPiece(
+  ctx: DogContext, conn: SheepConnection, vdi: IndexedVdi, idx: number, offset: number, length: number,
+): Promise<Buffer | undefined> {
   const owner = vdi.owners.get(idx) ?? 0
-  if (owner === 0) return Buffer.alloc(size)
-  const data = await readWholeObjectOrReport(ctx, conn, vidToDataOid(owner, idx), size)
+  if (owner === 0) return Buffer.alloc(length)
+  const data = await readObjectRangeOrReport(ctx, conn, vidToDataOid(owner, idx), offset, length)
   if (data === undefined) ctx.printStderrLine(`Failed to read object ${owner.toString(16)}, ${idx}`)
   return data
 }
 
-/** The record of object `idx`, null when nothing changed, undefined after a read failure. */
+/**
+ * The record of object `idx`, null when nothing changed, undefined after a read failure. Both
+ * snapshots' objects are compared a piece at a time; the record spans from the first to the
+ * last differing sector of the whole object.
+ */
 async function backupRecord(
   ctx: DogContext, conn: SheepConnection, from: IndexedVdi, to: IndexedVdi, idx: number, size: number,
 ): Promise<BackupRecord | null | undefined> {
   // both snapshots address the same object: nothing changed, nothing to read
   if (from.owners.get(idx) === to.owners.get(idx)) return null
-  const toData = await snapshotObject(ctx, conn, to, idx, size)
-  if (toData === undefined) return undefined
-  const fromData = await snapshotObject(ctx, conn, from, idx, size)
-  if (fromData === undefined) return undefined
-  const range = changedRange(fromData, toData)
-  if (range === undefined) return null
-  return { idx, offset: range.offset, data: toData.subarray(range.offset, range.offset + range.length) }
+  let start: number | undefined
+  let end = 0
+  let whole: Buffer | undefined
+  for (let at = 0; at < size; at += OBJECT_CHUNK_BYTES) {
+    const length = Math.min(OBJECT_CHUNK_BYTES, size - at)
+    const toData = await snapshotPiece(ctx, conn, to, idx, at, length)
+    if (toData === undefined) return undefined
+    const fromData = await snapshotPiece(ctx, conn, from, idx, at, length)
+    if (fromData === undefined) return undefined
+    const range = changedRange(fromData, toData)
+    if (range === undefined) continue
+    start ??= at + range.offset
+    end = at + range.offset + range.length
+    if (length === size) whole = toData
+  }
+  if (start === undefined) return null
+  return { idx, offset: start, length: end - start, data: whole?.subarray(start, end) }
+}
+
+/** Writes the changed bytes of a record whose object spans several pieces, reading them again. */
+async function writeRecordData(ctx: DogContext, conn: SheepConnection, to: IndexedVdi, record: BackupRecord): Promise<boolean> {
+  const end = record.offset + record.length
+  for (let at = record.offset; at < end; at += OBJECT_CHUNK_BYTES) {
+    const piece = await snapshotPiece(ctx, conn, to, record.idx, at, Math.min(OBJECT_CHUNK_BYTES, end - at))
+    if (piece === undefined) return false
+    await writeStdout(ctx, piece)
+  }
+  return true
 }
 
 export async function backupVdi(ctx: DogContext, dog: DogRuntime): Promise<number> {
@@ -153,8 +187,9 @@ async function writeRecords(
     readAhead()
     onObjectDone()
     if (record === null) continue
-    await writeStdout(ctx, encodeRecordHeader(record.idx, record.offset, record.data.length))
-    await writeStdout(ctx, record.data)
+    await writeStdout(ctx, encodeRecordHeader(record.idx, record.offset, record.length))
+    if (record.data !== undefined) await writeStdout(ctx, record.data)
+    else if (!(await writeRecordData(ctx, conn, to, record))) return false
   }
   return true
 }
@@ -240,19 +275,23 @@ async function replayBackup(ctx: DogContext, conn: SheepConnection, base: Indexe
       ctx.printStderrLine('The backup file is corrupted')
       return { status: EXIT_SYSFAIL, restoredVdiKept: true }
     }
-    const data = await stream.read(length)
-    if (data.length !== length) {
-      ctx.printStderrLine('failed to read backup data')
-      return { status: EXIT_SYSFAIL, restoredVdiKept: true }
-    }
-    try {
-      await handle.write(idx * size + offset, data)
-    } catch (error) {
-      const failure = asSdError(error)
-      printTransportFailure(ctx, failure)
-      ctx.printStderrLine('failed to restore backup')
-      const deleted = await removeVdi(ctx, conn, name, { snapid: 0, tag: '' })
-      return { status: EXIT_FAILURE, restoredVdiKept: deleted !== EXIT_SUCCESS }
+    // a record may span a whole object (up to 2 GiB): it is copied a piece at a time
+    for (let at = 0; at < length; at += OBJECT_CHUNK_BYTES) {
+      const wanted = Math.min(OBJECT_CHUNK_BYTES, length - at)
+      const data = await stream.read(wanted)
+      if (data.length !== wanted) {
+        ctx.printStderrLine('failed to read backup data')
+        return { status: EXIT_SYSFAIL, restoredVdiKept: true }
+      }
+      try {
+        await handle.write(idx * size + offset + at, data)
+      } catch (error) {
+        const failure = asSdError(error)
+        printTransportFailure(ctx, failure)
+        ctx.printStderrLine('failed to restore backup')
+        const deleted = await removeVdi(ctx, conn, name, { snapid: 0, tag: '' })
+        return { status: EXIT_FAILURE, restoredVdiKept: deleted !== EXIT_SUCCESS }
+      }
     }
   }
 }

@@ -15,7 +15,7 @@ import { SdError } from '../lib/errors.js'
 import { progressLine } from '../lib/format.js'
 import { decodeInodeHeader, objectSize } from '../lib/inode.js'
 import { oidToHex, vidToDataOid, vidToVdiOid, vidToVmstateOid } from '../lib/oid.js'
-import { SD_MAX_DATA_LENGTH } from '../lib/proto.js'
+import { OBJECT_CHUNK_BYTES } from '../lib/proto.js'
 import { readObj, type SnapshotSelector } from '../lib/sheep-api.js'
 
 /** B-tree index layout of hyper volumes (wire-protocol.md §12.10). */
@@ -95,14 +95,15 @@ export async function btreeNodeObjectIds(ctx: DogContext, conn: SheepConnection,
 }
 
 /**
- * READ_OBJ of `length` bytes from offset 0, in requests no larger than a request may carry
- * (objects of 2^27 bytes and more need several). Short answers are zero-padded.
+ * READ_OBJ of `length` bytes at `offset` of an object, in requests of at most OBJECT_CHUNK_BYTES
+ * (objects reach 2 GiB, one request carries 64 MiB). Short answers are zero-padded. Callers
+ * moving whole objects ask for one piece at a time, so they never hold a whole big object.
  */
-export async function readWholeObject(conn: SheepConnection, oid: bigint, length: number): Promise<Buffer> {
-  if (length <= SD_MAX_DATA_LENGTH) return padTo(await readObj(conn, oid, 0, length, { direct: true }), length)
+export async function readObjectRange(conn: SheepConnection, oid: bigint, offset: number, length: number): Promise<Buffer> {
+  if (length <= OBJECT_CHUNK_BYTES) return padTo(await readObj(conn, oid, offset, length, { direct: true }), length)
   const whole = Buffer.alloc(length)
-  for (let at = 0; at < length; at += SD_MAX_DATA_LENGTH) {
-    const piece = await readObj(conn, oid, at, Math.min(SD_MAX_DATA_LENGTH, length - at), { direct: true })
+  for (let at = 0; at < length; at += OBJECT_CHUNK_BYTES) {
+    const piece = await readObj(conn, oid, offset + at, Math.min(OBJECT_CHUNK_BYTES, length - at), { direct: true })
     piece.copy(whole, at)
   }
   return whole
@@ -115,12 +116,12 @@ function padTo(data: Buffer, length: number): Buffer {
   return padded
 }
 
-/** readWholeObject with the original's `Failed to read object …` line; undefined on failure. */
-export async function readWholeObjectOrReport(
-  ctx: DogContext, conn: SheepConnection, oid: bigint, length: number,
+/** readObjectRange with the original's `Failed to read object …` line; undefined on failure. */
+export async function readObjectRangeOrReport(
+  ctx: DogContext, conn: SheepConnection, oid: bigint, offset: number, length: number,
 ): Promise<Buffer | undefined> {
   try {
-    return await readWholeObject(conn, oid, length)
+    return await readObjectRange(conn, oid, offset, length)
   } catch (error) {
     const failure = asSdError(error)
     printTransportFailure(ctx, failure)

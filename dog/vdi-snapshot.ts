@@ -10,14 +10,14 @@ import {
   asSdError, failureLabel, inodeReadFailureLine, lookUpVdi, printTransportFailure, readObject, removeVdi, selectorOf,
   writeObject,
 } from './vdi.js'
+import { isAllZero } from '../lib/bytes.js'
 import type { SheepConnection } from '../lib/client.js'
 import { progressLine } from '../lib/format.js'
 import { dataObjectCount, decodeInodeHeader, indexOffset, isSnapshot, objectSize, u32le, type InodeHeader } from '../lib/inode.js'
 import { cStringField } from '../lib/layout.js'
 import { MAX_DATA_OBJS, SD_INODE_HEADER_SIZE, vidToDataOid, vidToVdiOid } from '../lib/oid.js'
-import { SD_MAX_VDI_TAG_LEN, SD_RES_NO_TAG, SD_RES_NO_VDI } from '../lib/proto.js'
+import { OBJECT_CHUNK_BYTES, SD_MAX_VDI_TAG_LEN, SD_RES_NO_TAG, SD_RES_NO_VDI } from '../lib/proto.js'
 import { getVdiInfo, newVdi, type SnapshotSelector } from '../lib/sheep-api.js'
-import { VDI_IO_MAX_PIECE_BYTES } from '../lib/vdi-io.js'
 
 /** Offset of the tag field in the inode (wire-protocol.md §12.1). */
 const INODE_TAG_OFFSET = 256
@@ -140,31 +140,27 @@ export async function snapshotVdi(ctx: DogContext, dog: DogRuntime): Promise<num
 // ---- vdi clone ---------------------------------------------------------------------------------
 
 /**
- * Creates data object `idx` of `vid` (a zero-filled object when `data` is undefined, else a copy
- * of it) and records it in the index. Objects larger than one request are written in pieces.
+ * Creates data object `idx` of `vid` — zero-filled, or a copy of the object `source` — and
+ * records it in the index. The copy moves a piece of at most OBJECT_CHUNK_BYTES at a time
+ * (objects reach 2 GiB, one request carries 64 MiB): the first piece creates the object, later
+ * ones are written over it unless they are all zeros, which the create left already.
  */
 async function createOwnObject(
-  ctx: DogContext, conn: SheepConnection, vid: number, idx: number, data: Buffer | undefined, header: InodeHeader,
+  ctx: DogContext, conn: SheepConnection, vid: number, idx: number, source: bigint | undefined, header: InodeHeader,
 ): Promise<boolean> {
   const options = { copies: header.nrCopies, copyPolicy: header.copyPolicy, direct: true }
   const oid = vidToDataOid(vid, idx)
-  const first = data === undefined ? Buffer.alloc(0) : data.subarray(0, VDI_IO_MAX_PIECE_BYTES)
-  if (!(await writeObject(ctx, conn, oid, 0, first, { ...options, create: true }))) return false
-  for (let at = first.length; data !== undefined && at < data.length; at += VDI_IO_MAX_PIECE_BYTES) {
-    if (!(await writeObject(ctx, conn, oid, at, data.subarray(at, at + VDI_IO_MAX_PIECE_BYTES), options))) return false
+  const size = objectSize(header)
+  if (source === undefined && !(await writeObject(ctx, conn, oid, 0, Buffer.alloc(0), { ...options, create: true }))) return false
+  for (let at = 0; source !== undefined && at < size; at += OBJECT_CHUNK_BYTES) {
+    const piece = await readObject(ctx, conn, source, at, Math.min(OBJECT_CHUNK_BYTES, size - at), true)
+    if (piece === undefined) return false
+    const written = at === 0
+      ? await writeObject(ctx, conn, oid, 0, piece, { ...options, create: true })
+      : isAllZero(piece) || (await writeObject(ctx, conn, oid, at, piece, options))
+    if (!written) return false
   }
   return writeObject(ctx, conn, vidToVdiOid(vid), indexOffset(idx), u32le(vid), options)
-}
-
-/** A whole data object, read in pieces no larger than one request. */
-async function readWholeObject(ctx: DogContext, conn: SheepConnection, oid: bigint, size: number): Promise<Buffer | undefined> {
-  const pieces: Buffer[] = []
-  for (let at = 0; at < size; at += VDI_IO_MAX_PIECE_BYTES) {
-    const piece = await readObject(ctx, conn, oid, at, Math.min(VDI_IO_MAX_PIECE_BYTES, size - at), true)
-    if (piece === undefined) return undefined
-    pieces.push(piece)
-  }
-  return Buffer.concat(pieces)
 }
 
 /**
@@ -184,9 +180,8 @@ async function fillClone(
     showProgress(idx)
     const owner = index[idx] as number
     if (owner === 0 && !ctx.opts.prealloc) continue
-    const data = owner === 0 ? undefined : await readWholeObject(ctx, conn, vidToDataOid(owner, idx), sizeOfObject)
-    if (owner !== 0 && data === undefined) return EXIT_FAILURE
-    if (!(await createOwnObject(ctx, conn, cloneVid, idx, data, source.header))) return EXIT_FAILURE
+    const from = owner === 0 ? undefined : vidToDataOid(owner, idx)
+    if (!(await createOwnObject(ctx, conn, cloneVid, idx, from, source.header))) return EXIT_FAILURE
   }
   showProgress(index.length)
   return EXIT_SUCCESS

@@ -18,7 +18,7 @@ import {
 import {
   isDataObj, MAX_DATA_OBJS, oidToHex, oidToIdx, oidToVid, SD_INODE_HEADER_SIZE, vidToDataOid, vidToVdiOid,
 } from '../lib/oid.js'
-import { resultLabel, SD_MAX_VDI_SIZE, SD_NR_VDIS, SD_RES_EIO, SD_RES_WAIT_FOR_FORMAT } from '../lib/proto.js'
+import { OBJECT_CHUNK_BYTES, resultLabel, SD_MAX_VDI_SIZE, SD_NR_VDIS, SD_RES_EIO, SD_RES_WAIT_FOR_FORMAT } from '../lib/proto.js'
 import {
   bitmapTest, clusterInfo, createAndWriteObj, delVdi, getVdiInfo, newVdi, readDelVdis, readObj, readVdis,
   writeObj, type SnapshotSelector,
@@ -376,13 +376,15 @@ async function preallocate(ctx: DogContext, conn: SheepConnection, vid: number):
   }
   const writeOptions = { copies: header.nrCopies, copyPolicy: header.copyPolicy, direct: true }
   if (header.storePolicy === HYPER_VOLUME_STORE_POLICY) {
-    // the index is a B-tree: let the VDI I/O layer create each object and insert it
+    // the index is a B-tree: let the VDI I/O layer create each object and insert it. Creating
+    // fills the whole object with zeros, so writing its first piece is enough (objects reach
+    // 2 GiB: a buffer of zeros as big as the object is not needed)
     const handle = await VdiHandle.openByVid(conn, vid)
-    const zeros = Buffer.alloc(sizeOfObject)
+    const zeros = Buffer.alloc(Math.min(sizeOfObject, OBJECT_CHUNK_BYTES))
     for (let idx = 0; idx < count; idx++) {
       showProgress(idx)
       try {
-        await handle.write(idx * sizeOfObject, zeros.subarray(0, Math.min(sizeOfObject, handle.size - idx * sizeOfObject)))
+        await handle.write(idx * sizeOfObject, zeros.subarray(0, Math.min(zeros.length, handle.size - idx * sizeOfObject)))
       } catch (error) {
         const failure = asSdError(error)
         printTransportFailure(ctx, failure)

@@ -283,3 +283,10 @@ export const SD_MAX_VDI_SIZE = 1n << 54n
 export const SD_MAX_DATA_LENGTH = 64 * 1024 * 1024
 /** Biggest payload a request may carry into sheep (objects are at most 2^31 but we cap at this). */
 export const SD_MAX_REQUEST_PAYLOAD = SD_MAX_DATA_LENGTH
+/**
+ * Whole objects (up to 2^31 bytes with block_size_shift 31) move between nodes and tools in
+ * pieces of at most this size: recovery, REPAIR_REPLICA, copy-on-write, backup, clone and the
+ * cluster snapshot farm. Half the frame limit keeps each request well inside it while bounding
+ * what one transfer holds in memory.
+ */
+export const OBJECT_CHUNK_BYTES = Math.min(32 * 1024 * 1024, SD_MAX_DATA_LENGTH)

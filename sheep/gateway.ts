@@ -7,10 +7,11 @@
 import type { RequestOptions } from '../lib/client.js'
 import { REQ_OBJ, REQ_REF, type SdRequest, decodeRequestHeader, encodeRequestHeader, reqVariant } from '../lib/codec.js'
 import type { Layout } from '../lib/layout.js'
+import { isAllZero } from '../lib/bytes.js'
 import { SdError } from '../lib/errors.js'
 import { OLD_SD_INODE_SIZE, isDataObj, isVdiObj, isVmstateObj, oidToVid } from '../lib/oid.js'
 import {
-  GATEWAY_TO_PEER_OP, SD_CLUSTER_FLAG_STRICT, SD_OP_DECREF_OBJ, SD_OP_DECREF_PEER, SD_FLAG_CMD_COW, SD_OP_CREATE_AND_WRITE_OBJ, SD_OP_READ_OBJ,
+  GATEWAY_TO_PEER_OP, OBJECT_CHUNK_BYTES, SD_CLUSTER_FLAG_STRICT, SD_OP_DECREF_OBJ, SD_OP_DECREF_PEER, SD_FLAG_CMD_COW, SD_OP_CREATE_AND_WRITE_OBJ, SD_OP_READ_OBJ,
   SD_OP_REMOVE_OBJ, SD_OP_WRITE_OBJ, SD_RES_HALT, SD_RES_INVALID_PARMS, SD_RES_KILLED,
   SD_RES_NETWORK_ERROR, SD_RES_NEW_NODE_VER, SD_RES_NO_OBJ, SD_RES_OLD_NODE_VER, SD_RES_READONLY, SD_RES_SUCCESS,
   SD_RES_WAIT_FOR_FORMAT, SD_RES_WAIT_FOR_JOIN, SD_SHEEP_PROTO_VER, SD_FLAG_CMD_TGT, SD_RES_INODE_INVALIDATED,
@@ -176,15 +177,31 @@ export async function handleGatewayRequest(sheep: Sheep, req: SdRequest, data: B
   }
 }
 
-/** COW create (§11.3): the full new object = the source object with the payload laid over it. */
+/**
+ * COW create (§11.3): the new object = the source object with the payload laid over it. It is
+ * built a piece of at most OBJECT_CHUNK_BYTES at a time, as objects may be bigger than one
+ * request: the first piece creates it (full size, zero-filled) on every replica, later pieces are
+ * written over it, and those that are all zeros are skipped. Nobody reads the object half-built:
+ * the VDI's index names it only once the client has recorded it after this succeeded. A missing
+ * source reads as zeros; a source that cannot be read fails the create.
+ */
 async function copyOnWrite(sheep: Sheep, obj: ObjFields, payload: Buffer, size: number): Promise<OpReply> {
-  let full = payload
-  if (obj.offset !== 0 || payload.length !== size) {
-    const src = await gatewayRead(sheep, { ...obj, oid: obj.cowOid, offset: 0, copies: 0 }, size)
-    full = src.result === SD_RES_SUCCESS && src.data ? src.data : Buffer.alloc(size)
-    payload.copy(full, obj.offset)
+  const target = { ...obj, cowOid: 0n }
+  if (obj.offset === 0 && payload.length === size) return gatewayWriteAll(sheep, SD_OP_CREATE_AND_WRITE_OBJ, { ...target, offset: 0 }, payload)
+  for (let at = 0; at < size; at += OBJECT_CHUNK_BYTES) {
+    const length = Math.min(OBJECT_CHUNK_BYTES, size - at)
+    const src = await gatewayRead(sheep, { ...obj, oid: obj.cowOid, offset: at, copies: 0 }, length)
+    if (src.result !== SD_RES_SUCCESS && src.result !== SD_RES_NO_OBJ) return src
+    const piece = Buffer.alloc(length)
+    src.data?.copy(piece, 0, 0, Math.min(length, src.data.length))
+    const from = Math.max(obj.offset, at)
+    const to = Math.min(obj.offset + payload.length, at + length)
+    if (from < to) payload.copy(piece, from - at, from - obj.offset, to - obj.offset)
+    if (at > 0 && isAllZero(piece)) continue
+    const r = await gatewayWriteAll(sheep, at === 0 ? SD_OP_CREATE_AND_WRITE_OBJ : SD_OP_WRITE_OBJ, { ...target, offset: at }, piece)
+    if (r.result !== SD_RES_SUCCESS) return r
   }
-  return gatewayWriteAll(sheep, SD_OP_CREATE_AND_WRITE_OBJ, { ...obj, cowOid: 0n, offset: 0 }, full)
+  return reply(SD_RES_SUCCESS)
 }
 
 /** Reads an object through the gateway from inside sheep (VDI lookups); throws SdError. */

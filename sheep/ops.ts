@@ -19,7 +19,7 @@ import {
   SD_OP_SET_RECOVERY, SD_OP_ENABLE_RECOVER, SD_OP_DISABLE_RECOVER, SD_OP_FORCE_RECOVER, SD_OP_ALTER_CLUSTER_COPY,
   SD_OP_REWEIGHT, SD_OP_CLEANUP, SD_OP_OIDS_EXIST, SD_OP_STAT, SD_OP_GET_VNODES, SD_RES_FORCE_RECOVER,
   SD_RES_NODE_IN_RECOVERY, SD_MAX_COPIES, SD_CLUSTER_FLAG_AUTO_VNODES, SD_CLUSTER_FLAG_USE_LOCK, SD_OP_GET_VDI_ATTR,
-  SD_OP_NOTIFY_VDI_ADD, SD_OP_ALTER_VDI_COPY, SD_RES_NO_VDI, SD_OP_REPAIR_REPLICA, SD_OP_DECREF_OBJ, SD_OP_DECREF_PEER, SD_SHEEP_PROTO_VER, SD_RES_EIO,
+  SD_OP_NOTIFY_VDI_ADD, SD_OP_ALTER_VDI_COPY, SD_RES_NO_VDI, SD_OP_REPAIR_REPLICA, SD_OP_DECREF_OBJ, SD_OP_DECREF_PEER, SD_RES_EIO,
   SD_OP_INODE_COHERENCE, SD_OP_SET_VNODES, SD_RES_GATEWAY_MODE, SD_RES_INVALID_VNODES_STRATEGY,
 } from '../lib/proto.js'
 import {
@@ -32,6 +32,7 @@ import { inodeIndexOffset, isDataObj, oidToIdx, oidToVid, vidToVdiOid } from '..
 import { LOG_LEVEL_NAMES, sdLevelToPino } from '../lib/log.js'
 import { gatewayWriteAll, handleGatewayRequest, readObject, writeObject } from './gateway.js'
 import { type OpKind, type OpReply, reply } from './op-types.js'
+import { copyObject, peerPieceReader } from './object-copy.js'
 import { handlePeerRequest, objectSizeFor } from './peer.js'
 import { decrefPeer } from './refcount.js'
 import type { ClusterOpMain, Sheep } from './sheep.js'
@@ -456,21 +457,19 @@ function oidsExist(sheep: Sheep, req: SdRequest, data: Buffer | undefined): OpRe
   return reply(SD_RES_NO_OBJ, out.subarray(0, Math.min(out.length, req.dataLength)))
 }
 
-/** REPAIR_REPLICA: copy an object from the named node into the local store (`dog vdi check`). */
+/**
+ * REPAIR_REPLICA: copy an object from the named node into the local store (`dog vdi check`),
+ * replacing the local replica — in pieces, as objects may be bigger than one request.
+ */
 async function repairReplica(sheep: Sheep, req: SdRequest): Promise<OpReply> {
   const f = reqVariant(req, REQ_FORW)
   if (sheep.gateway) return reply(SD_RES_INVALID_PARMS)
-  const size = objectSizeFor(sheep, f.oid)
-  const conn = sheep.peers.get({ host: addrToText(f.addr), port: f.port })
+  const read = peerPieceReader(sheep, { host: addrToText(f.addr), port: f.port }, f.oid)
   try {
-    const { rsp, data } = await conn.request({
-      opcode: SD_OP_READ_PEER, protoVer: SD_SHEEP_PROTO_VER, epoch: sheep.epoch, variant: REQ_OBJ,
-      fields: { oid: f.oid, offset: 0 }, readLength: size,
-    })
-    if (rsp.result !== SD_RES_SUCCESS) return reply(rsp.result)
-    return reply(await sheep.store.create({ oid: f.oid, offset: 0, data }, size))
+    return reply(await copyObject(sheep.store, f.oid, objectSizeFor(sheep, f.oid), read))
   } catch (e) {
-    return reply((e as { code?: number }).code ?? SD_RES_EIO)
+    sheep.log.error(`repair of ${f.oid.toString(16)} failed: ${String(e)}`)
+    return reply(SD_RES_EIO)
   }
 }
 

@@ -1,18 +1,21 @@
 // Recovery (behaviour.md §7): after the epoch changes, every data-holding node moves the objects
 // it no longer holds to its stale area, learns which objects exist anywhere, and fetches those it
 // now holds but lacks — from its own stale area or from the nodes that held them at earlier
-// epochs, walking back through the epoch history. Requests for objects not yet recovered are
-// parked and the object is recovered at once, out of order. A newer epoch supersedes a running
-// recovery. When every member has finished an epoch, stale copies are dropped.
+// epochs, walking back through the epoch history; each object is copied in pieces no bigger than
+// one request and appears only once complete (object-copy.ts). Requests for objects not yet
+// recovered are parked and the object is recovered at once, out of order. A newer epoch
+// supersedes a running recovery. When every member has finished an epoch, stale copies are
+// dropped.
 import { REQ_OBJ } from '../lib/codec.js'
 import { oidToVid } from '../lib/oid.js'
 import {
-  SD_FLAG_CMD_RECOVERY, SD_OP_COMPLETE_RECOVERY, SD_OP_GET_EPOCH, SD_OP_GET_OBJ_LIST, SD_OP_READ_PEER,
-  SD_RES_BUFFER_SMALL, SD_RES_SUCCESS, SD_SHEEP_PROTO_VER,
+  SD_FLAG_CMD_RECOVERY, SD_OP_COMPLETE_RECOVERY, SD_OP_GET_EPOCH, SD_OP_GET_OBJ_LIST, SD_RES_BUFFER_SMALL,
+  SD_RES_OLD_NODE_VER, SD_RES_SUCCESS,
 } from '../lib/proto.js'
 import { HashRing } from '../lib/ring.js'
 import { encodeRequestHeader } from '../lib/codec.js'
 import { type SdNode, addrToText, decodeEpochFile, encodeNode, nodeDescription, sameNode } from '../lib/structs.js'
+import { copyObject, peerPieceReader, type PieceReader } from './object-copy.js'
 import { objectSizeFor } from './peer.js'
 import type { Sheep } from './sheep.js'
 
@@ -21,7 +24,7 @@ export const RECOVERY_PARALLEL_OBJECTS = 8
 /** GET_OBJ_LIST starts with a buffer this big (the original's 4 MiB) and doubles on BUFFER_SMALL. */
 export const RECOVERY_OBJ_LIST_INITIAL_BYTES = 4 * 1024 * 1024
 export const RECOVERY_OBJ_LIST_MAX_BYTES = 256 * 1024 * 1024
-/** Timeout of one recovery read from a peer. */
+/** Timeout of one recovery read (of one piece of an object) from a peer. */
 export const RECOVERY_READ_TIMEOUT_MS = 60_000
 
 export const RECOVERY_STATE_PREPARING = 0
@@ -198,45 +201,39 @@ export class Recovery {
       const mine = holders.findIndex((n) => sheep.isSelf(n))
       const order = mine >= 0 ? [holders[mine], ...holders.filter((_, i) => i !== mine)] : holders
       for (const node of order) {
-        const data = await this.fetch(node, oid, tgt, size)
-        if (!data) continue
+        const read = this.source(node, oid, tgt, run)
+        if (!read) continue
         // a client may have created it meanwhile: keep the newer one
-        await sheep.store.create({ oid, offset: 0, data }, size, { ifAbsent: true })
-        return
+        if ((await copyObject(sheep.store, oid, size, read, { ifAbsent: true })) === SD_RES_SUCCESS) return
+        if (run !== this.run) return
       }
     }
     // no earlier holder answered: a stale copy of our own is the last resort
     const stale = sheep.store.newestStale(oid)
     if (stale !== undefined) {
-      const data = await sheep.store.readStale(oid, stale, 0, size)
-      if (typeof data !== 'number') {
-        await sheep.store.create({ oid, offset: 0, data }, size, { ifAbsent: true })
-        return
-      }
+      const read: PieceReader = (offset, length) => sheep.store.readStale(oid, stale, offset, length)
+      if ((await copyObject(sheep.store, oid, size, read, { ifAbsent: true })) === SD_RES_SUCCESS) return
     }
     sheep.log.warn(`recovery: no node has ${oid.toString(16).padStart(16, '0')}`)
   }
 
-  /** Reads an object for recovery from `node` as it stood at epoch `tgt` (live or stale copy). */
-  private async fetch(node: SdNode, oid: bigint, tgt: number, size: number): Promise<Buffer | undefined> {
+  /**
+   * Where recovery of run `run` reads `oid` as it stood at epoch `tgt` on `node` (live or stale
+   * copy), piece by piece; undefined when `node` cannot have it. A superseded run stops between
+   * pieces instead of copying the rest of a big object.
+   */
+  private source(node: SdNode, oid: bigint, tgt: number, run: number): PieceReader | undefined {
     const sheep = this.sheep
     if (sheep.isSelf(node)) {
       const stale = sheep.store.newestStale(oid)
       if (stale === undefined) return undefined
-      const data = await sheep.store.readStale(oid, stale, 0, size)
-      return typeof data === 'number' ? undefined : data
+      return (offset, length) => sheep.store.readStale(oid, stale, offset, length)
     }
     if (!sheep.members.some((m) => sameNode(m, node))) return undefined
-    try {
-      const conn = sheep.peers.get({ host: addrToText(node.addr), port: node.port })
-      const { rsp, data } = await conn.request({
-        opcode: SD_OP_READ_PEER, protoVer: SD_SHEEP_PROTO_VER, epoch: sheep.epoch, flags: SD_FLAG_CMD_RECOVERY,
-        variant: REQ_OBJ, fields: { oid, tgtEpoch: tgt, offset: 0 }, readLength: size, timeoutMs: RECOVERY_READ_TIMEOUT_MS,
-      })
-      return rsp.result === SD_RES_SUCCESS && data.length === size ? data : undefined
-    } catch {
-      return undefined
-    }
+    const read = peerPieceReader(sheep, { host: addrToText(node.addr), port: node.port }, oid, {
+      tgtEpoch: tgt, flags: SD_FLAG_CMD_RECOVERY, timeoutMs: RECOVERY_READ_TIMEOUT_MS,
+    })
+    return (offset, length) => (run === this.run ? read(offset, length) : Promise.resolve(SD_RES_OLD_NODE_VER))
   }
 
   /** Replica holders of `oid` on `ring`: min(copies, zones) nodes. */

@@ -8,6 +8,23 @@ export interface ObjectWrite {
   data: Buffer
 }
 
+/**
+ * An object being created piece by piece (objects bigger than one request: recovery, repair).
+ * The pieces land in a private temporary file; only `commit` makes the object visible, all at
+ * once, so nobody ever sees half of it. Exactly one of `commit` / `abort` must end it.
+ */
+export interface StagedObject {
+  /** Writes `data` at `offset` (inside the object size given to `beginCreate`). */
+  write(offset: number, data: Buffer): Promise<void>
+  /**
+   * Makes the object visible under its name, replacing an existing one unless `ifAbsent`: then
+   * an object created meanwhile (by a client) wins and the staged copy is dropped.
+   */
+  commit(opts?: { ifAbsent?: boolean }): Promise<number>
+  /** Drops the staged copy. */
+  abort(): Promise<void>
+}
+
 export interface StoreDriver {
   readonly name: string
   /** Prepare directories, drop leftover `.tmp` files, and return the objects found. */
@@ -25,8 +42,13 @@ export interface StoreDriver {
    * (recovery must never overwrite what a client wrote meanwhile): then it is left alone.
    */
   create(w: ObjectWrite, objectSize: number, opts?: { ifAbsent?: boolean }): Promise<number>
+  /**
+   * Starts creating `oid` at its full `objectSize` (unwritten parts read as zeros) from pieces
+   * written later; several may be staged for one oid at once, each in its own temporary file.
+   */
+  beginCreate(oid: bigint, objectSize: number): Promise<StagedObject>
   remove(oid: bigint): Promise<number>
-  /** SHA-1 of the whole stored object (GET_HASH). */
+  /** SHA-1 of the whole stored object (GET_HASH), read a piece at a time. */
   sha1(oid: bigint): Promise<Buffer | number>
   /** Every object id stored here, ascending. */
   list(): bigint[]

@@ -1,18 +1,22 @@
 // The plain store: one file per object replica, `<dir>/<oid16>` (behaviour.md §12.3). Creates go
 // through `<oid16>.tmp` + rename so a crash never leaves half an object under its real name;
-// writes are made durable (fdatasync, and the directory fsync'd after a create) unless nosync.
-// Mutations of one object are serialised; reads are not.
+// objects created piece by piece (recovery of objects bigger than one request) go through
+// `<oid16>.<n>.tmp` files of their own the same way. Writes are made durable (fdatasync, and the
+// directory fsync'd after a create) unless nosync. Mutations of one object are serialised; reads
+// are not.
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import fsp from 'node:fs/promises'
 import path from 'node:path'
 import { SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
-import type { ObjectWrite, StoreDriver } from './driver.js'
+import type { ObjectWrite, StagedObject, StoreDriver } from './driver.js'
 
 const OID_FILE = /^[0-9a-f]{16}$/
 /** Zero runs at least this long are left as holes instead of being written. */
 const SPARSE_CHUNK_BYTES = 64 * 1024
 const ZERO_CHUNK = Buffer.alloc(SPARSE_CHUNK_BYTES)
+/** GET_HASH reads an object in pieces of this size, so hashing a 2 GiB object needs 4 MiB. */
+const HASH_READ_CHUNK_BYTES = 4 * 1024 * 1024
 
 export function oidFileName(oid: bigint): string {
   return oid.toString(16).padStart(16, '0')
@@ -31,6 +35,8 @@ export class PlainStore implements StoreDriver {
   private readonly locks = new Map<bigint, Promise<unknown>>()
   private used = 0n
   private readonly dirSync: GroupSync
+  /** Numbers the temporary files of staged creates (one sheep per directory: unique enough). */
+  private stagedCount = 0
 
   constructor(private readonly opts: PlainStoreOptions) {
     this.dirSync = new GroupSync(() => syncDir(opts.dir))
@@ -163,6 +169,69 @@ export class PlainStore implements StoreDriver {
     })
   }
 
+  async beginCreate(oid: bigint, objectSize: number): Promise<StagedObject> {
+    const final = this.file(oid)
+    const tmp = `${final}.${++this.stagedCount}.tmp`
+    const fh = await fsp.open(tmp, 'w', 0o644)
+    try {
+      await fh.truncate(objectSize)
+    } catch (e) {
+      await fh.close()
+      await fsp.rm(tmp, { force: true })
+      throw e
+    }
+    /** Bytes below this may have been written: zeros there must be written, not skipped. */
+    let writtenEnd = 0
+    let ended = false
+    const end = async (): Promise<void> => {
+      if (ended) throw new Error(`staged create of ${oidFileName(oid)} already ended`)
+      ended = true
+      await fh.close()
+    }
+    return {
+      write: async (offset, data) => {
+        if (ended || offset < 0 || offset + data.length > objectSize) {
+          throw new Error(`staged write of ${data.length} bytes at ${offset} outside ${oidFileName(oid)} (${objectSize} bytes)`)
+        }
+        // above everything written so far the file is still a hole: zeros can stay one
+        if (offset >= writtenEnd) await writeSparse(fh, data, offset)
+        else await writeAll(fh, data, offset)
+        writtenEnd = Math.max(writtenEnd, offset + data.length)
+      },
+      commit: async (opts = {}) => {
+        try {
+          if (!this.opts.nosync && !ended) await fh.datasync()
+        } catch (e) {
+          await end()
+          await fsp.rm(tmp, { force: true })
+          throw e
+        }
+        await end()
+        return this.serialise(oid, async () => {
+          try {
+            // a client created it meanwhile: its object is newer than this copy
+            if (opts.ifAbsent && this.sizes.has(oid)) {
+              await fsp.rm(tmp, { force: true })
+              return SD_RES_SUCCESS
+            }
+            await fsp.rename(tmp, final)
+          } catch (e) {
+            await fsp.rm(tmp, { force: true })
+            throw e
+          }
+          if (!this.opts.nosync) await this.dirSync.sync()
+          this.track(oid, objectSize)
+          return SD_RES_SUCCESS
+        })
+      },
+      abort: async () => {
+        if (ended) return
+        await end()
+        await fsp.rm(tmp, { force: true })
+      },
+    }
+  }
+
   remove(oid: bigint): Promise<number> {
     return this.serialise(oid, async () => {
       if (!this.sizes.has(oid)) return SD_RES_NO_OBJ
@@ -175,9 +244,25 @@ export class PlainStore implements StoreDriver {
   async sha1(oid: bigint): Promise<Buffer | number> {
     const size = this.sizes.get(oid)
     if (size === undefined) return SD_RES_NO_OBJ
-    const data = await this.read(oid, 0, size)
-    if (typeof data === 'number') return data
-    return crypto.createHash('sha1').update(data).digest()
+    let fh: fsp.FileHandle
+    try {
+      fh = await fsp.open(this.file(oid), 'r')
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return SD_RES_NO_OBJ
+      throw e
+    }
+    try {
+      const hash = crypto.createHash('sha1')
+      const buf = Buffer.allocUnsafe(Math.min(size, HASH_READ_CHUNK_BYTES))
+      for (let at = 0; at < size; at += buf.length) {
+        const length = Math.min(buf.length, size - at)
+        await readInto(fh, buf, length, at)
+        hash.update(buf.subarray(0, length))
+      }
+      return hash.digest()
+    } finally {
+      await fh.close()
+    }
   }
 
   list(): bigint[] {
@@ -226,17 +311,22 @@ async function readRange(file: string, offset: number, length: number): Promise<
   }
   try {
     const buf = Buffer.allocUnsafe(length)
-    let filled = 0
-    while (filled < length) {
-      const { bytesRead } = await fh.read(buf, filled, length - filled, offset + filled)
-      if (bytesRead === 0) break
-      filled += bytesRead
-    }
-    if (filled < length) buf.fill(0, filled)
+    await readInto(fh, buf, length, offset)
     return buf
   } finally {
     await fh.close()
   }
+}
+
+/** Fills the first `length` bytes of `buf` from `offset`; bytes past the end of the file read as zeros. */
+async function readInto(fh: fsp.FileHandle, buf: Buffer, length: number, offset: number): Promise<void> {
+  let filled = 0
+  while (filled < length) {
+    const { bytesRead } = await fh.read(buf, filled, length - filled, offset + filled)
+    if (bytesRead === 0) break
+    filled += bytesRead
+  }
+  if (filled < length) buf.fill(0, filled, length)
 }
 
 async function writeAll(fh: fsp.FileHandle, data: Buffer, offset: number): Promise<void> {
