@@ -23,7 +23,7 @@ const sizeArg = process.argv.indexOf('--size-mib')
 const SIZE_MIB = sizeArg > 0 ? Number(process.argv[sizeArg + 1]) : 1024
 const SIZE = SIZE_MIB * MiB
 /** Each dog and sheepfs measure is taken this many times; the median is reported. */
-const ROUNDS = 3
+const ROUNDS = 5
 
 function seconds(start: bigint): number {
   return Number(process.hrtime.bigint() - start) / 1e9

@@ -30,6 +30,12 @@ export interface RequestOptions<L extends Layout = Layout> extends Omit<RequestI
   data?: Buffer
   /** Receive buffer size for reads (data_length of a request without payload). */
   readLength?: number
+  /**
+   * Where the reply's payload goes when it fits (the reply's data is then a view of it): a
+   * reused buffer spares allocating one per reply. It must not be touched until the request
+   * has settled.
+   */
+  replyInto?: Buffer
   timeoutMs?: number
 }
 
@@ -42,6 +48,7 @@ interface Pending {
   header: Buffer
   data: Buffer | undefined
   maxReply: number
+  replyInto: Buffer | undefined
   resolve: (r: Reply) => void
   reject: (e: Error) => void
   timer: NodeJS.Timeout | undefined
@@ -82,7 +89,9 @@ export class SheepConnection {
     const header = encodeRequestHeader({ ...opts, flags, dataLength, id })
     const maxReply = (flags & SD_FLAG_CMD_WRITE) === 0 || (flags & SD_FLAG_CMD_PIGGYBACK) !== 0 ? dataLength : 0
     return new Promise<Reply>((resolve, reject) => {
-      const pending: Pending = { header, data, maxReply, resolve, reject, timer: undefined, timeoutMs: opts.timeoutMs ?? this.timeoutMs }
+      const pending: Pending = {
+        header, data, maxReply, replyInto: opts.replyInto, resolve, reject, timer: undefined, timeoutMs: opts.timeoutMs ?? this.timeoutMs,
+      }
       if (this.inFlight.size >= this.maxInFlight) this.queued.push(pending)
       else this.dispatch(pending)
     })
@@ -135,6 +144,10 @@ export class SheepConnection {
           if (!pending) return `response with unknown id ${rsp.id}`
           if (rsp.dataLength > pending.maxReply) return `response carries ${rsp.dataLength} bytes, more than the ${pending.maxReply} asked for`
           return rsp.dataLength
+        },
+        payloadBuffer: (header, length) => {
+          const into = this.inFlight.get(decodeResponseHeader(header).id)?.replyInto
+          return into !== undefined && into.length >= length ? into.subarray(0, length) : undefined
         },
         onFrame: (header, payload) => {
           const rsp = decodeResponseHeader(header)

@@ -12,6 +12,8 @@ export interface FrameSink {
    * saying why the stream must be abandoned (nothing more is read then).
    */
   payloadLength(header: Buffer): number | string
+  /** Where a payload of `length` bytes (> 0) should land, when the caller brought a buffer for it. */
+  payloadBuffer?(header: Buffer, length: number): Buffer | undefined
   onFrame(header: Buffer, payload: Buffer | undefined): void
   onProtocolError(reason: string): void
 }
@@ -47,7 +49,7 @@ export class FrameReader {
           this.sink.onFrame(header, undefined)
           continue
         }
-        this.payload = Buffer.allocUnsafe(length)
+        this.payload = this.sink.payloadBuffer?.(header, length) ?? Buffer.allocUnsafe(length)
         this.payloadFill = 0
         this.pendingHeader = header
       } else {

@@ -488,7 +488,7 @@ export interface ObjectWriteOptions {
 
 /** READ_OBJ: `length` bytes at `offset` of an object (the answer may be shorter only if the sheep says so). */
 export async function readObj(
-  conn: SheepConnection, oid: bigint, offset: number, length: number, opts: { direct?: boolean } = {},
+  conn: SheepConnection, oid: bigint, offset: number, length: number, opts: { direct?: boolean; into?: Buffer } = {},
 ): Promise<Buffer> {
   checkObjectOffset(offset)
   const { data } = await call(conn, {
@@ -497,6 +497,7 @@ export async function readObj(
     variant: REQ_OBJ,
     fields: { oid, offset },
     readLength: length,
+    replyInto: opts.into,
   })
   return data
 }

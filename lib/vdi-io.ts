@@ -29,6 +29,11 @@ export interface VdiIoOptions {
   onProgress?: ProgressCallback
 }
 
+export interface VdiReadOptions extends VdiIoOptions {
+  /** Read into this buffer (at least `length` bytes; the result is a view of it) instead of a new one. */
+  into?: Buffer
+}
+
 export interface VdiOpenOptions {
   /** Default concurrency for this handle's reads and writes. */
   concurrency?: number
@@ -149,23 +154,25 @@ export class VdiHandle {
     return this.index.get(idx)
   }
 
-  /** Reads `length` bytes at `offset`; unallocated objects read as zeros without a request. */
-  async read(offset: number, length: number, opts: VdiIoOptions = {}): Promise<Buffer> {
+  /**
+   * Reads `length` bytes at `offset`; unallocated objects read as zeros without a request. Each
+   * reply lands where it belongs (in `opts.into` when given), without a copy.
+   */
+  async read(offset: number, length: number, opts: VdiReadOptions = {}): Promise<Buffer> {
     this.checkRange(offset, length, 'read')
+    invariant(opts.into === undefined || opts.into.length >= length, `read of ${length} bytes into a buffer of ${opts.into?.length}`)
     if (length === 0) return Buffer.alloc(0)
     await this.prepareIndex(offset, length)
     const only = this.pieceAt(offset, 0, length)
     if (only.length === length) {
-      // one piece: its reply is the result, without a copy
-      const data = (await this.readPiece(only)) ?? Buffer.alloc(length)
+      const data = await this.readPiece(only, opts.into?.subarray(0, length))
       opts.onProgress?.(length, length)
       return data
     }
-    const out = Buffer.alloc(length)
+    const out = opts.into?.subarray(0, length) ?? Buffer.allocUnsafe(length)
     let done = 0
     await runWindowed(this.pieces(offset, length), this.limit(opts), async (p) => {
-      const data = await this.readPiece(p)
-      data?.copy(out, p.at)
+      await this.readPiece(p, out.subarray(p.at, p.at + p.length))
       done += p.length
       opts.onProgress?.(done, length)
     })
@@ -188,7 +195,7 @@ export class VdiHandle {
         const next = pieces.next()
         if (next.done) return
         const p = next.value
-        const chunk = this.readPiece(p).then((data) => data ?? Buffer.alloc(p.length))
+        const chunk = this.readPiece(p)
         chunk.catch(() => undefined) // awaited below; this only keeps an abandoned read from being "unhandled"
         ahead.push(chunk)
       }
@@ -335,13 +342,22 @@ export class VdiHandle {
     else if (filled > 0) yield { piece: { ...piece, length: filled }, data: buf.subarray(0, filled) }
   }
 
-  /** One piece's bytes, or undefined for an unallocated object (zeros). */
-  private async readPiece(p: Piece): Promise<Buffer | undefined> {
+  /**
+   * One piece's bytes (zeros for an unallocated object, without a request): in `into` (exactly
+   * the piece's length) when given, else in a buffer of their own.
+   */
+  private async readPiece(p: Piece, into?: Buffer): Promise<Buffer> {
     const owner = this.index.get(p.idx)
-    if (owner === 0) return undefined
-    const data = await readObj(this.conn, vidToDataOid(owner, p.idx), p.offsetInObject, p.length)
-    if (data.length === p.length) return data
+    if (owner === 0) return into ? into.fill(0) : Buffer.alloc(p.length)
+    const data = await readObj(this.conn, vidToDataOid(owner, p.idx), p.offsetInObject, p.length, { into })
     if (data.length > p.length) throw new SdError(SD_RES_EIO, `read of ${oidToHex(vidToDataOid(owner, p.idx))} returned too much`)
+    if (into) {
+      // the reply normally landed in place; a short one leaves zeros after it
+      if (data.buffer !== into.buffer || data.byteOffset !== into.byteOffset) data.copy(into)
+      if (data.length < p.length) into.fill(0, data.length)
+      return into
+    }
+    if (data.length === p.length) return data
     const padded = Buffer.alloc(p.length)
     data.copy(padded)
     return padded

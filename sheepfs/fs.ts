@@ -198,11 +198,17 @@ export class SheepFs {
       getattr: (p, cb) => this.settle('getattr', p, () => this.getattr(p), (stat) => cb(0, stat), cb),
       readdir: (p, cb) => this.settle('readdir', p, async () => this.readdir(p), (names) => cb(0, names), cb),
       open: (p, flags, cb) => this.settle('open', p, () => this.open(p, flags), (fd) => cb(0, fd), cb),
-      read: (p, fd, buf, len, pos, cb) => this.settle('read', p, () => this.read(fd, len, pos), (data) => {
+      read: (p, fd, buf, len, pos, cb) => {
         // only here, and only before answering, may the kernel's buffer be touched
-        data.copy(buf, 0, 0, Math.min(len, data.length))
-        cb(Math.min(len, data.length))
-      }, cb),
+        const answer = (data: Buffer): void => {
+          data.copy(buf, 0, 0, Math.min(len, data.length))
+          cb(Math.min(len, data.length))
+        }
+        // most reads of a sequential reader are answered at once from read-ahead
+        const now = this.readNow(fd, len, pos)
+        if (now) answer(now)
+        else this.settle('read', p, () => this.read(fd, len, pos), answer, cb)
+      },
       write: (p, fd, buf, len, pos, cb) => {
         // copied at once: the buffer belongs to the kernel request and is reused after the answer
         const data = Buffer.from(buf.subarray(0, len))
@@ -405,6 +411,13 @@ export class SheepFs {
     const open = this.openFiles.get(handle)
     if (!open) throw new FsError('EBADF', `no open file ${handle}`)
     return open
+  }
+
+  /** A volume read that read-ahead can answer at once, else undefined. */
+  private readNow(handle: number, length: number, position: number): Buffer | undefined {
+    const volume = this.openFiles.get(handle)?.volume
+    if (volume === undefined || length === 0 || position >= volume.size) return undefined
+    return volume.readNow(position, Math.min(length, volume.size - position))
   }
 
   private async read(handle: number, length: number, position: number): Promise<Buffer> {

@@ -57,7 +57,7 @@ export class Volume {
   /** Writes being sent straight through (O_SYNC opens, write-behind off). */
   private readonly writesInFlight = new Set<Promise<void>>()
   private readonly behind = new WriteBehind((offset, data) => this.handle.write(offset, data), () => this.handle.objectSize)
-  private readonly ahead = new ReadAhead((offset, length) => this.handle.read(offset, length))
+  private readonly ahead = new ReadAhead((offset, length, into) => this.handle.read(offset, length, { into }))
   private reloading: Promise<VdiHandle> | undefined
   /** The address changed: the next I/O reloads through the new connections. */
   private stale = false
@@ -125,6 +125,12 @@ export class Volume {
     this.retired.push(this.conns)
     this.conns = new VolumeConnections(address, this.settings)
     this.stale = true
+  }
+
+  /** read() at once, when read-ahead holds the bytes already and nothing stands in the way; else undefined. */
+  readNow(offset: number, length: number): Buffer | undefined {
+    if (this.reloading !== undefined || this.stale || this.behind.pending) return undefined
+    return this.ahead.readNow(offset, length, this.handle.size)
   }
 
   /** Reads a range (within the volume); what was written through sheepfs is sent first. */
