@@ -115,3 +115,29 @@ t.test('a refused header stops the reader', async (t) => {
   t.equal(got.length, 1, 'nothing after it')
   t.equal(reader.nextReadBuffer(scratch), scratch, 'later reads land in the scratch buffer and are ignored')
 })
+
+t.test('a payload lands in the buffer the sink brings for it', async (t) => {
+  const brought = Buffer.alloc(1_000_000)
+  const got: Buffer[] = []
+  const reader = new FrameReader({
+    payloadLength: (header) => header.readUInt32LE(0),
+    payloadBuffer: (_header, length) => (length <= brought.length ? brought.subarray(0, length) : undefined),
+    onFrame: (_header, payload) => got.push(payload ?? Buffer.alloc(0)),
+    onProtocolError: (reason) => t.fail(reason),
+  })
+  const sent = makeFrames(20, 1_500_000).filter((f) => f.payload.length > 0)
+  const scratch = Buffer.alloc(4096)
+  for (const f of sent) {
+    const stream = Buffer.concat([f.header, f.payload])
+    for (let at = 0; at < stream.length;) {
+      const target = reader.nextReadBuffer(scratch)
+      const n = Math.min(target.length, stream.length - at, 1 + crypto.randomInt(300_000))
+      stream.copy(target, 0, at, at + n)
+      reader.received(target, n)
+      at += n
+    }
+    const payload = got.at(-1)!
+    t.ok(payload.equals(f.payload), `a payload of ${f.payload.length} bytes arrives whole`)
+    t.equal(payload.buffer === brought.buffer, f.payload.length <= brought.length, 'in the brought buffer exactly when it fits')
+  }
+})

@@ -471,3 +471,53 @@ t.test('concurrent reads: a read spanning three windows while another read drops
   t.ok(gotB.equals(volume.store.subarray(200 * KiB, 204 * KiB)), 'the second read is exact')
   t.ok(gotA.equals(volume.store.subarray(aOffset, aOffset + aLength)), 'the read spanning three windows is exact')
 })
+
+t.test('readNow answers a sequential read at once when its window has arrived, and only then', async (t) => {
+  const volume = new FakeVolume(randomBytes(1024 * KiB, 7))
+  const ahead = new ReadAhead(volume.fetch, NO_AGE)
+  const chunk = 16 * KiB
+  t.equal(ahead.readNow(0, chunk, volume.size), undefined, 'nothing fetched yet')
+  await ahead.read(0, chunk, volume.size)
+  await ahead.read(chunk, chunk, volume.size) // sequential: windows start here
+  t.equal(ahead.readNow(5 * chunk, chunk, volume.size), undefined, 'not where the last read ended')
+  await settle()
+  let served = 0
+  for (let offset = 2 * chunk; offset < 6 * WINDOW; offset += chunk) {
+    const now = ahead.readNow(offset, chunk, volume.size)
+    if (now === undefined) {
+      // the next window has not arrived: the promise path serves it (and the ramp goes on)
+      const got = await ahead.read(offset, chunk, volume.size)
+      if (!got.equals(volume.store.subarray(offset, offset + chunk))) t.fail(`read at ${offset} differs`)
+      await settle()
+      continue
+    }
+    served++
+    if (!now.equals(volume.store.subarray(offset, offset + chunk))) t.fail(`readNow at ${offset} differs`)
+  }
+  t.ok(served >= 16, `most of 22 reads were answered at once (${served})`)
+  const before = volume.fetches.length
+  ahead.invalidate()
+  t.equal(ahead.readNow(6 * WINDOW, chunk, volume.size), undefined, 'nothing after invalidate')
+  t.equal(volume.fetches.length, before, 'readNow never fetches by itself when it cannot answer')
+})
+
+t.test('windows fill the buffers of retired windows again', async (t) => {
+  const intos: Buffer[] = []
+  const store = randomBytes(2048 * KiB, 9)
+  const fetch = async (offset: number, length: number, into?: Buffer): Promise<Buffer> => {
+    if (into) intos.push(into)
+    const out = into ? into.subarray(0, length) : Buffer.alloc(length)
+    store.copy(out, 0, offset, offset + length)
+    return out
+  }
+  const ahead = new ReadAhead(fetch, NO_AGE)
+  const chunk = 32 * KiB
+  for (let offset = 0; offset < store.length; offset += chunk) {
+    const got = ahead.readNow(offset, chunk, store.length) ?? await ahead.read(offset, chunk, store.length)
+    if (!got.equals(store.subarray(offset, offset + chunk))) t.fail(`read at ${offset} differs`)
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  const distinct = new Set(intos.map((b) => b.buffer)).size
+  t.ok(intos.length > 20, `${intos.length} windows were fetched into buffers`)
+  t.ok(distinct <= LIMITS.windowsMax + 2, `using only ${distinct} distinct buffers`)
+})
