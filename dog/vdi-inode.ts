@@ -10,6 +10,7 @@ import {
   asSdError, HYPER_VOLUME_STORE_POLICY, INODE_HEADER_READ_SIZE, inodeReadFailureLine, lookUpVdi, printTransportFailure,
   readBtreeEntries, readObject, readPlainEntries, type WalkedVdi,
 } from './vdi.js'
+import { zeroExtended } from '../lib/bytes.js'
 import type { SheepConnection } from '../lib/client.js'
 import { SdError } from '../lib/errors.js'
 import { progressLine } from '../lib/format.js'
@@ -100,20 +101,13 @@ export async function btreeNodeObjectIds(ctx: DogContext, conn: SheepConnection,
  * moving whole objects ask for one piece at a time, so they never hold a whole big object.
  */
 export async function readObjectRange(conn: SheepConnection, oid: bigint, offset: number, length: number): Promise<Buffer> {
-  if (length <= OBJECT_CHUNK_BYTES) return padTo(await readObj(conn, oid, offset, length, { direct: true }), length)
+  if (length <= OBJECT_CHUNK_BYTES) return zeroExtended(await readObj(conn, oid, offset, length, { direct: true }), length)
   const whole = Buffer.alloc(length)
   for (let at = 0; at < length; at += OBJECT_CHUNK_BYTES) {
     const piece = await readObj(conn, oid, offset + at, Math.min(OBJECT_CHUNK_BYTES, length - at), { direct: true })
     piece.copy(whole, at)
   }
   return whole
-}
-
-function padTo(data: Buffer, length: number): Buffer {
-  if (data.length >= length) return data
-  const padded = Buffer.alloc(length)
-  data.copy(padded)
-  return padded
 }
 
 /** readObjectRange with the original's `Failed to read object …` line; undefined on failure. */

@@ -5,6 +5,14 @@
 const ZERO_COMPARE_BYTES = 64 * 1024
 const ZEROS = Buffer.alloc(ZERO_COMPARE_BYTES)
 
+/** `data` zero-extended to at least `size` bytes (a short answer reads as zeros, never out of range). */
+export function zeroExtended(data: Buffer, size: number): Buffer {
+  if (data.length >= size) return data
+  const padded = Buffer.alloc(size)
+  data.copy(padded)
+  return padded
+}
+
 /** True when every byte of `data` is 0. */
 export function isAllZero(data: Buffer): boolean {
   for (let at = 0; at < data.length; at += ZERO_COMPARE_BYTES) {

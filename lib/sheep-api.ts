@@ -8,6 +8,7 @@ import {
   REQ_CLUSTER, REQ_FORW, REQ_OBJ, REQ_VDI, REQ_VDI_STATE, RSP_CLUSTER_DEFAULT, RSP_HASH, RSP_NODE,
   RSP_VDI, rspVariant,
 } from './codec.js'
+import { zeroExtended } from './bytes.js'
 import { SdError, invariant } from './errors.js'
 import { type Fields, type Layout, cStringField, readFields, writeFields } from './layout.js'
 import { vidToAttrOid } from './oid.js'
@@ -44,13 +45,6 @@ async function call<L extends Layout>(conn: SheepConnection, opts: RequestOption
   return reply
 }
 
-/** `data` zero-extended to at least `size` bytes (a short answer decodes as zeros, never out of range). */
-function atLeast(data: Buffer, size: number): Buffer {
-  if (data.length >= size) return data
-  const padded = Buffer.alloc(size)
-  data.copy(padded)
-  return padded
-}
 
 /** The 512-byte name[256] ‖ tag[256] payload dog sends to VDI lookups. */
 function vdiNameTag(name: string, tag = ''): Buffer {
@@ -111,7 +105,7 @@ export async function statCluster(
 /** CLUSTER_INFO: the answering sheep's cluster_info (config, status, members). */
 export async function clusterInfo(conn: SheepConnection): Promise<ClusterInfo> {
   const { data } = await call(conn, { opcode: SD_OP_CLUSTER_INFO, readLength: CLUSTER_INFO_SIZE })
-  return decodeClusterInfo(atLeast(data, CLUSTER_INFO_SIZE))
+  return decodeClusterInfo(zeroExtended(data, CLUSTER_INFO_SIZE))
 }
 
 export interface MakeFsOptions {
@@ -175,7 +169,7 @@ export async function getStoreList(conn: SheepConnection): Promise<string[]> {
 /** GET_LOGLEVEL: the sheep's log level (0 emerg … 7 debug). */
 export async function getLogLevel(conn: SheepConnection): Promise<number> {
   const { data } = await call(conn, { opcode: SD_OP_GET_LOGLEVEL, readLength: 4 })
-  return atLeast(data, 4).readInt32LE(0)
+  return zeroExtended(data, 4).readInt32LE(0)
 }
 
 /** SET_LOGLEVEL: INVALID_PARMS when out of 0..7. */
@@ -197,13 +191,13 @@ export type RecoveryThrottling = Fields<typeof RECOVERY_THROTTLING>
 /** STAT_RECOVERY: whether the sheep is recovering, and how far. */
 export async function statRecovery(conn: SheepConnection): Promise<RecoveryState> {
   const { data } = await call(conn, { opcode: SD_OP_STAT_RECOVERY, readLength: RECOVERY_STATE_SIZE })
-  return readFields(atLeast(data, RECOVERY_STATE_SIZE), RECOVERY_STATE)
+  return readFields(zeroExtended(data, RECOVERY_STATE_SIZE), RECOVERY_STATE)
 }
 
 /** GET_RECOVERY: recovery throttling (max_exec_count, queue_work_interval ms, throttling). */
 export async function getRecoveryThrottling(conn: SheepConnection): Promise<RecoveryThrottling> {
   const { data } = await call(conn, { opcode: SD_OP_GET_RECOVERY, readLength: RECOVERY_THROTTLING_SIZE })
-  return readFields(atLeast(data, RECOVERY_THROTTLING_SIZE), RECOVERY_THROTTLING)
+  return readFields(zeroExtended(data, RECOVERY_THROTTLING_SIZE), RECOVERY_THROTTLING)
 }
 
 /** SET_RECOVERY: set recovery throttling. */
@@ -259,7 +253,7 @@ export async function setVnodes(conn: SheepConnection, vnodes: number): Promise<
 /** GET_VNODES: this node's vnode count. */
 export async function getVnodes(conn: SheepConnection): Promise<number> {
   const { data } = await call(conn, { opcode: SD_OP_GET_VNODES, readLength: 4 })
-  return atLeast(data, 4).readInt32LE(0)
+  return zeroExtended(data, 4).readInt32LE(0)
 }
 
 // ---- multi-disk --------------------------------------------------------------------------------
@@ -275,7 +269,7 @@ export type MdDisk = Fields<typeof MD_INFO_ENTRY>
 /** MD_INFO: the sheep's disks with free and used bytes. */
 export async function mdInfo(conn: SheepConnection): Promise<MdDisk[]> {
   const { data } = await call(conn, { opcode: SD_OP_MD_INFO, readLength: MD_INFO_SIZE })
-  const buf = atLeast(data, MD_INFO_SIZE)
+  const buf = zeroExtended(data, MD_INFO_SIZE)
   const nr = Math.max(0, Math.min(64, buf.readInt32LE(MD_INFO_NR_AT)))
   return Array.from({ length: nr }, (_, i) => readFields(buf, MD_INFO_ENTRY, i * MD_INFO_ENTRY_SIZE))
 }
@@ -340,13 +334,13 @@ function vdiLookup(reply: Reply): VdiLookup {
 /** READ_VDIS: the 2 MiB in-use bitmap (bit n = vid n has an inode). */
 export async function readVdis(conn: SheepConnection): Promise<Buffer> {
   const { data } = await call(conn, { opcode: SD_OP_READ_VDIS, readLength: SD_VDI_BITMAP_SIZE })
-  return atLeast(data, SD_VDI_BITMAP_SIZE)
+  return zeroExtended(data, SD_VDI_BITMAP_SIZE)
 }
 
 /** READ_DEL_VDIS: the 2 MiB deleted bitmap. */
 export async function readDelVdis(conn: SheepConnection): Promise<Buffer> {
   const { data } = await call(conn, { opcode: SD_OP_READ_DEL_VDIS, readLength: SD_VDI_BITMAP_SIZE })
-  return atLeast(data, SD_VDI_BITMAP_SIZE)
+  return zeroExtended(data, SD_VDI_BITMAP_SIZE)
 }
 
 /** Bit `vid` of a VDI bitmap (byte vid >> 3, mask 1 << (vid & 7)). */

@@ -4,6 +4,7 @@
 // as zeros, and writes by create / copy-on-write / overwrite plus a 4-byte index update, with a
 // bounded number of object requests in flight and creates of one object serialised.
 import type { SheepConnection } from './client.js'
+import { zeroExtended } from './bytes.js'
 import { SdError, invariant } from './errors.js'
 import {
   type InodeHeader, SD_INODE_HEADER_SIZE, SD_INODE_INDEX_AT, SD_INODE_INDEX_ENTRIES, SD_INODE_INDEX_SIZE,
@@ -357,10 +358,7 @@ export class VdiHandle {
       if (data.length < p.length) into.fill(0, data.length)
       return into
     }
-    if (data.length === p.length) return data
-    const padded = Buffer.alloc(p.length)
-    data.copy(padded)
-    return padded
+    return zeroExtended(data, p.length)
   }
 
   /**

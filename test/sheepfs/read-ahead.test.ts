@@ -6,6 +6,7 @@
 // and randomized mixes of sequential, random and concurrent reads return exactly the volume's bytes.
 import t, { type Test } from 'tap'
 import { ReadAhead, type ReadAheadLimits } from '../../sheepfs/read-ahead.js'
+import { seededBytes, seededRandom } from '../helpers/random.js'
 
 const KiB = 1024
 const WINDOW = 64 * KiB
@@ -19,28 +20,6 @@ async function settle(rounds = 5): Promise<void> {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
-}
-
-/** A small seeded PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-function randomBytes(length: number, seed: number): Buffer {
-  const random = rng(seed)
-  const b = Buffer.alloc(length)
-  for (let i = 0; i < length; i += 4) {
-    const word = Math.floor(random() * 4294967296)
-    for (let j = 0; j < 4 && i + j < length; j++) b[i + j] = (word >>> (8 * j)) & 0xff
-  }
-  return b
 }
 
 interface FetchRecord {
@@ -111,7 +90,7 @@ t.test('limits are checked', async (t) => {
 })
 
 t.test('non-sequential reads go straight to fetch with their exact range', async (t) => {
-  const volume = new FakeVolume(randomBytes(1024 * KiB, 1))
+  const volume = new FakeVolume(seededBytes(1024 * KiB, 1))
   const ahead = new ReadAhead(volume.fetch, LIMITS)
   const read = reader(t, volume, ahead)
   await read(1000, 500)
@@ -129,7 +108,7 @@ t.test('non-sequential reads go straight to fetch with their exact range', async
 })
 
 t.test('a sequential reader gets window-aligned windows and reads inside them fetch nothing', async (t) => {
-  const volume = new FakeVolume(randomBytes(1024 * KiB, 2))
+  const volume = new FakeVolume(seededBytes(1024 * KiB, 2))
   const ahead = new ReadAhead(volume.fetch, NO_AGE)
   const read = reader(t, volume, ahead)
   const CHUNK = 16 * KiB
@@ -154,7 +133,7 @@ t.test('a sequential reader gets window-aligned windows and reads inside them fe
 })
 
 t.test('a sequential read of a window or more goes straight to fetch', async (t) => {
-  const volume = new FakeVolume(randomBytes(1024 * KiB, 3))
+  const volume = new FakeVolume(seededBytes(1024 * KiB, 3))
   const ahead = new ReadAhead(volume.fetch, NO_AGE)
   const read = reader(t, volume, ahead)
   await read(0, WINDOW)
@@ -168,7 +147,7 @@ t.test('a sequential read of a window or more goes straight to fetch', async (t)
 })
 
 t.test('depth ramps up while the reader keeps up, capped at windowsMax', async (t) => {
-  const volume = new FakeVolume(randomBytes(2048 * KiB, 4))
+  const volume = new FakeVolume(seededBytes(2048 * KiB, 4))
   const ahead = new ReadAhead(volume.fetch, NO_AGE)
   const read = reader(t, volume, ahead)
   const CHUNK = 16 * KiB
@@ -194,7 +173,7 @@ t.test('depth ramps up while the reader keeps up, capped at windowsMax', async (
 })
 
 t.test('a slow reader keeps one window in flight', async (t) => {
-  const volume = new FakeVolume(randomBytes(512 * KiB, 5))
+  const volume = new FakeVolume(seededBytes(512 * KiB, 5))
   const ahead = new ReadAhead(volume.fetch, LIMITS)
   const read = reader(t, volume, ahead)
   const CHUNK = 32 * KiB
@@ -209,14 +188,14 @@ t.test('a slow reader keeps one window in flight', async (t) => {
 })
 
 t.test('invalidate() drops the windows: the next read fetches again', async (t) => {
-  const volume = new FakeVolume(randomBytes(512 * KiB, 6))
+  const volume = new FakeVolume(seededBytes(512 * KiB, 6))
   const ahead = new ReadAhead(volume.fetch, NO_AGE)
   const read = reader(t, volume, ahead)
   await read(0, 8 * KiB)
   await read(8 * KiB, 8 * KiB)
   await read(16 * KiB, 8 * KiB)
   t.equal(volume.fetches.length, 2, 'the third read is served from the window')
-  randomBytes(WINDOW, 66).copy(volume.store, 0) // a write through sheepfs...
+  seededBytes(WINDOW, 66).copy(volume.store, 0) // a write through sheepfs...
   ahead.invalidate() // ...drops the windows
   await read(24 * KiB, 8 * KiB, 'the next read sees the new bytes')
   t.same(volume.since(2), [{ offset: 24 * KiB, length: WINDOW - 24 * KiB }], 'fetched again (still sequential: a new window)')
@@ -232,17 +211,17 @@ t.test('invalidate() drops the windows: the next read fetches again', async (t) 
 })
 
 t.test('windows older than maxAgeMs are not served', async (t) => {
-  const volume = new FakeVolume(randomBytes(512 * KiB, 7))
+  const volume = new FakeVolume(seededBytes(512 * KiB, 7))
   const ahead = new ReadAhead(volume.fetch, LIMITS)
   await ahead.read(0, 8 * KiB, volume.size)
   await ahead.read(8 * KiB, 8 * KiB, volume.size) // fetches the window [8K, 64K)
   t.equal(volume.fetches.length, 2)
-  const changed = randomBytes(WINDOW, 77)
+  const changed = seededBytes(WINDOW, 77)
   changed.copy(volume.store, 0) // written by someone else (dog): no invalidate()
   const fresh = await ahead.read(16 * KiB, 8 * KiB, volume.size)
   if (volume.fetches.length === 2) {
     // served from the window fetched before the change (allowed for maxAgeMs)
-    t.ok(fresh.equals(randomBytes(512 * KiB, 7).subarray(16 * KiB, 24 * KiB)), 'a fresh window is served as fetched')
+    t.ok(fresh.equals(seededBytes(512 * KiB, 7).subarray(16 * KiB, 24 * KiB)), 'a fresh window is served as fetched')
   }
   await sleep(LIMITS.maxAgeMs + 30)
   const later = await ahead.read(24 * KiB, 8 * KiB, volume.size)
@@ -251,7 +230,7 @@ t.test('windows older than maxAgeMs are not served', async (t) => {
 
   // the same for a non-sequential read inside an old window
   await ahead.read(32 * KiB, 8 * KiB, volume.size)
-  randomBytes(WINDOW, 78).copy(volume.store, 0)
+  seededBytes(WINDOW, 78).copy(volume.store, 0)
   await sleep(LIMITS.maxAgeMs + 30)
   const jumped = await ahead.read(50 * KiB, 1 * KiB, volume.size)
   t.ok(jumped.equals(volume.store.subarray(50 * KiB, 51 * KiB)), 'a random read inside an old window sees the change')
@@ -259,7 +238,7 @@ t.test('windows older than maxAgeMs are not served', async (t) => {
 
 t.test('a read spanning two windows and reads at the volume end', async (t) => {
   t.test('spanning windows already fetched', async (t) => {
-    const volume = new FakeVolume(randomBytes(1024 * KiB, 8))
+    const volume = new FakeVolume(seededBytes(1024 * KiB, 8))
     const ahead = new ReadAhead(volume.fetch, NO_AGE)
     const read = reader(t, volume, ahead)
     // get past two window boundaries quickly: four windows in flight
@@ -273,7 +252,7 @@ t.test('a read spanning two windows and reads at the volume end', async (t) => {
   })
 
   t.test('spanning past the only window (depth one)', async (t) => {
-    const volume = new FakeVolume(randomBytes(1024 * KiB, 9))
+    const volume = new FakeVolume(seededBytes(1024 * KiB, 9))
     const ahead = new ReadAhead(volume.fetch, NO_AGE)
     const read = reader(t, volume, ahead)
     await read(0, 40 * KiB)
@@ -283,7 +262,7 @@ t.test('a read spanning two windows and reads at the volume end', async (t) => {
 
   t.test('the volume end (size not a multiple of the window)', async (t) => {
     const SIZE = 3 * WINDOW + 1000
-    const volume = new FakeVolume(randomBytes(SIZE, 10))
+    const volume = new FakeVolume(seededBytes(SIZE, 10))
     const ahead = new ReadAhead(volume.fetch, NO_AGE)
     const read = reader(t, volume, ahead)
     let offset = 0
@@ -300,12 +279,12 @@ t.test('a read spanning two windows and reads at the volume end', async (t) => {
   })
 
   t.test('the volume grew after the windows were fetched', async (t) => {
-    const volume = new FakeVolume(randomBytes(WINDOW + 5000, 11))
+    const volume = new FakeVolume(seededBytes(WINDOW + 5000, 11))
     const ahead = new ReadAhead(volume.fetch, NO_AGE)
     await ahead.read(0, 30 * KiB, volume.size)
     await ahead.read(30 * KiB, 30 * KiB, volume.size)
     await ahead.read(60 * KiB, 4 * KiB, volume.size) // past the first window: two more were due, one fits
-    volume.store = Buffer.concat([volume.store, randomBytes(WINDOW, 12)])
+    volume.store = Buffer.concat([volume.store, seededBytes(WINDOW, 12)])
     const got = await ahead.read(64 * KiB, 20 * KiB, volume.size)
     t.ok(got.equals(volume.store.subarray(64 * KiB, 84 * KiB)), 'bytes past the old end are fetched')
   })
@@ -315,7 +294,7 @@ t.test('a failing fetch rejects the read that needs it; later reads recover', as
   const boom = new Error('sheep down')
 
   t.test('a direct read', async (t) => {
-    const volume = new FakeVolume(randomBytes(256 * KiB, 13))
+    const volume = new FakeVolume(seededBytes(256 * KiB, 13))
     const ahead = new ReadAhead(volume.fetch, NO_AGE)
     const read = reader(t, volume, ahead)
     volume.failWhen = () => boom
@@ -325,7 +304,7 @@ t.test('a failing fetch rejects the read that needs it; later reads recover', as
   })
 
   t.test('the window a sequential read waits for', async (t) => {
-    const volume = new FakeVolume(randomBytes(256 * KiB, 14))
+    const volume = new FakeVolume(seededBytes(256 * KiB, 14))
     const ahead = new ReadAhead(volume.fetch, NO_AGE)
     const read = reader(t, volume, ahead)
     await read(0, 8 * KiB)
@@ -337,7 +316,7 @@ t.test('a failing fetch rejects the read that needs it; later reads recover', as
   })
 
   t.test('a window fetched ahead fails: only the read that needs it is rejected', async (t) => {
-    const volume = new FakeVolume(randomBytes(512 * KiB, 15))
+    const volume = new FakeVolume(seededBytes(512 * KiB, 15))
     const ahead = new ReadAhead(volume.fetch, NO_AGE)
     const read = reader(t, volume, ahead)
     await read(0, 16 * KiB)
@@ -354,7 +333,7 @@ t.test('a failing fetch rejects the read that needs it; later reads recover', as
   })
 
   t.test('a failed window nobody reads is no unhandled rejection', async (t) => {
-    const volume = new FakeVolume(randomBytes(512 * KiB, 16))
+    const volume = new FakeVolume(seededBytes(512 * KiB, 16))
     const ahead = new ReadAhead(volume.fetch, NO_AGE)
     await ahead.read(0, 16 * KiB, volume.size)
     volume.failWhen = (offset) => (offset >= WINDOW ? boom : undefined)
@@ -368,10 +347,10 @@ t.test('a failing fetch rejects the read that needs it; later reads recover', as
 
 t.test('randomized: sequential and random reads return exactly the volume\'s bytes', async (t) => {
   for (let seed = 1; seed <= 30; seed++) {
-    const random = rng(seed)
+    const random = seededRandom(seed)
     const int = (n: number) => Math.floor(random() * n)
     const SIZE = 512 * KiB + int(WINDOW)
-    const volume = new FakeVolume(randomBytes(SIZE, 1000 + seed))
+    const volume = new FakeVolume(seededBytes(SIZE, 1000 + seed))
     const limits = { windowBytes: (16 + int(64)) * KiB, windowsMax: 1 + int(6), maxAgeMs: 20 + int(100) }
     const ahead = new ReadAhead(volume.fetch, limits)
     volume.delay = () => {
@@ -388,7 +367,7 @@ t.test('randomized: sequential and random reads return exactly the volume\'s byt
       if (r < 0.03) {
         // a write through sheepfs: new bytes, windows dropped
         const at = int(SIZE)
-        randomBytes(Math.min(SIZE - at, 1 + int(100 * KiB)), seed * 1000 + op).copy(volume.store, at)
+        seededBytes(Math.min(SIZE - at, 1 + int(100 * KiB)), seed * 1000 + op).copy(volume.store, at)
         ahead.invalidate()
         continue
       }
@@ -428,10 +407,10 @@ t.test('randomized: sequential and random reads return exactly the volume\'s byt
 
 t.test('randomized: concurrent sequential reads (as the kernel issues them) return the volume\'s bytes', async (t) => {
   for (let seed = 1; seed <= 20; seed++) {
-    const random = rng(seed)
+    const random = seededRandom(seed)
     const int = (n: number) => Math.floor(random() * n)
     const SIZE = 1024 * KiB + int(WINDOW)
-    const volume = new FakeVolume(randomBytes(SIZE, 2000 + seed))
+    const volume = new FakeVolume(seededBytes(SIZE, 2000 + seed))
     const ahead = new ReadAhead(volume.fetch, NO_AGE)
     volume.delay = () => (random() < 0.5 ? new Promise((resolve) => setImmediate(resolve)) : sleep(int(3)))
     let offset = 0
@@ -458,7 +437,7 @@ t.test('randomized: concurrent sequential reads (as the kernel issues them) retu
 t.test('concurrent reads: a read spanning three windows while another read drops the first one', async (t) => {
   // a concurrent read that passes the first window shifts it out of the list of windows while
   // the spanning read is waiting for its data: the spanning read must still get its own bytes
-  const volume = new FakeVolume(randomBytes(1024 * KiB, 42))
+  const volume = new FakeVolume(seededBytes(1024 * KiB, 42))
   const ahead = new ReadAhead(volume.fetch, NO_AGE)
   await ahead.read(0, 16 * KiB, volume.size)
   for (let offset = 16 * KiB; offset < 2 * WINDOW; offset += 16 * KiB) await ahead.read(offset, 16 * KiB, volume.size)
@@ -473,7 +452,7 @@ t.test('concurrent reads: a read spanning three windows while another read drops
 })
 
 t.test('readNow answers a sequential read at once when its window has arrived, and only then', async (t) => {
-  const volume = new FakeVolume(randomBytes(1024 * KiB, 7))
+  const volume = new FakeVolume(seededBytes(1024 * KiB, 7))
   const ahead = new ReadAhead(volume.fetch, NO_AGE)
   const chunk = 16 * KiB
   t.equal(ahead.readNow(0, chunk, volume.size), undefined, 'nothing fetched yet')
@@ -503,7 +482,7 @@ t.test('readNow answers a sequential read at once when its window has arrived, a
 
 t.test('windows fill the buffers of retired windows again', async (t) => {
   const intos: Buffer[] = []
-  const store = randomBytes(2048 * KiB, 9)
+  const store = seededBytes(2048 * KiB, 9)
   const fetch = async (offset: number, length: number, into?: Buffer): Promise<Buffer> => {
     if (into) intos.push(into)
     const out = into ? into.subarray(0, length) : Buffer.alloc(length)

@@ -6,6 +6,7 @@
 // randomized run of writes with random send delays always leaves the VDI equal to a model.
 import t from 'tap'
 import { WriteBehind, type WriteBehindLimits } from '../../sheepfs/write-behind.js'
+import { seededRandom } from '../helpers/random.js'
 
 const KiB = 1024
 const OBJECT_SIZE = 64 * KiB
@@ -451,22 +452,10 @@ t.test('pending reflects buffered and in-flight data', async (t) => {
   t.equal(wb.pending, false)
 })
 
-/** A small seeded PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 t.test('randomized: after flush(true) the store equals a model of every write', async (t) => {
   const SIZE = 1024 * KiB
   for (let seed = 1; seed <= 25; seed++) {
-    const random = rng(seed)
+    const random = seededRandom(seed)
     const int = (n: number) => Math.floor(random() * n)
     const vdi = new FakeVdi(SIZE)
     const limits = { maxAgeMs: 5 + int(30), maxBytes: (64 + int(256)) * KiB }
