@@ -7,7 +7,7 @@
 import type { RequestOptions } from '../lib/client.js'
 import { REQ_OBJ, REQ_REF, type SdRequest, decodeRequestHeader, encodeRequestHeader, reqVariant } from '../lib/codec.js'
 import type { Layout } from '../lib/layout.js'
-import { isAllZero } from '../lib/bytes.js'
+import { isAllZero, zeroExtended } from '../lib/bytes.js'
 import { SdError } from '../lib/errors.js'
 import { OLD_SD_INODE_SIZE, isDataObj, isVdiObj, isVmstateObj, oidToVid } from '../lib/oid.js'
 import {
@@ -192,8 +192,8 @@ async function copyOnWrite(sheep: Sheep, obj: ObjFields, payload: Buffer, size: 
     const length = Math.min(OBJECT_CHUNK_BYTES, size - at)
     const src = await gatewayRead(sheep, { ...obj, oid: obj.cowOid, offset: at, copies: 0 }, length)
     if (src.result !== SD_RES_SUCCESS && src.result !== SD_RES_NO_OBJ) return src
-    const piece = Buffer.alloc(length)
-    src.data?.copy(piece, 0, 0, Math.min(length, src.data.length))
+    // the source's bytes are a buffer of our own: the payload is laid over them in place
+    const piece = src.data?.length === length ? src.data : zeroExtended(src.data?.subarray(0, length) ?? Buffer.alloc(0), length)
     const from = Math.max(obj.offset, at)
     const to = Math.min(obj.offset + payload.length, at + length)
     if (from < to) payload.copy(piece, from - at, from - obj.offset, to - obj.offset)
