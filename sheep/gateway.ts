@@ -45,25 +45,28 @@ export interface RefFields {
   count: number
 }
 
-/** Sends one peer op to `node` (directly when it is this node). */
-async function forward(sheep: Sheep, node: SdNode, opcode: number, obj: ObjFields, data: Buffer | undefined, length: number, ref?: RefFields): Promise<OpReply> {
+/**
+ * Sends one peer op of epoch `epoch` — the epoch whose ring chose `node` — to `node` (directly
+ * when it is this node).
+ */
+async function forward(sheep: Sheep, epoch: number, node: SdNode, opcode: number, obj: ObjFields, data: Buffer | undefined, length: number, ref?: RefFields): Promise<OpReply> {
   const peerOp = GATEWAY_TO_PEER_OP.get(opcode) ?? opcode
   if (peerOp === SD_OP_DECREF_PEER) {
     const fields = { oid: obj.oid, generation: ref?.generation ?? 0, count: ref?.count ?? 0 }
     if (sheep.isSelf(node)) {
-      return decrefPeer(sheep, decodeRequestHeader(encodeRequestHeader({ opcode: peerOp, epoch: sheep.epoch, variant: REQ_REF, fields })))
+      return decrefPeer(sheep, decodeRequestHeader(encodeRequestHeader({ opcode: peerOp, epoch, variant: REQ_REF, fields })))
     }
-    return remote(sheep, node, { opcode: peerOp, variant: REQ_REF, fields })
+    return remote(sheep, epoch, node, { opcode: peerOp, variant: REQ_REF, fields })
   }
-  if (sheep.isSelf(node)) return runPeerOp(sheep, { opcode: peerOp, obj, data, length })
-  return remote(sheep, node, { opcode: peerOp, variant: REQ_OBJ, fields: obj, data, readLength: data ? undefined : length })
+  if (sheep.isSelf(node)) return runPeerOp(sheep, { opcode: peerOp, obj, data, length }, epoch)
+  return remote(sheep, epoch, node, { opcode: peerOp, variant: REQ_OBJ, fields: obj, data, readLength: data ? undefined : length })
 }
 
-async function remote<L extends Layout>(sheep: Sheep, node: SdNode, opts: RequestOptions<L>): Promise<OpReply> {
+async function remote<L extends Layout>(sheep: Sheep, epoch: number, node: SdNode, opts: RequestOptions<L>): Promise<OpReply> {
   const conn = sheep.peers.get({ host: addrToText(node.addr), port: node.port })
   try {
     const { rsp, data: out } = await conn.request({
-      ...opts, protoVer: SD_SHEEP_PROTO_VER, epoch: sheep.epoch, timeoutMs: GATEWAY_FORWARD_TIMEOUT_MS,
+      ...opts, protoVer: SD_SHEEP_PROTO_VER, epoch, timeoutMs: GATEWAY_FORWARD_TIMEOUT_MS,
     })
     return reply(rsp.result, rsp.result === SD_RES_SUCCESS && out.length > 0 ? out : undefined)
   } catch (e) {
@@ -87,6 +90,7 @@ async function withRetries(sheep: Sheep, attempt: () => Promise<OpReply>): Promi
 export async function gatewayRead(sheep: Sheep, obj: ObjFields, length: number): Promise<OpReply> {
   if (sheep.ring.isEmpty) return reply(SD_RES_HALT)
   return withRetries(sheep, async () => {
+    const epoch = sheep.epoch
     const targets = sheep.ring.replicasFor(obj.oid, copiesFor(sheep, obj))
     const local = targets.findIndex((n) => sheep.isSelf(n))
     const order: SdNode[] = []
@@ -96,7 +100,7 @@ export async function gatewayRead(sheep: Sheep, obj: ObjFields, length: number):
     for (let i = 0; i < others.length; i++) order.push(others[(start + i) % others.length])
     let last: OpReply = reply(SD_RES_NO_OBJ)
     for (const node of order) {
-      last = await forward(sheep, node, SD_OP_READ_OBJ, obj, undefined, length)
+      last = await forward(sheep, epoch, node, SD_OP_READ_OBJ, obj, undefined, length)
       if (last.result === SD_RES_SUCCESS) return last
       if (RETRY_RESULTS.has(last.result) && last.result !== SD_RES_NETWORK_ERROR) return last
     }
@@ -112,11 +116,12 @@ export async function gatewayWriteAll(sheep: Sheep, opcode: number, obj: ObjFiel
     return reply(SD_RES_HALT)
   }
   return withRetries(sheep, async () => {
+    const epoch = sheep.epoch
     const targets = sheep.ring.replicasFor(obj.oid, copies)
-    const replies = await Promise.all(targets.map((node) => forward(sheep, node, opcode, obj, data, 0, ref)))
-    let result = SD_RES_SUCCESS
-    for (const r of replies) if (r.result !== SD_RES_SUCCESS) result = r.result
-    return reply(result)
+    const replies = await Promise.all(targets.map((node) => forward(sheep, epoch, node, opcode, obj, data, 0, ref)))
+    // a replica that asks for a retry (the epoch moved on) wins over one that failed for good
+    const failed = replies.filter((r) => r.result !== SD_RES_SUCCESS)
+    return reply((failed.find((r) => RETRY_RESULTS.has(r.result)) ?? failed[0] ?? reply(SD_RES_SUCCESS)).result)
   })
 }
 

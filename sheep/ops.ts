@@ -290,7 +290,8 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [SD_OP_GET_OBJ_LIST, {
     name: 'GET_OBJ_LIST', kind: 'local',
     handler: (s, req) => {
-      const list = s.store.list()
+      // stale copies count: an object whose current holders all lack it must still be found
+      const list = [...new Set(s.store.list().concat(s.store.listStale()))]
       if (list.length * 8 > req.dataLength) return reply(SD_RES_BUFFER_SMALL)
       const buf = Buffer.alloc(list.length * 8)
       list.forEach((oid, i) => buf.writeBigUInt64LE(oid, i * 8))

@@ -31,25 +31,33 @@ export interface PeerOp {
   length: number
 }
 
-/** Executes one peer op on the local store. */
-export async function runPeerOp(sheep: Sheep, op: PeerOp): Promise<OpReply> {
+/**
+ * Executes one peer op of epoch `epoch` on the local store. The op waits for this node's store
+ * to have settled into the current epoch (stale moves) and, unless it creates or is a recovery
+ * read, for the object to be recovered. Only then, in the same synchronous step that queues it
+ * on the store, is the epoch checked once more: an op of an older epoch (a parked one, or the
+ * gateway's own local replica) never touches the store after the epoch moved on — the gateway
+ * sends it again to the new holders (docs/recovery.md).
+ */
+export async function runPeerOp(sheep: Sheep, op: PeerOp, epoch: number): Promise<OpReply> {
   const { oid, offset } = op.obj
   if (sheep.gateway) return reply(SD_RES_NO_OBJ)
   const forRecovery = ((op.flags ?? 0) & SD_FLAG_CMD_RECOVERY) !== 0
+  await sheep.recovery.storeSettled()
   // an object this node should hold but has not recovered yet: recover it first (§7.6)
   if (!forRecovery && op.opcode !== SD_OP_CREATE_AND_WRITE_PEER) await sheep.recovery.waitForObject(oid)
+  if (((epoch - sheep.epoch) | 0) < 0) return reply(SD_RES_OLD_NODE_VER)
   try {
     switch (op.opcode) {
       case SD_OP_READ_PEER: {
         const size = objectSizeFor(sheep, oid)
         if (offset + op.length > Math.max(size, offset)) return reply(SD_RES_INVALID_PARMS)
-        let data = await sheep.store.read(oid, offset, op.length)
-        if (data === SD_RES_NO_OBJ && forRecovery) {
-          // a stale copy last held at epoch E has every write up to E: good for targets up to E
-          const stale = sheep.store.newestStale(oid)
-          if (stale !== undefined && stale >= op.obj.tgtEpoch) data = await sheep.store.readStale(oid, stale, offset, op.length)
-        }
-        return typeof data === 'number' ? reply(data) : reply(SD_RES_SUCCESS, data)
+        if (!forRecovery) return dataReply(await sheep.store.read(oid, offset, op.length))
+        // recovery: the live copy with every write accepted before this read, else the stale
+        // copy of exactly the epoch asked about (a copy of another epoch may miss writes)
+        const live = await sheep.store.readAfterMutations(oid, offset, op.length)
+        if (live !== SD_RES_NO_OBJ) return dataReply(live)
+        return dataReply(await sheep.store.readStale(oid, op.obj.tgtEpoch, offset, op.length))
       }
       case SD_OP_WRITE_PEER: {
         const data = op.data ?? Buffer.alloc(0)
@@ -73,6 +81,10 @@ export async function runPeerOp(sheep: Sheep, op: PeerOp): Promise<OpReply> {
   }
 }
 
+function dataReply(data: Buffer | number): OpReply {
+  return typeof data === 'number' ? reply(data) : reply(SD_RES_SUCCESS, data)
+}
+
 /** A peer op from another sheep: epoch check (§13.3), then the local store. */
 export async function handlePeerRequest(sheep: Sheep, req: SdRequest, data: Buffer | undefined): Promise<OpReply> {
   const obj = reqVariant(req, REQ_OBJ)
@@ -81,5 +93,5 @@ export async function handlePeerRequest(sheep: Sheep, req: SdRequest, data: Buff
     if (diff < 0) return reply(SD_RES_OLD_NODE_VER)
     if (diff > 0 && !(await sheep.waitForEpoch(req.epoch, PEER_EPOCH_WAIT_MS))) return reply(SD_RES_NEW_NODE_VER)
   }
-  return runPeerOp(sheep, { opcode: req.opcode, flags: req.flags, obj, data, length: req.dataLength })
+  return runPeerOp(sheep, { opcode: req.opcode, flags: req.flags, obj, data, length: req.dataLength }, obj.oid !== 0n ? req.epoch : sheep.epoch)
 }

@@ -1,16 +1,17 @@
-// Recovery (behaviour.md §7): after the epoch changes, every data-holding node moves the objects
-// it no longer holds to its stale area, learns which objects exist anywhere, and fetches those it
-// now holds but lacks — from its own stale area or from the nodes that held them at earlier
-// epochs, walking back through the epoch history; each object is copied in pieces no bigger than
-// one request and appears only once complete (object-copy.ts). Requests for objects not yet
-// recovered are parked and the object is recovered at once, out of order. A newer epoch
+// Recovery (behaviour.md §7, docs/recovery.md): after the epoch changes, every data-holding node
+// moves the objects it no longer holds to its stale area (named with the last epoch it held
+// them), learns which objects exist anywhere, and fetches those it now holds but lacks — walking
+// back through the epoch history, from the holders of each earlier epoch, a holder's stale copy
+// counting only for exactly the epoch it is named with; each object is copied in pieces no
+// bigger than one request and appears only once complete (object-copy.ts). Requests for objects
+// not yet recovered are parked and the object is recovered at once, out of order. A newer epoch
 // supersedes a running recovery. When every member has finished an epoch, stale copies are
-// dropped.
+// dropped — never while an object could not be recovered.
 import { REQ_OBJ } from '../lib/codec.js'
 import { oidToVid } from '../lib/oid.js'
 import {
   SD_FLAG_CMD_RECOVERY, SD_OP_COMPLETE_RECOVERY, SD_OP_GET_EPOCH, SD_OP_GET_OBJ_LIST, SD_RES_BUFFER_SMALL,
-  SD_RES_OLD_NODE_VER, SD_RES_SUCCESS,
+  SD_RES_NO_OBJ, SD_RES_OLD_NODE_VER, SD_RES_SUCCESS,
 } from '../lib/proto.js'
 import { HashRing } from '../lib/ring.js'
 import { encodeRequestHeader } from '../lib/codec.js'
@@ -26,6 +27,14 @@ export const RECOVERY_OBJ_LIST_INITIAL_BYTES = 4 * 1024 * 1024
 export const RECOVERY_OBJ_LIST_MAX_BYTES = 256 * 1024 * 1024
 /** Timeout of one recovery read (of one piece of an object) from a peer. */
 export const RECOVERY_READ_TIMEOUT_MS = 60_000
+/** Attempts at a member's object list before the run is marked incomplete. */
+export const RECOVERY_OBJ_LIST_ATTEMPTS = 3
+/** Rounds in which objects that could not be recovered are tried again, and the pause before each. */
+export const RECOVERY_RETRY_ROUNDS = 5
+export const RECOVERY_RETRY_DELAY_MS = 1_000
+
+/** How the recovery of one object ended. */
+type Outcome = 'done' | 'gone' | 'failed' | 'superseded'
 
 export const RECOVERY_STATE_PREPARING = 0
 export const RECOVERY_STATE_RECOVERING = 1
@@ -58,6 +67,12 @@ export class Recovery {
   /** epoch → members that reported COMPLETE_RECOVERY for it. */
   private readonly completed = new Map<number, SdNode[]>()
   private resumeWaiters: Array<() => void> = []
+  /** The store's moves into each epoch (stale area), one after another; peer ops wait for them. */
+  private storeMoves: Promise<void> = Promise.resolve()
+  /** Resolved when the running recovery has its work list (or is superseded or over). */
+  private listBuilt = newParked()
+  /** Objects of the running run that could not be recovered yet (tried again, then reported). */
+  private failed = new Set<bigint>()
 
   constructor(private readonly sheep: Sheep) {}
 
@@ -75,18 +90,56 @@ export class Recovery {
     this.epoch = this.sheep.epoch
     this.running = true
     this.state = RECOVERY_STATE_PREPARING
+    this.listBuilt.resolve()
+    this.listBuilt = newParked()
+    // what this node no longer holds goes to the stale area, named with the last epoch it held
+    // it: the previous one when the epoch was lifted, else this one (e.g. fewer copies)
+    const ring = this.sheep.ring
+    const label = Math.max(lifted ? this.epoch - 1 : this.epoch, 1)
+    this.moveStore(`epoch ${this.epoch}`, async () => {
+      const store = this.sheep.store
+      await Promise.all(store.list().filter((oid) => !this.holders(ring, oid).some((n) => this.sheep.isSelf(n)))
+        .map((oid) => store.moveToStale(oid, label)))
+    })
     void this.execute(run).catch((e: unknown) => {
       this.sheep.log.error(`recovery of epoch ${this.epoch} failed: ${e instanceof Error ? e.stack : String(e)}`)
       if (run === this.run) this.finish()
     })
   }
 
-  /** Parks a request for `oid` until it is recovered; resolves at once when nothing is pending. */
-  waitForObject(oid: bigint): Promise<void> {
+  /**
+   * Queues a change of the local store that an epoch change brings (stale moves), after those
+   * queued before it. Moves are never abandoned half-way, even when a newer epoch comes: a live
+   * object this node does not hold would otherwise be taken for a current replica later.
+   */
+  moveStore(what: string, move: () => Promise<void>): void {
+    this.storeMoves = this.storeMoves.then(move).catch((e: unknown) => {
+      this.sheep.log.error(`moving objects to the stale area (${what}) failed: ${e instanceof Error ? e.stack : String(e)}`)
+    })
+  }
+
+  /** Resolves once the store has made every move queued so far (peer ops of the current epoch wait for it). */
+  storeSettled(): Promise<void> {
+    return this.storeMoves
+  }
+
+  /**
+   * Parks a request for `oid` until it is recovered; resolves at once when nothing is pending.
+   * While the work list is still being built, a request for an object this node holds but lacks
+   * waits for the list (the object may be on it) instead of finding nothing.
+   */
+  async waitForObject(oid: bigint): Promise<void> {
+    while (this.running && this.state === RECOVERY_STATE_PREPARING && !this.sheep.store.exists(oid) && this.holdsNow(oid)) {
+      await this.listBuilt.promise
+    }
     const p = this.parked.get(oid)
-    if (!p) return Promise.resolve()
+    if (!p) return
     void this.recoverNow(oid, this.run)
     return p.promise
+  }
+
+  private holdsNow(oid: bigint): boolean {
+    return this.holders(this.sheep.ring, oid).some((n) => this.sheep.isSelf(n))
   }
 
   /** Called when the cluster-wide "disable recovery" flag is cleared. */
@@ -98,40 +151,52 @@ export class Recovery {
     const sheep = this.sheep
     const epoch = this.epoch
     sheep.log.info(`recovery of epoch ${epoch} starts`)
-    await sheep.staleMoves
-    // 1. the stale area: what this node no longer holds on the current ring
-    for (const oid of sheep.store.list()) {
+    try {
+      await this.storeMoves
       if (run !== this.run) return
-      if (!this.holders(sheep.ring, oid).some((n) => sheep.isSelf(n))) {
-        await sheep.store.moveToStale(oid, Math.max(this.lifted ? epoch - 1 : epoch, 1))
+      // every object that exists anywhere (live or stale), then those this node should hold but lacks
+      const all = new Set<bigint>()
+      let listsComplete = true
+      for (const node of sheep.members) {
+        if (node.nrVnodes === 0) continue
+        const list = await this.objectList(node, run)
+        if (run !== this.run) return
+        if (list) for (const oid of list) all.add(oid)
+        else listsComplete = false
       }
-    }
-    // 2. every object that exists anywhere, then those this node should hold but lacks
-    const all = new Set<bigint>()
-    for (const node of sheep.members) {
-      if (node.nrVnodes === 0) continue
-      for (const oid of await this.objectList(node)) all.add(oid)
+      const todo = [...all].filter((oid) => !sheep.store.exists(oid) && this.holdsNow(oid))
+      todo.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+      // requests for objects of a superseded run that are not in this one may go ahead
+      const wanted = new Set(todo)
+      for (const [oid, p] of this.parked) if (!wanted.has(oid)) { this.parked.delete(oid); p.resolve() }
+      for (const oid of todo) if (!this.parked.has(oid)) this.parked.set(oid, newParked())
+      this.todo = todo
+      this.next = 0
+      this.nrFinished = 0
+      this.nrTotal = todo.length
+      this.failed = new Set()
+      this.state = RECOVERY_STATE_RECOVERING
+      this.listBuilt.resolve()
+      // fetch them, a few at a time (or as the throttle allows); then what failed, again
+      const workers = Array.from({ length: this.throttle ? 1 : RECOVERY_PARALLEL_OBJECTS }, () => this.worker(run))
+      await Promise.all(workers)
+      for (let round = 1; round <= RECOVERY_RETRY_ROUNDS && this.failed.size > 0 && run === this.run; round++) {
+        await new Promise((r) => setTimeout(r, RECOVERY_RETRY_DELAY_MS))
+        for (const oid of [...this.failed]) if (run === this.run) await this.recoverNow(oid, run)
+      }
       if (run !== this.run) return
+      this.state = RECOVERY_STATE_NOTIFYING
+      const complete = listsComplete && this.failed.size === 0
+      if (complete) sheep.log.info(`recovery of epoch ${epoch} finished: ${this.nrFinished} object(s)`)
+      else {
+        sheep.log.error(`recovery of epoch ${epoch} incomplete: ${this.failed.size} object(s) could not be recovered`
+          + `${listsComplete ? '' : ', object lists missing'}; stale copies are kept until a later epoch recovers them`)
+      }
+      this.finish()
+      if (complete) await this.notifyComplete(epoch)
+    } finally {
+      if (run === this.run) this.listBuilt.resolve()
     }
-    const todo = [...all].filter((oid) => !sheep.store.exists(oid) && this.holders(sheep.ring, oid).some((n) => sheep.isSelf(n)))
-    todo.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
-    // requests for objects of a superseded run that are not in this one may go ahead
-    const wanted = new Set(todo)
-    for (const [oid, p] of this.parked) if (!wanted.has(oid)) { this.parked.delete(oid); p.resolve() }
-    for (const oid of todo) if (!this.parked.has(oid)) this.parked.set(oid, newParked())
-    this.todo = todo
-    this.next = 0
-    this.nrFinished = 0
-    this.nrTotal = todo.length
-    this.state = RECOVERY_STATE_RECOVERING
-    // 3. fetch them, a few at a time (or as the throttle allows)
-    const workers = Array.from({ length: this.throttle ? 1 : RECOVERY_PARALLEL_OBJECTS }, () => this.worker(run))
-    await Promise.all(workers)
-    if (run !== this.run) return
-    this.state = RECOVERY_STATE_NOTIFYING
-    sheep.log.info(`recovery of epoch ${epoch} finished: ${this.nrFinished} object(s)`)
-    this.finish()
-    await this.notifyComplete(epoch)
   }
 
   private finish(): void {
@@ -172,11 +237,14 @@ export class Recovery {
     const existing = this.inFlight.get(oid)
     if (existing && existing.run === run) return existing.promise
     if (existing) return existing.promise.then(() => this.recoverNow(oid, run))
-    const promise = this.recoverObject(oid, run).catch((e: unknown) => {
-      this.sheep.log.error(`recovery of ${oid.toString(16)} failed: ${String(e)}`)
-    }).finally(() => {
+    const promise = this.recoverObject(oid, run).catch((e: unknown): Outcome => {
+      this.sheep.log.error(`recovery of ${oidText(oid)} failed: ${String(e)}`)
+      return 'failed'
+    }).then((outcome) => {
       if (this.inFlight.get(oid)?.promise === promise) this.inFlight.delete(oid)
-      if (run !== this.run) return
+      if (run !== this.run || outcome === 'superseded') return
+      if (outcome === 'failed') this.failed.add(oid)
+      else this.failed.delete(oid)
       const parked = this.parked.get(oid)
       if (parked) {
         this.parked.delete(oid)
@@ -188,46 +256,55 @@ export class Recovery {
     return promise
   }
 
-  private async recoverObject(oid: bigint, run: number): Promise<void> {
+  /**
+   * Recovers one object: walks back from the newest earlier epoch (or this one, when the epoch
+   * was not lifted), asking that epoch's holders. A holder answers with its live copy, or with
+   * a stale copy named with exactly that epoch; this node's own stale copy counts the same way.
+   * Only when every holder that is still a member answered "no such object" does the walk go
+   * on to an older epoch: a holder that could not be asked may have the newest copy, and an
+   * older epoch's copy may miss writes, so the object is tried again later instead.
+   */
+  private async recoverObject(oid: bigint, run: number): Promise<Outcome> {
     const sheep = this.sheep
-    if (sheep.store.exists(oid)) return
+    if (sheep.store.exists(oid)) return 'done'
     const size = objectSizeFor(sheep, oid)
-    // walk back through the epochs: the holders of the most recent ring have the newest data
     for (let tgt = this.lifted ? this.epoch - 1 : this.epoch; tgt >= 1; tgt--) {
-      if (run !== this.run) return
+      if (run !== this.run) return 'superseded'
       const ring = await this.ringOf(tgt)
-      if (!ring) continue
+      if (!ring) {
+        sheep.log.warn(`recovery: the node list of epoch ${tgt} is unknown; ${oidText(oid)} may come back older`)
+        continue
+      }
       const holders = this.holders(ring, oid)
       const mine = holders.findIndex((n) => sheep.isSelf(n))
       const order = mine >= 0 ? [holders[mine], ...holders.filter((_, i) => i !== mine)] : holders
+      let unanswered = false
       for (const node of order) {
         const read = this.source(node, oid, tgt, run)
         if (!read) continue
         // a client may have created it meanwhile: keep the newer one
-        if ((await copyObject(sheep.store, oid, size, read, { ifAbsent: true })) === SD_RES_SUCCESS) return
-        if (run !== this.run) return
+        const result = await copyObject(sheep.store, oid, size, read, { ifAbsent: true })
+        if (result === SD_RES_SUCCESS) return 'done'
+        if (run !== this.run || result === SD_RES_OLD_NODE_VER) return 'superseded'
+        if (result !== SD_RES_NO_OBJ) unanswered = true
       }
+      if (unanswered) return 'failed'
     }
-    // no earlier holder answered: a stale copy of our own is the last resort
-    const stale = sheep.store.newestStale(oid)
-    if (stale !== undefined) {
-      const read: PieceReader = (offset, length) => sheep.store.readStale(oid, stale, offset, length)
-      if ((await copyObject(sheep.store, oid, size, read, { ifAbsent: true })) === SD_RES_SUCCESS) return
-    }
-    sheep.log.warn(`recovery: no node has ${oid.toString(16).padStart(16, '0')}`)
+    sheep.log.warn(`recovery: no node has ${oidText(oid)}`)
+    return 'gone'
   }
 
   /**
-   * Where recovery of run `run` reads `oid` as it stood at epoch `tgt` on `node` (live or stale
-   * copy), piece by piece; undefined when `node` cannot have it. A superseded run stops between
-   * pieces instead of copying the rest of a big object.
+   * Where recovery of run `run` reads `oid` as it stood at epoch `tgt` on `node` (its live copy
+   * or its stale copy of exactly `tgt`), piece by piece; undefined when `node` cannot be asked
+   * (it is no longer a member). A superseded run stops between pieces instead of copying the
+   * rest of a big object.
    */
   private source(node: SdNode, oid: bigint, tgt: number, run: number): PieceReader | undefined {
     const sheep = this.sheep
     if (sheep.isSelf(node)) {
-      const stale = sheep.store.newestStale(oid)
-      if (stale === undefined) return undefined
-      return (offset, length) => sheep.store.readStale(oid, stale, offset, length)
+      if (!sheep.store.hasStale(oid, tgt)) return () => Promise.resolve(SD_RES_NO_OBJ)
+      return (offset, length) => sheep.store.readStale(oid, tgt, offset, length)
     }
     if (!sheep.members.some((m) => sameNode(m, node))) return undefined
     const read = peerPieceReader(sheep, { host: addrToText(node.addr), port: node.port }, oid, {
@@ -272,25 +349,27 @@ export class Recovery {
     return ring
   }
 
-  /** GET_OBJ_LIST of one member (this node: live and stale objects). */
-  private async objectList(node: SdNode): Promise<bigint[]> {
+  /** GET_OBJ_LIST of one member (its live and stale objects); undefined when it cannot be had. */
+  private async objectList(node: SdNode, run: number): Promise<bigint[] | undefined> {
     const sheep = this.sheep
-    if (sheep.isSelf(node)) return [...sheep.store.list(), ...sheep.store.listStale()]
+    if (sheep.isSelf(node)) return sheep.store.list().concat(sheep.store.listStale())
     const conn = sheep.peers.get({ host: addrToText(node.addr), port: node.port })
-    for (let size = RECOVERY_OBJ_LIST_INITIAL_BYTES; size <= RECOVERY_OBJ_LIST_MAX_BYTES; size *= 2) {
+    for (let attempt = 1; attempt <= RECOVERY_OBJ_LIST_ATTEMPTS && run === this.run; attempt++) {
       try {
-        const { rsp, data } = await conn.request({ opcode: SD_OP_GET_OBJ_LIST, readLength: size, timeoutMs: RECOVERY_READ_TIMEOUT_MS })
-        if (rsp.result === SD_RES_BUFFER_SMALL) continue
-        if (rsp.result !== SD_RES_SUCCESS) return []
-        const oids: bigint[] = []
-        for (let at = 0; at + 8 <= data.length; at += 8) oids.push(data.readBigUInt64LE(at))
-        return oids
+        for (let size = RECOVERY_OBJ_LIST_INITIAL_BYTES; size <= RECOVERY_OBJ_LIST_MAX_BYTES; size *= 2) {
+          const { rsp, data } = await conn.request({ opcode: SD_OP_GET_OBJ_LIST, readLength: size, timeoutMs: RECOVERY_READ_TIMEOUT_MS })
+          if (rsp.result === SD_RES_BUFFER_SMALL) continue
+          if (rsp.result !== SD_RES_SUCCESS) break
+          const oids: bigint[] = []
+          for (let at = 0; at + 8 <= data.length; at += 8) oids.push(data.readBigUInt64LE(at))
+          return oids
+        }
       } catch (e) {
         sheep.log.warn(`recovery: object list of ${nodeDescription(node)} failed: ${String(e)}`)
-        return []
       }
+      await new Promise((r) => setTimeout(r, RECOVERY_RETRY_DELAY_MS))
     }
-    return []
+    return undefined
   }
 
   /** Broadcasts COMPLETE_RECOVERY(epoch, this node). */
@@ -314,6 +393,10 @@ export class Recovery {
       sheep.log.info(`epoch ${epoch}: every node recovered; stale objects purged`)
     }
   }
+}
+
+function oidText(oid: bigint): string {
+  return oid.toString(16).padStart(16, '0')
 }
 
 function newParked(): Parked {

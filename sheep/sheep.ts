@@ -259,7 +259,9 @@ export class Sheep {
         this.log.info(`not in epoch ${view.epoch}: ${outdated.length} local object(s) moved to the stale area`)
         // named with the last epoch this node was a member of: the copies are that fresh, no fresher
         const staleEpoch = Math.max(1, Math.min(myLastEpoch, view.epoch))
-        this.staleMoves = Promise.all(outdated.map((oid) => this.store.moveToStale(oid, staleEpoch))).then(() => undefined)
+        this.recovery.moveStore('rejoin', async () => {
+          await Promise.all(outdated.map((oid) => this.store.moveToStale(oid, staleEpoch)))
+        })
       }
     }
     // VDI bookkeeping (behaviour.md §9): a newcomer asks everybody, the others ask the newcomer
@@ -492,8 +494,6 @@ export class Sheep {
   }
 
   private applying: Promise<void> = Promise.resolve()
-  /** Outdated local objects being moved aside after a rejoin; recovery waits for it. */
-  staleMoves: Promise<void> = Promise.resolve()
 
   /** Resolves once the local epoch is at least `epoch` (peer requests from the future wait). */
   waitForEpoch(epoch: number, timeoutMs: number): Promise<boolean> {

@@ -34,6 +34,12 @@ export interface StoreDriver {
   exists(oid: bigint): boolean
   /** Reads `length` bytes at `offset`; bytes past the end of the file read as zeros. */
   read(oid: bigint, offset: number, length: number): Promise<Buffer | number>
+  /**
+   * Like `read`, but only after every mutation of the object queued before it (writes, creates,
+   * a move to the stale area): a recovery read must see each write that was accepted before it.
+   * An object moved to the stale area meanwhile reads as SD_RES_NO_OBJ.
+   */
+  readAfterMutations(oid: bigint, offset: number, length: number): Promise<Buffer | number>
   /** Overwrites part of an existing object; SD_RES_NO_OBJ if it is absent. */
   write(w: ObjectWrite): Promise<number>
   /**
@@ -56,10 +62,14 @@ export interface StoreDriver {
   usedBytes(): bigint
 
   // ---- the stale area (behaviour.md §7.2): replicas this node no longer holds, kept per epoch
-  /** Moves a live object to the stale area, named with `epoch`. */
+  /**
+   * Moves a live object to the stale area, named with `epoch`: the last epoch at which this node
+   * held it, so the copy has every write of that epoch (docs/recovery.md).
+   */
   moveToStale(oid: bigint, epoch: number): Promise<void>
-  /** The newest stale copy of an object: its epoch, or undefined. */
-  newestStale(oid: bigint): number | undefined
+  /** Whether a stale copy named with exactly `epoch` exists. */
+  hasStale(oid: bigint, epoch: number): boolean
+  /** Reads the stale copy named with exactly `epoch`; SD_RES_NO_OBJ if there is none. */
   readStale(oid: bigint, epoch: number, offset: number, length: number): Promise<Buffer | number>
   /** Every oid with a stale copy. */
   listStale(): bigint[]

@@ -3,7 +3,7 @@
 // objects created piece by piece (recovery of objects bigger than one request) go through
 // `<oid16>.<n>.tmp` files of their own the same way. Writes are made durable (fdatasync, and the
 // directory fsync'd after a create) unless nosync. Mutations of one object are serialised; reads
-// are not.
+// are not, except recovery reads, which queue behind the mutations accepted before them.
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import fsp from 'node:fs/promises'
@@ -89,9 +89,8 @@ export class PlainStore implements StoreDriver {
     })
   }
 
-  newestStale(oid: bigint): number | undefined {
-    const epochs = this.stale.get(oid)
-    return epochs && epochs.length > 0 ? Math.max(...epochs) : undefined
+  hasStale(oid: bigint, epoch: number): boolean {
+    return this.stale.get(oid)?.includes(epoch) === true
   }
 
   async readStale(oid: bigint, epoch: number, offset: number, length: number): Promise<Buffer | number> {
@@ -130,6 +129,10 @@ export class PlainStore implements StoreDriver {
   async read(oid: bigint, offset: number, length: number): Promise<Buffer | number> {
     if (!this.sizes.has(oid)) return SD_RES_NO_OBJ
     return readRange(this.file(oid), offset, length)
+  }
+
+  readAfterMutations(oid: bigint, offset: number, length: number): Promise<Buffer | number> {
+    return this.serialise(oid, () => this.read(oid, offset, length))
   }
 
   write(w: ObjectWrite): Promise<number> {

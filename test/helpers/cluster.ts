@@ -15,7 +15,8 @@ export interface TestCluster {
   conn(i: number): SheepConnection
   start(i: number, extraArgs?: string[]): Promise<SheepProcess>
   stop(i: number, signal?: NodeJS.Signals): Promise<void>
-  close(): Promise<void>
+  /** Stops every node; the files stay when `keepFiles` (a failed run kept for a post-mortem). */
+  close(opts?: { keepFiles?: boolean }): Promise<void>
 }
 
 export interface ClusterOptions {
@@ -61,7 +62,7 @@ export async function startCluster(count: number, opts: ClusterOptions = {}): Pr
       if (s) await stopSheep(s, signal)
       cluster.nodes[i] = undefined
     },
-    async close() {
+    async close(closeOpts = {}) {
       for (const c of conns.values()) c.close()
       conns.clear()
       for (let i = 0; i < cluster.nodes.length; i++) {
@@ -70,7 +71,7 @@ export async function startCluster(count: number, opts: ClusterOptions = {}): Pr
         if (s && isAlive(s.pid)) process.kill(s.pid, 'SIGCONT')
         await cluster.stop(i)
       }
-      fs.rmSync(root, { recursive: true, force: true })
+      if (!closeOpts.keepFiles) fs.rmSync(root, { recursive: true, force: true })
     },
   }
   for (let i = 0; i < (opts.start ?? count); i++) await cluster.start(i)
