@@ -25,6 +25,8 @@ const PARTIAL_ALIGN_BYTES = 4096
 const SECTOR_BYTES = 512
 /** A dog that has not finished after this long is killed and its write counts as failed. */
 const DOG_TIMEOUT_MS = 120_000
+/** Pause after a failed write before the writer goes on. */
+const WRITE_RETRY_PAUSE_MS = 300
 /** Retries of an admin command (snapshot) that fails while nodes die. */
 const ADMIN_RETRIES = 30
 /** How long recovery may take to settle after the churn before the run fails. */
@@ -234,6 +236,8 @@ export async function runChurn(opts: ChurnOptions): Promise<ChurnReport> {
           model.failed(chunk, offset, data)
           report.failed++
           log(`write to chunk ${chunk} through node ${gateways[k]} failed (${r.status}): ${r.stderr.trim().split('\n')[0]}`)
+          // the gateway is down or the cluster is waiting: give it a moment
+          await sleep(WRITE_RETRY_PAUSE_MS)
         }
       }
       arrive()
