@@ -1,7 +1,7 @@
 // The one error type that crosses client boundaries: a failed Sheepdog request carries its
 // result code and label; transport failures carry SD_RES_NETWORK_ERROR. Expected outcomes
 // inside sheep are result codes, never exceptions; a broken invariant is `assert` and a crash.
-import { SD_RES_NETWORK_ERROR, resultLabel, resultName } from './proto.js'
+import { SD_RES_EIO, SD_RES_NETWORK_ERROR, SD_RES_NO_SPACE, SD_RES_SYSTEM_ERROR, resultLabel, resultName } from './proto.js'
 
 export class SdError extends Error {
   readonly code: number
@@ -37,4 +37,17 @@ export class SdTransportError extends SdError {
 /** Crash on a broken invariant: these are bugs, not outcomes. */
 export function invariant(condition: unknown, message: string): asserts condition {
   if (!condition) throw new Error(`invariant violated: ${message}`)
+}
+
+/**
+ * The result code an exception stands for — the one place where exceptions become results: an
+ * SdError carries its own; a system error (a Node error with a string errno code) is a disk or
+ * system failure: ENOSPC/EDQUOT → SD_RES_NO_SPACE, anything else → SD_RES_EIO; any other
+ * exception is a bug → SD_RES_SYSTEM_ERROR. Never SD_RES_SUCCESS.
+ */
+export function resultOfError(e: unknown): number {
+  if (e instanceof SdError) return e.code
+  const code = (e as NodeJS.ErrnoException | undefined)?.code
+  if (typeof code === 'string' && /^E[A-Z0-9]+$/.test(code)) return code === 'ENOSPC' || code === 'EDQUOT' ? SD_RES_NO_SPACE : SD_RES_EIO
+  return SD_RES_SYSTEM_ERROR
 }

@@ -51,12 +51,12 @@ export function writeFields<L extends Layout>(buf: Buffer, layout: L, values: Pa
     if (value === undefined) continue
     const at = base + spec[0]
     switch (spec[1]) {
-      case 'u8': buf.writeUInt8((value as number) & 0xff, at); break
-      case 'u16': buf.writeUInt16LE((value as number) & 0xffff, at); break
-      case 'i16': buf.writeInt16LE(value as number, at); break
-      case 'u32': buf.writeUInt32LE((value as number) >>> 0, at); break
-      case 'i32': buf.writeInt32LE(value as number, at); break
-      case 'u64': buf.writeBigUInt64LE(BigInt.asUintN(64, value as bigint), at); break
+      case 'u8': buf.writeUInt8(checkedInt(key, value, 0, 0xff), at); break
+      case 'u16': buf.writeUInt16LE(checkedInt(key, value, 0, 0xffff), at); break
+      case 'i16': buf.writeInt16LE(checkedInt(key, value, -0x8000, 0x7fff), at); break
+      case 'u32': buf.writeUInt32LE(checkedInt(key, value, 0, 0xffffffff), at); break
+      case 'i32': buf.writeInt32LE(checkedInt(key, value, -0x80000000, 0x7fffffff), at); break
+      case 'u64': buf.writeBigUInt64LE(checkedU64(key, value), at); break
       case 'bytes': {
         const bytes = value as Buffer
         buf.fill(0, at, at + spec[2])
@@ -67,6 +67,25 @@ export function writeFields<L extends Layout>(buf: Buffer, layout: L, values: Pa
     }
   }
   return buf
+}
+
+/**
+ * An integer field's value, which must be a whole number in [min, max]: a value that does not
+ * fit is a bug to crash on, never something to mask into range — a string error code masked to
+ * 0 would read as SD_RES_SUCCESS.
+ */
+function checkedInt(key: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`invariant violated: field ${key} = ${String(value)} is not an integer in [${min}, ${max}]`)
+  }
+  return value
+}
+
+function checkedU64(key: string, value: unknown): bigint {
+  if (typeof value !== 'bigint' || value < 0n || value > 0xffffffffffffffffn) {
+    throw new RangeError(`invariant violated: field ${key} = ${String(value)} is not a u64`)
+  }
+  return value
 }
 
 /** A NUL-padded C string field → JS string (bytes up to the first NUL, as UTF-8). */

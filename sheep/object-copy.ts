@@ -3,6 +3,7 @@
 // object is read in pieces of OBJECT_CHUNK_BYTES — from another node with READ_PEER at
 // increasing offsets, or from a stale copy of our own — and written as it arrives into a staged
 // create that becomes visible only when complete. Memory stays at one piece per copy.
+import { SdError } from '../lib/errors.js'
 import { REQ_OBJ } from '../lib/codec.js'
 import { OBJECT_CHUNK_BYTES, SD_OP_READ_PEER, SD_RES_EIO, SD_RES_NETWORK_ERROR, SD_RES_SUCCESS, SD_SHEEP_PROTO_VER } from '../lib/proto.js'
 import type { StoreDriver } from './store/driver.js'
@@ -29,7 +30,8 @@ export function peerPieceReader(sheep: Sheep, peer: { host: string; port: number
       })
       return rsp.result === SD_RES_SUCCESS ? data : rsp.result
     } catch (e) {
-      return (e as { code?: number }).code ?? SD_RES_NETWORK_ERROR
+      // the request never got an answer: the peer could not be asked
+      return e instanceof SdError ? e.code : SD_RES_NETWORK_ERROR
     }
   }
 }

@@ -2,6 +2,7 @@
 // op allowed while the cluster waits, and its handler (wire-protocol.md §5). For cluster ops,
 // `work` runs on the receiving node (under the cluster-wide block when present) and `main` on
 // every member in the driver's order. Opcodes not in the table answer INVALID_PARMS.
+import { resultOfError } from '../lib/errors.js'
 import {
   REQ_CLUSTER, REQ_FORW, REQ_INODE_COHERENCE, REQ_OBJ, REQ_VDI, REQ_VDI_STATE, RSP_CLUSTER_DEFAULT, RSP_HASH, RSP_NODE, type SdRequest, encodeResponseHeader, reqVariant,
 } from '../lib/codec.js'
@@ -152,7 +153,7 @@ async function discardObj(sheep: Sheep, req: SdRequest): Promise<OpReply> {
     const cur = (await readObject(sheep, vidToVdiOid(vid), inodeIndexOffset(idx), 4)).readUInt32LE(0)
     if (cur !== 0) await writeObject(sheep, vidToVdiOid(vid), inodeIndexOffset(idx), Buffer.alloc(4), { create: false })
   } catch (e) {
-    return reply((e as { code?: number }).code ?? SD_RES_NO_OBJ)
+    return reply(resultOfError(e))
   }
   const r = await gatewayWriteAll(sheep, SD_OP_REMOVE_OBJ, { oid, cowOid: 0n, copies: 0, copyPolicy: 0, ecIndex: 0, tgtEpoch: 0, offset: 0 }, undefined)
   return reply(r.result === SD_RES_NO_OBJ ? SD_RES_SUCCESS : r.result)

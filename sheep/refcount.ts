@@ -3,6 +3,7 @@
 // the reference the inode held: an exclusive reference (gref {0, 0}) removes the object at once;
 // a shared one goes to the object's ledger (DECREF), and the object is removed when its ledger
 // sums to zero. Nothing that a live VDI still reads is removed; nothing unreferenced is kept.
+import { resultOfError } from '../lib/errors.js'
 import { REQ_REF, type SdRequest, reqVariant } from '../lib/codec.js'
 import { SD_INODE_HEADER_SIZE, SD_INODE_INDEX_SIZE, grefOffset, indexOffset } from '../lib/inode.js'
 import { LEDGER_BIT, SD_LEDGER_OBJ_SIZE, isVdiObj, oidToVid, vidToDataOid } from '../lib/oid.js'
@@ -34,7 +35,7 @@ export async function writeIndexWithRefs(sheep: Sheep, obj: ObjFields, data: Buf
     oldIndex = await readObject(sheep, obj.oid, indexOffset(first), count * 4)
     oldGref = await readObject(sheep, obj.oid, grefOffset(first), count * 8)
   } catch (e) {
-    return reply((e as { code?: number }).code ?? SD_RES_NO_OBJ)
+    return reply(resultOfError(e))
   }
   const result = await gatewayWriteAll(sheep, SD_OP_WRITE_OBJ, obj, data)
   if (result.result !== SD_RES_SUCCESS) return result

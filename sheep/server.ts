@@ -9,8 +9,9 @@ import {
   validateRequestHeader,
 } from '../lib/codec.js'
 import { FrameReader } from '../lib/framing.js'
+import { resultOfError } from '../lib/errors.js'
 import {
-  SD_RES_BUFFER_SMALL, SD_RES_INVALID_PARMS, SD_RES_KILLED, SD_RES_SHUTDOWN, SD_RES_SYSTEM_ERROR, SD_STATUS_KILLED,
+  SD_RES_BUFFER_SMALL, SD_RES_INVALID_PARMS, SD_RES_KILLED, SD_RES_SHUTDOWN, SD_STATUS_KILLED,
   SD_STATUS_SHUTDOWN, opcodeName, SD_OP_READ_OBJ, SD_OP_READ_PEER, SD_OP_WRITE_OBJ, SD_OP_WRITE_PEER,
   SD_OP_CREATE_AND_WRITE_OBJ, SD_OP_CREATE_AND_WRITE_PEER, SD_OP_REMOVE_OBJ, SD_OP_REMOVE_PEER,
 } from '../lib/proto.js'
@@ -170,7 +171,7 @@ export class SheepServer {
     } catch (e) {
       if (counted) countEnd(sheep, op.kind === 'gateway', undefined)
       sheep.log.error(`${opcodeName(req.opcode)} failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}`)
-      return { result: (e as { code?: number }).code ?? SD_RES_SYSTEM_ERROR }
+      return { result: resultOfError(e) }
     }
   }
 

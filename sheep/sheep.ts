@@ -4,6 +4,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { ConnectionPool } from '../lib/client.js'
+import { resultOfError } from '../lib/errors.js'
 import { decodeRequestHeader, decodeResponseHeader, encodeResponseHeader } from '../lib/codec.js'
 import { decodeInodeHeader, SD_INODE_LOOKUP_SIZE } from '../lib/inode.js'
 import type { Logger } from '../lib/log.js'
@@ -481,7 +482,13 @@ export class Sheep {
     // Each main phase runs to completion before the next message is applied, keeping the order.
     const done = (async () => {
       let result = rsp.result
-      if (main) result = await main(this, { req, rsp, data, sender })
+      try {
+        if (main) result = await main(this, { req, rsp, data, sender })
+      } catch (e) {
+        // the op still gets an answer: the client must not wait for one that never comes
+        result = resultOfError(e)
+        this.log.error(`cluster op 0x${req.opcode.toString(16)} failed in its main phase: ${e instanceof Error ? e.stack : String(e)}`)
+      }
       if (pending) {
         const fields = Buffer.from(msg.rsp)
         fields.writeUInt32LE(result, 16)
