@@ -163,7 +163,12 @@ async function main(): Promise<void> {
       console.log(`\n${'measure (median of ' + ROUNDS + ' rounds)'.padEnd(34)}${'result'.padStart(14)}${'ceiling'.padStart(14)}${'ratio'.padStart(8)}`)
       row('dog vdi write, 3 copies, fsync', `${mbps(SIZE, dogWrite).toFixed(1)} MB/s`, `${mbps(SIZE, ddWrite).toFixed(1)} MB/s`, ddWrite / dogWrite)
       row('  per byte stored (3 replicas)', `${mbps(3 * SIZE, dogWrite).toFixed(1)} MB/s`, `${mbps(SIZE, ddWrite).toFixed(1)} MB/s`, (3 * ddWrite) / dogWrite)
-      row(`dog vdi read${cold ? ' (cold cache)' : ' (warm cache)'}`, `${mbps(SIZE, dogRead).toFixed(1)} MB/s`, `${mbps(SIZE, ddRead).toFixed(1)} MB/s`, ddRead / dogRead)
+      row(
+        `dog vdi read${cold ? ' (cold cache)' : ' (warm cache)'}`,
+        `${mbps(SIZE, dogRead).toFixed(1)} MB/s`,
+        `${mbps(SIZE, ddRead).toFixed(1)} MB/s`,
+        ddRead / dogRead,
+      )
       console.log(`data read back identical: ${same ? 'yes' : 'NO'}`)
       if (times.fsWrite.length > 0) {
         const fsWrite = median(times.fsWrite)
@@ -172,8 +177,14 @@ async function main(): Promise<void> {
         row('sheepfs dd read (vs dog read)', `${mbps(SIZE, fsRead).toFixed(1)} MB/s`, `${mbps(SIZE, dogRead).toFixed(1)} MB/s`, dogRead / fsRead)
         console.log(`data through sheepfs identical: ${fsSame ? 'yes' : 'NO'}`)
       }
-      console.log(`every round (s): ${Object.entries(times).map(([k, v]) => `${k} ${v.map((x) => x.toFixed(2)).join(' ')}`).join('; ')}`)
-      console.log(`peak sheep RSS: ${peakRssMiB(cluster.nodes.flatMap((n) => (n ? [n.pid] : []))).toFixed(0)} MiB; peak sheepfs RSS: ${sheepfsPeak.toFixed(0)} MiB`)
+      console.log(
+        `every round (s): ${Object.entries(times)
+          .map(([k, v]) => `${k} ${v.map((x) => x.toFixed(2)).join(' ')}`)
+          .join('; ')}`,
+      )
+      console.log(
+        `peak sheep RSS: ${peakRssMiB(cluster.nodes.flatMap((n) => (n ? [n.pid] : []))).toFixed(0)} MiB; peak sheepfs RSS: ${sheepfsPeak.toFixed(0)} MiB`,
+      )
     } finally {
       await cluster.close()
     }
@@ -199,9 +210,13 @@ async function main(): Promise<void> {
       const settled = await waitForRecovery(four, 30 * 60_000)
       const recoverySecs = seconds(start)
       const copies = [...objectCopies(four).values()]
-      console.log(`\nrecovery after 1 of 4 nodes killed: ${lostObjects.length} objects, ${(lostBytes / 2 ** 30).toFixed(2)} GiB re-replicated in ${recoverySecs.toFixed(1)} s = ${(recoverySecs / (lostBytes / 2 ** 30)).toFixed(1)} s/GiB`)
+      console.log(
+        `\nrecovery after 1 of 4 nodes killed: ${lostObjects.length} objects, ${(lostBytes / 2 ** 30).toFixed(2)} GiB re-replicated in ${recoverySecs.toFixed(1)} s = ${(recoverySecs / (lostBytes / 2 ** 30)).toFixed(1)} s/GiB`,
+      )
       console.log(`  settled: ${settled ? 'yes' : 'NO'}; every object on 3 nodes: ${copies.every((c) => c === 3) ? 'yes' : 'NO'}`)
-      console.log(`  ceiling: the same bytes through dd would take ${(lostBytes / MiB / mbps(SIZE, ddWrite)).toFixed(1)} s (ratio ${((lostBytes / MiB / mbps(SIZE, ddWrite)) / recoverySecs).toFixed(2)})`)
+      console.log(
+        `  ceiling: the same bytes through dd would take ${(lostBytes / MiB / mbps(SIZE, ddWrite)).toFixed(1)} s (ratio ${(lostBytes / MiB / mbps(SIZE, ddWrite) / recoverySecs).toFixed(2)})`,
+      )
     } finally {
       await four.close()
     }

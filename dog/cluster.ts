@@ -1,21 +1,34 @@
 // `dog cluster`: the subcommand table with its usage texts, and the handlers of info, format,
 // shutdown, recover force/enable/disable, reweight and alter-copy (cli-and-formats §6.1–6.5,
 // §6.7). The other subcommands are in the table but not implemented yet.
-import {
-  confirm, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, formatRedundancy, type DogCommand, type DogContext,
-  type DogSubcommand,
-} from './cli.js'
+import { confirm, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, formatRedundancy, type DogCommand, type DogContext, type DogSubcommand } from './cli.js'
 import type { DogRuntime } from './main.js'
 import { SdError } from '../lib/errors.js'
 import { formatCtime, formatEpochTime, sprintf } from '../lib/format.js'
 import {
-  resultLabel, SD_CLUSTER_FLAG_AUTO_VNODES, SD_CLUSTER_FLAG_AVOID_DISKFULL, SD_CLUSTER_FLAG_DISKMODE,
-  SD_CLUSTER_FLAG_RECYCLE_VID, SD_CLUSTER_FLAG_STRICT, SD_CLUSTER_FLAG_USE_LOCK, SD_RES_NO_STORE,
+  resultLabel,
+  SD_CLUSTER_FLAG_AUTO_VNODES,
+  SD_CLUSTER_FLAG_AVOID_DISKFULL,
+  SD_CLUSTER_FLAG_DISKMODE,
+  SD_CLUSTER_FLAG_RECYCLE_VID,
+  SD_CLUSTER_FLAG_STRICT,
+  SD_CLUSTER_FLAG_USE_LOCK,
+  SD_RES_NO_STORE,
   SD_RES_SUCCESS,
 } from '../lib/proto.js'
 import {
-  alterClusterCopy, clusterInfo, disableRecover, enableRecover, forceRecover, getStoreList, makeFs, readVdis, reweight,
-  shutdownCluster, statCluster, type EpochLog,
+  alterClusterCopy,
+  clusterInfo,
+  disableRecover,
+  enableRecover,
+  forceRecover,
+  getStoreList,
+  makeFs,
+  readVdis,
+  reweight,
+  shutdownCluster,
+  statCluster,
+  type EpochLog,
 } from '../lib/sheep-api.js'
 import { nodeAddrText, sameNode } from '../lib/structs.js'
 import { lightRequest } from './node.js'
@@ -29,11 +42,7 @@ const DEFAULT_STORE = 'plain'
 const STORE_NAME_MAX_LENGTH = 15
 
 const NOT_EMPTY_PROMPT =
-  '    __\n' +
-  "   ()'`;\n" +
-  '   /\\|`\n' +
-  '  /  |   Caution! The cluster is not empty.\n' +
-  '(/_)_|_  Are you sure you want to continue? [yes/no]: '
+  '    __\n' + "   ()'`;\n" + '   /\\|`\n' + '  /  |   Caution! The cluster is not empty.\n' + '(/_)_|_  Are you sure you want to continue? [yes/no]: '
 
 function asSdError(error: unknown): SdError {
   if (error instanceof SdError) return error
@@ -136,11 +145,13 @@ async function checkVnodeStrategy(ctx: DogContext, dog: DogRuntime): Promise<num
 /** The cluster flags MAKE_FS carries for the given options. */
 function formatFlags(ctx: DogContext): number {
   const { opts } = ctx
-  return (opts.strict ? SD_CLUSTER_FLAG_STRICT : 0) |
+  return (
+    (opts.strict ? SD_CLUSTER_FLAG_STRICT : 0) |
     (opts.lock ? SD_CLUSTER_FLAG_USE_LOCK : 0) |
     (opts.recycleVid ? SD_CLUSTER_FLAG_RECYCLE_VID : 0) |
     (opts.fixedVnodes ? 0 : SD_CLUSTER_FLAG_AUTO_VNODES) |
     (opts.avoidDiskfull ? SD_CLUSTER_FLAG_AVOID_DISKFULL : 0)
+  )
 }
 
 /** Now in the cluster ctime encoding: seconds << 32 | nanoseconds (wire-protocol.md §3.5). */
@@ -173,8 +184,7 @@ async function formatCluster(ctx: DogContext, dog: DogRuntime): Promise<number> 
   const copies = ctx.opts.redundancy?.copies ?? 0
   const { zoneCount } = dog.nodeList(ctx)
   if (copies > zoneCount) {
-    const prompt = `Number of copies (${copies}) is larger than number of zones (${zoneCount}).\n` +
-      'Are you sure you want to continue? [yes/no]: '
+    const prompt = `Number of copies (${copies}) is larger than number of zones (${zoneCount}).\n` + 'Are you sure you want to continue? [yes/no]: '
     if (!(await confirm(prompt, ctx.io))) return EXIT_SUCCESS
   }
   const conn = dog.daemon(ctx)
@@ -312,10 +322,31 @@ export function clusterCommand(dog: DogRuntime): DogCommand {
   const run = (handler: (ctx: DogContext, dog: DogRuntime) => Promise<number>) => (ctx: DogContext) => handler(ctx, dog)
   const later = dog.unsupported
   const snapshotSubcommands: DogSubcommand[] = [
-    { name: 'save', args: '<tag> <path> [vdi1] [vdi2] ...', description: 'save snapshot to localpath', needsNodeList: true, minArgs: 1, handler: run(saveClusterSnapshot) },
+    {
+      name: 'save',
+      args: '<tag> <path> [vdi1] [vdi2] ...',
+      description: 'save snapshot to localpath',
+      needsNodeList: true,
+      minArgs: 1,
+      handler: run(saveClusterSnapshot),
+    },
     { name: 'list', args: '<path>', description: 'list snapshot of localpath', minArgs: 1, handler: listClusterSnapshots },
-    { name: 'load', args: '<tag|idx> <path> [vdi1] [vdi2] ...', description: 'load snapshot from localpath', needsNodeList: true, minArgs: 1, handler: run((ctx) => loadClusterSnapshot(ctx, dog, (formatCtx) => formatCluster(formatCtx, dog))) },
-    { name: 'show', args: '<tag|idx> <path> [vdi1] [vdi2] ...', description: 'show vdi list from snapshot', needsNodeList: true, minArgs: 1, handler: showClusterSnapshot },
+    {
+      name: 'load',
+      args: '<tag|idx> <path> [vdi1] [vdi2] ...',
+      description: 'load snapshot from localpath',
+      needsNodeList: true,
+      minArgs: 1,
+      handler: run((ctx) => loadClusterSnapshot(ctx, dog, (formatCtx) => formatCluster(formatCtx, dog))),
+    },
+    {
+      name: 'show',
+      args: '<tag|idx> <path> [vdi1] [vdi2] ...',
+      description: 'show vdi list from snapshot',
+      needsNodeList: true,
+      minArgs: 1,
+      handler: showClusterSnapshot,
+    },
   ]
   const recoverSubcommands: DogSubcommand[] = [
     { name: 'force', description: 'force recover cluster immediately', handler: run(forceRecoverCluster) },
@@ -328,7 +359,13 @@ export function clusterCommand(dog: DogRuntime): DogCommand {
       { name: 'info', options: 'aprhvTd', description: 'show cluster information', needsNodeList: true, handler: run(showClusterInfo) },
       { name: 'format', options: 'bcltaphzTVRfF', description: 'create a Sheepdog store', needsNodeList: true, handler: run(formatCluster) },
       { name: 'shutdown', options: 'aphT', description: 'stop Sheepdog', handler: run(shutDownCluster) },
-      { name: 'snapshot', args: '<tag|idx> <path> [vdi1] [vdi2] ...', options: 'aphTm', description: 'snapshot/restore the cluster', subcommands: snapshotSubcommands },
+      {
+        name: 'snapshot',
+        args: '<tag|idx> <path> [vdi1] [vdi2] ...',
+        options: 'aphTm',
+        description: 'snapshot/restore the cluster',
+        subcommands: snapshotSubcommands,
+      },
       { name: 'recover', options: 'afphT', description: "See 'dog cluster recover' for more information", subcommands: recoverSubcommands },
       { name: 'reweight', options: 'aphT', description: 'reweight the cluster', handler: run(reweightCluster) },
       { name: 'check', options: 'aphT', description: 'check and repair cluster', needsNodeList: true, handler: run(checkCluster) },

@@ -11,9 +11,7 @@ import path from 'node:path'
 import { EXIT_SUCCESS, EXIT_SYSFAIL, UsageError, type DogContext, type DogHandler } from './cli.js'
 import type { DogRuntime } from './main.js'
 import { asSdError, forEachVdi, printTransportFailure } from './vdi.js'
-import {
-  btreeNodeObjectIds, dataObjectIds, forEachConcurrently, readIndex, readObjectRange, showProgress, vmstateObjectIds,
-} from './vdi-inode.js'
+import { btreeNodeObjectIds, dataObjectIds, forEachConcurrently, readIndex, readObjectRange, showProgress, vmstateObjectIds } from './vdi-inode.js'
 import { isAllZero } from '../lib/bytes.js'
 import type { SheepConnection } from '../lib/client.js'
 import { REQ_VDI_STATE } from '../lib/codec.js'
@@ -145,7 +143,10 @@ export function decodeTrunk(bytes: Buffer): TrunkEntry[] {
 
 /** The farm directory: blobs, slices, trunks and the snapshot log. */
 export class Farm {
-  constructor(readonly dir: string, private readonly ctx: DogContext) {}
+  constructor(
+    readonly dir: string,
+    private readonly ctx: DogContext,
+  ) {}
 
   private get logFile(): string {
     return path.join(this.dir, SNAP_LOG_FILE)
@@ -525,7 +526,12 @@ interface LoadedSnapshot {
  * vid), the others are written over it.
  */
 async function writeLoadedPiece(
-  ctx: DogContext, conn: SheepConnection, entry: TrunkEntry, offset: number, piece: Buffer, registered: Map<number, Promise<void>>,
+  ctx: DogContext,
+  conn: SheepConnection,
+  entry: TrunkEntry,
+  offset: number,
+  piece: Buffer,
+  registered: Map<number, Promise<void>>,
 ): Promise<void> {
   const vid = oidToVid(entry.oid)
   const options = { copies: entry.copies, copyPolicy: entry.copyPolicy, direct: true }
@@ -541,7 +547,9 @@ async function writeLoadedPiece(
   } catch (error) {
     const failure = asSdError(error)
     printTransportFailure(ctx, failure)
-    ctx.printStderrLine(failure.isTransport ? `Failed to write object ${entry.oid.toString(16)}` : `Failed to write object ${entry.oid.toString(16)}: ${failure.label}`)
+    ctx.printStderrLine(
+      failure.isTransport ? `Failed to write object ${entry.oid.toString(16)}` : `Failed to write object ${entry.oid.toString(16)}: ${failure.label}`,
+    )
     ctx.printStderrLine(`Fail to load object, oid ${entry.oid.toString(16)}`)
     throw new FarmError('object write failed')
   }
@@ -598,12 +606,18 @@ async function fillVidGaps(ctx: DogContext, conn: SheepConnection, loaded: Loade
     for (const vid of vidsFromHashTo(name, top)) {
       if (loaded.registeredVids.has(vid)) continue
       const placeholder: TrunkEntry = {
-        oid: vidToVdiOid(vid), copies: snapshot.nrCopies, copyPolicy: snapshot.copyPolicy, blockSizeShift: snapshot.blockSizeShift, sha1: Buffer.alloc(0),
+        oid: vidToVdiOid(vid),
+        copies: snapshot.nrCopies,
+        copyPolicy: snapshot.copyPolicy,
+        blockSizeShift: snapshot.blockSizeShift,
+        sha1: Buffer.alloc(0),
       }
       try {
         await notifyVdiAdd(conn, vid, placeholder)
         await createAndWriteObj(conn, placeholder.oid, 0, Buffer.alloc(SD_INODE_HEADER_SIZE), {
-          copies: placeholder.copies, copyPolicy: placeholder.copyPolicy, direct: true,
+          copies: placeholder.copies,
+          copyPolicy: placeholder.copyPolicy,
+          direct: true,
         })
       } catch (error) {
         const failure = asSdError(error)
@@ -623,8 +637,13 @@ async function createWorkingVdis(ctx: DogContext, conn: SheepConnection, latest:
     const snapshot = latest.get(name) as InodeHeader
     try {
       await newVdi(conn, {
-        name, vdiSize: snapshot.vdiSize, baseVdiId: snapshot.vdiId, copies: snapshot.nrCopies, copyPolicy: snapshot.copyPolicy,
-        storePolicy: snapshot.storePolicy, blockSizeShift: snapshot.blockSizeShift,
+        name,
+        vdiSize: snapshot.vdiSize,
+        baseVdiId: snapshot.vdiId,
+        copies: snapshot.nrCopies,
+        copyPolicy: snapshot.copyPolicy,
+        storePolicy: snapshot.storePolicy,
+        blockSizeShift: snapshot.blockSizeShift,
       })
     } catch (error) {
       const failure = asSdError(error)

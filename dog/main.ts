@@ -2,9 +2,7 @@
 // run-time services the handlers share (connections to sheep, the node list loaded for subcommands
 // marked needsNodeList), and runDog with the real process I/O. The group files get the services
 // as a DogRuntime and import only its type from here, so no module imports this one at run time.
-import {
-  EXIT_FAILURE, EXIT_SYSFAIL, runDog, type DogCommand, type DogContext, type DogHandler,
-} from './cli.js'
+import { EXIT_FAILURE, EXIT_SYSFAIL, runDog, type DogCommand, type DogContext, type DogHandler } from './cli.js'
 import { PooledConnection, addressText, SheepConnection, type SheepAddress } from '../lib/client.js'
 import { VDI_IO_DEFAULT_CONCURRENCY } from '../lib/vdi-io.js'
 import { SdError } from '../lib/errors.js'
@@ -79,11 +77,7 @@ export const DOG_RUNTIME: DogRuntime = {
 }
 
 /** The commands in `dog --help` order. */
-export const DOG_COMMANDS: readonly DogCommand[] = [
-  vdiCommand(DOG_RUNTIME),
-  nodeCommand(DOG_RUNTIME),
-  clusterCommand(DOG_RUNTIME),
-]
+export const DOG_COMMANDS: readonly DogCommand[] = [vdiCommand(DOG_RUNTIME), nodeCommand(DOG_RUNTIME), clusterCommand(DOG_RUNTIME)]
 
 /**
  * RunDogOptions.loadNodeList: GET_NODE_LIST plus the one-entry STAT_CLUSTER probe for the
@@ -124,15 +118,20 @@ export async function main(argv: readonly string[]): Promise<void> {
   process.stdout.on('error', () => process.exit(EXIT_SYSFAIL))
   let status: number
   try {
-    status = await runDog(argv, DOG_COMMANDS, {
-      stdout: process.stdout,
-      stderr: process.stderr,
-      env: process.env,
-      stdin: process.stdin,
-      argv0: 'dog',
-      stdoutIsTty: process.stdout.isTTY === true,
-      columns: process.stdout.columns || undefined,
-    }, { loadNodeList })
+    status = await runDog(
+      argv,
+      DOG_COMMANDS,
+      {
+        stdout: process.stdout,
+        stderr: process.stderr,
+        env: process.env,
+        stdin: process.stdin,
+        argv0: 'dog',
+        stdoutIsTty: process.stdout.isTTY === true,
+        columns: process.stdout.columns || undefined,
+      },
+      { loadNodeList },
+    )
   } catch (error) {
     // a failure no handler expected: report it the way the original's crash handler does
     const reason = error instanceof Error ? error.message : String(error)

@@ -2,17 +2,23 @@
 // recovery info/set-throttle/get-throttle, stat, log level set/get/list and vnodes set
 // (cli-and-formats §5.1–5.4, §5.6–5.8). The other subcommands are in the table but not
 // implemented yet.
-import {
-  DogExit, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, EXIT_USAGE, UsageError, type DogCommand, type DogContext,
-  type DogSubcommand,
-} from './cli.js'
+import { DogExit, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, EXIT_USAGE, UsageError, type DogCommand, type DogContext, type DogSubcommand } from './cli.js'
 import type { DogRuntime } from './main.js'
 import { SdError } from '../lib/errors.js'
 import { formatFixed, formatSize, progressLine, sprintf } from '../lib/format.js'
 import { isSnapshot } from '../lib/inode.js'
 import {
-  getLogLevel, getRecoveryThrottling, getStat, killNode, setLogLevel, setRecoveryThrottling, setVnodes, statRecovery,
-  statSheep, type RecoveryState, type SdNode,
+  getLogLevel,
+  getRecoveryThrottling,
+  getStat,
+  killNode,
+  setLogLevel,
+  setRecoveryThrottling,
+  setVnodes,
+  statRecovery,
+  statSheep,
+  type RecoveryState,
+  type SdNode,
 } from '../lib/sheep-api.js'
 import { nodeAddrText, type SdStat } from '../lib/structs.js'
 import { forEachVdi } from './vdi.js'
@@ -67,11 +73,21 @@ async function showNodeInfo(ctx: DogContext, dog: DogRuntime): Promise<number> {
   let shown = 0
   for (const node of dog.nodeList(ctx).nodes) {
     let stat: { storeSize: bigint; storeFree: bigint } | undefined
-    const answered = await lightRequest(ctx, async () => { stat = await statSheep(dog.connectionTo(node)) })
+    const answered = await lightRequest(ctx, async () => {
+      stat = await statSheep(dog.connectionTo(node))
+    })
     if (!answered || stat === undefined) continue
     const { storeSize, storeFree } = stat
-    ctx.printStdout(sprintf(raw ? '%d %s %s %s %d%%\n' : '%2d\t%s\t%s\t%s\t%3d%%\n', shown,
-      formatSize(storeSize, raw), formatSize(storeSize - storeFree, raw), formatSize(storeFree, raw), usePercent(storeSize, storeFree)))
+    ctx.printStdout(
+      sprintf(
+        raw ? '%d %s %s %s %d%%\n' : '%2d\t%s\t%s\t%s\t%3d%%\n',
+        shown,
+        formatSize(storeSize, raw),
+        formatSize(storeSize - storeFree, raw),
+        formatSize(storeFree, raw),
+        usePercent(storeSize, storeFree),
+      ),
+    )
     shown++
     totalSize += storeSize
     totalFree += storeFree
@@ -86,8 +102,16 @@ async function showNodeInfo(ctx: DogContext, dog: DogRuntime): Promise<number> {
   })
   if (!walked) return EXIT_SYSFAIL
   const template = raw ? 'Total %s %s %s %d%% %s\n' : 'Total\t%s\t%s\t%s\t%3d%%\n\nTotal virtual image size\t%s\n'
-  ctx.printStdout(sprintf(template, formatSize(totalSize, raw), formatSize(totalSize - totalFree, raw), formatSize(totalFree, raw),
-    usePercent(totalSize, totalFree), formatSize(totalVdiSize, raw)))
+  ctx.printStdout(
+    sprintf(
+      template,
+      formatSize(totalSize, raw),
+      formatSize(totalSize - totalFree, raw),
+      formatSize(totalFree, raw),
+      usePercent(totalSize, totalFree),
+      formatSize(totalVdiSize, raw),
+    ),
+  )
   return EXIT_SUCCESS
 }
 
@@ -112,9 +136,7 @@ async function killNodeById(ctx: DogContext, dog: DogRuntime): Promise<number> {
   const idText = ctx.args[0]
   if (ctx.opts.local && idText !== undefined) throw new UsageError("Don't use -l option and specify node id at the same time")
   if (!ctx.opts.local && idText === undefined) return EXIT_USAGE
-  const conn = ctx.opts.local || idText === undefined
-    ? dog.daemon(ctx)
-    : dog.connectionTo(nodeById(ctx, dog.nodeList(ctx).nodes, idText))
+  const conn = ctx.opts.local || idText === undefined ? dog.daemon(ctx) : dog.connectionTo(nodeById(ctx, dog.nodeList(ctx).nodes, idText))
   if (!(await lightRequest(ctx, () => killNode(conn)))) {
     ctx.printStderrLine('Failed to execute request')
     return EXIT_FAILURE
@@ -178,10 +200,11 @@ async function showRecoveryInfo(ctx: DogContext, dog: DogRuntime): Promise<numbe
     if (!state.inRecovery) continue
     // the zone is printed as a C int (%d of a u32)
     const zone = node.zone | 0
-    ctx.printStdout(raw
-      ? sprintf('%d %s %d %d %llu %llu\n', id, nodeAddrText(node), node.nrVnodes, zone, state.nrFinished, state.nrTotal)
-      : sprintf('%4d   %-20s%5d%11d%11s%%\n', id, nodeAddrText(node), node.nrVnodes, zone,
-        recoveryPercentText(state.nrFinished, state.nrTotal)))
+    ctx.printStdout(
+      raw
+        ? sprintf('%d %s %d %d %llu %llu\n', id, nodeAddrText(node), node.nrVnodes, zone, state.nrFinished, state.nrTotal)
+        : sprintf('%4d   %-20s%5d%11d%11s%%\n', id, nodeAddrText(node), node.nrVnodes, zone, recoveryPercentText(state.nrFinished, state.nrTotal)),
+    )
   }
   return EXIT_SUCCESS
 }
@@ -247,7 +270,7 @@ async function getRecoveryThrottle(ctx: DogContext, dog: DogRuntime): Promise<nu
   let maxExecCount = 0
   let intervalMs = 0n
   const status = await requestOrReportFailure(ctx, async () => {
-    ({ maxExecCount, queueWorkInterval: intervalMs } = await getRecoveryThrottling(dog.daemon(ctx)))
+    ;({ maxExecCount, queueWorkInterval: intervalMs } = await getRecoveryThrottling(dog.daemon(ctx)))
   })
   if (status === EXIT_SUCCESS) ctx.printStderrLine(`max (${maxExecCount}), interval (${intervalMs})`)
   return status
@@ -260,16 +283,36 @@ type StatCounter = keyof SdStat
 /** The counters of the Client (gateway) and Peer rows; peers count no flushes (a literal 0). */
 const STAT_ROWS: ReadonlyArray<{
   label: string
-  active: StatCounter; total: StatCounter; writes: StatCounter; reads: StatCounter; removes: StatCounter
-  flushes: StatCounter | undefined; rxBytes: StatCounter; txBytes: StatCounter
+  active: StatCounter
+  total: StatCounter
+  writes: StatCounter
+  reads: StatCounter
+  removes: StatCounter
+  flushes: StatCounter | undefined
+  rxBytes: StatCounter
+  txBytes: StatCounter
 }> = [
   {
-    label: 'Client', active: 'gwActive', total: 'gwTotal', writes: 'gwWrites', reads: 'gwReads', removes: 'gwRemoves',
-    flushes: 'gwFlushes', rxBytes: 'gwRxBytes', txBytes: 'gwTxBytes',
+    label: 'Client',
+    active: 'gwActive',
+    total: 'gwTotal',
+    writes: 'gwWrites',
+    reads: 'gwReads',
+    removes: 'gwRemoves',
+    flushes: 'gwFlushes',
+    rxBytes: 'gwRxBytes',
+    txBytes: 'gwTxBytes',
   },
   {
-    label: 'Peer', active: 'peerActive', total: 'peerTotal', writes: 'peerWrites', reads: 'peerReads', removes: 'peerRemoves',
-    flushes: undefined, rxBytes: 'peerRxBytes', txBytes: 'peerTxBytes',
+    label: 'Peer',
+    active: 'peerActive',
+    total: 'peerTotal',
+    writes: 'peerWrites',
+    reads: 'peerReads',
+    removes: 'peerRemoves',
+    flushes: undefined,
+    rxBytes: 'peerRxBytes',
+    txBytes: 'peerTxBytes',
   },
 ]
 
@@ -334,7 +377,9 @@ async function showNodeStat(ctx: DogContext, dog: DogRuntime): Promise<number> {
 
 /** `<name>\t(<n>)` for every level, on stderr. */
 function printLogLevels(ctx: DogContext): void {
-  LOG_LEVEL_NAMES.forEach((name, level) => ctx.printStderrLine(`${name}\t(${level})`))
+  LOG_LEVEL_NAMES.forEach((name, level) => {
+    ctx.printStderrLine(`${name}\t(${level})`)
+  })
 }
 
 async function setNodeLogLevel(ctx: DogContext, dog: DogRuntime): Promise<number> {
@@ -351,7 +396,9 @@ async function setNodeLogLevel(ctx: DogContext, dog: DogRuntime): Promise<number
 
 async function getNodeLogLevel(ctx: DogContext, dog: DogRuntime): Promise<number> {
   let level = -1
-  const status = await requestOrReportFailure(ctx, async () => { level = await getLogLevel(dog.daemon(ctx)) })
+  const status = await requestOrReportFailure(ctx, async () => {
+    level = await getLogLevel(dog.daemon(ctx))
+  })
   if (status === EXIT_SUCCESS) ctx.printStderrLine(`${LOG_LEVEL_NAMES[level] ?? 'unknown'} (${level})`)
   return status
 }
@@ -415,12 +462,8 @@ export function nodeCommand(dog: DogRuntime): DogCommand {
     { name: 'get', description: 'get log level', handler: run(getNodeLogLevel) },
     { name: 'list', description: 'list log level', handler: listLogLevels },
   ]
-  const logSubcommands: DogSubcommand[] = [
-    { name: 'level', description: 'manipulate log level', subcommands: logLevelSubcommands },
-  ]
-  const vnodesSubcommands: DogSubcommand[] = [
-    { name: 'set', args: '<num of vnodes>', description: 'set new vnodes', minArgs: 1, handler: run(setNodeVnodes) },
-  ]
+  const logSubcommands: DogSubcommand[] = [{ name: 'level', description: 'manipulate log level', subcommands: logLevelSubcommands }]
+  const vnodesSubcommands: DogSubcommand[] = [{ name: 'set', args: '<num of vnodes>', description: 'set new vnodes', minArgs: 1, handler: run(setNodeVnodes) }]
   return {
     name: 'node',
     subcommands: [
@@ -428,15 +471,25 @@ export function nodeCommand(dog: DogRuntime): DogCommand {
       { name: 'list', shortcut: 'l', options: 'aprhT', description: 'list nodes', needsNodeList: true, handler: run(listNodes) },
       { name: 'info', options: 'aprhT', description: 'show information about each node', needsNodeList: true, handler: run(showNodeInfo) },
       {
-        name: 'recovery', options: 'aphPrT', description: 'show recovery information or set/get recovery throttling',
-        needsNodeList: true, subcommands: recoverySubcommands, defaultSubcommand: 'info',
+        name: 'recovery',
+        options: 'aphPrT',
+        description: 'show recovery information or set/get recovery throttling',
+        needsNodeList: true,
+        subcommands: recoverySubcommands,
+        defaultSubcommand: 'info',
       },
       { name: 'md', args: '[disks]', options: 'aprAfhT', description: "See 'dog node md' for more information", subcommands: mdSubcommands },
       { name: 'stat', options: 'aprwhT', description: 'show stat information about the node', handler: run(showNodeStat) },
       { name: 'log', options: 'aphT', description: 'show or set log level of the node', subcommands: logSubcommands },
       { name: 'vnodes', options: 'aph', description: 'set the number of vnodes of the node', subcommands: vnodesSubcommands },
-      { name: 'format', args: '<sheep dir> <store name>', options: 'aphT', description: 'format a node with the store (plain or tree)', minArgs: 2, handler: later },
+      {
+        name: 'format',
+        args: '<sheep dir> <store name>',
+        options: 'aphT',
+        description: 'format a node with the store (plain or tree)',
+        minArgs: 2,
+        handler: later,
+      },
     ],
   }
 }
-

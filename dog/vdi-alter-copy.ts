@@ -43,8 +43,7 @@ export async function requestedCopies(ctx: DogContext, dog: DogRuntime, subject:
   }
   const nodeCount = dog.nodeList(ctx).nodes.length
   if (!ctx.opts.force && copies > nodeCount) {
-    const prompt = `Number of copies (${copies}) is larger than number of nodes (${nodeCount}).\n` +
-      'Are you sure you want to continue? [yes/no]: '
+    const prompt = `Number of copies (${copies}) is larger than number of nodes (${nodeCount}).\n` + 'Are you sure you want to continue? [yes/no]: '
     if (!(await confirm(prompt, ctx.io))) return undefined
   }
   return copies
@@ -82,15 +81,21 @@ export async function alterVdiCopies(ctx: DogContext, dog: DogRuntime): Promise<
 
   const newHeader = updateInodeHeader(Buffer.from(vdi.headerBytes.subarray(0, SD_INODE_HEADER_SIZE)), { nrCopies: copies })
   const written = await writeObject(ctx, conn, vidToVdiOid(vdi.vid), 0, newHeader, {
-    copies: oldCopies, copyPolicy: header.copyPolicy, direct: true,
+    copies: oldCopies,
+    copyPolicy: header.copyPolicy,
+    direct: true,
   })
   if (!written) {
     ctx.printStderrLine(`Overwrite the vdi object's header of ${name} failure while setting its redundancy level.`)
     return EXIT_FAILURE
   }
-  const altered = await lightRequest(ctx, () => alterVdiCopy(conn, vdi.vid, {
-    copies, copyPolicy: 0, blockSizeShift: header.blockSizeShift,
-  }))
+  const altered = await lightRequest(ctx, () =>
+    alterVdiCopy(conn, vdi.vid, {
+      copies,
+      copyPolicy: 0,
+      blockSizeShift: header.blockSizeShift,
+    }),
+  )
   if (!altered) {
     ctx.printStderrLine(`Changing ${name}'s redundancy level failure.`)
     return EXIT_FAILURE

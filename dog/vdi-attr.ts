@@ -35,7 +35,7 @@ async function readStdin(ctx: DogContext): Promise<Buffer> {
   let length = 0
   if (ctx.io.stdin === undefined) return Buffer.alloc(0)
   for await (const chunk of ctx.io.stdin) {
-    const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk as Buffer
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer)
     chunks.push(bytes)
     length += bytes.length
     if (length >= SD_MAX_VDI_ATTR_VALUE_LEN) break
@@ -60,8 +60,14 @@ export async function setVdiAttr(ctx: DogContext, dog: DogRuntime): Promise<numb
   const selector = selectorOf(ctx)
   try {
     await getVdiAttr(dog.daemon(ctx), {
-      name, tag: selector.tag, snapId: selector.snapid, key, value,
-      create: !deleting, excl: ctx.opts.exclusive === true, del: deleting,
+      name,
+      tag: selector.tag,
+      snapId: selector.snapid,
+      key,
+      value,
+      create: !deleting,
+      excl: ctx.opts.exclusive === true,
+      del: deleting,
     })
   } catch (error) {
     return reportAttrFailure(ctx, error, key, { prefix: 'Failed to set attribute', status: EXIT_FAILURE })
@@ -76,7 +82,7 @@ export async function getVdiAttrValue(ctx: DogContext, dog: DogRuntime): Promise
   const conn = dog.daemon(ctx)
   let oid: bigint
   try {
-    ({ oid } = await getVdiAttr(conn, { name, tag: selector.tag, snapId: selector.snapid, key }))
+    ;({ oid } = await getVdiAttr(conn, { name, tag: selector.tag, snapId: selector.snapid, key }))
   } catch (error) {
     return reportAttrFailure(ctx, error, key, { prefix: 'Failed to find attribute oid', status: EXIT_MISSING })
   }

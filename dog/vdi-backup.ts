@@ -5,14 +5,18 @@
 // then becomes a snapshot of its own, the working VDI resuming from its old parent. Objects are
 // compared, sent and restored a piece at a time, so memory stays bounded for 2 GiB objects.
 import {
-  EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, snapshotIdOf, snapshotTagOf, UsageError, type DogContext,
+  EXIT_FAILURE,
+  EXIT_SUCCESS,
+  EXIT_SYSFAIL,
+  snapshotIdOf,
+  snapshotTagOf,
+  UsageError,
+  type DogContext,
   type SnapshotSelector as OptionSelector,
 } from './cli.js'
 import type { DogRuntime } from './main.js'
 import { asSdError, failureLabel, printTransportFailure, removeVdi } from './vdi.js'
-import {
-  objectProgressOnStderr, openIndexedVdi, openVdiInode, readObjectRangeOrReport, writeStdout, type IndexedVdi,
-} from './vdi-inode.js'
+import { objectProgressOnStderr, openIndexedVdi, openVdiInode, readObjectRangeOrReport, writeStdout, type IndexedVdi } from './vdi-inode.js'
 import type { SheepConnection } from '../lib/client.js'
 import { dataObjectCount, objectSize, type InodeHeader } from '../lib/inode.js'
 import { vidToDataOid, vidToVdiOid } from '../lib/oid.js'
@@ -84,7 +88,12 @@ function selectorOfOption(selector: OptionSelector | undefined): SnapshotSelecto
 
 /** `length` bytes at `offset` of object `idx` of a snapshot, zeros when unallocated; undefined after printing why. */
 async function snapshotPiece(
-  ctx: DogContext, conn: SheepConnection, vdi: IndexedVdi, idx: number, offset: number, length: number,
+  ctx: DogContext,
+  conn: SheepConnection,
+  vdi: IndexedVdi,
+  idx: number,
+  offset: number,
+  length: number,
 ): Promise<Buffer | undefined> {
   const owner = vdi.owners.get(idx) ?? 0
   if (owner === 0) return Buffer.alloc(length)
@@ -99,7 +108,12 @@ async function snapshotPiece(
  * last differing sector of the whole object.
  */
 async function backupRecord(
-  ctx: DogContext, conn: SheepConnection, from: IndexedVdi, to: IndexedVdi, idx: number, size: number,
+  ctx: DogContext,
+  conn: SheepConnection,
+  from: IndexedVdi,
+  to: IndexedVdi,
+  idx: number,
+  size: number,
 ): Promise<BackupRecord | null | undefined> {
   // both snapshots address the same object: nothing changed, nothing to read
   if (from.owners.get(idx) === to.owners.get(idx)) return null
@@ -146,9 +160,7 @@ export async function backupVdi(ctx: DogContext, dog: DogRuntime): Promise<numbe
 
   const size = objectSize(from.header)
   const objectCount = dataObjectCount(to.header)
-  const indexes = [...new Set([...from.owners.keys(), ...to.owners.keys()])]
-    .filter((idx) => idx < objectCount)
-    .sort((a, b) => a - b)
+  const indexes = [...new Set([...from.owners.keys(), ...to.owners.keys()])].filter((idx) => idx < objectCount).sort((a, b) => a - b)
   await writeStdout(ctx, encodeBackupHeader())
   const progress = objectProgressOnStderr(ctx, indexes.length)
   try {
@@ -162,7 +174,12 @@ export async function backupVdi(ctx: DogContext, dog: DogRuntime): Promise<numbe
 
 /** The records of the objects at `indexes`, read a few ahead and written in index order. */
 async function writeRecords(
-  ctx: DogContext, conn: SheepConnection, from: IndexedVdi, to: IndexedVdi, indexes: readonly number[], size: number,
+  ctx: DogContext,
+  conn: SheepConnection,
+  from: IndexedVdi,
+  to: IndexedVdi,
+  indexes: readonly number[],
+  size: number,
   onObjectDone: () => void,
 ): Promise<boolean> {
   const pending: Promise<BackupRecord | null | undefined>[] = []
@@ -246,8 +263,14 @@ async function createVdiOrReport(ctx: DogContext, conn: SheepConnection, opts: N
 
 function newVdiOptionsLike(name: string, header: InodeHeader, baseVdiId: number, snapid: number): NewVdiOptions {
   return {
-    name, vdiSize: header.vdiSize, baseVdiId, snapid, copies: header.nrCopies, copyPolicy: header.copyPolicy,
-    storePolicy: header.storePolicy, blockSizeShift: header.blockSizeShift,
+    name,
+    vdiSize: header.vdiSize,
+    baseVdiId,
+    snapid,
+    copies: header.nrCopies,
+    copyPolicy: header.copyPolicy,
+    storePolicy: header.storePolicy,
+    blockSizeShift: header.blockSizeShift,
   }
 }
 

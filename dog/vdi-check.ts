@@ -6,9 +6,7 @@
 import { DogExit, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, type DogContext } from './cli.js'
 import type { DogRuntime } from './main.js'
 import { forEachVdi, selectorOf, type WalkedVdi } from './vdi.js'
-import {
-  dataObjectIds, exitOnTransportFailure, forEachConcurrently, openVdiInode, readIndex, showProgress, type IndexedVdi,
-} from './vdi-inode.js'
+import { dataObjectIds, exitOnTransportFailure, forEachConcurrently, openVdiInode, readIndex, showProgress, type IndexedVdi } from './vdi-inode.js'
 import { sprintf } from '../lib/format.js'
 import { objectSize } from '../lib/inode.js'
 import { oidToHex, vidToVdiOid } from '../lib/oid.js'
@@ -44,7 +42,7 @@ export function voteMajority(answers: readonly ReplicaAnswer[]): ReplicaAnswer |
   let count = 0
   for (const answer of live) {
     if (count === 0) candidate = answer
-    if ((candidate?.digest as Buffer).equals(answer.digest as Buffer)) count++
+    if (candidate?.digest?.equals(answer.digest as Buffer)) count++
     else count--
   }
   if (candidate === undefined) return 'no node has'
@@ -55,32 +53,36 @@ export function voteMajority(answers: readonly ReplicaAnswer[]): ReplicaAnswer |
 /** Checks the object on every replica node and repairs the replicas that are missing or differ. */
 async function checkObject(ctx: DogContext, dog: DogRuntime, oid: bigint, replicaNodes: readonly SdNode[]): Promise<void> {
   const epoch = dog.nodeList(ctx).epoch
-  const answers = await Promise.all(replicaNodes.map(async (node): Promise<ReplicaAnswer> => {
-    try {
-      return { node, digest: await getHash(dog.connectionTo(node), oid, epoch) }
-    } catch (error) {
-      const failure = exitOnTransportFailure(ctx, error)
-      if (failure.code === SD_RES_NO_OBJ) return { node, digest: undefined }
-      ctx.printStderrLine(`failed to read ${oidToHex(oid)} from ${nodeAddrText(node)}, ${failure.label}`)
-      throw new DogExit(EXIT_FAILURE)
-    }
-  }))
+  const answers = await Promise.all(
+    replicaNodes.map(async (node): Promise<ReplicaAnswer> => {
+      try {
+        return { node, digest: await getHash(dog.connectionTo(node), oid, epoch) }
+      } catch (error) {
+        const failure = exitOnTransportFailure(ctx, error)
+        if (failure.code === SD_RES_NO_OBJ) return { node, digest: undefined }
+        ctx.printStderrLine(`failed to read ${oidToHex(oid)} from ${nodeAddrText(node)}, ${failure.label}`)
+        throw new DogExit(EXIT_FAILURE)
+      }
+    }),
+  )
   const majority = voteMajority(answers)
   if (typeof majority === 'string') {
     ctx.printStderrLine(`${majority} ${oidToHex(oid)}`)
     return
   }
   const broken = answers.filter((answer) => answer.digest === undefined || !answer.digest.equals(majority.digest as Buffer))
-  await Promise.all(broken.map(async (answer) => {
-    try {
-      await repairReplica(dog.connectionTo(answer.node), oid, majority.node, epoch)
-    } catch (error) {
-      exitOnTransportFailure(ctx, error)
-      ctx.printStderrLine(`failed to repair object ${oidToHex(oid)} from ${nodeAddrText(majority.node)} to ${nodeAddrText(answer.node)}`)
-      return
-    }
-    ctx.printStdout(`${REPAIR_LINE_BY_FOUND[answer.digest === undefined ? 'missing' : 'found']} ${oidToHex(oid)}\n`)
-  }))
+  await Promise.all(
+    broken.map(async (answer) => {
+      try {
+        await repairReplica(dog.connectionTo(answer.node), oid, majority.node, epoch)
+      } catch (error) {
+        exitOnTransportFailure(ctx, error)
+        ctx.printStderrLine(`failed to repair object ${oidToHex(oid)} from ${nodeAddrText(majority.node)} to ${nodeAddrText(answer.node)}`)
+        return
+      }
+      ctx.printStdout(`${REPAIR_LINE_BY_FOUND[answer.digest === undefined ? 'missing' : 'found']} ${oidToHex(oid)}\n`)
+    }),
+  )
 }
 
 /**

@@ -7,8 +7,16 @@ import cliProgress from 'cli-progress'
 
 import { DogExit, EXIT_SYSFAIL, type DogContext } from './cli.js'
 import {
-  asSdError, HYPER_VOLUME_STORE_POLICY, INODE_HEADER_READ_SIZE, inodeReadFailureLine, lookUpVdi, printTransportFailure,
-  readBtreeEntries, readObject, readPlainEntries, type WalkedVdi,
+  asSdError,
+  HYPER_VOLUME_STORE_POLICY,
+  INODE_HEADER_READ_SIZE,
+  inodeReadFailureLine,
+  lookUpVdi,
+  printTransportFailure,
+  readBtreeEntries,
+  readObject,
+  readPlainEntries,
+  type WalkedVdi,
 } from './vdi.js'
 import { zeroExtended } from '../lib/bytes.js'
 import type { SheepConnection } from '../lib/client.js'
@@ -36,9 +44,7 @@ export interface IndexedVdi extends WalkedVdi {
  * GET_VDI_INFO and the inode header, with the original's lines on failure (the lookup's
  * `Failed to open VDI …`, or `Failed to read a vdi …` when the inode cannot be read).
  */
-export async function openVdiInode(
-  ctx: DogContext, conn: SheepConnection, name: string, selector: SnapshotSelector,
-): Promise<WalkedVdi | undefined> {
+export async function openVdiInode(ctx: DogContext, conn: SheepConnection, name: string, selector: SnapshotSelector): Promise<WalkedVdi | undefined> {
   const vid = await lookUpVdi(ctx, conn, name, selector)
   if (vid === undefined) return undefined
   const headerBytes = await readObject(ctx, conn, vidToVdiOid(vid), 0, INODE_HEADER_READ_SIZE, true)
@@ -51,9 +57,7 @@ export async function openVdiInode(
 
 /** The VDI's allocated index entries (flat array or B-tree); undefined after printing why. */
 export async function readIndex(ctx: DogContext, conn: SheepConnection, vdi: WalkedVdi): Promise<IndexedVdi | undefined> {
-  const entries = vdi.header.storePolicy === HYPER_VOLUME_STORE_POLICY
-    ? await readBtreeEntries(ctx, conn, vdi)
-    : await readPlainEntries(ctx, conn, vdi)
+  const entries = vdi.header.storePolicy === HYPER_VOLUME_STORE_POLICY ? await readBtreeEntries(ctx, conn, vdi) : await readPlainEntries(ctx, conn, vdi)
   if (entries === undefined) return undefined
   const owners = new Map<number, number>()
   for (const idx of [...entries.keys()].sort((a, b) => a - b)) {
@@ -64,9 +68,7 @@ export async function readIndex(ctx: DogContext, conn: SheepConnection, vdi: Wal
 }
 
 /** openVdiInode then readIndex. */
-export async function openIndexedVdi(
-  ctx: DogContext, conn: SheepConnection, name: string, selector: SnapshotSelector,
-): Promise<IndexedVdi | undefined> {
+export async function openIndexedVdi(ctx: DogContext, conn: SheepConnection, name: string, selector: SnapshotSelector): Promise<IndexedVdi | undefined> {
   const vdi = await openVdiInode(ctx, conn, name, selector)
   return vdi === undefined ? undefined : readIndex(ctx, conn, vdi)
 }
@@ -112,7 +114,11 @@ export async function readObjectRange(conn: SheepConnection, oid: bigint, offset
 
 /** readObjectRange with the original's `Failed to read object …` line; undefined on failure. */
 export async function readObjectRangeOrReport(
-  ctx: DogContext, conn: SheepConnection, oid: bigint, offset: number, length: number,
+  ctx: DogContext,
+  conn: SheepConnection,
+  oid: bigint,
+  offset: number,
+  length: number,
 ): Promise<Buffer | undefined> {
   try {
     return await readObjectRange(conn, oid, offset, length)

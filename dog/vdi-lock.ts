@@ -8,15 +8,17 @@ import type { SheepConnection } from '../lib/client.js'
 import { sprintf } from '../lib/format.js'
 import { isClone, isSnapshot } from '../lib/inode.js'
 import { readFields } from '../lib/layout.js'
-import {
-  getVdiCopies, getVdiInfo, LOCK_TYPE_NORMAL, LOCK_TYPE_SHARED, releaseVdi, type SnapshotSelector, type VdiStateRecord,
-} from '../lib/sheep-api.js'
+import { getVdiCopies, getVdiInfo, LOCK_TYPE_NORMAL, LOCK_TYPE_SHARED, releaseVdi, type SnapshotSelector, type VdiStateRecord } from '../lib/sheep-api.js'
 import { LOCK_STATE_NORMAL, LOCK_STATE_SHARED, LOCK_STATE_UNLOCKED, NODE_ID, nodeDescription } from '../lib/structs.js'
 
 const LOCK_LIST_HEADER = '  Name         Id  VDI id  Tag            Owner node(s)\n'
 const LOCK_LIST_ROW = '%c %-8s  %5u  %6x  %-13s '
 /** How `lock list` marks each participant of a shared lock (vdi_state participants_state). */
-const PARTICIPANT_STATE_NAMES: ReadonlyMap<number, string> = new Map([[1, 'modified'], [2, 'shared'], [3, 'invalidated']])
+const PARTICIPANT_STATE_NAMES: ReadonlyMap<number, string> = new Map([
+  [1, 'modified'],
+  [2, 'shared'],
+  [3, 'invalidated'],
+])
 /** RELEASE_VDI's lock type for each locked state. */
 const RELEASE_TYPE_OF_STATE: ReadonlyMap<number, number> = new Map([
   [LOCK_STATE_NORMAL, LOCK_TYPE_NORMAL],
@@ -44,11 +46,13 @@ async function lockStates(ctx: DogContext, conn: SheepConnection): Promise<Map<n
 /** The owner column: the lock owner, or each participant of a shared lock with its state. */
 function ownersText(state: VdiStateRecord): string {
   if (state.lockState === LOCK_STATE_NORMAL) return ` ${describeNodeId(state.lockOwner)}`
-  return state.participants.map((participant, i) => {
-    const stateCode = state.participantStates[i] as number
-    const stateName = PARTICIPANT_STATE_NAMES.get(stateCode) ?? `UNKNOWN ${stateCode}, BUG!`
-    return ` ${describeNodeId(participant)}(${stateName})`
-  }).join('')
+  return state.participants
+    .map((participant, i) => {
+      const stateCode = state.participantStates[i] as number
+      const stateName = PARTICIPANT_STATE_NAMES.get(stateCode) ?? `UNKNOWN ${stateCode}, BUG!`
+      return ` ${describeNodeId(participant)}(${stateName})`
+    })
+    .join('')
 }
 
 export async function listLockedVdis(ctx: DogContext, dog: DogRuntime): Promise<number> {
@@ -81,7 +85,7 @@ export async function unlockVdi(ctx: DogContext, dog: DogRuntime): Promise<numbe
   const conn = dog.daemon(ctx)
   let vid: number
   try {
-    ({ vid } = await getVdiInfo(conn, name, selector))
+    ;({ vid } = await getVdiInfo(conn, name, selector))
   } catch (error) {
     const failure = asSdError(error)
     printTransportFailure(ctx, failure)

@@ -6,8 +6,16 @@ import { readFile } from 'node:fs/promises'
 import { EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, type DogContext } from './cli.js'
 import type { DogRuntime } from './main.js'
 import {
-  asSdError, HYPER_VOLUME_STORE_POLICY, INODE_HEADER_READ_SIZE, inodeReadFailureLine, lookUpVdi, readBtreeEntries,
-  readObject, readPlainEntries, selectorOf, type WalkedVdi,
+  asSdError,
+  HYPER_VOLUME_STORE_POLICY,
+  INODE_HEADER_READ_SIZE,
+  inodeReadFailureLine,
+  lookUpVdi,
+  readBtreeEntries,
+  readObject,
+  readPlainEntries,
+  selectorOf,
+  type WalkedVdi,
 } from './vdi.js'
 import type { SheepConnection } from '../lib/client.js'
 import { sprintf } from '../lib/format.js'
@@ -86,8 +94,7 @@ async function printHolders(ctx: DogContext, dog: DogRuntime, nodes: readonly Sd
 /** Where the hash ring of the current members puts the object's replicas. */
 function expectedLocation(nodes: readonly SdNode[], oid: bigint, copies: number): string {
   if (nodes.length < copies) {
-    return `\nBecause number of nodes (${nodes.length}) is less than number of copies (${copies}), ` +
-      'the object should be located at every nodes.\n'
+    return `\nBecause number of nodes (${nodes.length}) is less than number of copies (${copies}), ` + 'the object should be located at every nodes.\n'
   }
   const replicas = new HashRing(nodes).replicasFor(oid, copies)
   return `\nAccording to sheepdog algorithm, the object should be located at:\n${replicas.map(nodeAddrText).join(' ')}\n`
@@ -118,8 +125,7 @@ export async function showObjectLocation(ctx: DogContext, dog: DogRuntime): Prom
     return EXIT_SUCCESS
   }
   const oid = vidToDataOid(owner, index)
-  ctx.printStdout(`Looking for the object ${oidToHex(oid)} (vid 0x${vid.toString(16)} idx ${index}, ${copies} copies) ` +
-    `with ${nodes.length} nodes\n\n`)
+  ctx.printStdout(`Looking for the object ${oidToHex(oid)} (vid 0x${vid.toString(16)} idx ${index}, ${copies} copies) ` + `with ${nodes.length} nodes\n\n`)
   await printHolders(ctx, dog, nodes, oid)
   ctx.printStdout(expectedLocation(nodes, oid, copies))
   return EXIT_SUCCESS
@@ -140,9 +146,7 @@ export async function showObjectMap(ctx: DogContext, dog: DogRuntime): Promise<n
     ctx.printStdout(`Index       VID\n${sprintf(MAP_ROW, index, owner)}`)
     return EXIT_SUCCESS
   }
-  const entries = vdi.header.storePolicy === HYPER_VOLUME_STORE_POLICY
-    ? await readBtreeEntries(ctx, conn, vdi)
-    : await readPlainEntries(ctx, conn, vdi)
+  const entries = vdi.header.storePolicy === HYPER_VOLUME_STORE_POLICY ? await readBtreeEntries(ctx, conn, vdi) : await readPlainEntries(ctx, conn, vdi)
   if (entries === undefined) return EXIT_FAILURE
   const rows = ['Index       VID\n']
   for (const idx of [...entries.keys()].sort((a, b) => a - b)) {

@@ -2,14 +2,9 @@
 // tag write and NEW_VDI(snapid=1) that turn the working VDI into a snapshot, clones sharing a
 // snapshot's objects (or copying them with -n / creating them with -P), and rollback as
 // "delete the working VDI, clone the snapshot under the same name".
-import {
-  confirm, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, snapshotIdOf, snapshotTagOf, UsageError, type DogContext,
-} from './cli.js'
+import { confirm, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, snapshotIdOf, snapshotTagOf, UsageError, type DogContext } from './cli.js'
 import type { DogRuntime } from './main.js'
-import {
-  asSdError, failureLabel, inodeReadFailureLine, lookUpVdi, printTransportFailure, readObject, removeVdi, selectorOf,
-  writeObject,
-} from './vdi.js'
+import { asSdError, failureLabel, inodeReadFailureLine, lookUpVdi, printTransportFailure, readObject, removeVdi, selectorOf, writeObject } from './vdi.js'
 import { isAllZero } from '../lib/bytes.js'
 import type { SheepConnection } from '../lib/client.js'
 import { progressLine } from '../lib/format.js'
@@ -25,9 +20,7 @@ const WORKING_VDI: SnapshotSelector = { snapid: 0, tag: '' }
 const ROLLBACK_PROMPT = 'This operation discards any changes made since the previous\nsnapshot was taken.  Continue? [yes/no]: '
 
 /** Reads the first 4664 bytes of `vid`'s inode, printing the original's line when it fails. */
-async function readHeader(
-  ctx: DogContext, conn: SheepConnection, vid: number, name: string, selector: SnapshotSelector,
-): Promise<InodeHeader | undefined> {
+async function readHeader(ctx: DogContext, conn: SheepConnection, vid: number, name: string, selector: SnapshotSelector): Promise<InodeHeader | undefined> {
   const bytes = await readObject(ctx, conn, vidToVdiOid(vid), 0, SD_INODE_HEADER_SIZE, true)
   if (bytes === undefined) {
     ctx.printStderrLine(inodeReadFailureLine(name, selector))
@@ -49,12 +42,23 @@ async function readIndex(ctx: DogContext, conn: SheepConnection, vid: number, he
 
 /** NEW_VDI with the original's failure line; the new (working) vid, or an exit status. */
 async function createVdi(
-  ctx: DogContext, conn: SheepConnection, name: string, header: InodeHeader, baseVid: number, snapshot: boolean,
+  ctx: DogContext,
+  conn: SheepConnection,
+  name: string,
+  header: InodeHeader,
+  baseVid: number,
+  snapshot: boolean,
 ): Promise<{ vid: number } | { status: number }> {
   try {
     const { vid } = await newVdi(conn, {
-      name, vdiSize: header.vdiSize, baseVdiId: baseVid, snapid: snapshot ? 1 : 0, copies: header.nrCopies,
-      copyPolicy: header.copyPolicy, storePolicy: header.storePolicy, blockSizeShift: header.blockSizeShift,
+      name,
+      vdiSize: header.vdiSize,
+      baseVdiId: baseVid,
+      snapid: snapshot ? 1 : 0,
+      copies: header.nrCopies,
+      copyPolicy: header.copyPolicy,
+      storePolicy: header.storePolicy,
+      blockSizeShift: header.blockSizeShift,
     })
     return { vid }
   } catch (error) {
@@ -72,7 +76,10 @@ async function createVdi(
 
 /** The working VDI to snapshot, unless a snapshot with the requested tag exists already. */
 async function workingVdiToSnapshot(
-  ctx: DogContext, conn: SheepConnection, name: string, tag: string,
+  ctx: DogContext,
+  conn: SheepConnection,
+  name: string,
+  tag: string,
 ): Promise<{ vid: number; header: InodeHeader } | { status: number }> {
   let taggedVid: number | undefined
   try {
@@ -122,7 +129,9 @@ export async function snapshotVdi(ctx: DogContext, dog: DogRuntime): Promise<num
     }
   }
   const tagWritten = await writeObject(ctx, conn, vidToVdiOid(vid), INODE_TAG_OFFSET, cStringField(tag, SD_MAX_VDI_TAG_LEN), {
-    copies: header.nrCopies, copyPolicy: header.copyPolicy, direct: false,
+    copies: header.nrCopies,
+    copyPolicy: header.copyPolicy,
+    direct: false,
   })
   if (!tagWritten) return EXIT_FAILURE
   const created = await createVdi(ctx, conn, name, header, vid, true)
@@ -130,9 +139,7 @@ export async function snapshotVdi(ctx: DogContext, dog: DogRuntime): Promise<num
   if (ctx.opts.verbose) {
     const newVid = created.vid.toString(16)
     const snapshotVid = vid.toString(16)
-    ctx.printStdout(ctx.opts.raw
-      ? `${newVid} ${snapshotVid}\n`
-      : `new VID of original VDI: ${newVid}, VDI ID of newly created snapshot: ${snapshotVid}\n`)
+    ctx.printStdout(ctx.opts.raw ? `${newVid} ${snapshotVid}\n` : `new VID of original VDI: ${newVid}, VDI ID of newly created snapshot: ${snapshotVid}\n`)
   }
   return EXIT_SUCCESS
 }
@@ -146,7 +153,12 @@ export async function snapshotVdi(ctx: DogContext, dog: DogRuntime): Promise<num
  * ones are written over it unless they are all zeros, which the create left already.
  */
 async function createOwnObject(
-  ctx: DogContext, conn: SheepConnection, vid: number, idx: number, source: bigint | undefined, header: InodeHeader,
+  ctx: DogContext,
+  conn: SheepConnection,
+  vid: number,
+  idx: number,
+  source: bigint | undefined,
+  header: InodeHeader,
 ): Promise<boolean> {
   const options = { copies: header.nrCopies, copyPolicy: header.copyPolicy, direct: true }
   const oid = vidToDataOid(vid, idx)
@@ -155,9 +167,10 @@ async function createOwnObject(
   for (let at = 0; source !== undefined && at < size; at += OBJECT_CHUNK_BYTES) {
     const piece = await readObject(ctx, conn, source, at, Math.min(OBJECT_CHUNK_BYTES, size - at), true)
     if (piece === undefined) return false
-    const written = at === 0
-      ? await writeObject(ctx, conn, oid, 0, piece, { ...options, create: true })
-      : isAllZero(piece) || (await writeObject(ctx, conn, oid, at, piece, options))
+    const written =
+      at === 0
+        ? await writeObject(ctx, conn, oid, 0, piece, { ...options, create: true })
+        : isAllZero(piece) || (await writeObject(ctx, conn, oid, at, piece, options))
     if (!written) return false
   }
   return writeObject(ctx, conn, vidToVdiOid(vid), indexOffset(idx), u32le(vid), options)
@@ -167,9 +180,7 @@ async function createOwnObject(
  * -n / -P: gives the clone objects of its own: copies of the snapshot's allocated objects, and
  * (-P) zero-filled objects for the unallocated ones.
  */
-async function fillClone(
-  ctx: DogContext, conn: SheepConnection, source: { vid: number; header: InodeHeader }, cloneVid: number,
-): Promise<number> {
+async function fillClone(ctx: DogContext, conn: SheepConnection, source: { vid: number; header: InodeHeader }, cloneVid: number): Promise<number> {
   const index = await readIndex(ctx, conn, source.vid, source.header)
   if (index === undefined) return EXIT_FAILURE
   const sizeOfObject = objectSize(source.header)

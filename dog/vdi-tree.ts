@@ -67,7 +67,9 @@ function drawTree(root: TreeNode, highlight: boolean): string {
     }
     more[level] = !last
     width[level] = node.label.length
-    node.children.forEach((child, i) => draw(child, level + 1, i === 0, i === node.children.length - 1))
+    node.children.forEach((child, i) => {
+      draw(child, level + 1, i === 0, i === node.children.length - 1)
+    })
   }
   draw(root, 1, true, true)
   return out.join('')
@@ -75,7 +77,9 @@ function drawTree(root: TreeNode, highlight: boolean): string {
 
 /** The whole `vdi tree` text for VDIs in walk order; `highlight` makes working VDIs bold. */
 export function drawVdiForest(entries: readonly VdiTreeEntry[], highlight: boolean): string {
-  return buildForest(entries).map((root) => drawTree(root, highlight)).join('')
+  return buildForest(entries)
+    .map((root) => drawTree(root, highlight))
+    .join('')
 }
 
 export async function showVdiTree(ctx: DogContext, dog: DogRuntime): Promise<number> {
@@ -97,10 +101,7 @@ export async function showVdiTree(ctx: DogContext, dog: DogRuntime): Promise<num
 
 // ---- vdi graph ---------------------------------------------------------------------------------
 
-const GRAPH_HEADER =
-  'digraph G {\n' +
-  '  node [shape = "box", fontname = "Courier"];\n\n' +
-  '  "0" [shape = "ellipse", label = "root"];\n\n'
+const GRAPH_HEADER = 'digraph G {\n' + '  node [shape = "box", fontname = "Courier"];\n\n' + '  "0" [shape = "ellipse", label = "root"];\n\n'
 const GRAPH_FOOTER = '}\n'
 const GRAPH_LABEL = 'Name: %10s\\nTag:  %10x\\nSize: %10s\\nDate: %10s\\nTime: %10s'
 const SNAPSHOT_NODE_END = '"\n  ];\n\n'
@@ -111,12 +112,18 @@ export async function showVdiGraph(ctx: DogContext, dog: DogRuntime): Promise<nu
   const walked = await forEachVdi(ctx, dog.daemon(ctx), ({ vid, header }) => {
     const snapshot = isSnapshot(header)
     const createdAt = Number(header.createTime >> 32n)
-    const label = sprintf(GRAPH_LABEL, header.name, snapshot ? header.snapId : 0, formatSize(header.vdiSize, false),
-      formatDateOnly(createdAt), formatTimeOnly(createdAt))
+    const label = sprintf(
+      GRAPH_LABEL,
+      header.name,
+      snapshot ? header.snapId : 0,
+      formatSize(header.vdiSize, false),
+      formatDateOnly(createdAt),
+      formatTimeOnly(createdAt),
+    )
     ctx.printStdout(
       `  "${header.parentVdiId.toString(16)}" -> "${vid.toString(16)}";\n` +
-      `  "${vid.toString(16)}" [\n    group = "${header.name}",\n    label = "${label}` +
-      (snapshot ? SNAPSHOT_NODE_END : WORKING_VDI_NODE_END),
+        `  "${vid.toString(16)}" [\n    group = "${header.name}",\n    label = "${label}` +
+        (snapshot ? SNAPSHOT_NODE_END : WORKING_VDI_NODE_END),
     )
   })
   if (!walked) return EXIT_SYSFAIL

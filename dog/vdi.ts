@@ -5,23 +5,37 @@
 import cliProgress from 'cli-progress'
 
 import {
-  EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, formatRedundancy, requireSize, snapshotIdOf,
-  snapshotTagOf, UsageError, type DogCommand, type DogContext, type DogSubcommand,
+  EXIT_FAILURE,
+  EXIT_SUCCESS,
+  EXIT_SYSFAIL,
+  formatRedundancy,
+  requireSize,
+  snapshotIdOf,
+  snapshotTagOf,
+  UsageError,
+  type DogCommand,
+  type DogContext,
+  type DogSubcommand,
 } from './cli.js'
 import type { DogRuntime } from './main.js'
 import type { SheepConnection } from '../lib/client.js'
 import { SdError } from '../lib/errors.js'
 import { escapeRawName, formatSize, formatVdiDate, progressLine, sprintf } from '../lib/format.js'
-import {
-  dataObjectCount, decodeInodeHeader, indexOffset, isClone, isSnapshot, objectSize, u32le, type InodeHeader,
-} from '../lib/inode.js'
-import {
-  isDataObj, MAX_DATA_OBJS, oidToHex, oidToIdx, oidToVid, SD_INODE_HEADER_SIZE, vidToDataOid, vidToVdiOid,
-} from '../lib/oid.js'
+import { dataObjectCount, decodeInodeHeader, indexOffset, isClone, isSnapshot, objectSize, u32le, type InodeHeader } from '../lib/inode.js'
+import { isDataObj, MAX_DATA_OBJS, oidToHex, oidToIdx, oidToVid, SD_INODE_HEADER_SIZE, vidToDataOid, vidToVdiOid } from '../lib/oid.js'
 import { OBJECT_CHUNK_BYTES, resultLabel, SD_MAX_VDI_SIZE, SD_NR_VDIS, SD_RES_EIO, SD_RES_WAIT_FOR_FORMAT } from '../lib/proto.js'
 import {
-  bitmapTest, clusterInfo, createAndWriteObj, delVdi, getVdiInfo, newVdi, readDelVdis, readObj, readVdis,
-  writeObj, type SnapshotSelector,
+  bitmapTest,
+  clusterInfo,
+  createAndWriteObj,
+  delVdi,
+  getVdiInfo,
+  newVdi,
+  readDelVdis,
+  readObj,
+  readVdis,
+  writeObj,
+  type SnapshotSelector,
 } from '../lib/sheep-api.js'
 import { VdiHandle } from '../lib/vdi-io.js'
 import { getVdiAttrValue, setVdiAttr } from './vdi-attr.js'
@@ -70,7 +84,12 @@ export function asSdError(error: unknown): SdError {
 
 /** READ_OBJ with the original's failure lines; undefined when it failed. Short answers are zero-padded. */
 export async function readObject(
-  ctx: DogContext, conn: SheepConnection, oid: bigint, offset: number, length: number, direct: boolean,
+  ctx: DogContext,
+  conn: SheepConnection,
+  oid: bigint,
+  offset: number,
+  length: number,
+  direct: boolean,
 ): Promise<Buffer | undefined> {
   try {
     const data = await readObj(conn, oid, offset, length, { direct })
@@ -88,7 +107,11 @@ export async function readObject(
 
 /** WRITE_OBJ (or CREATE_AND_WRITE_OBJ) with the original's failure lines; false when it failed. */
 export async function writeObject(
-  ctx: DogContext, conn: SheepConnection, oid: bigint, offset: number, data: Buffer,
+  ctx: DogContext,
+  conn: SheepConnection,
+  oid: bigint,
+  offset: number,
+  data: Buffer,
   opts: { copies: number; copyPolicy: number; direct: boolean; create?: boolean },
 ): Promise<boolean> {
   try {
@@ -114,9 +137,7 @@ export async function lookUpVdi(ctx: DogContext, conn: SheepConnection, name: st
   } catch (error) {
     const failure = asSdError(error)
     printTransportFailure(ctx, failure)
-    ctx.printStderrLine(
-      `Failed to open VDI ${name} (snapshot id: ${selector.snapid ?? 0} snapshot tag: ${selector.tag ?? ''}): ${failureLabel(failure)}`,
-    )
+    ctx.printStderrLine(`Failed to open VDI ${name} (snapshot id: ${selector.snapid ?? 0} snapshot tag: ${selector.tag ?? ''}): ${failureLabel(failure)}`)
     return undefined
   }
 }
@@ -147,9 +168,7 @@ export interface WalkedVdi {
  * name (the original's parse_vdi). Header read failures are reported and skipped. False (after
  * printing why) when the bitmaps could not be read.
  */
-export async function forEachVdi(
-  ctx: DogContext, conn: SheepConnection, visit: (vdi: WalkedVdi) => Promise<void> | void,
-): Promise<boolean> {
+export async function forEachVdi(ctx: DogContext, conn: SheepConnection, visit: (vdi: WalkedVdi) => Promise<void> | void): Promise<boolean> {
   let inUse: Buffer
   let deleted: Buffer
   try {
@@ -188,9 +207,7 @@ export interface ObjectOwnership {
 
 /** Reads the index entries of the VDI's object range (plain) or walks its B-tree (hyper volume). */
 export async function readOwnership(ctx: DogContext, conn: SheepConnection, vdi: WalkedVdi): Promise<ObjectOwnership | undefined> {
-  const entries = vdi.header.storePolicy === HYPER_VOLUME_STORE_POLICY
-    ? await readBtreeEntries(ctx, conn, vdi)
-    : await readPlainEntries(ctx, conn, vdi)
+  const entries = vdi.header.storePolicy === HYPER_VOLUME_STORE_POLICY ? await readBtreeEntries(ctx, conn, vdi) : await readPlainEntries(ctx, conn, vdi)
   if (entries === undefined) {
     ctx.printStderrLine('Failed to read inode')
     return undefined
@@ -255,8 +272,7 @@ export async function readBtreeEntries(ctx: DogContext, conn: SheepConnection, v
 
 // ---- vdi list ----------------------------------------------------------------------------------
 
-const VDI_LIST_HEADER =
-  '  Name        Id    Size    Used  Shared    Creation time   VDI id  Copies  Tag   Block Size Shift\n'
+const VDI_LIST_HEADER = '  Name        Id    Size    Used  Shared    Creation time   VDI id  Copies  Tag   Block Size Shift\n'
 
 /** One `vdi list` row (spec §4.7), raw or aligned. */
 function vdiListRow(vdi: WalkedVdi, ownership: ObjectOwnership, raw: boolean): string {
@@ -271,11 +287,25 @@ function vdiListRow(vdi: WalkedVdi, ownership: ObjectOwnership, raw: boolean): s
   const createdAtSeconds = Number(header.createTime >> 32n)
   const redundancy = formatRedundancy(header.nrCopies, header.copyPolicy)
   if (raw) {
-    return `${typeChar} ${escapeRawName(header.name)}` +
+    return (
+      `${typeChar} ${escapeRawName(header.name)}` +
       sprintf(' %d %s %s %s %d %x %s %s %u\n', id, size, used, shared, createdAtSeconds, vdi.vid, redundancy, header.tag, header.blockSizeShift)
+    )
   }
-  return sprintf('%c %-8s %5d %7s %7s %7s %s  %7x %6s %13s %3u\n', typeChar, header.name, id, size, used, shared,
-    formatVdiDate(createdAtSeconds), vdi.vid, redundancy, header.tag, header.blockSizeShift)
+  return sprintf(
+    '%c %-8s %5d %7s %7s %7s %s  %7x %6s %13s %3u\n',
+    typeChar,
+    header.name,
+    id,
+    size,
+    used,
+    shared,
+    formatVdiDate(createdAtSeconds),
+    vdi.vid,
+    redundancy,
+    header.tag,
+    header.blockSizeShift,
+  )
 }
 
 async function listVdis(ctx: DogContext, dog: DogRuntime): Promise<number> {
@@ -329,14 +359,14 @@ async function createVdi(ctx: DogContext, dog: DogRuntime): Promise<number> {
   if (!ctx.opts.hyper && size > plainLimit) {
     throw new UsageError(
       `VDI size is larger than ${plainLimit} bytes, please use '-y' to create a hyper volume with size up to ` +
-      `${SD_MAX_VDI_SIZE} bytes or use '-z' to create larger object size volume`,
+        `${SD_MAX_VDI_SIZE} bytes or use '-z' to create larger object size volume`,
     )
   }
   if (size > SD_MAX_VDI_SIZE) throw new UsageError('VDI size is too large')
 
   let vid: number
   try {
-    ({ vid } = await newVdi(conn, {
+    ;({ vid } = await newVdi(conn, {
       name,
       vdiSize: size,
       copies: ctx.opts.redundancy?.copies ?? 0,
@@ -413,9 +443,7 @@ const sleepSeconds = (seconds: number): Promise<void> => new Promise((resolve) =
  * entries, the last batch reaching the last object), sleeping -I seconds between batches.
  * With -m, stops after that many entries. False (after printing why) when a write failed.
  */
-async function clearIndex(
-  ctx: DogContext, conn: SheepConnection, vid: number, header: InodeHeader, index: Buffer,
-): Promise<boolean> {
+async function clearIndex(ctx: DogContext, conn: SheepConnection, vid: number, header: InodeHeader, index: Buffer): Promise<boolean> {
   const batchEntries = ctx.opts.nrBatchedReclamation ?? DEFAULT_DELETE_BATCH_ENTRIES
   const maxCleared = ctx.opts.maxReclaim ?? Number.POSITIVE_INFINITY
   const count = index.length / 4
@@ -495,14 +523,14 @@ async function resizeVdi(ctx: DogContext, dog: DogRuntime): Promise<number> {
     return EXIT_FAILURE
   }
   const header = decodeInodeHeader(headerBytes)
-  const maxSize = header.storePolicy === HYPER_VOLUME_STORE_POLICY
-    ? SD_MAX_VDI_SIZE
-    : BigInt(MAX_DATA_OBJS) * BigInt(objectSize(header))
+  const maxSize = header.storePolicy === HYPER_VOLUME_STORE_POLICY ? SD_MAX_VDI_SIZE : BigInt(MAX_DATA_OBJS) * BigInt(objectSize(header))
   if (newSize > maxSize) throw new UsageError(`New VDI size is too large. This volume's max size is ${maxSize}`)
   if (newSize < header.vdiSize) throw new UsageError('Shrinking VDIs is not implemented')
   headerBytes.writeBigUInt64LE(newSize, 536)
   const written = await writeObject(ctx, conn, vidToVdiOid(vid), 0, headerBytes.subarray(0, SD_INODE_HEADER_SIZE), {
-    copies: header.nrCopies, copyPolicy: header.copyPolicy, direct: true,
+    copies: header.nrCopies,
+    copyPolicy: header.copyPolicy,
+    direct: true,
   })
   if (!written) {
     ctx.printStderrLine('Failed to update an inode header')
@@ -514,7 +542,12 @@ async function resizeVdi(ctx: DogContext, dog: DogRuntime): Promise<number> {
 // ---- vdi read / write --------------------------------------------------------------------------
 
 /** A progress bar on stderr for long transfers: only on a terminal, and only across objects. */
-function transferProgress(ctx: DogContext, handle: VdiHandle, offset: number, length: number): {
+function transferProgress(
+  ctx: DogContext,
+  handle: VdiHandle,
+  offset: number,
+  length: number,
+): {
   update: (done: number) => void
   stop: () => void
 } {
@@ -652,8 +685,24 @@ export function vdiCommand(dog: DogRuntime): DogCommand {
   return {
     name: 'vdi',
     subcommands: [
-      { name: 'check', args: '<vdiname>', options: 'seaphT', description: "check and repair image's consistency", needsNodeList: true, minArgs: 1, handler: run(checkVdi) },
-      { name: 'create', args: '<vdiname> <size>', options: 'PycaphrvzT', description: 'create an image', needsNodeList: true, minArgs: 1, handler: run(createVdi) },
+      {
+        name: 'check',
+        args: '<vdiname>',
+        options: 'seaphT',
+        description: "check and repair image's consistency",
+        needsNodeList: true,
+        minArgs: 1,
+        handler: run(checkVdi),
+      },
+      {
+        name: 'create',
+        args: '<vdiname> <size>',
+        options: 'PycaphrvzT',
+        description: 'create an image',
+        needsNodeList: true,
+        minArgs: 1,
+        handler: run(createVdi),
+      },
       { name: 'snapshot', args: '<vdiname>', options: 'saphrvTR', description: 'create a snapshot', minArgs: 1, handler: run(snapshotVdi) },
       { name: 'clone', args: '<src vdi> <dst vdi>', options: 'sPnaphrvT', description: 'clone an image', minArgs: 1, handler: run(cloneVdi) },
       { name: 'delete', args: '<vdiname>', options: 'saphTBIm', description: 'delete an image', minArgs: 1, handler: run(deleteVdi) },
@@ -662,17 +711,48 @@ export function vdiCommand(dog: DogRuntime): DogCommand {
       { name: 'tree', options: 'aphT', description: 'show images in tree view format', handler: run(showVdiTree) },
       { name: 'graph', options: 'aphT', description: 'show images in Graphviz dot format', handler: run(showVdiGraph) },
       { name: 'object', args: '<vdiname>', options: 'isaphT', description: 'show object information in the image', subcommands: objectSubcommands },
-      { name: 'track', args: '<vdiname>', options: 'isaphoT', description: 'show the object epoch trace in the image', needsNodeList: true, minArgs: 1, handler: run(trackVdiObject) },
+      {
+        name: 'track',
+        args: '<vdiname>',
+        options: 'isaphoT',
+        description: 'show the object epoch trace in the image',
+        needsNodeList: true,
+        minArgs: 1,
+        handler: run(trackVdiObject),
+      },
       { name: 'setattr', args: '<vdiname> <key> [value]', options: 'dxaphT', description: 'set a VDI attribute', minArgs: 1, handler: run(setVdiAttr) },
       { name: 'getattr', args: '<vdiname> <key>', options: 'aphT', description: 'get a VDI attribute', minArgs: 1, handler: run(getVdiAttrValue) },
       { name: 'resize', args: '<vdiname> <new size>', options: 'aphT', description: 'resize an image', minArgs: 1, handler: run(resizeVdi) },
       { name: 'read', args: '<vdiname> [<offset> [<len>]]', options: 'saphT', description: 'read data from an image', minArgs: 1, handler: run(readVdi) },
       { name: 'write', args: '<vdiname> [<offset> [<len>]]', options: 'apwhT', description: 'write data to an image', minArgs: 1, handler: run(writeVdi) },
-      { name: 'backup', args: '<vdiname>', options: 'sFaphT', description: 'create an incremental backup between two snapshots and outputs to STDOUT', needsNodeList: true, minArgs: 1, handler: run(backupVdi) },
-      { name: 'restore', args: '<vdiname>', options: 'saphTBI', description: 'restore snapshot images from a backup provided by STDIN', needsNodeList: true, minArgs: 1, handler: run(restoreVdi) },
-      { name: 'alter-copy', args: '<vdiname>', options: 'caphTf', description: "set the vdi's redundancy level", needsNodeList: true, minArgs: 1, handler: run(alterVdiCopies) },
+      {
+        name: 'backup',
+        args: '<vdiname>',
+        options: 'sFaphT',
+        description: 'create an incremental backup between two snapshots and outputs to STDOUT',
+        needsNodeList: true,
+        minArgs: 1,
+        handler: run(backupVdi),
+      },
+      {
+        name: 'restore',
+        args: '<vdiname>',
+        options: 'saphTBI',
+        description: 'restore snapshot images from a backup provided by STDIN',
+        needsNodeList: true,
+        minArgs: 1,
+        handler: run(restoreVdi),
+      },
+      {
+        name: 'alter-copy',
+        args: '<vdiname>',
+        options: 'caphTf',
+        description: "set the vdi's redundancy level",
+        needsNodeList: true,
+        minArgs: 1,
+        handler: run(alterVdiCopies),
+      },
       { name: 'lock', options: 'saphT', description: "See 'dog vdi lock' for more information", subcommands: lockSubcommands },
     ],
   }
 }
-

@@ -2,9 +2,7 @@
 // pipelined on one socket and matched to responses by id, with a bound on requests in flight,
 // a per-request timeout, and a lazy reconnect after the socket fails.
 import net from 'node:net'
-import {
-  type CommonHeader, type RequestInit, type SdResponse, decodeResponseHeader, encodeRequestHeader,
-} from './codec.js'
+import { type CommonHeader, type RequestInit, type SdResponse, decodeResponseHeader, encodeRequestHeader } from './codec.js'
 import { SdError, SdTransportError } from './errors.js'
 import { FrameReader } from './framing.js'
 import type { Layout } from './layout.js'
@@ -72,7 +70,10 @@ export class SheepConnection {
   readonly timeoutMs: number
   readonly connectTimeoutMs: number
 
-  constructor(readonly address: SheepAddress, opts: ConnectionOptions = {}) {
+  constructor(
+    readonly address: SheepAddress,
+    opts: ConnectionOptions = {},
+  ) {
     this.maxInFlight = opts.maxInFlight ?? CLIENT_MAX_IN_FLIGHT
     this.timeoutMs = opts.timeoutMs ?? CLIENT_REQUEST_TIMEOUT_MS
     this.connectTimeoutMs = opts.connectTimeoutMs ?? CLIENT_CONNECT_TIMEOUT_MS
@@ -90,7 +91,14 @@ export class SheepConnection {
     const maxReply = (flags & SD_FLAG_CMD_WRITE) === 0 || (flags & SD_FLAG_CMD_PIGGYBACK) !== 0 ? dataLength : 0
     return new Promise<Reply>((resolve, reject) => {
       const pending: Pending = {
-        header, data, maxReply, replyInto: opts.replyInto, resolve, reject, timer: undefined, timeoutMs: opts.timeoutMs ?? this.timeoutMs,
+        header,
+        data,
+        maxReply,
+        replyInto: opts.replyInto,
+        resolve,
+        reject,
+        timer: undefined,
+        timeoutMs: opts.timeoutMs ?? this.timeoutMs,
       }
       if (this.inFlight.size >= this.maxInFlight) this.queued.push(pending)
       else this.dispatch(pending)
@@ -171,9 +179,10 @@ export class SheepConnection {
           return true
         },
       }
-      const socket = 'path' in this.address
-        ? net.createConnection({ path: this.address.path, onread })
-        : net.createConnection({ host: this.address.host, port: this.address.port, onread })
+      const socket =
+        'path' in this.address
+          ? net.createConnection({ path: this.address.path, onread })
+          : net.createConnection({ host: this.address.host, port: this.address.port, onread })
       const timer = setTimeout(() => {
         socket.destroy()
         this.connecting = undefined
@@ -247,7 +256,10 @@ export class ConnectionPool {
   private readonly conns = new Map<string, SheepConnection[]>()
   private turn = 0
 
-  constructor(private readonly perPeer = 2, private readonly opts: ConnectionOptions = {}) {}
+  constructor(
+    private readonly perPeer = 2,
+    private readonly opts: ConnectionOptions = {},
+  ) {}
 
   get(address: SheepAddress): SheepConnection {
     const key = addressText(address)

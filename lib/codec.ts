@@ -2,8 +2,14 @@
 // §2–3), and the validator that says why a request header is unacceptable (§1.2, limits).
 import { type Fields, type Layout, readFields, writeFields } from './layout.js'
 import {
-  SD_FLAG_CMD_PIGGYBACK, SD_FLAG_CMD_WRITE, SD_HEADER_SIZE, SD_MAX_DATA_LENGTH, SD_PROTO_VER,
-  SD_RES_INVALID_PARMS, SD_RES_VER_MISMATCH, SD_SHEEP_PROTO_VER,
+  SD_FLAG_CMD_PIGGYBACK,
+  SD_FLAG_CMD_WRITE,
+  SD_HEADER_SIZE,
+  SD_MAX_DATA_LENGTH,
+  SD_PROTO_VER,
+  SD_RES_INVALID_PARMS,
+  SD_RES_VER_MISMATCH,
+  SD_SHEEP_PROTO_VER,
 } from './proto.js'
 
 /** Fields common to every request and response header (offsets 0..15). */
@@ -18,46 +24,82 @@ export const COMMON_HEADER = {
 
 // Request variants (§2.1–2.8); offsets are absolute within the header.
 export const REQ_OBJ = {
-  oid: [16, 'u64'], cowOid: [24, 'u64'], copies: [32, 'u8'], copyPolicy: [33, 'u8'],
-  ecIndex: [34, 'u8'], tgtEpoch: [36, 'u32'], offset: [40, 'u32'],
+  oid: [16, 'u64'],
+  cowOid: [24, 'u64'],
+  copies: [32, 'u8'],
+  copyPolicy: [33, 'u8'],
+  ecIndex: [34, 'u8'],
+  tgtEpoch: [36, 'u32'],
+  offset: [40, 'u32'],
 } as const satisfies Layout
 export const REQ_VDI = {
-  vdiSize: [16, 'u64'], baseVdiId: [24, 'u32'], copies: [28, 'u8'], copyPolicy: [29, 'u8'],
-  storePolicy: [30, 'u8'], blockSizeShift: [31, 'u8'], snapid: [32, 'u32'], type: [36, 'u32'],
+  vdiSize: [16, 'u64'],
+  baseVdiId: [24, 'u32'],
+  copies: [28, 'u8'],
+  copyPolicy: [29, 'u8'],
+  storePolicy: [30, 'u8'],
+  blockSizeShift: [31, 'u8'],
+  snapid: [32, 'u32'],
+  type: [36, 'u32'],
 } as const satisfies Layout
 export const REQ_CLUSTER = {
-  oid: [16, 'u64'], ctime: [24, 'u64'], copies: [32, 'u8'], copyPolicy: [33, 'u8'],
-  flags: [34, 'u16'], tag: [36, 'u32'], nodesNr: [40, 'u32'], blockSizeShift: [44, 'u8'],
+  oid: [16, 'u64'],
+  ctime: [24, 'u64'],
+  copies: [32, 'u8'],
+  copyPolicy: [33, 'u8'],
+  flags: [34, 'u16'],
+  tag: [36, 'u32'],
+  nodesNr: [40, 'u32'],
+  blockSizeShift: [44, 'u8'],
 } as const satisfies Layout
 export const REQ_VDI_STATE = {
-  oldVid: [16, 'u32'], newVid: [20, 'u32'], copies: [24, 'u8'], setBitmap: [25, 'u8'],
-  copyPolicy: [26, 'u8'], blockSizeShift: [27, 'u8'],
+  oldVid: [16, 'u32'],
+  newVid: [20, 'u32'],
+  copies: [24, 'u8'],
+  setBitmap: [25, 'u8'],
+  copyPolicy: [26, 'u8'],
+  blockSizeShift: [27, 'u8'],
 } as const satisfies Layout
 export const REQ_REF = {
-  oid: [16, 'u64'], generation: [24, 'u32'], count: [28, 'u32'],
+  oid: [16, 'u64'],
+  generation: [24, 'u32'],
+  count: [28, 'u32'],
 } as const satisfies Layout
 export const REQ_FORW = {
-  oid: [16, 'u64'], addr: [24, 'bytes', 16], port: [40, 'u16'],
+  oid: [16, 'u64'],
+  addr: [24, 'bytes', 16],
+  port: [40, 'u16'],
 } as const satisfies Layout
 export const REQ_VDI_STATE_CHECKPOINT = {
-  get: [16, 'u32'], tgtEpoch: [20, 'u32'], vid: [24, 'u32'],
+  get: [16, 'u32'],
+  tgtEpoch: [20, 'u32'],
+  vid: [24, 'u32'],
 } as const satisfies Layout
 export const REQ_INODE_COHERENCE = {
-  vid: [16, 'u32'], validate: [20, 'u32'],
+  vid: [16, 'u32'],
+  validate: [20, 'u32'],
 } as const satisfies Layout
 
 // Response variants (§3).
 export const RSP_RESULT = { result: [16, 'u32'] } as const satisfies Layout
 export const RSP_OBJ = { copies: [20, 'u8'], offset: [24, 'u64'] } as const satisfies Layout
 export const RSP_VDI = {
-  rsvd: [20, 'u32'], vdiId: [24, 'u32'], attrId: [28, 'u32'], copies: [32, 'u8'], blockSizeShift: [33, 'u8'],
+  rsvd: [20, 'u32'],
+  vdiId: [24, 'u32'],
+  attrId: [28, 'u32'],
+  copies: [32, 'u8'],
+  blockSizeShift: [33, 'u8'],
 } as const satisfies Layout
 export const RSP_NODE = {
-  nrNodes: [20, 'u32'], storeSize: [32, 'u64'], storeFree: [40, 'u64'],
+  nrNodes: [20, 'u32'],
+  storeSize: [32, 'u64'],
+  storeFree: [40, 'u64'],
 } as const satisfies Layout
 export const RSP_HASH = { digest: [24, 'bytes', 20] } as const satisfies Layout
 export const RSP_CLUSTER_DEFAULT = {
-  nrCopies: [20, 'u8'], copyPolicy: [21, 'u8'], blockSizeShift: [22, 'u8'],
+  nrCopies: [20, 'u8'],
+  copyPolicy: [21, 'u8'],
+  blockSizeShift: [22, 'u8'],
 } as const satisfies Layout
 
 export type CommonHeader = Fields<typeof COMMON_HEADER>
@@ -131,7 +173,12 @@ export interface ResponseInit<L extends Layout = Layout> {
 export function encodeResponseHeader<L extends Layout>(init: ResponseInit<L>): Buffer {
   const raw = Buffer.alloc(SD_HEADER_SIZE)
   writeFields(raw, COMMON_HEADER, {
-    protoVer: 0, opcode: init.opcode, flags: 0, epoch: init.epoch, id: init.id, dataLength: init.dataLength,
+    protoVer: 0,
+    opcode: init.opcode,
+    flags: 0,
+    epoch: init.epoch,
+    id: init.id,
+    dataLength: init.dataLength,
   })
   raw.writeUInt32LE(init.result >>> 0, 16)
   if (init.variant && init.fields) writeFields(raw, init.variant, init.fields)
@@ -188,4 +235,3 @@ export function validateRequestHeader(req: CommonHeader): HeaderVerdict {
   }
   return { ok: true }
 }
-

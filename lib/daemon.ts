@@ -46,7 +46,9 @@ export function launchDaemon(spec: DaemonSpec): Promise<number> {
     let said = ''
     const pipe = child.stdio[READY_FD] as NodeJS.ReadableStream
     pipe.setEncoding('utf8')
-    pipe.on('data', (s: string) => { said += s })
+    pipe.on('data', (s: string) => {
+      said += s
+    })
     const timer = setTimeout(() => {
       process.stderr.write(`${spec.name}: the daemon did not report readiness in time\n`)
       resolve(1)

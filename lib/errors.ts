@@ -27,7 +27,10 @@ export class SdError extends Error {
 
 /** A transport-level failure (connect refused, reset, timeout) as an SdError. */
 export class SdTransportError extends SdError {
-  constructor(message: string, readonly reason?: unknown) {
+  constructor(
+    message: string,
+    readonly reason?: unknown,
+  ) {
     super(SD_RES_NETWORK_ERROR)
     this.message = message
     this.name = 'SdTransportError'

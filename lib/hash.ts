@@ -160,12 +160,7 @@ function fixedField(s: string | Uint8Array, len: number): Uint8Array {
  * tag[256] ‖ snap_id (u32 LE) ‖ key[256], the full NUL-padded fields, & 0xFFFFFFFF
  * (wire-protocol.md §12.9). Collisions are resolved by the caller (attr_id + 1 mod 2^32).
  */
-export function sdHashAttrId(
-  name: string | Uint8Array,
-  tag: string | Uint8Array,
-  snapId: number,
-  key: string | Uint8Array,
-): number {
+export function sdHashAttrId(name: string | Uint8Array, tag: string | Uint8Array, snapId: number, key: string | Uint8Array): number {
   hashHi = INIT_HI
   hashLo = INIT_LO
   mixBytes(fixedField(name, SD_MAX_VDI_LEN))

@@ -2,9 +2,7 @@
 // (wire-protocol.md §12.1). Callers read and write only the parts an operation needs, so the
 // codec works on the header alone, or on a slice of the index.
 import { type Fields, type Layout, readFields, writeFields } from './layout.js'
-import {
-  MAX_DATA_OBJS, OLD_SD_INODE_SIZE, SD_INODE_DATA_INDEX_SIZE, SD_INODE_HEADER_SIZE, inodeGrefOffset, inodeIndexOffset,
-} from './oid.js'
+import { MAX_DATA_OBJS, OLD_SD_INODE_SIZE, SD_INODE_DATA_INDEX_SIZE, SD_INODE_HEADER_SIZE, inodeGrefOffset, inodeIndexOffset } from './oid.js'
 
 export { SD_INODE_SIZE, SD_INODE_HEADER_SIZE, OLD_SD_INODE_SIZE } from './oid.js'
 /** The header up to parent_vdi_id and btree_counter: what a VDI lookup needs to read. */
@@ -73,7 +71,10 @@ export { inodeIndexOffset as indexOffset, inodeGrefOffset as grefOffset }
 
 /** A view over a slice of data_vdi_id that starts at entry `firstIdx`. */
 export class InodeIndex {
-  constructor(readonly bytes: Buffer, readonly firstIdx = 0) {}
+  constructor(
+    readonly bytes: Buffer,
+    readonly firstIdx = 0,
+  ) {}
 
   get length(): number {
     return this.bytes.length >>> 2

@@ -26,14 +26,30 @@ export function readFields<L extends Layout>(buf: Buffer, layout: L, base = 0): 
     const spec = layout[key]
     const at = base + spec[0]
     switch (spec[1]) {
-      case 'u8': out[key] = buf.readUInt8(at); break
-      case 'u16': out[key] = buf.readUInt16LE(at); break
-      case 'i16': out[key] = buf.readInt16LE(at); break
-      case 'u32': out[key] = buf.readUInt32LE(at); break
-      case 'i32': out[key] = buf.readInt32LE(at); break
-      case 'u64': out[key] = buf.readBigUInt64LE(at); break
-      case 'bytes': out[key] = Buffer.from(buf.subarray(at, at + spec[2])); break
-      case 'string': out[key] = cString(buf.subarray(at, at + spec[2])); break
+      case 'u8':
+        out[key] = buf.readUInt8(at)
+        break
+      case 'u16':
+        out[key] = buf.readUInt16LE(at)
+        break
+      case 'i16':
+        out[key] = buf.readInt16LE(at)
+        break
+      case 'u32':
+        out[key] = buf.readUInt32LE(at)
+        break
+      case 'i32':
+        out[key] = buf.readInt32LE(at)
+        break
+      case 'u64':
+        out[key] = buf.readBigUInt64LE(at)
+        break
+      case 'bytes':
+        out[key] = Buffer.from(buf.subarray(at, at + spec[2]))
+        break
+      case 'string':
+        out[key] = cString(buf.subarray(at, at + spec[2]))
+        break
     }
   }
   return out as Fields<L>
@@ -51,19 +67,33 @@ export function writeFields<L extends Layout>(buf: Buffer, layout: L, values: Pa
     if (value === undefined) continue
     const at = base + spec[0]
     switch (spec[1]) {
-      case 'u8': buf.writeUInt8(checkedInt(key, value, 0, 0xff), at); break
-      case 'u16': buf.writeUInt16LE(checkedInt(key, value, 0, 0xffff), at); break
-      case 'i16': buf.writeInt16LE(checkedInt(key, value, -0x8000, 0x7fff), at); break
-      case 'u32': buf.writeUInt32LE(checkedInt(key, value, 0, 0xffffffff), at); break
-      case 'i32': buf.writeInt32LE(checkedInt(key, value, -0x80000000, 0x7fffffff), at); break
-      case 'u64': buf.writeBigUInt64LE(checkedU64(key, value), at); break
+      case 'u8':
+        buf.writeUInt8(checkedInt(key, value, 0, 0xff), at)
+        break
+      case 'u16':
+        buf.writeUInt16LE(checkedInt(key, value, 0, 0xffff), at)
+        break
+      case 'i16':
+        buf.writeInt16LE(checkedInt(key, value, -0x8000, 0x7fff), at)
+        break
+      case 'u32':
+        buf.writeUInt32LE(checkedInt(key, value, 0, 0xffffffff), at)
+        break
+      case 'i32':
+        buf.writeInt32LE(checkedInt(key, value, -0x80000000, 0x7fffffff), at)
+        break
+      case 'u64':
+        buf.writeBigUInt64LE(checkedU64(key, value), at)
+        break
       case 'bytes': {
         const bytes = value as Buffer
         buf.fill(0, at, at + spec[2])
         bytes.copy(buf, at, 0, Math.min(bytes.length, spec[2]))
         break
       }
-      case 'string': writeCString(buf, at, spec[2], value as string); break
+      case 'string':
+        writeCString(buf, at, spec[2], value as string)
+        break
     }
   }
   return buf

@@ -11,7 +11,14 @@ export type SdLogLevel = (typeof LOG_LEVEL_NAMES)[number]
 
 /** Sheepdog level → pino level (pino has fewer, so some share one). */
 const TO_PINO: Record<SdLogLevel, string> = {
-  emerg: 'fatal', alert: 'fatal', crit: 'fatal', err: 'error', warning: 'warn', notice: 'info', info: 'info', debug: 'debug',
+  emerg: 'fatal',
+  alert: 'fatal',
+  crit: 'fatal',
+  err: 'error',
+  warning: 'warn',
+  notice: 'info',
+  info: 'info',
+  debug: 'debug',
 }
 
 export function sdLevelToPino(level: number): string {
@@ -47,9 +54,10 @@ function textStream(fd: number, format: LogFormat): { write(line: string): void 
       }
       const { level, time, msg, pid: _pid, hostname: _host, name: _name, ...rest } = rec
       const extra = Object.keys(rest).length > 0 ? ' ' + JSON.stringify(rest) : ''
-      const text = format === 'default'
-        ? `${String(msg ?? '')}${extra}\n`
-        : `${new Date(Number(time)).toISOString()} ${(PINO_LEVEL_LABEL[Number(level)] ?? String(level)).padEnd(5)} ${String(msg ?? '')}${extra}\n`
+      const text =
+        format === 'default'
+          ? `${String(msg ?? '')}${extra}\n`
+          : `${new Date(Number(time)).toISOString()} ${(PINO_LEVEL_LABEL[Number(level)] ?? String(level)).padEnd(5)} ${String(msg ?? '')}${extra}\n`
       fs.writeSync(fd, text)
     },
   }
@@ -57,10 +65,7 @@ function textStream(fd: number, format: LogFormat): { write(line: string): void 
 
 export function createLogger(opts: LogOptions = {}): Logger {
   const fd = opts.file ? fs.openSync(opts.file, 'a') : 1
-  return pino(
-    { level: sdLevelToPino(opts.level ?? 6), name: opts.name, base: { pid: process.pid } },
-    textStream(fd, opts.format ?? 'server'),
-  )
+  return pino({ level: sdLevelToPino(opts.level ?? 6), name: opts.name, base: { pid: process.pid } }, textStream(fd, opts.format ?? 'server'))
 }
 
 /** A logger that discards everything (tests, tools that log nothing). */

@@ -179,7 +179,9 @@ export function encodeInfoRequest(name: string, infoTypes: number[] = []): Buffe
   buf.writeUInt32BE(nameBytes.length, 0)
   nameBytes.copy(buf, 4)
   buf.writeUInt16BE(infoTypes.length, 4 + nameBytes.length)
-  infoTypes.forEach((t, i) => buf.writeUInt16BE(t, 6 + nameBytes.length + 2 * i))
+  infoTypes.forEach((t, i) => {
+    buf.writeUInt16BE(t, 6 + nameBytes.length + 2 * i)
+  })
   return buf
 }
 
@@ -207,8 +209,12 @@ export interface NbdRequest {
 
 export function decodeRequest(buf: Buffer): NbdRequest {
   return {
-    magic: buf.readUInt32BE(0), flags: buf.readUInt16BE(4), type: buf.readUInt16BE(6),
-    cookie: buf.readBigUInt64BE(8), offset: buf.readBigUInt64BE(16), length: buf.readUInt32BE(24),
+    magic: buf.readUInt32BE(0),
+    flags: buf.readUInt16BE(4),
+    type: buf.readUInt16BE(6),
+    cookie: buf.readBigUInt64BE(8),
+    offset: buf.readBigUInt64BE(16),
+    length: buf.readUInt32BE(24),
   }
 }
 

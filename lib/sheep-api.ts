@@ -4,36 +4,104 @@
 // answer (STAT_CLUSTER's cluster status, EXIST, OIDS_EXIST). Wire layouts: lib/codec.ts,
 // lib/structs.ts; opcodes and sizes: wire-protocol.md §2–7, §9, §12.
 import type { Reply, RequestOptions, SheepConnection } from './client.js'
-import {
-  REQ_CLUSTER, REQ_FORW, REQ_OBJ, REQ_VDI, REQ_VDI_STATE, RSP_CLUSTER_DEFAULT, RSP_HASH, RSP_NODE,
-  RSP_VDI, rspVariant,
-} from './codec.js'
+import { REQ_CLUSTER, REQ_FORW, REQ_OBJ, REQ_VDI, REQ_VDI_STATE, RSP_CLUSTER_DEFAULT, RSP_HASH, RSP_NODE, RSP_VDI, rspVariant } from './codec.js'
 import { zeroExtended } from './bytes.js'
 import { SdError, invariant } from './errors.js'
 import { type Fields, type Layout, cStringField, readFields, writeFields } from './layout.js'
 import { vidToAttrOid } from './oid.js'
 import {
-  SD_FLAG_CMD_COW, SD_FLAG_CMD_CREAT, SD_FLAG_CMD_DEL, SD_FLAG_CMD_DIRECT, SD_FLAG_CMD_EXCL,
-  SD_FLAG_CMD_PIGGYBACK, SD_FLAG_CMD_WRITE, SD_MAX_DATA_LENGTH, SD_MAX_NODES, SD_MAX_VDI_LEN,
-  SD_MAX_VDI_TAG_LEN, SD_OP_ALTER_CLUSTER_COPY, SD_OP_ALTER_VDI_COPY, SD_OP_CLUSTER_INFO,
-  SD_OP_CREATE_AND_WRITE_OBJ, SD_OP_CREATE_AND_WRITE_PEER, SD_OP_DEL_VDI, SD_OP_DISABLE_RECOVER,
-  SD_OP_DISCARD_OBJ, SD_OP_ENABLE_RECOVER, SD_OP_EXIST, SD_OP_FLUSH_VDI, SD_OP_FORCE_RECOVER,
-  SD_OP_GET_CLUSTER_DEFAULT, SD_OP_GET_HASH, SD_OP_GET_LOGLEVEL, SD_OP_GET_NODE_LIST,
-  SD_OP_GET_RECOVERY, SD_OP_GET_STORE_LIST, SD_OP_GET_VDI_ATTR, SD_OP_GET_VDI_COPIES,
-  SD_OP_GET_VDI_INFO, SD_OP_GET_VNODES, SD_OP_KILL_NODE, SD_OP_LOCK_VDI, SD_OP_MAKE_FS,
-  SD_OP_MD_INFO, SD_OP_MD_PLUG, SD_OP_MD_UNPLUG, SD_OP_NEW_VDI, SD_OP_OIDS_EXIST, SD_OP_READ_DEL_VDIS,
-  SD_OP_READ_OBJ, SD_OP_READ_PEER, SD_OP_READ_VDIS, SD_OP_RELEASE_VDI, SD_OP_REMOVE_OBJ,
-  SD_OP_REPAIR_REPLICA, SD_OP_REWEIGHT, SD_OP_SET_LOGLEVEL, SD_OP_SET_RECOVERY, SD_OP_SET_VNODES,
-  SD_OP_SHUTDOWN, SD_OP_STAT, SD_OP_STAT_CLUSTER, SD_OP_STAT_RECOVERY, SD_OP_STAT_SHEEP,
-  SD_OP_WRITE_OBJ, SD_FLAG_CMD_RECOVERY, SD_RES_BUFFER_SMALL, SD_RES_INVALID_PARMS, SD_RES_NO_OBJ,
-  SD_RES_SUCCESS, SD_VDI_BITMAP_SIZE, opcodeName,
+  SD_FLAG_CMD_COW,
+  SD_FLAG_CMD_CREAT,
+  SD_FLAG_CMD_DEL,
+  SD_FLAG_CMD_DIRECT,
+  SD_FLAG_CMD_EXCL,
+  SD_FLAG_CMD_PIGGYBACK,
+  SD_FLAG_CMD_WRITE,
+  SD_MAX_DATA_LENGTH,
+  SD_MAX_NODES,
+  SD_MAX_VDI_LEN,
+  SD_MAX_VDI_TAG_LEN,
+  SD_OP_ALTER_CLUSTER_COPY,
+  SD_OP_ALTER_VDI_COPY,
+  SD_OP_CLUSTER_INFO,
+  SD_OP_CREATE_AND_WRITE_OBJ,
+  SD_OP_CREATE_AND_WRITE_PEER,
+  SD_OP_DEL_VDI,
+  SD_OP_DISABLE_RECOVER,
+  SD_OP_DISCARD_OBJ,
+  SD_OP_ENABLE_RECOVER,
+  SD_OP_EXIST,
+  SD_OP_FLUSH_VDI,
+  SD_OP_FORCE_RECOVER,
+  SD_OP_GET_CLUSTER_DEFAULT,
+  SD_OP_GET_HASH,
+  SD_OP_GET_LOGLEVEL,
+  SD_OP_GET_NODE_LIST,
+  SD_OP_GET_RECOVERY,
+  SD_OP_GET_STORE_LIST,
+  SD_OP_GET_VDI_ATTR,
+  SD_OP_GET_VDI_COPIES,
+  SD_OP_GET_VDI_INFO,
+  SD_OP_GET_VNODES,
+  SD_OP_KILL_NODE,
+  SD_OP_LOCK_VDI,
+  SD_OP_MAKE_FS,
+  SD_OP_MD_INFO,
+  SD_OP_MD_PLUG,
+  SD_OP_MD_UNPLUG,
+  SD_OP_NEW_VDI,
+  SD_OP_OIDS_EXIST,
+  SD_OP_READ_DEL_VDIS,
+  SD_OP_READ_OBJ,
+  SD_OP_READ_PEER,
+  SD_OP_READ_VDIS,
+  SD_OP_RELEASE_VDI,
+  SD_OP_REMOVE_OBJ,
+  SD_OP_REPAIR_REPLICA,
+  SD_OP_REWEIGHT,
+  SD_OP_SET_LOGLEVEL,
+  SD_OP_SET_RECOVERY,
+  SD_OP_SET_VNODES,
+  SD_OP_SHUTDOWN,
+  SD_OP_STAT,
+  SD_OP_STAT_CLUSTER,
+  SD_OP_STAT_RECOVERY,
+  SD_OP_STAT_SHEEP,
+  SD_OP_WRITE_OBJ,
+  SD_FLAG_CMD_RECOVERY,
+  SD_RES_BUFFER_SMALL,
+  SD_RES_INVALID_PARMS,
+  SD_RES_NO_OBJ,
+  SD_RES_SUCCESS,
+  SD_VDI_BITMAP_SIZE,
+  opcodeName,
 } from './proto.js'
 import {
-  CLUSTER_INFO_SIZE, type ClusterInfo, EPOCH_LOG, EPOCH_LOG_HEADER_SIZE, type EpochLog,
-  type EpochLogHeader, RECOVERY_STATE, RECOVERY_STATE_SIZE, RECOVERY_THROTTLING,
-  RECOVERY_THROTTLING_SIZE, SD_NODE_SIZE, SD_STAT_SIZE, type SdNode, type SdStat, VDI_ATTR,
-  VDI_ATTR_SIZE, VDI_ATTR_VALUE_AT, VDI_STATE_SIZE, type VdiStateRecord, decodeClusterInfo,
-  decodeEpochLogs, decodeNodes, decodeSdStat, decodeVdiState, epochLogStride,
+  CLUSTER_INFO_SIZE,
+  type ClusterInfo,
+  EPOCH_LOG,
+  EPOCH_LOG_HEADER_SIZE,
+  type EpochLog,
+  type EpochLogHeader,
+  RECOVERY_STATE,
+  RECOVERY_STATE_SIZE,
+  RECOVERY_THROTTLING,
+  RECOVERY_THROTTLING_SIZE,
+  SD_NODE_SIZE,
+  SD_STAT_SIZE,
+  type SdNode,
+  type SdStat,
+  VDI_ATTR,
+  VDI_ATTR_SIZE,
+  VDI_ATTR_VALUE_AT,
+  VDI_STATE_SIZE,
+  type VdiStateRecord,
+  decodeClusterInfo,
+  decodeEpochLogs,
+  decodeNodes,
+  decodeSdStat,
+  decodeVdiState,
+  epochLogStride,
 } from './structs.js'
 
 // ---- shared helpers ----------------------------------------------------------------------------
@@ -44,7 +112,6 @@ async function call<L extends Layout>(conn: SheepConnection, opts: RequestOption
   if (reply.rsp.result !== SD_RES_SUCCESS) throw new SdError(reply.rsp.result, opcodeName(opts.opcode))
   return reply
 }
-
 
 /** The 512-byte name[256] ‖ tag[256] payload dog sends to VDI lookups. */
 function vdiNameTag(name: string, tag = ''): Buffer {
@@ -73,7 +140,10 @@ export type StatClusterProbe = EpochLogHeader & { result: number }
  */
 export async function statClusterProbe(conn: SheepConnection): Promise<StatClusterProbe | undefined> {
   const { rsp, data } = await conn.request({
-    opcode: SD_OP_STAT_CLUSTER, variant: REQ_CLUSTER, fields: { nodesNr: 0 }, readLength: EPOCH_LOG_HEADER_SIZE,
+    opcode: SD_OP_STAT_CLUSTER,
+    variant: REQ_CLUSTER,
+    fields: { nodesNr: 0 },
+    readLength: EPOCH_LOG_HEADER_SIZE,
   })
   if (data.length < EPOCH_LOG_HEADER_SIZE) return undefined
   return { ...readFields(data, EPOCH_LOG), result: rsp.result }
@@ -84,15 +154,16 @@ export async function statClusterProbe(conn: SheepConnection): Promise<StatClust
  * and retried on BUFFER_SMALL) and room for `maxEntries` entries. `result` is the cluster status
  * (SUCCESS, WAIT_FOR_FORMAT, WAIT_FOR_JOIN, SHUTDOWN …), not an error.
  */
-export async function statCluster(
-  conn: SheepConnection, nodesNr: number, maxEntries: number,
-): Promise<{ result: number; logs: EpochLog[] }> {
+export async function statCluster(conn: SheepConnection, nodesNr: number, maxEntries: number): Promise<{ result: number; logs: EpochLog[] }> {
   let slots = Math.max(0, nodesNr)
   for (;;) {
     const stride = epochLogStride(slots)
     const entries = Math.max(1, Math.min(maxEntries, Math.floor(SD_MAX_DATA_LENGTH / stride)))
     const { rsp, data } = await conn.request({
-      opcode: SD_OP_STAT_CLUSTER, variant: REQ_CLUSTER, fields: { nodesNr: slots }, readLength: entries * stride,
+      opcode: SD_OP_STAT_CLUSTER,
+      variant: REQ_CLUSTER,
+      fields: { nodesNr: slots },
+      readLength: entries * stride,
     })
     if (rsp.result === SD_RES_BUFFER_SMALL && slots < SD_MAX_NODES) {
       slots = Math.min(SD_MAX_NODES, Math.max(1, slots * 2))
@@ -127,7 +198,10 @@ export async function makeFs(conn: SheepConnection, opts: MakeFsOptions): Promis
     opcode: SD_OP_MAKE_FS,
     variant: REQ_CLUSTER,
     fields: {
-      ctime: opts.ctime, copies: opts.copies, copyPolicy: opts.copyPolicy ?? 0, flags: opts.flags ?? 0,
+      ctime: opts.ctime,
+      copies: opts.copies,
+      copyPolicy: opts.copyPolicy ?? 0,
+      flags: opts.flags ?? 0,
       blockSizeShift: opts.blockSizeShift ?? 0,
     },
     data: Buffer.from(`${opts.store}\0`, 'utf8'),
@@ -152,9 +226,7 @@ export async function statSheep(conn: SheepConnection): Promise<{ storeSize: big
 }
 
 /** GET_CLUSTER_DEFAULT: default copies, copy policy and block size shift. */
-export async function getClusterDefault(
-  conn: SheepConnection,
-): Promise<{ nrCopies: number; copyPolicy: number; blockSizeShift: number }> {
+export async function getClusterDefault(conn: SheepConnection): Promise<{ nrCopies: number; copyPolicy: number; blockSizeShift: number }> {
   const { rsp } = await call(conn, { opcode: SD_OP_GET_CLUSTER_DEFAULT })
   return rspVariant(rsp, RSP_CLUSTER_DEFAULT)
 }
@@ -163,7 +235,11 @@ export async function getClusterDefault(
 export async function getStoreList(conn: SheepConnection): Promise<string[]> {
   const { data } = await call(conn, { opcode: SD_OP_GET_STORE_LIST, readLength: 512 })
   const end = data.indexOf(0)
-  return data.subarray(0, end < 0 ? data.length : end).toString('latin1').split(' ').filter((s) => s !== '')
+  return data
+    .subarray(0, end < 0 ? data.length : end)
+    .toString('latin1')
+    .split(' ')
+    .filter((s) => s !== '')
 }
 
 /** GET_LOGLEVEL: the sheep's log level (0 emerg … 7 debug). */
@@ -233,9 +309,7 @@ export async function alterClusterCopy(conn: SheepConnection, copies: number): P
 }
 
 /** ALTER_VDI_COPY: change one VDI's copies and start recovery. */
-export async function alterVdiCopy(
-  conn: SheepConnection, vid: number, opts: { copies: number; copyPolicy?: number; blockSizeShift: number },
-): Promise<void> {
+export async function alterVdiCopy(conn: SheepConnection, vid: number, opts: { copies: number; copyPolicy?: number; blockSizeShift: number }): Promise<void> {
   await call(conn, {
     opcode: SD_OP_ALTER_VDI_COPY,
     variant: REQ_VDI_STATE,
@@ -262,7 +336,10 @@ export const MD_INFO_SIZE = 263688
 const MD_INFO_ENTRY_SIZE = 4120
 const MD_INFO_NR_AT = 263680
 const MD_INFO_ENTRY = {
-  idx: [0, 'i32'], free: [8, 'u64'], used: [16, 'u64'], path: [24, 'string', 4096],
+  idx: [0, 'i32'],
+  free: [8, 'u64'],
+  used: [16, 'u64'],
+  path: [24, 'string', 4096],
 } as const satisfies Layout
 export type MdDisk = Fields<typeof MD_INFO_ENTRY>
 
@@ -366,42 +443,57 @@ export interface NewVdiOptions {
 
 /** NEW_VDI: create, clone or snapshot; answers the new (working) VDI's vid. */
 export async function newVdi(conn: SheepConnection, opts: NewVdiOptions): Promise<VdiLookup> {
-  return vdiLookup(await call(conn, {
-    opcode: SD_OP_NEW_VDI,
-    variant: REQ_VDI,
-    fields: {
-      vdiSize: opts.vdiSize, baseVdiId: opts.baseVdiId ?? 0, copies: opts.copies ?? 0, copyPolicy: opts.copyPolicy ?? 0,
-      storePolicy: opts.storePolicy ?? 0, blockSizeShift: opts.blockSizeShift ?? 0, snapid: opts.snapid ?? 0,
-    },
-    data: cStringField(opts.name, SD_MAX_VDI_LEN),
-  }))
+  return vdiLookup(
+    await call(conn, {
+      opcode: SD_OP_NEW_VDI,
+      variant: REQ_VDI,
+      fields: {
+        vdiSize: opts.vdiSize,
+        baseVdiId: opts.baseVdiId ?? 0,
+        copies: opts.copies ?? 0,
+        copyPolicy: opts.copyPolicy ?? 0,
+        storePolicy: opts.storePolicy ?? 0,
+        blockSizeShift: opts.blockSizeShift ?? 0,
+        snapid: opts.snapid ?? 0,
+      },
+      data: cStringField(opts.name, SD_MAX_VDI_LEN),
+    }),
+  )
 }
 
 /** GET_VDI_INFO: resolve name (+ tag or snapshot id) to a vid; NO_VDI / NO_TAG as SdError. */
 export async function getVdiInfo(conn: SheepConnection, name: string, sel: SnapshotSelector = {}): Promise<VdiLookup> {
-  return vdiLookup(await call(conn, {
-    opcode: SD_OP_GET_VDI_INFO, variant: REQ_VDI, fields: { snapid: sel.snapid ?? 0 }, data: vdiNameTag(name, sel.tag),
-  }))
+  return vdiLookup(
+    await call(conn, {
+      opcode: SD_OP_GET_VDI_INFO,
+      variant: REQ_VDI,
+      fields: { snapid: sel.snapid ?? 0 },
+      data: vdiNameTag(name, sel.tag),
+    }),
+  )
 }
 
 /** DEL_VDI: delete the working VDI or a snapshot (clear its index first: §12.7); answers its vid. */
 export async function delVdi(conn: SheepConnection, name: string, sel: SnapshotSelector = {}): Promise<number> {
   const reply = await call(conn, {
-    opcode: SD_OP_DEL_VDI, variant: REQ_VDI, fields: { snapid: sel.snapid ?? 0 }, data: vdiNameTag(name, sel.tag),
+    opcode: SD_OP_DEL_VDI,
+    variant: REQ_VDI,
+    fields: { snapid: sel.snapid ?? 0 },
+    data: vdiNameTag(name, sel.tag),
   })
   return rspVariant(reply.rsp, RSP_VDI).vdiId
 }
 
 /** LOCK_VDI: look up and (on clusters formatted with -l) lock a VDI. */
-export async function lockVdi(
-  conn: SheepConnection, name: string, opts: SnapshotSelector & { shared?: boolean } = {},
-): Promise<VdiLookup> {
-  return vdiLookup(await call(conn, {
-    opcode: SD_OP_LOCK_VDI,
-    variant: REQ_VDI,
-    fields: { snapid: opts.snapid ?? 0, type: opts.shared ? LOCK_TYPE_SHARED : LOCK_TYPE_NORMAL },
-    data: vdiNameTag(name, opts.tag),
-  }))
+export async function lockVdi(conn: SheepConnection, name: string, opts: SnapshotSelector & { shared?: boolean } = {}): Promise<VdiLookup> {
+  return vdiLookup(
+    await call(conn, {
+      opcode: SD_OP_LOCK_VDI,
+      variant: REQ_VDI,
+      fields: { snapid: opts.snapid ?? 0, type: opts.shared ? LOCK_TYPE_SHARED : LOCK_TYPE_NORMAL },
+      data: vdiNameTag(name, opts.tag),
+    }),
+  )
 }
 
 /** RELEASE_VDI: unlock the VDI `vid`. */
@@ -453,18 +545,25 @@ export interface VdiAttrRequest {
  * GET_VDI_ATTR: find, create or delete an attribute object. Answers where it lives; read the
  * value with `readObj(conn, oid, 0, VDI_ATTR_SIZE)` and `VDI_ATTR` / `VDI_ATTR_VALUE_AT`.
  */
-export async function getVdiAttr(
-  conn: SheepConnection, req: VdiAttrRequest,
-): Promise<{ vid: number; attrId: number; copies: number; oid: bigint }> {
+export async function getVdiAttr(conn: SheepConnection, req: VdiAttrRequest): Promise<{ vid: number; attrId: number; copies: number; oid: bigint }> {
   const value = req.value ?? Buffer.alloc(0)
   const data = Buffer.alloc(VDI_ATTR_SIZE)
   writeFields(data, VDI_ATTR, {
-    name: req.name, tag: req.tag ?? '', ctime: 0n, snapId: req.snapId ?? 0, valueLen: value.length, key: req.key,
+    name: req.name,
+    tag: req.tag ?? '',
+    ctime: 0n,
+    snapId: req.snapId ?? 0,
+    valueLen: value.length,
+    key: req.key,
   })
   value.copy(data, VDI_ATTR_VALUE_AT, 0, Math.min(value.length, VDI_ATTR_SIZE - VDI_ATTR_VALUE_AT))
   const flags = (req.create ? SD_FLAG_CMD_CREAT : 0) | (req.excl ? SD_FLAG_CMD_EXCL : 0) | (req.del ? SD_FLAG_CMD_DEL : 0)
   const { rsp } = await call(conn, {
-    opcode: SD_OP_GET_VDI_ATTR, flags, variant: REQ_VDI, fields: { snapid: req.snapId ?? 0 }, data,
+    opcode: SD_OP_GET_VDI_ATTR,
+    flags,
+    variant: REQ_VDI,
+    fields: { snapid: req.snapId ?? 0 },
+    data,
   })
   const v = rspVariant(rsp, RSP_VDI)
   return { vid: v.vdiId, attrId: v.attrId, copies: v.copies, oid: vidToAttrOid(v.vdiId, v.attrId) }
@@ -482,7 +581,11 @@ export interface ObjectWriteOptions {
 
 /** READ_OBJ: `length` bytes at `offset` of an object (the answer may be shorter only if the sheep says so). */
 export async function readObj(
-  conn: SheepConnection, oid: bigint, offset: number, length: number, opts: { direct?: boolean; into?: Buffer } = {},
+  conn: SheepConnection,
+  oid: bigint,
+  offset: number,
+  length: number,
+  opts: { direct?: boolean; into?: Buffer } = {},
 ): Promise<Buffer> {
   checkObjectOffset(offset)
   const { data } = await call(conn, {
@@ -497,9 +600,7 @@ export async function readObj(
 }
 
 /** WRITE_OBJ: overwrite bytes of an existing object (NO_OBJ if it does not exist). */
-export async function writeObj(
-  conn: SheepConnection, oid: bigint, offset: number, data: Buffer, opts: ObjectWriteOptions = {},
-): Promise<void> {
+export async function writeObj(conn: SheepConnection, oid: bigint, offset: number, data: Buffer, opts: ObjectWriteOptions = {}): Promise<void> {
   checkObjectOffset(offset)
   await call(conn, {
     opcode: SD_OP_WRITE_OBJ,
@@ -515,7 +616,11 @@ export async function writeObj(
  * and write `data` at `offset`.
  */
 export async function createAndWriteObj(
-  conn: SheepConnection, oid: bigint, offset: number, data: Buffer, opts: ObjectWriteOptions & { cowOid?: bigint } = {},
+  conn: SheepConnection,
+  oid: bigint,
+  offset: number,
+  data: Buffer,
+  opts: ObjectWriteOptions & { cowOid?: bigint } = {},
 ): Promise<void> {
   checkObjectOffset(offset)
   const cow = opts.cowOid !== undefined && opts.cowOid !== 0n
@@ -552,7 +657,9 @@ export async function exist(conn: SheepConnection, oid: bigint, opts: { ecIndex?
 export async function oidsExist(conn: SheepConnection, oids: readonly bigint[]): Promise<bigint[]> {
   if (oids.length === 0) return []
   const data = Buffer.alloc(oids.length * 8)
-  oids.forEach((oid, i) => data.writeBigUInt64LE(oid, i * 8))
+  oids.forEach((oid, i) => {
+    data.writeBigUInt64LE(oid, i * 8)
+  })
   const { rsp, data: missing } = await conn.request({ opcode: SD_OP_OIDS_EXIST, flags: SD_FLAG_CMD_PIGGYBACK, data })
   if (rsp.result === SD_RES_SUCCESS) return []
   if (rsp.result !== SD_RES_NO_OBJ) throw new SdError(rsp.result, opcodeName(SD_OP_OIDS_EXIST))
@@ -566,9 +673,7 @@ export async function getHash(conn: SheepConnection, oid: bigint, tgtEpoch: numb
 }
 
 /** REPAIR_REPLICA: ask the answering sheep to copy `oid` from `source`. */
-export async function repairReplica(
-  conn: SheepConnection, oid: bigint, source: { addr: Buffer; port: number }, epoch: number,
-): Promise<void> {
+export async function repairReplica(conn: SheepConnection, oid: bigint, source: { addr: Buffer; port: number }, epoch: number): Promise<void> {
   await call(conn, { opcode: SD_OP_REPAIR_REPLICA, epoch, variant: REQ_FORW, fields: { oid, addr: source.addr, port: source.port } })
 }
 
@@ -581,7 +686,10 @@ export interface PeerOptions {
 
 /** READ_PEER: read the local replica / strip `ecIndex` of an object on the answering sheep. */
 export async function readPeer(
-  conn: SheepConnection, oid: bigint, length: number, opts: PeerOptions & { offset?: number; tgtEpoch?: number; recovery?: boolean },
+  conn: SheepConnection,
+  oid: bigint,
+  length: number,
+  opts: PeerOptions & { offset?: number; tgtEpoch?: number; recovery?: boolean },
 ): Promise<Buffer> {
   const offset = opts.offset ?? 0
   checkObjectOffset(offset)
@@ -599,7 +707,11 @@ export async function readPeer(
 /** CREATE_AND_WRITE_PEER: store a replica / strip of an object on the answering sheep. */
 export async function createAndWritePeer(conn: SheepConnection, oid: bigint, data: Buffer, opts: PeerOptions): Promise<void> {
   await call(conn, {
-    opcode: SD_OP_CREATE_AND_WRITE_PEER, epoch: opts.epoch, variant: REQ_OBJ, fields: { oid, ecIndex: opts.ecIndex ?? 0 }, data,
+    opcode: SD_OP_CREATE_AND_WRITE_PEER,
+    epoch: opts.epoch,
+    variant: REQ_OBJ,
+    fields: { oid, ecIndex: opts.ecIndex ?? 0 },
+    data,
   })
 }
 

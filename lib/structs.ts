@@ -22,7 +22,10 @@ export type SdNode = Fields<typeof SD_NODE>
 
 /** node_id inside other structs (vdi_state lock owner, participants): sd_node offsets minus 24. */
 export const NODE_ID = {
-  addr: [0, 'bytes', 16], port: [16, 'u16'], ioAddr: [18, 'bytes', 16], ioPort: [34, 'u16'],
+  addr: [0, 'bytes', 16],
+  port: [16, 'u16'],
+  ioAddr: [18, 'bytes', 16],
+  ioPort: [34, 'u16'],
 } as const satisfies Layout
 export type NodeId = Fields<typeof NODE_ID>
 
@@ -38,7 +41,9 @@ export function decodeNode(buf: Buffer, at = 0): SdNode {
 
 export function encodeNodes(nodes: readonly SdNode[]): Buffer {
   const buf = Buffer.alloc(nodes.length * SD_NODE_SIZE)
-  nodes.forEach((n, i) => encodeNode(n, buf, i * SD_NODE_SIZE))
+  nodes.forEach((n, i) => {
+    encodeNode(n, buf, i * SD_NODE_SIZE)
+  })
   return buf
 }
 
@@ -94,13 +99,17 @@ export const CLUSTER_INFO = {
   defaultStore: [25, 'string', 16],
 } as const satisfies Layout
 export type ClusterInfoHeader = Fields<typeof CLUSTER_INFO>
-export interface ClusterInfo extends ClusterInfoHeader { nodes: SdNode[] }
+export interface ClusterInfo extends ClusterInfoHeader {
+  nodes: SdNode[]
+}
 
 /** Encodes cluster_info; `size` lets callers send only the used part (the rest is zeros anyway). */
 export function encodeClusterInfo(info: ClusterInfo, size = CLUSTER_INFO_SIZE): Buffer {
   const buf = Buffer.alloc(Math.max(size, CLUSTER_INFO_HEADER_SIZE + info.nodes.length * SD_NODE_SIZE))
   writeFields(buf, CLUSTER_INFO, { ...info, nrNodes: info.nodes.length })
-  info.nodes.forEach((n, i) => encodeNode(n, buf, CLUSTER_INFO_HEADER_SIZE + i * SD_NODE_SIZE))
+  info.nodes.forEach((n, i) => {
+    encodeNode(n, buf, CLUSTER_INFO_HEADER_SIZE + i * SD_NODE_SIZE)
+  })
   return buf.subarray(0, size)
 }
 
@@ -124,7 +133,9 @@ export const EPOCH_LOG = {
   drvName: [32, 'string', 16],
 } as const satisfies Layout
 export type EpochLogHeader = Fields<typeof EPOCH_LOG>
-export interface EpochLog extends EpochLogHeader { nodes: SdNode[] }
+export interface EpochLog extends EpochLogHeader {
+  nodes: SdNode[]
+}
 
 export function epochLogStride(nodesNr: number): number {
   return EPOCH_LOG_HEADER_SIZE + nodesNr * SD_NODE_SIZE
@@ -144,13 +155,17 @@ export function decodeEpochLogs(buf: Buffer, nodesNr: number): EpochLog[] {
 
 export function encodeEpochLog(log: EpochLog, nodesNr: number, buf: Buffer, at: number): void {
   writeFields(buf, EPOCH_LOG, log, at)
-  log.nodes.slice(0, nodesNr).forEach((n, i) => encodeNode(n, buf, at + EPOCH_LOG_HEADER_SIZE + i * SD_NODE_SIZE))
+  log.nodes.slice(0, nodesNr).forEach((n, i) => {
+    encodeNode(n, buf, at + EPOCH_LOG_HEADER_SIZE + i * SD_NODE_SIZE)
+  })
 }
 
 /** The epoch file / GET_EPOCH payload: nodes × 80 bytes then the u64 creation time (behaviour.md §12.1). */
 export function encodeEpochFile(nodes: readonly SdNode[], timeSec: bigint): Buffer {
   const buf = Buffer.alloc(nodes.length * SD_NODE_SIZE + 8)
-  nodes.forEach((n, i) => encodeNode(n, buf, i * SD_NODE_SIZE))
+  nodes.forEach((n, i) => {
+    encodeNode(n, buf, i * SD_NODE_SIZE)
+  })
   buf.writeBigUInt64LE(timeSec, nodes.length * SD_NODE_SIZE)
   return buf
 }
@@ -186,8 +201,12 @@ export const LOCK_STATE_SHARED = 3
 
 export function encodeVdiState(s: VdiStateRecord, buf: Buffer, at: number): void {
   writeFields(buf, VDI_STATE, s, at)
-  s.participantStates.forEach((v, i) => buf.writeUInt32LE(v, at + VDI_STATE_PARTICIPANT_STATES_AT + 4 * i))
-  s.participants.forEach((p, i) => p.copy(buf, at + VDI_STATE_PARTICIPANTS_AT + 40 * i, 0, 40))
+  s.participantStates.forEach((v, i) => {
+    buf.writeUInt32LE(v, at + VDI_STATE_PARTICIPANT_STATES_AT + 4 * i)
+  })
+  s.participants.forEach((p, i) => {
+    p.copy(buf, at + VDI_STATE_PARTICIPANTS_AT + 40 * i, 0, 40)
+  })
 }
 
 export function decodeVdiState(buf: Buffer, at: number): VdiStateRecord {
@@ -232,31 +251,53 @@ export const VDI_ATTR_VALUE_AT = 784
 
 // ---- small fixed records, §7.7 ----------------------------------------------------------------
 export const RECOVERY_STATE = {
-  inRecovery: [0, 'u8'], state: [4, 'u32'], nrFinished: [8, 'u64'], nrTotal: [16, 'u64'],
+  inRecovery: [0, 'u8'],
+  state: [4, 'u32'],
+  nrFinished: [8, 'u64'],
+  nrTotal: [16, 'u64'],
 } as const satisfies Layout
 export const RECOVERY_STATE_SIZE = 24
 
 export const RECOVERY_THROTTLING = {
-  maxExecCount: [0, 'u32'], queueWorkInterval: [8, 'u64'], throttling: [16, 'u8'],
+  maxExecCount: [0, 'u32'],
+  queueWorkInterval: [8, 'u64'],
+  throttling: [16, 'u8'],
 } as const satisfies Layout
 export const RECOVERY_THROTTLING_SIZE = 24
 
 /** sd_stat: 15 u64 counters in wire order. */
 export const SD_STAT_FIELDS = [
-  'gwActive', 'peerActive', 'gwTotal', 'peerTotal', 'gwRxBytes', 'gwTxBytes', 'peerRxBytes',
-  'peerTxBytes', 'gwRemoves', 'gwReads', 'gwWrites', 'gwFlushes', 'peerRemoves', 'peerReads', 'peerWrites',
+  'gwActive',
+  'peerActive',
+  'gwTotal',
+  'peerTotal',
+  'gwRxBytes',
+  'gwTxBytes',
+  'peerRxBytes',
+  'peerTxBytes',
+  'gwRemoves',
+  'gwReads',
+  'gwWrites',
+  'gwFlushes',
+  'peerRemoves',
+  'peerReads',
+  'peerWrites',
 ] as const
 export type SdStat = Record<(typeof SD_STAT_FIELDS)[number], bigint>
 export const SD_STAT_SIZE = 120
 
 export function encodeSdStat(stat: SdStat): Buffer {
   const buf = Buffer.alloc(SD_STAT_SIZE)
-  SD_STAT_FIELDS.forEach((f, i) => buf.writeBigUInt64LE(stat[f], i * 8))
+  SD_STAT_FIELDS.forEach((f, i) => {
+    buf.writeBigUInt64LE(stat[f], i * 8)
+  })
   return buf
 }
 
 export function decodeSdStat(buf: Buffer): SdStat {
   const out = {} as SdStat
-  SD_STAT_FIELDS.forEach((f, i) => { out[f] = buf.length >= (i + 1) * 8 ? buf.readBigUInt64LE(i * 8) : 0n })
+  SD_STAT_FIELDS.forEach((f, i) => {
+    out[f] = buf.length >= (i + 1) * 8 ? buf.readBigUInt64LE(i * 8) : 0n
+  })
   return out
 }

@@ -7,8 +7,15 @@ import type { SheepConnection } from './client.js'
 import { zeroExtended } from './bytes.js'
 import { SdError, invariant } from './errors.js'
 import {
-  type InodeHeader, SD_INODE_HEADER_SIZE, SD_INODE_INDEX_AT, SD_INODE_INDEX_ENTRIES, SD_INODE_INDEX_SIZE,
-  decodeInodeHeader, indexOffset, isSnapshot, u32le,
+  type InodeHeader,
+  SD_INODE_HEADER_SIZE,
+  SD_INODE_INDEX_AT,
+  SD_INODE_INDEX_ENTRIES,
+  SD_INODE_INDEX_SIZE,
+  decodeInodeHeader,
+  indexOffset,
+  isSnapshot,
+  u32le,
 } from './inode.js'
 import { oidToHex, vidToDataOid, vidToVdiOid } from './oid.js'
 import { SD_MAX_DATA_LENGTH, SD_RES_EIO, SD_RES_INVALID_PARMS, SD_RES_NO_SUPPORT, SD_RES_READONLY } from './proto.js'
@@ -101,9 +108,7 @@ export class VdiHandle {
   }
 
   /** Opens the working VDI `name`, or the snapshot picked by tag / snapshot id (read-only). */
-  static async open(
-    conn: SheepConnection, name: string, selector: SnapshotSelector = {}, opts: VdiOpenOptions = {},
-  ): Promise<VdiHandle> {
+  static async open(conn: SheepConnection, name: string, selector: SnapshotSelector = {}, opts: VdiOpenOptions = {}): Promise<VdiHandle> {
     const { vid } = await getVdiInfo(conn, name, selector)
     const snapshot = (selector.tag ?? '') !== '' || (selector.snapid ?? 0) !== 0
     return VdiHandle.openByVid(conn, vid, { ...opts, readOnly: opts.readOnly === true || snapshot })
@@ -213,9 +218,7 @@ export class VdiHandle {
   }
 
   /** Reads a range into `sink` in order (e.g. stdout for `dog vdi read`), awaiting the sink. */
-  async readRange(
-    offset: number, length: number, sink: (chunk: Buffer) => void | Promise<void>, opts: VdiIoOptions = {},
-  ): Promise<void> {
+  async readRange(offset: number, length: number, sink: (chunk: Buffer) => void | Promise<void>, opts: VdiIoOptions = {}): Promise<void> {
     for await (const chunk of this.readStream(offset, length, opts)) await sink(chunk)
   }
 
@@ -237,9 +240,7 @@ export class VdiHandle {
    * Writes what `source` yields at `offset` until it ends, `length` bytes are written or the VDI
    * ends; returns the bytes written. Stops reading the source once the range is full.
    */
-  async writeStream(
-    offset: number, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: WriteStreamOptions = {},
-  ): Promise<number> {
+  async writeStream(offset: number, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: WriteStreamOptions = {}): Promise<number> {
     this.checkWritable()
     this.checkRange(offset, 0, 'write')
     const total = Math.min(opts.length ?? Number.POSITIVE_INFINITY, this.addressableSize - offset)
@@ -286,8 +287,7 @@ export class VdiHandle {
   }
 
   private checkRange(offset: number, length: number, what: 'read' | 'write'): void {
-    const ok = Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 &&
-      offset + length <= this.addressableSize
+    const ok = Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset + length <= this.addressableSize
     if (!ok) {
       throw new SdError(SD_RES_INVALID_PARMS, `${what} of ${length} bytes at ${offset} is outside VDI ${this.name} (${this.size} bytes)`)
     }
@@ -306,7 +306,7 @@ export class VdiHandle {
   }
 
   private *pieces(offset: number, length: number): Generator<Piece, void, undefined> {
-    for (let at = 0; at < length;) {
+    for (let at = 0; at < length; ) {
       const p = this.pieceAt(offset, at, length)
       yield p
       at += p.length
@@ -315,14 +315,17 @@ export class VdiHandle {
 
   /** Cuts the source into object pieces, each in a buffer of its own. */
   private async *fill(
-    offset: number, total: number, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, pad: boolean,
+    offset: number,
+    total: number,
+    source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    pad: boolean,
   ): AsyncGenerator<{ piece: Piece; data: Buffer }, void, undefined> {
     let at = 0
     let piece = this.pieceAt(offset, 0, total)
     let buf = Buffer.alloc(piece.length)
     let filled = 0
     for await (const chunk of source) {
-      for (let from = 0; from < chunk.length && at < total;) {
+      for (let from = 0; from < chunk.length && at < total; ) {
         const take = Math.min(piece.length - filled, chunk.length - from)
         buf.set(chunk.subarray(from, from + take), filled)
         filled += take
@@ -411,22 +414,24 @@ async function readInodeHeader(conn: SheepConnection, vid: number): Promise<Inod
  * slot is free. After the first failure no new task starts; running ones are waited for, then
  * the failure is thrown.
  */
-async function runWindowed<T>(
-  items: Iterable<T> | AsyncIterable<T>, limit: number, task: (item: T) => Promise<void>,
-): Promise<void> {
+async function runWindowed<T>(items: Iterable<T> | AsyncIterable<T>, limit: number, task: (item: T) => Promise<void>): Promise<void> {
   const running = new Set<Promise<void>>()
   let failure: { error: unknown } | undefined
   try {
     for await (const item of items) {
       while (running.size >= limit && !failure) await Promise.race(running)
       if (failure) break
-      const run: Promise<void> = Promise.resolve(item).then(task).then(
-        () => { running.delete(run) },
-        (error: unknown) => {
-          running.delete(run)
-          failure ??= { error }
-        },
-      )
+      const run: Promise<void> = Promise.resolve(item)
+        .then(task)
+        .then(
+          () => {
+            running.delete(run)
+          },
+          (error: unknown) => {
+            running.delete(run)
+            failure ??= { error }
+          },
+        )
       running.add(run)
     }
   } finally {
@@ -443,7 +448,10 @@ class PlainIndex implements IndexView {
   private readonly loaded: Uint8Array
   private loading: Promise<void> = Promise.resolve()
 
-  constructor(private readonly io: InodeIo, count: number) {
+  constructor(
+    private readonly io: InodeIo,
+    count: number,
+  ) {
     this.entries = new Uint32Array(count)
     this.loaded = new Uint8Array(count)
   }
@@ -464,7 +472,7 @@ class PlainIndex implements IndexView {
   }
 
   private async loadMissing(first: number, last: number): Promise<void> {
-    for (let i = first; i <= last;) {
+    for (let i = first; i <= last; ) {
       if (this.loaded[i] === 1) {
         i++
         continue
@@ -604,9 +612,7 @@ interface IndirectEntry {
   oid: bigint
 }
 
-type BtreeRoot =
-  | { depth: 1; leaf: LeafEntries }
-  | { depth: 2; children: IndirectEntry[] }
+type BtreeRoot = { depth: 1; leaf: LeafEntries } | { depth: 2; children: IndirectEntry[] }
 
 /**
  * The B-tree index: lookups at depth 1 (root in the inode) and depth 2 (root of pointers to
@@ -658,13 +664,13 @@ class BtreeIndex implements IndexView {
     }
     if (depth === 1) {
       const limited = Math.min(entries, BTREE_MAX_LEAF_ENTRIES)
-      const body = limited === 0 ? Buffer.alloc(0)
-        : await this.io.read(this.io.inodeOid, SD_INODE_INDEX_AT + BTREE_HEADER_SIZE, limited * BTREE_LEAF_ENTRY_SIZE)
+      const body =
+        limited === 0 ? Buffer.alloc(0) : await this.io.read(this.io.inodeOid, SD_INODE_INDEX_AT + BTREE_HEADER_SIZE, limited * BTREE_LEAF_ENTRY_SIZE)
       return { depth: 1, leaf: LeafEntries.decode(body, 0, limited) }
     }
     const limited = Math.min(entries, Math.floor((SD_INODE_INDEX_SIZE - BTREE_HEADER_SIZE) / BTREE_INDIRECT_ENTRY_SIZE))
-    const body = limited === 0 ? Buffer.alloc(0)
-      : await this.io.read(this.io.inodeOid, SD_INODE_INDEX_AT + BTREE_HEADER_SIZE, limited * BTREE_INDIRECT_ENTRY_SIZE)
+    const body =
+      limited === 0 ? Buffer.alloc(0) : await this.io.read(this.io.inodeOid, SD_INODE_INDEX_AT + BTREE_HEADER_SIZE, limited * BTREE_INDIRECT_ENTRY_SIZE)
     const children: IndirectEntry[] = []
     for (let i = 0; (i + 1) * BTREE_INDIRECT_ENTRY_SIZE <= body.length; i++) {
       const at = i * BTREE_INDIRECT_ENTRY_SIZE

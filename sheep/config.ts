@@ -5,9 +5,7 @@ import fs from 'node:fs'
 import fsp from 'node:fs/promises'
 import path from 'node:path'
 import { readFields, writeFields } from '../lib/layout.js'
-import {
-  CONFIG_FILE, CONFIG_FILE_SIZE, CONFIG_FORMAT_VERSION, type ConfigFile, type SdNode, decodeEpochFile, encodeEpochFile,
-} from '../lib/structs.js'
+import { CONFIG_FILE, CONFIG_FILE_SIZE, CONFIG_FORMAT_VERSION, type ConfigFile, type SdNode, decodeEpochFile, encodeEpochFile } from '../lib/structs.js'
 
 export async function writeFileAtomic(file: string, data: Buffer): Promise<void> {
   const tmp = `${file}.tmp`
@@ -29,8 +27,15 @@ export async function writeFileAtomic(file: string, data: Buffer): Promise<void>
 
 export function emptyConfig(): ConfigFile {
   return {
-    ctime: 0n, flags: 0, copies: 0, defaultStore: '', shutdown: 0, copyPolicy: 0, blockSizeShift: 0,
-    version: CONFIG_FORMAT_VERSION, space: 0n,
+    ctime: 0n,
+    flags: 0,
+    copies: 0,
+    defaultStore: '',
+    shutdown: 0,
+    copyPolicy: 0,
+    blockSizeShift: 0,
+    version: CONFIG_FORMAT_VERSION,
+    space: 0n,
   }
 }
 

@@ -11,10 +11,30 @@ import { isAllZero, zeroExtended } from '../lib/bytes.js'
 import { SdError } from '../lib/errors.js'
 import { OLD_SD_INODE_SIZE, isDataObj, isVdiObj, isVmstateObj, oidToVid } from '../lib/oid.js'
 import {
-  GATEWAY_TO_PEER_OP, OBJECT_CHUNK_BYTES, SD_CLUSTER_FLAG_STRICT, SD_OP_DECREF_OBJ, SD_OP_DECREF_PEER, SD_FLAG_CMD_COW, SD_OP_CREATE_AND_WRITE_OBJ, SD_OP_READ_OBJ,
-  SD_OP_REMOVE_OBJ, SD_OP_WRITE_OBJ, SD_RES_HALT, SD_RES_INVALID_PARMS, SD_RES_KILLED,
-  SD_RES_NETWORK_ERROR, SD_RES_NEW_NODE_VER, SD_RES_NO_OBJ, SD_RES_OLD_NODE_VER, SD_RES_READONLY, SD_RES_SUCCESS,
-  SD_RES_WAIT_FOR_FORMAT, SD_RES_WAIT_FOR_JOIN, SD_SHEEP_PROTO_VER, SD_FLAG_CMD_TGT, SD_RES_INODE_INVALIDATED,
+  GATEWAY_TO_PEER_OP,
+  OBJECT_CHUNK_BYTES,
+  SD_CLUSTER_FLAG_STRICT,
+  SD_OP_DECREF_OBJ,
+  SD_OP_DECREF_PEER,
+  SD_FLAG_CMD_COW,
+  SD_OP_CREATE_AND_WRITE_OBJ,
+  SD_OP_READ_OBJ,
+  SD_OP_REMOVE_OBJ,
+  SD_OP_WRITE_OBJ,
+  SD_RES_HALT,
+  SD_RES_INVALID_PARMS,
+  SD_RES_KILLED,
+  SD_RES_NETWORK_ERROR,
+  SD_RES_NEW_NODE_VER,
+  SD_RES_NO_OBJ,
+  SD_RES_OLD_NODE_VER,
+  SD_RES_READONLY,
+  SD_RES_SUCCESS,
+  SD_RES_WAIT_FOR_FORMAT,
+  SD_RES_WAIT_FOR_JOIN,
+  SD_SHEEP_PROTO_VER,
+  SD_FLAG_CMD_TGT,
+  SD_RES_INODE_INVALIDATED,
 } from '../lib/proto.js'
 import { type SdNode, addrToText } from '../lib/structs.js'
 import { type OpReply, reply } from './op-types.js'
@@ -49,7 +69,16 @@ export interface RefFields {
  * Sends one peer op of epoch `epoch` — the epoch whose ring chose `node` — to `node` (directly
  * when it is this node).
  */
-async function forward(sheep: Sheep, epoch: number, node: SdNode, opcode: number, obj: ObjFields, data: Buffer | undefined, length: number, ref?: RefFields): Promise<OpReply> {
+async function forward(
+  sheep: Sheep,
+  epoch: number,
+  node: SdNode,
+  opcode: number,
+  obj: ObjFields,
+  data: Buffer | undefined,
+  length: number,
+  ref?: RefFields,
+): Promise<OpReply> {
   const peerOp = GATEWAY_TO_PEER_OP.get(opcode) ?? opcode
   if (peerOp === SD_OP_DECREF_PEER) {
     const fields = { oid: obj.oid, generation: ref?.generation ?? 0, count: ref?.count ?? 0 }
@@ -66,7 +95,10 @@ async function remote<L extends Layout>(sheep: Sheep, epoch: number, node: SdNod
   const conn = sheep.peers.get({ host: addrToText(node.addr), port: node.port })
   try {
     const { rsp, data: out } = await conn.request({
-      ...opts, protoVer: SD_SHEEP_PROTO_VER, epoch, timeoutMs: GATEWAY_FORWARD_TIMEOUT_MS,
+      ...opts,
+      protoVer: SD_SHEEP_PROTO_VER,
+      epoch,
+      timeoutMs: GATEWAY_FORWARD_TIMEOUT_MS,
     })
     return reply(rsp.result, rsp.result === SD_RES_SUCCESS && out.length > 0 ? out : undefined)
   } catch (e) {
@@ -112,7 +144,7 @@ export async function gatewayRead(sheep: Sheep, obj: ObjFields, length: number):
 export async function gatewayWriteAll(sheep: Sheep, opcode: number, obj: ObjFields, data: Buffer | undefined, ref?: RefFields): Promise<OpReply> {
   if (sheep.ring.isEmpty) return reply(SD_RES_HALT)
   const copies = copiesFor(sheep, obj)
-  if (opcode !== SD_OP_REMOVE_OBJ && opcode !== SD_OP_DECREF_OBJ && (sheep.settings.flags & SD_CLUSTER_FLAG_STRICT) && sheep.ring.nrZones < copies) {
+  if (opcode !== SD_OP_REMOVE_OBJ && opcode !== SD_OP_DECREF_OBJ && sheep.settings.flags & SD_CLUSTER_FLAG_STRICT && sheep.ring.nrZones < copies) {
     return reply(SD_RES_HALT)
   }
   return withRetries(sheep, async () => {
@@ -222,4 +254,3 @@ export async function writeObject(sheep: Sheep, oid: bigint, offset: number, dat
   const r = await gatewayWriteAll(sheep, opts.create ? SD_OP_CREATE_AND_WRITE_OBJ : SD_OP_WRITE_OBJ, obj, data)
   if (r.result !== SD_RES_SUCCESS) throw new SdError(r.result)
 }
-

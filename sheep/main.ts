@@ -49,12 +49,22 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
   const store = new PlainStore({ dir: objectDir(baseDir), nosync: opts.nosync })
   const driver = kind.create(opts.cluster.option, log)
   const sheep = new Sheep({
-    baseDir, objDir: objectDir(baseDir), log, store, driver, nosync: opts.nosync, gateway: opts.gateway,
+    baseDir,
+    objDir: objectDir(baseDir),
+    log,
+    store,
+    driver,
+    nosync: opts.nosync,
+    gateway: opts.gateway,
     fixedVnodes: opts.vnodes !== undefined,
     self: {
-      addr, port: opts.port, ioAddr: Buffer.alloc(16), ioPort: 0,
+      addr,
+      port: opts.port,
+      ioAddr: Buffer.alloc(16),
+      ioPort: 0,
       nrVnodes: opts.gateway ? 0 : (opts.vnodes ?? SD_DEFAULT_VNODES),
-      zone: opts.zone ?? defaultZone(addr), space: 0n,
+      zone: opts.zone ?? defaultZone(addr),
+      space: 0n,
     },
     clusterMain: (opcode) => OPS.get(opcode)?.main,
   })
@@ -79,11 +89,14 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
     stopping = true
     log.info(`stopping: ${reason}`)
     // NBD clients first: their requests come back to this sheep through `server`
-    void (nbd?.close() ?? Promise.resolve()).then(() => server.close()).then(() => sheep.close()).finally(() => {
-      if (opts.pidfile) fs.rmSync(opts.pidfile, { force: true })
-      log.flush?.()
-      process.exit(0)
-    })
+    void (nbd?.close() ?? Promise.resolve())
+      .then(() => server.close())
+      .then(() => sheep.close())
+      .finally(() => {
+        if (opts.pidfile) fs.rmSync(opts.pidfile, { force: true })
+        log.flush?.()
+        process.exit(0)
+      })
   }
   sheep.onStop = stop
   process.on('SIGTERM', () => sheep.kill())

@@ -16,19 +16,68 @@ import { SdError } from '../lib/errors.js'
 import { isSnapshot } from '../lib/inode.js'
 import type { Logger } from '../lib/log.js'
 import {
-  NBD_CMD_DISC, NBD_CMD_FLAG_NO_HOLE, NBD_CMD_FLUSH, NBD_CMD_READ, NBD_CMD_TRIM, NBD_CMD_WRITE, NBD_CMD_WRITE_ZEROES,
-  NBD_EINVAL, NBD_EIO, NBD_ENOSPC, NBD_EPERM, NBD_ESHUTDOWN, NBD_EXPORT_NAME_PADDING_BYTES, NBD_FLAG_CAN_MULTI_CONN,
-  NBD_FLAG_C_NO_ZEROES, NBD_FLAG_FIXED_NEWSTYLE, NBD_FLAG_HAS_FLAGS, NBD_FLAG_NO_ZEROES, NBD_FLAG_READ_ONLY,
-  NBD_FLAG_SEND_FLUSH, NBD_FLAG_SEND_FUA, NBD_FLAG_SEND_TRIM, NBD_FLAG_SEND_WRITE_ZEROES, NBD_KNOWN_CLIENT_FLAGS,
-  NBD_OPTION_HEADER_BYTES, NBD_OPTS_MAGIC, NBD_OPT_ABORT, NBD_OPT_EXPORT_NAME, NBD_OPT_GO, NBD_OPT_INFO, NBD_OPT_LIST,
-  NBD_REP_ACK, NBD_REP_ERR_INVALID, NBD_REP_ERR_POLICY, NBD_REP_ERR_SHUTDOWN, NBD_REP_ERR_TOO_BIG, NBD_REP_ERR_UNKNOWN,
-  NBD_REP_ERR_UNSUP, NBD_REP_INFO, NBD_REP_SERVER, NBD_REQUEST_HEADER_BYTES, NBD_REQUEST_MAGIC, type NbdRequest,
-  decodeInfoRequest, decodeOptionHeader, decodeRequest, encodeGreeting, encodeInfoBlockSize, encodeInfoExport,
-  encodeOptionReply, encodeSimpleReply,
+  NBD_CMD_DISC,
+  NBD_CMD_FLAG_NO_HOLE,
+  NBD_CMD_FLUSH,
+  NBD_CMD_READ,
+  NBD_CMD_TRIM,
+  NBD_CMD_WRITE,
+  NBD_CMD_WRITE_ZEROES,
+  NBD_EINVAL,
+  NBD_EIO,
+  NBD_ENOSPC,
+  NBD_EPERM,
+  NBD_ESHUTDOWN,
+  NBD_EXPORT_NAME_PADDING_BYTES,
+  NBD_FLAG_CAN_MULTI_CONN,
+  NBD_FLAG_C_NO_ZEROES,
+  NBD_FLAG_FIXED_NEWSTYLE,
+  NBD_FLAG_HAS_FLAGS,
+  NBD_FLAG_NO_ZEROES,
+  NBD_FLAG_READ_ONLY,
+  NBD_FLAG_SEND_FLUSH,
+  NBD_FLAG_SEND_FUA,
+  NBD_FLAG_SEND_TRIM,
+  NBD_FLAG_SEND_WRITE_ZEROES,
+  NBD_KNOWN_CLIENT_FLAGS,
+  NBD_OPTION_HEADER_BYTES,
+  NBD_OPTS_MAGIC,
+  NBD_OPT_ABORT,
+  NBD_OPT_EXPORT_NAME,
+  NBD_OPT_GO,
+  NBD_OPT_INFO,
+  NBD_OPT_LIST,
+  NBD_REP_ACK,
+  NBD_REP_ERR_INVALID,
+  NBD_REP_ERR_POLICY,
+  NBD_REP_ERR_SHUTDOWN,
+  NBD_REP_ERR_TOO_BIG,
+  NBD_REP_ERR_UNKNOWN,
+  NBD_REP_ERR_UNSUP,
+  NBD_REP_INFO,
+  NBD_REP_SERVER,
+  NBD_REQUEST_HEADER_BYTES,
+  NBD_REQUEST_MAGIC,
+  type NbdRequest,
+  decodeInfoRequest,
+  decodeOptionHeader,
+  decodeRequest,
+  encodeGreeting,
+  encodeInfoBlockSize,
+  encodeInfoExport,
+  encodeOptionReply,
+  encodeSimpleReply,
 } from '../lib/nbd-proto.js'
 import {
-  SD_NR_VDIS, SD_RES_FULL_VDI, SD_RES_INVALID_PARMS, SD_RES_KILLED, SD_RES_NO_SPACE, SD_RES_NO_TAG, SD_RES_NO_VDI,
-  SD_RES_READONLY, SD_RES_SHUTDOWN,
+  SD_NR_VDIS,
+  SD_RES_FULL_VDI,
+  SD_RES_INVALID_PARMS,
+  SD_RES_KILLED,
+  SD_RES_NO_SPACE,
+  SD_RES_NO_TAG,
+  SD_RES_NO_VDI,
+  SD_RES_READONLY,
+  SD_RES_SHUTDOWN,
 } from '../lib/proto.js'
 import { type VdiTarget, bitmapTest, readDelVdis, readVdis, vdiTargetsOf } from '../lib/sheep-api.js'
 import { VdiHandle } from '../lib/vdi-io.js'
@@ -71,8 +120,8 @@ const NBD_ZERO_PIECE_BYTES = 4 * MiB
 const ZEROS = Buffer.alloc(NBD_ZERO_PIECE_BYTES)
 
 /** Flags of every export: everything a write path that acknowledges durable writes can offer. */
-const NBD_EXPORT_FLAGS = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_WRITE_ZEROES |
-  NBD_FLAG_SEND_TRIM | NBD_FLAG_CAN_MULTI_CONN
+const NBD_EXPORT_FLAGS =
+  NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_TRIM | NBD_FLAG_CAN_MULTI_CONN
 
 // ---- reading a socket as a byte stream ---------------------------------------------------------
 
@@ -132,7 +181,9 @@ class SocketReader {
   private waitForData(wanted: number): Promise<void> {
     this.wanted = wanted
     if (this.socket.isPaused()) this.socket.resume()
-    return new Promise<void>((resolve) => { this.wake = resolve })
+    return new Promise<void>((resolve) => {
+      this.wake = resolve
+    })
   }
 
   private notify(): void {
@@ -215,10 +266,12 @@ class ExportedVdi {
 
   /** Switches to `fresh` (opened but unused) once the writes in flight are done. */
   replace(fresh: VdiHandle): Promise<void> {
-    const run = (this.replacing ?? Promise.resolve()).catch(() => undefined).then(async () => {
-      if (this.writers > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve))
-      this.handle = fresh
-    })
+    const run = (this.replacing ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(async () => {
+        if (this.writers > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve))
+        this.handle = fresh
+      })
     const tracked = run.finally(() => {
       if (this.replacing === tracked) this.replacing = undefined
     })
@@ -356,10 +409,7 @@ export class NbdServer {
 // ---- one client connection -----------------------------------------------------------------------
 
 /** What an option handler decided: go on haggling, close, or start transmission on an export. */
-type OptionOutcome =
-  | { next: 'haggle' }
-  | { next: 'close' }
-  | { next: 'transmit'; vdi: ExportedVdi }
+type OptionOutcome = { next: 'haggle' } | { next: 'close' } | { next: 'transmit'; vdi: ExportedVdi }
 
 type OptionHandler = (session: NbdSession, option: number, data: Buffer) => Promise<OptionOutcome>
 
@@ -399,34 +449,60 @@ const U32_MAX = 0xffffffff
 
 /** Command → handler; other commands (CACHE, BLOCK_STATUS, unknown) get EINVAL. */
 const COMMANDS: ReadonlyMap<number, CommandSpec> = new Map<number, CommandSpec>([
-  [NBD_CMD_READ, {
-    writes: false, pastEndError: NBD_EINVAL, maxLengthBytes: NBD_MAX_REQUEST_BYTES,
-    run: (_s, vdi, req) => vdi.handle.read(Number(req.offset), req.length),
-  }],
-  [NBD_CMD_WRITE, {
-    writes: true, pastEndError: NBD_ENOSPC, maxLengthBytes: NBD_MAX_REQUEST_BYTES,
-    run: async (_s, vdi, req, data) => {
-      await writeThrough(vdi, Number(req.offset), data!)
-      return undefined
+  [
+    NBD_CMD_READ,
+    {
+      writes: false,
+      pastEndError: NBD_EINVAL,
+      maxLengthBytes: NBD_MAX_REQUEST_BYTES,
+      run: (_s, vdi, req) => vdi.handle.read(Number(req.offset), req.length),
     },
-  }],
-  [NBD_CMD_WRITE_ZEROES, {
-    writes: true, pastEndError: NBD_ENOSPC, maxLengthBytes: U32_MAX,
-    run: async (_s, vdi, req) => {
-      await writeZeroes(vdi, Number(req.offset), req.length, (req.flags & NBD_CMD_FLAG_NO_HOLE) === 0)
-      return undefined
+  ],
+  [
+    NBD_CMD_WRITE,
+    {
+      writes: true,
+      pastEndError: NBD_ENOSPC,
+      maxLengthBytes: NBD_MAX_REQUEST_BYTES,
+      run: async (_s, vdi, req, data) => {
+        await writeThrough(vdi, Number(req.offset), data!)
+        return undefined
+      },
     },
-  }],
-  [NBD_CMD_TRIM, {
-    // advisory: the data stays (a discard would need the index to forget objects; not worth it)
-    writes: true, pastEndError: NBD_EINVAL, maxLengthBytes: U32_MAX,
-    run: async () => undefined,
-  }],
-  [NBD_CMD_FLUSH, {
-    // every acknowledged write is already on every replica: waiting for earlier writes is all
-    writes: false, pastEndError: NBD_EINVAL, maxLengthBytes: U32_MAX, barrier: true,
-    run: async () => undefined,
-  }],
+  ],
+  [
+    NBD_CMD_WRITE_ZEROES,
+    {
+      writes: true,
+      pastEndError: NBD_ENOSPC,
+      maxLengthBytes: U32_MAX,
+      run: async (_s, vdi, req) => {
+        await writeZeroes(vdi, Number(req.offset), req.length, (req.flags & NBD_CMD_FLAG_NO_HOLE) === 0)
+        return undefined
+      },
+    },
+  ],
+  [
+    NBD_CMD_TRIM,
+    {
+      // advisory: the data stays (a discard would need the index to forget objects; not worth it)
+      writes: true,
+      pastEndError: NBD_EINVAL,
+      maxLengthBytes: U32_MAX,
+      run: async () => undefined,
+    },
+  ],
+  [
+    NBD_CMD_FLUSH,
+    {
+      // every acknowledged write is already on every replica: waiting for earlier writes is all
+      writes: false,
+      pastEndError: NBD_EINVAL,
+      maxLengthBytes: U32_MAX,
+      barrier: true,
+      run: async () => undefined,
+    },
+  ],
 ])
 
 /** Writes through the shared handle; a VDI snapshotted meanwhile (READONLY) is reloaded and the write retried once. */
@@ -452,7 +528,7 @@ async function writeThrough(vdi: ExportedVdi, offset: number, data: Buffer): Pro
  */
 async function writeZeroes(vdi: ExportedVdi, offset: number, length: number, mayLeaveHoles: boolean): Promise<void> {
   const end = offset + length
-  for (let pos = offset; pos < end;) {
+  for (let pos = offset; pos < end; ) {
     const handle = vdi.handle
     const idx = Math.floor(pos / handle.objectSize)
     const objectEnd = Math.min(end, (idx + 1) * handle.objectSize)
@@ -470,13 +546,18 @@ async function writeZeroes(vdi: ExportedVdi, offset: number, length: number, may
 function errnoOf(error: unknown): number {
   if (!(error instanceof SdError)) return NBD_EIO
   switch (error.code) {
-    case SD_RES_READONLY: return NBD_EPERM
-    case SD_RES_INVALID_PARMS: return NBD_EINVAL
+    case SD_RES_READONLY:
+      return NBD_EPERM
+    case SD_RES_INVALID_PARMS:
+      return NBD_EINVAL
     case SD_RES_NO_SPACE:
-    case SD_RES_FULL_VDI: return NBD_ENOSPC
+    case SD_RES_FULL_VDI:
+      return NBD_ENOSPC
     case SD_RES_SHUTDOWN:
-    case SD_RES_KILLED: return NBD_ESHUTDOWN
-    default: return NBD_EIO
+    case SD_RES_KILLED:
+      return NBD_ESHUTDOWN
+    default:
+      return NBD_EIO
   }
 }
 
@@ -494,7 +575,10 @@ class NbdSession {
   private roomWaiters: Array<() => void> = []
   private handshakeTimer: NodeJS.Timeout | undefined
 
-  constructor(private readonly server: NbdServer, private readonly socket: net.Socket) {
+  constructor(
+    private readonly server: NbdServer,
+    private readonly socket: net.Socket,
+  ) {
     this.reader = new SocketReader(socket)
     this.peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`
     socket.on('error', () => socket.destroy())
@@ -518,7 +602,7 @@ class NbdSession {
       if (vdi) await this.transmit(vdi)
     } catch (error) {
       // a bug on one connection must not take the daemon down
-      this.server.log.error(`NBD ${this.peer}: ${error instanceof Error ? error.stack ?? error.message : String(error)}`)
+      this.server.log.error(`NBD ${this.peer}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`)
     } finally {
       clearTimeout(this.handshakeTimer)
       await Promise.all([...this.active].map((a) => a.done))
@@ -701,8 +785,7 @@ class NbdSession {
     const command = spec!
     const start = req.offset
     const end = req.offset + BigInt(req.length)
-    const before = [...this.active].filter((a) =>
-      command.barrier ? a.writes : (a.writes || command.writes) && a.start < end && start < a.end)
+    const before = [...this.active].filter((a) => (command.barrier ? a.writes : (a.writes || command.writes) && a.start < end && start < a.end))
     const bytes = req.type === NBD_CMD_READ || req.type === NBD_CMD_WRITE ? req.length : 0
     this.inFlight++
     this.inFlightBytes += bytes
@@ -737,9 +820,12 @@ class NbdSession {
   }
 
   private async waitForRoom(): Promise<void> {
-    while (!this.socket.destroyed && (this.inFlight >= NBD_MAX_IN_FLIGHT_PER_CONNECTION ||
-      (this.inFlight > 0 && this.inFlightBytes >= NBD_MAX_IN_FLIGHT_BYTES_PER_CONNECTION) ||
-      this.socket.writableLength > NBD_WRITE_HIGH_WATER_BYTES)) {
+    while (
+      !this.socket.destroyed &&
+      (this.inFlight >= NBD_MAX_IN_FLIGHT_PER_CONNECTION ||
+        (this.inFlight > 0 && this.inFlightBytes >= NBD_MAX_IN_FLIGHT_BYTES_PER_CONNECTION) ||
+        this.socket.writableLength > NBD_WRITE_HIGH_WATER_BYTES)
+    ) {
       await new Promise<void>((resolve) => this.roomWaiters.push(resolve))
     }
   }

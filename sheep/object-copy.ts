@@ -25,8 +25,14 @@ export function peerPieceReader(sheep: Sheep, peer: { host: string; port: number
   return async (offset, length) => {
     try {
       const { rsp, data } = await conn.request({
-        opcode: SD_OP_READ_PEER, protoVer: SD_SHEEP_PROTO_VER, epoch: sheep.epoch, flags: opts.flags ?? 0,
-        variant: REQ_OBJ, fields: { oid, tgtEpoch: opts.tgtEpoch ?? 0, offset }, readLength: length, timeoutMs: opts.timeoutMs,
+        opcode: SD_OP_READ_PEER,
+        protoVer: SD_SHEEP_PROTO_VER,
+        epoch: sheep.epoch,
+        flags: opts.flags ?? 0,
+        variant: REQ_OBJ,
+        fields: { oid, tgtEpoch: opts.tgtEpoch ?? 0, offset },
+        readLength: length,
+        timeoutMs: opts.timeoutMs,
       })
       return rsp.result === SD_RES_SUCCESS ? data : rsp.result
     } catch (e) {
@@ -42,9 +48,7 @@ export function peerPieceReader(sheep: Sheep, peer: { host: string; port: number
  * a failed copy leaves nothing behind and the object never shows half-written. `ifAbsent`: an
  * object created meanwhile (by a client) is kept instead. Answers SUCCESS or why it failed.
  */
-export async function copyObject(
-  store: StoreDriver, oid: bigint, objectSize: number, read: PieceReader, opts: { ifAbsent?: boolean } = {},
-): Promise<number> {
+export async function copyObject(store: StoreDriver, oid: bigint, objectSize: number, read: PieceReader, opts: { ifAbsent?: boolean } = {}): Promise<number> {
   const readPiece = async (offset: number): Promise<Buffer | number> => {
     const length = Math.min(OBJECT_CHUNK_BYTES, objectSize - offset)
     const piece = await read(offset, length)
@@ -58,7 +62,7 @@ export async function copyObject(
   const staged = await store.beginCreate(oid, objectSize)
   let ended = false
   try {
-    for (let offset = 0; ;) {
+    for (let offset = 0; ; ) {
       await staged.write(offset, piece)
       offset += piece.length
       if (offset >= objectSize) break

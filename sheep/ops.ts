@@ -4,29 +4,114 @@
 // every member in the driver's order. Opcodes not in the table answer INVALID_PARMS.
 import { resultOfError } from '../lib/errors.js'
 import {
-  REQ_CLUSTER, REQ_FORW, REQ_INODE_COHERENCE, REQ_OBJ, REQ_VDI, REQ_VDI_STATE, RSP_CLUSTER_DEFAULT, RSP_HASH, RSP_NODE, type SdRequest, encodeResponseHeader, reqVariant,
+  REQ_CLUSTER,
+  REQ_FORW,
+  REQ_INODE_COHERENCE,
+  REQ_OBJ,
+  REQ_VDI,
+  REQ_VDI_STATE,
+  RSP_CLUSTER_DEFAULT,
+  RSP_HASH,
+  RSP_NODE,
+  type SdRequest,
+  encodeResponseHeader,
+  reqVariant,
 } from '../lib/codec.js'
 import { cString } from '../lib/layout.js'
 import {
-  SD_OP_CLUSTER_INFO, SD_OP_CREATE_AND_WRITE_OBJ, SD_OP_CREATE_AND_WRITE_PEER,
-  SD_OP_DEL_VDI, SD_OP_DISCARD_OBJ, SD_OP_EXIST, SD_OP_FLUSH_DEL_CACHE, SD_OP_FLUSH_VDI, SD_OP_GET_CLUSTER_DEFAULT,
-  SD_OP_GET_EPOCH, SD_OP_GET_HASH, SD_OP_GET_LOGLEVEL, SD_OP_GET_NODE_LIST, SD_OP_GET_OBJ_LIST, SD_OP_GET_STORE_LIST,
-  SD_OP_GET_VDI_COPIES, SD_OP_GET_VDI_INFO, SD_OP_KILL_NODE, SD_OP_LOCK_VDI, SD_OP_MAKE_FS, SD_OP_NEW_VDI,
-  SD_OP_READ_DEL_VDIS, SD_OP_READ_OBJ, SD_OP_READ_PEER, SD_OP_READ_VDIS, SD_OP_RELEASE_VDI, SD_OP_REMOVE_OBJ,
-  SD_OP_REMOVE_PEER, SD_OP_SET_LOGLEVEL, SD_OP_SHUTDOWN, SD_OP_STAT_CLUSTER, SD_OP_STAT_SHEEP, SD_OP_WRITE_OBJ,
-  SD_OP_WRITE_PEER, SD_RES_BUFFER_SMALL, SD_RES_INVALID_PARMS, SD_RES_NO_OBJ, SD_RES_NO_STORE, SD_RES_NO_TAG,
-  SD_RES_SUCCESS, SD_RES_WAIT_FOR_FORMAT, SD_RES_WAIT_FOR_JOIN, SD_STATUS_OK, SD_STATUS_SHUTDOWN, SD_STATUS_WAIT,
-  SD_VDI_BITMAP_SIZE, SD_RES_SHUTDOWN, SD_OP_COMPLETE_RECOVERY, SD_OP_STAT_RECOVERY, SD_OP_GET_RECOVERY,
-  SD_OP_SET_RECOVERY, SD_OP_ENABLE_RECOVER, SD_OP_DISABLE_RECOVER, SD_OP_FORCE_RECOVER, SD_OP_ALTER_CLUSTER_COPY,
-  SD_OP_REWEIGHT, SD_OP_CLEANUP, SD_OP_OIDS_EXIST, SD_OP_STAT, SD_OP_GET_VNODES, SD_RES_FORCE_RECOVER,
-  SD_RES_NODE_IN_RECOVERY, SD_MAX_COPIES, SD_CLUSTER_FLAG_AUTO_VNODES, SD_CLUSTER_FLAG_USE_LOCK, SD_OP_GET_VDI_ATTR,
-  SD_OP_NOTIFY_VDI_ADD, SD_OP_ALTER_VDI_COPY, SD_RES_NO_VDI, SD_OP_REPAIR_REPLICA, SD_OP_DECREF_OBJ, SD_OP_DECREF_PEER, SD_RES_EIO,
-  SD_OP_INODE_COHERENCE, SD_OP_SET_VNODES, SD_RES_GATEWAY_MODE, SD_RES_INVALID_VNODES_STRATEGY,
+  SD_OP_CLUSTER_INFO,
+  SD_OP_CREATE_AND_WRITE_OBJ,
+  SD_OP_CREATE_AND_WRITE_PEER,
+  SD_OP_DEL_VDI,
+  SD_OP_DISCARD_OBJ,
+  SD_OP_EXIST,
+  SD_OP_FLUSH_DEL_CACHE,
+  SD_OP_FLUSH_VDI,
+  SD_OP_GET_CLUSTER_DEFAULT,
+  SD_OP_GET_EPOCH,
+  SD_OP_GET_HASH,
+  SD_OP_GET_LOGLEVEL,
+  SD_OP_GET_NODE_LIST,
+  SD_OP_GET_OBJ_LIST,
+  SD_OP_GET_STORE_LIST,
+  SD_OP_GET_VDI_COPIES,
+  SD_OP_GET_VDI_INFO,
+  SD_OP_KILL_NODE,
+  SD_OP_LOCK_VDI,
+  SD_OP_MAKE_FS,
+  SD_OP_NEW_VDI,
+  SD_OP_READ_DEL_VDIS,
+  SD_OP_READ_OBJ,
+  SD_OP_READ_PEER,
+  SD_OP_READ_VDIS,
+  SD_OP_RELEASE_VDI,
+  SD_OP_REMOVE_OBJ,
+  SD_OP_REMOVE_PEER,
+  SD_OP_SET_LOGLEVEL,
+  SD_OP_SHUTDOWN,
+  SD_OP_STAT_CLUSTER,
+  SD_OP_STAT_SHEEP,
+  SD_OP_WRITE_OBJ,
+  SD_OP_WRITE_PEER,
+  SD_RES_BUFFER_SMALL,
+  SD_RES_INVALID_PARMS,
+  SD_RES_NO_OBJ,
+  SD_RES_NO_STORE,
+  SD_RES_NO_TAG,
+  SD_RES_SUCCESS,
+  SD_RES_WAIT_FOR_FORMAT,
+  SD_RES_WAIT_FOR_JOIN,
+  SD_STATUS_OK,
+  SD_STATUS_SHUTDOWN,
+  SD_STATUS_WAIT,
+  SD_VDI_BITMAP_SIZE,
+  SD_RES_SHUTDOWN,
+  SD_OP_COMPLETE_RECOVERY,
+  SD_OP_STAT_RECOVERY,
+  SD_OP_GET_RECOVERY,
+  SD_OP_SET_RECOVERY,
+  SD_OP_ENABLE_RECOVER,
+  SD_OP_DISABLE_RECOVER,
+  SD_OP_FORCE_RECOVER,
+  SD_OP_ALTER_CLUSTER_COPY,
+  SD_OP_REWEIGHT,
+  SD_OP_CLEANUP,
+  SD_OP_OIDS_EXIST,
+  SD_OP_STAT,
+  SD_OP_GET_VNODES,
+  SD_RES_FORCE_RECOVER,
+  SD_RES_NODE_IN_RECOVERY,
+  SD_MAX_COPIES,
+  SD_CLUSTER_FLAG_AUTO_VNODES,
+  SD_CLUSTER_FLAG_USE_LOCK,
+  SD_OP_GET_VDI_ATTR,
+  SD_OP_NOTIFY_VDI_ADD,
+  SD_OP_ALTER_VDI_COPY,
+  SD_RES_NO_VDI,
+  SD_OP_REPAIR_REPLICA,
+  SD_OP_DECREF_OBJ,
+  SD_OP_DECREF_PEER,
+  SD_RES_EIO,
+  SD_OP_INODE_COHERENCE,
+  SD_OP_SET_VNODES,
+  SD_RES_GATEWAY_MODE,
+  SD_RES_INVALID_VNODES_STRATEGY,
 } from '../lib/proto.js'
 import {
-  CLUSTER_INFO_SIZE, EPOCH_LOG_HEADER_SIZE, RECOVERY_STATE, RECOVERY_STATE_SIZE, RECOVERY_THROTTLING,
-  RECOVERY_THROTTLING_SIZE, SD_NODE_SIZE, decodeNode, encodeClusterInfo, encodeEpochLog, encodeNodes, encodeSdStat,
-  addrToText, epochLogStride,
+  CLUSTER_INFO_SIZE,
+  EPOCH_LOG_HEADER_SIZE,
+  RECOVERY_STATE,
+  RECOVERY_STATE_SIZE,
+  RECOVERY_THROTTLING,
+  RECOVERY_THROTTLING_SIZE,
+  SD_NODE_SIZE,
+  decodeNode,
+  encodeClusterInfo,
+  encodeEpochLog,
+  encodeNodes,
+  encodeSdStat,
+  addrToText,
+  epochLogStride,
 } from '../lib/structs.js'
 import { readFields, writeFields } from '../lib/layout.js'
 import { inodeIndexOffset, isDataObj, oidToIdx, oidToVid, vidToVdiOid } from '../lib/oid.js'
@@ -38,10 +123,7 @@ import { handlePeerRequest, objectSizeFor } from './peer.js'
 import { decrefPeer } from './refcount.js'
 import type { ClusterOpMain, Sheep } from './sheep.js'
 import { unpackMessage } from './cluster/message.js'
-import {
-  delVdiMain, delVdiWork, getVdiAttrWork, getVdiInfoWork, inodeCoherenceMain, lockMain, newVdiMain, newVdiWork, nodeIdOf,
-  unlockMain,
-} from './vdi.js'
+import { delVdiMain, delVdiWork, getVdiAttrWork, getVdiInfoWork, inodeCoherenceMain, lockMain, newVdiMain, newVdiWork, nodeIdOf, unlockMain } from './vdi.js'
 
 export const STORE_NAMES = ['plain'] as const
 
@@ -80,12 +162,23 @@ function statCluster(sheep: Sheep, req: SdRequest): OpReply {
     if (nodes.length > nodesNr && nodesNr > 0) return reply(SD_RES_BUFFER_SMALL)
     const first = written === 0
     const s = sheep.settings
-    encodeEpochLog({
-      ctime: first ? s.ctime : 0n, time: nodesNr > 0 ? (rec?.timeSec ?? 0n) : 0n, epoch: e,
-      nrNodes: nodesNr > 0 ? nodes.length : 0, disableRecovery: first && s.disableRecovery ? 1 : 0,
-      nrCopies: first ? s.nrCopies : 0, copyPolicy: first ? s.copyPolicy : 0, flags: first ? s.flags : 0,
-      drvName: first ? s.defaultStore : '', nodes,
-    }, nodesNr, buf, written * stride)
+    encodeEpochLog(
+      {
+        ctime: first ? s.ctime : 0n,
+        time: nodesNr > 0 ? (rec?.timeSec ?? 0n) : 0n,
+        epoch: e,
+        nrNodes: nodesNr > 0 ? nodes.length : 0,
+        disableRecovery: first && s.disableRecovery ? 1 : 0,
+        nrCopies: first ? s.nrCopies : 0,
+        copyPolicy: first ? s.copyPolicy : 0,
+        flags: first ? s.flags : 0,
+        drvName: first ? s.defaultStore : '',
+        nodes,
+      },
+      nodesNr,
+      buf,
+      written * stride,
+    )
     written++
     if (nodesNr === 0) break
   }
@@ -96,12 +189,24 @@ function clusterInfo(sheep: Sheep, req: SdRequest): OpReply {
   const s = sheep.settings
   const size = Math.min(req.dataLength, CLUSTER_INFO_SIZE)
   if (size < EPOCH_LOG_HEADER_SIZE + sheep.members.length * SD_NODE_SIZE) return reply(SD_RES_BUFFER_SMALL)
-  const data = encodeClusterInfo({
-    protoVer: 0x0a, disableRecovery: s.disableRecovery ? 1 : 0, nrNodes: sheep.members.length, epoch: sheep.epoch,
-    // before format the flags tell this node's own vnode strategy (dog format checks it)
-    ctime: s.ctime, flags: s.ctime === 0n && !sheep.fixedVnodes ? SD_CLUSTER_FLAG_AUTO_VNODES : s.flags, nrCopies: s.nrCopies, copyPolicy: s.copyPolicy, status: sheep.status,
-    blockSizeShift: s.blockSizeShift, defaultStore: s.defaultStore, nodes: sheep.members,
-  }, size)
+  const data = encodeClusterInfo(
+    {
+      protoVer: 0x0a,
+      disableRecovery: s.disableRecovery ? 1 : 0,
+      nrNodes: sheep.members.length,
+      epoch: sheep.epoch,
+      // before format the flags tell this node's own vnode strategy (dog format checks it)
+      ctime: s.ctime,
+      flags: s.ctime === 0n && !sheep.fixedVnodes ? SD_CLUSTER_FLAG_AUTO_VNODES : s.flags,
+      nrCopies: s.nrCopies,
+      copyPolicy: s.copyPolicy,
+      status: sheep.status,
+      blockSizeShift: s.blockSizeShift,
+      defaultStore: s.defaultStore,
+      nodes: sheep.members,
+    },
+    size,
+  )
   return reply(SD_RES_SUCCESS, data)
 }
 
@@ -131,8 +236,13 @@ async function makeFsMain(sheep: Sheep, msg: { req: SdRequest; data: Buffer | un
   const store = msg.data ? cString(msg.data) : 'plain'
   if (!(STORE_NAMES as readonly string[]).includes(store)) return SD_RES_NO_STORE
   await sheep.format({
-    ctime: c.ctime, flags: c.flags, nrCopies: c.copies, copyPolicy: c.copyPolicy, blockSizeShift: c.blockSizeShift,
-    defaultStore: store, disableRecovery: false,
+    ctime: c.ctime,
+    flags: c.flags,
+    nrCopies: c.copies,
+    copyPolicy: c.copyPolicy,
+    blockSizeShift: c.blockSizeShift,
+    defaultStore: store,
+    disableRecovery: false,
   })
   sheep.log.info(`formatted: copies ${sheep.settings.nrCopies}, store ${store}, flags 0x${c.flags.toString(16)}`)
   return SD_RES_SUCCESS
@@ -177,239 +287,371 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [SD_OP_DISCARD_OBJ, { name: 'DISCARD_OBJ', kind: 'local', handler: discardObj }],
   [SD_OP_NEW_VDI, { name: 'NEW_VDI', kind: 'cluster', work: newVdiWork, main: (s, m) => newVdiMain(s, m.rsp.result, m.data) }],
   [SD_OP_GET_VDI_INFO, { name: 'GET_VDI_INFO', kind: 'cluster', work: getVdiInfoWork }],
-  [SD_OP_LOCK_VDI, {
-    name: 'LOCK_VDI', kind: 'cluster', work: getVdiInfoWork,
-    main: (s, m) => {
-      if (m.rsp.result !== SD_RES_SUCCESS || !m.data || !(s.settings.flags & SD_CLUSTER_FLAG_USE_LOCK)) return m.rsp.result
-      return lockMain(s, unpackMessage<{ vid: number }>(m.data).vid, nodeIdOf(m.sender), reqVariant(m.req, REQ_VDI).type)
+  [
+    SD_OP_LOCK_VDI,
+    {
+      name: 'LOCK_VDI',
+      kind: 'cluster',
+      work: getVdiInfoWork,
+      main: (s, m) => {
+        if (m.rsp.result !== SD_RES_SUCCESS || !m.data || !(s.settings.flags & SD_CLUSTER_FLAG_USE_LOCK)) return m.rsp.result
+        return lockMain(s, unpackMessage<{ vid: number }>(m.data).vid, nodeIdOf(m.sender), reqVariant(m.req, REQ_VDI).type)
+      },
     },
-  }],
-  [SD_OP_RELEASE_VDI, {
-    name: 'RELEASE_VDI', kind: 'cluster',
-    main: (s, m) => {
-      if (!(s.settings.flags & SD_CLUSTER_FLAG_USE_LOCK)) return SD_RES_SUCCESS
-      const v = reqVariant(m.req, REQ_VDI)
-      return unlockMain(s, v.baseVdiId, nodeIdOf(m.sender), v.type)
+  ],
+  [
+    SD_OP_RELEASE_VDI,
+    {
+      name: 'RELEASE_VDI',
+      kind: 'cluster',
+      main: (s, m) => {
+        if (!(s.settings.flags & SD_CLUSTER_FLAG_USE_LOCK)) return SD_RES_SUCCESS
+        const v = reqVariant(m.req, REQ_VDI)
+        return unlockMain(s, v.baseVdiId, nodeIdOf(m.sender), v.type)
+      },
     },
-  }],
-  [SD_OP_INODE_COHERENCE, {
-    name: 'INODE_COHERENCE', kind: 'cluster',
-    main: (s, m) => {
-      const c = reqVariant(m.req, REQ_INODE_COHERENCE)
-      return inodeCoherenceMain(s, c.vid, c.validate !== 0, nodeIdOf(m.sender))
+  ],
+  [
+    SD_OP_INODE_COHERENCE,
+    {
+      name: 'INODE_COHERENCE',
+      kind: 'cluster',
+      main: (s, m) => {
+        const c = reqVariant(m.req, REQ_INODE_COHERENCE)
+        return inodeCoherenceMain(s, c.vid, c.validate !== 0, nodeIdOf(m.sender))
+      },
     },
-  }],
+  ],
   [SD_OP_GET_VDI_ATTR, { name: 'GET_VDI_ATTR', kind: 'cluster', work: getVdiAttrWork }],
-  [SD_OP_NOTIFY_VDI_ADD, {
-    name: 'NOTIFY_VDI_ADD', kind: 'cluster', force: true,
-    main: (s, m) => {
-      const v = reqVariant(m.req, REQ_VDI_STATE)
-      const old = s.vdis.get(v.newVid)
-      s.vdis.add({
-        vid: v.newVid, nrCopies: v.copies, copyPolicy: v.copyPolicy, blockSizeShift: v.blockSizeShift,
-        snapshot: old?.snapshot ?? false, deleted: false, parentVid: v.oldVid,
-      })
-      if (!v.setBitmap && !old) s.vdis.inUse.clear(v.newVid)
-      return SD_RES_SUCCESS
+  [
+    SD_OP_NOTIFY_VDI_ADD,
+    {
+      name: 'NOTIFY_VDI_ADD',
+      kind: 'cluster',
+      force: true,
+      main: (s, m) => {
+        const v = reqVariant(m.req, REQ_VDI_STATE)
+        const old = s.vdis.get(v.newVid)
+        s.vdis.add({
+          vid: v.newVid,
+          nrCopies: v.copies,
+          copyPolicy: v.copyPolicy,
+          blockSizeShift: v.blockSizeShift,
+          snapshot: old?.snapshot ?? false,
+          deleted: false,
+          parentVid: v.oldVid,
+        })
+        if (!v.setBitmap && !old) s.vdis.inUse.clear(v.newVid)
+        return SD_RES_SUCCESS
+      },
     },
-  }],
-  [SD_OP_ALTER_VDI_COPY, {
-    name: 'ALTER_VDI_COPY', kind: 'cluster',
-    main: (s, m) => {
-      const v = reqVariant(m.req, REQ_VDI_STATE)
-      const state = s.vdis.get(v.newVid)
-      if (!state) return SD_RES_NO_VDI
-      if (v.copyPolicy !== 0 || v.copies < 1 || v.copies > SD_MAX_COPIES) return SD_RES_INVALID_PARMS
-      state.nrCopies = v.copies
-      // objects that need more replicas now are recovered without an epoch change
-      s.recovery.start(false)
-      return SD_RES_SUCCESS
+  ],
+  [
+    SD_OP_ALTER_VDI_COPY,
+    {
+      name: 'ALTER_VDI_COPY',
+      kind: 'cluster',
+      main: (s, m) => {
+        const v = reqVariant(m.req, REQ_VDI_STATE)
+        const state = s.vdis.get(v.newVid)
+        if (!state) return SD_RES_NO_VDI
+        if (v.copyPolicy !== 0 || v.copies < 1 || v.copies > SD_MAX_COPIES) return SD_RES_INVALID_PARMS
+        state.nrCopies = v.copies
+        // objects that need more replicas now are recovered without an epoch change
+        s.recovery.start(false)
+        return SD_RES_SUCCESS
+      },
     },
-  }],
+  ],
   [SD_OP_DEL_VDI, { name: 'DEL_VDI', kind: 'cluster', work: delVdiWork, main: (s, m) => delVdiMain(s, m.rsp.result, m.data) }],
   [SD_OP_READ_VDIS, { name: 'READ_VDIS', kind: 'local', force: true, handler: (s, req) => readBitmap(s.vdis.inUse.bytes, req) }],
   [SD_OP_READ_DEL_VDIS, { name: 'READ_DEL_VDIS', kind: 'local', force: true, handler: (s, req) => readBitmap(s.vdis.deleted.bytes, req) }],
   [SD_OP_FLUSH_VDI, { name: 'FLUSH_VDI', kind: 'local', handler: () => reply(SD_RES_INVALID_PARMS) }],
   [SD_OP_FLUSH_DEL_CACHE, { name: 'FLUSH_DEL_CACHE', kind: 'local', handler: () => reply(SD_RES_SUCCESS) }],
-  [SD_OP_GET_CLUSTER_DEFAULT, {
-    name: 'GET_CLUSTER_DEFAULT', kind: 'local', force: true,
-    handler: (s) => reply(SD_RES_SUCCESS, undefined, RSP_CLUSTER_DEFAULT, {
-      nrCopies: s.settings.nrCopies, copyPolicy: s.settings.copyPolicy, blockSizeShift: s.settings.blockSizeShift,
-    }),
-  }],
-  [SD_OP_GET_NODE_LIST, {
-    name: 'GET_NODE_LIST', kind: 'local', force: true,
-    handler: (s, req) => {
-      const data = encodeNodes(s.members)
-      if (data.length > req.dataLength) return reply(SD_RES_BUFFER_SMALL)
-      return reply(SD_RES_SUCCESS, data, RSP_NODE, { nrNodes: s.members.length })
+  [
+    SD_OP_GET_CLUSTER_DEFAULT,
+    {
+      name: 'GET_CLUSTER_DEFAULT',
+      kind: 'local',
+      force: true,
+      handler: (s) =>
+        reply(SD_RES_SUCCESS, undefined, RSP_CLUSTER_DEFAULT, {
+          nrCopies: s.settings.nrCopies,
+          copyPolicy: s.settings.copyPolicy,
+          blockSizeShift: s.settings.blockSizeShift,
+        }),
     },
-  }],
+  ],
+  [
+    SD_OP_GET_NODE_LIST,
+    {
+      name: 'GET_NODE_LIST',
+      kind: 'local',
+      force: true,
+      handler: (s, req) => {
+        const data = encodeNodes(s.members)
+        if (data.length > req.dataLength) return reply(SD_RES_BUFFER_SMALL)
+        return reply(SD_RES_SUCCESS, data, RSP_NODE, { nrNodes: s.members.length })
+      },
+    },
+  ],
   [SD_OP_MAKE_FS, { name: 'MAKE_FS', kind: 'cluster', force: true, main: makeFsMain }],
-  [SD_OP_SHUTDOWN, {
-    name: 'SHUTDOWN', kind: 'cluster', force: true,
-    main: async (s) => {
-      await s.shutdown()
-      return SD_RES_SUCCESS
+  [
+    SD_OP_SHUTDOWN,
+    {
+      name: 'SHUTDOWN',
+      kind: 'cluster',
+      force: true,
+      main: async (s) => {
+        await s.shutdown()
+        return SD_RES_SUCCESS
+      },
     },
-  }],
-  [SD_OP_STAT_SHEEP, {
-    name: 'STAT_SHEEP', kind: 'local',
-    handler: (s) => {
-      const size = s.gateway ? 0n : s.space
-      const used = s.store.usedBytes()
-      return reply(SD_RES_SUCCESS, undefined, RSP_NODE, { storeSize: size, storeFree: size > used ? size - used : 0n })
+  ],
+  [
+    SD_OP_STAT_SHEEP,
+    {
+      name: 'STAT_SHEEP',
+      kind: 'local',
+      handler: (s) => {
+        const size = s.gateway ? 0n : s.space
+        const used = s.store.usedBytes()
+        return reply(SD_RES_SUCCESS, undefined, RSP_NODE, { storeSize: size, storeFree: size > used ? size - used : 0n })
+      },
     },
-  }],
+  ],
   [SD_OP_STAT_CLUSTER, { name: 'STAT_CLUSTER', kind: 'local', force: true, handler: statCluster }],
   [SD_OP_CLUSTER_INFO, { name: 'CLUSTER_INFO', kind: 'local', force: true, handler: clusterInfo }],
-  [SD_OP_GET_STORE_LIST, {
-    name: 'GET_STORE_LIST', kind: 'local', force: true,
-    handler: (_s, req) => {
-      const data = Buffer.from(STORE_NAMES.map((n) => `${n} `).join(''))
-      return data.length > req.dataLength ? reply(SD_RES_BUFFER_SMALL) : reply(SD_RES_SUCCESS, data)
+  [
+    SD_OP_GET_STORE_LIST,
+    {
+      name: 'GET_STORE_LIST',
+      kind: 'local',
+      force: true,
+      handler: (_s, req) => {
+        const data = Buffer.from(STORE_NAMES.map((n) => `${n} `).join(''))
+        return data.length > req.dataLength ? reply(SD_RES_BUFFER_SMALL) : reply(SD_RES_SUCCESS, data)
+      },
     },
-  }],
-  [SD_OP_KILL_NODE, {
-    name: 'KILL_NODE', kind: 'local', force: true,
-    handler: (s) => {
-      setImmediate(() => s.kill())
-      return reply(SD_RES_SUCCESS)
+  ],
+  [
+    SD_OP_KILL_NODE,
+    {
+      name: 'KILL_NODE',
+      kind: 'local',
+      force: true,
+      handler: (s) => {
+        setImmediate(() => s.kill())
+        return reply(SD_RES_SUCCESS)
+      },
     },
-  }],
-  [SD_OP_GET_VDI_COPIES, {
-    name: 'GET_VDI_COPIES', kind: 'local', force: true,
-    handler: (s, req) => {
-      const data = s.vdis.encode(req.dataLength)
-      return data ? reply(SD_RES_SUCCESS, data) : reply(SD_RES_BUFFER_SMALL)
+  ],
+  [
+    SD_OP_GET_VDI_COPIES,
+    {
+      name: 'GET_VDI_COPIES',
+      kind: 'local',
+      force: true,
+      handler: (s, req) => {
+        const data = s.vdis.encode(req.dataLength)
+        return data ? reply(SD_RES_SUCCESS, data) : reply(SD_RES_BUFFER_SMALL)
+      },
     },
-  }],
-  [SD_OP_EXIST, {
-    name: 'EXIST', kind: 'local', force: true,
-    handler: (s, req) => reply(s.store.exists(reqVariant(req, REQ_OBJ).oid) ? SD_RES_SUCCESS : SD_RES_NO_OBJ),
-  }],
-  [SD_OP_GET_OBJ_LIST, {
-    name: 'GET_OBJ_LIST', kind: 'local',
-    handler: (s, req) => {
-      // stale copies count: an object whose current holders all lack it must still be found
-      const list = [...new Set(s.store.list().concat(s.store.listStale()))]
-      if (list.length * 8 > req.dataLength) return reply(SD_RES_BUFFER_SMALL)
-      const buf = Buffer.alloc(list.length * 8)
-      list.forEach((oid, i) => buf.writeBigUInt64LE(oid, i * 8))
-      return reply(SD_RES_SUCCESS, buf)
+  ],
+  [
+    SD_OP_EXIST,
+    {
+      name: 'EXIST',
+      kind: 'local',
+      force: true,
+      handler: (s, req) => reply(s.store.exists(reqVariant(req, REQ_OBJ).oid) ? SD_RES_SUCCESS : SD_RES_NO_OBJ),
     },
-  }],
-  [SD_OP_GET_EPOCH, {
-    name: 'GET_EPOCH', kind: 'local',
-    handler: (s, req) => {
-      const raw = s.epochs.readRaw(reqVariant(req, REQ_OBJ).tgtEpoch)
-      if (!raw) return reply(SD_RES_NO_TAG)
-      return raw.length > req.dataLength ? reply(SD_RES_BUFFER_SMALL) : reply(SD_RES_SUCCESS, raw)
+  ],
+  [
+    SD_OP_GET_OBJ_LIST,
+    {
+      name: 'GET_OBJ_LIST',
+      kind: 'local',
+      handler: (s, req) => {
+        // stale copies count: an object whose current holders all lack it must still be found
+        const list = [...new Set(s.store.list().concat(s.store.listStale()))]
+        if (list.length * 8 > req.dataLength) return reply(SD_RES_BUFFER_SMALL)
+        const buf = Buffer.alloc(list.length * 8)
+        list.forEach((oid, i) => {
+          buf.writeBigUInt64LE(oid, i * 8)
+        })
+        return reply(SD_RES_SUCCESS, buf)
+      },
     },
-  }],
-  [SD_OP_GET_HASH, {
-    name: 'GET_HASH', kind: 'local',
-    handler: async (s, req) => {
-      const digest = await s.store.sha1(reqVariant(req, REQ_OBJ).oid)
-      return typeof digest === 'number' ? reply(digest) : reply(SD_RES_SUCCESS, undefined, RSP_HASH, { digest })
+  ],
+  [
+    SD_OP_GET_EPOCH,
+    {
+      name: 'GET_EPOCH',
+      kind: 'local',
+      handler: (s, req) => {
+        const raw = s.epochs.readRaw(reqVariant(req, REQ_OBJ).tgtEpoch)
+        if (!raw) return reply(SD_RES_NO_TAG)
+        return raw.length > req.dataLength ? reply(SD_RES_BUFFER_SMALL) : reply(SD_RES_SUCCESS, raw)
+      },
     },
-  }],
-  [SD_OP_COMPLETE_RECOVERY, {
-    name: 'COMPLETE_RECOVERY', kind: 'cluster', force: true,
-    main: async (s, m) => {
-      if (m.data && m.data.length >= SD_NODE_SIZE) await s.recovery.completed_(reqVariant(m.req, REQ_OBJ).tgtEpoch, decodeNode(m.data))
-      return SD_RES_SUCCESS
+  ],
+  [
+    SD_OP_GET_HASH,
+    {
+      name: 'GET_HASH',
+      kind: 'local',
+      handler: async (s, req) => {
+        const digest = await s.store.sha1(reqVariant(req, REQ_OBJ).oid)
+        return typeof digest === 'number' ? reply(digest) : reply(SD_RES_SUCCESS, undefined, RSP_HASH, { digest })
+      },
     },
-  }],
+  ],
+  [
+    SD_OP_COMPLETE_RECOVERY,
+    {
+      name: 'COMPLETE_RECOVERY',
+      kind: 'cluster',
+      force: true,
+      main: async (s, m) => {
+        if (m.data && m.data.length >= SD_NODE_SIZE) await s.recovery.completed_(reqVariant(m.req, REQ_OBJ).tgtEpoch, decodeNode(m.data))
+        return SD_RES_SUCCESS
+      },
+    },
+  ],
   [SD_OP_STAT_RECOVERY, { name: 'STAT_RECOVERY', kind: 'local', handler: statRecovery }],
   [SD_OP_GET_RECOVERY, { name: 'GET_RECOVERY', kind: 'local', force: true, handler: getRecoveryThrottle }],
   [SD_OP_SET_RECOVERY, { name: 'SET_RECOVERY', kind: 'local', force: true, handler: (s, _req, data) => setRecoveryThrottle(s, data) }],
-  [SD_OP_ENABLE_RECOVER, {
-    name: 'ENABLE_RECOVER', kind: 'cluster',
-    main: (s) => {
-      s.settings.disableRecovery = false
-      s.recovery.resume()
-      return SD_RES_SUCCESS
+  [
+    SD_OP_ENABLE_RECOVER,
+    {
+      name: 'ENABLE_RECOVER',
+      kind: 'cluster',
+      main: (s) => {
+        s.settings.disableRecovery = false
+        s.recovery.resume()
+        return SD_RES_SUCCESS
+      },
     },
-  }],
-  [SD_OP_DISABLE_RECOVER, {
-    name: 'DISABLE_RECOVER', kind: 'cluster',
-    main: (s) => {
-      s.settings.disableRecovery = true
-      return SD_RES_SUCCESS
+  ],
+  [
+    SD_OP_DISABLE_RECOVER,
+    {
+      name: 'DISABLE_RECOVER',
+      kind: 'cluster',
+      main: (s) => {
+        s.settings.disableRecovery = true
+        return SD_RES_SUCCESS
+      },
     },
-  }],
-  [SD_OP_FORCE_RECOVER, {
-    name: 'FORCE_RECOVER', kind: 'cluster', force: true, work: forceRecoverWork,
-    main: async (s, m) => {
-      if (m.rsp.result !== SD_RES_SUCCESS) return m.rsp.result
-      await s.forceRecover()
-      return SD_RES_SUCCESS
+  ],
+  [
+    SD_OP_FORCE_RECOVER,
+    {
+      name: 'FORCE_RECOVER',
+      kind: 'cluster',
+      force: true,
+      work: forceRecoverWork,
+      main: async (s, m) => {
+        if (m.rsp.result !== SD_RES_SUCCESS) return m.rsp.result
+        await s.forceRecover()
+        return SD_RES_SUCCESS
+      },
     },
-  }],
-  [SD_OP_ALTER_CLUSTER_COPY, {
-    name: 'ALTER_CLUSTER_COPY', kind: 'cluster',
-    main: async (s, m) => {
-      const c = reqVariant(m.req, REQ_CLUSTER)
-      if (c.copyPolicy !== 0 || c.copies < 1 || c.copies > SD_MAX_COPIES) return SD_RES_INVALID_PARMS
-      s.settings.nrCopies = c.copies
-      await s.saveConfig()
-      return SD_RES_SUCCESS
+  ],
+  [
+    SD_OP_ALTER_CLUSTER_COPY,
+    {
+      name: 'ALTER_CLUSTER_COPY',
+      kind: 'cluster',
+      main: async (s, m) => {
+        const c = reqVariant(m.req, REQ_CLUSTER)
+        if (c.copyPolicy !== 0 || c.copies < 1 || c.copies > SD_MAX_COPIES) return SD_RES_INVALID_PARMS
+        s.settings.nrCopies = c.copies
+        await s.saveConfig()
+        return SD_RES_SUCCESS
+      },
     },
-  }],
-  [SD_OP_REWEIGHT, {
-    name: 'REWEIGHT', kind: 'cluster',
-    main: (s) => {
-      s.reweight()
-      return SD_RES_SUCCESS
+  ],
+  [
+    SD_OP_REWEIGHT,
+    {
+      name: 'REWEIGHT',
+      kind: 'cluster',
+      main: (s) => {
+        s.reweight()
+        return SD_RES_SUCCESS
+      },
     },
-  }],
-  [SD_OP_CLEANUP, {
-    name: 'CLEANUP', kind: 'cluster', force: true,
-    main: async (s) => {
-      if (s.recovery.running) return SD_RES_NODE_IN_RECOVERY
-      if (!s.gateway) await s.store.purgeStale()
-      return SD_RES_SUCCESS
+  ],
+  [
+    SD_OP_CLEANUP,
+    {
+      name: 'CLEANUP',
+      kind: 'cluster',
+      force: true,
+      main: async (s) => {
+        if (s.recovery.running) return SD_RES_NODE_IN_RECOVERY
+        if (!s.gateway) await s.store.purgeStale()
+        return SD_RES_SUCCESS
+      },
     },
-  }],
+  ],
   [SD_OP_REPAIR_REPLICA, { name: 'REPAIR_REPLICA', kind: 'local', handler: repairReplica }],
   [SD_OP_OIDS_EXIST, { name: 'OIDS_EXIST', kind: 'local', force: true, handler: oidsExist }],
   [SD_OP_STAT, { name: 'STAT', kind: 'local', handler: (s) => reply(SD_RES_SUCCESS, encodeSdStat(s.stats)) }],
   [SD_OP_SET_VNODES, { name: 'SET_VNODES', kind: 'local', handler: setVnodes }],
-  [SD_OP_GET_VNODES, {
-    name: 'GET_VNODES', kind: 'local',
-    handler: (s) => {
-      const b = Buffer.alloc(4)
-      b.writeInt32LE(s.self.nrVnodes)
-      return reply(SD_RES_SUCCESS, b)
+  [
+    SD_OP_GET_VNODES,
+    {
+      name: 'GET_VNODES',
+      kind: 'local',
+      handler: (s) => {
+        const b = Buffer.alloc(4)
+        b.writeInt32LE(s.self.nrVnodes)
+        return reply(SD_RES_SUCCESS, b)
+      },
     },
-  }],
-  [SD_OP_GET_LOGLEVEL, {
-    name: 'GET_LOGLEVEL', kind: 'local', force: true,
-    handler: (s, req) => {
-      if (req.dataLength < 4) return reply(SD_RES_INVALID_PARMS)
-      const b = Buffer.alloc(4)
-      b.writeInt32LE(s.logLevel)
-      return reply(SD_RES_SUCCESS, b)
+  ],
+  [
+    SD_OP_GET_LOGLEVEL,
+    {
+      name: 'GET_LOGLEVEL',
+      kind: 'local',
+      force: true,
+      handler: (s, req) => {
+        if (req.dataLength < 4) return reply(SD_RES_INVALID_PARMS)
+        const b = Buffer.alloc(4)
+        b.writeInt32LE(s.logLevel)
+        return reply(SD_RES_SUCCESS, b)
+      },
     },
-  }],
-  [SD_OP_SET_LOGLEVEL, {
-    name: 'SET_LOGLEVEL', kind: 'local', force: true,
-    handler: (s, _req, data) => {
-      const level = data && data.length >= 4 ? data.readInt32LE(0) : -1
-      if (level < 0 || level >= LOG_LEVEL_NAMES.length) return reply(SD_RES_INVALID_PARMS)
-      s.logLevel = level
-      s.log.level = sdLevelToPino(level)
-      return reply(SD_RES_SUCCESS)
+  ],
+  [
+    SD_OP_SET_LOGLEVEL,
+    {
+      name: 'SET_LOGLEVEL',
+      kind: 'local',
+      force: true,
+      handler: (s, _req, data) => {
+        const level = data && data.length >= 4 ? data.readInt32LE(0) : -1
+        if (level < 0 || level >= LOG_LEVEL_NAMES.length) return reply(SD_RES_INVALID_PARMS)
+        s.logLevel = level
+        s.log.level = sdLevelToPino(level)
+        return reply(SD_RES_SUCCESS)
+      },
     },
-  }],
+  ],
 ])
 
 /** STAT_RECOVERY: this node's recovery progress (wire-protocol.md §7.7). */
 function statRecovery(sheep: Sheep): OpReply {
   const r = sheep.recovery
   const buf = writeFields(Buffer.alloc(RECOVERY_STATE_SIZE), RECOVERY_STATE, {
-    inRecovery: r.running ? 1 : 0, state: r.state, nrFinished: BigInt(r.nrFinished), nrTotal: BigInt(r.nrTotal),
+    inRecovery: r.running ? 1 : 0,
+    state: r.state,
+    nrFinished: BigInt(r.nrFinished),
+    nrTotal: BigInt(r.nrTotal),
   })
   return reply(SD_RES_SUCCESS, buf)
 }
@@ -417,7 +659,9 @@ function statRecovery(sheep: Sheep): OpReply {
 function getRecoveryThrottle(sheep: Sheep): OpReply {
   const t = sheep.recovery.throttle
   const buf = writeFields(Buffer.alloc(RECOVERY_THROTTLING_SIZE), RECOVERY_THROTTLING, {
-    maxExecCount: t?.maxExecCount ?? 0, queueWorkInterval: BigInt(t?.intervalMs ?? 0), throttling: t ? 1 : 0,
+    maxExecCount: t?.maxExecCount ?? 0,
+    queueWorkInterval: BigInt(t?.intervalMs ?? 0),
+    throttling: t ? 1 : 0,
   })
   return reply(SD_RES_SUCCESS, buf)
 }
@@ -439,7 +683,10 @@ async function forceRecoverWork(sheep: Sheep, req: SdRequest): Promise<{ rsp: Bu
   const nodes = ok ? encodeNodes(sheep.members) : Buffer.alloc(0)
   const fits = nodes.length <= req.dataLength
   const rsp = encodeResponseHeader({
-    opcode: req.opcode, epoch: sheep.epoch + (ok ? 1 : 0), id: req.id, dataLength: fits ? nodes.length : 0,
+    opcode: req.opcode,
+    epoch: sheep.epoch + (ok ? 1 : 0),
+    id: req.id,
+    dataLength: fits ? nodes.length : 0,
     result: !ok ? SD_RES_FORCE_RECOVER : fits ? SD_RES_SUCCESS : SD_RES_BUFFER_SMALL,
   })
   return { rsp, data: fits && nodes.length > 0 ? nodes : undefined }
@@ -455,7 +702,9 @@ function oidsExist(sheep: Sheep, req: SdRequest, data: Buffer | undefined): OpRe
   }
   if (missing.length === 0) return reply(SD_RES_SUCCESS)
   const out = Buffer.alloc(missing.length * 8)
-  missing.forEach((oid, i) => out.writeBigUInt64LE(oid, i * 8))
+  missing.forEach((oid, i) => {
+    out.writeBigUInt64LE(oid, i * 8)
+  })
   return reply(SD_RES_NO_OBJ, out.subarray(0, Math.min(out.length, req.dataLength)))
 }
 
@@ -480,4 +729,3 @@ export function waitingResult(sheep: Sheep): number | undefined {
   if (sheep.status !== SD_STATUS_WAIT) return undefined
   return sheep.settings.ctime === 0n ? SD_RES_WAIT_FOR_FORMAT : SD_RES_WAIT_FOR_JOIN
 }
-

@@ -21,24 +21,88 @@ interface OptionSpec {
 
 /** The option table, in the order the usage text lists them. */
 export const SHEEP_OPTIONS: OptionSpec[] = [
-  { short: 'b', long: 'bindaddr', arg: 'IP', help: 'specify IP address of interface to listen on', extended: 'Example:\n\t$ sheep -b 192.168.1.1 ...\nThis tries to listen on 192.168.1.1 only.' },
-  { short: 'c', long: 'cluster', arg: 'DRIVER', help: 'specify the cluster driver (default: local)', extended: `Available cluster drivers:\n${CLUSTER_DRIVERS.join('\n')}\nExample:\n\t$ sheep -c local:/tmp/sheepdog_shm ...\n\t$ sheep -c zookeeper:10.0.0.1:2181,10.0.0.2:2181/sheepdog,timeout=30000 ...` },
+  {
+    short: 'b',
+    long: 'bindaddr',
+    arg: 'IP',
+    help: 'specify IP address of interface to listen on',
+    extended: 'Example:\n\t$ sheep -b 192.168.1.1 ...\nThis tries to listen on 192.168.1.1 only.',
+  },
+  {
+    short: 'c',
+    long: 'cluster',
+    arg: 'DRIVER',
+    help: 'specify the cluster driver (default: local)',
+    extended: `Available cluster drivers:\n${CLUSTER_DRIVERS.join('\n')}\nExample:\n\t$ sheep -c local:/tmp/sheepdog_shm ...\n\t$ sheep -c zookeeper:10.0.0.1:2181,10.0.0.2:2181/sheepdog,timeout=30000 ...`,
+  },
   { short: 'D', long: 'directio', help: 'use direct IO for backend store' },
   { short: 'f', long: 'foreground', help: 'make the program run in foreground' },
   { short: 'g', long: 'gateway', help: 'make the program run as a gateway mode' },
   { short: 'h', long: 'help', help: 'display this help and exit' },
-  { short: 'i', long: 'ioaddr', arg: 'ADDR', help: 'use separate network card to handle IO requests', extended: 'Available arguments:\n\thost=: address of interface to listen on\n\tport=: port number to listen on\nExample:\n\t$ sheep -i host=192.168.1.1,port=7002 ...' },
-  { short: 'j', long: 'journal', arg: 'OPTS', help: 'use journal file to log all the write operations', extended: 'Available arguments:\n\tsize=: size of the journal in megabyes\n\tdir=: path to the location of the journal (default: $STORE)\n\tskip: if specified, skip the recovery at startup\nExample:\n\t$ sheep -j dir=/journal,size=1G' },
-  { short: 'l', long: 'log', arg: 'OPTS', help: 'specify the log directory, level, format and destination', extended: `Available arguments:\n\tdir=: path to the location of sheep.log\n\tlevel=: log level of sheep.log\n\tformat=: log format type\n\tdst=: log destination type\n\nif dir is not specified, use metastore directory\n\nAvailable log levels:\n  #    Level\n${LOG_LEVEL_NAMES.map((n, i) => `  ${i}    ${n}`).join('\n')}\n\nAvailable log format:\n  FormatType      Description\n  default         raw format\n  server          raw format with timestamp\n  json            json format\n\nAvailable log destination:\n  DestinationType Description\n  default         dedicated file in a directory used by sheep\n  syslog          syslog of the system\n  stdout          standard output\n\nExample:\n\t$ sheep -l dir=/var/log/,level=debug,format=server ...` },
+  {
+    short: 'i',
+    long: 'ioaddr',
+    arg: 'ADDR',
+    help: 'use separate network card to handle IO requests',
+    extended:
+      'Available arguments:\n\thost=: address of interface to listen on\n\tport=: port number to listen on\nExample:\n\t$ sheep -i host=192.168.1.1,port=7002 ...',
+  },
+  {
+    short: 'j',
+    long: 'journal',
+    arg: 'OPTS',
+    help: 'use journal file to log all the write operations',
+    extended:
+      'Available arguments:\n\tsize=: size of the journal in megabyes\n\tdir=: path to the location of the journal (default: $STORE)\n\tskip: if specified, skip the recovery at startup\nExample:\n\t$ sheep -j dir=/journal,size=1G',
+  },
+  {
+    short: 'l',
+    long: 'log',
+    arg: 'OPTS',
+    help: 'specify the log directory, level, format and destination',
+    extended: `Available arguments:\n\tdir=: path to the location of sheep.log\n\tlevel=: log level of sheep.log\n\tformat=: log format type\n\tdst=: log destination type\n\nif dir is not specified, use metastore directory\n\nAvailable log levels:\n  #    Level\n${LOG_LEVEL_NAMES.map((n, i) => `  ${i}    ${n}`).join('\n')}\n\nAvailable log format:\n  FormatType      Description\n  default         raw format\n  server          raw format with timestamp\n  json            json format\n\nAvailable log destination:\n  DestinationType Description\n  default         dedicated file in a directory used by sheep\n  syslog          syslog of the system\n  stdout          standard output\n\nExample:\n\t$ sheep -l dir=/var/log/,level=debug,format=server ...`,
+  },
   { short: 'n', long: 'nosync', help: 'drop O_SYNC for write of backend' },
-  { short: 'N', long: 'nbd', arg: '[HOST:]PORT', help: 'serve VDIs over NBD on PORT (default: disabled)', extended: 'Export name: a VDI name, or NAME:TAG / NAME:SNAPID for a snapshot (read-only).\nHOST defaults to the -b address, else all addresses.\nExample:\n\t$ sheep -N 10809 ...\n\t$ qemu-img info nbd://127.0.0.1:10809/vm1' },
+  {
+    short: 'N',
+    long: 'nbd',
+    arg: '[HOST:]PORT',
+    help: 'serve VDIs over NBD on PORT (default: disabled)',
+    extended:
+      'Export name: a VDI name, or NAME:TAG / NAME:SNAPID for a snapshot (read-only).\nHOST defaults to the -b address, else all addresses.\nExample:\n\t$ sheep -N 10809 ...\n\t$ qemu-img info nbd://127.0.0.1:10809/vm1',
+  },
   { short: 'p', long: 'port', arg: 'PORT', help: 'specify the TCP port on which to listen (default: 7000)' },
   { short: 'P', long: 'pidfile', arg: 'FILE', help: 'create a pid file' },
-  { short: 'R', long: 'recovery', arg: 'OPTS', help: 'specify the recovery throttling (max=N,interval=MS)', extended: 'Available arguments:\n\tmax=: max number of objects recovered in one interval\n\tinterval=: interval in milliseconds\nExample:\n\t$ sheep -R max=100,interval=1000 ...' },
+  {
+    short: 'R',
+    long: 'recovery',
+    arg: 'OPTS',
+    help: 'specify the recovery throttling (max=N,interval=MS)',
+    extended:
+      'Available arguments:\n\tmax=: max number of objects recovered in one interval\n\tinterval=: interval in milliseconds\nExample:\n\t$ sheep -R max=100,interval=1000 ...',
+  },
   { short: 'v', long: 'version', help: 'show the version' },
-  { short: 'V', long: 'vnodes', arg: 'N', help: 'set number of vnodes', extended: 'Example:\n\t$ sheep -V 128\nThis sets the node to use 128 fixed vnodes (1..65535).' },
-  { short: 'y', long: 'myaddr', arg: 'IP', help: 'specify the address advertised to other sheep', extended: 'Example:\n\t$ sheep -y 192.168.1.1 ...\nThis tells other nodes to reach this sheep at 192.168.1.1.' },
-  { short: 'z', long: 'zone', arg: 'ZONE', help: 'specify the zone id (default: determined by listen address)', extended: 'Example:\n\t$ sheep -z 1 ...\nThis sets the zone id of this node to 1 (0..4294967295).' },
+  {
+    short: 'V',
+    long: 'vnodes',
+    arg: 'N',
+    help: 'set number of vnodes',
+    extended: 'Example:\n\t$ sheep -V 128\nThis sets the node to use 128 fixed vnodes (1..65535).',
+  },
+  {
+    short: 'y',
+    long: 'myaddr',
+    arg: 'IP',
+    help: 'specify the address advertised to other sheep',
+    extended: 'Example:\n\t$ sheep -y 192.168.1.1 ...\nThis tells other nodes to reach this sheep at 192.168.1.1.',
+  },
+  {
+    short: 'z',
+    long: 'zone',
+    arg: 'ZONE',
+    help: 'specify the zone id (default: determined by listen address)',
+    extended: 'Example:\n\t$ sheep -z 1 ...\nThis sets the zone id of this node to 1 (0..4294967295).',
+  },
 ]
 
 export interface SheepOptions {
@@ -60,9 +124,7 @@ export interface SheepOptions {
   nbd?: { host?: string; port: number }
 }
 
-export type ParseOutcome =
-  | { kind: 'run'; options: SheepOptions }
-  | { kind: 'exit'; code: number; stdout?: string; stderr?: string }
+export type ParseOutcome = { kind: 'run'; options: SheepOptions } | { kind: 'exit'; code: number; stdout?: string; stderr?: string }
 
 export function usageText(): string {
   const lines = [
@@ -71,7 +133,7 @@ export function usageText(): string {
     'Options:',
     ...SHEEP_OPTIONS.map((o) => `  -${o.short}, --${o.long.padEnd(18)}${o.help}`),
     '',
-    'Try \'sheep --help\' for more information.',
+    "Try 'sheep --help' for more information.",
   ]
   return lines.join('\n') + '\n'
 }
@@ -84,10 +146,13 @@ const fail = (message: string): ParseOutcome => ({ kind: 'exit', code: 1, stderr
 
 /** key=value,key=value → entries (a bare word is a key with an empty value). */
 function subOptions(text: string): Array<[string, string]> {
-  return text.split(',').filter(Boolean).map((part) => {
-    const eq = part.indexOf('=')
-    return eq < 0 ? [part, ''] : [part.slice(0, eq), part.slice(eq + 1)]
-  })
+  return text
+    .split(',')
+    .filter(Boolean)
+    .map((part) => {
+      const eq = part.indexOf('=')
+      return eq < 0 ? [part, ''] : [part.slice(0, eq), part.slice(eq + 1)]
+    })
 }
 
 /** `PORT`, `HOST:PORT` or `[IPV6]:PORT` → the NBD listen address (HOST an IP address). */
@@ -125,8 +190,13 @@ export function parseSheepArgs(argv: string[]): ParseOutcome {
   const pathArg = (program.args[0] as string | undefined) ?? '/tmp'
   const baseDir = pathArg.split(',')[0]
   const options: SheepOptions = {
-    baseDir, port: SD_DEFAULT_PORT, gateway: o.gateway === true, foreground: o.foreground === true,
-    nosync: o.nosync === true, directio: o.directio === true, cluster: { name: 'local', option: '' },
+    baseDir,
+    port: SD_DEFAULT_PORT,
+    gateway: o.gateway === true,
+    foreground: o.foreground === true,
+    nosync: o.nosync === true,
+    directio: o.directio === true,
+    cluster: { name: 'local', option: '' },
     log: { level: 6, format: 'server', dst: 'default' },
   }
   if (typeof o.port === 'string') {
@@ -152,7 +222,7 @@ export function parseSheepArgs(argv: string[]): ParseOutcome {
     if (!/^\d+$/.test(o.vnodes) || v < 1 || v > 65535) return fail(`Invalid number of vnodes '${o.vnodes}': must be an integer between 1 and 65535`)
     options.vnodes = v
   }
-  if (options.gateway && options.vnodes !== undefined) return fail('Options \'-g\' and \'-V\' can not be both specified')
+  if (options.gateway && options.vnodes !== undefined) return fail("Options '-g' and '-V' can not be both specified")
   if (typeof o.cluster === 'string') {
     const spec = parseDriverSpec(o.cluster)
     if (!(CLUSTER_DRIVERS as readonly string[]).includes(spec.name)) {

@@ -5,8 +5,17 @@ import type { Fields } from '../lib/layout.js'
 import { REQ_OBJ, type SdRequest, reqVariant } from '../lib/codec.js'
 import { oidToVid, objectSizeOf } from '../lib/oid.js'
 import {
-  SD_FLAG_CMD_RECOVERY, SD_OP_CREATE_AND_WRITE_PEER, SD_OP_READ_PEER, SD_OP_REMOVE_PEER, SD_OP_WRITE_PEER, SD_RES_INVALID_PARMS,
-  SD_RES_NEW_NODE_VER, SD_RES_NO_OBJ, SD_RES_OLD_NODE_VER, SD_RES_SUCCESS, SD_RES_EIO,
+  SD_FLAG_CMD_RECOVERY,
+  SD_OP_CREATE_AND_WRITE_PEER,
+  SD_OP_READ_PEER,
+  SD_OP_REMOVE_PEER,
+  SD_OP_WRITE_PEER,
+  SD_RES_INVALID_PARMS,
+  SD_RES_NEW_NODE_VER,
+  SD_RES_NO_OBJ,
+  SD_RES_OLD_NODE_VER,
+  SD_RES_SUCCESS,
+  SD_RES_EIO,
 } from '../lib/proto.js'
 import { type OpReply, reply } from './op-types.js'
 import type { Sheep } from './sheep.js'

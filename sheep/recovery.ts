@@ -10,8 +10,14 @@
 import { REQ_OBJ } from '../lib/codec.js'
 import { oidToVid } from '../lib/oid.js'
 import {
-  SD_FLAG_CMD_RECOVERY, SD_OP_COMPLETE_RECOVERY, SD_OP_GET_EPOCH, SD_OP_GET_OBJ_LIST, SD_RES_BUFFER_SMALL,
-  SD_RES_NO_OBJ, SD_RES_OLD_NODE_VER, SD_RES_SUCCESS,
+  SD_FLAG_CMD_RECOVERY,
+  SD_OP_COMPLETE_RECOVERY,
+  SD_OP_GET_EPOCH,
+  SD_OP_GET_OBJ_LIST,
+  SD_RES_BUFFER_SMALL,
+  SD_RES_NO_OBJ,
+  SD_RES_OLD_NODE_VER,
+  SD_RES_SUCCESS,
 } from '../lib/proto.js'
 import { HashRing } from '../lib/ring.js'
 import { encodeRequestHeader } from '../lib/codec.js'
@@ -98,8 +104,12 @@ export class Recovery {
     const label = Math.max(lifted ? this.epoch - 1 : this.epoch, 1)
     this.moveStore(`epoch ${this.epoch}`, async () => {
       const store = this.sheep.store
-      await Promise.all(store.list().filter((oid) => !this.holders(ring, oid).some((n) => this.sheep.isSelf(n)))
-        .map((oid) => store.moveToStale(oid, label)))
+      await Promise.all(
+        store
+          .list()
+          .filter((oid) => !this.holders(ring, oid).some((n) => this.sheep.isSelf(n)))
+          .map((oid) => store.moveToStale(oid, label)),
+      )
     })
     void this.execute(run).catch((e: unknown) => {
       this.sheep.log.error(`recovery of epoch ${this.epoch} failed: ${e instanceof Error ? e.stack : String(e)}`)
@@ -168,7 +178,11 @@ export class Recovery {
       todo.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
       // requests for objects of a superseded run that are not in this one may go ahead
       const wanted = new Set(todo)
-      for (const [oid, p] of this.parked) if (!wanted.has(oid)) { this.parked.delete(oid); p.resolve() }
+      for (const [oid, p] of this.parked)
+        if (!wanted.has(oid)) {
+          this.parked.delete(oid)
+          p.resolve()
+        }
       for (const oid of todo) if (!this.parked.has(oid)) this.parked.set(oid, newParked())
       this.todo = todo
       this.next = 0
@@ -189,8 +203,10 @@ export class Recovery {
       const complete = listsComplete && this.failed.size === 0
       if (complete) sheep.log.info(`recovery of epoch ${epoch} finished: ${this.nrFinished} object(s)`)
       else {
-        sheep.log.error(`recovery of epoch ${epoch} incomplete: ${this.failed.size} object(s) could not be recovered`
-          + `${listsComplete ? '' : ', object lists missing'}; stale copies are kept until a later epoch recovers them`)
+        sheep.log.error(
+          `recovery of epoch ${epoch} incomplete: ${this.failed.size} object(s) could not be recovered` +
+            `${listsComplete ? '' : ', object lists missing'}; stale copies are kept until a later epoch recovers them`,
+        )
       }
       this.finish()
       if (complete) await this.notifyComplete(epoch)
@@ -237,21 +253,23 @@ export class Recovery {
     const existing = this.inFlight.get(oid)
     if (existing && existing.run === run) return existing.promise
     if (existing) return existing.promise.then(() => this.recoverNow(oid, run))
-    const promise = this.recoverObject(oid, run).catch((e: unknown): Outcome => {
-      this.sheep.log.error(`recovery of ${oidText(oid)} failed: ${String(e)}`)
-      return 'failed'
-    }).then((outcome) => {
-      if (this.inFlight.get(oid)?.promise === promise) this.inFlight.delete(oid)
-      if (run !== this.run || outcome === 'superseded') return
-      if (outcome === 'failed') this.failed.add(oid)
-      else this.failed.delete(oid)
-      const parked = this.parked.get(oid)
-      if (parked) {
-        this.parked.delete(oid)
-        this.nrFinished++
-        parked.resolve()
-      }
-    })
+    const promise = this.recoverObject(oid, run)
+      .catch((e: unknown): Outcome => {
+        this.sheep.log.error(`recovery of ${oidText(oid)} failed: ${String(e)}`)
+        return 'failed'
+      })
+      .then((outcome) => {
+        if (this.inFlight.get(oid)?.promise === promise) this.inFlight.delete(oid)
+        if (run !== this.run || outcome === 'superseded') return
+        if (outcome === 'failed') this.failed.add(oid)
+        else this.failed.delete(oid)
+        const parked = this.parked.get(oid)
+        if (parked) {
+          this.parked.delete(oid)
+          this.nrFinished++
+          parked.resolve()
+        }
+      })
     this.inFlight.set(oid, { run, promise })
     return promise
   }
@@ -308,7 +326,9 @@ export class Recovery {
     }
     if (!sheep.members.some((m) => sameNode(m, node))) return undefined
     const read = peerPieceReader(sheep, { host: addrToText(node.addr), port: node.port }, oid, {
-      tgtEpoch: tgt, flags: SD_FLAG_CMD_RECOVERY, timeoutMs: RECOVERY_READ_TIMEOUT_MS,
+      tgtEpoch: tgt,
+      flags: SD_FLAG_CMD_RECOVERY,
+      timeoutMs: RECOVERY_READ_TIMEOUT_MS,
     })
     return (offset, length) => (run === this.run ? read(offset, length) : Promise.resolve(SD_RES_OLD_NODE_VER))
   }
@@ -330,7 +350,10 @@ export class Recovery {
         try {
           const conn = this.sheep.peers.get({ host: addrToText(m.addr), port: m.port })
           const { rsp, data } = await conn.request({
-            opcode: SD_OP_GET_EPOCH, variant: REQ_OBJ, fields: { tgtEpoch: epoch }, readLength: 8 + 6144 * 80,
+            opcode: SD_OP_GET_EPOCH,
+            variant: REQ_OBJ,
+            fields: { tgtEpoch: epoch },
+            readLength: 8 + 6144 * 80,
           })
           const decoded = rsp.result === SD_RES_SUCCESS ? decodeEpochFile(data) : undefined
           if (decoded) {
@@ -401,6 +424,8 @@ function oidText(oid: bigint): string {
 
 function newParked(): Parked {
   let resolve!: () => void
-  const promise = new Promise<void>((r) => { resolve = r })
+  const promise = new Promise<void>((r) => {
+    resolve = r
+  })
   return { promise, resolve }
 }

@@ -4,16 +4,25 @@
 // A malformed request gets an error result; only a stream that cannot be trusted is closed.
 import fs from 'node:fs'
 import net from 'node:net'
-import {
-  type SdRequest, decodeRequestHeader, encodeResponseHeader, maxResponsePayload, requestCarriesPayload,
-  validateRequestHeader,
-} from '../lib/codec.js'
+import { type SdRequest, decodeRequestHeader, encodeResponseHeader, maxResponsePayload, requestCarriesPayload, validateRequestHeader } from '../lib/codec.js'
 import { FrameReader } from '../lib/framing.js'
 import { resultOfError } from '../lib/errors.js'
 import {
-  SD_RES_BUFFER_SMALL, SD_RES_INVALID_PARMS, SD_RES_KILLED, SD_RES_SHUTDOWN, SD_STATUS_KILLED,
-  SD_STATUS_SHUTDOWN, opcodeName, SD_OP_READ_OBJ, SD_OP_READ_PEER, SD_OP_WRITE_OBJ, SD_OP_WRITE_PEER,
-  SD_OP_CREATE_AND_WRITE_OBJ, SD_OP_CREATE_AND_WRITE_PEER, SD_OP_REMOVE_OBJ, SD_OP_REMOVE_PEER,
+  SD_RES_BUFFER_SMALL,
+  SD_RES_INVALID_PARMS,
+  SD_RES_KILLED,
+  SD_RES_SHUTDOWN,
+  SD_STATUS_KILLED,
+  SD_STATUS_SHUTDOWN,
+  opcodeName,
+  SD_OP_READ_OBJ,
+  SD_OP_READ_PEER,
+  SD_OP_WRITE_OBJ,
+  SD_OP_WRITE_PEER,
+  SD_OP_CREATE_AND_WRITE_OBJ,
+  SD_OP_CREATE_AND_WRITE_PEER,
+  SD_OP_REMOVE_OBJ,
+  SD_OP_REMOVE_PEER,
 } from '../lib/proto.js'
 import type { OpReply } from './op-types.js'
 import { OPS, waitingResult } from './ops.js'
@@ -33,12 +42,16 @@ function countStart(sheep: Sheep, gateway: boolean, opcode: number, data: Buffer
   const st = sheep.stats
   const rx = BigInt(data?.length ?? 0)
   if (gateway) {
-    st.gwActive++; st.gwTotal++; st.gwRxBytes += rx
+    st.gwActive++
+    st.gwTotal++
+    st.gwRxBytes += rx
     if (READ_OPS.has(opcode)) st.gwReads++
     else if (WRITE_OPS.has(opcode)) st.gwWrites++
     else if (REMOVE_OPS.has(opcode)) st.gwRemoves++
   } else {
-    st.peerActive++; st.peerTotal++; st.peerRxBytes += rx
+    st.peerActive++
+    st.peerTotal++
+    st.peerRxBytes += rx
     if (READ_OPS.has(opcode)) st.peerReads++
     else if (WRITE_OPS.has(opcode)) st.peerWrites++
     else if (REMOVE_OPS.has(opcode)) st.peerRemoves++
@@ -48,7 +61,13 @@ function countStart(sheep: Sheep, gateway: boolean, opcode: number, data: Buffer
 function countEnd(sheep: Sheep, gateway: boolean, r: OpReply | undefined): void {
   const st = sheep.stats
   const tx = BigInt(r?.data?.length ?? 0)
-  if (gateway) { st.gwActive--; st.gwTxBytes += tx } else { st.peerActive--; st.peerTxBytes += tx }
+  if (gateway) {
+    st.gwActive--
+    st.gwTxBytes += tx
+  } else {
+    st.peerActive--
+    st.peerTxBytes += tx
+  }
 }
 
 export interface Listen {
@@ -170,7 +189,7 @@ export class SheepServer {
       return await sheep.broadcastOp(req.raw, data)
     } catch (e) {
       if (counted) countEnd(sheep, op.kind === 'gateway', undefined)
-      sheep.log.error(`${opcodeName(req.opcode)} failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}`)
+      sheep.log.error(`${opcodeName(req.opcode)} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`)
       return { result: resultOfError(e) }
     }
   }
@@ -186,8 +205,13 @@ export class SheepServer {
       data = undefined
     }
     const header = encodeResponseHeader({
-      opcode: req.opcode, epoch: this.sheep.epoch, id: req.id, dataLength: data?.length ?? 0, result,
-      variant: r.variant, fields: r.fields as never,
+      opcode: req.opcode,
+      epoch: this.sheep.epoch,
+      id: req.id,
+      dataLength: data?.length ?? 0,
+      result,
+      variant: r.variant,
+      fields: r.fields as never,
     })
     if (r.rawRsp) {
       r.rawRsp.copy(header, 20, 20, 48)

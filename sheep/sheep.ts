@@ -10,9 +10,18 @@ import { decodeInodeHeader, SD_INODE_LOOKUP_SIZE } from '../lib/inode.js'
 import type { Logger } from '../lib/log.js'
 import { isVdiObj, oidToVid } from '../lib/oid.js'
 import {
-  SD_CLUSTER_FLAG_AUTO_VNODES, SD_DEFAULT_BLOCK_SIZE_SHIFT, SD_DEFAULT_COPIES, SD_OP_GET_VDI_COPIES,
-  SD_RES_BUFFER_SMALL, SD_RES_EIO, SD_RES_SUCCESS, SD_SHEEP_PROTO_VER,
-  SD_STATUS_KILLED, SD_STATUS_OK, SD_STATUS_SHUTDOWN, SD_STATUS_WAIT,
+  SD_CLUSTER_FLAG_AUTO_VNODES,
+  SD_DEFAULT_BLOCK_SIZE_SHIFT,
+  SD_DEFAULT_COPIES,
+  SD_OP_GET_VDI_COPIES,
+  SD_RES_BUFFER_SMALL,
+  SD_RES_EIO,
+  SD_RES_SUCCESS,
+  SD_SHEEP_PROTO_VER,
+  SD_STATUS_KILLED,
+  SD_STATUS_OK,
+  SD_STATUS_SHUTDOWN,
+  SD_STATUS_WAIT,
 } from '../lib/proto.js'
 import { HashRing, autoVnodes } from '../lib/ring.js'
 import { SD_STAT_FIELDS, type SdNode, type SdStat, VDI_STATE_SIZE, addrToText, compareNodes, nodeDescription, sameNode } from '../lib/structs.js'
@@ -68,13 +77,16 @@ interface OpMessage {
 }
 
 export interface ClusterOpMain {
-  (sheep: Sheep, msg: {
-    req: ReturnType<typeof decodeRequestHeader>
-    rsp: ReturnType<typeof decodeResponseHeader>
-    data: Buffer | undefined
-    /** The member that sent the op (the node that received it from the client). */
-    sender: SdNode
-  }): Promise<number> | number
+  (
+    sheep: Sheep,
+    msg: {
+      req: ReturnType<typeof decodeRequestHeader>
+      rsp: ReturnType<typeof decodeResponseHeader>
+      data: Buffer | undefined
+      /** The member that sent the op (the node that received it from the client). */
+      sender: SdNode
+    },
+  ): Promise<number> | number
 }
 
 /** GET_VDI_COPIES starts with room for this many records and doubles on BUFFER_SMALL. */
@@ -169,8 +181,12 @@ export class Sheep {
     this.space = this.gateway ? 0n : cfg.space
     this.self = { ...this.self, space: this.space }
     this.settings = {
-      ctime: cfg.ctime, flags: cfg.flags, nrCopies: cfg.copies, copyPolicy: cfg.copyPolicy,
-      blockSizeShift: cfg.blockSizeShift || SD_DEFAULT_BLOCK_SIZE_SHIFT, defaultStore: cfg.defaultStore,
+      ctime: cfg.ctime,
+      flags: cfg.flags,
+      nrCopies: cfg.copies,
+      copyPolicy: cfg.copyPolicy,
+      blockSizeShift: cfg.blockSizeShift || SD_DEFAULT_BLOCK_SIZE_SHIFT,
+      defaultStore: cfg.defaultStore,
       disableRecovery: false,
     }
     this.epoch = this.epochs.latest()
@@ -186,26 +202,41 @@ export class Sheep {
       if (typeof head === 'number') continue
       const inode = decodeInodeHeader(head)
       this.vdis.add({
-        vid: oidToVid(oid), nrCopies: inode.nrCopies, copyPolicy: inode.copyPolicy,
-        blockSizeShift: inode.blockSizeShift, snapshot: inode.snapCtime !== 0n, deleted: inode.name === '',
+        vid: oidToVid(oid),
+        nrCopies: inode.nrCopies,
+        copyPolicy: inode.copyPolicy,
+        blockSizeShift: inode.blockSizeShift,
+        snapshot: inode.snapCtime !== 0n,
+        deleted: inode.name === '',
         parentVid: inode.parentVdiId,
       })
     }
   }
 
   async join(): Promise<void> {
-    await this.driver.join(this.self, {
-      decideJoin: (joiner, payload) => this.decideJoin(joiner, payload),
-      accepted: (joiner, members, payload) => this.onAccepted(joiner, members, payload),
-      left: (node, members) => this.onLeft(node, members),
-      notified: (sender, message) => this.onNotified(sender, message),
-      rejoining: () => { if (this.status === SD_STATUS_OK) this.status = SD_STATUS_WAIT; this.setMembers([]); return this.joinPayload() },
-    }, this.joinPayload())
+    await this.driver.join(
+      this.self,
+      {
+        decideJoin: (joiner, payload) => this.decideJoin(joiner, payload),
+        accepted: (joiner, members, payload) => this.onAccepted(joiner, members, payload),
+        left: (node, members) => this.onLeft(node, members),
+        notified: (sender, message) => this.onNotified(sender, message),
+        rejoining: () => {
+          if (this.status === SD_STATUS_OK) this.status = SD_STATUS_WAIT
+          this.setMembers([])
+          return this.joinPayload()
+        },
+      },
+      this.joinPayload(),
+    )
   }
 
   private joinPayload(): Buffer {
     const info: JoinInfo = {
-      protoVer: SD_SHEEP_PROTO_VER, status: this.status, epoch: this.epoch, settings: this.settings,
+      protoVer: SD_SHEEP_PROTO_VER,
+      status: this.status,
+      epoch: this.epoch,
+      settings: this.settings,
       epochNodes: this.epoch > 0 ? (this.epochs.read(this.epoch)?.nodes ?? []) : [],
       weights: [...this.weights],
     }
@@ -287,24 +318,26 @@ export class Sheep {
 
   /** Merges the VDI state tables of `nodes` into ours (GET_VDI_COPIES). */
   private async syncVdisFrom(nodes: SdNode[]): Promise<void> {
-    await Promise.all(nodes.map(async (node) => {
-      const conn = this.peers.get({ host: addrToText(node.addr), port: node.port })
-      let capacity = VDI_SYNC_INITIAL_ENTRIES * VDI_STATE_SIZE
-      for (let attempt = 0; attempt < 8; attempt++) {
-        try {
-          const { rsp, data } = await conn.request({ opcode: SD_OP_GET_VDI_COPIES, readLength: capacity })
-          if (rsp.result === SD_RES_BUFFER_SMALL) {
-            capacity *= 2
-            continue
+    await Promise.all(
+      nodes.map(async (node) => {
+        const conn = this.peers.get({ host: addrToText(node.addr), port: node.port })
+        let capacity = VDI_SYNC_INITIAL_ENTRIES * VDI_STATE_SIZE
+        for (let attempt = 0; attempt < 8; attempt++) {
+          try {
+            const { rsp, data } = await conn.request({ opcode: SD_OP_GET_VDI_COPIES, readLength: capacity })
+            if (rsp.result === SD_RES_BUFFER_SMALL) {
+              capacity *= 2
+              continue
+            }
+            if (rsp.result === SD_RES_SUCCESS) this.vdis.merge(data)
+            return
+          } catch (e) {
+            this.log.warn(`VDI state sync from ${nodeDescription(node)} failed: ${String(e)}`)
+            return
           }
-          if (rsp.result === SD_RES_SUCCESS) this.vdis.merge(data)
-          return
-        } catch (e) {
-          this.log.warn(`VDI state sync from ${nodeDescription(node)} failed: ${String(e)}`)
-          return
         }
-      }
-    }))
+      }),
+    )
   }
 
   /** Vnode counts follow capacities: the formatted cluster's flag; before format, this node's own strategy. */
@@ -314,13 +347,17 @@ export class Sheep {
 
   /** Applies a new member list: announced weights, vnode counts (auto strategy) and the ring. */
   setMembers(members: SdNode[]): void {
-    const sorted = members.map((n) => {
-      const weight = this.weights.get(nodeKey(n))
-      return weight ? { ...n, space: weight.space, nrVnodes: weight.nrVnodes } : n
-    }).sort(compareNodes)
+    const sorted = members
+      .map((n) => {
+        const weight = this.weights.get(nodeKey(n))
+        return weight ? { ...n, space: weight.space, nrVnodes: weight.nrVnodes } : n
+      })
+      .sort(compareNodes)
     if (this.usesAutoVnodes) {
       const counts = autoVnodes(sorted)
-      sorted.forEach((n, i) => { sorted[i] = { ...n, nrVnodes: n.space === 0n ? 0 : counts[i] } })
+      sorted.forEach((n, i) => {
+        sorted[i] = { ...n, nrVnodes: n.space === 0n ? 0 : counts[i] }
+      })
     }
     this.members = sorted
     const me = sorted.find((n) => sameNode(n, this.self))
@@ -371,14 +408,23 @@ export class Sheep {
   async saveConfig(extra: { shutdown?: number } = {}): Promise<void> {
     const s = this.settings
     await this.config.write({
-      ctime: s.ctime, flags: s.flags, copies: s.nrCopies, defaultStore: s.defaultStore, shutdown: extra.shutdown ?? 0,
-      copyPolicy: s.copyPolicy, blockSizeShift: s.blockSizeShift, version: 6, space: this.space,
+      ctime: s.ctime,
+      flags: s.flags,
+      copies: s.nrCopies,
+      defaultStore: s.defaultStore,
+      shutdown: extra.shutdown ?? 0,
+      copyPolicy: s.copyPolicy,
+      blockSizeShift: s.blockSizeShift,
+      version: 6,
+      space: this.space,
     })
   }
 
   /** Broadcasts a cluster op (notify kind): every member runs its main phase in order. */
   async broadcastOp(req: Buffer, data: Buffer | undefined): Promise<OpReply> {
-    return this.sendOpMessage(req, encodeResponseHeader({ opcode: req[1], epoch: this.epoch, id: 0, dataLength: 0, result: SD_RES_SUCCESS }), data, (message) => this.driver.notify(message))
+    return this.sendOpMessage(req, encodeResponseHeader({ opcode: req[1], epoch: this.epoch, id: 0, dataLength: 0, result: SD_RES_SUCCESS }), data, (message) =>
+      this.driver.notify(message),
+    )
   }
 
   /**
@@ -390,15 +436,17 @@ export class Sheep {
     return new Promise<OpReply>((resolve, reject) => {
       let workRsp: Buffer = Buffer.alloc(48)
       this.pendingOps.set(token, { resolve, rsp: workRsp })
-      this.driver.exclusive(async () => {
-        const out = await work()
-        workRsp = out.rsp
-        this.pendingOps.set(token, { resolve, rsp: workRsp })
-        return packMessage({ token, req, rsp: out.rsp, data: out.data ?? null } satisfies OpMessage)
-      }).catch((e: unknown) => {
-        this.pendingOps.delete(token)
-        reject(e instanceof Error ? e : new Error(String(e)))
-      })
+      this.driver
+        .exclusive(async () => {
+          const out = await work()
+          workRsp = out.rsp
+          this.pendingOps.set(token, { resolve, rsp: workRsp })
+          return packMessage({ token, req, rsp: out.rsp, data: out.data ?? null } satisfies OpMessage)
+        })
+        .catch((e: unknown) => {
+          this.pendingOps.delete(token)
+          reject(e instanceof Error ? e : new Error(String(e)))
+        })
     })
   }
 
@@ -463,13 +511,15 @@ export class Sheep {
     if ('nodeUpdate' in update) {
       const pending = this.pendingOps.get(update.token)
       this.pendingOps.delete(update.token)
-      this.applying = this.applying.then(() => this.applyWeight(sender, update.nodeUpdate)).then(
-        () => pending?.resolve({ result: SD_RES_SUCCESS }),
-        (e: unknown) => {
-          this.log.error(`node update from ${nodeDescription(sender)} failed: ${String(e)}`)
-          pending?.resolve({ result: SD_RES_EIO })
-        },
-      )
+      this.applying = this.applying
+        .then(() => this.applyWeight(sender, update.nodeUpdate))
+        .then(
+          () => pending?.resolve({ result: SD_RES_SUCCESS }),
+          (e: unknown) => {
+            this.log.error(`node update from ${nodeDescription(sender)} failed: ${String(e)}`)
+            pending?.resolve({ result: SD_RES_EIO })
+          },
+        )
       return
     }
     const msg = update
@@ -495,9 +545,11 @@ export class Sheep {
         pending.resolve({ result, rawRsp: fields, data: rsp.dataLength > 0 ? data : undefined })
       }
     })()
-    this.applying = this.applying.then(() => done).catch((e: unknown) => {
-      this.log.error(`cluster op ${req.opcode.toString(16)} failed: ${String(e)}`)
-    })
+    this.applying = this.applying
+      .then(() => done)
+      .catch((e: unknown) => {
+        this.log.error(`cluster op ${req.opcode.toString(16)} failed: ${String(e)}`)
+      })
   }
 
   private applying: Promise<void> = Promise.resolve()

@@ -2,9 +2,7 @@
 // deleted bitmaps (2^24 bits each) and the VDI state table (copies, policy, object size,
 // snapshot/deleted flags, parent, lock state).
 import { SD_NR_VDIS, SD_VDI_BITMAP_SIZE } from '../lib/proto.js'
-import {
-  LOCK_STATE_UNLOCKED, VDI_STATE_SIZE, type VdiStateRecord, decodeVdiState, encodeVdiState,
-} from '../lib/structs.js'
+import { LOCK_STATE_UNLOCKED, VDI_STATE_SIZE, type VdiStateRecord, decodeVdiState, encodeVdiState } from '../lib/structs.js'
 
 export interface VdiState {
   vid: number
@@ -64,7 +62,11 @@ export class VdiTable {
   /** Adds or replaces the state of a vid and marks it in use. */
   add(state: Omit<VdiState, 'lockState' | 'lockOwner' | 'participantStates' | 'participants'> & Partial<VdiState>): VdiState {
     const full: VdiState = {
-      lockState: LOCK_STATE_UNLOCKED, lockOwner: Buffer.alloc(40), participantStates: [], participants: [], ...state,
+      lockState: LOCK_STATE_UNLOCKED,
+      lockOwner: Buffer.alloc(40),
+      participantStates: [],
+      participants: [],
+      ...state,
     }
     this.states.set(state.vid, full)
     this.inUse.set(state.vid)
@@ -98,7 +100,9 @@ export class VdiTable {
     const list = this.all()
     if (list.length * VDI_STATE_SIZE > capacity) return undefined
     const buf = Buffer.alloc(list.length * VDI_STATE_SIZE)
-    list.forEach((s, i) => encodeVdiState(toRecord(s), buf, i * VDI_STATE_SIZE))
+    list.forEach((s, i) => {
+      encodeVdiState(toRecord(s), buf, i * VDI_STATE_SIZE)
+    })
     return buf
   }
 
@@ -107,9 +111,17 @@ export class VdiTable {
     for (let at = 0; at + VDI_STATE_SIZE <= buf.length; at += VDI_STATE_SIZE) {
       const r = decodeVdiState(buf, at)
       this.add({
-        vid: r.vid, nrCopies: r.nrCopies, copyPolicy: r.copyPolicy, blockSizeShift: r.blockSizeShift,
-        snapshot: r.snapshot !== 0, deleted: r.deleted !== 0, parentVid: r.parentVid, lockState: r.lockState,
-        lockOwner: r.lockOwner, participantStates: r.participantStates, participants: r.participants,
+        vid: r.vid,
+        nrCopies: r.nrCopies,
+        copyPolicy: r.copyPolicy,
+        blockSizeShift: r.blockSizeShift,
+        snapshot: r.snapshot !== 0,
+        deleted: r.deleted !== 0,
+        parentVid: r.parentVid,
+        lockState: r.lockState,
+        lockOwner: r.lockOwner,
+        participantStates: r.participantStates,
+        participants: r.participants,
       })
     }
   }
@@ -117,9 +129,17 @@ export class VdiTable {
 
 function toRecord(s: VdiState): VdiStateRecord {
   return {
-    vid: s.vid, nrCopies: s.nrCopies, snapshot: s.snapshot ? 1 : 0, deleted: s.deleted ? 1 : 0,
-    copyPolicy: s.copyPolicy, blockSizeShift: s.blockSizeShift, parentVid: s.parentVid, lockState: s.lockState,
-    lockOwner: s.lockOwner, nrParticipants: s.participants.length, participantStates: s.participantStates,
+    vid: s.vid,
+    nrCopies: s.nrCopies,
+    snapshot: s.snapshot ? 1 : 0,
+    deleted: s.deleted ? 1 : 0,
+    copyPolicy: s.copyPolicy,
+    blockSizeShift: s.blockSizeShift,
+    parentVid: s.parentVid,
+    lockState: s.lockState,
+    lockOwner: s.lockOwner,
+    nrParticipants: s.participants.length,
+    participantStates: s.participantStates,
     participants: s.participants,
   }
 }

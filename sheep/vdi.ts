@@ -3,26 +3,54 @@
 // lock ops and the inode coherence of shared locks. The work phases run on the receiving node
 // under the cluster-wide block; the main phases (in the `*Main` functions) run on every member
 // in order.
-import {
-  REQ_INODE_COHERENCE, REQ_VDI, RSP_VDI, type SdRequest, encodeRequestHeader, encodeResponseHeader, reqVariant,
-} from '../lib/codec.js'
+import { REQ_INODE_COHERENCE, REQ_VDI, RSP_VDI, type SdRequest, encodeRequestHeader, encodeResponseHeader, reqVariant } from '../lib/codec.js'
 import { SdError } from '../lib/errors.js'
 import { sdHashAttrId, sdHashVdi } from '../lib/hash.js'
 import {
-  SD_INODE_GREF_AT, SD_INODE_HEADER_SIZE, SD_INODE_INDEX_AT, SD_INODE_LOOKUP_SIZE, SD_INODE_SIZE, OLD_SD_INODE_SIZE,
-  type InodeHeader, decodeInodeHeader, encodeInodeHeader, updateInodeHeader,
+  SD_INODE_GREF_AT,
+  SD_INODE_HEADER_SIZE,
+  SD_INODE_INDEX_AT,
+  SD_INODE_LOOKUP_SIZE,
+  SD_INODE_SIZE,
+  OLD_SD_INODE_SIZE,
+  type InodeHeader,
+  decodeInodeHeader,
+  encodeInodeHeader,
+  updateInodeHeader,
 } from '../lib/inode.js'
 import { cString, readFields, writeFields } from '../lib/layout.js'
 import { vidToAttrOid, vidToVdiOid } from '../lib/oid.js'
 import {
-  SD_CLUSTER_FLAG_USE_LOCK, SD_DEFAULT_COPIES, SD_MAX_VDI_LEN, SD_NR_VDIS, SD_RES_FULL_VDI, SD_RES_INVALID_PARMS,
-  SD_RES_NO_BASE_VDI, SD_RES_NO_TAG, SD_RES_NO_VDI, SD_RES_SUCCESS, SD_RES_VDI_EXIST, SD_RES_VDI_LOCKED,
-  SD_RES_VDI_NOT_LOCKED, SD_RES_SYSTEM_ERROR, SD_FLAG_CMD_CREAT, SD_FLAG_CMD_EXCL, SD_FLAG_CMD_DEL, SD_RES_NO_OBJ,
+  SD_CLUSTER_FLAG_USE_LOCK,
+  SD_DEFAULT_COPIES,
+  SD_MAX_VDI_LEN,
+  SD_NR_VDIS,
+  SD_RES_FULL_VDI,
+  SD_RES_INVALID_PARMS,
+  SD_RES_NO_BASE_VDI,
+  SD_RES_NO_TAG,
+  SD_RES_NO_VDI,
+  SD_RES_SUCCESS,
+  SD_RES_VDI_EXIST,
+  SD_RES_VDI_LOCKED,
+  SD_RES_VDI_NOT_LOCKED,
+  SD_RES_SYSTEM_ERROR,
+  SD_FLAG_CMD_CREAT,
+  SD_FLAG_CMD_EXCL,
+  SD_FLAG_CMD_DEL,
+  SD_RES_NO_OBJ,
   SD_OP_INODE_COHERENCE,
 } from '../lib/proto.js'
 import {
-  LOCK_STATE_NORMAL, LOCK_STATE_SHARED, LOCK_STATE_UNLOCKED, NODE_ID, SD_NODE_ID_SIZE, VDI_ATTR, VDI_ATTR_SIZE,
-  VDI_ATTR_VALUE_AT, VDI_STATE_MAX_PARTICIPANTS,
+  LOCK_STATE_NORMAL,
+  LOCK_STATE_SHARED,
+  LOCK_STATE_UNLOCKED,
+  NODE_ID,
+  SD_NODE_ID_SIZE,
+  VDI_ATTR,
+  VDI_ATTR_SIZE,
+  VDI_ATTR_VALUE_AT,
+  VDI_STATE_MAX_PARTICIPANTS,
 } from '../lib/structs.js'
 import { readObject, writeObject } from './gateway.js'
 import { packMessage, unpackMessage } from './cluster/message.js'
@@ -72,7 +100,13 @@ export async function lookupVdi(sheep: Sheep, name: string, tag: string, snapid:
     if (right < 0) return { result: SD_RES_FULL_VDI, vid: 0, nextSnapid: 1, freeVid: 0 }
   }
   if (left === right) return { result: SD_RES_NO_VDI, vid: 0, nextSnapid: 1, freeVid: right }
-  const ranges: Array<[number, number]> = !wrapped && left < right ? [[right - 1, left]] : [[right - 1, 1], [SD_NR_VDIS - 1, left]]
+  const ranges: Array<[number, number]> =
+    !wrapped && left < right
+      ? [[right - 1, left]]
+      : [
+          [right - 1, 1],
+          [SD_NR_VDIS - 1, left],
+        ]
   const hasTag = tag !== '' || snapid !== 0
   let nameExists = false
   let remembered: { vid: number; nextSnapid: number } | undefined
@@ -109,7 +143,12 @@ export async function lookupVdi(sheep: Sheep, name: string, tag: string, snapid:
 function vdiReply(sheep: Sheep, req: SdRequest, result: number, vid: number, broadcast?: Buffer): { rsp: Buffer; data: Buffer | undefined } {
   const state = sheep.vdis.get(vid)
   const rsp = encodeResponseHeader({
-    opcode: req.opcode, epoch: sheep.epoch, id: req.id, dataLength: 0, result, variant: RSP_VDI,
+    opcode: req.opcode,
+    epoch: sheep.epoch,
+    id: req.id,
+    dataLength: 0,
+    result,
+    variant: RSP_VDI,
     fields: { vdiId: vid, copies: state?.nrCopies ?? 0, blockSizeShift: state?.blockSizeShift ?? 0 },
   })
   return { rsp, data: broadcast }
@@ -141,9 +180,21 @@ export async function newVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
   const notice: NewVdiNotice = { vid: newVid, nrCopies, copyPolicy, blockSizeShift, parentVid: 0, snapshotVid: 0 }
 
   let header: InodeHeader = {
-    name: names.name, tag: '', createTime: nowTimestamp(), snapCtime: 0n, vmClockNsec: 0n, vdiSize: v.vdiSize,
-    vmStateSize: 0n, copyPolicy, storePolicy: v.storePolicy, nrCopies, blockSizeShift, snapId: 1, vdiId: newVid,
-    parentVdiId: 0, btreeCounter: 0,
+    name: names.name,
+    tag: '',
+    createTime: nowTimestamp(),
+    snapCtime: 0n,
+    vmClockNsec: 0n,
+    vdiSize: v.vdiSize,
+    vmStateSize: 0n,
+    copyPolicy,
+    storePolicy: v.storePolicy,
+    nrCopies,
+    blockSizeShift,
+    snapId: 1,
+    vdiId: newVid,
+    parentVdiId: 0,
+    btreeCounter: 0,
   }
   let inheritedBody: Buffer | undefined
   if (v.snapid === 0) {
@@ -154,7 +205,13 @@ export async function newVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
       const base = await shareFrom(sheep, v.baseVdiId)
       if (typeof base === 'number') return fail(base)
       inheritedBody = base.body
-      header = { ...header, parentVdiId: v.baseVdiId, nrCopies: base.header.nrCopies, copyPolicy: base.header.copyPolicy, blockSizeShift: base.header.blockSizeShift }
+      header = {
+        ...header,
+        parentVdiId: v.baseVdiId,
+        nrCopies: base.header.nrCopies,
+        copyPolicy: base.header.copyPolicy,
+        blockSizeShift: base.header.blockSizeShift,
+      }
       notice.parentVid = v.baseVdiId
     }
   } else {
@@ -168,11 +225,19 @@ export async function newVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
       const w = decodeInodeHeader(await readObject(sheep, vidToVdiOid(working), 0, SD_INODE_HEADER_SIZE))
       await writeObject(sheep, vidToVdiOid(working), 0, encodeInodeHeader({ ...w, snapCtime: nowTimestamp() }), { create: false, copies: w.nrCopies })
     }
-    await writeObject(sheep, vidToVdiOid(baseVid), 0, updateInodeHeader(base.rawHeader, baseVid === working ? { snapCtime: nowTimestamp() } : {}), { create: false, copies: base.header.nrCopies })
+    await writeObject(sheep, vidToVdiOid(baseVid), 0, updateInodeHeader(base.rawHeader, baseVid === working ? { snapCtime: nowTimestamp() } : {}), {
+      create: false,
+      copies: base.header.nrCopies,
+    })
     inheritedBody = base.body
     header = {
-      ...header, snapId: found.nextSnapid, parentVdiId: baseVid, vdiSize: v.vdiSize || base.header.vdiSize,
-      nrCopies: base.header.nrCopies, copyPolicy: base.header.copyPolicy, blockSizeShift: base.header.blockSizeShift,
+      ...header,
+      snapId: found.nextSnapid,
+      parentVdiId: baseVid,
+      vdiSize: v.vdiSize || base.header.vdiSize,
+      nrCopies: base.header.nrCopies,
+      copyPolicy: base.header.copyPolicy,
+      blockSizeShift: base.header.blockSizeShift,
     }
     notice.parentVid = baseVid
     notice.snapshotVid = working
@@ -181,7 +246,15 @@ export async function newVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
   notice.copyPolicy = header.copyPolicy
   notice.blockSizeShift = header.blockSizeShift
   // register the vid before the inode is written (the original's NOTIFY_VDI_ADD ordering)
-  sheep.vdis.add({ vid: newVid, nrCopies: header.nrCopies, copyPolicy: header.copyPolicy, blockSizeShift: header.blockSizeShift, snapshot: false, deleted: false, parentVid: header.parentVdiId })
+  sheep.vdis.add({
+    vid: newVid,
+    nrCopies: header.nrCopies,
+    copyPolicy: header.copyPolicy,
+    blockSizeShift: header.blockSizeShift,
+    snapshot: false,
+    deleted: false,
+    parentVid: header.parentVdiId,
+  })
   const inode = inheritedBody ?? Buffer.alloc(SD_INODE_HEADER_SIZE)
   updateInodeHeader(inode, header)
   await writeObject(sheep, vidToVdiOid(newVid), 0, inode, { create: true, copies: header.nrCopies })
@@ -221,7 +294,15 @@ async function shareFrom(sheep: Sheep, baseVid: number): Promise<{ header: Inode
 export function newVdiMain(sheep: Sheep, result: number, data: Buffer | undefined): number {
   if (result !== SD_RES_SUCCESS || !data) return result
   const n = unpackMessage<NewVdiNotice>(data)
-  sheep.vdis.add({ vid: n.vid, nrCopies: n.nrCopies, copyPolicy: n.copyPolicy, blockSizeShift: n.blockSizeShift, snapshot: false, deleted: false, parentVid: n.parentVid })
+  sheep.vdis.add({
+    vid: n.vid,
+    nrCopies: n.nrCopies,
+    copyPolicy: n.copyPolicy,
+    blockSizeShift: n.blockSizeShift,
+    snapshot: false,
+    deleted: false,
+    parentVid: n.parentVid,
+  })
   if (n.snapshotVid) sheep.vdis.markSnapshot(n.snapshotVid)
   return result
 }
@@ -333,7 +414,9 @@ export function lockMain(sheep: Sheep, vid: number, owner: Buffer, type: number)
     if (state.participants.length >= VDI_STATE_MAX_PARTICIPANTS) return SD_RES_VDI_LOCKED
     const someModified = state.participantStates.includes(SHARED_LOCK_STATE_MODIFIED)
     state.participants.push(owner)
-    state.participantStates.push(state.participants.length === 1 ? SHARED_LOCK_STATE_MODIFIED : someModified ? SHARED_LOCK_STATE_INVALIDATED : SHARED_LOCK_STATE_SHARED)
+    state.participantStates.push(
+      state.participants.length === 1 ? SHARED_LOCK_STATE_MODIFIED : someModified ? SHARED_LOCK_STATE_INVALIDATED : SHARED_LOCK_STATE_SHARED,
+    )
     state.lockState = LOCK_STATE_SHARED
     return SD_RES_SUCCESS
   }
@@ -383,7 +466,8 @@ export function inodeRefreshRequired(sheep: Sheep, vid: number): boolean {
 async function broadcastCoherence(sheep: Sheep, vid: number, validate: boolean): Promise<void> {
   const req = encodeRequestHeader({ opcode: SD_OP_INODE_COHERENCE, variant: REQ_INODE_COHERENCE, fields: { vid, validate: validate ? 1 : 0 } })
   const r = await sheep.broadcastOp(req, undefined)
-  if (r.result !== SD_RES_SUCCESS) sheep.log.error(`failed to ${validate ? 'validate' : 'invalidate'} the inode of ${vid.toString(16)}: result 0x${r.result.toString(16)}`)
+  if (r.result !== SD_RES_SUCCESS)
+    sheep.log.error(`failed to ${validate ? 'validate' : 'invalidate'} the inode of ${vid.toString(16)}: result 0x${r.result.toString(16)}`)
 }
 
 /** After this node re-read the whole inode: an invalidated participant becomes valid again. */
@@ -409,8 +493,7 @@ export function inodeCoherenceMain(sheep: Sheep, vid: number, validate: boolean,
   if (state.lockState !== LOCK_STATE_SHARED) return SD_RES_SUCCESS
   const isSender = state.participants.map((p) => p.equals(sender))
   if (validate) {
-    state.participantStates = state.participantStates.map((st, i) =>
-      !isSender[i] && st === SHARED_LOCK_STATE_INVALIDATED ? st : SHARED_LOCK_STATE_SHARED)
+    state.participantStates = state.participantStates.map((st, i) => (!isSender[i] && st === SHARED_LOCK_STATE_INVALIDATED ? st : SHARED_LOCK_STATE_SHARED))
     return SD_RES_SUCCESS
   }
   if (!isSender.includes(true)) return SD_RES_NO_VDI

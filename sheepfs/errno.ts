@@ -3,16 +3,16 @@
 // FsError for refusals sheepfs makes itself.
 import os from 'node:os'
 import { SdError } from '../lib/errors.js'
-import {
-  SD_RES_INVALID_PARMS, SD_RES_NO_SPACE, SD_RES_NO_SUPPORT, SD_RES_NO_TAG, SD_RES_NO_VDI, SD_RES_READONLY,
-  SD_RES_VDI_LOCKED,
-} from '../lib/proto.js'
+import { SD_RES_INVALID_PARMS, SD_RES_NO_SPACE, SD_RES_NO_SUPPORT, SD_RES_NO_TAG, SD_RES_NO_VDI, SD_RES_READONLY, SD_RES_VDI_LOCKED } from '../lib/proto.js'
 
 export type ErrnoName = keyof typeof os.constants.errno
 
 /** A refusal with an errno name (ENOENT, EINVAL …) and a message for the log. */
 export class FsError extends Error {
-  constructor(readonly errnoName: ErrnoName, message: string) {
+  constructor(
+    readonly errnoName: ErrnoName,
+    message: string,
+  ) {
     super(message)
     this.name = 'FsError'
   }

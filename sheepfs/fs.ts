@@ -129,8 +129,7 @@ const KINDS: Readonly<Record<PseudoKind, KindBehaviour>> = {
     mode: S_IFREG | 0o644,
     size: async (fs, _filePath, file) => (file.kind === 'setting' ? Buffer.byteLength(file.show(fs)) : 0),
     open: async (_fs, filePath, file) => ({ path: filePath, pseudo: file }),
-    read: (fs, open, length, position) =>
-      slice(Buffer.from(open.pseudo?.kind === 'setting' ? open.pseudo.show(fs) : ''), length, position),
+    read: (fs, open, length, position) => slice(Buffer.from(open.pseudo?.kind === 'setting' ? open.pseudo.show(fs) : ''), length, position),
     write: async (fs, open, data) => {
       if (open.pseudo?.kind === 'setting') await open.pseudo.apply(fs, data.toString('utf8'))
     },
@@ -139,7 +138,10 @@ const KINDS: Readonly<Record<PseudoKind, KindBehaviour>> = {
 
 /** The names written to vdi/mount or vdi/unmount: one per line, trailing newline stripped. */
 function namesOf(text: string): string[] {
-  const names = text.split('\n').map((line) => line.replace(/\r$/, '')).filter((line) => line !== '')
+  const names = text
+    .split('\n')
+    .map((line) => line.replace(/\r$/, ''))
+    .filter((line) => line !== '')
   if (names.length === 0) throw new FsError('EINVAL', 'no VDI name written')
   for (const name of names) {
     if (name.includes('/') || name.includes('\0') || name === '.' || name === '..') throw new FsError('EINVAL', `'${name}' cannot be a file name`)
@@ -184,7 +186,10 @@ export class SheepFs {
   private readonly uid = process.getuid?.() ?? 0
   private readonly gid = process.getgid?.() ?? 0
 
-  constructor(readonly config: SheepfsConfig, private readonly log: Logger) {
+  constructor(
+    readonly config: SheepfsConfig,
+    private readonly log: Logger,
+  ) {
     this.failures = new ReportLimiter(log)
   }
 
@@ -195,9 +200,30 @@ export class SheepFs {
   /** The FUSE operations, each bounded by FUSE_OP_TIMEOUT_MS. */
   operations(): Fuse.Operations {
     return {
-      getattr: (p, cb) => this.settle('getattr', p, () => this.getattr(p), (stat) => cb(0, stat), cb),
-      readdir: (p, cb) => this.settle('readdir', p, async () => this.readdir(p), (names) => cb(0, names), cb),
-      open: (p, flags, cb) => this.settle('open', p, () => this.open(p, flags), (fd) => cb(0, fd), cb),
+      getattr: (p, cb) =>
+        this.settle(
+          'getattr',
+          p,
+          () => this.getattr(p),
+          (stat) => cb(0, stat),
+          cb,
+        ),
+      readdir: (p, cb) =>
+        this.settle(
+          'readdir',
+          p,
+          async () => this.readdir(p),
+          (names) => cb(0, names),
+          cb,
+        ),
+      open: (p, flags, cb) =>
+        this.settle(
+          'open',
+          p,
+          () => this.open(p, flags),
+          (fd) => cb(0, fd),
+          cb,
+        ),
       read: (p, fd, buf, len, pos, cb) => {
         // only here, and only before answering, may the kernel's buffer be touched
         const answer = (data: Buffer): void => {
@@ -212,13 +238,54 @@ export class SheepFs {
       write: (p, fd, buf, len, pos, cb) => {
         // copied at once: the buffer belongs to the kernel request and is reused after the answer
         const data = Buffer.from(buf.subarray(0, len))
-        this.settle('write', p, () => this.write(fd, data, pos), (written) => cb(written), cb)
+        this.settle(
+          'write',
+          p,
+          () => this.write(fd, data, pos),
+          (written) => cb(written),
+          cb,
+        )
       },
-      flush: (p, fd, cb) => this.settle('flush', p, () => this.flush(fd), () => cb(0), cb),
-      fsync: (p, _datasync, fd, cb) => this.settle('fsync', p, () => this.fsync(fd), () => cb(0), cb),
-      release: (p, fd, cb) => this.settle('release', p, async () => this.release(fd), () => cb(0), cb),
-      truncate: (p, _size, cb) => this.settle('truncate', p, async () => this.truncate(p), () => cb(0), cb),
-      utimens: (p, _atime, _mtime, cb) => this.settle('utimens', p, async () => this.lookup(p), () => cb(0), cb),
+      flush: (p, fd, cb) =>
+        this.settle(
+          'flush',
+          p,
+          () => this.flush(fd),
+          () => cb(0),
+          cb,
+        ),
+      fsync: (p, _datasync, fd, cb) =>
+        this.settle(
+          'fsync',
+          p,
+          () => this.fsync(fd),
+          () => cb(0),
+          cb,
+        ),
+      release: (p, fd, cb) =>
+        this.settle(
+          'release',
+          p,
+          async () => this.release(fd),
+          () => cb(0),
+          cb,
+        ),
+      truncate: (p, _size, cb) =>
+        this.settle(
+          'truncate',
+          p,
+          async () => this.truncate(p),
+          () => cb(0),
+          cb,
+        ),
+      utimens: (p, _atime, _mtime, cb) =>
+        this.settle(
+          'utimens',
+          p,
+          async () => this.lookup(p),
+          () => cb(0),
+          cb,
+        ),
       ...refusedOperations(),
     }
   }
@@ -229,19 +296,21 @@ export class SheepFs {
    */
   async close(): Promise<void> {
     const volumes = new Set([...this.volumes.values(), ...[...this.openFiles.values()].flatMap((open) => (open.volume ? [open.volume] : []))])
-    await Promise.all([...volumes].map(async (volume) => {
-      let timer: NodeJS.Timeout | undefined
-      const late = new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${FUSE_OP_TIMEOUT_MS} ms`)), FUSE_OP_TIMEOUT_MS)
-      })
-      try {
-        await Promise.race([volume.settle(), late])
-      } catch (error) {
-        this.log.error(`volume ${volume.entryName}: buffered writes could not be sent at unmount: ${error instanceof Error ? error.message : String(error)}`)
-      } finally {
-        clearTimeout(timer)
-      }
-    }))
+    await Promise.all(
+      [...volumes].map(async (volume) => {
+        let timer: NodeJS.Timeout | undefined
+        const late = new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer within ${FUSE_OP_TIMEOUT_MS} ms`)), FUSE_OP_TIMEOUT_MS)
+        })
+        try {
+          await Promise.race([volume.settle(), late])
+        } catch (error) {
+          this.log.error(`volume ${volume.entryName}: buffered writes could not be sent at unmount: ${error instanceof Error ? error.message : String(error)}`)
+        } finally {
+          clearTimeout(timer)
+        }
+      }),
+    )
     for (const volume of volumes) volume.close()
     this.volumes.clear()
     this.openFiles.clear()
@@ -317,10 +386,12 @@ export class SheepFs {
     if (file.kind !== 'status') throw new FsError('EINVAL', `${filePath} is not a status file`)
     const running = this.statusInFlight.get(filePath)
     if (running) return running
-    const run = runDogInProcess(file.dogArgs, this.config).then((snapshot) => {
-      this.latestStatus.set(filePath, snapshot)
-      return snapshot
-    }).finally(() => this.statusInFlight.delete(filePath))
+    const run = runDogInProcess(file.dogArgs, this.config)
+      .then((snapshot) => {
+        this.latestStatus.set(filePath, snapshot)
+        return snapshot
+      })
+      .finally(() => this.statusInFlight.delete(filePath))
     this.statusInFlight.set(filePath, run)
     return run
   }
@@ -352,8 +423,16 @@ export class SheepFs {
 
   private stat(mode: number, size: number, mtimeMs: number, nlink = 1): Fuse.Stat {
     return {
-      mode, size, nlink, uid: this.uid, gid: this.gid, blksize: STAT_IO_BLOCK_BYTES,
-      blocks: Math.ceil(size / STAT_BLOCK_BYTES), atime: mtimeMs, mtime: mtimeMs, ctime: mtimeMs,
+      mode,
+      size,
+      nlink,
+      uid: this.uid,
+      gid: this.gid,
+      blksize: STAT_IO_BLOCK_BYTES,
+      blocks: Math.ceil(size / STAT_BLOCK_BYTES),
+      atime: mtimeMs,
+      mtime: mtimeMs,
+      ctime: mtimeMs,
     }
   }
 
@@ -472,9 +551,7 @@ export class SheepFs {
    * Runs one operation with a deadline. `answer` runs at most once, and only if the work
    * finished in time; otherwise `fail` gets the errno (EIO after the deadline).
    */
-  private settle<T>(
-    op: string, filePath: string, work: () => Promise<T>, answer: (value: T) => void, fail: (errno: number) => void,
-  ): void {
+  private settle<T>(op: string, filePath: string, work: () => Promise<T>, answer: (value: T) => void, fail: (errno: number) => void): void {
     let answered = false
     const timer = setTimeout(() => {
       if (answered) return

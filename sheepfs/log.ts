@@ -54,8 +54,12 @@ function syslogStream(): { write(line: string): void } {
   let child: ChildProcess | undefined
   try {
     child = spawn('logger', ['--prio-prefix', '-t', 'sheepfs', '--id=' + String(process.pid)], { stdio: ['pipe', 'ignore', 'ignore'] })
-    child.on('error', () => { child = undefined })
-    child.stdin?.on('error', () => { child = undefined })
+    child.on('error', () => {
+      child = undefined
+    })
+    child.stdin?.on('error', () => {
+      child = undefined
+    })
     child.unref()
     ;(child.stdin as unknown as { unref?: () => void } | null)?.unref?.()
   } catch {

@@ -41,9 +41,14 @@ async function runSheepfs(opts: SheepfsOptions, log: Logger): Promise<void> {
   if (!fs.statSync(mountpoint).isDirectory()) throw new Error(`bad mount point ${mountpoint}: Not a directory`)
   if (findSheepfsMount(mountpoint)) throw new Error(`${mountpoint} is already a sheepfs mount point`)
 
-  const sheepfs = new SheepFs({ host: opts.host, port: opts.port, pageCache: opts.pageCache, objectCache: opts.objectCache, writeBehind: !opts.writeThrough }, log)
+  const sheepfs = new SheepFs(
+    { host: opts.host, port: opts.port, pageCache: opts.pageCache, objectCache: opts.objectCache, writeBehind: !opts.writeThrough },
+    log,
+  )
   const mounted = await mountFuse(mountpoint, sheepfs.operations(), { debug: opts.debug, pageCache: opts.pageCache })
-  log.info(`mounted on ${mountpoint}; sheep ${opts.host}:${opts.port}; ${opts.pageCache ? 'page cache' : 'direct I/O'}${opts.objectCache ? ', object cache' : ''}${opts.writeThrough ? ', write-through' : ', write-behind'}`)
+  log.info(
+    `mounted on ${mountpoint}; sheep ${opts.host}:${opts.port}; ${opts.pageCache ? 'page cache' : 'direct I/O'}${opts.objectCache ? ', object cache' : ''}${opts.writeThrough ? ', write-through' : ', write-behind'}`,
+  )
 
   let stopping = false
   const stop = async (reason: string, stillMounted: boolean, exitCode = 0): Promise<void> => {

@@ -28,7 +28,12 @@ export interface MountSettings {
 
 /** Fuse with the mount options fuse-native has no switch for. */
 class SheepfsFuse extends Fuse {
-  constructor(mountpoint: string, ops: Fuse.Operations, opts: Fuse.Options, private readonly extraOptions: readonly string[]) {
+  constructor(
+    mountpoint: string,
+    ops: Fuse.Operations,
+    opts: Fuse.Options,
+    private readonly extraOptions: readonly string[],
+  ) {
     super(mountpoint, ops, opts)
   }
 
@@ -138,13 +143,14 @@ export function mountFuse(mountpoint: string, ops: Fuse.Operations, settings: Mo
       resolve({
         mountpoint,
         mountId: findSheepfsMount(mountpoint)?.id,
-        unmount: () => new Promise<string | undefined>((done) => {
-          const unmountTimer = setTimeout(() => done(`unmount took longer than ${UNMOUNT_TIMEOUT_MS} ms`), UNMOUNT_TIMEOUT_MS)
-          fuse.unmount((unmountError) => {
-            clearTimeout(unmountTimer)
-            done(unmountError ? unmountError.message : undefined)
-          })
-        }),
+        unmount: () =>
+          new Promise<string | undefined>((done) => {
+            const unmountTimer = setTimeout(() => done(`unmount took longer than ${UNMOUNT_TIMEOUT_MS} ms`), UNMOUNT_TIMEOUT_MS)
+            fuse.unmount((unmountError) => {
+              clearTimeout(unmountTimer)
+              done(unmountError ? unmountError.message : undefined)
+            })
+          }),
       })
     })
   })

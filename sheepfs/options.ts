@@ -40,23 +40,25 @@ export interface SheepfsOptions {
   writeThrough: boolean
 }
 
-export type ParseOutcome =
-  | { kind: 'run'; options: SheepfsOptions }
-  | { kind: 'exit'; code: number; stdout?: string; stderr?: string }
+export type ParseOutcome = { kind: 'run'; options: SheepfsOptions } | { kind: 'exit'; code: number; stdout?: string; stderr?: string }
 
 export function usageText(): string {
-  return [
-    'Usage: sheepfs [OPTION]... MOUNTPOINT',
-    'Options:',
-    ...SHEEPFS_OPTIONS.map((o) => `  -${o.short}, --${o.long.padEnd(20)}${o.help}`),
-    '',
-    'sheepfs is a FUSE file system that shows the state of a Sheepdog cluster as files',
-    'and exports its VDIs (virtual disks) as raw files under MOUNTPOINT/volume.',
-  ].join('\n') + '\n'
+  return (
+    [
+      'Usage: sheepfs [OPTION]... MOUNTPOINT',
+      'Options:',
+      ...SHEEPFS_OPTIONS.map((o) => `  -${o.short}, --${o.long.padEnd(20)}${o.help}`),
+      '',
+      'sheepfs is a FUSE file system that shows the state of a Sheepdog cluster as files',
+      'and exports its VDIs (virtual disks) as raw files under MOUNTPOINT/volume.',
+    ].join('\n') + '\n'
+  )
 }
 
 const fail = (message: string): ParseOutcome => ({
-  kind: 'exit', code: SHEEPFS_EXIT_FAILURE, stderr: `sheepfs: ${message}\nTry 'sheepfs --help' for more information.\n`,
+  kind: 'exit',
+  code: SHEEPFS_EXIT_FAILURE,
+  stderr: `sheepfs: ${message}\nTry 'sheepfs --help' for more information.\n`,
 })
 
 /** A TCP port 1..65535, or undefined. */

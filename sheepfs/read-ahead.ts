@@ -131,7 +131,12 @@ export class ReadAhead {
       const buffer = this.spare.pop() ?? Buffer.allocUnsafeSlow(this.limits.windowBytes)
       const window: Window = { offset: start, length: end - start, buffer, data: this.fetch(start, end - start, buffer), issuedAtMs: Date.now() }
       // (the rejection handler also keeps a window nobody reads from being an unhandled rejection)
-      window.data.then((data) => { window.ready = data }, () => undefined)
+      window.data.then(
+        (data) => {
+          window.ready = data
+        },
+        () => undefined,
+      )
       this.windows.push(window)
     }
   }

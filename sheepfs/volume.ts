@@ -12,8 +12,14 @@ import { SdError } from '../lib/errors.js'
 import type { Layout } from '../lib/layout.js'
 import { vidToVdiOid } from '../lib/oid.js'
 import {
-  SD_FLAG_CMD_CACHE, SD_OP_CREATE_AND_WRITE_OBJ, SD_OP_FLUSH_DEL_CACHE, SD_OP_READ_OBJ, SD_OP_WRITE_OBJ,
-  SD_RES_NO_VDI, SD_RES_SUCCESS, opcodeName,
+  SD_FLAG_CMD_CACHE,
+  SD_OP_CREATE_AND_WRITE_OBJ,
+  SD_OP_FLUSH_DEL_CACHE,
+  SD_OP_READ_OBJ,
+  SD_OP_WRITE_OBJ,
+  SD_RES_NO_VDI,
+  SD_RES_SUCCESS,
+  opcodeName,
 } from '../lib/proto.js'
 import { type VdiTarget, flushVdi, vdiTargetsOf } from '../lib/sheep-api.js'
 import { VdiHandle } from '../lib/vdi-io.js'
@@ -43,7 +49,10 @@ export interface VolumeSettings {
  * cache is on. VdiHandle takes it as its connection.
  */
 class VolumeConnections extends PooledConnection {
-  constructor(address: SheepAddress, private readonly settings: VolumeSettings) {
+  constructor(
+    address: SheepAddress,
+    private readonly settings: VolumeSettings,
+  ) {
     super(address, VOLUME_CONNECTIONS)
   }
 
@@ -56,7 +65,10 @@ class VolumeConnections extends PooledConnection {
 export class Volume {
   /** Writes being sent straight through (O_SYNC opens, write-behind off). */
   private readonly writesInFlight = new Set<Promise<void>>()
-  private readonly behind = new WriteBehind((offset, data) => this.handle.write(offset, data), () => this.handle.objectSize)
+  private readonly behind = new WriteBehind(
+    (offset, data) => this.handle.write(offset, data),
+    () => this.handle.objectSize,
+  )
   private readonly ahead = new ReadAhead((offset, length, into) => this.handle.read(offset, length, { into }))
   private reloading: Promise<VdiHandle> | undefined
   /** The address changed: the next I/O reloads through the new connections. */
@@ -116,7 +128,9 @@ export class Volume {
    * this). Writes in flight finish first; I/O arriving meanwhile waits for the new handle.
    */
   reload(): Promise<VdiHandle> {
-    this.reloading ??= this.loadHandle().finally(() => { this.reloading = undefined })
+    this.reloading ??= this.loadHandle().finally(() => {
+      this.reloading = undefined
+    })
     return this.reloading
   }
 

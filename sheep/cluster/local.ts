@@ -114,7 +114,9 @@ export class LocalDriver implements ClusterDriver {
     invariant(startTime !== undefined, 'cannot read this process start time from /proc')
     this.me = { node: self, pid: process.pid, startTime }
     this.handlers = handlers
-    const joined = new Promise<void>((resolve) => { this.joinedResolve = resolve })
+    const joined = new Promise<void>((resolve) => {
+      this.joinedResolve = resolve
+    })
     withStartupLock(`${this.eventFile}.lock`, () => {
       this.fd = fs.openSync(this.eventFile, 'a+', 0o666)
       this.catchUp()
@@ -245,7 +247,11 @@ export class LocalDriver implements ClusterDriver {
         this.members = this.members.filter((m) => !sameNode(m.node, e.joiner.node))
         this.members.push({ node: e.joiner.node, pid: e.joiner.pid, startTime: e.joiner.startTime })
         if (!this.reached()) break
-        handlers.accepted(e.joiner.node, this.members.map((m) => m.node), e.payload)
+        handlers.accepted(
+          e.joiner.node,
+          this.members.map((m) => m.node),
+          e.payload,
+        )
         if (this.me && e.joiner.pid === this.me.pid && sameNode(e.joiner.node, this.me.node)) {
           this.joinedResolve?.()
           this.joinedResolve = undefined
@@ -258,7 +264,11 @@ export class LocalDriver implements ClusterDriver {
         if (!this.isMember(e.node)) break
         this.members = this.members.filter((m) => !sameNode(m.node, e.node))
         this.blocks = this.blocks.filter((b) => !sameNode(b.sender, e.node))
-        if (this.reached()) handlers.left(e.node, this.members.map((m) => m.node))
+        if (this.reached())
+          handlers.left(
+            e.node,
+            this.members.map((m) => m.node),
+          )
         this.answerJoins()
         break
       }
@@ -321,16 +331,18 @@ export class LocalDriver implements ClusterDriver {
     if (!work) return
     head.started = true
     this.works.delete(head.token)
-    work().then(
-      (message) => this.append({ type: 'unblock', sender: head.sender, token: head.token, message }),
-      (err: unknown) => {
-        // release the block with no message so others proceed; the caller sees the error
-        this.append({ type: 'unblock', sender: head.sender, token: head.token, message: Buffer.alloc(0) })
-        const w = this.waiters.get(head.token)
-        this.waiters.delete(head.token)
-        w?.reject(err instanceof Error ? err : new Error(String(err)))
-      },
-    ).finally(() => this.catchUp())
+    work()
+      .then(
+        (message) => this.append({ type: 'unblock', sender: head.sender, token: head.token, message }),
+        (err: unknown) => {
+          // release the block with no message so others proceed; the caller sees the error
+          this.append({ type: 'unblock', sender: head.sender, token: head.token, message: Buffer.alloc(0) })
+          const w = this.waiters.get(head.token)
+          this.waiters.delete(head.token)
+          w?.reject(err instanceof Error ? err : new Error(String(err)))
+        },
+      )
+      .finally(() => this.catchUp())
   }
 
   /** On the master: members (and joiners) whose process is gone are declared left. */

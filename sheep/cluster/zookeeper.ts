@@ -126,7 +126,8 @@ export function parseZookeeperOption(option: string): ZookeeperConfig | string {
       clusterId = part.slice(slash)
       hostPort = part.slice(0, slash)
     }
-    if (hostPort.includes('[') || hostPort.split(':').length > 2) return `Invalid zookeeper server '${hostPort}': IPv6 literals are not supported, use a host name`
+    if (hostPort.includes('[') || hostPort.split(':').length > 2)
+      return `Invalid zookeeper server '${hostPort}': IPv6 literals are not supported, use a host name`
     const [host, portText] = hostPort.split(':')
     if (!host || !/^[A-Za-z0-9._-]+$/.test(host)) return `Invalid zookeeper server '${hostPort}'`
     const port = portText === undefined ? ZK_DEFAULT_PORT : Number(portText)
@@ -137,7 +138,7 @@ export function parseZookeeperOption(option: string): ZookeeperConfig | string {
   if (servers.length > ZK_MAX_SERVERS) return `Invalid zookeeper option: more than ${ZK_MAX_SERVERS} servers`
   clusterId ??= ZK_DEFAULT_CLUSTER_ID
   const parts = clusterId.split('/').slice(1)
-  if (parts.length === 0 || parts.some((p) => p === '' || p === '.' || p === '..' || /[\u0000-\u001f\u007f]/.test(p))) {
+  if (parts.length === 0 || parts.some((p) => p === '' || p === '.' || p === '..' || hasControlCharacter(p))) {
     return `Invalid zookeeper cluster id '${clusterId}'`
   }
   return { servers, clusterId, sessionTimeoutMs }
@@ -154,10 +155,17 @@ export function defaultNodeAddress(bindAddr: string | undefined): string | undef
 
 // ---- the client library (node-zookeeper-client has no type declarations) -----------------
 
-interface ZkStat { version: number }
-interface ZkClientState { name: string; code: number }
+interface ZkStat {
+  version: number
+}
+interface ZkClientState {
+  name: string
+  code: number
+}
 type ZkCallback<T> = (error: ZkLibError | null, result: T, stat?: ZkStat) => void
-interface ZkLibError extends Error { code: number }
+interface ZkLibError extends Error {
+  code: number
+}
 interface ZkClient {
   connect(): void
   close(): void
@@ -188,13 +196,20 @@ function zkLibrary(): ZkLibrary {
 
 /** A failed ZooKeeper request: the library's code, or OPERATION_TIMEOUT when our deadline passed. */
 class ZkRequestError extends Error {
-  constructor(readonly code: number, message: string) {
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
     super(message)
     this.name = 'ZkRequestError'
   }
 }
 
-interface ClientSocket { destroyed: boolean; connecting: boolean; destroy(): void }
+interface ClientSocket {
+  destroyed: boolean
+  connecting: boolean
+  destroy(): void
+}
 
 /**
  * The client's current socket. The library has no read timeout and no handshake timeout, so
@@ -207,9 +222,17 @@ function clientSocket(client: ZkClient): ClientSocket | undefined {
 
 // ---- events and state -----------------------------------------------------------------------
 
-interface Member { node: SdNode; instance: string }
-interface Joiner extends Member { payload: Buffer }
-interface Block { sender: Member; token: string }
+interface Member {
+  node: SdNode
+  instance: string
+}
+interface Joiner extends Member {
+  payload: Buffer
+}
+interface Block {
+  sender: Member
+  token: string
+}
 
 /** What every member derives identically from the log. */
 interface ClusterState {
@@ -229,7 +252,11 @@ type ZkEvent =
   | { type: 'block'; sender: Member; token: string }
   | { type: 'unblock'; sender: Member; token: string; message: Buffer }
 
-interface Snapshot { v: number; seq: number; state: ClusterState }
+interface Snapshot {
+  v: number
+  seq: number
+  state: ClusterState
+}
 
 function emptyState(): ClusterState {
   return { members: [], joining: [], blocks: [] }
@@ -280,7 +307,10 @@ class Session {
   readonly queueWatcher: () => void
   readonly memberWatcher: () => void
 
-  constructor(readonly client: ZkClient, kick: () => void) {
+  constructor(
+    readonly client: ZkClient,
+    kick: () => void,
+  ) {
     this.queueWatcher = () => kick()
     this.memberWatcher = () => kick()
   }
@@ -337,7 +367,9 @@ export class ZookeeperDriver implements ClusterDriver {
     this.handlers = handlers
     this.joinPayload = joinPayload
     const answerLimitMs = this.config.sessionTimeoutMs + ZK_JOIN_ANSWER_MARGIN_MS
-    const joined = new Promise<void>((resolve, reject) => { this.joined = { resolve, reject } })
+    const joined = new Promise<void>((resolve, reject) => {
+      this.joined = { resolve, reject }
+    })
     this.probeTimer = setInterval(() => this.probe(), this.probeIntervalMs)
     this.probeTimer.unref()
     try {
@@ -348,7 +380,10 @@ export class ZookeeperDriver implements ClusterDriver {
     }
     let timer: NodeJS.Timeout | undefined
     const limit = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer to the join from the cluster's master within ${answerLimitMs} ms (is another sheep using ${nodeKey(self)}?)`)), answerLimitMs)
+      timer = setTimeout(
+        () => reject(new Error(`no answer to the join from the cluster's master within ${answerLimitMs} ms (is another sheep using ${nodeKey(self)}?)`)),
+        answerLimitMs,
+      )
     })
     try {
       await Promise.race([joined, limit])
@@ -424,12 +459,16 @@ export class ZookeeperDriver implements ClusterDriver {
     const key = nodeKey(me.node)
     const existing = await this.call<string[]>(s, 'getChildren', (cb) => s.client.getChildren(this.paths.member, undefined, cb))
     if (existing.some((name) => name.startsWith(`${key}@`))) {
-      this.log?.warn(`a previous ZooKeeper session of ${key} is still registered: the join is answered once it expires (up to ${this.config.sessionTimeoutMs} ms)`)
+      this.log?.warn(
+        `a previous ZooKeeper session of ${key} is still registered: the join is answered once it expires (up to ${this.config.sessionTimeoutMs} ms)`,
+      )
     }
     // the position first, at "nothing applied": the master deletes no event while it is there
     const posPath = `${this.paths.pos}/${key}@${s.instance}`
     await this.call<string>(s, 'create', (cb) => s.client.create(posPath, Buffer.from(String(NO_SEQ)), zk.CreateMode.EPHEMERAL, cb))
-    await this.call<string>(s, 'create', (cb) => s.client.create(`${this.paths.member}/${key}@${s.instance}`, packMessage(me.node), zk.CreateMode.EPHEMERAL, cb))
+    await this.call<string>(s, 'create', (cb) =>
+      s.client.create(`${this.paths.member}/${key}@${s.instance}`, packMessage(me.node), zk.CreateMode.EPHEMERAL, cb),
+    )
     const snapshot = await this.readSnapshot(s)
     if (snapshot) {
       s.state = snapshot.state
@@ -449,13 +488,14 @@ export class ZookeeperDriver implements ClusterDriver {
     let data: Buffer
     let stat: ZkStat | undefined
     try {
-      [data, stat] = await this.callWithStat<Buffer>(s, 'getData', (cb) => s.client.getData(this.paths.snapshot, cb))
+      ;[data, stat] = await this.callWithStat<Buffer>(s, 'getData', (cb) => s.client.getData(this.paths.snapshot, cb))
     } catch (e) {
       if (e instanceof ZkRequestError && e.code === zkLibrary().Exception.NO_NODE) return undefined
       throw e
     }
     const snapshot = unpackMessage<Snapshot>(data)
-    if (snapshot.v !== ZK_FORMAT_VERSION) throw new Error(`${this.paths.snapshot} has format ${String(snapshot.v)}, not ${ZK_FORMAT_VERSION}: is ${this.config.clusterId} used by another program?`)
+    if (snapshot.v !== ZK_FORMAT_VERSION)
+      throw new Error(`${this.paths.snapshot} has format ${String(snapshot.v)}, not ${ZK_FORMAT_VERSION}: is ${this.config.clusterId} used by another program?`)
     return { ...snapshot, version: stat?.version ?? 0 }
   }
 
@@ -533,7 +573,9 @@ export class ZookeeperDriver implements ClusterDriver {
       this.watchHandshake(s, now)
     }
     if (s.disconnectedSinceMs !== undefined && now - s.disconnectedSinceMs > this.config.sessionTimeoutMs && this.waiters.size > 0) {
-      this.rejectAll(new SdError(SD_RES_CLUSTER_ERROR, `ZooKeeper unreachable for ${now - s.disconnectedSinceMs} ms; the operation may still complete once it returns`))
+      this.rejectAll(
+        new SdError(SD_RES_CLUSTER_ERROR, `ZooKeeper unreachable for ${now - s.disconnectedSinceMs} ms; the operation may still complete once it returns`),
+      )
     }
     // watches drive the loop; an idle pass now and then publishes the position and retries duties
     if (now - s.lastCycleMs >= ZK_IDLE_PASS_INTERVAL_MS) this.kick()
@@ -580,7 +622,10 @@ export class ZookeeperDriver implements ClusterDriver {
       return Promise.reject(new ZkRequestError(zk.Exception.CONNECTION_LOSS, `${what}: not connected to ZooKeeper`))
     }
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new ZkRequestError(zk.Exception.OPERATION_TIMEOUT, `${what}: no answer from ZooKeeper within ${this.requestTimeoutMs} ms`)), this.requestTimeoutMs)
+      const timer = setTimeout(
+        () => reject(new ZkRequestError(zk.Exception.OPERATION_TIMEOUT, `${what}: no answer from ZooKeeper within ${this.requestTimeoutMs} ms`)),
+        this.requestTimeoutMs,
+      )
       start((error, result, stat) => {
         clearTimeout(timer)
         if (error) {
@@ -643,7 +688,9 @@ export class ZookeeperDriver implements ClusterDriver {
       }
     } catch (e) {
       // a broken invariant in applying events: crash rather than diverge from the other members
-      setImmediate(() => { throw e })
+      setImmediate(() => {
+        throw e
+      })
     } finally {
       this.cycling = false
     }
@@ -656,12 +703,17 @@ export class ZookeeperDriver implements ClusterDriver {
     for (const name of names) {
       const seq = seqOf(name)
       // ZooKeeper numbers a parent's children with a signed 32-bit counter: past 2^31 they go negative
-      invariant(seq !== undefined, `${this.paths.queue}/${name} has no sequence number (ZooKeeper's counter is exhausted after 2^31 events: restart the cluster under a new cluster id)`)
+      invariant(
+        seq !== undefined,
+        `${this.paths.queue}/${name} has no sequence number (ZooKeeper's counter is exhausted after 2^31 events: restart the cluster under a new cluster id)`,
+      )
       queue.push({ name, seq })
     }
     if (queue.length > 0 && queue[queue.length - 1]!.seq > ZK_SEQ_WARN_AT && !s.warnedSeq) {
       s.warnedSeq = true
-      this.log?.warn(`${this.paths.queue} is at event ${queue[queue.length - 1]!.seq} of 2^31: move the cluster to a new cluster id before ZooKeeper's counter runs out`)
+      this.log?.warn(
+        `${this.paths.queue} is at event ${queue[queue.length - 1]!.seq} of 2^31: move the cluster to a new cluster id before ZooKeeper's counter runs out`,
+      )
     }
     queue.sort((a, b) => a.seq - b.seq)
     s.queueNames = queue
@@ -742,7 +794,11 @@ export class ZookeeperDriver implements ClusterDriver {
         const isMe = e.joiner.instance === s.instance
         if (isMe) s.reached = true
         if (!s.reached) break
-        handlers.accepted(e.joiner.node, st.members.map((m) => m.node), e.payload)
+        handlers.accepted(
+          e.joiner.node,
+          st.members.map((m) => m.node),
+          e.payload,
+        )
         if (isMe) {
           this.log?.info(`joined through ZooKeeper as instance ${s.instance}; ${st.members.length} member(s)`)
           this.joined?.resolve()
@@ -787,7 +843,11 @@ export class ZookeeperDriver implements ClusterDriver {
     const st = s.state
     st.members = st.members.filter((x) => x.instance !== m.instance)
     st.blocks = st.blocks.filter((b) => b.sender.instance !== m.instance)
-    if (s.reached) this.handlers!.left(m.node, st.members.map((x) => x.node))
+    if (s.reached)
+      this.handlers!.left(
+        m.node,
+        st.members.map((x) => x.node),
+      )
   }
 
   // ---- master and member duties ----------------------------------------------------------
@@ -812,11 +872,14 @@ export class ZookeeperDriver implements ClusterDriver {
     // one join at a time: each decision sees the members the previous accept made (a cluster
     // waiting for the nodes of its last epoch counts them one by one)
     if (s.answered.size > 0) return
-    const j = st.joining.find((x) => s.isLive(x) &&
-      // before its own accept the master answers only itself (the first node of a cluster)
-      (s.reached || x.instance === s.instance) &&
-      // another live instance of the same address:port is a member: wait until it is gone
-      !st.members.some((m) => sameNode(m.node, x.node)))
+    const j = st.joining.find(
+      (x) =>
+        s.isLive(x) &&
+        // before its own accept the master answers only itself (the first node of a cluster)
+        (s.reached || x.instance === s.instance) &&
+        // another live instance of the same address:port is a member: wait until it is gone
+        !st.members.some((m) => sameNode(m.node, x.node)),
+    )
     if (!j) return
     s.answered.add(j.instance)
     const payload = this.handlers!.decideJoin(j.node, j.payload)
@@ -868,9 +931,13 @@ export class ZookeeperDriver implements ClusterDriver {
       floor = Math.min(floor, pos)
     }
     const old = s.queueNames.filter((q) => q.seq <= floor).slice(0, ZK_COMPACT_MAX_DELETES)
-    await Promise.all(old.map((q) => this.call<void>(s, 'remove', (cb) => s.client.remove(`${this.paths.queue}/${q.name}`, -1, cb)).catch((e: unknown) => {
-      if (!(e instanceof ZkRequestError && e.code === zk.Exception.NO_NODE)) throw e
-    })))
+    await Promise.all(
+      old.map((q) =>
+        this.call<void>(s, 'remove', (cb) => s.client.remove(`${this.paths.queue}/${q.name}`, -1, cb)).catch((e: unknown) => {
+          if (!(e instanceof ZkRequestError && e.code === zk.Exception.NO_NODE)) throw e
+        }),
+      ),
+    )
     if (old.length > 0) this.log?.debug(`deleted ${old.length} cluster event(s) up to ${floor} from ZooKeeper`)
   }
 
@@ -948,11 +1015,14 @@ export class ZookeeperDriver implements ClusterDriver {
   private waitFor(token: string, send: () => Promise<void>): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.waiters.set(token, { resolve, reject })
-      send().then(() => this.kick(), (e: unknown) => {
-        this.waiters.delete(token)
-        const why = e instanceof Error ? e.message : String(e)
-        reject(e instanceof SdError ? e : new SdError(SD_RES_CLUSTER_ERROR, `cannot publish the cluster event (${why})`))
-      })
+      send().then(
+        () => this.kick(),
+        (e: unknown) => {
+          this.waiters.delete(token)
+          const why = e instanceof Error ? e.message : String(e)
+          reject(e instanceof SdError ? e : new SdError(SD_RES_CLUSTER_ERROR, `cannot publish the cluster event (${why})`))
+        },
+      )
     })
   }
 
@@ -981,6 +1051,17 @@ function sleep(ms: number): Promise<void> {
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined
-  const limit = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms) })
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms)
+  })
   return Promise.race([p, limit]).finally(() => clearTimeout(timer))
+}
+
+/** Whether `text` has a control character (U+0000–U+001F, U+007F), which ZooKeeper paths must not. */
+function hasControlCharacter(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c < 0x20 || c === 0x7f) return true
+  }
+  return false
 }

@@ -368,14 +368,18 @@ class GroupSync {
 
   sync(): Promise<void> {
     if (!this.running) {
-      this.running = this.doSync().finally(() => { this.running = undefined })
+      this.running = this.doSync().finally(() => {
+        this.running = undefined
+      })
       return this.running
     }
     if (!this.next) {
-      this.next = this.running.catch(() => undefined).then(() => {
-        this.next = undefined
-        return this.sync()
-      })
+      this.next = this.running
+        .catch(() => undefined)
+        .then(() => {
+          this.next = undefined
+          return this.sync()
+        })
     }
     return this.next
   }

@@ -3,12 +3,12 @@
 // usage texts, -a/-p/env handling, -T, the argument log, the argument parsers
 // and the confirmation prompt.
 
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { PassThrough } from 'node:stream'
 
-import t from 'tap';
+import t from 'tap'
 
 import {
   confirm,
@@ -32,23 +32,31 @@ import {
   type DogContext,
   type DogHandler,
   type RunDogOptions,
-} from '../../dog/cli.js';
+} from '../../dog/cli.js'
 
 /** Records every handler call of the fake table. */
-const calls: Array<{ name: string; ctx: DogContext }> = [];
+const calls: Array<{ name: string; ctx: DogContext }> = []
 
 function recordingHandler(name: string, status = EXIT_SUCCESS): DogHandler {
   return async (ctx) => {
-    calls.push({ name, ctx });
-    return status;
-  };
+    calls.push({ name, ctx })
+    return status
+  }
 }
 
 const fakeCommands: DogCommand[] = [
   {
     name: 'vdi',
     subcommands: [
-      { name: 'create', args: '<vdiname> <size>', options: 'PycaphrvzT', description: 'create an image', needsNodeList: true, minArgs: 1, handler: recordingHandler('vdi create') },
+      {
+        name: 'create',
+        args: '<vdiname> <size>',
+        options: 'PycaphrvzT',
+        description: 'create an image',
+        needsNodeList: true,
+        minArgs: 1,
+        handler: recordingHandler('vdi create'),
+      },
       { name: 'list', args: '[vdiname]', options: 'aprhoT', description: 'list images', handler: recordingHandler('vdi list') },
       {
         name: 'object',
@@ -56,7 +64,14 @@ const fakeCommands: DogCommand[] = [
         options: 'isaphT',
         description: 'show object information in the image',
         subcommands: [
-          { name: 'location', args: '<vdiname>', description: 'show object locations', minArgs: 1, needsNodeList: true, handler: recordingHandler('vdi object location') },
+          {
+            name: 'location',
+            args: '<vdiname>',
+            description: 'show object locations',
+            minArgs: 1,
+            needsNodeList: true,
+            handler: recordingHandler('vdi object location'),
+          },
           { name: 'map', args: '<vdiname>', description: 'show object map information', minArgs: 1, handler: recordingHandler('vdi object map') },
           { name: 'dump-inode', args: '<inode file>', description: 'dump inode information', minArgs: 1, handler: recordingHandler('vdi object dump-inode') },
         ],
@@ -68,12 +83,12 @@ const fakeCommands: DogCommand[] = [
         description: 'delete an image',
         minArgs: 1,
         handler: async (ctx) => {
-          calls.push({ name: 'vdi delete', ctx });
-          if (ctx.args[0] === 'usage-by-throw') throw new UsageError('Please specify the VDI size');
-          if (ctx.args[0] === 'usage-by-status') return EXIT_USAGE;
-          if (ctx.args[0] === 'exit-now') throw new DogExit(3);
-          if (ctx.args[0] === 'minus-one') return -1;
-          return EXIT_SUCCESS;
+          calls.push({ name: 'vdi delete', ctx })
+          if (ctx.args[0] === 'usage-by-throw') throw new UsageError('Please specify the VDI size')
+          if (ctx.args[0] === 'usage-by-status') return EXIT_USAGE
+          if (ctx.args[0] === 'exit-now') throw new DogExit(3)
+          if (ctx.args[0] === 'minus-one') return -1
+          return EXIT_SUCCESS
         },
       },
       { name: 'check', args: '<vdiname>', options: 'seaphT', description: 'check and repair image', handler: recordingHandler('vdi check') },
@@ -92,7 +107,13 @@ const fakeCommands: DogCommand[] = [
         defaultSubcommand: 'info',
         subcommands: [
           { name: 'info', description: 'show recovery information of nodes (default)', handler: recordingHandler('node recovery info') },
-          { name: 'set-throttle', args: '<max> <interval>', description: 'set new throttling', minArgs: 2, handler: recordingHandler('node recovery set-throttle') },
+          {
+            name: 'set-throttle',
+            args: '<max> <interval>',
+            description: 'set new throttling',
+            minArgs: 2,
+            handler: recordingHandler('node recovery set-throttle'),
+          },
           { name: 'get-throttle', description: 'get current throttling', handler: recordingHandler('node recovery get-throttle') },
         ],
       },
@@ -123,26 +144,30 @@ const fakeCommands: DogCommand[] = [
     name: 'cluster',
     subcommands: [
       { name: 'format', options: 'bcltaphzTVRfF', description: 'create a Sheepdog store', handler: recordingHandler('cluster format') },
-      { name: 'snapshot', args: '<tag|idx> <path> [vdi1] [vdi2] ...', options: 'aphTm', description: 'snapshot/restore the cluster', subcommands: [
-        { name: 'save', description: 'save', minArgs: 2, handler: recordingHandler('cluster snapshot save') },
-      ] },
+      {
+        name: 'snapshot',
+        args: '<tag|idx> <path> [vdi1] [vdi2] ...',
+        options: 'aphTm',
+        description: 'snapshot/restore the cluster',
+        subcommands: [{ name: 'save', description: 'save', minArgs: 2, handler: recordingHandler('cluster snapshot save') }],
+      },
     ],
   },
-];
+]
 
 interface RunResult {
-  status: number;
-  stdout: string;
-  stderr: string;
-  lastCall: { name: string; ctx: DogContext } | undefined;
+  status: number
+  stdout: string
+  stderr: string
+  lastCall: { name: string; ctx: DogContext } | undefined
 }
 
-const fakeHosts: Record<string, string> = { 'sheep-host': '10.0.0.5' };
+const fakeHosts: Record<string, string> = { 'sheep-host': '10.0.0.5' }
 
 async function run(argv: string[], env: Record<string, string | undefined> = {}, extra: RunDogOptions = {}): Promise<RunResult> {
-  let stdout = '';
-  let stderr = '';
-  calls.length = 0;
+  let stdout = ''
+  let stderr = ''
+  calls.length = 0
   const status = await runDog(
     argv,
     fakeCommands,
@@ -152,8 +177,8 @@ async function run(argv: string[], env: Record<string, string | undefined> = {},
       env,
     },
     { version: '1.0.1', resolveHost: async (host) => fakeHosts[host], ...extra },
-  );
-  return { status, stdout, stderr, lastCall: calls[calls.length - 1] };
+  )
+  return { status, stdout, stderr, lastCall: calls[calls.length - 1] }
 }
 
 const MAIN_USAGE =
@@ -174,7 +199,7 @@ const MAIN_USAGE =
   '  cluster format          create a Sheepdog store\n' +
   '  cluster snapshot        snapshot/restore the cluster\n' +
   '\n' +
-  "For more information, run 'dog <command> <subcommand> --help'.\n";
+  "For more information, run 'dog <command> <subcommand> --help'.\n"
 
 const VDI_CREATE_USAGE =
   'Usage: dog vdi create [-P] [-y] [-c copies] [-a address] [-p port] [-h] [-r] [-v] [-z block_size_shift] [-T] <vdiname> <size>\n' +
@@ -189,7 +214,7 @@ const VDI_CREATE_USAGE =
   '                          single spaces and print all sizes in decimal bytes\n' +
   '  -v, --verbose           print more information than default\n' +
   '  -z, --block_size_shift  specify the bit shift num for data object size\n' +
-  '  -T, --time              show elapsed time\n';
+  '  -T, --time              show elapsed time\n'
 
 const VDI_OBJECT_OPTIONS =
   'Options:\n' +
@@ -198,73 +223,67 @@ const VDI_OBJECT_OPTIONS =
   '  -a, --address           specify the daemon address (default: localhost)\n' +
   '  -p, --port              specify the daemon port\n' +
   '  -h, --help              display this help and exit\n' +
-  '  -T, --time              show elapsed time\n';
+  '  -T, --time              show elapsed time\n'
 
 const AVAILABLE_VDI_COMMANDS =
-  'Available vdi commands:\n' +
-  '  vdi create\n' +
-  '  vdi list\n' +
-  '  vdi object\n' +
-  '  vdi delete\n' +
-  '  vdi check\n' +
-  '  vdi clone\n';
+  'Available vdi commands:\n' + '  vdi create\n' + '  vdi list\n' + '  vdi object\n' + '  vdi delete\n' + '  vdi check\n' + '  vdi clone\n'
 
 t.test('main usage', async (t) => {
   for (const argv of [[], ['help'], ['-h'], ['--help']]) {
-    const result = await run(argv);
-    t.equal(result.status, 0, `dog ${argv.join(' ')}`);
-    t.equal(result.stdout, MAIN_USAGE);
-    t.equal(result.stderr, '');
+    const result = await run(argv)
+    t.equal(result.status, 0, `dog ${argv.join(' ')}`)
+    t.equal(result.stdout, MAIN_USAGE)
+    t.equal(result.stderr, '')
   }
-});
+})
 
 t.test('unknown or ambiguous command', async (t) => {
   for (const token of ['bogus', 'n', '', '-a']) {
-    const result = await run([token, 'list']);
-    t.equal(result.status, EXIT_USAGE);
-    t.equal(result.stdout, '');
-    t.equal(result.stderr, `Invalid command '${token}'\nTry 'dog --help' for more information.\n`);
+    const result = await run([token, 'list'])
+    t.equal(result.status, EXIT_USAGE)
+    t.equal(result.stdout, '')
+    t.equal(result.stderr, `Invalid command '${token}'\nTry 'dog --help' for more information.\n`)
   }
-});
+})
 
 t.test('command and subcommand prefixes', async (t) => {
-  let result = await run(['v', 'l']);
-  t.equal(result.status, 0);
-  t.equal(result.lastCall?.name, 'vdi list');
-  result = await run(['no', 'li', '-r']);
-  t.equal(result.lastCall?.name, 'node list');
-  t.equal(result.lastCall?.ctx.opts.raw, true);
-  result = await run(['vdi', 'list']);
-  t.equal(result.lastCall?.name, 'vdi list', 'exact names work too');
-  result = await run(['cl', 'f']);
-  t.equal(result.lastCall?.name, 'cluster format');
-});
+  let result = await run(['v', 'l'])
+  t.equal(result.status, 0)
+  t.equal(result.lastCall?.name, 'vdi list')
+  result = await run(['no', 'li', '-r'])
+  t.equal(result.lastCall?.name, 'node list')
+  t.equal(result.lastCall?.ctx.opts.raw, true)
+  result = await run(['vdi', 'list'])
+  t.equal(result.lastCall?.name, 'vdi list', 'exact names work too')
+  result = await run(['cl', 'f'])
+  t.equal(result.lastCall?.name, 'cluster format')
+})
 
 t.test('unknown, ambiguous or missing subcommand', async (t) => {
-  let result = await run(['vdi', 'bogus']);
-  t.equal(result.status, EXIT_USAGE);
-  t.equal(result.stdout, '');
-  t.equal(result.stderr, `Invalid command 'vdi bogus'\n${AVAILABLE_VDI_COMMANDS}`);
-  result = await run(['v', 'c']);
-  t.equal(result.status, EXIT_USAGE);
-  t.equal(result.stderr, `Invalid command 'v c'\n${AVAILABLE_VDI_COMMANDS}`, 'check/clone/create are ambiguous');
+  let result = await run(['vdi', 'bogus'])
+  t.equal(result.status, EXIT_USAGE)
+  t.equal(result.stdout, '')
+  t.equal(result.stderr, `Invalid command 'vdi bogus'\n${AVAILABLE_VDI_COMMANDS}`)
+  result = await run(['v', 'c'])
+  t.equal(result.status, EXIT_USAGE)
+  t.equal(result.stderr, `Invalid command 'v c'\n${AVAILABLE_VDI_COMMANDS}`, 'check/clone/create are ambiguous')
   for (const argv of [['vdi'], ['vdi', 'help'], ['vdi', '-h'], ['vdi', '--help']]) {
-    result = await run(argv);
-    t.equal(result.status, EXIT_USAGE);
-    t.equal(result.stderr, AVAILABLE_VDI_COMMANDS, argv.join(' '));
+    result = await run(argv)
+    t.equal(result.status, EXIT_USAGE)
+    t.equal(result.stderr, AVAILABLE_VDI_COMMANDS, argv.join(' '))
   }
-});
+})
 
 t.test('subcommand usage on -h / --help', async (t) => {
-  let result = await run(['vdi', 'create', '-h']);
-  t.equal(result.status, 0);
-  t.equal(result.stdout, VDI_CREATE_USAGE);
-  t.equal(result.stderr, '');
-  t.equal(result.lastCall, undefined, 'handler not run');
-  result = await run(['vdi', 'create', 'alpha', '--help']);
-  t.equal(result.stdout, VDI_CREATE_USAGE);
-  result = await run(['vdi', 'object', 'location', '-h']);
-  t.equal(result.status, 0);
+  let result = await run(['vdi', 'create', '-h'])
+  t.equal(result.status, 0)
+  t.equal(result.stdout, VDI_CREATE_USAGE)
+  t.equal(result.stderr, '')
+  t.equal(result.lastCall, undefined, 'handler not run')
+  result = await run(['vdi', 'create', 'alpha', '--help'])
+  t.equal(result.stdout, VDI_CREATE_USAGE)
+  result = await run(['vdi', 'object', 'location', '-h'])
+  t.equal(result.status, 0)
   t.equal(
     result.stdout,
     'Usage: dog vdi object {location|map|dump-inode} [-i index] [-s snapshot] [-a address] [-p port] [-h] [-T] <vdiname>\n' +
@@ -273,8 +292,8 @@ t.test('subcommand usage on -h / --help', async (t) => {
       '  map                     show object map information\n' +
       '  dump-inode              dump inode information\n' +
       VDI_OBJECT_OPTIONS,
-  );
-  result = await run(['node', 'log', '-h']);
+  )
+  result = await run(['node', 'log', '-h'])
   t.equal(
     result.stdout,
     'Usage: dog node log level [-a address] [-p port] [-h] [-T]\n' +
@@ -285,30 +304,27 @@ t.test('subcommand usage on -h / --help', async (t) => {
       '  -p, --port              specify the daemon port\n' +
       '  -h, --help              display this help and exit\n' +
       '  -T, --time              show elapsed time\n',
-  );
-  result = await run(['vdi', 'create', '-p', 'x', '-h']);
-  t.equal(result.status, EXIT_USAGE, 'options are handled in order: the bad port comes first');
-});
+  )
+  result = await run(['vdi', 'create', '-p', 'x', '-h'])
+  t.equal(result.status, EXIT_USAGE, 'options are handled in order: the bad port comes first')
+})
 
 t.test('usage on misuse goes to stdout with status 64', async (t) => {
-  let result = await run(['vdi', 'create']);
-  t.equal(result.status, EXIT_USAGE);
-  t.equal(result.stdout, VDI_CREATE_USAGE);
-  t.equal(result.stderr, '');
+  let result = await run(['vdi', 'create'])
+  t.equal(result.status, EXIT_USAGE)
+  t.equal(result.stdout, VDI_CREATE_USAGE)
+  t.equal(result.stderr, '')
 
-  result = await run(['vdi', 'object']);
-  t.equal(result.status, EXIT_USAGE, 'a nested subcommand is required');
-  t.match(result.stdout, /^Usage: dog vdi object \{location\|map\|dump-inode\} \[-i index\]/);
+  result = await run(['vdi', 'object'])
+  t.equal(result.status, EXIT_USAGE, 'a nested subcommand is required')
+  t.match(result.stdout, /^Usage: dog vdi object \{location\|map\|dump-inode\} \[-i index\]/)
 
-  result = await run(['vdi', 'object', 'location']);
-  t.equal(result.status, EXIT_USAGE);
-  t.equal(
-    result.stdout,
-    'Usage: dog vdi object location [-i index] [-s snapshot] [-a address] [-p port] [-h] [-T] <vdiname>\n' + VDI_OBJECT_OPTIONS,
-  );
+  result = await run(['vdi', 'object', 'location'])
+  t.equal(result.status, EXIT_USAGE)
+  t.equal(result.stdout, 'Usage: dog vdi object location [-i index] [-s snapshot] [-a address] [-p port] [-h] [-T] <vdiname>\n' + VDI_OBJECT_OPTIONS)
 
-  result = await run(['node', 'log', 'level', 'bogus']);
-  t.equal(result.status, EXIT_USAGE);
+  result = await run(['node', 'log', 'level', 'bogus'])
+  t.equal(result.status, EXIT_USAGE)
   t.equal(
     result.stdout,
     'Usage: dog node log level {set|get|list} [-a address] [-p port] [-h] [-T]\n' +
@@ -321,85 +337,91 @@ t.test('usage on misuse goes to stdout with status 64', async (t) => {
       '  -p, --port              specify the daemon port\n' +
       '  -h, --help              display this help and exit\n' +
       '  -T, --time              show elapsed time\n',
-  );
+  )
 
-  result = await run(['node', 'log', 'level', 'set']);
-  t.equal(result.status, EXIT_USAGE);
-  t.match(result.stdout, /^Usage: dog node log level set \[-a address\] \[-p port\] \[-h\] \[-T\]\nOptions:\n/);
+  result = await run(['node', 'log', 'level', 'set'])
+  t.equal(result.status, EXIT_USAGE)
+  t.match(result.stdout, /^Usage: dog node log level set \[-a address\] \[-p port\] \[-h\] \[-T\]\nOptions:\n/)
 
-  result = await run(['vdi', 'delete', 'usage-by-throw']);
-  t.equal(result.status, EXIT_USAGE);
-  t.equal(result.stderr, 'Please specify the VDI size\n');
-  t.match(result.stdout, /^Usage: dog vdi delete \[-s snapshot\] \[-a address\] \[-p port\] \[-h\] \[-T\] \[-B nr-batched-reclamation\] \[-I reclamation-interval\] \[-m max-reclaim\] <vdiname>\n/);
+  result = await run(['vdi', 'delete', 'usage-by-throw'])
+  t.equal(result.status, EXIT_USAGE)
+  t.equal(result.stderr, 'Please specify the VDI size\n')
+  t.match(
+    result.stdout,
+    /^Usage: dog vdi delete \[-s snapshot\] \[-a address\] \[-p port\] \[-h\] \[-T\] \[-B nr-batched-reclamation\] \[-I reclamation-interval\] \[-m max-reclaim\] <vdiname>\n/,
+  )
 
-  result = await run(['vdi', 'delete', 'usage-by-status', '-T']);
-  t.equal(result.status, EXIT_USAGE);
-  t.equal(result.stderr, '');
-  t.match(result.stdout, /^Usage: dog vdi delete /);
-  t.notMatch(result.stdout, /Elapsed time/);
-});
+  result = await run(['vdi', 'delete', 'usage-by-status', '-T'])
+  t.equal(result.status, EXIT_USAGE)
+  t.equal(result.stderr, '')
+  t.match(result.stdout, /^Usage: dog vdi delete /)
+  t.notMatch(result.stdout, /Elapsed time/)
+})
 
 t.test('nested subcommands: prefixes, arguments, defaults', async (t) => {
-  let result = await run(['vdi', 'obj', 'loc', 'alpha', '-i', '0x10', '-s', 'snap1']);
-  t.equal(result.status, 0);
-  t.equal(result.lastCall?.name, 'vdi object location');
-  t.same(result.lastCall?.ctx.args, ['alpha']);
-  t.same(result.lastCall?.ctx.path.map((level) => level.name), ['object', 'location']);
-  t.equal(result.lastCall?.ctx.opts.index, 16n);
-  t.same(result.lastCall?.ctx.opts.snapshot, { tag: 'snap1' });
+  let result = await run(['vdi', 'obj', 'loc', 'alpha', '-i', '0x10', '-s', 'snap1'])
+  t.equal(result.status, 0)
+  t.equal(result.lastCall?.name, 'vdi object location')
+  t.same(result.lastCall?.ctx.args, ['alpha'])
+  t.same(
+    result.lastCall?.ctx.path.map((level) => level.name),
+    ['object', 'location'],
+  )
+  t.equal(result.lastCall?.ctx.opts.index, 16n)
+  t.same(result.lastCall?.ctx.opts.snapshot, { tag: 'snap1' })
 
-  result = await run(['node', 'recovery']);
-  t.equal(result.lastCall?.name, 'node recovery info', 'default nested subcommand');
-  result = await run(['node', 'recovery', 'set', '10', '1000']);
-  t.equal(result.lastCall?.name, 'node recovery set-throttle');
-  t.same(result.lastCall?.ctx.args, ['10', '1000']);
-  result = await run(['node', 'recovery', 'set-throttle', '10']);
-  t.equal(result.status, EXIT_USAGE);
-  t.match(result.stdout, /^Usage: dog node recovery set-throttle \[-a address\] \[-p port\] \[-h\] \[-P\] \[-r\] \[-T\] <max> <interval>\n/);
-  result = await run(['node', 'log', 'level', 'li']);
-  t.equal(result.lastCall?.name, 'node log level list');
-});
+  result = await run(['node', 'recovery'])
+  t.equal(result.lastCall?.name, 'node recovery info', 'default nested subcommand')
+  result = await run(['node', 'recovery', 'set', '10', '1000'])
+  t.equal(result.lastCall?.name, 'node recovery set-throttle')
+  t.same(result.lastCall?.ctx.args, ['10', '1000'])
+  result = await run(['node', 'recovery', 'set-throttle', '10'])
+  t.equal(result.status, EXIT_USAGE)
+  t.match(result.stdout, /^Usage: dog node recovery set-throttle \[-a address\] \[-p port\] \[-h\] \[-P\] \[-r\] \[-T\] <max> <interval>\n/)
+  result = await run(['node', 'log', 'level', 'li'])
+  t.equal(result.lastCall?.name, 'node log level list')
+})
 
 t.test('options anywhere after the subcommand, getopt style', async (t) => {
-  let result = await run(['vdi', 'create', '-P', 'alpha', '--copies=4:2', '16M', '-vr', '-z22', '--', '-x']);
-  t.equal(result.status, 0);
-  const opts = result.lastCall?.ctx.opts;
-  t.same(result.lastCall?.ctx.args, ['alpha', '16M', '-x']);
-  t.equal(opts?.prealloc, true);
-  t.same(opts?.redundancy, { copies: 6, copyPolicy: 0x22, dataStrips: 4, parityStrips: 2 });
-  t.equal(opts?.verbose, true);
-  t.equal(opts?.raw, true);
-  t.equal(opts?.blockSizeShift, 22);
-  t.equal(opts?.address, '127.0.0.1');
-  t.equal(opts?.port, 7000);
-  t.equal(opts?.time, false);
+  let result = await run(['vdi', 'create', '-P', 'alpha', '--copies=4:2', '16M', '-vr', '-z22', '--', '-x'])
+  t.equal(result.status, 0)
+  const opts = result.lastCall?.ctx.opts
+  t.same(result.lastCall?.ctx.args, ['alpha', '16M', '-x'])
+  t.equal(opts?.prealloc, true)
+  t.same(opts?.redundancy, { copies: 6, copyPolicy: 0x22, dataStrips: 4, parityStrips: 2 })
+  t.equal(opts?.verbose, true)
+  t.equal(opts?.raw, true)
+  t.equal(opts?.blockSizeShift, 22)
+  t.equal(opts?.address, '127.0.0.1')
+  t.equal(opts?.port, 7000)
+  t.equal(opts?.time, false)
 
-  result = await run(['vdi', 'list', '--ra', '--port', '7001', '-o', '0x00ed202b00000001']);
-  t.equal(result.lastCall?.ctx.opts.raw, true, 'unique long-option prefix');
-  t.equal(result.lastCall?.ctx.opts.port, 7001);
-  t.equal(result.lastCall?.ctx.opts.oid, 0xed202b00000001n);
+  result = await run(['vdi', 'list', '--ra', '--port', '7001', '-o', '0x00ed202b00000001'])
+  t.equal(result.lastCall?.ctx.opts.raw, true, 'unique long-option prefix')
+  t.equal(result.lastCall?.ctx.opts.port, 7001)
+  t.equal(result.lastCall?.ctx.opts.oid, 0xed202b00000001n)
 
-  result = await run(['vdi', 'delete', 'alpha', '-s', '2', '-B', '64', '-I', '3', '-m', '5']);
-  t.same(result.lastCall?.ctx.opts.snapshot, { snapid: 2 });
-  t.equal(result.lastCall?.ctx.opts.nrBatchedReclamation, 64);
-  t.equal(result.lastCall?.ctx.opts.reclamationInterval, 3);
-  t.equal(result.lastCall?.ctx.opts.maxReclaim, 5);
+  result = await run(['vdi', 'delete', 'alpha', '-s', '2', '-B', '64', '-I', '3', '-m', '5'])
+  t.same(result.lastCall?.ctx.opts.snapshot, { snapid: 2 })
+  t.equal(result.lastCall?.ctx.opts.nrBatchedReclamation, 64)
+  t.equal(result.lastCall?.ctx.opts.reclamationInterval, 3)
+  t.equal(result.lastCall?.ctx.opts.maxReclaim, 5)
 
-  result = await run(['cluster', 'format', '-b', 'tree', '-c', '2', '-t', '-m', '-V', '-F', '-f']);
-  t.equal(result.status, EXIT_USAGE, "cluster format does not list -m");
-  result = await run(['cluster', 'format', '-b', 'tree', '-c', '2', '-tVFfRl', '-z', '23']);
-  const clusterOpts = result.lastCall?.ctx.opts;
-  t.equal(clusterOpts?.store, 'tree');
-  t.same(clusterOpts?.redundancy, { copies: 2, copyPolicy: 0 });
-  t.equal(clusterOpts?.strict, true);
-  t.equal(clusterOpts?.fixedVnodes, true);
-  t.equal(clusterOpts?.avoidDiskfull, true);
-  t.equal(clusterOpts?.force, true);
-  t.equal(clusterOpts?.recycleVid, true);
-  t.equal(clusterOpts?.lock, true);
-  t.equal(clusterOpts?.blockSizeShift, 23);
-  t.equal(clusterOpts?.multithread, undefined);
-});
+  result = await run(['cluster', 'format', '-b', 'tree', '-c', '2', '-t', '-m', '-V', '-F', '-f'])
+  t.equal(result.status, EXIT_USAGE, 'cluster format does not list -m')
+  result = await run(['cluster', 'format', '-b', 'tree', '-c', '2', '-tVFfRl', '-z', '23'])
+  const clusterOpts = result.lastCall?.ctx.opts
+  t.equal(clusterOpts?.store, 'tree')
+  t.same(clusterOpts?.redundancy, { copies: 2, copyPolicy: 0 })
+  t.equal(clusterOpts?.strict, true)
+  t.equal(clusterOpts?.fixedVnodes, true)
+  t.equal(clusterOpts?.avoidDiskfull, true)
+  t.equal(clusterOpts?.force, true)
+  t.equal(clusterOpts?.recycleVid, true)
+  t.equal(clusterOpts?.lock, true)
+  t.equal(clusterOpts?.blockSizeShift, 23)
+  t.equal(clusterOpts?.multithread, undefined)
+})
 
 t.test('getopt errors', async (t) => {
   const cases: Array<[string[], string]> = [
@@ -411,56 +433,56 @@ t.test('getopt errors', async (t) => {
     [['vdi', 'list', '--raw=yes'], "dog: option '--raw' doesn't allow an argument"],
     [['vdi', 'create', 'x', '--p'], "dog: option '--p' is ambiguous; possibilities: '--prealloc' '--port'"],
     [['vdi', 'create', '-s', '1'], "dog: invalid option -- 's'"],
-  ];
+  ]
   for (const [argv, message] of cases) {
-    const result = await run(argv);
-    t.equal(result.status, EXIT_USAGE, argv.join(' '));
-    t.equal(result.stdout, '');
-    t.equal(result.stderr, `${message}\nTry 'dog --help' for more information.\n`, argv.join(' '));
+    const result = await run(argv)
+    t.equal(result.status, EXIT_USAGE, argv.join(' '))
+    t.equal(result.stdout, '')
+    t.equal(result.stderr, `${message}\nTry 'dog --help' for more information.\n`, argv.join(' '))
   }
-  const unique = await run(['vdi', 'list', '--p', '7002']);
-  t.equal(unique.lastCall?.ctx.opts.port, 7002, '--p is unique for vdi list (only --port)');
-  const interval = await run(['vdi', 'delete', 'x', '--re', '5']);
-  t.equal(interval.lastCall?.ctx.opts.reclamationInterval, 5, '--re is unique for vdi delete');
-});
+  const unique = await run(['vdi', 'list', '--p', '7002'])
+  t.equal(unique.lastCall?.ctx.opts.port, 7002, '--p is unique for vdi list (only --port)')
+  const interval = await run(['vdi', 'delete', 'x', '--re', '5'])
+  t.equal(interval.lastCall?.ctx.opts.reclamationInterval, 5, '--re is unique for vdi delete')
+})
 
 t.test('-p and -a validation', async (t) => {
   for (const port of ['abc', '0', '65536', '70x', '-1', '']) {
-    const result = await run(['vdi', 'list', '-p', port]);
-    t.equal(result.status, EXIT_USAGE, `port '${port}'`);
-    t.equal(result.stderr, `Invalid port number '${port}'\n`);
-    t.equal(result.stdout, '');
+    const result = await run(['vdi', 'list', '-p', port])
+    t.equal(result.status, EXIT_USAGE, `port '${port}'`)
+    t.equal(result.stderr, `Invalid port number '${port}'\n`)
+    t.equal(result.stdout, '')
   }
-  let result = await run(['vdi', 'list', '-p', '65535']);
-  t.equal(result.lastCall?.ctx.opts.port, 65535);
+  let result = await run(['vdi', 'list', '-p', '65535'])
+  t.equal(result.lastCall?.ctx.opts.port, 65535)
 
   for (const address of ['no.such.host', '1.2.3', '0x7f000001', '300.1.1.1', '', 'a b']) {
-    result = await run(['vdi', 'list', '-a', address]);
-    t.equal(result.status, EXIT_FAILURE, `address '${address}'`);
-    t.equal(result.stderr, `Invalid ip address ${address}\n`);
+    result = await run(['vdi', 'list', '-a', address])
+    t.equal(result.status, EXIT_FAILURE, `address '${address}'`)
+    t.equal(result.stderr, `Invalid ip address ${address}\n`)
   }
-  result = await run(['vdi', 'list', '-a', '::1']);
-  t.equal(result.lastCall?.ctx.opts.address, '::1');
-  result = await run(['vdi', 'list', '--address=192.168.0.7']);
-  t.equal(result.lastCall?.ctx.opts.address, '192.168.0.7');
-  result = await run(['vdi', 'list', '-a', 'sheep-host']);
-  t.equal(result.lastCall?.ctx.opts.address, '10.0.0.5', 'names are resolved');
-});
+  result = await run(['vdi', 'list', '-a', '::1'])
+  t.equal(result.lastCall?.ctx.opts.address, '::1')
+  result = await run(['vdi', 'list', '--address=192.168.0.7'])
+  t.equal(result.lastCall?.ctx.opts.address, '192.168.0.7')
+  result = await run(['vdi', 'list', '-a', 'sheep-host'])
+  t.equal(result.lastCall?.ctx.opts.address, '10.0.0.5', 'names are resolved')
+})
 
 t.test('SHEEPDOG_DOG_ADDR and SHEEPDOG_DOG_PORT', async (t) => {
-  let result = await run(['vdi', 'list'], { SHEEPDOG_DOG_ADDR: '10.1.1.1', SHEEPDOG_DOG_PORT: '7005' });
-  t.equal(result.lastCall?.ctx.opts.address, '10.1.1.1');
-  t.equal(result.lastCall?.ctx.opts.port, 7005);
-  result = await run(['vdi', 'list', '-p', '7006', '-a', '10.2.2.2'], { SHEEPDOG_DOG_ADDR: '10.1.1.1', SHEEPDOG_DOG_PORT: '7005' });
-  t.equal(result.lastCall?.ctx.opts.address, '10.2.2.2', 'command line wins');
-  t.equal(result.lastCall?.ctx.opts.port, 7006);
-  result = await run(['vdi', 'list'], { SHEEPDOG_DOG_PORT: 'x' });
-  t.equal(result.status, EXIT_USAGE);
-  t.equal(result.stderr, "Invalid port number 'x'\n");
-  result = await run(['vdi', 'list'], { SHEEPDOG_DOG_ADDR: 'nowhere' });
-  t.equal(result.status, EXIT_FAILURE);
-  t.equal(result.stderr, 'Invalid ip address nowhere\n');
-});
+  let result = await run(['vdi', 'list'], { SHEEPDOG_DOG_ADDR: '10.1.1.1', SHEEPDOG_DOG_PORT: '7005' })
+  t.equal(result.lastCall?.ctx.opts.address, '10.1.1.1')
+  t.equal(result.lastCall?.ctx.opts.port, 7005)
+  result = await run(['vdi', 'list', '-p', '7006', '-a', '10.2.2.2'], { SHEEPDOG_DOG_ADDR: '10.1.1.1', SHEEPDOG_DOG_PORT: '7005' })
+  t.equal(result.lastCall?.ctx.opts.address, '10.2.2.2', 'command line wins')
+  t.equal(result.lastCall?.ctx.opts.port, 7006)
+  result = await run(['vdi', 'list'], { SHEEPDOG_DOG_PORT: 'x' })
+  t.equal(result.status, EXIT_USAGE)
+  t.equal(result.stderr, "Invalid port number 'x'\n")
+  result = await run(['vdi', 'list'], { SHEEPDOG_DOG_ADDR: 'nowhere' })
+  t.equal(result.status, EXIT_FAILURE)
+  t.equal(result.stderr, 'Invalid ip address nowhere\n')
+})
 
 t.test('family option values and their errors', async (t) => {
   const cases: Array<[string[], number, string]> = [
@@ -474,72 +496,76 @@ t.test('family option values and their errors', async (t) => {
     [['vdi', 'list', '-o', 'xyz'], EXIT_FAILURE, 'object id must be a hex integer'],
     [['vdi', 'delete', 'a', '-B', 'x'], EXIT_FAILURE, 'The number of batched reclamation is invalid: x'],
     [['vdi', 'delete', 'a', '-I', '0'], EXIT_FAILURE, 'The interval of batched reclamation must bepositive integer'],
-  ];
+  ]
   for (const [argv, status, message] of cases) {
-    const result = await run(argv);
-    t.equal(result.status, status, argv.join(' '));
-    t.equal(result.stderr, `${message}\n`, argv.join(' '));
-    t.equal(result.lastCall, undefined);
+    const result = await run(argv)
+    t.equal(result.status, status, argv.join(' '))
+    t.equal(result.stderr, `${message}\n`, argv.join(' '))
+    t.equal(result.lastCall, undefined)
   }
   t.equal(
     invalidRedundancyMessages('0').join('\n'),
     'Invalid parameter 0\nTo create replicated vdi, set -c x\n  x(1 to 31)   - number of replicated copies\n' +
       'To create erasure coded vdi, set -c x:y\n  x(2,4,8,16)  - number of data strips\n  y(1 to 15)   - number of parity strips',
-  );
-});
+  )
+})
 
 t.test('handler results: DogExit, -1, -T', async (t) => {
-  let result = await run(['vdi', 'delete', 'exit-now', '-T']);
-  t.equal(result.status, 3);
-  t.equal(result.stdout, '', 'no elapsed time after DogExit');
-  result = await run(['vdi', 'delete', 'minus-one']);
-  t.equal(result.status, 255);
-  result = await run(['vdi', 'delete', 'alpha', '-T']);
-  t.equal(result.status, 0);
-  t.match(result.stdout, /^\nElapsed time: \d+\.\d{3} seconds\n$/);
-  result = await run(['vdi', 'delete', 'alpha', '--time']);
-  t.match(result.stdout, /^\nElapsed time: \d+\.\d{3} seconds\n$/);
-});
+  let result = await run(['vdi', 'delete', 'exit-now', '-T'])
+  t.equal(result.status, 3)
+  t.equal(result.stdout, '', 'no elapsed time after DogExit')
+  result = await run(['vdi', 'delete', 'minus-one'])
+  t.equal(result.status, 255)
+  result = await run(['vdi', 'delete', 'alpha', '-T'])
+  t.equal(result.status, 0)
+  t.match(result.stdout, /^\nElapsed time: \d+\.\d{3} seconds\n$/)
+  result = await run(['vdi', 'delete', 'alpha', '--time'])
+  t.match(result.stdout, /^\nElapsed time: \d+\.\d{3} seconds\n$/)
+})
 
 t.test('node list hook', async (t) => {
-  const loaded: string[] = [];
+  const loaded: string[] = []
   const loadNodeList = async (ctx: DogContext): Promise<number | undefined> => {
-    loaded.push(ctx.path.map((level) => level.name).join(' '));
-    ctx.state.nodes = ['127.0.0.1:7000'];
-    return undefined;
-  };
-  let result = await run(['vdi', 'object', 'location', 'alpha'], {}, { loadNodeList });
-  t.same(loaded, ['object location']);
-  t.same(result.lastCall?.ctx.state.nodes, ['127.0.0.1:7000']);
-  result = await run(['vdi', 'create'], {}, {
-    loadNodeList: async (ctx) => {
-      ctx.printStderrLine('Failed to get node list');
-      return 2;
+    loaded.push(ctx.path.map((level) => level.name).join(' '))
+    ctx.state.nodes = ['127.0.0.1:7000']
+    return undefined
+  }
+  let result = await run(['vdi', 'object', 'location', 'alpha'], {}, { loadNodeList })
+  t.same(loaded, ['object location'])
+  t.same(result.lastCall?.ctx.state.nodes, ['127.0.0.1:7000'])
+  result = await run(
+    ['vdi', 'create'],
+    {},
+    {
+      loadNodeList: async (ctx) => {
+        ctx.printStderrLine('Failed to get node list')
+        return 2
+      },
     },
-  });
-  t.equal(result.status, 2, 'node list comes before the argument check, as in the original');
-  t.equal(result.stderr, 'Failed to get node list\n');
-  t.equal(result.stdout, '');
-});
+  )
+  t.equal(result.status, 2, 'node list comes before the argument check, as in the original')
+  t.equal(result.stderr, 'Failed to get node list\n')
+  t.equal(result.stdout, '')
+})
 
 t.test('argument log (SHEEPDOG_DOG_LOG_PATH)', async (t) => {
-  const directory = await mkdtemp(join(tmpdir(), 'dog-log-'));
-  t.teardown(() => rm(directory, { recursive: true, force: true }));
-  const logPath = join(directory, 'dog.log');
-  const previousTz = process.env.TZ;
-  process.env.TZ = 'UTC';
+  const directory = await mkdtemp(join(tmpdir(), 'dog-log-'))
+  t.teardown(() => rm(directory, { recursive: true, force: true }))
+  const logPath = join(directory, 'dog.log')
+  const previousTz = process.env.TZ
+  process.env.TZ = 'UTC'
   t.teardown(() => {
-    if (previousTz === undefined) delete process.env.TZ;
-    else process.env.TZ = previousTz;
-  });
-  const env = { SHEEPDOG_DOG_LOG: '1', SHEEPDOG_DOG_LOG_PATH: logPath };
-  await run(['vdi', 'list', '-r'], env, { nowSeconds: () => 1578304800 });
-  await run(['bogus'], env, { nowSeconds: () => 1578304801 });
-  t.equal(await readFile(logPath, 'utf8'), '2020 Jan 06 10:00:00 :  dog vdi list -r\n2020 Jan 06 10:00:01 :  dog bogus\n');
-  const result = await run(['vdi', 'list'], { SHEEPDOG_DOG_LOG: '1', SHEEPDOG_DOG_LOG_PATH: join(directory, 'missing', 'x.log') });
-  t.equal(result.stderr, `error at opening log file of dog(${join(directory, 'missing', 'x.log')}): No such file or directory\n`);
-  t.equal(result.status, 0, 'a log failure does not stop dog');
-});
+    if (previousTz === undefined) delete process.env.TZ
+    else process.env.TZ = previousTz
+  })
+  const env = { SHEEPDOG_DOG_LOG: '1', SHEEPDOG_DOG_LOG_PATH: logPath }
+  await run(['vdi', 'list', '-r'], env, { nowSeconds: () => 1578304800 })
+  await run(['bogus'], env, { nowSeconds: () => 1578304801 })
+  t.equal(await readFile(logPath, 'utf8'), '2020 Jan 06 10:00:00 :  dog vdi list -r\n2020 Jan 06 10:00:01 :  dog bogus\n')
+  const result = await run(['vdi', 'list'], { SHEEPDOG_DOG_LOG: '1', SHEEPDOG_DOG_LOG_PATH: join(directory, 'missing', 'x.log') })
+  t.equal(result.stderr, `error at opening log file of dog(${join(directory, 'missing', 'x.log')}): No such file or directory\n`)
+  t.equal(result.status, 0, 'a log failure does not stop dog')
+})
 
 t.test('parseSize', async (t) => {
   const valid: Array<[string, bigint]> = [
@@ -556,97 +582,99 @@ t.test('parseSize', async (t) => {
     ['1e3', 1000n],
     ['.5M', 524288n],
     ['0', 0n],
-  ];
-  for (const [text, bytes] of valid) t.equal(parseSize(text), bytes, text);
+  ]
+  for (const [text, bytes] of valid) t.equal(parseSize(text), bytes, text)
   for (const text of ['', 'abc', '16MB', '-1', '1x', '0x10', 'inf', 'nan', 'M', '1 M', '16384P']) {
-    t.equal(parseSize(text), undefined, `'${text}' is invalid`);
+    t.equal(parseSize(text), undefined, `'${text}' is invalid`)
   }
-  t.equal(requireSize('8m'), 8388608n);
-  t.throws(() => requireSize('8q'), new UsageError(
-    "Invalid size '8q'",
-    'You may use B, K, M, G, T or P suffixes for bytes, kilobytes, megabytes, gigabytes, terabytes and petabytes.',
-  ));
-});
+  t.equal(requireSize('8m'), 8388608n)
+  t.throws(
+    () => requireSize('8q'),
+    new UsageError("Invalid size '8q'", 'You may use B, K, M, G, T or P suffixes for bytes, kilobytes, megabytes, gigabytes, terabytes and petabytes.'),
+  )
+})
 
 t.test('parseRedundancy', async (t) => {
-  t.same(parseRedundancy('3'), { copies: 3, copyPolicy: 0 });
-  t.same(parseRedundancy('1'), { copies: 1, copyPolicy: 0 });
-  t.same(parseRedundancy('31'), { copies: 31, copyPolicy: 0 });
-  t.same(parseRedundancy('4:2'), { copies: 6, copyPolicy: 0x22, dataStrips: 4, parityStrips: 2 });
-  t.same(parseRedundancy('16:15'), { copies: 31, copyPolicy: 0x8f, dataStrips: 16, parityStrips: 15 });
-  t.same(parseRedundancy('2:1'), { copies: 3, copyPolicy: 0x11, dataStrips: 2, parityStrips: 1 });
+  t.same(parseRedundancy('3'), { copies: 3, copyPolicy: 0 })
+  t.same(parseRedundancy('1'), { copies: 1, copyPolicy: 0 })
+  t.same(parseRedundancy('31'), { copies: 31, copyPolicy: 0 })
+  t.same(parseRedundancy('4:2'), { copies: 6, copyPolicy: 0x22, dataStrips: 4, parityStrips: 2 })
+  t.same(parseRedundancy('16:15'), { copies: 31, copyPolicy: 0x8f, dataStrips: 16, parityStrips: 15 })
+  t.same(parseRedundancy('2:1'), { copies: 3, copyPolicy: 0x11, dataStrips: 2, parityStrips: 1 })
   for (const text of ['0', '32', '3:2', '4:0', '4:16', 'x', '4:2:1', '', ':3', '-1']) {
-    t.equal(parseRedundancy(text), undefined, `'${text}' is invalid`);
+    t.equal(parseRedundancy(text), undefined, `'${text}' is invalid`)
   }
-});
+})
 
 t.test('snapshot selectors, indexes and oids', async (t) => {
-  t.same(parseSnapshotSelector('3'), { snapid: 3 });
-  t.same(parseSnapshotSelector('snap1'), { tag: 'snap1' });
-  t.same(parseSnapshotSelector('1a'), { tag: '1a' });
-  t.equal(parseSnapshotSelector('0'), undefined);
-  t.equal(snapshotIdOf({ snapid: 4 }), 4);
-  t.equal(snapshotIdOf({ tag: 'x' }), 0);
-  t.equal(snapshotIdOf(undefined), 0);
-  t.equal(snapshotTagOf({ tag: 'x' }), 'x');
-  t.equal(snapshotTagOf({ snapid: 4 }), '');
+  t.same(parseSnapshotSelector('3'), { snapid: 3 })
+  t.same(parseSnapshotSelector('snap1'), { tag: 'snap1' })
+  t.same(parseSnapshotSelector('1a'), { tag: '1a' })
+  t.equal(parseSnapshotSelector('0'), undefined)
+  t.equal(snapshotIdOf({ snapid: 4 }), 4)
+  t.equal(snapshotIdOf({ tag: 'x' }), 0)
+  t.equal(snapshotIdOf(undefined), 0)
+  t.equal(snapshotTagOf({ tag: 'x' }), 'x')
+  t.equal(snapshotTagOf({ snapid: 4 }), '')
 
-  t.equal(parseIndex('10'), 10n);
-  t.equal(parseIndex('0x1f'), 31n);
-  t.equal(parseIndex('12abc'), 12n);
-  t.equal(parseIndex('4294967296'), 4294967296n);
-  t.equal(parseIndex('abc'), undefined);
-  t.equal(parseIndex(''), undefined);
+  t.equal(parseIndex('10'), 10n)
+  t.equal(parseIndex('0x1f'), 31n)
+  t.equal(parseIndex('12abc'), 12n)
+  t.equal(parseIndex('4294967296'), 4294967296n)
+  t.equal(parseIndex('abc'), undefined)
+  t.equal(parseIndex(''), undefined)
 
-  t.equal(parseOid('00ed202b00000000'), 0xed202b00000000n);
-  t.equal(parseOid('0xED202B'), 0xed202bn);
-  t.equal(parseOid('g'), undefined);
-});
+  t.equal(parseOid('00ed202b00000000'), 0xed202b00000000n)
+  t.equal(parseOid('0xED202B'), 0xed202bn)
+  t.equal(parseOid('g'), undefined)
+})
 
 t.test('confirm', async (t) => {
   const ask = async (input: string, endInput: boolean) => {
-    const stdin = new PassThrough();
-    let stdout = '';
+    const stdin = new PassThrough()
+    let stdout = ''
     const answer = confirm('Are you sure you want to continue? [yes/no]: ', {
       stdout: { write: (chunk) => (stdout += String(chunk)) },
       stdin,
-    });
-    if (endInput) stdin.end(input);
-    else stdin.write(input);
-    return { answer: await answer, stdout, stdin };
-  };
-  const yes = await ask('yes\n', false);
-  t.equal(yes.answer, true);
-  t.equal(yes.stdout, 'Are you sure you want to continue? [yes/no]: ');
-  t.equal((await ask('YESSIR\n', false)).answer, true);
-  t.equal((await ask('Yes', true)).answer, true, 'an unterminated last line counts');
-  t.equal((await ask('no\n', false)).answer, false);
-  t.equal((await ask('y\n', false)).answer, false);
-  t.equal((await ask(' yes\n', false)).answer, false);
-  t.equal((await ask('', true)).answer, false, 'end of input means no');
-  t.equal((await ask('yessssssssss', false)).answer, true, 'at most 7 characters are read');
-  t.equal(await confirm('? ', { stdout: { write: () => true } }), false, 'no stdin means no');
-});
+    })
+    if (endInput) stdin.end(input)
+    else stdin.write(input)
+    return { answer: await answer, stdout, stdin }
+  }
+  const yes = await ask('yes\n', false)
+  t.equal(yes.answer, true)
+  t.equal(yes.stdout, 'Are you sure you want to continue? [yes/no]: ')
+  t.equal((await ask('YESSIR\n', false)).answer, true)
+  t.equal((await ask('Yes', true)).answer, true, 'an unterminated last line counts')
+  t.equal((await ask('no\n', false)).answer, false)
+  t.equal((await ask('y\n', false)).answer, false)
+  t.equal((await ask(' yes\n', false)).answer, false)
+  t.equal((await ask('', true)).answer, false, 'end of input means no')
+  t.equal((await ask('yessssssssss', false)).answer, true, 'at most 7 characters are read')
+  t.equal(await confirm('? ', { stdout: { write: () => true } }), false, 'no stdin means no')
+})
 
 t.test('readInputLine leaves the rest of the input unread', async (t) => {
-  const stdin = new PassThrough();
-  stdin.end('yes\nrest of input\n');
-  t.equal(await readInputLine(stdin, 7), 'yes\n');
-  t.equal(await readInputLine(stdin, 7), 'rest of');
-  t.equal(await readInputLine(stdin, 100), ' input\n');
-  t.equal(await readInputLine(stdin, 100), null);
-});
+  const stdin = new PassThrough()
+  stdin.end('yes\nrest of input\n')
+  t.equal(await readInputLine(stdin, 7), 'yes\n')
+  t.equal(await readInputLine(stdin, 7), 'rest of')
+  t.equal(await readInputLine(stdin, 100), ' input\n')
+  t.equal(await readInputLine(stdin, 100), null)
+})
 
 t.test('a subcommand owns the abbreviation its table row names (dog v l = vdi list)', async (t) => {
-  const table: DogCommand[] = [{
-    name: 'vdi',
-    subcommands: [
-      { name: 'list', shortcut: 'l', options: 'aprhoT', description: 'list images', handler: recordingHandler('vdi list') },
-      { name: 'lock', options: 'saphT', description: 'lock', handler: recordingHandler('vdi lock') },
-      { name: 'check', options: 'aphT', description: 'check', handler: recordingHandler('vdi check') },
-      { name: 'clone', options: 'aphT', description: 'clone', handler: recordingHandler('vdi clone') },
-    ],
-  }];
+  const table: DogCommand[] = [
+    {
+      name: 'vdi',
+      subcommands: [
+        { name: 'list', shortcut: 'l', options: 'aprhoT', description: 'list images', handler: recordingHandler('vdi list') },
+        { name: 'lock', options: 'saphT', description: 'lock', handler: recordingHandler('vdi lock') },
+        { name: 'check', options: 'aphT', description: 'check', handler: recordingHandler('vdi check') },
+        { name: 'clone', options: 'aphT', description: 'clone', handler: recordingHandler('vdi clone') },
+      ],
+    },
+  ]
   const io = { stdout: { write: () => true }, stderr: { write: () => true }, env: {} }
   calls.length = 0
   t.equal(await runDog(['v', 'l'], table, io, { resolveHost: async () => '127.0.0.1' }), EXIT_SUCCESS)

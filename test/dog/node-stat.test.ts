@@ -55,10 +55,11 @@ async function startStandIn(answer: (opcode: number) => { header: Buffer; payloa
   return {
     port,
     opcodes,
-    close: () => new Promise<void>((resolve) => {
-      for (const socket of sockets) socket.destroy()
-      server.close(() => resolve())
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy()
+        server.close(() => resolve())
+      }),
   }
 }
 
@@ -104,12 +105,15 @@ function failureHeader(opcode: number, result: number): Buffer {
 
 /** The original's output with the 4th and 5th tab-separated fields of every row swapped. */
 function withWriteAndReadInPlace(original: string): string {
-  return original.split('\n').map((line) => {
-    if (!/^(Client|Peer)\t/.test(line)) return line
-    const fields = line.split('\t')
-    ;[fields[3], fields[4]] = [fields[4] as string, fields[3] as string]
-    return fields.join('\t')
-  }).join('\n')
+  return original
+    .split('\n')
+    .map((line) => {
+      if (!/^(Client|Peer)\t/.test(line)) return line
+      const fields = line.split('\t')
+      ;[fields[3], fields[4]] = [fields[4] as string, fields[3] as string]
+      return fields.join('\t')
+    })
+    .join('\n')
 }
 
 t.test('node stat prints the captured counters in the original layout', async (t) => {
@@ -122,16 +126,17 @@ t.test('node stat prints the captured counters in the original layout', async (t
   t.equal(r.status, 0, r.stderr)
   t.equal(r.stderr, '')
   t.equal(r.stdout, withWriteAndReadInPlace(original), 'the original output with writes under Write and reads under Read')
-  t.equal(r.stdout,
+  t.equal(
+    r.stdout,
     'Request\tActive\tTotal\tWrite\tRead\tRemove\tFlush\tAll WR\tAll RD\n' +
-    'Client\t0\t78\t17\t59\t0\t0\t74 MB\t132 MB\n' +
-    'Peer\t0\t7\t6\t0\t0\t0\t30 MB\t0.0 MB\n')
+      'Client\t0\t78\t17\t59\t0\t0\t74 MB\t132 MB\n' +
+      'Peer\t0\t7\t6\t0\t0\t0\t30 MB\t0.0 MB\n',
+  )
   t.same(standIn.opcodes, [SD_OP_STAT], 'one STAT request, no node list')
 
   const raw = await dog(['node', 'stat', '-r'], { port: standIn.port })
   t.equal(raw.status, 0, raw.stderr)
-  t.equal(raw.stdout, '0\t78\t17\t59\t0\t0\t77689256\t138679448\n0\t7\t6\t0\t0\t0\t31466656\t0\n',
-    'raw: no header and no row names, sizes in bytes')
+  t.equal(raw.stdout, '0\t78\t17\t59\t0\t0\t77689256\t138679448\n0\t7\t6\t0\t0\t0\t31466656\t0\n', 'raw: no header and no row names, sizes in bytes')
 })
 
 t.test('node stat -w reports every second with bandwidth and request deltas', async (t) => {
@@ -147,10 +152,13 @@ t.test('node stat -w reports every second with bandwidth and request deltas', as
   t.same(lines.slice(2, 4), lines.slice(0, 2), 'the second report: nothing changed')
 
   const aligned = await dogUntilLines(['node', 'stat', '-w'], standIn.port, 3)
-  t.equal(aligned.split('\n').slice(0, 3).join('\n'),
+  t.equal(
+    aligned.split('\n').slice(0, 3).join('\n'),
     'Request\tActive\tTotal\tWrite\tRead\tRemove\tFlush\tAll WR\tAll RD\tWRBW\tRDBW\tRPS\n' +
-    'Client\t0\t78\t17\t59\t0\t0\t74 MB\t132 MB\t0.0 MB\t0.0 MB\t0\n' +
-    'Peer\t0\t7\t6\t0\t0\t0\t30 MB\t0.0 MB\t0.0 MB\t0.0 MB\t0', 'each report repeats the header')
+      'Client\t0\t78\t17\t59\t0\t0\t74 MB\t132 MB\t0.0 MB\t0.0 MB\t0\n' +
+      'Peer\t0\t7\t6\t0\t0\t0\t30 MB\t0.0 MB\t0.0 MB\t0.0 MB\t0',
+    'each report repeats the header',
+  )
 })
 
 t.test('node stat failures', async (t) => {

@@ -38,7 +38,10 @@ async function memberCount(cluster: TestCluster, via: number): Promise<number> {
 
 /** `[ip:port:vnodes, …]` of `cluster info` for the given nodes (sorted by port, as sheep sorts them). */
 function membersText(ports: number[]): string {
-  return `[${[...ports].sort((a, b) => a - b).map((port) => `127.0.0.1:${port}:${VNODES}`).join(', ')}]`
+  return `[${[...ports]
+    .sort((a, b) => a - b)
+    .map((port) => `127.0.0.1:${port}:${VNODES}`)
+    .join(', ')}]`
 }
 
 /** One epoch line of `cluster info` with the date filtered. */
@@ -105,7 +108,10 @@ t.test('recovery control, throttling, stats and redundancy on 3 nodes', async (t
   await t.test('node recovery while nothing recovers', async (t) => {
     const original = printedByOriginal('node', 'recovery')
     t.equal(original, 'Nodes In Recovery:\n  Id   Host:Port         V-Nodes       Zone       Progress\n')
-    for (const args of [['node', 'recovery'], ['node', 'recovery', 'info']]) {
+    for (const args of [
+      ['node', 'recovery'],
+      ['node', 'recovery', 'info'],
+    ]) {
       const r = await run(args)
       t.equal(r.status, 0, r.stderr)
       t.equal(r.stdout, original, `dog ${args.join(' ')}: the header and no rows`)
@@ -184,7 +190,10 @@ t.test('recovery control, throttling, stats and redundancy on 3 nodes', async (t
     t.equal((await run(['vdi', 'create', 'alpha', '32M'])).status, 0)
     const write = await dog(['vdi', 'write', 'alpha'], { port, input: alpha })
     t.equal(write.status, 0, write.stderr)
-    t.ok([...objectCopies(cluster).values()].every((n) => n === 2), 'written on the two remaining nodes')
+    t.ok(
+      [...objectCopies(cluster).values()].every((n) => n === 2),
+      'written on the two remaining nodes',
+    )
     const [client] = (await run(['node', 'stat', '-r'])).stdout.split('\n')
     const [, , writes, reads, , , rxBytes] = (client ?? '').split('\t').map(Number)
     t.ok((writes ?? 0) > 0 && (writes ?? 0) > (reads ?? 0), `the Write column counts the writes (${writes} writes, ${reads} reads)`)
@@ -193,7 +202,10 @@ t.test('recovery control, throttling, stats and redundancy on 3 nodes', async (t
     await cluster.start(2)
     t.ok(await membershipBecomes(allPorts), 'the node rejoins')
     await new Promise((resolve) => setTimeout(resolve, 1500))
-    t.ok([...objectCopies(cluster).values()].every((n) => n === 2), 'no object is recovered while recovery is disabled')
+    t.ok(
+      [...objectCopies(cluster).values()].every((n) => n === 2),
+      'no object is recovered while recovery is disabled',
+    )
 
     const recovering = await run(['node', 'recovery'])
     t.equal(recovering.status, 0, recovering.stderr)
@@ -206,7 +218,10 @@ t.test('recovery control, throttling, stats and redundancy on 3 nodes', async (t
     t.same([enable.status, enable.stdout], [0, 'Cluster recovery: enable\n'])
     t.equal((await run(['cluster', 'info'])).stdout.split('\n')[0], 'Cluster status: running, auto-recovery enabled')
     t.ok(await waitForRecovery(cluster), 'recovery completes')
-    t.ok([...objectCopies(cluster).values()].every((n) => n === 3), 'every object is on all three nodes again')
+    t.ok(
+      [...objectCopies(cluster).values()].every((n) => n === 3),
+      'every object is on all three nodes again',
+    )
     const read = await dog(['vdi', 'read', 'alpha', '0', String(alpha.length)], { port: cluster.ports[2] })
     t.equal(read.status, 0, read.stderr)
     t.ok(read.stdoutBytes.equals(alpha), 'the data reads back through the recovered node')
@@ -254,15 +269,20 @@ t.test('recovery control, throttling, stats and redundancy on 3 nodes', async (t
   await t.test('cluster alter-copy', async (t) => {
     const declined = await run(['cluster', 'alter-copy', '-c', '2'], 'no\n')
     t.equal(declined.status, 0, 'declining is not a failure')
-    t.match(declined.stdout, /Caution! Changing cluster's redundancy level will affect\n {2}\/ {2}\| {3}all the VDIs to be created later\.\n\(\/_\)_\|_ {2}Are you sure you want to continue\? \[yes\/no\]: $/)
+    t.match(
+      declined.stdout,
+      /Caution! Changing cluster's redundancy level will affect\n {2}\/ {2}\| {3}all the VDIs to be created later\.\n\(\/_\)_\|_ {2}Are you sure you want to continue\? \[yes\/no\]: $/,
+    )
     t.match((await run(['cluster', 'info', '-v'])).stdout, /^Cluster store: plain with 3 redundancy policy$/m, 'unchanged after no')
 
     const altered = await run(['cluster', 'alter-copy', '-c', '2', '-f'])
     t.same([altered.status, altered.stdout, altered.stderr], [0, '', "The cluster's redundancy level is set to 2, the old one was 3.\n"])
     const verbose = await run(['cluster', 'info', '-v'])
-    t.equal(verbose.stdout.split('\n').slice(0, 4).join('\n'),
+    t.equal(
+      verbose.stdout.split('\n').slice(0, 4).join('\n'),
       'Cluster status: running, auto-recovery enabled\nCluster store: plain with 2 redundancy policy\n' +
-      'Cluster vnodes strategy: auto\nCluster vnode mode: node')
+        'Cluster vnodes strategy: auto\nCluster vnode mode: node',
+    )
 
     const again = await run(['cluster', 'alter-copy', '-c', '2', '-f'])
     t.same([again.status, again.stderr], [1, "The cluster's redundancy level is already set to 2, nothing changed.\n"])
@@ -313,12 +333,14 @@ t.test('cluster recover force starts a cluster that waits for a lost node', asyn
 
   const declined = await run(['cluster', 'recover', 'force'], 'no\n')
   t.equal(declined.status, 0)
-  t.equal(declined.stdout,
+  t.equal(
+    declined.stdout,
     'Caution! Please try starting all the cluster nodes normally before\nrunning this command.\n\n' +
-    'The cluster may need to be force recovered if:\n' +
-    '  - the master node fails to start because of epoch mismatch; or\n' +
-    '  - some nodes fail to start after a cluster shutdown.\n\n' +
-    'Are you sure you want to continue? [yes/no]: ')
+      'The cluster may need to be force recovered if:\n' +
+      '  - the master node fails to start because of epoch mismatch; or\n' +
+      '  - some nodes fail to start after a cluster shutdown.\n\n' +
+      'Are you sure you want to continue? [yes/no]: ',
+  )
   t.equal((await run(['cluster', 'info'])).stdout.split('\n')[0], 'Cluster status: Waiting for other nodes to join cluster', 'still waiting after no')
 
   const forced = await run(['cluster', 'recover', 'force'], 'yes\n')
@@ -326,10 +348,16 @@ t.test('cluster recover force starts a cluster that waits for a lost node', asyn
   t.equal(forced.stderr, '')
   const running = await run(['cluster', 'info'])
   t.equal(running.stdout.split('\n')[0], 'Cluster status: running, auto-recovery enabled')
-  t.same(historyLines(running.stdout), [epochLine(2, cluster.ports.slice(0, 2)), epochLine(1, cluster.ports)],
-    'a new epoch with the two members, then the old one')
+  t.same(
+    historyLines(running.stdout),
+    [epochLine(2, cluster.ports.slice(0, 2)), epochLine(1, cluster.ports)],
+    'a new epoch with the two members, then the old one',
+  )
   t.ok(await waitForRecovery(cluster), 'recovery settles')
   const read = await dog(['vdi', 'read', 'delta', '0', String(data.length)], { port: cluster.ports[1] })
   t.ok(read.stdoutBytes.equals(data), 'the data reads back')
-  t.ok([...objectCopies(cluster).values()].every((n) => n === 2), 'every object on both running nodes')
+  t.ok(
+    [...objectCopies(cluster).values()].every((n) => n === 2),
+    'every object on both running nodes',
+  )
 })

@@ -37,13 +37,15 @@ async function placement(cluster: TestCluster, oid: string): Promise<{ members: 
 
 /** Addresses of the running nodes that store the object file. */
 function holders(cluster: TestCluster, oid: string): string[] {
-  return cluster.nodes.flatMap((node) => node && fs.existsSync(path.join(node.dir, 'obj', oid)) ? [`127.0.0.1:${node.port}`] : [])
+  return cluster.nodes.flatMap((node) => (node && fs.existsSync(path.join(node.dir, 'obj', oid)) ? [`127.0.0.1:${node.port}`] : []))
 }
 
 /** The body of `object location`: one line per member, then where the object belongs. */
 function locationBody(members: string[], has: (address: string) => boolean, expected: string[]): string {
-  return members.map((address) => `${address} ${has(address) ? 'has' : "doesn't have"} the object\n`).join('') +
+  return (
+    members.map((address) => `${address} ${has(address) ? 'has' : "doesn't have"} the object\n`).join('') +
     `\nAccording to sheepdog algorithm, the object should be located at:\n${expected.join(' ')}\n`
+  )
 }
 
 /** One epoch entry of `vdi track`. */
@@ -75,8 +77,7 @@ t.test('dog vdi object location and vdi track on a 3-node cluster', async (t) =>
     t.equal(r.stdout, header + locationBody(members, (a) => stored.includes(a), expected))
     // the capture's cluster: ports 7000..7002, the inode on 7001 and 7002
     const captured = ['127.0.0.1:7000', '127.0.0.1:7001', '127.0.0.1:7002']
-    t.equal(original, header + locationBody(captured, (a) => a !== '127.0.0.1:7000', captured.slice(1)),
-      'the capture follows the same template')
+    t.equal(original, header + locationBody(captured, (a) => a !== '127.0.0.1:7000', captured.slice(1)), 'the capture follows the same template')
   })
 
   await t.test('object location of data objects', async (t) => {
@@ -84,8 +85,10 @@ t.test('dog vdi object location and vdi track on a 3-node cluster', async (t) =>
     const stored = holders(cluster, DATA_OID)
     t.same([...stored].sort(), [...expected].sort())
     const r = await ok(['vdi', 'object', 'location', '-i', '0', 'alpha'])
-    t.equal(r.stdout, `Looking for the object ${DATA_OID} (vid 0xed202c idx 0, 2 copies) with 3 nodes\n\n` +
-      locationBody(members, (a) => stored.includes(a), expected))
+    t.equal(
+      r.stdout,
+      `Looking for the object ${DATA_OID} (vid 0xed202c idx 0, 2 copies) with 3 nodes\n\n` + locationBody(members, (a) => stored.includes(a), expected),
+    )
     const unallocated = await ok(['vdi', 'object', 'location', '-i', '3', 'alpha'])
     t.equal(unallocated.stdout, 'The inode object 0xed202c idx 3 is not allocated\n')
     const tooLarge = await dog(['vdi', 'object', 'location', '-i', '0x100000000', 'alpha'], { port })
@@ -103,8 +106,11 @@ t.test('dog vdi object location and vdi track on a 3-node cluster', async (t) =>
     const r = await ok(['vdi', 'track', '-i', '0', 'alpha'])
     const header = `Tracking the object ${DATA_OID} (the inode vid 0xed202c idx 0) with 3 nodes\n`
     t.equal(r.stdout, header + trackEntry(DATA_OID, 1, expected))
-    t.equal(findCommand(fixture, 'vdi', 'track').stdout, header + trackEntry(DATA_OID, 1, ['127.0.0.1:7001', '127.0.0.1:7000']),
-      'the capture follows the same template')
+    t.equal(
+      findCommand(fixture, 'vdi', 'track').stdout,
+      header + trackEntry(DATA_OID, 1, ['127.0.0.1:7001', '127.0.0.1:7000']),
+      'the capture follows the same template',
+    )
   })
 
   await t.test('track after a fourth node joined: newest epoch first', async (t) => {
@@ -115,19 +121,28 @@ t.test('dog vdi object location and vdi track on a 3-node cluster', async (t) =>
     const after = await placement(cluster, DATA_OID)
     t.equal(after.members.length, 4)
     const data = await ok(['vdi', 'track', '-i', '0', 'alpha'])
-    t.equal(data.stdout, `Tracking the object ${DATA_OID} (the inode vid 0xed202c idx 0) with 4 nodes\n` +
-      trackEntry(DATA_OID, 2, after.expected) + trackEntry(DATA_OID, 1, before.expected))
+    t.equal(
+      data.stdout,
+      `Tracking the object ${DATA_OID} (the inode vid 0xed202c idx 0) with 4 nodes\n` +
+        trackEntry(DATA_OID, 2, after.expected) +
+        trackEntry(DATA_OID, 1, before.expected),
+    )
     const inode = await ok(['vdi', 'track', 'alpha'])
     const inodeAfter = await placement(cluster, INODE_OID)
-    t.equal(inode.stdout, 'Tracking the inode object 0xed202c with 4 nodes\n' +
-      trackEntry(INODE_OID, 2, inodeAfter.expected) + trackEntry(INODE_OID, 1, inodeBefore.expected))
+    t.equal(
+      inode.stdout,
+      'Tracking the inode object 0xed202c with 4 nodes\n' + trackEntry(INODE_OID, 2, inodeAfter.expected) + trackEntry(INODE_OID, 1, inodeBefore.expected),
+    )
     const byOid = await ok(['vdi', 'track', '-o', DATA_OID, 'alpha'])
     t.match(byOid.stdout, new RegExp(`^Tracking the object ${DATA_OID} \\(the inode vid 0xed202c\\) with 4 nodes\n\nobj ${DATA_OID} locations at epoch 2`))
     // after recovery the objects are where the new ring puts them
     const stored = holders(cluster, DATA_OID)
     t.same([...stored].sort(), [...after.expected].sort(), 'recovery moved the object to its new place')
     const location = await ok(['vdi', 'object', 'location', '-i', '0', 'alpha'])
-    t.equal(location.stdout, `Looking for the object ${DATA_OID} (vid 0xed202c idx 0, 2 copies) with 4 nodes\n\n` +
-      locationBody(after.members, (a) => stored.includes(a), after.expected))
+    t.equal(
+      location.stdout,
+      `Looking for the object ${DATA_OID} (vid 0xed202c idx 0, 2 copies) with 4 nodes\n\n` +
+        locationBody(after.members, (a) => stored.includes(a), after.expected),
+    )
   })
 })

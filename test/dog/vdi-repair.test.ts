@@ -5,26 +5,69 @@ import t from 'tap'
 import { changedRange, encodeBackupHeader, encodeRecordHeader } from '../../dog/vdi-backup.js'
 import { voteMajority } from '../../dog/vdi-check.js'
 import {
-  decodeTrunk, encodeSnapLogHeader, encodeSnapLogRecord, encodeTrunk, SNAP_LOG_HEADER_SIZE, SNAP_LOG_RECORD_SIZE,
+  decodeTrunk,
+  encodeSnapLogHeader,
+  encodeSnapLogRecord,
+  encodeTrunk,
+  SNAP_LOG_HEADER_SIZE,
+  SNAP_LOG_RECORD_SIZE,
   TRUNK_ENTRY_SIZE,
 } from '../../dog/farm.js'
 import type { SdNode } from '../../lib/sheep-api.js'
 
 const node = (port: number): SdNode => ({
-  addr: Buffer.alloc(16), port, ioAddr: Buffer.alloc(16), ioPort: 0, nrVnodes: 128, zone: port, space: 0n,
+  addr: Buffer.alloc(16),
+  port,
+  ioAddr: Buffer.alloc(16),
+  ioPort: 0,
+  nrVnodes: 128,
+  zone: port,
+  space: 0n,
 })
 const digest = (byte: number): Buffer => Buffer.alloc(20, byte)
 
 t.test('majority vote over replica digests', async (t) => {
   const [a, b, c] = [node(1), node(2), node(3)]
-  t.equal(voteMajority([{ node: a, digest: undefined }, { node: b, digest: undefined }]), 'no node has')
-  t.equal(voteMajority([{ node: a, digest: digest(1) }, { node: b, digest: digest(2) }]), 'no majority of', 'one against one')
-  t.equal(voteMajority([{ node: a, digest: digest(1) }, { node: b, digest: digest(2) }, { node: c, digest: digest(3) }]), 'no majority of')
-  const two = voteMajority([{ node: a, digest: digest(1) }, { node: b, digest: digest(2) }, { node: c, digest: digest(2) }])
+  t.equal(
+    voteMajority([
+      { node: a, digest: undefined },
+      { node: b, digest: undefined },
+    ]),
+    'no node has',
+  )
+  t.equal(
+    voteMajority([
+      { node: a, digest: digest(1) },
+      { node: b, digest: digest(2) },
+    ]),
+    'no majority of',
+    'one against one',
+  )
+  t.equal(
+    voteMajority([
+      { node: a, digest: digest(1) },
+      { node: b, digest: digest(2) },
+      { node: c, digest: digest(3) },
+    ]),
+    'no majority of',
+  )
+  const two = voteMajority([
+    { node: a, digest: digest(1) },
+    { node: b, digest: digest(2) },
+    { node: c, digest: digest(2) },
+  ])
   t.equal(typeof two === 'string' ? two : two.node.port, 3, "two of three agree: the vote's candidate (the last streak's first replica) is the source")
-  const lone = voteMajority([{ node: a, digest: undefined }, { node: b, digest: digest(7) }, { node: c, digest: undefined }])
+  const lone = voteMajority([
+    { node: a, digest: undefined },
+    { node: b, digest: digest(7) },
+    { node: c, digest: undefined },
+  ])
   t.equal(typeof lone === 'string' ? lone : lone.node.port, 2, 'a single surviving replica is the majority of the live ones')
-  const missingOne = voteMajority([{ node: a, digest: digest(4) }, { node: b, digest: undefined }, { node: c, digest: digest(4) }])
+  const missingOne = voteMajority([
+    { node: a, digest: digest(4) },
+    { node: b, digest: undefined },
+    { node: c, digest: digest(4) },
+  ])
   t.equal(typeof missingOne === 'string' ? missingOne : missingOne.node.port, 1)
 })
 

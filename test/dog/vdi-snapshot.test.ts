@@ -132,8 +132,7 @@ t.test('dog vdi snapshot, clone, rollback, tree, graph, attributes, objects, loc
   await t.test('the data objects of a snapshot refuse writes', async (t) => {
     const snapshotVid = parseInt((await ok(['vdi', 'list', '-r', 'data'])).stdout.split('\n')[0]?.split(' ')[7] ?? '', 16)
     await t.rejects(writeObj(conn, vidToDataOid(snapshotVid, 0), 0, Buffer.alloc(4096, 7)), { code: SD_RES_READONLY }, 'WRITE_OBJ')
-    await t.rejects(createAndWriteObj(conn, vidToDataOid(snapshotVid, 4), 0, Buffer.alloc(4096, 7)), { code: SD_RES_READONLY },
-      'CREATE_AND_WRITE_OBJ')
+    await t.rejects(createAndWriteObj(conn, vidToDataOid(snapshotVid, 4), 0, Buffer.alloc(4096, 7)), { code: SD_RES_READONLY }, 'CREATE_AND_WRITE_OBJ')
     t.ok((await readVdi('data', '-s', 'one')).equals(imageA), 'the snapshot is unchanged')
     const write = await run('vdi', 'write', '-s', 'one', 'data')
     t.equal(write.status, 64, 'vdi write has no -s')
@@ -144,8 +143,12 @@ t.test('dog vdi snapshot, clone, rollback, tree, graph, attributes, objects, loc
     const raw = await ok(['vdi', 'snapshot', '-v', '-r', 'data'])
     t.match(raw.stdout, /^[0-9a-f]+ [0-9a-f]+\n$/, 'raw -v: new working vid and snapshot vid')
     const tree = await ok(['vdi', 'tree'])
-    t.equal(filterDates(tree.stdout).split('\n').find((line) => line.startsWith('data')),
-      `data---${DATE}---${DATE}---${DATE}---(you are here)`)
+    t.equal(
+      filterDates(tree.stdout)
+        .split('\n')
+        .find((line) => line.startsWith('data')),
+      `data---${DATE}---${DATE}---${DATE}---(you are here)`,
+    )
     const again = await run('vdi', 'snapshot', '-s', 'two', 'data')
     t.equal(again.status, 1)
     t.equal(again.stderr, 'Failed to create snapshot for data, maybe snapshot id (0) or tag (two) is existed\n')
@@ -167,8 +170,7 @@ t.test('dog vdi snapshot, clone, rollback, tree, graph, attributes, objects, loc
     t.match(rolled.stdout, /Continue\? \[yes\/no\]: New VDI ID of rollbacked VDI: [0-9a-f]+\n$/)
     t.ok((await readVdi('data')).equals(imageA), 'the working VDI holds the snapshot data again')
     const tree = filterDates((await ok(['vdi', 'tree'])).stdout)
-    t.match(tree, `data---${DATE}-+-${DATE}---${DATE}\n${' '.repeat(26)}\`-(you are here)\n`,
-      'the new working VDI branches from the snapshot')
+    t.match(tree, `data---${DATE}-+-${DATE}---${DATE}\n${' '.repeat(26)}\`-(you are here)\n`, 'the new working VDI branches from the snapshot')
     const missing = await run('vdi', 'rollback', 'data')
     t.equal(missing.status, 64)
     t.match(missing.stderr, /^Please specify the '-s' option\n/)
@@ -279,7 +281,10 @@ t.test('dog vdi snapshot, clone, rollback, tree, graph, attributes, objects, loc
     const lines = dumped.stdout.split('\n')
     t.same(lines.slice(0, 2), ['name: solo', 'tag: '])
     t.ok(lines.includes(`vdi_id: ${vid}`) && lines.includes('parent_vdi_id: 0') && lines.includes('vdi_size: 20971520'))
-    t.same(lines.slice(lines.indexOf('data_vdi_id:') + 1, lines.indexOf('gref:')), [0, 1, 2, 3, 4].map((i) => `${i}: ${vid}`))
+    t.same(
+      lines.slice(lines.indexOf('data_vdi_id:') + 1, lines.indexOf('gref:')),
+      [0, 1, 2, 3, 4].map((i) => `${i}: ${vid}`),
+    )
     t.same(lines.slice(lines.indexOf('gref:') + 1), [...[0, 1, 2, 3, 4].map((i) => `${i}: ${vid}, 0, 0`), ''])
     const short = path.join(root, 'short')
     fs.writeFileSync(short, Buffer.alloc(100))
@@ -299,7 +304,11 @@ t.test('dog vdi lock list / unlock on a cluster formatted with -l', async (t) =>
   const port = sheep.port
   const conn = new SheepConnection({ host: '127.0.0.1', port })
   t.teardown(() => conn.close())
-  for (const args of [['cluster', 'format', '-l', '-c', '1'], ['vdi', 'create', 'alpha', '16M'], ['vdi', 'create', 'shared', '16M']]) {
+  for (const args of [
+    ['cluster', 'format', '-l', '-c', '1'],
+    ['vdi', 'create', 'alpha', '16M'],
+    ['vdi', 'create', 'shared', '16M'],
+  ]) {
     const r = await dog(args, { port })
     t.equal(r.status, 0, r.stderr)
   }
@@ -309,9 +318,17 @@ t.test('dog vdi lock list / unlock on a cluster formatted with -l', async (t) =>
   const listed = await dog(['vdi', 'lock', 'list'], { port })
   t.equal(listed.status, 0, listed.stderr)
   const row = (name: string, vid: number): string => `  ${name.padEnd(8)}      0  ${vid.toString(16).padStart(6)}  ${''.padEnd(13)} `
-  t.equal(listed.stdout, '  Name         Id  VDI id  Tag            Owner node(s)\n' +
-    [[`${row('shared', shared.vid)} ${node}(modified)\n`, shared.vid], [`${row('alpha', alpha.vid)} ${node}\n`, alpha.vid]]
-      .sort((a, b) => (a[1] as number) - (b[1] as number)).map((entry) => entry[0]).join(''))
+  t.equal(
+    listed.stdout,
+    '  Name         Id  VDI id  Tag            Owner node(s)\n' +
+      [
+        [`${row('shared', shared.vid)} ${node}(modified)\n`, shared.vid],
+        [`${row('alpha', alpha.vid)} ${node}\n`, alpha.vid],
+      ]
+        .sort((a, b) => (a[1] as number) - (b[1] as number))
+        .map((entry) => entry[0])
+        .join(''),
+  )
 
   const unlocked = await dog(['vdi', 'lock', 'unlock', 'alpha'], { port })
   t.equal(unlocked.status, 0, unlocked.stderr)

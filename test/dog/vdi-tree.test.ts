@@ -24,12 +24,7 @@ t.test('the spec example: a second branch is indented under the first', async (t
 t.test('deeper branches draw | for ancestors with siblings still to come', async (t) => {
   // t: A → (B → (D, E), C)
   const forest = [entry('t', 1, 0, '[A]'), entry('t', 2, 1, '[B]'), entry('t', 3, 1, '[C]'), entry('t', 4, 2, '[D]'), entry('t', 5, 2, '[E]')]
-  t.equal(drawVdiForest(forest, false), [
-    't---[A]-+-[B]-+-[D]',
-    '        |     `-[E]',
-    '        `-[C]',
-    '',
-  ].join('\n'))
+  t.equal(drawVdiForest(forest, false), ['t---[A]-+-[B]-+-[D]', '        |     `-[E]', '        `-[C]', ''].join('\n'))
   // three children: the middle one gets |-
   const wide = [entry('w', 1, 0, '[A]'), entry('w', 2, 1, '[B]'), entry('w', 3, 1, '[C]'), entry('w', 4, 1, '[D]')]
   t.equal(drawVdiForest(wide, false), 'w---[A]-+-[B]\n        |-[C]\n        `-[D]\n')

@@ -9,7 +9,14 @@ import { churnVerdict, churnSeed } from '../helpers/churn-verdict.js'
 
 t.test('two gateways, snapshot in the middle, nodes killed and restarted', async (t) => {
   const report = await runChurn({
-    seed: churnSeed(), durationMs: 75_000, nodes: 5, vdiSizeMiB: 128, gateways: [0, 1], partialShare: 0.5, snapshotAtMs: 30_000, log: (l) => t.comment(l),
+    seed: churnSeed(),
+    durationMs: 75_000,
+    nodes: 5,
+    vdiSizeMiB: 128,
+    gateways: [0, 1],
+    partialShare: 0.5,
+    snapshotAtMs: 30_000,
+    log: (l) => t.comment(l),
   })
   churnVerdict(t, report)
   t.ok(report.snapshots >= 1, 'the snapshot was taken under churn')

@@ -75,13 +75,17 @@ t.test('cluster snapshot save, list, show, load', async (t) => {
     const trunk = fs.readFileSync(blobFile(farm, log.subarray(32 + 272, 32 + 292)))
     t.equal(trunk.length % 32, 0, 'trunk entries are 32 bytes')
     const oids = Array.from({ length: trunk.length / 32 }, (_, i) => trunk.readBigUInt64LE(i * 32))
-    t.same(oids, [...oids].sort((a, b) => (a < b ? -1 : 1)), 'in oid order')
+    t.same(
+      oids,
+      [...oids].sort((a, b) => (a < b ? -1 : 1)),
+      'in oid order',
+    )
     const inodes = oids.filter((oid) => oid >> 63n === 1n)
     t.equal(inodes.length, 4, 'the inodes of the 4 snapshots, not of working VDIs')
     for (let i = 0; i < trunk.length / 32; i++) {
       t.same([trunk[i * 32 + 8], trunk[i * 32 + 9], trunk[i * 32 + 10]], [2, 0, 22], 'redundancy of each entry')
       const list = fs.readFileSync(blobFile(farm, trunk.subarray(i * 32 + 12, i * 32 + 32)))
-      const expectedSlices = oids[i] as bigint >> 63n === 1n ? Math.ceil(12587576 / (128 * 1024)) : 32
+      const expectedSlices = (oids[i] as bigint) >> 63n === 1n ? Math.ceil(12587576 / (128 * 1024)) : 32
       t.equal(list.length, expectedSlices * 20, 'a slice list of 128 KiB slices')
     }
     const again = await run(['cluster', 'snapshot', 'save', 'first', farm])
@@ -104,8 +108,12 @@ t.test('cluster snapshot save, list, show, load', async (t) => {
     const lines = show.stderr.trim().split('\n')
     t.equal(lines.length, 4)
     t.match(lines.join('\n'), /^1\. VDI id: [0-9a-f]+, name: \w+, tag: \w+$/m)
-    t.same(lines.map((line) => line.replace(/^\d+\. VDI id: [0-9a-f]+, /, '')).sort(),
-      ['name: alpha, tag: a1', 'name: alpha, tag: a2', 'name: alpha, tag: a3', 'name: beta, tag: b1'])
+    t.same(lines.map((line) => line.replace(/^\d+\. VDI id: [0-9a-f]+, /, '')).sort(), [
+      'name: alpha, tag: a1',
+      'name: alpha, tag: a2',
+      'name: alpha, tag: a3',
+      'name: beta, tag: b1',
+    ])
     const second = await run(['cluster', 'snapshot', 'show', '2', farm])
     t.match(second.stderr, /^1\. VDI id: [0-9a-f]+, name: beta, tag: b1\n$/)
     const missing = await run(['cluster', 'snapshot', 'show', 'nosuch', farm])
@@ -127,11 +135,28 @@ t.test('cluster snapshot save, list, show, load', async (t) => {
     t.match(loaded.stdout, /using backend plain store\n$/)
     const info = await run(['cluster', 'info', '-v'])
     t.match(info.stdout, /Cluster store: plain with 2 redundancy policy/, 'formatted with the copies of the log')
-    const rows = (await run(['vdi', 'list', '-r'])).stdout.trim().split('\n').map((row) => row.split(' '))
-    t.same(rows.map((row) => [row[0], row[1], row[9]]).sort(), [
-      ['=', 'alpha', ''], ['=', 'beta', ''], ['s', 'alpha', 'a1'], ['s', 'alpha', 'a2'], ['s', 'alpha', 'a3'], ['s', 'beta', 'b1'],
-    ].sort(), 'the snapshots and a working VDI per name; no scratch, no nosnap')
-    for (const [name, tag] of [['alpha', 'a1'], ['alpha', 'a2'], ['alpha', 'a3'], ['beta', 'b1']] as const) {
+    const rows = (await run(['vdi', 'list', '-r'])).stdout
+      .trim()
+      .split('\n')
+      .map((row) => row.split(' '))
+    t.same(
+      rows.map((row) => [row[0], row[1], row[9]]).sort(),
+      [
+        ['=', 'alpha', ''],
+        ['=', 'beta', ''],
+        ['s', 'alpha', 'a1'],
+        ['s', 'alpha', 'a2'],
+        ['s', 'alpha', 'a3'],
+        ['s', 'beta', 'b1'],
+      ].sort(),
+      'the snapshots and a working VDI per name; no scratch, no nosnap',
+    )
+    for (const [name, tag] of [
+      ['alpha', 'a1'],
+      ['alpha', 'a2'],
+      ['alpha', 'a3'],
+      ['beta', 'b1'],
+    ] as const) {
       const read = await run(['vdi', 'read', '-s', tag, name])
       t.equal(read.status, 0, read.stderr)
       t.ok(read.stdoutBytes.equals(images.get(`${name}@${tag}`) as Buffer), `${name}@${tag} is byte-identical`)
@@ -153,8 +178,17 @@ t.test('cluster snapshot save, list, show, load', async (t) => {
   await t.test('load of named VDIs by index', async (t) => {
     const loaded = await run(['cluster', 'snapshot', 'load', '1', farm, 'beta'], 'yes\n')
     t.equal(loaded.status, 0, loaded.stderr)
-    const rows = (await run(['vdi', 'list', '-r'])).stdout.trim().split('\n').map((row) => row.split(' '))
-    t.same(rows.map((row) => [row[0], row[1], row[9]]), [['s', 'beta', 'b1'], ['=', 'beta', '']])
+    const rows = (await run(['vdi', 'list', '-r'])).stdout
+      .trim()
+      .split('\n')
+      .map((row) => row.split(' '))
+    t.same(
+      rows.map((row) => [row[0], row[1], row[9]]),
+      [
+        ['s', 'beta', 'b1'],
+        ['=', 'beta', ''],
+      ],
+    )
     const read = await run(['vdi', 'read', '-s', 'b1', 'beta'])
     t.ok(read.stdoutBytes.equals(images.get('beta@b1') as Buffer), 'beta@b1 is byte-identical')
     const missing = await run(['cluster', 'snapshot', 'load', 'nosuch', farm])

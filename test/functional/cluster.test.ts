@@ -7,9 +7,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
 import { getNodeList, makeFs, newVdi, statClusterProbe } from '../../lib/sheep-api.js'
-import {
-  SD_CLUSTER_FLAG_AUTO_VNODES, SD_CLUSTER_FLAG_STRICT, SD_RES_HALT, SD_RES_SUCCESS,
-} from '../../lib/proto.js'
+import { SD_CLUSTER_FLAG_AUTO_VNODES, SD_CLUSTER_FLAG_STRICT, SD_RES_HALT, SD_RES_SUCCESS } from '../../lib/proto.js'
 import { VdiHandle } from '../../lib/vdi-io.js'
 import { objectCopies, startCluster, waitForRecovery } from '../helpers/cluster.js'
 import { SHEEP_BIN, programEnv, trackPid, waitFor } from '../helpers/sheep.js'
@@ -32,7 +30,10 @@ t.test('3 nodes, copies=3: node loss, restart, a 4th node, recovery, degraded wr
   const writer = await VdiHandle.open(cluster.conn(0), 'data')
   await writer.write(0, data)
   let copies = objectCopies(cluster)
-  t.ok([...copies.values()].every((n) => n === 3), `every object on 3 nodes after the write (${copies.size} objects)`)
+  t.ok(
+    [...copies.values()].every((n) => n === 3),
+    `every object on 3 nodes after the write (${copies.size} objects)`,
+  )
 
   await cluster.stop(2, 'SIGKILL')
   t.ok(await waitFor(async () => (await getNodeList(cluster.conn(0))).nodes.length === 2, 2000), 'a killed node is seen to leave within 2 s')
@@ -62,7 +63,10 @@ t.test('3 nodes, copies=3: node loss, restart, a 4th node, recovery, degraded wr
   t.ok((await degraded.read(100 * MiB, 8 * MiB)).equals(extra), 'a degraded write reads back')
   t.ok(await waitForRecovery(cluster), 'recovery settles with two nodes')
   copies = objectCopies(cluster)
-  t.ok([...copies.values()].every((n) => n === 2), 'with two zones every object has 2 replicas')
+  t.ok(
+    [...copies.values()].every((n) => n === 2),
+    'with two zones every object has 2 replicas',
+  )
 
   // whole-cluster restart: everything comes back
   await cluster.stop(0)
@@ -71,7 +75,10 @@ t.test('3 nodes, copies=3: node loss, restart, a 4th node, recovery, degraded wr
   const probe = await statClusterProbe(cluster.conn(0))
   t.not(probe?.result, SD_RES_SUCCESS, 'a lone node of a 2-node epoch waits for the other')
   await cluster.start(1)
-  t.ok(await waitFor(async () => (await statClusterProbe(cluster.conn(0)))?.result === SD_RES_SUCCESS, 10_000), 'the cluster runs once the nodes of the last epoch are back')
+  t.ok(
+    await waitFor(async () => (await statClusterProbe(cluster.conn(0)))?.result === SD_RES_SUCCESS, 10_000),
+    'the cluster runs once the nodes of the last epoch are back',
+  )
   const after = await VdiHandle.open(cluster.conn(0), 'data')
   t.ok((await after.read(0, 96 * MiB)).equals(data), 'the first 96 MiB survived the whole-cluster restart')
   t.ok((await after.read(100 * MiB, 8 * MiB)).equals(extra), 'the degraded write survived too')
@@ -98,10 +105,17 @@ t.test('nodes of the last epoch started all at once find each other', async (t) 
   await makeFs(cluster.conn(0), { ctime: ctimeNow(), copies: 3, flags: SD_CLUSTER_FLAG_AUTO_VNODES, store: 'plain' })
   for (let i = 0; i < 3; i++) await cluster.stop(i)
   // start the three daemons concurrently, as an init system would
-  const launches = [0, 1, 2].map((i) => new Promise<number>((resolve) => {
-    const child = spawn(SHEEP_BIN, ['-p', String(cluster.ports[i]), '-n', '-c', `local:${cluster.eventFile}`, '-z', String(i), path.join(cluster.root, `n${i}`)], { env: programEnv(), stdio: 'ignore' })
-    child.on('close', (code) => resolve(code ?? -1))
-  }))
+  const launches = [0, 1, 2].map(
+    (i) =>
+      new Promise<number>((resolve) => {
+        const child = spawn(
+          SHEEP_BIN,
+          ['-p', String(cluster.ports[i]), '-n', '-c', `local:${cluster.eventFile}`, '-z', String(i), path.join(cluster.root, `n${i}`)],
+          { env: programEnv(), stdio: 'ignore' },
+        )
+        child.on('close', (code) => resolve(code ?? -1))
+      }),
+  )
   t.same(await Promise.all(launches), [0, 0, 0], 'every sheep started')
   for (let i = 0; i < 3; i++) {
     const dir = path.join(cluster.root, `n${i}`)

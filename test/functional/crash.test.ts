@@ -7,8 +7,15 @@ import { churnVerdict, churnSeed } from '../helpers/churn-verdict.js'
 
 t.test('every node killed at once during writes, three times', async (t) => {
   const report = await runChurn({
-    seed: churnSeed(), durationMs: 50_000, vdiSizeMiB: 128, gateways: [0, 1], partialShare: 0.3, wholeCluster: true,
-    killEveryMs: [12_000, 15_000], downForMs: [500, 1500], log: (l) => t.comment(l),
+    seed: churnSeed(),
+    durationMs: 50_000,
+    vdiSizeMiB: 128,
+    gateways: [0, 1],
+    partialShare: 0.3,
+    wholeCluster: true,
+    killEveryMs: [12_000, 15_000],
+    downForMs: [500, 1500],
+    log: (l) => t.comment(l),
   })
   churnVerdict(t, report)
 })

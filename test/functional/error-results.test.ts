@@ -11,8 +11,14 @@ import { REQ_CLUSTER, REQ_OBJ } from '../../lib/codec.js'
 import { resultOfError, SdError } from '../../lib/errors.js'
 import { vidToDataOid } from '../../lib/oid.js'
 import {
-  SD_OP_ALTER_CLUSTER_COPY, SD_OP_GET_HASH, SD_OP_READ_OBJ, SD_RES_EIO, SD_RES_NO_SPACE, SD_RES_NOT_FORMATTED,
-  SD_RES_SUCCESS, SD_RES_SYSTEM_ERROR,
+  SD_OP_ALTER_CLUSTER_COPY,
+  SD_OP_GET_HASH,
+  SD_OP_READ_OBJ,
+  SD_RES_EIO,
+  SD_RES_NO_SPACE,
+  SD_RES_NOT_FORMATTED,
+  SD_RES_SUCCESS,
+  SD_RES_SYSTEM_ERROR,
 } from '../../lib/proto.js'
 import { getVdiInfo, makeFs } from '../../lib/sheep-api.js'
 import { dog, isAlive, startSheep, stopSheep, waitFor } from '../helpers/sheep.js'

@@ -66,7 +66,11 @@ t.test('objects larger than one request frame', async (t) => {
   }
 
   t.equal((await run(['cluster', 'format', '-c', String(COPIES)])).status, 0)
-  for (const args of [['-z', '27', 'big', '512M'], ['-z', '26', 'edge', '128M'], ['-z', '27', '-c', '2', 'dup', '128M']]) {
+  for (const args of [
+    ['-z', '27', 'big', '512M'],
+    ['-z', '26', 'edge', '128M'],
+    ['-z', '27', '-c', '2', 'dup', '128M'],
+  ]) {
     const r = await run(['vdi', 'create', ...args])
     t.equal(r.status, 0, `vdi create ${args.join(' ')}: ${r.stderr}`)
   }
@@ -114,9 +118,10 @@ t.test('objects larger than one request frame', async (t) => {
     fs.rmSync(missingFile as string)
     const repaired = await run(['vdi', 'check', 'big'])
     t.equal(repaired.status, 0, repaired.stderr)
-    t.same(repaired.stdout.split('\n').sort(), [
-      '', `fixed missing ${oidToHex(missingOid)}`, `fixed replica ${oidToHex(damagedOid)}`, 'finish check&repair big',
-    ].sort())
+    t.same(
+      repaired.stdout.split('\n').sort(),
+      ['', `fixed missing ${oidToHex(missingOid)}`, `fixed replica ${oidToHex(damagedOid)}`, 'finish check&repair big'].sort(),
+    )
     for (const oid of [damagedOid, missingOid]) {
       const files = [...replicaFiles(cluster, oid).values()]
       t.equal(files.length, COPIES, `${oidToHex(oid)}: ${COPIES} replicas`)

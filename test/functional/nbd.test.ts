@@ -40,8 +40,7 @@ t.test('qemu-img and qemu-io through sheep -N', { skip: missingTools.length > 0 
     return r
   }
   const url = (name: string) => `nbd://127.0.0.1:${nbdPort}/${name}`
-  const qemuIo = (name: string, commands: string[]) =>
-    run('/usr/bin/qemu-io', ['-f', 'raw', ...commands.flatMap((c) => ['-c', c]), url(name)])
+  const qemuIo = (name: string, commands: string[]) => run('/usr/bin/qemu-io', ['-f', 'raw', ...commands.flatMap((c) => ['-c', c]), url(name)])
 
   await dogOk(['cluster', 'format', '-c', '3'])
   await dogOk(['vdi', 'create', 'vm', String(VDI_SIZE)])
@@ -105,9 +104,12 @@ t.test('qemu-img and qemu-io through sheep -N', { skip: missingTools.length > 0 
     t.notMatch(r.stdout, /Pattern verification failed/)
   }
   const vm2 = (await dogOk(['vdi', 'read', 'vm2', '0', String(6 * MiB)])).stdoutBytes
-  t.ok(vm2.subarray(0, 2 * MiB).equals(Buffer.alloc(2 * MiB, 0x11)) && vm2.subarray(4 * MiB).equals(Buffer.alloc(2 * MiB, 0x22)), 'both clients\' writes landed')
+  t.ok(vm2.subarray(0, 2 * MiB).equals(Buffer.alloc(2 * MiB, 0x11)) && vm2.subarray(4 * MiB).equals(Buffer.alloc(2 * MiB, 0x22)), "both clients' writes landed")
 
-  t.ok(cluster.nodes.every((n) => n && isAlive(n.pid)), 'every sheep is alive')
+  t.ok(
+    cluster.nodes.every((n) => n && isAlive(n.pid)),
+    'every sheep is alive',
+  )
   const nodes = await dogOk(['node', 'list'])
   t.equal(nodes.stdout.trim().split('\n').length, 4, 'the NBD node still answers dog: three members')
 })

@@ -20,7 +20,10 @@ t.test('a gateway-only node stores nothing and serves I/O', async (t) => {
   t.ok(await waitFor(async () => (await getNodeList(cluster.conn(0))).nodes.length === 4, 5000), 'the gateway joined')
   await makeFs(cluster.conn(0), { ctime: ctimeNow(), copies: 3, flags: SD_CLUSTER_FLAG_AUTO_VNODES, store: 'plain' })
   const list = await dog(['node', 'list', '-r'], { port: cluster.ports[0] })
-  const rows = list.stdout.trim().split('\n').map((line) => line.split(' '))
+  const rows = list.stdout
+    .trim()
+    .split('\n')
+    .map((line) => line.split(' '))
   const vnodesOf = (port: number) => rows.find((r) => r[1] === `127.0.0.1:${port}`)?.[2]
   t.same(cluster.ports.map(vnodesOf), ['128', '128', '128', '0'], 'three data nodes with 128 vnodes, the gateway with 0')
   const gatewayIndex = rows.findIndex((r) => r[1] === `127.0.0.1:${gateway.port}`)
@@ -31,7 +34,10 @@ t.test('a gateway-only node stores nothing and serves I/O', async (t) => {
   t.ok((await h.read(0, data.length)).equals(data), 'data written and read through the gateway')
   const stored = fs.readdirSync(path.join(gateway.dir, 'obj')).filter((n) => /^[0-9a-f]{16}$/.test(n))
   t.same(stored, [], 'the gateway holds no object')
-  t.ok([...objectCopies(cluster).values()].every((n) => n === 3), 'every object on the 3 data nodes')
+  t.ok(
+    [...objectCopies(cluster).values()].every((n) => n === 3),
+    'every object on the 3 data nodes',
+  )
   const info = await dog(['node', 'info', '-r'], { port: cluster.ports[0] })
   t.match(info.stdout, new RegExp(`^${gatewayIndex} 0 0 0 0%$`, 'm'), 'the gateway reports no capacity')
 })
@@ -42,7 +48,14 @@ t.test('fixed vnode counts (-V) are used as announced', async (t) => {
   const format = await dog(['cluster', 'format', '-c', '2', '-V'], { port: cluster.ports[0] })
   t.equal(format.status, 0, format.stderr)
   const list = await dog(['node', 'list', '-r'], { port: cluster.ports[1] })
-  t.same(list.stdout.trim().split('\n').map((line) => line.split(' ')[2]), ['64', '64', '64'], 'every node has 64 vnodes')
+  t.same(
+    list.stdout
+      .trim()
+      .split('\n')
+      .map((line) => line.split(' ')[2]),
+    ['64', '64', '64'],
+    'every node has 64 vnodes',
+  )
   const info = await dog(['cluster', 'info', '-v'], { port: cluster.ports[2] })
   t.match(info.stdout, /Cluster vnodes strategy: fixed/, 'cluster info shows the fixed strategy')
 })

@@ -20,13 +20,20 @@ const ctimeNow = () => BigInt(Math.floor(Date.now() / 1000)) << 32n
 /** `dog node list -r` as seen by node `i`: "ADDR:PORT VNODES" per member. */
 async function ringView(cluster: TestCluster, i: number): Promise<string[]> {
   const list = await dog(['node', 'list', '-r'], { port: cluster.ports[i] })
-  return list.stdout.trim().split('\n').map((line) => line.split(' ').slice(1, 3).join(' '))
+  return list.stdout
+    .trim()
+    .split('\n')
+    .map((line) => line.split(' ').slice(1, 3).join(' '))
 }
 
 /** Node `i`'s capacity as `dog node info -r` reports it (bytes). */
 async function capacities(cluster: TestCluster): Promise<number[]> {
   const info = await dog(['node', 'info', '-r'], { port: cluster.ports[0] })
-  return info.stdout.trim().split('\n').filter((line) => /^\d+ /.test(line)).map((line) => Number(line.split(' ')[1]))
+  return info.stdout
+    .trim()
+    .split('\n')
+    .filter((line) => /^\d+ /.test(line))
+    .map((line) => Number(line.split(' ')[1]))
 }
 
 async function epochOf(cluster: TestCluster, i: number): Promise<number> {
@@ -45,29 +52,44 @@ t.test('dog node vnodes set: every member, and a later joiner, uses the new coun
   const set = await dog(['node', 'vnodes', 'set', '100'], { port: cluster.ports[1] })
   t.equal(set.status, 0, set.stderr)
   const changed = `127.0.0.1:${cluster.ports[1]} 100`
-  t.ok(await waitFor(async () => {
-    for (let i = 0; i < 3; i++) if (!(await ringView(cluster, i)).includes(changed)) return false
-    return true
-  }, 10_000), 'every member sees 100 vnodes on node 1')
+  t.ok(
+    await waitFor(async () => {
+      for (let i = 0; i < 3; i++) if (!(await ringView(cluster, i)).includes(changed)) return false
+      return true
+    }, 10_000),
+    'every member sees 100 vnodes on node 1',
+  )
   t.ok(await waitForRecovery(cluster), 'recovery settles')
   t.same(await Promise.all([0, 1, 2].map((i) => epochOf(cluster, i))), [2, 2, 2], 'one new epoch everywhere')
-  t.ok([...objectCopies(cluster).values()].every((n) => n === 2), 'every object has its 2 copies')
+  t.ok(
+    [...objectCopies(cluster).values()].every((n) => n === 2),
+    'every object has its 2 copies',
+  )
   t.ok((await (await VdiHandle.open(cluster.conn(2), 'data')).read(0, data.length)).equals(data), 'the data reads back')
 
   await cluster.start(3, ['-V', '64'])
   t.ok(await waitFor(async () => (await getNodeList(cluster.conn(3))).nodes.length === 4, 10_000), 'a fourth node joins')
   t.ok(await waitForRecovery(cluster), 'recovery settles')
   const views = await Promise.all([0, 1, 2, 3].map((i) => ringView(cluster, i)))
-  t.ok(views.every((v) => JSON.stringify(v) === JSON.stringify(views[0])), 'all four members have the same ring')
-  t.ok(views[3]!.includes(changed), 'the joiner took node 1\'s announced count')
-  t.ok([...objectCopies(cluster).values()].every((n) => n === 2), 'every object has its 2 copies')
+  t.ok(
+    views.every((v) => JSON.stringify(v) === JSON.stringify(views[0])),
+    'all four members have the same ring',
+  )
+  t.ok(views[3]!.includes(changed), "the joiner took node 1's announced count")
+  t.ok(
+    [...objectCopies(cluster).values()].every((n) => n === 2),
+    'every object has its 2 copies',
+  )
 
   await cluster.stop(1)
   await cluster.start(1, ['-V', '64'])
-  t.ok(await waitFor(async () => {
-    for (const i of [0, 2, 3]) if (!(await ringView(cluster, i)).includes(`127.0.0.1:${cluster.ports[1]} 64`)) return false
-    return true
-  }, 15_000), 'after a restart node 1 announces its -V count again')
+  t.ok(
+    await waitFor(async () => {
+      for (const i of [0, 2, 3]) if (!(await ringView(cluster, i)).includes(`127.0.0.1:${cluster.ports[1]} 64`)) return false
+      return true
+    }, 15_000),
+    'after a restart node 1 announces its -V count again',
+  )
   t.ok(await waitForRecovery(cluster), 'recovery settles')
   t.ok((await (await VdiHandle.open(cluster.conn(3), 'data')).read(0, data.length)).equals(data), 'the data reads back')
 })
@@ -107,13 +129,19 @@ t.test('dog cluster reweight announces capacities that changed', async (t) => {
   t.ok(await waitFor(async () => (await capacities(cluster)).every((c, i) => c < before[i]! * 0.985), 15_000), 'every node reports less capacity')
   t.ok(await waitForRecovery(cluster), 'recovery settles')
   const epochs = await Promise.all([0, 1, 2].map((i) => epochOf(cluster, i)))
-  t.ok(epochs.every((e) => e === epochs[0] && e >= epoch + 3), `a new epoch per announcement, the same everywhere (${epochs.join(' ')})`)
+  t.ok(
+    epochs.every((e) => e === epochs[0] && e >= epoch + 3),
+    `a new epoch per announcement, the same everywhere (${epochs.join(' ')})`,
+  )
 
   fs.rmSync(filler)
   const again = await dog(['cluster', 'reweight'], { port: cluster.ports[1] })
   t.equal(again.status, 0, again.stderr)
   t.ok(await waitFor(async () => (await capacities(cluster)).every((c, i) => c > before[i]! * 0.985), 15_000), 'the capacity is back')
   t.ok(await waitForRecovery(cluster), 'recovery settles')
-  t.ok([...objectCopies(cluster).values()].every((n) => n === 3), 'every object has its 3 copies')
+  t.ok(
+    [...objectCopies(cluster).values()].every((n) => n === 3),
+    'every object has its 3 copies',
+  )
   t.ok((await (await VdiHandle.open(cluster.conn(2), 'data')).read(0, data.length)).equals(data), 'the data reads back')
 })

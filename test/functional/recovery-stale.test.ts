@@ -45,5 +45,9 @@ t.test('a stale copy of an older epoch is never taken for a newer one', async (t
     t.ok(r.stdoutBytes.equals(v2), `node ${i} reads v2, the acknowledged data`)
   }
   const copies = objectCopies(cluster)
-  t.same([...copies].filter(([, n]) => n !== 3), [], 'every object on all three nodes')
+  t.same(
+    [...copies].filter(([, n]) => n !== 3),
+    [],
+    'every object on all three nodes',
+  )
 })

@@ -32,7 +32,11 @@ t.test('vdi create -P and vdi alter-copy', async (t) => {
     const copies = objectCopies(cluster)
     for (const oid of oidsOf(vid)) t.equal(copies.get(oid), 2, `${oid} exists on 2 nodes`)
     const map = await dog(['vdi', 'object', 'map', 'full'], { port })
-    t.equal(map.stdout, `Index       VID\n${Array.from({ length: OBJECT_COUNT }, (_, idx) => `0000000${idx} ${vid.padStart(8)}\n`).join('')}`, 'every index entry is set')
+    t.equal(
+      map.stdout,
+      `Index       VID\n${Array.from({ length: OBJECT_COUNT }, (_, idx) => `0000000${idx} ${vid.padStart(8)}\n`).join('')}`,
+      'every index entry is set',
+    )
     const list = await dog(['vdi', 'list', '-r', 'full'], { port })
     t.match(list.stdout, new RegExp(`^= full 0 ${VDI_SIZE} ${OBJECT_COUNT * 4 * MiB} 0 \\d+ ${vid} 2  22\n$`), 'all objects used')
     const read = await dog(['vdi', 'read', 'full'], { port })

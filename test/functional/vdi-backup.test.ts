@@ -21,7 +21,12 @@ const CHANGES: Array<[offset: number, length: number]> = [
   [2 * OBJECT_SIZE - 10, 20], // across objects 1 and 2
 ]
 
-interface Record { idx: number; offset: number; length: number; data: Buffer }
+interface Record {
+  idx: number
+  offset: number
+  length: number
+  data: Buffer
+}
 
 function parseStream(stream: Buffer): { version: number; magic: number; records: Record[]; end: Buffer } {
   const records: Record[] = []
@@ -75,13 +80,23 @@ t.test('vdi backup and restore', async (t) => {
     t.equal(parsed.version, 1)
     t.equal(parsed.magic, 0x11921192)
     t.same(parsed.end, Buffer.from([0xff, 0xff, 0xff, 0xff, ...Array(12).fill(0)]), 'a 16-byte terminator ends it')
-    t.same(parsed.records.map((r) => r.idx), [1, 2, 3], 'one record per changed object, in order')
+    t.same(
+      parsed.records.map((r) => r.idx),
+      [1, 2, 3],
+      'one record per changed object, in order',
+    )
     for (const r of parsed.records) {
       const objectStart = r.idx * OBJECT_SIZE
       t.equal(r.offset % SECTOR, 0, `record ${r.idx} starts on a sector`)
       t.equal(r.length % SECTOR, 0, `record ${r.idx} is whole sectors`)
       t.ok(r.data.equals(changed.subarray(objectStart + r.offset, objectStart + r.offset + r.length)), `record ${r.idx} carries the new bytes`)
-      const firstChanged = changed.compare(base, objectStart + r.offset, objectStart + r.offset + SECTOR, objectStart + r.offset, objectStart + r.offset + SECTOR)
+      const firstChanged = changed.compare(
+        base,
+        objectStart + r.offset,
+        objectStart + r.offset + SECTOR,
+        objectStart + r.offset,
+        objectStart + r.offset + SECTOR,
+      )
       t.not(firstChanged, 0, `record ${r.idx} begins with a changed sector`)
     }
     const object3 = parsed.records[2] as Record
@@ -93,9 +108,20 @@ t.test('vdi backup and restore', async (t) => {
     const restored = await run(['vdi', 'restore', '-s', 'base', 'disk'], stream)
     t.equal(restored.status, 0, restored.stderr)
     t.equal(restored.stdout, '')
-    const list = (await run(['vdi', 'list', '-r', 'disk'])).stdout.trim().split('\n').map((row) => row.split(' '))
-    t.same(list.map((row) => [row[0], row[2], row[9]]), [['s', '1', 'base'], ['s', '2', 'changed'], ['s', '3', ''], ['=', '0', '']],
-      'the restored state is snapshot 3, a working VDI follows')
+    const list = (await run(['vdi', 'list', '-r', 'disk'])).stdout
+      .trim()
+      .split('\n')
+      .map((row) => row.split(' '))
+    t.same(
+      list.map((row) => [row[0], row[2], row[9]]),
+      [
+        ['s', '1', 'base'],
+        ['s', '2', 'changed'],
+        ['s', '3', ''],
+        ['=', '0', ''],
+      ],
+      'the restored state is snapshot 3, a working VDI follows',
+    )
     const snapshot3 = await run(['vdi', 'read', '-s', '3', 'disk'])
     t.ok(snapshot3.stdoutBytes.equals(changed), 'the restored snapshot is byte-identical to the one backed up')
     const working = await run(['vdi', 'read', 'disk'])
@@ -133,6 +159,9 @@ t.test('vdi backup and restore', async (t) => {
     t.match(noSnapshot.stderr, /^We can restore a backup file only to snapshots\nPlease specify the '-s' option\n/)
     const unknown = await run(['vdi', 'restore', '-s', 'nosuch', 'disk'], stream)
     t.equal(unknown.status, 1)
-    t.equal(unknown.stderr, "Failed to open VDI disk (snapshot id: 0 snapshot tag: nosuch): Failed to find requested tag\nSnapshot ID 0 or tag nosuch doesn't exist\n")
+    t.equal(
+      unknown.stderr,
+      "Failed to open VDI disk (snapshot id: 0 snapshot tag: nosuch): Failed to find requested tag\nSnapshot ID 0 or tag nosuch doesn't exist\n",
+    )
   })
 })

@@ -111,12 +111,19 @@ t.test('vdi check repairs corrupted and missing replicas', async (t) => {
     const r = await dog(['cluster', 'check'], { port })
     t.equal(r.status, 0, r.stderr)
     const expected = [
-      'fix snapshot disk (id: 1, tag: "first")', 'finish check&repair disk',
-      'fix vdi disk', `fixed missing ${workingInodeOid}`, 'finish check&repair disk',
-      'fix vdi other', 'finish check&repair other',
+      'fix snapshot disk (id: 1, tag: "first")',
+      'finish check&repair disk',
+      'fix vdi disk',
+      `fixed missing ${workingInodeOid}`,
+      'finish check&repair disk',
+      'fix vdi other',
+      'finish check&repair other',
     ]
     // `other` hashes elsewhere: the order is by vid
-    const vids = (await dog(['vdi', 'list', '-r'], { port })).stdout.trim().split('\n').map((row) => row.split(' '))
+    const vids = (await dog(['vdi', 'list', '-r'], { port })).stdout
+      .trim()
+      .split('\n')
+      .map((row) => row.split(' '))
     t.equal(vids.length, 3)
     const otherFirst = parseInt(vids.find((row) => row[1] === 'other')?.[7] as string, 16) < snapshotVid
     const blocks = [expected.slice(0, 2), expected.slice(2, 5), expected.slice(5)]

@@ -26,8 +26,7 @@ const CHUNK_RETRY_PAUSE_MS = 500
 const LEAVE_MARGIN_MS = 10_000
 const RECOVERY_TIMEOUT_MS = 120_000
 
-const skip = !zookeeperAvailable() ? 'Debian zookeeper package not installed'
-  : !netnsAvailable() ? 'needs root and network namespaces' : false
+const skip = !zookeeperAvailable() ? 'Debian zookeeper package not installed' : !netnsAvailable() ? 'needs root and network namespaces' : false
 
 t.test('zookeeper driver across hosts: a cut-off host leaves, the rest recover, it rejoins, no acked write lost', { skip }, async (t) => {
   const net: TestNet = await createTestNet(HOSTS)
@@ -67,7 +66,14 @@ t.test('zookeeper driver across hosts: a cut-off host leaves, the rest recover, 
     net.exec(net.hosts[i]!.ns, [DOG_BIN, ...args, '-a', net.hosts[i]!.addr, '-p', String(SHEEP_PORT)], { input, timeoutMs: 60_000 })
   const nodeAddrs = async (via: number): Promise<string[]> => {
     const r = await dogIn(via, ['node', 'list', '-r'])
-    return r.status === 0 ? r.stdout.toString().trim().split('\n').filter(Boolean).map((l) => l.split(' ')[1]!) : []
+    return r.status === 0
+      ? r.stdout
+          .toString()
+          .trim()
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => l.split(' ')[1]!)
+      : []
   }
   const objectsOn = (i: number): string[] => {
     const dir = path.join(root, `n${i}`, 'obj')
@@ -91,7 +97,11 @@ t.test('zookeeper driver across hosts: a cut-off host leaves, the rest recover, 
   await Promise.all(net.hosts.map((_, i) => startNode(i)))
   mark('4 sheep up')
   t.ok(await waitFor(async () => (await nodeAddrs(0)).length === HOSTS, 20_000, 250), 'four members')
-  t.same((await nodeAddrs(3)).sort(), net.hosts.map((h) => `${h.addr}:${SHEEP_PORT}`).sort(), 'each node advertises its own host address (-y, -b, or the host address)')
+  t.same(
+    (await nodeAddrs(3)).sort(),
+    net.hosts.map((h) => `${h.addr}:${SHEEP_PORT}`).sort(),
+    'each node advertises its own host address (-y, -b, or the host address)',
+  )
   const format = await dogIn(0, ['cluster', 'format', '-c', '3'])
   t.equal(format.status, 0, `cluster format -c 3 ${format.stderr}`)
   t.equal((await dogIn(1, ['vdi', 'create', 'data', String(VDI_BYTES)])).status, 0, 'vdi create')
@@ -123,13 +133,22 @@ t.test('zookeeper driver across hosts: a cut-off host leaves, the rest recover, 
       acked++
     }
   })()
-  const writerFailed = writer.then(() => false, (e: unknown) => { t.fail(String(e)); return true })
+  const writerFailed = writer.then(
+    () => false,
+    (e: unknown) => {
+      t.fail(String(e))
+      return true
+    },
+  )
 
   const victim = 3
   net.cut(victim)
   mark('host 3 cut off')
   const cutAt = Date.now()
-  t.ok(await waitFor(async () => (await nodeAddrs(0)).length === HOSTS - 1, TEST_SESSION_TIMEOUT_MS + LEAVE_MARGIN_MS, 250), 'the cut-off host is seen to leave')
+  t.ok(
+    await waitFor(async () => (await nodeAddrs(0)).length === HOSTS - 1, TEST_SESSION_TIMEOUT_MS + LEAVE_MARGIN_MS, 250),
+    'the cut-off host is seen to leave',
+  )
   mark(`leave seen (${Date.now() - cutAt} ms after the cut)`)
   t.same((await nodeAddrs(1)).sort(), (await nodeAddrs(2)).sort(), 'the remaining hosts agree on the members')
   t.ok(await waitFor(() => settled([0, 1, 2], 3), RECOVERY_TIMEOUT_MS, 1_000), 'the remaining hosts recover to full redundancy (every object on all 3)')
@@ -137,7 +156,10 @@ t.test('zookeeper driver across hosts: a cut-off host leaves, the rest recover, 
 
   net.heal(victim)
   mark('link healed')
-  t.ok(await waitFor(async () => (await nodeAddrs(0)).length === HOSTS && (await nodeAddrs(victim)).length === HOSTS, 60_000, 1_000), 'the host rejoins once its link is back')
+  t.ok(
+    await waitFor(async () => (await nodeAddrs(0)).length === HOSTS && (await nodeAddrs(victim)).length === HOSTS, 60_000, 1_000),
+    'the host rejoins once its link is back',
+  )
   mark('rejoined')
   await new Promise((res) => setTimeout(res, 2_000)) // a few more writes with four members
   writing = false

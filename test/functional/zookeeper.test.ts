@@ -34,7 +34,9 @@ async function memberCount(cluster: { conn(i: number): import('../../lib/client.
 
 t.test('-c zookeeper option syntax', async (t) => {
   t.same(parseZookeeperOption('10.0.0.1:2181,10.0.0.2:2181/prod,timeout=10000'), {
-    servers: ['10.0.0.1:2181', '10.0.0.2:2181'], clusterId: '/prod', sessionTimeoutMs: 10000,
+    servers: ['10.0.0.1:2181', '10.0.0.2:2181'],
+    clusterId: '/prod',
+    sessionTimeoutMs: 10000,
   })
   t.same(parseZookeeperOption('zk1'), { servers: ['zk1:2181'], clusterId: '/sheepdog', sessionTimeoutMs: 30000 })
   t.same(parseZookeeperOption('127.0.0.1:2181,timeout=3000'), { servers: ['127.0.0.1:2181'], clusterId: '/sheepdog', sessionTimeoutMs: 3000 })
@@ -66,7 +68,10 @@ t.test('with a real ZooKeeper', { skip: zookeeperAvailable() ? false : 'Debian z
 
     const killedAt = Date.now()
     await cluster.stop(2, 'SIGKILL')
-    t.ok(await waitFor(async () => (await memberCount(cluster, 0)) === 2, TEST_SESSION_TIMEOUT_MS + LEAVE_MARGIN_MS, 100), 'a killed node is seen to leave after the session timeout')
+    t.ok(
+      await waitFor(async () => (await memberCount(cluster, 0)) === 2, TEST_SESSION_TIMEOUT_MS + LEAVE_MARGIN_MS, 100),
+      'a killed node is seen to leave after the session timeout',
+    )
     t.comment(`leave seen ${Date.now() - killedAt} ms after kill -9 (session timeout ${TEST_SESSION_TIMEOUT_MS} ms)`)
     t.equal(await memberCount(cluster, 1), 2, 'the other survivor agrees')
     const viaNode1 = await VdiHandle.open(cluster.conn(1), 'data')
@@ -79,9 +84,16 @@ t.test('with a real ZooKeeper', { skip: zookeeperAvailable() ? false : 'Debian z
     t.ok(await waitFor(async () => (await memberCount(cluster, 0)) === 4, 20_000), 'a 4th node joins')
     t.ok(await waitForRecovery(cluster), 'recovery settles after the 4th node joined')
     copies = objectCopies(cluster)
-    t.same([...copies].filter(([, n]) => n !== 3), [], `every object is on disk on exactly 3 nodes (${copies.size} objects)`)
+    t.same(
+      [...copies].filter(([, n]) => n !== 3),
+      [],
+      `every object is on disk on exactly 3 nodes (${copies.size} objects)`,
+    )
     const lists = await Promise.all([0, 1, 2, 3].map((i) => getNodeList(cluster.conn(i))))
-    t.ok(lists.every((l) => l.epoch === lists[0]!.epoch && l.nodes.length === 4), `all 4 members agree on epoch ${lists[0]!.epoch}`)
+    t.ok(
+      lists.every((l) => l.epoch === lists[0]!.epoch && l.nodes.length === 4),
+      `all 4 members agree on epoch ${lists[0]!.epoch}`,
+    )
     for (let i = 0; i < 4; i++) {
       const h = await VdiHandle.open(cluster.conn(i), 'data')
       t.ok((await h.read(0, 48 * MiB)).equals(data), `data identical through node ${i}`)
@@ -99,7 +111,10 @@ t.test('with a real ZooKeeper', { skip: zookeeperAvailable() ? false : 'Debian z
 
     const frozen = cluster.nodes[2]!
     process.kill(frozen.pid, 'SIGSTOP')
-    t.ok(await waitFor(async () => (await memberCount(cluster, 0)) === 2, TEST_SESSION_TIMEOUT_MS + LEAVE_MARGIN_MS, 100), 'a node without a live session is seen to leave')
+    t.ok(
+      await waitFor(async () => (await memberCount(cluster, 0)) === 2, TEST_SESSION_TIMEOUT_MS + LEAVE_MARGIN_MS, 100),
+      'a node without a live session is seen to leave',
+    )
     const update = crypto.randomBytes(4 * MiB)
     await (await VdiHandle.open(cluster.conn(1), 'data')).write(2 * MiB, update)
     data.set(update, 2 * MiB)
@@ -109,7 +124,11 @@ t.test('with a real ZooKeeper', { skip: zookeeperAvailable() ? false : 'Debian z
     const after = await getNodeList(cluster.conn(2))
     t.ok(after.epoch >= epoch + 2, `the leave and the rejoin each made an epoch (${epoch} → ${after.epoch})`)
     const copies = objectCopies(cluster)
-    t.same([...copies].filter(([, n]) => n !== 3), [], 'every object on 3 nodes')
+    t.same(
+      [...copies].filter(([, n]) => n !== 3),
+      [],
+      'every object on 3 nodes',
+    )
     const h = await VdiHandle.open(cluster.conn(2), 'data')
     t.ok((await h.read(0, 8 * MiB)).equals(data), 'the rejoined node serves the data written while it was away')
 
@@ -118,10 +137,17 @@ t.test('with a real ZooKeeper', { skip: zookeeperAvailable() ? false : 'Debian z
     const restartAt = Date.now()
     await cluster.start(1)
     t.comment(`restart before expiry: joined ${Date.now() - restartAt} ms after the kill`)
-    t.ok(await waitFor(async () => {
-      const lists = await Promise.all([0, 1, 2].map((i) => getNodeList(cluster.conn(i)).catch(() => undefined)))
-      return lists.every((l) => l !== undefined && l.nodes.length === 3 && l.epoch === lists[0]!.epoch)
-    }, 20_000, 200), 'all three agree on the members after a quick restart')
+    t.ok(
+      await waitFor(
+        async () => {
+          const lists = await Promise.all([0, 1, 2].map((i) => getNodeList(cluster.conn(i)).catch(() => undefined)))
+          return lists.every((l) => l !== undefined && l.nodes.length === 3 && l.epoch === lists[0]!.epoch)
+        },
+        20_000,
+        200,
+      ),
+      'all three agree on the members after a quick restart',
+    )
     t.ok(await waitForRecovery(cluster), 'recovery settles')
     t.ok((await (await VdiHandle.open(cluster.conn(1), 'data')).read(0, 8 * MiB)).equals(data), 'data identical through the restarted node')
   })
@@ -138,7 +164,10 @@ t.test('with a real ZooKeeper', { skip: zookeeperAvailable() ? false : 'Debian z
     t.not((await statClusterProbe(cluster.conn(1)))?.result, SD_RES_SUCCESS, 'a lone node of a 3-node epoch waits for the others')
     await cluster.start(0)
     await cluster.start(2)
-    t.ok(await waitFor(async () => (await statClusterProbe(cluster.conn(2)))?.result === SD_RES_SUCCESS, 10_000), 'the cluster runs once the nodes of the last epoch are back')
+    t.ok(
+      await waitFor(async () => (await statClusterProbe(cluster.conn(2)))?.result === SD_RES_SUCCESS, 10_000),
+      'the cluster runs once the nodes of the last epoch are back',
+    )
     t.ok((await (await VdiHandle.open(cluster.conn(2), 'data')).read(0, 8 * MiB)).equals(data), 'data survived the restart')
   })
 
@@ -155,13 +184,22 @@ t.test('with a real ZooKeeper', { skip: zookeeperAvailable() ? false : 'Debian z
     for (let i = 0; i < opens; i++) await VdiHandle.open(cluster.conn(i % 2), 'data')
     t.comment(`${opens} exclusive ops in ${Date.now() - started} ms`)
     const queue = `${cluster.clusterId}/queue`
-    t.ok(await waitFor(async () => (await zkChildren(zk, queue)).length < ZK_SNAPSHOT_EVERY_EVENTS + 64, 15_000, 250),
-      `the queue is trimmed to fewer than ${ZK_SNAPSHOT_EVERY_EVENTS + 64} events after ${2 * opens} (${(await zkChildren(zk, queue)).length} left)`)
+    t.ok(
+      await waitFor(async () => (await zkChildren(zk, queue)).length < ZK_SNAPSHOT_EVERY_EVENTS + 64, 15_000, 250),
+      `the queue is trimmed to fewer than ${ZK_SNAPSHOT_EVERY_EVENTS + 64} events after ${2 * opens} (${(await zkChildren(zk, queue)).length} left)`,
+    )
     await cluster.start(2)
-    t.ok(await waitFor(async () => {
-      const lists = await Promise.all([0, 1, 2].map((i) => getNodeList(cluster.conn(i)).catch(() => undefined)))
-      return lists.every((l) => l !== undefined && l.nodes.length === 3 && l.epoch === lists[0]!.epoch)
-    }, 20_000, 200), 'a node joining after the compaction agrees with the others')
+    t.ok(
+      await waitFor(
+        async () => {
+          const lists = await Promise.all([0, 1, 2].map((i) => getNodeList(cluster.conn(i)).catch(() => undefined)))
+          return lists.every((l) => l !== undefined && l.nodes.length === 3 && l.epoch === lists[0]!.epoch)
+        },
+        20_000,
+        200,
+      ),
+      'a node joining after the compaction agrees with the others',
+    )
     t.ok(await waitForRecovery(cluster), 'recovery settles')
     t.ok((await (await VdiHandle.open(cluster.conn(2), 'data')).read(0, 4 * MiB)).equals(data), 'cluster ops and data work through the new node')
   })
@@ -181,15 +219,29 @@ t.test('with a real ZooKeeper', { skip: zookeeperAvailable() ? false : 'Debian z
     await new Promise((r) => setTimeout(r, TEST_SESSION_TIMEOUT_MS + 3_000))
     t.same(await zkChildren(zk, members), [], 'every session expired')
     for (const i of [0, 1, 2]) process.kill(cluster.nodes[i]!.pid, 'SIGCONT')
-    t.ok(await waitFor(async () => {
-      const now = await zkChildren(zk, members)
-      return now.length === 3 && now.every((n) => !sessionsBefore.includes(n))
-    }, 20_000, 100), 'each node registers a new session')
-    t.ok(await waitFor(async () => {
-      const lists = await Promise.all([0, 1, 2].map((i) => getNodeList(cluster.conn(i)).catch(() => undefined)))
-      const probes = await Promise.all([0, 1, 2].map((i) => statClusterProbe(cluster.conn(i)).catch(() => undefined)))
-      return lists.every((l) => l?.nodes.length === 3) && probes.every((p) => p?.result === SD_RES_SUCCESS)
-    }, 30_000, 200), 'all three rejoin and the cluster runs again')
+    t.ok(
+      await waitFor(
+        async () => {
+          const now = await zkChildren(zk, members)
+          return now.length === 3 && now.every((n) => !sessionsBefore.includes(n))
+        },
+        20_000,
+        100,
+      ),
+      'each node registers a new session',
+    )
+    t.ok(
+      await waitFor(
+        async () => {
+          const lists = await Promise.all([0, 1, 2].map((i) => getNodeList(cluster.conn(i)).catch(() => undefined)))
+          const probes = await Promise.all([0, 1, 2].map((i) => statClusterProbe(cluster.conn(i)).catch(() => undefined)))
+          return lists.every((l) => l?.nodes.length === 3) && probes.every((p) => p?.result === SD_RES_SUCCESS)
+        },
+        30_000,
+        200,
+      ),
+      'all three rejoin and the cluster runs again',
+    )
     const after = await getNodeList(cluster.conn(1))
     t.equal(after.epoch, before.epoch, 'the same nodes as the last epoch: no new epoch, nothing to recover')
     t.same(objectCopies(cluster), copiesBefore, 'no object moved')
@@ -209,7 +261,11 @@ t.test('with a real ZooKeeper', { skip: zookeeperAvailable() ? false : 'Debian z
 
     await zk.stop('SIGKILL')
     const outageStart = Date.now()
-    await t.rejects(newVdi(cluster.conn(0), { name: 'during', vdiSize: BigInt(4 * MiB) }), { name: 'SdError', code: SD_RES_CLUSTER_ERROR }, 'a cluster op is refused with CLUSTER_ERROR')
+    await t.rejects(
+      newVdi(cluster.conn(0), { name: 'during', vdiSize: BigInt(4 * MiB) }),
+      { name: 'SdError', code: SD_RES_CLUSTER_ERROR },
+      'a cluster op is refused with CLUSTER_ERROR',
+    )
     const created = await dog(['vdi', 'create', 'during', '4M'], { port: cluster.ports[2] })
     t.not(created.status, 0, 'dog vdi create fails during the outage')
     t.match(created.stderr, /[Cc]luster driver/, `and says why: ${created.stderr.trim()}`)
@@ -225,15 +281,22 @@ t.test('with a real ZooKeeper', { skip: zookeeperAvailable() ? false : 'Debian z
     await zk.start()
     const restartedAt = Date.now()
     for (const i of [0, 1, 2]) {
-      t.ok(await waitFor(async () => {
-        try {
-          await newVdi(cluster.conn(i), { name: `after${i}`, vdiSize: BigInt(4 * MiB) })
-          return true
-        } catch (e) {
-          if (e instanceof SdError && e.code === SD_RES_CLUSTER_ERROR) return false
-          throw e
-        }
-      }, 20_000, 200), `cluster ops work again through node ${i} once ZooKeeper is back`)
+      t.ok(
+        await waitFor(
+          async () => {
+            try {
+              await newVdi(cluster.conn(i), { name: `after${i}`, vdiSize: BigInt(4 * MiB) })
+              return true
+            } catch (e) {
+              if (e instanceof SdError && e.code === SD_RES_CLUSTER_ERROR) return false
+              throw e
+            }
+          },
+          20_000,
+          200,
+        ),
+        `cluster ops work again through node ${i} once ZooKeeper is back`,
+      )
     }
     t.comment(`cluster ops through every node ${Date.now() - restartedAt} ms after ZooKeeper answered again`)
     const after = await getNodeList(cluster.conn(2))

@@ -124,8 +124,9 @@ class VdiModel {
     for (let at = 0; at < CHUNK_BYTES; at += SECTOR_BYTES) {
       const got = actual.subarray(at, at + SECTOR_BYTES)
       if (got.equals(c.base.subarray(at, at + SECTOR_BYTES))) continue
-      const ok = c.maybe.some((m) => at >= m.offset && at + SECTOR_BYTES <= m.offset + m.data.length
-        && got.equals(m.data.subarray(at - m.offset, at - m.offset + SECTOR_BYTES)))
+      const ok = c.maybe.some(
+        (m) => at >= m.offset && at + SECTOR_BYTES <= m.offset + m.data.length && got.equals(m.data.subarray(at - m.offset, at - m.offset + SECTOR_BYTES)),
+      )
       if (!ok) wrong++
     }
     return wrong
@@ -141,7 +142,7 @@ class VdiModel {
 /** Fast seeded bytes (xorshift32): a 4 MiB write costs a few milliseconds. */
 function randomFill(length: number, seed: number): Buffer {
   const words = new Uint32Array(Math.ceil(length / 4))
-  let x = (seed >>> 0) || 0x9e3779b9
+  let x = seed >>> 0 || 0x9e3779b9
   for (let i = 0; i < words.length; i++) {
     x ^= x << 13
     x ^= x >>> 17
@@ -190,7 +191,17 @@ export async function runChurn(opts: ChurnOptions): Promise<ChurnReport> {
   const chunkCount = (vdiSizeMiB * MiB) / CHUNK_BYTES
   const model = new VdiModel(chunkCount)
   const report: ChurnReport = {
-    seed: opts.seed, kills: 0, acked: 0, failed: 0, wrong: [], wrongBytes: 0, replicaProblems: [], readFailures: [], snapshots: 0, settled: false, logErrors: [],
+    seed: opts.seed,
+    kills: 0,
+    acked: 0,
+    failed: 0,
+    wrong: [],
+    wrongBytes: 0,
+    replicaProblems: [],
+    readFailures: [],
+    snapshots: 0,
+    settled: false,
+    logErrors: [],
   }
 
   const cluster = await startCluster(nodes, { nosync: false })
@@ -272,7 +283,11 @@ export async function runChurn(opts: ChurnOptions): Promise<ChurnReport> {
         log(`kill ${victims.join(',')}`)
         await Promise.all(victims.map(kill))
         const down = between(downMin, downMax)
-        restarts.push(sleep(down).then(async () => { for (const i of victims) await cluster.start(i) }))
+        restarts.push(
+          sleep(down).then(async () => {
+            for (const i of victims) await cluster.start(i)
+          }),
+        )
       }
       await Promise.all(restarts)
     }
@@ -281,8 +296,13 @@ export async function runChurn(opts: ChurnOptions): Promise<ChurnReport> {
       if (opts.snapshotAtMs === undefined) return
       await sleep(opts.snapshotAtMs)
       let open!: () => void
-      gate = new Promise<void>((r) => { open = r })
-      if (atGate < gateways.length) await new Promise<void>((r) => { gateWaiter = r })
+      gate = new Promise<void>((r) => {
+        open = r
+      })
+      if (atGate < gateways.length)
+        await new Promise<void>((r) => {
+          gateWaiter = r
+        })
       for (let attempt = 1; attempt <= ADMIN_RETRIES; attempt++) {
         const tag = `snap${attempt}`
         const r = await runDog(['vdi', 'snapshot', '-s', tag, 'churn', '-p', String(cluster.ports[gateways[0]])])
@@ -311,7 +331,10 @@ export async function runChurn(opts: ChurnOptions): Promise<ChurnReport> {
       for (const s of snapshotModels) await checkRead(cluster, i, ['-s', s.tag], s.model, `node ${i} snapshot ${s.tag}`, report, true)
     }
     const uncertain = new Set<number>()
-    for (const m of [model, ...snapshotModels.map((s) => s.model)]) m.chunks.forEach((c, i) => { if (c.maybe.length > 0) uncertain.add(i) })
+    for (const m of [model, ...snapshotModels.map((s) => s.model)])
+      m.chunks.forEach((c, i) => {
+        if (c.maybe.length > 0) uncertain.add(i)
+      })
     checkReplicas(cluster, copies, chunkCount, uncertain, report)
     report.logErrors = logErrors(cluster)
     return report
@@ -335,7 +358,10 @@ function logErrors(cluster: TestCluster): string[] {
     if (!fs.existsSync(file)) continue
     for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
       if (!/ (ERROR|FATAL) /.test(line)) continue
-      const text = line.replace(/^\S+ /, '').replace(/[0-9a-f]{16}/g, 'OID').replace(/\d+/g, 'N')
+      const text = line
+        .replace(/^\S+ /, '')
+        .replace(/[0-9a-f]{16}/g, 'OID')
+        .replace(/\d+/g, 'N')
       counts.set(text, (counts.get(text) ?? 0) + 1)
     }
   }
@@ -343,7 +369,15 @@ function logErrors(cluster: TestCluster): string[] {
 }
 
 /** Reads the whole VDI (or a snapshot) through node `i` and compares it with the model. */
-async function checkRead(cluster: TestCluster, i: number, extra: string[], model: VdiModel, where: string, report: ChurnReport, mayBeMissing = false): Promise<void> {
+async function checkRead(
+  cluster: TestCluster,
+  i: number,
+  extra: string[],
+  model: VdiModel,
+  where: string,
+  report: ChurnReport,
+  mayBeMissing = false,
+): Promise<void> {
   const r = await runDog(['vdi', 'read', ...extra, 'churn', '-p', String(cluster.ports[i])])
   if (r.status !== 0) {
     // a snapshot whose attempt failed may not exist; that is no data loss

@@ -85,26 +85,34 @@ export async function startCluster(count: number, opts: ClusterOptions = {}): Pr
  */
 export async function waitForRecovery(cluster: TestCluster, timeoutMs = 120_000): Promise<boolean> {
   let settledOnce = false
-  return waitFor(async () => {
-    const epochs = new Set<number>()
-    for (let i = 0; i < cluster.nodes.length; i++) {
-      const node = cluster.nodes[i]
-      if (!node) continue
-      try {
-        const st = await statRecovery(cluster.conn(i))
-        if (st.inRecovery) return (settledOnce = false)
-        epochs.add((await getNodeList(cluster.conn(i))).epoch)
-      } catch {
-        return (settledOnce = false)
-      }
-      const stale = path.join(node.dir, 'obj', '.stale')
-      if (fs.existsSync(stale) && fs.readdirSync(stale).length > 0) return (settledOnce = false)
-    }
-    if (epochs.size > 1) return (settledOnce = false)
-    if (settledOnce) return true
-    settledOnce = true
+  const unsettled = (): boolean => {
+    settledOnce = false
     return false
-  }, timeoutMs, 250)
+  }
+  return waitFor(
+    async () => {
+      const epochs = new Set<number>()
+      for (let i = 0; i < cluster.nodes.length; i++) {
+        const node = cluster.nodes[i]
+        if (!node) continue
+        try {
+          const st = await statRecovery(cluster.conn(i))
+          if (st.inRecovery) return unsettled()
+          epochs.add((await getNodeList(cluster.conn(i))).epoch)
+        } catch {
+          return unsettled()
+        }
+        const stale = path.join(node.dir, 'obj', '.stale')
+        if (fs.existsSync(stale) && fs.readdirSync(stale).length > 0) return unsettled()
+      }
+      if (epochs.size > 1) return unsettled()
+      if (settledOnce) return true
+      settledOnce = true
+      return false
+    },
+    timeoutMs,
+    250,
+  )
 }
 
 /** oid file name → how many running nodes store it (live objects, not stale copies). */

@@ -13,7 +13,8 @@ export const FIXTURE_PATH = process.env.SHEEPDOG_FIXTURE ?? findFixture()
 
 function findFixture(): string {
   const candidates = ['../../../shared', '../../../../shared'].map((up) =>
-    fileURLToPath(new URL(`${up}/fixtures/original-dog-session.jsonl.gz`, import.meta.url)))
+    fileURLToPath(new URL(`${up}/fixtures/original-dog-session.jsonl.gz`, import.meta.url)),
+  )
   return candidates.find((p) => existsSync(p)) ?? candidates[0]
 }
 
@@ -40,9 +41,7 @@ export class FixtureFrame {
   get payload(): Buffer {
     if (this.decoded === undefined) {
       const e = this.encoded
-      this.decoded = e === undefined ? Buffer.alloc(0)
-        : 'hex' in e ? Buffer.from(e.hex, 'hex')
-          : inflateSync(Buffer.from(e.zlib, 'base64'))
+      this.decoded = e === undefined ? Buffer.alloc(0) : 'hex' in e ? Buffer.from(e.hex, 'hex') : inflateSync(Buffer.from(e.zlib, 'base64'))
       if (this.decoded.length !== this.length) {
         throw new Error(`fixture line ${this.line}: payload is ${this.decoded.length} bytes, len says ${this.length}`)
       }
@@ -116,8 +115,7 @@ export function loadFixture(path: string = FIXTURE_PATH): Fixture {
     if (o.dir !== 'req' && o.dir !== 'rsp') throw new Error(`fixture line ${line}: unknown record`)
     const header = Buffer.from(String(o.hdr), 'hex')
     if (header.length !== 48) throw new Error(`fixture line ${line}: header is ${header.length} bytes`)
-    const encoded = typeof o.data === 'string' && o.data.length > 0 ? { hex: o.data }
-      : typeof o.zdata === 'string' ? { zlib: o.zdata } : undefined
+    const encoded = typeof o.data === 'string' && o.data.length > 0 ? { hex: o.data } : typeof o.zdata === 'string' ? { zlib: o.zdata } : undefined
     const frame = new FixtureFrame(o.dir, Number(o.conn), header, Number(o.len), line, encoded)
     frames.push(frame)
     current?.frames.push(frame)

@@ -57,12 +57,23 @@ function ip(args: string[]): void {
 
 function listNamespaces(): string[] {
   const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8', timeout: IP_COMMAND_TIMEOUT_MS })
-  return r.status === 0 ? r.stdout.split('\n').map((l) => l.split(' ')[0]!).filter(Boolean) : []
+  return r.status === 0
+    ? r.stdout
+        .split('\n')
+        .map((l) => l.split(' ')[0]!)
+        .filter(Boolean)
+    : []
 }
 
 function pidsIn(ns: string): number[] {
   const r = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8', timeout: IP_COMMAND_TIMEOUT_MS })
-  return r.status === 0 ? r.stdout.split('\n').filter(Boolean).map(Number).filter((n) => n > 0) : []
+  return r.status === 0
+    ? r.stdout
+        .split('\n')
+        .filter(Boolean)
+        .map(Number)
+        .filter((n) => n > 0)
+    : []
 }
 
 /** True when this process may make namespaces (root with iproute2 and namespace support). */
@@ -109,7 +120,9 @@ export async function createTestNet(count: number): Promise<TestNet> {
   const made: string[] = []
   const pids = new Set<number>()
   let closed = false
-  const onExit = () => { if (!closed) removeNamespaces(made, pids) }
+  const onExit = () => {
+    if (!closed) removeNamespaces(made, pids)
+  }
   process.on('exit', onExit)
   const hub = `${base}hub`
   const hubAddr = `${NETNS_SUBNET}.1`

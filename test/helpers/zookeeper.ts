@@ -47,7 +47,7 @@ export interface ZkServer {
 
 /** Runs `bash -c script`, inside `netns` when given; resolves with stdout (never rejects). */
 function bash(script: string, netns: string | undefined, timeoutMs: number): Promise<string> {
-  const [cmd, args] = netns ? ['ip', ['netns', 'exec', netns, 'bash', '-c', script]] as const : ['bash', ['-c', script]] as const
+  const [cmd, args] = netns ? (['ip', ['netns', 'exec', netns, 'bash', '-c', script]] as const) : (['bash', ['-c', script]] as const)
   return new Promise((resolve) => {
     execFile(cmd, [...args], { timeout: timeoutMs }, (_err, stdout) => resolve(String(stdout ?? '')))
   })
@@ -65,25 +65,43 @@ export async function startZookeeper(opts: { host?: string; port?: number; netns
   const dir = opts.dir ?? tempDir('sheep-zk-')
   fs.mkdirSync(dir, { recursive: true })
   const config = path.join(dir, 'zoo.cfg')
-  fs.writeFileSync(config, [
-    `tickTime=${ZOOKEEPER_TICK_MS}`,
-    `dataDir=${path.join(dir, 'data')}`,
-    `clientPort=${port}`,
-    `clientPortAddress=${host}`,
-    'admin.enableServer=false',
-    `minSessionTimeout=${2 * ZOOKEEPER_TICK_MS}`,
-    'maxSessionTimeout=60000',
-    '4lw.commands.whitelist=ruok,srvr,stat',
-    'maxClientCnxns=0',
-    '',
-  ].join('\n'))
+  fs.writeFileSync(
+    config,
+    [
+      `tickTime=${ZOOKEEPER_TICK_MS}`,
+      `dataDir=${path.join(dir, 'data')}`,
+      `clientPort=${port}`,
+      `clientPortAddress=${host}`,
+      'admin.enableServer=false',
+      `minSessionTimeout=${2 * ZOOKEEPER_TICK_MS}`,
+      'maxSessionTimeout=60000',
+      '4lw.commands.whitelist=ruok,srvr,stat',
+      'maxClientCnxns=0',
+      '',
+    ].join('\n'),
+  )
   const server: ZkServer = {
-    host, port, dir, netns: opts.netns, pid: undefined,
-    get connect() { return `${host}:${port}` },
+    host,
+    port,
+    dir,
+    netns: opts.netns,
+    pid: undefined,
+    get connect() {
+      return `${host}:${port}`
+    },
     async start() {
       if (server.pid !== undefined && isAlive(server.pid)) return
       const log = fs.openSync(path.join(dir, 'zookeeper.log'), 'a')
-      const java = ['java', '-Xmx256m', '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1', '-cp', zookeeperClasspath(), 'org.apache.zookeeper.server.ZooKeeperServerMain', config]
+      const java = [
+        'java',
+        '-Xmx256m',
+        '-XX:+UseSerialGC',
+        '-XX:TieredStopAtLevel=1',
+        '-cp',
+        zookeeperClasspath(),
+        'org.apache.zookeeper.server.ZooKeeperServerMain',
+        config,
+      ]
       // `ip netns exec` execs the command: the pid is java's
       const [cmd, ...args] = opts.netns ? ['ip', 'netns', 'exec', opts.netns, ...java] : java
       const child = spawn(cmd!, args, { stdio: ['ignore', log, log], detached: true })
@@ -92,10 +110,14 @@ export async function startZookeeper(opts: { host?: string; port?: number; netns
       server.pid = child.pid
       if (child.pid !== undefined) trackPid(child.pid)
       const started = Date.now()
-      const up = await waitFor(async () => {
-        if (server.pid === undefined || !isAlive(server.pid)) throw new Error(`ZooKeeper exited during start-up; see ${dir}/zookeeper.log`)
-        return answersRuok(host, port, opts.netns)
-      }, ZOOKEEPER_START_TIMEOUT_MS, 100)
+      const up = await waitFor(
+        async () => {
+          if (server.pid === undefined || !isAlive(server.pid)) throw new Error(`ZooKeeper exited during start-up; see ${dir}/zookeeper.log`)
+          return answersRuok(host, port, opts.netns)
+        },
+        ZOOKEEPER_START_TIMEOUT_MS,
+        100,
+      )
       if (!up) throw new Error(`ZooKeeper did not answer on ${host}:${port} within ${ZOOKEEPER_START_TIMEOUT_MS} ms`)
       fs.appendFileSync(path.join(dir, 'starts.log'), `ready after ${Date.now() - started} ms\n`)
     },

@@ -3,34 +3,90 @@
 // same 48 bytes, and the payloads dog relies on decode to the values the capture shows.
 import t from 'tap'
 import {
-  COMMON_HEADER, REQ_CLUSTER, REQ_FORW, REQ_INODE_COHERENCE, REQ_OBJ, REQ_REF, REQ_VDI,
-  REQ_VDI_STATE, REQ_VDI_STATE_CHECKPOINT, RSP_CLUSTER_DEFAULT, RSP_HASH, RSP_NODE, RSP_OBJ,
-  RSP_VDI, decodeRequestHeader, decodeResponseHeader, encodeRequestHeader, encodeResponseHeader,
-  maxResponsePayload, reqVariant, requestCarriesPayload, rspVariant, validateRequestHeader,
+  COMMON_HEADER,
+  REQ_CLUSTER,
+  REQ_FORW,
+  REQ_INODE_COHERENCE,
+  REQ_OBJ,
+  REQ_REF,
+  REQ_VDI,
+  REQ_VDI_STATE,
+  REQ_VDI_STATE_CHECKPOINT,
+  RSP_CLUSTER_DEFAULT,
+  RSP_HASH,
+  RSP_NODE,
+  RSP_OBJ,
+  RSP_VDI,
+  decodeRequestHeader,
+  decodeResponseHeader,
+  encodeRequestHeader,
+  encodeResponseHeader,
+  maxResponsePayload,
+  reqVariant,
+  requestCarriesPayload,
+  rspVariant,
+  validateRequestHeader,
 } from '../../lib/codec.js'
 import { sdHashAttrId, sdHashVdi } from '../../lib/hash.js'
 import {
-  SD_INODE_HEADER_SIZE, SD_INODE_INDEX_AT, SD_INODE_SIZE, InodeIndex, decodeInodeHeader,
-  grefOffset, indexOffset, isClone, isSnapshot,
+  SD_INODE_HEADER_SIZE,
+  SD_INODE_INDEX_AT,
+  SD_INODE_SIZE,
+  InodeIndex,
+  decodeInodeHeader,
+  grefOffset,
+  indexOffset,
+  isClone,
+  isSnapshot,
 } from '../../lib/inode.js'
 import { type Layout, readFields } from '../../lib/layout.js'
 import { vidToAttrOid, vidToDataOid, vidToVdiOid } from '../../lib/oid.js'
 import {
-  SD_FLAG_CMD_CREAT, SD_FLAG_CMD_DIRECT, SD_FLAG_CMD_WRITE, SD_MAX_DATA_LENGTH, SD_MAX_NODES,
-  SD_OP_CLUSTER_INFO, SD_OP_CREATE_AND_WRITE_OBJ, SD_OP_DEL_VDI, SD_OP_GET_NODE_LIST,
-  SD_OP_GET_VDI_ATTR, SD_OP_GET_VDI_COPIES, SD_OP_GET_VDI_INFO, SD_OP_MAKE_FS, SD_OP_NEW_VDI,
-  SD_OP_READ_OBJ, SD_OP_READ_VDIS, SD_OP_STAT_CLUSTER, SD_OP_WRITE_OBJ, SD_PROTO_VER,
-  SD_RES_INVALID_PARMS, SD_RES_NO_TAG, SD_RES_SUCCESS, SD_RES_VER_MISMATCH, SD_RES_WAIT_FOR_FORMAT,
-  SD_SHEEP_PROTO_VER, SD_STATUS_OK, SD_CLUSTER_FLAG_AUTO_VNODES, SD_VDI_BITMAP_SIZE,
+  SD_FLAG_CMD_CREAT,
+  SD_FLAG_CMD_DIRECT,
+  SD_FLAG_CMD_WRITE,
+  SD_MAX_DATA_LENGTH,
+  SD_MAX_NODES,
+  SD_OP_CLUSTER_INFO,
+  SD_OP_CREATE_AND_WRITE_OBJ,
+  SD_OP_DEL_VDI,
+  SD_OP_GET_NODE_LIST,
+  SD_OP_GET_VDI_ATTR,
+  SD_OP_GET_VDI_COPIES,
+  SD_OP_GET_VDI_INFO,
+  SD_OP_MAKE_FS,
+  SD_OP_NEW_VDI,
+  SD_OP_READ_OBJ,
+  SD_OP_READ_VDIS,
+  SD_OP_STAT_CLUSTER,
+  SD_OP_WRITE_OBJ,
+  SD_PROTO_VER,
+  SD_RES_INVALID_PARMS,
+  SD_RES_NO_TAG,
+  SD_RES_SUCCESS,
+  SD_RES_VER_MISMATCH,
+  SD_RES_WAIT_FOR_FORMAT,
+  SD_SHEEP_PROTO_VER,
+  SD_STATUS_OK,
+  SD_CLUSTER_FLAG_AUTO_VNODES,
+  SD_VDI_BITMAP_SIZE,
 } from '../../lib/proto.js'
 import {
-  CLUSTER_INFO_SIZE, SD_NODE_SIZE, VDI_ATTR, VDI_ATTR_SIZE, VDI_ATTR_VALUE_AT, VDI_STATE_SIZE,
-  decodeClusterInfo, decodeEpochLogs, decodeNodes, decodeVdiState, encodeNodes, epochLogStride,
+  CLUSTER_INFO_SIZE,
+  SD_NODE_SIZE,
+  VDI_ATTR,
+  VDI_ATTR_SIZE,
+  VDI_ATTR_VALUE_AT,
+  VDI_STATE_SIZE,
+  decodeClusterInfo,
+  decodeEpochLogs,
+  decodeNodes,
+  decodeVdiState,
+  encodeNodes,
+  epochLogStride,
   nodeAddrText,
 } from '../../lib/structs.js'
-import {
-  type FixtureExchange, type FixtureFrame, exchangesOf, findCommand, loadFixture,
-} from '../helpers/fixture.js'
+import { type FixtureExchange, type FixtureFrame, exchangesOf, findCommand, loadFixture } from '../helpers/fixture.js'
 
 const fx = loadFixture()
 
@@ -79,9 +135,16 @@ t.test('fixture loader', async (t) => {
   const write = findCommand(fx, 'vdi', 'write')
   t.same(write.argv, ['vdi', 'write', 'alpha', '0', '6M'])
   t.equal(write.stdinNote, 'stdin: 6 MiB, byte i = i mod 251')
-  t.ok(fx.exchanges.every((e) => e.rsp !== undefined), 'every request has its response')
+  t.ok(
+    fx.exchanges.every((e) => e.rsp !== undefined),
+    'every request has its response',
+  )
   t.equal(fx.frames.length, fx.exchanges.length * 2)
-  t.equal(fx.commands.reduce((n, c) => n + c.frames.length, 0), fx.frames.length, 'every frame belongs to a command')
+  t.equal(
+    fx.commands.reduce((n, c) => n + c.frames.length, 0),
+    fx.frames.length,
+    'every frame belongs to a command',
+  )
 })
 
 t.test('every request header re-encodes byte for byte', async (t) => {
@@ -146,11 +209,26 @@ t.test('GET_NODE_LIST: three sd_nodes at 127.0.0.1:7000..7002', async (t) => {
   t.equal(rsp.length, 3 * SD_NODE_SIZE)
   const nodes = decodeNodes(rsp.payload, nrNodes)
   t.same(nodes.map(nodeAddrText), ['127.0.0.1:7000', '127.0.0.1:7001', '127.0.0.1:7002'])
-  t.same(nodes.map((n) => n.zone), [0, 1, 2])
-  t.same(nodes.map((n) => n.nrVnodes), [128, 128, 128])
-  t.same(nodes.map((n) => n.ioPort), [0, 0, 0])
-  t.ok(nodes.every((n) => n.ioAddr.every((b) => b === 0)), 'no IO address')
-  t.ok(nodes.every((n) => typeof n.space === 'bigint' && n.space > 10n ** 9n), 'space is a u64 bigint')
+  t.same(
+    nodes.map((n) => n.zone),
+    [0, 1, 2],
+  )
+  t.same(
+    nodes.map((n) => n.nrVnodes),
+    [128, 128, 128],
+  )
+  t.same(
+    nodes.map((n) => n.ioPort),
+    [0, 0, 0],
+  )
+  t.ok(
+    nodes.every((n) => n.ioAddr.every((b) => b === 0)),
+    'no IO address',
+  )
+  t.ok(
+    nodes.every((n) => typeof n.space === 'bigint' && n.space > 10n ** 9n),
+    'space is a u64 bigint',
+  )
   t.equal(nodes[0].space, 0x02f14c6000n)
   // bytes 0..23 are the sender's tree links: garbage on the wire, zero when we encode
   const again = encodeNodes(nodes)
@@ -226,7 +304,10 @@ t.test('CLUSTER_INFO payload', async (t) => {
   t.equal(ci.blockSizeShift, 22)
   t.equal(ci.defaultStore, 'plain')
   t.same(ci.nodes.map(nodeAddrText), ['127.0.0.1:7000', '127.0.0.1:7001', '127.0.0.1:7002'])
-  t.ok(payload.subarray(48 + 3 * SD_NODE_SIZE).every((b) => b === 0), 'unused node slots are zero')
+  t.ok(
+    payload.subarray(48 + 3 * SD_NODE_SIZE).every((b) => b === 0),
+    'unused node slots are zero',
+  )
 })
 
 t.test('NEW_VDI, GET_VDI_INFO and DEL_VDI fields', async (t) => {
@@ -316,7 +397,10 @@ t.test('inode inside the 12 587 576-byte READ_OBJ responses', async (t) => {
   t.equal(snap.vdiId, 0xed202b)
   t.ok(isSnapshot(snap))
   const index = new InodeIndex(cloneRead.subarray(SD_INODE_INDEX_AT, SD_INODE_INDEX_AT + 16))
-  t.same([0, 1, 2, 3].map((i) => index.get(i)), [0xed202b, 0xed202b, 0, 0])
+  t.same(
+    [0, 1, 2, 3].map((i) => index.get(i)),
+    [0xed202b, 0xed202b, 0, 0],
+  )
   t.equal(cloneRead.readInt32LE(grefOffset(0) + 4), 1, 'gref[0].count after the snapshot')
   t.equal(cloneRead.readInt32LE(grefOffset(1) + 4), 1)
 
@@ -355,7 +439,10 @@ t.test('vdi write: create, index update, partial object', async (t) => {
     const data = e.req.payload
     t.equal(data.length, idx === 0 ? 4 << 20 : 2 << 20)
     const base = idx * (4 << 20)
-    t.ok([0, 1, 250, 251, data.length - 1].every((i) => data[i] === (base + i) % 251), 'byte i = i mod 251')
+    t.ok(
+      [0, 1, 250, 251, data.length - 1].every((i) => data[i] === (base + i) % 251),
+      'byte i = i mod 251',
+    )
   })
   updates.forEach((e, idx) => {
     const obj = reqVariant(decodeRequestHeader(e.req.header), REQ_OBJ)

@@ -42,7 +42,7 @@ t.test('push() in random chunks', async (t) => {
   const sent = makeFrames(200, 300_000)
   const stream = Buffer.concat(sent.flatMap((f) => [f.header, f.payload]))
   const { reader, got, errors } = collector()
-  for (let at = 0; at < stream.length;) {
+  for (let at = 0; at < stream.length; ) {
     const n = Math.min(stream.length - at, 1 + crypto.randomInt(100_000))
     reader.push(stream.subarray(at, at + n))
     at += n
@@ -58,7 +58,7 @@ t.test('reads in place, as a socket with onread does', async (t) => {
   const { reader, got, errors } = collector()
   const scratch = Buffer.alloc(64 * 1024)
   let inPlace = 0
-  for (let at = 0; at < stream.length;) {
+  for (let at = 0; at < stream.length; ) {
     // the "kernel" fills at most the buffer handed out, and often less
     const target = reader.nextReadBuffer(scratch)
     if (target !== scratch) inPlace++
@@ -78,7 +78,7 @@ t.test('push() and in-place reads mixed', async (t) => {
   const stream = Buffer.concat(sent.flatMap((f) => [f.header, f.payload]))
   const { reader, got } = collector()
   const scratch = Buffer.alloc(4096)
-  for (let at = 0; at < stream.length;) {
+  for (let at = 0; at < stream.length; ) {
     if (crypto.randomInt(2) === 0) {
       const n = Math.min(stream.length - at, 1 + crypto.randomInt(50_000))
       reader.push(stream.subarray(at, at + n))
@@ -129,7 +129,7 @@ t.test('a payload lands in the buffer the sink brings for it', async (t) => {
   const scratch = Buffer.alloc(4096)
   for (const f of sent) {
     const stream = Buffer.concat([f.header, f.payload])
-    for (let at = 0; at < stream.length;) {
+    for (let at = 0; at < stream.length; ) {
       const target = reader.nextReadBuffer(scratch)
       const n = Math.min(target.length, stream.length - at, 1 + crypto.randomInt(300_000))
       stream.copy(target, 0, at, at + n)

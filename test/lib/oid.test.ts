@@ -86,7 +86,12 @@ t.test('object kinds', async (t) => {
     [ledger, [false, false, false, false, true, false]],
     [data, [false, false, false, false, false, true]],
   ]
-  for (const [oid, want] of table) t.same(kinds.map((f) => f(oid)), want, oidToHex(oid))
+  for (const [oid, want] of table)
+    t.same(
+      kinds.map((f) => f(oid)),
+      want,
+      oidToHex(oid),
+    )
   t.ok(isDataObj(0x00ffffffffffffffn), 'reserved bits 56..58 still data')
 })
 

@@ -79,11 +79,7 @@ t.test('zones, gateways and empty rings', async (t) => {
   t.equal(oneZone.nrZones, 1)
   t.equal(oneZone.replicasFor(0x807c2b2500000000n, 3).length, 1)
 
-  const withGateway = new HashRing([
-    node('127.0.0.1', 7000, 0),
-    node('127.0.0.1', 7001, 1),
-    node('127.0.0.1', 7002, 2, 0),
-  ])
+  const withGateway = new HashRing([node('127.0.0.1', 7000, 0), node('127.0.0.1', 7001, 1), node('127.0.0.1', 7002, 2, 0)])
   t.equal(withGateway.nrZones, 2, 'a gateway has no zone on the ring')
   t.equal(withGateway.nrVnodes, 256)
   t.same(ports(withGateway, 0x807c2b2500000000n, 3), [7001, 7000])
@@ -102,7 +98,7 @@ t.test('zones, gateways and empty rings', async (t) => {
   t.equal(new Set(replicas.map((n) => n.zone)).size, 31)
 })
 
-t.test('replicasFor returns the caller\'s node objects', async (t) => {
+t.test("replicasFor returns the caller's node objects", async (t) => {
   const a = { ...node('127.0.0.1', 7000, 0), label: 'a' }
   const b = { ...node('127.0.0.1', 7001, 1), label: 'b' }
   const ring = new HashRing([a, b])

@@ -7,8 +7,15 @@ import type { SheepConnection } from '../../lib/client.js'
 import { REQ_OBJ } from '../../lib/codec.js'
 import { OLD_SD_INODE_SIZE, SD_INODE_HEADER_SIZE, vidToDataOid, vidToVdiOid } from '../../lib/oid.js'
 import {
-  SD_CLUSTER_FLAG_AUTO_VNODES, SD_CLUSTER_FLAG_USE_LOCK, SD_FLAG_CMD_DIRECT, SD_FLAG_CMD_TGT, SD_OP_CREATE_AND_WRITE_OBJ,
-  SD_OP_READ_OBJ, SD_OP_WRITE_OBJ, SD_RES_INODE_INVALIDATED, SD_RES_SUCCESS,
+  SD_CLUSTER_FLAG_AUTO_VNODES,
+  SD_CLUSTER_FLAG_USE_LOCK,
+  SD_FLAG_CMD_DIRECT,
+  SD_FLAG_CMD_TGT,
+  SD_OP_CREATE_AND_WRITE_OBJ,
+  SD_OP_READ_OBJ,
+  SD_OP_WRITE_OBJ,
+  SD_RES_INODE_INVALIDATED,
+  SD_RES_SUCCESS,
 } from '../../lib/proto.js'
 import { getVdiCopies, lockVdi, makeFs, newVdi, releaseVdi } from '../../lib/sheep-api.js'
 import { startCluster } from '../helpers/cluster.js'
@@ -44,15 +51,21 @@ t.test('shared locks keep the inode coherent between tgt gateways', async (t) =>
   /** What tgt does for a new object: create it, then write its index entry. */
   const tgtAllocate = async (c: SheepConnection, idx: number) => {
     const create = await c.request({
-      opcode: SD_OP_CREATE_AND_WRITE_OBJ, flags: SD_FLAG_CMD_TGT | SD_FLAG_CMD_DIRECT, variant: REQ_OBJ,
-      fields: { oid: vidToDataOid(vid, idx), offset: 0 }, data: Buffer.alloc(512, idx),
+      opcode: SD_OP_CREATE_AND_WRITE_OBJ,
+      flags: SD_FLAG_CMD_TGT | SD_FLAG_CMD_DIRECT,
+      variant: REQ_OBJ,
+      fields: { oid: vidToDataOid(vid, idx), offset: 0 },
+      data: Buffer.alloc(512, idx),
     })
     if (create.rsp.result !== SD_RES_SUCCESS) return create.rsp.result
     const entry = Buffer.alloc(4)
     entry.writeUInt32LE(vid)
     const index = await c.request({
-      opcode: SD_OP_WRITE_OBJ, flags: SD_FLAG_CMD_TGT | SD_FLAG_CMD_DIRECT, variant: REQ_OBJ,
-      fields: { oid: inodeOid, offset: SD_INODE_HEADER_SIZE + 4 * idx }, data: entry,
+      opcode: SD_OP_WRITE_OBJ,
+      flags: SD_FLAG_CMD_TGT | SD_FLAG_CMD_DIRECT,
+      variant: REQ_OBJ,
+      fields: { oid: inodeOid, offset: SD_INODE_HEADER_SIZE + 4 * idx },
+      data: entry,
     })
     return index.rsp.result
   }
@@ -70,7 +83,11 @@ t.test('shared locks keep the inode coherent between tgt gateways', async (t) =>
   t.same(await states(), [INVALIDATED, MODIFIED], 'gateway 1 modified the index, gateway 0 is invalidated')
   t.equal(await tgtAllocate(gw0, 4), SD_RES_INODE_INVALIDATED, 'a create through the invalidated gateway is refused')
   const write = await gw0.request({
-    opcode: SD_OP_WRITE_OBJ, flags: SD_FLAG_CMD_TGT, variant: REQ_OBJ, fields: { oid: vidToDataOid(vid, 3), offset: 0 }, data: Buffer.alloc(512),
+    opcode: SD_OP_WRITE_OBJ,
+    flags: SD_FLAG_CMD_TGT,
+    variant: REQ_OBJ,
+    fields: { oid: vidToDataOid(vid, 3), offset: 0 },
+    data: Buffer.alloc(512),
   })
   t.equal(write.rsp.result, SD_RES_INODE_INVALIDATED, 'so is a write')
   const reread = await refresh(gw0)

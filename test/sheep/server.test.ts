@@ -9,9 +9,20 @@ import { SheepConnection } from '../../lib/client.js'
 import { REQ_CLUSTER, REQ_OBJ, REQ_VDI, RSP_NODE, RSP_VDI, encodeRequestHeader, rspVariant } from '../../lib/codec.js'
 import { vidToDataOid, vidToVdiOid } from '../../lib/oid.js'
 import {
-  SD_FLAG_CMD_WRITE, SD_OP_CREATE_AND_WRITE_OBJ, SD_OP_GET_NODE_LIST, SD_OP_MAKE_FS, SD_OP_NEW_VDI, SD_OP_READ_OBJ,
-  SD_OP_STAT_SHEEP, SD_RES_INVALID_PARMS, SD_RES_NO_OBJ, SD_RES_SUCCESS, SD_RES_VER_MISMATCH,
-  SD_RES_WAIT_FOR_FORMAT, SD_OP_WRITE_OBJ, SD_RES_VDI_EXIST,
+  SD_FLAG_CMD_WRITE,
+  SD_OP_CREATE_AND_WRITE_OBJ,
+  SD_OP_GET_NODE_LIST,
+  SD_OP_MAKE_FS,
+  SD_OP_NEW_VDI,
+  SD_OP_READ_OBJ,
+  SD_OP_STAT_SHEEP,
+  SD_RES_INVALID_PARMS,
+  SD_RES_NO_OBJ,
+  SD_RES_SUCCESS,
+  SD_RES_VER_MISMATCH,
+  SD_RES_WAIT_FOR_FORMAT,
+  SD_OP_WRITE_OBJ,
+  SD_RES_VDI_EXIST,
 } from '../../lib/proto.js'
 import { startSheep, stopSheep, isAlive } from '../helpers/sheep.js'
 
@@ -36,7 +47,12 @@ t.test('one sheep over the wire', async (t) => {
   })
 
   await t.test('format, create a VDI, write and read objects', async (t) => {
-    const mk = await conn.request({ opcode: SD_OP_MAKE_FS, variant: REQ_CLUSTER, fields: { ctime: ctimeNow(), copies: 1, flags: 4 }, data: Buffer.from('plain\0') })
+    const mk = await conn.request({
+      opcode: SD_OP_MAKE_FS,
+      variant: REQ_CLUSTER,
+      fields: { ctime: ctimeNow(), copies: 1, flags: 4 },
+      data: Buffer.from('plain\0'),
+    })
     t.equal(mk.rsp.result, SD_RES_SUCCESS)
     t.equal(mk.rsp.epoch, 1, 'the response carries the new epoch')
     const name = Buffer.alloc(256)
@@ -53,14 +69,33 @@ t.test('one sheep over the wire', async (t) => {
 
     // pipelining: many creates and reads in flight on one socket, answered by id
     const blobs = Array.from({ length: 8 }, () => crypto.randomBytes(1 << 20))
-    const creates = await Promise.all(blobs.map((b, i) => conn.request({
-      opcode: SD_OP_CREATE_AND_WRITE_OBJ, variant: REQ_OBJ, fields: { oid: vidToDataOid(vid, i), offset: 4096 }, data: b,
-    })))
-    t.same(creates.map((c) => c.rsp.result), blobs.map(() => SD_RES_SUCCESS))
-    const reads = await Promise.all(blobs.map((_, i) => conn.request({
-      opcode: SD_OP_READ_OBJ, variant: REQ_OBJ, fields: { oid: vidToDataOid(vid, i), offset: 4096 }, readLength: 1 << 20,
-    })))
-    reads.forEach((r, i) => t.ok(r.data.equals(blobs[i]), `object ${i} reads back`))
+    const creates = await Promise.all(
+      blobs.map((b, i) =>
+        conn.request({
+          opcode: SD_OP_CREATE_AND_WRITE_OBJ,
+          variant: REQ_OBJ,
+          fields: { oid: vidToDataOid(vid, i), offset: 4096 },
+          data: b,
+        }),
+      ),
+    )
+    t.same(
+      creates.map((c) => c.rsp.result),
+      blobs.map(() => SD_RES_SUCCESS),
+    )
+    const reads = await Promise.all(
+      blobs.map((_, i) =>
+        conn.request({
+          opcode: SD_OP_READ_OBJ,
+          variant: REQ_OBJ,
+          fields: { oid: vidToDataOid(vid, i), offset: 4096 },
+          readLength: 1 << 20,
+        }),
+      ),
+    )
+    reads.forEach((r, i) => {
+      t.ok(r.data.equals(blobs[i]), `object ${i} reads back`)
+    })
     const head = await conn.request({ opcode: SD_OP_READ_OBJ, variant: REQ_OBJ, fields: { oid: vidToDataOid(vid, 0), offset: 0 }, readLength: 4096 })
     t.ok(head.data.equals(Buffer.alloc(4096)), 'unwritten part of a created object reads as zeros')
     const inode = await conn.request({ opcode: SD_OP_READ_OBJ, variant: REQ_OBJ, fields: { oid: vidToVdiOid(vid) }, readLength: 12587576 })
@@ -84,7 +119,10 @@ t.test('one sheep over the wire', async (t) => {
       s.on('data', () => undefined)
       s.on('close', () => resolve())
       s.on('error', () => resolve())
-      setTimeout(() => { s.destroy(); resolve() }, 2000)
+      setTimeout(() => {
+        s.destroy()
+        resolve()
+      }, 2000)
     })
     // a header announcing a 1 GiB payload must not make sheep allocate it: the stream is closed
     await new Promise<void>((resolve) => {

@@ -83,7 +83,12 @@ t.test('copyObject: pieces in order, and a failed read leaves nothing', async (t
     return data.subarray(offset, offset + length)
   })
   t.equal(result, SD_RES_SUCCESS)
-  t.same(asked, [[0, OBJECT_CHUNK_BYTES], [OBJECT_CHUNK_BYTES, OBJECT_CHUNK_BYTES], [2 * OBJECT_CHUNK_BYTES, OBJECT_CHUNK_BYTES], [3 * OBJECT_CHUNK_BYTES, MiB]])
+  t.same(asked, [
+    [0, OBJECT_CHUNK_BYTES],
+    [OBJECT_CHUNK_BYTES, OBJECT_CHUNK_BYTES],
+    [2 * OBJECT_CHUNK_BYTES, OBJECT_CHUNK_BYTES],
+    [3 * OBJECT_CHUNK_BYTES, MiB],
+  ])
   t.same(await store.sha1(0x7n), crypto.createHash('sha1').update(data).digest())
 
   const failing = await copyObject(store, 0x8n, OBJECT_BYTES, async (offset, length) => (offset > 0 ? SD_RES_EIO : data.subarray(0, length)))

@@ -78,7 +78,10 @@ t.test('sheepfs write-behind and read-ahead', async (t) => {
       t.equal(fs.writeSync(fd, data, 0, data.length, offset), data.length)
       t.ok((await dogRead('through', offset, data.length)).equals(data), `write ${round} is readable by dog at once`)
     }
-    t.equal(errnoOf(() => fs.writeFileSync(at('config/write_behind'), 'maybe\n')), 'EINVAL')
+    t.equal(
+      errnoOf(() => fs.writeFileSync(at('config/write_behind'), 'maybe\n')),
+      'EINVAL',
+    )
   })
 
   t.test('sheepfs -w mounts write-through', async (t) => {

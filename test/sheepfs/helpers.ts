@@ -62,7 +62,11 @@ export async function startTestSheep(t: Test): Promise<TestSheep> {
     root,
     async restart() {
       handle.sheep = await startSheep({ dir, args, port: handle.port })
-      const running = await waitFor(async () => (await dog(['cluster', 'info'], { port: handle.port })).stdout.startsWith('Cluster status: running'), 30_000, 200)
+      const running = await waitFor(
+        async () => (await dog(['cluster', 'info'], { port: handle.port })).stdout.startsWith('Cluster status: running'),
+        30_000,
+        200,
+      )
       if (!running) throw new Error('the restarted sheep does not run')
     },
     async stop() {
@@ -111,13 +115,12 @@ export async function mountSheepfs(t: Test, port: number, opts: MountOptions = {
     pid = pids[0] as number
   } else {
     child = spawn(SHEEPFS_BIN, argv, { env: programEnv(), stdio: ['ignore', 'ignore', 'pipe'] })
-    child.stderr?.on('data', (b: Buffer) => { stderr += b.toString('utf8') })
+    child.stderr?.on('data', (b: Buffer) => {
+      stderr += b.toString('utf8')
+    })
     pid = child.pid!
     const exited = new Promise<void>((resolve) => child!.once('exit', () => resolve()))
-    const mounted = await Promise.race([
-      waitFor(() => isSheepfsMounted(mountpoint), MOUNT_WAIT_MS),
-      exited.then(() => false),
-    ])
+    const mounted = await Promise.race([waitFor(() => isSheepfsMounted(mountpoint), MOUNT_WAIT_MS), exited.then(() => false)])
     if (!mounted) {
       if (processAlive(pid)) process.kill(pid, 'SIGKILL')
       throw new Error(`sheepfs ${argv.join(' ')} did not mount: ${stderr}`)

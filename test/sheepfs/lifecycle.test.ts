@@ -66,7 +66,11 @@ t.test('sheepfs as a process', async (t) => {
     const first = await mountSheepfs(t, port)
     process.kill(first.pid, 'SIGKILL')
     t.ok(await waitFor(() => !processAlive(first.pid), 10_000))
-    t.match(errnoOf(() => fs.readdirSync(first.mountpoint)), /^(ENOTCONN|ECONNABORTED)$/, 'the mount point is stale')
+    t.match(
+      errnoOf(() => fs.readdirSync(first.mountpoint)),
+      /^(ENOTCONN|ECONNABORTED)$/,
+      'the mount point is stale',
+    )
     const second = await mountSheepfs(t, port, { mountpoint: first.mountpoint, daemon: true })
     t.same(fs.readdirSync(second.mountpoint).sort(), ['cluster', 'config', 'node', 'vdi', 'volume'], 'mounted again')
     await second.stop()
@@ -86,13 +90,33 @@ t.test('sheepfs as a process', async (t) => {
 
     await sheep.stop()
     const buf = Buffer.alloc(4096)
-    t.equal(errnoOf(() => fs.readSync(fd, buf, 0, buf.length, 0)), 'EIO', 'reading allocated data fails with EIO')
+    t.equal(
+      errnoOf(() => fs.readSync(fd, buf, 0, buf.length, 0)),
+      'EIO',
+      'reading allocated data fails with EIO',
+    )
     t.equal(fs.writeSync(fd, buf, 0, buf.length, 0), buf.length, 'a write is taken (write-behind)')
-    t.equal(errnoOf(() => fs.fsyncSync(fd)), 'EIO', 'and fsync says it could not be stored')
-    t.equal(errnoOf(() => fs.writeSync(syncFd, buf, 0, buf.length, 0)), 'EIO', 'an O_DSYNC write fails with EIO at once')
+    t.equal(
+      errnoOf(() => fs.fsyncSync(fd)),
+      'EIO',
+      'and fsync says it could not be stored',
+    )
+    t.equal(
+      errnoOf(() => fs.writeSync(syncFd, buf, 0, buf.length, 0)),
+      'EIO',
+      'an O_DSYNC write fails with EIO at once',
+    )
     fs.closeSync(syncFd)
-    t.equal(errnoOf(() => fs.openSync(volume, 'r')), 'EIO', 'opening the volume fails with EIO')
-    t.equal(errnoOf(() => fs.readFileSync(path.join(mount.mountpoint, 'cluster/info'))), 'EIO', 'status files fail with EIO')
+    t.equal(
+      errnoOf(() => fs.openSync(volume, 'r')),
+      'EIO',
+      'opening the volume fails with EIO',
+    )
+    t.equal(
+      errnoOf(() => fs.readFileSync(path.join(mount.mountpoint, 'cluster/info'))),
+      'EIO',
+      'status files fail with EIO',
+    )
     t.ok(processAlive(mount.pid), 'sheepfs keeps running')
     t.ok(fs.readdirSync(path.join(mount.mountpoint, 'volume')).includes('keep'))
 

@@ -9,8 +9,14 @@ t.test('defaults', async (t) => {
   t.same(r, {
     kind: 'run',
     options: {
-      mountpoint: '/mnt/sheep', host: SHEEPFS_DEFAULT_ADDRESS, port: SD_DEFAULT_PORT, debug: false, foreground: false,
-      pageCache: false, objectCache: false, writeThrough: false,
+      mountpoint: '/mnt/sheep',
+      host: SHEEPFS_DEFAULT_ADDRESS,
+      port: SD_DEFAULT_PORT,
+      debug: false,
+      foreground: false,
+      pageCache: false,
+      objectCache: false,
+      writeThrough: false,
     },
   })
 })
@@ -21,10 +27,14 @@ t.test('every option, short and long', async (t) => {
     ['--address', '10.0.0.2', '--port', '7001', '--debug', '--pagecache', '--objectcache', '--writethrough', '/m'],
   ]) {
     const r = parseSheepfsArgs(argv)
-    t.same(r, {
-      kind: 'run',
-      options: { mountpoint: '/m', host: '10.0.0.2', port: 7001, debug: true, foreground: true, pageCache: true, objectCache: true, writeThrough: true },
-    }, argv.join(' '))
+    t.same(
+      r,
+      {
+        kind: 'run',
+        options: { mountpoint: '/m', host: '10.0.0.2', port: 7001, debug: true, foreground: true, pageCache: true, objectCache: true, writeThrough: true },
+      },
+      argv.join(' '),
+    )
   }
 })
 

@@ -248,7 +248,7 @@ t.test('a read spanning two windows and reads at the volume end', async (t) => {
     const before = volume.fetches.length
     await read(3 * WINDOW - 1000, 2000, 'a read across the boundary of two fetched windows')
     t.equal(volume.fetches.length, before, 'served from the windows without a fetch')
-    await read(3 * WINDOW + 1000, WINDOW, 'a whole window\'s length across a boundary')
+    await read(3 * WINDOW + 1000, WINDOW, "a whole window's length across a boundary")
   })
 
   t.test('spanning past the only window (depth one)', async (t) => {
@@ -257,7 +257,14 @@ t.test('a read spanning two windows and reads at the volume end', async (t) => {
     const read = reader(t, volume, ahead)
     await read(0, 40 * KiB)
     await read(40 * KiB, 40 * KiB, 'the window ends at 64 KiB, the read at 80 KiB')
-    t.same(volume.since(1), [{ offset: 40 * KiB, length: 24 * KiB }, { offset: 64 * KiB, length: 16 * KiB }], 'the rest is fetched directly')
+    t.same(
+      volume.since(1),
+      [
+        { offset: 40 * KiB, length: 24 * KiB },
+        { offset: 64 * KiB, length: 16 * KiB },
+      ],
+      'the rest is fetched directly',
+    )
   })
 
   t.test('the volume end (size not a multiple of the window)', async (t) => {
@@ -272,7 +279,10 @@ t.test('a read spanning two windows and reads at the volume end', async (t) => {
       offset += length
     }
     for (const f of volume.fetches) t.ok(f.offset + f.length <= SIZE, `fetch [${f.offset}, ${f.offset + f.length}) within the volume`)
-    t.ok(volume.fetches.some((f) => f.offset === 3 * WINDOW && f.length === 1000), 'the last window is cut at the end')
+    t.ok(
+      volume.fetches.some((f) => f.offset === 3 * WINDOW && f.length === 1000),
+      'the last window is cut at the end',
+    )
     await read(SIZE - 1, 1, 'the last byte (random)')
     await read(SIZE - 3000, 3000, 'the last bytes across a window boundary')
     await read(SIZE, 0, 'an empty read at the end (sequential)')
@@ -323,7 +333,10 @@ t.test('a failing fetch rejects the read that needs it; later reads recover', as
     for (let offset = 16 * KiB; offset < WINDOW; offset += 16 * KiB) await read(offset, 16 * KiB)
     volume.failWhen = (offset) => (offset === 2 * WINDOW ? boom : undefined)
     await read(WINDOW, 16 * KiB, 'the next window is fine (it fetches [64K, 128K) and the failing [128K, 192K))')
-    t.ok(volume.fetches.some((f) => f.offset === 2 * WINDOW), 'the failing window was fetched ahead')
+    t.ok(
+      volume.fetches.some((f) => f.offset === 2 * WINDOW),
+      'the failing window was fetched ahead',
+    )
     volume.failWhen = undefined
     for (let offset = WINDOW + 16 * KiB; offset < 2 * WINDOW - 16 * KiB; offset += 16 * KiB) await read(offset, 16 * KiB)
     await t.rejects(ahead.read(2 * WINDOW - 16 * KiB, 32 * KiB, volume.size), boom, 'a read reaching into the failed window fails')
@@ -345,7 +358,7 @@ t.test('a failing fetch rejects the read that needs it; later reads recover', as
   })
 })
 
-t.test('randomized: sequential and random reads return exactly the volume\'s bytes', async (t) => {
+t.test("randomized: sequential and random reads return exactly the volume's bytes", async (t) => {
   for (let seed = 1; seed <= 30; seed++) {
     const random = seededRandom(seed)
     const int = (n: number) => Math.floor(random() * n)
@@ -405,7 +418,7 @@ t.test('randomized: sequential and random reads return exactly the volume\'s byt
   }
 })
 
-t.test('randomized: concurrent sequential reads (as the kernel issues them) return the volume\'s bytes', async (t) => {
+t.test("randomized: concurrent sequential reads (as the kernel issues them) return the volume's bytes", async (t) => {
   for (let seed = 1; seed <= 20; seed++) {
     const random = seededRandom(seed)
     const int = (n: number) => Math.floor(random() * n)
@@ -492,7 +505,7 @@ t.test('windows fill the buffers of retired windows again', async (t) => {
   const ahead = new ReadAhead(fetch, NO_AGE)
   const chunk = 32 * KiB
   for (let offset = 0; offset < store.length; offset += chunk) {
-    const got = ahead.readNow(offset, chunk, store.length) ?? await ahead.read(offset, chunk, store.length)
+    const got = ahead.readNow(offset, chunk, store.length) ?? (await ahead.read(offset, chunk, store.length))
     if (!got.equals(store.subarray(offset, offset + chunk))) t.fail(`read at ${offset} differs`)
     await new Promise((resolve) => setImmediate(resolve))
   }

@@ -30,8 +30,15 @@ t.test('sheepfs status and config files', async (t) => {
     t.same(fs.readdirSync(at('node')).sort(), ['info', 'list'])
     t.same(fs.readdirSync(at('config')).sort(), ['object_cache', 'page_cache', 'sheep_info', 'write_behind'])
     t.same(fs.readdirSync(at('volume')), [])
-    t.equal(errnoOf(() => fs.statSync(at('nothing'))), 'ENOENT')
-    t.equal(errnoOf(() => fs.writeFileSync(at('vdi/newfile'), 'x')), 'EPERM', 'no new files')
+    t.equal(
+      errnoOf(() => fs.statSync(at('nothing'))),
+      'ENOENT',
+    )
+    t.equal(
+      errnoOf(() => fs.writeFileSync(at('vdi/newfile'), 'x')),
+      'EPERM',
+      'no new files',
+    )
   })
 
   t.test('status files hold what dog prints', async (t) => {
@@ -40,7 +47,11 @@ t.test('sheepfs status and config files', async (t) => {
       t.equal(expected.status, 0, `dog ${args.join(' ')}: ${expected.stderr}`)
       t.ok(expected.stdout.length > 0, `dog ${args.join(' ')} prints something`)
       t.equal(fs.readFileSync(at(file), 'utf8'), expected.stdout, `${file} is dog ${args.join(' ')}`)
-      t.equal(errnoOf(() => fs.writeFileSync(at(file), 'x')), 'EACCES', `${file} is read-only`)
+      t.equal(
+        errnoOf(() => fs.writeFileSync(at(file), 'x')),
+        'EACCES',
+        `${file} is read-only`,
+      )
     }
   })
 
@@ -52,7 +63,7 @@ t.test('sheepfs status and config files', async (t) => {
     const after = fs.readFileSync(at('vdi/list'), 'utf8')
     t.match(after, /\bbeta\b/, 'the new VDI is listed at once')
     t.equal(after, (await dog(['vdi', 'list'], { port })).stdout)
-    t.equal(fs.statSync(at('vdi/list')).size, Buffer.byteLength(after), 'the size is the output\'s')
+    t.equal(fs.statSync(at('vdi/list')).size, Buffer.byteLength(after), "the size is the output's")
   })
 
   t.test('config files', async (t) => {
@@ -63,12 +74,26 @@ t.test('sheepfs status and config files', async (t) => {
     t.equal(fs.readFileSync(at('config/object_cache'), 'utf8'), '1\n')
     fs.writeFileSync(at('config/object_cache'), '0')
     t.equal(fs.readFileSync(at('config/object_cache'), 'utf8'), '0\n')
-    t.equal(errnoOf(() => fs.writeFileSync(at('config/object_cache'), 'yes')), 'EINVAL')
+    t.equal(
+      errnoOf(() => fs.writeFileSync(at('config/object_cache'), 'yes')),
+      'EINVAL',
+    )
     fs.writeFileSync(at('config/page_cache'), '0\n')
     // EOPNOTSUPP, which Node names ENOTSUP (the same number on Linux)
-    t.match(errnoOf(() => fs.writeFileSync(at('config/page_cache'), '1\n')), /^(ENOTSUP|EOPNOTSUPP)$/, 'the page cache is chosen at mount time')
-    t.equal(errnoOf(() => fs.writeFileSync(at('config/sheep_info'), 'nonsense')), 'EINVAL')
-    t.equal(errnoOf(() => fs.writeFileSync(at('config/sheep_info'), '127.0.0.1:1\n')), 'EIO', 'a sheep that does not answer is refused')
+    t.match(
+      errnoOf(() => fs.writeFileSync(at('config/page_cache'), '1\n')),
+      /^(ENOTSUP|EOPNOTSUPP)$/,
+      'the page cache is chosen at mount time',
+    )
+    t.equal(
+      errnoOf(() => fs.writeFileSync(at('config/sheep_info'), 'nonsense')),
+      'EINVAL',
+    )
+    t.equal(
+      errnoOf(() => fs.writeFileSync(at('config/sheep_info'), '127.0.0.1:1\n')),
+      'EIO',
+      'a sheep that does not answer is refused',
+    )
     t.equal(fs.readFileSync(at('config/sheep_info'), 'utf8'), `127.0.0.1:${port}\n`, 'still the first sheep')
     fs.writeFileSync(at('config/sheep_info'), `localhost:${port}\n`)
     t.equal(fs.readFileSync(at('config/sheep_info'), 'utf8'), `localhost:${port}\n`)

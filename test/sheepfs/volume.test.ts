@@ -35,7 +35,10 @@ function readAt(file: string, offset: number, length: number): Buffer {
 t.test('sheepfs volumes', async (t) => {
   const sheep = await startTestSheep(t)
   const port = sheep.port
-  for (const [name, size] of [['disk', VDI_SIZE], ['other', 8 * MiB]] as const) {
+  for (const [name, size] of [
+    ['disk', VDI_SIZE],
+    ['other', 8 * MiB],
+  ] as const) {
     const created = await dog(['vdi', 'create', name, String(size)], { port })
     t.equal(created.status, 0, created.stderr)
   }
@@ -44,7 +47,7 @@ t.test('sheepfs volumes', async (t) => {
   const work = tempDir('sheepfs-data-')
   t.teardown(() => fs.rmSync(work, { recursive: true, force: true }))
 
-  t.test('vdi/mount makes a volume of the VDI\'s size; a missing VDI is ENOENT', async (t) => {
+  t.test("vdi/mount makes a volume of the VDI's size; a missing VDI is ENOENT", async (t) => {
     fs.writeFileSync(at('vdi/mount'), 'disk\n')
     t.same(fs.readdirSync(at('volume')), ['disk'])
     const st = fs.statSync(at('volume/disk'))
@@ -52,9 +55,19 @@ t.test('sheepfs volumes', async (t) => {
     t.equal(st.size, VDI_SIZE)
     fs.writeFileSync(at('vdi/mount'), 'disk\n')
     t.same(fs.readdirSync(at('volume')), ['disk'], 'mounting twice changes nothing')
-    t.equal(errnoOf(() => fs.writeFileSync(at('vdi/mount'), 'missing\n')), 'ENOENT')
-    t.equal(errnoOf(() => fs.writeFileSync(at('vdi/mount'), 'disk:nosuchtag\n')), 'ENOENT', 'a missing snapshot is ENOENT too')
-    t.equal(errnoOf(() => fs.writeFileSync(at('vdi/mount'), 'a/b\n')), 'EINVAL')
+    t.equal(
+      errnoOf(() => fs.writeFileSync(at('vdi/mount'), 'missing\n')),
+      'ENOENT',
+    )
+    t.equal(
+      errnoOf(() => fs.writeFileSync(at('vdi/mount'), 'disk:nosuchtag\n')),
+      'ENOENT',
+      'a missing snapshot is ENOENT too',
+    )
+    t.equal(
+      errnoOf(() => fs.writeFileSync(at('vdi/mount'), 'a/b\n')),
+      'EINVAL',
+    )
     t.same(fs.readdirSync(at('volume')), ['disk'])
   })
 
@@ -71,7 +84,9 @@ t.test('sheepfs volumes', async (t) => {
 
   t.test('dd into the volume, dog vdi read gets the same bytes', async (t) => {
     fs.writeFileSync(path.join(work, 'image'), image)
-    const dd = spawnSync('dd', [`if=${path.join(work, 'image')}`, `of=${at('volume/disk')}`, 'bs=1M', `seek=${imageAt / MiB}`, 'conv=notrunc,fsync'], { encoding: 'utf8' })
+    const dd = spawnSync('dd', [`if=${path.join(work, 'image')}`, `of=${at('volume/disk')}`, 'bs=1M', `seek=${imageAt / MiB}`, 'conv=notrunc,fsync'], {
+      encoding: 'utf8',
+    })
     t.equal(dd.status, 0, dd.stderr)
     const read = await dog(['vdi', 'read', 'disk', String(imageAt), String(image.length)], { port })
     t.equal(read.status, 0, read.stderr)
@@ -83,7 +98,7 @@ t.test('sheepfs volumes', async (t) => {
     // plain dd without conv=notrunc truncates first: that must change nothing
     const plain = spawnSync('dd', [`if=${path.join(work, 'image')}`, `of=${at('volume/disk')}`, 'bs=1M', 'count=1'], { encoding: 'utf8' })
     t.equal(plain.status, 0, plain.stderr)
-    t.equal(fs.statSync(at('volume/disk')).size, VDI_SIZE, 'the size stays the VDI\'s')
+    t.equal(fs.statSync(at('volume/disk')).size, VDI_SIZE, "the size stays the VDI's")
     t.ok(readAt(at('volume/disk'), 0, MiB).equals(image.subarray(0, MiB)))
     t.ok(readAt(at('volume/disk'), imageAt, image.length).equals(image), 'the rest is untouched')
   })
@@ -99,7 +114,7 @@ t.test('sheepfs volumes', async (t) => {
     fs.closeSync(held)
   })
 
-  t.test('a sequential reader is read ahead, and still sees dog\'s writes shortly after', async (t) => {
+  t.test("a sequential reader is read ahead, and still sees dog's writes shortly after", async (t) => {
     const fd = fs.openSync(at('volume/disk'), 'r')
     t.teardown(() => fs.closeSync(fd))
     const chunk = Buffer.alloc(128 * 1024)
@@ -126,7 +141,11 @@ t.test('sheepfs volumes', async (t) => {
     const read = await dog(['vdi', 'read', 'disk', String(bitsAt), String(bits.length)], { port })
     t.ok(read.stdoutBytes.equals(bits), 'across an object boundary, read back by dog')
     const fd2 = fs.openSync(at('volume/disk'), 'r+')
-    t.equal(errnoOf(() => fs.writeSync(fd2, Buffer.alloc(10), 0, 10, VDI_SIZE)), 'ENOSPC', 'a write past the end')
+    t.equal(
+      errnoOf(() => fs.writeSync(fd2, Buffer.alloc(10), 0, 10, VDI_SIZE)),
+      'ENOSPC',
+      'a write past the end',
+    )
     t.equal(fs.writeSync(fd2, Buffer.alloc(20, 7), 0, 20, VDI_SIZE - 10), 10, 'a write over the end is cut at the end')
     fs.closeSync(fd2)
   })
@@ -141,8 +160,15 @@ t.test('sheepfs volumes', async (t) => {
     for (const name of ['disk:first', 'disk:1']) {
       const file = at(`volume/${name}`)
       t.equal(fs.statSync(file).mode & 0o777, 0o444, `${name} shows read-only`)
-      t.equal(errnoOf(() => fs.openSync(file, 'r+')), 'EROFS', `${name} cannot be opened for writing`)
-      t.equal(errnoOf(() => fs.writeFileSync(file, 'x')), 'EROFS')
+      t.equal(
+        errnoOf(() => fs.openSync(file, 'r+')),
+        'EROFS',
+        `${name} cannot be opened for writing`,
+      )
+      t.equal(
+        errnoOf(() => fs.writeFileSync(file, 'x')),
+        'EROFS',
+      )
       t.ok(readAt(file, 0, VDI_SIZE).equals(before), `${name} holds the data`)
     }
     // the working VDI is written after the snapshot: copy-on-write, the snapshot keeps its bytes
@@ -164,12 +190,19 @@ t.test('sheepfs volumes', async (t) => {
     const held = fs.openSync(at('volume/other'), 'r')
     fs.writeFileSync(at('vdi/unmount'), 'other\n')
     t.notOk(fs.existsSync(at('volume/other')), 'gone from volume/')
-    t.equal(errnoOf(() => fs.openSync(at('volume/other'), 'r')), 'ENOENT')
+    t.equal(
+      errnoOf(() => fs.openSync(at('volume/other'), 'r')),
+      'ENOENT',
+    )
     const buf = Buffer.alloc(4096, 1)
     t.equal(fs.readSync(held, buf, 0, buf.length, 0), 4096, 'a file left open still reads')
     t.ok(buf.equals(Buffer.alloc(4096)))
     fs.closeSync(held)
-    t.equal(errnoOf(() => fs.writeFileSync(at('vdi/unmount'), 'other\n')), 'ENOENT', 'not mounted any more')
+    t.equal(
+      errnoOf(() => fs.writeFileSync(at('vdi/unmount'), 'other\n')),
+      'ENOENT',
+      'not mounted any more',
+    )
     fs.writeFileSync(at('vdi/unmount'), 'disk:1\ndisk:first\n')
     t.same(fs.readdirSync(at('volume')), ['disk'])
   })

@@ -32,7 +32,14 @@ async function waitUntil(cond: () => boolean, ms = 3000): Promise<boolean> {
 /** Whether `p` has settled (after letting callbacks run). */
 async function isSettled(p: Promise<unknown>): Promise<boolean> {
   let done = false
-  p.then(() => { done = true }, () => { done = true })
+  p.then(
+    () => {
+      done = true
+    },
+    () => {
+      done = true
+    },
+  )
   await settle()
   return done
 }
@@ -537,7 +544,10 @@ t.test('a flush waits for what was pending when it started, not for later writes
   for (let i = 0; i < WRITES; i++) {
     await wb.write(i * OBJECT_SIZE, filled(OBJECT_SIZE, i))
     written = i + 1
-    if (i === 10) void wb.flush(false).then(() => { flushedAfter = written })
+    if (i === 10)
+      void wb.flush(false).then(() => {
+        flushedAfter = written
+      })
   }
   const whenWriterStopped = flushedAfter
   await wb.flush(true)

@@ -38,15 +38,20 @@ for (let run = 1; run <= runs; run++, seed++) {
   const mode = order[(run - 1) % order.length]
   const started = Date.now()
   const report = await runChurn({
-    seed, durationMs, ...MODES[mode],
+    seed,
+    durationMs,
+    ...MODES[mode],
     snapshotAtMs: MODES[mode].snapshotAtMs !== undefined ? Math.floor(durationMs / 3) : undefined,
-    keepFailed: true, log: values.verbose ? (l) => console.log(`  ${l}`) : undefined,
+    keepFailed: true,
+    log: values.verbose ? (l) => console.log(`  ${l}`) : undefined,
   })
   const ok = churnPassed(report)
   if (!ok) bad++
-  console.log(`run ${run}/${runs} ${mode} seed ${seed}: ${report.kills} kills, ${report.acked} acked, ${report.failed} failed writes, `
-    + `${report.wrongBytes} wrong bytes in ${report.wrong.length} chunk read(s), ${report.replicaProblems.length} replica problem(s), `
-    + `${report.readFailures.length} read failure(s), settled ${report.settled} — ${ok ? 'OK' : 'FAILED'} (${Math.round((Date.now() - started) / 1000)} s)`)
+  console.log(
+    `run ${run}/${runs} ${mode} seed ${seed}: ${report.kills} kills, ${report.acked} acked, ${report.failed} failed writes, ` +
+      `${report.wrongBytes} wrong bytes in ${report.wrong.length} chunk read(s), ${report.replicaProblems.length} replica problem(s), ` +
+      `${report.readFailures.length} read failure(s), settled ${report.settled} — ${ok ? 'OK' : 'FAILED'} (${Math.round((Date.now() - started) / 1000)} s)`,
+  )
   if (!ok) {
     for (const w of report.wrong.slice(0, 20)) console.log(`  wrong: ${w.where} chunk ${w.chunk} (${w.wrongSectors} sectors)`)
     for (const p of report.replicaProblems.slice(0, 20)) console.log(`  replica: ${p}`)
