@@ -1,6 +1,7 @@
 // `dog cluster`: the subcommand table with its usage texts, and the handlers of info, format,
 // shutdown, recover force/enable/disable, reweight and alter-copy (cli-and-formats §6.1–6.5,
 // §6.7). The other subcommands are in the table but not implemented yet.
+import { lightRequest } from './common.js'
 import { confirm, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, formatRedundancy, type DogCommand, type DogContext, type DogSubcommand } from './cli.js'
 import type { DogRuntime } from './main.js'
 import { SdError } from '../lib/errors.js'
@@ -31,7 +32,6 @@ import {
   type EpochLog,
 } from '../lib/sheep-api.js'
 import { nodeAddrText, sameNode } from '../lib/structs.js'
-import { lightRequest } from './node.js'
 import { listClusterSnapshots, loadClusterSnapshot, saveClusterSnapshot, showClusterSnapshot } from './farm.js'
 import { checkCluster } from './vdi-check.js'
 import { requestedCopies } from './vdi-alter-copy.js'
@@ -320,7 +320,6 @@ async function changeClusterCopies(ctx: DogContext, dog: DogRuntime): Promise<nu
 /** The cluster subcommands in the original's order (spec §3.1); `unsupported` runs those of later issues. */
 export function clusterCommand(dog: DogRuntime): DogCommand {
   const run = (handler: (ctx: DogContext, dog: DogRuntime) => Promise<number>) => (ctx: DogContext) => handler(ctx, dog)
-  const later = dog.unsupported
   const snapshotSubcommands: DogSubcommand[] = [
     {
       name: 'save',

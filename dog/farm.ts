@@ -4,13 +4,13 @@
 // (`objects/xx/<38 hex>`); a blob listing the slices' SHA-1s stands for the object, a trunk blob
 // lists the snapshot's objects, and the `user_snap` log records each snapshot's trunk. Objects
 // (up to 2 GiB) are read, sliced and written back a piece of OBJECT_CHUNK_BYTES at a time.
+import { asSdError, forEachVdi, printTransportFailure } from './common.js'
 import crypto from 'node:crypto'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 
 import { EXIT_SUCCESS, EXIT_SYSFAIL, UsageError, type DogContext, type DogHandler } from './cli.js'
 import type { DogRuntime } from './main.js'
-import { asSdError, forEachVdi, printTransportFailure } from './vdi.js'
 import { btreeNodeObjectIds, dataObjectIds, forEachConcurrently, readIndex, readObjectRange, showProgress, vmstateObjectIds } from './vdi-inode.js'
 import { isAllZero } from '../lib/bytes.js'
 import type { SheepConnection } from '../lib/client.js'

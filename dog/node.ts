@@ -2,9 +2,9 @@
 // recovery info/set-throttle/get-throttle, stat, log level set/get/list and vnodes set
 // (cli-and-formats §5.1–5.4, §5.6–5.8). The other subcommands are in the table but not
 // implemented yet.
+import { asSdError, forEachVdi, lightRequest } from './common.js'
 import { DogExit, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, EXIT_USAGE, UsageError, type DogCommand, type DogContext, type DogSubcommand } from './cli.js'
 import type { DogRuntime } from './main.js'
-import { SdError } from '../lib/errors.js'
 import { formatFixed, formatSize, progressLine, sprintf } from '../lib/format.js'
 import { isSnapshot } from '../lib/inode.js'
 import {
@@ -21,30 +21,9 @@ import {
   type SdNode,
 } from '../lib/sheep-api.js'
 import { nodeAddrText, type SdStat } from '../lib/structs.js'
-import { forEachVdi } from './vdi.js'
 
 /** Log level names by number (sheep's -l level=…), as `node log level` prints and accepts them. */
 const LOG_LEVEL_NAMES = ['emerg', 'alert', 'crit', 'err', 'warning', 'notice', 'info', 'debug'] as const
-
-function asSdError(error: unknown): SdError {
-  if (error instanceof SdError) return error
-  throw error
-}
-
-/**
- * A request that answers nothing (the original's send_light_req): false after printing why —
- * the connect failure, or `Response's result: <label>`.
- */
-export async function lightRequest(ctx: DogContext, request: () => Promise<unknown>): Promise<boolean> {
-  try {
-    await request()
-    return true
-  } catch (error) {
-    const failure = asSdError(error)
-    ctx.printStderrLine(failure.isTransport ? failure.message : `Response's result: ${failure.label}`)
-    return false
-  }
-}
 
 // ---- node list ---------------------------------------------------------------------------------
 

@@ -1,11 +1,10 @@
 // `dog vdi alter-copy <name> -c N [-f]` (cli-and-formats §4.16): changes the number of copies of
 // a standalone replicated VDI (no parent, no children): the inode header is rewritten with the
 // new count, then ALTER_VDI_COPY makes every node adopt it and recover the missing replicas.
+import { forEachVdi, writeObject, lightRequest } from './common.js'
 import { confirm, EXIT_FAILURE, EXIT_SUCCESS, UsageError, type DogContext } from './cli.js'
 import type { DogRuntime } from './main.js'
-import { forEachVdi, writeObject } from './vdi.js'
 import { openVdiInode } from './vdi-inode.js'
-import { lightRequest } from './node.js'
 import { SD_INODE_HEADER_SIZE, updateInodeHeader } from '../lib/inode.js'
 import { vidToVdiOid } from '../lib/oid.js'
 import { SD_DEFAULT_COPIES } from '../lib/proto.js'

@@ -4,6 +4,7 @@
 // sectors, an idx 0xFFFFFFFF terminator), and its replay onto a clone of the base snapshot that
 // then becomes a snapshot of its own, the working VDI resuming from its old parent. Objects are
 // compared, sent and restored a piece at a time, so memory stays bounded for 2 GiB objects.
+import { asSdError, failureLabel, printTransportFailure, removeVdi } from './common.js'
 import {
   EXIT_FAILURE,
   EXIT_SUCCESS,
@@ -15,7 +16,6 @@ import {
   type SnapshotSelector as OptionSelector,
 } from './cli.js'
 import type { DogRuntime } from './main.js'
-import { asSdError, failureLabel, printTransportFailure, removeVdi } from './vdi.js'
 import { objectProgressOnStderr, openIndexedVdi, openVdiInode, readObjectRangeOrReport, writeStdout, type IndexedVdi } from './vdi-inode.js'
 import type { SheepConnection } from '../lib/client.js'
 import { dataObjectCount, objectSize, type InodeHeader } from '../lib/inode.js'

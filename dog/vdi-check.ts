@@ -3,9 +3,9 @@
 // (Boyer–Moore vote) and replicas that are missing or differ are repaired with REPAIR_REPLICA,
 // sent to the broken node and naming a node with the majority copy. -e only asks each node
 // whether it holds the objects the hash ring gives it (OIDS_EXIST).
+import { forEachVdi, selectorOf, type WalkedVdi } from './common.js'
 import { DogExit, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, type DogContext } from './cli.js'
 import type { DogRuntime } from './main.js'
-import { forEachVdi, selectorOf, type WalkedVdi } from './vdi.js'
 import { dataObjectIds, exitOnTransportFailure, forEachConcurrently, openVdiInode, readIndex, showProgress, type IndexedVdi } from './vdi-inode.js'
 import { sprintf } from '../lib/format.js'
 import { objectSize } from '../lib/inode.js'

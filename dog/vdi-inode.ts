@@ -3,9 +3,6 @@
 // writing whole objects in pieces a request can carry, writing to stdout with back-pressure,
 // the §2.6 progress line on a terminal stdout, and a progress bar on a terminal stderr for
 // commands whose stdout carries data.
-import cliProgress from 'cli-progress'
-
-import { DogExit, EXIT_SYSFAIL, type DogContext } from './cli.js'
 import {
   asSdError,
   HYPER_VOLUME_STORE_POLICY,
@@ -17,10 +14,13 @@ import {
   readObject,
   readPlainEntries,
   type WalkedVdi,
-} from './vdi.js'
+} from './common.js'
+import cliProgress from 'cli-progress'
+
+import { DogExit, EXIT_SYSFAIL, type DogContext } from './cli.js'
 import { zeroExtended } from '../lib/bytes.js'
 import type { SheepConnection } from '../lib/client.js'
-import { SdError } from '../lib/errors.js'
+import type { SdError } from '../lib/errors.js'
 import { progressLine } from '../lib/format.js'
 import { decodeInodeHeader, objectSize } from '../lib/inode.js'
 import { oidToHex, vidToDataOid, vidToVdiOid, vidToVmstateOid } from '../lib/oid.js'

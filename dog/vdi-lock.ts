@@ -1,9 +1,9 @@
 // `dog vdi lock list` and `dog vdi lock unlock` (cli-and-formats §4.17): the VDIs whose lock
 // state (GET_VDI_COPIES) is not "unlocked" with their owner or participants, and the forced
 // RELEASE_VDI of one VDI's lock.
+import { asSdError, failureLabel, forEachVdi, printTransportFailure, selectorOf } from './common.js'
 import { EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, type DogContext } from './cli.js'
 import type { DogRuntime } from './main.js'
-import { asSdError, failureLabel, forEachVdi, printTransportFailure, selectorOf } from './vdi.js'
 import type { SheepConnection } from '../lib/client.js'
 import { sprintf } from '../lib/format.js'
 import { isClone, isSnapshot } from '../lib/inode.js'

@@ -1,10 +1,6 @@
 // `dog vdi object location|map|dump-inode` and `dog vdi track` (cli-and-formats §4.10, §4.11):
 // which nodes hold a VDI's inode or data object (EXIST on every member, and where the hash ring
 // puts it), the index → vid map, a decoded inode file, and an object's placement at every epoch.
-import { readFile } from 'node:fs/promises'
-
-import { EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, type DogContext } from './cli.js'
-import type { DogRuntime } from './main.js'
 import {
   asSdError,
   HYPER_VOLUME_STORE_POLICY,
@@ -16,7 +12,11 @@ import {
   readPlainEntries,
   selectorOf,
   type WalkedVdi,
-} from './vdi.js'
+} from './common.js'
+import { readFile } from 'node:fs/promises'
+
+import { EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, type DogContext } from './cli.js'
+import type { DogRuntime } from './main.js'
 import type { SheepConnection } from '../lib/client.js'
 import { sprintf } from '../lib/format.js'
 import { decodeInodeHeader, SD_INODE_GREF_AT, SD_INODE_INDEX_AT, SD_INODE_SIZE } from '../lib/inode.js'

@@ -2,9 +2,9 @@
 // tag write and NEW_VDI(snapid=1) that turn the working VDI into a snapshot, clones sharing a
 // snapshot's objects (or copying them with -n / creating them with -P), and rollback as
 // "delete the working VDI, clone the snapshot under the same name".
+import { asSdError, failureLabel, inodeReadFailureLine, lookUpVdi, printTransportFailure, readObject, removeVdi, selectorOf, writeObject } from './common.js'
 import { confirm, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, snapshotIdOf, snapshotTagOf, UsageError, type DogContext } from './cli.js'
 import type { DogRuntime } from './main.js'
-import { asSdError, failureLabel, inodeReadFailureLine, lookUpVdi, printTransportFailure, readObject, removeVdi, selectorOf, writeObject } from './vdi.js'
 import { isAllZero } from '../lib/bytes.js'
 import type { SheepConnection } from '../lib/client.js'
 import { progressLine } from '../lib/format.js'

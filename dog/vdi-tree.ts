@@ -1,9 +1,9 @@
 // `dog vdi tree` and `dog vdi graph` (cli-and-formats §4.8, §4.9): the VDI families drawn as an
 // ASCII forest (a VDI hangs under the VDI of the same name whose vid is its parent_vdi_id) and
 // as a Graphviz digraph of every parent → child edge.
+import { forEachVdi } from './common.js'
 import { EXIT_SUCCESS, EXIT_SYSFAIL, type DogContext } from './cli.js'
 import type { DogRuntime } from './main.js'
-import { forEachVdi } from './vdi.js'
 import { formatDateOnly, formatSize, formatTimeOnly, formatVdiDate, sprintf } from '../lib/format.js'
 import { isSnapshot } from '../lib/inode.js'
 

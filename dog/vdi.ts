@@ -1,7 +1,23 @@
 // `dog vdi`: the subcommand table with its usage texts, and the handlers of create, delete, list,
 // read, write and resize (cli-and-formats §4.1, §4.4, §4.6, §4.7, §4.13); the other handlers are in
-// the dog/vdi-*.ts files, which share the request helpers exported here. Also the VDI walk
-// (READ_VDIS, READ_DEL_VDIS, then each inode header) that `node info` and the others share.
+// the dog/vdi-*.ts files. What the command groups share (request helpers, the VDI walk, removing
+// a VDI) is in dog/common.ts.
+import {
+  HYPER_VOLUME_STORE_POLICY,
+  type ObjectOwnership,
+  type WalkedVdi,
+  asSdError,
+  failureLabel,
+  forEachVdi,
+  inodeReadFailureLine,
+  lookUpVdi,
+  printTransportFailure,
+  readObject,
+  readOwnership,
+  removeVdi,
+  selectorOf,
+  writeObject,
+} from './common.js'
 import cliProgress from 'cli-progress'
 
 import {
@@ -10,8 +26,6 @@ import {
   EXIT_SYSFAIL,
   formatRedundancy,
   requireSize,
-  snapshotIdOf,
-  snapshotTagOf,
   UsageError,
   type DogCommand,
   type DogContext,
@@ -19,24 +33,11 @@ import {
 } from './cli.js'
 import type { DogRuntime } from './main.js'
 import type { SheepConnection } from '../lib/client.js'
-import { SdError } from '../lib/errors.js'
 import { escapeRawName, formatSize, formatVdiDate, progressLine, sprintf } from '../lib/format.js'
-import { dataObjectCount, decodeInodeHeader, indexOffset, isClone, isSnapshot, objectSize, u32le, type InodeHeader } from '../lib/inode.js'
+import { dataObjectCount, decodeInodeHeader, indexOffset, isClone, isSnapshot, objectSize, u32le } from '../lib/inode.js'
 import { isDataObj, MAX_DATA_OBJS, oidToHex, oidToIdx, oidToVid, SD_INODE_HEADER_SIZE, vidToDataOid, vidToVdiOid } from '../lib/oid.js'
-import { OBJECT_CHUNK_BYTES, resultLabel, SD_MAX_VDI_SIZE, SD_NR_VDIS, SD_RES_EIO, SD_RES_WAIT_FOR_FORMAT } from '../lib/proto.js'
-import {
-  bitmapTest,
-  clusterInfo,
-  createAndWriteObj,
-  delVdi,
-  getVdiInfo,
-  newVdi,
-  readDelVdis,
-  readObj,
-  readVdis,
-  writeObj,
-  type SnapshotSelector,
-} from '../lib/sheep-api.js'
+import { OBJECT_CHUNK_BYTES, resultLabel, SD_MAX_VDI_SIZE, SD_RES_WAIT_FOR_FORMAT } from '../lib/proto.js'
+import { clusterInfo, newVdi, type SnapshotSelector } from '../lib/sheep-api.js'
 import { VdiHandle } from '../lib/vdi-io.js'
 import { getVdiAttrValue, setVdiAttr } from './vdi-attr.js'
 import { listLockedVdis, unlockVdi } from './vdi-lock.js'
@@ -47,227 +48,12 @@ import { alterVdiCopies } from './vdi-alter-copy.js'
 import { backupVdi, restoreVdi } from './vdi-backup.js'
 import { checkVdi } from './vdi-check.js'
 
-/** What VDI walks read of each inode: the header and the B-tree index header after it (8 bytes). */
-export const INODE_HEADER_READ_SIZE = SD_INODE_HEADER_SIZE + 8
-/** `vdi delete` clears this many non-zero index entries per inode write unless -B says otherwise. */
-const DEFAULT_DELETE_BATCH_ENTRIES = 128
-/**
- * The original's `vdi delete` exits 0 even when the deletion failed (a quirk); this one exits 1
- * on failure so scripts can tell (documented in dog.8).
- */
-const VDI_DELETE_FAILED = EXIT_FAILURE
-/** B-tree index of hyper volumes (wire-protocol.md §12.10). */
-const BTREE_MAGIC = 0x6274
-const BTREE_HEADER_SIZE = 8
-const BTREE_LEAF_ENTRY_SIZE = 8
-const BTREE_INDIRECT_ENTRY_SIZE = 16
-export const HYPER_VOLUME_STORE_POLICY = 1
 /** Object size of hyper volumes created with -y (4 MiB). */
 const HYPER_VOLUME_OBJECT_SIZE = 1n << 22n
-
-// ---- shared request helpers --------------------------------------------------------------------
-
-/** A failed request's label for the original's messages; transport failures are "I/O error". */
-export function failureLabel(error: SdError): string {
-  return error.isTransport ? resultLabel(SD_RES_EIO) : error.label
-}
-
-/** Prints the connect failure line of a transport error (the original's dog_exec_req does). */
-export function printTransportFailure(ctx: DogContext, error: SdError): void {
-  if (error.isTransport) ctx.printStderrLine(error.message)
-}
-
-export function asSdError(error: unknown): SdError {
-  if (error instanceof SdError) return error
-  throw error
-}
-
-/** READ_OBJ with the original's failure lines; undefined when it failed. Short answers are zero-padded. */
-export async function readObject(
-  ctx: DogContext,
-  conn: SheepConnection,
-  oid: bigint,
-  offset: number,
-  length: number,
-  direct: boolean,
-): Promise<Buffer | undefined> {
-  try {
-    const data = await readObj(conn, oid, offset, length, { direct })
-    if (data.length >= length) return data
-    const padded = Buffer.alloc(length)
-    data.copy(padded)
-    return padded
-  } catch (error) {
-    const failure = asSdError(error)
-    printTransportFailure(ctx, failure)
-    ctx.printStderrLine(failure.isTransport ? `Failed to read object ${oidToHex(oid)}` : `Failed to read object ${oidToHex(oid)} ${failure.label}`)
-    return undefined
-  }
-}
-
-/** WRITE_OBJ (or CREATE_AND_WRITE_OBJ) with the original's failure lines; false when it failed. */
-export async function writeObject(
-  ctx: DogContext,
-  conn: SheepConnection,
-  oid: bigint,
-  offset: number,
-  data: Buffer,
-  opts: { copies: number; copyPolicy: number; direct: boolean; create?: boolean },
-): Promise<boolean> {
-  try {
-    if (opts.create) await createAndWriteObj(conn, oid, offset, data, opts)
-    else await writeObj(conn, oid, offset, data, opts)
-    return true
-  } catch (error) {
-    const failure = asSdError(error)
-    printTransportFailure(ctx, failure)
-    ctx.printStderrLine(failure.isTransport ? `Failed to write object ${oidToHex(oid)}` : `Failed to write object ${oidToHex(oid)}: ${failure.label}`)
-    return false
-  }
-}
-
-export function selectorOf(ctx: DogContext): SnapshotSelector {
-  return { snapid: snapshotIdOf(ctx.opts.snapshot), tag: snapshotTagOf(ctx.opts.snapshot) }
-}
-
-/** GET_VDI_INFO with the `Failed to open VDI …` line; undefined when the lookup failed. */
-export async function lookUpVdi(ctx: DogContext, conn: SheepConnection, name: string, selector: SnapshotSelector): Promise<number | undefined> {
-  try {
-    return (await getVdiInfo(conn, name, selector)).vid
-  } catch (error) {
-    const failure = asSdError(error)
-    printTransportFailure(ctx, failure)
-    ctx.printStderrLine(`Failed to open VDI ${name} (snapshot id: ${selector.snapid ?? 0} snapshot tag: ${selector.tag ?? ''}): ${failureLabel(failure)}`)
-    return undefined
-  }
-}
-
-/** The line the original prints when a VDI's inode cannot be read after a successful lookup. */
-export function inodeReadFailureLine(name: string, selector: SnapshotSelector): string {
-  if (selector.snapid) return `Failed to read a snapshot ${name}:${selector.snapid}`
-  if (selector.tag) return `Failed to read a snapshot ${name}:${selector.tag}`
-  return `Failed to read a vdi ${name}`
-}
 
 /** A size argument as a byte count (sizes beyond 2^53 lose their last bits, far past any VDI). */
 function sizeArgument(text: string): number {
   return Number(requireSize(text))
-}
-
-// ---- the VDI walk ------------------------------------------------------------------------------
-
-/** One live VDI of a walk: its vid, header, and the raw bytes read (header + B-tree header). */
-export interface WalkedVdi {
-  vid: number
-  header: InodeHeader
-  headerBytes: Buffer
-}
-
-/**
- * Visits every VDI in ascending vid order: in the in-use bitmap, not in the deleted one, with a
- * name (the original's parse_vdi). Header read failures are reported and skipped. False (after
- * printing why) when the bitmaps could not be read.
- */
-export async function forEachVdi(ctx: DogContext, conn: SheepConnection, visit: (vdi: WalkedVdi) => Promise<void> | void): Promise<boolean> {
-  let inUse: Buffer
-  let deleted: Buffer
-  try {
-    inUse = await readVdis(conn)
-    deleted = await readDelVdis(conn)
-  } catch (error) {
-    const failure = asSdError(error)
-    ctx.printStderrLine(failure.isTransport ? failure.message : failure.label)
-    return false
-  }
-  for (let byteAt = 0; byteAt < SD_NR_VDIS / 8; byteAt++) {
-    if (inUse[byteAt] === 0) continue
-    for (let bit = 0; bit < 8; bit++) {
-      const vid = byteAt * 8 + bit
-      if (!bitmapTest(inUse, vid) || bitmapTest(deleted, vid)) continue
-      const headerBytes = await readObject(ctx, conn, vidToVdiOid(vid), 0, INODE_HEADER_READ_SIZE, true)
-      if (headerBytes === undefined) {
-        ctx.printStderrLine('Failed to read inode header')
-        continue
-      }
-      const header = decodeInodeHeader(headerBytes)
-      if (header.name === '') continue
-      await visit({ vid, header, headerBytes })
-    }
-  }
-  return true
-}
-
-/** Owners of a VDI's data objects: those it owns itself and those it shares with its ancestors. */
-export interface ObjectOwnership {
-  own: number
-  shared: number
-  /** The vid owning data object `idx` (0 = unallocated), for the objects the VDI addresses. */
-  ownerOf: (idx: number) => number
-}
-
-/** Reads the index entries of the VDI's object range (plain) or walks its B-tree (hyper volume). */
-export async function readOwnership(ctx: DogContext, conn: SheepConnection, vdi: WalkedVdi): Promise<ObjectOwnership | undefined> {
-  const entries = vdi.header.storePolicy === HYPER_VOLUME_STORE_POLICY ? await readBtreeEntries(ctx, conn, vdi) : await readPlainEntries(ctx, conn, vdi)
-  if (entries === undefined) {
-    ctx.printStderrLine('Failed to read inode')
-    return undefined
-  }
-  let own = 0
-  let shared = 0
-  for (const owner of entries.values()) {
-    if (owner === 0) continue
-    if (owner === vdi.vid) own++
-    else shared++
-  }
-  return { own, shared, ownerOf: (idx) => entries.get(idx) ?? 0 }
-}
-
-export async function readPlainEntries(ctx: DogContext, conn: SheepConnection, vdi: WalkedVdi): Promise<Map<number, number> | undefined> {
-  const count = Math.min(dataObjectCount(vdi.header), MAX_DATA_OBJS)
-  const entries = new Map<number, number>()
-  if (count === 0) return entries
-  const bytes = await readObject(ctx, conn, vidToVdiOid(vdi.vid), SD_INODE_HEADER_SIZE, count * 4, true)
-  if (bytes === undefined) return undefined
-  for (let idx = 0; idx < count; idx++) {
-    const owner = bytes.readUInt32LE(idx * 4)
-    if (owner !== 0) entries.set(idx, owner)
-  }
-  return entries
-}
-
-/** Leaf entries (idx → vid) of a hyper volume's B-tree: in the inode (depth 1) or in node objects (depth 2). */
-export async function readBtreeEntries(ctx: DogContext, conn: SheepConnection, vdi: WalkedVdi): Promise<Map<number, number> | undefined> {
-  const entries = new Map<number, number>()
-  const rootHeader = vdi.headerBytes.subarray(SD_INODE_HEADER_SIZE, SD_INODE_HEADER_SIZE + BTREE_HEADER_SIZE)
-  if (rootHeader.readUInt16LE(0) !== BTREE_MAGIC) return entries
-  const depth = rootHeader.readUInt16LE(2)
-  const count = rootHeader.readUInt32LE(4)
-  if (count === 0) return entries
-  const inodeOid = vidToVdiOid(vdi.vid)
-  const addLeaves = (bytes: Buffer, leafCount: number): void => {
-    for (let i = 0; i < leafCount; i++) {
-      entries.set(bytes.readUInt32LE(i * BTREE_LEAF_ENTRY_SIZE), bytes.readUInt32LE(i * BTREE_LEAF_ENTRY_SIZE + 4))
-    }
-  }
-  if (depth === 1) {
-    const leaves = await readObject(ctx, conn, inodeOid, SD_INODE_HEADER_SIZE + BTREE_HEADER_SIZE, count * BTREE_LEAF_ENTRY_SIZE, true)
-    if (leaves === undefined) return undefined
-    addLeaves(leaves, count)
-    return entries
-  }
-  const pointers = await readObject(ctx, conn, inodeOid, SD_INODE_HEADER_SIZE + BTREE_HEADER_SIZE, count * BTREE_INDIRECT_ENTRY_SIZE, true)
-  if (pointers === undefined) return undefined
-  for (let i = 0; i < count; i++) {
-    const nodeOid = pointers.readBigUInt64LE(i * BTREE_INDIRECT_ENTRY_SIZE + 8)
-    const nodeHeader = await readObject(ctx, conn, nodeOid, 0, BTREE_HEADER_SIZE, true)
-    if (nodeHeader === undefined) return undefined
-    const leafCount = nodeHeader.readUInt32LE(4)
-    if (leafCount === 0) continue
-    const leaves = await readObject(ctx, conn, nodeOid, BTREE_HEADER_SIZE, leafCount * BTREE_LEAF_ENTRY_SIZE, true)
-    if (leaves === undefined) return undefined
-    addLeaves(leaves, leafCount)
-  }
-  return entries
 }
 
 // ---- vdi list ----------------------------------------------------------------------------------
@@ -436,75 +222,8 @@ async function preallocate(ctx: DogContext, conn: SheepConnection, vid: number):
 
 // ---- vdi delete --------------------------------------------------------------------------------
 
-const sleepSeconds = (seconds: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, seconds * 1000))
-
-/**
- * Clears the non-zero index entries in batches (one WRITE_OBJ of the contiguous range per -B
- * entries, the last batch reaching the last object), sleeping -I seconds between batches.
- * With -m, stops after that many entries. False (after printing why) when a write failed.
- */
-async function clearIndex(ctx: DogContext, conn: SheepConnection, vid: number, header: InodeHeader, index: Buffer): Promise<boolean> {
-  const batchEntries = ctx.opts.nrBatchedReclamation ?? DEFAULT_DELETE_BATCH_ENTRIES
-  const maxCleared = ctx.opts.maxReclaim ?? Number.POSITIVE_INFINITY
-  const count = index.length / 4
-  const inodeOid = vidToVdiOid(vid)
-  const writeOptions = { copies: header.nrCopies, copyPolicy: header.copyPolicy, direct: true }
-  const writeRange = async (first: number, last: number): Promise<boolean> => {
-    const ok = await writeObject(ctx, conn, inodeOid, indexOffset(first), index.subarray(first * 4, (last + 1) * 4), writeOptions)
-    if (!ok) ctx.printStderrLine(`failed to update inode for discarding objects: ${oidToHex(inodeOid)}`)
-    return ok
-  }
-  let batchStart = 0
-  let inBatch = 0
-  let cleared = 0
-  for (let idx = 0; idx < count && cleared < maxCleared; idx++) {
-    if (index.readUInt32LE(idx * 4) === 0) continue
-    index.writeUInt32LE(0, idx * 4)
-    inBatch++
-    cleared++
-    if (inBatch === batchEntries || cleared === maxCleared) {
-      if (!(await writeRange(batchStart, idx))) return false
-      batchStart = idx + 1
-      inBatch = 0
-      if (ctx.opts.reclamationInterval !== undefined && cleared < maxCleared) await sleepSeconds(ctx.opts.reclamationInterval)
-    }
-  }
-  return inBatch === 0 || writeRange(batchStart, count - 1)
-}
-
 async function deleteVdi(ctx: DogContext, dog: DogRuntime): Promise<number> {
   return removeVdi(ctx, dog.daemon(ctx), ctx.args[0] as string, selectorOf(ctx))
-}
-
-/**
- * Deletes the VDI or snapshot `name` + `selector` as `vdi delete` does (index cleared in batches
- * per -B/-I/-m, then DEL_VDI): EXIT_SUCCESS, or VDI_DELETE_FAILED after printing why.
- */
-export async function removeVdi(ctx: DogContext, conn: SheepConnection, name: string, selector: SnapshotSelector): Promise<number> {
-  const vid = await lookUpVdi(ctx, conn, name, selector)
-  if (vid === undefined) return VDI_DELETE_FAILED
-  const headerBytes = await readObject(ctx, conn, vidToVdiOid(vid), 0, SD_INODE_HEADER_SIZE, false)
-  if (headerBytes === undefined) return VDI_DELETE_FAILED
-  const header = decodeInodeHeader(headerBytes)
-  if (header.storePolicy !== HYPER_VOLUME_STORE_POLICY) {
-    // hyper volumes are reclaimed by the sheep while it walks their B-tree
-    const count = Math.min(dataObjectCount(header), MAX_DATA_OBJS)
-    if (count > 0) {
-      const index = await readObject(ctx, conn, vidToVdiOid(vid), SD_INODE_HEADER_SIZE, count * 4, false)
-      if (index === undefined) return VDI_DELETE_FAILED
-      if (!(await clearIndex(ctx, conn, vid, header, index))) return VDI_DELETE_FAILED
-    }
-    if (ctx.opts.maxReclaim !== undefined) return EXIT_SUCCESS
-  }
-  try {
-    await delVdi(conn, name, selector)
-  } catch (error) {
-    const failure = asSdError(error)
-    printTransportFailure(ctx, failure)
-    ctx.printStderrLine(`Failed to delete ${name}: ${failureLabel(failure)}`)
-    return VDI_DELETE_FAILED
-  }
-  return EXIT_SUCCESS
 }
 
 // ---- vdi resize --------------------------------------------------------------------------------
@@ -672,7 +391,6 @@ async function writeVdi(ctx: DogContext, dog: DogRuntime): Promise<number> {
  */
 export function vdiCommand(dog: DogRuntime): DogCommand {
   const run = (handler: (ctx: DogContext, dog: DogRuntime) => Promise<number>) => (ctx: DogContext) => handler(ctx, dog)
-  const later = dog.unsupported
   const objectSubcommands: DogSubcommand[] = [
     { name: 'location', args: '<vdiname>', description: 'show object location information', minArgs: 1, needsNodeList: true, handler: run(showObjectLocation) },
     { name: 'map', args: '<vdiname>', description: 'show object map information', minArgs: 1, handler: run(showObjectMap) },
