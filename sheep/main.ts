@@ -66,7 +66,10 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
       zone: opts.zone ?? defaultZone(addr),
       space: 0n,
     },
-    clusterMain: (opcode) => OPS.get(opcode)?.main,
+    clusterMain: (opcode) => {
+      const op = OPS.get(opcode)
+      return op?.kind === 'cluster' ? op.main : undefined
+    },
   })
   sheep.logLevel = opts.log.level
   if (opts.recovery) sheep.recovery.throttle = { maxExecCount: opts.recovery.max, intervalMs: opts.recovery.intervalMs }

@@ -116,7 +116,8 @@ import {
 import { readFields, writeFields } from '../lib/layout.js'
 import { inodeIndexOffset, isDataObj, oidToIdx, oidToVid, vidToVdiOid } from '../lib/oid.js'
 import { LOG_LEVEL_NAMES, sdLevelToPino } from '../lib/log.js'
-import { gatewayWriteAll, handleGatewayRequest, readObject, writeObject } from './gateway.js'
+import { gatewayCreateAndWriteObj, gatewayDecrefObj, gatewayReadObj, gatewayRemoveObj, gatewayWriteObj } from './gateway.js'
+import { gatewayWriteAll, readObject, writeObject } from './replica-io.js'
 import { type OpKind, type OpReply, reply } from './op-types.js'
 import { copyObject, peerPieceReader } from './object-copy.js'
 import { handlePeerRequest, objectSizeFor } from './peer.js'
@@ -127,18 +128,31 @@ import { delVdiMain, delVdiWork, getVdiAttrWork, getVdiInfoWork, inodeCoherenceM
 
 export const STORE_NAMES = ['plain'] as const
 
-export interface OpDef {
+/** What a gateway, peer or local op runs on the receiving node. */
+export type OpHandler = (sheep: Sheep, req: SdRequest, data: Buffer | undefined) => Promise<OpReply> | OpReply
+
+interface OpDefBase {
   name: string
-  kind: OpKind
   /** Accepted while the cluster waits for format or members (wire-protocol.md §1.2). */
   force?: boolean
-  /** gateway / peer / local ops, and cluster ops without a work phase (runs before broadcast). */
-  handler?: (sheep: Sheep, req: SdRequest, data: Buffer | undefined) => Promise<OpReply> | OpReply
-  /** Cluster op work phase, run under the cluster-wide block on the receiving node. */
+}
+
+/** An op answered by the node that receives it. */
+export interface NodeOpDef extends OpDefBase {
+  kind: Exclude<OpKind, 'cluster'>
+  handler: OpHandler
+}
+
+/** An op every member applies in the cluster driver's order (behaviour.md §8). */
+export interface ClusterOpDef extends OpDefBase {
+  kind: 'cluster'
+  /** Work phase, run under the cluster-wide block on the receiving node; without one the op is broadcast as is. */
   work?: (sheep: Sheep, req: SdRequest, data: Buffer | undefined) => Promise<{ rsp: Buffer; data: Buffer | undefined }>
-  /** Cluster op main phase, run on every member in order. */
+  /** Main phase, run on every member in order. */
   main?: ClusterOpMain
 }
+
+export type OpDef = NodeOpDef | ClusterOpDef
 
 /** The STAT_CLUSTER result code: the cluster status as a result (§7.5). */
 function statusResult(sheep: Sheep): number {
@@ -270,15 +284,14 @@ async function discardObj(sheep: Sheep, req: SdRequest): Promise<OpReply> {
 }
 
 const peer = (name: string): OpDef => ({ name, kind: 'peer', handler: handlePeerRequest })
-const gateway = (name: string): OpDef => ({ name, kind: 'gateway', handler: handleGatewayRequest })
 
 /** The op table. */
 export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
-  [SD_OP_CREATE_AND_WRITE_OBJ, gateway('CREATE_AND_WRITE_OBJ')],
-  [SD_OP_READ_OBJ, gateway('READ_OBJ')],
-  [SD_OP_WRITE_OBJ, gateway('WRITE_OBJ')],
-  [SD_OP_REMOVE_OBJ, gateway('REMOVE_OBJ')],
-  [SD_OP_DECREF_OBJ, gateway('DECREF_OBJ')],
+  [SD_OP_CREATE_AND_WRITE_OBJ, { name: 'CREATE_AND_WRITE_OBJ', kind: 'gateway', handler: gatewayCreateAndWriteObj }],
+  [SD_OP_READ_OBJ, { name: 'READ_OBJ', kind: 'gateway', handler: gatewayReadObj }],
+  [SD_OP_WRITE_OBJ, { name: 'WRITE_OBJ', kind: 'gateway', handler: gatewayWriteObj }],
+  [SD_OP_REMOVE_OBJ, { name: 'REMOVE_OBJ', kind: 'gateway', handler: gatewayRemoveObj }],
+  [SD_OP_DECREF_OBJ, { name: 'DECREF_OBJ', kind: 'gateway', handler: gatewayDecrefObj }],
   [SD_OP_DECREF_PEER, { name: 'DECREF_PEER', kind: 'peer', handler: decrefPeer }],
   [SD_OP_CREATE_AND_WRITE_PEER, peer('CREATE_AND_WRITE_PEER')],
   [SD_OP_READ_PEER, peer('READ_PEER')],

@@ -8,7 +8,7 @@ import { REQ_REF, type SdRequest, reqVariant } from '../lib/codec.js'
 import { SD_INODE_HEADER_SIZE, SD_INODE_INDEX_SIZE, grefOffset, indexOffset } from '../lib/inode.js'
 import { LEDGER_BIT, SD_LEDGER_OBJ_SIZE, isVdiObj, oidToVid, vidToDataOid } from '../lib/oid.js'
 import { SD_OP_DECREF_OBJ, SD_OP_REMOVE_OBJ, SD_OP_WRITE_OBJ, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../lib/proto.js'
-import { type ObjFields, gatewayWriteAll, readObject, writeObject } from './gateway.js'
+import { type ObjFields, gatewayWriteAll, readObject, writeObject } from './replica-io.js'
 import { type OpReply, reply } from './op-types.js'
 import type { Sheep } from './sheep.js'
 

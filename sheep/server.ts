@@ -178,14 +178,12 @@ export class SheepServer {
     if (counted) countStart(sheep, op.kind === 'gateway', req.opcode, data)
     try {
       if (op.kind !== 'cluster') {
-        const r = await op.handler!(sheep, req, data)
+        const r = await op.handler(sheep, req, data)
         if (counted) countEnd(sheep, op.kind === 'gateway', r)
         return r
       }
-      if (op.work) {
-        const work = op.work
-        return await sheep.exclusiveOp(req.raw, () => work(sheep, req, data))
-      }
+      const { work } = op
+      if (work) return await sheep.exclusiveOp(req.raw, () => work(sheep, req, data))
       return await sheep.broadcastOp(req.raw, data)
     } catch (e) {
       if (counted) countEnd(sheep, op.kind === 'gateway', undefined)

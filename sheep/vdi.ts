@@ -21,7 +21,6 @@ import {
 import { cString, readFields, writeFields } from '../lib/layout.js'
 import { vidToAttrOid, vidToVdiOid } from '../lib/oid.js'
 import {
-  SD_CLUSTER_FLAG_USE_LOCK,
   SD_DEFAULT_COPIES,
   SD_MAX_VDI_LEN,
   SD_NR_VDIS,
@@ -52,7 +51,7 @@ import {
   VDI_ATTR_VALUE_AT,
   VDI_STATE_MAX_PARTICIPANTS,
 } from '../lib/structs.js'
-import { readObject, writeObject } from './gateway.js'
+import { readObject, writeObject } from './replica-io.js'
 import { packMessage, unpackMessage } from './cluster/message.js'
 import type { Sheep } from './sheep.js'
 
