@@ -1,5 +1,5 @@
 // Loads the capture of the original dog talking to an original 3-node cluster
-// (/work/shared/fixtures/original-dog-session.jsonl.gz): the commands that were run, what each
+// (original-dog-session.jsonl.gz, found beside the repository as CI lays it out): the commands that were run, what each
 // printed, and every frame with its header and payload, so tests can replay or compare them.
 import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'

@@ -8,7 +8,7 @@ import path from 'node:path'
 import t from 'tap'
 import { processAlive } from '../../lib/proc.js'
 import { dog, waitFor } from '../helpers/sheep.js'
-import { errnoOf, mountSheepfs, startTestSheep } from './helpers.js'
+import { errnoOf, mountSheepfs, startTestSheep } from '../sheepfs/helpers.js'
 
 const MiB = 1024 * 1024
 const VDI_SIZE = 16 * MiB

@@ -2,7 +2,7 @@
 // recovery (idle, suspended, throttled, -r, -P on a terminal), recovery throttling, node stat,
 // node vnodes set, cluster recover disable/enable/force, reweight, alter-copy and the epoch
 // history of cluster info after nodes leave and rejoin. Formats are checked against what the
-// original printed in the capture (/work/shared/fixtures) where it has the command.
+// original printed in the capture (test/helpers/fixture.ts) where it has the command.
 import { spawn, spawnSync } from 'node:child_process'
 import t from 'tap'
 import { sprintf } from '../../lib/format.js'

@@ -1,5 +1,5 @@
 // Snapshot-style checks of what the real dog prints against what the original printed (the capture
-// in /work/shared/fixtures), on a one-node cluster formatted with -c 1: node list, node info,
+// that test/helpers/fixture.ts reads), on a one-node cluster formatted with -c 1: node list, node info,
 // cluster info, vdi list (aligned and raw) and the misuse exit statuses. Dates are filtered out;
 // where the capture's 3-node, 2-copy cluster differs (addresses, zones, copies) the template the
 // original used is checked against the capture and our output against the same template.

@@ -9,7 +9,7 @@ import path from 'node:path'
 import t from 'tap'
 import { processAlive } from '../../lib/proc.js'
 import { dog, programEnv, tempDir, waitFor } from '../helpers/sheep.js'
-import { SHEEPFS_BIN, errnoOf, isSheepfsMounted, mountSheepfs, startTestSheep, waitUnmounted } from './helpers.js'
+import { SHEEPFS_BIN, errnoOf, isSheepfsMounted, mountSheepfs, startTestSheep, waitUnmounted } from '../sheepfs/helpers.js'
 
 const MiB = 1024 * 1024
 

@@ -9,7 +9,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
 import { dog, tempDir } from '../helpers/sheep.js'
-import { errnoOf, mountSheepfs, startTestSheep } from './helpers.js'
+import { errnoOf, mountSheepfs, startTestSheep } from '../sheepfs/helpers.js'
 
 const MiB = 1024 * 1024
 const OBJECT_SIZE = 4 * MiB

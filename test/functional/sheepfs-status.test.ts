@@ -5,7 +5,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
 import { dog } from '../helpers/sheep.js'
-import { errnoOf, mountSheepfs, startTestSheep } from './helpers.js'
+import { errnoOf, mountSheepfs, startTestSheep } from '../sheepfs/helpers.js'
 
 /** Status file → the dog command whose output it holds. */
 const STATUS_FILES: ReadonlyArray<[string, string[]]> = [

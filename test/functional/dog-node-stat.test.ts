@@ -1,5 +1,5 @@
 // `dog node stat` against a stand-in sheep that answers STAT with the exact frame the original
-// cluster sent in the capture (/work/shared/fixtures): the output must be the original's, except
+// cluster sent in the capture (test/helpers/fixture.ts): the output must be the original's, except
 // that the Write and Read columns carry writes and reads (the original swapped them without -w).
 // Also the failure paths: an unreachable daemon and a STAT the sheep refuses.
 import { spawn } from 'node:child_process'
