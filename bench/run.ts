@@ -12,9 +12,9 @@ import path from 'node:path'
 import { makeFs, newVdi } from '../lib/sheep-api.js'
 import { SD_CLUSTER_FLAG_AUTO_VNODES } from '../lib/proto.js'
 import { VdiHandle } from '../lib/vdi-io.js'
-import { objectCopies, startCluster, waitForRecovery } from '../test/helpers/cluster.js'
-import { DOG_BIN, REPO, programEnv, tempDir } from '../test/helpers/sheep.js'
-import { sheepfsPidsFor } from '../test/sheepfs/helpers.js'
+import { objectCopies, startCluster, waitForRecovery } from '../harness/cluster.js'
+import { DOG_BIN, REPO, programEnv, tempDir } from '../harness/sheep.js'
+import { sheepfsPidsFor } from '../harness/sheepfs.js'
 
 const SHEEPFS_BIN = path.join(REPO, 'bin/sheepfs')
 

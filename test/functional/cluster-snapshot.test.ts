@@ -7,8 +7,8 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import { startCluster } from '../helpers/cluster.js'
-import { dog, filterDates, tempDir } from '../helpers/sheep.js'
+import { startCluster } from '../../harness/cluster.js'
+import { dog, filterDates, tempDir } from '../../harness/sheep.js'
 
 const MiB = 1024 * 1024
 

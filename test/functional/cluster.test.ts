@@ -9,8 +9,8 @@ import t from 'tap'
 import { getNodeList, makeFs, newVdi, statClusterProbe } from '../../lib/sheep-api.js'
 import { SD_CLUSTER_FLAG_AUTO_VNODES, SD_CLUSTER_FLAG_STRICT, SD_RES_HALT, SD_RES_SUCCESS } from '../../lib/proto.js'
 import { VdiHandle } from '../../lib/vdi-io.js'
-import { objectCopies, startCluster, waitForRecovery } from '../helpers/cluster.js'
-import { SHEEP_BIN, programEnv, trackPid, waitFor } from '../helpers/sheep.js'
+import { objectCopies, startCluster, waitForRecovery } from '../../harness/cluster.js'
+import { SHEEP_BIN, programEnv, trackPid, waitFor } from '../../harness/sheep.js'
 
 const MiB = 1024 * 1024
 const ctimeNow = () => BigInt(Math.floor(Date.now() / 1000)) << 32n

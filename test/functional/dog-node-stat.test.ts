@@ -7,7 +7,7 @@ import net from 'node:net'
 import t from 'tap'
 import { SD_OP_STAT, SD_RES_INVALID_PARMS } from '../../lib/proto.js'
 import { exchangesOf, findCommand, loadFixture } from '../helpers/fixture.js'
-import { DOG_BIN, dog, freePort, programEnv } from '../helpers/sheep.js'
+import { DOG_BIN, dog, freePort, programEnv } from '../../harness/sheep.js'
 
 const fixture = loadFixture()
 const REQUEST_HEADER_SIZE = 48

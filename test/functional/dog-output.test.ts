@@ -8,7 +8,7 @@ import path from 'node:path'
 import t from 'tap'
 import { sprintf } from '../../lib/format.js'
 import { findCommand, findCommands, loadFixture } from '../helpers/fixture.js'
-import { dog, filterDates, freePort, isAlive, startSheep, stopSheep, tempDir, waitFor } from '../helpers/sheep.js'
+import { dog, filterDates, freePort, isAlive, startSheep, stopSheep, tempDir, waitFor } from '../../harness/sheep.js'
 
 const fixture = loadFixture()
 const MiB = 1024 * 1024

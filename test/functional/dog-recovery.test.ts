@@ -7,9 +7,9 @@ import { spawn, spawnSync } from 'node:child_process'
 import t from 'tap'
 import { sprintf } from '../../lib/format.js'
 import { getNodeList } from '../../lib/sheep-api.js'
-import { objectCopies, startCluster, waitForRecovery, type TestCluster } from '../helpers/cluster.js'
+import { objectCopies, startCluster, waitForRecovery, type TestCluster } from '../../harness/cluster.js'
 import { findCommand, loadFixture } from '../helpers/fixture.js'
-import { DOG_BIN, dog, filterDates, isAlive, programEnv, waitFor } from '../helpers/sheep.js'
+import { DOG_BIN, dog, filterDates, isAlive, programEnv, waitFor } from '../../harness/sheep.js'
 
 const fixture = loadFixture()
 const MiB = 1024 * 1024

@@ -7,7 +7,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import t, { type Test } from 'tap'
-import { dog, startSheep, stopSheep, tempDir, waitFor, type SheepProcess } from '../helpers/sheep.js'
+import { dog, startSheep, stopSheep, tempDir, waitFor, type SheepProcess } from '../../harness/sheep.js'
 
 const MiB = 1024 * 1024
 const OBJECT_SIZE = 4 * MiB

@@ -10,8 +10,8 @@ import { HashRing } from '../../lib/ring.js'
 import { getNodeList } from '../../lib/sheep-api.js'
 import { nodeAddrText } from '../../lib/structs.js'
 import { findCommand, loadFixture } from '../helpers/fixture.js'
-import { startCluster, waitForRecovery, type TestCluster } from '../helpers/cluster.js'
-import { dog, type DogResult } from '../helpers/sheep.js'
+import { startCluster, waitForRecovery, type TestCluster } from '../../harness/cluster.js'
+import { dog, type DogResult } from '../../harness/sheep.js'
 
 const fixture = loadFixture()
 const MiB = 1024 * 1024

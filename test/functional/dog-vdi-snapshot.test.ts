@@ -13,7 +13,7 @@ import { vidToDataOid } from '../../lib/oid.js'
 import { SD_RES_READONLY } from '../../lib/proto.js'
 import { createAndWriteObj, lockVdi, writeObj } from '../../lib/sheep-api.js'
 import { findCommand, findCommands, loadFixture } from '../helpers/fixture.js'
-import { dog, filterDates, startSheep, stopSheep, tempDir, type DogResult } from '../helpers/sheep.js'
+import { dog, filterDates, startSheep, stopSheep, tempDir, type DogResult } from '../../harness/sheep.js'
 
 const fixture = loadFixture()
 const MiB = 1024 * 1024

@@ -21,7 +21,7 @@ import {
   SD_RES_SYSTEM_ERROR,
 } from '../../lib/proto.js'
 import { getVdiInfo, makeFs } from '../../lib/sheep-api.js'
-import { dog, isAlive, startSheep, stopSheep, waitFor } from '../helpers/sheep.js'
+import { dog, isAlive, startSheep, stopSheep, waitFor } from '../../harness/sheep.js'
 
 t.test('resultOfError maps every exception to a failure code', async (t) => {
   t.equal(resultOfError(new SdError(SD_RES_NOT_FORMATTED)), SD_RES_NOT_FORMATTED, 'an SdError keeps its code')

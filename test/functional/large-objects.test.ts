@@ -9,8 +9,8 @@ import path from 'node:path'
 import t, { type Test } from 'tap'
 import { oidToHex, vidToDataOid } from '../../lib/oid.js'
 import { getVdiInfo } from '../../lib/sheep-api.js'
-import { objectCopies, startCluster, waitForRecovery, type TestCluster } from '../helpers/cluster.js'
-import { dog, tempDir } from '../helpers/sheep.js'
+import { objectCopies, startCluster, waitForRecovery, type TestCluster } from '../../harness/cluster.js'
+import { dog, tempDir } from '../../harness/sheep.js'
 
 const MiB = 1024 * 1024
 /** Object size of the -z 27 VDIs: twice what one request frame may carry. */

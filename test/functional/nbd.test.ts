@@ -7,8 +7,8 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import { type TestCluster, startCluster } from '../helpers/cluster.js'
-import { dog, freePort, isAlive, runProgram } from '../helpers/sheep.js'
+import { type TestCluster, startCluster } from '../../harness/cluster.js'
+import { dog, freePort, isAlive, runProgram } from '../../harness/sheep.js'
 
 const MiB = 1024 * 1024
 const VDI_SIZE = 64 * MiB

@@ -7,8 +7,8 @@ import t from 'tap'
 import { getNodeList, makeFs, newVdi } from '../../lib/sheep-api.js'
 import { SD_CLUSTER_FLAG_AUTO_VNODES } from '../../lib/proto.js'
 import { VdiHandle } from '../../lib/vdi-io.js'
-import { objectCopies, startCluster } from '../helpers/cluster.js'
-import { dog, waitFor } from '../helpers/sheep.js'
+import { objectCopies, startCluster } from '../../harness/cluster.js'
+import { dog, waitFor } from '../../harness/sheep.js'
 
 const MiB = 1024 * 1024
 const ctimeNow = () => BigInt(Math.floor(Date.now() / 1000)) << 32n

@@ -9,8 +9,8 @@ import crypto from 'node:crypto'
 import t from 'tap'
 import { SD_CLUSTER_FLAG_AUTO_VNODES } from '../../lib/proto.js'
 import { disableRecover, enableRecover, getNodeList, makeFs } from '../../lib/sheep-api.js'
-import { objectCopies, startCluster, waitForRecovery } from '../helpers/cluster.js'
-import { dog, waitFor } from '../helpers/sheep.js'
+import { objectCopies, startCluster, waitForRecovery } from '../../harness/cluster.js'
+import { dog, waitFor } from '../../harness/sheep.js'
 
 const MiB = 1024 * 1024
 const VDI_MIB = 64

@@ -18,8 +18,8 @@ import {
   SD_RES_SUCCESS,
 } from '../../lib/proto.js'
 import { getVdiCopies, lockVdi, makeFs, newVdi, releaseVdi } from '../../lib/sheep-api.js'
-import { startCluster } from '../helpers/cluster.js'
-import { waitFor } from '../helpers/sheep.js'
+import { startCluster } from '../../harness/cluster.js'
+import { waitFor } from '../../harness/sheep.js'
 
 const MODIFIED = 1
 const SHARED = 2

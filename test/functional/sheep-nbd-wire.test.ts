@@ -46,7 +46,7 @@ import {
 } from '../../lib/nbd-proto.js'
 import { NBD_MAX_REQUEST_BYTES } from '../../sheep/nbd.js'
 import { parseSheepArgs } from '../../sheep/options.js'
-import { dog, freePort, isAlive, startSheep, stopSheep } from '../helpers/sheep.js'
+import { dog, freePort, isAlive, startSheep, stopSheep } from '../../harness/sheep.js'
 
 const MiB = 1024 * 1024
 const VDI_SIZE = 16 * MiB

@@ -24,7 +24,7 @@ import {
   SD_OP_WRITE_OBJ,
   SD_RES_VDI_EXIST,
 } from '../../lib/proto.js'
-import { startSheep, stopSheep, isAlive } from '../helpers/sheep.js'
+import { startSheep, stopSheep, isAlive } from '../../harness/sheep.js'
 
 const ctimeNow = () => BigInt(Math.floor(Date.now() / 1000)) << 32n
 

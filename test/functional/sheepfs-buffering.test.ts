@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
 import { processAlive } from '../../lib/proc.js'
-import { dog, waitFor } from '../helpers/sheep.js'
+import { dog, waitFor } from '../../harness/sheep.js'
 import { errnoOf, mountSheepfs, startTestSheep } from '../sheepfs/helpers.js'
 
 const MiB = 1024 * 1024

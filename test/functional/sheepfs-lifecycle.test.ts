@@ -8,7 +8,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
 import { processAlive } from '../../lib/proc.js'
-import { dog, programEnv, tempDir, waitFor } from '../helpers/sheep.js'
+import { dog, programEnv, tempDir, waitFor } from '../../harness/sheep.js'
 import { SHEEPFS_BIN, errnoOf, isSheepfsMounted, mountSheepfs, startTestSheep, waitUnmounted } from '../sheepfs/helpers.js'
 
 const MiB = 1024 * 1024

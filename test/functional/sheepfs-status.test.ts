@@ -4,7 +4,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import { dog } from '../helpers/sheep.js'
+import { dog } from '../../harness/sheep.js'
 import { errnoOf, mountSheepfs, startTestSheep } from '../sheepfs/helpers.js'
 
 /** Status file → the dog command whose output it holds. */

@@ -8,7 +8,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import { dog, tempDir } from '../helpers/sheep.js'
+import { dog, tempDir } from '../../harness/sheep.js'
 import { errnoOf, mountSheepfs, startTestSheep } from '../sheepfs/helpers.js'
 
 const MiB = 1024 * 1024

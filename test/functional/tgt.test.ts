@@ -18,8 +18,8 @@ import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import t from 'tap'
-import { type TestCluster, objectCopies, startCluster } from '../helpers/cluster.js'
-import { type DogResult, type ProgramResult, dog, freePort, runProgram, tempDir, trackPid, untrackPid, waitFor } from '../helpers/sheep.js'
+import { type TestCluster, objectCopies, startCluster } from '../../harness/cluster.js'
+import { type DogResult, type ProgramResult, dog, freePort, runProgram, tempDir, trackPid, untrackPid, waitFor } from '../../harness/sheep.js'
 
 const MiB = 1024 * 1024
 const TGTD = '/usr/sbin/tgtd'

@@ -4,8 +4,8 @@
 // replicas of every one of its objects and the data unchanged; VDIs with snapshots are refused.
 import crypto from 'node:crypto'
 import t from 'tap'
-import { objectCopies, startCluster, waitForRecovery } from '../helpers/cluster.js'
-import { dog } from '../helpers/sheep.js'
+import { objectCopies, startCluster, waitForRecovery } from '../../harness/cluster.js'
+import { dog } from '../../harness/sheep.js'
 
 const MiB = 1024 * 1024
 const VDI_SIZE = 18 * MiB

@@ -8,9 +8,9 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import { startCluster, type TestCluster } from '../helpers/cluster.js'
+import { startCluster, type TestCluster } from '../../harness/cluster.js'
 import { findCommand, loadFixture } from '../helpers/fixture.js'
-import { dog } from '../helpers/sheep.js'
+import { dog } from '../../harness/sheep.js'
 
 const MiB = 1024 * 1024
 const VDI_SIZE = 16 * MiB

@@ -9,7 +9,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
 import { createTestNet, netnsAvailable, startSheepIn, type TestNet } from '../helpers/netns.js'
-import { DOG_BIN, SHEEP_BIN, isAlive, tempDir, waitFor } from '../helpers/sheep.js'
+import { DOG_BIN, SHEEP_BIN, isAlive, tempDir, waitFor } from '../../harness/sheep.js'
 import { TEST_SESSION_TIMEOUT_MS, startZookeeper, zookeeperAvailable, type ZkServer } from '../helpers/zookeeper.js'
 
 const MiB = 1024 * 1024

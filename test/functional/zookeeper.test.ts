@@ -13,8 +13,8 @@ import { SD_CLUSTER_FLAG_AUTO_VNODES, SD_RES_CLUSTER_ERROR, SD_RES_SUCCESS } fro
 import { VdiHandle } from '../../lib/vdi-io.js'
 import { ZK_SNAPSHOT_EVERY_EVENTS, parseZookeeperOption } from '../../sheep/cluster/zookeeper.js'
 import { parseSheepArgs } from '../../sheep/options.js'
-import { objectCopies, waitForRecovery } from '../helpers/cluster.js'
-import { dog, waitFor } from '../helpers/sheep.js'
+import { objectCopies, waitForRecovery } from '../../harness/cluster.js'
+import { dog, waitFor } from '../../harness/sheep.js'
 import { TEST_SESSION_TIMEOUT_MS, startZkCluster, startZookeeper, zkChildren, zookeeperAvailable } from '../helpers/zookeeper.js'
 
 const MiB = 1024 * 1024

@@ -12,8 +12,8 @@ import path from 'node:path'
 import { makeFs } from '../../lib/sheep-api.js'
 import { SD_CLUSTER_FLAG_AUTO_VNODES } from '../../lib/proto.js'
 import { SD_INODE_HEADER_SIZE, oidToVid, vidToDataOid } from '../../lib/oid.js'
-import { type TestCluster, startCluster, waitForRecovery } from './cluster.js'
-import { DOG_BIN, isAlive, programEnv, untrackPid, waitFor } from './sheep.js'
+import { type TestCluster, startCluster, waitForRecovery } from '../../harness/cluster.js'
+import { DOG_BIN, isAlive, programEnv, untrackPid, waitFor } from '../../harness/sheep.js'
 import { seededRandom } from './random.js'
 
 const MiB = 1024 * 1024

@@ -8,7 +8,7 @@
 import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import { isAlive, programEnv, trackPid, waitFor } from './sheep.js'
+import { isAlive, programEnv, trackPid, waitFor } from '../../harness/sheep.js'
 
 /** Namespace names: `<NETNS_PREFIX><pid>-<role>`. The pid tells whether their maker still runs. */
 export const NETNS_PREFIX = 'sdzk'

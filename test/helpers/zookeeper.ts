@@ -7,8 +7,8 @@ import { spawn, execFile } from 'node:child_process'
 import fs from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
-import { type TestCluster, startCluster } from './cluster.js'
-import { freePort, isAlive, tempDir, trackPid, untrackPid, waitFor } from './sheep.js'
+import { type TestCluster, startCluster } from '../../harness/cluster.js'
+import { freePort, isAlive, tempDir, trackPid, untrackPid, waitFor } from '../../harness/sheep.js'
 
 /** The server jar; its manifest's Class-Path names the dependencies in /usr/share/java. */
 export const ZOOKEEPER_JAR = '/usr/share/java/zookeeper.jar'

@@ -9,7 +9,7 @@ import t, { type Test } from 'tap'
 import { OBJECT_CHUNK_BYTES, SD_RES_EIO, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
 import { copyObject } from '../../sheep/object-copy.js'
 import { PlainStore, oidFileName } from '../../sheep/store/plain.js'
-import { tempDir } from '../helpers/sheep.js'
+import { tempDir } from '../../harness/sheep.js'
 
 const MiB = 1024 * 1024
 /** Three pieces and a bit: the last piece is shorter than the others. */

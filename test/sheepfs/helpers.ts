@@ -1,12 +1,13 @@
 // Helpers for the sheepfs tests: a formatted one-sheep cluster of the test's own, and a real
 // sheepfs mount under the test's own temp dir (foreground, or daemonized as a user starts it)
 // that is unmounted and stopped — by its PID and its own mount point only — in teardown.
+import { sheepfsPidsFor } from '../../harness/sheepfs.js'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Test } from 'tap'
 import { processAlive } from '../../lib/proc.js'
-import { REPO, dog, programEnv, startSheep, stopSheep, tempDir, waitFor, type SheepProcess } from '../helpers/sheep.js'
+import { REPO, dog, programEnv, startSheep, stopSheep, tempDir, waitFor, type SheepProcess } from '../../harness/sheep.js'
 
 export const SHEEPFS_BIN = path.join(REPO, 'bin/sheepfs')
 /** How long a mount may take to appear or disappear. */
@@ -23,22 +24,6 @@ export function isSheepfsMounted(mountpoint: string): boolean {
     const at = (fields[4] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))
     return dash > 0 && at === mountpoint && (fields[dash + 1] ?? '').startsWith('fuse') && fields[dash + 2] === 'sheepfs'
   })
-}
-
-/** PIDs of live sheepfs processes whose command line names `mountpoint` (it is a unique temp dir). */
-export function sheepfsPidsFor(mountpoint: string): number[] {
-  const pids: number[] = []
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    let cmdline: string[]
-    try {
-      cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0')
-    } catch {
-      continue
-    }
-    if (cmdline.some((arg) => arg.endsWith('bin/sheepfs')) && cmdline.includes(mountpoint) && processAlive(Number(entry))) pids.push(Number(entry))
-  }
-  return pids
 }
 
 export interface TestSheep {

@@ -1,13 +1,14 @@
-// Functional-test helpers: start real sheep daemons on 127.0.0.1 in temp dirs, with ports that
-// do not clash between parallel test files, run the real dog, and stop only the processes a test
-// started, by PID. Everything runs the built programs in dist/ through bin/.
+// The process harness shared by the functional tests and the bench: start real sheep daemons on
+// 127.0.0.1 in temp dirs, with ports that do not clash between parallel test files, run the real
+// dog, and stop only the processes a test started, by PID. Everything runs the built programs in
+// dist/ through bin/.
 import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { processAlive } from '../../lib/proc.js'
+import { processAlive } from '../lib/proc.js'
 
 /** The repository root (the nearest folder above this file with package.json; works from dist/ too). */
 export const REPO = (() => {

@@ -1,10 +1,10 @@
-// A local cluster for functional tests: N real sheep on 127.0.0.1 sharing one event file of
+// A local cluster for functional tests and the bench: N real sheep on 127.0.0.1 sharing one event file of
 // their own (`-c local:DIR/shm`), each in its own zone, plus helpers to wait for recovery to
 // settle and to count object files on disk.
 import fs from 'node:fs'
 import path from 'node:path'
-import { SheepConnection } from '../../lib/client.js'
-import { getNodeList, statRecovery } from '../../lib/sheep-api.js'
+import { SheepConnection } from '../lib/client.js'
+import { getNodeList, statRecovery } from '../lib/sheep-api.js'
 import { type SheepProcess, freePort, isAlive, startSheep, stopSheep, tempDir, waitFor } from './sheep.js'
 
 export interface TestCluster {
