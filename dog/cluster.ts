@@ -3,7 +3,7 @@
 // §6.7). The other subcommands are in the table but not implemented yet.
 import { lightRequest } from './common.js'
 import { confirm, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, formatRedundancy, type DogCommand, type DogContext, type DogSubcommand } from './cli.js'
-import type { DogRuntime } from './main.js'
+import type { DogRuntime } from './runtime.js'
 import { SdError } from '../lib/errors.js'
 import { formatCtime, formatEpochTime, sprintf } from '../lib/format.js'
 import {

@@ -10,7 +10,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 
 import { EXIT_SUCCESS, EXIT_SYSFAIL, UsageError, type DogContext, type DogHandler } from './cli.js'
-import type { DogRuntime } from './main.js'
+import type { DogRuntime } from './runtime.js'
 import { btreeNodeObjectIds, dataObjectIds, forEachConcurrently, readIndex, readObjectRange, showProgress, vmstateObjectIds } from './vdi-inode.js'
 import { isAllZero } from '../lib/bytes.js'
 import type { SheepConnection } from '../lib/client.js'

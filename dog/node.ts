@@ -4,7 +4,7 @@
 // implemented yet.
 import { asSdError, forEachVdi, lightRequest } from './common.js'
 import { DogExit, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, EXIT_USAGE, UsageError, type DogCommand, type DogContext, type DogSubcommand } from './cli.js'
-import type { DogRuntime } from './main.js'
+import type { DogRuntime } from './runtime.js'
 import { formatFixed, formatSize, progressLine, sprintf } from '../lib/format.js'
 import { isSnapshot } from '../lib/inode.js'
 import {

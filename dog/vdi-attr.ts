@@ -2,7 +2,7 @@
 // kept by the sheep in attribute objects found with GET_VDI_ATTR (wire-protocol.md §12.9).
 import { asSdError, failureLabel, printTransportFailure, selectorOf } from './common.js'
 import { EXIT_EXISTS, EXIT_FAILURE, EXIT_MISSING, EXIT_SUCCESS, EXIT_SYSFAIL, UsageError, type DogContext } from './cli.js'
-import type { DogRuntime } from './main.js'
+import type { DogRuntime } from './runtime.js'
 import { SD_MAX_VDI_ATTR_VALUE_LEN, SD_RES_NO_OBJ, SD_RES_NO_VDI, SD_RES_VDI_EXIST } from '../lib/proto.js'
 import { getVdiAttr, readObj } from '../lib/sheep-api.js'
 import { VDI_ATTR, VDI_ATTR_SIZE, VDI_ATTR_VALUE_AT } from '../lib/structs.js'

@@ -15,7 +15,7 @@ import {
   type DogContext,
   type SnapshotSelector as OptionSelector,
 } from './cli.js'
-import type { DogRuntime } from './main.js'
+import type { DogRuntime } from './runtime.js'
 import { objectProgressOnStderr, openIndexedVdi, openVdiInode, readObjectRangeOrReport, writeStdout, type IndexedVdi } from './vdi-inode.js'
 import type { SheepConnection } from '../lib/client.js'
 import { dataObjectCount, objectSize, type InodeHeader } from '../lib/inode.js'

@@ -5,7 +5,7 @@
 // whether it holds the objects the hash ring gives it (OIDS_EXIST).
 import { forEachVdi, selectorOf, type WalkedVdi } from './common.js'
 import { DogExit, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, type DogContext } from './cli.js'
-import type { DogRuntime } from './main.js'
+import type { DogRuntime } from './runtime.js'
 import { dataObjectIds, exitOnTransportFailure, forEachConcurrently, openVdiInode, readIndex, showProgress, type IndexedVdi } from './vdi-inode.js'
 import { sprintf } from '../lib/format.js'
 import { objectSize } from '../lib/inode.js'

@@ -3,7 +3,7 @@
 // RELEASE_VDI of one VDI's lock.
 import { asSdError, failureLabel, forEachVdi, printTransportFailure, selectorOf } from './common.js'
 import { EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, type DogContext } from './cli.js'
-import type { DogRuntime } from './main.js'
+import type { DogRuntime } from './runtime.js'
 import type { SheepConnection } from '../lib/client.js'
 import { sprintf } from '../lib/format.js'
 import { isClone, isSnapshot } from '../lib/inode.js'

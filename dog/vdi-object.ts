@@ -16,7 +16,7 @@ import {
 import { readFile } from 'node:fs/promises'
 
 import { EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, type DogContext } from './cli.js'
-import type { DogRuntime } from './main.js'
+import type { DogRuntime } from './runtime.js'
 import type { SheepConnection } from '../lib/client.js'
 import { sprintf } from '../lib/format.js'
 import { decodeInodeHeader, SD_INODE_GREF_AT, SD_INODE_INDEX_AT, SD_INODE_SIZE } from '../lib/inode.js'

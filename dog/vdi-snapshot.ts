@@ -4,7 +4,7 @@
 // "delete the working VDI, clone the snapshot under the same name".
 import { asSdError, failureLabel, inodeReadFailureLine, lookUpVdi, printTransportFailure, readObject, removeVdi, selectorOf, writeObject } from './common.js'
 import { confirm, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, snapshotIdOf, snapshotTagOf, UsageError, type DogContext } from './cli.js'
-import type { DogRuntime } from './main.js'
+import type { DogRuntime } from './runtime.js'
 import { isAllZero } from '../lib/bytes.js'
 import type { SheepConnection } from '../lib/client.js'
 import { progressLine } from '../lib/format.js'

@@ -3,7 +3,7 @@
 // as a Graphviz digraph of every parent → child edge.
 import { forEachVdi } from './common.js'
 import { EXIT_SUCCESS, EXIT_SYSFAIL, type DogContext } from './cli.js'
-import type { DogRuntime } from './main.js'
+import type { DogRuntime } from './runtime.js'
 import { formatDateOnly, formatSize, formatTimeOnly, formatVdiDate, sprintf } from '../lib/format.js'
 import { isSnapshot } from '../lib/inode.js'
 

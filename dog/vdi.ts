@@ -31,7 +31,7 @@ import {
   type DogContext,
   type DogSubcommand,
 } from './cli.js'
-import type { DogRuntime } from './main.js'
+import type { DogRuntime } from './runtime.js'
 import type { SheepConnection } from '../lib/client.js'
 import { escapeRawName, formatSize, formatVdiDate, progressLine, sprintf } from '../lib/format.js'
 import { dataObjectCount, decodeInodeHeader, indexOffset, isClone, isSnapshot, objectSize, u32le } from '../lib/inode.js'

@@ -1,10 +1,10 @@
 // The informational files (cluster/info, vdi/list, node/list, node/info) hold what dog prints:
 // the dog command runs in this process through dog's own dispatcher and formatting code
-// (runDog with DOG_COMMANDS), with its stdout captured. A failed command (dog's exit status is
+// (runDog over a DogSession of its own, closed afterwards), with its stdout captured. A failed command (dog's exit status is
 // not 0) becomes EIO, with dog's stderr in the log.
 import { Readable } from 'node:stream'
 import { type DogIo, runDog } from '../dog/cli.js'
-import { DOG_COMMANDS, loadNodeList } from '../dog/main.js'
+import { openDogSession } from '../dog/runtime.js'
 import { FsError } from './errno.js'
 
 /** Largest output kept for one status file; more is EFBIG. */
@@ -64,14 +64,17 @@ export async function runDogInProcess(args: readonly string[], target: SheepTarg
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new FsError('EIO', `dog ${args.join(' ')} took longer than ${STATUS_COMMAND_TIMEOUT_MS} ms`)), STATUS_COMMAND_TIMEOUT_MS)
   })
+  const session = openDogSession()
   let status: number
   try {
-    status = await Promise.race([runDog(argv, DOG_COMMANDS, io, { loadNodeList }), timeout])
+    status = await Promise.race([runDog(argv, session.commands, io, { loadNodeList: session.loadNodeList }), timeout])
   } catch (error) {
     if (error instanceof FsError) throw error
     throw new FsError('EIO', `dog ${args.join(' ')} failed: ${error instanceof Error ? error.message : String(error)}`)
   } finally {
     clearTimeout(timer)
+    // the connections dog opened for this command go with it
+    session.close()
   }
   if (overflow) throw new FsError('EFBIG', `dog ${args.join(' ')} printed more than ${STATUS_OUTPUT_MAX_BYTES} bytes`)
   if (status !== 0) {
