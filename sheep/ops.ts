@@ -1,4 +1,4 @@
-// The op table: opcode → name, kind (gateway | peer | local | cluster), whether it is a "force"
+// The op table: opcode → kind (gateway | peer | local | cluster; names come from lib/proto.ts), whether it is a "force"
 // op allowed while the cluster waits, and its handler (wire-protocol.md §5). For cluster ops,
 // `work` runs on the receiving node (under the cluster-wide block when present) and `main` on
 // every member in the driver's order. Opcodes not in the table answer INVALID_PARMS.
@@ -132,7 +132,6 @@ export const STORE_NAMES = ['plain'] as const
 export type OpHandler = (sheep: Sheep, req: SdRequest, data: Buffer | undefined) => Promise<OpReply> | OpReply
 
 interface OpDefBase {
-  name: string
   /** Accepted while the cluster waits for format or members (wire-protocol.md §1.2). */
   force?: boolean
 }
@@ -283,27 +282,26 @@ async function discardObj(sheep: Sheep, req: SdRequest): Promise<OpReply> {
   return reply(r.result === SD_RES_NO_OBJ ? SD_RES_SUCCESS : r.result)
 }
 
-const peer = (name: string): OpDef => ({ name, kind: 'peer', handler: handlePeerRequest })
+const peer: OpDef = { kind: 'peer', handler: handlePeerRequest }
 
 /** The op table. */
 export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
-  [SD_OP_CREATE_AND_WRITE_OBJ, { name: 'CREATE_AND_WRITE_OBJ', kind: 'gateway', handler: gatewayCreateAndWriteObj }],
-  [SD_OP_READ_OBJ, { name: 'READ_OBJ', kind: 'gateway', handler: gatewayReadObj }],
-  [SD_OP_WRITE_OBJ, { name: 'WRITE_OBJ', kind: 'gateway', handler: gatewayWriteObj }],
-  [SD_OP_REMOVE_OBJ, { name: 'REMOVE_OBJ', kind: 'gateway', handler: gatewayRemoveObj }],
-  [SD_OP_DECREF_OBJ, { name: 'DECREF_OBJ', kind: 'gateway', handler: gatewayDecrefObj }],
-  [SD_OP_DECREF_PEER, { name: 'DECREF_PEER', kind: 'peer', handler: decrefPeer }],
-  [SD_OP_CREATE_AND_WRITE_PEER, peer('CREATE_AND_WRITE_PEER')],
-  [SD_OP_READ_PEER, peer('READ_PEER')],
-  [SD_OP_WRITE_PEER, peer('WRITE_PEER')],
-  [SD_OP_REMOVE_PEER, peer('REMOVE_PEER')],
-  [SD_OP_DISCARD_OBJ, { name: 'DISCARD_OBJ', kind: 'local', handler: discardObj }],
-  [SD_OP_NEW_VDI, { name: 'NEW_VDI', kind: 'cluster', work: newVdiWork, main: (s, m) => newVdiMain(s, m.rsp.result, m.data) }],
-  [SD_OP_GET_VDI_INFO, { name: 'GET_VDI_INFO', kind: 'cluster', work: getVdiInfoWork }],
+  [SD_OP_CREATE_AND_WRITE_OBJ, { kind: 'gateway', handler: gatewayCreateAndWriteObj }],
+  [SD_OP_READ_OBJ, { kind: 'gateway', handler: gatewayReadObj }],
+  [SD_OP_WRITE_OBJ, { kind: 'gateway', handler: gatewayWriteObj }],
+  [SD_OP_REMOVE_OBJ, { kind: 'gateway', handler: gatewayRemoveObj }],
+  [SD_OP_DECREF_OBJ, { kind: 'gateway', handler: gatewayDecrefObj }],
+  [SD_OP_DECREF_PEER, { kind: 'peer', handler: decrefPeer }],
+  [SD_OP_CREATE_AND_WRITE_PEER, peer],
+  [SD_OP_READ_PEER, peer],
+  [SD_OP_WRITE_PEER, peer],
+  [SD_OP_REMOVE_PEER, peer],
+  [SD_OP_DISCARD_OBJ, { kind: 'local', handler: discardObj }],
+  [SD_OP_NEW_VDI, { kind: 'cluster', work: newVdiWork, main: (s, m) => newVdiMain(s, m.rsp.result, m.data) }],
+  [SD_OP_GET_VDI_INFO, { kind: 'cluster', work: getVdiInfoWork }],
   [
     SD_OP_LOCK_VDI,
     {
-      name: 'LOCK_VDI',
       kind: 'cluster',
       work: getVdiInfoWork,
       main: (s, m) => {
@@ -315,7 +313,6 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [
     SD_OP_RELEASE_VDI,
     {
-      name: 'RELEASE_VDI',
       kind: 'cluster',
       main: (s, m) => {
         if (!(s.settings.flags & SD_CLUSTER_FLAG_USE_LOCK)) return SD_RES_SUCCESS
@@ -327,7 +324,6 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [
     SD_OP_INODE_COHERENCE,
     {
-      name: 'INODE_COHERENCE',
       kind: 'cluster',
       main: (s, m) => {
         const c = reqVariant(m.req, REQ_INODE_COHERENCE)
@@ -335,11 +331,10 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
       },
     },
   ],
-  [SD_OP_GET_VDI_ATTR, { name: 'GET_VDI_ATTR', kind: 'cluster', work: getVdiAttrWork }],
+  [SD_OP_GET_VDI_ATTR, { kind: 'cluster', work: getVdiAttrWork }],
   [
     SD_OP_NOTIFY_VDI_ADD,
     {
-      name: 'NOTIFY_VDI_ADD',
       kind: 'cluster',
       force: true,
       main: (s, m) => {
@@ -362,7 +357,6 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [
     SD_OP_ALTER_VDI_COPY,
     {
-      name: 'ALTER_VDI_COPY',
       kind: 'cluster',
       main: (s, m) => {
         const v = reqVariant(m.req, REQ_VDI_STATE)
@@ -376,15 +370,14 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
       },
     },
   ],
-  [SD_OP_DEL_VDI, { name: 'DEL_VDI', kind: 'cluster', work: delVdiWork, main: (s, m) => delVdiMain(s, m.rsp.result, m.data) }],
-  [SD_OP_READ_VDIS, { name: 'READ_VDIS', kind: 'local', force: true, handler: (s, req) => readBitmap(s.vdis.inUse.bytes, req) }],
-  [SD_OP_READ_DEL_VDIS, { name: 'READ_DEL_VDIS', kind: 'local', force: true, handler: (s, req) => readBitmap(s.vdis.deleted.bytes, req) }],
-  [SD_OP_FLUSH_VDI, { name: 'FLUSH_VDI', kind: 'local', handler: () => reply(SD_RES_INVALID_PARMS) }],
-  [SD_OP_FLUSH_DEL_CACHE, { name: 'FLUSH_DEL_CACHE', kind: 'local', handler: () => reply(SD_RES_SUCCESS) }],
+  [SD_OP_DEL_VDI, { kind: 'cluster', work: delVdiWork, main: (s, m) => delVdiMain(s, m.rsp.result, m.data) }],
+  [SD_OP_READ_VDIS, { kind: 'local', force: true, handler: (s, req) => readBitmap(s.vdis.inUse.bytes, req) }],
+  [SD_OP_READ_DEL_VDIS, { kind: 'local', force: true, handler: (s, req) => readBitmap(s.vdis.deleted.bytes, req) }],
+  [SD_OP_FLUSH_VDI, { kind: 'local', handler: () => reply(SD_RES_INVALID_PARMS) }],
+  [SD_OP_FLUSH_DEL_CACHE, { kind: 'local', handler: () => reply(SD_RES_SUCCESS) }],
   [
     SD_OP_GET_CLUSTER_DEFAULT,
     {
-      name: 'GET_CLUSTER_DEFAULT',
       kind: 'local',
       force: true,
       handler: (s) =>
@@ -398,7 +391,6 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [
     SD_OP_GET_NODE_LIST,
     {
-      name: 'GET_NODE_LIST',
       kind: 'local',
       force: true,
       handler: (s, req) => {
@@ -408,11 +400,10 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
       },
     },
   ],
-  [SD_OP_MAKE_FS, { name: 'MAKE_FS', kind: 'cluster', force: true, main: makeFsMain }],
+  [SD_OP_MAKE_FS, { kind: 'cluster', force: true, main: makeFsMain }],
   [
     SD_OP_SHUTDOWN,
     {
-      name: 'SHUTDOWN',
       kind: 'cluster',
       force: true,
       main: async (s) => {
@@ -424,7 +415,6 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [
     SD_OP_STAT_SHEEP,
     {
-      name: 'STAT_SHEEP',
       kind: 'local',
       handler: (s) => {
         const size = s.gateway ? 0n : s.space
@@ -433,12 +423,11 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
       },
     },
   ],
-  [SD_OP_STAT_CLUSTER, { name: 'STAT_CLUSTER', kind: 'local', force: true, handler: statCluster }],
-  [SD_OP_CLUSTER_INFO, { name: 'CLUSTER_INFO', kind: 'local', force: true, handler: clusterInfo }],
+  [SD_OP_STAT_CLUSTER, { kind: 'local', force: true, handler: statCluster }],
+  [SD_OP_CLUSTER_INFO, { kind: 'local', force: true, handler: clusterInfo }],
   [
     SD_OP_GET_STORE_LIST,
     {
-      name: 'GET_STORE_LIST',
       kind: 'local',
       force: true,
       handler: (_s, req) => {
@@ -450,7 +439,6 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [
     SD_OP_KILL_NODE,
     {
-      name: 'KILL_NODE',
       kind: 'local',
       force: true,
       handler: (s) => {
@@ -462,7 +450,6 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [
     SD_OP_GET_VDI_COPIES,
     {
-      name: 'GET_VDI_COPIES',
       kind: 'local',
       force: true,
       handler: (s, req) => {
@@ -471,19 +458,10 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
       },
     },
   ],
-  [
-    SD_OP_EXIST,
-    {
-      name: 'EXIST',
-      kind: 'local',
-      force: true,
-      handler: (s, req) => reply(s.store.exists(reqVariant(req, REQ_OBJ).oid) ? SD_RES_SUCCESS : SD_RES_NO_OBJ),
-    },
-  ],
+  [SD_OP_EXIST, { kind: 'local', force: true, handler: (s, req) => reply(s.store.exists(reqVariant(req, REQ_OBJ).oid) ? SD_RES_SUCCESS : SD_RES_NO_OBJ) }],
   [
     SD_OP_GET_OBJ_LIST,
     {
-      name: 'GET_OBJ_LIST',
       kind: 'local',
       handler: (s, req) => {
         // stale copies count: an object whose current holders all lack it must still be found
@@ -500,7 +478,6 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [
     SD_OP_GET_EPOCH,
     {
-      name: 'GET_EPOCH',
       kind: 'local',
       handler: (s, req) => {
         const raw = s.epochs.readRaw(reqVariant(req, REQ_OBJ).tgtEpoch)
@@ -512,7 +489,6 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [
     SD_OP_GET_HASH,
     {
-      name: 'GET_HASH',
       kind: 'local',
       handler: async (s, req) => {
         const digest = await s.store.sha1(reqVariant(req, REQ_OBJ).oid)
@@ -523,7 +499,6 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [
     SD_OP_COMPLETE_RECOVERY,
     {
-      name: 'COMPLETE_RECOVERY',
       kind: 'cluster',
       force: true,
       main: async (s, m) => {
@@ -532,13 +507,12 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
       },
     },
   ],
-  [SD_OP_STAT_RECOVERY, { name: 'STAT_RECOVERY', kind: 'local', handler: statRecovery }],
-  [SD_OP_GET_RECOVERY, { name: 'GET_RECOVERY', kind: 'local', force: true, handler: getRecoveryThrottle }],
-  [SD_OP_SET_RECOVERY, { name: 'SET_RECOVERY', kind: 'local', force: true, handler: (s, _req, data) => setRecoveryThrottle(s, data) }],
+  [SD_OP_STAT_RECOVERY, { kind: 'local', handler: statRecovery }],
+  [SD_OP_GET_RECOVERY, { kind: 'local', force: true, handler: getRecoveryThrottle }],
+  [SD_OP_SET_RECOVERY, { kind: 'local', force: true, handler: (s, _req, data) => setRecoveryThrottle(s, data) }],
   [
     SD_OP_ENABLE_RECOVER,
     {
-      name: 'ENABLE_RECOVER',
       kind: 'cluster',
       main: (s) => {
         s.settings.disableRecovery = false
@@ -550,7 +524,6 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [
     SD_OP_DISABLE_RECOVER,
     {
-      name: 'DISABLE_RECOVER',
       kind: 'cluster',
       main: (s) => {
         s.settings.disableRecovery = true
@@ -561,7 +534,6 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [
     SD_OP_FORCE_RECOVER,
     {
-      name: 'FORCE_RECOVER',
       kind: 'cluster',
       force: true,
       work: forceRecoverWork,
@@ -575,7 +547,6 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [
     SD_OP_ALTER_CLUSTER_COPY,
     {
-      name: 'ALTER_CLUSTER_COPY',
       kind: 'cluster',
       main: async (s, m) => {
         const c = reqVariant(m.req, REQ_CLUSTER)
@@ -589,7 +560,6 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [
     SD_OP_REWEIGHT,
     {
-      name: 'REWEIGHT',
       kind: 'cluster',
       main: (s) => {
         s.reweight()
@@ -600,7 +570,6 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [
     SD_OP_CLEANUP,
     {
-      name: 'CLEANUP',
       kind: 'cluster',
       force: true,
       main: async (s) => {
@@ -610,14 +579,13 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
       },
     },
   ],
-  [SD_OP_REPAIR_REPLICA, { name: 'REPAIR_REPLICA', kind: 'local', handler: repairReplica }],
-  [SD_OP_OIDS_EXIST, { name: 'OIDS_EXIST', kind: 'local', force: true, handler: oidsExist }],
-  [SD_OP_STAT, { name: 'STAT', kind: 'local', handler: (s) => reply(SD_RES_SUCCESS, encodeSdStat(s.stats)) }],
-  [SD_OP_SET_VNODES, { name: 'SET_VNODES', kind: 'local', handler: setVnodes }],
+  [SD_OP_REPAIR_REPLICA, { kind: 'local', handler: repairReplica }],
+  [SD_OP_OIDS_EXIST, { kind: 'local', force: true, handler: oidsExist }],
+  [SD_OP_STAT, { kind: 'local', handler: (s) => reply(SD_RES_SUCCESS, encodeSdStat(s.stats)) }],
+  [SD_OP_SET_VNODES, { kind: 'local', handler: setVnodes }],
   [
     SD_OP_GET_VNODES,
     {
-      name: 'GET_VNODES',
       kind: 'local',
       handler: (s) => {
         const b = Buffer.alloc(4)
@@ -629,7 +597,6 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [
     SD_OP_GET_LOGLEVEL,
     {
-      name: 'GET_LOGLEVEL',
       kind: 'local',
       force: true,
       handler: (s, req) => {
@@ -643,7 +610,6 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [
     SD_OP_SET_LOGLEVEL,
     {
-      name: 'SET_LOGLEVEL',
       kind: 'local',
       force: true,
       handler: (s, _req, data) => {
