@@ -1,6 +1,6 @@
 // The 48-byte request and response headers with every op-specific variant (wire-protocol.md
 // §2–3), and the validator that says why a request header is unacceptable (§1.2, limits).
-import { type Fields, type Layout, readFields, writeFields } from './layout.js'
+import { type Fields, type Layout, checkLayout, readFields, writeFields } from './layout.js'
 import {
   SD_FLAG_CMD_PIGGYBACK,
   SD_FLAG_CMD_WRITE,
@@ -11,6 +11,9 @@ import {
   SD_RES_VER_MISMATCH,
   SD_SHEEP_PROTO_VER,
 } from './proto.js'
+
+/** Bytes of the fields common to every request and response header; the variants follow. */
+export const COMMON_HEADER_SIZE = 16
 
 /** Fields common to every request and response header (offsets 0..15). */
 export const COMMON_HEADER = {
@@ -101,6 +104,26 @@ export const RSP_CLUSTER_DEFAULT = {
   copyPolicy: [21, 'u8'],
   blockSizeShift: [22, 'u8'],
 } as const satisfies Layout
+
+checkLayout('COMMON_HEADER', COMMON_HEADER, COMMON_HEADER_SIZE)
+for (const [name, variant] of Object.entries({
+  REQ_OBJ,
+  REQ_VDI,
+  REQ_CLUSTER,
+  REQ_VDI_STATE,
+  REQ_REF,
+  REQ_FORW,
+  REQ_VDI_STATE_CHECKPOINT,
+  REQ_INODE_COHERENCE,
+  RSP_RESULT,
+  RSP_OBJ,
+  RSP_VDI,
+  RSP_NODE,
+  RSP_HASH,
+  RSP_CLUSTER_DEFAULT,
+})) {
+  checkLayout(name, variant, SD_HEADER_SIZE, COMMON_HEADER_SIZE)
+}
 
 export type CommonHeader = Fields<typeof COMMON_HEADER>
 

@@ -1,7 +1,7 @@
 // The inode (sd_inode, 12 587 576 bytes): its header, the data_vdi_id index and the gref array
 // (wire-protocol.md §12.1). Callers read and write only the parts an operation needs, so the
 // codec works on the header alone, or on a slice of the index.
-import { type Fields, type Layout, readFields, writeFields } from './layout.js'
+import { type Fields, type Layout, checkLayout, readFields, writeFields } from './layout.js'
 import { MAX_DATA_OBJS, OLD_SD_INODE_SIZE, SD_INODE_DATA_INDEX_SIZE, SD_INODE_HEADER_SIZE, inodeGrefOffset, inodeIndexOffset } from './oid.js'
 
 export { SD_INODE_SIZE, SD_INODE_HEADER_SIZE, OLD_SD_INODE_SIZE } from './oid.js'
@@ -99,3 +99,5 @@ export function u32le(value: number): Buffer {
   b.writeUInt32LE(value >>> 0)
   return b
 }
+
+checkLayout('INODE_HEADER', INODE_HEADER, SD_INODE_HEADER_SIZE)

@@ -20,6 +20,31 @@ type ValueOf<S> = S extends readonly [number, 'u64']
 
 export type Fields<L extends Layout> = { -readonly [K in keyof L]: ValueOf<L[K]> }
 
+const SCALAR_BYTES: Record<ScalarType, number> = { u8: 1, u16: 2, i16: 2, u32: 4, i32: 4, u64: 8 }
+
+/** Bytes a field takes. */
+export function fieldBytes(spec: FieldSpec): number {
+  return spec[1] === 'bytes' || spec[1] === 'string' ? spec[2] : SCALAR_BYTES[spec[1]]
+}
+
+/**
+ * Asserts, when a layout is declared, that its fields do not overlap and lie inside
+ * [from, size): a typo in an offset is a crash at load, not a silently corrupted frame.
+ */
+export function checkLayout(name: string, layout: Layout, size = Number.POSITIVE_INFINITY, from = 0): void {
+  const spans = Object.entries(layout)
+    .map(([key, spec]) => ({ key, start: spec[0], end: spec[0] + fieldBytes(spec) }))
+    .sort((a, b) => a.start - b.start)
+  for (let i = 0; i < spans.length; i++) {
+    const f = spans[i]
+    if (!Number.isInteger(f.start) || f.start < from || f.end > size) {
+      throw new Error(`invariant violated: ${name}.${f.key} [${f.start}, ${f.end}) is outside [${from}, ${size})`)
+    }
+    const next = spans[i + 1]
+    if (next && next.start < f.end) throw new Error(`invariant violated: ${name}.${f.key} and ${name}.${next.key} overlap`)
+  }
+}
+
 export function readFields<L extends Layout>(buf: Buffer, layout: L, base = 0): Fields<L> {
   const out: Record<string, unknown> = {}
   for (const key in layout) {

@@ -1,7 +1,7 @@
 // Payload structures of the wire protocol and the on-disk files that share their layout:
 // node_id / sd_node, cluster_info, epoch_log, vdi_state, the config file, the vdi attribute and
 // the small fixed records (wire-protocol.md §7, §12.9; behaviour.md §12.2).
-import { type Fields, type Layout, readFields, writeFields } from './layout.js'
+import { type Fields, type Layout, checkLayout, readFields, writeFields } from './layout.js'
 import { addrToString, parseAddr } from './addr.js'
 import { SD_MAX_NODES } from './proto.js'
 
@@ -301,3 +301,13 @@ export function decodeSdStat(buf: Buffer): SdStat {
   })
   return out
 }
+
+checkLayout('SD_NODE', SD_NODE, SD_NODE_SIZE)
+checkLayout('NODE_ID', NODE_ID, SD_NODE_ID_SIZE)
+checkLayout('CLUSTER_INFO', CLUSTER_INFO, CLUSTER_INFO_HEADER_SIZE)
+checkLayout('EPOCH_LOG', EPOCH_LOG, EPOCH_LOG_HEADER_SIZE)
+checkLayout('VDI_STATE', VDI_STATE, VDI_STATE_SIZE)
+checkLayout('CONFIG_FILE', CONFIG_FILE, CONFIG_FILE_SIZE)
+checkLayout('VDI_ATTR', VDI_ATTR, VDI_ATTR_SIZE)
+checkLayout('RECOVERY_STATE', RECOVERY_STATE, RECOVERY_STATE_SIZE)
+checkLayout('RECOVERY_THROTTLING', RECOVERY_THROTTLING, RECOVERY_THROTTLING_SIZE)
