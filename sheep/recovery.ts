@@ -7,6 +7,7 @@
 // not yet recovered are parked and the object is recovered at once, out of order. A newer epoch
 // supersedes a running recovery. When every member has finished an epoch, stale copies are
 // dropped — never while an object could not be recovered.
+import { type Deferred, deferred } from '../lib/async.js'
 import { REQ_OBJ } from '../lib/codec.js'
 import { oidToVid } from '../lib/oid.js'
 import {
@@ -51,10 +52,7 @@ export interface Throttle {
   intervalMs: number
 }
 
-interface Parked {
-  promise: Promise<void>
-  resolve: () => void
-}
+type Parked = Deferred
 
 export class Recovery {
   private run = 0
@@ -76,7 +74,7 @@ export class Recovery {
   /** The store's moves into each epoch (stale area), one after another; peer ops wait for them. */
   private storeMoves: Promise<void> = Promise.resolve()
   /** Resolved when the running recovery has its work list (or is superseded or over). */
-  private listBuilt = newParked()
+  private listBuilt = deferred()
   /** Objects of the running run that could not be recovered yet (tried again, then reported). */
   private failed = new Set<bigint>()
 
@@ -97,7 +95,7 @@ export class Recovery {
     this.running = true
     this.state = RECOVERY_STATE_PREPARING
     this.listBuilt.resolve()
-    this.listBuilt = newParked()
+    this.listBuilt = deferred()
     // what this node no longer holds goes to the stale area, named with the last epoch it held
     // it: the previous one when the epoch was lifted, else this one (e.g. fewer copies)
     const ring = this.sheep.ring
@@ -183,7 +181,7 @@ export class Recovery {
           this.parked.delete(oid)
           p.resolve()
         }
-      for (const oid of todo) if (!this.parked.has(oid)) this.parked.set(oid, newParked())
+      for (const oid of todo) if (!this.parked.has(oid)) this.parked.set(oid, deferred())
       this.todo = todo
       this.next = 0
       this.nrFinished = 0
@@ -420,12 +418,4 @@ export class Recovery {
 
 function oidText(oid: bigint): string {
   return oid.toString(16).padStart(16, '0')
-}
-
-function newParked(): Parked {
-  let resolve!: () => void
-  const promise = new Promise<void>((r) => {
-    resolve = r
-  })
-  return { promise, resolve }
 }

@@ -3,6 +3,7 @@
 // the reference the inode held: an exclusive reference (gref {0, 0}) removes the object at once;
 // a shared one goes to the object's ledger (DECREF), and the object is removed when its ledger
 // sums to zero. Nothing that a live VDI still reads is removed; nothing unreferenced is kept.
+import { KeyedQueue } from '../lib/async.js'
 import { resultOfError } from '../lib/errors.js'
 import { REQ_REF, type SdRequest, reqVariant } from '../lib/codec.js'
 import { SD_INODE_HEADER_SIZE, SD_INODE_INDEX_SIZE, grefOffset, indexOffset } from '../lib/inode.js'
@@ -73,7 +74,7 @@ async function dropReference(sheep: Sheep, dataOid: bigint, generation: number, 
 }
 
 /** Ledger updates of one object, applied one after another on this node. */
-const ledgerLocks = new Map<bigint, Promise<unknown>>()
+const ledgerUpdates = new KeyedQueue<bigint>()
 
 /**
  * DECREF_PEER on a ledger replica: ledger[g] -= 1, ledger[g+1] += count; when every counter is
@@ -82,8 +83,7 @@ const ledgerLocks = new Map<bigint, Promise<unknown>>()
 export function decrefPeer(sheep: Sheep, req: SdRequest): Promise<OpReply> {
   const ref = reqVariant(req, REQ_REF)
   const ledgerOid = ref.oid
-  const before = ledgerLocks.get(ledgerOid) ?? Promise.resolve()
-  const run = before.then(async () => {
+  return ledgerUpdates.run(ledgerOid, async () => {
     const stored = await sheep.store.read(ledgerOid, 0, SD_LEDGER_OBJ_SIZE)
     const ledger = typeof stored === 'number' ? Buffer.alloc(SD_LEDGER_OBJ_SIZE) : stored
     if (typeof stored === 'number') ledger.writeInt32LE(1, 0) // the owner's own reference
@@ -100,10 +100,4 @@ export function decrefPeer(sheep: Sheep, req: SdRequest): Promise<OpReply> {
     if (holders.length > 0 && sheep.isSelf(holders[0])) await dropReference(sheep, dataOid, 0, 0)
     return reply(SD_RES_SUCCESS)
   })
-  const tail = run.catch(() => undefined)
-  ledgerLocks.set(ledgerOid, tail)
-  void tail.then(() => {
-    if (ledgerLocks.get(ledgerOid) === tail) ledgerLocks.delete(ledgerOid)
-  })
-  return run
 }

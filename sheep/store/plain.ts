@@ -4,6 +4,7 @@
 // `<oid16>.<n>.tmp` files of their own the same way. Writes are made durable (fdatasync, and the
 // directory fsync'd after a create) unless nosync. Mutations of one object are serialised; reads
 // are not, except recovery reads, which queue behind the mutations accepted before them.
+import { GroupRun, KeyedQueue } from '../../lib/async.js'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import fsp from 'node:fs/promises'
@@ -32,14 +33,14 @@ export class PlainStore implements StoreDriver {
   private readonly sizes = new Map<bigint, number>()
   /** oid → epochs of its stale copies. */
   private readonly stale = new Map<bigint, number[]>()
-  private readonly locks = new Map<bigint, Promise<unknown>>()
+  private readonly mutations = new KeyedQueue<bigint>()
   private used = 0n
-  private readonly dirSync: GroupSync
+  private readonly dirSync: GroupRun
   /** Numbers the temporary files of staged creates (one sheep per directory: unique enough). */
   private stagedCount = 0
 
   constructor(private readonly opts: PlainStoreOptions) {
-    this.dirSync = new GroupSync(() => syncDir(opts.dir))
+    this.dirSync = new GroupRun(() => syncDir(opts.dir))
   }
 
   get dir(): string {
@@ -166,7 +167,7 @@ export class PlainStore implements StoreDriver {
         await fh.close()
       }
       await fsp.rename(tmp, final)
-      if (!this.opts.nosync) await this.dirSync.sync()
+      if (!this.opts.nosync) await this.dirSync.run()
       this.track(w.oid, size)
       return SD_RES_SUCCESS
     })
@@ -222,7 +223,7 @@ export class PlainStore implements StoreDriver {
             await fsp.rm(tmp, { force: true })
             throw e
           }
-          if (!this.opts.nosync) await this.dirSync.sync()
+          if (!this.opts.nosync) await this.dirSync.run()
           this.track(oid, objectSize)
           return SD_RES_SUCCESS
         })
@@ -290,16 +291,9 @@ export class PlainStore implements StoreDriver {
     this.sizes.delete(oid)
   }
 
-  /** Runs mutations of one object one after another, in arrival order. */
+  /** Runs mutations of one object one after another, in arrival order (queued synchronously). */
   private serialise<T>(oid: bigint, work: () => Promise<T>): Promise<T> {
-    const before = this.locks.get(oid) ?? Promise.resolve()
-    const run = before.then(work, work)
-    const tail = run.catch(() => undefined)
-    this.locks.set(oid, tail)
-    void tail.then(() => {
-      if (this.locks.get(oid) === tail) this.locks.delete(oid)
-    })
-    return run
+    return this.mutations.run(oid, work)
   }
 }
 
@@ -353,36 +347,6 @@ async function writeSparse(fh: fsp.FileHandle, data: Buffer, offset: number): Pr
     }
   }
   if (runStart >= 0) await writeAll(fh, data.subarray(runStart), offset + runStart)
-}
-
-/**
- * Group commit of one fsync: callers that arrive while a sync runs share the next one, so many
- * concurrent creates cost a couple of directory fsyncs instead of one each — and each caller
- * still returns only after a sync that started after its own rename.
- */
-class GroupSync {
-  private running: Promise<void> | undefined
-  private next: Promise<void> | undefined
-
-  constructor(private readonly doSync: () => Promise<void>) {}
-
-  sync(): Promise<void> {
-    if (!this.running) {
-      this.running = this.doSync().finally(() => {
-        this.running = undefined
-      })
-      return this.running
-    }
-    if (!this.next) {
-      this.next = this.running
-        .catch(() => undefined)
-        .then(() => {
-          this.next = undefined
-          return this.sync()
-        })
-    }
-    return this.next
-  }
 }
 
 async function syncDir(dir: string): Promise<void> {

@@ -1,0 +1,102 @@
+// The concurrency primitives of lib/async.ts: deferred, KeyedQueue (per-key order, failures do
+// not block, keys go when idle, work queued synchronously), GroupRun (callers during a run share
+// the next one, which starts after it).
+import t from 'tap'
+import { type Deferred, GroupRun, KeyedQueue, deferred } from '../../lib/async.js'
+
+const tick = () => new Promise((r) => setImmediate(r))
+
+t.test('deferred resolves when told', async (t) => {
+  const d = deferred<number>()
+  let got = 0
+  void d.promise.then((v) => {
+    got = v
+  })
+  await tick()
+  t.equal(got, 0)
+  d.resolve(7)
+  await tick()
+  t.equal(got, 7)
+})
+
+t.test('KeyedQueue: one key in order, keys in parallel, failures do not block, idle keys go', async (t) => {
+  const q = new KeyedQueue<string>()
+  const log: string[] = []
+  const gateA = deferred()
+  const a1 = q.run('a', async () => {
+    await gateA.promise
+    log.push('a1')
+  })
+  const a2 = q.run('a', async () => {
+    log.push('a2')
+    throw new Error('boom')
+  })
+  const a3 = q.run('a', async () => {
+    log.push('a3')
+    return 3
+  })
+  const b1 = q.run('b', async () => {
+    log.push('b1')
+  })
+  await b1
+  await tick()
+  t.same(log, ['b1'], 'another key does not wait')
+  t.equal(q.size, 1, 'only the busy key is held')
+  gateA.resolve()
+  await a1
+  await t.rejects(a2, /boom/, 'a failure is the caller’s')
+  t.equal(await a3, 3, 'work behind a failure still runs')
+  t.same(log, ['b1', 'a1', 'a2', 'a3'], 'one key in the order queued')
+  await tick()
+  t.equal(q.size, 0, 'idle keys take no memory')
+})
+
+t.test('KeyedQueue: randomized order check against a model', async (t) => {
+  const q = new KeyedQueue<number>()
+  const seen = new Map<number, number[]>()
+  const jobs: Array<Promise<unknown>> = []
+  let seed = 42
+  const rnd = (n: number) => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
+    return seed % n
+  }
+  for (let i = 0; i < 400; i++) {
+    const key = rnd(5)
+    jobs.push(
+      q.run(key, async () => {
+        for (let k = rnd(3); k > 0; k--) await tick()
+        seen.set(key, [...(seen.get(key) ?? []), i])
+      }),
+    )
+  }
+  await Promise.all(jobs)
+  for (const [key, order] of seen)
+    t.same(
+      order,
+      [...order].sort((x, y) => x - y),
+      `key ${key} ran in queue order`,
+    )
+})
+
+t.test('GroupRun: callers during a run share the next one', async (t) => {
+  let runs = 0
+  const gates: Deferred[] = []
+  const group = new GroupRun(async () => {
+    runs++
+    const g = deferred()
+    gates.push(g)
+    await g.promise
+  })
+  const first = group.run()
+  const second = group.run()
+  const third = group.run()
+  t.equal(second, third, 'callers during a run share one promise')
+  t.equal(runs, 1)
+  gates[0].resolve()
+  await first
+  await tick()
+  t.equal(runs, 2, 'the next run starts after the first')
+  gates[1].resolve()
+  await second
+  t.equal(runs, 2, 'and serves every caller that waited')
+})
