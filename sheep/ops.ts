@@ -285,6 +285,192 @@ async function discardObj(sheep: Sheep, req: SdRequest): Promise<OpReply> {
 const peer: OpDef = { kind: 'peer', handler: handlePeerRequest }
 
 /** The op table. */
+// ---- handlers and main phases of the ops below, named after their op -------------------------
+
+const newVdiOpMain: ClusterOpMain = (s, m) => newVdiMain(s, m.rsp.result, m.data)
+
+const lockVdiMain: ClusterOpMain = (s, m) => {
+  if (m.rsp.result !== SD_RES_SUCCESS || !m.data || !(s.settings.flags & SD_CLUSTER_FLAG_USE_LOCK)) return m.rsp.result
+  return lockMain(s, unpackMessage<{ vid: number }>(m.data).vid, nodeIdOf(m.sender), reqVariant(m.req, REQ_VDI).type)
+}
+
+const releaseVdiMain: ClusterOpMain = (s, m) => {
+  if (!(s.settings.flags & SD_CLUSTER_FLAG_USE_LOCK)) return SD_RES_SUCCESS
+  const v = reqVariant(m.req, REQ_VDI)
+  return unlockMain(s, v.baseVdiId, nodeIdOf(m.sender), v.type)
+}
+
+const inodeCoherenceOpMain: ClusterOpMain = (s, m) => {
+  const c = reqVariant(m.req, REQ_INODE_COHERENCE)
+  return inodeCoherenceMain(s, c.vid, c.validate !== 0, nodeIdOf(m.sender))
+}
+
+const notifyVdiAddMain: ClusterOpMain = (s, m) => {
+  const v = reqVariant(m.req, REQ_VDI_STATE)
+  const old = s.vdis.get(v.newVid)
+  s.vdis.add({
+    vid: v.newVid,
+    nrCopies: v.copies,
+    copyPolicy: v.copyPolicy,
+    blockSizeShift: v.blockSizeShift,
+    snapshot: old?.snapshot ?? false,
+    deleted: false,
+    parentVid: v.oldVid,
+  })
+  if (!v.setBitmap && !old) s.vdis.inUse.clear(v.newVid)
+  return SD_RES_SUCCESS
+}
+
+const alterVdiCopyMain: ClusterOpMain = (s, m) => {
+  const v = reqVariant(m.req, REQ_VDI_STATE)
+  const state = s.vdis.get(v.newVid)
+  if (!state) return SD_RES_NO_VDI
+  if (v.copyPolicy !== 0 || v.copies < 1 || v.copies > SD_MAX_COPIES) return SD_RES_INVALID_PARMS
+  state.nrCopies = v.copies
+  // objects that need more replicas now are recovered without an epoch change
+  s.recovery.start(false)
+  return SD_RES_SUCCESS
+}
+
+const delVdiOpMain: ClusterOpMain = (s, m) => delVdiMain(s, m.rsp.result, m.data)
+
+const readVdisHandler: OpHandler = (s, req) => readBitmap(s.vdis.inUse.bytes, req)
+
+const readDelVdisHandler: OpHandler = (s, req) => readBitmap(s.vdis.deleted.bytes, req)
+
+const flushVdiHandler: OpHandler = () => reply(SD_RES_INVALID_PARMS)
+
+const flushDelCacheHandler: OpHandler = () => reply(SD_RES_SUCCESS)
+
+const getClusterDefaultHandler: OpHandler = (s) =>
+  reply(SD_RES_SUCCESS, undefined, RSP_CLUSTER_DEFAULT, {
+    nrCopies: s.settings.nrCopies,
+    copyPolicy: s.settings.copyPolicy,
+    blockSizeShift: s.settings.blockSizeShift,
+  })
+
+const getNodeListHandler: OpHandler = (s, req) => {
+  const data = encodeNodes(s.members)
+  if (data.length > req.dataLength) return reply(SD_RES_BUFFER_SMALL)
+  return reply(SD_RES_SUCCESS, data, RSP_NODE, { nrNodes: s.members.length })
+}
+
+const shutdownMain: ClusterOpMain = async (s) => {
+  await s.shutdown()
+  return SD_RES_SUCCESS
+}
+
+const statSheepHandler: OpHandler = (s) => {
+  const size = s.gateway ? 0n : s.space
+  const used = s.store.usedBytes()
+  return reply(SD_RES_SUCCESS, undefined, RSP_NODE, { storeSize: size, storeFree: size > used ? size - used : 0n })
+}
+
+const getStoreListHandler: OpHandler = (_s, req) => {
+  const data = Buffer.from(STORE_NAMES.map((n) => `${n} `).join(''))
+  return data.length > req.dataLength ? reply(SD_RES_BUFFER_SMALL) : reply(SD_RES_SUCCESS, data)
+}
+
+const killNodeHandler: OpHandler = (s) => {
+  setImmediate(() => s.kill())
+  return reply(SD_RES_SUCCESS)
+}
+
+const getVdiCopiesHandler: OpHandler = (s, req) => {
+  const data = s.vdis.encode(req.dataLength)
+  return data ? reply(SD_RES_SUCCESS, data) : reply(SD_RES_BUFFER_SMALL)
+}
+
+const existHandler: OpHandler = (s, req) => reply(s.store.exists(reqVariant(req, REQ_OBJ).oid) ? SD_RES_SUCCESS : SD_RES_NO_OBJ)
+
+const getObjListHandler: OpHandler = (s, req) => {
+  // stale copies count: an object whose current holders all lack it must still be found
+  const list = [...new Set(s.store.list().concat(s.store.listStale()))]
+  if (list.length * 8 > req.dataLength) return reply(SD_RES_BUFFER_SMALL)
+  const buf = Buffer.alloc(list.length * 8)
+  list.forEach((oid, i) => {
+    buf.writeBigUInt64LE(oid, i * 8)
+  })
+  return reply(SD_RES_SUCCESS, buf)
+}
+
+const getEpochHandler: OpHandler = (s, req) => {
+  const raw = s.epochs.readRaw(reqVariant(req, REQ_OBJ).tgtEpoch)
+  if (!raw) return reply(SD_RES_NO_TAG)
+  return raw.length > req.dataLength ? reply(SD_RES_BUFFER_SMALL) : reply(SD_RES_SUCCESS, raw)
+}
+
+const getHashHandler: OpHandler = async (s, req) => {
+  const digest = await s.store.sha1(reqVariant(req, REQ_OBJ).oid)
+  return typeof digest === 'number' ? reply(digest) : reply(SD_RES_SUCCESS, undefined, RSP_HASH, { digest })
+}
+
+const completeRecoveryMain: ClusterOpMain = async (s, m) => {
+  if (m.data && m.data.length >= SD_NODE_SIZE) await s.recovery.completed_(reqVariant(m.req, REQ_OBJ).tgtEpoch, decodeNode(m.data))
+  return SD_RES_SUCCESS
+}
+
+const setRecoveryHandler: OpHandler = (s, _req, data) => setRecoveryThrottle(s, data)
+
+const enableRecoverMain: ClusterOpMain = (s) => {
+  s.settings.disableRecovery = false
+  s.recovery.resume()
+  return SD_RES_SUCCESS
+}
+
+const disableRecoverMain: ClusterOpMain = (s) => {
+  s.settings.disableRecovery = true
+  return SD_RES_SUCCESS
+}
+
+const forceRecoverMain: ClusterOpMain = async (s, m) => {
+  if (m.rsp.result !== SD_RES_SUCCESS) return m.rsp.result
+  await s.forceRecover()
+  return SD_RES_SUCCESS
+}
+
+const alterClusterCopyMain: ClusterOpMain = async (s, m) => {
+  const c = reqVariant(m.req, REQ_CLUSTER)
+  if (c.copyPolicy !== 0 || c.copies < 1 || c.copies > SD_MAX_COPIES) return SD_RES_INVALID_PARMS
+  s.settings.nrCopies = c.copies
+  await s.saveConfig()
+  return SD_RES_SUCCESS
+}
+
+const reweightMain: ClusterOpMain = (s) => {
+  s.reweight()
+  return SD_RES_SUCCESS
+}
+
+const cleanupMain: ClusterOpMain = async (s) => {
+  if (s.recovery.running) return SD_RES_NODE_IN_RECOVERY
+  if (!s.gateway) await s.store.purgeStale()
+  return SD_RES_SUCCESS
+}
+
+const statHandler: OpHandler = (s) => reply(SD_RES_SUCCESS, encodeSdStat(s.stats))
+
+const getVnodesHandler: OpHandler = (s) => {
+  const b = Buffer.alloc(4)
+  b.writeInt32LE(s.self.nrVnodes)
+  return reply(SD_RES_SUCCESS, b)
+}
+
+const getLoglevelHandler: OpHandler = (s, req) => {
+  if (req.dataLength < 4) return reply(SD_RES_INVALID_PARMS)
+  const b = Buffer.alloc(4)
+  b.writeInt32LE(s.logLevel)
+  return reply(SD_RES_SUCCESS, b)
+}
+
+const setLoglevelHandler: OpHandler = (s, _req, data) => {
+  const level = data && data.length >= 4 ? data.readInt32LE(0) : -1
+  if (level < 0 || level >= LOG_LEVEL_NAMES.length) return reply(SD_RES_INVALID_PARMS)
+  s.logLevel = level
+  s.log.level = sdLevelToPino(level)
+  return reply(SD_RES_SUCCESS)
+}
+
 export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [SD_OP_CREATE_AND_WRITE_OBJ, { kind: 'gateway', handler: gatewayCreateAndWriteObj }],
   [SD_OP_READ_OBJ, { kind: 'gateway', handler: gatewayReadObj }],
@@ -297,330 +483,50 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [SD_OP_WRITE_PEER, peer],
   [SD_OP_REMOVE_PEER, peer],
   [SD_OP_DISCARD_OBJ, { kind: 'local', handler: discardObj }],
-  [SD_OP_NEW_VDI, { kind: 'cluster', work: newVdiWork, main: (s, m) => newVdiMain(s, m.rsp.result, m.data) }],
+  [SD_OP_NEW_VDI, { kind: 'cluster', work: newVdiWork, main: newVdiOpMain }],
   [SD_OP_GET_VDI_INFO, { kind: 'cluster', work: getVdiInfoWork }],
-  [
-    SD_OP_LOCK_VDI,
-    {
-      kind: 'cluster',
-      work: getVdiInfoWork,
-      main: (s, m) => {
-        if (m.rsp.result !== SD_RES_SUCCESS || !m.data || !(s.settings.flags & SD_CLUSTER_FLAG_USE_LOCK)) return m.rsp.result
-        return lockMain(s, unpackMessage<{ vid: number }>(m.data).vid, nodeIdOf(m.sender), reqVariant(m.req, REQ_VDI).type)
-      },
-    },
-  ],
-  [
-    SD_OP_RELEASE_VDI,
-    {
-      kind: 'cluster',
-      main: (s, m) => {
-        if (!(s.settings.flags & SD_CLUSTER_FLAG_USE_LOCK)) return SD_RES_SUCCESS
-        const v = reqVariant(m.req, REQ_VDI)
-        return unlockMain(s, v.baseVdiId, nodeIdOf(m.sender), v.type)
-      },
-    },
-  ],
-  [
-    SD_OP_INODE_COHERENCE,
-    {
-      kind: 'cluster',
-      main: (s, m) => {
-        const c = reqVariant(m.req, REQ_INODE_COHERENCE)
-        return inodeCoherenceMain(s, c.vid, c.validate !== 0, nodeIdOf(m.sender))
-      },
-    },
-  ],
+  [SD_OP_LOCK_VDI, { kind: 'cluster', work: getVdiInfoWork, main: lockVdiMain }],
+  [SD_OP_RELEASE_VDI, { kind: 'cluster', main: releaseVdiMain }],
+  [SD_OP_INODE_COHERENCE, { kind: 'cluster', main: inodeCoherenceOpMain }],
   [SD_OP_GET_VDI_ATTR, { kind: 'cluster', work: getVdiAttrWork }],
-  [
-    SD_OP_NOTIFY_VDI_ADD,
-    {
-      kind: 'cluster',
-      force: true,
-      main: (s, m) => {
-        const v = reqVariant(m.req, REQ_VDI_STATE)
-        const old = s.vdis.get(v.newVid)
-        s.vdis.add({
-          vid: v.newVid,
-          nrCopies: v.copies,
-          copyPolicy: v.copyPolicy,
-          blockSizeShift: v.blockSizeShift,
-          snapshot: old?.snapshot ?? false,
-          deleted: false,
-          parentVid: v.oldVid,
-        })
-        if (!v.setBitmap && !old) s.vdis.inUse.clear(v.newVid)
-        return SD_RES_SUCCESS
-      },
-    },
-  ],
-  [
-    SD_OP_ALTER_VDI_COPY,
-    {
-      kind: 'cluster',
-      main: (s, m) => {
-        const v = reqVariant(m.req, REQ_VDI_STATE)
-        const state = s.vdis.get(v.newVid)
-        if (!state) return SD_RES_NO_VDI
-        if (v.copyPolicy !== 0 || v.copies < 1 || v.copies > SD_MAX_COPIES) return SD_RES_INVALID_PARMS
-        state.nrCopies = v.copies
-        // objects that need more replicas now are recovered without an epoch change
-        s.recovery.start(false)
-        return SD_RES_SUCCESS
-      },
-    },
-  ],
-  [SD_OP_DEL_VDI, { kind: 'cluster', work: delVdiWork, main: (s, m) => delVdiMain(s, m.rsp.result, m.data) }],
-  [SD_OP_READ_VDIS, { kind: 'local', force: true, handler: (s, req) => readBitmap(s.vdis.inUse.bytes, req) }],
-  [SD_OP_READ_DEL_VDIS, { kind: 'local', force: true, handler: (s, req) => readBitmap(s.vdis.deleted.bytes, req) }],
-  [SD_OP_FLUSH_VDI, { kind: 'local', handler: () => reply(SD_RES_INVALID_PARMS) }],
-  [SD_OP_FLUSH_DEL_CACHE, { kind: 'local', handler: () => reply(SD_RES_SUCCESS) }],
-  [
-    SD_OP_GET_CLUSTER_DEFAULT,
-    {
-      kind: 'local',
-      force: true,
-      handler: (s) =>
-        reply(SD_RES_SUCCESS, undefined, RSP_CLUSTER_DEFAULT, {
-          nrCopies: s.settings.nrCopies,
-          copyPolicy: s.settings.copyPolicy,
-          blockSizeShift: s.settings.blockSizeShift,
-        }),
-    },
-  ],
-  [
-    SD_OP_GET_NODE_LIST,
-    {
-      kind: 'local',
-      force: true,
-      handler: (s, req) => {
-        const data = encodeNodes(s.members)
-        if (data.length > req.dataLength) return reply(SD_RES_BUFFER_SMALL)
-        return reply(SD_RES_SUCCESS, data, RSP_NODE, { nrNodes: s.members.length })
-      },
-    },
-  ],
+  [SD_OP_NOTIFY_VDI_ADD, { kind: 'cluster', force: true, main: notifyVdiAddMain }],
+  [SD_OP_ALTER_VDI_COPY, { kind: 'cluster', main: alterVdiCopyMain }],
+  [SD_OP_DEL_VDI, { kind: 'cluster', work: delVdiWork, main: delVdiOpMain }],
+  [SD_OP_READ_VDIS, { kind: 'local', force: true, handler: readVdisHandler }],
+  [SD_OP_READ_DEL_VDIS, { kind: 'local', force: true, handler: readDelVdisHandler }],
+  [SD_OP_FLUSH_VDI, { kind: 'local', handler: flushVdiHandler }],
+  [SD_OP_FLUSH_DEL_CACHE, { kind: 'local', handler: flushDelCacheHandler }],
+  [SD_OP_GET_CLUSTER_DEFAULT, { kind: 'local', force: true, handler: getClusterDefaultHandler }],
+  [SD_OP_GET_NODE_LIST, { kind: 'local', force: true, handler: getNodeListHandler }],
   [SD_OP_MAKE_FS, { kind: 'cluster', force: true, main: makeFsMain }],
-  [
-    SD_OP_SHUTDOWN,
-    {
-      kind: 'cluster',
-      force: true,
-      main: async (s) => {
-        await s.shutdown()
-        return SD_RES_SUCCESS
-      },
-    },
-  ],
-  [
-    SD_OP_STAT_SHEEP,
-    {
-      kind: 'local',
-      handler: (s) => {
-        const size = s.gateway ? 0n : s.space
-        const used = s.store.usedBytes()
-        return reply(SD_RES_SUCCESS, undefined, RSP_NODE, { storeSize: size, storeFree: size > used ? size - used : 0n })
-      },
-    },
-  ],
+  [SD_OP_SHUTDOWN, { kind: 'cluster', force: true, main: shutdownMain }],
+  [SD_OP_STAT_SHEEP, { kind: 'local', handler: statSheepHandler }],
   [SD_OP_STAT_CLUSTER, { kind: 'local', force: true, handler: statCluster }],
   [SD_OP_CLUSTER_INFO, { kind: 'local', force: true, handler: clusterInfo }],
-  [
-    SD_OP_GET_STORE_LIST,
-    {
-      kind: 'local',
-      force: true,
-      handler: (_s, req) => {
-        const data = Buffer.from(STORE_NAMES.map((n) => `${n} `).join(''))
-        return data.length > req.dataLength ? reply(SD_RES_BUFFER_SMALL) : reply(SD_RES_SUCCESS, data)
-      },
-    },
-  ],
-  [
-    SD_OP_KILL_NODE,
-    {
-      kind: 'local',
-      force: true,
-      handler: (s) => {
-        setImmediate(() => s.kill())
-        return reply(SD_RES_SUCCESS)
-      },
-    },
-  ],
-  [
-    SD_OP_GET_VDI_COPIES,
-    {
-      kind: 'local',
-      force: true,
-      handler: (s, req) => {
-        const data = s.vdis.encode(req.dataLength)
-        return data ? reply(SD_RES_SUCCESS, data) : reply(SD_RES_BUFFER_SMALL)
-      },
-    },
-  ],
-  [SD_OP_EXIST, { kind: 'local', force: true, handler: (s, req) => reply(s.store.exists(reqVariant(req, REQ_OBJ).oid) ? SD_RES_SUCCESS : SD_RES_NO_OBJ) }],
-  [
-    SD_OP_GET_OBJ_LIST,
-    {
-      kind: 'local',
-      handler: (s, req) => {
-        // stale copies count: an object whose current holders all lack it must still be found
-        const list = [...new Set(s.store.list().concat(s.store.listStale()))]
-        if (list.length * 8 > req.dataLength) return reply(SD_RES_BUFFER_SMALL)
-        const buf = Buffer.alloc(list.length * 8)
-        list.forEach((oid, i) => {
-          buf.writeBigUInt64LE(oid, i * 8)
-        })
-        return reply(SD_RES_SUCCESS, buf)
-      },
-    },
-  ],
-  [
-    SD_OP_GET_EPOCH,
-    {
-      kind: 'local',
-      handler: (s, req) => {
-        const raw = s.epochs.readRaw(reqVariant(req, REQ_OBJ).tgtEpoch)
-        if (!raw) return reply(SD_RES_NO_TAG)
-        return raw.length > req.dataLength ? reply(SD_RES_BUFFER_SMALL) : reply(SD_RES_SUCCESS, raw)
-      },
-    },
-  ],
-  [
-    SD_OP_GET_HASH,
-    {
-      kind: 'local',
-      handler: async (s, req) => {
-        const digest = await s.store.sha1(reqVariant(req, REQ_OBJ).oid)
-        return typeof digest === 'number' ? reply(digest) : reply(SD_RES_SUCCESS, undefined, RSP_HASH, { digest })
-      },
-    },
-  ],
-  [
-    SD_OP_COMPLETE_RECOVERY,
-    {
-      kind: 'cluster',
-      force: true,
-      main: async (s, m) => {
-        if (m.data && m.data.length >= SD_NODE_SIZE) await s.recovery.completed_(reqVariant(m.req, REQ_OBJ).tgtEpoch, decodeNode(m.data))
-        return SD_RES_SUCCESS
-      },
-    },
-  ],
+  [SD_OP_GET_STORE_LIST, { kind: 'local', force: true, handler: getStoreListHandler }],
+  [SD_OP_KILL_NODE, { kind: 'local', force: true, handler: killNodeHandler }],
+  [SD_OP_GET_VDI_COPIES, { kind: 'local', force: true, handler: getVdiCopiesHandler }],
+  [SD_OP_EXIST, { kind: 'local', force: true, handler: existHandler }],
+  [SD_OP_GET_OBJ_LIST, { kind: 'local', handler: getObjListHandler }],
+  [SD_OP_GET_EPOCH, { kind: 'local', handler: getEpochHandler }],
+  [SD_OP_GET_HASH, { kind: 'local', handler: getHashHandler }],
+  [SD_OP_COMPLETE_RECOVERY, { kind: 'cluster', force: true, main: completeRecoveryMain }],
   [SD_OP_STAT_RECOVERY, { kind: 'local', handler: statRecovery }],
   [SD_OP_GET_RECOVERY, { kind: 'local', force: true, handler: getRecoveryThrottle }],
-  [SD_OP_SET_RECOVERY, { kind: 'local', force: true, handler: (s, _req, data) => setRecoveryThrottle(s, data) }],
-  [
-    SD_OP_ENABLE_RECOVER,
-    {
-      kind: 'cluster',
-      main: (s) => {
-        s.settings.disableRecovery = false
-        s.recovery.resume()
-        return SD_RES_SUCCESS
-      },
-    },
-  ],
-  [
-    SD_OP_DISABLE_RECOVER,
-    {
-      kind: 'cluster',
-      main: (s) => {
-        s.settings.disableRecovery = true
-        return SD_RES_SUCCESS
-      },
-    },
-  ],
-  [
-    SD_OP_FORCE_RECOVER,
-    {
-      kind: 'cluster',
-      force: true,
-      work: forceRecoverWork,
-      main: async (s, m) => {
-        if (m.rsp.result !== SD_RES_SUCCESS) return m.rsp.result
-        await s.forceRecover()
-        return SD_RES_SUCCESS
-      },
-    },
-  ],
-  [
-    SD_OP_ALTER_CLUSTER_COPY,
-    {
-      kind: 'cluster',
-      main: async (s, m) => {
-        const c = reqVariant(m.req, REQ_CLUSTER)
-        if (c.copyPolicy !== 0 || c.copies < 1 || c.copies > SD_MAX_COPIES) return SD_RES_INVALID_PARMS
-        s.settings.nrCopies = c.copies
-        await s.saveConfig()
-        return SD_RES_SUCCESS
-      },
-    },
-  ],
-  [
-    SD_OP_REWEIGHT,
-    {
-      kind: 'cluster',
-      main: (s) => {
-        s.reweight()
-        return SD_RES_SUCCESS
-      },
-    },
-  ],
-  [
-    SD_OP_CLEANUP,
-    {
-      kind: 'cluster',
-      force: true,
-      main: async (s) => {
-        if (s.recovery.running) return SD_RES_NODE_IN_RECOVERY
-        if (!s.gateway) await s.store.purgeStale()
-        return SD_RES_SUCCESS
-      },
-    },
-  ],
+  [SD_OP_SET_RECOVERY, { kind: 'local', force: true, handler: setRecoveryHandler }],
+  [SD_OP_ENABLE_RECOVER, { kind: 'cluster', main: enableRecoverMain }],
+  [SD_OP_DISABLE_RECOVER, { kind: 'cluster', main: disableRecoverMain }],
+  [SD_OP_FORCE_RECOVER, { kind: 'cluster', force: true, work: forceRecoverWork, main: forceRecoverMain }],
+  [SD_OP_ALTER_CLUSTER_COPY, { kind: 'cluster', main: alterClusterCopyMain }],
+  [SD_OP_REWEIGHT, { kind: 'cluster', main: reweightMain }],
+  [SD_OP_CLEANUP, { kind: 'cluster', force: true, main: cleanupMain }],
   [SD_OP_REPAIR_REPLICA, { kind: 'local', handler: repairReplica }],
   [SD_OP_OIDS_EXIST, { kind: 'local', force: true, handler: oidsExist }],
-  [SD_OP_STAT, { kind: 'local', handler: (s) => reply(SD_RES_SUCCESS, encodeSdStat(s.stats)) }],
+  [SD_OP_STAT, { kind: 'local', handler: statHandler }],
   [SD_OP_SET_VNODES, { kind: 'local', handler: setVnodes }],
-  [
-    SD_OP_GET_VNODES,
-    {
-      kind: 'local',
-      handler: (s) => {
-        const b = Buffer.alloc(4)
-        b.writeInt32LE(s.self.nrVnodes)
-        return reply(SD_RES_SUCCESS, b)
-      },
-    },
-  ],
-  [
-    SD_OP_GET_LOGLEVEL,
-    {
-      kind: 'local',
-      force: true,
-      handler: (s, req) => {
-        if (req.dataLength < 4) return reply(SD_RES_INVALID_PARMS)
-        const b = Buffer.alloc(4)
-        b.writeInt32LE(s.logLevel)
-        return reply(SD_RES_SUCCESS, b)
-      },
-    },
-  ],
-  [
-    SD_OP_SET_LOGLEVEL,
-    {
-      kind: 'local',
-      force: true,
-      handler: (s, _req, data) => {
-        const level = data && data.length >= 4 ? data.readInt32LE(0) : -1
-        if (level < 0 || level >= LOG_LEVEL_NAMES.length) return reply(SD_RES_INVALID_PARMS)
-        s.logLevel = level
-        s.log.level = sdLevelToPino(level)
-        return reply(SD_RES_SUCCESS)
-      },
-    },
-  ],
+  [SD_OP_GET_VNODES, { kind: 'local', handler: getVnodesHandler }],
+  [SD_OP_GET_LOGLEVEL, { kind: 'local', force: true, handler: getLoglevelHandler }],
+  [SD_OP_SET_LOGLEVEL, { kind: 'local', force: true, handler: setLoglevelHandler }],
 ])
 
 /** STAT_RECOVERY: this node's recovery progress (wire-protocol.md §7.7). */
