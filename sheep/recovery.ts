@@ -192,6 +192,9 @@ export class Recovery {
       // fetch them, a few at a time (or as the throttle allows); then what failed, again
       const workers = Array.from({ length: this.throttle ? 1 : RECOVERY_PARALLEL_OBJECTS }, () => this.worker(run))
       await Promise.all(workers)
+      // an object still parked was not settled by this run (a peer answered that its epoch moved
+      // on, and no newer epoch came here): it is tried again with the failed ones
+      if (run === this.run) for (const oid of todo) if (this.parked.has(oid)) this.failed.add(oid)
       for (let round = 1; round <= RECOVERY_RETRY_ROUNDS && this.failed.size > 0 && run === this.run; round++) {
         await new Promise((r) => setTimeout(r, RECOVERY_RETRY_DELAY_MS))
         for (const oid of [...this.failed]) if (run === this.run) await this.recoverNow(oid, run)
@@ -221,10 +224,15 @@ export class Recovery {
     }
   }
 
+  /**
+   * Takes objects of run `run`'s work list one at a time. After every pause (recovery disabled,
+   * the throttle) the run is checked again: a worker of a superseded run must not take objects
+   * from the list of the run that replaced it — they would count as taken and never be recovered.
+   */
   private async worker(run: number): Promise<void> {
     let windowStart = Date.now()
     let inWindow = 0
-    while (run === this.run && this.next < this.todo.length) {
+    for (;;) {
       while (this.sheep.settings.disableRecovery && run === this.run) {
         await new Promise<void>((r) => this.resumeWaiters.push(r))
       }
@@ -237,6 +245,7 @@ export class Recovery {
         }
         inWindow++
       }
+      if (run !== this.run || this.next >= this.todo.length) return
       const oid = this.todo[this.next++]
       await this.recoverNow(oid, run)
     }
