@@ -11,6 +11,7 @@ import { isIP } from 'node:net'
 import { performance } from 'node:perf_hooks'
 
 import { formatDogLogTime, formatFixed, padRight } from '../lib/format.js'
+import { SD_DEFAULT_PORT } from '../lib/proto.js'
 
 // ---------------------------------------------------------------------------
 // Exit codes (spec cli-and-formats §2.7)
@@ -32,7 +33,7 @@ export const EXIT_UNKNOWN_NESTED_SUBCOMMAND = EXIT_USAGE
 
 export const DOG_PROGRAM_NAME = 'dog'
 export const DEFAULT_DOG_ADDRESS = '127.0.0.1'
-export const DEFAULT_DOG_PORT = 7000
+export const DEFAULT_DOG_PORT = SD_DEFAULT_PORT
 /** Version shown in the title line of `dog --help` unless runDog is told otherwise. */
 export const DEFAULT_DOG_VERSION = '1.0.1'
 

@@ -381,6 +381,17 @@ export const SD_MAX_NODES = 6144
 export const SD_MAX_COPIES = 31
 export const SD_DEFAULT_COPIES = 3
 export const SD_DEFAULT_VNODES = 128
+/** The most vnodes a node may have (sd_node.nr_vnodes is a u16). */
+export const SD_MAX_VNODES = 65535
+
+// VDI lock types: the `type` of LOCK_VDI and RELEASE_VDI (wire-protocol.md §9.3).
+export const LOCK_TYPE_NORMAL = 0
+export const LOCK_TYPE_SHARED = 1
+
+// Recovery states: the `state` STAT_RECOVERY answers (behaviour.md §7.6).
+export const RECOVERY_STATE_PREPARING = 0
+export const RECOVERY_STATE_RECOVERING = 1
+export const RECOVERY_STATE_NOTIFYING = 2
 export const SD_DEFAULT_BLOCK_SIZE_SHIFT = 22
 export const SD_MAX_VDI_LEN = 256
 export const SD_MAX_VDI_TAG_LEN = 256

@@ -75,6 +75,8 @@ import {
   SD_RES_SUCCESS,
   SD_VDI_BITMAP_SIZE,
   opcodeName,
+  LOCK_TYPE_NORMAL,
+  LOCK_TYPE_SHARED,
 } from './proto.js'
 import {
   CLUSTER_INFO_SIZE,
@@ -399,9 +401,6 @@ export function vdiTargetsOf(text: string): VdiTarget[] {
   }
   return targets
 }
-
-export const LOCK_TYPE_NORMAL = 0
-export const LOCK_TYPE_SHARED = 1
 
 function vdiLookup(reply: Reply): VdiLookup {
   const v = rspVariant(reply.rsp, RSP_VDI)

@@ -96,6 +96,7 @@ import {
   SD_OP_SET_VNODES,
   SD_RES_GATEWAY_MODE,
   SD_RES_INVALID_VNODES_STRATEGY,
+  SD_MAX_VNODES,
 } from '../lib/proto.js'
 import {
   CLUSTER_INFO_SIZE,
@@ -225,7 +226,7 @@ function clusterInfo(sheep: Sheep, req: SdRequest): OpReply {
 
 /** The vnode counts SET_VNODES accepts. */
 const SET_VNODES_MIN = 1
-const SET_VNODES_MAX = 65535
+const SET_VNODES_MAX = SD_MAX_VNODES
 
 /**
  * SET_VNODES (`dog node vnodes set N`) on the contacted node: fixed-vnode clusters only; the

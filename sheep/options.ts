@@ -3,7 +3,7 @@
 import { Command, CommanderError } from 'commander'
 import { LOG_LEVEL_NAMES, type LogFormat } from '../lib/log.js'
 import { parseAddr } from '../lib/addr.js'
-import { SD_DEFAULT_PORT } from '../lib/proto.js'
+import { SD_DEFAULT_PORT, SD_MAX_VNODES } from '../lib/proto.js'
 import { parseDriverSpec } from './cluster/driver.js'
 import { CLUSTER_DRIVERS as DRIVER_KINDS, CLUSTER_DRIVER_NAMES } from './cluster/drivers.js'
 
@@ -219,7 +219,9 @@ export function parseSheepArgs(argv: string[]): ParseOutcome {
   }
   if (typeof o.vnodes === 'string') {
     const v = Number(o.vnodes)
-    if (!/^\d+$/.test(o.vnodes) || v < 1 || v > 65535) return fail(`Invalid number of vnodes '${o.vnodes}': must be an integer between 1 and 65535`)
+    if (!/^\d+$/.test(o.vnodes) || v < 1 || v > SD_MAX_VNODES) {
+      return fail(`Invalid number of vnodes '${o.vnodes}': must be an integer between 1 and ${SD_MAX_VNODES}`)
+    }
     options.vnodes = v
   }
   if (options.gateway && options.vnodes !== undefined) return fail("Options '-g' and '-V' can not be both specified")

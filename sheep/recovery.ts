@@ -19,6 +19,9 @@ import {
   SD_RES_NO_OBJ,
   SD_RES_OLD_NODE_VER,
   SD_RES_SUCCESS,
+  RECOVERY_STATE_NOTIFYING,
+  RECOVERY_STATE_PREPARING,
+  RECOVERY_STATE_RECOVERING,
 } from '../lib/proto.js'
 import { HashRing } from '../lib/ring.js'
 import { encodeRequestHeader } from '../lib/codec.js'
@@ -42,10 +45,6 @@ export const RECOVERY_RETRY_DELAY_MS = 1_000
 
 /** How the recovery of one object ended. */
 type Outcome = 'done' | 'gone' | 'failed' | 'superseded'
-
-export const RECOVERY_STATE_PREPARING = 0
-export const RECOVERY_STATE_RECOVERING = 1
-export const RECOVERY_STATE_NOTIFYING = 2
 
 export interface Throttle {
   maxExecCount: number

@@ -39,6 +39,7 @@ import {
   SD_FLAG_CMD_DEL,
   SD_RES_NO_OBJ,
   SD_OP_INODE_COHERENCE,
+  LOCK_TYPE_SHARED,
 } from '../lib/proto.js'
 import {
   LOCK_STATE_NORMAL,
@@ -56,7 +57,6 @@ import { packMessage, unpackMessage } from './cluster/message.js'
 import type { Sheep } from './sheep.js'
 
 /** LOCK_VDI / RELEASE_VDI `type`: 0 normal, 1 shared (multipath iSCSI). */
-export const LOCK_TYPE_SHARED = 1
 /** Shared-lock participant states (wire-protocol.md §7.6). */
 export const SHARED_LOCK_STATE_MODIFIED = 1
 export const SHARED_LOCK_STATE_SHARED = 2
