@@ -445,8 +445,8 @@ const reweightMain: ClusterOpMain = (s) => {
 
 const cleanupMain: ClusterOpMain = async (s) => {
   if (s.recovery.running) return SD_RES_NODE_IN_RECOVERY
-  if (!s.gateway) await s.store.purgeStale()
-  return SD_RES_SUCCESS
+  if (s.gateway) return SD_RES_SUCCESS
+  return (await s.recovery.purgeStale(() => !s.recovery.running)) ? SD_RES_SUCCESS : SD_RES_NODE_IN_RECOVERY
 }
 
 const statHandler: OpHandler = (s) => reply(SD_RES_SUCCESS, encodeSdStat(s.stats))

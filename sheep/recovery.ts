@@ -101,12 +101,10 @@ export class Recovery {
     const label = Math.max(lifted ? this.epoch - 1 : this.epoch, 1)
     this.moveStore(`epoch ${this.epoch}`, async () => {
       const store = this.sheep.store
-      await Promise.all(
-        store
-          .list()
-          .filter((oid) => !this.holders(ring, oid).some((n) => this.sheep.isSelf(n)))
-          .map((oid) => store.moveToStale(oid, label)),
-      )
+      const unheld = store.list().filter((oid) => !this.holders(ring, oid).some((n) => this.sheep.isSelf(n)))
+      // every move is tried even when one fails: each one left undone is a copy that must not stay live
+      const failed = (await Promise.allSettled(unheld.map((oid) => store.moveToStale(oid, label)))).filter((r) => r.status === 'rejected')
+      if (failed.length > 0) throw new Error(`${failed.length} of ${unheld.length} object(s) not moved: ${String((failed[0] as PromiseRejectedResult).reason)}`)
     })
     void this.execute(run).catch((e: unknown) => {
       this.sheep.log.error(`recovery of epoch ${this.epoch} failed: ${e instanceof Error ? e.stack : String(e)}`)
@@ -418,9 +416,24 @@ export class Recovery {
     if (holders.every((m) => list.some((n) => sameNode(n, m)))) {
       for (const e of [...this.completed.keys()]) if (e <= epoch) this.completed.delete(e)
       this.ringCache.clear()
-      if (!sheep.gateway) await sheep.store.purgeStale()
-      sheep.log.info(`epoch ${epoch}: every node recovered; stale objects purged`)
+      if (await this.purgeStale(() => sheep.epoch === epoch && !this.running)) sheep.log.info(`epoch ${epoch}: every node recovered; stale objects purged`)
     }
+  }
+
+  /**
+   * Drops the stale area in the store's move order (after the moves queued before it, never
+   * while one runs) if `stillWanted` holds when its turn comes: a newer epoch that began
+   * meanwhile made stale copies its own recovery needs. Answers whether it purged.
+   */
+  purgeStale(stillWanted: () => boolean): Promise<boolean> {
+    if (this.sheep.gateway) return Promise.resolve(false)
+    let purged = false
+    this.moveStore('purge', async () => {
+      if (!stillWanted()) return
+      await this.sheep.store.purgeStale()
+      purged = true
+    })
+    return this.storeMoves.then(() => purged)
   }
 }
 

@@ -84,7 +84,14 @@ export class PlainStore implements StoreDriver {
   moveToStale(oid: bigint, epoch: number): Promise<void> {
     return this.serialise(oid, async () => {
       if (!this.sizes.has(oid)) return
-      await fsp.rename(this.file(oid), this.staleFile(oid, epoch))
+      try {
+        await fsp.rename(this.file(oid), this.staleFile(oid, epoch))
+      } catch (e) {
+        // the stale directory itself went missing (removed by hand): make it again, once
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || !fs.existsSync(this.file(oid))) throw e
+        await fsp.mkdir(this.staleDir, { recursive: true })
+        await fsp.rename(this.file(oid), this.staleFile(oid, epoch))
+      }
       this.untrack(oid)
       this.trackStale(oid, epoch)
     })
@@ -103,10 +110,16 @@ export class PlainStore implements StoreDriver {
     return [...this.stale.keys()]
   }
 
+  /** Removes every stale copy, one object at a time in its queue; the directory stays. */
   async purgeStale(): Promise<void> {
-    await fsp.rm(this.staleDir, { recursive: true, force: true })
-    await fsp.mkdir(this.staleDir, { recursive: true })
-    this.stale.clear()
+    await Promise.all(
+      [...this.stale.keys()].map((oid) =>
+        this.serialise(oid, async () => {
+          for (const epoch of this.stale.get(oid) ?? []) await fsp.rm(this.staleFile(oid, epoch), { force: true })
+          this.stale.delete(oid)
+        }),
+      ),
+    )
   }
 
   private staleFile(oid: bigint, epoch: number): string {
