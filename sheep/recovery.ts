@@ -230,6 +230,8 @@ export class Recovery {
     let windowStart = Date.now()
     let inWindow = 0
     for (;;) {
+      // nothing left: done, even while recovery is disabled (a node with nothing to fetch finishes)
+      if (run !== this.run || this.next >= this.todo.length) return
       while (this.sheep.settings.disableRecovery && run === this.run) {
         await new Promise<void>((r) => this.resumeWaiters.push(r))
       }
