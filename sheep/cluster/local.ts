@@ -1,17 +1,28 @@
 // The `local` cluster driver: several sheep on one machine, no extra service (behaviour.md
 // §11.1). All members share one event file (default /tmp/sheepdog_shm, or `-c local:FILE`).
 // Every event is one record appended with O_APPEND, so the file itself is the total order;
-// each member reads it from the start and applies the events deterministically, so all members
-// reach the same membership and block queue at the same point of the log. Decisions that need
-// one node (accepting a join, declaring a dead member gone) are taken by the "master" — the
-// first live member — and duplicates written by a dying and a new master are ignored on apply.
-// Dead members are found by checking their pid (with its start time, against pid reuse).
+// each member reads it from the start and feeds it to the membership state machine
+// (membership.ts), which every driver shares: all members reach the same membership and block
+// queue at the same point of the log. This driver supplies the log and the liveness: a member
+// instance is a process (pid and start time, against pid reuse), alive while that process runs.
 import fs from 'node:fs'
 import path from 'node:path'
 import { invariant } from '../../lib/errors.js'
 import { processStartTime, sameProcessAlive } from '../../lib/proc.js'
-import { type SdNode, sameNode } from '../../lib/structs.js'
+import type { SdNode } from '../../lib/structs.js'
 import type { ClusterDriver, ClusterHandlers } from './driver.js'
+import {
+  type Member,
+  type MemberView,
+  type MembershipEvent,
+  applyEvent,
+  blockToRun,
+  deadInstances,
+  emptyMembership,
+  forgetApplied,
+  isMaster,
+  joinToAnswer,
+} from './membership.js'
 import { packMessage, unpackMessage } from './message.js'
 
 /** How often the event file is read for new events. */
@@ -21,24 +32,21 @@ export const LOCAL_LIVENESS_INTERVAL_MS = 50
 /** Largest event accepted (the original's queue slots held 128 KiB). */
 export const LOCAL_MAX_EVENT_BYTES = 4 * 1024 * 1024
 const RECORD_MAGIC = 0x5344_4c45 // "SDLE"
+/** A record is its magic and its body's length (u32 each), then the body. */
+const LOCAL_RECORD_HEADER_SIZE = 8
 
-interface Member {
-  node: SdNode
-  pid: number
-  /** Process start time (from /proc), so a reused pid is not taken for the member. */
-  startTime: string
+/** Drivers made in this process so far: several in one process (tests) are distinct instances. */
+let driversInProcess = 0
+
+/** A member instance of this driver: `pid.startTime.n`. */
+function localInstance(pid: number, startTime: string): string {
+  return `${pid}.${startTime}.${++driversInProcess}`
 }
 
-type LocalEvent =
-  | { type: 'join'; member: Member; payload: Buffer }
-  | { type: 'accept'; joiner: Member; payload: Buffer }
-  | { type: 'leave'; node: SdNode }
-  | { type: 'notify'; sender: SdNode; message: Buffer }
-  | { type: 'block'; sender: SdNode; token: string }
-  | { type: 'unblock'; sender: SdNode; token: string; message: Buffer }
-
+/** A member is alive while the process of its instance runs (the same process: not a reused pid). */
 function memberAlive(m: Member): boolean {
-  return sameProcessAlive(m)
+  const [pid, startTime] = m.instance.split('.')
+  return sameProcessAlive({ pid: Number(pid), startTime: startTime ?? '' })
 }
 
 /** How long a starting sheep waits for another one to finish its join step. */
@@ -91,13 +99,11 @@ export class LocalDriver implements ClusterDriver {
   private pending = Buffer.alloc(0)
   private handlers: ClusterHandlers | undefined
   private me: Member | undefined
-  /** Members in join order (the first live one is the master). */
-  private members: Member[] = []
-  /** Joins seen but not yet accepted, in log order, with what each joiner sent. */
-  private joining: Array<Member & { payload: Buffer }> = []
-  /** Join instances this node has answered as master (each is answered once). */
-  private readonly answered = new Set<string>()
-  private blocks: Array<{ sender: SdNode; token: string; started: boolean }> = []
+  private view: MemberView = { state: emptyMembership(), me: '' }
+  /** Joins this node answered as master, and dead instances it declared gone, until applied. */
+  private readonly answering = new Set<string>()
+  private readonly declared = new Set<string>()
+  private readonly startedBlocks = new Set<string>()
   private joinedResolve: (() => void) | undefined
   private readonly waiters = new Map<string, { resolve: () => void; reject: (e: Error) => void }>()
   private readonly works = new Map<string, () => Promise<Buffer>>()
@@ -112,7 +118,9 @@ export class LocalDriver implements ClusterDriver {
   async join(self: SdNode, handlers: ClusterHandlers, joinPayload: Buffer): Promise<void> {
     const startTime = processStartTime(process.pid)
     invariant(startTime !== undefined, 'cannot read this process start time from /proc')
-    this.me = { node: self, pid: process.pid, startTime }
+    const me: Member = { node: self, instance: localInstance(process.pid, startTime) }
+    this.me = me
+    this.view = { state: emptyMembership(), me: me.instance }
     this.handlers = handlers
     const joined = new Promise<void>((resolve) => {
       this.joinedResolve = resolve
@@ -121,15 +129,14 @@ export class LocalDriver implements ClusterDriver {
       this.fd = fs.openSync(this.eventFile, 'a+', 0o666)
       this.catchUp()
       // nobody alive in the history: start the log afresh instead of replaying it for ever
-      if (!this.members.some(memberAlive) && !this.joining.some(memberAlive)) {
+      const { members, joining } = this.view.state
+      if (!members.some(memberAlive) && !joining.some(memberAlive)) {
         fs.ftruncateSync(this.fd, 0)
         this.offset = 0
         this.pending = Buffer.alloc(0)
-        this.members = []
-        this.joining = []
-        this.blocks = []
+        this.view = { state: emptyMembership(), me: me.instance }
       }
-      this.append({ type: 'join', member: this.me!, payload: joinPayload })
+      this.append({ type: 'join', member: me, payload: joinPayload })
     })
     this.pollTimer = setInterval(() => this.catchUp(), LOCAL_POLL_INTERVAL_MS)
     this.livenessTimer = setInterval(() => this.checkLiveness(), LOCAL_LIVENESS_INTERVAL_MS)
@@ -145,7 +152,7 @@ export class LocalDriver implements ClusterDriver {
   notify(message: Buffer): Promise<void> {
     const sender = this.self()
     const token = this.newToken()
-    return this.waitFor(token, () => this.append({ type: 'notify', sender, message: packMessage({ token, message }) }))
+    return this.waitFor(token, () => this.append({ type: 'notify', sender, token, message }))
   }
 
   exclusive(work: () => Promise<Buffer>): Promise<void> {
@@ -161,19 +168,19 @@ export class LocalDriver implements ClusterDriver {
     clearInterval(this.livenessTimer)
     this.watcher?.close()
     if (this.fd >= 0 && this.me) {
-      this.append({ type: 'leave', node: this.me.node })
+      this.append({ type: 'leave', member: this.me })
       fs.closeSync(this.fd)
       this.fd = -1
     }
   }
 
-  private self(): SdNode {
+  private self(): Member {
     invariant(this.me !== undefined, 'local driver used before join')
-    return this.me.node
+    return this.me
   }
 
   private newToken(): string {
-    return `${process.pid}:${++this.counter}`
+    return `${this.self().instance}:${++this.counter}`
   }
 
   private waitFor(token: string, send: () => void): Promise<void> {
@@ -185,18 +192,18 @@ export class LocalDriver implements ClusterDriver {
   }
 
   /** Appends one event as a single write: O_APPEND makes it atomic and ordered. */
-  private append(event: LocalEvent): void {
+  private append(event: MembershipEvent): void {
     if (this.fd < 0) return
     const body = packMessage(event)
     invariant(body.length <= LOCAL_MAX_EVENT_BYTES, `cluster event of ${body.length} bytes`)
-    const record = Buffer.allocUnsafe(8 + body.length)
+    const record = Buffer.allocUnsafe(LOCAL_RECORD_HEADER_SIZE + body.length)
     record.writeUInt32LE(RECORD_MAGIC, 0)
     record.writeUInt32LE(body.length, 4)
-    body.copy(record, 8)
+    body.copy(record, LOCAL_RECORD_HEADER_SIZE)
     fs.writeSync(this.fd, record)
   }
 
-  /** Reads and applies every complete event past our offset. */
+  /** Reads and applies every complete event past our offset, then does this node's duties. */
   private catchUp(): void {
     if (this.fd < 0 || this.stopped) return
     const size = fs.fstatSync(this.fd).size
@@ -205,97 +212,49 @@ export class LocalDriver implements ClusterDriver {
     const got = fs.readSync(this.fd, chunk, 0, chunk.length, this.offset)
     this.offset += got
     let buf = this.pending.length > 0 ? Buffer.concat([this.pending, chunk.subarray(0, got)]) : chunk.subarray(0, got)
-    while (buf.length >= 8) {
+    while (buf.length >= LOCAL_RECORD_HEADER_SIZE) {
       invariant(buf.readUInt32LE(0) === RECORD_MAGIC, `corrupt event file ${this.eventFile}`)
       const length = buf.readUInt32LE(4)
-      if (buf.length < 8 + length) break
-      this.apply(unpackMessage<LocalEvent>(Buffer.from(buf.subarray(8, 8 + length))))
-      buf = buf.subarray(8 + length)
+      if (buf.length < LOCAL_RECORD_HEADER_SIZE + length) break
+      this.apply(unpackMessage<MembershipEvent>(Buffer.from(buf.subarray(LOCAL_RECORD_HEADER_SIZE, LOCAL_RECORD_HEADER_SIZE + length))))
+      buf = buf.subarray(LOCAL_RECORD_HEADER_SIZE + length)
     }
     this.pending = Buffer.from(buf)
     this.startBlockedWork()
+    this.answerJoin()
   }
 
-  /** The member that decides joins and leaves: the first live one in join order, else the first joiner. */
-  private master(): Member | undefined {
-    return this.members.find(memberAlive) ?? this.joining.find(memberAlive)
-  }
-
-  private iAmMaster(): boolean {
-    const m = this.master()
-    return m !== undefined && this.me !== undefined && m.pid === this.me.pid && sameNode(m.node, this.me.node)
-  }
-
-  private isMember(node: SdNode): boolean {
-    return this.members.some((m) => sameNode(m.node, node))
-  }
-
-  private apply(e: LocalEvent): void {
+  private apply(event: MembershipEvent): void {
+    const { view, effects } = applyEvent(this.view, event)
+    this.view = view
     const handlers = this.handlers!
-    switch (e.type) {
-      case 'join': {
-        // a node that joins again replaces an older instance of itself
-        this.joining = this.joining.filter((j) => !sameNode(j.node, e.member.node))
-        this.joining.push({ ...e.member, payload: e.payload })
-        this.answerJoins()
-        break
-      }
-      case 'accept': {
-        const idx = this.joining.findIndex((j) => sameNode(j.node, e.joiner.node) && j.pid === e.joiner.pid)
-        if (idx < 0) break // already accepted, or the joiner left
-        this.joining.splice(idx, 1)
-        this.members = this.members.filter((m) => !sameNode(m.node, e.joiner.node))
-        this.members.push({ node: e.joiner.node, pid: e.joiner.pid, startTime: e.joiner.startTime })
-        if (!this.reached()) break
-        handlers.accepted(
-          e.joiner.node,
-          this.members.map((m) => m.node),
-          e.payload,
-        )
-        if (this.me && e.joiner.pid === this.me.pid && sameNode(e.joiner.node, this.me.node)) {
-          this.joinedResolve?.()
-          this.joinedResolve = undefined
-        }
-        this.answerJoins()
-        break
-      }
-      case 'leave': {
-        this.joining = this.joining.filter((j) => !sameNode(j.node, e.node))
-        if (!this.isMember(e.node)) break
-        this.members = this.members.filter((m) => !sameNode(m.node, e.node))
-        this.blocks = this.blocks.filter((b) => !sameNode(b.sender, e.node))
-        if (this.reached())
-          handlers.left(
-            e.node,
-            this.members.map((m) => m.node),
-          )
-        this.answerJoins()
-        break
-      }
-      case 'notify': {
-        if (!this.reached()) break
-        const { token, message } = unpackMessage<{ token: string; message: Buffer }>(e.message)
-        handlers.notified(e.sender, message)
-        this.settle(token)
-        break
-      }
-      case 'block':
-        if (this.isMember(e.sender)) this.blocks.push({ sender: e.sender, token: e.token, started: false })
-        break
-      case 'unblock': {
-        const at = this.blocks.findIndex((b) => b.token === e.token)
-        if (at >= 0) this.blocks.splice(at, 1)
-        if (!this.reached()) break
-        if (e.message.length > 0) handlers.notified(e.sender, e.message)
-        this.settle(e.token)
-        break
+    for (const effect of effects) {
+      switch (effect.kind) {
+        case 'accepted':
+          handlers.accepted(effect.joiner, effect.members, effect.payload)
+          if (effect.self) {
+            this.joinedResolve?.()
+            this.joinedResolve = undefined
+          }
+          break
+        case 'left':
+          handlers.left(effect.node, effect.members)
+          break
+        case 'notified':
+          handlers.notified(effect.sender, effect.message)
+          break
+        case 'settled':
+          this.settle(effect.token)
+          break
+        case 'removed':
+          // the master declares a member gone only when its process is: not while we run
+          invariant(this.stopped, 'this running sheep was declared gone by the local driver')
+          break
       }
     }
-  }
-
-  /** True once this node's own accept has been applied: earlier events are history it skips. */
-  private reached(): boolean {
-    return this.me !== undefined && this.members.some((m) => m.pid === this.me!.pid && sameNode(m.node, this.me!.node))
+    if (event.type === 'unblock') this.startedBlocks.delete(event.token)
+    forgetApplied(this.answering, this.view.state.joining)
+    forgetApplied(this.declared, [...this.view.state.members, ...this.view.state.joining])
   }
 
   private settle(token: string): void {
@@ -305,31 +264,23 @@ export class LocalDriver implements ClusterDriver {
     w.resolve()
   }
 
-  /** On the master: answer every pending join with the cluster's view. */
-  /**
-   * On the master: answer the oldest pending join. Joins are answered one at a time — the next
-   * only after the previous accept was applied — so each decision sees every earlier joiner as
-   * a member (nodes of the last epoch starting together must find each other).
-   */
-  private answerJoins(): void {
-    if (!this.iAmMaster() || !this.handlers || this.stopped) return
-    const j = this.joining.find(memberAlive)
+  /** On the master: answer the join the membership rules pick (one at a time). */
+  private answerJoin(): void {
+    if (!this.handlers || this.stopped || !isMaster(this.view, memberAlive)) return
+    const j = joinToAnswer(this.view, memberAlive, this.answering)
     if (!j) return
-    const key = `${j.pid}:${j.startTime}`
-    if (this.answered.has(key)) return
-    this.answered.add(key)
+    this.answering.add(j.instance)
     const payload = this.handlers.decideJoin(j.node, j.payload)
-    const joiner: Member = { node: j.node, pid: j.pid, startTime: j.startTime }
-    this.append({ type: 'accept', joiner, payload })
+    this.append({ type: 'accept', joiner: { node: j.node, instance: j.instance }, payload })
   }
 
   /** Runs this node's exclusive work when its block reaches the head of the queue. */
   private startBlockedWork(): void {
-    const head = this.blocks[0]
-    if (!head || head.started || !this.me || !sameNode(head.sender, this.me.node)) return
+    const head = blockToRun(this.view)
+    if (!head || this.startedBlocks.has(head.token)) return
     const work = this.works.get(head.token)
     if (!work) return
-    head.started = true
+    this.startedBlocks.add(head.token)
     this.works.delete(head.token)
     work()
       .then(
@@ -348,9 +299,11 @@ export class LocalDriver implements ClusterDriver {
   /** On the master: members (and joiners) whose process is gone are declared left. */
   private checkLiveness(): void {
     this.catchUp()
-    if (!this.iAmMaster() || this.stopped) return
-    for (const m of [...this.members, ...this.joining]) {
-      if (!memberAlive(m)) this.append({ type: 'leave', node: m.node })
+    if (this.stopped || !isMaster(this.view, memberAlive)) return
+    for (const m of deadInstances(this.view.state, memberAlive)) {
+      if (this.declared.has(m.instance)) continue
+      this.declared.add(m.instance)
+      this.append({ type: 'leave', member: m })
     }
     this.catchUp()
   }

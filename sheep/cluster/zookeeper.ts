@@ -1,8 +1,8 @@
 // The `zookeeper` cluster driver: sheep on several machines ordered by a ZooKeeper ensemble
-// (behaviour.md §11.3, cli-and-formats.md §1.2). It keeps the local driver's model — one
-// append-only event log applied deterministically by every member, the first live member as
-// "master" answering joins and declaring dead members gone, duplicates ignored on apply — with
-// ZooKeeper supplying the log and the liveness:
+// (behaviour.md §11.3, cli-and-formats.md §1.2). Like the local driver it feeds one append-only
+// event log to the membership state machine every driver shares (membership.ts: the first live
+// member as "master" answering joins and declaring dead members gone, duplicates ignored on
+// apply), with ZooKeeper supplying the log and the liveness:
 //
 //   CLUSTER_ID/queue/<instance>-<n>-<seq>   persistent sequential: one event each, applied in
 //                                           <seq> order (the ZooKeeper-assigned 10-digit suffix)
@@ -14,8 +14,7 @@
 // An instance is a ZooKeeper session id: a node that restarts, or whose session expired, comes
 // back as a new instance and joins again. A joiner reads the snapshot and every event after it,
 // so every member and joiner holds the same state at the same point of the log; handlers only
-// run from the joiner's own accept on (the events before are history). The master answers one
-// join at a time, and only once every member in the list is alive. Losing the ZooKeeper
+// run from the joiner's own accept on (the events before are history). Losing the ZooKeeper
 // connection stops membership changes and cluster operations (refused with CLUSTER_ERROR) but
 // not data I/O; the session surviving the outage means nothing changed, its expiry means this
 // node has left: sheep is told (`rejoining`) and the node joins again as a new member.
@@ -24,8 +23,23 @@ import os from 'node:os'
 import { SdError, invariant } from '../../lib/errors.js'
 import type { Logger } from '../../lib/log.js'
 import { SD_RES_CLUSTER_ERROR } from '../../lib/proto.js'
-import { type SdNode, addrToText, nodeDescription, sameNode } from '../../lib/structs.js'
+import { type SdNode, addrToText, nodeDescription } from '../../lib/structs.js'
 import type { ClusterDriver, ClusterHandlers } from './driver.js'
+import {
+  type Member,
+  type MemberView,
+  type MembershipEffect,
+  type MembershipEvent,
+  type MembershipState,
+  applyEvent,
+  blockToRun,
+  deadInstances,
+  emptyMembership,
+  forgetApplied,
+  hasJoined,
+  isMaster,
+  joinToAnswer,
+} from './membership.js'
 import { packMessage, unpackMessage } from './message.js'
 
 /** Cluster id (znode path prefix) when the option names none. */
@@ -222,44 +236,12 @@ function clientSocket(client: ZkClient): ClientSocket | undefined {
 
 // ---- events and state -----------------------------------------------------------------------
 
-interface Member {
-  node: SdNode
-  instance: string
-}
-interface Joiner extends Member {
-  payload: Buffer
-}
-interface Block {
-  sender: Member
-  token: string
-}
-
-/** What every member derives identically from the log. */
-interface ClusterState {
-  /** Members in accept order (the first live one is the master). */
-  members: Member[]
-  /** Joins seen but not yet accepted, in log order. */
-  joining: Joiner[]
-  /** The cluster-wide block queue: the head runs its work. */
-  blocks: Block[]
-}
-
-type ZkEvent =
-  | { type: 'join'; member: Member; payload: Buffer }
-  | { type: 'accept'; joiner: Member; payload: Buffer }
-  | { type: 'leave'; member: Member }
-  | { type: 'notify'; sender: Member; token: string; message: Buffer }
-  | { type: 'block'; sender: Member; token: string }
-  | { type: 'unblock'; sender: Member; token: string; message: Buffer }
+type ZkEvent = MembershipEvent
 
 interface Snapshot {
   v: number
   seq: number
-  state: ClusterState
-}
-
-function emptyState(): ClusterState {
-  return { members: [], joining: [], blocks: [] }
+  state: MembershipState
 }
 
 /** `<anything>-<10 digits>` → the sequence number, else undefined. */
@@ -276,10 +258,9 @@ function nodeKey(node: SdNode): string {
 /** Everything tied to one ZooKeeper session; a new session (after expiry) starts from scratch. */
 class Session {
   instance = ''
-  state: ClusterState = emptyState()
+  /** This instance's view of the log; its `me` is set once the session id is known. */
+  view: MemberView = { state: emptyMembership(), me: '' }
   lastSeq = NO_SEQ
-  /** This instance's own accept has been applied: handlers run from here on. */
-  reached = false
   /** Set up (snapshot read, join published): the event loop may run. */
   ready = false
   connected = false
@@ -290,7 +271,7 @@ class Session {
   liveInstances = new Set<string>()
   /** Queue znodes of the last listing, in sequence order. */
   queueNames: Array<{ name: string; seq: number }> = []
-  /** Joins this node answered as master, and dead instances it declared gone. */
+  /** Joins this node answered as master, and dead instances it declared gone, until applied. */
   readonly answered = new Set<string>()
   readonly declared = new Set<string>()
   readonly startedBlocks = new Set<string>()
@@ -315,8 +296,11 @@ class Session {
     this.memberWatcher = () => kick()
   }
 
-  isLive(m: Member): boolean {
-    return this.liveInstances.has(m.instance)
+  readonly isLive = (m: Member): boolean => this.liveInstances.has(m.instance)
+
+  /** This instance's own accept has been applied (and it was not declared gone): handlers run. */
+  get reached(): boolean {
+    return hasJoined(this.view)
   }
 }
 
@@ -448,6 +432,7 @@ export class ZookeeperDriver implements ClusterDriver {
   private async register(s: Session): Promise<void> {
     const zk = zkLibrary()
     s.instance = s.client.getSessionId().toString('hex')
+    s.view = { state: emptyMembership(), me: s.instance }
     const negotiated = s.client.getSessionTimeout()
     if (negotiated !== this.config.sessionTimeoutMs) {
       this.log?.warn(`ZooKeeper session timeout is ${negotiated} ms (asked for ${this.config.sessionTimeoutMs} ms; the servers' tickTime bounds it)`)
@@ -471,7 +456,7 @@ export class ZookeeperDriver implements ClusterDriver {
     )
     const snapshot = await this.readSnapshot(s)
     if (snapshot) {
-      s.state = snapshot.state
+      s.view = { state: snapshot.state, me: s.instance }
       s.lastSeq = snapshot.seq
       s.snapshotSeq = snapshot.seq
     }
@@ -747,7 +732,7 @@ export class ZookeeperDriver implements ClusterDriver {
     s.lastCycleMs = Date.now()
     this.startBlockedWork(s)
     // duties that fail for want of a connection are retried by a later pass
-    if (this.iAmMaster(s)) await this.duty(s, 'master duties', () => this.masterDuties(s))
+    if (isMaster(s.view, s.isLive)) await this.duty(s, 'master duties', () => this.masterDuties(s))
     await this.duty(s, 'publishing the queue position', () => this.publishPosition(s))
   }
 
@@ -765,121 +750,60 @@ export class ZookeeperDriver implements ClusterDriver {
     return { node: this.self, instance: s.instance }
   }
 
-  /** The first live member, else (nobody accepted is alive) the first live joiner. */
-  private master(s: Session): Member | undefined {
-    return s.state.members.find((m) => s.isLive(m)) ?? s.state.joining.find((j) => s.isLive(j))
+  private apply(s: Session, event: ZkEvent): void {
+    const { view, effects } = applyEvent(s.view, event)
+    s.view = view
+    if (event.type === 'unblock') s.startedBlocks.delete(event.token)
+    for (const effect of effects) this.carryOut(s, effect)
   }
 
-  private iAmMaster(s: Session): boolean {
-    return this.master(s)?.instance === s.instance
-  }
-
-  private apply(s: Session, e: ZkEvent): void {
+  /** What applying an event asks of this driver. */
+  private carryOut(s: Session, effect: MembershipEffect): void {
     const handlers = this.handlers!
-    const st = s.state
-    switch (e.type) {
-      case 'join':
-        if (!st.joining.some((j) => j.instance === e.member.instance) && !st.members.some((m) => m.instance === e.member.instance)) {
-          st.joining.push({ node: e.member.node, instance: e.member.instance, payload: e.payload })
-        }
-        break
-      case 'accept': {
-        const at = st.joining.findIndex((j) => j.instance === e.joiner.instance)
-        if (at < 0) break // already accepted, or the joiner left
-        st.joining.splice(at, 1)
-        // an older instance of the same node still listed is gone: it leaves first
-        const older = st.members.find((m) => sameNode(m.node, e.joiner.node))
-        if (older) this.removeMember(s, older)
-        st.members.push({ node: e.joiner.node, instance: e.joiner.instance })
-        const isMe = e.joiner.instance === s.instance
-        if (isMe) s.reached = true
-        if (!s.reached) break
-        handlers.accepted(
-          e.joiner.node,
-          st.members.map((m) => m.node),
-          e.payload,
-        )
-        if (isMe) {
-          this.log?.info(`joined through ZooKeeper as instance ${s.instance}; ${st.members.length} member(s)`)
+    switch (effect.kind) {
+      case 'accepted':
+        handlers.accepted(effect.joiner, effect.members, effect.payload)
+        if (effect.self) {
+          this.log?.info(`joined through ZooKeeper as instance ${s.instance}; ${effect.members.length} member(s)`)
           this.joined?.resolve()
           this.joined = undefined
         }
         break
-      }
-      case 'leave': {
-        st.joining = st.joining.filter((j) => j.instance !== e.member.instance)
-        const m = st.members.find((x) => x.instance === e.member.instance)
-        if (!m) break
-        if (m.instance === s.instance) {
-          // our own leave: either we are stopping, or the master found our session gone (even
-          // if the client has not said so yet)
-          if (!this.stopped) this.onSessionLost(s, 'this node was declared gone')
-          return
-        }
-        this.removeMember(s, m)
+      case 'left':
+        handlers.left(effect.node, effect.members)
         break
-      }
-      case 'notify':
-        if (!s.reached) break
-        handlers.notified(e.sender.node, e.message)
-        this.settle(e.token)
+      case 'notified':
+        handlers.notified(effect.sender, effect.message)
         break
-      case 'block':
-        if (st.members.some((m) => m.instance === e.sender.instance)) st.blocks.push({ sender: e.sender, token: e.token })
+      case 'settled':
+        this.settle(effect.token)
         break
-      case 'unblock': {
-        const at = st.blocks.findIndex((b) => b.token === e.token)
-        if (at >= 0) st.blocks.splice(at, 1)
-        s.startedBlocks.delete(e.token)
-        if (!s.reached) break
-        if (e.message.length > 0) handlers.notified(e.sender.node, e.message)
-        this.settle(e.token)
+      case 'removed':
+        // our own leave: either we are stopping, or the master found our session gone (even
+        // if the client has not said so yet)
+        if (!this.stopped) this.onSessionLost(s, 'this node was declared gone')
         break
-      }
     }
-  }
-
-  private removeMember(s: Session, m: Member): void {
-    const st = s.state
-    st.members = st.members.filter((x) => x.instance !== m.instance)
-    st.blocks = st.blocks.filter((b) => b.sender.instance !== m.instance)
-    if (s.reached)
-      this.handlers!.left(
-        m.node,
-        st.members.map((x) => x.node),
-      )
   }
 
   // ---- master and member duties ----------------------------------------------------------
 
   private async masterDuties(s: Session): Promise<void> {
-    const st = s.state
+    const { state } = s.view
     // dead members and joiners are declared gone; joins wait until the member list is all alive
-    const dead = [...st.members, ...st.joining].filter((m) => !s.isLive(m))
-    for (const m of dead) {
+    for (const m of deadInstances(state, s.isLive)) {
       if (s.declared.has(m.instance)) continue
       s.declared.add(m.instance)
       this.log?.info(`${nodeDescription(m.node)} (instance ${m.instance}) has no ZooKeeper session: declaring it gone`)
-      await this.push(s, { type: 'leave', member: { node: m.node, instance: m.instance } }, ZK_PUSH_ATTEMPTS).catch((e: unknown) => {
+      await this.push(s, { type: 'leave', member: m }, ZK_PUSH_ATTEMPTS).catch((e: unknown) => {
         s.declared.delete(m.instance)
         throw e
       })
     }
-    forgetMissing(s.declared, [...st.members, ...st.joining])
-    forgetMissing(s.answered, st.joining)
+    forgetApplied(s.declared, [...state.members, ...state.joining])
+    forgetApplied(s.answered, state.joining)
     if (s.reached) await this.compact(s)
-    if (st.members.some((m) => !s.isLive(m))) return
-    // one join at a time: each decision sees the members the previous accept made (a cluster
-    // waiting for the nodes of its last epoch counts them one by one)
-    if (s.answered.size > 0) return
-    const j = st.joining.find(
-      (x) =>
-        s.isLive(x) &&
-        // before its own accept the master answers only itself (the first node of a cluster)
-        (s.reached || x.instance === s.instance) &&
-        // another live instance of the same address:port is a member: wait until it is gone
-        !st.members.some((m) => sameNode(m.node, x.node)),
-    )
+    const j = joinToAnswer(s.view, s.isLive, s.answered)
     if (!j) return
     s.answered.add(j.instance)
     const payload = this.handlers!.decideJoin(j.node, j.payload)
@@ -899,7 +823,7 @@ export class ZookeeperDriver implements ClusterDriver {
     s.lastCompactMs = now
     const zk = zkLibrary()
     const seq = s.lastSeq
-    const data = packMessage({ v: ZK_FORMAT_VERSION, seq, state: s.state } satisfies Snapshot)
+    const data = packMessage({ v: ZK_FORMAT_VERSION, seq, state: s.view.state } satisfies Snapshot)
     if (data.length > ZK_MAX_EVENT_BYTES) {
       this.log?.warn(`the cluster state snapshot (${data.length} bytes) exceeds ${ZK_MAX_EVENT_BYTES} bytes: old events are kept`)
       return
@@ -954,8 +878,8 @@ export class ZookeeperDriver implements ClusterDriver {
 
   /** Runs this node's exclusive work when its block reaches the head of the queue. */
   private startBlockedWork(s: Session): void {
-    const head = s.state.blocks[0]
-    if (!head || head.sender.instance !== s.instance || s.startedBlocks.has(head.token)) return
+    const head = blockToRun(s.view)
+    if (!head || s.startedBlocks.has(head.token)) return
     s.startedBlocks.add(head.token)
     const work = this.works.get(head.token)
     this.works.delete(head.token)
@@ -1039,10 +963,6 @@ export class ZookeeperDriver implements ClusterDriver {
     this.works.clear()
     for (const w of waiting) w.reject(error)
   }
-}
-
-function forgetMissing(set: Set<string>, present: readonly Member[]): void {
-  for (const instance of set) if (!present.some((m) => m.instance === instance)) set.delete(instance)
 }
 
 function sleep(ms: number): Promise<void> {
