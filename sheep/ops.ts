@@ -235,7 +235,7 @@ const SET_VNODES_MAX = SD_MAX_VNODES
  */
 async function setVnodes(sheep: Sheep, _req: SdRequest, data: Buffer | undefined): Promise<OpReply> {
   if (sheep.gateway) return reply(SD_RES_GATEWAY_MODE)
-  if (sheep.usesAutoVnodes) return reply(SD_RES_INVALID_VNODES_STRATEGY)
+  if (sheep.group.usesAutoVnodes) return reply(SD_RES_INVALID_VNODES_STRATEGY)
   // dog sends 8 bytes; the count is the first 4
   if (!data || data.length < 4) return reply(SD_RES_INVALID_PARMS)
   const vnodes = data.readInt32LE(0)

@@ -100,7 +100,7 @@ export async function handlePeerRequest(sheep: Sheep, req: SdRequest, data: Buff
   if (obj.oid !== 0n) {
     const diff = (req.epoch - sheep.epoch) | 0
     if (diff < 0) return reply(SD_RES_OLD_NODE_VER)
-    if (diff > 0 && !(await sheep.waitForEpoch(req.epoch, PEER_EPOCH_WAIT_MS))) return reply(SD_RES_NEW_NODE_VER)
+    if (diff > 0 && !(await sheep.group.waitForEpoch(req.epoch, PEER_EPOCH_WAIT_MS))) return reply(SD_RES_NEW_NODE_VER)
   }
   return runPeerOp(sheep, { opcode: req.opcode, flags: req.flags, obj, data, length: req.dataLength }, obj.oid !== 0n ? req.epoch : sheep.epoch)
 }

@@ -1,6 +1,7 @@
 // One sheep: the node's state (cluster info, membership, epoch, ring, VDI table, store) and its
-// life cycle — start from the base directory, join through the cluster driver, apply membership
-// events and cluster-wide ops in the driver's total order, stop (behaviour.md §2–6, §8).
+// life cycle — start from the base directory, join through the cluster driver, apply cluster-wide
+// ops in the driver's total order, stop (behaviour.md §2–6, §8). What membership events do to
+// that state (joins, leaves, weights, epochs) is the group module's (group.ts).
 import fs from 'node:fs'
 import path from 'node:path'
 import { ConnectionPool } from '../lib/client.js'
@@ -10,26 +11,23 @@ import { decodeInodeHeader, SD_INODE_LOOKUP_SIZE } from '../lib/inode.js'
 import type { Logger } from '../lib/log.js'
 import { isVdiObj, oidToVid } from '../lib/oid.js'
 import {
-  SD_CLUSTER_FLAG_AUTO_VNODES,
   SD_DEFAULT_BLOCK_SIZE_SHIFT,
   SD_DEFAULT_COPIES,
-  SD_OP_GET_VDI_COPIES,
-  SD_RES_BUFFER_SMALL,
   SD_RES_EIO,
   SD_RES_SUCCESS,
-  SD_SHEEP_PROTO_VER,
   SD_STATUS_KILLED,
   SD_STATUS_OK,
   SD_STATUS_SHUTDOWN,
   SD_STATUS_WAIT,
 } from '../lib/proto.js'
-import { HashRing, autoVnodes } from '../lib/ring.js'
-import { SD_STAT_FIELDS, type SdNode, type SdStat, VDI_STATE_SIZE, addrToText, compareNodes, nodeDescription, sameNode } from '../lib/structs.js'
+import { HashRing } from '../lib/ring.js'
+import { SD_STAT_FIELDS, type SdNode, type SdStat, nodeDescription, sameNode } from '../lib/structs.js'
 import type { ClusterDriver } from './cluster/driver.js'
 import { packMessage, unpackMessage } from './cluster/message.js'
 import { ConfigStore, EpochStore, emptyConfig } from './config.js'
 import type { OpReply } from './op-types.js'
 import type { StoreDriver } from './store/driver.js'
+import { Group, type NodeUpdateMessage, type NodeWeight } from './group.js'
 import { Recovery } from './recovery.js'
 import { VdiTable } from './vdi-state.js'
 
@@ -42,30 +40,6 @@ export interface ClusterSettings {
   blockSizeShift: number
   defaultStore: string
   disableRecovery: boolean
-}
-
-/** The join/accept payload: the sender's view of the cluster (behaviour.md §3.1). */
-interface JoinInfo {
-  protoVer: number
-  status: number
-  epoch: number
-  settings: ClusterSettings
-  /** Node list of `epoch`, as raw sd_node fields. */
-  epochNodes: SdNode[]
-  /** Weights members announced after they joined, by node key (the accepted joiner takes them). */
-  weights?: Array<[string, NodeWeight]>
-}
-
-/** What a node weighs in the ring: its capacity and vnode count (behaviour.md §3.3). */
-export interface NodeWeight {
-  space: bigint
-  nrVnodes: number
-}
-
-/** A member announcing a new weight for itself (reweight, SET_VNODES): every member applies it in order. */
-interface NodeUpdateMessage {
-  token: string
-  nodeUpdate: NodeWeight
 }
 
 /** A cluster op travelling through the driver: request, response and data (wire-protocol §13.4). */
@@ -89,15 +63,8 @@ export interface ClusterOpMain {
   ): Promise<number> | number
 }
 
-/** GET_VDI_COPIES starts with room for this many records and doubles on BUFFER_SMALL. */
-const VDI_SYNC_INITIAL_ENTRIES = 512
 /** Reweight announces a node's capacity again when it changed by at least this many percent. */
 const REWEIGHT_MIN_CHANGE_PERCENT = 1n
-
-/** The key of a node in maps: its address and port. */
-function nodeKey(node: { addr: Buffer; port: number }): string {
-  return `${addrToText(node.addr)}:${node.port}`
-}
 
 export interface SheepConfig {
   baseDir: string
@@ -139,15 +106,9 @@ export class Sheep {
   logLevel = 6
   /** Request counters for STAT (`dog node stat`). */
   readonly stats: SdStat = Object.fromEntries(SD_STAT_FIELDS.map((f) => [f, 0n])) as SdStat
-  private joined = false
+  readonly group: Group
   private opCounter = 0
   private readonly pendingOps = new Map<string, { resolve: (r: OpReply) => void; rsp: Buffer }>()
-  /**
-   * Weights members announced since they joined (applied over what they joined with); a node's
-   * entry goes when it leaves or joins again. Every member keeps the same map (same events, same order).
-   */
-  private weights = new Map<string, NodeWeight>()
-  private readonly epochWaiters: Array<() => void> = []
   private readonly clusterMain: SheepConfig['clusterMain']
   /** Called when the daemon should exit (KILL_NODE, SHUTDOWN). */
   onStop: (reason: string) => void = () => undefined
@@ -165,6 +126,7 @@ export class Sheep {
     this.config = new ConfigStore(cfg.baseDir)
     this.epochs = new EpochStore(cfg.baseDir)
     this.recovery = new Recovery(this)
+    this.group = new Group(this)
   }
 
   /** Loads what the base directory remembers: config, latest epoch, objects and VDIs. */
@@ -216,172 +178,9 @@ export class Sheep {
   async join(): Promise<void> {
     await this.driver.join(
       this.self,
-      {
-        decideJoin: (joiner, payload) => this.decideJoin(joiner, payload),
-        accepted: (joiner, members, payload) => this.onAccepted(joiner, members, payload),
-        left: (node, members) => this.onLeft(node, members),
-        notified: (sender, message) => this.onNotified(sender, message),
-        rejoining: () => {
-          if (this.status === SD_STATUS_OK) this.status = SD_STATUS_WAIT
-          this.setMembers([])
-          return this.joinPayload()
-        },
-      },
-      this.joinPayload(),
+      this.group.handlers((sender, message) => this.onNotified(sender, message)),
+      this.group.joinPayload(),
     )
-  }
-
-  private joinPayload(): Buffer {
-    const info: JoinInfo = {
-      protoVer: SD_SHEEP_PROTO_VER,
-      status: this.status,
-      epoch: this.epoch,
-      settings: this.settings,
-      epochNodes: this.epoch > 0 ? (this.epochs.read(this.epoch)?.nodes ?? []) : [],
-      weights: [...this.weights],
-    }
-    return packMessage(info)
-  }
-
-  /** On the deciding member: the status and cluster view the joiner is accepted with. */
-  private decideJoin(joiner: SdNode, payload: Buffer): Buffer {
-    const theirs = unpackMessage<JoinInfo>(payload)
-    let view: JoinInfo = unpackMessage<JoinInfo>(this.joinPayload())
-    if (this.status === SD_STATUS_WAIT) {
-      const bothFormatted = view.epoch > 0 && theirs.epoch > 0
-      if (!(bothFormatted && view.settings.ctime !== theirs.settings.ctime) && theirs.epoch > view.epoch) view = theirs
-      const present = [...this.members, joiner]
-      const gathered = view.epoch > 0 && view.epochNodes.every((n) => present.some((m) => sameNode(m, n)))
-      view.status = gathered ? SD_STATUS_OK : SD_STATUS_WAIT
-    } else {
-      view.status = this.status
-    }
-    // the weights are the current members', as this member applied them
-    view.weights = [...this.weights]
-    return packMessage(view)
-  }
-
-  private onAccepted(joiner: SdNode, members: SdNode[], payload: Buffer): void {
-    const view = unpackMessage<JoinInfo>(payload)
-    const isMe = sameNode(joiner, this.self)
-    if (isMe && view.protoVer !== SD_SHEEP_PROTO_VER) {
-      this.log.fatal(`failed to join: protocol version ${view.protoVer}`)
-      this.onStop('join refused')
-      return
-    }
-    if (this.status === SD_STATUS_SHUTDOWN) return
-    this.settings = { ...view.settings }
-    if (isMe) this.weights = new Map(view.weights ?? [])
-    // a joiner announces its weight afresh
-    this.weights.delete(nodeKey(joiner))
-    this.setMembers(members)
-    const wasWaiting = this.status === SD_STATUS_WAIT
-    const myLastEpoch = this.epoch
-    this.status = view.status
-    if (view.epoch > this.epoch) {
-      this.epoch = view.epoch
-      void this.epochs.record(view.epoch, view.epochNodes, BigInt(Math.floor(Date.now() / 1000)))
-    }
-    if (isMe) {
-      this.joined = true
-      // rejoining after being dropped: what we stored is outdated (behaviour.md §3.1)
-      const listed = view.epochNodes.some((n) => sameNode(n, this.self))
-      if (!this.gateway && view.epoch > 0 && !listed && this.store.list().length > 0) {
-        const outdated = this.store.list()
-        this.log.info(`not in epoch ${view.epoch}: ${outdated.length} local object(s) moved to the stale area`)
-        // named with the last epoch this node was a member of: the copies are that fresh, no fresher
-        const staleEpoch = Math.max(1, Math.min(myLastEpoch, view.epoch))
-        this.recovery.moveStore('rejoin', async () => {
-          await Promise.all(outdated.map((oid) => this.store.moveToStale(oid, staleEpoch)))
-        })
-      }
-    }
-    // VDI bookkeeping (behaviour.md §9): a newcomer asks everybody, the others ask the newcomer
-    const others = isMe ? members.filter((n) => !sameNode(n, this.self)) : [joiner]
-    if (others.length > 0) void this.syncVdisFrom(others)
-    this.log.info(`${nodeDescription(joiner)} joined; ${members.length} member(s), status ${this.status}, epoch ${this.epoch}`)
-    if (this.status === SD_STATUS_OK) {
-      const latest = this.epochs.read(this.epoch)?.nodes ?? []
-      if (!sameMembership(latest, this.members)) this.bumpEpoch()
-      else if (wasWaiting) void this.markRunning()
-    }
-  }
-
-  private onLeft(node: SdNode, members: SdNode[]): void {
-    if (this.status === SD_STATUS_SHUTDOWN) return
-    this.weights.delete(nodeKey(node))
-    this.setMembers(members)
-    this.peers.drop({ host: addrToText(node.addr), port: node.port })
-    this.log.info(`${nodeDescription(node)} left; ${members.length} member(s)`)
-    if (this.status === SD_STATUS_OK) this.bumpEpoch()
-  }
-
-  /** Merges the VDI state tables of `nodes` into ours (GET_VDI_COPIES). */
-  private async syncVdisFrom(nodes: SdNode[]): Promise<void> {
-    await Promise.all(
-      nodes.map(async (node) => {
-        const conn = this.peers.get({ host: addrToText(node.addr), port: node.port })
-        let capacity = VDI_SYNC_INITIAL_ENTRIES * VDI_STATE_SIZE
-        for (let attempt = 0; attempt < 8; attempt++) {
-          try {
-            const { rsp, data } = await conn.request({ opcode: SD_OP_GET_VDI_COPIES, readLength: capacity })
-            if (rsp.result === SD_RES_BUFFER_SMALL) {
-              capacity *= 2
-              continue
-            }
-            if (rsp.result === SD_RES_SUCCESS) this.vdis.merge(data)
-            return
-          } catch (e) {
-            this.log.warn(`VDI state sync from ${nodeDescription(node)} failed: ${String(e)}`)
-            return
-          }
-        }
-      }),
-    )
-  }
-
-  /** Vnode counts follow capacities: the formatted cluster's flag; before format, this node's own strategy. */
-  get usesAutoVnodes(): boolean {
-    return this.settings.ctime !== 0n ? (this.settings.flags & SD_CLUSTER_FLAG_AUTO_VNODES) !== 0 : !this.fixedVnodes
-  }
-
-  /** Applies a new member list: announced weights, vnode counts (auto strategy) and the ring. */
-  setMembers(members: SdNode[]): void {
-    const sorted = members
-      .map((n) => {
-        const weight = this.weights.get(nodeKey(n))
-        return weight ? { ...n, space: weight.space, nrVnodes: weight.nrVnodes } : n
-      })
-      .sort(compareNodes)
-    if (this.usesAutoVnodes) {
-      const counts = autoVnodes(sorted)
-      sorted.forEach((n, i) => {
-        sorted[i] = { ...n, nrVnodes: n.space === 0n ? 0 : counts[i] }
-      })
-    }
-    this.members = sorted
-    const me = sorted.find((n) => sameNode(n, this.self))
-    if (me) this.self = me
-    this.ring = new HashRing<SdNode>(sorted)
-  }
-
-  /** Membership changed while running: a new epoch with the current members. */
-  private bumpEpoch(): void {
-    this.epoch += 1
-    void this.epochs.record(this.epoch, this.members, BigInt(Math.floor(Date.now() / 1000)))
-    this.log.info(`epoch ${this.epoch}: ${this.members.map((n) => nodeDescription(n)).join(', ')}`)
-    this.wakeEpochWaiters()
-    this.recovery.start()
-  }
-
-  /**
-   * The cluster runs again with the members of its latest epoch. After an unclean stop, replicas
-   * may have missed writes in flight: recover at the same epoch (behaviour.md §3.1).
-   */
-  private async markRunning(): Promise<void> {
-    const cfg = this.config.read()
-    if (cfg && !cfg.shutdown) this.recovery.start(false)
-    if (cfg && cfg.shutdown) await this.config.write({ ...cfg, shutdown: 0 })
   }
 
   /** MAKE_FS on this node (behaviour.md §5): erase, take the settings, epoch 1, OK. */
@@ -391,18 +190,14 @@ export class Sheep {
     await this.epochs.removeAll()
     this.settings = { ...settings, nrCopies: settings.nrCopies || SD_DEFAULT_COPIES, blockSizeShift: settings.blockSizeShift || SD_DEFAULT_BLOCK_SIZE_SHIFT }
     await this.saveConfig()
-    this.setMembers(this.members)
-    this.epoch = 1
-    await this.epochs.record(1, this.members, BigInt(Math.floor(Date.now() / 1000)))
-    this.status = SD_STATUS_OK
-    this.wakeEpochWaiters()
+    await this.group.startEpochs()
   }
 
   /** FORCE_RECOVER main phase: the current members become the next epoch and the cluster runs. */
   async forceRecover(): Promise<void> {
     this.status = SD_STATUS_OK
     await this.saveConfig()
-    this.bumpEpoch()
+    this.group.bumpEpoch()
   }
 
   async saveConfig(extra: { shutdown?: number } = {}): Promise<void> {
@@ -492,27 +287,13 @@ export class Sheep {
     })
   }
 
-  /** A member's new weight, applied by every member in order: a new epoch with the new ring. */
-  private async applyWeight(sender: SdNode, weight: NodeWeight): Promise<void> {
-    if (!this.members.some((m) => sameNode(m, sender))) return
-    this.weights.set(nodeKey(sender), weight)
-    if (this.isSelf(sender) && weight.space !== this.space) {
-      this.space = weight.space
-      await this.saveConfig()
-    }
-    this.setMembers(this.members)
-    const now = this.members.find((n) => sameNode(n, sender))
-    this.log.info(`${nodeDescription(sender)} now weighs ${weight.space} bytes, ${now?.nrVnodes ?? weight.nrVnodes} vnodes`)
-    if (this.status === SD_STATUS_OK) this.bumpEpoch()
-  }
-
   private onNotified(sender: SdNode, message: Buffer): void {
     const update = unpackMessage<OpMessage | NodeUpdateMessage>(message)
     if ('nodeUpdate' in update) {
       const pending = this.pendingOps.get(update.token)
       this.pendingOps.delete(update.token)
       this.applying = this.applying
-        .then(() => this.applyWeight(sender, update.nodeUpdate))
+        .then(() => this.group.applyWeight(sender, update.nodeUpdate))
         .then(
           () => pending?.resolve({ result: SD_RES_SUCCESS }),
           (e: unknown) => {
@@ -554,29 +335,8 @@ export class Sheep {
 
   private applying: Promise<void> = Promise.resolve()
 
-  /** Resolves once the local epoch is at least `epoch` (peer requests from the future wait). */
-  waitForEpoch(epoch: number, timeoutMs: number): Promise<boolean> {
-    if (((this.epoch - epoch) | 0) >= 0) return Promise.resolve(true)
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(false), timeoutMs)
-      const check = () => {
-        if (((this.epoch - epoch) | 0) >= 0) {
-          clearTimeout(timer)
-          resolve(true)
-        } else {
-          this.epochWaiters.push(check)
-        }
-      }
-      this.epochWaiters.push(check)
-    })
-  }
-
-  private wakeEpochWaiters(): void {
-    for (const w of this.epochWaiters.splice(0)) w()
-  }
-
   get isJoined(): boolean {
-    return this.joined
+    return this.group.joined
   }
 
   /** Default copies, object size shift etc. for objects of `vid` (cluster defaults if unknown). */
@@ -611,10 +371,6 @@ export class Sheep {
 
 function emptySettings(): ClusterSettings {
   return { ctime: 0n, flags: 0, nrCopies: 0, copyPolicy: 0, blockSizeShift: SD_DEFAULT_BLOCK_SIZE_SHIFT, defaultStore: '', disableRecovery: false }
-}
-
-function sameMembership(a: readonly SdNode[], b: readonly SdNode[]): boolean {
-  return a.length === b.length && a.every((n) => b.some((m) => sameNode(m, n)))
 }
 
 /** Free bytes of the file system holding `dir` (the node's capacity at first start). */

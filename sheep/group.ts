@@ -1,0 +1,305 @@
+// Group membership and epochs of one sheep (behaviour.md §3, §9, §17; the original's
+// sheep/group.c): what this node joins with, how the deciding member answers a join, and what
+// every member does when the cluster driver delivers an accept, a leave or a member's new
+// weight — the member list and ring, the epoch history, the status (WAIT until the nodes of the
+// last epoch are back), recovery, and the VDI state exchange with newcomers. The driver's own
+// ordering and join rules are in cluster/membership.ts; this module is what sheep makes of them.
+import type { ClusterHandlers } from './cluster/driver.js'
+import { packMessage, unpackMessage } from './cluster/message.js'
+import {
+  SD_CLUSTER_FLAG_AUTO_VNODES,
+  SD_OP_GET_VDI_COPIES,
+  SD_RES_BUFFER_SMALL,
+  SD_RES_SUCCESS,
+  SD_SHEEP_PROTO_VER,
+  SD_STATUS_OK,
+  SD_STATUS_SHUTDOWN,
+  SD_STATUS_WAIT,
+} from '../lib/proto.js'
+import { HashRing, autoVnodes } from '../lib/ring.js'
+import { type SdNode, VDI_STATE_SIZE, addrToText, compareNodes, nodeDescription, sameNode } from '../lib/structs.js'
+import type { ClusterSettings, Sheep } from './sheep.js'
+
+/** What a node weighs in the ring: its capacity and vnode count (behaviour.md §3.3). */
+export interface NodeWeight {
+  space: bigint
+  nrVnodes: number
+}
+
+/** A member announcing a new weight for itself (reweight, SET_VNODES): every member applies it in order. */
+export interface NodeUpdateMessage {
+  token: string
+  nodeUpdate: NodeWeight
+}
+
+/** The join/accept payload: the sender's view of the cluster (behaviour.md §3.1). */
+interface JoinInfo {
+  protoVer: number
+  status: number
+  epoch: number
+  settings: ClusterSettings
+  /** Node list of `epoch`, as raw sd_node fields. */
+  epochNodes: SdNode[]
+  /** Weights members announced after they joined, by node key (the accepted joiner takes them). */
+  weights?: Array<[string, NodeWeight]>
+}
+
+/** GET_VDI_COPIES starts with room for this many records and doubles on BUFFER_SMALL. */
+const VDI_SYNC_INITIAL_ENTRIES = 512
+/** ... at most this many times. */
+const VDI_SYNC_MAX_ATTEMPTS = 8
+
+/** The key of a node in maps: its address and port. */
+function nodeKey(node: { addr: Buffer; port: number }): string {
+  return `${addrToText(node.addr)}:${node.port}`
+}
+
+function sameMembership(a: readonly SdNode[], b: readonly SdNode[]): boolean {
+  return a.length === b.length && a.every((n) => b.some((m) => sameNode(m, n)))
+}
+
+function nowSec(): bigint {
+  return BigInt(Math.floor(Date.now() / 1000))
+}
+
+export class Group {
+  /** This node's own accept has been applied. */
+  joined = false
+  /**
+   * Weights members announced since they joined (applied over what they joined with); a node's
+   * entry goes when it leaves or joins again. Every member keeps the same map (same events, same order).
+   */
+  private weights = new Map<string, NodeWeight>()
+  private readonly epochWaiters: Array<() => void> = []
+
+  constructor(private readonly sheep: Sheep) {}
+
+  /** What the cluster driver calls; `notified` (cluster ops, node updates) is sheep's. */
+  handlers(notified: ClusterHandlers['notified']): ClusterHandlers {
+    return {
+      decideJoin: (joiner, payload) => this.decideJoin(joiner, payload),
+      accepted: (joiner, members, payload) => this.onAccepted(joiner, members, payload),
+      left: (node, members) => this.onLeft(node, members),
+      notified,
+      rejoining: () => {
+        if (this.sheep.status === SD_STATUS_OK) this.sheep.status = SD_STATUS_WAIT
+        this.setMembers([])
+        return this.joinPayload()
+      },
+    }
+  }
+
+  /** This node's view of the cluster, sent with its join. */
+  joinPayload(): Buffer {
+    const s = this.sheep
+    const info: JoinInfo = {
+      protoVer: SD_SHEEP_PROTO_VER,
+      status: s.status,
+      epoch: s.epoch,
+      settings: s.settings,
+      epochNodes: s.epoch > 0 ? (s.epochs.read(s.epoch)?.nodes ?? []) : [],
+      weights: [...this.weights],
+    }
+    return packMessage(info)
+  }
+
+  /** On the deciding member: the status and cluster view the joiner is accepted with. */
+  private decideJoin(joiner: SdNode, payload: Buffer): Buffer {
+    const s = this.sheep
+    const theirs = unpackMessage<JoinInfo>(payload)
+    let view: JoinInfo = unpackMessage<JoinInfo>(this.joinPayload())
+    if (s.status === SD_STATUS_WAIT) {
+      const bothFormatted = view.epoch > 0 && theirs.epoch > 0
+      if (!(bothFormatted && view.settings.ctime !== theirs.settings.ctime) && theirs.epoch > view.epoch) view = theirs
+      const present = [...s.members, joiner]
+      const gathered = view.epoch > 0 && view.epochNodes.every((n) => present.some((m) => sameNode(m, n)))
+      view.status = gathered ? SD_STATUS_OK : SD_STATUS_WAIT
+    } else {
+      view.status = s.status
+    }
+    // the weights are the current members', as this member applied them
+    view.weights = [...this.weights]
+    return packMessage(view)
+  }
+
+  private onAccepted(joiner: SdNode, members: SdNode[], payload: Buffer): void {
+    const s = this.sheep
+    const view = unpackMessage<JoinInfo>(payload)
+    const isMe = sameNode(joiner, s.self)
+    if (isMe && view.protoVer !== SD_SHEEP_PROTO_VER) {
+      s.log.fatal(`failed to join: protocol version ${view.protoVer}`)
+      s.onStop('join refused')
+      return
+    }
+    if (s.status === SD_STATUS_SHUTDOWN) return
+    s.settings = { ...view.settings }
+    if (isMe) this.weights = new Map(view.weights ?? [])
+    // a joiner announces its weight afresh
+    this.weights.delete(nodeKey(joiner))
+    this.setMembers(members)
+    const wasWaiting = s.status === SD_STATUS_WAIT
+    const myLastEpoch = s.epoch
+    s.status = view.status
+    if (view.epoch > s.epoch) {
+      s.epoch = view.epoch
+      void s.epochs.record(view.epoch, view.epochNodes, nowSec())
+    }
+    if (isMe) {
+      this.joined = true
+      this.moveOutdatedObjects(view.epoch, view.epochNodes, myLastEpoch)
+    }
+    // VDI bookkeeping (behaviour.md §9): a newcomer asks everybody, the others ask the newcomer
+    const others = isMe ? members.filter((n) => !sameNode(n, s.self)) : [joiner]
+    if (others.length > 0) void this.syncVdisFrom(others)
+    s.log.info(`${nodeDescription(joiner)} joined; ${members.length} member(s), status ${s.status}, epoch ${s.epoch}`)
+    if (s.status === SD_STATUS_OK) {
+      const latest = s.epochs.read(s.epoch)?.nodes ?? []
+      if (!sameMembership(latest, s.members)) this.bumpEpoch()
+      else if (wasWaiting) void this.markRunning()
+    }
+  }
+
+  /** Rejoining after being dropped from the cluster's epoch: what we stored is outdated (behaviour.md §3.1). */
+  private moveOutdatedObjects(epoch: number, epochNodes: readonly SdNode[], myLastEpoch: number): void {
+    const s = this.sheep
+    const listed = epochNodes.some((n) => sameNode(n, s.self))
+    if (s.gateway || epoch === 0 || listed || s.store.list().length === 0) return
+    const outdated = s.store.list()
+    s.log.info(`not in epoch ${epoch}: ${outdated.length} local object(s) moved to the stale area`)
+    // named with the last epoch this node was a member of: the copies are that fresh, no fresher
+    const staleEpoch = Math.max(1, Math.min(myLastEpoch, epoch))
+    s.recovery.moveStore('rejoin', async () => {
+      await Promise.all(outdated.map((oid) => s.store.moveToStale(oid, staleEpoch)))
+    })
+  }
+
+  private onLeft(node: SdNode, members: SdNode[]): void {
+    const s = this.sheep
+    if (s.status === SD_STATUS_SHUTDOWN) return
+    this.weights.delete(nodeKey(node))
+    this.setMembers(members)
+    s.peers.drop({ host: addrToText(node.addr), port: node.port })
+    s.log.info(`${nodeDescription(node)} left; ${members.length} member(s)`)
+    if (s.status === SD_STATUS_OK) this.bumpEpoch()
+  }
+
+  /** Merges the VDI state tables of `nodes` into ours (GET_VDI_COPIES). */
+  private async syncVdisFrom(nodes: SdNode[]): Promise<void> {
+    const s = this.sheep
+    await Promise.all(
+      nodes.map(async (node) => {
+        const conn = s.peers.get({ host: addrToText(node.addr), port: node.port })
+        let capacity = VDI_SYNC_INITIAL_ENTRIES * VDI_STATE_SIZE
+        for (let attempt = 0; attempt < VDI_SYNC_MAX_ATTEMPTS; attempt++) {
+          try {
+            const { rsp, data } = await conn.request({ opcode: SD_OP_GET_VDI_COPIES, readLength: capacity })
+            if (rsp.result === SD_RES_BUFFER_SMALL) {
+              capacity *= 2
+              continue
+            }
+            if (rsp.result === SD_RES_SUCCESS) s.vdis.merge(data)
+            return
+          } catch (e) {
+            s.log.warn(`VDI state sync from ${nodeDescription(node)} failed: ${String(e)}`)
+            return
+          }
+        }
+      }),
+    )
+  }
+
+  /** Vnode counts follow capacities: the formatted cluster's flag; before format, this node's own strategy. */
+  get usesAutoVnodes(): boolean {
+    const { settings } = this.sheep
+    return settings.ctime !== 0n ? (settings.flags & SD_CLUSTER_FLAG_AUTO_VNODES) !== 0 : !this.sheep.fixedVnodes
+  }
+
+  /** Applies a new member list: announced weights, vnode counts (auto strategy) and the ring. */
+  setMembers(members: SdNode[]): void {
+    const s = this.sheep
+    const sorted = members
+      .map((n) => {
+        const weight = this.weights.get(nodeKey(n))
+        return weight ? { ...n, space: weight.space, nrVnodes: weight.nrVnodes } : n
+      })
+      .sort(compareNodes)
+    if (this.usesAutoVnodes) {
+      const counts = autoVnodes(sorted)
+      sorted.forEach((n, i) => {
+        sorted[i] = { ...n, nrVnodes: n.space === 0n ? 0 : counts[i] }
+      })
+    }
+    s.members = sorted
+    const me = sorted.find((n) => sameNode(n, s.self))
+    if (me) s.self = me
+    s.ring = new HashRing<SdNode>(sorted)
+  }
+
+  /** Membership changed while running: a new epoch with the current members. */
+  bumpEpoch(): void {
+    const s = this.sheep
+    s.epoch += 1
+    void s.epochs.record(s.epoch, s.members, nowSec())
+    s.log.info(`epoch ${s.epoch}: ${s.members.map((n) => nodeDescription(n)).join(', ')}`)
+    this.wakeEpochWaiters()
+    s.recovery.start()
+  }
+
+  /** MAKE_FS: the current members become epoch 1 (the store and settings are the caller's). */
+  async startEpochs(): Promise<void> {
+    const s = this.sheep
+    this.setMembers(s.members)
+    s.epoch = 1
+    await s.epochs.record(1, s.members, nowSec())
+    s.status = SD_STATUS_OK
+    this.wakeEpochWaiters()
+  }
+
+  /**
+   * The cluster runs again with the members of its latest epoch. After an unclean stop, replicas
+   * may have missed writes in flight: recover at the same epoch (behaviour.md §3.1).
+   */
+  private async markRunning(): Promise<void> {
+    const { config, recovery } = this.sheep
+    const cfg = config.read()
+    if (cfg && !cfg.shutdown) recovery.start(false)
+    if (cfg?.shutdown) await config.write({ ...cfg, shutdown: 0 })
+  }
+
+  /** A member's new weight, applied by every member in order: a new epoch with the new ring. */
+  async applyWeight(sender: SdNode, weight: NodeWeight): Promise<void> {
+    const s = this.sheep
+    if (!s.members.some((m) => sameNode(m, sender))) return
+    this.weights.set(nodeKey(sender), weight)
+    if (s.isSelf(sender) && weight.space !== s.space) {
+      s.space = weight.space
+      await s.saveConfig()
+    }
+    this.setMembers(s.members)
+    const now = s.members.find((n) => sameNode(n, sender))
+    s.log.info(`${nodeDescription(sender)} now weighs ${weight.space} bytes, ${now?.nrVnodes ?? weight.nrVnodes} vnodes`)
+    if (s.status === SD_STATUS_OK) this.bumpEpoch()
+  }
+
+  /** Resolves once the local epoch is at least `epoch` (peer requests from the future wait). */
+  waitForEpoch(epoch: number, timeoutMs: number): Promise<boolean> {
+    const reached = () => ((this.sheep.epoch - epoch) | 0) >= 0
+    if (reached()) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs)
+      const check = () => {
+        if (reached()) {
+          clearTimeout(timer)
+          resolve(true)
+        } else {
+          this.epochWaiters.push(check)
+        }
+      }
+      this.epochWaiters.push(check)
+    })
+  }
+
+  private wakeEpochWaiters(): void {
+    for (const w of this.epochWaiters.splice(0)) w()
+  }
+}
