@@ -85,6 +85,9 @@ export const REQ_INODE_COHERENCE = {
 
 // Response variants (§3).
 export const RSP_RESULT = { result: [16, 'u32'] } as const satisfies Layout
+/** Where a response's result is, and where the fields of its variant begin (after the result). */
+export const RSP_RESULT_AT = RSP_RESULT.result[0]
+export const RSP_VARIANT_AT = RSP_RESULT_AT + 4
 export const RSP_OBJ = { copies: [20, 'u8'], offset: [24, 'u64'] } as const satisfies Layout
 export const RSP_VDI = {
   rsvd: [20, 'u32'],
@@ -203,14 +206,14 @@ export function encodeResponseHeader<L extends Layout>(init: ResponseInit<L>): B
     id: init.id,
     dataLength: init.dataLength,
   })
-  raw.writeUInt32LE(init.result >>> 0, 16)
+  raw.writeUInt32LE(init.result >>> 0, RSP_RESULT_AT)
   if (init.variant && init.fields) writeFields(raw, init.variant, init.fields)
   return raw
 }
 
 export function decodeResponseHeader(raw: Buffer): SdResponse {
   const common = readFields(raw, COMMON_HEADER)
-  return { raw, result: raw.readUInt32LE(16), epoch: common.epoch, id: common.id, dataLength: common.dataLength, opcode: common.opcode }
+  return { raw, result: raw.readUInt32LE(RSP_RESULT_AT), epoch: common.epoch, id: common.id, dataLength: common.dataLength, opcode: common.opcode }
 }
 
 /** True when a request header announces a payload that follows it on the wire (§1.1 rule 2). */

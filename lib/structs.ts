@@ -161,8 +161,13 @@ export function encodeEpochLog(log: EpochLog, nodesNr: number, buf: Buffer, at: 
 }
 
 /** The epoch file / GET_EPOCH payload: nodes × 80 bytes then the u64 creation time (behaviour.md §12.1). */
+/** An epoch file: the node list, then the epoch's creation time (u64 seconds). */
+const EPOCH_FILE_TIME_SIZE = 8
+/** The largest epoch file: every node a cluster can have, and the time. */
+export const EPOCH_FILE_MAX_SIZE = SD_MAX_NODES * SD_NODE_SIZE + EPOCH_FILE_TIME_SIZE
+
 export function encodeEpochFile(nodes: readonly SdNode[], timeSec: bigint): Buffer {
-  const buf = Buffer.alloc(nodes.length * SD_NODE_SIZE + 8)
+  const buf = Buffer.alloc(nodes.length * SD_NODE_SIZE + EPOCH_FILE_TIME_SIZE)
   nodes.forEach((n, i) => {
     encodeNode(n, buf, i * SD_NODE_SIZE)
   })
@@ -171,8 +176,8 @@ export function encodeEpochFile(nodes: readonly SdNode[], timeSec: bigint): Buff
 }
 
 export function decodeEpochFile(buf: Buffer): { nodes: SdNode[]; timeSec: bigint } | undefined {
-  if (buf.length < 8 || (buf.length - 8) % SD_NODE_SIZE !== 0) return undefined
-  const count = (buf.length - 8) / SD_NODE_SIZE
+  if (buf.length < EPOCH_FILE_TIME_SIZE || (buf.length - EPOCH_FILE_TIME_SIZE) % SD_NODE_SIZE !== 0) return undefined
+  const count = (buf.length - EPOCH_FILE_TIME_SIZE) / SD_NODE_SIZE
   return { nodes: decodeNodes(buf, count), timeSec: buf.readBigUInt64LE(count * SD_NODE_SIZE) }
 }
 

@@ -4,7 +4,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { addrToText, addrFromText } from '../lib/structs.js'
-import { defaultZone } from '../lib/addr.js'
+import { SD_ADDR_LEN, defaultZone } from '../lib/addr.js'
 import { type DaemonSpec, isDaemonCopy, launchDaemon, reportToLauncher } from '../lib/daemon.js'
 import { createLogger } from '../lib/log.js'
 import { processAlive } from '../lib/proc.js'
@@ -60,7 +60,7 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
     self: {
       addr,
       port: opts.port,
-      ioAddr: Buffer.alloc(16),
+      ioAddr: Buffer.alloc(SD_ADDR_LEN),
       ioPort: 0,
       nrVnodes: opts.gateway ? 0 : (opts.vnodes ?? SD_DEFAULT_VNODES),
       zone: opts.zone ?? defaultZone(addr),

@@ -25,7 +25,7 @@ import {
 } from '../lib/proto.js'
 import { HashRing } from '../lib/ring.js'
 import { encodeRequestHeader } from '../lib/codec.js'
-import { type SdNode, addrToText, decodeEpochFile, encodeNode, nodeDescription, sameNode } from '../lib/structs.js'
+import { EPOCH_FILE_MAX_SIZE, type SdNode, addrToText, decodeEpochFile, encodeNode, nodeDescription, sameNode } from '../lib/structs.js'
 import { copyObject, peerPieceReader, type PieceReader } from './object-copy.js'
 import { objectSizeFor } from './peer.js'
 import type { Sheep } from './sheep.js'
@@ -359,7 +359,7 @@ export class Recovery {
             opcode: SD_OP_GET_EPOCH,
             variant: REQ_OBJ,
             fields: { tgtEpoch: epoch },
-            readLength: 8 + 6144 * 80,
+            readLength: EPOCH_FILE_MAX_SIZE,
           })
           const decoded = rsp.result === SD_RES_SUCCESS ? decodeEpochFile(data) : undefined
           if (decoded) {

@@ -4,7 +4,15 @@
 // A malformed request gets an error result; only a stream that cannot be trusted is closed.
 import fs from 'node:fs'
 import net from 'node:net'
-import { type SdRequest, decodeRequestHeader, encodeResponseHeader, maxResponsePayload, requestCarriesPayload, validateRequestHeader } from '../lib/codec.js'
+import {
+  RSP_VARIANT_AT,
+  type SdRequest,
+  decodeRequestHeader,
+  encodeResponseHeader,
+  maxResponsePayload,
+  requestCarriesPayload,
+  validateRequestHeader,
+} from '../lib/codec.js'
 import { FrameReader } from '../lib/framing.js'
 import { resultOfError } from '../lib/errors.js'
 import {
@@ -23,6 +31,7 @@ import {
   SD_OP_CREATE_AND_WRITE_PEER,
   SD_OP_REMOVE_OBJ,
   SD_OP_REMOVE_PEER,
+  SD_HEADER_SIZE,
 } from '../lib/proto.js'
 import type { OpReply } from './op-types.js'
 import { OPS, waitingResult } from './ops.js'
@@ -212,7 +221,8 @@ export class SheepServer {
       fields: r.fields as never,
     })
     if (r.rawRsp) {
-      r.rawRsp.copy(header, 20, 20, 48)
+      // a cluster op's response fields come from its work phase, the result from its main phase
+      r.rawRsp.copy(header, RSP_VARIANT_AT, RSP_VARIANT_AT, SD_HEADER_SIZE)
     }
     socket.cork()
     socket.write(header)

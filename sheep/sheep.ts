@@ -6,7 +6,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { ConnectionPool } from '../lib/client.js'
 import { resultOfError } from '../lib/errors.js'
-import { decodeRequestHeader, decodeResponseHeader, encodeResponseHeader } from '../lib/codec.js'
+import { RSP_RESULT_AT, decodeRequestHeader, decodeResponseHeader, encodeResponseHeader } from '../lib/codec.js'
 import { decodeInodeHeader, SD_INODE_LOOKUP_SIZE } from '../lib/inode.js'
 import type { Logger } from '../lib/log.js'
 import { isVdiObj, oidToVid } from '../lib/oid.js'
@@ -19,6 +19,7 @@ import {
   SD_STATUS_OK,
   SD_STATUS_SHUTDOWN,
   SD_STATUS_WAIT,
+  SD_HEADER_SIZE,
 } from '../lib/proto.js'
 import { HashRing } from '../lib/ring.js'
 import { SD_STAT_FIELDS, type SdNode, type SdStat, nodeDescription, sameNode } from '../lib/structs.js'
@@ -229,7 +230,7 @@ export class Sheep {
   async exclusiveOp(req: Buffer, work: () => Promise<{ rsp: Buffer; data: Buffer | undefined }>): Promise<OpReply> {
     const token = `${nodeDescription(this.self)}#${++this.opCounter}`
     return new Promise<OpReply>((resolve, reject) => {
-      let workRsp: Buffer = Buffer.alloc(48)
+      let workRsp: Buffer = Buffer.alloc(SD_HEADER_SIZE)
       this.pendingOps.set(token, { resolve, rsp: workRsp })
       this.driver
         .exclusive(async () => {
@@ -322,7 +323,7 @@ export class Sheep {
       }
       if (pending) {
         const fields = Buffer.from(msg.rsp)
-        fields.writeUInt32LE(result, 16)
+        fields.writeUInt32LE(result, RSP_RESULT_AT)
         pending.resolve({ result, rawRsp: fields, data: rsp.dataLength > 0 ? data : undefined })
       }
     })()

@@ -2,7 +2,7 @@
 // deleted bitmaps (2^24 bits each) and the VDI state table (copies, policy, object size,
 // snapshot/deleted flags, parent, lock state).
 import { SD_NR_VDIS, SD_VDI_BITMAP_SIZE } from '../lib/proto.js'
-import { LOCK_STATE_UNLOCKED, VDI_STATE_SIZE, type VdiStateRecord, decodeVdiState, encodeVdiState } from '../lib/structs.js'
+import { LOCK_STATE_UNLOCKED, SD_NODE_ID_SIZE, VDI_STATE_SIZE, type VdiStateRecord, decodeVdiState, encodeVdiState } from '../lib/structs.js'
 
 export interface VdiState {
   vid: number
@@ -63,7 +63,7 @@ export class VdiTable {
   add(state: Omit<VdiState, 'lockState' | 'lockOwner' | 'participantStates' | 'participants'> & Partial<VdiState>): VdiState {
     const full: VdiState = {
       lockState: LOCK_STATE_UNLOCKED,
-      lockOwner: Buffer.alloc(40),
+      lockOwner: Buffer.alloc(SD_NODE_ID_SIZE),
       participantStates: [],
       participants: [],
       ...state,

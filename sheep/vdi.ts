@@ -23,6 +23,7 @@ import { vidToAttrOid, vidToVdiOid } from '../lib/oid.js'
 import {
   SD_DEFAULT_COPIES,
   SD_MAX_VDI_LEN,
+  SD_MAX_VDI_TAG_LEN,
   SD_NR_VDIS,
   SD_RES_FULL_VDI,
   SD_RES_INVALID_PARMS,
@@ -79,7 +80,8 @@ interface VdiName {
 /** name[256] and the optional tag[256] of a VDI request payload. */
 export function parseVdiPayload(data: Buffer | undefined): VdiName | undefined {
   if (!data || data.length < SD_MAX_VDI_LEN) return undefined
-  return { name: cString(data.subarray(0, 256)), tag: data.length >= 512 ? cString(data.subarray(256, 512)) : '' }
+  const tagEnd = SD_MAX_VDI_LEN + SD_MAX_VDI_TAG_LEN
+  return { name: cString(data.subarray(0, SD_MAX_VDI_LEN)), tag: data.length >= tagEnd ? cString(data.subarray(SD_MAX_VDI_LEN, tagEnd)) : '' }
 }
 
 function nowTimestamp(): bigint {
@@ -438,7 +440,7 @@ export function unlockMain(sheep: Sheep, vid: number, owner: Buffer, type: numbe
   }
   if (state.lockState !== LOCK_STATE_NORMAL) return SD_RES_VDI_NOT_LOCKED
   state.lockState = LOCK_STATE_UNLOCKED
-  state.lockOwner = Buffer.alloc(40)
+  state.lockOwner = Buffer.alloc(SD_NODE_ID_SIZE)
   return SD_RES_SUCCESS
 }
 
