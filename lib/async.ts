@@ -1,7 +1,8 @@
 // Small concurrency primitives shared by sheep's modules, each with its own test
-// (test/lib/async.test.ts): a deferred promise, a queue that runs the work of one key after
-// the work queued before it, and a group run that lets callers arriving while a run is under
-// way share the next one.
+// (test/lib/async.test.ts): a deferred promise, a table of callers waiting for an answer by
+// key, a queue that runs the work of one key after the work queued before it, and a group run
+// that lets callers arriving while a run is under way share the next one.
+import { invariant } from './errors.js'
 
 export interface Deferred<T = void> {
   promise: Promise<T>
@@ -15,6 +16,50 @@ export function deferred<T = void>(): Deferred<T> {
     resolve = r
   })
   return { promise, resolve }
+}
+
+/**
+ * Callers waiting, each under its own key, for something else to answer them (a cluster event
+ * applied, a reply received). A key answered or failed is forgotten; answering a key nobody
+ * waits for does nothing (the waiter gave up, or the answer is a duplicate).
+ */
+export class PendingTable<K, T = void> {
+  private readonly waiting = new Map<K, { resolve: (value: T) => void; reject: (error: Error) => void }>()
+
+  wait(key: K): Promise<T> {
+    invariant(!this.waiting.has(key), `two waiters for ${String(key)}`)
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.set(key, { resolve, reject })
+    })
+  }
+
+  /** Answers the waiter of `key`; false if there is none. */
+  settle(key: K, value: T): boolean {
+    const w = this.waiting.get(key)
+    if (!w) return false
+    this.waiting.delete(key)
+    w.resolve(value)
+    return true
+  }
+
+  /** Fails the waiter of `key`; false if there is none. */
+  fail(key: K, error: unknown): boolean {
+    const w = this.waiting.get(key)
+    if (!w) return false
+    this.waiting.delete(key)
+    w.reject(error instanceof Error ? error : new Error(String(error)))
+    return true
+  }
+
+  failAll(error: Error): void {
+    const all = [...this.waiting.values()]
+    this.waiting.clear()
+    for (const w of all) w.reject(error)
+  }
+
+  get size(): number {
+    return this.waiting.size
+  }
 }
 
 /**

@@ -7,6 +7,7 @@
 // instance is a process (pid and start time, against pid reuse), alive while that process runs.
 import fs from 'node:fs'
 import path from 'node:path'
+import { PendingTable } from '../../lib/async.js'
 import { invariant } from '../../lib/errors.js'
 import { processStartTime, sameProcessAlive } from '../../lib/proc.js'
 import type { SdNode } from '../../lib/structs.js'
@@ -105,7 +106,8 @@ export class LocalDriver implements ClusterDriver {
   private readonly declared = new Set<string>()
   private readonly startedBlocks = new Set<string>()
   private joinedResolve: (() => void) | undefined
-  private readonly waiters = new Map<string, { resolve: () => void; reject: (e: Error) => void }>()
+  /** Notifies and blocks sent by this node, until applied. */
+  private readonly waiters = new PendingTable<string>()
   private readonly works = new Map<string, () => Promise<Buffer>>()
   private pollTimer: NodeJS.Timeout | undefined
   private livenessTimer: NodeJS.Timeout | undefined
@@ -184,11 +186,14 @@ export class LocalDriver implements ClusterDriver {
   }
 
   private waitFor(token: string, send: () => void): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.waiters.set(token, { resolve, reject })
+    const applied = this.waiters.wait(token)
+    try {
       send()
-      this.catchUp()
-    })
+    } catch (e) {
+      this.waiters.fail(token, e)
+    }
+    this.catchUp()
+    return applied
   }
 
   /** Appends one event as a single write: O_APPEND makes it atomic and ordered. */
@@ -244,7 +249,7 @@ export class LocalDriver implements ClusterDriver {
           handlers.notified(effect.sender, effect.message)
           break
         case 'settled':
-          this.settle(effect.token)
+          this.waiters.settle(effect.token)
           break
         case 'removed':
           // the master declares a member gone only when its process is: not while we run
@@ -255,13 +260,6 @@ export class LocalDriver implements ClusterDriver {
     if (event.type === 'unblock') this.startedBlocks.delete(event.token)
     forgetApplied(this.answering, this.view.state.joining)
     forgetApplied(this.declared, [...this.view.state.members, ...this.view.state.joining])
-  }
-
-  private settle(token: string): void {
-    const w = this.waiters.get(token)
-    if (!w) return
-    this.waiters.delete(token)
-    w.resolve()
   }
 
   /** On the master: answer the join the membership rules pick (one at a time). */
@@ -288,9 +286,7 @@ export class LocalDriver implements ClusterDriver {
         (err: unknown) => {
           // release the block with no message so others proceed; the caller sees the error
           this.append({ type: 'unblock', sender: head.sender, token: head.token, message: Buffer.alloc(0) })
-          const w = this.waiters.get(head.token)
-          this.waiters.delete(head.token)
-          w?.reject(err instanceof Error ? err : new Error(String(err)))
+          this.waiters.fail(head.token, err)
         },
       )
       .finally(() => this.catchUp())

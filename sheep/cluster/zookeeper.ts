@@ -20,6 +20,7 @@
 // node has left: sheep is told (`rejoining`) and the node joins again as a new member.
 import { createRequire } from 'node:module'
 import os from 'node:os'
+import { PendingTable } from '../../lib/async.js'
 import { SdError, invariant } from '../../lib/errors.js'
 import type { Logger } from '../../lib/log.js'
 import { SD_RES_CLUSTER_ERROR } from '../../lib/proto.js'
@@ -321,7 +322,8 @@ export class ZookeeperDriver implements ClusterDriver {
   private handlers: ClusterHandlers | undefined
   private joinPayload: Buffer = Buffer.alloc(0)
   private joined: { resolve: () => void; reject: (e: Error) => void } | undefined
-  private readonly waiters = new Map<string, { resolve: () => void; reject: (e: Error) => void }>()
+  /** Notifies and blocks sent by this node, until applied. */
+  private readonly waiters = new PendingTable<string>()
   private readonly works = new Map<string, () => Promise<Buffer>>()
   private probeTimer: NodeJS.Timeout | undefined
   private cycling = false
@@ -776,7 +778,7 @@ export class ZookeeperDriver implements ClusterDriver {
         handlers.notified(effect.sender, effect.message)
         break
       case 'settled':
-        this.settle(effect.token)
+        this.waiters.settle(effect.token)
         break
       case 'removed':
         // our own leave: either we are stopping, or the master found our session gone (even
@@ -893,9 +895,7 @@ export class ZookeeperDriver implements ClusterDriver {
       (message) => release(message),
       (err: unknown) => {
         // release the block with no message so others proceed; the caller sees the error
-        const w = this.waiters.get(head.token)
-        this.waiters.delete(head.token)
-        w?.reject(err instanceof Error ? err : new Error(String(err)))
+        this.waiters.fail(head.token, err)
         return release(Buffer.alloc(0))
       },
     )
@@ -911,9 +911,7 @@ export class ZookeeperDriver implements ClusterDriver {
       this.log?.error(`cannot release the cluster-wide block: ${why}`)
       if (e instanceof SdError) {
         // too large a result: release with none; the caller gets the error
-        const w = event.type === 'unblock' ? this.waiters.get(event.token) : undefined
-        if (event.type === 'unblock') this.waiters.delete(event.token)
-        w?.reject(e)
+        if (event.type === 'unblock') this.waiters.fail(event.token, e)
         await this.pushUnblock(s, { ...event, message: Buffer.alloc(0) } as ZkEvent)
         return
       }
@@ -937,31 +935,20 @@ export class ZookeeperDriver implements ClusterDriver {
   }
 
   private waitFor(token: string, send: () => Promise<void>): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.waiters.set(token, { resolve, reject })
-      send().then(
-        () => this.kick(),
-        (e: unknown) => {
-          this.waiters.delete(token)
-          const why = e instanceof Error ? e.message : String(e)
-          reject(e instanceof SdError ? e : new SdError(SD_RES_CLUSTER_ERROR, `cannot publish the cluster event (${why})`))
-        },
-      )
-    })
-  }
-
-  private settle(token: string): void {
-    const w = this.waiters.get(token)
-    if (!w) return
-    this.waiters.delete(token)
-    w.resolve()
+    const applied = this.waiters.wait(token)
+    send().then(
+      () => this.kick(),
+      (e: unknown) => {
+        const why = e instanceof Error ? e.message : String(e)
+        this.waiters.fail(token, e instanceof SdError ? e : new SdError(SD_RES_CLUSTER_ERROR, `cannot publish the cluster event (${why})`))
+      },
+    )
+    return applied
   }
 
   private rejectAll(error: SdError): void {
-    const waiting = [...this.waiters.values()]
-    this.waiters.clear()
     this.works.clear()
-    for (const w of waiting) w.reject(error)
+    this.waiters.failAll(error)
   }
 }
 

@@ -2,7 +2,7 @@
 // not block, keys go when idle, work queued synchronously), GroupRun (callers during a run share
 // the next one, which starts after it).
 import t from 'tap'
-import { type Deferred, GroupRun, KeyedQueue, deferred } from '../../lib/async.js'
+import { type Deferred, GroupRun, KeyedQueue, deferred, PendingTable } from '../../lib/async.js'
 
 const tick = () => new Promise((r) => setImmediate(r))
 
@@ -99,4 +99,24 @@ t.test('GroupRun: callers during a run share the next one', async (t) => {
   gates[1].resolve()
   await second
   t.equal(runs, 2, 'and serves every caller that waited')
+})
+
+t.test('PendingTable: each waiter is answered or failed once, by key', async (t) => {
+  const table = new PendingTable<string, number>()
+  const a = table.wait('a')
+  const b = table.wait('b')
+  t.equal(table.size, 2)
+  t.throws(() => table.wait('a'), /two waiters for a/, 'one waiter per key')
+  t.ok(table.settle('a', 1))
+  t.notOk(table.settle('a', 2), 'a second answer finds nobody')
+  t.equal(await a, 1)
+  t.ok(table.fail('b', 'gone'))
+  await t.rejects(b, /gone/, 'a failure is an Error')
+  const c = table.wait('c')
+  const d = table.wait('d')
+  table.failAll(new Error('leaving'))
+  await t.rejects(c, /leaving/)
+  await t.rejects(d, /leaving/)
+  t.equal(table.size, 0)
+  t.notOk(table.fail('zzz', 'x'), 'failing a key nobody waits for does nothing')
 })
