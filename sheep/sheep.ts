@@ -311,7 +311,9 @@ export class Sheep {
     const main = this.clusterMain(req.opcode)
     const pending = this.pendingOps.get(msg.token)
     this.pendingOps.delete(msg.token)
-    // Each main phase runs to completion before the next message is applied, keeping the order.
+    // Main phases start in the driver's order, synchronously with the membership events around
+    // them; one that awaits (a format, a purge) may still be running when the next starts.
+    // Node updates wait for the main phases started before them (`applying`).
     const done = (async () => {
       let result = rsp.result
       try {
