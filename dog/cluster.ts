@@ -1,8 +1,12 @@
-// `dog cluster`: the subcommand table with its usage texts, and the handlers of info, format,
-// shutdown, recover force/enable/disable, reweight and alter-copy (cli-and-formats §6.1–6.5,
-// §6.7). The other subcommands are in the table but not implemented yet.
+// `dog cluster`: its option table and subcommand table (the usage texts come from both), and the
+// handlers of info, format, shutdown, recover force/enable/disable, reweight and alter-copy
+// (cli-and-formats §6.1–6.5, §6.7). The other subcommands are in the table but not implemented
+// yet.
 import { lightRequest } from './common.js'
-import { confirm, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, formatRedundancy, type DogCommand, type DogContext, type DogSubcommand } from './cli.js'
+import { EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, type DogCommand, type DogContext, type DogOptionSpec, type DogSubcommand } from './cli.js'
+import { applyBlockSizeShift, applyRedundancy, setFlag } from './options.js'
+import { formatRedundancy } from './parsers.js'
+import { confirm } from './prompt.js'
 import type { DogRuntime } from './runtime.js'
 import { SdError } from '../lib/errors.js'
 import { formatCtime, formatEpochTime, sprintf } from '../lib/format.js'
@@ -317,6 +321,61 @@ async function changeClusterCopies(ctx: DogContext, dog: DogRuntime): Promise<nu
 
 // ---- the table ---------------------------------------------------------------------------------
 
+/** The cluster group's option letters (the original's cluster option table); the global ones come first. */
+export const CLUSTER_OPTIONS: readonly DogOptionSpec[] = [
+  {
+    letter: 'b',
+    longName: 'store',
+    takesArgument: true,
+    description: 'specify backend store',
+    apply: (opts, argument) => {
+      opts.store = argument
+      return undefined
+    },
+  },
+  { letter: 'c', longName: 'copies', takesArgument: true, description: 'specify the default data redundancy (number of copies)', apply: applyRedundancy },
+  { letter: 'f', longName: 'force', takesArgument: false, description: 'do not prompt for confirmation', apply: setFlag('force') },
+  {
+    letter: 'F',
+    longName: 'avoid-diskfull',
+    takesArgument: false,
+    description: 'skip recovery if recovery process can cause disk full',
+    apply: setFlag('avoidDiskfull'),
+  },
+  { letter: 'l', longName: 'lock', takesArgument: false, description: 'Lock vdi to exclude multiple users', apply: setFlag('lock') },
+  {
+    // The original also turned on -t here (a missing break); -m means multithread only.
+    letter: 'm',
+    longName: 'multithread',
+    takesArgument: false,
+    description: "use multi-thread for 'cluster snapshot save'",
+    apply: setFlag('multithread'),
+  },
+  { letter: 'R', longName: 'recyclevid', takesArgument: false, description: 'enable recycling of VID', apply: setFlag('recycleVid') },
+  {
+    letter: 't',
+    longName: 'strict',
+    takesArgument: false,
+    description: 'do not serve write request if number of nodes is not sufficient',
+    apply: setFlag('strict'),
+  },
+  {
+    letter: 'z',
+    longName: 'block_size_shift',
+    takesArgument: true,
+    description: 'specify the shift num of default data object size',
+    apply: applyBlockSizeShift,
+  },
+  { letter: 'V', longName: 'fixedvnodes', takesArgument: false, description: 'disable automatic vnodes calculation', apply: setFlag('fixedVnodes') },
+  {
+    letter: 'd',
+    longName: 'diff',
+    takesArgument: false,
+    description: 'just output the changes between the two adjacent epoches for cluster info',
+    apply: setFlag('diff'),
+  },
+]
+
 /** The cluster subcommands in the original's order (spec §3.1); `unsupported` runs those of later issues. */
 export function clusterCommand(dog: DogRuntime): DogCommand {
   const run = (handler: (ctx: DogContext, dog: DogRuntime) => Promise<number>) => (ctx: DogContext) => handler(ctx, dog)
@@ -354,6 +413,7 @@ export function clusterCommand(dog: DogRuntime): DogCommand {
   ]
   return {
     name: 'cluster',
+    optionTable: CLUSTER_OPTIONS,
     subcommands: [
       { name: 'info', options: 'aprhvTd', description: 'show cluster information', needsNodeList: true, handler: run(showClusterInfo) },
       { name: 'format', options: 'bcltaphzTVRfF', description: 'create a Sheepdog store', needsNodeList: true, handler: run(formatCluster) },

@@ -5,13 +5,23 @@
 import type { SheepConnection } from '../lib/client.js'
 import { SdError } from '../lib/errors.js'
 import { dataObjectCount, decodeInodeHeader, indexOffset, type InodeHeader } from '../lib/inode.js'
+import {
+  BTREE_HEADER_SIZE,
+  BTREE_ROOT_AT,
+  type BtreeHeader,
+  collectIndexEntries,
+  decodeBtreeHeader,
+  HYPER_VOLUME_STORE_POLICY,
+  type IndexNodeReader,
+} from '../lib/inode-index.js'
 import { MAX_DATA_OBJS, oidToHex, SD_INODE_HEADER_SIZE, vidToVdiOid } from '../lib/oid.js'
 import { resultLabel, SD_NR_VDIS, SD_RES_EIO } from '../lib/proto.js'
 import { bitmapTest, createAndWriteObj, delVdi, getVdiInfo, readDelVdis, readObj, readVdis, writeObj, type SnapshotSelector } from '../lib/sheep-api.js'
-import { EXIT_FAILURE, EXIT_SUCCESS, snapshotIdOf, snapshotTagOf, type DogContext } from './cli.js'
+import { EXIT_FAILURE, EXIT_SUCCESS, type DogContext } from './cli.js'
+import { snapshotIdOf, snapshotTagOf } from './parsers.js'
 
 /** What VDI walks read of each inode: the header and the B-tree index header after it (8 bytes). */
-export const INODE_HEADER_READ_SIZE = SD_INODE_HEADER_SIZE + 8
+export const INODE_HEADER_READ_SIZE = BTREE_ROOT_AT + BTREE_HEADER_SIZE
 /** `vdi delete` clears this many non-zero index entries per inode write unless -B says otherwise. */
 const DEFAULT_DELETE_BATCH_ENTRIES = 128
 /**
@@ -19,12 +29,8 @@ const DEFAULT_DELETE_BATCH_ENTRIES = 128
  * on failure so scripts can tell (documented in dog.8).
  */
 const VDI_DELETE_FAILED = EXIT_FAILURE
-/** B-tree index of hyper volumes (wire-protocol.md §12.10). */
-const BTREE_MAGIC = 0x6274
-const BTREE_HEADER_SIZE = 8
-const BTREE_LEAF_ENTRY_SIZE = 8
-const BTREE_INDIRECT_ENTRY_SIZE = 16
-export const HYPER_VOLUME_STORE_POLICY = 1
+// re-exported: the command files take it from here
+export { HYPER_VOLUME_STORE_POLICY }
 
 // ---- shared request helpers --------------------------------------------------------------------
 
@@ -192,38 +198,36 @@ export async function readPlainEntries(ctx: DogContext, conn: SheepConnection, v
 }
 
 /** Leaf entries (idx → vid) of a hyper volume's B-tree: in the inode (depth 1) or in node objects (depth 2). */
-export async function readBtreeEntries(ctx: DogContext, conn: SheepConnection, vdi: WalkedVdi): Promise<Map<number, number> | undefined> {
-  const entries = new Map<number, number>()
-  const rootHeader = vdi.headerBytes.subarray(SD_INODE_HEADER_SIZE, SD_INODE_HEADER_SIZE + BTREE_HEADER_SIZE)
-  if (rootHeader.readUInt16LE(0) !== BTREE_MAGIC) return entries
-  const depth = rootHeader.readUInt16LE(2)
-  const count = rootHeader.readUInt32LE(4)
-  if (count === 0) return entries
-  const inodeOid = vidToVdiOid(vdi.vid)
-  const addLeaves = (bytes: Buffer, leafCount: number): void => {
-    for (let i = 0; i < leafCount; i++) {
-      entries.set(bytes.readUInt32LE(i * BTREE_LEAF_ENTRY_SIZE), bytes.readUInt32LE(i * BTREE_LEAF_ENTRY_SIZE + 4))
-    }
+export function readBtreeEntries(ctx: DogContext, conn: SheepConnection, vdi: WalkedVdi): Promise<Map<number, number> | undefined> {
+  return readIndexNodes(ctx, conn, (io) => collectIndexEntries(io, vidToVdiOid(vdi.vid), btreeRootOf(vdi)))
+}
+
+/** The header of a hyper volume's B-tree root, read with the inode header by the VDI walk. */
+export function btreeRootOf(vdi: WalkedVdi): BtreeHeader {
+  return decodeBtreeHeader(vdi.headerBytes, BTREE_ROOT_AT)
+}
+
+/** Thrown by readIndexNodes's reader once readObject has printed why a read failed: it ends the walk. */
+class ReportedReadFailure extends Error {}
+
+/**
+ * Runs a read of a hyper volume's B-tree (lib/inode-index.ts) over READ_OBJ with the original's
+ * failure lines, short answers zero-padded: its result, or undefined once a read has failed.
+ */
+export async function readIndexNodes<T>(ctx: DogContext, conn: SheepConnection, read: (io: IndexNodeReader) => Promise<T>): Promise<T | undefined> {
+  const io: IndexNodeReader = {
+    read: async (oid, offset, length) => {
+      const bytes = await readObject(ctx, conn, oid, offset, length, true)
+      if (bytes === undefined) throw new ReportedReadFailure()
+      return bytes
+    },
   }
-  if (depth === 1) {
-    const leaves = await readObject(ctx, conn, inodeOid, SD_INODE_HEADER_SIZE + BTREE_HEADER_SIZE, count * BTREE_LEAF_ENTRY_SIZE, true)
-    if (leaves === undefined) return undefined
-    addLeaves(leaves, count)
-    return entries
+  try {
+    return await read(io)
+  } catch (error) {
+    if (error instanceof ReportedReadFailure) return undefined
+    throw error
   }
-  const pointers = await readObject(ctx, conn, inodeOid, SD_INODE_HEADER_SIZE + BTREE_HEADER_SIZE, count * BTREE_INDIRECT_ENTRY_SIZE, true)
-  if (pointers === undefined) return undefined
-  for (let i = 0; i < count; i++) {
-    const nodeOid = pointers.readBigUInt64LE(i * BTREE_INDIRECT_ENTRY_SIZE + 8)
-    const nodeHeader = await readObject(ctx, conn, nodeOid, 0, BTREE_HEADER_SIZE, true)
-    if (nodeHeader === undefined) return undefined
-    const leafCount = nodeHeader.readUInt32LE(4)
-    if (leafCount === 0) continue
-    const leaves = await readObject(ctx, conn, nodeOid, BTREE_HEADER_SIZE, leafCount * BTREE_LEAF_ENTRY_SIZE, true)
-    if (leaves === undefined) return undefined
-    addLeaves(leaves, leafCount)
-  }
-  return entries
 }
 
 // ---- removing a VDI (vdi delete, and the snapshot/backup commands that drop one) ------------

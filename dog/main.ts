@@ -1,6 +1,7 @@
 // dog's process entry: runDog over a fresh DogSession (runtime.ts) with the real process I/O,
 // then the session's connections are closed and dog exits with the command's status.
-import { EXIT_SYSFAIL, runDog } from './cli.js'
+import { EXIT_SYSFAIL } from './cli.js'
+import { runDog } from './runner.js'
 import { SdError } from '../lib/errors.js'
 import { openDogSession } from './runtime.js'
 

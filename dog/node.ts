@@ -1,9 +1,21 @@
-// `dog node`: the subcommand table with its usage texts, and the handlers of list, info, kill,
-// recovery info/set-throttle/get-throttle, stat, log level set/get/list and vnodes set
-// (cli-and-formats §5.1–5.4, §5.6–5.8). The other subcommands are in the table but not
-// implemented yet.
+// `dog node`: its option table and subcommand table (the usage texts come from both), and the
+// handlers of list, info, kill, recovery info/set-throttle/get-throttle, stat, log level
+// set/get/list and vnodes set (cli-and-formats §5.1–5.4, §5.6–5.8). The other subcommands are in
+// the table but not implemented yet.
 import { asSdError, forEachVdi, lightRequest } from './common.js'
-import { DogExit, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, EXIT_USAGE, UsageError, type DogCommand, type DogContext, type DogSubcommand } from './cli.js'
+import {
+  DogExit,
+  EXIT_FAILURE,
+  EXIT_SUCCESS,
+  EXIT_SYSFAIL,
+  EXIT_USAGE,
+  UsageError,
+  type DogCommand,
+  type DogContext,
+  type DogOptionSpec,
+  type DogSubcommand,
+} from './cli.js'
+import { setFlag } from './options.js'
 import type { DogRuntime } from './runtime.js'
 import { formatFixed, formatSize, progressLine, sprintf } from '../lib/format.js'
 import { isSnapshot } from '../lib/inode.js'
@@ -422,6 +434,15 @@ async function setNodeVnodes(ctx: DogContext, dog: DogRuntime): Promise<number> 
 
 // ---- the table ---------------------------------------------------------------------------------
 
+/** The node group's option letters (the original's node option table); the global ones come first. */
+export const NODE_OPTIONS: readonly DogOptionSpec[] = [
+  { letter: 'A', longName: 'all', takesArgument: false, description: 'show md information of all the nodes', apply: setFlag('allNodes') },
+  { letter: 'P', longName: 'progress', takesArgument: false, description: 'show progress of recovery in the node', apply: setFlag('progress') },
+  { letter: 'w', longName: 'watch', takesArgument: false, description: 'watch the stat every second', apply: setFlag('watch') },
+  { letter: 'l', longName: 'local', takesArgument: false, description: 'issue request to local node', apply: setFlag('local') },
+  { letter: 'f', longName: 'force', takesArgument: false, description: 'ignore the confirmation', apply: setFlag('force') },
+]
+
 /** The node subcommands in the original's order (spec §3.1); `unsupported` runs those of later issues. */
 export function nodeCommand(dog: DogRuntime): DogCommand {
   const run = (handler: (ctx: DogContext, dog: DogRuntime) => Promise<number>) => (ctx: DogContext) => handler(ctx, dog)
@@ -445,6 +466,7 @@ export function nodeCommand(dog: DogRuntime): DogCommand {
   const vnodesSubcommands: DogSubcommand[] = [{ name: 'set', args: '<num of vnodes>', description: 'set new vnodes', minArgs: 1, handler: run(setNodeVnodes) }]
   return {
     name: 'node',
+    optionTable: NODE_OPTIONS,
     subcommands: [
       { name: 'kill', args: '<node id>', options: 'aprhlT', description: 'kill node', needsNodeList: true, handler: run(killNodeById) },
       { name: 'list', shortcut: 'l', options: 'aprhT', description: 'list nodes', needsNodeList: true, handler: run(listNodes) },

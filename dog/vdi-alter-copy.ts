@@ -2,7 +2,8 @@
 // a standalone replicated VDI (no parent, no children): the inode header is rewritten with the
 // new count, then ALTER_VDI_COPY makes every node adopt it and recover the missing replicas.
 import { forEachVdi, writeObject, lightRequest } from './common.js'
-import { confirm, EXIT_FAILURE, EXIT_SUCCESS, UsageError, type DogContext } from './cli.js'
+import { EXIT_FAILURE, EXIT_SUCCESS, UsageError, type DogContext } from './cli.js'
+import { confirm } from './prompt.js'
 import type { DogRuntime } from './runtime.js'
 import { openVdiInode } from './vdi-inode.js'
 import { SD_INODE_HEADER_SIZE, updateInodeHeader } from '../lib/inode.js'

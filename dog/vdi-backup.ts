@@ -5,16 +5,8 @@
 // then becomes a snapshot of its own, the working VDI resuming from its old parent. Objects are
 // compared, sent and restored a piece at a time, so memory stays bounded for 2 GiB objects.
 import { asSdError, failureLabel, printTransportFailure, removeVdi } from './common.js'
-import {
-  EXIT_FAILURE,
-  EXIT_SUCCESS,
-  EXIT_SYSFAIL,
-  snapshotIdOf,
-  snapshotTagOf,
-  UsageError,
-  type DogContext,
-  type SnapshotSelector as OptionSelector,
-} from './cli.js'
+import { EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, UsageError, type DogContext, type SnapshotSelector as OptionSelector } from './cli.js'
+import { snapshotIdOf, snapshotTagOf } from './parsers.js'
 import type { DogRuntime } from './runtime.js'
 import { objectProgressOnStderr, openIndexedVdi, openVdiInode, readObjectRangeOrReport, writeStdout, type IndexedVdi } from './vdi-inode.js'
 import type { SheepConnection } from '../lib/client.js'

@@ -5,12 +5,14 @@
 // commands whose stdout carries data.
 import {
   asSdError,
+  btreeRootOf,
   HYPER_VOLUME_STORE_POLICY,
   INODE_HEADER_READ_SIZE,
   inodeReadFailureLine,
   lookUpVdi,
   printTransportFailure,
   readBtreeEntries,
+  readIndexNodes,
   readObject,
   readPlainEntries,
   type WalkedVdi,
@@ -23,17 +25,10 @@ import type { SheepConnection } from '../lib/client.js'
 import type { SdError } from '../lib/errors.js'
 import { progressLine } from '../lib/format.js'
 import { decodeInodeHeader, objectSize } from '../lib/inode.js'
+import { indexNodeOids } from '../lib/inode-index.js'
 import { oidToHex, vidToDataOid, vidToVdiOid, vidToVmstateOid } from '../lib/oid.js'
 import { OBJECT_CHUNK_BYTES } from '../lib/proto.js'
 import { readObj, type SnapshotSelector } from '../lib/sheep-api.js'
-
-/** B-tree index layout of hyper volumes (wire-protocol.md §12.10). */
-const BTREE_HEADER_SIZE = 8
-const BTREE_INDIRECT_ENTRY_SIZE = 16
-const BTREE_DEPTH_AT = 2
-const BTREE_ENTRIES_AT = 4
-/** Depth of a B-tree root whose entries point at node objects. */
-const BTREE_INDIRECT_DEPTH = 2
 
 /** A VDI with its index: data object idx → owning vid, allocated entries only, ascending idx. */
 export interface IndexedVdi extends WalkedVdi {
@@ -88,13 +83,7 @@ export function vmstateObjectIds(vdi: WalkedVdi): bigint[] {
 /** B-tree node objects of a hyper volume whose root points at nodes (depth 2); none otherwise. */
 export async function btreeNodeObjectIds(ctx: DogContext, conn: SheepConnection, vdi: WalkedVdi): Promise<bigint[] | undefined> {
   if (vdi.header.storePolicy !== HYPER_VOLUME_STORE_POLICY) return []
-  const btreeHeader = vdi.headerBytes.subarray(INODE_HEADER_READ_SIZE - BTREE_HEADER_SIZE)
-  if (btreeHeader.readUInt16LE(BTREE_DEPTH_AT) !== BTREE_INDIRECT_DEPTH) return []
-  const count = btreeHeader.readUInt32LE(BTREE_ENTRIES_AT)
-  if (count === 0) return []
-  const pointers = await readObject(ctx, conn, vidToVdiOid(vdi.vid), INODE_HEADER_READ_SIZE, count * BTREE_INDIRECT_ENTRY_SIZE, true)
-  if (pointers === undefined) return undefined
-  return Array.from({ length: count }, (_, i) => pointers.readBigUInt64LE(i * BTREE_INDIRECT_ENTRY_SIZE + 8))
+  return readIndexNodes(ctx, conn, (io) => indexNodeOids(io, vidToVdiOid(vdi.vid), btreeRootOf(vdi)))
 }
 
 /**

@@ -3,7 +3,9 @@
 // snapshot's objects (or copying them with -n / creating them with -P), and rollback as
 // "delete the working VDI, clone the snapshot under the same name".
 import { asSdError, failureLabel, inodeReadFailureLine, lookUpVdi, printTransportFailure, readObject, removeVdi, selectorOf, writeObject } from './common.js'
-import { confirm, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, snapshotIdOf, snapshotTagOf, UsageError, type DogContext } from './cli.js'
+import { EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, UsageError, type DogContext } from './cli.js'
+import { snapshotIdOf, snapshotTagOf } from './parsers.js'
+import { confirm } from './prompt.js'
 import type { DogRuntime } from './runtime.js'
 import { isAllZero } from '../lib/bytes.js'
 import type { SheepConnection } from '../lib/client.js'

@@ -1,7 +1,7 @@
-// `dog vdi`: the subcommand table with its usage texts, and the handlers of create, delete, list,
-// read, write and resize (cli-and-formats §4.1, §4.4, §4.6, §4.7, §4.13); the other handlers are in
-// the dog/vdi-*.ts files. What the command groups share (request helpers, the VDI walk, removing
-// a VDI) is in dog/common.ts.
+// `dog vdi`: its option table and subcommand table (the usage texts come from both), and the
+// handlers of create, delete, list, read, write and resize (cli-and-formats §4.1, §4.4, §4.6,
+// §4.7, §4.13); the other handlers are in the dog/vdi-*.ts files. What the command groups share
+// (request helpers, the VDI walk, removing a VDI) is in dog/common.ts.
 import {
   HYPER_VOLUME_STORE_POLICY,
   type ObjectOwnership,
@@ -20,17 +20,9 @@ import {
 } from './common.js'
 import cliProgress from 'cli-progress'
 
-import {
-  EXIT_FAILURE,
-  EXIT_SUCCESS,
-  EXIT_SYSFAIL,
-  formatRedundancy,
-  requireSize,
-  UsageError,
-  type DogCommand,
-  type DogContext,
-  type DogSubcommand,
-} from './cli.js'
+import { EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, UsageError, type DogCommand, type DogContext, type DogOptionSpec, type DogSubcommand } from './cli.js'
+import { applyBlockSizeShift, applyRedundancy, reject, setFlag } from './options.js'
+import { formatRedundancy, parseCLong, parseIndex, parseOid, parseSnapshotSelector, requireSize } from './parsers.js'
 import type { DogRuntime } from './runtime.js'
 import type { SheepConnection } from '../lib/client.js'
 import { escapeRawName, formatSize, formatVdiDate, progressLine, sprintf } from '../lib/format.js'
@@ -385,6 +377,145 @@ async function writeVdi(ctx: DogContext, dog: DogRuntime): Promise<number> {
 
 // ---- the table ---------------------------------------------------------------------------------
 
+const INVALID_RECLAMATION_NUMBER: Record<'nrBatchedReclamation' | 'reclamationInterval' | 'maxReclaim', string> = {
+  nrBatchedReclamation: 'The number of batched reclamation',
+  reclamationInterval: 'The interval of batched reclamation',
+  maxReclaim: 'The maximum number of reclamation',
+}
+
+/** -B / -I / -m: strtol, then > 0 (the original's messages, missing space included). */
+function applyReclamationNumber(field: 'nrBatchedReclamation' | 'reclamationInterval' | 'maxReclaim'): DogOptionSpec['apply'] {
+  return (opts, argument) => {
+    const value = parseCLong(argument, 10)
+    const subject = INVALID_RECLAMATION_NUMBER[field]
+    if (value === undefined) return reject(EXIT_FAILURE, `${subject} is invalid: ${argument}`)
+    if (value <= 0n) return reject(EXIT_FAILURE, `${subject} must bepositive integer`)
+    opts[field] = Number(value)
+    return undefined
+  }
+}
+
+/** -s / -F: a snapshot id (> 0) or a tag. */
+function applySnapshotSelector(field: 'snapshot' | 'fromSnapshot'): DogOptionSpec['apply'] {
+  return (opts, argument) => {
+    const selector = parseSnapshotSelector(argument)
+    if (selector === undefined) return reject(EXIT_FAILURE, 'The snapshot id must be larger than zero')
+    opts[field] = selector
+    return undefined
+  }
+}
+
+const HYPER_AND_SHIFT_CONFLICT = "Don't specify both -y and -z options, please"
+
+/** The vdi group's option letters (the original's vdi option table); the global ones come first. */
+export const VDI_OPTIONS: readonly DogOptionSpec[] = [
+  { letter: 'P', longName: 'prealloc', takesArgument: false, description: 'preallocate all the data objects', apply: setFlag('prealloc') },
+  { letter: 'n', longName: 'no-share', takesArgument: false, description: 'share nothing with its parent', apply: setFlag('noShare') },
+  {
+    letter: 'i',
+    longName: 'index',
+    takesArgument: true,
+    description: 'specify the index of data objects',
+    apply: (opts, argument) => {
+      const index = parseIndex(argument)
+      if (index === undefined) {
+        return reject(EXIT_FAILURE, 'The index must be a decimal integer or a hexadecimal integer started with 0x')
+      }
+      opts.index = index
+      return undefined
+    },
+  },
+  {
+    letter: 's',
+    longName: 'snapshot',
+    takesArgument: true,
+    description: 'specify a snapshot id or tag name',
+    apply: applySnapshotSelector('snapshot'),
+  },
+  { letter: 'x', longName: 'exclusive', takesArgument: false, description: 'write in an exclusive mode', apply: setFlag('exclusive') },
+  { letter: 'd', longName: 'delete', takesArgument: false, description: 'delete a key', apply: setFlag('delete') },
+  { letter: 'w', longName: 'writeback', takesArgument: false, description: 'use writeback mode', apply: setFlag('writeback') },
+  { letter: 'c', longName: 'copies', takesArgument: true, description: 'specify the data redundancy level', apply: applyRedundancy },
+  {
+    letter: 'F',
+    longName: 'from',
+    takesArgument: true,
+    description: 'create a differential backup from the snapshot',
+    apply: applySnapshotSelector('fromSnapshot'),
+  },
+  { letter: 'f', longName: 'force', takesArgument: false, description: 'do operation forcibly', apply: setFlag('force') },
+  {
+    letter: 'y',
+    longName: 'hyper',
+    takesArgument: false,
+    description: 'create a hyper volume',
+    apply: (opts) => {
+      if (opts.blockSizeShift !== undefined) return reject(EXIT_FAILURE, HYPER_AND_SHIFT_CONFLICT)
+      opts.hyper = true
+      return undefined
+    },
+  },
+  {
+    letter: 'o',
+    longName: 'oid',
+    takesArgument: true,
+    description: 'specify the object id of the tracking object',
+    apply: (opts, argument) => {
+      const oid = parseOid(argument)
+      if (oid === undefined) return reject(EXIT_FAILURE, 'object id must be a hex integer')
+      opts.oid = oid
+      return undefined
+    },
+  },
+  {
+    letter: 'e',
+    longName: 'exist',
+    takesArgument: false,
+    description: 'only check objects exist or not,\n                          neither comparing nor repairing',
+    apply: setFlag('exist'),
+  },
+  {
+    letter: 'z',
+    longName: 'block_size_shift',
+    takesArgument: true,
+    description: 'specify the bit shift num for data object size',
+    apply: (opts, argument) => {
+      const rejection = applyBlockSizeShift(opts, argument)
+      if (rejection !== undefined) return rejection
+      if (opts.hyper) return reject(EXIT_FAILURE, HYPER_AND_SHIFT_CONFLICT)
+      return undefined
+    },
+  },
+  {
+    letter: 'R',
+    longName: 'reduce-identical-snapshots',
+    takesArgument: false,
+    description: "do not create snapshot if working VDI doesn't have its own objects",
+    apply: setFlag('reduceIdenticalSnapshots'),
+  },
+  {
+    letter: 'B',
+    longName: 'nr-batched-reclamation',
+    takesArgument: true,
+    description: 'specify a number of batched reclamation during VDI deletion',
+    apply: applyReclamationNumber('nrBatchedReclamation'),
+  },
+  {
+    letter: 'I',
+    longName: 'reclamation-interval',
+    takesArgument: true,
+    description: 'specify how long (unit: second) in reclamation loop during VDI deletion',
+    apply: applyReclamationNumber('reclamationInterval'),
+  },
+  {
+    letter: 'm',
+    longName: 'max-reclaim',
+    takesArgument: true,
+    description: "specify the maximum number of reclaimed objects (if this option is specified, an inode object won't be reclaimed)",
+    apply: applyReclamationNumber('maxReclaim'),
+  },
+]
+
 /**
  * The vdi subcommands in the original's order, with their argument specs and option letters
  * (spec §3.1). `unsupported` runs those that come in later issues.
@@ -402,6 +533,7 @@ export function vdiCommand(dog: DogRuntime): DogCommand {
   ]
   return {
     name: 'vdi',
+    optionTable: VDI_OPTIONS,
     subcommands: [
       {
         name: 'check',

@@ -6,19 +6,10 @@
 import type { SheepConnection } from './client.js'
 import { zeroExtended } from './bytes.js'
 import { SdError, invariant } from './errors.js'
-import {
-  type InodeHeader,
-  SD_INODE_HEADER_SIZE,
-  SD_INODE_INDEX_AT,
-  SD_INODE_INDEX_ENTRIES,
-  SD_INODE_INDEX_SIZE,
-  decodeInodeHeader,
-  indexOffset,
-  isSnapshot,
-  u32le,
-} from './inode.js'
+import { type InodeHeader, SD_INODE_HEADER_SIZE, SD_INODE_INDEX_ENTRIES, decodeInodeHeader, indexOffset, isSnapshot, u32le } from './inode.js'
+import { BtreeIndex, HYPER_VOLUME_STORE_POLICY, type IndexNodeIo } from './inode-index.js'
 import { oidToHex, vidToDataOid, vidToVdiOid } from './oid.js'
-import { SD_MAX_DATA_LENGTH, SD_RES_EIO, SD_RES_INVALID_PARMS, SD_RES_NO_SUPPORT, SD_RES_READONLY } from './proto.js'
+import { SD_MAX_DATA_LENGTH, SD_RES_EIO, SD_RES_INVALID_PARMS, SD_RES_READONLY } from './proto.js'
 import { type SnapshotSelector, createAndWriteObj, getVdiInfo, readObj, writeObj } from './sheep-api.js'
 
 /** Object requests one I/O call keeps in flight unless told otherwise. */
@@ -71,7 +62,7 @@ interface Piece {
   at: number
 }
 
-/** The data_vdi_id index of an inode, in whatever form it is stored (flat array or B-tree). */
+/** The data_vdi_id index of an inode, in whatever form it is stored (flat array below, or the B-tree of inode-index.ts). */
 interface IndexView {
   /** True when get(idx) can answer without a request. */
   has(idx: number): boolean
@@ -84,10 +75,8 @@ interface IndexView {
 }
 
 /** How the index views reach the inode and B-tree node objects. */
-interface InodeIo {
+interface InodeIo extends IndexNodeIo {
   readonly inodeOid: bigint
-  read(oid: bigint, offset: number, length: number): Promise<Buffer>
-  write(oid: bigint, offset: number, data: Buffer): Promise<void>
 }
 
 export class VdiHandle {
@@ -140,7 +129,7 @@ export class VdiHandle {
 
   /** Hyper volume: the index is a B-tree (store_policy 1). */
   get isHyperVolume(): boolean {
-    return this.inode.storePolicy === 1
+    return this.inode.storePolicy === HYPER_VOLUME_STORE_POLICY
   }
 
   get inodeOid(): bigint {
@@ -264,7 +253,7 @@ export class VdiHandle {
       read: (oid, offset, length) => readObj(this.conn, oid, offset, length, { direct: true }),
       write: (oid, offset, data) => writeObj(this.conn, oid, offset, data, this.objectWriteOptions()),
     }
-    if (this.isHyperVolume) return new BtreeIndex(io)
+    if (this.isHyperVolume) return new BtreeIndex(io, io.inodeOid)
     const count = Math.min(SD_INODE_INDEX_ENTRIES, Math.ceil(this.size / this.objectSize))
     return new PlainIndex(io, count)
   }
@@ -500,276 +489,5 @@ class PlainIndex implements IndexView {
     await this.io.write(this.io.inodeOid, indexOffset(idx), u32le(vid))
     this.entries[idx] = vid
     this.loaded[idx] = 1
-  }
-}
-
-// ---- the B-tree index of hyper volumes (store_policy 1), wire-protocol.md §12.10 --------------
-
-const BTREE_MAGIC = 0x6274
-const BTREE_HEADER_SIZE = 8
-const BTREE_LEAF_ENTRY_SIZE = 8
-const BTREE_INDIRECT_ENTRY_SIZE = 16
-/** Leaf entries that fit in the inode's index area or in one B-tree node object. */
-const BTREE_MAX_LEAF_ENTRIES = Math.floor((SD_INODE_INDEX_SIZE - BTREE_HEADER_SIZE) / BTREE_LEAF_ENTRY_SIZE)
-
-/** A sorted array of (idx, vid) leaf entries with room to grow. */
-class LeafEntries {
-  private idxs: Uint32Array
-  private vids: Uint32Array
-  count = 0
-
-  constructor(capacity = 64) {
-    this.idxs = new Uint32Array(capacity)
-    this.vids = new Uint32Array(capacity)
-  }
-
-  static decode(buf: Buffer, at: number, count: number): LeafEntries {
-    const leaf = new LeafEntries(Math.max(64, count))
-    const usable = Math.min(count, Math.floor((buf.length - at) / BTREE_LEAF_ENTRY_SIZE))
-    for (let i = 0; i < usable; i++) {
-      leaf.idxs[i] = buf.readUInt32LE(at + i * BTREE_LEAF_ENTRY_SIZE)
-      leaf.vids[i] = buf.readUInt32LE(at + i * BTREE_LEAF_ENTRY_SIZE + 4)
-    }
-    leaf.count = usable
-    return leaf
-  }
-
-  /** Position of the first entry with idx >= `idx` (where `idx` is or would be inserted). */
-  lowerBound(idx: number): number {
-    let lo = 0
-    let hi = this.count
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1
-      if (this.idxs[mid] < idx) lo = mid + 1
-      else hi = mid
-    }
-    return lo
-  }
-
-  /** The entry's position if present, else -1. */
-  find(idx: number): number {
-    const pos = this.lowerBound(idx)
-    return pos < this.count && this.idxs[pos] === idx ? pos : -1
-  }
-
-  vidAt(pos: number): number {
-    return this.vids[pos]
-  }
-
-  setVid(pos: number, vid: number): void {
-    this.vids[pos] = vid
-  }
-
-  idxAt(pos: number): number {
-    return this.idxs[pos]
-  }
-
-  insert(pos: number, idx: number, vid: number): void {
-    if (this.count === this.idxs.length) {
-      const grow = (a: Uint32Array) => {
-        const b = new Uint32Array(a.length * 2)
-        b.set(a)
-        return b
-      }
-      this.idxs = grow(this.idxs)
-      this.vids = grow(this.vids)
-    }
-    this.idxs.copyWithin(pos + 1, pos, this.count)
-    this.vids.copyWithin(pos + 1, pos, this.count)
-    this.idxs[pos] = idx
-    this.vids[pos] = vid
-    this.count++
-  }
-
-  remove(pos: number): void {
-    this.idxs.copyWithin(pos, pos + 1, this.count)
-    this.vids.copyWithin(pos, pos + 1, this.count)
-    this.count--
-  }
-
-  /** Wire form of entries [from, count). */
-  encode(from: number): Buffer {
-    const buf = Buffer.alloc((this.count - from) * BTREE_LEAF_ENTRY_SIZE)
-    for (let i = from; i < this.count; i++) {
-      buf.writeUInt32LE(this.idxs[i], (i - from) * BTREE_LEAF_ENTRY_SIZE)
-      buf.writeUInt32LE(this.vids[i], (i - from) * BTREE_LEAF_ENTRY_SIZE + 4)
-    }
-    return buf
-  }
-}
-
-function btreeHeader(depth: number, entries: number): Buffer {
-  const buf = Buffer.alloc(BTREE_HEADER_SIZE)
-  buf.writeUInt16LE(BTREE_MAGIC, 0)
-  buf.writeUInt16LE(depth, 2)
-  buf.writeUInt32LE(entries, 4)
-  return buf
-}
-
-interface IndirectEntry {
-  /** Largest idx held by the child node. */
-  maxIdx: number
-  oid: bigint
-}
-
-type BtreeRoot = { depth: 1; leaf: LeafEntries } | { depth: 2; children: IndirectEntry[] }
-
-/**
- * The B-tree index: lookups at depth 1 (root in the inode) and depth 2 (root of pointers to
- * node objects). Commits cover updates, inserts into the root leaf and inserts into a child
- * node with room; splitting a full node (more than 524 287 objects in one node) answers NO_SUPPORT.
- */
-class BtreeIndex implements IndexView {
-  private root: BtreeRoot | undefined
-  private readonly nodes = new Map<bigint, LeafEntries>()
-  private loading: Promise<void> = Promise.resolve()
-  private committing: Promise<void> = Promise.resolve()
-
-  constructor(private readonly io: InodeIo) {}
-
-  has(idx: number): boolean {
-    const root = this.root
-    if (!root) return false
-    if (root.depth === 1) return true
-    const child = this.childFor(root.children, idx)
-    return child === undefined || this.nodes.has(child.oid)
-  }
-
-  prepare(firstIdx: number, lastIdx: number): Promise<void> {
-    const run = this.loading.then(() => this.load(firstIdx, lastIdx))
-    this.loading = run.catch(() => undefined)
-    return run
-  }
-
-  private async load(firstIdx: number, lastIdx: number): Promise<void> {
-    if (!this.root) this.root = await this.loadRoot()
-    const root = this.root
-    if (root.depth === 1) return
-    for (let k = 0; k < root.children.length; k++) {
-      const low = k === 0 ? 0 : root.children[k - 1].maxIdx + 1
-      const child = root.children[k]
-      if (child.maxIdx < firstIdx || low > lastIdx || this.nodes.has(child.oid)) continue
-      this.nodes.set(child.oid, await this.loadNode(child.oid))
-    }
-  }
-
-  private async loadRoot(): Promise<BtreeRoot> {
-    const head = await this.io.read(this.io.inodeOid, SD_INODE_INDEX_AT, BTREE_HEADER_SIZE)
-    if (head.length < BTREE_HEADER_SIZE || head.readUInt32LE(0) === 0) return { depth: 1, leaf: new LeafEntries() }
-    const magic = head.readUInt16LE(0)
-    const depth = head.readUInt16LE(2)
-    const entries = head.readUInt32LE(4)
-    if (magic !== BTREE_MAGIC || (depth !== 1 && depth !== 2)) {
-      throw new SdError(SD_RES_EIO, `inode ${oidToHex(this.io.inodeOid)}: bad B-tree header (magic ${magic.toString(16)}, depth ${depth})`)
-    }
-    if (depth === 1) {
-      const limited = Math.min(entries, BTREE_MAX_LEAF_ENTRIES)
-      const body =
-        limited === 0 ? Buffer.alloc(0) : await this.io.read(this.io.inodeOid, SD_INODE_INDEX_AT + BTREE_HEADER_SIZE, limited * BTREE_LEAF_ENTRY_SIZE)
-      return { depth: 1, leaf: LeafEntries.decode(body, 0, limited) }
-    }
-    const limited = Math.min(entries, Math.floor((SD_INODE_INDEX_SIZE - BTREE_HEADER_SIZE) / BTREE_INDIRECT_ENTRY_SIZE))
-    const body =
-      limited === 0 ? Buffer.alloc(0) : await this.io.read(this.io.inodeOid, SD_INODE_INDEX_AT + BTREE_HEADER_SIZE, limited * BTREE_INDIRECT_ENTRY_SIZE)
-    const children: IndirectEntry[] = []
-    for (let i = 0; (i + 1) * BTREE_INDIRECT_ENTRY_SIZE <= body.length; i++) {
-      const at = i * BTREE_INDIRECT_ENTRY_SIZE
-      children.push({ maxIdx: body.readUInt32LE(at), oid: body.readBigUInt64LE(at + 8) })
-    }
-    return { depth: 2, children }
-  }
-
-  private async loadNode(oid: bigint): Promise<LeafEntries> {
-    const head = await this.io.read(oid, 0, BTREE_HEADER_SIZE)
-    if (head.length < BTREE_HEADER_SIZE || head.readUInt16LE(0) !== BTREE_MAGIC) {
-      throw new SdError(SD_RES_EIO, `B-tree node ${oidToHex(oid)}: bad header`)
-    }
-    const entries = Math.min(head.readUInt32LE(4), BTREE_MAX_LEAF_ENTRIES)
-    const body = entries === 0 ? Buffer.alloc(0) : await this.io.read(oid, BTREE_HEADER_SIZE, entries * BTREE_LEAF_ENTRY_SIZE)
-    return LeafEntries.decode(body, 0, entries)
-  }
-
-  /** The child whose range holds idx: the first with maxIdx >= idx. */
-  private childFor(children: IndirectEntry[], idx: number): IndirectEntry | undefined {
-    let lo = 0
-    let hi = children.length
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1
-      if (children[mid].maxIdx < idx) lo = mid + 1
-      else hi = mid
-    }
-    return children[lo]
-  }
-
-  get(idx: number): number {
-    const root = this.root
-    invariant(root !== undefined, 'B-tree used before it was loaded')
-    const leaf = root.depth === 1 ? root.leaf : this.leafFor(root.children, idx)
-    if (!leaf) return 0
-    const pos = leaf.find(idx)
-    return pos < 0 ? 0 : leaf.vidAt(pos)
-  }
-
-  private leafFor(children: IndirectEntry[], idx: number): LeafEntries | undefined {
-    const child = this.childFor(children, idx)
-    if (!child) return undefined
-    const node = this.nodes.get(child.oid)
-    invariant(node !== undefined, `B-tree node ${oidToHex(child.oid)} used before it was loaded`)
-    return node
-  }
-
-  commit(idx: number, vid: number): Promise<void> {
-    // every commit may rewrite shared entries: one at a time
-    const run = this.committing.then(() => this.commitOne(idx, vid))
-    this.committing = run.catch(() => undefined)
-    return run
-  }
-
-  private async commitOne(idx: number, vid: number): Promise<void> {
-    if (!this.root) await this.prepare(idx, idx)
-    const root = this.root!
-    if (root.depth === 1) {
-      await this.setInLeaf(root.leaf, this.io.inodeOid, SD_INODE_INDEX_AT, 1, idx, vid)
-      return
-    }
-    let k = root.children.findIndex((c) => c.maxIdx >= idx)
-    const beyondLast = k < 0
-    if (beyondLast) k = root.children.length - 1
-    if (k < 0) throw new SdError(SD_RES_NO_SUPPORT, 'B-tree root without children')
-    const child = root.children[k]
-    if (!this.nodes.has(child.oid)) this.nodes.set(child.oid, await this.loadNode(child.oid))
-    await this.setInLeaf(this.nodes.get(child.oid)!, child.oid, 0, 1, idx, vid)
-    if (beyondLast) {
-      // the last child now holds a larger idx: its pointer's max moves up
-      await this.io.write(this.io.inodeOid, SD_INODE_INDEX_AT + BTREE_HEADER_SIZE + k * BTREE_INDIRECT_ENTRY_SIZE, u32le(idx))
-      child.maxIdx = idx
-    }
-  }
-
-  /** Sets idx → vid in a leaf stored at `base` of object `oid`, writing only what changed. */
-  private async setInLeaf(leaf: LeafEntries, oid: bigint, base: number, depth: number, idx: number, vid: number): Promise<void> {
-    const entriesAt = base + BTREE_HEADER_SIZE
-    const found = leaf.find(idx)
-    if (found >= 0) {
-      await this.io.write(oid, entriesAt + found * BTREE_LEAF_ENTRY_SIZE + 4, u32le(vid))
-      leaf.setVid(found, vid)
-      return
-    }
-    if (leaf.count >= BTREE_MAX_LEAF_ENTRIES) {
-      throw new SdError(SD_RES_NO_SUPPORT, `B-tree node ${oidToHex(oid)} is full; splitting is not supported`)
-    }
-    const pos = leaf.lowerBound(idx)
-    leaf.insert(pos, idx, vid)
-    try {
-      // the shifted tail first, then the entry count: a failure in between leaves entries
-      // past the count, which readers ignore
-      await this.io.write(oid, entriesAt + pos * BTREE_LEAF_ENTRY_SIZE, leaf.encode(pos))
-      await this.io.write(oid, base, btreeHeader(depth, leaf.count))
-    } catch (err) {
-      // the cluster may not have the entry: forget it here too, so a retry creates it again
-      const again = leaf.find(idx)
-      if (again >= 0) leaf.remove(again)
-      throw err
-    }
   }
 }

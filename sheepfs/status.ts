@@ -3,7 +3,8 @@
 // (runDog over a DogSession of its own, closed afterwards), with its stdout captured. A failed command (dog's exit status is
 // not 0) becomes EIO, with dog's stderr in the log.
 import { Readable } from 'node:stream'
-import { type DogIo, runDog } from '../dog/cli.js'
+import type { DogIo } from '../dog/cli.js'
+import { runDog } from '../dog/runner.js'
 import { openDogSession } from '../dog/runtime.js'
 import { FsError } from './errno.js'
 
