@@ -167,9 +167,14 @@ export interface ObjectOwnership {
   ownerOf: (idx: number) => number
 }
 
+/** The VDI's index entries, idx → vid: of its object range (plain), or its whole B-tree (hyper volume). */
+export function readIndexEntries(ctx: DogContext, conn: SheepConnection, vdi: WalkedVdi): Promise<Map<number, number> | undefined> {
+  return vdi.header.storePolicy === HYPER_VOLUME_STORE_POLICY ? readBtreeEntries(ctx, conn, vdi) : readPlainEntries(ctx, conn, vdi)
+}
+
 /** Reads the index entries of the VDI's object range (plain) or walks its B-tree (hyper volume). */
 export async function readOwnership(ctx: DogContext, conn: SheepConnection, vdi: WalkedVdi): Promise<ObjectOwnership | undefined> {
-  const entries = vdi.header.storePolicy === HYPER_VOLUME_STORE_POLICY ? await readBtreeEntries(ctx, conn, vdi) : await readPlainEntries(ctx, conn, vdi)
+  const entries = await readIndexEntries(ctx, conn, vdi)
   if (entries === undefined) {
     ctx.printStderrLine('Failed to read inode')
     return undefined
@@ -184,7 +189,7 @@ export async function readOwnership(ctx: DogContext, conn: SheepConnection, vdi:
   return { own, shared, ownerOf: (idx) => entries.get(idx) ?? 0 }
 }
 
-export async function readPlainEntries(ctx: DogContext, conn: SheepConnection, vdi: WalkedVdi): Promise<Map<number, number> | undefined> {
+async function readPlainEntries(ctx: DogContext, conn: SheepConnection, vdi: WalkedVdi): Promise<Map<number, number> | undefined> {
   const count = Math.min(dataObjectCount(vdi.header), MAX_DATA_OBJS)
   const entries = new Map<number, number>()
   if (count === 0) return entries
@@ -198,7 +203,7 @@ export async function readPlainEntries(ctx: DogContext, conn: SheepConnection, v
 }
 
 /** Leaf entries (idx → vid) of a hyper volume's B-tree: in the inode (depth 1) or in node objects (depth 2). */
-export function readBtreeEntries(ctx: DogContext, conn: SheepConnection, vdi: WalkedVdi): Promise<Map<number, number> | undefined> {
+function readBtreeEntries(ctx: DogContext, conn: SheepConnection, vdi: WalkedVdi): Promise<Map<number, number> | undefined> {
   return readIndexNodes(ctx, conn, (io) => collectIndexEntries(io, vidToVdiOid(vdi.vid), btreeRootOf(vdi)))
 }
 

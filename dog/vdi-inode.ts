@@ -11,10 +11,9 @@ import {
   inodeReadFailureLine,
   lookUpVdi,
   printTransportFailure,
-  readBtreeEntries,
   readIndexNodes,
   readObject,
-  readPlainEntries,
+  readIndexEntries,
   type WalkedVdi,
 } from './common.js'
 import cliProgress from 'cli-progress'
@@ -52,7 +51,7 @@ export async function openVdiInode(ctx: DogContext, conn: SheepConnection, name:
 
 /** The VDI's allocated index entries (flat array or B-tree); undefined after printing why. */
 export async function readIndex(ctx: DogContext, conn: SheepConnection, vdi: WalkedVdi): Promise<IndexedVdi | undefined> {
-  const entries = vdi.header.storePolicy === HYPER_VOLUME_STORE_POLICY ? await readBtreeEntries(ctx, conn, vdi) : await readPlainEntries(ctx, conn, vdi)
+  const entries = await readIndexEntries(ctx, conn, vdi)
   if (entries === undefined) return undefined
   const owners = new Map<number, number>()
   for (const idx of [...entries.keys()].sort((a, b) => a - b)) {

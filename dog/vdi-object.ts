@@ -7,9 +7,8 @@ import {
   INODE_HEADER_READ_SIZE,
   inodeReadFailureLine,
   lookUpVdi,
-  readBtreeEntries,
   readObject,
-  readPlainEntries,
+  readIndexEntries,
   selectorOf,
   type WalkedVdi,
 } from './common.js'
@@ -146,7 +145,7 @@ export async function showObjectMap(ctx: DogContext, dog: DogRuntime): Promise<n
     ctx.printStdout(`Index       VID\n${sprintf(MAP_ROW, index, owner)}`)
     return EXIT_SUCCESS
   }
-  const entries = vdi.header.storePolicy === HYPER_VOLUME_STORE_POLICY ? await readBtreeEntries(ctx, conn, vdi) : await readPlainEntries(ctx, conn, vdi)
+  const entries = await readIndexEntries(ctx, conn, vdi)
   if (entries === undefined) return EXIT_FAILURE
   const rows = ['Index       VID\n']
   for (const idx of [...entries.keys()].sort((a, b) => a - b)) {
