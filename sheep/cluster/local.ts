@@ -13,12 +13,14 @@ import { processStartTime, sameProcessAlive } from '../../lib/proc.js'
 import type { SdNode } from '../../lib/structs.js'
 import type { ClusterDriver, ClusterHandlers } from './driver.js'
 import {
+  type DriverSinks,
   type Member,
   type MemberView,
   type MembershipEvent,
   applyEvent,
   blockToRun,
   deadInstances,
+  deliverEffects,
   emptyMembership,
   forgetApplied,
   isMaster,
@@ -109,6 +111,15 @@ export class LocalDriver implements ClusterDriver {
   /** Notifies and blocks sent by this node, until applied. */
   private readonly waiters = new PendingTable<string>()
   private readonly works = new Map<string, () => Promise<Buffer>>()
+  private readonly sinks: DriverSinks = {
+    joined: () => {
+      this.joinedResolve?.()
+      this.joinedResolve = undefined
+    },
+    settled: (token) => this.waiters.settle(token),
+    // the master declares a member gone only when its process is: not while we run
+    removed: () => invariant(this.stopped, 'this running sheep was declared gone by the local driver'),
+  }
   private pollTimer: NodeJS.Timeout | undefined
   private livenessTimer: NodeJS.Timeout | undefined
   private watcher: fs.FSWatcher | undefined
@@ -233,30 +244,7 @@ export class LocalDriver implements ClusterDriver {
     const { view, effects } = applyEvent(this.view, event)
     this.view = view
     const handlers = this.handlers!
-    for (const effect of effects) {
-      switch (effect.kind) {
-        case 'accepted':
-          handlers.accepted(effect.joiner, effect.members, effect.payload)
-          if (effect.self) {
-            this.joinedResolve?.()
-            this.joinedResolve = undefined
-          }
-          break
-        case 'left':
-          handlers.left(effect.node, effect.members)
-          break
-        case 'notified':
-          handlers.notified(effect.sender, effect.message)
-          break
-        case 'settled':
-          this.waiters.settle(effect.token)
-          break
-        case 'removed':
-          // the master declares a member gone only when its process is: not while we run
-          invariant(this.stopped, 'this running sheep was declared gone by the local driver')
-          break
-      }
-    }
+    deliverEffects(effects, handlers, this.sinks)
     if (event.type === 'unblock') this.startedBlocks.delete(event.token)
     forgetApplied(this.answering, this.view.state.joining)
     forgetApplied(this.declared, [...this.view.state.members, ...this.view.state.joining])

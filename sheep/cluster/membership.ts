@@ -12,6 +12,7 @@
 // ZooKeeper session that still lives): the master's duties take it as a predicate.
 import type { SdNode } from '../../lib/structs.js'
 import { sameNode } from '../../lib/structs.js'
+import type { ClusterHandlers } from './driver.js'
 
 /** One incarnation of a node: a node that restarts or loses its session joins as a new instance. */
 export interface Member {
@@ -171,6 +172,39 @@ export function applyEvent(view: MemberView, event: MembershipEvent): { view: Me
   const rule = RULES[event.type] as Rule<typeof event.type>
   const step = rule(view, event as never)
   return { view: { state: step.state, me: view.me }, effects: step.effects }
+}
+
+/** What a driver does with the effects that are its own rather than sheep's. */
+export interface DriverSinks {
+  /** This member's own accept was applied: its join is complete. */
+  joined(members: readonly SdNode[]): void
+  settled(token: string): void
+  /** This member was declared gone by the master. */
+  removed(): void
+}
+
+/** Carries out effects: handler calls for sheep, the rest for the driver. */
+export function deliverEffects(effects: readonly MembershipEffect[], handlers: ClusterHandlers, sinks: DriverSinks): void {
+  for (const effect of effects) {
+    switch (effect.kind) {
+      case 'accepted':
+        handlers.accepted(effect.joiner, effect.members, effect.payload)
+        if (effect.self) sinks.joined(effect.members)
+        break
+      case 'left':
+        handlers.left(effect.node, effect.members)
+        break
+      case 'notified':
+        handlers.notified(effect.sender, effect.message)
+        break
+      case 'settled':
+        sinks.settled(effect.token)
+        break
+      case 'removed':
+        sinks.removed()
+        break
+    }
+  }
 }
 
 // ---- the master's duties -----------------------------------------------------------------

@@ -29,12 +29,12 @@ import type { ClusterDriver, ClusterHandlers } from './driver.js'
 import {
   type Member,
   type MemberView,
-  type MembershipEffect,
   type MembershipEvent,
   type MembershipState,
   applyEvent,
   blockToRun,
   deadInstances,
+  deliverEffects,
   emptyMembership,
   forgetApplied,
   hasJoined,
@@ -756,36 +756,19 @@ export class ZookeeperDriver implements ClusterDriver {
     const { view, effects } = applyEvent(s.view, event)
     s.view = view
     if (event.type === 'unblock') s.startedBlocks.delete(event.token)
-    for (const effect of effects) this.carryOut(s, effect)
-  }
-
-  /** What applying an event asks of this driver. */
-  private carryOut(s: Session, effect: MembershipEffect): void {
-    const handlers = this.handlers!
-    switch (effect.kind) {
-      case 'accepted':
-        handlers.accepted(effect.joiner, effect.members, effect.payload)
-        if (effect.self) {
-          this.log?.info(`joined through ZooKeeper as instance ${s.instance}; ${effect.members.length} member(s)`)
-          this.joined?.resolve()
-          this.joined = undefined
-        }
-        break
-      case 'left':
-        handlers.left(effect.node, effect.members)
-        break
-      case 'notified':
-        handlers.notified(effect.sender, effect.message)
-        break
-      case 'settled':
-        this.waiters.settle(effect.token)
-        break
-      case 'removed':
-        // our own leave: either we are stopping, or the master found our session gone (even
-        // if the client has not said so yet)
+    deliverEffects(effects, this.handlers!, {
+      joined: (members) => {
+        this.log?.info(`joined through ZooKeeper as instance ${s.instance}; ${members.length} member(s)`)
+        this.joined?.resolve()
+        this.joined = undefined
+      },
+      settled: (token) => this.waiters.settle(token),
+      // our own leave: either we are stopping, or the master found our session gone (even if
+      // the client has not said so yet)
+      removed: () => {
         if (!this.stopped) this.onSessionLost(s, 'this node was declared gone')
-        break
-    }
+      },
+    })
   }
 
   // ---- master and member duties ----------------------------------------------------------

@@ -13,17 +13,9 @@ import {
   SNAP_LOG_RECORD_SIZE,
   TRUNK_ENTRY_SIZE,
 } from '../../dog/farm.js'
-import type { SdNode } from '../../lib/sheep-api.js'
+import { testNode } from '../helpers/nodes.js'
 
-const node = (port: number): SdNode => ({
-  addr: Buffer.alloc(16),
-  port,
-  ioAddr: Buffer.alloc(16),
-  ioPort: 0,
-  nrVnodes: 128,
-  zone: port,
-  space: 0n,
-})
+const node = (port: number) => testNode(port)
 const digest = (byte: number): Buffer => Buffer.alloc(20, byte)
 
 t.test('majority vote over replica digests', async (t) => {

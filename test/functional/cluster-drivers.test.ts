@@ -13,20 +13,13 @@ import type { ClusterDriver, ClusterHandlers } from '../../sheep/cluster/driver.
 import { LocalDriver } from '../../sheep/cluster/local.js'
 import { ZookeeperDriver } from '../../sheep/cluster/zookeeper.js'
 import { tempDir, waitFor } from '../../harness/sheep.js'
+import { testNode } from '../helpers/nodes.js'
 import { TEST_SESSION_TIMEOUT_MS, startZookeeper, zookeeperAvailable } from '../helpers/zookeeper.js'
 
 /** How long every member may take to see an event another member caused. */
 const SEEN_WITHIN_MS = 10_000
 
-const nodeAt = (port: number): SdNode => ({
-  addr: Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1]),
-  port,
-  ioAddr: Buffer.alloc(16),
-  ioPort: 0,
-  nrVnodes: 128,
-  zone: port,
-  space: 0n,
-})
+const nodeAt = (port: number) => testNode(port)
 const nameOf = (node: SdNode) => `n${node.port - 7000}`
 
 /** One in-process member: its driver and the handler calls it saw, as text. */

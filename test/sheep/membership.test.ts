@@ -6,7 +6,6 @@
 // completes. A failing case prints its seed.
 import { inspect, isDeepStrictEqual } from 'node:util'
 import t from 'tap'
-import type { SdNode } from '../../lib/structs.js'
 import {
   type Member,
   type MemberView,
@@ -22,9 +21,10 @@ import {
   joinToAnswer,
   masterOf,
 } from '../../sheep/cluster/membership.js'
+import { testNode } from '../helpers/nodes.js'
 import { seededRandom } from '../helpers/random.js'
 
-const node = (port: number): SdNode => ({ addr: Buffer.alloc(16), port, ioAddr: Buffer.alloc(16), ioPort: 0, nrVnodes: 128, zone: port, space: 0n })
+const node = (port: number) => testNode(port)
 const member = (port: number, instance: string): Member => ({ node: node(port), instance })
 const payload = (text: string) => Buffer.from(text)
 
