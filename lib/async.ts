@@ -82,6 +82,11 @@ export class KeyedQueue<K> {
     return result
   }
 
+  /** Resolves once all the work queued so far, of every key, has finished (failed or not). */
+  async settled(): Promise<void> {
+    await Promise.all(this.tails.values())
+  }
+
   /** Keys with work queued or running. */
   get size(): number {
     return this.tails.size

@@ -8,6 +8,7 @@ import type { ClusterHandlers } from './cluster/driver.js'
 import { packMessage, unpackMessage } from './cluster/message.js'
 import {
   SD_CLUSTER_FLAG_AUTO_VNODES,
+  SD_OP_GET_EPOCH,
   SD_OP_GET_VDI_COPIES,
   SD_RES_BUFFER_SMALL,
   SD_RES_SUCCESS,
@@ -16,8 +17,10 @@ import {
   SD_STATUS_SHUTDOWN,
   SD_STATUS_WAIT,
 } from '../lib/proto.js'
+import { REQ_OBJ } from '../lib/codec.js'
 import { HashRing, autoVnodes } from '../lib/ring.js'
-import { type SdNode, VDI_STATE_SIZE, addrToText, compareNodes, nodeDescription, sameNode } from '../lib/structs.js'
+import { EPOCH_FILE_MAX_SIZE, type SdNode, VDI_STATE_SIZE, addrToText, compareNodes, decodeEpochFile, nodeDescription, sameNode } from '../lib/structs.js'
+import type { EpochRecord } from './config.js'
 import type { ClusterSettings, Sheep } from './sheep.js'
 
 /** What a node weighs in the ring: its capacity and vnode count (behaviour.md §3.3). */
@@ -77,6 +80,7 @@ export class Group {
   /** What the cluster driver calls; `notified` (cluster ops, node updates) is sheep's. */
   handlers(notified: ClusterHandlers['notified']): ClusterHandlers {
     return {
+      checkJoin: (joiner, payload) => this.checkJoin(joiner, payload),
       decideJoin: (joiner, payload) => this.decideJoin(joiner, payload),
       accepted: (joiner, members, payload) => this.onAccepted(joiner, members, payload),
       left: (node, members) => this.onLeft(node, members),
@@ -101,6 +105,26 @@ export class Group {
       weights: [...this.weights],
     }
     return packMessage(info)
+  }
+
+  /**
+   * On the deciding member, before it decides: why the joiner must not join, if it must not
+   * (the original's cluster_join_check, done here by the member that answers so that the
+   * running cluster never sees the node): another protocol, another cluster (both formatted,
+   * different creation times), or an epoch newer than the running cluster's — its objects and
+   * epoch log are ahead of ours, and taking it in would lose what it has or what we have.
+   */
+  private checkJoin(_joiner: SdNode, payload: Buffer): string | undefined {
+    const s = this.sheep
+    const theirs = unpackMessage<JoinInfo>(payload)
+    if (theirs.protoVer !== SD_SHEEP_PROTO_VER) return `invalid protocol version: ${theirs.protoVer}, ${SD_SHEEP_PROTO_VER}`
+    if (theirs.epoch > 0 && s.epoch > 0 && theirs.settings.ctime !== s.settings.ctime) {
+      return `joining node ctime doesn't match: ${theirs.settings.ctime} vs ${s.settings.ctime}`
+    }
+    if (s.status === SD_STATUS_OK && theirs.epoch > s.epoch) {
+      return `joining node has a newer epoch than the running cluster: ${theirs.epoch} vs ${s.epoch}`
+    }
+    return undefined
   }
 
   /** On the deciding member: the status and cluster view the joiner is accepted with. */
@@ -279,6 +303,36 @@ export class Group {
     const now = s.members.find((n) => sameNode(n, sender))
     s.log.info(`${nodeDescription(sender)} now weighs ${weight.space} bytes, ${now?.nrVnodes ?? weight.nrVnodes} vnodes`)
     if (s.status === SD_STATUS_OK) this.bumpEpoch()
+  }
+
+  /**
+   * The epoch log entry of `epoch`: this node's own, else a member's (GET_EPOCH), kept here
+   * afterwards — a node that joined later, or was away, has the same history as the others
+   * (`dog cluster info` on any node, recovery walking back through old rings).
+   */
+  async epochLog(epoch: number): Promise<EpochRecord | undefined> {
+    const s = this.sheep
+    const own = s.epochs.read(epoch)
+    if (own) return own
+    for (const m of s.members) {
+      if (s.isSelf(m)) continue
+      try {
+        const { rsp, data } = await s.peers.get({ host: addrToText(m.addr), port: m.port }).request({
+          opcode: SD_OP_GET_EPOCH,
+          variant: REQ_OBJ,
+          fields: { tgtEpoch: epoch },
+          readLength: EPOCH_FILE_MAX_SIZE,
+        })
+        const decoded = rsp.result === SD_RES_SUCCESS ? decodeEpochFile(data) : undefined
+        if (!decoded) continue
+        // another epoch may have been recorded here meanwhile: never replace it
+        if (!s.epochs.read(epoch)) void s.epochs.record(epoch, decoded.nodes, decoded.timeSec)
+        return { epoch, ...decoded }
+      } catch {
+        // try the next member
+      }
+    }
+    return undefined
   }
 
   /** Resolves once the local epoch is at least `epoch` (peer requests from the future wait). */

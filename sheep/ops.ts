@@ -122,6 +122,7 @@ import { gatewayWriteAll, readObject, writeObject } from './replica-io.js'
 import { type OpKind, type OpReply, reply } from './op-types.js'
 import { copyObject, peerPieceReader } from './object-copy.js'
 import { handlePeerRequest, objectSizeFor } from './peer.js'
+import { listForRecovery } from './recovery.js'
 import { decrefPeer } from './refcount.js'
 import type { ClusterOpMain, Sheep } from './sheep.js'
 import { unpackMessage } from './cluster/message.js'
@@ -161,7 +162,7 @@ function statusResult(sheep: Sheep): number {
   return sheep.settings.ctime === 0n ? SD_RES_WAIT_FOR_FORMAT : SD_RES_WAIT_FOR_JOIN
 }
 
-function statCluster(sheep: Sheep, req: SdRequest): OpReply {
+async function statCluster(sheep: Sheep, req: SdRequest): Promise<OpReply> {
   const { nodesNr } = reqVariant(req, REQ_CLUSTER)
   const stride = epochLogStride(nodesNr)
   const maxEntries = Math.floor(req.dataLength / stride)
@@ -171,7 +172,9 @@ function statCluster(sheep: Sheep, req: SdRequest): OpReply {
   const buf = Buffer.alloc(entries * stride)
   let written = 0
   for (let e = sheep.epoch; e >= 1 && written < entries; e--) {
-    const rec = sheep.epochs.read(e)
+    // an epoch this node was not a member of comes from a member, as the original's
+    // epoch_log_read_remote: every node prints the same history
+    const rec = await sheep.group.epochLog(e)
     const nodes = rec?.nodes ?? []
     if (nodes.length > nodesNr && nodesNr > 0) return reply(SD_RES_BUFFER_SMALL)
     const first = written === 0
@@ -384,9 +387,10 @@ const getVdiCopiesHandler: OpHandler = (s, req) => {
 
 const existHandler: OpHandler = (s, req) => reply(s.store.exists(reqVariant(req, REQ_OBJ).oid) ? SD_RES_SUCCESS : SD_RES_NO_OBJ)
 
-const getObjListHandler: OpHandler = (s, req) => {
+const getObjListHandler: OpHandler = async (s, req) => {
   // stale copies count: an object whose current holders all lack it must still be found
-  const list = [...new Set(s.store.list().concat(s.store.listStale()))]
+  const list = await listForRecovery(s, req.epoch || s.epoch)
+  if (typeof list === 'number') return reply(list)
   if (list.length * 8 > req.dataLength) return reply(SD_RES_BUFFER_SMALL)
   const buf = Buffer.alloc(list.length * 8)
   list.forEach((oid, i) => {

@@ -13,9 +13,9 @@ import { oidToVid } from '../lib/oid.js'
 import {
   SD_FLAG_CMD_RECOVERY,
   SD_OP_COMPLETE_RECOVERY,
-  SD_OP_GET_EPOCH,
   SD_OP_GET_OBJ_LIST,
   SD_RES_BUFFER_SMALL,
+  SD_RES_NEW_NODE_VER,
   SD_RES_NO_OBJ,
   SD_RES_OLD_NODE_VER,
   SD_RES_SUCCESS,
@@ -25,9 +25,9 @@ import {
 } from '../lib/proto.js'
 import { HashRing } from '../lib/ring.js'
 import { encodeRequestHeader } from '../lib/codec.js'
-import { EPOCH_FILE_MAX_SIZE, type SdNode, addrToText, decodeEpochFile, encodeNode, nodeDescription, sameNode } from '../lib/structs.js'
+import { type SdNode, addrToText, encodeNode, nodeDescription, sameNode } from '../lib/structs.js'
 import { copyObject, peerPieceReader, type PieceReader } from './object-copy.js'
-import { objectSizeFor } from './peer.js'
+import { PEER_EPOCH_WAIT_MS, objectSizeFor } from './peer.js'
 import type { Sheep } from './sheep.js'
 
 /** Objects recovered at once when no throttle is set. */
@@ -101,6 +101,8 @@ export class Recovery {
     const label = Math.max(lifted ? this.epoch - 1 : this.epoch, 1)
     this.moveStore(`epoch ${this.epoch}`, async () => {
       const store = this.sheep.store
+      // creates of the epoch before that are still under way count: their objects move too
+      await store.mutationsSettled()
       const unheld = store.list().filter((oid) => !this.holders(ring, oid).some((n) => this.sheep.isSelf(n)))
       // every move is tried even when one fails: each one left undone is a copy that must not stay live
       const failed = (await Promise.allSettled(unheld.map((oid) => store.moveToStale(oid, label)))).filter((r) => r.status === 'rejected')
@@ -349,29 +351,7 @@ export class Recovery {
   private async ringOf(epoch: number): Promise<HashRing<SdNode> | undefined> {
     const cached = this.ringCache.get(epoch)
     if (cached) return cached
-    let nodes = this.sheep.epochs.read(epoch)?.nodes
-    if (!nodes) {
-      for (const m of this.sheep.members) {
-        if (this.sheep.isSelf(m)) continue
-        try {
-          const conn = this.sheep.peers.get({ host: addrToText(m.addr), port: m.port })
-          const { rsp, data } = await conn.request({
-            opcode: SD_OP_GET_EPOCH,
-            variant: REQ_OBJ,
-            fields: { tgtEpoch: epoch },
-            readLength: EPOCH_FILE_MAX_SIZE,
-          })
-          const decoded = rsp.result === SD_RES_SUCCESS ? decodeEpochFile(data) : undefined
-          if (decoded) {
-            nodes = decoded.nodes
-            void this.sheep.epochs.record(epoch, decoded.nodes, decoded.timeSec)
-            break
-          }
-        } catch {
-          // try the next member
-        }
-      }
-    }
+    const nodes = (await this.sheep.group.epochLog(epoch))?.nodes
     if (!nodes) return undefined
     const ring = new HashRing<SdNode>(nodes)
     this.ringCache.set(epoch, ring)
@@ -381,12 +361,16 @@ export class Recovery {
   /** GET_OBJ_LIST of one member (its live and stale objects); undefined when it cannot be had. */
   private async objectList(node: SdNode, run: number): Promise<bigint[] | undefined> {
     const sheep = this.sheep
-    if (sheep.isSelf(node)) return sheep.store.list().concat(sheep.store.listStale())
+    if (sheep.isSelf(node)) {
+      const own = await listForRecovery(sheep)
+      return typeof own === 'number' ? undefined : own
+    }
     const conn = sheep.peers.get({ host: addrToText(node.addr), port: node.port })
     for (let attempt = 1; attempt <= RECOVERY_OBJ_LIST_ATTEMPTS && run === this.run; attempt++) {
       try {
         for (let size = RECOVERY_OBJ_LIST_INITIAL_BYTES; size <= RECOVERY_OBJ_LIST_MAX_BYTES; size *= 2) {
-          const { rsp, data } = await conn.request({ opcode: SD_OP_GET_OBJ_LIST, readLength: size, timeoutMs: RECOVERY_READ_TIMEOUT_MS })
+          // stamped with this epoch: the member lists only once it has reached it (see listForRecovery)
+          const { rsp, data } = await conn.request({ opcode: SD_OP_GET_OBJ_LIST, epoch: this.epoch, readLength: size, timeoutMs: RECOVERY_READ_TIMEOUT_MS })
           if (rsp.result === SD_RES_BUFFER_SMALL) continue
           if (rsp.result !== SD_RES_SUCCESS) break
           const oids: bigint[] = []
@@ -441,4 +425,18 @@ export class Recovery {
 
 function oidText(oid: bigint): string {
   return oid.toString(16).padStart(16, '0')
+}
+
+/**
+ * Every object this node has, live or stale, for a recovery of `epoch` (GET_OBJ_LIST): taken
+ * once this node has reached that epoch — it accepts no more writes of older epochs — and the
+ * moves and creates accepted before have finished. An object whose create was still under way
+ * when the epoch changed would otherwise be missing from the list, never recovered by its new
+ * holder, and dropped with the stale copies (a VDI created while a node joined vanished).
+ */
+export async function listForRecovery(sheep: Sheep, epoch = sheep.epoch): Promise<bigint[] | number> {
+  if (((epoch - sheep.epoch) | 0) > 0 && !(await sheep.group.waitForEpoch(epoch, PEER_EPOCH_WAIT_MS))) return SD_RES_NEW_NODE_VER
+  await sheep.recovery.storeSettled()
+  await sheep.store.mutationsSettled()
+  return [...new Set(sheep.store.list().concat(sheep.store.listStale()))]
 }

@@ -177,11 +177,17 @@ export class Sheep {
   }
 
   async join(): Promise<void> {
-    await this.driver.join(
-      this.self,
-      this.group.handlers((sender, message) => this.onNotified(sender, message)),
-      this.group.joinPayload(),
-    )
+    try {
+      await this.driver.join(
+        this.self,
+        this.group.handlers((sender, message) => this.onNotified(sender, message)),
+        this.group.joinPayload(),
+      )
+    } catch (e) {
+      const reason = e instanceof Error ? e.message : String(e)
+      this.log.error(`failed to join Sheepdog: ${reason}`)
+      throw new Error(`failed to join Sheepdog: ${reason}`)
+    }
   }
 
   /** MAKE_FS on this node (behaviour.md §5): erase, take the settings, epoch 1, OK. */

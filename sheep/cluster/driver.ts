@@ -10,6 +10,12 @@ export interface ClusterHandlers {
    * joiner's payload and returns the payload every member receives with the accept.
    */
   decideJoin(joiner: SdNode, joinPayload: Buffer): Buffer
+  /**
+   * Optional, on the same member before `decideJoin`: why the joiner must be refused (it
+   * belongs to another cluster, its epoch is newer than the running cluster's …), or
+   * undefined. A refused joiner's `join` fails with that reason; the members see nothing.
+   */
+  checkJoin?(joiner: SdNode, joinPayload: Buffer): string | undefined
   /** Every member, the joiner included, in total order. `members` includes the joiner. */
   accepted(joiner: SdNode, members: SdNode[], acceptPayload: Buffer): void
   left(node: SdNode, members: SdNode[]): void
@@ -24,7 +30,7 @@ export interface ClusterHandlers {
 
 export interface ClusterDriver {
   readonly name: string
-  /** Joins the cluster; resolves once this node's accept has been delivered. */
+  /** Joins the cluster; resolves once this node's accept has been delivered, fails if the join is refused. */
   join(self: SdNode, handlers: ClusterHandlers, joinPayload: Buffer): Promise<void>
   /** Broadcasts `message` to every member (the sender included), in total order. */
   notify(message: Buffer): Promise<void>

@@ -17,6 +17,7 @@ import {
   type Member,
   type MemberView,
   type MembershipEvent,
+  answerToJoin,
   applyEvent,
   blockToRun,
   deadInstances,
@@ -108,6 +109,7 @@ export class LocalDriver implements ClusterDriver {
   private readonly declared = new Set<string>()
   private readonly startedBlocks = new Set<string>()
   private joinedResolve: (() => void) | undefined
+  private joinedReject: ((e: Error) => void) | undefined
   /** Notifies and blocks sent by this node, until applied. */
   private readonly waiters = new PendingTable<string>()
   private readonly works = new Map<string, () => Promise<Buffer>>()
@@ -119,6 +121,11 @@ export class LocalDriver implements ClusterDriver {
     settled: (token) => this.waiters.settle(token),
     // the master declares a member gone only when its process is: not while we run
     removed: () => invariant(this.stopped, 'this running sheep was declared gone by the local driver'),
+    refused: (reason) => {
+      this.joinedReject?.(new Error(reason))
+      this.joinedResolve = undefined
+      void this.leave()
+    },
   }
   private pollTimer: NodeJS.Timeout | undefined
   private livenessTimer: NodeJS.Timeout | undefined
@@ -135,8 +142,9 @@ export class LocalDriver implements ClusterDriver {
     this.me = me
     this.view = { state: emptyMembership(), me: me.instance }
     this.handlers = handlers
-    const joined = new Promise<void>((resolve) => {
+    const joined = new Promise<void>((resolve, reject) => {
       this.joinedResolve = resolve
+      this.joinedReject = reject
     })
     withStartupLock(`${this.eventFile}.lock`, () => {
       this.fd = fs.openSync(this.eventFile, 'a+', 0o666)
@@ -256,8 +264,7 @@ export class LocalDriver implements ClusterDriver {
     const j = joinToAnswer(this.view, memberAlive, this.answering)
     if (!j) return
     this.answering.add(j.instance)
-    const payload = this.handlers.decideJoin(j.node, j.payload)
-    this.append({ type: 'accept', joiner: { node: j.node, instance: j.instance }, payload })
+    this.append(answerToJoin(j, this.handlers))
   }
 
   /** Runs this node's exclusive work when its block reaches the head of the queue. */

@@ -44,6 +44,8 @@ export interface MembershipState {
 export type MembershipEvent =
   | { type: 'join'; member: Member; payload: Buffer }
   | { type: 'accept'; joiner: Member; payload: Buffer }
+  /** The master's answer to a join it must not accept (another cluster, a newer epoch …). */
+  | { type: 'refuse'; joiner: Member; reason: string }
   | { type: 'leave'; member: Member }
   | { type: 'notify'; sender: Member; token: string; message: Buffer }
   | { type: 'block'; sender: Member; token: string }
@@ -61,6 +63,8 @@ export type MembershipEffect =
   | { kind: 'settled'; token: string }
   /** This member was declared gone by the master while it still runs. */
   | { kind: 'removed' }
+  /** This member's join was refused: it must not run as a member. */
+  | { kind: 'refused'; reason: string }
 
 /** One member's view of the log: the shared state and which instance it is. */
 export interface MemberView {
@@ -128,6 +132,11 @@ const RULES: { [T in MembershipEvent['type']]: Rule<T> } = {
     return { state, effects }
   },
 
+  refuse(view, e) {
+    const state: MembershipState = { ...view.state, joining: view.state.joining.filter((j) => j.instance !== e.joiner.instance) }
+    return { state, effects: e.joiner.instance === view.me ? [{ kind: 'refused', reason: e.reason }] : [] }
+  },
+
   leave(view, e) {
     const joining = view.state.joining.filter((j) => j.instance !== e.member.instance)
     const member = view.state.members.find((m) => m.instance === e.member.instance)
@@ -181,6 +190,8 @@ export interface DriverSinks {
   settled(token: string): void
   /** This member was declared gone by the master. */
   removed(): void
+  /** This member's join was refused. */
+  refused(reason: string): void
 }
 
 /** Carries out effects: handler calls for sheep, the rest for the driver. */
@@ -202,6 +213,9 @@ export function deliverEffects(effects: readonly MembershipEffect[], handlers: C
         break
       case 'removed':
         sinks.removed()
+        break
+      case 'refused':
+        sinks.refused(effect.reason)
         break
     }
   }
@@ -240,6 +254,14 @@ export function joinToAnswer(view: MemberView, isLive: IsLive, answering: Readon
   if (state.members.some((m) => !isLive(m))) return undefined
   const joined = hasJoined(view)
   return state.joining.find((j) => isLive(j) && (joined || j.instance === view.me) && !state.members.some((m) => sameNode(m.node, j.node)))
+}
+
+/** The master's answer to `j`: refused if sheep's check says why, else accepted with sheep's decision. */
+export function answerToJoin(j: Joiner, handlers: ClusterHandlers): MembershipEvent {
+  const joiner: Member = { node: j.node, instance: j.instance }
+  const reason = handlers.checkJoin?.(j.node, j.payload)
+  if (reason !== undefined) return { type: 'refuse', joiner, reason }
+  return { type: 'accept', joiner, payload: handlers.decideJoin(j.node, j.payload) }
 }
 
 /** The block this member must run its work for now: the head of the queue, if it is ours. */

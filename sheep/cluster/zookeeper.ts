@@ -31,6 +31,7 @@ import {
   type MemberView,
   type MembershipEvent,
   type MembershipState,
+  answerToJoin,
   applyEvent,
   blockToRun,
   deadInstances,
@@ -768,6 +769,11 @@ export class ZookeeperDriver implements ClusterDriver {
       removed: () => {
         if (!this.stopped) this.onSessionLost(s, 'this node was declared gone')
       },
+      // join() fails with the reason, and leaves
+      refused: (reason) => {
+        this.joined?.reject(new Error(reason))
+        this.joined = undefined
+      },
     })
   }
 
@@ -791,8 +797,7 @@ export class ZookeeperDriver implements ClusterDriver {
     const j = joinToAnswer(s.view, s.isLive, s.answered)
     if (!j) return
     s.answered.add(j.instance)
-    const payload = this.handlers!.decideJoin(j.node, j.payload)
-    await this.push(s, { type: 'accept', joiner: { node: j.node, instance: j.instance }, payload }, ZK_PUSH_ATTEMPTS).catch((e: unknown) => {
+    await this.push(s, answerToJoin(j, this.handlers!), ZK_PUSH_ATTEMPTS).catch((e: unknown) => {
       s.answered.delete(j.instance)
       throw e
     })

@@ -58,6 +58,11 @@ export interface StoreDriver {
   sha1(oid: bigint): Promise<Buffer | number>
   /** Every object id stored here, ascending. */
   list(): bigint[]
+  /**
+   * Resolves once every mutation queued so far has finished: a listing taken after it includes
+   * the objects whose creation was accepted before (recovery's object lists, the stale moves).
+   */
+  mutationsSettled(): Promise<void>
   /** Bytes used by stored objects. */
   usedBytes(): bigint
 

@@ -305,6 +305,10 @@ export class PlainStore implements StoreDriver {
   }
 
   /** Runs mutations of one object one after another, in arrival order (queued synchronously). */
+  mutationsSettled(): Promise<void> {
+    return this.mutations.settled()
+  }
+
   private serialise<T>(oid: bigint, work: () => Promise<T>): Promise<T> {
     return this.mutations.run(oid, work)
   }

@@ -120,3 +120,31 @@ t.test('PendingTable: each waiter is answered or failed once, by key', async (t)
   t.equal(table.size, 0)
   t.notOk(table.fail('zzz', 'x'), 'failing a key nobody waits for does nothing')
 })
+
+t.test('KeyedQueue.settled: waits for the work of every key queued so far', async (t) => {
+  const queue = new KeyedQueue<string>()
+  const gate = deferred()
+  const done: string[] = []
+  void queue.run('a', async () => {
+    await gate.promise
+    done.push('a')
+  })
+  void queue.run('b', async () => {
+    done.push('b')
+  })
+  let settled = false
+  const waiting = queue.settled().then(() => {
+    settled = true
+  })
+  await tick()
+  t.notOk(settled, 'not while a is still running')
+  void queue.run('c', async () => {
+    await new Promise((r) => setTimeout(r, 50))
+    done.push('c')
+  })
+  gate.resolve()
+  await waiting
+  t.same(done, ['b', 'a'], 'a and b done; c, queued later, is not waited for')
+  await queue.settled()
+  t.same(done, ['b', 'a', 'c'])
+})

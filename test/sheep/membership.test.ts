@@ -4,6 +4,7 @@
 // instances, joiners starting from a snapshot — and checks that every live member reaches the
 // same state, sees the same effects from its own accept on, and that every join and block
 // completes. A failing case prints its seed.
+import type { SdNode } from '../../lib/structs.js'
 import { inspect, isDeepStrictEqual } from 'node:util'
 import t from 'tap'
 import {
@@ -11,6 +12,7 @@ import {
   type MemberView,
   type MembershipEffect,
   type MembershipEvent,
+  answerToJoin,
   applyEvent,
   blockToRun,
   deadInstances,
@@ -175,6 +177,7 @@ interface SimMember {
   pending: Set<string>
   finishedBlocks: Set<string>
   tokens: number
+  refused?: boolean
 }
 
 const NODES = 5
@@ -188,7 +191,15 @@ function simulate(seed: number, steps: number): string | undefined {
   const isLive = (x: Member) => liveInstances.has(x.instance)
   let instances = 0
 
-  const start = (port: number) => {
+  // a node of another cluster now and then: the master must refuse it
+  const handlers = {
+    checkJoin: (_joiner: SdNode, joinPayload: Buffer) => (joinPayload.toString().startsWith('foreign') ? 'another cluster' : undefined),
+    decideJoin: (joiner: SdNode) => payload(`accept of ${joiner.port}`),
+    accepted: () => undefined,
+    left: () => undefined,
+    notified: () => undefined,
+  }
+  const start = (port: number, mayBeForeign = true) => {
     const m = member(port, `n${port}.${++instances}`)
     // a joiner reads the log from the start (local driver) or from another member's snapshot (ZooKeeper)
     const source = random() < 0.5 ? pick(sims.filter((s) => s.alive)) : undefined
@@ -207,7 +218,7 @@ function simulate(seed: number, steps: number): string | undefined {
     }
     sims.push(sim)
     liveInstances.add(m.instance)
-    log.push({ type: 'join', member: m, payload: payload(`join ${m.instance}`) })
+    log.push({ type: 'join', member: m, payload: payload(`${mayBeForeign && random() < 0.1 ? 'foreign' : 'join'} ${m.instance}`) })
   }
 
   const read = (s: SimMember, count: number) => {
@@ -219,6 +230,12 @@ function simulate(seed: number, steps: number): string | undefined {
         s.effects.push({ at, effect })
         if (effect.kind === 'accepted' && effect.self) s.acceptedAt = at
         if (effect.kind === 'settled') s.pending.delete(effect.token)
+        if (effect.kind === 'refused') {
+          // a refused sheep exits
+          s.alive = false
+          s.refused = true
+          liveInstances.delete(s.m.instance)
+        }
       }
       forgetApplied(s.answering, s.view.state.joining)
       forgetApplied(s.declared, [...s.view.state.members, ...s.view.state.joining])
@@ -235,7 +252,7 @@ function simulate(seed: number, steps: number): string | undefined {
     const j = joinToAnswer(s.view, isLive, s.answering)
     if (!j) return
     s.answering.add(j.instance)
-    log.push({ type: 'accept', joiner: { node: j.node, instance: j.instance }, payload: payload(`accept ${j.instance} by ${s.m.instance}`) })
+    log.push(answerToJoin(j, handlers))
   }
 
   const finishWork = (s: SimMember) => {
@@ -275,13 +292,15 @@ function simulate(seed: number, steps: number): string | undefined {
 
   // quiesce: no more crashes; every live member reads everything and does its duties
   for (let round = 0; round < 1_000; round++) {
+    // the last live node may have been refused: a node of this cluster starts
+    if (!sims.some((x) => x.alive)) start(1, false)
     const before = log.length
     for (const s of sims.filter((x) => x.alive)) {
       read(s, Number.POSITIVE_INFINITY)
       duties(s)
       finishWork(s)
     }
-    if (log.length === before && sims.every((x) => !x.alive || x.applied === log.length)) break
+    if (log.length === before && sims.some((x) => x.alive) && sims.every((x) => !x.alive || x.applied === log.length)) break
   }
 
   const live = sims.filter((s) => s.alive)
@@ -293,6 +312,9 @@ function simulate(seed: number, steps: number): string | undefined {
     if (s.pending.size > 0) return `${s.m.instance} still waits for ${[...s.pending].join(', ')}`
     if (s.effects.some((e) => e.effect.kind === 'removed')) return `${s.m.instance} was declared gone while alive`
   }
+  if (sims.some((s) => s.refused && !s.view.state.members.every((m) => m.instance !== s.m.instance))) return 'a refused node became a member'
+  if (reference.members.some((m) => sims.find((s) => s.m.instance === m.instance)?.refused)) return 'a refused node is a member'
+  if (sims.some((s) => s.alive && s.view.state.joining.some((j) => j.payload.toString().startsWith('foreign')))) return 'a foreign join is still pending'
   if (reference.joining.length > 0) return `joins left unanswered: ${reference.joining.map((j) => j.instance).join(', ')}`
   if (reference.blocks.length > 0) return 'blocks left queued'
   if (reference.members.some((m) => !liveInstances.has(m.instance))) return 'a dead instance is still a member'
@@ -319,4 +341,28 @@ t.test('seeded random interleavings: every live member reaches the same state', 
     if (failure) failures.push(`seed ${seed}: ${failure}`)
   }
   t.same(failures, [], `${seeds} seeds`)
+})
+
+t.test('refuse: the joiner is told why and never becomes a member; the others see nothing', async (t) => {
+  const events: MembershipEvent[] = [joinOf(a), acceptOf(a), joinOf(b), { type: 'refuse', joiner: b, reason: 'another cluster' }]
+  const seenByB = fold('b1', events)
+  t.same(seenByB.effects, [{ kind: 'refused', reason: 'another cluster' }])
+  t.same(seenByB.view.state.joining, [])
+  t.notOk(hasJoined(seenByB.view))
+  const seenByA = fold('a1', events)
+  t.same(
+    seenByA.effects.map((e) => e.kind),
+    ['accepted'],
+  )
+  const answer = answerToJoin(
+    { ...b, payload: payload('x') },
+    {
+      checkJoin: () => 'no',
+      decideJoin: () => payload('never'),
+      accepted: () => undefined,
+      left: () => undefined,
+      notified: () => undefined,
+    },
+  )
+  t.same(answer, { type: 'refuse', joiner: b, reason: 'no' }, 'a check that says why refuses')
 })
