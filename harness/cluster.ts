@@ -4,6 +4,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { SheepConnection } from '../lib/client.js'
+import { HashRing } from '../lib/ring.js'
 import { getNodeList, statRecovery } from '../lib/sheep-api.js'
 import { type SheepProcess, freePort, isAlive, startSheep, stopSheep, tempDir, waitFor } from './sheep.js'
 
@@ -128,4 +129,28 @@ export function objectCopies(cluster: TestCluster): Map<string, number> {
     }
   }
   return counts
+}
+
+/**
+ * Objects not stored exactly where the ring of the current members puts them: oid file name →
+ * the ports that hold it and the ports that should (every running node's live objects).
+ */
+export async function misplacedObjects(cluster: TestCluster, copies: number): Promise<Map<string, { held: number[]; wanted: number[] }>> {
+  const first = cluster.nodes.findIndex((n) => n !== undefined)
+  const { nodes } = await getNodeList(cluster.conn(first))
+  const ring = new HashRing(nodes)
+  const held = new Map<string, number[]>()
+  for (const node of cluster.nodes) {
+    if (!node) continue
+    const dir = path.join(node.dir, 'obj')
+    if (!fs.existsSync(dir)) continue
+    for (const name of fs.readdirSync(dir)) if (/^[0-9a-f]{16}$/.test(name)) held.set(name, [...(held.get(name) ?? []), node.port])
+  }
+  const misplaced = new Map<string, { held: number[]; wanted: number[] }>()
+  for (const [name, ports] of held) {
+    const wanted = ring.replicasFor(BigInt(`0x${name}`), copies).map((n) => n.port)
+    const same = ports.length === wanted.length && wanted.every((p) => ports.includes(p))
+    if (!same) misplaced.set(name, { held: ports.sort(), wanted: wanted.sort() })
+  }
+  return misplaced
 }
