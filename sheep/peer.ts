@@ -1,6 +1,7 @@
 // The node-local side of object I/O (wire-protocol.md §13.2–13.3): peer ops act on this node's
 // store. Requests from other sheep are epoch-checked first; the gateway calls `runPeerOp`
 // directly for replicas that live on this node.
+import { resultOfError } from '../lib/errors.js'
 import type { Fields } from '../lib/layout.js'
 import { REQ_OBJ, type SdRequest, reqVariant } from '../lib/codec.js'
 import { oidToVid, objectSizeOf } from '../lib/oid.js'
@@ -15,7 +16,6 @@ import {
   SD_RES_NO_OBJ,
   SD_RES_OLD_NODE_VER,
   SD_RES_SUCCESS,
-  SD_RES_EIO,
 } from '../lib/proto.js'
 import { type OpReply, reply } from './op-types.js'
 import type { Sheep } from './sheep.js'
@@ -85,8 +85,10 @@ export async function runPeerOp(sheep: Sheep, op: PeerOp, epoch: number): Promis
         return reply(SD_RES_INVALID_PARMS)
     }
   } catch (e) {
+    // a full disk answers NO_SPACE ("Server has no space for new objects"), other disk errors EIO
+    const result = resultOfError(e)
     sheep.log.error(`peer op 0x${op.opcode.toString(16)} on ${oid.toString(16)} failed: ${String(e)}`)
-    return reply(SD_RES_EIO)
+    return reply(result)
   }
 }
 

@@ -173,11 +173,17 @@ export class PlainStore implements StoreDriver {
       const fh = await fsp.open(tmp, 'w', 0o644)
       const size = Math.max(objectSize, w.offset + w.data.length)
       try {
-        await fh.truncate(size)
-        await writeSparse(fh, w.data, w.offset)
-        if (!this.opts.nosync) await fh.datasync()
-      } finally {
-        await fh.close()
+        try {
+          await fh.truncate(size)
+          await writeSparse(fh, w.data, w.offset)
+          if (!this.opts.nosync) await fh.datasync()
+        } finally {
+          await fh.close()
+        }
+      } catch (e) {
+        // a full disk (or a failing one) must not keep the half-written copy: it takes space
+        await fsp.rm(tmp, { force: true })
+        throw e
       }
       await fsp.rename(tmp, final)
       if (!this.opts.nosync) await this.dirSync.run()
