@@ -25,6 +25,25 @@ export async function writeFileAtomic(file: string, data: Buffer): Promise<void>
   }
 }
 
+/** `writeFileAtomic`, done before returning (an epoch log entry must be on disk before anyone sees it). */
+export function writeFileAtomicSync(file: string, data: Buffer): void {
+  const tmp = `${file}.tmp`
+  const fd = fs.openSync(tmp, 'w', 0o644)
+  try {
+    fs.writeFileSync(fd, data)
+    fs.fsyncSync(fd)
+  } finally {
+    fs.closeSync(fd)
+  }
+  fs.renameSync(tmp, file)
+  const dir = fs.openSync(path.dirname(file), 'r')
+  try {
+    fs.fsyncSync(dir)
+  } finally {
+    fs.closeSync(dir)
+  }
+}
+
 export function emptyConfig(): ConfigFile {
   return {
     ctime: 0n,
@@ -62,6 +81,11 @@ export class ConfigStore {
   async write(cfg: ConfigFile): Promise<void> {
     await writeFileAtomic(this.file, writeFields(Buffer.alloc(CONFIG_FILE_SIZE), CONFIG_FILE, cfg))
   }
+
+  /** `write`, on disk before it returns (with the epoch log it belongs to). */
+  writeSync(cfg: ConfigFile): void {
+    writeFileAtomicSync(this.file, writeFields(Buffer.alloc(CONFIG_FILE_SIZE), CONFIG_FILE, cfg))
+  }
 }
 
 export interface EpochRecord {
@@ -78,7 +102,6 @@ export interface EpochRecord {
 export class EpochStore {
   readonly dir: string
   private readonly cache = new Map<number, EpochRecord>()
-  private writes: Promise<void> = Promise.resolve()
 
   constructor(baseDir: string) {
     this.dir = path.join(baseDir, 'epoch')
@@ -92,17 +115,15 @@ export class EpochStore {
     return path.join(this.dir, String(epoch).padStart(8, '0'))
   }
 
-  /** Records an epoch now and persists it after the epochs recorded before it. */
-  record(epoch: number, nodes: readonly SdNode[], timeSec: bigint): Promise<void> {
+  /**
+   * Records an epoch, on disk before it returns: a membership change is in the epoch log before
+   * any client can see it, so a node killed right after still knows the epoch on restart (the
+   * last survivor's epoch decides which nodes a restarting cluster waits for). Epoch changes
+   * are rare; the few milliseconds of a synchronous write are the price of that order.
+   */
+  record(epoch: number, nodes: readonly SdNode[], timeSec: bigint): void {
+    writeFileAtomicSync(this.file(epoch), encodeEpochFile(nodes, timeSec))
     this.cache.set(epoch, { epoch, nodes: [...nodes], timeSec })
-    const write = this.writes.then(() => this.write(epoch, nodes, timeSec))
-    this.writes = write.catch(() => undefined)
-    return write
-  }
-
-  /** Resolves when every recorded epoch is on disk. */
-  flushed(): Promise<void> {
-    return this.writes
   }
 
   /** The newest epoch recorded here (0 when none). */
@@ -140,12 +161,7 @@ export class EpochStore {
     }
   }
 
-  private async write(epoch: number, nodes: readonly SdNode[], timeSec: bigint): Promise<void> {
-    await writeFileAtomic(this.file(epoch), encodeEpochFile(nodes, timeSec))
-  }
-
   async removeAll(): Promise<void> {
-    await this.writes
     this.cache.clear()
     for (const name of await fsp.readdir(this.dir)) await fsp.rm(path.join(this.dir, name), { force: true })
   }

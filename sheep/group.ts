@@ -157,6 +157,7 @@ export class Group {
     }
     if (s.status === SD_STATUS_SHUTDOWN) return
     s.settings = { ...view.settings }
+    this.keepSettings()
     if (isMe) this.weights = new Map(view.weights ?? [])
     // a joiner announces its weight afresh
     this.weights.delete(nodeKey(joiner))
@@ -166,7 +167,7 @@ export class Group {
     s.status = view.status
     if (view.epoch > s.epoch) {
       s.epoch = view.epoch
-      void s.epochs.record(view.epoch, view.epochNodes, nowSec())
+      s.epochs.record(view.epoch, view.epochNodes, nowSec())
     }
     if (isMe) {
       this.joined = true
@@ -181,6 +182,29 @@ export class Group {
       if (!sameMembership(latest, s.members)) this.bumpEpoch()
       else if (wasWaiting) void this.markRunning()
     }
+  }
+
+  /**
+   * Keeps the cluster's settings in this node's config file once the cluster is formatted: a
+   * node that joined after the format has them only from the accept, and must still belong to
+   * this cluster (same creation time) when it restarts. Written before the epoch log entry the
+   * accept brings; the clean-shutdown flag is kept as it is.
+   */
+  private keepSettings(): void {
+    const { settings, config } = this.sheep
+    const cfg = config.read()
+    if (settings.ctime === 0n || !cfg) return
+    const kept = {
+      ...cfg,
+      ctime: settings.ctime,
+      flags: settings.flags,
+      copies: settings.nrCopies,
+      copyPolicy: settings.copyPolicy,
+      blockSizeShift: settings.blockSizeShift,
+      defaultStore: settings.defaultStore,
+    }
+    const changed = (Object.keys(kept) as Array<keyof typeof kept>).some((k) => kept[k] !== cfg[k])
+    if (changed) config.writeSync(kept)
   }
 
   /** Rejoining after being dropped from the cluster's epoch: what we stored is outdated (behaviour.md §3.1). */
@@ -263,7 +287,7 @@ export class Group {
   bumpEpoch(): void {
     const s = this.sheep
     s.epoch += 1
-    void s.epochs.record(s.epoch, s.members, nowSec())
+    s.epochs.record(s.epoch, s.members, nowSec())
     s.log.info(`epoch ${s.epoch}: ${s.members.map((n) => nodeDescription(n)).join(', ')}`)
     this.wakeEpochWaiters()
     s.recovery.start()
@@ -274,7 +298,7 @@ export class Group {
     const s = this.sheep
     this.setMembers(s.members)
     s.epoch = 1
-    await s.epochs.record(1, s.members, nowSec())
+    s.epochs.record(1, s.members, nowSec())
     s.status = SD_STATUS_OK
     this.wakeEpochWaiters()
   }
@@ -326,7 +350,7 @@ export class Group {
         const decoded = rsp.result === SD_RES_SUCCESS ? decodeEpochFile(data) : undefined
         if (!decoded) continue
         // another epoch may have been recorded here meanwhile: never replace it
-        if (!s.epochs.read(epoch)) void s.epochs.record(epoch, decoded.nodes, decoded.timeSec)
+        if (!s.epochs.read(epoch)) s.epochs.record(epoch, decoded.nodes, decoded.timeSec)
         return { epoch, ...decoded }
       } catch {
         // try the next member

@@ -18,41 +18,45 @@ const DISK_MIB = 40
 
 const canMount = process.getuid?.() === 0
 
-t.test('a full disk answers NO_SPACE, keeps what was written, and recovers when space is freed', { skip: canMount ? false : 'needs root to mount a tmpfs' }, async (t) => {
-  const root = tempDir('disk-full-')
-  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${DISK_MIB}m`, 'tmpfs', root])
-  const cluster = await startCluster(1, { root })
-  t.teardown(async () => {
-    await cluster.close({ keepFiles: true })
-    execFileSync('umount', ['-l', root])
-    fs.rmSync(root, { recursive: true, force: true })
-  })
-  const port = cluster.ports[0] as number
-  await makeFs(cluster.conn(0), { ctime: BigInt(Math.floor(Date.now() / 1000)) << 32n, copies: 1, flags: SD_CLUSTER_FLAG_AUTO_VNODES, store: 'plain' })
+t.test(
+  'a full disk answers NO_SPACE, keeps what was written, and recovers when space is freed',
+  { skip: canMount ? false : 'needs root to mount a tmpfs' },
+  async (t) => {
+    const root = tempDir('disk-full-')
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${DISK_MIB}m`, 'tmpfs', root])
+    const cluster = await startCluster(1, { root })
+    t.teardown(async () => {
+      await cluster.close({ keepFiles: true })
+      execFileSync('umount', ['-l', root])
+      fs.rmSync(root, { recursive: true, force: true })
+    })
+    const port = cluster.ports[0] as number
+    await makeFs(cluster.conn(0), { ctime: BigInt(Math.floor(Date.now() / 1000)) << 32n, copies: 1, flags: SD_CLUSTER_FLAG_AUTO_VNODES, store: 'plain' })
 
-  t.equal((await dog(['vdi', 'create', 'kept', '12M'], { port })).status, 0)
-  const kept = crypto.randomBytes(12 * MiB)
-  t.equal((await dog(['vdi', 'write', 'kept'], { port, input: kept })).status, 0, '12 MiB written while there is room')
+    t.equal((await dog(['vdi', 'create', 'kept', '12M'], { port })).status, 0)
+    const kept = crypto.randomBytes(12 * MiB)
+    t.equal((await dog(['vdi', 'write', 'kept'], { port, input: kept })).status, 0, '12 MiB written while there is room')
 
-  t.equal((await dog(['vdi', 'create', 'filler', '64M'], { port })).status, 0)
-  const full = await dog(['vdi', 'write', 'filler'], { port, input: crypto.randomBytes(64 * MiB) })
-  t.not(full.status, 0, 'the write that fills the disk fails')
-  t.match(full.stderr, /Server has no space for new objects/, `dog says the server has no space: ${full.stderr.trim().split('\n')[0]}`)
-  t.notMatch(full.stderr, /I\/O error/, 'not an I/O error')
+    t.equal((await dog(['vdi', 'create', 'filler', '64M'], { port })).status, 0)
+    const full = await dog(['vdi', 'write', 'filler'], { port, input: crypto.randomBytes(64 * MiB) })
+    t.not(full.status, 0, 'the write that fills the disk fails')
+    t.match(full.stderr, /Server has no space for new objects/, `dog says the server has no space: ${full.stderr.trim().split('\n')[0]}`)
+    t.notMatch(full.stderr, /I\/O error/, 'not an I/O error')
 
-  const objDir = path.join(cluster.nodes[0]?.dir ?? '', 'obj')
-  t.same(
-    fs.readdirSync(objDir).filter((name) => name.endsWith('.tmp')),
-    [],
-    'no temporary file is left on the full disk',
-  )
-  const readBack = await dog(['vdi', 'read', 'kept'], { port })
-  t.ok(readBack.status === 0 && readBack.stdoutBytes.equals(kept), 'what was written before reads back')
+    const objDir = path.join(cluster.nodes[0]?.dir ?? '', 'obj')
+    t.same(
+      fs.readdirSync(objDir).filter((name) => name.endsWith('.tmp')),
+      [],
+      'no temporary file is left on the full disk',
+    )
+    const readBack = await dog(['vdi', 'read', 'kept'], { port })
+    t.ok(readBack.status === 0 && readBack.stdoutBytes.equals(kept), 'what was written before reads back')
 
-  t.equal((await dog(['vdi', 'delete', 'filler'], { port })).status, 0, 'space freed')
-  t.equal((await dog(['vdi', 'create', 'again', '8M'], { port })).status, 0)
-  const again = crypto.randomBytes(8 * MiB)
-  t.equal((await dog(['vdi', 'write', 'again'], { port, input: again })).status, 0, 'writes work again')
-  const r = await dog(['vdi', 'read', 'again'], { port })
-  t.ok(r.status === 0 && r.stdoutBytes.equals(again), 'and read back')
-})
+    t.equal((await dog(['vdi', 'delete', 'filler'], { port })).status, 0, 'space freed')
+    t.equal((await dog(['vdi', 'create', 'again', '8M'], { port })).status, 0)
+    const again = crypto.randomBytes(8 * MiB)
+    t.equal((await dog(['vdi', 'write', 'again'], { port, input: again })).status, 0, 'writes work again')
+    const r = await dog(['vdi', 'read', 'again'], { port })
+    t.ok(r.status === 0 && r.stdoutBytes.equals(again), 'and read back')
+  },
+)
