@@ -286,7 +286,9 @@ async function replayBackup(ctx: DogContext, conn: SheepConnection, base: Indexe
     if (idx === BACKUP_END_IDX) return { status: EXIT_SUCCESS, restoredVdiKept: true }
     const offset = recordHeader.readUInt32LE(4)
     const length = recordHeader.readUInt32LE(8)
-    if (offset + length > size || idx * size + offset + length > handle.size) {
+    // u64 arithmetic: a hyper volume's offsets pass 2^53
+    const objectStart = BigInt(idx) * BigInt(size) + BigInt(offset)
+    if (offset + length > size || objectStart + BigInt(length) > handle.sizeBytes) {
       ctx.printStderrLine('The backup file is corrupted')
       return { status: EXIT_SYSFAIL, restoredVdiKept: true }
     }
@@ -299,7 +301,7 @@ async function replayBackup(ctx: DogContext, conn: SheepConnection, base: Indexe
         return { status: EXIT_SYSFAIL, restoredVdiKept: true }
       }
       try {
-        await handle.write(idx * size + offset + at, data)
+        await handle.write(objectStart + BigInt(at), data)
       } catch (error) {
         const failure = asSdError(error)
         printTransportFailure(ctx, failure)

@@ -24,11 +24,19 @@ import { EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, UsageError, type DogCommand, 
 import { applyBlockSizeShift, applyRedundancy, reject, setFlag } from './options.js'
 import { formatRedundancy, parseCLong, parseIndex, parseOid, parseSnapshotSelector, requireSize } from './parsers.js'
 import type { DogRuntime } from './runtime.js'
-import type { SheepConnection } from '../lib/client.js'
+import type { RequestOptions, SheepConnection } from '../lib/client.js'
 import { escapeRawName, formatSize, formatVdiDate, progressLine, sprintf } from '../lib/format.js'
 import { dataObjectCount, decodeInodeHeader, indexOffset, isClone, isSnapshot, objectSize, u32le } from '../lib/inode.js'
 import { isDataObj, MAX_DATA_OBJS, oidToHex, oidToIdx, oidToVid, SD_INODE_HEADER_SIZE, vidToDataOid, vidToVdiOid } from '../lib/oid.js'
-import { OBJECT_CHUNK_BYTES, resultLabel, SD_MAX_VDI_SIZE, SD_RES_WAIT_FOR_FORMAT } from '../lib/proto.js'
+import {
+  OBJECT_CHUNK_BYTES,
+  resultLabel,
+  SD_MAX_VDI_SIZE,
+  SD_OP_CREATE_AND_WRITE_OBJ,
+  SD_OP_WRITE_OBJ,
+  SD_RES_SUCCESS,
+  SD_RES_WAIT_FOR_FORMAT,
+} from '../lib/proto.js'
 import { clusterInfo, newVdi, type SnapshotSelector } from '../lib/sheep-api.js'
 import { VdiHandle } from '../lib/vdi-io.js'
 import { getVdiAttrValue, setVdiAttr } from './vdi-attr.js'
@@ -42,11 +50,6 @@ import { checkVdi } from './vdi-check.js'
 
 /** Object size of hyper volumes created with -y (4 MiB). */
 const HYPER_VOLUME_OBJECT_SIZE = 1n << 22n
-
-/** A size argument as a byte count (sizes beyond 2^53 lose their last bits, far past any VDI). */
-function sizeArgument(text: string): number {
-  return Number(requireSize(text))
-}
 
 // ---- vdi list ----------------------------------------------------------------------------------
 
@@ -192,7 +195,9 @@ async function preallocate(ctx: DogContext, conn: SheepConnection, vid: number):
     for (let idx = 0; idx < count; idx++) {
       showProgress(idx)
       try {
-        await handle.write(idx * sizeOfObject, zeros.subarray(0, Math.min(zeros.length, handle.size - idx * sizeOfObject)))
+        const at = BigInt(idx) * BigInt(sizeOfObject)
+        const rest = handle.sizeBytes - at
+        await handle.write(at, rest < BigInt(zeros.length) ? zeros.subarray(0, Number(rest)) : zeros)
       } catch (error) {
         const failure = asSdError(error)
         printTransportFailure(ctx, failure)
@@ -256,15 +261,17 @@ async function resizeVdi(ctx: DogContext, dog: DogRuntime): Promise<number> {
 function transferProgress(
   ctx: DogContext,
   handle: VdiHandle,
-  offset: number,
-  length: number,
+  offset: bigint,
+  total: bigint,
 ): {
   update: (done: number) => void
   stop: () => void
 } {
   const stderr = ctx.io.stderr as NodeJS.WritableStream & { isTTY?: boolean }
-  const spansObjects = length > 0 && Math.floor(offset / handle.objectSize) !== Math.floor((offset + length - 1) / handle.objectSize)
+  const objectSize = BigInt(handle.objectSize)
+  const spansObjects = total > 0n && offset / objectSize !== (offset + total - 1n) / objectSize
   if (stderr.isTTY !== true || !spansObjects) return { update: () => undefined, stop: () => undefined }
+  const length = Number(total)
   const bar = new cliProgress.SingleBar({
     stream: stderr,
     format: '{percentage} % [{bar}] {doneSize} / {totalSize}',
@@ -286,12 +293,21 @@ function writeStdout(ctx: DogContext, chunk: Buffer): Promise<void> {
   return new Promise((resolve) => stdout.once('drain', () => resolve()))
 }
 
-/** `[offset [len]]` of read and write: offset 0 and "to the end" by default. */
-function rangeArguments(ctx: DogContext): { offset: number; length: number } {
+/**
+ * `[offset [len]]` of read and write (u64 byte counts: a hyper volume is bigger than a number
+ * counts exactly): offset 0 and "to the end" by default.
+ */
+function rangeArguments(ctx: DogContext): { offset: bigint; length: bigint | undefined } {
   const [, offsetText, lengthText] = ctx.args
-  const offset = offsetText === undefined ? 0 : sizeArgument(offsetText)
-  const length = lengthText === undefined ? Number.POSITIVE_INFINITY : sizeArgument(lengthText)
+  const offset = offsetText === undefined ? 0n : requireSize(offsetText)
+  const length = lengthText === undefined ? undefined : requireSize(lengthText)
   return { offset, length }
+}
+
+/** min(length, the bytes from offset to the end): what read and write transfer. */
+function rangeTotal(handle: VdiHandle, offset: bigint, length: bigint | undefined): bigint {
+  const rest = handle.sizeBytes - offset
+  return length === undefined || length > rest ? rest : length
 }
 
 /** Looks a VDI up and opens it for I/O, with the original's messages on failure. */
@@ -314,11 +330,11 @@ async function readVdi(ctx: DogContext, dog: DogRuntime): Promise<number> {
   const conn = dog.daemon(ctx)
   const handle = await openVdi(ctx, conn, name, selectorOf(ctx))
   if (handle === undefined) return EXIT_FAILURE
-  if (offset > handle.size) {
+  if (offset > handle.sizeBytes) {
     ctx.printStderrLine('Read offset is beyond the end of the VDI')
     return EXIT_FAILURE
   }
-  const total = Math.min(length, handle.size - offset)
+  const total = rangeTotal(handle, offset, length)
   const progress = transferProgress(ctx, handle, offset, total)
   try {
     await handle.readRange(offset, total, (chunk) => writeStdout(ctx, chunk), { onProgress: progress.update })
@@ -346,17 +362,40 @@ async function* stdinChunks(ctx: DogContext): AsyncGenerator<Uint8Array, void, u
   }
 }
 
+/** The object writes of `vdi write`, whose refusals the original's dog_write_object reports. */
+const OBJECT_WRITE_OPS: ReadonlySet<number> = new Set([SD_OP_WRITE_OBJ, SD_OP_CREATE_AND_WRITE_OBJ])
+
+/** `conn` for the VDI I/O layer, noting the first object write the sheep refuses (its oid and result). */
+function notingRefusedWrites(conn: SheepConnection, refused: { first?: { oid: bigint; result: number } }): SheepConnection {
+  return new Proxy(conn, {
+    get(target, property) {
+      if (property !== 'request') {
+        const value: unknown = Reflect.get(target, property, target)
+        return typeof value === 'function' ? value.bind(target) : value
+      }
+      return async (opts: RequestOptions) => {
+        const reply = await target.request(opts)
+        if (reply.rsp.result !== SD_RES_SUCCESS && OBJECT_WRITE_OPS.has(opts.opcode)) {
+          refused.first ??= { oid: (opts.fields as { oid?: bigint } | undefined)?.oid ?? 0n, result: reply.rsp.result }
+        }
+        return reply
+      }
+    },
+  })
+}
+
 async function writeVdi(ctx: DogContext, dog: DogRuntime): Promise<number> {
   const name = ctx.args[0] as string
   const { offset, length } = rangeArguments(ctx)
-  const conn = dog.bulkDaemon(ctx)
+  const refused: { first?: { oid: bigint; result: number } } = {}
+  const conn = notingRefusedWrites(dog.bulkDaemon(ctx), refused)
   const handle = await openVdi(ctx, conn, name, { snapid: 0, tag: '' })
   if (handle === undefined) return EXIT_FAILURE
-  if (offset > handle.size) {
+  if (offset > handle.sizeBytes) {
     ctx.printStderrLine('Write offset is beyond the end of the VDI')
     return EXIT_FAILURE
   }
-  const total = Math.min(length, handle.size - offset)
+  const total = rangeTotal(handle, offset, length)
   const progress = transferProgress(ctx, handle, offset, total)
   try {
     await handle.writeStream(offset, stdinChunks(ctx), { length: total, padFinalChunk: true, onProgress: progress.update })
@@ -367,6 +406,7 @@ async function writeVdi(ctx: DogContext, dog: DogRuntime): Promise<number> {
     }
     const failure = asSdError(error)
     printTransportFailure(ctx, failure)
+    if (refused.first) ctx.printStderrLine(`Failed to write object ${oidToHex(refused.first.oid)}: ${resultLabel(refused.first.result)}`)
     ctx.printStderrLine('Failed to write VDI')
     return EXIT_FAILURE
   } finally {

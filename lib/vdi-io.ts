@@ -19,6 +19,13 @@ export const VDI_IO_MAX_PIECE_BYTES = Math.min(32 * 1024 * 1024, SD_MAX_DATA_LEN
 /** Index entries fetched ahead when a stream reaches an object whose entry is not loaded yet. */
 const INDEX_PREFETCH_ENTRIES = 1024
 
+/**
+ * A byte offset in a VDI. A hyper volume reaches 16 PiB, past the integers a number holds
+ * exactly (2^53): its offsets are bigint, as the original's are u64; a number must be a safe
+ * integer.
+ */
+export type VdiOffset = number | bigint
+
 /** Called after each object piece completes: bytes done so far and bytes in the whole call. */
 export type ProgressCallback = (doneBytes: number, totalBytes: number) => void
 
@@ -42,7 +49,7 @@ export interface VdiOpenOptions {
 
 export interface WriteStreamOptions extends VdiIoOptions {
   /** Bytes to write at most (bounded by the VDI end); default: until the source ends or the VDI does. */
-  length?: number
+  length?: number | bigint
   /**
    * dog's behaviour: when the source ends before `length`, the chunk being filled (up to its
    * object boundary or the end of the range) is zero-padded to its full length and written, and
@@ -117,9 +124,14 @@ export class VdiHandle {
     return this.inode.name
   }
 
-  /** VDI size in bytes (exact up to 2^53). */
+  /** VDI size in bytes (exact up to 2^53; sizeBytes is exact). */
   get size(): number {
     return Number(this.inode.vdiSize)
+  }
+
+  /** VDI size in bytes. */
+  get sizeBytes(): bigint {
+    return this.inode.vdiSize
   }
 
   /** Object size in bytes: 1 << block_size_shift. */
@@ -153,12 +165,12 @@ export class VdiHandle {
    * Reads `length` bytes at `offset`; unallocated objects read as zeros without a request. Each
    * reply lands where it belongs (in `opts.into` when given), without a copy.
    */
-  async read(offset: number, length: number, opts: VdiReadOptions = {}): Promise<Buffer> {
-    this.checkRange(offset, length, 'read')
+  async read(offset: VdiOffset, length: number, opts: VdiReadOptions = {}): Promise<Buffer> {
+    const start = this.checkRange(offset, length, 'read')
     invariant(opts.into === undefined || opts.into.length >= length, `read of ${length} bytes into a buffer of ${opts.into?.length}`)
     if (length === 0) return Buffer.alloc(0)
-    await this.prepareIndex(offset, length)
-    const only = this.pieceAt(offset, 0, length)
+    await this.prepareIndex(start, BigInt(length))
+    const only = this.pieces(start, BigInt(length)).next().value as Piece
     if (only.length === length) {
       const data = await this.readPiece(only, opts.into?.subarray(0, length))
       opts.onProgress?.(length, length)
@@ -166,7 +178,7 @@ export class VdiHandle {
     }
     const out = opts.into?.subarray(0, length) ?? Buffer.allocUnsafe(length)
     let done = 0
-    await runWindowed(this.pieces(offset, length), this.limit(opts), async (p) => {
+    await runWindowed(this.pieces(start, BigInt(length)), this.limit(opts), async (p) => {
       await this.readPiece(p, out.subarray(p.at, p.at + p.length))
       done += p.length
       opts.onProgress?.(done, length)
@@ -178,12 +190,13 @@ export class VdiHandle {
    * Reads a range as a stream of buffers in order (one per object piece), keeping up to
    * `concurrency` object reads ahead of the consumer.
    */
-  async *readStream(offset: number, length: number, opts: VdiIoOptions = {}): AsyncGenerator<Buffer, void, undefined> {
-    this.checkRange(offset, length, 'read')
-    if (length === 0) return
-    await this.prepareIndex(offset, length)
+  async *readStream(offset: VdiOffset, length: number | bigint, opts: VdiIoOptions = {}): AsyncGenerator<Buffer, void, undefined> {
+    const start = this.checkRange(offset, length, 'read')
+    const total = BigInt(length)
+    if (total === 0n) return
+    await this.prepareIndex(start, total)
     const limit = this.limit(opts)
-    const pieces = this.pieces(offset, length)
+    const pieces = this.pieces(start, total)
     const ahead: Promise<Buffer>[] = []
     const refill = (): void => {
       while (ahead.length < limit) {
@@ -201,24 +214,24 @@ export class VdiHandle {
       const chunk = await ahead.shift()!
       refill()
       done += chunk.length
-      opts.onProgress?.(done, length)
+      opts.onProgress?.(done, Number(total))
       yield chunk
     }
   }
 
   /** Reads a range into `sink` in order (e.g. stdout for `dog vdi read`), awaiting the sink. */
-  async readRange(offset: number, length: number, sink: (chunk: Buffer) => void | Promise<void>, opts: VdiIoOptions = {}): Promise<void> {
+  async readRange(offset: VdiOffset, length: number | bigint, sink: (chunk: Buffer) => void | Promise<void>, opts: VdiIoOptions = {}): Promise<void> {
     for await (const chunk of this.readStream(offset, length, opts)) await sink(chunk)
   }
 
   /** Writes `data` at `offset` (READONLY on snapshots; INVALID_PARMS past the VDI end). */
-  async write(offset: number, data: Buffer, opts: VdiIoOptions = {}): Promise<void> {
+  async write(offset: VdiOffset, data: Buffer, opts: VdiIoOptions = {}): Promise<void> {
     this.checkWritable()
-    this.checkRange(offset, data.length, 'write')
+    const start = this.checkRange(offset, data.length, 'write')
     if (data.length === 0) return
-    await this.prepareIndex(offset, data.length)
+    await this.prepareIndex(start, BigInt(data.length))
     let done = 0
-    await runWindowed(this.pieces(offset, data.length), this.limit(opts), async (p) => {
+    await runWindowed(this.pieces(start, BigInt(data.length)), this.limit(opts), async (p) => {
       await this.writePiece(p, data.subarray(p.at, p.at + p.length))
       done += p.length
       opts.onProgress?.(done, data.length)
@@ -229,18 +242,19 @@ export class VdiHandle {
    * Writes what `source` yields at `offset` until it ends, `length` bytes are written or the VDI
    * ends; returns the bytes written. Stops reading the source once the range is full.
    */
-  async writeStream(offset: number, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: WriteStreamOptions = {}): Promise<number> {
+  async writeStream(offset: VdiOffset, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: WriteStreamOptions = {}): Promise<number> {
     this.checkWritable()
-    this.checkRange(offset, 0, 'write')
-    const total = Math.min(opts.length ?? Number.POSITIVE_INFINITY, this.addressableSize - offset)
-    if (!(total > 0)) return 0
-    const lastIdx = Math.floor((offset + total - 1) / this.objectSize)
+    const start = this.checkRange(offset, 0, 'write')
+    const room = this.addressableSize - start
+    const total = opts.length === undefined || BigInt(opts.length) > room ? room : BigInt(opts.length)
+    if (total <= 0n) return 0
+    const lastIdx = Number((start + total - 1n) / BigInt(this.objectSize))
     let written = 0
-    await runWindowed(this.fill(offset, total, source, opts.padFinalChunk === true), this.limit(opts), async ({ piece, data }) => {
+    await runWindowed(this.fill(start, total, source, opts.padFinalChunk === true), this.limit(opts), async ({ piece, data }) => {
       if (!this.index.has(piece.idx)) await this.index.prepare(piece.idx, Math.min(lastIdx, piece.idx + INDEX_PREFETCH_ENTRIES - 1))
       await this.writePiece(piece, data)
       written += data.length
-      opts.onProgress?.(written, total)
+      opts.onProgress?.(written, Number(total))
     })
     return written
   }
@@ -252,6 +266,7 @@ export class VdiHandle {
       inodeOid: this.inodeOid,
       read: (oid, offset, length) => readObj(this.conn, oid, offset, length, { direct: true }),
       write: (oid, offset, data) => writeObj(this.conn, oid, offset, data, this.objectWriteOptions()),
+      create: (oid, data) => createAndWriteObj(this.conn, oid, 0, data, this.objectWriteOptions()),
     }
     if (this.isHyperVolume) return new BtreeIndex(io, io.inodeOid)
     const count = Math.min(SD_INODE_INDEX_ENTRIES, Math.ceil(this.size / this.objectSize))
@@ -271,65 +286,74 @@ export class VdiHandle {
   }
 
   /** Bytes the index can address: a plain index has 2^20 entries whatever vdi_size claims. */
-  private get addressableSize(): number {
-    return this.isHyperVolume ? this.size : Math.min(this.size, SD_INODE_INDEX_ENTRIES * this.objectSize)
+  private get addressableSize(): bigint {
+    const size = this.inode.vdiSize
+    if (this.isHyperVolume) return size
+    const plainMax = BigInt(SD_INODE_INDEX_ENTRIES) * BigInt(this.objectSize)
+    return size < plainMax ? size : plainMax
   }
 
-  private checkRange(offset: number, length: number, what: 'read' | 'write'): void {
-    const ok = Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset + length <= this.addressableSize
-    if (!ok) {
-      throw new SdError(SD_RES_INVALID_PARMS, `${what} of ${length} bytes at ${offset} is outside VDI ${this.name} (${this.size} bytes)`)
+  /** The range's start as a bigint, once it is known to lie inside the VDI. */
+  private checkRange(offset: VdiOffset, length: number | bigint, what: 'read' | 'write'): bigint {
+    const wellFormed = (n: number | bigint) => (typeof n === 'bigint' ? n >= 0n : Number.isSafeInteger(n) && n >= 0)
+    if (!wellFormed(offset) || !wellFormed(length) || BigInt(offset) + BigInt(length) > this.addressableSize) {
+      throw new SdError(SD_RES_INVALID_PARMS, `${what} of ${length} bytes at ${offset} is outside VDI ${this.name} (${this.inode.vdiSize} bytes)`)
     }
+    return BigInt(offset)
   }
 
-  private async prepareIndex(offset: number, length: number): Promise<void> {
-    await this.index.prepare(Math.floor(offset / this.objectSize), Math.floor((offset + length - 1) / this.objectSize))
+  private async prepareIndex(start: bigint, length: bigint): Promise<void> {
+    const objectSize = BigInt(this.objectSize)
+    await this.index.prepare(Number(start / objectSize), Number((start + length - 1n) / objectSize))
   }
 
-  private pieceAt(rangeOffset: number, at: number, rangeLength: number): Piece {
-    const pos = rangeOffset + at
-    const idx = Math.floor(pos / this.objectSize)
-    const offsetInObject = pos - idx * this.objectSize
-    const length = Math.min(rangeLength - at, this.objectSize - offsetInObject, VDI_IO_MAX_PIECE_BYTES)
-    return { idx, offsetInObject, length, at }
-  }
-
-  private *pieces(offset: number, length: number): Generator<Piece, void, undefined> {
-    for (let at = 0; at < length; ) {
-      const p = this.pieceAt(offset, at, length)
-      yield p
-      at += p.length
+  /**
+   * The pieces of [start, start + length), in order. `at` (a number) is exact while it is below
+   * 2^53, which every range read into or written from one buffer is.
+   */
+  private *pieces(start: bigint, length: bigint): Generator<Piece, void, undefined> {
+    const objectSize = this.objectSize
+    let idx = Number(start / BigInt(objectSize))
+    let offsetInObject = Number(start % BigInt(objectSize))
+    for (let at = 0n; at < length; ) {
+      const rest = length - at
+      const pieceLength = Math.min(objectSize - offsetInObject, VDI_IO_MAX_PIECE_BYTES, rest < BigInt(objectSize) ? Number(rest) : objectSize)
+      yield { idx, offsetInObject, length: pieceLength, at: Number(at) }
+      at += BigInt(pieceLength)
+      offsetInObject += pieceLength
+      if (offsetInObject === objectSize) {
+        idx++
+        offsetInObject = 0
+      }
     }
   }
 
   /** Cuts the source into object pieces, each in a buffer of its own. */
   private async *fill(
-    offset: number,
-    total: number,
+    start: bigint,
+    total: bigint,
     source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
     pad: boolean,
   ): AsyncGenerator<{ piece: Piece; data: Buffer }, void, undefined> {
-    let at = 0
-    let piece = this.pieceAt(offset, 0, total)
+    const pieces = this.pieces(start, total)
+    let piece = pieces.next().value as Piece
     let buf = Buffer.alloc(piece.length)
     let filled = 0
     for await (const chunk of source) {
-      for (let from = 0; from < chunk.length && at < total; ) {
+      for (let from = 0; from < chunk.length; ) {
         const take = Math.min(piece.length - filled, chunk.length - from)
         buf.set(chunk.subarray(from, from + take), filled)
         filled += take
         from += take
         if (filled === piece.length) {
           yield { piece, data: buf }
-          at += piece.length
-          if (at < total) {
-            piece = this.pieceAt(offset, at, total)
-            buf = Buffer.alloc(piece.length)
-            filled = 0
-          }
+          const next = pieces.next()
+          if (next.done) return
+          piece = next.value
+          buf = Buffer.alloc(piece.length)
+          filled = 0
         }
       }
-      if (at >= total) return
     }
     if (pad && filled > 0) yield { piece, data: buf }
     else if (filled > 0) yield { piece: { ...piece, length: filled }, data: buf.subarray(0, filled) }

@@ -18,6 +18,7 @@ import {
   encodeInodeHeader,
   updateInodeHeader,
 } from '../lib/inode.js'
+import { BTREE_LEAF_DEPTH, BTREE_ROOT_AT, HYPER_VOLUME_STORE_POLICY, encodeBtreeHeader } from '../lib/inode-index.js'
 import { cString, readFields, writeFields } from '../lib/layout.js'
 import { vidToAttrOid, vidToVdiOid } from '../lib/oid.js'
 import {
@@ -34,6 +35,7 @@ import {
   SD_RES_VDI_EXIST,
   SD_RES_VDI_LOCKED,
   SD_RES_VDI_NOT_LOCKED,
+  SD_RES_VDI_WRITE,
   SD_RES_SYSTEM_ERROR,
   SD_FLAG_CMD_CREAT,
   SD_FLAG_CMD_EXCL,
@@ -256,10 +258,23 @@ export async function newVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
     deleted: false,
     parentVid: header.parentVdiId,
   })
-  const inode = inheritedBody ?? Buffer.alloc(SD_INODE_HEADER_SIZE)
+  const inode = inheritedBody ?? freshInodeBody(header.storePolicy)
   updateInodeHeader(inode, header)
-  await writeObject(sheep, vidToVdiOid(newVid), 0, inode, { create: true, copies: header.nrCopies })
+  try {
+    await writeObject(sheep, vidToVdiOid(newVid), 0, inode, { create: true, copies: header.nrCopies })
+  } catch (e) {
+    // whatever the gateway answered (HALT in a strict cluster short of zones, or with no data
+    // node at all), the original's create_vdi reports a failed inode write as VDI_WRITE
+    if (e instanceof SdError) return fail(SD_RES_VDI_WRITE)
+    throw e
+  }
   return vdiReply(sheep, req, SD_RES_SUCCESS, newVid, packMessage(notice))
+}
+
+/** The part of a fresh inode that is not zeros: its header, and a hyper volume's empty B-tree root (sd_inode_init). */
+function freshInodeBody(storePolicy: number): Buffer {
+  if (storePolicy !== HYPER_VOLUME_STORE_POLICY) return Buffer.alloc(SD_INODE_HEADER_SIZE)
+  return Buffer.concat([Buffer.alloc(BTREE_ROOT_AT), encodeBtreeHeader(BTREE_LEAF_DEPTH, 0)])
 }
 
 /**

@@ -1,11 +1,14 @@
 // Tests for lib/inode-index.ts, the B-tree index of hyper volumes (wire-protocol.md §12.10), over
 // a map of objects in memory as its node I/O: the codec round trips, the walk at depth 1 and 2,
-// lookups, the bytes an update writes (the ones VDI I/O wrote before the module existed), and
-// the errors on a bad header.
+// lookups, the bytes an update writes, the tree growing as the original's lib/sd_inode.c grows it
+// (a full root split into two node objects, a new node past a full last one, a full node split
+// in half) with the bytes and oids that code leaves, and the errors on a bad header. Full nodes
+// are built in memory (524 287 entries each) rather than by as many commits.
 import t from 'tap'
 import { zeroExtended } from '../../lib/bytes.js'
 import { SdError } from '../../lib/errors.js'
 import {
+  BTREE_COUNTER_AT,
   BTREE_HEADER_SIZE,
   BTREE_INDIRECT_ENTRY_SIZE,
   BTREE_LEAF_ENTRY_SIZE,
@@ -13,6 +16,7 @@ import {
   BTREE_MAX_INDIRECT_ENTRIES,
   BTREE_MAX_LEAF_ENTRIES,
   BTREE_ROOT_AT,
+  BTREE_ROOT_WRITE_AT,
   BtreeIndex,
   type IndexNodeIo,
   type IndirectEntry,
@@ -26,8 +30,8 @@ import {
   walkIndexLeaves,
 } from '../../lib/inode-index.js'
 import { SD_INODE_HEADER_SIZE } from '../../lib/inode.js'
-import { oidToHex, vidToBtreeOid, vidToVdiOid } from '../../lib/oid.js'
-import { SD_RES_EIO, SD_RES_NO_SUPPORT } from '../../lib/proto.js'
+import { SD_INODE_DATA_INDEX_SIZE, oidToHex, vidToBtreeOid, vidToVdiOid } from '../../lib/oid.js'
+import { SD_RES_EIO } from '../../lib/proto.js'
 
 const VID = 0x7c2b25
 const INODE = vidToVdiOid(VID)
@@ -51,9 +55,19 @@ class Objects implements IndexNodeIo {
   }
 
   async write(oid: bigint, offset: number, data: Buffer): Promise<void> {
-    this.log.push(`write ${oidToHex(oid)} @${offset} ${data.toString('hex')}`)
+    this.log.push(`write ${oidToHex(oid)} @${offset} ${data.length > 64 ? `${data.length} bytes` : data.toString('hex')}`)
+    // a write starting inside data_vdi_id is an index update to a sheep: it drops references
+    if (oid === INODE && offset >= BTREE_ROOT_AT) throw new Error(`write of the inode at ${offset}, inside the index area`)
     if (--this.failingWrite === 0) throw new SdError(SD_RES_EIO, 'write failed')
+    if (oid !== INODE && !this.objects.has(oid)) throw new SdError(SD_RES_EIO, `write of missing ${oidToHex(oid)}`)
     this.put(oid, offset, data)
+  }
+
+  async create(oid: bigint, data: Buffer): Promise<void> {
+    this.log.push(`create ${oidToHex(oid)} ${data.length} bytes`)
+    if (--this.failingWrite === 0) throw new SdError(SD_RES_EIO, 'create failed')
+    this.objects.set(oid, Buffer.alloc(SD_INODE_DATA_INDEX_SIZE))
+    this.put(oid, 0, data)
   }
 
   put(oid: bigint, offset: number, data: Buffer): void {
@@ -63,7 +77,7 @@ class Objects implements IndexNodeIo {
   }
 
   writes(): string[] {
-    return this.log.filter((line) => line.startsWith('write'))
+    return this.log.filter((line) => line.startsWith('write') || line.startsWith('create'))
   }
 }
 
@@ -281,11 +295,12 @@ t.test('a never-written hyper volume (index area of zeros) is empty, at depth 1'
   const io = new Objects()
   const index = new BtreeIndex(io, INODE)
   t.equal(await lookUp(index, 7), 0)
-  t.same(io.log, [`read ${oidToHex(INODE)} @${BTREE_ROOT_AT} 8`])
+  t.same(io.log, [`read ${oidToHex(INODE)} @${BTREE_ROOT_WRITE_AT} 16`], 'the root header, with the header bytes before it')
 })
 
-// The bytes below are the ones lib/vdi-io.ts wrote for these updates before the B-tree moved here.
-t.test('updates at depth 1: the shifted tail, then the header; an update in place is 4 bytes', async (t) => {
+const LEAD = '0000000000000000'
+
+t.test('updates at depth 1: the root is rewritten from just before it, up to the last entry that changed', async (t) => {
   const io = new Objects()
   const index = new BtreeIndex(io, INODE)
   await index.commit(3, 7)
@@ -293,14 +308,12 @@ t.test('updates at depth 1: the shifted tail, then the header; an update in plac
   await index.commit(9, 8)
   await index.commit(3, 9)
   const inode = oidToHex(INODE)
+  t.equal(BTREE_ROOT_WRITE_AT, SD_INODE_HEADER_SIZE - 8, 'not inside data_vdi_id: a sheep would take it for an index update')
   t.same(io.writes(), [
-    `write ${inode} @4672 0300000007000000`,
-    `write ${inode} @4664 7462010001000000`,
-    `write ${inode} @4672 01000000070000000300000007000000`,
-    `write ${inode} @4664 7462010002000000`,
-    `write ${inode} @4688 0900000008000000`,
-    `write ${inode} @4664 7462010003000000`,
-    `write ${inode} @4684 09000000`,
+    `write ${inode} @4656 ${LEAD}7462010001000000` + '0300000007000000',
+    `write ${inode} @4656 ${LEAD}7462010002000000` + '0100000007000000' + '0300000007000000',
+    `write ${inode} @4656 ${LEAD}7462010003000000` + '0100000007000000' + '0300000007000000' + '0900000008000000',
+    `write ${inode} @4656 ${LEAD}7462010003000000` + '0100000007000000' + '0300000009000000',
   ])
   const reread = new BtreeIndex(io, INODE)
   t.same([await lookUp(reread, 1), await lookUp(reread, 3), await lookUp(reread, 9)], [7, 9, 8], 'a new reader sees them')
@@ -314,19 +327,34 @@ t.test('updates at depth 1: the shifted tail, then the header; an update in plac
   )
 })
 
+t.test('the header bytes before the root are written back as they were read', async (t) => {
+  const io = depth1([[2, 5]])
+  io.put(INODE, BTREE_ROOT_WRITE_AT, Buffer.from('0102030405060708', 'hex'))
+  await new BtreeIndex(io, INODE).commit(4, 1)
+  t.same(io.writes(), [`write ${oidToHex(INODE)} @4656 01020304050607087462010002000000` + '0200000005000000' + '0400000001000000'])
+})
+
 t.test('updates at depth 2: into the child that holds the idx, past the last child its max moves up', async (t) => {
   const io = depth2()
   const index = new BtreeIndex(io, INODE)
   await index.commit(50, 8)
   await index.commit(60, 8)
   await index.commit(400, 8)
+  const root = Buffer.concat([
+    Buffer.alloc(8),
+    encodeBtreeHeader(2, 2),
+    encodeIndirectEntries([
+      { maxIdx: 100, oid: NODE_A },
+      { maxIdx: 400, oid: NODE_B },
+    ]),
+  ])
   t.same(io.writes(), [
     `write ${oidToHex(NODE_A)} @20 08000000`,
     `write ${oidToHex(NODE_A)} @24 3c000000080000006400000004000000`,
     `write ${oidToHex(NODE_A)} @0 7462010004000000`,
     `write ${oidToHex(NODE_B)} @24 9001000008000000`,
     `write ${oidToHex(NODE_B)} @0 7462010003000000`,
-    `write ${oidToHex(INODE)} @4688 90010000`,
+    `write ${oidToHex(INODE)} @4656 ${root.toString('hex')}`,
   ])
   t.equal(await lookUp(index, 400), 8)
   const reread = new BtreeIndex(io, INODE)
@@ -337,12 +365,15 @@ t.test('updates at depth 2: into the child that holds the idx, past the last chi
 t.test('a failed insert is forgotten, so the retry writes it again', async (t) => {
   const io = depth1([[2, 5]])
   const index = new BtreeIndex(io, INODE)
-  io.failingWrite = 2
+  io.failingWrite = 1
   await t.rejects(index.commit(4, 1), { code: SD_RES_EIO })
   t.equal(await lookUp(index, 4), 0)
   await index.commit(4, 1)
-  t.same(io.writes().slice(-2), [`write ${oidToHex(INODE)} @4680 0400000001000000`, `write ${oidToHex(INODE)} @4664 7462010002000000`])
+  t.same(io.writes().slice(-1), [`write ${oidToHex(INODE)} @4656 ${LEAD}7462010002000000` + '0200000005000000' + '0400000001000000'])
   t.equal(await lookUp(new BtreeIndex(io, INODE), 4), 1)
+  io.failingWrite = 1
+  await t.rejects(index.commit(4, 6), { code: SD_RES_EIO })
+  t.equal(await lookUp(index, 4), 1, 'a failed update in place keeps the old vid')
 })
 
 t.test('bad headers: EIO, as VDI I/O answered before', async (t) => {
@@ -366,6 +397,12 @@ t.test('bad headers: EIO, as VDI I/O answered before', async (t) => {
   const shortNode = depth2()
   shortNode.cut = (oid, offset) => (oid === NODE_B && offset === 0 ? 1 : 0)
   await t.rejects(lookUp(new BtreeIndex(shortNode, INODE), 150), { code: SD_RES_EIO }, 'a short node header is a bad one')
+  const failing = depth2()
+  const index = new BtreeIndex(failing, INODE)
+  failing.cut = (oid) => (oid === NODE_B ? 8 : 0)
+  await t.rejects(lookUp(index, 150), { code: SD_RES_EIO })
+  failing.cut = () => 0
+  t.equal(await lookUp(index, 150), 3, 'a failed load is tried again')
 })
 
 t.test('a short read of the root header is an empty index; of entries, the whole ones', async (t) => {
@@ -373,27 +410,229 @@ t.test('a short read of the root header is an empty index; of entries, the whole
     [2, 5],
     [10, 6],
   ])
-  io.cut = (_, offset) => (offset === BTREE_ROOT_AT ? 1 : 0)
+  io.cut = (_, offset) => (offset === BTREE_ROOT_WRITE_AT ? 1 : 0)
   const index = new BtreeIndex(io, INODE)
   t.equal(await lookUp(index, 2), 0, 'the header came back short')
-  io.cut = (_, offset) => (offset === BTREE_ROOT_AT ? 0 : 3)
+  io.cut = (_, offset) => (offset === BTREE_ROOT_WRITE_AT ? 0 : 3)
   const other = new BtreeIndex(io, INODE)
   t.same([await lookUp(other, 2), await lookUp(other, 10)], [5, 0], 'the second entry came back cut')
 })
 
-t.test('what updates cannot do: split a full node, or use a root without children', async (t) => {
+// ---- growing the tree --------------------------------------------------------------------------
+
+/** `count` entries idx = 2·(from + i) → vid: the odd idxs fall between them. */
+function evenLeaf(count: number, vid: number, from = 0): LeafEntries {
+  const leaf = new LeafEntries(count)
+  for (let i = 0; i < count; i++) leaf.insert(i, 2 * (from + i), vid)
+  return leaf
+}
+
+/** A 4 MiB node object as sd_inode.c writes one: header, entries, zeros. */
+function nodeObject(leaf: LeafEntries): Buffer {
+  const obj = Buffer.alloc(SD_INODE_DATA_INDEX_SIZE)
+  Buffer.concat([encodeBtreeHeader(1, leaf.count), leaf.encode()]).copy(obj)
+  return obj
+}
+
+function withInsert(leaf: LeafEntries, idx: number, vid: number): LeafEntries {
+  const copy = leaf.slice(0, leaf.count)
+  copy.insert(copy.lowerBound(idx), idx, vid)
+  return copy
+}
+
+const counterOf = (io: Objects) => io.objects.get(INODE)!.readUInt32LE(BTREE_COUNTER_AT)
+const HALF = Math.floor(BTREE_MAX_LEAF_ENTRIES / 2)
+
+t.test('a full root leaf moves to two new node objects; the root becomes depth 2 (transfer_to_idx_root)', async (t) => {
   const io = new Objects()
-  const full = new LeafEntries(BTREE_MAX_LEAF_ENTRIES)
-  for (let i = 0; i < BTREE_MAX_LEAF_ENTRIES; i++) full.insert(i, i * 2, 1)
-  io.put(INODE, BTREE_ROOT_AT, Buffer.concat([encodeBtreeHeader(1, full.count), full.encode()]))
+  const full = evenLeaf(BTREE_MAX_LEAF_ENTRIES, VID)
+  const leafRoot = Buffer.concat([encodeBtreeHeader(1, full.count), full.encode()])
+  io.put(INODE, BTREE_COUNTER_AT, Buffer.from('07000000', 'hex'))
+  io.put(INODE, BTREE_ROOT_WRITE_AT, Buffer.from('a1a2a3a4a5a6a7a8', 'hex'))
+  io.put(INODE, BTREE_ROOT_AT, leafRoot)
   const index = new BtreeIndex(io, INODE)
   await index.commit(4, 9)
-  t.equal(await lookUp(index, 4), 9, 'an update in place still works')
-  await t.rejects(index.commit(5, 9), {
-    code: SD_RES_NO_SUPPORT,
-    message: `B-tree node ${oidToHex(INODE)} is full; splitting is not supported: Operation is not supported`,
-  })
-  const bare = new Objects()
-  bare.put(INODE, BTREE_ROOT_AT, encodeBtreeHeader(2, 0))
-  await t.rejects(new BtreeIndex(bare, INODE).commit(1, 1), { code: SD_RES_NO_SUPPORT })
+  t.equal(io.writes().length, 1, 'an update in place of a full root does not grow it')
+  io.log.length = 0
+  await index.commit(5, 9)
+  const lowerOid = vidToBtreeOid(VID, 7)
+  const upperOid = vidToBtreeOid(VID, 8)
+  const inode = oidToHex(INODE)
+  const children = [
+    { maxIdx: 2 * (HALF - 1), oid: lowerOid },
+    { maxIdx: 2 * (BTREE_MAX_LEAF_ENTRIES - 1), oid: upperOid },
+  ]
+  const newRoot = Buffer.concat([Buffer.from('a1a2a3a4a5a6a7a8', 'hex'), encodeBtreeHeader(2, 2), encodeIndirectEntries(children)])
+  t.same(io.log.slice(0, 5), [
+    `read ${inode} @${BTREE_COUNTER_AT} 4`,
+    `create ${oidToHex(lowerOid)} ${BTREE_HEADER_SIZE + HALF * 8} bytes`,
+    `create ${oidToHex(upperOid)} ${BTREE_HEADER_SIZE + (BTREE_MAX_LEAF_ENTRIES - HALF) * 8} bytes`,
+    `write ${inode} @${BTREE_COUNTER_AT} 09000000`,
+    `write ${inode} @4656 ${newRoot.toString('hex')}`,
+  ])
+  t.equal(counterOf(io), 9, 'btree_counter counts the two nodes')
+  const withFive = full.slice(0, full.count)
+  withFive.setVid(2, 9)
+  t.ok(io.objects.get(lowerOid)!.equals(nodeObject(withInsert(withFive.slice(0, HALF), 5, 9))), 'the lower half, with idx 5 inserted after the split')
+  t.ok(io.objects.get(upperOid)!.equals(nodeObject(full.slice(HALF, full.count))), 'the upper half')
+  const stored = io.objects.get(INODE)!
+  t.ok(stored.subarray(BTREE_ROOT_WRITE_AT, BTREE_ROOT_WRITE_AT + newRoot.length).equals(newRoot), 'the root: two pointers')
+  const past = BTREE_ROOT_AT + newRoot.length - 8
+  t.ok(stored.subarray(past, BTREE_ROOT_AT + leafRoot.length).equals(leafRoot.subarray(past - BTREE_ROOT_AT)), 'the old leaf entries past them stay')
+
+  const reread = new BtreeIndex(io, INODE)
+  t.same(
+    [
+      await lookUp(reread, 4),
+      await lookUp(reread, 5),
+      await lookUp(reread, 3),
+      await lookUp(reread, 2 * HALF),
+      await lookUp(reread, 2 * (BTREE_MAX_LEAF_ENTRIES - 1)),
+    ],
+    [9, 9, 0, VID, VID],
+  )
+  const all = await collectIndexEntries(io, INODE, rootOf(io))
+  t.equal(all.size, BTREE_MAX_LEAF_ENTRIES + 1, 'every entry once')
+  await index.commit(2 * BTREE_MAX_LEAF_ENTRIES + 1, 9)
+  t.equal(await lookUp(new BtreeIndex(io, INODE), 2 * BTREE_MAX_LEAF_ENTRIES + 1), 9, 'past the last node, which has room')
+  t.same(decodeIndirectEntries(stored.subarray(BTREE_ROOT_AT + 8), 2)[1].maxIdx, 2 * BTREE_MAX_LEAF_ENTRIES + 1, 'its max moved up')
+})
+
+/** A depth-2 tree: node A (counter 0) full of even idxs, then node B (counter 1) with the entries given. */
+function fullFirstNode(b: [number, number][]): Objects {
+  const io = new Objects()
+  const a = evenLeaf(BTREE_MAX_LEAF_ENTRIES, VID)
+  const children: IndirectEntry[] = [{ maxIdx: a.idxAt(a.count - 1), oid: NODE_A }]
+  if (b.length > 0) children.push({ maxIdx: b[b.length - 1][0], oid: NODE_B })
+  io.put(INODE, BTREE_COUNTER_AT, Buffer.from([children.length, 0, 0, 0]))
+  io.put(INODE, BTREE_ROOT_AT, Buffer.concat([encodeBtreeHeader(2, children.length), encodeIndirectEntries(children)]))
+  io.objects.set(NODE_A, nodeObject(a))
+  if (b.length > 0) io.objects.set(NODE_B, nodeObject(leafOf(b)))
+  return io
+}
+
+t.test('past a full last node: a new node of its own, pointed at last', async (t) => {
+  const io = fullFirstNode([])
+  const index = new BtreeIndex(io, INODE)
+  const far = 3_000_000_000
+  await index.commit(far, 9)
+  const newOid = vidToBtreeOid(VID, 1)
+  const one = leafOf([[far, 9]])
+  t.same(io.writes(), [
+    `create ${oidToHex(newOid)} 16 bytes`,
+    `write ${oidToHex(INODE)} @${BTREE_COUNTER_AT} 02000000`,
+    `write ${oidToHex(INODE)} @4656 ${LEAD}${Buffer.concat([
+      encodeBtreeHeader(2, 2),
+      encodeIndirectEntries([
+        { maxIdx: 2 * (BTREE_MAX_LEAF_ENTRIES - 1), oid: NODE_A },
+        { maxIdx: far, oid: newOid },
+      ]),
+    ]).toString('hex')}`,
+  ])
+  t.ok(io.objects.get(newOid)!.equals(nodeObject(one)))
+  await index.commit(far + 1, 9)
+  await index.commit(far - 1, 8)
+  const reread = new BtreeIndex(io, INODE)
+  t.same([await lookUp(reread, far - 1), await lookUp(reread, far), await lookUp(reread, far + 1), await lookUp(reread, 2)], [8, 9, 9, VID])
+  t.same(await indexNodeOids(io, INODE, rootOf(io)), [NODE_A, newOid])
+})
+
+t.test('a full node an idx falls into is split in half (split_index_node)', async (t) => {
+  const io = fullFirstNode([[4_000_000, 5]])
+  const before = Buffer.from(io.objects.get(NODE_A)!)
+  const index = new BtreeIndex(io, INODE)
+  await index.commit(2 * 100, 6)
+  t.equal(io.writes().length, 1, 'an update in place of a full node does not split it')
+  io.log.length = 0
+  await index.commit(3, 9)
+  const newOid = vidToBtreeOid(VID, 2)
+  const a = evenLeaf(BTREE_MAX_LEAF_ENTRIES, VID)
+  a.setVid(100, 6)
+  const lower = a.slice(0, HALF)
+  const children = [
+    { maxIdx: lower.idxAt(HALF - 1), oid: newOid },
+    { maxIdx: 2 * (BTREE_MAX_LEAF_ENTRIES - 1), oid: NODE_A },
+    { maxIdx: 4_000_000, oid: NODE_B },
+  ]
+  t.same(io.writes(), [
+    `create ${oidToHex(newOid)} ${BTREE_HEADER_SIZE + HALF * 8} bytes`,
+    `write ${oidToHex(INODE)} @${BTREE_COUNTER_AT} 03000000`,
+    `write ${oidToHex(INODE)} @4656 ${LEAD}${Buffer.concat([encodeBtreeHeader(2, 3), encodeIndirectEntries(children)]).toString('hex')}`,
+    `write ${oidToHex(NODE_A)} @0 ${BTREE_HEADER_SIZE + BTREE_MAX_LEAF_ENTRIES * 8} bytes`,
+    `write ${oidToHex(newOid)} @24 ${(HALF + 1 - 2) * 8} bytes`,
+    `write ${oidToHex(newOid)} @0 7462010000000400`,
+  ])
+  t.equal(counterOf(io), 3)
+  t.ok(io.objects.get(newOid)!.equals(nodeObject(withInsert(lower, 3, 9))), 'the lower half moved to the new node, then idx 3 went in')
+  // the node keeps its upper half at its front; past the new count, what was there stays
+  const expectedA = Buffer.from(before)
+  expectedA.writeUInt32LE(6, BTREE_HEADER_SIZE + 100 * 8 + 4)
+  expectedA.copyWithin(BTREE_HEADER_SIZE, BTREE_HEADER_SIZE + HALF * 8, BTREE_HEADER_SIZE + BTREE_MAX_LEAF_ENTRIES * 8)
+  encodeBtreeHeader(1, BTREE_MAX_LEAF_ENTRIES - HALF).copy(expectedA)
+  t.ok(io.objects.get(NODE_A)!.equals(expectedA), 'the old node: its upper half first, the stale tail after')
+
+  const reread = new BtreeIndex(io, INODE)
+  t.same(
+    [await lookUp(reread, 3), await lookUp(reread, 200), await lookUp(reread, 2 * (HALF - 1)), await lookUp(reread, 2 * HALF), await lookUp(reread, 4_000_000)],
+    [9, 6, VID, VID, 5],
+  )
+  const all = await collectIndexEntries(io, INODE, rootOf(io))
+  t.equal(all.size, BTREE_MAX_LEAF_ENTRIES + 2, 'every entry once')
+  const order = [...all.keys()]
+  t.ok(
+    order.every((idx, i) => i === 0 || order[i - 1] < idx),
+    'the walk is in idx order',
+  )
+  await index.commit(2 * HALF + 1, 4)
+  t.equal(await lookUp(new BtreeIndex(io, INODE), 2 * HALF + 1), 4, 'the old node has room again')
+})
+
+t.test('an interrupted split leaves every entry reachable', async (t) => {
+  for (const failing of [1, 2, 3, 4]) {
+    const io = fullFirstNode([[4_000_000, 5]])
+    io.failingWrite = failing
+    await t.rejects(new BtreeIndex(io, INODE).commit(3, 9), { code: SD_RES_EIO }, `write ${failing} fails`)
+    const reread = new BtreeIndex(io, INODE)
+    const probes = [0, 2 * (HALF - 1), 2 * HALF, 2 * (BTREE_MAX_LEAF_ENTRIES - 1), 4_000_000]
+    const found = []
+    for (const idx of probes) found.push(await lookUp(reread, idx))
+    t.same(found, [VID, VID, VID, VID, 5], `after failing write ${failing}`)
+  }
+})
+
+t.test('a depth-2 root without children gets its first node', async (t) => {
+  const io = new Objects()
+  io.put(INODE, BTREE_ROOT_AT, encodeBtreeHeader(2, 0))
+  const index = new BtreeIndex(io, INODE)
+  await index.commit(12, 3)
+  await index.commit(10, 3)
+  const reread = new BtreeIndex(io, INODE)
+  t.same([await lookUp(reread, 10), await lookUp(reread, 12)], [3, 3])
+  t.same(await indexNodeOids(io, INODE, rootOf(io)), [vidToBtreeOid(VID, 0)])
+})
+
+t.test('commits, loads and lookups running together agree with a fresh reader', async (t) => {
+  const io = depth2()
+  const index = new BtreeIndex(io, INODE)
+  const expected = new Map<number, number>([
+    [1, 3],
+    [50, 3],
+    [100, 4],
+    [150, 3],
+    [300, 5],
+  ])
+  const work: Promise<unknown>[] = []
+  for (let i = 0; i < 200; i++) {
+    const idx = (i * 7919) % 1000
+    expected.set(idx, i + 1)
+    work.push(index.commit(idx, i + 1))
+    work.push(lookUp(index, (i * 31) % 1000))
+  }
+  await Promise.all(work)
+  const fresh = await collectIndexEntries(io, INODE, rootOf(io))
+  t.same(
+    [...fresh].sort((x, y) => x[0] - y[0]),
+    [...expected].sort((x, y) => x[0] - y[0]),
+  )
+  for (const [idx, vid] of expected) if ((await lookUp(index, idx)) !== vid) t.fail(`idx ${idx}`)
 })
