@@ -1,9 +1,17 @@
 // dog's process entry: runDog over a fresh DogSession (runtime.ts) with the real process I/O,
 // then the session's connections are closed and dog exits with the command's status.
-import { EXIT_SYSFAIL } from './cli.js'
+// Standard output is buffered the way C stdio buffers a pipe or a file (a terminal is written
+// at once): what a command prints goes out in large blocks and the rest at exit, so a reader
+// that stops early (`dog vdi list | head -1`) has everything it wanted in one write. A reader
+// that went away ends dog as a finished command, not as a failure.
+import { EventEmitter } from 'node:events'
+import { EXIT_SUCCESS, EXIT_SYSFAIL, type DogOutputStream } from './cli.js'
 import { runDog } from './runner.js'
 import { SdError } from '../lib/errors.js'
 import { openDogSession } from './runtime.js'
+
+/** What dog gathers before it writes to a pipe or a file (a pipe's capacity on Linux). */
+const STDOUT_BLOCK_BYTES = 64 * 1024
 
 /** Resolves once everything written so far to `stream` has been handed to the system. */
 function flushed(stream: NodeJS.WritableStream): Promise<void> {
@@ -12,23 +20,62 @@ function flushed(stream: NodeJS.WritableStream): Promise<void> {
   })
 }
 
+/**
+ * Full buffering in front of process.stdout: writes gather until a block is full, then go out
+ * together; `write` answers false while the stream behind is full and emits 'drain' after, so
+ * the commands that stream data (`vdi read`, `vdi backup`) keep their backpressure.
+ */
+class StdoutBuffer extends EventEmitter implements DogOutputStream {
+  private chunks: Buffer[] = []
+  private bytes = 0
+
+  constructor(private readonly target: NodeJS.WritableStream) {
+    super()
+  }
+
+  write(chunk: string | Uint8Array): boolean {
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk
+    if (bytes.length === 0) return true
+    this.chunks.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length))
+    this.bytes += bytes.length
+    return this.bytes < STDOUT_BLOCK_BYTES || this.flush()
+  }
+
+  /** Hands what is gathered to the stream behind; false while it is full ('drain' follows). */
+  flush(): boolean {
+    if (this.bytes === 0) return true
+    const block = this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks)
+    this.chunks = []
+    this.bytes = 0
+    if (this.target.write(block)) return true
+    this.target.once('drain', () => this.emit('drain'))
+    return false
+  }
+}
+
 /** Runs dog with the process's arguments, streams and environment, then exits with its status. */
 export async function main(argv: readonly string[]): Promise<void> {
-  // a reader that went away (`dog vdi read … | head`) ends dog, as SIGPIPE ends the original
-  process.stdout.on('error', () => process.exit(EXIT_SYSFAIL))
   const session = openDogSession()
-  let status: number
+  let status: number | undefined
+  const stdoutIsTty = process.stdout.isTTY === true
+  const stdout = stdoutIsTty ? process.stdout : new StdoutBuffer(process.stdout)
+  // a reader that went away (`dog vdi list | head -1`) ends dog: after the command, with its
+  // status; before, as a command that printed all it had to
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    session.close()
+    process.exit(error.code === 'EPIPE' ? (status ?? EXIT_SUCCESS) : EXIT_SYSFAIL)
+  })
   try {
     status = await runDog(
       argv,
       session.commands,
       {
-        stdout: process.stdout,
+        stdout,
         stderr: process.stderr,
         env: process.env,
         stdin: process.stdin,
         argv0: 'dog',
-        stdoutIsTty: process.stdout.isTTY === true,
+        stdoutIsTty,
         columns: process.stdout.columns || undefined,
       },
       { loadNodeList: session.loadNodeList },
@@ -40,6 +87,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     status = EXIT_SYSFAIL
   }
   session.close()
+  if (stdout instanceof StdoutBuffer) stdout.flush()
   await flushed(process.stdout)
   await flushed(process.stderr)
   process.exit(status)

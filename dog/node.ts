@@ -1,6 +1,6 @@
 // `dog node`: its option table and subcommand table (the usage texts come from both), and the
-// handlers of list, info, kill, recovery info/set-throttle/get-throttle, stat, log level
-// set/get/list and vnodes set (cli-and-formats §5.1–5.4, §5.6–5.8). The other subcommands are in
+// handlers of list, info, kill, recovery info/set-throttle/get-throttle, md info/plug/unplug,
+// stat, log level set/get/list and vnodes set (cli-and-formats §5.1–5.8). `node format` is in
 // the table but not implemented yet.
 import { asSdError, forEachVdi, lightRequest } from './common.js'
 import {
@@ -16,6 +16,7 @@ import {
   type DogSubcommand,
 } from './cli.js'
 import { setFlag } from './options.js'
+import { confirm } from './prompt.js'
 import type { DogRuntime } from './runtime.js'
 import { formatFixed, formatSize, progressLine, sprintf } from '../lib/format.js'
 import { isSnapshot } from '../lib/inode.js'
@@ -24,6 +25,10 @@ import {
   getRecoveryThrottling,
   getStat,
   killNode,
+  mdInfo,
+  mdPlug,
+  mdUnplug,
+  type MdDisk,
   setLogLevel,
   setRecoveryThrottling,
   setVnodes,
@@ -32,7 +37,9 @@ import {
   type RecoveryState,
   type SdNode,
 } from '../lib/sheep-api.js'
-import { nodeAddrText, type SdStat } from '../lib/structs.js'
+import { addrFromText, nodeAddrText, type SdStat } from '../lib/structs.js'
+import type { SheepConnection } from '../lib/client.js'
+import { SD_ADDR_LEN } from '../lib/addr.js'
 
 /** Log level names by number (sheep's -l level=…), as `node log level` prints and accepts them. */
 const LOG_LEVEL_NAMES = ['emerg', 'alert', 'crit', 'err', 'warning', 'notice', 'info', 'debug'] as const
@@ -140,7 +147,8 @@ async function killNodeById(ctx: DogContext, dog: DogRuntime): Promise<number> {
 /** Time between two polls of `node recovery -P` and two reports of `node stat -w`. */
 const POLL_INTERVAL_MS = 1000
 const UINT32_MAX = 0xffff_ffffn
-const UINT64_MAX = (1n << 64n) - 1n
+const INT64_MAX = (1n << 63n) - 1n
+const INT64_MIN = -(1n << 63n)
 
 const RECOVERY_HEADER = 'Nodes In Recovery:\n  Id   Host:Port         V-Nodes       Zone       Progress\n'
 
@@ -235,23 +243,38 @@ async function followRecoveryProgress(ctx: DogContext, dog: DogRuntime): Promise
   }
 }
 
-/** A whole decimal number in 0..limit, else undefined. */
-function parseDecimalUpTo(text: string, limit: bigint): bigint | undefined {
-  if (!/^[0-9]+$/.test(text)) return undefined
-  const value = BigInt(text)
-  return value <= limit ? value : undefined
+/**
+ * A whole argument as strtol/strtoll read it when nothing may follow the number: leading space
+ * and a sign allowed; undefined without digits, with anything after them, or beyond 64 bits.
+ */
+function parseWholeCLong(text: string): bigint | undefined {
+  if (!/^\s*[-+]?[0-9]+$/.test(text)) return undefined
+  const value = BigInt(text.trim())
+  return value >= INT64_MIN && value <= INT64_MAX ? value : undefined
+}
+
+/** A whole C integer in 0..limit (the original's strtol checks), else undefined. */
+function parseCountUpTo(text: string, limit: bigint): bigint | undefined {
+  const value = parseWholeCLong(text)
+  return value !== undefined && value >= 0n && value <= limit ? value : undefined
+}
+
+/** A misuse the original reports with one line and exit(EXIT_USAGE): no usage text follows. */
+function exitMisuse(ctx: DogContext, message: string): never {
+  ctx.printStderrLine(message)
+  throw new DogExit(EXIT_USAGE)
 }
 
 /** `set-throttle <max> <interval>`: at most <max> objects per <interval> ms; 0 0 turns throttling off. */
 async function setRecoveryThrottle(ctx: DogContext, dog: DogRuntime): Promise<number> {
-  const [maxText, intervalText] = ctx.args as [string, string]
-  const maxExecCount = parseDecimalUpTo(maxText, UINT32_MAX)
-  if (maxExecCount === undefined) throw new UsageError(`Invalid max (${maxText})`)
-  const intervalMs = parseDecimalUpTo(intervalText, UINT64_MAX)
-  if (intervalMs === undefined) throw new UsageError(`Invalid interval (${intervalText})`)
-  if ((maxExecCount === 0n) !== (intervalMs === 0n)) {
-    throw new UsageError(`Invalid interval max (${maxExecCount}), interval (${intervalMs})`)
-  }
+  const [maxText, intervalText] = ctx.args as [string, string | undefined]
+  // glibc prints a missing argument as (null)
+  if (intervalText === undefined) exitMisuse(ctx, `Invalid interval max (${maxText}), interval ((null))`)
+  const maxExecCount = parseCountUpTo(maxText, UINT32_MAX)
+  if (maxExecCount === undefined) exitMisuse(ctx, `Invalid max (${maxText})`)
+  const intervalMs = parseCountUpTo(intervalText, INT64_MAX)
+  if (intervalMs === undefined) exitMisuse(ctx, `Invalid interval (${intervalText})`)
+  if ((maxExecCount === 0n) !== (intervalMs === 0n)) exitMisuse(ctx, `Invalid interval max (${maxExecCount}), interval (${intervalMs})`)
   const throttling = { maxExecCount: Number(maxExecCount), queueWorkInterval: intervalMs, throttling: maxExecCount > 0n ? 1 : 0 }
   return requestOrReportFailure(ctx, () => setRecoveryThrottling(dog.daemon(ctx), throttling))
 }
@@ -425,11 +448,83 @@ const MAX_VNODES = 65535
 /** `vnodes set <n>`: the contacted node's vnode count (fixed-vnode clusters only). */
 async function setNodeVnodes(ctx: DogContext, dog: DogRuntime): Promise<number> {
   const vnodesText = ctx.args[0] as string
-  const vnodes = /^[0-9]+$/.test(vnodesText) ? Number(vnodesText) : Number.NaN
-  if (!(vnodes >= MIN_VNODES && vnodes <= MAX_VNODES)) {
-    throw new UsageError(`Invalid number of vnodes '${vnodesText}': must be an integer between ${MIN_VNODES} and ${MAX_VNODES}`)
+  const vnodes = parseCountUpTo(vnodesText, BigInt(MAX_VNODES))
+  if (vnodes === undefined || vnodes < MIN_VNODES) {
+    exitMisuse(ctx, `Invalid number of vnodes '${vnodesText}': must be an integer between ${MIN_VNODES} and ${MAX_VNODES}`)
   }
-  return requestOrReportFailure(ctx, () => setVnodes(dog.daemon(ctx), vnodes))
+  return requestOrReportFailure(ctx, () => setVnodes(dog.daemon(ctx), Number(vnodes)))
+}
+
+// ---- node md -----------------------------------------------------------------------------------
+
+const MD_INFO_HEADER = 'Id\tSize\tUsed\tAvail\tUse%\tPath\n'
+
+/** The original's confirmation with the sheepdog drawn beside `caution`. */
+function cautionPrompt(caution: string): string {
+  return `    __\n   ()'\`;\n   /\\|\`\n  /  |   ${caution}\n(/_)_|_  Are you sure you want to continue? [yes/no]: `
+}
+
+const MD_PLUG_PROMPT = cautionPrompt('Caution! The directories to be plugged will be purged.')
+const MD_UNPLUG_PROMPT = cautionPrompt('Caution! Recovery will be triggered after unplugging.')
+
+/** One row per disk of the node at `nodeText` (ip:port): index, size (free + used), used, free, use% and path. */
+function mdDiskRow(nodeText: string, disk: MdDisk, raw: boolean): string {
+  const size = disk.free + disk.used
+  const percent = usePercent(size, disk.free)
+  const sizes = [formatSize(size, raw), formatSize(disk.used, raw), formatSize(disk.free, raw)]
+  if (raw) return sprintf('%s %d %s %s %s %d%% %s\n', nodeText, disk.idx, ...sizes, percent, disk.path)
+  return sprintf('%2d\t%s\t%s\t%s\t%3d%%\t%s\n', disk.idx, ...sizes, percent, disk.path)
+}
+
+/** MD_INFO of one node, printed; the exit status. */
+async function showNodeDisks(ctx: DogContext, nodeText: string, conn: SheepConnection): Promise<number> {
+  let disks: MdDisk[]
+  try {
+    disks = await mdInfo(conn)
+  } catch (error) {
+    const failure = asSdError(error)
+    if (failure.isTransport) {
+      ctx.printStderrLine(failure.message)
+      return EXIT_SYSFAIL
+    }
+    ctx.printStderrLine(`failed to get multi-disk information: ${failure.label}`)
+    return EXIT_FAILURE
+  }
+  for (const disk of disks) ctx.printStdout(mdDiskRow(nodeText, disk, ctx.opts.raw))
+  return EXIT_SUCCESS
+}
+
+/** `md info`: the contacted node's disks, or with -A every node's under a `Node N:` line. */
+async function showMdInfo(ctx: DogContext, dog: DogRuntime): Promise<number> {
+  if (!ctx.opts.raw) ctx.printStdout(MD_INFO_HEADER)
+  if (!ctx.opts.allNodes) {
+    const daemonText = nodeAddrText({ addr: addrFromText(ctx.opts.address) ?? Buffer.alloc(SD_ADDR_LEN), port: ctx.opts.port })
+    return showNodeDisks(ctx, daemonText, dog.daemon(ctx))
+  }
+  for (const [id, node] of dog.nodeList(ctx).nodes.entries()) {
+    if (!ctx.opts.raw) ctx.printStdout(`Node ${id}:\n`)
+    if ((await showNodeDisks(ctx, nodeAddrText(node), dog.connectionTo(node))) !== EXIT_SUCCESS) return EXIT_FAILURE
+  }
+  return EXIT_SUCCESS
+}
+
+/** `md plug` / `md unplug <path[,path...]>` on the contacted node, after the caution unless -f. */
+function plugDisks(prompt: string, request: typeof mdPlug) {
+  return async (ctx: DogContext, dog: DogRuntime): Promise<number> => {
+    if (!ctx.opts.force && !(await confirm(prompt, ctx.io))) return EXIT_SUCCESS
+    try {
+      await request(dog.daemon(ctx), ctx.args[0] as string)
+      return EXIT_SUCCESS
+    } catch (error) {
+      const failure = asSdError(error)
+      if (failure.isTransport) {
+        ctx.printStderrLine(failure.message)
+        return EXIT_SYSFAIL
+      }
+      ctx.printStderrLine('Failed to execute request, look for sheep.log for more information')
+      return EXIT_FAILURE
+    }
+  }
 }
 
 // ---- the table ---------------------------------------------------------------------------------
@@ -449,13 +544,20 @@ export function nodeCommand(dog: DogRuntime): DogCommand {
   const later = dog.unsupported
   const recoverySubcommands: DogSubcommand[] = [
     { name: 'info', description: 'show recovery information of nodes (default)', handler: run(showRecoveryInfo) },
-    { name: 'set-throttle', args: '<max> <interval>', description: 'set new throttling', needsNodeList: true, minArgs: 2, handler: run(setRecoveryThrottle) },
+    // one argument is enough to get past the usage, as in the original: the handler wants the second
+    { name: 'set-throttle', args: '<max> <interval>', description: 'set new throttling', needsNodeList: true, minArgs: 1, handler: run(setRecoveryThrottle) },
     { name: 'get-throttle', description: 'get current throttling', needsNodeList: true, handler: run(getRecoveryThrottle) },
   ]
   const mdSubcommands: DogSubcommand[] = [
-    { name: 'info', description: 'show multi-disk information', needsNodeList: true, handler: later },
-    { name: 'plug', args: '<path[,path...]>', description: 'plug more disk(s) into node', minArgs: 1, handler: later },
-    { name: 'unplug', args: '<path[,path...]>', description: 'unplug disk(s) from node', minArgs: 1, handler: later },
+    { name: 'info', description: 'show multi-disk information', needsNodeList: true, handler: run(showMdInfo) },
+    { name: 'plug', args: '<path[,path...]>', description: 'plug more disk(s) into node', minArgs: 1, handler: run(plugDisks(MD_PLUG_PROMPT, mdPlug)) },
+    {
+      name: 'unplug',
+      args: '<path[,path...]>',
+      description: 'unplug disk(s) from node',
+      minArgs: 1,
+      handler: run(plugDisks(MD_UNPLUG_PROMPT, mdUnplug)),
+    },
   ]
   const logLevelSubcommands: DogSubcommand[] = [
     { name: 'set', args: '<log level>', description: 'set log level', minArgs: 1, handler: run(setNodeLogLevel) },

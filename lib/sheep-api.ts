@@ -335,9 +335,9 @@ export async function getVnodes(conn: SheepConnection): Promise<number> {
 // ---- multi-disk --------------------------------------------------------------------------------
 
 export const MD_INFO_SIZE = 263688
-const MD_INFO_ENTRY_SIZE = 4120
-const MD_INFO_NR_AT = 263680
-const MD_INFO_ENTRY = {
+export const MD_INFO_ENTRY_SIZE = 4120
+export const MD_INFO_NR_AT = 263680
+export const MD_INFO_ENTRY = {
   idx: [0, 'i32'],
   free: [8, 'u64'],
   used: [16, 'u64'],

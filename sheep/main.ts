@@ -1,12 +1,15 @@
 // sheep's entry point: options → a running node. Unless -f, the command starts a detached copy
 // of itself with the same script path and arguments (so `ps` and `pgrep -f` show it as they
 // show the original) and returns 0 once that daemon listens, or 1 with the reason it gave.
+// libuv sizes its I/O thread pool from UV_THREADPOOL_SIZE when the pool starts, which is before
+// any of this runs (loading the program uses it): -w io=N therefore reaches the pool through the
+// environment the daemon copy starts with; a sheep started with -f keeps the pool it has.
 import fs from 'node:fs'
 import path from 'node:path'
 import { addrToText, addrFromText } from '../lib/structs.js'
 import { SD_ADDR_LEN, defaultZone } from '../lib/addr.js'
 import { type DaemonSpec, isDaemonCopy, launchDaemon, reportToLauncher } from '../lib/daemon.js'
-import { createLogger } from '../lib/log.js'
+import { type Logger, createLogger } from '../lib/log.js'
 import { processAlive } from '../lib/proc.js'
 import { SD_DEFAULT_VNODES } from '../lib/proto.js'
 import { CLUSTER_DRIVERS } from './cluster/drivers.js'
@@ -40,7 +43,14 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
   takeLock(baseDir)
   const logDir = opts.log.dir ?? baseDir
   fs.mkdirSync(logDir, { recursive: true })
-  const log = createLogger({ file: opts.log.dst === 'stdout' ? undefined : path.join(logDir, 'sheep.log'), format: opts.log.format, level: opts.log.level })
+  const log = createLogger({
+    file: opts.log.dst === 'stdout' ? undefined : path.join(logDir, 'sheep.log'),
+    syslog: opts.log.dst === 'syslog' ? { ident: 'sheep' } : undefined,
+    format: opts.log.format,
+    level: opts.log.level,
+  })
+  for (const notice of opts.notices) log[notice.level](notice.message)
+  logIoThreadPool(log, opts.ioThreadPoolSize)
   if (opts.pidfile) fs.writeFileSync(opts.pidfile, `${process.pid}\n`)
 
   const kind = CLUSTER_DRIVERS[opts.cluster.name]
@@ -109,6 +119,17 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
   reportToLauncher(DAEMON, 'OK\n')
 }
 
+/** The environment variable libuv reads once, when its I/O thread pool starts. */
+const THREAD_POOL_ENV = 'UV_THREADPOOL_SIZE'
+
+/** Says what became of -w io=N / -x N: the pool has that size only if the process started with it. */
+function logIoThreadPool(log: Logger, size: number | undefined): void {
+  if (size === undefined) return
+  if (process.env[THREAD_POOL_ENV] === String(size)) log.info(`I/O thread pool: ${size} threads`)
+  else
+    log.warn(`I/O thread pool: the pool started before the options were read; start sheep without -f, or with ${THREAD_POOL_ENV}=${size}, for ${size} threads`)
+}
+
 export async function main(argv: string[]): Promise<void> {
   const parsed = parseSheepArgs(argv)
   if (parsed.kind === 'exit') {
@@ -118,6 +139,8 @@ export async function main(argv: string[]): Promise<void> {
   }
   const opts = parsed.options
   if (!opts.foreground && !isDaemonCopy(DAEMON)) {
+    // the daemon copy starts with this environment, so its pool has the size asked for
+    if (opts.ioThreadPoolSize !== undefined) process.env[THREAD_POOL_ENV] = String(opts.ioThreadPoolSize)
     process.exit(await launchDaemon(DAEMON))
   }
   try {

@@ -2,6 +2,8 @@
 // op allowed while the cluster waits, and its handler (wire-protocol.md §5). For cluster ops,
 // `work` runs on the receiving node (under the cluster-wide block when present) and `main` on
 // every member in the driver's order. Opcodes not in the table answer INVALID_PARMS.
+import fs from 'node:fs'
+import path from 'node:path'
 import { resultOfError } from '../lib/errors.js'
 import {
   REQ_CLUSTER,
@@ -10,6 +12,7 @@ import {
   REQ_OBJ,
   REQ_VDI,
   REQ_VDI_STATE,
+  REQ_VDI_STATE_CHECKPOINT,
   RSP_CLUSTER_DEFAULT,
   RSP_HASH,
   RSP_NODE,
@@ -97,6 +100,15 @@ import {
   SD_RES_GATEWAY_MODE,
   SD_RES_INVALID_VNODES_STRATEGY,
   SD_MAX_VNODES,
+  SD_OP_DELETE_CACHE,
+  SD_OP_NOTIFY_VDI_DEL,
+  SD_OP_VDI_STATE_CHECKPOINT_CTL,
+  SD_OP_MD_INFO,
+  SD_OP_MD_PLUG,
+  SD_OP_MD_UNPLUG,
+  SD_RES_AGAIN,
+  SD_RES_NO_CHECKPOINT_ENTRY,
+  SD_RES_UNKNOWN,
 } from '../lib/proto.js'
 import {
   CLUSTER_INFO_SIZE,
@@ -124,7 +136,8 @@ import { copyObject, peerPieceReader } from './object-copy.js'
 import { handlePeerRequest, objectSizeFor } from './peer.js'
 import { listForRecovery } from './recovery.js'
 import { decrefPeer } from './refcount.js'
-import type { ClusterOpMain, Sheep } from './sheep.js'
+import { type ClusterOpMain, type Sheep, freeSpaceOf, objectDir } from './sheep.js'
+import { MD_INFO_ENTRY, MD_INFO_NR_AT, MD_INFO_SIZE } from '../lib/sheep-api.js'
 import { unpackMessage } from './cluster/message.js'
 import { delVdiMain, delVdiWork, getVdiAttrWork, getVdiInfoWork, inodeCoherenceMain, lockMain, newVdiMain, newVdiWork, nodeIdOf, unlockMain } from './vdi.js'
 
@@ -476,6 +489,95 @@ const setLoglevelHandler: OpHandler = (s, _req, data) => {
   return reply(SD_RES_SUCCESS)
 }
 
+// ---- ops of the original kept for its clients: the object list cache, VDI state checkpoints and
+// multi-disk, answered as the original answers them for a sheep with one disk
+
+/** NOTIFY_VDI_DEL main phase: the original drops the vid's cached object lists; there are none here. */
+const notifyVdiDelMain: ClusterOpMain = () => SD_RES_SUCCESS
+
+/** DELETE_CACHE main phase: a no-op since the object cache was removed (libsheepdog still sends it). */
+const deleteCacheMain: ClusterOpMain = () => SD_RES_SUCCESS
+
+/**
+ * VDI_STATE_CHECKPOINT_CTL: an original sheep joining a locking cluster asks each member for
+ * the VDI states of the epoch before its join. The table here is kept current on every member,
+ * so it serves as the checkpoint of any earlier epoch: get → the vid's record (NO_CHECKPOINT_ENTRY
+ * for an unknown vid, AGAIN for an epoch not reached yet); free → nothing to free. Clusters
+ * without locking ignore it, as the original does.
+ */
+const vdiStateCheckpointCtlHandler: OpHandler = (s, req) => {
+  if (!(s.settings.flags & SD_CLUSTER_FLAG_USE_LOCK)) return reply(SD_RES_SUCCESS)
+  const c = reqVariant(req, REQ_VDI_STATE_CHECKPOINT)
+  if (c.get === 0) return reply(SD_RES_SUCCESS)
+  if (c.tgtEpoch >= s.epoch) return reply(SD_RES_AGAIN)
+  const record = s.vdis.encodeOne(c.vid)
+  return record ? reply(SD_RES_SUCCESS, record) : reply(SD_RES_NO_CHECKPOINT_ENTRY)
+}
+
+/** The one object disk of this sheep as the original names it: the real path of PATH/obj. */
+function objectDisk(sheep: Sheep): string {
+  const dir = objectDir(sheep.baseDir)
+  try {
+    return fs.realpathSync(dir)
+  } catch {
+    return dir
+  }
+}
+
+/** Bytes the disk's objects occupy (allocated blocks; temporary and stale files excluded). */
+async function allocatedObjectBytes(dir: string): Promise<bigint> {
+  let used = 0n
+  for (const name of await fs.promises.readdir(dir)) {
+    if (!/^[0-9a-f]{16}$/.test(name)) continue
+    const st = await fs.promises.stat(path.join(dir, name), { bigint: true }).catch(() => undefined)
+    if (st) used += st.blocks * 512n
+  }
+  return used
+}
+
+/** MD_INFO: the one disk, index 0, with its free and used bytes. */
+const mdInfoHandler: OpHandler = async (s, req) => {
+  if (req.dataLength < MD_INFO_SIZE) return reply(SD_RES_INVALID_PARMS)
+  const disk = objectDisk(s)
+  const info = writeFields(Buffer.alloc(MD_INFO_SIZE), MD_INFO_ENTRY, { idx: 0, free: freeSpaceOf(disk), used: await allocatedObjectBytes(disk), path: disk })
+  info.writeInt32LE(1, MD_INFO_NR_AT)
+  return reply(SD_RES_SUCCESS, info)
+}
+
+/** The comma-separated paths of MD_PLUG / MD_UNPLUG (NUL-terminated), or undefined without any. */
+function diskPaths(data: Buffer | undefined): string[] | undefined {
+  const paths = data ? cString(data).split(',').filter(Boolean) : []
+  return paths.length > 0 ? paths : undefined
+}
+
+/** MD_PLUG: no disk can be added here, so nothing changes: UNKNOWN, as the original answers then. */
+const mdPlugHandler: OpHandler = (s, _req, data) => {
+  const paths = diskPaths(data)
+  if (!paths) return reply(SD_RES_INVALID_PARMS)
+  const disk = objectDisk(s)
+  for (const p of paths) s.log.error(p === disk ? `duplicate path ${p}` : `failed to add ${p}: this sheep keeps its objects on one disk`)
+  return reply(SD_RES_UNKNOWN)
+}
+
+/**
+ * MD_UNPLUG: unplugging the one disk leaves no disk, and the original's sheep then leaves the
+ * cluster and stops; any other path is unknown (UNKNOWN when nothing changed).
+ */
+const mdUnplugHandler: OpHandler = (s, _req, data) => {
+  const paths = diskPaths(data)
+  if (!paths) return reply(SD_RES_INVALID_PARMS)
+  const disk = objectDisk(s)
+  let unplugged = false
+  for (const p of paths) {
+    if (p === disk && !unplugged) unplugged = true
+    else s.log.error(`invalid path ${p}`)
+  }
+  if (!unplugged) return reply(SD_RES_UNKNOWN)
+  s.log.warn('no disks plugged, going down')
+  setImmediate(() => s.kill())
+  return reply(SD_RES_SUCCESS)
+}
+
 export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [SD_OP_CREATE_AND_WRITE_OBJ, { kind: 'gateway', handler: gatewayCreateAndWriteObj }],
   [SD_OP_READ_OBJ, { kind: 'gateway', handler: gatewayReadObj }],
@@ -532,6 +634,12 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [SD_OP_GET_VNODES, { kind: 'local', handler: getVnodesHandler }],
   [SD_OP_GET_LOGLEVEL, { kind: 'local', force: true, handler: getLoglevelHandler }],
   [SD_OP_SET_LOGLEVEL, { kind: 'local', force: true, handler: setLoglevelHandler }],
+  [SD_OP_NOTIFY_VDI_DEL, { kind: 'cluster', force: true, main: notifyVdiDelMain }],
+  [SD_OP_DELETE_CACHE, { kind: 'cluster', main: deleteCacheMain }],
+  [SD_OP_VDI_STATE_CHECKPOINT_CTL, { kind: 'local', handler: vdiStateCheckpointCtlHandler }],
+  [SD_OP_MD_INFO, { kind: 'local', handler: mdInfoHandler }],
+  [SD_OP_MD_PLUG, { kind: 'local', handler: mdPlugHandler }],
+  [SD_OP_MD_UNPLUG, { kind: 'local', handler: mdUnplugHandler }],
 ])
 
 /** STAT_RECOVERY: this node's recovery progress (wire-protocol.md §7.7). */
@@ -546,11 +654,16 @@ function statRecovery(sheep: Sheep): OpReply {
   return reply(SD_RES_SUCCESS, buf)
 }
 
+/** The longest wait a timer can make (2^31 − 1 ms, about 24.8 days); longer ones would fire at once. */
+const MAX_TIMER_MS = 0x7fff_ffff
+/** The interval SET_RECOVERY was given, by the throttle it set: GET_RECOVERY answers it to the bit. */
+const requestedIntervals = new WeakMap<object, bigint>()
+
 function getRecoveryThrottle(sheep: Sheep): OpReply {
   const t = sheep.recovery.throttle
   const buf = writeFields(Buffer.alloc(RECOVERY_THROTTLING_SIZE), RECOVERY_THROTTLING, {
     maxExecCount: t?.maxExecCount ?? 0,
-    queueWorkInterval: BigInt(t?.intervalMs ?? 0),
+    queueWorkInterval: t ? (requestedIntervals.get(t) ?? BigInt(t.intervalMs)) : 0n,
     throttling: t ? 1 : 0,
   })
   return reply(SD_RES_SUCCESS, buf)
@@ -559,10 +672,16 @@ function getRecoveryThrottle(sheep: Sheep): OpReply {
 function setRecoveryThrottle(sheep: Sheep, data: Buffer | undefined): OpReply {
   if (!data || data.length < RECOVERY_THROTTLING_SIZE) return reply(SD_RES_INVALID_PARMS)
   const t = readFields(data, RECOVERY_THROTTLING)
-  const intervalMs = Number(t.queueWorkInterval)
-  if ((t.maxExecCount === 0) !== (intervalMs === 0)) return reply(SD_RES_INVALID_PARMS)
-  sheep.recovery.throttle = t.maxExecCount === 0 ? undefined : { maxExecCount: t.maxExecCount, intervalMs }
-  sheep.log.info(`recovery throttle: ${t.maxExecCount} object(s) per ${intervalMs} ms`)
+  if ((t.maxExecCount === 0) !== (t.queueWorkInterval === 0n)) return reply(SD_RES_INVALID_PARMS)
+  if (t.maxExecCount === 0) {
+    sheep.recovery.throttle = undefined
+  } else {
+    // intervals up to 2^64 − 1 ms are accepted and reported back; a timer waits at most ~24.8 days
+    const throttle = { maxExecCount: t.maxExecCount, intervalMs: Number(t.queueWorkInterval > BigInt(MAX_TIMER_MS) ? MAX_TIMER_MS : t.queueWorkInterval) }
+    requestedIntervals.set(throttle, t.queueWorkInterval)
+    sheep.recovery.throttle = throttle
+  }
+  sheep.log.info(`recovery throttle: ${t.maxExecCount} object(s) per ${t.queueWorkInterval} ms`)
   return reply(SD_RES_SUCCESS)
 }
 

@@ -1,5 +1,7 @@
 // sheep's command line (cli-and-formats.md §1): the option table, parsing with commander, the
 // usage and version texts, and the checks that turn bad arguments into a message and exit 1.
+// Options of the original that have no counterpart here (-j, -w, -W, -x, -u, -D) are checked as
+// the original checks them and then accepted: each leaves a notice that sheep logs at start.
 import { Command, CommanderError } from 'commander'
 import { LOG_LEVEL_NAMES, type LogFormat } from '../lib/log.js'
 import { parseAddr } from '../lib/addr.js'
@@ -81,6 +83,7 @@ export const SHEEP_OPTIONS: OptionSpec[] = [
     extended:
       'Available arguments:\n\tmax=: max number of objects recovered in one interval\n\tinterval=: interval in milliseconds\nExample:\n\t$ sheep -R max=100,interval=1000 ...',
   },
+  { short: 'u', long: 'upgrade', help: 'upgrade to the latest data layout' },
   { short: 'v', long: 'version', help: 'show the version' },
   {
     short: 'V',
@@ -89,6 +92,9 @@ export const SHEEP_OPTIONS: OptionSpec[] = [
     help: 'set number of vnodes',
     extended: 'Example:\n\t$ sheep -V 128\nThis sets the node to use 128 fixed vnodes (1..65535).',
   },
+  { short: 'w', long: 'wq-threads', arg: 'OPTS', help: 'specify a number of threads for workqueue' },
+  { short: 'W', long: 'wildcard-recovery', help: 'wildcard recovery for first time' },
+  { short: 'x', long: 'max-dynamic-threads', arg: 'N', help: 'specify the maximum number of threads for dynamic workqueue' },
   {
     short: 'y',
     long: 'myaddr',
@@ -122,6 +128,16 @@ export interface SheepOptions {
   recovery?: { max: number; intervalMs: number }
   /** The NBD server's listen address (sheep/nbd.ts); absent: no NBD server. */
   nbd?: { host?: string; port: number }
+  /** Threads of libuv's I/O pool asked for with -w io=N or -x N (main.ts sizes the daemon's pool). */
+  ioThreadPoolSize?: number
+  /** Lines sheep logs at start about options it accepted but that change nothing here. */
+  notices: StartNotice[]
+}
+
+/** A line for the log about an option accepted for compatibility. */
+export interface StartNotice {
+  level: 'warn' | 'info'
+  message: string
 }
 
 export type ParseOutcome = { kind: 'run'; options: SheepOptions } | { kind: 'exit'; code: number; stdout?: string; stderr?: string }
@@ -143,6 +159,19 @@ export function versionText(): string {
 }
 
 const fail = (message: string): ParseOutcome => ({ kind: 'exit', code: 1, stderr: `${message}\n` })
+
+const MAX_PORT = 65535
+const UINT32_MAX = 0xffffffff
+
+/**
+ * A number in 0..max as the original's str_to_u16 / str_to_u32 read it (strtoll over the whole
+ * text: leading space and a sign allowed); undefined when it is not one.
+ */
+function parseUnsigned(text: string, max: number): number | undefined {
+  if (!/^\s*[-+]?\d+$/.test(text)) return undefined
+  const value = Number(text.trim())
+  return value >= 0 && value <= max ? value : undefined
+}
 
 /** key=value,key=value → entries (a bare word is a key with an empty value). */
 function subOptions(text: string): Array<[string, string]> {
@@ -198,10 +227,11 @@ export function parseSheepArgs(argv: string[]): ParseOutcome {
     directio: o.directio === true,
     cluster: { name: 'local', option: '' },
     log: { level: 6, format: 'server', dst: 'default' },
+    notices: [],
   }
   if (typeof o.port === 'string') {
-    const port = Number(o.port)
-    if (!/^\d+$/.test(o.port) || port < 1 || port > 65535) return fail(`Invalid port number '${o.port}'`)
+    const port = parseUnsigned(o.port, MAX_PORT)
+    if (port === undefined || port < 1) return fail(`Invalid port number '${o.port}'`)
     options.port = port
   }
   if (typeof o.bindaddr === 'string') {
@@ -213,13 +243,13 @@ export function parseSheepArgs(argv: string[]): ParseOutcome {
     options.myAddr = o.myaddr
   }
   if (typeof o.zone === 'string') {
-    const zone = Number(o.zone)
-    if (!/^\d+$/.test(o.zone) || zone > 0xffffffff) return fail(`Invalid zone id '${o.zone}': must be an integer between 0 and 4294967295`)
+    const zone = parseUnsigned(o.zone, UINT32_MAX)
+    if (zone === undefined) return fail(`Invalid zone id '${o.zone}': must be an integer between 0 and 4294967295`)
     options.zone = zone
   }
   if (typeof o.vnodes === 'string') {
-    const v = Number(o.vnodes)
-    if (!/^\d+$/.test(o.vnodes) || v < 1 || v > SD_MAX_VNODES) {
+    const v = parseUnsigned(o.vnodes, SD_MAX_VNODES)
+    if (v === undefined || v < 1) {
       return fail(`Invalid number of vnodes '${o.vnodes}': must be an integer between 1 and ${SD_MAX_VNODES}`)
     }
     options.vnodes = v
@@ -251,6 +281,9 @@ export function parseSheepArgs(argv: string[]): ParseOutcome {
         if (value === 'stdout') options.foreground = true
       } else return fail(`Invalid log option '${key}'`)
     }
+    if (options.log.dir !== undefined && options.log.dst !== 'default') {
+      return fail(`logdir (${options.log.dir}) is specified but logging destination is ${options.log.dst}`)
+    }
   }
   if (typeof o.pidfile === 'string') options.pidfile = o.pidfile
   if (typeof o.recovery === 'string') {
@@ -273,8 +306,114 @@ export function parseSheepArgs(argv: string[]): ParseOutcome {
     if (nbd.port === options.port) return fail(`NBD port ${nbd.port} is the sheep port`)
     options.nbd = nbd
   }
-  for (const unsupported of ['ioaddr', 'journal'] as const) {
-    if (o[unsupported] !== undefined) return fail(`Option --${unsupported} is not supported by this sheep`)
-  }
+  if (o.ioaddr !== undefined) return fail('Option --ioaddr is not supported by this sheep')
+  const problem = applyCompatibilityOptions(o, options)
+  if (problem !== undefined) return fail(problem)
   return { kind: 'run', options }
+}
+
+// ---- options of the original without a counterpart here ---------------------------------------
+
+/** The smallest journal the original accepts (its MIN_JOURNAL_SIZE). */
+const MIN_JOURNAL_BYTES = 64 * 1024 * 1024
+/** libuv's largest I/O thread pool (MAX_THREADPOOL_SIZE). */
+const MAX_IO_THREAD_POOL_SIZE = 1024
+/** The work queues `-w` names, as the original's option words. */
+const WORK_QUEUE_KEYS = ['net=', 'gway=', 'io=', 'peer=', 'reclaim=', 'gway_fwd=', 'remove=', 'remove_peer=', 'recovery=', 'async='] as const
+const JOURNAL_KEYS = ['dir=', 'size=', 'skip'] as const
+const SIZE_SUFFIX_SHIFTS: Readonly<Record<string, bigint>> = { '': 0n, b: 0n, k: 10n, m: 20n, g: 30n, t: 40n, p: 50n }
+
+/**
+ * The original's option_parse: comma-separated words, each taken by the first key it starts
+ * with (the rest of the word is the value); an unknown word is `invalid option WORD`.
+ */
+function keyedWords<Key extends string>(text: string, keys: readonly Key[]): Array<[Key, string]> | string {
+  const entries: Array<[Key, string]> = []
+  for (const word of text.split(',').filter(Boolean)) {
+    const key = keys.find((k) => word.startsWith(k))
+    if (key === undefined) return `invalid option ${word}`
+    entries.push([key, word.slice(key.length)])
+  }
+  return entries
+}
+
+/** A size as the original's option_parse_size reads it (strtod, then at most one suffix letter); undefined when invalid. */
+function parseOptionSize(text: string): number | undefined {
+  const m = /^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)?(.?)$/.exec(text)
+  const shift = m ? SIZE_SUFFIX_SHIFTS[m[2].toLowerCase()] : undefined
+  if (!m || shift === undefined) return undefined
+  return Math.max(0, Number(m[1] ?? 0)) * 2 ** Number(shift)
+}
+
+/** -j: checked as the original checks it (size mandatory, at least 64 MiB); undefined when valid. */
+function journalProblem(text: string): string | undefined {
+  const words = keyedWords(text, JOURNAL_KEYS)
+  if (typeof words === 'string') return words
+  let size = 0
+  for (const [key, value] of words) {
+    if (key !== 'size=') continue
+    const parsed = parseOptionSize(value)
+    if (parsed === undefined) {
+      return `Invalid size '${value}'\nYou may use B, K, M, G, T or P suffixes for bytes, kilobytes, megabytes, gigabytes, terabytes and petabytes.`
+    }
+    if (parsed < MIN_JOURNAL_BYTES) return `invalid size ${value}, must be bigger than ${MIN_JOURNAL_BYTES / 1024 / 1024}(M)`
+    size = parsed
+  }
+  return size === 0 ? 'you must specify size for journal' : undefined
+}
+
+/** C atoi: the leading decimal integer, 0 when there is none. */
+function atoi(text: string): number {
+  const m = /^\s*([-+]?\d+)/.exec(text)
+  return m ? Number(m[1]) : 0
+}
+
+/** -w: the I/O pool size of `io=N` (0: default); the queues named that have no meaning here. */
+function parseWorkQueueThreads(text: string): { io: number; others: string[] } | string {
+  const words = keyedWords(text, WORK_QUEUE_KEYS)
+  if (typeof words === 'string') return words
+  const io = words.filter(([key]) => key === 'io=').reduce((_, [, value]) => atoi(value), 0)
+  const others = words.filter(([key, value]) => key !== 'io=' && atoi(value) > 0).map(([key, value]) => `${key}${value}`)
+  return { io, others }
+}
+
+/**
+ * -j, -w, -W, -x, -u and -D: refused where the original refuses them, else accepted with a
+ * notice for the log. The I/O pool (-w io=N, else -x N) is the one thread count with a meaning
+ * here. Returns the error message of a refused value.
+ */
+function applyCompatibilityOptions(o: Record<string, string | boolean | undefined>, options: SheepOptions): string | undefined {
+  const notices = options.notices
+  if (typeof o.journal === 'string') {
+    const problem = journalProblem(o.journal)
+    if (problem) return problem
+    notices.push({ level: 'warn', message: 'this sheep has no journal (-j): it runs without one, and a write is acknowledged once it is durable (unless -n)' })
+  }
+  let poolSize = 0
+  if (typeof o.maxDynamicThreads === 'string') {
+    const text = o.maxDynamicThreads
+    const value = parseUnsigned(text, UINT32_MAX)
+    if (value === undefined || value < 1) return `Invalid number of threads '${text}': must be an integer between 1 and ${UINT32_MAX}`
+    poolSize = value
+  }
+  if (typeof o.wqThreads === 'string') {
+    const threads = parseWorkQueueThreads(o.wqThreads)
+    if (typeof threads === 'string') return threads
+    if (threads.io > 0) poolSize = threads.io
+    if (threads.others.length > 0) {
+      notices.push({
+        level: 'warn',
+        message: `work queue threads (-w ${threads.others.join(',')}) have no meaning here: requests are served by one event loop`,
+      })
+    }
+  }
+  if (poolSize > 0) options.ioThreadPoolSize = Math.min(poolSize, MAX_IO_THREAD_POOL_SIZE)
+  if (o.wildcardRecovery === true) {
+    notices.push({ level: 'warn', message: 'wildcard recovery (-W) is not supported: recovery asks the nodes of the earlier epochs for each object' })
+  }
+  if (o.directio === true) {
+    notices.push({ level: 'warn', message: 'direct I/O (-D) is not supported by the plain store: objects are read and written through the page cache' })
+  }
+  if (o.upgrade === true) notices.push({ level: 'info', message: 'upgrade (-u): the store already has the only data layout this sheep knows' })
+  return undefined
 }

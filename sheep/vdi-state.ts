@@ -106,6 +106,15 @@ export class VdiTable {
     return buf
   }
 
+  /** One vid's vdi_state record (VDI_STATE_CHECKPOINT_CTL), or undefined for a vid not in the table. */
+  encodeOne(vid: number): Buffer | undefined {
+    const state = this.states.get(vid)
+    if (!state) return undefined
+    const buf = Buffer.alloc(VDI_STATE_SIZE)
+    encodeVdiState(toRecord(state), buf, 0)
+    return buf
+  }
+
   /** Merges records received from another node (behaviour.md §9, on join). */
   merge(buf: Buffer): void {
     for (let at = 0; at + VDI_STATE_SIZE <= buf.length; at += VDI_STATE_SIZE) {

@@ -142,7 +142,7 @@ t.test('recovery control, throttling, stats and redundancy on 3 nodes', async (t
       const r = await run(['node', 'recovery', 'set-throttle', ...args])
       t.equal(r.status, USAGE_EXIT, `set-throttle ${args.join(' ')} is a misuse`)
       t.equal(r.stderr, `${message}\n`)
-      t.match(r.stdout, /^Usage: dog node recovery set-throttle /, 'with the usage')
+      t.equal(r.stdout, '', 'no usage: the original exits at once')
     }
     const missing = await run(['node', 'recovery', 'set-throttle', '5'])
     t.equal(missing.status, USAGE_EXIT, 'one argument is not enough')
