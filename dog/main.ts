@@ -1,9 +1,10 @@
 // dog's process entry: runDog over a fresh DogSession (runtime.ts) with the real process I/O,
 // then the session's connections are closed and dog exits with the command's status.
-// Standard output is buffered the way C stdio buffers a pipe or a file (a terminal is written
-// at once): what a command prints goes out in large blocks and the rest at exit, so a reader
-// that stops early (`dog vdi list | head -1`) has everything it wanted in one write. A reader
-// that went away ends dog as a finished command, not as a failure.
+// Standard output to a pipe or a file is gathered into blocks (a terminal is written at once):
+// what a command prints in one go leaves in one write, and whatever is gathered leaves as soon
+// as dog waits for something (a reply, the next second of `node stat -w`), so a reader sees
+// each report when it is complete. A reader that went away (`dog vdi list | head -1`) ends dog
+// as a finished command, not as a failure.
 import { EventEmitter } from 'node:events'
 import { EXIT_SUCCESS, EXIT_SYSFAIL, type DogOutputStream } from './cli.js'
 import { runDog } from './runner.js'
@@ -28,6 +29,7 @@ function flushed(stream: NodeJS.WritableStream): Promise<void> {
 class StdoutBuffer extends EventEmitter implements DogOutputStream {
   private chunks: Buffer[] = []
   private bytes = 0
+  private flushScheduled = false
 
   constructor(private readonly target: NodeJS.WritableStream) {
     super()
@@ -38,7 +40,16 @@ class StdoutBuffer extends EventEmitter implements DogOutputStream {
     if (bytes.length === 0) return true
     this.chunks.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length))
     this.bytes += bytes.length
-    return this.bytes < STDOUT_BLOCK_BYTES || this.flush()
+    if (this.bytes >= STDOUT_BLOCK_BYTES) return this.flush()
+    if (!this.flushScheduled) {
+      // once the command yields (it waits for a reply, a timer, input), what it printed goes out
+      this.flushScheduled = true
+      setImmediate(() => {
+        this.flushScheduled = false
+        this.flush()
+      })
+    }
+    return true
   }
 
   /** Hands what is gathered to the stream behind; false while it is full ('drain' follows). */
