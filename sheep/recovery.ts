@@ -9,8 +9,9 @@
 // dropped — never while an object could not be recovered.
 import { type Deferred, deferred } from '../lib/async.js'
 import { REQ_OBJ } from '../lib/codec.js'
-import { oidToVid } from '../lib/oid.js'
+import { isDataObj, oidToVid } from '../lib/oid.js'
 import {
+  SD_CLUSTER_FLAG_AVOID_DISKFULL,
   SD_FLAG_CMD_RECOVERY,
   SD_OP_COMPLETE_RECOVERY,
   SD_OP_GET_OBJ_LIST,
@@ -171,6 +172,15 @@ export class Recovery {
         if (list) for (const oid of list) all.add(oid)
         else listsComplete = false
       }
+      if (sheep.settings.flags & SD_CLUSTER_FLAG_AVOID_DISKFULL && listsComplete) {
+        const overfull = nodesOverCapacity(
+          all,
+          sheep.members,
+          (oid) => this.holders(sheep.ring, oid),
+          (oid) => objectSizeFor(sheep, oid),
+        )
+        if (overfull.length > 0) return this.cancelForDiskfull(overfull)
+      }
       const todo = [...all].filter((oid) => !sheep.store.exists(oid) && this.holdsNow(oid))
       todo.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
       // requests for objects of a superseded run that are not in this one may go ahead
@@ -213,6 +223,22 @@ export class Recovery {
     } finally {
       if (run === this.run) this.listBuilt.resolve()
     }
+  }
+
+  /**
+   * `cluster format -F` (avoid disk full): a recovery that would fill a node past its capacity
+   * does not start. Nothing is fetched and COMPLETE_RECOVERY is not sent, so the stale copies
+   * (the data this recovery would have moved) stay until a later epoch, with more room, recovers.
+   */
+  private cancelForDiskfull(overfull: Array<{ node: SdNode; requiredBytes: bigint }>): void {
+    const log = this.sheep.log
+    for (const { node, requiredBytes } of overfull) {
+      log.fatal(`node ${nodeDescription(node)} will cause disk full, stopping whole cluster (needs ${requiredBytes} bytes, has ${node.space})`)
+    }
+    log.fatal('canceling recovery because of disk full')
+    log.fatal('please add a new node ASAP')
+    this.state = RECOVERY_STATE_NOTIFYING
+    this.finish()
   }
 
   private finish(): void {
@@ -421,6 +447,28 @@ export class Recovery {
     })
     return this.storeMoves.then(() => purged)
   }
+}
+
+/**
+ * The nodes that could not store what a recovery would give them (the -F check): each data
+ * object counts its full size once on every holder of it in the current ring; inodes and other
+ * small objects are not counted (as the original counts). Nodes with no vnodes hold nothing.
+ */
+export function nodesOverCapacity(
+  oids: Iterable<bigint>,
+  members: readonly SdNode[],
+  holdersOf: (oid: bigint) => SdNode[],
+  sizeOf: (oid: bigint) => number,
+): Array<{ node: SdNode; requiredBytes: bigint }> {
+  const required = new Map<SdNode, bigint>()
+  for (const oid of new Set(oids)) {
+    if (!isDataObj(oid)) continue
+    for (const holder of holdersOf(oid)) {
+      const node = members.find((m) => sameNode(m, holder))
+      if (node) required.set(node, (required.get(node) ?? 0n) + BigInt(sizeOf(oid)))
+    }
+  }
+  return [...required].filter(([node, bytes]) => node.space < bytes).map(([node, requiredBytes]) => ({ node, requiredBytes }))
 }
 
 function oidText(oid: bigint): string {
