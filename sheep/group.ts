@@ -169,10 +169,10 @@ export class Group {
       s.epoch = view.epoch
       s.epochs.record(view.epoch, view.epochNodes, nowSec())
     }
-    if (isMe) {
-      this.joined = true
-      this.moveOutdatedObjects(view.epoch, view.epochNodes, myLastEpoch)
-    }
+    if (isMe) this.joined = true
+    // a member of a waiting cluster takes the newer epoch a joiner brings just as the joiner
+    // takes the cluster's: if it is not in that epoch, its objects are older than the epoch
+    if (isMe || view.epoch > myLastEpoch) this.moveOutdatedObjects(view.epoch, view.epochNodes, myLastEpoch)
     // VDI bookkeeping (behaviour.md §9): a newcomer asks everybody, the others ask the newcomer
     const others = isMe ? members.filter((n) => !sameNode(n, s.self)) : [joiner]
     if (others.length > 0) void this.syncVdisFrom(others)
