@@ -2,7 +2,7 @@
 // 127.0.0.1 in temp dirs, with ports that do not clash between parallel test files, run the real
 // dog, and stop only the processes a test started, by PID. Everything runs the built programs in
 // dist/ through bin/.
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
@@ -105,7 +105,9 @@ export async function startSheep(opts: StartOptions = {}): Promise<SheepProcess>
   // must never join each other's clusters through the default /tmp/sheepdog_shm
   const driver = extra.includes('-c') ? [] : ['-c', `local:${path.join(dir, 'shm')}`]
   const args = ['-p', String(port), ...(opts.nosync === false ? [] : ['-n']), ...driver, ...extra, dir]
-  const r = spawnSync(SHEEP_BIN, args, { encoding: 'utf8', timeout: 60_000, env: programEnv() })
+  // not spawnSync: sheep started together (Promise.all) start at the same instant, as a script's
+  // `sheep … &` lines do, and the test's own event loop keeps running meanwhile
+  const r = await runProgram(SHEEP_BIN, args, { timeoutMs: 60_000, env: programEnv() })
   if (r.status !== 0) throw new Error(`sheep ${args.join(' ')} exited ${r.status}: ${r.stderr}`)
   const pid = Number(fs.readFileSync(path.join(dir, 'lock'), 'utf8').trim())
   trackPid(pid)
@@ -172,9 +174,9 @@ export interface ProgramResult {
 }
 
 /** Runs a program (qemu-img, tgtadm …) to its end — killed after `timeoutMs` if given — and collects its output. */
-export function runProgram(cmd: string, args: string[], opts: { timeoutMs?: number } = {}): Promise<ProgramResult> {
+export function runProgram(cmd: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<ProgramResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: opts.timeoutMs })
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: opts.timeoutMs, env: opts.env })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (b: Buffer) => (stdout += b.toString()))
