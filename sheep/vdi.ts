@@ -20,12 +20,11 @@ import {
 } from '../lib/inode.js'
 import { BTREE_LEAF_DEPTH, BTREE_ROOT_AT, HYPER_VOLUME_STORE_POLICY, encodeBtreeHeader } from '../lib/inode-index.js'
 import { cString, readFields, writeFields } from '../lib/layout.js'
-import { vidToAttrOid, vidToVdiOid } from '../lib/oid.js'
+import { isVdiAttrObj, oidToVid, vidToAttrOid, vidToVdiOid } from '../lib/oid.js'
 import {
   SD_DEFAULT_COPIES,
   SD_MAX_VDI_LEN,
   SD_MAX_VDI_TAG_LEN,
-  SD_NR_VDIS,
   SD_RES_FULL_VDI,
   SD_RES_INVALID_PARMS,
   SD_RES_NO_BASE_VDI,
@@ -43,6 +42,7 @@ import {
   SD_RES_NO_OBJ,
   SD_OP_INODE_COHERENCE,
   LOCK_TYPE_SHARED,
+  SD_CLUSTER_FLAG_RECYCLE_VID,
 } from '../lib/proto.js'
 import {
   LOCK_STATE_NORMAL,
@@ -56,6 +56,7 @@ import {
   VDI_STATE_MAX_PARTICIPANTS,
 } from '../lib/structs.js'
 import { readObject, writeObject } from './replica-io.js'
+import { type LookupResult, lookupVid } from './vdi-lookup.js'
 import { packMessage, unpackMessage } from './cluster/message.js'
 import type { Sheep } from './sheep.js'
 
@@ -64,15 +65,6 @@ import type { Sheep } from './sheep.js'
 export const SHARED_LOCK_STATE_MODIFIED = 1
 export const SHARED_LOCK_STATE_SHARED = 2
 export const SHARED_LOCK_STATE_INVALIDATED = 3
-
-export interface LookupResult {
-  result: number
-  vid: number
-  /** The snap_id a new working VDI of this name gets. */
-  nextSnapid: number
-  /** The vid a new VDI of this name would get. */
-  freeVid: number
-}
 
 interface VdiName {
   name: string
@@ -91,56 +83,21 @@ function nowTimestamp(): bigint {
   return (BigInt(Math.floor(ms / 1000)) << 32n) | BigInt((ms % 1000) * 1_000_000)
 }
 
-/** The lookup of wire-protocol.md §9.3 (default mode, no VID recycling). */
-export async function lookupVdi(sheep: Sheep, name: string, tag: string, snapid: number): Promise<LookupResult> {
-  const { inUse, deleted } = sheep.vdis
-  const left = sdHashVdi(name) || 1
-  let right = inUse.findNextZero(left)
-  let wrapped = false
-  if (right < 0) {
-    right = inUse.findNextZero(1)
-    wrapped = true
-    if (right < 0) return { result: SD_RES_FULL_VDI, vid: 0, nextSnapid: 1, freeVid: 0 }
-  }
-  if (left === right) return { result: SD_RES_NO_VDI, vid: 0, nextSnapid: 1, freeVid: right }
-  const ranges: Array<[number, number]> =
-    !wrapped && left < right
-      ? [[right - 1, left]]
-      : [
-          [right - 1, 1],
-          [SD_NR_VDIS - 1, left],
-        ]
-  const hasTag = tag !== '' || snapid !== 0
-  let nameExists = false
-  let remembered: { vid: number; nextSnapid: number } | undefined
-  for (const [from, to] of ranges) {
-    for (let vid = from; vid >= to; vid--) {
-      if (!inUse.test(vid) && !deleted.test(vid)) continue
-      let inode: InodeHeader
-      try {
-        inode = decodeInodeHeader(await readObject(sheep, vidToVdiOid(vid), 0, SD_INODE_LOOKUP_SIZE))
-      } catch {
-        continue
-      }
-      if (inode.name !== name) continue
-      const isSnapshot = inode.snapCtime !== 0n
-      if (!hasTag) {
-        if (!isSnapshot) return { result: SD_RES_SUCCESS, vid, nextSnapid: inode.snapId + 1, freeVid: right }
-        remembered ??= { vid, nextSnapid: inode.snapId + 1 }
-        return { result: SD_RES_NO_VDI, vid: remembered.vid, nextSnapid: remembered.nextSnapid, freeVid: right }
-      }
-      if (!isSnapshot) {
-        nameExists = true
-        remembered ??= { vid, nextSnapid: inode.snapId + 1 }
-        continue
-      }
-      if ((tag !== '' && inode.tag === tag) || (snapid !== 0 && inode.snapId === snapid)) {
-        return { result: SD_RES_SUCCESS, vid, nextSnapid: inode.snapId + 1, freeVid: right }
-      }
-      nameExists = true
+/** True when the cluster was formatted with -R: deleted families give their vids back. */
+export function recyclesVids(sheep: Sheep): boolean {
+  return (sheep.settings.flags & SD_CLUSTER_FLAG_RECYCLE_VID) !== 0
+}
+
+/** The lookup of wire-protocol.md §9.3 (vdi-lookup.ts) on this node's bitmaps, inodes read through the gateway. */
+export function lookupVdi(sheep: Sheep, name: string, tag: string, snapid: number): Promise<LookupResult> {
+  const read = async (vid: number): Promise<InodeHeader | undefined> => {
+    try {
+      return decodeInodeHeader(await readObject(sheep, vidToVdiOid(vid), 0, SD_INODE_LOOKUP_SIZE))
+    } catch {
+      return undefined
     }
   }
-  return { result: nameExists ? SD_RES_NO_TAG : SD_RES_NO_VDI, vid: remembered?.vid ?? 0, nextSnapid: remembered?.nextSnapid ?? 1, freeVid: right }
+  return lookupVid(sheep.vdis, read, { name, tag, snapid }, sdHashVdi(name), recyclesVids(sheep))
 }
 
 function vdiReply(sheep: Sheep, req: SdRequest, result: number, vid: number, broadcast?: Buffer): { rsp: Buffer; data: Buffer | undefined } {
@@ -177,6 +134,8 @@ export async function newVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
   const found = await lookupVdi(sheep, names.name, '', 0)
   if (found.result === SD_RES_FULL_VDI) return fail(SD_RES_FULL_VDI)
   const newVid = found.freeVid
+  // the answer a full vid space gives a create once the name's own checks passed (-R finds no free vid)
+  const full = newVid === 0
   const copyPolicy = v.copies === 0 ? sheep.settings.copyPolicy : v.copyPolicy
   const nrCopies = v.copies || sheep.settings.nrCopies || SD_DEFAULT_COPIES
   const blockSizeShift = v.blockSizeShift || sheep.settings.blockSizeShift
@@ -203,7 +162,8 @@ export async function newVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
   if (v.snapid === 0) {
     if (found.result === SD_RES_SUCCESS) return fail(SD_RES_VDI_EXIST)
     if (found.result !== SD_RES_NO_VDI) return fail(found.result)
-    header.snapId = found.vid !== 0 ? found.nextSnapid : 1
+    if (full) return fail(SD_RES_FULL_VDI)
+    header.snapId = found.nextSnapid
     if (v.baseVdiId !== 0) {
       const base = await shareFrom(sheep, v.baseVdiId)
       if (typeof base === 'number') return fail(base)
@@ -220,6 +180,7 @@ export async function newVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
   } else {
     // snapshot: the working VDI becomes the snapshot, a new working VDI takes a new vid
     if (found.result !== SD_RES_SUCCESS) return fail(found.result)
+    if (full) return fail(SD_RES_FULL_VDI)
     const working = found.vid
     const baseVid = v.baseVdiId || working
     const base = await shareFrom(sheep, baseVid)
@@ -355,11 +316,43 @@ export async function delVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
   return vdiReply(sheep, req, SD_RES_SUCCESS, found.vid, packMessage({ vid: found.vid }))
 }
 
-export function delVdiMain(sheep: Sheep, result: number, data: Buffer | undefined): number {
+/** DEL_VDI main phase on every member: the vid is marked deleted; with -R its family may be collected. */
+export async function delVdiMain(sheep: Sheep, result: number, data: Buffer | undefined): Promise<number> {
   if (result !== SD_RES_SUCCESS || !data) return result
   const { vid } = unpackMessage<{ vid: number }>(data)
   sheep.vdis.markDeleted(vid)
+  if (recyclesVids(sheep)) await collectFamily(sheep, vid)
   return result
+}
+
+/**
+ * RECYCLE_VID garbage collection (behaviour.md §15.2, the original's run_vid_gc): when the
+ * deletion of `vid` leaves its whole family deleted, every member's state and bits go and this
+ * node drops what it stores of those vids — inodes, and any data, vmstate or B-tree object left
+ * behind — so a VDI that gets one of the vids later starts empty. Attribute objects stay: they
+ * live in the vid space of their name's hash, not of a VDI. The removals are queued before this
+ * returns (the store keeps each object's operations in order), so a create of a reused vid that
+ * arrives afterwards cannot be undone by them.
+ */
+function collectFamily(sheep: Sheep, vid: number): Promise<unknown> {
+  const family = sheep.vdis.family(vid)
+  if (family.length === 0) {
+    sheep.log.error(`vid ${vid.toString(16)} doesn't have its entry`)
+    return Promise.resolve()
+  }
+  const root = family[0].vid.toString(16)
+  if (!family.every((member) => member.deleted)) {
+    sheep.log.info(`not all members of the family (root: ${root}) are deleted`)
+    return Promise.resolve()
+  }
+  sheep.log.info(`all members of the family (root: ${root}) are deleted`)
+  const vids = new Set(family.map((member) => member.vid))
+  for (const member of vids) sheep.vdis.remove(member)
+  const removals = sheep.store
+    .list()
+    .filter((oid) => vids.has(oidToVid(oid)) && !isVdiAttrObj(oid))
+    .map((oid) => sheep.store.remove(oid))
+  return Promise.all(removals)
 }
 
 /**
