@@ -10,6 +10,7 @@ import {
   SD_INODE_GREF_AT,
   SD_INODE_HEADER_SIZE,
   SD_INODE_INDEX_AT,
+  SD_INODE_INDEX_SIZE,
   SD_INODE_LOOKUP_SIZE,
   SD_INODE_SIZE,
   OLD_SD_INODE_SIZE,
@@ -18,9 +19,23 @@ import {
   encodeInodeHeader,
   updateInodeHeader,
 } from '../lib/inode.js'
-import { BTREE_LEAF_DEPTH, BTREE_ROOT_AT, HYPER_VOLUME_STORE_POLICY, encodeBtreeHeader } from '../lib/inode-index.js'
+import {
+  BTREE_HEADER_SIZE,
+  BTREE_INDIRECT_DEPTH,
+  BTREE_INDIRECT_ENTRY_SIZE,
+  BTREE_LEAF_DEPTH,
+  BTREE_MAGIC,
+  BTREE_ROOT_AT,
+  HYPER_VOLUME_STORE_POLICY,
+  decodeBtreeHeader,
+  decodeIndirectEntries,
+  encodeBtreeHeader,
+  encodeIndirectEntries,
+  indexNodeOids,
+  walkIndexLeaves,
+} from '../lib/inode-index.js'
 import { cString, readFields, writeFields } from '../lib/layout.js'
-import { isVdiAttrObj, oidToVid, vidToAttrOid, vidToVdiOid } from '../lib/oid.js'
+import { isVdiAttrObj, oidToVid, vidToAttrOid, vidToBtreeOid, vidToDataOid, vidToVdiOid } from '../lib/oid.js'
 import {
   SD_DEFAULT_COPIES,
   SD_MAX_VDI_LEN,
@@ -41,6 +56,7 @@ import {
   SD_FLAG_CMD_DEL,
   SD_RES_NO_OBJ,
   SD_OP_INODE_COHERENCE,
+  SD_OP_REMOVE_OBJ,
   LOCK_TYPE_SHARED,
   SD_CLUSTER_FLAG_RECYCLE_VID,
 } from '../lib/proto.js'
@@ -55,7 +71,7 @@ import {
   VDI_ATTR_VALUE_AT,
   VDI_STATE_MAX_PARTICIPANTS,
 } from '../lib/structs.js'
-import { readObject, writeObject } from './replica-io.js'
+import { gatewayWriteAll, readObject, writeObject } from './replica-io.js'
 import { type LookupResult, lookupVid } from './vdi-lookup.js'
 import { packMessage, unpackMessage } from './cluster/message.js'
 import type { Sheep } from './sheep.js'
@@ -206,6 +222,9 @@ export async function newVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
     notice.parentVid = baseVid
     notice.snapshotVid = working
   }
+  if (inheritedBody && header.storePolicy === HYPER_VOLUME_STORE_POLICY) {
+    header.btreeCounter = await copyIndexNodes(sheep, inheritedBody, newVid, header.nrCopies)
+  }
   notice.nrCopies = header.nrCopies
   notice.copyPolicy = header.copyPolicy
   notice.blockSizeShift = header.blockSizeShift
@@ -268,6 +287,27 @@ async function shareFrom(sheep: Sheep, baseVid: number): Promise<{ header: Inode
   return { header, rawHeader: Buffer.from(whole.subarray(0, SD_INODE_HEADER_SIZE)), body: child }
 }
 
+/**
+ * A snapshot or clone of a depth-2 hyper volume gets node objects of its own, copies of its
+ * base's, and its root (in `body`) points at them (the original's sd_inode_copy_vdis): its writes
+ * must not change the base's index, nor a deletion of either take the other's nodes. Returns the
+ * new volume's btree_counter.
+ */
+async function copyIndexNodes(sheep: Sheep, body: Buffer, newVid: number, copies: number): Promise<number> {
+  const root = decodeBtreeHeader(body.subarray(BTREE_ROOT_AT, BTREE_ROOT_AT + BTREE_HEADER_SIZE))
+  if (root.magic !== BTREE_MAGIC || root.depth !== BTREE_INDIRECT_DEPTH) return 0
+  const at = BTREE_ROOT_AT + BTREE_HEADER_SIZE
+  const pointers = decodeIndirectEntries(body.subarray(at, at + root.entries * BTREE_INDIRECT_ENTRY_SIZE), root.entries)
+  const copied = []
+  for (const [counter, pointer] of pointers.entries()) {
+    const oid = vidToBtreeOid(newVid, counter)
+    await writeObject(sheep, oid, 0, await readObject(sheep, pointer.oid, 0, SD_INODE_INDEX_SIZE), { create: true, copies })
+    copied.push({ ...pointer, oid })
+  }
+  encodeIndirectEntries(copied).copy(body, at)
+  return copied.length
+}
+
 export function newVdiMain(sheep: Sheep, result: number, data: Buffer | undefined): number {
   if (result !== SD_RES_SUCCESS || !data) return result
   const n = unpackMessage<NewVdiNotice>(data)
@@ -297,6 +337,8 @@ export async function getVdiInfoWork(sheep: Sheep, req: SdRequest, data: Buffer 
 /**
  * DEL_VDI work phase (§12.7): a VDI whose index still has entries is left as it is (the client
  * clears the index first) but still reported deleted; an empty one gets its name and size zeroed.
+ * A hyper volume's index is its B-tree, which no client clears: the sheep removes the objects the
+ * volume owns (as the original's delete_vdi_work) and then empties the inode's index.
  */
 export async function delVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | undefined): Promise<{ rsp: Buffer; data: Buffer | undefined }> {
   const names = parseVdiPayload(data)
@@ -307,13 +349,57 @@ export async function delVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
   const oid = vidToVdiOid(found.vid)
   const head = await readObject(sheep, oid, 0, SD_INODE_HEADER_SIZE)
   const inode = decodeInodeHeader(head)
-  const index = await readObject(sheep, oid, SD_INODE_INDEX_AT, OLD_SD_INODE_SIZE - SD_INODE_INDEX_AT)
-  if (index.some((b) => b !== 0)) {
-    sheep.log.warn(`VDI ${names.name} (vid ${found.vid.toString(16)}) still has data objects; its inode is kept`)
+  const deleted = updateInodeHeader(head, { name: '', vdiSize: 0n })
+  if (inode.storePolicy === HYPER_VOLUME_STORE_POLICY) {
+    const removed = await reclaimHyperVolume(sheep, found.vid)
+    sheep.log.info(`VDI ${names.name} (vid ${found.vid.toString(16)}): ${removed} object(s) of the hyper volume removed`)
+    // the header and an index of zeros: no B-tree left to point at what was removed
+    const emptied = Buffer.alloc(OLD_SD_INODE_SIZE)
+    deleted.copy(emptied)
+    await writeObject(sheep, oid, 0, emptied, { create: false, copies: inode.nrCopies })
   } else {
-    await writeObject(sheep, oid, 0, updateInodeHeader(head, { name: '', vdiSize: 0n }), { create: false, copies: inode.nrCopies })
+    const index = await readObject(sheep, oid, SD_INODE_INDEX_AT, OLD_SD_INODE_SIZE - SD_INODE_INDEX_AT)
+    if (index.some((b) => b !== 0)) {
+      sheep.log.warn(`VDI ${names.name} (vid ${found.vid.toString(16)}) still has data objects; its inode is kept`)
+    } else {
+      await writeObject(sheep, oid, 0, deleted, { create: false, copies: inode.nrCopies })
+    }
   }
   return vdiReply(sheep, req, SD_RES_SUCCESS, found.vid, packMessage({ vid: found.vid }))
+}
+
+/** How many objects a hyper volume's deletion removes at a time. */
+const HYPER_VOLUME_REMOVALS_IN_FLIGHT = 16
+
+/**
+ * Removes, on every replica, the data objects a hyper volume's B-tree says `vid` owns (entries of
+ * other vids belong to the snapshot they came from and stay, as in the original: hyper volumes
+ * have no reference counts) and the volume's own B-tree node objects (which the original left
+ * behind). Returns how many objects were removed.
+ */
+async function reclaimHyperVolume(sheep: Sheep, vid: number): Promise<number> {
+  const inodeOid = vidToVdiOid(vid)
+  const io = { read: (oid: bigint, offset: number, length: number) => readObject(sheep, oid, offset, length) }
+  const root = decodeBtreeHeader(await readObject(sheep, inodeOid, BTREE_ROOT_AT, BTREE_HEADER_SIZE))
+  const doomed: bigint[] = []
+  for await (const leaf of walkIndexLeaves(io, inodeOid, root)) {
+    for (const [idx, owner] of leaf) if (owner === vid) doomed.push(vidToDataOid(vid, idx))
+  }
+  for (const node of await indexNodeOids(io, inodeOid, root)) if (oidToVid(node) === vid) doomed.push(node)
+  let removed = 0
+  for (let at = 0; at < doomed.length; at += HYPER_VOLUME_REMOVALS_IN_FLIGHT) {
+    const batch = doomed.slice(at, at + HYPER_VOLUME_REMOVALS_IN_FLIGHT)
+    const results = await Promise.all(
+      batch.map((oid) =>
+        gatewayWriteAll(sheep, SD_OP_REMOVE_OBJ, { oid, cowOid: 0n, copies: 0, copyPolicy: 0, ecIndex: 0, tgtEpoch: 0, offset: 0 }, undefined),
+      ),
+    )
+    results.forEach((r, i) => {
+      if (r.result === SD_RES_SUCCESS) removed++
+      else if (r.result !== SD_RES_NO_OBJ) sheep.log.error(`remove object ${batch[i].toString(16).padStart(16, '0')} fail, result 0x${r.result.toString(16)}`)
+    })
+  }
+  return removed
 }
 
 /** DEL_VDI main phase on every member: the vid is marked deleted; with -R its family may be collected. */
