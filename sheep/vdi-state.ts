@@ -48,6 +48,21 @@ export class Bitmap {
     }
     return -1
   }
+
+  /** Highest n ≤ `from` whose bit is set here or in `also`, or -1. */
+  findPrevSet(from: number, also?: Bitmap): number {
+    const other = also?.bytes
+    for (let n = Math.min(from, SD_NR_VDIS - 1); n >= 0; n--) {
+      const byte = this.bytes[n >>> 3] | (other ? other[n >>> 3] : 0)
+      if (byte === 0) {
+        // nothing in this byte: on to the last bit of the byte below
+        n &= ~7
+        continue
+      }
+      if (byte & (1 << (n & 7))) return n
+    }
+    return -1
+  }
 }
 
 export class VdiTable {
@@ -78,6 +93,44 @@ export class VdiTable {
     this.deleted.set(vid)
     const s = this.states.get(vid)
     if (s) s.deleted = true
+  }
+
+  /** Forgets a vid (RECYCLE_VID family collection): its state goes and both its bits clear, so it can be reused. */
+  remove(vid: number): void {
+    this.states.delete(vid)
+    this.inUse.clear(vid)
+    this.deleted.clear(vid)
+  }
+
+  /**
+   * The family of `vid` (behaviour.md §15.2): its root — the ancestor reached through parent
+   * links while the parent is known — then every descendant of the root. Empty for an unknown vid.
+   */
+  family(vid: number): VdiState[] {
+    let root = this.states.get(vid)
+    if (!root) return []
+    const seen = new Set<number>([root.vid])
+    for (let parent = this.states.get(root.parentVid); parent && !seen.has(parent.vid); parent = this.states.get(parent.parentVid)) {
+      seen.add(parent.vid)
+      root = parent
+    }
+    const children = new Map<number, VdiState[]>()
+    for (const s of this.states.values()) {
+      if (s.parentVid === 0 || s.parentVid === s.vid) continue
+      const list = children.get(s.parentVid) ?? []
+      list.push(s)
+      children.set(s.parentVid, list)
+    }
+    const members = [root]
+    const inFamily = new Set<number>([root.vid])
+    for (let at = 0; at < members.length; at++) {
+      for (const child of children.get(members[at].vid) ?? []) {
+        if (inFamily.has(child.vid)) continue
+        inFamily.add(child.vid)
+        members.push(child)
+      }
+    }
+    return members
   }
 
   markSnapshot(vid: number): void {

@@ -10,6 +10,7 @@ import {
   SD_INODE_GREF_AT,
   SD_INODE_HEADER_SIZE,
   SD_INODE_INDEX_AT,
+  SD_INODE_INDEX_SIZE,
   SD_INODE_LOOKUP_SIZE,
   SD_INODE_SIZE,
   OLD_SD_INODE_SIZE,
@@ -18,14 +19,27 @@ import {
   encodeInodeHeader,
   updateInodeHeader,
 } from '../lib/inode.js'
-import { BTREE_LEAF_DEPTH, BTREE_ROOT_AT, HYPER_VOLUME_STORE_POLICY, encodeBtreeHeader } from '../lib/inode-index.js'
+import {
+  BTREE_HEADER_SIZE,
+  BTREE_INDIRECT_DEPTH,
+  BTREE_INDIRECT_ENTRY_SIZE,
+  BTREE_LEAF_DEPTH,
+  BTREE_MAGIC,
+  BTREE_ROOT_AT,
+  HYPER_VOLUME_STORE_POLICY,
+  decodeBtreeHeader,
+  decodeIndirectEntries,
+  encodeBtreeHeader,
+  encodeIndirectEntries,
+  indexNodeOids,
+  walkIndexLeaves,
+} from '../lib/inode-index.js'
 import { cString, readFields, writeFields } from '../lib/layout.js'
-import { vidToAttrOid, vidToVdiOid } from '../lib/oid.js'
+import { isVdiAttrObj, oidToVid, vidToAttrOid, vidToBtreeOid, vidToDataOid, vidToVdiOid } from '../lib/oid.js'
 import {
   SD_DEFAULT_COPIES,
   SD_MAX_VDI_LEN,
   SD_MAX_VDI_TAG_LEN,
-  SD_NR_VDIS,
   SD_RES_FULL_VDI,
   SD_RES_INVALID_PARMS,
   SD_RES_NO_BASE_VDI,
@@ -42,7 +56,9 @@ import {
   SD_FLAG_CMD_DEL,
   SD_RES_NO_OBJ,
   SD_OP_INODE_COHERENCE,
+  SD_OP_REMOVE_OBJ,
   LOCK_TYPE_SHARED,
+  SD_CLUSTER_FLAG_RECYCLE_VID,
 } from '../lib/proto.js'
 import {
   LOCK_STATE_NORMAL,
@@ -55,7 +71,8 @@ import {
   VDI_ATTR_VALUE_AT,
   VDI_STATE_MAX_PARTICIPANTS,
 } from '../lib/structs.js'
-import { readObject, writeObject } from './replica-io.js'
+import { gatewayWriteAll, readObject, writeObject } from './replica-io.js'
+import { type LookupResult, lookupVid } from './vdi-lookup.js'
 import { packMessage, unpackMessage } from './cluster/message.js'
 import type { Sheep } from './sheep.js'
 
@@ -64,15 +81,6 @@ import type { Sheep } from './sheep.js'
 export const SHARED_LOCK_STATE_MODIFIED = 1
 export const SHARED_LOCK_STATE_SHARED = 2
 export const SHARED_LOCK_STATE_INVALIDATED = 3
-
-export interface LookupResult {
-  result: number
-  vid: number
-  /** The snap_id a new working VDI of this name gets. */
-  nextSnapid: number
-  /** The vid a new VDI of this name would get. */
-  freeVid: number
-}
 
 interface VdiName {
   name: string
@@ -91,56 +99,21 @@ function nowTimestamp(): bigint {
   return (BigInt(Math.floor(ms / 1000)) << 32n) | BigInt((ms % 1000) * 1_000_000)
 }
 
-/** The lookup of wire-protocol.md §9.3 (default mode, no VID recycling). */
-export async function lookupVdi(sheep: Sheep, name: string, tag: string, snapid: number): Promise<LookupResult> {
-  const { inUse, deleted } = sheep.vdis
-  const left = sdHashVdi(name) || 1
-  let right = inUse.findNextZero(left)
-  let wrapped = false
-  if (right < 0) {
-    right = inUse.findNextZero(1)
-    wrapped = true
-    if (right < 0) return { result: SD_RES_FULL_VDI, vid: 0, nextSnapid: 1, freeVid: 0 }
-  }
-  if (left === right) return { result: SD_RES_NO_VDI, vid: 0, nextSnapid: 1, freeVid: right }
-  const ranges: Array<[number, number]> =
-    !wrapped && left < right
-      ? [[right - 1, left]]
-      : [
-          [right - 1, 1],
-          [SD_NR_VDIS - 1, left],
-        ]
-  const hasTag = tag !== '' || snapid !== 0
-  let nameExists = false
-  let remembered: { vid: number; nextSnapid: number } | undefined
-  for (const [from, to] of ranges) {
-    for (let vid = from; vid >= to; vid--) {
-      if (!inUse.test(vid) && !deleted.test(vid)) continue
-      let inode: InodeHeader
-      try {
-        inode = decodeInodeHeader(await readObject(sheep, vidToVdiOid(vid), 0, SD_INODE_LOOKUP_SIZE))
-      } catch {
-        continue
-      }
-      if (inode.name !== name) continue
-      const isSnapshot = inode.snapCtime !== 0n
-      if (!hasTag) {
-        if (!isSnapshot) return { result: SD_RES_SUCCESS, vid, nextSnapid: inode.snapId + 1, freeVid: right }
-        remembered ??= { vid, nextSnapid: inode.snapId + 1 }
-        return { result: SD_RES_NO_VDI, vid: remembered.vid, nextSnapid: remembered.nextSnapid, freeVid: right }
-      }
-      if (!isSnapshot) {
-        nameExists = true
-        remembered ??= { vid, nextSnapid: inode.snapId + 1 }
-        continue
-      }
-      if ((tag !== '' && inode.tag === tag) || (snapid !== 0 && inode.snapId === snapid)) {
-        return { result: SD_RES_SUCCESS, vid, nextSnapid: inode.snapId + 1, freeVid: right }
-      }
-      nameExists = true
+/** True when the cluster was formatted with -R: deleted families give their vids back. */
+export function recyclesVids(sheep: Sheep): boolean {
+  return (sheep.settings.flags & SD_CLUSTER_FLAG_RECYCLE_VID) !== 0
+}
+
+/** The lookup of wire-protocol.md §9.3 (vdi-lookup.ts) on this node's bitmaps, inodes read through the gateway. */
+export function lookupVdi(sheep: Sheep, name: string, tag: string, snapid: number): Promise<LookupResult> {
+  const read = async (vid: number): Promise<InodeHeader | undefined> => {
+    try {
+      return decodeInodeHeader(await readObject(sheep, vidToVdiOid(vid), 0, SD_INODE_LOOKUP_SIZE))
+    } catch {
+      return undefined
     }
   }
-  return { result: nameExists ? SD_RES_NO_TAG : SD_RES_NO_VDI, vid: remembered?.vid ?? 0, nextSnapid: remembered?.nextSnapid ?? 1, freeVid: right }
+  return lookupVid(sheep.vdis, read, { name, tag, snapid }, sdHashVdi(name), recyclesVids(sheep))
 }
 
 function vdiReply(sheep: Sheep, req: SdRequest, result: number, vid: number, broadcast?: Buffer): { rsp: Buffer; data: Buffer | undefined } {
@@ -177,6 +150,8 @@ export async function newVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
   const found = await lookupVdi(sheep, names.name, '', 0)
   if (found.result === SD_RES_FULL_VDI) return fail(SD_RES_FULL_VDI)
   const newVid = found.freeVid
+  // the answer a full vid space gives a create once the name's own checks passed (-R finds no free vid)
+  const full = newVid === 0
   const copyPolicy = v.copies === 0 ? sheep.settings.copyPolicy : v.copyPolicy
   const nrCopies = v.copies || sheep.settings.nrCopies || SD_DEFAULT_COPIES
   const blockSizeShift = v.blockSizeShift || sheep.settings.blockSizeShift
@@ -203,7 +178,8 @@ export async function newVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
   if (v.snapid === 0) {
     if (found.result === SD_RES_SUCCESS) return fail(SD_RES_VDI_EXIST)
     if (found.result !== SD_RES_NO_VDI) return fail(found.result)
-    header.snapId = found.vid !== 0 ? found.nextSnapid : 1
+    if (full) return fail(SD_RES_FULL_VDI)
+    header.snapId = found.nextSnapid
     if (v.baseVdiId !== 0) {
       const base = await shareFrom(sheep, v.baseVdiId)
       if (typeof base === 'number') return fail(base)
@@ -220,6 +196,7 @@ export async function newVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
   } else {
     // snapshot: the working VDI becomes the snapshot, a new working VDI takes a new vid
     if (found.result !== SD_RES_SUCCESS) return fail(found.result)
+    if (full) return fail(SD_RES_FULL_VDI)
     const working = found.vid
     const baseVid = v.baseVdiId || working
     const base = await shareFrom(sheep, baseVid)
@@ -244,6 +221,9 @@ export async function newVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
     }
     notice.parentVid = baseVid
     notice.snapshotVid = working
+  }
+  if (inheritedBody && header.storePolicy === HYPER_VOLUME_STORE_POLICY) {
+    header.btreeCounter = await copyIndexNodes(sheep, inheritedBody, newVid, header.nrCopies)
   }
   notice.nrCopies = header.nrCopies
   notice.copyPolicy = header.copyPolicy
@@ -307,6 +287,27 @@ async function shareFrom(sheep: Sheep, baseVid: number): Promise<{ header: Inode
   return { header, rawHeader: Buffer.from(whole.subarray(0, SD_INODE_HEADER_SIZE)), body: child }
 }
 
+/**
+ * A snapshot or clone of a depth-2 hyper volume gets node objects of its own, copies of its
+ * base's, and its root (in `body`) points at them (the original's sd_inode_copy_vdis): its writes
+ * must not change the base's index, nor a deletion of either take the other's nodes. Returns the
+ * new volume's btree_counter.
+ */
+async function copyIndexNodes(sheep: Sheep, body: Buffer, newVid: number, copies: number): Promise<number> {
+  const root = decodeBtreeHeader(body.subarray(BTREE_ROOT_AT, BTREE_ROOT_AT + BTREE_HEADER_SIZE))
+  if (root.magic !== BTREE_MAGIC || root.depth !== BTREE_INDIRECT_DEPTH) return 0
+  const at = BTREE_ROOT_AT + BTREE_HEADER_SIZE
+  const pointers = decodeIndirectEntries(body.subarray(at, at + root.entries * BTREE_INDIRECT_ENTRY_SIZE), root.entries)
+  const copied = []
+  for (const [counter, pointer] of pointers.entries()) {
+    const oid = vidToBtreeOid(newVid, counter)
+    await writeObject(sheep, oid, 0, await readObject(sheep, pointer.oid, 0, SD_INODE_INDEX_SIZE), { create: true, copies })
+    copied.push({ ...pointer, oid })
+  }
+  encodeIndirectEntries(copied).copy(body, at)
+  return copied.length
+}
+
 export function newVdiMain(sheep: Sheep, result: number, data: Buffer | undefined): number {
   if (result !== SD_RES_SUCCESS || !data) return result
   const n = unpackMessage<NewVdiNotice>(data)
@@ -336,6 +337,8 @@ export async function getVdiInfoWork(sheep: Sheep, req: SdRequest, data: Buffer 
 /**
  * DEL_VDI work phase (§12.7): a VDI whose index still has entries is left as it is (the client
  * clears the index first) but still reported deleted; an empty one gets its name and size zeroed.
+ * A hyper volume's index is its B-tree, which no client clears: the sheep removes the objects the
+ * volume owns (as the original's delete_vdi_work) and then empties the inode's index.
  */
 export async function delVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | undefined): Promise<{ rsp: Buffer; data: Buffer | undefined }> {
   const names = parseVdiPayload(data)
@@ -346,20 +349,96 @@ export async function delVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
   const oid = vidToVdiOid(found.vid)
   const head = await readObject(sheep, oid, 0, SD_INODE_HEADER_SIZE)
   const inode = decodeInodeHeader(head)
-  const index = await readObject(sheep, oid, SD_INODE_INDEX_AT, OLD_SD_INODE_SIZE - SD_INODE_INDEX_AT)
-  if (index.some((b) => b !== 0)) {
-    sheep.log.warn(`VDI ${names.name} (vid ${found.vid.toString(16)}) still has data objects; its inode is kept`)
+  const deleted = updateInodeHeader(head, { name: '', vdiSize: 0n })
+  if (inode.storePolicy === HYPER_VOLUME_STORE_POLICY) {
+    const removed = await reclaimHyperVolume(sheep, found.vid)
+    sheep.log.info(`VDI ${names.name} (vid ${found.vid.toString(16)}): ${removed} object(s) of the hyper volume removed`)
+    // the header and an index of zeros: no B-tree left to point at what was removed
+    const emptied = Buffer.alloc(OLD_SD_INODE_SIZE)
+    deleted.copy(emptied)
+    await writeObject(sheep, oid, 0, emptied, { create: false, copies: inode.nrCopies })
   } else {
-    await writeObject(sheep, oid, 0, updateInodeHeader(head, { name: '', vdiSize: 0n }), { create: false, copies: inode.nrCopies })
+    const index = await readObject(sheep, oid, SD_INODE_INDEX_AT, OLD_SD_INODE_SIZE - SD_INODE_INDEX_AT)
+    if (index.some((b) => b !== 0)) {
+      sheep.log.warn(`VDI ${names.name} (vid ${found.vid.toString(16)}) still has data objects; its inode is kept`)
+    } else {
+      await writeObject(sheep, oid, 0, deleted, { create: false, copies: inode.nrCopies })
+    }
   }
   return vdiReply(sheep, req, SD_RES_SUCCESS, found.vid, packMessage({ vid: found.vid }))
 }
 
-export function delVdiMain(sheep: Sheep, result: number, data: Buffer | undefined): number {
+/** How many objects a hyper volume's deletion removes at a time. */
+const HYPER_VOLUME_REMOVALS_IN_FLIGHT = 16
+
+/**
+ * Removes, on every replica, the data objects a hyper volume's B-tree says `vid` owns (entries of
+ * other vids belong to the snapshot they came from and stay, as in the original: hyper volumes
+ * have no reference counts) and the volume's own B-tree node objects (which the original left
+ * behind). Returns how many objects were removed.
+ */
+async function reclaimHyperVolume(sheep: Sheep, vid: number): Promise<number> {
+  const inodeOid = vidToVdiOid(vid)
+  const io = { read: (oid: bigint, offset: number, length: number) => readObject(sheep, oid, offset, length) }
+  const root = decodeBtreeHeader(await readObject(sheep, inodeOid, BTREE_ROOT_AT, BTREE_HEADER_SIZE))
+  const doomed: bigint[] = []
+  for await (const leaf of walkIndexLeaves(io, inodeOid, root)) {
+    for (const [idx, owner] of leaf) if (owner === vid) doomed.push(vidToDataOid(vid, idx))
+  }
+  for (const node of await indexNodeOids(io, inodeOid, root)) if (oidToVid(node) === vid) doomed.push(node)
+  let removed = 0
+  for (let at = 0; at < doomed.length; at += HYPER_VOLUME_REMOVALS_IN_FLIGHT) {
+    const batch = doomed.slice(at, at + HYPER_VOLUME_REMOVALS_IN_FLIGHT)
+    const results = await Promise.all(
+      batch.map((oid) =>
+        gatewayWriteAll(sheep, SD_OP_REMOVE_OBJ, { oid, cowOid: 0n, copies: 0, copyPolicy: 0, ecIndex: 0, tgtEpoch: 0, offset: 0 }, undefined),
+      ),
+    )
+    results.forEach((r, i) => {
+      if (r.result === SD_RES_SUCCESS) removed++
+      else if (r.result !== SD_RES_NO_OBJ) sheep.log.error(`remove object ${batch[i].toString(16).padStart(16, '0')} fail, result 0x${r.result.toString(16)}`)
+    })
+  }
+  return removed
+}
+
+/** DEL_VDI main phase on every member: the vid is marked deleted; with -R its family may be collected. */
+export async function delVdiMain(sheep: Sheep, result: number, data: Buffer | undefined): Promise<number> {
   if (result !== SD_RES_SUCCESS || !data) return result
   const { vid } = unpackMessage<{ vid: number }>(data)
   sheep.vdis.markDeleted(vid)
+  if (recyclesVids(sheep)) await collectFamily(sheep, vid)
   return result
+}
+
+/**
+ * RECYCLE_VID garbage collection (behaviour.md §15.2, the original's run_vid_gc): when the
+ * deletion of `vid` leaves its whole family deleted, every member's state and bits go and this
+ * node drops what it stores of those vids — inodes, and any data, vmstate or B-tree object left
+ * behind — so a VDI that gets one of the vids later starts empty. Attribute objects stay: they
+ * live in the vid space of their name's hash, not of a VDI. The removals are queued before this
+ * returns (the store keeps each object's operations in order), so a create of a reused vid that
+ * arrives afterwards cannot be undone by them.
+ */
+function collectFamily(sheep: Sheep, vid: number): Promise<unknown> {
+  const family = sheep.vdis.family(vid)
+  if (family.length === 0) {
+    sheep.log.error(`vid ${vid.toString(16)} doesn't have its entry`)
+    return Promise.resolve()
+  }
+  const root = family[0].vid.toString(16)
+  if (!family.every((member) => member.deleted)) {
+    sheep.log.info(`not all members of the family (root: ${root}) are deleted`)
+    return Promise.resolve()
+  }
+  sheep.log.info(`all members of the family (root: ${root}) are deleted`)
+  const vids = new Set(family.map((member) => member.vid))
+  for (const member of vids) sheep.vdis.remove(member)
+  const removals = sheep.store
+    .list()
+    .filter((oid) => vids.has(oidToVid(oid)) && !isVdiAttrObj(oid))
+    .map((oid) => sheep.store.remove(oid))
+  return Promise.all(removals)
 }
 
 /**
