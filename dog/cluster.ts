@@ -178,7 +178,8 @@ async function listStores(ctx: DogContext, dog: DogRuntime): Promise<number> {
     ctx.printStderrLine(`Restore failed: ${failure.label}`)
     return EXIT_FAILURE
   }
-  ctx.printStdout(`Available stores:\n${'-'.repeat(39)}\n${stores.join(' ')}\n`)
+  // the sheep's buffer as it comes: each name followed by a space
+  ctx.printStdout(`Available stores:\n${'-'.repeat(39)}\n${stores.map((s) => `${s} `).join('')}\n`)
   return EXIT_SYSFAIL
 }
 

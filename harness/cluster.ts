@@ -14,7 +14,8 @@ export interface TestCluster {
   nodes: Array<SheepProcess | undefined>
   ports: number[]
   conn(i: number): SheepConnection
-  start(i: number, extraArgs?: string[]): Promise<SheepProcess>
+  /** Starts node i; `disks`: its object disks after its base directory (default: the cluster's `disks`). */
+  start(i: number, extraArgs?: string[], disks?: string[]): Promise<SheepProcess>
   stop(i: number, signal?: NodeJS.Signals): Promise<void>
   /** Stops every node; the files stay when `keepFiles` (a failed run kept for a post-mortem). */
   close(opts?: { keepFiles?: boolean }): Promise<void>
@@ -28,6 +29,8 @@ export interface ClusterOptions {
   root?: string
   /** The cluster-driver arguments of every node; default the local driver on ROOT/shm. */
   driverArgs?: string[]
+  /** Object disks of node i after its base directory (multi-disk); none: objects in its obj/. */
+  disks?: (i: number) => string[] | undefined
 }
 
 export async function startCluster(count: number, opts: ClusterOptions = {}): Promise<TestCluster> {
@@ -50,9 +53,15 @@ export async function startCluster(count: number, opts: ClusterOptions = {}): Pr
       }
       return c
     },
-    async start(i, extraArgs = opts.extraArgs ?? []) {
+    async start(i, extraArgs = opts.extraArgs ?? [], disks = opts.disks?.(i)) {
       if (i >= ports.length) ports[i] = await freePort()
-      const s = await startSheep({ port: ports[i], dir: path.join(root, `n${i}`), args: [...driverArgs, '-z', String(i), ...extraArgs], nosync: opts.nosync })
+      const s = await startSheep({
+        port: ports[i],
+        dir: path.join(root, `n${i}`),
+        args: [...driverArgs, '-z', String(i), ...extraArgs],
+        nosync: opts.nosync,
+        disks,
+      })
       cluster.nodes[i] = s
       return s
     },

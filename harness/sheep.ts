@@ -94,6 +94,8 @@ export interface StartOptions {
   args?: string[]
   /** Tests run with -n (no fsync) unless this is false (benchmarks measure real durability). */
   nosync?: boolean
+  /** Object disks after the base directory (`DIR,DISK1,DISK2…`); none: objects in DIR/obj. */
+  disks?: string[]
 }
 
 /** Starts a sheep the way a user does (it daemonizes); resolves once it listens. */
@@ -104,7 +106,7 @@ export async function startSheep(opts: StartOptions = {}): Promise<SheepProcess>
   // each test's sheep get an event file of their own unless told otherwise: parallel tests
   // must never join each other's clusters through the default /tmp/sheepdog_shm
   const driver = extra.includes('-c') ? [] : ['-c', `local:${path.join(dir, 'shm')}`]
-  const args = ['-p', String(port), ...(opts.nosync === false ? [] : ['-n']), ...driver, ...extra, dir]
+  const args = ['-p', String(port), ...(opts.nosync === false ? [] : ['-n']), ...driver, ...extra, [dir, ...(opts.disks ?? [])].join(',')]
   // not spawnSync: sheep started together (Promise.all) start at the same instant, as a script's
   // `sheep … &` lines do, and the test's own event loop keeps running meanwhile
   const r = await runProgram(SHEEP_BIN, args, { timeoutMs: 60_000, env: programEnv() })

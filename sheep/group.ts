@@ -158,6 +158,10 @@ export class Group {
     if (s.status === SD_STATUS_SHUTDOWN) return
     s.settings = { ...view.settings }
     this.keepSettings()
+    // a node new to the cluster takes its store driver, before any object comes (peer ops wait)
+    if (isMe && s.settings.defaultStore !== s.store.name && !s.gateway) {
+      s.recovery.moveStore('store driver', () => s.useStore(s.settings.defaultStore))
+    }
     if (isMe) this.weights = new Map(view.weights ?? [])
     // a joiner announces its weight afresh
     this.weights.delete(nodeKey(joiner))

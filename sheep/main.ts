@@ -17,11 +17,29 @@ import { OPS } from './ops.js'
 import { type SheepOptions, parseSheepArgs } from './options.js'
 import { NbdServer } from './nbd.js'
 import { SheepServer } from './server.js'
-import { Sheep, freeSpaceOf, objectDir } from './sheep.js'
-import { PlainStore } from './store/plain.js'
+import { Sheep, objectDir } from './sheep.js'
+import { freeSpaceOf } from './store/disks.js'
+import { FileStore } from './store/file-store.js'
 
 /** How sheep daemonizes (lib/daemon.ts): the launcher waits this long for the listeners. */
 const DAEMON: DaemonSpec = { name: 'sheep', readyEnv: 'SHEEP_DAEMON_READY_FD', startTimeoutMs: 60_000 }
+
+/** A directory holding a node's config and epoch log (is_meta_store): never an object disk. */
+function isMetaStore(dir: string): boolean {
+  return fs.existsSync(path.join(dir, 'config')) && fs.existsSync(path.join(dir, 'epoch'))
+}
+
+/**
+ * The object disks: the ones after the base directory, else `<base>/obj` (its real path, as the
+ * original names it). `<base>/obj` is made either way, as the original makes it.
+ */
+function objectDisks(baseDir: string, disks: readonly string[]): string[] {
+  const obj = objectDir(fs.realpathSync(baseDir))
+  fs.mkdirSync(obj, { recursive: true })
+  if (disks.length === 0) return [obj]
+  for (const disk of disks) if (isMetaStore(disk)) throw new Error(`${disk} is meta-store, abort`)
+  return disks.map((d) => path.resolve(d))
+}
 
 /** Takes PATH/lock: refuses when a live sheep already holds it. */
 function takeLock(baseDir: string): void {
@@ -56,11 +74,10 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
   const kind = CLUSTER_DRIVERS[opts.cluster.name]
   const myAddr = opts.myAddr ?? kind.defaultAddress(opts.bindAddr)
   const addr = addrFromText(myAddr)!
-  const store = new PlainStore({ dir: objectDir(baseDir), nosync: opts.nosync })
+  const store = new FileStore({ disks: objectDisks(baseDir, opts.disks), nosync: opts.nosync, log })
   const driver = kind.create(opts.cluster.option, log)
   const sheep = new Sheep({
     baseDir,
-    objDir: objectDir(baseDir),
     log,
     store,
     driver,
@@ -83,7 +100,7 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
   })
   sheep.logLevel = opts.log.level
   if (opts.recovery) sheep.recovery.throttle = { maxExecCount: opts.recovery.max, intervalMs: opts.recovery.intervalMs }
-  await sheep.load(() => freeSpaceOf(baseDir))
+  await sheep.load(() => store.recordedSpace() || freeSpaceOf(baseDir))
   const server = new SheepServer(sheep)
   const socketPath = path.join(baseDir, 'sock')
   await server.listen({ host: opts.bindAddr, port: opts.port, socketPath })

@@ -136,12 +136,14 @@ import { copyObject, peerPieceReader } from './object-copy.js'
 import { handlePeerRequest, objectSizeFor } from './peer.js'
 import { listForRecovery } from './recovery.js'
 import { decrefPeer } from './refcount.js'
-import { type ClusterOpMain, type Sheep, freeSpaceOf, objectDir } from './sheep.js'
-import { MD_INFO_ENTRY, MD_INFO_NR_AT, MD_INFO_SIZE } from '../lib/sheep-api.js'
+import type { ClusterOpMain, Sheep } from './sheep.js'
+import { MD_INFO_ENTRY, MD_INFO_ENTRY_SIZE, MD_INFO_NR_AT, MD_INFO_SIZE } from '../lib/sheep-api.js'
 import { unpackMessage } from './cluster/message.js'
+import { STORE_LAYOUTS } from './store/layout.js'
 import { delVdiMain, delVdiWork, getVdiAttrWork, getVdiInfoWork, inodeCoherenceMain, lockMain, newVdiMain, newVdiWork, nodeIdOf, unlockMain } from './vdi.js'
 
-export const STORE_NAMES = ['plain'] as const
+/** The store drivers a cluster can be formatted with, as GET_STORE_LIST names them. */
+export const STORE_NAMES: readonly string[] = STORE_LAYOUTS.map((l) => l.name)
 
 /** What a gateway, peer or local op runs on the receiving node. */
 export type OpHandler = (sheep: Sheep, req: SdRequest, data: Buffer | undefined) => Promise<OpReply> | OpReply
@@ -264,7 +266,7 @@ async function setVnodes(sheep: Sheep, _req: SdRequest, data: Buffer | undefined
 async function makeFsMain(sheep: Sheep, msg: { req: SdRequest; data: Buffer | undefined }): Promise<number> {
   const c = reqVariant(msg.req, REQ_CLUSTER)
   const store = msg.data ? cString(msg.data) : 'plain'
-  if (!(STORE_NAMES as readonly string[]).includes(store)) return SD_RES_NO_STORE
+  if (!STORE_NAMES.includes(store)) return SD_RES_NO_STORE
   await sheep.format({
     ctime: c.ctime,
     flags: c.flags,
@@ -377,10 +379,11 @@ const shutdownMain: ClusterOpMain = async (s) => {
   return SD_RES_SUCCESS
 }
 
-const statSheepHandler: OpHandler = (s) => {
-  const size = s.gateway ? 0n : s.space
-  const used = s.store.usedBytes()
-  return reply(SD_RES_SUCCESS, undefined, RSP_NODE, { storeSize: size, storeFree: size > used ? size - used : 0n })
+/** STAT_SHEEP (stat_sheep): every disk's free space plus what its objects occupy, and the free space. */
+const statSheepHandler: OpHandler = async (s) => {
+  if (s.gateway) return reply(SD_RES_SUCCESS, undefined, RSP_NODE, { storeSize: 0n, storeFree: 0n })
+  const { size, used } = await s.store.capacity()
+  return reply(SD_RES_SUCCESS, undefined, RSP_NODE, { storeSize: size, storeFree: size - used })
 }
 
 const getStoreListHandler: OpHandler = (_s, req) => {
@@ -514,33 +517,15 @@ const vdiStateCheckpointCtlHandler: OpHandler = (s, req) => {
   return record ? reply(SD_RES_SUCCESS, record) : reply(SD_RES_NO_CHECKPOINT_ENTRY)
 }
 
-/** The one object disk of this sheep as the original names it: the real path of PATH/obj. */
-function objectDisk(sheep: Sheep): string {
-  const dir = objectDir(sheep.baseDir)
-  try {
-    return fs.realpathSync(dir)
-  } catch {
-    return dir
-  }
-}
-
-/** Bytes the disk's objects occupy (allocated blocks; temporary and stale files excluded). */
-async function allocatedObjectBytes(dir: string): Promise<bigint> {
-  let used = 0n
-  for (const name of await fs.promises.readdir(dir)) {
-    if (!/^[0-9a-f]{16}$/.test(name)) continue
-    const st = await fs.promises.stat(path.join(dir, name), { bigint: true }).catch(() => undefined)
-    if (st) used += st.blocks * 512n
-  }
-  return used
-}
-
-/** MD_INFO: the one disk, index 0, with its free and used bytes. */
+/** MD_INFO (md_get_info): each disk with its index, free bytes, the bytes its objects occupy, and path. */
 const mdInfoHandler: OpHandler = async (s, req) => {
   if (req.dataLength < MD_INFO_SIZE) return reply(SD_RES_INVALID_PARMS)
-  const disk = objectDisk(s)
-  const info = writeFields(Buffer.alloc(MD_INFO_SIZE), MD_INFO_ENTRY, { idx: 0, free: freeSpaceOf(disk), used: await allocatedObjectBytes(disk), path: disk })
-  info.writeInt32LE(1, MD_INFO_NR_AT)
+  const info = Buffer.alloc(MD_INFO_SIZE)
+  const disks = await s.store.usage()
+  for (const [idx, disk] of disks.entries()) {
+    writeFields(info, MD_INFO_ENTRY, { idx, free: disk.free, used: disk.used, path: disk.path }, idx * MD_INFO_ENTRY_SIZE)
+  }
+  info.writeInt32LE(disks.length, MD_INFO_NR_AT)
   return reply(SD_RES_SUCCESS, info)
 }
 
@@ -550,32 +535,29 @@ function diskPaths(data: Buffer | undefined): string[] | undefined {
   return paths.length > 0 ? paths : undefined
 }
 
-/** MD_PLUG: no disk can be added here, so nothing changes: UNKNOWN, as the original answers then. */
+/** MD_PLUG: adds the disks (each purged first); the objects that belong on them move there. */
 const mdPlugHandler: OpHandler = (s, _req, data) => {
   const paths = diskPaths(data)
-  if (!paths) return reply(SD_RES_INVALID_PARMS)
-  const disk = objectDisk(s)
-  for (const p of paths) s.log.error(p === disk ? `duplicate path ${p}` : `failed to add ${p}: this sheep keeps its objects on one disk`)
-  return reply(SD_RES_UNKNOWN)
+  if (!paths || s.gateway) return reply(SD_RES_INVALID_PARMS)
+  return reply(s.store.plug(paths))
 }
 
 /**
- * MD_UNPLUG: unplugging the one disk leaves no disk, and the original's sheep then leaves the
- * cluster and stops; any other path is unknown (UNKNOWN when nothing changed).
+ * MD_UNPLUG: takes the disks out; their objects move to the disks left (those that cannot be read
+ * are recovered from other replicas). With no disk left the node leaves the cluster and stops,
+ * as the original's; UNKNOWN when none of the paths was plugged.
  */
 const mdUnplugHandler: OpHandler = (s, _req, data) => {
   const paths = diskPaths(data)
-  if (!paths) return reply(SD_RES_INVALID_PARMS)
-  const disk = objectDisk(s)
-  let unplugged = false
-  for (const p of paths) {
-    if (p === disk && !unplugged) unplugged = true
-    else s.log.error(`invalid path ${p}`)
+  if (!paths || s.gateway) return reply(SD_RES_INVALID_PARMS)
+  const result = s.store.unplug(paths, () => {
+    if (s.status === SD_STATUS_OK) s.recovery.start(false)
+  })
+  if (result === SD_RES_SUCCESS && s.store.diskCount === 0) {
+    s.log.warn('no disks plugged, going down')
+    setImmediate(() => s.kill())
   }
-  if (!unplugged) return reply(SD_RES_UNKNOWN)
-  s.log.warn('no disks plugged, going down')
-  setImmediate(() => s.kill())
-  return reply(SD_RES_SUCCESS)
+  return reply(result)
 }
 
 export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([

@@ -113,6 +113,8 @@ export const SHEEP_OPTIONS: OptionSpec[] = [
 
 export interface SheepOptions {
   baseDir: string
+  /** Object disks after the base directory (`PATH,DISK1,DISK2…`); none: objects in `PATH/obj`. */
+  disks: string[]
   port: number
   bindAddr?: string
   myAddr?: string
@@ -217,9 +219,10 @@ export function parseSheepArgs(argv: string[]): ParseOutcome {
   if (o.version) return { kind: 'exit', code: 0, stdout: versionText() }
 
   const pathArg = (program.args[0] as string | undefined) ?? '/tmp'
-  const baseDir = pathArg.split(',')[0]
+  const [baseDir, ...disks] = pathArg.split(',')
   const options: SheepOptions = {
     baseDir,
+    disks: disks.filter(Boolean),
     port: SD_DEFAULT_PORT,
     gateway: o.gateway === true,
     foreground: o.foreground === true,

@@ -28,6 +28,7 @@ import { packMessage, unpackMessage } from './cluster/message.js'
 import { ConfigStore, EpochStore, emptyConfig } from './config.js'
 import type { OpReply } from './op-types.js'
 import type { StoreDriver } from './store/driver.js'
+import { DEFAULT_STORE_LAYOUT, storeLayout } from './store/layout.js'
 import { Group, type NodeUpdateMessage, type NodeWeight } from './group.js'
 import { Recovery } from './recovery.js'
 import { VdiTable } from './vdi-state.js'
@@ -69,7 +70,6 @@ const REWEIGHT_MIN_CHANGE_PERCENT = 1n
 
 export interface SheepConfig {
   baseDir: string
-  objDir: string
   self: SdNode
   fixedVnodes: boolean
   gateway: boolean
@@ -128,6 +128,33 @@ export class Sheep {
     this.epochs = new EpochStore(cfg.baseDir)
     this.recovery = new Recovery(this)
     this.group = new Group(this)
+    this.store.onDiskFailure = (diskPath, disksLeft) => this.diskFailed(diskPath, disksLeft)
+  }
+
+  /**
+   * A disk failed and the store took it out (md_do_recover): its objects come back from the other
+   * replicas through a recovery at this epoch; with no disk left the node leaves the cluster.
+   */
+  private diskFailed(diskPath: string, disksLeft: number): void {
+    if (disksLeft === 0) {
+      this.log.warn('no disks available, going down')
+      this.kill()
+      return
+    }
+    this.log.warn(`${diskPath} failed; recovering its objects onto the ${disksLeft} disk(s) left`)
+    if (this.status === SD_STATUS_OK) this.recovery.start(false)
+  }
+
+  /**
+   * Uses the store driver the cluster was formatted with (setup_backend_store): a node that never
+   * joined a cluster has none yet and takes the cluster's when it learns it.
+   */
+  async useStore(name: string): Promise<void> {
+    if (name === '' || name === this.store.name) return
+    const layout = storeLayout(name)
+    if (!layout) throw new Error(`backend store ${name} not supported`)
+    await this.store.useLayout(layout)
+    this.log.info(`store driver: ${name}`)
   }
 
   /** Loads what the base directory remembers: config, latest epoch, objects and VDIs. */
@@ -153,6 +180,8 @@ export class Sheep {
       disableRecovery: false,
     }
     this.epoch = this.epochs.latest()
+    if (!this.gateway && cfg.defaultStore !== '' && !storeLayout(cfg.defaultStore)) throw new Error(`store ${cfg.defaultStore} not found`)
+    await this.store.useLayout(storeLayout(cfg.defaultStore) ?? DEFAULT_STORE_LAYOUT)
     await this.store.init()
     await this.rebuildVdiTable()
   }
@@ -193,6 +222,7 @@ export class Sheep {
   /** MAKE_FS on this node (behaviour.md §5): erase, take the settings, epoch 1, OK. */
   async format(settings: ClusterSettings): Promise<void> {
     await this.store.purge()
+    await this.useStore(settings.defaultStore)
     this.vdis.clear()
     await this.epochs.removeAll()
     this.settings = { ...settings, nrCopies: settings.nrCopies || SD_DEFAULT_COPIES, blockSizeShift: settings.blockSizeShift || SD_DEFAULT_BLOCK_SIZE_SHIFT }
@@ -285,7 +315,10 @@ export class Sheep {
    */
   reweight(): void {
     if (this.gateway) return
-    const capacity = freeSpaceOf(this.baseDir) + this.store.usedBytes()
+    void this.store.capacity().then(({ size }) => this.announceCapacity(size))
+  }
+
+  private announceCapacity(capacity: bigint): void {
     const change = capacity > this.space ? capacity - this.space : this.space - capacity
     if (change * 100n < REWEIGHT_MIN_CHANGE_PERCENT * this.space) return
     this.log.info(`reweight: capacity ${this.space} -> ${capacity} bytes`)
@@ -380,12 +413,6 @@ export class Sheep {
 
 function emptySettings(): ClusterSettings {
   return { ctime: 0n, flags: 0, nrCopies: 0, copyPolicy: 0, blockSizeShift: SD_DEFAULT_BLOCK_SIZE_SHIFT, defaultStore: '', disableRecovery: false }
-}
-
-/** Free bytes of the file system holding `dir` (the node's capacity at first start). */
-export function freeSpaceOf(dir: string): bigint {
-  const st = fs.statfsSync(dir, { bigint: true })
-  return st.bavail * st.bsize
 }
 
 export function objectDir(baseDir: string): string {

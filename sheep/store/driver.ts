@@ -2,6 +2,15 @@
 // Sheepdog result codes: a missing object is SD_RES_NO_OBJ, not an exception; an exception
 // from a driver means the disk itself failed (EIO).
 
+import type { StoreLayout } from './layout.js'
+
+/** One object disk as MD_INFO reports it. */
+export interface DiskUsage {
+  path: string
+  free: bigint
+  used: bigint
+}
+
 export interface ObjectWrite {
   oid: bigint
   offset: number
@@ -26,7 +35,10 @@ export interface StagedObject {
 }
 
 export interface StoreDriver {
+  /** The store driver (layout) in use: `plain` or `tree`. */
   readonly name: string
+  /** Switches to another store driver (format; a new node joining a formatted cluster) and scans afresh. */
+  useLayout(layout: StoreLayout): Promise<void>
   /** Prepare directories, drop leftover `.tmp` files, and return the objects found. */
   init(): Promise<void>
   /** Remove every object and stale copy (cluster format). */
@@ -80,4 +92,22 @@ export interface StoreDriver {
   listStale(): bigint[]
   /** Drops the whole stale area (after the cluster finished recovering). */
   purgeStale(): Promise<void>
+
+  // ---- the object disks (md.c): capacity, plug and unplug, failures
+  /** Number of object disks in use. */
+  readonly diskCount: number
+  /** Sum of the disks' capacities recorded at first use (the node's capacity at its first start). */
+  recordedSpace(): bigint
+  /** Each disk's free bytes and the bytes its objects occupy (MD_INFO). */
+  usage(): Promise<DiskUsage[]>
+  /** Free space plus what the objects occupy, over every disk (STAT_SHEEP, reweight). */
+  capacity(): Promise<{ size: bigint; used: bigint }>
+  /** Adds disks (MD_PLUG); SD_RES_UNKNOWN when none was added. Objects move in the background. */
+  plug(paths: readonly string[]): number
+  /** Takes disks out (MD_UNPLUG); SD_RES_UNKNOWN when none was plugged. Objects move in the background. */
+  unplug(paths: readonly string[], onLost: (count: number) => void): number
+  /** Resolves once the moves of the plugs and unplugs so far are done. */
+  rebalanced(): Promise<void>
+  /** Told that a disk failed and was taken out, with the number of disks left. */
+  onDiskFailure: (diskPath: string, disksLeft: number) => void
 }

@@ -2,8 +2,9 @@
 // 18), sent by real clients to real sheep: DELETE_CACHE (libsheepdog sends it before deleting a
 // VDI) and NOTIFY_VDI_DEL succeed (the latter while the cluster waits, too, as a force op);
 // VDI_STATE_CHECKPOINT_CTL answers a vid's state on a locking cluster and is ignored elsewhere;
-// MD_INFO describes the one disk, PATH/obj, through `dog node md info`; MD_PLUG and MD_UNPLUG
-// fail as the original's do when nothing changes, and unplugging the one disk stops the sheep.
+// MD_INFO describes the one disk, PATH/obj, through `dog node md info`; MD_PLUG adds a disk,
+// MD_PLUG and MD_UNPLUG fail as the original's do when nothing changes, and unplugging the last
+// disks stops the sheep.
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
@@ -87,7 +88,7 @@ t.test('VDI_STATE_CHECKPOINT_CTL', async (t) => {
   t.equal((await checkpoint(0, epoch - 1, 0)).rsp.result, SD_RES_SUCCESS, 'free')
 })
 
-t.test('multi-disk requests on a sheep with one disk', async (t) => {
+t.test('multi-disk requests on a sheep started with one disk', async (t) => {
   const cluster = await startCluster(2)
   t.teardown(() => cluster.close())
   const [port0, port1] = cluster.ports as [number, number]
@@ -118,16 +119,21 @@ t.test('multi-disk requests on a sheep with one disk', async (t) => {
   const extra = path.join(cluster.root, 'extra-disk')
   fs.mkdirSync(extra)
   const plug = await dog(['node', 'md', 'plug', '-f', extra], { port: port1 })
-  t.same([plug.status, plug.stderr], [1, 'Failed to execute request, look for sheep.log for more information\n'], 'no disk can be added')
-  t.match(fs.readFileSync(path.join(node1.dir, 'sheep.log'), 'utf8'), new RegExp(`failed to add ${extra}`))
+  t.same([plug.status, plug.stderr], [0, ''], 'a disk is added')
+  t.same(
+    (await mdInfo(cluster.conn(1))).map((d) => d.path),
+    [extra, disk].sort(),
+    'md info lists both, in path order',
+  )
   const plugged = await cluster.conn(1).request({ opcode: SD_OP_MD_PLUG, data: Buffer.from(`${disk}\0`) })
-  t.equal(plugged.rsp.result, SD_RES_UNKNOWN, 'plugging the disk again changes nothing')
-  const unplugOther = await dog(['node', 'md', 'unplug', '-f', extra], { port: port1 })
+  t.equal(plugged.rsp.result, SD_RES_UNKNOWN, 'plugging a disk again changes nothing')
+  t.match(fs.readFileSync(path.join(node1.dir, 'sheep.log'), 'utf8'), new RegExp(`duplicate path ${disk}`))
+  const unplugOther = await dog(['node', 'md', 'unplug', '-f', path.join(cluster.root, 'no-disk')], { port: port1 })
   t.same([unplugOther.status, unplugOther.stderr], [1, 'Failed to execute request, look for sheep.log for more information\n'], 'not a disk of the node')
   t.ok(isAlive(node1.pid), 'node 1 still serves')
 
-  const unplug = await dog(['node', 'md', 'unplug', '-f', disk], { port: port1 })
-  t.same([unplug.status, unplug.stdout, unplug.stderr], [0, '', ''], 'unplugging the one disk')
+  const unplug = await dog(['node', 'md', 'unplug', '-f', `${disk},${extra}`], { port: port1 })
+  t.same([unplug.status, unplug.stdout, unplug.stderr], [0, '', ''], 'unplugging both disks')
   t.ok(await waitFor(() => !isAlive(node1.pid)), 'leaves no disk: the sheep stops')
   t.ok(await waitFor(async () => (await getNodeList(cluster.conn(0))).nodes.length === 1), 'and has left the cluster')
   t.match(fs.readFileSync(path.join(node1.dir, 'sheep.log'), 'utf8'), /no disks plugged, going down/)

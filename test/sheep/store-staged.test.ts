@@ -1,4 +1,4 @@
-// The plain store's piece-by-piece creates (beginCreate), as recovery and REPAIR_REPLICA use them
+// The object store's piece-by-piece creates (beginCreate), as recovery and REPAIR_REPLICA use them
 // for objects bigger than one request, and copyObject on top of them: an object is invisible
 // until committed, a client's create made meanwhile wins over an ifAbsent commit, an aborted or
 // failed copy leaves no file behind, and GET_HASH's SHA-1 (read in pieces) matches the bytes.
@@ -8,23 +8,24 @@ import path from 'node:path'
 import t, { type Test } from 'tap'
 import { OBJECT_CHUNK_BYTES, SD_RES_EIO, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
 import { copyObject } from '../../sheep/object-copy.js'
-import { PlainStore, oidFileName } from '../../sheep/store/plain.js'
+import { FileStore, oidFileName } from '../../sheep/store/file-store.js'
+import { silentLogger } from '../../lib/log.js'
 import { tempDir } from '../../harness/sheep.js'
 
 const MiB = 1024 * 1024
 /** Three pieces and a bit: the last piece is shorter than the others. */
 const OBJECT_BYTES = 3 * OBJECT_CHUNK_BYTES + MiB
 
-async function newStore(t: Test): Promise<PlainStore> {
+async function newStore(t: Test): Promise<FileStore> {
   const dir = tempDir('store-staged-')
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
-  const store = new PlainStore({ dir, nosync: true })
+  const store = new FileStore({ disks: [dir], nosync: true, log: silentLogger() })
   await store.init()
   return store
 }
 
 /** Files in the store directory other than object files (temporary files left behind). */
-function strayFiles(store: PlainStore): string[] {
+function strayFiles(store: FileStore): string[] {
   return fs.readdirSync(store.dir).filter((name) => name !== '.stale' && !/^[0-9a-f]{16}$/.test(name))
 }
 

@@ -1,4 +1,4 @@
-// The plain store's stale area (docs/recovery.md): a copy moved there keeps the epoch in its name
+// The object store's stale area (docs/recovery.md): a copy moved there keeps the epoch in its name
 // and is read only for exactly that epoch; a purge that runs while moves are under way removes
 // stale files without making a move fail (it once removed the directory under them, and the
 // moves that failed left live copies the node no longer held); a stale directory removed by hand
@@ -7,20 +7,21 @@ import fs from 'node:fs'
 import path from 'node:path'
 import t, { type Test } from 'tap'
 import { SD_RES_NO_OBJ } from '../../lib/proto.js'
-import { PlainStore } from '../../sheep/store/plain.js'
+import { FileStore } from '../../sheep/store/file-store.js'
+import { silentLogger } from '../../lib/log.js'
 import { tempDir } from '../../harness/sheep.js'
 
-async function newStore(t: Test): Promise<PlainStore> {
+async function newStore(t: Test): Promise<FileStore> {
   const dir = tempDir('store-stale-')
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
-  const store = new PlainStore({ dir, nosync: true })
+  const store = new FileStore({ disks: [dir], nosync: true, log: silentLogger() })
   await store.init()
   return store
 }
 
 const oidOf = (i: number) => (0x77n << 32n) | BigInt(i)
 
-async function createObjects(store: PlainStore, count: number): Promise<void> {
+async function createObjects(store: FileStore, count: number): Promise<void> {
   for (let i = 0; i < count; i++) await store.create({ oid: oidOf(i), offset: 0, data: Buffer.from(`object ${i}`) }, 4096)
 }
 

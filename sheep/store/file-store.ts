@@ -1,0 +1,798 @@
+// The object store: one file per object replica on one of the node's object disks (md.c), at the
+// path its store driver's layout gives (layout.ts: plain or tree, behaviour.md §12.3–12.4).
+// Creates go through `<name>.tmp` + rename so a crash never leaves half an object under its real
+// name; objects created piece by piece (recovery of objects bigger than one request) go through
+// `<name>.<n>.tmp` files of their own the same way. Writes are made durable (fdatasync, and the
+// directory fsync'd after a create) unless nosync. Mutations of one object are serialised;
+// reads are not, except recovery reads, which queue behind the mutations accepted before them.
+//
+// Where each object is (which disk) is kept in memory from the start-up scan of every disk, so
+// an object found on another disk than its hashed one is still found. Plugging or unplugging a
+// disk moves the objects whose disk changed, one at a time in the object's own queue, so a
+// write that comes during the move waits for it and lands on the new copy. A disk that fails
+// (EIO, its directory removed, its file system unmounted) is taken out: its objects are
+// forgotten, the request is answered NETWORK_ERROR so that the gateway tries another replica,
+// and `onDiskFailure` lets the node recover them from the other replicas (md_handle_eio).
+import { GroupRun, KeyedQueue } from '../../lib/async.js'
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import fsp from 'node:fs/promises'
+import path from 'node:path'
+import type { Logger } from '../../lib/log.js'
+import { SD_RES_NETWORK_ERROR, SD_RES_NO_OBJ, SD_RES_SUCCESS, SD_RES_UNKNOWN } from '../../lib/proto.js'
+import { type Disk, DiskSet, freeSpaceOf, purgeDirectory } from './disks.js'
+import type { DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
+import { DEFAULT_STORE_LAYOUT, type StoreLayout, oidFileName } from './layout.js'
+
+export { oidFileName }
+
+const OID_FILE = /^[0-9a-f]{16}$/
+const STALE_FILE = /^([0-9a-f]{16})\.(\d+)$/
+const STALE_DIR = '.stale'
+/** Zero runs at least this long are left as holes instead of being written. */
+const SPARSE_CHUNK_BYTES = 64 * 1024
+const ZERO_CHUNK = Buffer.alloc(SPARSE_CHUNK_BYTES)
+/** GET_HASH reads an object in pieces of this size, so hashing a 2 GiB object needs 4 MiB. */
+const HASH_READ_CHUNK_BYTES = 4 * 1024 * 1024
+/** Objects moved between disks are copied in pieces of this size. */
+const MOVE_CHUNK_BYTES = 1024 * 1024
+/** A read that finds its object moved meanwhile follows it this many times. */
+const READ_FOLLOW_MOVES = 3
+/** Passes of a rebalance: objects created on a disk while it was unplugged are caught by the next. */
+const REBALANCE_MAX_PASSES = 3
+/** Error codes that mean the disk itself failed, whatever the object. */
+const DISK_FAILURE_CODES = new Set(['EIO', 'EROFS', 'ENODEV', 'ENXIO', 'ESTALE', 'EUCLEAN'])
+/** Error codes that mean the disk failed when its directory is no longer the one plugged. */
+const DISK_GONE_CODES = new Set(['ENOENT', 'ENOTDIR'])
+/** Sector size of st_blocks. */
+const SECTOR_BYTES = 512n
+
+interface Location {
+  readonly disk: Disk
+  readonly size: number
+}
+
+export interface FileStoreOptions {
+  /** Object disks; the first path of a single-disk node is `<base>/obj`. */
+  disks: readonly string[]
+  nosync: boolean
+  log: Logger
+  layout?: StoreLayout
+}
+
+export class FileStore implements StoreDriver {
+  readonly disks: DiskSet
+  private layoutNow: StoreLayout
+  private readonly objects = new Map<bigint, Location>()
+  /** oid → epoch → the disk of that stale copy. */
+  private readonly stale = new Map<bigint, Map<number, Disk>>()
+  private readonly mutations = new KeyedQueue<bigint>()
+  private used = 0n
+  private readonly dirSyncs = new Map<string, GroupRun>()
+  /** Numbers the temporary files of staged creates (one sheep per directory: unique enough). */
+  private stagedCount = 0
+  private rebalancing: Promise<void> = Promise.resolve()
+  private readonly log: Logger
+  /** Told (once per disk, after the request that found it) that a disk failed and was taken out. */
+  onDiskFailure: (diskPath: string, disksLeft: number) => void = () => undefined
+
+  constructor(private readonly opts: FileStoreOptions) {
+    this.log = opts.log
+    this.layoutNow = opts.layout ?? DEFAULT_STORE_LAYOUT
+    this.disks = new DiskSet(opts.log)
+    for (const p of opts.disks) {
+      const added = this.disks.add(p, { purge: false })
+      if (typeof added === 'string') this.log.error(added)
+    }
+    if (this.disks.size === 0) throw new Error("There isn't any available disk!")
+  }
+
+  get name(): string {
+    return this.layoutNow.name
+  }
+
+  get layout(): StoreLayout {
+    return this.layoutNow
+  }
+
+  get diskCount(): number {
+    return this.disks.size
+  }
+
+  recordedSpace(): bigint {
+    return this.disks.space()
+  }
+
+  /** The first disk's directory (single-disk nodes: `<base>/obj`). */
+  get dir(): string {
+    return (this.disks.list()[0] as Disk).path
+  }
+
+  /** Switches the store driver (format, or a new node joining a formatted cluster), scanning afresh. */
+  async useLayout(layout: StoreLayout): Promise<void> {
+    if (layout === this.layoutNow) return
+    this.layoutNow = layout
+    await this.init()
+  }
+
+  async init(): Promise<void> {
+    this.objects.clear()
+    this.stale.clear()
+    this.used = 0n
+    for (const disk of [...this.disks.list()]) {
+      try {
+        await this.scanDisk(disk)
+      } catch (e) {
+        this.log.error(`${disk.path}: ${e instanceof Error ? e.message : String(e)}; the disk is not used`)
+        this.forgetDisk(disk)
+      }
+    }
+    if (this.disks.size === 0) throw new Error("There isn't any available disk!")
+  }
+
+  private async prepareDisk(disk: Disk): Promise<void> {
+    await fsp.mkdir(path.join(disk.path, STALE_DIR), { recursive: true })
+    for (const dir of this.layoutNow.dirs) await fsp.mkdir(path.join(disk.path, dir), { recursive: true })
+  }
+
+  /** Finds the disk's objects and stale copies; leftover temporary files are removed. */
+  private async scanDisk(disk: Disk): Promise<void> {
+    await this.prepareDisk(disk)
+    const staleDir = path.join(disk.path, STALE_DIR)
+    for (const name of await fsp.readdir(staleDir)) {
+      const m = STALE_FILE.exec(name)
+      if (m) this.trackStale(BigInt(`0x${m[1]}`), Number(m[2]), disk)
+      else if (name.endsWith('.tmp')) await fsp.rm(path.join(staleDir, name), { force: true })
+    }
+    for (const dir of this.layoutNow.dirs) {
+      for (const entry of await fsp.readdir(path.join(disk.path, dir), { withFileTypes: true })) {
+        if (!entry.isFile()) continue
+        const file = path.join(disk.path, dir, entry.name)
+        if (entry.name.endsWith('.tmp')) await fsp.rm(file, { force: true })
+        else if (OID_FILE.test(entry.name)) await this.found(BigInt(`0x${entry.name}`), disk, file)
+      }
+    }
+  }
+
+  /** An object found by the scan; a second copy (a move cut short by a crash) keeps the hashed disk's. */
+  private async found(oid: bigint, disk: Disk, file: string): Promise<void> {
+    const st = await fsp.stat(file)
+    const other = this.objects.get(oid)
+    if (other && other.disk !== disk) {
+      const keep = this.disks.diskFor(oid) === disk ? disk : other.disk
+      const drop = keep === disk ? other.disk : disk
+      this.log.warn(`${oidFileName(oid)} is on ${other.disk.path} and ${disk.path}: the copy on ${drop.path} is removed`)
+      await fsp.rm(this.objectFile(drop, oid), { force: true })
+      if (keep === other.disk) return
+    }
+    this.track(oid, disk, st.size)
+  }
+
+  async purge(): Promise<void> {
+    for (const disk of this.disks.list()) {
+      purgeDirectory(disk.path)
+      await this.prepareDisk(disk)
+    }
+    this.objects.clear()
+    this.stale.clear()
+    this.used = 0n
+  }
+
+  // ---- the stale area --------------------------------------------------------------------------
+
+  moveToStale(oid: bigint, epoch: number): Promise<void> {
+    return this.serialise(oid, async () => {
+      const loc = this.objects.get(oid)
+      if (!loc) return
+      const to = this.staleFile(loc.disk, oid, epoch)
+      const failed = await this.onDisk(loc.disk, async () => {
+        try {
+          await fsp.rename(this.objectFile(loc.disk, oid), to)
+        } catch (e) {
+          // the stale directory itself went missing (removed by hand): make it again, once
+          if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || !fs.existsSync(this.objectFile(loc.disk, oid))) throw e
+          await fsp.mkdir(path.dirname(to), { recursive: true })
+          await fsp.rename(this.objectFile(loc.disk, oid), to)
+        }
+        return SD_RES_SUCCESS
+      })
+      // a failed disk took the object with it: it is no longer live here either way
+      if (failed !== SD_RES_SUCCESS) return
+      this.untrack(oid)
+      this.trackStale(oid, epoch, loc.disk)
+    })
+  }
+
+  hasStale(oid: bigint, epoch: number): boolean {
+    return this.stale.get(oid)?.has(epoch) === true
+  }
+
+  async readStale(oid: bigint, epoch: number, offset: number, length: number): Promise<Buffer | number> {
+    const disk = this.stale.get(oid)?.get(epoch)
+    if (!disk) return SD_RES_NO_OBJ
+    return this.onDisk(disk, () => readRange(this.staleFile(disk, oid, epoch), offset, length))
+  }
+
+  listStale(): bigint[] {
+    return [...this.stale.keys()]
+  }
+
+  /** Removes every stale copy, one object at a time in its queue; the directories stay. */
+  async purgeStale(): Promise<void> {
+    await Promise.all(
+      [...this.stale.keys()].map((oid) =>
+        this.serialise(oid, async () => {
+          for (const [epoch, disk] of this.stale.get(oid) ?? []) await fsp.rm(this.staleFile(disk, oid, epoch), { force: true })
+          this.stale.delete(oid)
+        }),
+      ),
+    )
+  }
+
+  private staleFile(disk: Disk, oid: bigint, epoch: number): string {
+    return path.join(disk.path, STALE_DIR, `${oidFileName(oid)}.${epoch}`)
+  }
+
+  private trackStale(oid: bigint, epoch: number, disk: Disk): void {
+    const copies = this.stale.get(oid) ?? new Map<number, Disk>()
+    copies.set(epoch, disk)
+    this.stale.set(oid, copies)
+  }
+
+  // ---- objects ---------------------------------------------------------------------------------
+
+  /** Asks the disk, not only memory: a replica deleted by hand must show as missing (vdi check -e). */
+  exists(oid: bigint): boolean {
+    const loc = this.objects.get(oid)
+    if (!loc) return false
+    if (fs.existsSync(this.objectFile(loc.disk, oid))) return true
+    if (this.objects.get(oid) !== loc) return this.objects.has(oid)
+    if (!this.disks.intact(loc.disk)) this.diskFailed(loc.disk, 'its directory is gone')
+    else this.untrack(oid)
+    return false
+  }
+
+  async read(oid: bigint, offset: number, length: number): Promise<Buffer | number> {
+    for (let follow = 0; ; follow++) {
+      const loc = this.objects.get(oid)
+      if (!loc) return SD_RES_NO_OBJ
+      const got = await this.onDisk(loc.disk, () => readRange(this.objectFile(loc.disk, oid), offset, length))
+      if (got !== SD_RES_NO_OBJ) return got
+      // moved to another disk meanwhile (plug, unplug): read it there
+      const now = this.objects.get(oid)
+      if (now && now !== loc && follow < READ_FOLLOW_MOVES) continue
+      return this.missing(loc.disk)
+    }
+  }
+
+  readAfterMutations(oid: bigint, offset: number, length: number): Promise<Buffer | number> {
+    return this.serialise(oid, () => this.read(oid, offset, length))
+  }
+
+  write(w: ObjectWrite): Promise<number> {
+    return this.serialise(w.oid, async () => {
+      const loc = this.objects.get(w.oid)
+      if (!loc) return SD_RES_NO_OBJ
+      return this.onDisk(loc.disk, async () => {
+        let fh: fsp.FileHandle
+        try {
+          fh = await fsp.open(this.objectFile(loc.disk, w.oid), 'r+')
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'ENOENT') return this.missing(loc.disk)
+          throw e
+        }
+        try {
+          await writeAll(fh, w.data, w.offset)
+          if (!this.opts.nosync) await fh.datasync()
+        } finally {
+          await fh.close()
+        }
+        const end = w.offset + w.data.length
+        if (end > loc.size) this.track(w.oid, loc.disk, end)
+        return SD_RES_SUCCESS
+      })
+    })
+  }
+
+  create(w: ObjectWrite, objectSize: number, opts: { ifAbsent?: boolean } = {}): Promise<number> {
+    return this.serialise(w.oid, async () => {
+      if (opts.ifAbsent && this.objects.has(w.oid)) return SD_RES_SUCCESS
+      const disk = this.targetDisk(w.oid)
+      const final = this.objectFile(disk, w.oid)
+      const tmp = `${final}.tmp`
+      const size = Math.max(objectSize, w.offset + w.data.length)
+      return this.onDisk(disk, async () => {
+        const fh = await fsp.open(tmp, 'w', 0o644)
+        try {
+          try {
+            await fh.truncate(size)
+            await writeSparse(fh, w.data, w.offset)
+            if (!this.opts.nosync) await fh.datasync()
+          } finally {
+            await fh.close()
+          }
+        } catch (e) {
+          // a full disk (or a failing one) must not keep the half-written copy: it takes space
+          await fsp.rm(tmp, { force: true })
+          throw e
+        }
+        await fsp.rename(tmp, final)
+        if (!this.opts.nosync) await this.syncDir(path.dirname(final))
+        await this.replaced(w.oid, disk, size)
+        return SD_RES_SUCCESS
+      })
+    })
+  }
+
+  async beginCreate(oid: bigint, objectSize: number): Promise<StagedObject> {
+    const disk = this.targetDisk(oid)
+    const final = this.objectFile(disk, oid)
+    const tmp = `${final}.${++this.stagedCount}.tmp`
+    const fh = await fsp.open(tmp, 'w', 0o644)
+    try {
+      await fh.truncate(objectSize)
+    } catch (e) {
+      await fh.close()
+      await fsp.rm(tmp, { force: true })
+      throw e
+    }
+    /** Bytes below this may have been written: zeros there must be written, not skipped. */
+    let writtenEnd = 0
+    let ended = false
+    const end = async (): Promise<void> => {
+      if (ended) throw new Error(`staged create of ${oidFileName(oid)} already ended`)
+      ended = true
+      await fh.close()
+    }
+    return {
+      write: async (offset, data) => {
+        if (ended || offset < 0 || offset + data.length > objectSize) {
+          throw new Error(`staged write of ${data.length} bytes at ${offset} outside ${oidFileName(oid)} (${objectSize} bytes)`)
+        }
+        // above everything written so far the file is still a hole: zeros can stay one
+        if (offset >= writtenEnd) await writeSparse(fh, data, offset)
+        else await writeAll(fh, data, offset)
+        writtenEnd = Math.max(writtenEnd, offset + data.length)
+      },
+      commit: async (opts = {}) => {
+        try {
+          if (!this.opts.nosync && !ended) await fh.datasync()
+        } catch (e) {
+          await end()
+          await fsp.rm(tmp, { force: true })
+          throw e
+        }
+        await end()
+        return this.serialise(oid, async () => {
+          try {
+            // a client created it meanwhile: its object is newer than this copy
+            if (opts.ifAbsent && this.objects.has(oid)) {
+              await fsp.rm(tmp, { force: true })
+              return SD_RES_SUCCESS
+            }
+            // its disk was taken out meanwhile: the copy goes with it, and recovery tries again
+            if (!this.disks.has(disk)) throw new Error(`${disk.path} was unplugged during the create of ${oidFileName(oid)}`)
+            await fsp.rename(tmp, final)
+          } catch (e) {
+            await fsp.rm(tmp, { force: true })
+            throw e
+          }
+          if (!this.opts.nosync) await this.syncDir(path.dirname(final))
+          await this.replaced(oid, disk, objectSize)
+          return SD_RES_SUCCESS
+        })
+      },
+      abort: async () => {
+        if (ended) return
+        await end()
+        await fsp.rm(tmp, { force: true })
+      },
+    }
+  }
+
+  remove(oid: bigint): Promise<number> {
+    return this.serialise(oid, async () => {
+      const loc = this.objects.get(oid)
+      if (!loc) return SD_RES_NO_OBJ
+      const result = await this.onDisk(loc.disk, async () => {
+        await fsp.rm(this.objectFile(loc.disk, oid), { force: true })
+        return SD_RES_SUCCESS
+      })
+      if (result === SD_RES_SUCCESS) this.untrack(oid)
+      return result
+    })
+  }
+
+  async sha1(oid: bigint): Promise<Buffer | number> {
+    const loc = this.objects.get(oid)
+    if (!loc) return SD_RES_NO_OBJ
+    return this.onDisk(loc.disk, async () => {
+      let fh: fsp.FileHandle
+      try {
+        fh = await fsp.open(this.objectFile(loc.disk, oid), 'r')
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return this.missing(loc.disk)
+        throw e
+      }
+      try {
+        const hash = crypto.createHash('sha1')
+        const buf = Buffer.allocUnsafe(Math.min(loc.size, HASH_READ_CHUNK_BYTES))
+        for (let at = 0; at < loc.size; at += buf.length) {
+          const length = Math.min(buf.length, loc.size - at)
+          await readInto(fh, buf, length, at)
+          hash.update(buf.subarray(0, length))
+        }
+        return hash.digest()
+      } finally {
+        await fh.close()
+      }
+    })
+  }
+
+  list(): bigint[] {
+    return [...this.objects.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+  }
+
+  usedBytes(): bigint {
+    return this.used
+  }
+
+  /** Resolves once every mutation queued so far has finished. */
+  mutationsSettled(): Promise<void> {
+    return this.mutations.settled()
+  }
+
+  // ---- capacity (md_get_info, md_get_size) -----------------------------------------------------
+
+  /**
+   * Each disk's free bytes and the bytes its objects occupy (allocated blocks; temporary files
+   * and the stale area not counted), in disk order. A disk that cannot be measured reports 0.
+   */
+  async usage(): Promise<DiskUsage[]> {
+    return Promise.all(
+      this.disks.list().map(async (disk) => {
+        try {
+          return { path: disk.path, free: freeSpaceOf(disk.path), used: await this.allocatedBytes(disk) }
+        } catch {
+          return { path: disk.path, free: 0n, used: 0n }
+        }
+      }),
+    )
+  }
+
+  /** Node capacity as the original measures it: free space plus what the objects occupy, over every disk. */
+  async capacity(): Promise<{ size: bigint; used: bigint }> {
+    let size = 0n
+    let used = 0n
+    for (const d of await this.usage()) {
+      size += d.free + d.used
+      used += d.used
+    }
+    return { size, used }
+  }
+
+  private async allocatedBytes(disk: Disk): Promise<bigint> {
+    let used = 0n
+    for (const dir of this.layoutNow.dirs) {
+      const names = await fsp.readdir(path.join(disk.path, dir)).catch(() => [] as string[])
+      for (const name of names) {
+        if (!OID_FILE.test(name)) continue
+        const st = await fsp.stat(path.join(disk.path, dir, name), { bigint: true }).catch(() => undefined)
+        if (st?.isFile()) used += st.blocks * SECTOR_BYTES
+      }
+    }
+    return used
+  }
+
+  // ---- plugging and unplugging disks (md_plug_disks, md_unplug_disks) --------------------------
+
+  /**
+   * Adds disks (each purged first, as the original does). Answers SD_RES_UNKNOWN when none could
+   * be added; otherwise the objects that now belong on the new disks move there in the background.
+   */
+  plug(paths: readonly string[]): number {
+    const before = this.disks.size
+    for (const p of paths) {
+      const added = this.disks.add(p, { purge: true })
+      if (typeof added === 'string') {
+        this.log.error(added)
+        this.log.error(`failed to add ${p}`)
+        continue
+      }
+      fs.mkdirSync(path.join(added.path, STALE_DIR), { recursive: true })
+      for (const dir of this.layoutNow.dirs) fs.mkdirSync(path.join(added.path, dir), { recursive: true })
+    }
+    if (this.disks.size === before) return SD_RES_UNKNOWN
+    this.rebalance()
+    return SD_RES_SUCCESS
+  }
+
+  /**
+   * Takes disks out. Answers SD_RES_UNKNOWN when none of them was plugged. Their objects and stale
+   * copies move to the remaining disks in the background; what cannot be read from them is
+   * forgotten and reported through `onLost` (the node recovers it from other replicas).
+   */
+  unplug(paths: readonly string[], onLost: (count: number) => void): number {
+    let removed = 0
+    for (const p of paths) {
+      const disk = this.disks.find(p)
+      if (!disk) {
+        this.log.error(`invalid path ${p}`)
+        continue
+      }
+      this.disks.remove(disk)
+      removed++
+    }
+    if (removed === 0) return SD_RES_UNKNOWN
+    if (this.disks.size === 0) {
+      this.objects.clear()
+      this.stale.clear()
+      this.used = 0n
+    } else this.rebalance(onLost)
+    return SD_RES_SUCCESS
+  }
+
+  /** Resolves when the moves of the plugs and unplugs so far are done. */
+  rebalanced(): Promise<void> {
+    return this.rebalancing
+  }
+
+  private rebalance(onLost: (count: number) => void = () => undefined): void {
+    this.rebalancing = this.rebalancing.then(async () => {
+      let lost = 0
+      let moved = 0
+      for (let pass = 0; pass < REBALANCE_MAX_PASSES; pass++) {
+        const misplaced = [...this.objects].filter(([oid, loc]) => loc.disk !== this.disks.diskFor(oid)).map(([oid]) => oid)
+        const strays = [...this.stale].filter(([, copies]) => [...copies.values()].some((d) => !this.disks.has(d))).map(([oid]) => oid)
+        if (misplaced.length === 0 && strays.length === 0) break
+        for (const oid of misplaced) {
+          const r = await this.serialise(oid, () => this.moveObject(oid))
+          if (r === 'moved') moved++
+          if (r === 'lost') lost++
+        }
+        for (const oid of strays) lost += await this.serialise(oid, () => this.moveStaleCopies(oid))
+      }
+      this.log.info(`multi-disk: ${moved} object(s) moved to their disks${lost > 0 ? `, ${lost} lost with their disk` : ''}`)
+      if (lost > 0) onLost(lost)
+    })
+  }
+
+  /** Moves one object to the disk it belongs on now (in its queue: no write is lost meanwhile). */
+  private async moveObject(oid: bigint): Promise<'moved' | 'lost' | 'stays'> {
+    const loc = this.objects.get(oid)
+    const to = this.disks.diskFor(oid)
+    if (!loc || !to || loc.disk === to) return 'stays'
+    const from = this.objectFile(loc.disk, oid)
+    try {
+      await copyFileSparse(from, this.objectFile(to, oid), this.opts.nosync)
+    } catch (e) {
+      if (this.disks.has(loc.disk) && !isReadFailure(e, from)) {
+        this.log.error(`moving ${oidFileName(oid)} to ${to.path} failed: ${String(e)}`)
+        return 'stays'
+      }
+      // unplugged and unreadable: it goes with its disk
+      this.log.error(`${oidFileName(oid)} cannot be read from ${loc.disk.path}: ${String(e)}`)
+      this.untrack(oid)
+      return 'lost'
+    }
+    this.track(oid, to, loc.size)
+    await fsp.rm(from, { force: true }).catch(() => undefined)
+    return 'moved'
+  }
+
+  /** Moves the stale copies of `oid` that are on unplugged disks; answers how many were lost. */
+  private async moveStaleCopies(oid: bigint): Promise<number> {
+    const copies = this.stale.get(oid)
+    const to = this.disks.diskFor(oid)
+    let lost = 0
+    for (const [epoch, disk] of copies ?? []) {
+      if (this.disks.has(disk) || !to) continue
+      const from = this.staleFile(disk, oid, epoch)
+      try {
+        await copyFileSparse(from, this.staleFile(to, oid, epoch), this.opts.nosync)
+        copies?.set(epoch, to)
+        await fsp.rm(from, { force: true }).catch(() => undefined)
+      } catch (e) {
+        this.log.error(`stale ${oidFileName(oid)}.${epoch} cannot be read from ${disk.path}: ${String(e)}`)
+        copies?.delete(epoch)
+        lost++
+      }
+    }
+    if (copies?.size === 0) this.stale.delete(oid)
+    return lost
+  }
+
+  // ---- disk failures (md_handle_eio) -----------------------------------------------------------
+
+  /**
+   * Runs `work` on `disk`; an error that means the disk failed takes the disk out and answers
+   * NETWORK_ERROR (the requester tries again, elsewhere); other errors are thrown (ENOSPC →
+   * NO_SPACE, at the boundary).
+   */
+  private async onDisk<T>(disk: Disk, work: () => Promise<T>): Promise<T | number> {
+    try {
+      return await work()
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? ''
+      if (DISK_FAILURE_CODES.has(code) || (DISK_GONE_CODES.has(code) && !this.disks.intact(disk))) {
+        this.diskFailed(disk, String(e))
+        return SD_RES_NETWORK_ERROR
+      }
+      throw e
+    }
+  }
+
+  /** An object file that is not there: NO_OBJ, or NETWORK_ERROR when its disk is gone. */
+  private missing(disk: Disk): number {
+    if (!this.disks.has(disk) || this.disks.intact(disk)) return SD_RES_NO_OBJ
+    this.diskFailed(disk, 'its directory is gone')
+    return SD_RES_NETWORK_ERROR
+  }
+
+  private diskFailed(disk: Disk, reason: string): void {
+    if (!this.disks.has(disk)) return
+    this.log.error(`${disk.path} failed (${reason}): taken out of the multi-disk array`)
+    this.forgetDisk(disk)
+    const left = this.disks.size
+    setImmediate(() => this.onDiskFailure(disk.path, left))
+  }
+
+  /** Removes the disk and everything this store knew was on it. */
+  private forgetDisk(disk: Disk): void {
+    this.disks.remove(disk)
+    for (const [oid, loc] of [...this.objects]) if (loc.disk === disk) this.untrack(oid)
+    for (const [oid, copies] of [...this.stale]) {
+      for (const [epoch, d] of [...copies]) if (d === disk) copies.delete(epoch)
+      if (copies.size === 0) this.stale.delete(oid)
+    }
+  }
+
+  // ---- helpers ---------------------------------------------------------------------------------
+
+  private targetDisk(oid: bigint): Disk {
+    const disk = this.disks.diskFor(oid)
+    if (!disk) throw Object.assign(new Error('no disks available'), { code: 'EIO' })
+    return disk
+  }
+
+  private objectFile(disk: Disk, oid: bigint): string {
+    return path.join(disk.path, this.layoutNow.objectPath(oid))
+  }
+
+  /** The object now lives on `disk` with `size` bytes; a copy left on another disk is removed. */
+  private async replaced(oid: bigint, disk: Disk, size: number): Promise<void> {
+    const before = this.objects.get(oid)
+    this.track(oid, disk, size)
+    if (before && before.disk !== disk) await fsp.rm(this.objectFile(before.disk, oid), { force: true }).catch(() => undefined)
+  }
+
+  private track(oid: bigint, disk: Disk, size: number): void {
+    this.used += BigInt(size) - BigInt(this.objects.get(oid)?.size ?? 0)
+    this.objects.set(oid, { disk, size })
+  }
+
+  private untrack(oid: bigint): void {
+    this.used -= BigInt(this.objects.get(oid)?.size ?? 0)
+    this.objects.delete(oid)
+  }
+
+  private syncDir(dir: string): Promise<void> {
+    let run = this.dirSyncs.get(dir)
+    if (!run) {
+      run = new GroupRun(() => syncDir(dir))
+      this.dirSyncs.set(dir, run)
+    }
+    return run.run()
+  }
+
+  /** Runs mutations of one object one after another, in arrival order (queued synchronously). */
+  private serialise<T>(oid: bigint, work: () => Promise<T>): Promise<T> {
+    return this.mutations.run(oid, work)
+  }
+}
+
+/** Whether `e` came from reading `from` (not from writing the new copy). */
+function isReadFailure(e: unknown, from: string): boolean {
+  return (e as { readFailed?: string }).readFailed === from
+}
+
+/**
+ * Copies `from` to `to` through `<to>.tmp` + rename, leaving zero runs as holes (a sparse object
+ * stays sparse). An error reading `from` is marked with `readFailed`.
+ */
+async function copyFileSparse(from: string, to: string, nosync: boolean): Promise<void> {
+  let src: fsp.FileHandle
+  try {
+    src = await fsp.open(from, 'r')
+  } catch (e) {
+    throw Object.assign(e as Error, { readFailed: from })
+  }
+  const tmp = `${to}.tmp`
+  try {
+    const { size } = await src.stat()
+    const dst = await fsp.open(tmp, 'w', 0o644)
+    try {
+      await dst.truncate(size)
+      const buf = Buffer.allocUnsafe(Math.min(MOVE_CHUNK_BYTES, Math.max(size, 1)))
+      for (let at = 0; at < size; at += buf.length) {
+        const length = Math.min(buf.length, size - at)
+        try {
+          await readInto(src, buf, length, at)
+        } catch (e) {
+          throw Object.assign(e as Error, { readFailed: from })
+        }
+        await writeSparse(dst, buf.subarray(0, length), at)
+      }
+      if (!nosync) await dst.datasync()
+    } finally {
+      await dst.close()
+    }
+    await fsp.rename(tmp, to)
+  } catch (e) {
+    await fsp.rm(tmp, { force: true }).catch(() => undefined)
+    throw e
+  } finally {
+    await src.close()
+  }
+}
+
+/** Reads `length` bytes at `offset`; bytes past the end of the file read as zeros. */
+async function readRange(file: string, offset: number, length: number): Promise<Buffer | number> {
+  let fh: fsp.FileHandle
+  try {
+    fh = await fsp.open(file, 'r')
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return SD_RES_NO_OBJ
+    throw e
+  }
+  try {
+    const buf = Buffer.allocUnsafe(length)
+    await readInto(fh, buf, length, offset)
+    return buf
+  } finally {
+    await fh.close()
+  }
+}
+
+/** Fills the first `length` bytes of `buf` from `offset`; bytes past the end of the file read as zeros. */
+async function readInto(fh: fsp.FileHandle, buf: Buffer, length: number, offset: number): Promise<void> {
+  let filled = 0
+  while (filled < length) {
+    const { bytesRead } = await fh.read(buf, filled, length - filled, offset + filled)
+    if (bytesRead === 0) break
+    filled += bytesRead
+  }
+  if (filled < length) buf.fill(0, filled, length)
+}
+
+async function writeAll(fh: fsp.FileHandle, data: Buffer, offset: number): Promise<void> {
+  let done = 0
+  while (done < data.length) {
+    const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done)
+    done += bytesWritten
+  }
+}
+
+/** Writes `data` at `offset` into a freshly truncated file, skipping all-zero chunks (holes read as zeros). */
+async function writeSparse(fh: fsp.FileHandle, data: Buffer, offset: number): Promise<void> {
+  let runStart = -1
+  for (let at = 0; at < data.length; at += SPARSE_CHUNK_BYTES) {
+    const end = Math.min(at + SPARSE_CHUNK_BYTES, data.length)
+    const zero = data.compare(ZERO_CHUNK, 0, end - at, at, end) === 0
+    if (!zero && runStart < 0) runStart = at
+    if (zero && runStart >= 0) {
+      await writeAll(fh, data.subarray(runStart, at), offset + runStart)
+      runStart = -1
+    }
+  }
+  if (runStart >= 0) await writeAll(fh, data.subarray(runStart), offset + runStart)
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await fsp.open(dir, 'r')
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
