@@ -1,0 +1,171 @@
+// Connections from this sheep to the other sheep, for everything it asks of them (replica I/O,
+// recovery, object lists, epoch logs, VDI state): the original's sockfd cache
+// (lib/sockfd_cache.c). A few pooled connections per node, named by the node's main address.
+// A node that announces an I/O NIC (io_port ≠ 0, `sheep -i`) is reached on its I/O address
+// while that answers. When a connection to the I/O address cannot be made, the node's channel
+// falls back to the main address ("fallback to non-io connection" in the log) and the request
+// goes there; a monitor tries the I/O address every IO_MONITOR_INTERVAL_MS and switches back
+// once it can connect, as the original's connectivity monitor does. A request that failed
+// after it was sent is not sent again here: its caller gets the network error (the original's
+// sockfd_cache_del) and retries, and that retry connects afresh.
+import net from 'node:net'
+import { ConnectionPool, type Reply, type RequestOptions, type SheepAddress, addressText } from '../lib/client.js'
+import { SdConnectError, invariant } from '../lib/errors.js'
+import type { Layout } from '../lib/layout.js'
+import type { Logger } from '../lib/log.js'
+import { type NodeId, addrToText, nodeDescription } from '../lib/structs.js'
+
+/** How often a fallen-back node's I/O address is tried again (the original's MONITOR_INTERVAL). */
+export const IO_MONITOR_INTERVAL_MS = 5_000
+/** How long one try of the I/O address may take to connect. */
+export const IO_PROBE_TIMEOUT_MS = 2_000
+/** Pooled connections per node and channel. */
+export const PEER_CONNECTIONS_PER_NODE = 2
+
+/** Which address of a node with an I/O NIC its requests go to (the original's channel_status). */
+type Channel = 'io' | 'main'
+
+interface Entry {
+  io: { host: string; port: number }
+  channel: Channel
+  /** The monitor trying the I/O address again while the channel is `main`. */
+  monitor: NodeJS.Timeout | undefined
+  probing: boolean
+}
+
+/** Requests to one node over the channel in use when each is sent. */
+export interface PeerChannel {
+  request<L extends Layout>(opts: RequestOptions<L>): Promise<Reply>
+}
+
+export interface PeerConnectionsOptions {
+  perNode?: number
+  monitorIntervalMs?: number
+  probeTimeoutMs?: number
+}
+
+export function mainAddressOf(node: NodeId): { host: string; port: number } {
+  return { host: addrToText(node.addr), port: node.port }
+}
+
+/** The I/O address a node announces, or undefined when it has none (io_port 0). */
+export function ioAddressOf(node: NodeId): { host: string; port: number } | undefined {
+  return node.ioPort === 0 ? undefined : { host: addrToText(node.ioAddr), port: node.ioPort }
+}
+
+export class PeerConnections {
+  private readonly pool: ConnectionPool
+  /** Nodes with an I/O NIC, by main address. */
+  private readonly entries = new Map<string, Entry>()
+  private readonly monitorIntervalMs: number
+  private readonly probeTimeoutMs: number
+  private closed = false
+
+  constructor(
+    private readonly log: Logger,
+    opts: PeerConnectionsOptions = {},
+  ) {
+    this.pool = new ConnectionPool(opts.perNode ?? PEER_CONNECTIONS_PER_NODE)
+    this.monitorIntervalMs = opts.monitorIntervalMs ?? IO_MONITOR_INTERVAL_MS
+    this.probeTimeoutMs = opts.probeTimeoutMs ?? IO_PROBE_TIMEOUT_MS
+  }
+
+  /** The connections to `node` (its node_id: main and I/O address). */
+  get(node: NodeId): PeerChannel {
+    return { request: (opts) => this.request(node, opts) }
+  }
+
+  /** Where requests to `node` go now: its I/O address while that channel is up, else its main one. */
+  addressFor(node: NodeId): SheepAddress {
+    const entry = this.entryOf(node)
+    return entry?.channel === 'io' ? entry.io : mainAddressOf(node)
+  }
+
+  /** Forgets a node (it left the cluster): its connections are closed and its monitor stops. */
+  drop(node: NodeId): void {
+    const key = addressText(mainAddressOf(node))
+    const entry = this.entries.get(key)
+    if (entry) {
+      clearInterval(entry.monitor)
+      this.pool.drop(entry.io)
+      this.entries.delete(key)
+    }
+    this.pool.drop(mainAddressOf(node))
+  }
+
+  closeAll(): void {
+    this.closed = true
+    for (const entry of this.entries.values()) clearInterval(entry.monitor)
+    this.entries.clear()
+    this.pool.closeAll()
+  }
+
+  private async request<L extends Layout>(node: NodeId, opts: RequestOptions<L>): Promise<Reply> {
+    const entry = this.entryOf(node)
+    if (entry?.channel === 'io') {
+      try {
+        return await this.pool.get(entry.io).request(opts)
+      } catch (e) {
+        if (!(e instanceof SdConnectError)) throw e
+        // never sent: it goes to the main address instead, as the original's prepare_conns does
+        this.fallBack(node, entry, e)
+      }
+    }
+    return this.pool.get(mainAddressOf(node)).request(opts)
+  }
+
+  /** The entry of a node with an I/O NIC (made on first use, renewed when its I/O address changed). */
+  private entryOf(node: NodeId): Entry | undefined {
+    const io = ioAddressOf(node)
+    if (!io) return undefined
+    const key = addressText(mainAddressOf(node))
+    const known = this.entries.get(key)
+    if (known && addressText(known.io) === addressText(io)) return known
+    // the node came back with another I/O address (a restart with another -i)
+    if (known) {
+      clearInterval(known.monitor)
+      this.pool.drop(known.io)
+    }
+    const entry: Entry = { io, channel: 'io', monitor: undefined, probing: false }
+    this.entries.set(key, entry)
+    return entry
+  }
+
+  private fallBack(node: NodeId, entry: Entry, reason: Error): void {
+    if (entry.channel !== 'io' || this.closed) return
+    entry.channel = 'main'
+    this.log.error(`fallback to non-io connection: ${nodeDescription(node)}, I/O address ${addressText(entry.io)}: ${reason.message}`)
+    invariant(entry.monitor === undefined, 'an I/O channel in use has no monitor')
+    entry.monitor = setInterval(() => void this.probe(node, entry), this.monitorIntervalMs)
+    entry.monitor.unref()
+  }
+
+  /** One try of the I/O address of a fallen-back node; the channel goes back to it on success. */
+  private async probe(node: NodeId, entry: Entry): Promise<void> {
+    if (entry.probing || entry.channel !== 'main') return
+    entry.probing = true
+    const ok = await canConnect(entry.io, this.probeTimeoutMs)
+    entry.probing = false
+    // dropped or renewed meanwhile: that entry is no longer ours to switch
+    if (!ok || this.closed || this.entries.get(addressText(mainAddressOf(node))) !== entry) return
+    clearInterval(entry.monitor)
+    entry.monitor = undefined
+    entry.channel = 'io'
+    this.log.info(`I/O channel of ${nodeDescription(node)} is back: ${addressText(entry.io)}`)
+  }
+}
+
+/** True when a TCP connection to `address` can be made within `timeoutMs` (closed right away). */
+function canConnect(address: { host: string; port: number }, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.createConnection({ host: address.host, port: address.port })
+    const done = (ok: boolean) => {
+      clearTimeout(timer)
+      socket.destroy()
+      resolve(ok)
+    }
+    const timer = setTimeout(() => done(false), timeoutMs)
+    socket.once('connect', () => done(true))
+    socket.once('error', () => done(false))
+  })
+}
