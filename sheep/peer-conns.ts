@@ -8,9 +8,13 @@
 // once it can connect, as the original's connectivity monitor does. A request that failed
 // after it was sent is not sent again here: its caller gets the network error (the original's
 // sockfd_cache_del) and retries, and that retry connects afresh.
+// One addition: the monitor also tries the I/O address of nodes still using it. Connections
+// already open to an address that went away do not fail, they stall until their requests time
+// out (35 s, longer than a client waits); a failed try falls back at once and closes them, so
+// their requests fail within one interval and are retried on the main address.
 import net from 'node:net'
-import { ConnectionPool, type Reply, type RequestOptions, type SheepAddress, addressText } from '../lib/client.js'
-import { SdConnectError, invariant } from '../lib/errors.js'
+import { ConnectionPool, type Reply, type RequestOptions, type SheepAddress, addressText, describeErrno } from '../lib/client.js'
+import { SdConnectError } from '../lib/errors.js'
 import type { Layout } from '../lib/layout.js'
 import type { Logger } from '../lib/log.js'
 import { type NodeId, addrToText, nodeDescription } from '../lib/structs.js'
@@ -26,10 +30,10 @@ export const PEER_CONNECTIONS_PER_NODE = 2
 type Channel = 'io' | 'main'
 
 interface Entry {
+  node: NodeId
   io: { host: string; port: number }
   channel: Channel
-  /** The monitor trying the I/O address again while the channel is `main`. */
-  monitor: NodeJS.Timeout | undefined
+  /** A try of the I/O address is under way. */
   probing: boolean
 }
 
@@ -59,6 +63,8 @@ export class PeerConnections {
   private readonly entries = new Map<string, Entry>()
   private readonly monitorIntervalMs: number
   private readonly probeTimeoutMs: number
+  /** Tries the I/O address of every entry each interval; runs while there are entries. */
+  private monitor: NodeJS.Timeout | undefined
   private closed = false
 
   constructor(
@@ -86,7 +92,6 @@ export class PeerConnections {
     const key = addressText(mainAddressOf(node))
     const entry = this.entries.get(key)
     if (entry) {
-      clearInterval(entry.monitor)
       this.pool.drop(entry.io)
       this.entries.delete(key)
     }
@@ -95,7 +100,8 @@ export class PeerConnections {
 
   closeAll(): void {
     this.closed = true
-    for (const entry of this.entries.values()) clearInterval(entry.monitor)
+    clearInterval(this.monitor)
+    this.monitor = undefined
     this.entries.clear()
     this.pool.closeAll()
   }
@@ -108,7 +114,7 @@ export class PeerConnections {
       } catch (e) {
         if (!(e instanceof SdConnectError)) throw e
         // never sent: it goes to the main address instead, as the original's prepare_conns does
-        this.fallBack(node, entry, e)
+        this.fallBack(node, entry, e.message)
       }
     }
     return this.pool.get(mainAddressOf(node)).request(opts)
@@ -122,50 +128,59 @@ export class PeerConnections {
     const known = this.entries.get(key)
     if (known && addressText(known.io) === addressText(io)) return known
     // the node came back with another I/O address (a restart with another -i)
-    if (known) {
-      clearInterval(known.monitor)
-      this.pool.drop(known.io)
-    }
-    const entry: Entry = { io, channel: 'io', monitor: undefined, probing: false }
+    if (known) this.pool.drop(known.io)
+    const entry: Entry = { node, io, channel: 'io', probing: false }
     this.entries.set(key, entry)
+    if (!this.monitor && !this.closed) {
+      this.monitor = setInterval(() => this.monitorAll(), this.monitorIntervalMs)
+      this.monitor.unref()
+    }
     return entry
   }
 
-  private fallBack(node: NodeId, entry: Entry, reason: Error): void {
+  private fallBack(node: NodeId, entry: Entry, reason: string): void {
     if (entry.channel !== 'io' || this.closed) return
     entry.channel = 'main'
-    this.log.error(`fallback to non-io connection: ${nodeDescription(node)}, I/O address ${addressText(entry.io)}: ${reason.message}`)
-    invariant(entry.monitor === undefined, 'an I/O channel in use has no monitor')
-    entry.monitor = setInterval(() => void this.probe(node, entry), this.monitorIntervalMs)
-    entry.monitor.unref()
+    this.log.error(`fallback to non-io connection: ${nodeDescription(node)}, I/O address ${addressText(entry.io)}: ${reason}`)
   }
 
-  /** One try of the I/O address of a fallen-back node; the channel goes back to it on success. */
-  private async probe(node: NodeId, entry: Entry): Promise<void> {
-    if (entry.probing || entry.channel !== 'main') return
+  private monitorAll(): void {
+    for (const entry of this.entries.values()) void this.probe(entry)
+  }
+
+  /**
+   * One try of a node's I/O address: a fallen-back node goes back to it when it answers; a node
+   * using it falls back when it does not, and the connections open to it are closed (requests
+   * on them fail now rather than stall: their callers retry, on the main address).
+   */
+  private async probe(entry: Entry): Promise<void> {
+    if (entry.probing) return
     entry.probing = true
-    const ok = await canConnect(entry.io, this.probeTimeoutMs)
+    const failure = await connectFailure(entry.io, this.probeTimeoutMs)
     entry.probing = false
     // dropped or renewed meanwhile: that entry is no longer ours to switch
-    if (!ok || this.closed || this.entries.get(addressText(mainAddressOf(node))) !== entry) return
-    clearInterval(entry.monitor)
-    entry.monitor = undefined
-    entry.channel = 'io'
-    this.log.info(`I/O channel of ${nodeDescription(node)} is back: ${addressText(entry.io)}`)
+    if (this.closed || this.entries.get(addressText(mainAddressOf(entry.node))) !== entry) return
+    if (failure !== undefined && entry.channel === 'io') {
+      this.fallBack(entry.node, entry, failure)
+      this.pool.drop(entry.io)
+    } else if (failure === undefined && entry.channel === 'main') {
+      entry.channel = 'io'
+      this.log.info(`I/O channel of ${nodeDescription(entry.node)} is back: ${addressText(entry.io)}`)
+    }
   }
 }
 
-/** True when a TCP connection to `address` can be made within `timeoutMs` (closed right away). */
-function canConnect(address: { host: string; port: number }, timeoutMs: number): Promise<boolean> {
+/** Why a TCP connection to `address` cannot be made within `timeoutMs`; undefined when it can (it is closed right away). */
+function connectFailure(address: { host: string; port: number }, timeoutMs: number): Promise<string | undefined> {
   return new Promise((resolve) => {
     const socket = net.createConnection({ host: address.host, port: address.port })
-    const done = (ok: boolean) => {
+    const done = (failure: string | undefined) => {
       clearTimeout(timer)
       socket.destroy()
-      resolve(ok)
+      resolve(failure)
     }
-    const timer = setTimeout(() => done(false), timeoutMs)
-    socket.once('connect', () => done(true))
-    socket.once('error', () => done(false))
+    const timer = setTimeout(() => done('Connection timed out'), timeoutMs)
+    socket.once('connect', () => done(undefined))
+    socket.once('error', (err: NodeJS.ErrnoException) => done(describeErrno(err)))
   })
 }

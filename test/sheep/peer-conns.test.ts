@@ -20,12 +20,16 @@ const MONITOR_INTERVAL_MS = 50
 interface FakeSheep {
   port: number
   served: number
+  /** Requests are read but not answered (a path that went dead under open connections). */
+  mute: boolean
+  /** New connections are refused; open ones stay. */
+  stopListening(): void
   close(): Promise<void>
 }
 
 async function fakeSheep(port = 0): Promise<FakeSheep> {
   const sockets = new Set<net.Socket>()
-  const fake: FakeSheep = { port, served: 0, close: async () => undefined }
+  const fake: FakeSheep = { port, served: 0, mute: false, stopListening: () => undefined, close: async () => undefined }
   const server = net.createServer((socket) => {
     sockets.add(socket)
     socket.on('close', () => sockets.delete(socket))
@@ -35,6 +39,7 @@ async function fakeSheep(port = 0): Promise<FakeSheep> {
       while (pending.length >= SD_HEADER_SIZE) {
         const req = decodeRequestHeader(Buffer.from(pending.subarray(0, SD_HEADER_SIZE)))
         pending = pending.subarray(SD_HEADER_SIZE)
+        if (fake.mute) continue
         fake.served++
         socket.write(encodeResponseHeader({ opcode: req.opcode, epoch: 0, id: req.id, dataLength: 0, result: SD_RES_SUCCESS }))
       }
@@ -42,6 +47,7 @@ async function fakeSheep(port = 0): Promise<FakeSheep> {
   })
   await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port }, resolve))
   fake.port = (server.address() as net.AddressInfo).port
+  fake.stopListening = () => server.close()
   fake.close = () =>
     new Promise<void>((resolve) => {
       for (const s of sockets) s.destroy()
@@ -101,6 +107,29 @@ t.test('I/O address first, the main address while it refuses, back once it accep
   t.ok(Date.now() - back < 5_000, 'the monitor sees the I/O address accept again')
   t.equal((await peers.get(node).request(ask)).rsp.result, SD_RES_SUCCESS)
   t.same([io.served, main.served], [1, 4], 'requests go to the I/O address again')
+})
+
+t.test('open connections to an I/O address that went dead are closed once the monitor cannot reach it', async (t) => {
+  const main = await fakeSheep()
+  const io = await fakeSheep()
+  const { log, lines } = capturingLogger()
+  const peers = new PeerConnections(log, { monitorIntervalMs: MONITOR_INTERVAL_MS, perNode: 1 })
+  t.teardown(async () => {
+    peers.closeAll()
+    await main.close()
+    await io.close()
+  })
+  const node = nodeId(main.port, io.port)
+  await peers.get(node).request(ask)
+  io.mute = true
+  io.stopListening()
+  const started = Date.now()
+  // the request would wait its whole timeout on the open connection (one per node here)
+  await t.rejects(peers.get(node).request({ ...ask, timeoutMs: 60_000 }), { name: 'SdTransportError' })
+  t.ok(Date.now() - started < 5_000, `failed after ${Date.now() - started} ms, within a few monitor intervals`)
+  t.ok(lines.some((l) => l.startsWith('fallback to non-io connection')))
+  t.equal((await peers.get(node).request(ask)).rsp.result, SD_RES_SUCCESS, 'the retry goes to the main address')
+  t.equal(main.served, 1)
 })
 
 t.test('a node without an I/O NIC is reached on its main address; drop closes its connections', async (t) => {
