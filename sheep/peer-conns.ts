@@ -13,16 +13,16 @@
 // out (35 s, longer than a client waits); a failed try falls back at once and closes them, so
 // their requests fail within one interval and are retried on the main address.
 import net from 'node:net'
-import { ConnectionPool, type Reply, type RequestOptions, type SheepAddress, addressText, describeErrno } from '../lib/client.js'
+import { CLIENT_CONNECT_TIMEOUT_MS, ConnectionPool, type Reply, type RequestOptions, type SheepAddress, addressText, describeErrno } from '../lib/client.js'
 import { SdConnectError } from '../lib/errors.js'
 import type { Layout } from '../lib/layout.js'
 import type { Logger } from '../lib/log.js'
 import { type NodeId, addrToText, nodeDescription } from '../lib/structs.js'
 
-/** How often a fallen-back node's I/O address is tried again (the original's MONITOR_INTERVAL). */
+/** How often each node's I/O address is tried (the original's MONITOR_INTERVAL). */
 export const IO_MONITOR_INTERVAL_MS = 5_000
-/** How long one try of the I/O address may take to connect. */
-export const IO_PROBE_TIMEOUT_MS = 2_000
+/** How long one try of the I/O address may take to connect (as long as any peer connect). */
+export const IO_PROBE_TIMEOUT_MS = CLIENT_CONNECT_TIMEOUT_MS
 /** Pooled connections per node and channel. */
 export const PEER_CONNECTIONS_PER_NODE = 2
 
@@ -63,7 +63,7 @@ export class PeerConnections {
   private readonly entries = new Map<string, Entry>()
   private readonly monitorIntervalMs: number
   private readonly probeTimeoutMs: number
-  /** Tries the I/O address of every entry each interval; runs while there are entries. */
+  /** Tries the I/O address of every entry each interval; started with the first entry. */
   private monitor: NodeJS.Timeout | undefined
   private closed = false
 
@@ -174,12 +174,17 @@ export class PeerConnections {
 function connectFailure(address: { host: string; port: number }, timeoutMs: number): Promise<string | undefined> {
   return new Promise((resolve) => {
     const socket = net.createConnection({ host: address.host, port: address.port })
+    let settled = false
     const done = (failure: string | undefined) => {
+      if (settled) return
+      settled = true
       clearTimeout(timer)
       socket.destroy()
       resolve(failure)
     }
-    const timer = setTimeout(() => done('Connection timed out'), timeoutMs)
+    // timers run before I/O events in a turn of the loop: after a stall of this process, a
+    // connection made in time is seen first, so a busy sheep does not take itself for cut off
+    const timer = setTimeout(() => setImmediate(() => done('Connection timed out')), timeoutMs)
     socket.once('connect', () => done(undefined))
     socket.once('error', (err: NodeJS.ErrnoException) => done(describeErrno(err)))
   })
