@@ -3,7 +3,7 @@
 // a per-request timeout, and a lazy reconnect after the socket fails.
 import net from 'node:net'
 import { type CommonHeader, type RequestInit, type SdResponse, decodeResponseHeader, encodeRequestHeader } from './codec.js'
-import { SdError, SdTransportError } from './errors.js'
+import { SdConnectError, SdError, SdTransportError } from './errors.js'
 import { FrameReader } from './framing.js'
 import type { Layout } from './layout.js'
 import { SD_FLAG_CMD_PIGGYBACK, SD_FLAG_CMD_WRITE, SD_RES_SUCCESS } from './proto.js'
@@ -186,7 +186,7 @@ export class SheepConnection {
       const timer = setTimeout(() => {
         socket.destroy()
         this.connecting = undefined
-        reject(new SdTransportError(`failed to connect to ${addressText(this.address)}: Connection timed out`))
+        reject(new SdConnectError(`failed to connect to ${addressText(this.address)}: Connection timed out`))
       }, this.connectTimeoutMs)
       socket.once('connect', () => {
         clearTimeout(timer)
@@ -197,12 +197,11 @@ export class SheepConnection {
       })
       socket.on('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(timer)
-        const e = new SdTransportError(`failed to connect to ${addressText(this.address)}: ${describeErrno(err)}`, err)
         if (this.connecting) {
           this.connecting = undefined
-          reject(e)
+          reject(new SdConnectError(`failed to connect to ${addressText(this.address)}: ${describeErrno(err)}`, err))
         } else {
-          this.resetSocket(e)
+          this.resetSocket(new SdTransportError(`failed to connect to ${addressText(this.address)}: ${describeErrno(err)}`, err))
         }
       })
       socket.on('close', () => {

@@ -37,6 +37,18 @@ export class SdTransportError extends SdError {
   }
 }
 
+/**
+ * A connection that could not be made (refused, unreachable, connect timeout): the request was
+ * never sent, so sending it elsewhere cannot apply it twice (sheep falls back from a peer's I/O
+ * address to its main address on this).
+ */
+export class SdConnectError extends SdTransportError {
+  constructor(message: string, reason?: unknown) {
+    super(message, reason)
+    this.name = 'SdConnectError'
+  }
+}
+
 /** Crash on a broken invariant: these are bugs, not outcomes. */
 export function invariant(condition: unknown, message: string): asserts condition {
   if (!condition) throw new Error(`invariant violated: ${message}`)

@@ -230,7 +230,7 @@ export class Group {
     if (s.status === SD_STATUS_SHUTDOWN) return
     this.weights.delete(nodeKey(node))
     this.setMembers(members)
-    s.peers.drop({ host: addrToText(node.addr), port: node.port })
+    s.peers.drop(node)
     s.log.info(`${nodeDescription(node)} left; ${members.length} member(s)`)
     if (s.status === SD_STATUS_OK) this.bumpEpoch()
   }
@@ -240,7 +240,7 @@ export class Group {
     const s = this.sheep
     await Promise.all(
       nodes.map(async (node) => {
-        const conn = s.peers.get({ host: addrToText(node.addr), port: node.port })
+        const conn = s.peers.get(node)
         let capacity = VDI_SYNC_INITIAL_ENTRIES * VDI_STATE_SIZE
         for (let attempt = 0; attempt < VDI_SYNC_MAX_ATTEMPTS; attempt++) {
           try {
@@ -345,7 +345,7 @@ export class Group {
     for (const m of s.members) {
       if (s.isSelf(m)) continue
       try {
-        const { rsp, data } = await s.peers.get({ host: addrToText(m.addr), port: m.port }).request({
+        const { rsp, data } = await s.peers.get(m).request({
           opcode: SD_OP_GET_EPOCH,
           variant: REQ_OBJ,
           fields: { tgtEpoch: epoch },

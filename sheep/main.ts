@@ -87,8 +87,9 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
     self: {
       addr,
       port: opts.port,
-      ioAddr: Buffer.alloc(SD_ADDR_LEN),
-      ioPort: 0,
+      // zero without -i: other sheep then use the main address for everything
+      ioAddr: opts.io ? addrFromText(opts.io.host)! : Buffer.alloc(SD_ADDR_LEN),
+      ioPort: opts.io?.port ?? 0,
       nrVnodes: opts.gateway ? 0 : (opts.vnodes ?? SD_DEFAULT_VNODES),
       zone: opts.zone ?? defaultZone(addr),
       space: 0n,
@@ -103,7 +104,7 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
   await sheep.load(() => store.recordedSpace() || freeSpaceOf(baseDir))
   const server = new SheepServer(sheep)
   const socketPath = path.join(baseDir, 'sock')
-  await server.listen({ host: opts.bindAddr, port: opts.port, socketPath })
+  await server.listen({ host: opts.bindAddr, port: opts.port, socketPath, io: opts.io })
   // the NBD server reaches this sheep through its unix socket, so its I/O is exactly dog's
   const nbd = opts.nbd ? new NbdServer({ host: opts.nbd.host, port: opts.nbd.port, sheepAddress: { path: socketPath }, log }) : undefined
   if (nbd) {
@@ -132,7 +133,8 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
   process.on('SIGTERM', () => sheep.kill())
   process.on('SIGINT', () => sheep.kill())
   await sheep.join()
-  log.info(`sheep ${addrToText(addr)}:${opts.port} started in ${baseDir}; epoch ${sheep.epoch}${nbd ? `; NBD on port ${nbd.port}` : ''}`)
+  const io = opts.io ? `; I/O NIC ${opts.io.host}:${opts.io.port}` : ''
+  log.info(`sheep ${addrToText(addr)}:${opts.port} started in ${baseDir}; epoch ${sheep.epoch}${io}${nbd ? `; NBD on port ${nbd.port}` : ''}`)
   reportToLauncher(DAEMON, 'OK\n')
 }
 

@@ -6,6 +6,7 @@
 import { SdError } from '../lib/errors.js'
 import { REQ_OBJ } from '../lib/codec.js'
 import { OBJECT_CHUNK_BYTES, SD_OP_READ_PEER, SD_RES_EIO, SD_RES_NETWORK_ERROR, SD_RES_SUCCESS, SD_SHEEP_PROTO_VER } from '../lib/proto.js'
+import type { NodeId } from '../lib/structs.js'
 import type { StoreDriver } from './store/driver.js'
 import type { Sheep } from './sheep.js'
 
@@ -19,8 +20,8 @@ export interface PeerReadOptions {
   timeoutMs?: number
 }
 
-/** Pieces of `oid` read from the sheep at `peer` with READ_PEER. */
-export function peerPieceReader(sheep: Sheep, peer: { host: string; port: number }, oid: bigint, opts: PeerReadOptions = {}): PieceReader {
+/** Pieces of `oid` read from the sheep `peer` (its node_id: main and I/O address) with READ_PEER. */
+export function peerPieceReader(sheep: Sheep, peer: NodeId, oid: bigint, opts: PeerReadOptions = {}): PieceReader {
   const conn = sheep.peers.get(peer)
   return async (offset, length) => {
     try {

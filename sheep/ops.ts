@@ -123,9 +123,10 @@ import {
   encodeEpochLog,
   encodeNodes,
   encodeSdStat,
-  addrToText,
   epochLogStride,
+  sameNode,
 } from '../lib/structs.js'
+import { SD_ADDR_LEN } from '../lib/addr.js'
 import { readFields, writeFields } from '../lib/layout.js'
 import { inodeIndexOffset, isDataObj, oidToIdx, oidToVid, vidToVdiOid } from '../lib/oid.js'
 import { LOG_LEVEL_NAMES, sdLevelToPino } from '../lib/log.js'
@@ -706,7 +707,9 @@ function oidsExist(sheep: Sheep, req: SdRequest, data: Buffer | undefined): OpRe
 async function repairReplica(sheep: Sheep, req: SdRequest): Promise<OpReply> {
   const f = reqVariant(req, REQ_FORW)
   if (sheep.gateway) return reply(SD_RES_INVALID_PARMS)
-  const read = peerPieceReader(sheep, { host: addrToText(f.addr), port: f.port }, f.oid)
+  // the request names the source by its main address; a member's record adds its I/O NIC
+  const source = sheep.members.find((m) => sameNode(m, f)) ?? { addr: f.addr, port: f.port, ioAddr: Buffer.alloc(SD_ADDR_LEN), ioPort: 0 }
+  const read = peerPieceReader(sheep, source, f.oid)
   try {
     return reply(await copyObject(sheep.store, f.oid, objectSizeFor(sheep, f.oid), read))
   } catch (e) {

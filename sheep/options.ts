@@ -45,9 +45,9 @@ export const SHEEP_OPTIONS: OptionSpec[] = [
     short: 'i',
     long: 'ioaddr',
     arg: 'ADDR',
-    help: 'use separate network card to handle IO requests',
+    help: 'use separate network card to handle IO requests (default: disabled)',
     extended:
-      'Available arguments:\n\thost=: address of interface to listen on\n\tport=: port number to listen on\nExample:\n\t$ sheep -i host=192.168.1.1,port=7002 ...',
+      'Example:\n\t$ sheep -i host=192.168.1.1,port=7002 ...\nThis tries to add a dedicated IO NIC of 192.168.1.1:7002 to transfer data.\nIf IO NIC is down, sheep will fallback to non IO NIC to transfer data.',
   },
   {
     short: 'j',
@@ -128,6 +128,11 @@ export interface SheepOptions {
   log: { dir?: string; level: number; format: LogFormat; dst: 'default' | 'stdout' | 'syslog' }
   pidfile?: string
   recovery?: { max: number; intervalMs: number }
+  /**
+   * The dedicated I/O NIC (-i): a second listener, announced in the node record (io_addr,
+   * io_port) so that other sheep send their object traffic there; absent: none.
+   */
+  io?: { host: string; port: number }
   /** The NBD server's listen address (sheep/nbd.ts); absent: no NBD server. */
   nbd?: { host?: string; port: number }
   /** Threads of libuv's I/O pool asked for with -w io=N or -x N (main.ts sizes the daemon's pool). */
@@ -309,10 +314,41 @@ export function parseSheepArgs(argv: string[]): ParseOutcome {
     if (nbd.port === options.port) return fail(`NBD port ${nbd.port} is the sheep port`)
     options.nbd = nbd
   }
-  if (o.ioaddr !== undefined) return fail('Option --ioaddr is not supported by this sheep')
+  if (typeof o.ioaddr === 'string') {
+    const io = parseIoNic(o.ioaddr)
+    if (typeof io === 'string') return fail(io)
+    options.io = io
+  }
   const problem = applyCompatibilityOptions(o, options)
   if (problem !== undefined) return fail(problem)
   return { kind: 'run', options }
+}
+
+// ---- -i: the dedicated I/O NIC ------------------------------------------------------------------
+
+const IONIC_KEYS = ['host=', 'port='] as const
+/** The I/O port when -i names none: the original's default, the main port's default. */
+export const DEFAULT_IO_PORT = SD_DEFAULT_PORT
+
+/**
+ * -i host=ADDR[,port=PORT] as the original reads it (option_parse, then str_to_addr and
+ * sscanf("%u")): the address is required, the port defaults to 7000 and is read up to its first
+ * non-digit. Two differences: the address must be an IP address (no name lookup), and a port
+ * outside 1..65535 is refused rather than cut to 16 bits. Returns the error message otherwise.
+ */
+export function parseIoNic(text: string): { host: string; port: number } | string {
+  const words = keyedWords(text, IONIC_KEYS)
+  if (typeof words === 'string') return words
+  // the last word of a kind wins, as each of the original's parsers overwrites its value
+  const value = (key: (typeof IONIC_KEYS)[number]) => words.filter(([k]) => k === key).pop()?.[1]
+  const host = value('host=')
+  const portText = value('port=')
+  if (host === undefined || !parseAddr(host)) return `Bad addr: '${host ?? '(null)'}'`
+  if (portText === undefined) return { host, port: DEFAULT_IO_PORT }
+  const m = /^\s*\+?(\d+)/.exec(portText)
+  const port = m ? Number(m[1]) : 0
+  if (port < 1 || port > MAX_PORT) return `Bad port '${portText}'`
+  return { host, port }
 }
 
 // ---- options of the original without a counterpart here ---------------------------------------

@@ -26,7 +26,7 @@ import {
 } from '../lib/proto.js'
 import { HashRing } from '../lib/ring.js'
 import { encodeRequestHeader } from '../lib/codec.js'
-import { type SdNode, addrToText, encodeNode, nodeDescription, sameNode } from '../lib/structs.js'
+import { type SdNode, encodeNode, nodeDescription, sameNode } from '../lib/structs.js'
 import { copyObject, peerPieceReader, type PieceReader } from './object-copy.js'
 import { PEER_EPOCH_WAIT_MS, objectSizeFor } from './peer.js'
 import type { Sheep } from './sheep.js'
@@ -359,7 +359,7 @@ export class Recovery {
       return (offset, length) => sheep.store.readStale(oid, tgt, offset, length)
     }
     if (!sheep.members.some((m) => sameNode(m, node))) return undefined
-    const read = peerPieceReader(sheep, { host: addrToText(node.addr), port: node.port }, oid, {
+    const read = peerPieceReader(sheep, node, oid, {
       tgtEpoch: tgt,
       flags: SD_FLAG_CMD_RECOVERY,
       timeoutMs: RECOVERY_READ_TIMEOUT_MS,
@@ -391,7 +391,7 @@ export class Recovery {
       const own = await listForRecovery(sheep)
       return typeof own === 'number' ? undefined : own
     }
-    const conn = sheep.peers.get({ host: addrToText(node.addr), port: node.port })
+    const conn = sheep.peers.get(node)
     for (let attempt = 1; attempt <= RECOVERY_OBJ_LIST_ATTEMPTS && run === this.run; attempt++) {
       try {
         for (let size = RECOVERY_OBJ_LIST_INITIAL_BYTES; size <= RECOVERY_OBJ_LIST_MAX_BYTES; size *= 2) {

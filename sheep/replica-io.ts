@@ -30,7 +30,7 @@ import {
   SD_RES_WAIT_FOR_JOIN,
   SD_SHEEP_PROTO_VER,
 } from '../lib/proto.js'
-import { addrToText, type SdNode } from '../lib/structs.js'
+import type { SdNode } from '../lib/structs.js'
 import { type OpReply, reply } from './op-types.js'
 import { type ObjFields, runPeerOp } from './peer.js'
 import type { Sheep } from './sheep.js'
@@ -82,7 +82,7 @@ async function forward(
 }
 
 async function remote<L extends Layout>(sheep: Sheep, epoch: number, node: SdNode, opts: RequestOptions<L>): Promise<OpReply> {
-  const conn = sheep.peers.get({ host: addrToText(node.addr), port: node.port })
+  const conn = sheep.peers.get(node)
   try {
     const { rsp, data: out } = await conn.request({
       ...opts,

@@ -83,6 +83,8 @@ export interface Listen {
   host?: string
   port: number
   socketPath: string
+  /** The I/O NIC's address (-i): a second TCP listener serving the same requests. */
+  io?: { host: string; port: number }
 }
 
 export class SheepServer {
@@ -94,16 +96,9 @@ export class SheepServer {
   constructor(private readonly sheep: Sheep) {}
 
   async listen(opts: Listen): Promise<void> {
-    const tcp = net.createServer((s) => this.accept(s, true))
-    tcp.maxConnections = SERVER_MAX_CONNECTIONS
-    await new Promise<void>((resolve, reject) => {
-      tcp.once('error', reject)
-      tcp.listen({ host: opts.host, port: opts.port }, () => {
-        tcp.off('error', reject)
-        resolve()
-      })
-    })
-    this.servers.push(tcp)
+    await this.listenTcp(opts.host, opts.port)
+    // the original opens it right after the main port; other sheep send object traffic here
+    if (opts.io) await this.listenTcp(opts.io.host, opts.io.port)
     try {
       fs.rmSync(opts.socketPath, { force: true })
     } catch {
@@ -119,6 +114,20 @@ export class SheepServer {
       })
     })
     this.servers.push(unix)
+  }
+
+  private async listenTcp(host: string | undefined, port: number): Promise<void> {
+    const tcp = net.createServer((s) => this.accept(s, true))
+    tcp.maxConnections = SERVER_MAX_CONNECTIONS
+    // pushed first: a listener that fails is closed with the others
+    this.servers.push(tcp)
+    await new Promise<void>((resolve, reject) => {
+      tcp.once('error', reject)
+      tcp.listen({ host, port }, () => {
+        tcp.off('error', reject)
+        resolve()
+      })
+    })
   }
 
   /** Stops accepting; resolves when in-flight requests have been answered. */

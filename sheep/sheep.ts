@@ -4,7 +4,6 @@
 // that state (joins, leaves, weights, epochs) is the group module's (group.ts).
 import fs from 'node:fs'
 import path from 'node:path'
-import { ConnectionPool } from '../lib/client.js'
 import { resultOfError } from '../lib/errors.js'
 import { RSP_RESULT_AT, decodeRequestHeader, decodeResponseHeader, encodeResponseHeader } from '../lib/codec.js'
 import { decodeInodeHeader, SD_INODE_LOOKUP_SIZE } from '../lib/inode.js'
@@ -30,6 +29,7 @@ import type { OpReply } from './op-types.js'
 import type { StoreDriver } from './store/driver.js'
 import { DEFAULT_STORE_LAYOUT, storeLayout } from './store/layout.js'
 import { Group, type NodeUpdateMessage, type NodeWeight } from './group.js'
+import { PeerConnections } from './peer-conns.js'
 import { Recovery } from './recovery.js'
 import { VdiTable } from './vdi-state.js'
 
@@ -90,7 +90,8 @@ export class Sheep {
   readonly epochs: EpochStore
   readonly vdis = new VdiTable()
   readonly recovery: Recovery
-  readonly peers = new ConnectionPool(2)
+  /** Connections to the other sheep (their I/O address when they have one). */
+  readonly peers: PeerConnections
   readonly nosync: boolean
   readonly gateway: boolean
   readonly fixedVnodes: boolean
@@ -124,6 +125,7 @@ export class Sheep {
     this.gateway = cfg.gateway
     this.fixedVnodes = cfg.fixedVnodes
     this.clusterMain = cfg.clusterMain
+    this.peers = new PeerConnections(cfg.log)
     this.config = new ConfigStore(cfg.baseDir)
     this.epochs = new EpochStore(cfg.baseDir)
     this.recovery = new Recovery(this)

@@ -3,7 +3,8 @@
 // I/O thread pool of the daemon, through the environment it starts with), -W, -u (the stock
 // systemd unit passes it), -D — each leaving a line in the log; the values the original refuses
 // are refused with its messages; --log dst=syslog sends the log to the system log through
-// logger(1); and `sheep -p 65535` serves on port 65535.
+// logger(1); `sheep -p 65535` serves on port 65535; -i is read as the original reads it (the
+// I/O NIC itself: io-nic.test.ts).
 import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import net from 'node:net'
@@ -89,6 +90,33 @@ t.test('the original values are checked as the original checks them', async (t) 
       row('x', 'max-dynamic-threads', 'specify the maximum number of threads for dynamic workqueue'),
     ],
     'and -w, -W, -x where the original does',
+  )
+})
+
+t.test('-i host=ADDR[,port=PORT] is read as the original reads it', async (t) => {
+  const io = (...argv: string[]) => {
+    const outcome = parsed(...argv)
+    return outcome.kind === 'run' ? outcome.options.io : outcome
+  }
+  t.same(io('-i', 'host=192.168.1.1,port=7002'), { host: '192.168.1.1', port: 7002 })
+  t.same(io('--ioaddr', 'host=10.0.0.5'), { host: '10.0.0.5', port: 7000 }, 'the port defaults to 7000')
+  t.same(io('-i', 'port=7003,host=::1'), { host: '::1', port: 7003 }, 'in any order, IPv6 too')
+  t.same(io('-i', 'host=10.0.0.5,port=7002x'), { host: '10.0.0.5', port: 7002 }, 'the port as sscanf("%u") reads it')
+  t.equal(io('-p', '7001'), undefined, 'no I/O NIC without -i')
+  t.equal(refusal('-i', 'port=7002'), "Bad addr: '(null)'\n")
+  t.equal(refusal('-i', 'host=nowhere'), "Bad addr: 'nowhere'\n")
+  t.equal(refusal('-i', 'host=10.0.0.5,port=x'), "Bad port 'x'\n")
+  t.equal(refusal('-i', 'host=10.0.0.5,mtu=9000'), 'invalid option mtu=9000\n')
+  const help = parseSheepArgs(['-i'])
+  t.same(
+    help,
+    {
+      kind: 'exit',
+      code: 1,
+      stdout:
+        'Example:\n\t$ sheep -i host=192.168.1.1,port=7002 ...\nThis tries to add a dedicated IO NIC of 192.168.1.1:7002 to transfer data.\nIf IO NIC is down, sheep will fallback to non IO NIC to transfer data.\n',
+    },
+    'without an argument: the original help text',
   )
 })
 

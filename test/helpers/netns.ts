@@ -3,6 +3,8 @@
 // range (198.18.0.0/24, RFC 2544) that exist only inside these namespaces. No namespace gets a
 // default route and nothing is added to the test's own namespace, so no traffic can leave.
 // A host is cut off by setting its link on the hub down, and healed by setting it up again.
+// createLoopbackNet makes a single namespace instead, whose loopback addresses can come and go
+// one by one (sheep's I/O NIC test).
 // Everything made here is removed by `close()` (also registered for process exit), and
 // namespaces left by earlier runs of a test that died are removed on the next run.
 import { spawn, spawnSync } from 'node:child_process'
@@ -113,6 +115,36 @@ function removeOrphans(): void {
   removeNamespaces(orphans, [])
 }
 
+/** Runs `argv` inside `ns`, its pid in `pids` while it runs; killed after `timeoutMs`. */
+function execIn(pids: Set<number>, ns: string, argv: string[], opts: { input?: Buffer | string; timeoutMs?: number } = {}): Promise<ExecResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('ip', ['netns', 'exec', ns, ...argv], { env: programEnv(), stdio: ['pipe', 'pipe', 'pipe'] })
+    if (child.pid) pids.add(child.pid)
+    const out: Buffer[] = []
+    const err: Buffer[] = []
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000)
+    child.stdout.on('data', (b: Buffer) => out.push(b))
+    child.stderr.on('data', (b: Buffer) => err.push(b))
+    child.on('error', reject)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      if (child.pid) pids.delete(child.pid)
+      resolve({ status: code ?? -1, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') })
+    })
+    child.stdin.on('error', () => undefined)
+    child.stdin.end(opts.input ?? '')
+  })
+}
+
+/** SIGTERM to each pid still alive, SIGKILL to one that lingers. */
+async function stopAll(pids: Iterable<number>): Promise<void> {
+  for (const pid of pids) {
+    if (!isAlive(pid)) continue
+    process.kill(pid, 'SIGTERM')
+    if (!(await waitFor(() => !isAlive(pid), STOP_TIMEOUT_MS))) process.kill(pid, 'SIGKILL')
+  }
+}
+
 export async function createTestNet(count: number): Promise<TestNet> {
   if (count < 1 || count > NETNS_MAX_HOSTS) throw new Error(`createTestNet: ${count} hosts (1..${NETNS_MAX_HOSTS})`)
   removeOrphans()
@@ -159,25 +191,7 @@ export async function createTestNet(count: number): Promise<TestNet> {
     hub,
     hubAddr,
     hosts,
-    exec(ns, argv, opts = {}) {
-      return new Promise((resolve, reject) => {
-        const child = spawn('ip', ['netns', 'exec', ns, ...argv], { env: programEnv(), stdio: ['pipe', 'pipe', 'pipe'] })
-        if (child.pid) pids.add(child.pid)
-        const out: Buffer[] = []
-        const err: Buffer[] = []
-        const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000)
-        child.stdout.on('data', (b: Buffer) => out.push(b))
-        child.stderr.on('data', (b: Buffer) => err.push(b))
-        child.on('error', reject)
-        child.on('close', (code) => {
-          clearTimeout(timer)
-          if (child.pid) pids.delete(child.pid)
-          resolve({ status: code ?? -1, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') })
-        })
-        child.stdin.on('error', () => undefined)
-        child.stdin.end(opts.input ?? '')
-      })
-    },
+    exec: (ns, argv, opts) => execIn(pids, ns, argv, opts),
     cut(i) {
       ip(['-n', hub, 'link', 'set', hosts[i]!.hubLink, 'down'])
     },
@@ -189,11 +203,7 @@ export async function createTestNet(count: number): Promise<TestNet> {
     },
     async close() {
       if (closed) return
-      for (const pid of pids) {
-        if (!isAlive(pid)) continue
-        process.kill(pid, 'SIGTERM')
-        if (!(await waitFor(() => !isAlive(pid), STOP_TIMEOUT_MS))) process.kill(pid, 'SIGKILL')
-      }
+      await stopAll(pids)
       removeNamespaces(made, pids)
       closed = true
       process.off('exit', onExit)
@@ -204,8 +214,65 @@ export async function createTestNet(count: number): Promise<TestNet> {
   return net
 }
 
+/**
+ * One namespace of the test's own whose loopback has only 127.0.0.1 and `extraAddrs` (each a
+ * /32 of 127.0.0.0/8, instead of the usual 127.0.0.0/8): an address that is deleted is then
+ * really gone — connecting to it fails with "Network is unreachable" and connections open to it
+ * stall — while the rest of the namespace goes on. Everything runs inside: sheep, dog, ss.
+ */
+export interface LoopbackNet {
+  ns: string
+  exec: TestNet['exec']
+  track: TestNet['track']
+  addAddr(addr: string): void
+  delAddr(addr: string): void
+  close(): Promise<void>
+}
+
+export async function createLoopbackNet(extraAddrs: string[]): Promise<LoopbackNet> {
+  removeOrphans()
+  const ns = `${NETNS_PREFIX}${process.pid}-lo`
+  const pids = new Set<number>()
+  let closed = false
+  const onExit = () => {
+    if (!closed) removeNamespaces([ns], pids)
+  }
+  process.on('exit', onExit)
+  try {
+    ip(['netns', 'add', ns])
+    ip(['-n', ns, 'link', 'set', 'lo', 'up'])
+    ip(['-n', ns, 'addr', 'del', '127.0.0.1/8', 'dev', 'lo'])
+    for (const addr of ['127.0.0.1', ...extraAddrs]) ip(['-n', ns, 'addr', 'add', `${addr}/32`, 'dev', 'lo'])
+  } catch (e) {
+    removeNamespaces([ns], pids)
+    process.off('exit', onExit)
+    throw e
+  }
+  return {
+    ns,
+    exec: (target, argv, opts) => execIn(pids, target, argv, opts),
+    track: (pid) => pids.add(pid),
+    addAddr: (addr) => ip(['-n', ns, 'addr', 'add', `${addr}/32`, 'dev', 'lo']),
+    delAddr: (addr) => ip(['-n', ns, 'addr', 'del', `${addr}/32`, 'dev', 'lo']),
+    async close() {
+      if (closed) return
+      await stopAll(pids)
+      removeNamespaces([ns], pids)
+      closed = true
+      process.off('exit', onExit)
+      if (listNamespaces().includes(ns)) throw new Error(`namespace left behind: ${ns}`)
+    },
+  }
+}
+
 /** Starts a sheep daemon inside `host`'s namespace the way a user would; resolves with its pid once it listens. */
-export async function startSheepIn(net: TestNet, host: NetHost, dir: string, args: string[], sheepBin: string): Promise<number> {
+export async function startSheepIn(
+  net: Pick<TestNet, 'exec' | 'track'>,
+  host: Pick<NetHost, 'ns'>,
+  dir: string,
+  args: string[],
+  sheepBin: string,
+): Promise<number> {
   fs.mkdirSync(dir, { recursive: true })
   const r = await net.exec(host.ns, [sheepBin, ...args, dir], { timeoutMs: 90_000 })
   if (r.status !== 0) throw new Error(`sheep ${args.join(' ')} in ${host.ns} exited ${r.status}: ${r.stderr}`)
