@@ -246,8 +246,9 @@ const SET_VNODES_MAX = SD_MAX_VNODES
 
 /**
  * SET_VNODES (`dog node vnodes set N`) on the contacted node: fixed-vnode clusters only; the
- * new count is announced to every member (epoch + 1, recovery). It lasts until the sheep
- * restarts, which announces its -V count again.
+ * new count is announced to every member (epoch + 1, recovery), even when it is the count the
+ * node has, as the original's update_node. The epoch log keeps it: the sheep restarts with
+ * -V N only (vnodeStartProblem).
  */
 async function setVnodes(sheep: Sheep, _req: SdRequest, data: Buffer | undefined): Promise<OpReply> {
   if (sheep.gateway) return reply(SD_RES_GATEWAY_MODE)
@@ -256,7 +257,6 @@ async function setVnodes(sheep: Sheep, _req: SdRequest, data: Buffer | undefined
   if (!data || data.length < 4) return reply(SD_RES_INVALID_PARMS)
   const vnodes = data.readInt32LE(0)
   if (vnodes < SET_VNODES_MIN || vnodes > SET_VNODES_MAX) return reply(SD_RES_INVALID_PARMS)
-  if (vnodes === sheep.self.nrVnodes) return reply(SD_RES_SUCCESS)
   return reply((await sheep.announceWeight({ space: sheep.space, nrVnodes: vnodes })).result)
 }
 

@@ -28,7 +28,7 @@ import { packMessage, unpackMessage } from './cluster/message.js'
 import { ConfigStore, EpochStore, emptyConfig } from './config.js'
 import type { OpReply } from './op-types.js'
 import type { StoreDriver } from './store/driver.js'
-import { Group, type NodeUpdateMessage, type NodeWeight } from './group.js'
+import { Group, type NodeUpdateMessage, type NodeWeight, vnodeStartProblem } from './group.js'
 import { Recovery } from './recovery.js'
 import { VdiTable } from './vdi-state.js'
 
@@ -130,7 +130,10 @@ export class Sheep {
     this.group = new Group(this)
   }
 
-  /** Loads what the base directory remembers: config, latest epoch, objects and VDIs. */
+  /**
+   * Loads what the base directory remembers: config, latest epoch, objects and VDIs. Fails when
+   * the vnode option contradicts the formatted strategy or the latest epoch (vnodeStartProblem).
+   */
   async load(freeBytes: () => bigint): Promise<void> {
     this.epochs.init()
     let cfg = this.config.read()
@@ -153,6 +156,19 @@ export class Sheep {
       disableRecovery: false,
     }
     this.epoch = this.epochs.latest()
+    const vnodeProblem = vnodeStartProblem({
+      gateway: this.gateway,
+      fixedVnodes: this.fixedVnodes,
+      self: this.self,
+      ctime: cfg.ctime,
+      flags: cfg.flags,
+      epoch: this.epoch,
+      latestEpochNodes: this.epoch > 0 ? (this.epochs.read(this.epoch)?.nodes ?? []) : [],
+    })
+    if (vnodeProblem !== undefined) {
+      this.log.error(vnodeProblem)
+      throw new Error(vnodeProblem)
+    }
     await this.store.init()
     await this.rebuildVdiTable()
   }
