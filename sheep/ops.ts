@@ -100,6 +100,7 @@ import {
   SD_RES_GATEWAY_MODE,
   SD_RES_INVALID_VNODES_STRATEGY,
   SD_MAX_VNODES,
+  SD_DEFAULT_VNODES,
   SD_OP_DELETE_CACHE,
   SD_OP_NOTIFY_VDI_DEL,
   SD_OP_VDI_STATE_CHECKPOINT_CTL,
@@ -468,9 +469,13 @@ const cleanupMain: ClusterOpMain = async (s) => {
 
 const statHandler: OpHandler = (s) => reply(SD_RES_SUCCESS, encodeSdStat(s.stats))
 
+/**
+ * GET_VNODES: the node's own count, as the original's this_node — on an auto-vnode cluster the
+ * default a data node starts with, not the share its capacity gives it in the ring.
+ */
 const getVnodesHandler: OpHandler = (s) => {
   const b = Buffer.alloc(4)
-  b.writeInt32LE(s.self.nrVnodes)
+  b.writeInt32LE(s.group.usesAutoVnodes && !s.gateway ? SD_DEFAULT_VNODES : s.self.nrVnodes)
   return reply(SD_RES_SUCCESS, b)
 }
 

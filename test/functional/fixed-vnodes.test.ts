@@ -7,7 +7,7 @@
 import crypto from 'node:crypto'
 import t from 'tap'
 import { HashRing } from '../../lib/ring.js'
-import { getNodeList } from '../../lib/sheep-api.js'
+import { getNodeList, getVnodes } from '../../lib/sheep-api.js'
 import { type TestCluster, misplacedObjects, objectCopies, startCluster, waitForRecovery } from '../../harness/cluster.js'
 import { dog, waitFor } from '../../harness/sheep.js'
 
@@ -123,6 +123,7 @@ t.test('a fixed cluster: counts as given, vnodes set moves objects, a restart ke
   const set = await dog(['node', 'vnodes', 'set', '200'], { port: port(2) })
   t.same([set.status, set.stdout, set.stderr], [0, '', ''], 'vnodes set 200 on node 2')
   t.ok(await everyoneSees(cluster, port(2), 200), 'every member gives node 2 200 vnodes')
+  t.equal(await getVnodes(cluster.conn(2)), 200, 'GET_VNODES on node 2: 200')
   t.ok(await waitForRecovery(cluster), 'recovery settles')
   t.equal(await epochOf(cluster, 0), epoch + 1, 'one new epoch')
   t.same([...(await misplacedObjects(cluster, COPIES))], [], 'every object where the new ring says')
