@@ -128,6 +128,13 @@ export class Group {
    * entry goes when it leaves or joins again. Every member keeps the same map (same events, same order).
    */
   private weights = new Map<string, NodeWeight>()
+  /** The members as the driver gave them: each with the vnode count it joined with. */
+  private joinedMembers: SdNode[] = []
+  /**
+   * A gateway's strategy while the cluster is unformatted: the deciding member's, taken with the
+   * accept (the original's sd_accept_handler), since a gateway's own option says nothing.
+   */
+  private adoptedAutoVnodes: boolean | undefined
   private readonly epochWaiters: Array<() => void> = []
 
   constructor(private readonly sheep: Sheep) {}
@@ -158,7 +165,7 @@ export class Group {
       settings: s.settings,
       epochNodes: s.epoch > 0 ? (s.epochs.read(s.epoch)?.nodes ?? []) : [],
       weights: [...this.weights],
-      autoVnodes: !s.fixedVnodes,
+      autoVnodes: this.usesAutoVnodes,
     }
     return packMessage(info)
   }
@@ -218,6 +225,7 @@ export class Group {
     s.settings = { ...view.settings }
     this.keepSettings()
     if (isMe) this.weights = new Map(view.weights ?? [])
+    if (isMe && s.gateway && view.settings.ctime === 0n && view.autoVnodes !== undefined) this.adoptedAutoVnodes = view.autoVnodes
     // a joiner announces its weight afresh
     this.weights.delete(nodeKey(joiner))
     this.setMembers(members)
@@ -315,16 +323,30 @@ export class Group {
     )
   }
 
-  /** Vnode counts follow capacities: the formatted cluster's flag; before format, this node's own strategy. */
+  /**
+   * Vnode counts follow capacities: the formatted cluster's flag; before format, this node's own
+   * strategy (a gateway's: the deciding member's).
+   */
   get usesAutoVnodes(): boolean {
     const { settings } = this.sheep
-    return settings.ctime !== 0n ? (settings.flags & SD_CLUSTER_FLAG_AUTO_VNODES) !== 0 : !this.sheep.fixedVnodes
+    if (settings.ctime !== 0n) return (settings.flags & SD_CLUSTER_FLAG_AUTO_VNODES) !== 0
+    return this.adoptedAutoVnodes ?? !this.sheep.fixedVnodes
   }
 
-  /** Applies a new member list: announced weights, vnode counts (auto strategy) and the ring. */
+  /** Applies a new member list from the driver: announced weights, vnode counts (auto strategy) and the ring. */
   setMembers(members: SdNode[]): void {
+    this.joinedMembers = members
+    this.rebuildRing()
+  }
+
+  /**
+   * The member list and ring from the members as they joined, the weights announced since and
+   * the strategy now in force — never from the counts the auto strategy computed before (a
+   * format may have changed the strategy since).
+   */
+  private rebuildRing(): void {
     const s = this.sheep
-    const sorted = members
+    const sorted = this.joinedMembers
       .map((n) => {
         const weight = this.weights.get(nodeKey(n))
         return weight ? { ...n, space: weight.space, nrVnodes: weight.nrVnodes } : n
@@ -355,7 +377,7 @@ export class Group {
   /** MAKE_FS: the current members become epoch 1 (the store and settings are the caller's). */
   async startEpochs(): Promise<void> {
     const s = this.sheep
-    this.setMembers(s.members)
+    this.rebuildRing()
     s.epoch = 1
     s.epochs.record(1, s.members, nowSec())
     s.status = SD_STATUS_OK
@@ -382,7 +404,7 @@ export class Group {
       s.space = weight.space
       await s.saveConfig()
     }
-    this.setMembers(s.members)
+    this.rebuildRing()
     const now = s.members.find((n) => sameNode(n, sender))
     s.log.info(`${nodeDescription(sender)} now weighs ${weight.space} bytes, ${now?.nrVnodes ?? weight.nrVnodes} vnodes`)
     if (s.status === SD_STATUS_OK) this.bumpEpoch()

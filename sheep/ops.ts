@@ -228,7 +228,7 @@ function clusterInfo(sheep: Sheep, req: SdRequest): OpReply {
       epoch: sheep.epoch,
       // before format the flags tell this node's own vnode strategy (dog format checks it)
       ctime: s.ctime,
-      flags: s.ctime === 0n && !sheep.fixedVnodes ? SD_CLUSTER_FLAG_AUTO_VNODES : s.flags,
+      flags: s.ctime === 0n && sheep.group.usesAutoVnodes ? SD_CLUSTER_FLAG_AUTO_VNODES : s.flags,
       nrCopies: s.nrCopies,
       copyPolicy: s.copyPolicy,
       status: sheep.status,

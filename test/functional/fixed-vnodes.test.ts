@@ -90,26 +90,31 @@ t.test('a fixed cluster: counts as given, vnodes set moves objects, a restart ke
   t.teardown(() => cluster.close())
   await cluster.start(0, ['-V', '64'])
   await cluster.start(1, ['-V', '100'])
+  await cluster.start(3, ['-g'])
   const port = (i: number) => cluster.ports[i] as number
   const members = (n: number) => waitFor(async () => (await getNodeList(cluster.conn(0))).nodes.length === n, 20_000)
-  t.ok(await members(2))
+  t.ok(await members(3), 'two -V nodes and a gateway')
   const auto = await dog(['cluster', 'format', '-c', '2'], { port: port(0) })
   t.same([auto.status, auto.stdout, auto.stderr], [1, '', NEED_TO_SPECIFY], 'fixed nodes: format without -V refused')
   const format = await dog(['cluster', 'format', '-V', '-c', '2'], { port: port(0) })
   t.same([format.status, format.stderr], [0, ''], 'formatted with -V')
   const info = await dog(['cluster', 'info', '-v'], { port: port(1) })
   t.match(info.stdout, /\nCluster store: plain with 2 redundancy policy\nCluster vnodes strategy: fixed\nCluster vnode mode: node\n/, 'cluster info -v: fixed')
-  const byPort = [0, 1].sort((a, b) => port(a) - port(b))
-  const counts: Record<number, number> = { 0: 64, 1: 100 }
+  const byPort = [0, 1, 3].sort((a, b) => port(a) - port(b))
+  const counts: Record<number, number> = { 0: 64, 1: 100, 3: 0 }
   t.match(info.stdout, `1 [${byPort.map((i) => `127.0.0.1:${port(i)}:${counts[i]}`).join(', ')}]`, 'epoch 1 lists the counts given')
+  t.same(
+    Object.fromEntries(await vnodesSeenBy(cluster, 3)),
+    { [port(0)]: 64, [port(1)]: 100, [port(3)]: 0 },
+    'the gateway, there before the format, has the counts given too',
+  )
 
   t.equal((await dog(['vdi', 'create', 'v', '40M'], { port: port(0) })).status, 0)
   const data = crypto.randomBytes(40 * MiB)
   t.equal((await dog(['vdi', 'write', 'v'], { port: port(0), input: data })).status, 0, 'data written')
 
   await cluster.start(2, ['-V', '32'])
-  await cluster.start(3, ['-g'])
-  t.ok(await members(4), 'a -V 32 node and a gateway join')
+  t.ok(await members(4), 'a -V 32 node joins')
   t.same(
     Object.fromEntries(await vnodesSeenBy(cluster, 3)),
     { [port(0)]: 64, [port(1)]: 100, [port(2)]: 32, [port(3)]: 0 },
