@@ -46,8 +46,9 @@ interface JoinInfo {
   /** Weights members announced after they joined, by node key (the accepted joiner takes them). */
   weights?: Array<[string, NodeWeight]>
   /**
-   * The sender's own vnode strategy (its -V option): true for auto. Absent from the payloads of
-   * earlier versions; an unformatted joiner's settings cannot tell it, so it travels apart.
+   * The vnode strategy the sender applies (usesAutoVnodes: a data node's is its -V option), true
+   * for auto. Absent from the payloads of earlier versions; an unformatted joiner's settings
+   * cannot tell it, so it travels apart.
    */
   autoVnodes?: boolean
 }
