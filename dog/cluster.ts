@@ -118,8 +118,8 @@ async function showClusterInfo(ctx: DogContext, dog: DogRuntime): Promise<number
 // ---- cluster format ----------------------------------------------------------------------------
 
 /**
- * Every node must follow the vnode strategy -V asks for. Unformatted nodes are not checked:
- * this project's sheep reports no AUTO_VNODES bit before the first format.
+ * Every data node must follow the vnode strategy -V asks for: CLUSTER_INFO's AUTO_VNODES bit is
+ * the formatted cluster's, or before the first format the node's own (its -V option).
  */
 async function checkVnodeStrategy(ctx: DogContext, dog: DogRuntime): Promise<number | undefined> {
   for (const node of dog.nodeList(ctx).nodes) {
@@ -132,7 +132,7 @@ async function checkVnodeStrategy(ctx: DogContext, dog: DogRuntime): Promise<num
       ctx.printStderrLine(failure.isTransport ? 'Fail to execute request' : failure.label)
       return EXIT_FAILURE
     }
-    if (node.nrVnodes === 0 || info.ctime === 0n) continue
+    if (node.nrVnodes === 0) continue
     const autoVnodes = (info.flags & SD_CLUSTER_FLAG_AUTO_VNODES) !== 0
     if (autoVnodes && ctx.opts.fixedVnodes) {
       ctx.printStderrLine("Can not apply the option of '-V', because there are vnode strategy of sheep is auto in the cluster")

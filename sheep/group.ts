@@ -45,6 +45,12 @@ interface JoinInfo {
   epochNodes: SdNode[]
   /** Weights members announced after they joined, by node key (the accepted joiner takes them). */
   weights?: Array<[string, NodeWeight]>
+  /**
+   * The vnode strategy the sender applies (usesAutoVnodes: a data node's is its -V option), true
+   * for auto. Absent from the payloads of earlier versions; an unformatted joiner's settings
+   * cannot tell it, so it travels apart.
+   */
+  autoVnodes?: boolean
 }
 
 /** GET_VDI_COPIES starts with room for this many records and doubles on BUFFER_SMALL. */
@@ -61,6 +67,56 @@ function sameMembership(a: readonly SdNode[], b: readonly SdNode[]): boolean {
   return a.length === b.length && a.every((n) => b.some((m) => sameNode(m, n)))
 }
 
+/** A joiner's own vnode strategy: its payload says; an earlier version's formatted joiner has it in its flags. */
+function joinerAutoVnodes(info: JoinInfo): boolean | undefined {
+  if (info.autoVnodes !== undefined) return info.autoVnodes
+  return info.settings.ctime !== 0n ? (info.settings.flags & SD_CLUSTER_FLAG_AUTO_VNODES) !== 0 : undefined
+}
+
+/**
+ * Why a joiner must be refused for its vnode strategy (the original's cluster_join_check): a
+ * formatted cluster takes data nodes of its own strategy only; gateways (no vnodes) and
+ * unformatted clusters are not checked — `dog cluster format` checks every node instead. The
+ * lines are the original's, which names the joiner's strategy `cluster` and the cluster's
+ * `joined`: a fixed joiner refused by an auto cluster reads "cluster:fixed, joined:auto".
+ */
+export function vnodeStrategyMismatch(
+  cluster: { clusterCtime: bigint; clusterAuto: boolean },
+  joiner: { nrVnodes: number },
+  joinerAuto: boolean | undefined,
+): string | undefined {
+  if (cluster.clusterCtime === 0n || joiner.nrVnodes === 0 || joinerAuto === undefined || joinerAuto === cluster.clusterAuto) return undefined
+  return joinerAuto ? VNODES_UNMATCH_AUTO_JOINER : VNODES_UNMATCH_FIXED_JOINER
+}
+
+const VNODES_UNMATCH_FIXED_JOINER = 'failed to join for vnodes strategy unmatch.  cluster:fixed, joined:auto'
+const VNODES_UNMATCH_AUTO_JOINER = 'failed to join for vnodes strategy unmatch.  cluster:auto, joined:fixed'
+
+/**
+ * Why this node must not start with its vnode option (the original's init_config_file and
+ * create_cluster): a data node of a formatted cluster keeps the strategy the cluster was
+ * formatted with, and on a fixed-vnodes cluster the count it had in its latest epoch (after
+ * `dog node vnodes set N`, it restarts with -V N).
+ */
+export function vnodeStartProblem(node: {
+  gateway: boolean
+  fixedVnodes: boolean
+  self: SdNode
+  ctime: bigint
+  flags: number
+  epoch: number
+  latestEpochNodes: readonly SdNode[]
+}): string | undefined {
+  if (node.gateway) return undefined
+  const formattedAuto = (node.flags & SD_CLUSTER_FLAG_AUTO_VNODES) !== 0
+  if (node.ctime !== 0n && formattedAuto === node.fixedVnodes) return 'Designation of before a restart and a vnodes option is different.'
+  const auto = node.ctime !== 0n ? formattedAuto : !node.fixedVnodes
+  if (auto || node.epoch === 0) return undefined
+  const previous = node.latestEpochNodes.find((n) => sameNode(n, node.self))?.nrVnodes ?? 0
+  if (previous !== node.self.nrVnodes) return `mismatch specified vnodes is compared with the previous. previous vnodes:${previous}`
+  return undefined
+}
+
 function nowSec(): bigint {
   return BigInt(Math.floor(Date.now() / 1000))
 }
@@ -73,6 +129,13 @@ export class Group {
    * entry goes when it leaves or joins again. Every member keeps the same map (same events, same order).
    */
   private weights = new Map<string, NodeWeight>()
+  /** The members as the driver gave them: each with the vnode count it joined with. */
+  private joinedMembers: SdNode[] = []
+  /**
+   * A gateway's strategy while the cluster is unformatted: the deciding member's, taken with the
+   * accept (the original's sd_accept_handler), since a gateway's own option says nothing.
+   */
+  private adoptedAutoVnodes: boolean | undefined
   private readonly epochWaiters: Array<() => void> = []
 
   constructor(private readonly sheep: Sheep) {}
@@ -103,6 +166,7 @@ export class Group {
       settings: s.settings,
       epochNodes: s.epoch > 0 ? (s.epochs.read(s.epoch)?.nodes ?? []) : [],
       weights: [...this.weights],
+      autoVnodes: this.usesAutoVnodes,
     }
     return packMessage(info)
   }
@@ -111,16 +175,19 @@ export class Group {
    * On the deciding member, before it decides: why the joiner must not join, if it must not
    * (the original's cluster_join_check, done here by the member that answers so that the
    * running cluster never sees the node): another protocol, another cluster (both formatted,
-   * different creation times), or an epoch newer than the running cluster's — its objects and
-   * epoch log are ahead of ours, and taking it in would lose what it has or what we have.
+   * different creation times), another vnode strategy than the formatted cluster's, or an epoch
+   * newer than the running cluster's — its objects and epoch log are ahead of ours, and taking
+   * it in would lose what it has or what we have.
    */
-  private checkJoin(_joiner: SdNode, payload: Buffer): string | undefined {
+  private checkJoin(joiner: SdNode, payload: Buffer): string | undefined {
     const s = this.sheep
     const theirs = unpackMessage<JoinInfo>(payload)
     if (theirs.protoVer !== SD_SHEEP_PROTO_VER) return `invalid protocol version: ${theirs.protoVer}, ${SD_SHEEP_PROTO_VER}`
     if (theirs.epoch > 0 && s.epoch > 0 && theirs.settings.ctime !== s.settings.ctime) {
       return `joining node ctime doesn't match: ${theirs.settings.ctime} vs ${s.settings.ctime}`
     }
+    const strategy = vnodeStrategyMismatch({ clusterCtime: s.settings.ctime, clusterAuto: this.usesAutoVnodes }, joiner, joinerAutoVnodes(theirs))
+    if (strategy !== undefined) return strategy
     if (s.status === SD_STATUS_OK && theirs.epoch > s.epoch) {
       return `joining node has a newer epoch than the running cluster: ${theirs.epoch} vs ${s.epoch}`
     }
@@ -163,6 +230,7 @@ export class Group {
       s.recovery.moveStore('store driver', () => s.useStore(s.settings.defaultStore))
     }
     if (isMe) this.weights = new Map(view.weights ?? [])
+    if (isMe && s.gateway && view.settings.ctime === 0n && view.autoVnodes !== undefined) this.adoptedAutoVnodes = view.autoVnodes
     // a joiner announces its weight afresh
     this.weights.delete(nodeKey(joiner))
     this.setMembers(members)
@@ -260,16 +328,30 @@ export class Group {
     )
   }
 
-  /** Vnode counts follow capacities: the formatted cluster's flag; before format, this node's own strategy. */
+  /**
+   * Vnode counts follow capacities: the formatted cluster's flag; before format, this node's own
+   * strategy (a gateway's: the deciding member's).
+   */
   get usesAutoVnodes(): boolean {
     const { settings } = this.sheep
-    return settings.ctime !== 0n ? (settings.flags & SD_CLUSTER_FLAG_AUTO_VNODES) !== 0 : !this.sheep.fixedVnodes
+    if (settings.ctime !== 0n) return (settings.flags & SD_CLUSTER_FLAG_AUTO_VNODES) !== 0
+    return this.adoptedAutoVnodes ?? !this.sheep.fixedVnodes
   }
 
-  /** Applies a new member list: announced weights, vnode counts (auto strategy) and the ring. */
+  /** Applies a new member list from the driver: announced weights, vnode counts (auto strategy) and the ring. */
   setMembers(members: SdNode[]): void {
+    this.joinedMembers = members
+    this.rebuildRing()
+  }
+
+  /**
+   * The member list and ring from the members as they joined, the weights announced since and
+   * the strategy now in force — never from the counts the auto strategy computed before (a
+   * format may have changed the strategy since).
+   */
+  private rebuildRing(): void {
     const s = this.sheep
-    const sorted = members
+    const sorted = this.joinedMembers
       .map((n) => {
         const weight = this.weights.get(nodeKey(n))
         return weight ? { ...n, space: weight.space, nrVnodes: weight.nrVnodes } : n
@@ -300,7 +382,7 @@ export class Group {
   /** MAKE_FS: the current members become epoch 1 (the store and settings are the caller's). */
   async startEpochs(): Promise<void> {
     const s = this.sheep
-    this.setMembers(s.members)
+    this.rebuildRing()
     s.epoch = 1
     s.epochs.record(1, s.members, nowSec())
     s.status = SD_STATUS_OK
@@ -327,7 +409,7 @@ export class Group {
       s.space = weight.space
       await s.saveConfig()
     }
-    this.setMembers(s.members)
+    this.rebuildRing()
     const now = s.members.find((n) => sameNode(n, sender))
     s.log.info(`${nodeDescription(sender)} now weighs ${weight.space} bytes, ${now?.nrVnodes ?? weight.nrVnodes} vnodes`)
     if (s.status === SD_STATUS_OK) this.bumpEpoch()

@@ -100,6 +100,7 @@ import {
   SD_RES_GATEWAY_MODE,
   SD_RES_INVALID_VNODES_STRATEGY,
   SD_MAX_VNODES,
+  SD_DEFAULT_VNODES,
   SD_OP_DELETE_CACHE,
   SD_OP_NOTIFY_VDI_DEL,
   SD_OP_VDI_STATE_CHECKPOINT_CTL,
@@ -230,7 +231,7 @@ function clusterInfo(sheep: Sheep, req: SdRequest): OpReply {
       epoch: sheep.epoch,
       // before format the flags tell this node's own vnode strategy (dog format checks it)
       ctime: s.ctime,
-      flags: s.ctime === 0n && !sheep.fixedVnodes ? SD_CLUSTER_FLAG_AUTO_VNODES : s.flags,
+      flags: s.ctime === 0n && sheep.group.usesAutoVnodes ? SD_CLUSTER_FLAG_AUTO_VNODES : s.flags,
       nrCopies: s.nrCopies,
       copyPolicy: s.copyPolicy,
       status: sheep.status,
@@ -249,8 +250,9 @@ const SET_VNODES_MAX = SD_MAX_VNODES
 
 /**
  * SET_VNODES (`dog node vnodes set N`) on the contacted node: fixed-vnode clusters only; the
- * new count is announced to every member (epoch + 1, recovery). It lasts until the sheep
- * restarts, which announces its -V count again.
+ * new count is announced to every member (epoch + 1, recovery), even when it is the count the
+ * node has, as the original's update_node. The epoch log keeps it: the sheep restarts with
+ * -V N only (vnodeStartProblem).
  */
 async function setVnodes(sheep: Sheep, _req: SdRequest, data: Buffer | undefined): Promise<OpReply> {
   if (sheep.gateway) return reply(SD_RES_GATEWAY_MODE)
@@ -259,7 +261,6 @@ async function setVnodes(sheep: Sheep, _req: SdRequest, data: Buffer | undefined
   if (!data || data.length < 4) return reply(SD_RES_INVALID_PARMS)
   const vnodes = data.readInt32LE(0)
   if (vnodes < SET_VNODES_MIN || vnodes > SET_VNODES_MAX) return reply(SD_RES_INVALID_PARMS)
-  if (vnodes === sheep.self.nrVnodes) return reply(SD_RES_SUCCESS)
   return reply((await sheep.announceWeight({ space: sheep.space, nrVnodes: vnodes })).result)
 }
 
@@ -472,9 +473,13 @@ const cleanupMain: ClusterOpMain = async (s) => {
 
 const statHandler: OpHandler = (s) => reply(SD_RES_SUCCESS, encodeSdStat(s.stats))
 
+/**
+ * GET_VNODES: the node's own count, as the original's this_node — on an auto-vnode cluster the
+ * default a data node starts with, not the share its capacity gives it in the ring.
+ */
 const getVnodesHandler: OpHandler = (s) => {
   const b = Buffer.alloc(4)
-  b.writeInt32LE(s.self.nrVnodes)
+  b.writeInt32LE(s.group.usesAutoVnodes && !s.gateway ? SD_DEFAULT_VNODES : s.self.nrVnodes)
   return reply(SD_RES_SUCCESS, b)
 }
 

@@ -28,7 +28,7 @@ import { ConfigStore, EpochStore, emptyConfig } from './config.js'
 import type { OpReply } from './op-types.js'
 import type { StoreDriver } from './store/driver.js'
 import { DEFAULT_STORE_LAYOUT, storeLayout } from './store/layout.js'
-import { Group, type NodeUpdateMessage, type NodeWeight } from './group.js'
+import { Group, type NodeUpdateMessage, type NodeWeight, vnodeStartProblem } from './group.js'
 import { PeerConnections } from './peer-conns.js'
 import { Recovery } from './recovery.js'
 import { VdiTable } from './vdi-state.js'
@@ -159,7 +159,10 @@ export class Sheep {
     this.log.info(`store driver: ${name}`)
   }
 
-  /** Loads what the base directory remembers: config, latest epoch, objects and VDIs. */
+  /**
+   * Loads what the base directory remembers: config, latest epoch, objects and VDIs. Fails when
+   * the vnode option contradicts the formatted strategy or the latest epoch (vnodeStartProblem).
+   */
   async load(freeBytes: () => bigint): Promise<void> {
     this.epochs.init()
     let cfg = this.config.read()
@@ -184,6 +187,19 @@ export class Sheep {
     this.epoch = this.epochs.latest()
     if (!this.gateway && cfg.defaultStore !== '' && !storeLayout(cfg.defaultStore)) throw new Error(`store ${cfg.defaultStore} not found`)
     await this.store.useLayout(storeLayout(cfg.defaultStore) ?? DEFAULT_STORE_LAYOUT)
+    const vnodeProblem = vnodeStartProblem({
+      gateway: this.gateway,
+      fixedVnodes: this.fixedVnodes,
+      self: this.self,
+      ctime: cfg.ctime,
+      flags: cfg.flags,
+      epoch: this.epoch,
+      latestEpochNodes: this.epoch > 0 ? (this.epochs.read(this.epoch)?.nodes ?? []) : [],
+    })
+    if (vnodeProblem !== undefined) {
+      this.log.error(vnodeProblem)
+      throw new Error(vnodeProblem)
+    }
     await this.store.init()
     await this.rebuildVdiTable()
   }

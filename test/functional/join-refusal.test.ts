@@ -1,7 +1,8 @@
 // Joins that must be refused are refused (the original's cluster_join_check): a node of another
-// cluster (formatted separately: another creation time) and a node whose epoch is newer than the
-// running cluster's exit 1 with "failed to join Sheepdog: …", and the running cluster is
-// untouched — same epoch, same members. A node whose epoch is not newer joins and recovers.
+// cluster (formatted separately: another creation time), a data node whose vnode strategy is not
+// the formatted cluster's (-V or not) and a node whose epoch is newer than the running cluster's
+// exit 1 with "failed to join Sheepdog: …", and the running cluster is untouched — same epoch,
+// same members. A node whose epoch is not newer joins and recovers; a gateway joins either kind.
 import crypto from 'node:crypto'
 import path from 'node:path'
 import t from 'tap'
@@ -30,6 +31,28 @@ t.test('a node formatted in another cluster is refused; the cluster is untouched
   const after = await getNodeList(cluster.conn(0))
   t.equal(after.epoch, before.epoch, 'the epoch is unchanged')
   t.equal(after.nodes.length, 2, 'the members are unchanged')
+})
+
+t.test('a data node of the other vnode strategy is refused; the cluster is untouched', async (t) => {
+  for (const { clusterArgs, joinerArgs, format, line } of [
+    { clusterArgs: [], joinerArgs: ['-V', '64'], format: [], line: 'cluster:fixed, joined:auto' },
+    { clusterArgs: ['-V', '64'], joinerArgs: [], format: ['-V'], line: 'cluster:auto, joined:fixed' },
+  ]) {
+    const cluster = await startCluster(1, { extraArgs: clusterArgs })
+    t.teardown(() => cluster.close())
+    const port = cluster.ports[0] as number
+    t.equal((await dog(['cluster', 'format', '-c', '1', ...format], { port })).status, 0, `formatted ${format.length ? 'fixed' : 'auto'}`)
+    // the original's line, whose labels name the joiner's strategy first
+    await t.rejects(
+      cluster.start(1, joinerArgs),
+      new RegExp(`failed to join Sheepdog: failed to join for vnodes strategy unmatch\\.  ${line}`),
+      `a joiner ${joinerArgs.length ? 'with' : 'without'} -V exits 1 with the original's line`,
+    )
+    const after = await getNodeList(cluster.conn(0))
+    t.same([after.epoch, after.nodes.length], [1, 1], 'the cluster is untouched')
+    await cluster.start(2, ['-g'])
+    t.ok(await waitFor(async () => (await getNodeList(cluster.conn(0))).nodes.length === 2), 'a gateway joins')
+  }
 })
 
 t.test('a node with a newer epoch than the running cluster is refused; an older one joins and recovers', async (t) => {

@@ -2,7 +2,7 @@
 // `dog node vnodes set` on a fixed-vnode cluster, and `dog cluster reweight` after the free
 // space changed. Every member applies the new weight in the same order — epoch + 1, the same
 // ring everywhere (also on a node that joins later), recovery to the new placement — and no
-// data is lost. A restarted node announces its -V count again.
+// data is lost. A restarted node must be given the count of its latest epoch (-V).
 import { spawnSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -82,13 +82,18 @@ t.test('dog node vnodes set: every member, and a later joiner, uses the new coun
   )
 
   await cluster.stop(1)
-  await cluster.start(1, ['-V', '64'])
+  await t.rejects(
+    cluster.start(1, ['-V', '64']),
+    /mismatch specified vnodes is compared with the previous\. previous vnodes:100/,
+    'node 1 restarts only with the count of its latest epoch',
+  )
+  await cluster.start(1, ['-V', '100'])
   t.ok(
     await waitFor(async () => {
-      for (const i of [0, 2, 3]) if (!(await ringView(cluster, i)).includes(`127.0.0.1:${cluster.ports[1]} 64`)) return false
+      for (const i of [0, 2, 3]) if (!(await ringView(cluster, i)).includes(changed)) return false
       return true
     }, 15_000),
-    'after a restart node 1 announces its -V count again',
+    'after a restart with -V 100 node 1 has 100 vnodes again',
   )
   t.ok(await waitForRecovery(cluster), 'recovery settles')
   t.ok((await (await VdiHandle.open(cluster.conn(3), 'data')).read(0, data.length)).equals(data), 'the data reads back')
