@@ -19,6 +19,7 @@ import { NbdServer } from './nbd.js'
 import { SheepServer } from './server.js'
 import { Sheep, freeSpaceOf, objectDir } from './sheep.js'
 import { PlainStore } from './store/plain.js'
+import { notifyReady, reopenLogOnHangup } from './service.js'
 
 /** How sheep daemonizes (lib/daemon.ts): the launcher waits this long for the listeners. */
 const DAEMON: DaemonSpec = { name: 'sheep', readyEnv: 'SHEEP_DAEMON_READY_FD', startTimeoutMs: 60_000 }
@@ -49,6 +50,7 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
     format: opts.log.format,
     level: opts.log.level,
   })
+  reopenLogOnHangup(log)
   for (const notice of opts.notices) log[notice.level](notice.message)
   logIoThreadPool(log, opts.ioThreadPoolSize)
   if (opts.pidfile) fs.writeFileSync(opts.pidfile, `${process.pid}\n`)
@@ -117,6 +119,7 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
   await sheep.join()
   log.info(`sheep ${addrToText(addr)}:${opts.port} started in ${baseDir}; epoch ${sheep.epoch}${nbd ? `; NBD on port ${nbd.port}` : ''}`)
   reportToLauncher(DAEMON, 'OK\n')
+  await notifyReady(log, `serving on port ${opts.port}, epoch ${sheep.epoch}`)
 }
 
 /** The environment variable libuv reads once, when its I/O thread pool starts. */

@@ -159,6 +159,8 @@ export class Recovery {
     const sheep = this.sheep
     const epoch = this.epoch
     sheep.log.info(`recovery of epoch ${epoch} starts`)
+    // the finish line says how long it took (logs are how an admin times a rebalance)
+    const startedAtMs = Date.now()
     try {
       await this.storeMoves
       if (run !== this.run) return
@@ -197,6 +199,7 @@ export class Recovery {
       this.nrTotal = todo.length
       this.failed = new Set()
       this.state = RECOVERY_STATE_RECOVERING
+      sheep.log.info(`recovery of epoch ${epoch}: ${todo.length} of ${all.size} object(s) to fetch`)
       this.listBuilt.resolve()
       // fetch them, a few at a time (or as the throttle allows); then what failed, again
       const workers = Array.from({ length: this.throttle ? 1 : RECOVERY_PARALLEL_OBJECTS }, () => this.worker(run))
@@ -211,10 +214,11 @@ export class Recovery {
       if (run !== this.run) return
       this.state = RECOVERY_STATE_NOTIFYING
       const complete = listsComplete && this.failed.size === 0
-      if (complete) sheep.log.info(`recovery of epoch ${epoch} finished: ${this.nrFinished} object(s)`)
+      const tookMs = Date.now() - startedAtMs
+      if (complete) sheep.log.info(`recovery of epoch ${epoch} finished: ${this.nrFinished} object(s) in ${tookMs} ms`)
       else {
         sheep.log.error(
-          `recovery of epoch ${epoch} incomplete: ${this.failed.size} object(s) could not be recovered` +
+          `recovery of epoch ${epoch} incomplete after ${tookMs} ms: ${this.nrFinished} object(s) recovered, ${this.failed.size} could not be` +
             `${listsComplete ? '' : ', object lists missing'}; stale copies are kept until a later epoch recovers them`,
         )
       }
