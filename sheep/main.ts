@@ -20,6 +20,7 @@ import { SheepServer } from './server.js'
 import { Sheep, freeSpaceOf, objectDir } from './sheep.js'
 import { PlainStore } from './store/plain.js'
 import { notifyReady, reopenLogOnHangup } from './service.js'
+import { serveMetrics, sheepMetrics } from './metrics.js'
 
 /** How sheep daemonizes (lib/daemon.ts): the launcher waits this long for the listeners. */
 const DAEMON: DaemonSpec = { name: 'sheep', readyEnv: 'SHEEP_DAEMON_READY_FD', startTimeoutMs: 60_000 }
@@ -98,6 +99,7 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
       throw new Error(`cannot serve NBD on ${opts.nbd!.host ?? '*'}:${opts.nbd!.port}: ${e instanceof Error ? e.message : String(e)}`)
     }
   }
+  if (opts.metrics) await startMetrics(sheep, server, opts.metrics)
   let stopping = false
   const stop = (reason: string) => {
     if (stopping) return
@@ -120,6 +122,19 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
   log.info(`sheep ${addrToText(addr)}:${opts.port} started in ${baseDir}; epoch ${sheep.epoch}${nbd ? `; NBD on port ${nbd.port}` : ''}`)
   reportToLauncher(DAEMON, 'OK\n')
   await notifyReady(log, `serving on port ${opts.port}, epoch ${sheep.epoch}`)
+}
+
+/** --metrics: the request observer on the server and the HTTP endpoint (sheep/metrics.ts). */
+async function startMetrics(sheep: Sheep, server: SheepServer, listen: { host?: string; port: number }): Promise<void> {
+  const metrics = sheepMetrics(sheep, server)
+  server.observer = metrics.observe
+  try {
+    const http = await serveMetrics(metrics.registry, listen)
+    http.unref()
+  } catch (e) {
+    throw new Error(`cannot serve metrics on ${listen.host ?? '*'}:${listen.port}: ${e instanceof Error ? e.message : String(e)}`)
+  }
+  sheep.log.info(`metrics at http://${listen.host ?? '*'}:${listen.port}/metrics`)
 }
 
 /** The environment variable libuv reads once, when its I/O thread pool starts. */
