@@ -46,3 +46,13 @@ t.test('logrotate: postrotate is sh and sends SIGHUP to the pid in a lock file',
   execFileSync('sh', ['-n', '-c', script as string])
   t.pass('the script parses as sh')
 })
+
+t.test('the Grafana dashboard graphs only metrics sheep serves', async (t) => {
+  const dashboard = fs.readFileSync(path.join(CONTRIB, 'grafana', 'sheepdog.json'), 'utf8')
+  JSON.parse(dashboard)
+  const source = fs.readFileSync(path.join(import.meta.dirname, '..', 'sheep', 'metrics.ts'), 'utf8')
+  const names = new Set([...dashboard.matchAll(/sheepdog_(\w+)/g)].map((m) => (m[1] as string).replace(/_bucket$/, '')))
+  t.ok(names.size >= 10, `the dashboard uses ${names.size} sheepdog_ metrics`)
+  // each is declared in sheep/metrics.ts, as METRICS_PREFIX + its name
+  for (const name of names) t.ok(source.includes(`}${name}\``) || source.includes(`'${name}'`), `sheepdog_${name} is served`)
+})
