@@ -88,6 +88,24 @@ export function sheepMetrics(sheep: Sheep, server: SheepServer): { registry: Reg
   stateGauge(registry, 'recovery_state', 'Recovery state (RECOVERY_STATE_*: 0 preparing, 1 recovering, 2 notifying)', () => sheep.recovery.state)
   stateGauge(registry, 'recovery_objects_total', 'Objects the running (or last) recovery has to fetch', () => sheep.recovery.nrTotal)
   stateGauge(registry, 'recovery_objects_done', 'Objects the running (or last) recovery has fetched', () => sheep.recovery.nrFinished)
+  new Counter({
+    name: `${METRICS_PREFIX}recovered_objects_total`,
+    help: 'Objects this node recovered since it started',
+    registers: [registry],
+    collect() {
+      this.reset()
+      this.inc(sheep.recovery.recoveredObjects)
+    },
+  })
+  new Counter({
+    name: `${METRICS_PREFIX}recovered_bytes_total`,
+    help: 'Bytes (whole object sizes) this node recovered since it started',
+    registers: [registry],
+    collect() {
+      this.reset()
+      this.inc(sheep.recovery.recoveredBytes)
+    },
+  })
   stateGauge(registry, 'requests_in_flight', 'Requests being processed now', () => server.requestsInFlight)
   stateGauge(registry, 'connections_open', 'Client and peer connections open now', () => server.connectionCount)
   return { registry, observe }

@@ -62,6 +62,9 @@ export class Recovery {
   epoch = 0
   nrFinished = 0
   nrTotal = 0
+  /** Objects, and their bytes (full object size), recovered since sheep started: the metrics' rates. */
+  recoveredObjects = 0
+  recoveredBytes = 0
   throttle: Throttle | undefined
   private todo: bigint[] = []
   private next = 0
@@ -301,6 +304,10 @@ export class Recovery {
         if (run !== this.run || outcome === 'superseded') return
         if (outcome === 'failed') this.failed.add(oid)
         else this.failed.delete(oid)
+        if (outcome === 'done') {
+          this.recoveredObjects++
+          this.recoveredBytes += objectSizeFor(this.sheep, oid)
+        }
         const parked = this.parked.get(oid)
         if (parked) {
           this.parked.delete(oid)

@@ -90,6 +90,8 @@ t.test('a scraped sheep counts writes, and a joiner shows its recovery', async (
   t.equal(total(joined, 'sheepdog_members'), 2, 'two members')
   t.equal(total(joined, 'sheepdog_recovery_objects_done'), total(joined, 'sheepdog_recovery_objects_total'), 'every object it had to fetch was fetched')
   t.ok(total(joined, 'sheepdog_objects_stored') > 0, 'the joiner stores objects now')
+  t.ok(total(joined, 'sheepdog_recovered_objects_total') > 0, 'recovered objects are counted')
+  t.ok(total(joined, 'sheepdog_recovered_bytes_total') > 0, 'and their bytes')
   const served = await scrape(metricsA)
   t.ok(total(served, 'sheepdog_requests_total', 'kind="peer"', 'op="READ_PEER"') > 0, 'the first node counted the peer reads it served')
   t.ok(total(served, 'sheepdog_request_duration_seconds_count', 'kind="peer"') > 0, 'with their latencies')
