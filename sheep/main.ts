@@ -10,6 +10,7 @@ import { addrToText, addrFromText } from '../lib/structs.js'
 import { SD_ADDR_LEN, defaultZone } from '../lib/addr.js'
 import { type DaemonSpec, isDaemonCopy, launchDaemon, reportToLauncher } from '../lib/daemon.js'
 import { type Logger, createLogger } from '../lib/log.js'
+import { serveMetrics } from '../lib/metrics-http.js'
 import { processAlive } from '../lib/proc.js'
 import { SD_DEFAULT_VNODES } from '../lib/proto.js'
 import { CLUSTER_DRIVERS } from './cluster/drivers.js'
@@ -20,7 +21,7 @@ import { SheepServer } from './server.js'
 import { Sheep, freeSpaceOf, objectDir } from './sheep.js'
 import { PlainStore } from './store/plain.js'
 import { notifyReady, reopenLogOnHangup } from './service.js'
-import { serveMetrics, sheepMetrics } from './metrics.js'
+import { sheepMetrics } from './metrics.js'
 
 /** How sheep daemonizes (lib/daemon.ts): the launcher waits this long for the listeners. */
 const DAEMON: DaemonSpec = { name: 'sheep', readyEnv: 'SHEEP_DAEMON_READY_FD', startTimeoutMs: 60_000 }
@@ -129,8 +130,7 @@ async function startMetrics(sheep: Sheep, server: SheepServer, listen: { host?: 
   const metrics = sheepMetrics(sheep, server)
   server.observer = metrics.observe
   try {
-    const http = await serveMetrics(metrics.registry, listen)
-    http.unref()
+    await serveMetrics(metrics.registry, listen)
   } catch (e) {
     throw new Error(`cannot serve metrics on ${listen.host ?? '*'}:${listen.port}: ${e instanceof Error ? e.message : String(e)}`)
   }

@@ -3,8 +3,8 @@
 // bytes come from the server's request observer (server.ts: the one place every request is
 // answered); the node's state (epoch, members, store, free space, recovery, connections) is read
 // when a scrape asks for it, so nothing on the request path waits for the metrics. The names
-// are the ones contrib/grafana/sheepdog.json graphs; renaming one breaks dashboards.
-import http from 'node:http'
+// are the ones contrib/grafana/sheepdog.json graphs; renaming one breaks dashboards. The HTTP
+// side is lib/metrics-http.ts.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import {
   SD_OP_CREATE_AND_WRITE_OBJ,
@@ -21,8 +21,6 @@ import { type Sheep, freeSpaceOf } from './sheep.js'
 
 /** Every metric of sheep's own starts with this (Node's process metrics keep prom-client's names). */
 export const METRICS_PREFIX = 'sheepdog_'
-/** The path scraped; anything else is 404. */
-export const METRICS_PATH = '/metrics'
 /** Latency buckets in seconds: 50 µs (a cached peer read) to 10 s (a write waiting for recovery). */
 const LATENCY_BUCKETS_S = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10]
 
@@ -109,26 +107,4 @@ export function sheepMetrics(sheep: Sheep, server: SheepServer): { registry: Reg
   stateGauge(registry, 'requests_in_flight', 'Requests being processed now', () => server.requestsInFlight)
   stateGauge(registry, 'connections_open', 'Client and peer connections open now', () => server.connectionCount)
   return { registry, observe }
-}
-
-/** Serves the registry at http://HOST:PORT/metrics; resolves once it listens. */
-export async function serveMetrics(registry: Registry, listen: { host?: string; port: number }): Promise<http.Server> {
-  const server = http.createServer((req, res) => {
-    if (req.method !== 'GET' || req.url?.split('?')[0] !== METRICS_PATH) {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end(`try ${METRICS_PATH}\n`)
-      return
-    }
-    registry.metrics().then(
-      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
-      (e: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(e)}\n`),
-    )
-  })
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen({ host: listen.host, port: listen.port }, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
-  return server
 }

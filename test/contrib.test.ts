@@ -55,4 +55,7 @@ t.test('the Grafana dashboard graphs only metrics sheep serves', async (t) => {
   t.ok(names.size >= 10, `the dashboard uses ${names.size} sheepdog_ metrics`)
   // each is declared in sheep/metrics.ts, as METRICS_PREFIX + its name
   for (const name of names) t.ok(source.includes(`}${name}\``) || source.includes(`'${name}'`), `sheepdog_${name} is served`)
+  // sheepfs's are sheepfs_volume_ + a name of its table in sheepfs/metrics.ts, or sheepfs_volumes
+  const sheepfsSource = fs.readFileSync(path.join(import.meta.dirname, '..', 'sheepfs', 'metrics.ts'), 'utf8')
+  for (const m of dashboard.matchAll(/sheepfs_volume_(\w+)/g)) t.ok(sheepfsSource.includes(`'${m[1]}'`), `sheepfs_volume_${m[1]} is served`)
 })
