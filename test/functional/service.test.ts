@@ -1,12 +1,13 @@
 // sheep as a service (issue 17): SIGHUP makes a real sheep reopen its sheep.log, as logrotate's
 // postrotate asks it to (the renamed file keeps the old lines, new lines land in a new file);
 // and a sheep started in the foreground with NOTIFY_SOCKET reports READY=1 with its own pid on
-// that socket, as systemd's Type=notify expects. Node has no Unix datagram sockets, so the
-// test's listener is a python3 one.
-import { spawn } from 'node:child_process'
+// that socket, as systemd's Type=notify expects: through systemd-notify on a socket path, and
+// through the python3 fallback on an abstract socket (NOTIFY_SOCKET=@name). Node has no Unix
+// datagram sockets, so the test's listener is a python3 one.
+import { execFileSync, spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { SHEEP_BIN, dog, freePort, programEnv, startSheep, stopSheep, tempDir, trackPid, untrackPid, waitFor } from '../../harness/sheep.js'
 
 const LISTEN_TIMEOUT_S = 60
@@ -15,13 +16,13 @@ const LISTEN_TIMEOUT_S = 60
 const PYTHON_LISTENER = [
   'import socket,sys,json',
   's=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)',
-  's.bind(sys.argv[1])',
+  // '@name' is the abstract name '\\0name', as sd_notify(3) reads NOTIFY_SOCKET
+  'a=sys.argv[1]',
+  "s.bind('\\0'+a[1:] if a.startswith('@') else a)",
   'print("listening",flush=True)',
   `s.settimeout(${LISTEN_TIMEOUT_S})`,
   'print(json.dumps(s.recv(4096).decode()),flush=True)',
 ].join('\n')
-
-const hasPython = (process.env.PATH ?? '').split(':').some((dir) => dir !== '' && fs.existsSync(path.join(dir, 'python3')))
 
 t.test('SIGHUP reopens sheep.log at its path', async (t) => {
   const s = await startSheep()
@@ -42,10 +43,12 @@ t.test('SIGHUP reopens sheep.log at its path', async (t) => {
   t.ok(fs.readFileSync(path.join(s.dir, 'lock'), 'utf8').trim() === String(s.pid), 'the same daemon is still running')
 })
 
-t.test('sd_notify: READY=1 with sheep’s pid on NOTIFY_SOCKET', { skip: hasPython ? false : 'needs python3 for a Unix datagram listener' }, async (t) => {
-  const dir = tempDir('sheep-notify-')
-  const socketPath = path.join(dir, 'notify.sock')
-  const listener = spawn('python3', ['-c', PYTHON_LISTENER, socketPath], { stdio: ['ignore', 'pipe', 'inherit'] })
+/**
+ * Starts a sheep in the foreground with NOTIFY_SOCKET=`socketName` (a path, or '@' and an
+ * abstract name) and `path` as its PATH, and checks the one message it sends.
+ */
+async function checkNotify(t: Test, socketName: string, dir: string, searchPath: string): Promise<void> {
+  const listener = spawn('python3', ['-c', PYTHON_LISTENER, socketName], { stdio: ['ignore', 'pipe', 'inherit'] })
   let out = ''
   listener.stdout.on('data', (b: Buffer) => (out += b.toString()))
   t.teardown(() => {
@@ -57,7 +60,7 @@ t.test('sd_notify: READY=1 with sheep’s pid on NOTIFY_SOCKET', { skip: hasPyth
   const storeDir = path.join(dir, 'store')
   const sheep = spawn(SHEEP_BIN, ['-f', '-n', '-p', String(port), '-c', `local:${path.join(dir, 'shm')}`, storeDir], {
     stdio: 'ignore',
-    env: programEnv({ NOTIFY_SOCKET: socketPath }),
+    env: programEnv({ NOTIFY_SOCKET: socketName, PATH: searchPath }),
   })
   const pid = sheep.pid as number
   trackPid(pid)
@@ -84,4 +87,42 @@ t.test('sd_notify: READY=1 with sheep’s pid on NOTIFY_SOCKET', { skip: hasPyth
   t.equal(sheep.exitCode, null, 'sheep keeps running in the foreground')
   const r = await dog(['node', 'list'], { port })
   t.equal(r.status, 0, 'and serves')
+}
+
+/** The first executable `name` on PATH. */
+function onPath(name: string): string | undefined {
+  return (process.env.PATH ?? '')
+    .split(':')
+    .filter(Boolean)
+    .map((dir) => path.join(dir, name))
+    .find((file) => isExecutable(file))
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK)
+    return true
+  } catch {
+    return false
+  }
+}
+
+const needsPython = { skip: onPath('python3') !== undefined ? false : 'needs python3 for a Unix datagram listener' }
+
+t.test('sd_notify: READY=1 with sheep’s pid on a NOTIFY_SOCKET path (systemd-notify)', needsPython, async (t) => {
+  if (onPath('systemd-notify') === undefined) t.comment('no systemd-notify here: sheep uses python3')
+  const dir = tempDir('sheep-notify-')
+  await checkNotify(t, path.join(dir, 'notify.sock'), dir, process.env.PATH ?? '')
+})
+
+t.test('sd_notify: an abstract NOTIFY_SOCKET, without systemd-notify (the python3 way)', needsPython, async (t) => {
+  const dir = tempDir('sheep-notify-')
+  // a PATH with node and python3 only, as on a machine without systemd-notify
+  const bin = path.join(dir, 'bin')
+  fs.mkdirSync(bin)
+  fs.symlinkSync(process.execPath, path.join(bin, 'node'))
+  // the interpreter itself: python3 on PATH may be a wrapper (pyenv's shim) that needs more of PATH
+  const python = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim()
+  fs.symlinkSync(python, path.join(bin, 'python3'))
+  await checkNotify(t, `@sheep-notify-test-${process.pid}`, dir, bin)
 })
