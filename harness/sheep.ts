@@ -176,9 +176,9 @@ export interface ProgramResult {
 }
 
 /** Runs a program (qemu-img, tgtadm …) to its end — killed after `timeoutMs` if given — and collects its output. */
-export function runProgram(cmd: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<ProgramResult> {
+export function runProgram(cmd: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<ProgramResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: opts.timeoutMs, env: opts.env })
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: opts.timeoutMs, env: opts.env, cwd: opts.cwd })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (b: Buffer) => (stdout += b.toString()))

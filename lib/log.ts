@@ -110,19 +110,53 @@ function syslogSink(ident: string): LineSink | undefined {
   }
 }
 
-function fileSink(file: string | undefined): LineSink {
-  const fd = file ? fs.openSync(file, 'a') : 1
-  return (text) => {
-    fs.writeSync(fd, text)
+/** A file (or stdout) to append lines to, and how to open the file again by its name. */
+interface FileSink {
+  sink: LineSink
+  /** Opens the path anew (after logrotate renamed the file) and closes the old descriptor. */
+  reopen(): void
+}
+
+function fileSink(file: string | undefined): FileSink {
+  let fd = file ? fs.openSync(file, 'a') : 1
+  return {
+    sink: (text) => {
+      fs.writeSync(fd, text)
+    },
+    reopen: () => {
+      if (file === undefined) return
+      // open first: if the new file cannot be opened, lines keep going to the old one
+      const next = fs.openSync(file, 'a')
+      const old = fd
+      fd = next
+      fs.closeSync(old)
+    },
   }
 }
 
+/** How to reopen each logger's file; a logger to stdout or syslog has nothing to reopen. */
+const REOPENERS = new WeakMap<Logger, () => void>()
+
 export function createLogger(opts: LogOptions = {}): Logger {
   const toSyslog = opts.syslog ? syslogSink(opts.syslog.ident) : undefined
-  const sink = toSyslog ?? fileSink(opts.file)
+  const file = toSyslog ? undefined : fileSink(opts.file)
+  const sink = toSyslog ?? (file as FileSink).sink
   const log = pino({ level: sdLevelToPino(opts.level ?? 6), name: opts.name, base: { pid: process.pid } }, textStream(sink, opts.format ?? 'server'))
+  if (file && opts.file !== undefined) REOPENERS.set(log, file.reopen)
   if (opts.syslog && !toSyslog) log.warn('no logger(1) to reach the system log with: logging to this file instead')
   return log
+}
+
+/**
+ * Reopens the log file of a logger made by createLogger (SIGHUP after logrotate moved it):
+ * later lines go to a new file at the same path. False when the logger writes to no file.
+ * Throws when the path cannot be opened; the old file then stays in use.
+ */
+export function reopenLogFile(log: Logger): boolean {
+  const reopen = REOPENERS.get(log)
+  if (reopen === undefined) return false
+  reopen()
+  return true
 }
 
 /** A logger that discards everything (tests, tools that log nothing). */

@@ -10,6 +10,7 @@ import { addrToText, addrFromText } from '../lib/structs.js'
 import { SD_ADDR_LEN, defaultZone } from '../lib/addr.js'
 import { type DaemonSpec, isDaemonCopy, launchDaemon, reportToLauncher } from '../lib/daemon.js'
 import { type Logger, createLogger } from '../lib/log.js'
+import { serveMetrics } from '../lib/metrics-http.js'
 import { processAlive } from '../lib/proc.js'
 import { SD_DEFAULT_VNODES } from '../lib/proto.js'
 import { CLUSTER_DRIVERS } from './cluster/drivers.js'
@@ -20,6 +21,8 @@ import { SheepServer } from './server.js'
 import { Sheep, objectDir } from './sheep.js'
 import { freeSpaceOf } from './store/disks.js'
 import { FileStore } from './store/file-store.js'
+import { notifyReady, reopenLogOnHangup } from './service.js'
+import { sheepMetrics } from './metrics.js'
 
 /** How sheep daemonizes (lib/daemon.ts): the launcher waits this long for the listeners. */
 const DAEMON: DaemonSpec = { name: 'sheep', readyEnv: 'SHEEP_DAEMON_READY_FD', startTimeoutMs: 60_000 }
@@ -67,6 +70,7 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
     format: opts.log.format,
     level: opts.log.level,
   })
+  reopenLogOnHangup(log)
   for (const notice of opts.notices) log[notice.level](notice.message)
   logIoThreadPool(log, opts.ioThreadPoolSize)
   if (opts.pidfile) fs.writeFileSync(opts.pidfile, `${process.pid}\n`)
@@ -114,6 +118,7 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
       throw new Error(`cannot serve NBD on ${opts.nbd!.host ?? '*'}:${opts.nbd!.port}: ${e instanceof Error ? e.message : String(e)}`)
     }
   }
+  if (opts.metrics) await startMetrics(sheep, server, opts.metrics)
   let stopping = false
   const stop = (reason: string) => {
     if (stopping) return
@@ -136,6 +141,19 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
   const io = opts.io ? `; I/O NIC ${opts.io.host}:${opts.io.port}` : ''
   log.info(`sheep ${addrToText(addr)}:${opts.port} started in ${baseDir}; epoch ${sheep.epoch}${io}${nbd ? `; NBD on port ${nbd.port}` : ''}`)
   reportToLauncher(DAEMON, 'OK\n')
+  await notifyReady(log, `serving on port ${opts.port}, epoch ${sheep.epoch}`)
+}
+
+/** --metrics: the request observer on the server and the HTTP endpoint (sheep/metrics.ts). */
+async function startMetrics(sheep: Sheep, server: SheepServer, listen: { host?: string; port: number }): Promise<void> {
+  const metrics = sheepMetrics(sheep, server)
+  server.observer = metrics.observe
+  try {
+    await serveMetrics(metrics.registry, listen)
+  } catch (e) {
+    throw new Error(`cannot serve metrics on ${listen.host ?? '*'}:${listen.port}: ${e instanceof Error ? e.message : String(e)}`)
+  }
+  sheep.log.info(`metrics at http://${listen.host ?? '*'}:${listen.port}/metrics`)
 }
 
 /** The environment variable libuv reads once, when its I/O thread pool starts. */

@@ -64,6 +64,14 @@ export const SHEEP_OPTIONS: OptionSpec[] = [
     help: 'specify the log directory, level, format and destination',
     extended: `Available arguments:\n\tdir=: path to the location of sheep.log\n\tlevel=: log level of sheep.log\n\tformat=: log format type\n\tdst=: log destination type\n\nif dir is not specified, use metastore directory\n\nAvailable log levels:\n  #    Level\n${LOG_LEVEL_NAMES.map((n, i) => `  ${i}    ${n}`).join('\n')}\n\nAvailable log format:\n  FormatType      Description\n  default         raw format\n  server          raw format with timestamp\n  json            json format\n\nAvailable log destination:\n  DestinationType Description\n  default         dedicated file in a directory used by sheep\n  syslog          syslog of the system\n  stdout          standard output\n\nExample:\n\t$ sheep -l dir=/var/log/,level=debug,format=server ...`,
   },
+  {
+    short: 'M',
+    long: 'metrics',
+    arg: '[HOST:]PORT',
+    help: 'serve Prometheus metrics over HTTP on PORT (default: disabled)',
+    extended:
+      'The metrics are at http://HOST:PORT/metrics.\nHOST defaults to the -b address, else all addresses.\nExample:\n\t$ sheep --metrics 9100 ...\n\t$ curl http://127.0.0.1:9100/metrics',
+  },
   { short: 'n', long: 'nosync', help: 'drop O_SYNC for write of backend' },
   {
     short: 'N',
@@ -135,6 +143,8 @@ export interface SheepOptions {
   io?: { host: string; port: number }
   /** The NBD server's listen address (sheep/nbd.ts); absent: no NBD server. */
   nbd?: { host?: string; port: number }
+  /** The metrics endpoint's listen address (sheep/metrics.ts); absent: no metrics. */
+  metrics?: { host?: string; port: number }
   /** Threads of libuv's I/O pool asked for with -w io=N or -x N (main.ts sizes the daemon's pool). */
   ioThreadPoolSize?: number
   /** Lines sheep logs at start about options it accepted but that change nothing here. */
@@ -318,6 +328,13 @@ export function parseSheepArgs(argv: string[]): ParseOutcome {
     const io = parseIoNic(o.ioaddr)
     if (typeof io === 'string') return fail(io)
     options.io = io
+  }
+  if (typeof o.metrics === 'string') {
+    const metrics = parseNbdListen(o.metrics)
+    if (!metrics) return fail(`Invalid metrics address '${o.metrics}': expected [HOST:]PORT`)
+    metrics.host ??= options.bindAddr
+    if (metrics.port === options.port || metrics.port === options.nbd?.port) return fail(`metrics port ${metrics.port} is already in use by this sheep`)
+    options.metrics = metrics
   }
   const problem = applyCompatibilityOptions(o, options)
   if (problem !== undefined) return fail(problem)

@@ -62,6 +62,9 @@ export class Recovery {
   epoch = 0
   nrFinished = 0
   nrTotal = 0
+  /** Objects, and their bytes (full object size), recovered since sheep started: the metrics' rates. */
+  recoveredObjects = 0
+  recoveredBytes = 0
   throttle: Throttle | undefined
   private todo: bigint[] = []
   private next = 0
@@ -159,6 +162,8 @@ export class Recovery {
     const sheep = this.sheep
     const epoch = this.epoch
     sheep.log.info(`recovery of epoch ${epoch} starts`)
+    // the finish line says how long it took (logs are how an admin times a rebalance)
+    const startedAtMs = Date.now()
     try {
       await this.storeMoves
       if (run !== this.run) return
@@ -197,6 +202,7 @@ export class Recovery {
       this.nrTotal = todo.length
       this.failed = new Set()
       this.state = RECOVERY_STATE_RECOVERING
+      sheep.log.info(`recovery of epoch ${epoch}: ${todo.length} of ${all.size} object(s) to fetch`)
       this.listBuilt.resolve()
       // fetch them, a few at a time (or as the throttle allows); then what failed, again
       const workers = Array.from({ length: this.throttle ? 1 : RECOVERY_PARALLEL_OBJECTS }, () => this.worker(run))
@@ -211,10 +217,11 @@ export class Recovery {
       if (run !== this.run) return
       this.state = RECOVERY_STATE_NOTIFYING
       const complete = listsComplete && this.failed.size === 0
-      if (complete) sheep.log.info(`recovery of epoch ${epoch} finished: ${this.nrFinished} object(s)`)
+      const tookMs = Date.now() - startedAtMs
+      if (complete) sheep.log.info(`recovery of epoch ${epoch} finished: ${this.nrFinished} object(s) in ${tookMs} ms`)
       else {
         sheep.log.error(
-          `recovery of epoch ${epoch} incomplete: ${this.failed.size} object(s) could not be recovered` +
+          `recovery of epoch ${epoch} incomplete after ${tookMs} ms: ${this.nrFinished} object(s) recovered, ${this.failed.size} could not be` +
             `${listsComplete ? '' : ', object lists missing'}; stale copies are kept until a later epoch recovers them`,
         )
       }
@@ -297,6 +304,10 @@ export class Recovery {
         if (run !== this.run || outcome === 'superseded') return
         if (outcome === 'failed') this.failed.add(oid)
         else this.failed.delete(oid)
+        if (outcome === 'done') {
+          this.recoveredObjects++
+          this.recoveredBytes += objectSizeFor(this.sheep, oid)
+        }
         const parked = this.parked.get(oid)
         if (parked) {
           this.parked.delete(oid)

@@ -79,6 +79,12 @@ function countEnd(sheep: Sheep, gateway: boolean, r: OpReply | undefined): void 
   }
 }
 
+/**
+ * Told about every request the server answered (sheep/metrics.ts counts them here, the one
+ * place every request passes): the op's kind in the op table ('unknown' when it has none).
+ */
+export type RequestObserver = (done: { opcode: number; kind: string; result: number; durationMs: number; rxBytes: number; txBytes: number }) => void
+
 export interface Listen {
   host?: string
   port: number
@@ -92,8 +98,20 @@ export class SheepServer {
   private readonly sockets = new Set<net.Socket>()
   private inFlight = 0
   private drainWaiters: Array<() => void> = []
+  /** Set by whoever watches the requests (metrics); none by default. */
+  observer: RequestObserver | undefined
 
   constructor(private readonly sheep: Sheep) {}
+
+  /** Client and peer connections open now. */
+  get connectionCount(): number {
+    return this.sockets.size
+  }
+
+  /** Requests being processed now, over every connection. */
+  get requestsInFlight(): number {
+    return this.inFlight
+  }
 
   async listen(opts: Listen): Promise<void> {
     await this.listenTcp(opts.host, opts.port)
@@ -178,8 +196,29 @@ export class SheepServer {
     socket.on('close', () => this.sockets.delete(socket))
   }
 
-  /** Runs one request through the op table; never throws. */
+  /** Runs one request through the op table, and tells the observer about it; never throws. */
   async process(req: SdRequest, data: Buffer | undefined): Promise<OpReply> {
+    const observer = this.observer
+    if (observer === undefined) return this.dispatch(req, data)
+    const startMs = performance.now()
+    const r = await this.dispatch(req, data)
+    const done = {
+      opcode: req.opcode,
+      kind: OPS.get(req.opcode)?.kind ?? 'unknown',
+      result: r.result,
+      durationMs: performance.now() - startMs,
+      rxBytes: data?.length ?? 0,
+      txBytes: r.data?.length ?? 0,
+    }
+    try {
+      observer(done)
+    } catch (e) {
+      this.sheep.log.error(`request observer failed: ${String(e)}`)
+    }
+    return r
+  }
+
+  private async dispatch(req: SdRequest, data: Buffer | undefined): Promise<OpReply> {
     const sheep = this.sheep
     const verdict = validateRequestHeader(req)
     if (!verdict.ok) {

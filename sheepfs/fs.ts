@@ -193,6 +193,11 @@ export class SheepFs {
     this.failures = new ReportLimiter(log)
   }
 
+  /** The volumes under /volume now (what the metrics report on). */
+  mountedVolumes(): Volume[] {
+    return [...this.volumes.values()]
+  }
+
   get sheepAddress(): SheepAddress {
     return { host: this.config.host, port: this.config.port }
   }

@@ -8,7 +8,9 @@ import fs from 'node:fs'
 import { isIP } from 'node:net'
 import path from 'node:path'
 import { type DaemonSpec, isDaemonCopy, launchDaemon, reportToLauncher } from '../lib/daemon.js'
+import { serveMetrics } from '../lib/metrics-http.js'
 import { SheepFs } from './fs.js'
+import { sheepfsMetrics } from './metrics.js'
 import { type Logger, createSheepfsLogger } from './log.js'
 import { findSheepfsMount, mountFuse, recoverStaleMount, watchMount } from './mount.js'
 import { SHEEPFS_EXIT_FAILURE, type SheepfsOptions, parseSheepfsArgs } from './options.js'
@@ -45,6 +47,14 @@ async function runSheepfs(opts: SheepfsOptions, log: Logger): Promise<void> {
     { host: opts.host, port: opts.port, pageCache: opts.pageCache, objectCache: opts.objectCache, writeBehind: !opts.writeThrough },
     log,
   )
+  // before the mount: a metrics port that is taken fails the start with nothing mounted
+  if (opts.metrics) {
+    try {
+      await serveMetrics(sheepfsMetrics(sheepfs), opts.metrics)
+    } catch (e) {
+      throw new Error(`cannot serve metrics on ${opts.metrics.host ?? '*'}:${opts.metrics.port}: ${e instanceof Error ? e.message : String(e)}`)
+    }
+  }
   const mounted = await mountFuse(mountpoint, sheepfs.operations(), { debug: opts.debug, pageCache: opts.pageCache })
   log.info(
     `mounted on ${mountpoint}; sheep ${opts.host}:${opts.port}; ${opts.pageCache ? 'page cache' : 'direct I/O'}${opts.objectCache ? ', object cache' : ''}${opts.writeThrough ? ', write-through' : ', write-behind'}`,

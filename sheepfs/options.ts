@@ -2,6 +2,7 @@
 // usage text, and the checks that turn bad arguments into a message and exit 1.
 import { Command, CommanderError } from 'commander'
 import { isIP } from 'node:net'
+import { type ListenAddress, parseListenAddress } from '../lib/metrics-http.js'
 import { SD_DEFAULT_PORT } from '../lib/proto.js'
 
 export const SHEEPFS_DEFAULT_ADDRESS = '127.0.0.1'
@@ -24,6 +25,7 @@ export const SHEEPFS_OPTIONS: readonly OptionSpec[] = [
   { short: 'k', long: 'pagecache', help: "use the kernel's page cache for volumes" },
   { short: 'o', long: 'objectcache', help: 'use the object cache of the sheep' },
   { short: 'w', long: 'writethrough', help: 'answer volume writes only once on every replica' },
+  { short: 'M', long: 'metrics', arg: '[HOST:]PORT', help: 'serve Prometheus metrics on PORT (default: disabled)' },
   { short: 'h', long: 'help', help: 'display this help and exit' },
 ]
 
@@ -38,6 +40,8 @@ export interface SheepfsOptions {
   objectCache: boolean
   /** -w: no write-behind; every volume write is on every replica before it is answered. */
   writeThrough: boolean
+  /** --metrics: where sheepfs/metrics.ts is served; absent: no metrics. */
+  metrics?: ListenAddress
 }
 
 export type ParseOutcome = { kind: 'run'; options: SheepfsOptions } | { kind: 'exit'; code: number; stdout?: string; stderr?: string }
@@ -108,6 +112,11 @@ export function parseSheepfsArgs(argv: readonly string[]): ParseOutcome {
     const port = parsePort(o.port)
     if (port === undefined) return fail(`Invalid port number '${o.port}'`)
     options.port = port
+  }
+  if (typeof o.metrics === 'string') {
+    const metrics = parseListenAddress(o.metrics)
+    if (metrics === undefined) return fail(`Invalid metrics address '${o.metrics}': expected [HOST:]PORT`)
+    options.metrics = metrics
   }
   return { kind: 'run', options }
 }

@@ -62,7 +62,21 @@ class VolumeConnections extends PooledConnection {
   }
 }
 
+/** What a volume counts for sheepfs's metrics (plain numbers: read when scraped, never reset). */
+export interface VolumeCounters {
+  /** Reads answered at once from what read-ahead had fetched. */
+  readAheadHits: number
+  /** Reads that waited for the sheep (a read-ahead window still on its way, or not fetched ahead). */
+  readsWaited: number
+  readBytes: number
+  /** Bytes of writes taken by write-behind (answered before the sheep has them). */
+  writeBehindBytes: number
+  /** Bytes of writes answered only once every replica had them. */
+  writeThroughBytes: number
+}
+
 export class Volume {
+  readonly counters: VolumeCounters = { readAheadHits: 0, readsWaited: 0, readBytes: 0, writeBehindBytes: 0, writeThroughBytes: 0 }
   /** Writes being sent straight through (O_SYNC opens, write-behind off). */
   private readonly writesInFlight = new Set<Promise<void>>()
   private readonly behind = new WriteBehind(
@@ -144,7 +158,12 @@ export class Volume {
   /** read() at once, when read-ahead holds the bytes already and nothing stands in the way; else undefined. */
   readNow(offset: number, length: number): Buffer | undefined {
     if (this.reloading !== undefined || this.stale || this.behind.pending) return undefined
-    return this.ahead.readNow(offset, length, this.handle.size)
+    const data = this.ahead.readNow(offset, length, this.handle.size)
+    if (data !== undefined) {
+      this.counters.readAheadHits++
+      this.counters.readBytes += data.length
+    }
+    return data
   }
 
   /** Reads a range (within the volume); what was written through sheepfs is sent first. */
@@ -154,7 +173,10 @@ export class Volume {
       await this.behind.flush(false)
       handle = await this.current()
     }
-    return this.ahead.read(offset, length, handle.size)
+    const data = await this.ahead.read(offset, length, handle.size)
+    this.counters.readsWaited++
+    this.counters.readBytes += data.length
+    return data
   }
 
   /**
@@ -170,6 +192,7 @@ export class Volume {
       if (handle.readOnly) throw new FsError('EROFS', `volume ${this.entryName} is a snapshot (read-only)`)
       if (this.settings.writeBehind && !through) {
         await this.behind.write(offset, data)
+        this.counters.writeBehindBytes += data.length
         this.mtimeMs = Date.now()
         return
       }
@@ -181,6 +204,7 @@ export class Volume {
       } finally {
         this.writesInFlight.delete(run)
       }
+      this.counters.writeThroughBytes += data.length
       this.mtimeMs = Date.now()
       return
     }
