@@ -1,0 +1,146 @@
+// Sheepdog's erasure code on whole buffers: an object (or any run of whole stripes of it) ↔
+// its D data strips and P parity strips, laid out as the original's gateway lays them out
+// (sheep/gateway.c, wire-protocol.md §11.4). The object is cut into 512-byte stripes; stripe k
+// is split into D strips of 512/D bytes, and strip j of stripe k lands at offset k·512/D of
+// strip j's buffer. Parity strip d+i holds Σ_j enc[d+i][j]·strip_j for every byte position, so
+// the code can run on whole strip buffers at once. Decoding takes any D strips with their
+// indexes; rebuilding recomputes one named strip (data or parity) from any D others.
+import assert from 'node:assert/strict'
+import { SD_EC_MAX_STRIP, SD_MAX_COPIES } from '../proto.js'
+import { type GfKernel, tsKernel } from './kernel.js'
+import { wasmKernel } from './kernel-wasm.js'
+import { encodingMatrix, type GfMatrix, matrixInvert, matrixMultiply, matrixRows, pickRows } from './matrix.js'
+
+/** The stripe unit: one sector, "to make VMs happy" (SD_EC_DATA_STRIPE_SIZE). */
+export const SD_EC_DATA_STRIPE_SIZE = 512
+/** The data strip counts dog accepts (parse_copy in the original's dog/common.c). */
+export const EC_DATA_STRIP_COUNTS: readonly number[] = [2, 4, 8, 16]
+/** Parity strips: at least one, fewer than SD_EC_MAX_STRIP (it must fit in 4 bits). */
+export const EC_MIN_PARITY_STRIPS = 1
+export const EC_MAX_PARITY_STRIPS = SD_EC_MAX_STRIP - 1
+
+// The largest policy, 16:15, is exactly the most copies an object may have.
+assert.equal(Math.max(...EC_DATA_STRIP_COUNTS) + EC_MAX_PARITY_STRIPS, SD_MAX_COPIES)
+
+export interface EcPolicy {
+  /** Data strips D. */
+  readonly d: number
+  /** Parity strips P. */
+  readonly p: number
+}
+
+export function isValidEcPolicy({ d, p }: EcPolicy): boolean {
+  return EC_DATA_STRIP_COUNTS.includes(d) && Number.isInteger(p) && p >= EC_MIN_PARITY_STRIPS && p <= EC_MAX_PARITY_STRIPS
+}
+
+/** The copy_policy byte of a policy: D/2 in the high nibble (16 would not fit), P in the low. */
+export function ecCopyPolicy(policy: EcPolicy): number {
+  assert.ok(isValidEcPolicy(policy))
+  return ((policy.d / 2) << 4) | policy.p
+}
+
+/** The policy a non-zero copy_policy byte stands for (ec_policy_to_dp in include/fec.h). */
+export function ecPolicyOf(copyPolicy: number): EcPolicy {
+  const policy = { d: (copyPolicy >> 4) * 2, p: copyPolicy & 0x0f }
+  assert.ok(isValidEcPolicy(policy), `invalid copy policy ${copyPolicy}`)
+  return policy
+}
+
+/** The kernel in use: WebAssembly SIMD where the runtime has it. */
+export const defaultKernel: GfKernel = wasmKernel ?? tsKernel
+
+export class ErasureCoder {
+  readonly d: number
+  readonly p: number
+  /** Bytes of one strip per stripe: 512 / D. */
+  readonly stripUnitBytes: number
+  /** The (D+P)×D encoding matrix. */
+  readonly matrix: GfMatrix
+  private readonly parityRows: GfMatrix
+
+  constructor(
+    policy: EcPolicy,
+    private readonly kernel: GfKernel = defaultKernel,
+  ) {
+    assert.ok(isValidEcPolicy(policy), `invalid erasure code ${policy.d}:${policy.p}`)
+    this.d = policy.d
+    this.p = policy.p
+    this.stripUnitBytes = SD_EC_DATA_STRIPE_SIZE / this.d
+    this.matrix = encodingMatrix(this.d, this.p)
+    this.parityRows = matrixRows(this.matrix, this.d, this.d + this.p)
+  }
+
+  /** All strips: D + P. */
+  get total(): number {
+    return this.d + this.p
+  }
+
+  /** The length of each strip of `dataBytes` bytes of object data. */
+  stripBytes(dataBytes: number): number {
+    assert.ok(dataBytes % SD_EC_DATA_STRIPE_SIZE === 0, 'erasure coding works on whole stripes')
+    return dataBytes / this.d
+  }
+
+  /** Object bytes (whole stripes) → D+P strips, data strips first. */
+  encode(data: Uint8Array): Uint8Array[] {
+    const stripLen = this.stripBytes(data.length)
+    const strips = Array.from({ length: this.total }, () => new Uint8Array(stripLen))
+    this.split(data, strips)
+    this.kernel.apply(this.parityRows, strips.slice(0, this.d), strips.slice(this.d))
+    return strips
+  }
+
+  /** Any D (or more) strips by index → the object bytes. */
+  decode(strips: ReadonlyMap<number, Uint8Array>): Uint8Array {
+    const data: (Uint8Array | undefined)[] = Array.from({ length: this.d }, (_, j) => strips.get(j))
+    const missing = data.flatMap((s, j) => (s ? [] : [j]))
+    if (missing.length > 0) {
+      const rebuilt = this.solve(strips, missing)
+      missing.forEach((j, i) => {
+        data[j] = rebuilt[i]
+      })
+    }
+    const out = new Uint8Array(data[0]!.length * this.d)
+    this.join(data as Uint8Array[], out)
+    return out
+  }
+
+  /** Recomputes strip `index` (data or parity) from any D other strips. */
+  rebuild(strips: ReadonlyMap<number, Uint8Array>, index: number): Uint8Array {
+    assert.ok(index >= 0 && index < this.total)
+    return this.solve(strips, [index])[0]!
+  }
+
+  /**
+   * Strips `wanted` from the first D available strips in index order (the original also takes
+   * them in numeric order): with B the encoding rows of those strips, data = B⁻¹·available, so
+   * strip w = enc[w]·B⁻¹·available.
+   */
+  private solve(strips: ReadonlyMap<number, Uint8Array>, wanted: readonly number[]): Uint8Array[] {
+    const have = [...strips.keys()]
+      .filter((i) => i >= 0 && i < this.total)
+      .sort((a, b) => a - b)
+      .slice(0, this.d)
+    assert.equal(have.length, this.d, `need ${this.d} strips to decode, have ${have.length}`)
+    const inputs = have.map((i) => strips.get(i)!)
+    const inverse = matrixInvert(pickRows(this.matrix, have))
+    const rows = matrixMultiply(pickRows(this.matrix, wanted), inverse)
+    const outs = wanted.map(() => new Uint8Array(inputs[0]!.length))
+    this.kernel.apply(rows, inputs, outs)
+    return outs
+  }
+
+  /** Stripe k, strip j of `data` → `strips[j]` at k·unit. */
+  private split(data: Uint8Array, strips: Uint8Array[]): void {
+    const unit = this.stripUnitBytes
+    for (let k = 0, off = 0; off < data.length; k++, off += SD_EC_DATA_STRIPE_SIZE)
+      for (let j = 0; j < this.d; j++) strips[j]!.set(data.subarray(off + j * unit, off + (j + 1) * unit), k * unit)
+  }
+
+  /** The inverse of split, for the D data strips. */
+  private join(strips: readonly Uint8Array[], out: Uint8Array): void {
+    const unit = this.stripUnitBytes
+    for (let k = 0, off = 0; off < out.length; k++, off += SD_EC_DATA_STRIPE_SIZE)
+      for (let j = 0; j < this.d; j++) out.set(strips[j]!.subarray(k * unit, (k + 1) * unit), off + j * unit)
+  }
+}

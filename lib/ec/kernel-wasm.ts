@@ -1,0 +1,257 @@
+// The GF(2^8) kernel as WebAssembly SIMD, with no native build step: the module's bytes are
+// assembled here at load and compiled synchronously. Each coefficient c is two 16-byte tables,
+// c·x and c·(x<<4) for x < 16; a product of 16 source bytes is then two i8x16.swizzle lookups
+// (low and high nibble) XORed together, the split-table method of isa-l's SIMD kernels.
+// Buffers are copied into the module's own memory, processed there and copied out; lengths are
+// padded to a whole unrolled step, whose extra bytes are never copied back.
+import assert from 'node:assert/strict'
+import { gfMul } from './gf256.js'
+import { checkApplyArgs, type GfKernel } from './kernel.js'
+import type { GfMatrix } from './matrix.js'
+
+/** Bytes per SIMD vector. */
+const VECTOR_BYTES = 16
+/** Vectors handled per loop iteration (the loop body is emitted this many times). */
+const UNROLL = 4
+/** Bytes per loop iteration: every buffer in module memory is padded to a multiple of this. */
+const STEP_BYTES = VECTOR_BYTES * UNROLL
+/** Bytes of nibble tables per coefficient: 16 low-nibble products, 16 high-nibble products. */
+const TABLE_BYTES = 32
+const WASM_PAGE_BYTES = 65536
+
+// --- a minimal assembler: just the opcodes the kernel uses ---
+const OP = {
+  block: 0x02,
+  loop: 0x03,
+  br: 0x0c,
+  brIf: 0x0d,
+  end: 0x0b,
+  localGet: 0x20,
+  localSet: 0x21,
+  localTee: 0x22,
+  i32Const: 0x41,
+  i32GeU: 0x4f,
+  i32Add: 0x6a,
+  simd: 0xfd,
+} as const
+/** Sub-opcodes after the 0xFD prefix (WebAssembly SIMD, final numbering). */
+const SIMD = { v128Load: 0x00, v128Store: 0x0b, i8x16Swizzle: 0x0e, i8x16Splat: 0x0f, v128And: 0x4e, v128Xor: 0x51, i8x16ShrU: 0x6d } as const
+const TYPE = { i32: 0x7f, v128: 0x7b, func: 0x60, emptyBlock: 0x40 } as const
+/** log2 of the natural alignment of a v128 access, the largest alignment hint allowed. */
+const V128_ALIGN_LOG2 = 4
+
+function uleb(n: number): number[] {
+  assert.ok(Number.isInteger(n) && n >= 0)
+  const out: number[] = []
+  do {
+    let byte = n & 0x7f
+    n >>>= 7
+    if (n !== 0) byte |= 0x80
+    out.push(byte)
+  } while (n !== 0)
+  return out
+}
+
+function sleb(n: number): number[] {
+  assert.ok(Number.isInteger(n))
+  const out: number[] = []
+  for (;;) {
+    const byte = n & 0x7f
+    n >>= 7
+    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) {
+      out.push(byte)
+      return out
+    }
+    out.push(byte | 0x80)
+  }
+}
+
+function vec(items: number[][]): number[] {
+  return [...uleb(items.length), ...items.flat()]
+}
+
+function section(id: number, body: number[]): number[] {
+  return [id, ...uleb(body.length), ...body]
+}
+
+function name(s: string): number[] {
+  return vec([...s].map((ch) => [ch.charCodeAt(0)]))
+}
+
+const simd = (op: number, ...imm: number[]): number[] => [OP.simd, ...uleb(op), ...imm]
+const memarg = (offset: number): number[] => [...uleb(V128_ALIGN_LOG2), ...uleb(offset)]
+const get = (i: number): number[] => [OP.localGet, ...uleb(i)]
+const set = (i: number): number[] => [OP.localSet, ...uleb(i)]
+
+// Parameters (table, src, dst, len) then locals: the two nibble tables, the 0x0f mask, the
+// source vector, and the end of the source.
+const P_TABLE = 0
+const P_SRC = 1
+const P_DST = 2
+const P_LEN = 3
+const L_LO = 4
+const L_HI = 5
+const L_MASK = 6
+const L_V = 7
+const L_END = 8
+
+/** Body of `mul_set` (dst = c·src) or `mul_xor` (dst ^= c·src) over len bytes, len % STEP_BYTES = 0. */
+function mulBody(accumulate: boolean): number[] {
+  const code: number[] = [
+    ...get(P_TABLE),
+    ...simd(SIMD.v128Load, ...memarg(0)),
+    ...set(L_LO),
+    ...get(P_TABLE),
+    ...simd(SIMD.v128Load, ...memarg(VECTOR_BYTES)),
+    ...set(L_HI),
+    OP.i32Const,
+    ...sleb(0x0f),
+    ...simd(SIMD.i8x16Splat),
+    ...set(L_MASK),
+    ...get(P_SRC),
+    ...get(P_LEN),
+    OP.i32Add,
+    ...set(L_END),
+    OP.block,
+    TYPE.emptyBlock,
+    OP.loop,
+    TYPE.emptyBlock,
+    ...get(P_SRC),
+    ...get(L_END),
+    OP.i32GeU,
+    OP.brIf,
+    ...uleb(1),
+  ]
+  for (let k = 0; k < UNROLL; k++) {
+    const at = k * VECTOR_BYTES
+    code.push(...get(P_DST))
+    if (accumulate) code.push(...get(P_DST), ...simd(SIMD.v128Load, ...memarg(at)))
+    code.push(
+      ...get(L_LO),
+      ...get(P_SRC),
+      ...simd(SIMD.v128Load, ...memarg(at)),
+      OP.localTee,
+      ...uleb(L_V),
+      ...get(L_MASK),
+      ...simd(SIMD.v128And),
+      ...simd(SIMD.i8x16Swizzle),
+      ...get(L_HI),
+      ...get(L_V),
+      OP.i32Const,
+      ...sleb(4),
+      ...simd(SIMD.i8x16ShrU),
+      ...simd(SIMD.i8x16Swizzle),
+      ...simd(SIMD.v128Xor),
+    )
+    if (accumulate) code.push(...simd(SIMD.v128Xor))
+    code.push(...simd(SIMD.v128Store, ...memarg(at)))
+  }
+  code.push(
+    ...get(P_SRC),
+    OP.i32Const,
+    ...sleb(STEP_BYTES),
+    OP.i32Add,
+    ...set(P_SRC),
+    ...get(P_DST),
+    OP.i32Const,
+    ...sleb(STEP_BYTES),
+    OP.i32Add,
+    ...set(P_DST),
+    OP.br,
+    ...uleb(0),
+    OP.end,
+    OP.end,
+    OP.end,
+  )
+  const locals = vec([
+    [...uleb(4), TYPE.v128],
+    [...uleb(1), TYPE.i32],
+  ])
+  const body = [...locals, ...code]
+  return [...uleb(body.length), ...body]
+}
+
+/** The module: one memory (exported), `mul_set` and `mul_xor` of type (i32 i32 i32 i32) → (). */
+export function kernelModuleBytes(): Uint8Array<ArrayBuffer> {
+  const funcType = [TYPE.func, ...vec([[TYPE.i32], [TYPE.i32], [TYPE.i32], [TYPE.i32]]), ...vec([])]
+  const EXPORT_FUNC = 0x00
+  const EXPORT_MEMORY = 0x02
+  return Uint8Array.from([
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00,
+    ...section(1, vec([funcType])),
+    ...section(3, vec([uleb(0), uleb(0)])),
+    ...section(5, vec([[0x00, ...uleb(1)]])),
+    ...section(
+      7,
+      vec([
+        [...name('memory'), EXPORT_MEMORY, ...uleb(0)],
+        [...name('mul_set'), EXPORT_FUNC, ...uleb(0)],
+        [...name('mul_xor'), EXPORT_FUNC, ...uleb(1)],
+      ]),
+    ),
+    ...section(10, vec([mulBody(false), mulBody(true)])),
+  ])
+}
+
+type MulFn = (table: number, src: number, dst: number, len: number) => void
+
+interface KernelExports {
+  memory: WebAssembly.Memory
+  mul_set: MulFn
+  mul_xor: MulFn
+}
+
+function padded(len: number): number {
+  return Math.ceil(len / STEP_BYTES) * STEP_BYTES
+}
+
+/** The two nibble tables of coefficient c, at `at` in memory. */
+function writeTables(mem: Uint8Array, at: number, c: number): void {
+  for (let x = 0; x < 16; x++) {
+    mem[at + x] = gfMul(c, x)
+    mem[at + 16 + x] = gfMul(c, x << 4)
+  }
+}
+
+function makeKernel(ex: KernelExports): GfKernel {
+  return {
+    name: 'wasm-simd',
+    apply(m: GfMatrix, srcs: readonly Uint8Array[], dsts: readonly Uint8Array[]): void {
+      const len = checkApplyArgs(m, srcs, dsts)
+      if (len === 0) return
+      const stride = padded(len)
+      const tablesAt = 0
+      const srcAt = padded(m.rows * m.cols * TABLE_BYTES)
+      const dstAt = srcAt + stride * m.cols
+      const need = dstAt + stride * m.rows
+      const have = ex.memory.buffer.byteLength
+      if (need > have) ex.memory.grow(Math.ceil((need - have) / WASM_PAGE_BYTES))
+      const mem = new Uint8Array(ex.memory.buffer)
+      for (let i = 0; i < m.cells.length; i++) writeTables(mem, tablesAt + i * TABLE_BYTES, m.cells[i]!)
+      for (let j = 0; j < srcs.length; j++) mem.set(srcs[j]!, srcAt + j * stride)
+      for (let r = 0; r < m.rows; r++) {
+        const dst = dstAt + r * stride
+        for (let c = 0; c < m.cols; c++) {
+          const fn = c === 0 ? ex.mul_set : ex.mul_xor
+          fn(tablesAt + (r * m.cols + c) * TABLE_BYTES, srcAt + c * stride, dst, stride)
+        }
+        dsts[r]!.set(mem.subarray(dst, dst + len))
+      }
+    },
+  }
+}
+
+/** The WASM kernel, or undefined where this runtime has no WebAssembly SIMD. */
+export const wasmKernel: GfKernel | undefined = (() => {
+  const bytes = kernelModuleBytes()
+  if (!WebAssembly.validate(bytes)) return undefined
+  const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {})
+  return makeKernel(instance.exports as unknown as KernelExports)
+})()
