@@ -85,7 +85,7 @@ export class ErasureCoder {
   encode(data: Uint8Array): Uint8Array[] {
     const stripLen = this.stripBytes(data.length)
     const strips = Array.from({ length: this.total }, () => new Uint8Array(stripLen))
-    this.split(data, strips)
+    this.kernel.split(data, strips.slice(0, this.d), this.stripUnitBytes)
     this.kernel.apply(this.parityRows, strips.slice(0, this.d), strips.slice(this.d))
     return strips
   }
@@ -101,7 +101,7 @@ export class ErasureCoder {
       })
     }
     const out = new Uint8Array(data[0]!.length * this.d)
-    this.join(data as Uint8Array[], out)
+    this.kernel.join(data as Uint8Array[], out, this.stripUnitBytes)
     return out
   }
 
@@ -128,19 +128,5 @@ export class ErasureCoder {
     const outs = wanted.map(() => new Uint8Array(inputs[0]!.length))
     this.kernel.apply(rows, inputs, outs)
     return outs
-  }
-
-  /** Stripe k, strip j of `data` → `strips[j]` at k·unit. */
-  private split(data: Uint8Array, strips: Uint8Array[]): void {
-    const unit = this.stripUnitBytes
-    for (let k = 0, off = 0; off < data.length; k++, off += SD_EC_DATA_STRIPE_SIZE)
-      for (let j = 0; j < this.d; j++) strips[j]!.set(data.subarray(off + j * unit, off + (j + 1) * unit), k * unit)
-  }
-
-  /** The inverse of split, for the D data strips. */
-  private join(strips: readonly Uint8Array[], out: Uint8Array): void {
-    const unit = this.stripUnitBytes
-    for (let k = 0, off = 0; off < out.length; k++, off += SD_EC_DATA_STRIPE_SIZE)
-      for (let j = 0; j < this.d; j++) out.set(strips[j]!.subarray(k * unit, (k + 1) * unit), off + j * unit)
   }
 }

@@ -6,7 +6,7 @@
 // padded to a whole unrolled step, whose extra bytes are never copied back.
 import assert from 'node:assert/strict'
 import { gfMul } from './gf256.js'
-import { checkApplyArgs, type GfKernel } from './kernel.js'
+import { checkApplyArgs, checkLayoutArgs, type GfKernel, tsKernel } from './kernel.js'
 import type { GfMatrix } from './matrix.js'
 
 /** Bytes per SIMD vector. */
@@ -30,8 +30,10 @@ const OP = {
   localSet: 0x21,
   localTee: 0x22,
   i32Const: 0x41,
+  i32Eqz: 0x45,
   i32GeU: 0x4f,
   i32Add: 0x6a,
+  i32Sub: 0x6b,
   simd: 0xfd,
 } as const
 /** Sub-opcodes after the 0xFD prefix (WebAssembly SIMD, final numbering). */
@@ -171,9 +173,76 @@ function mulBody(accumulate: boolean): number[] {
   return [...uleb(body.length), ...body]
 }
 
-/** The module: one memory (exported), `mul_set` and `mul_xor` of type (i32 i32 i32 i32) → (). */
+// copy_strided(src, srcStride, dst, dstStride, unit, count): `count` times, copy `unit` bytes
+// (a multiple of 16) from src to dst, then step each by its stride. Both split and join of the
+// stripe layout are this with the strides swapped.
+const C_SRC = 0
+const C_SRC_STRIDE = 1
+const C_DST = 2
+const C_DST_STRIDE = 3
+const C_UNIT = 4
+const C_COUNT = 5
+const C_I = 6
+
+function copyStridedBody(): number[] {
+  const step = (p: number, by: number[]): number[] => [...get(p), ...by, OP.i32Add, ...set(p)]
+  const code: number[] = [
+    OP.block,
+    TYPE.emptyBlock,
+    OP.loop,
+    TYPE.emptyBlock,
+    ...get(C_COUNT),
+    OP.i32Eqz,
+    OP.brIf,
+    ...uleb(1),
+    OP.i32Const,
+    ...sleb(0),
+    ...set(C_I),
+    OP.block,
+    TYPE.emptyBlock,
+    OP.loop,
+    TYPE.emptyBlock,
+    ...get(C_I),
+    ...get(C_UNIT),
+    OP.i32GeU,
+    OP.brIf,
+    ...uleb(1),
+    ...get(C_DST),
+    ...get(C_I),
+    OP.i32Add,
+    ...get(C_SRC),
+    ...get(C_I),
+    OP.i32Add,
+    ...simd(SIMD.v128Load, ...memarg(0)),
+    ...simd(SIMD.v128Store, ...memarg(0)),
+    ...step(C_I, [OP.i32Const, ...sleb(VECTOR_BYTES)]),
+    OP.br,
+    ...uleb(0),
+    OP.end,
+    OP.end,
+    ...step(C_SRC, get(C_SRC_STRIDE)),
+    ...step(C_DST, get(C_DST_STRIDE)),
+    ...get(C_COUNT),
+    OP.i32Const,
+    ...sleb(1),
+    OP.i32Sub,
+    ...set(C_COUNT),
+    OP.br,
+    ...uleb(0),
+    OP.end,
+    OP.end,
+    OP.end,
+  ]
+  const body = [...vec([[...uleb(1), TYPE.i32]]), ...code]
+  return [...uleb(body.length), ...body]
+}
+
+/**
+ * The module: one memory (exported); `mul_set` and `mul_xor` of type (i32 ×4) → () and
+ * `copy_strided` of type (i32 ×6) → ().
+ */
 export function kernelModuleBytes(): Uint8Array<ArrayBuffer> {
-  const funcType = [TYPE.func, ...vec([[TYPE.i32], [TYPE.i32], [TYPE.i32], [TYPE.i32]]), ...vec([])]
+  const funcType = (params: number): number[] => [TYPE.func, ...vec(Array.from({ length: params }, () => [TYPE.i32])), ...vec([])]
   const EXPORT_FUNC = 0x00
   const EXPORT_MEMORY = 0x02
   return Uint8Array.from([
@@ -185,8 +254,8 @@ export function kernelModuleBytes(): Uint8Array<ArrayBuffer> {
     0x00,
     0x00,
     0x00,
-    ...section(1, vec([funcType])),
-    ...section(3, vec([uleb(0), uleb(0)])),
+    ...section(1, vec([funcType(4), funcType(6)])),
+    ...section(3, vec([uleb(0), uleb(0), uleb(1)])),
     ...section(5, vec([[0x00, ...uleb(1)]])),
     ...section(
       7,
@@ -194,9 +263,10 @@ export function kernelModuleBytes(): Uint8Array<ArrayBuffer> {
         [...name('memory'), EXPORT_MEMORY, ...uleb(0)],
         [...name('mul_set'), EXPORT_FUNC, ...uleb(0)],
         [...name('mul_xor'), EXPORT_FUNC, ...uleb(1)],
+        [...name('copy_strided'), EXPORT_FUNC, ...uleb(2)],
       ]),
     ),
-    ...section(10, vec([mulBody(false), mulBody(true)])),
+    ...section(10, vec([mulBody(false), mulBody(true), copyStridedBody()])),
   ])
 }
 
@@ -206,6 +276,7 @@ interface KernelExports {
   memory: WebAssembly.Memory
   mul_set: MulFn
   mul_xor: MulFn
+  copy_strided: (src: number, srcStride: number, dst: number, dstStride: number, unit: number, count: number) => void
 }
 
 function padded(len: number): number {
@@ -221,6 +292,37 @@ function writeTables(mem: Uint8Array, at: number, c: number): void {
 }
 
 function makeKernel(ex: KernelExports): GfKernel {
+  /** Module memory of at least `need` bytes (growing it detaches earlier views). */
+  const memory = (need: number): Uint8Array => {
+    const have = ex.memory.buffer.byteLength
+    if (need > have) ex.memory.grow(Math.ceil((need - have) / WASM_PAGE_BYTES))
+    return new Uint8Array(ex.memory.buffer)
+  }
+  /** Object at 0, strips after it; each strip j copied unit by unit in the direction asked. */
+  const moveUnits = (object: Uint8Array, strips: readonly Uint8Array[], unit: number, toStrips: boolean): void => {
+    checkLayoutArgs(object, strips, unit)
+    if (unit % VECTOR_BYTES !== 0) {
+      if (toStrips) tsKernel.split(object, strips, unit)
+      else tsKernel.join(strips, object, unit)
+      return
+    }
+    const n = strips.length
+    const stripLen = object.length / n
+    const stripsAt = padded(object.length)
+    const mem = memory(stripsAt + n * stripLen)
+    if (toStrips) mem.set(object, 0)
+    for (let j = 0; j < n; j++) {
+      const at = stripsAt + j * stripLen
+      if (toStrips) {
+        ex.copy_strided(j * unit, n * unit, at, unit, unit, stripLen / unit)
+        strips[j]!.set(mem.subarray(at, at + stripLen))
+      } else {
+        mem.set(strips[j]!, at)
+        ex.copy_strided(at, unit, j * unit, n * unit, unit, stripLen / unit)
+      }
+    }
+    if (!toStrips) object.set(mem.subarray(0, object.length))
+  }
   return {
     name: 'wasm-simd',
     apply(m: GfMatrix, srcs: readonly Uint8Array[], dsts: readonly Uint8Array[]): void {
@@ -230,10 +332,7 @@ function makeKernel(ex: KernelExports): GfKernel {
       const tablesAt = 0
       const srcAt = padded(m.rows * m.cols * TABLE_BYTES)
       const dstAt = srcAt + stride * m.cols
-      const need = dstAt + stride * m.rows
-      const have = ex.memory.buffer.byteLength
-      if (need > have) ex.memory.grow(Math.ceil((need - have) / WASM_PAGE_BYTES))
-      const mem = new Uint8Array(ex.memory.buffer)
+      const mem = memory(dstAt + stride * m.rows)
       for (let i = 0; i < m.cells.length; i++) writeTables(mem, tablesAt + i * TABLE_BYTES, m.cells[i]!)
       for (let j = 0; j < srcs.length; j++) mem.set(srcs[j]!, srcAt + j * stride)
       for (let r = 0; r < m.rows; r++) {
@@ -245,6 +344,8 @@ function makeKernel(ex: KernelExports): GfKernel {
         dsts[r]!.set(mem.subarray(dst, dst + len))
       }
     },
+    split: (object, strips, unit) => moveUnits(object, strips, unit, true),
+    join: (strips, object, unit) => moveUnits(object, strips, unit, false),
   }
 }
 

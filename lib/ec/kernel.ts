@@ -11,6 +11,29 @@ export interface GfKernel {
   readonly name: string
   /** dsts[i] = Σ_j m[i][j]·srcs[j]; every buffer has the same length; dsts are overwritten. */
   apply(m: GfMatrix, srcs: readonly Uint8Array[], dsts: readonly Uint8Array[]): void
+  /**
+   * Object layout → strips: unit i of `object` (units of `unitBytes`) goes to strip i mod n at
+   * unit ⌊i/n⌋, n = strips.length. With n·unitBytes = 512 that is Sheepdog's stripe layout.
+   */
+  split(object: Uint8Array, strips: readonly Uint8Array[], unitBytes: number): void
+  /** The inverse of split. */
+  join(strips: readonly Uint8Array[], object: Uint8Array, unitBytes: number): void
+}
+
+/** Asserts the shapes split and join rely on. */
+export function checkLayoutArgs(object: Uint8Array, strips: readonly Uint8Array[], unitBytes: number): void {
+  assert.ok(unitBytes > 0 && object.length % (unitBytes * strips.length) === 0)
+  for (const s of strips) assert.equal(s.length, object.length / strips.length)
+}
+
+function moveUnits(object: Uint8Array, strips: readonly Uint8Array[], unit: number, toStrips: boolean): void {
+  checkLayoutArgs(object, strips, unit)
+  const n = strips.length
+  for (let k = 0, at = 0; at < object.length; k++)
+    for (let j = 0; j < n; j++, at += unit) {
+      if (toStrips) strips[j]!.set(object.subarray(at, at + unit), k * unit)
+      else object.set(strips[j]!.subarray(k * unit, (k + 1) * unit), at)
+    }
 }
 
 /** Asserts the shapes every kernel relies on; returns the common buffer length. */
@@ -39,4 +62,6 @@ export const tsKernel: GfKernel = {
       }
     }
   },
+  split: (object, strips, unit) => moveUnits(object, strips, unit, true),
+  join: (strips, object, unit) => moveUnits(object, strips, unit, false),
 }
