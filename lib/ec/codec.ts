@@ -57,6 +57,8 @@ export class ErasureCoder {
   /** The (D+P)×D encoding matrix. */
   readonly matrix: GfMatrix
   private readonly parityRows: GfMatrix
+  /** Reused room for strips decode rebuilds on the way to the object (fresh buffers cost as much as the arithmetic). */
+  private scratch = new Uint8Array(0)
 
   constructor(
     policy: EcPolicy,
@@ -81,34 +83,40 @@ export class ErasureCoder {
     return dataBytes / this.d
   }
 
-  /** Object bytes (whole stripes) → D+P strips, data strips first. */
-  encode(data: Uint8Array): Uint8Array[] {
+  /**
+   * Object bytes (whole stripes) → D+P strips, data strips first: views of one new buffer, or
+   * the caller's D+P buffers of object/D bytes each.
+   */
+  encode(data: Uint8Array, into?: readonly Uint8Array[]): readonly Uint8Array[] {
     const stripLen = this.stripBytes(data.length)
-    const strips = Array.from({ length: this.total }, () => new Uint8Array(stripLen))
-    this.kernel.split(data, strips.slice(0, this.d), this.stripUnitBytes)
-    this.kernel.apply(this.parityRows, strips.slice(0, this.d), strips.slice(this.d))
+    // one allocation for all strips, each a view of it, unless the caller brings its buffers
+    const block = into ? undefined : new Uint8Array(stripLen * this.total)
+    const strips = into ? [...into] : Array.from({ length: this.total }, (_, i) => block!.subarray(i * stripLen, (i + 1) * stripLen))
+    assert.equal(strips.length, this.total)
+    this.kernel.splitApply(data, strips.slice(0, this.d), this.stripUnitBytes, this.parityRows, strips.slice(this.d))
     return strips
   }
 
-  /** Any D (or more) strips by index → the object bytes. */
-  decode(strips: ReadonlyMap<number, Uint8Array>): Uint8Array {
+  /** Any D (or more) strips by index → the object bytes (into `into` when given). */
+  decode(strips: ReadonlyMap<number, Uint8Array>, into?: Uint8Array): Uint8Array {
     const data: (Uint8Array | undefined)[] = Array.from({ length: this.d }, (_, j) => strips.get(j))
     const missing = data.flatMap((s, j) => (s ? [] : [j]))
     if (missing.length > 0) {
-      const rebuilt = this.solve(strips, missing)
+      const stripLen = strips.values().next().value!.length
+      const rebuilt = this.solve(strips, missing, this.scratchStrips(missing.length, stripLen))
       missing.forEach((j, i) => {
         data[j] = rebuilt[i]
       })
     }
-    const out = new Uint8Array(data[0]!.length * this.d)
+    const out = into ?? new Uint8Array(data[0]!.length * this.d)
     this.kernel.join(data as Uint8Array[], out, this.stripUnitBytes)
     return out
   }
 
   /** Recomputes strip `index` (data or parity) from any D other strips. */
-  rebuild(strips: ReadonlyMap<number, Uint8Array>, index: number): Uint8Array {
+  rebuild(strips: ReadonlyMap<number, Uint8Array>, index: number, into?: Uint8Array): Uint8Array {
     assert.ok(index >= 0 && index < this.total)
-    return this.solve(strips, [index])[0]!
+    return this.solve(strips, [index], into && [into])[0]!
   }
 
   /**
@@ -116,7 +124,7 @@ export class ErasureCoder {
    * them in numeric order): with B the encoding rows of those strips, data = B⁻¹·available, so
    * strip w = enc[w]·B⁻¹·available.
    */
-  private solve(strips: ReadonlyMap<number, Uint8Array>, wanted: readonly number[]): Uint8Array[] {
+  private solve(strips: ReadonlyMap<number, Uint8Array>, wanted: readonly number[], into?: readonly Uint8Array[]): readonly Uint8Array[] {
     const have = [...strips.keys()]
       .filter((i) => i >= 0 && i < this.total)
       .sort((a, b) => a - b)
@@ -125,8 +133,14 @@ export class ErasureCoder {
     const inputs = have.map((i) => strips.get(i)!)
     const inverse = matrixInvert(pickRows(this.matrix, have))
     const rows = matrixMultiply(pickRows(this.matrix, wanted), inverse)
-    const outs = wanted.map(() => new Uint8Array(inputs[0]!.length))
+    const outs = into ?? wanted.map(() => new Uint8Array(inputs[0]!.length))
     this.kernel.apply(rows, inputs, outs)
     return outs
+  }
+
+  /** n strip buffers of len bytes in the reused scratch room; valid until the next call. */
+  private scratchStrips(n: number, len: number): Uint8Array[] {
+    if (this.scratch.length < n * len) this.scratch = new Uint8Array(n * len)
+    return Array.from({ length: n }, (_, i) => this.scratch.subarray(i * len, (i + 1) * len))
   }
 }

@@ -323,29 +323,44 @@ function makeKernel(ex: KernelExports): GfKernel {
     }
     if (!toStrips) object.set(mem.subarray(0, object.length))
   }
+  /** m·(the srcs already at srcAt, `stride` apart) into outs; tables and results after them. */
+  const applyInMemory = (m: GfMatrix, srcAt: number, stride: number, outs: readonly Uint8Array[], len: number): void => {
+    const tablesAt = padded(srcAt + stride * m.cols)
+    const dstAt = tablesAt + padded(m.cells.length * TABLE_BYTES)
+    const mem = memory(dstAt + stride * m.rows)
+    for (let i = 0; i < m.cells.length; i++) writeTables(mem, tablesAt + i * TABLE_BYTES, m.cells[i]!)
+    for (let r = 0; r < m.rows; r++) {
+      const dst = dstAt + r * stride
+      for (let c = 0; c < m.cols; c++) {
+        const fn = c === 0 ? ex.mul_set : ex.mul_xor
+        fn(tablesAt + (r * m.cols + c) * TABLE_BYTES, srcAt + c * stride, dst, stride)
+      }
+      outs[r]!.set(mem.subarray(dst, dst + len))
+    }
+  }
   return {
     name: 'wasm-simd',
     apply(m: GfMatrix, srcs: readonly Uint8Array[], dsts: readonly Uint8Array[]): void {
       const len = checkApplyArgs(m, srcs, dsts)
       if (len === 0) return
       const stride = padded(len)
-      const tablesAt = 0
-      const srcAt = padded(m.rows * m.cols * TABLE_BYTES)
-      const dstAt = srcAt + stride * m.cols
-      const mem = memory(dstAt + stride * m.rows)
-      for (let i = 0; i < m.cells.length; i++) writeTables(mem, tablesAt + i * TABLE_BYTES, m.cells[i]!)
-      for (let j = 0; j < srcs.length; j++) mem.set(srcs[j]!, srcAt + j * stride)
-      for (let r = 0; r < m.rows; r++) {
-        const dst = dstAt + r * stride
-        for (let c = 0; c < m.cols; c++) {
-          const fn = c === 0 ? ex.mul_set : ex.mul_xor
-          fn(tablesAt + (r * m.cols + c) * TABLE_BYTES, srcAt + c * stride, dst, stride)
-        }
-        dsts[r]!.set(mem.subarray(dst, dst + len))
-      }
+      const mem = memory(stride * m.cols)
+      for (let j = 0; j < srcs.length; j++) mem.set(srcs[j]!, j * stride)
+      applyInMemory(m, 0, stride, dsts, len)
     },
     split: (object, strips, unit) => moveUnits(object, strips, unit, true),
     join: (strips, object, unit) => moveUnits(object, strips, unit, false),
+    splitApply(object, strips, unit, m, outs) {
+      // the strips split in module memory stay there as the sources of the matrix
+      this.split(object, strips, unit)
+      const len = strips[0]?.length ?? 0
+      if (len === 0 || unit % VECTOR_BYTES !== 0 || len % STEP_BYTES !== 0) {
+        this.apply(m, strips, outs)
+        return
+      }
+      checkApplyArgs(m, strips, outs)
+      applyInMemory(m, padded(object.length), len, outs, len)
+    },
   }
 }
 

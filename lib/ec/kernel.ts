@@ -18,6 +18,8 @@ export interface GfKernel {
   split(object: Uint8Array, strips: readonly Uint8Array[], unitBytes: number): void
   /** The inverse of split. */
   join(strips: readonly Uint8Array[], object: Uint8Array, unitBytes: number): void
+  /** split into `strips`, then apply m to them into `outs`: encoding in one pass over memory. */
+  splitApply(object: Uint8Array, strips: readonly Uint8Array[], unitBytes: number, m: GfMatrix, outs: readonly Uint8Array[]): void
 }
 
 /** Asserts the shapes split and join rely on. */
@@ -64,4 +66,8 @@ export const tsKernel: GfKernel = {
   },
   split: (object, strips, unit) => moveUnits(object, strips, unit, true),
   join: (strips, object, unit) => moveUnits(object, strips, unit, false),
+  splitApply(object, strips, unit, m, outs) {
+    this.split(object, strips, unit)
+    this.apply(m, strips, outs)
+  },
 }
