@@ -85,94 +85,6 @@ const memarg = (offset: number): number[] => [...uleb(V128_ALIGN_LOG2), ...uleb(
 const get = (i: number): number[] => [OP.localGet, ...uleb(i)]
 const set = (i: number): number[] => [OP.localSet, ...uleb(i)]
 
-// Parameters (table, src, dst, len) then locals: the two nibble tables, the 0x0f mask, the
-// source vector, and the end of the source.
-const P_TABLE = 0
-const P_SRC = 1
-const P_DST = 2
-const P_LEN = 3
-const L_LO = 4
-const L_HI = 5
-const L_MASK = 6
-const L_V = 7
-const L_END = 8
-
-/** Body of `mul_set` (dst = c·src) or `mul_xor` (dst ^= c·src) over len bytes, len % STEP_BYTES = 0. */
-function mulBody(accumulate: boolean): number[] {
-  const code: number[] = [
-    ...get(P_TABLE),
-    ...simd(SIMD.v128Load, ...memarg(0)),
-    ...set(L_LO),
-    ...get(P_TABLE),
-    ...simd(SIMD.v128Load, ...memarg(VECTOR_BYTES)),
-    ...set(L_HI),
-    OP.i32Const,
-    ...sleb(0x0f),
-    ...simd(SIMD.i8x16Splat),
-    ...set(L_MASK),
-    ...get(P_SRC),
-    ...get(P_LEN),
-    OP.i32Add,
-    ...set(L_END),
-    OP.block,
-    TYPE.emptyBlock,
-    OP.loop,
-    TYPE.emptyBlock,
-    ...get(P_SRC),
-    ...get(L_END),
-    OP.i32GeU,
-    OP.brIf,
-    ...uleb(1),
-  ]
-  for (let k = 0; k < UNROLL; k++) {
-    const at = k * VECTOR_BYTES
-    code.push(...get(P_DST))
-    if (accumulate) code.push(...get(P_DST), ...simd(SIMD.v128Load, ...memarg(at)))
-    code.push(
-      ...get(L_LO),
-      ...get(P_SRC),
-      ...simd(SIMD.v128Load, ...memarg(at)),
-      OP.localTee,
-      ...uleb(L_V),
-      ...get(L_MASK),
-      ...simd(SIMD.v128And),
-      ...simd(SIMD.i8x16Swizzle),
-      ...get(L_HI),
-      ...get(L_V),
-      OP.i32Const,
-      ...sleb(4),
-      ...simd(SIMD.i8x16ShrU),
-      ...simd(SIMD.i8x16Swizzle),
-      ...simd(SIMD.v128Xor),
-    )
-    if (accumulate) code.push(...simd(SIMD.v128Xor))
-    code.push(...simd(SIMD.v128Store, ...memarg(at)))
-  }
-  code.push(
-    ...get(P_SRC),
-    OP.i32Const,
-    ...sleb(STEP_BYTES),
-    OP.i32Add,
-    ...set(P_SRC),
-    ...get(P_DST),
-    OP.i32Const,
-    ...sleb(STEP_BYTES),
-    OP.i32Add,
-    ...set(P_DST),
-    OP.br,
-    ...uleb(0),
-    OP.end,
-    OP.end,
-    OP.end,
-  )
-  const locals = vec([
-    [...uleb(4), TYPE.v128],
-    [...uleb(1), TYPE.i32],
-  ])
-  const body = [...locals, ...code]
-  return [...uleb(body.length), ...body]
-}
-
 // copy_strided(src, srcStride, dst, dstStride, unit, count): `count` times, copy `unit` bytes
 // (a multiple of 16) from src to dst, then step each by its stride. Both split and join of the
 // stripe layout are this with the strides swapped.
@@ -237,9 +149,78 @@ function copyStridedBody(): number[] {
   return [...uleb(body.length), ...body]
 }
 
+// dot(tables, srcs, count, stride, dst, len): dst = Σ_j c_j·src_j for the `count` sources at
+// srcs + j·stride, coefficient j's nibble tables at tables + 32·j; len and stride are multiples
+// of STEP_BYTES. One pass over the sources with the sums in registers, instead of a
+// read-modify-write of dst per source.
+const D_TABLES = 0
+const D_SRCS = 1
+const D_COUNT = 2
+const D_STRIDE = 3
+const D_DST = 4
+const D_LEN = 5
+const D_I = 6
+const D_J = 7
+const D_TP = 8
+const D_SP = 9
+const D_LO = 10
+const D_HI = 11
+const D_MASK = 12
+const D_V = 13
+const D_ACC = 14 // UNROLL accumulators from here
+
+function dotBody(): number[] {
+  const step = (p: number, by: number[]): number[] => [...get(p), ...by, OP.i32Add, ...set(p)]
+  const zero = [OP.i32Const, ...sleb(0), ...simd(SIMD.i8x16Splat)]
+  const code: number[] = [OP.i32Const, ...sleb(0x0f), ...simd(SIMD.i8x16Splat), ...set(D_MASK)]
+  code.push(OP.block, TYPE.emptyBlock, OP.loop, TYPE.emptyBlock)
+  code.push(...get(D_I), ...get(D_LEN), OP.i32GeU, OP.brIf, ...uleb(1))
+  for (let k = 0; k < UNROLL; k++) code.push(...zero, ...set(D_ACC + k))
+  code.push(...get(D_COUNT), ...set(D_J), ...get(D_TABLES), ...set(D_TP))
+  code.push(...get(D_SRCS), ...get(D_I), OP.i32Add, ...set(D_SP))
+  code.push(OP.block, TYPE.emptyBlock, OP.loop, TYPE.emptyBlock)
+  code.push(...get(D_J), OP.i32Eqz, OP.brIf, ...uleb(1))
+  code.push(...get(D_TP), ...simd(SIMD.v128Load, ...memarg(0)), ...set(D_LO))
+  code.push(...get(D_TP), ...simd(SIMD.v128Load, ...memarg(VECTOR_BYTES)), ...set(D_HI))
+  for (let k = 0; k < UNROLL; k++)
+    code.push(
+      ...get(D_ACC + k),
+      ...get(D_LO),
+      ...get(D_SP),
+      ...simd(SIMD.v128Load, ...memarg(k * VECTOR_BYTES)),
+      OP.localTee,
+      ...uleb(D_V),
+      ...get(D_MASK),
+      ...simd(SIMD.v128And),
+      ...simd(SIMD.i8x16Swizzle),
+      ...get(D_HI),
+      ...get(D_V),
+      OP.i32Const,
+      ...sleb(4),
+      ...simd(SIMD.i8x16ShrU),
+      ...simd(SIMD.i8x16Swizzle),
+      ...simd(SIMD.v128Xor),
+      ...simd(SIMD.v128Xor),
+      ...set(D_ACC + k),
+    )
+  code.push(...step(D_TP, [OP.i32Const, ...sleb(TABLE_BYTES)]), ...step(D_SP, get(D_STRIDE)))
+  code.push(...get(D_J), OP.i32Const, ...sleb(1), OP.i32Sub, ...set(D_J))
+  code.push(OP.br, ...uleb(0), OP.end, OP.end)
+  for (let k = 0; k < UNROLL; k++) code.push(...get(D_DST), ...get(D_I), OP.i32Add, ...get(D_ACC + k), ...simd(SIMD.v128Store, ...memarg(k * VECTOR_BYTES)))
+  code.push(...step(D_I, [OP.i32Const, ...sleb(STEP_BYTES)]))
+  code.push(OP.br, ...uleb(0), OP.end, OP.end, OP.end)
+  const body = [
+    ...vec([
+      [...uleb(4), TYPE.i32],
+      [...uleb(4 + UNROLL), TYPE.v128],
+    ]),
+    ...code,
+  ]
+  return [...uleb(body.length), ...body]
+}
+
 /**
- * The module: one memory (exported); `mul_set` and `mul_xor` of type (i32 ×4) → () and
- * `copy_strided` of type (i32 ×6) → ().
+ * The module: one memory (exported), `copy_strided` and `dot`, both of type (i32 ×6) → ().
  */
 export function kernelModuleBytes(): Uint8Array<ArrayBuffer> {
   const funcType = (params: number): number[] => [TYPE.func, ...vec(Array.from({ length: params }, () => [TYPE.i32])), ...vec([])]
@@ -254,28 +235,24 @@ export function kernelModuleBytes(): Uint8Array<ArrayBuffer> {
     0x00,
     0x00,
     0x00,
-    ...section(1, vec([funcType(4), funcType(6)])),
-    ...section(3, vec([uleb(0), uleb(0), uleb(1)])),
+    ...section(1, vec([funcType(6)])),
+    ...section(3, vec([uleb(0), uleb(0)])),
     ...section(5, vec([[0x00, ...uleb(1)]])),
     ...section(
       7,
       vec([
         [...name('memory'), EXPORT_MEMORY, ...uleb(0)],
-        [...name('mul_set'), EXPORT_FUNC, ...uleb(0)],
-        [...name('mul_xor'), EXPORT_FUNC, ...uleb(1)],
-        [...name('copy_strided'), EXPORT_FUNC, ...uleb(2)],
+        [...name('copy_strided'), EXPORT_FUNC, ...uleb(0)],
+        [...name('dot'), EXPORT_FUNC, ...uleb(1)],
       ]),
     ),
-    ...section(10, vec([mulBody(false), mulBody(true), copyStridedBody()])),
+    ...section(10, vec([copyStridedBody(), dotBody()])),
   ])
 }
 
-type MulFn = (table: number, src: number, dst: number, len: number) => void
-
 interface KernelExports {
   memory: WebAssembly.Memory
-  mul_set: MulFn
-  mul_xor: MulFn
+  dot: (tables: number, srcs: number, count: number, stride: number, dst: number, len: number) => void
   copy_strided: (src: number, srcStride: number, dst: number, dstStride: number, unit: number, count: number) => void
 }
 
@@ -331,10 +308,7 @@ function makeKernel(ex: KernelExports): GfKernel {
     for (let i = 0; i < m.cells.length; i++) writeTables(mem, tablesAt + i * TABLE_BYTES, m.cells[i]!)
     for (let r = 0; r < m.rows; r++) {
       const dst = dstAt + r * stride
-      for (let c = 0; c < m.cols; c++) {
-        const fn = c === 0 ? ex.mul_set : ex.mul_xor
-        fn(tablesAt + (r * m.cols + c) * TABLE_BYTES, srcAt + c * stride, dst, stride)
-      }
+      ex.dot(tablesAt + r * m.cols * TABLE_BYTES, srcAt, m.cols, stride, dst, stride)
       outs[r]!.set(mem.subarray(dst, dst + len))
     }
   }
