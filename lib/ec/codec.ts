@@ -144,3 +144,16 @@ export class ErasureCoder {
     return Array.from({ length: n }, (_, i) => this.scratch.subarray(i * len, (i + 1) * len))
   }
 }
+
+/** One coder per policy on the default kernel, built on first use (its matrix is reused). */
+const coders = new Map<number, ErasureCoder>()
+
+export function erasureCoder(policy: EcPolicy): ErasureCoder {
+  const key = ecCopyPolicy(policy)
+  let coder = coders.get(key)
+  if (!coder) {
+    coder = new ErasureCoder(policy)
+    coders.set(key, coder)
+  }
+  return coder
+}

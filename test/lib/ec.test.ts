@@ -5,7 +5,7 @@
 // byte i is (i·7 + (i>>8)·13 + 1) mod 256.
 import crypto from 'node:crypto'
 import t from 'tap'
-import { ErasureCoder, ecCopyPolicy, ecPolicyOf, isValidEcPolicy, SD_EC_DATA_STRIPE_SIZE } from '../../lib/ec/codec.js'
+import { ErasureCoder, ecCopyPolicy, ecPolicyOf, erasureCoder, isValidEcPolicy, SD_EC_DATA_STRIPE_SIZE } from '../../lib/ec/codec.js'
 import { gfInv, gfMul, gfPow } from '../../lib/ec/gf256.js'
 import { tsKernel } from '../../lib/ec/kernel.js'
 import { kernelModuleBytes, wasmKernel } from '../../lib/ec/kernel-wasm.js'
@@ -273,6 +273,8 @@ t.test('policies and the copy_policy byte', async (t) => {
   t.equal(ecCopyPolicy({ d: 16, p: 15 }), 0x8f)
   t.same(ecPolicyOf(0x13), { d: 2, p: 3 })
   t.throws(() => ecPolicyOf(0x20))
+  t.equal(erasureCoder({ d: 8, p: 3 }), erasureCoder(ecPolicyOf(0x43)), 'one coder per policy')
+  t.throws(() => erasureCoder({ d: 5, p: 1 }))
 })
 
 t.test('matrix inversion', async (t) => {
