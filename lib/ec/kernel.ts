@@ -2,7 +2,8 @@
 // TypeScript one are interchangeable (and cross-checked by the tests): apply a small GF(2^8)
 // matrix to equal-length byte buffers, dst_i = Σ_j m[i][j]·src_j byte by byte. Encoding applies
 // the parity rows of the encoding matrix to the data strips; decoding applies rows of an
-// inverted sub-matrix to the strips at hand.
+// inverted sub-matrix to the strips at hand. The kernel also moves bytes between the object
+// layout and the strips (split/join), the other per-byte work of the codec.
 import assert from 'node:assert/strict'
 import { GF_MUL_TABLE, GF_SIZE } from './gf256.js'
 import type { GfMatrix } from './matrix.js'
