@@ -5,6 +5,7 @@
 // go to /dev/null for dd and dog alike, and a second, untimed read checks the bytes); recovery
 // time after one node of 4 is killed (seconds per GiB re-replicated); peak sheep and sheepfs memory.
 // Usage: npm run bench [-- --size-mib N]   (default 1024 MiB)
+//        npm run bench -- NAME               (one of NAMED_BENCHES instead, e.g. `ec`)
 import { spawn, spawnSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -12,6 +13,7 @@ import path from 'node:path'
 import { makeFs, newVdi } from '../lib/sheep-api.js'
 import { SD_CLUSTER_FLAG_AUTO_VNODES } from '../lib/proto.js'
 import { VdiHandle } from '../lib/vdi-io.js'
+import { runEcBench } from './ec.js'
 import { objectCopies, startCluster, waitForRecovery } from '../harness/cluster.js'
 import { DOG_BIN, REPO, programEnv, tempDir } from '../harness/sheep.js'
 import { sheepfsPidsFor } from '../harness/sheepfs.js'
@@ -226,7 +228,17 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e: unknown) => {
+/** Benches that run on their own by name, without the cluster measures above. */
+const NAMED_BENCHES: Record<string, () => void | Promise<void>> = {
+  ec: runEcBench,
+}
+
+const named = process.argv[2] !== undefined ? NAMED_BENCHES[process.argv[2]] : undefined
+if (process.argv[2] !== undefined && !process.argv[2].startsWith('--') && !named) {
+  console.error(`unknown bench ${process.argv[2]}; named benches: ${Object.keys(NAMED_BENCHES).join(', ')}`)
+  process.exit(64)
+}
+Promise.resolve(named ? named() : main()).catch((e: unknown) => {
   console.error(e)
   process.exit(1)
 })
