@@ -6,8 +6,8 @@
 // priority. Levels use Sheepdog's names (emerg … debug) mapped onto pino's.
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
-import path from 'node:path'
 import { pino, type Logger } from 'pino'
+import { findOnPath } from './proc.js'
 
 /** Sheepdog log level names in their numeric order 0..7 (cli-and-formats.md §5.7). */
 export const LOG_LEVEL_NAMES = ['emerg', 'alert', 'crit', 'err', 'warning', 'notice', 'info', 'debug'] as const
@@ -74,21 +74,6 @@ function textStream(sink: LineSink, format: LogFormat): { write(line: string): v
       sink(text, Number(level))
     },
   }
-}
-
-/** The first executable `name` on PATH, or undefined. */
-function findOnPath(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    if (dir === '') continue
-    const candidate = path.join(dir, name)
-    try {
-      fs.accessSync(candidate, fs.constants.X_OK)
-      return candidate
-    } catch {
-      // not here
-    }
-  }
-  return undefined
 }
 
 /**

@@ -1,7 +1,8 @@
 // Process liveness from /proc: a pid counts as alive only while its process exists and is not a
 // zombie (a killed daemon whose parent never reaps it still answers kill(pid, 0)). The start
-// time tells a reused pid from the process that first had it.
+// time tells a reused pid from the process that first had it. And where a program is on PATH.
 import fs from 'node:fs'
+import path from 'node:path'
 
 export interface ProcessIdentity {
   pid: number
@@ -30,4 +31,19 @@ export function processAlive(pid: number): boolean {
 
 export function sameProcessAlive(p: ProcessIdentity): boolean {
   return processStartTime(p.pid) === p.startTime
+}
+
+/** The first executable `name` on PATH, or undefined. */
+export function findOnPath(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    if (dir === '') continue
+    const candidate = path.join(dir, name)
+    try {
+      fs.accessSync(candidate, fs.constants.X_OK)
+      return candidate
+    } catch {
+      // not here
+    }
+  }
+  return undefined
 }

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { type Logger, reopenLogFile } from '../lib/log.js'
+import { findOnPath } from '../lib/proc.js'
 
 /** How long the notifier may take before sheep stops waiting for it (it never delays serving). */
 const NOTIFY_TIMEOUT_MS = 5_000
@@ -23,21 +24,6 @@ export function reopenLogOnHangup(log: Logger): void {
       log.error(`cannot reopen the log file: ${e instanceof Error ? e.message : String(e)}; still logging to the old one`)
     }
   })
-}
-
-/** The first executable `name` on PATH, or undefined. */
-function findOnPath(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    if (dir === '') continue
-    const candidate = path.join(dir, name)
-    try {
-      fs.accessSync(candidate, fs.constants.X_OK)
-      return candidate
-    } catch {
-      // not here
-    }
-  }
-  return undefined
 }
 
 /** python3 sending `message` to the socket in argv[1] (an abstract name starts with '@'). */
