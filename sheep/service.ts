@@ -4,7 +4,6 @@
 // Node has no Unix datagram sockets, so the notification goes out through systemd-notify(1)
 // (or, without it, a python3 one-liner), sent in sheep's name with --pid.
 import { spawn } from 'node:child_process'
-import fs from 'node:fs'
 import path from 'node:path'
 import { type Logger, reopenLogFile } from '../lib/log.js'
 import { findOnPath } from '../lib/proc.js'
