@@ -108,3 +108,30 @@ t.test('objects over several disks: md info, plug and unplug under writes, resta
   const back = await dog(['vdi', 'read', 'v'], { port: port(0) })
   t.ok(back.status === 0 && back.stdoutBytes.equals(data), 'node 0 alone reads every byte')
 })
+
+t.test('objects moved off an unplugged disk stay sparse', async (t) => {
+  const root = tempDir('multi-disk-sparse-')
+  const disk = (name: string) => path.join(root, name)
+  const cluster = await startCluster(1, { root, disks: () => ['d0', 'd1'].map(disk) })
+  t.teardown(() => cluster.close())
+  const port = cluster.ports[0] as number
+  t.equal((await dog(['cluster', 'format', '-c', '1'], { port })).status, 0)
+  const objects = 8
+  t.equal((await dog(['vdi', 'create', 's', `${objects * 4}M`], { port })).status, 0)
+  const expected = Buffer.alloc(objects * 4 * MiB)
+  for (let i = 0; i < objects; i++) {
+    const piece = crypto.randomBytes(4096)
+    piece.copy(expected, i * 4 * MiB)
+    t.equal((await dog(['vdi', 'write', 's', String(i * 4 * MiB), '4096'], { port, input: piece })).status, 0)
+  }
+  const onD0 = objectsIn(disk('d0'))
+  t.ok(onD0.length > 0, `d0 holds ${onD0.length} object(s)`)
+  t.equal((await dog(['node', 'md', 'unplug', '-f', disk('d0')], { port })).status, 0, 'md unplug d0')
+  t.ok(await waitFor(() => objectsIn(disk('d0')).length === 0, 20_000), 'every object left d0')
+  for (const name of onD0) {
+    const st = fs.statSync(path.join(disk('d1'), name))
+    t.ok(st.blocks * 512 < 1 * MiB, `${name} moved and still sparse: ${st.blocks * 512} bytes allocated of ${st.size}`)
+  }
+  const r = await dog(['vdi', 'read', 's'], { port })
+  t.ok(r.status === 0 && r.stdoutBytes.equals(expected), 'the data reads back')
+})
