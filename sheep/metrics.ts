@@ -40,6 +40,29 @@ function stateGauge(registry: Registry, name: string, help: string, read: () => 
   })
 }
 
+/** A gauge with one value per object disk (label `disk`: its path), read at scrape time. */
+function diskGauge(registry: Registry, name: string, help: string, read: () => Array<[string, number]>): void {
+  new Gauge({
+    name: METRICS_PREFIX + name,
+    help,
+    labelNames: ['disk'],
+    registers: [registry],
+    collect() {
+      this.reset()
+      for (const [disk, value] of read()) this.set({ disk }, value)
+    },
+  })
+}
+
+/** Free bytes of the file system holding `dir`; 0 when it cannot be asked (a failed disk). */
+function diskFree(dir: string): number {
+  try {
+    return Number(freeSpaceOf(dir))
+  } catch {
+    return 0
+  }
+}
+
 /** The registry with every sheep metric, and the observer that feeds the request metrics. */
 export function sheepMetrics(sheep: Sheep, server: SheepServer): { registry: Registry; observe: RequestObserver } {
   const registry = new Registry()
@@ -80,9 +103,11 @@ export function sheepMetrics(sheep: Sheep, server: SheepServer): { registry: Reg
   stateGauge(registry, 'epoch', 'The epoch of this node', () => sheep.epoch)
   stateGauge(registry, 'members', 'Nodes in the cluster as this node sees it', () => sheep.members.length)
   stateGauge(registry, 'status', 'Cluster status (SD_STATUS_*: 1 ok, 2 wait, 3 shutdown, 4 killed)', () => sheep.status)
-  stateGauge(registry, 'objects_stored', 'Objects in this node’s store', () => sheep.store.list().length)
-  stateGauge(registry, 'stored_bytes', 'Bytes of the objects in this node’s store', () => Number(sheep.store.usedBytes()))
-  stateGauge(registry, 'free_bytes', 'Free bytes on the file system of the store', () => Number(freeSpaceOf(sheep.baseDir)))
+  diskGauge(registry, 'objects_stored', 'Objects in this node’s store, by object disk', () => sheep.store.diskStats().map((d) => [d.path, d.objects]))
+  diskGauge(registry, 'stored_bytes', 'Bytes of the objects in this node’s store, by object disk', () =>
+    sheep.store.diskStats().map((d) => [d.path, Number(d.bytes)]),
+  )
+  diskGauge(registry, 'free_bytes', 'Free bytes on the file system of each object disk', () => sheep.store.diskStats().map((d) => [d.path, diskFree(d.path)]))
   stateGauge(registry, 'recovery_running', '1 while a recovery runs on this node', () => (sheep.recovery.running ? 1 : 0))
   stateGauge(registry, 'recovery_state', 'Recovery state (RECOVERY_STATE_*: 0 preparing, 1 recovering, 2 notifying)', () => sheep.recovery.state)
   stateGauge(registry, 'recovery_objects_total', 'Objects the running (or last) recovery has to fetch', () => sheep.recovery.nrTotal)

@@ -34,6 +34,12 @@ export interface StagedObject {
   abort(): Promise<void>
 }
 
+export interface DiskStats {
+  path: string
+  objects: number
+  bytes: bigint
+}
+
 export interface StoreDriver {
   /** The store driver (layout) in use: `plain` or `tree`. */
   readonly name: string
@@ -77,6 +83,8 @@ export interface StoreDriver {
   mutationsSettled(): Promise<void>
   /** Bytes used by stored objects. */
   usedBytes(): bigint
+  /** Per object disk, from memory (no disk access): its path, objects and their bytes (metrics). */
+  diskStats(): DiskStats[]
 
   // ---- the stale area (behaviour.md §7.2): replicas this node no longer holds, kept per epoch
   /**

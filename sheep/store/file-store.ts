@@ -21,7 +21,7 @@ import path from 'node:path'
 import type { Logger } from '../../lib/log.js'
 import { SD_RES_NETWORK_ERROR, SD_RES_NO_OBJ, SD_RES_SUCCESS, SD_RES_UNKNOWN } from '../../lib/proto.js'
 import { type Disk, DiskSet, freeSpaceOf, purgeDirectory } from './disks.js'
-import type { DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
+import type { DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
 import { DEFAULT_STORE_LAYOUT, type StoreLayout, oidFileName } from './layout.js'
 
 export { oidFileName }
@@ -435,6 +435,17 @@ export class FileStore implements StoreDriver {
 
   usedBytes(): bigint {
     return this.used
+  }
+
+  diskStats(): DiskStats[] {
+    const stats = new Map<Disk, DiskStats>(this.disks.list().map((disk) => [disk, { path: disk.path, objects: 0, bytes: 0n }]))
+    for (const { disk, size } of this.objects.values()) {
+      const entry = stats.get(disk)
+      if (!entry) continue
+      entry.objects++
+      entry.bytes += BigInt(size)
+    }
+    return [...stats.values()]
   }
 
   /** Resolves once every mutation queued so far has finished. */

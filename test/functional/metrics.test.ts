@@ -69,6 +69,7 @@ t.test('a scraped sheep counts writes, and a joiner shows its recovery', async (
   )
   t.ok(total(after, 'sheepdog_objects_stored') >= 5, `objects stored: ${total(after, 'sheepdog_objects_stored')}`)
   t.ok(total(after, 'sheepdog_stored_bytes') >= 16 * MiB, 'bytes stored')
+  t.ok(total(after, 'sheepdog_objects_stored', 'disk="/') >= 5, 'objects counted by disk (label disk: its path)')
 
   const r = await dog(['vdi', 'read', 'v'], { port: a.port })
   t.ok(r.status === 0 && r.stdoutBytes.equals(data), 'reads back')
