@@ -1,8 +1,10 @@
 // Node addresses as Sheepdog carries them: 16 bytes, IPv4 stored as 12 zero bytes followed by
 // the 4 address bytes (not the ::ffff: mapped form). Parsing, printing and the default zone
-// derived from an address (wire-protocol.md §7.1, §7.2).
+// derived from an address (wire-protocol.md §7.1, §7.2); and the `[HOST:]PORT` listen addresses
+// of our own options (NBD, metrics).
 
 export const SD_ADDR_LEN = 16
+const MAX_TCP_PORT = 65535
 
 /** 127.0.0.1 → 12 zero bytes, 127, 0, 0, 1. Throws on anything but a dotted quad. */
 export function addrFromIPv4(s: string): Uint8Array {
@@ -127,4 +129,20 @@ function ipv6ToString(addr: Uint8Array): string {
     s += words[i]!.toString(16)
   }
   return s
+}
+
+export interface ListenAddress {
+  host?: string
+  port: number
+}
+
+/** `PORT`, `HOST:PORT` or `[IPV6]:PORT` (HOST an IP address) → the listen address; undefined when invalid. */
+export function parseListenAddress(text: string): ListenAddress | undefined {
+  const m = /^(?:(?:\[([^\]]+)\]|([^:]+)):)?(\d+)$/.exec(text)
+  if (!m) return undefined
+  const port = Number(m[3])
+  if (port < 1 || port > MAX_TCP_PORT) return undefined
+  const host = m[1] ?? m[2]
+  if (host !== undefined && !parseAddr(host)) return undefined
+  return host === undefined ? { port } : { host, port }
 }

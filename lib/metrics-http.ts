@@ -1,33 +1,16 @@
 // The HTTP side of a Prometheus endpoint, shared by sheep and sheepfs (`--metrics [HOST:]PORT`):
-// parsing the listen address and serving GET /metrics from whatever renders the text (a
-// prom-client registry in both). Anything else is 404; a failed render is 500 with its reason.
+// serving GET /metrics from whatever renders the text (a prom-client registry in both). Anything
+// else is 404; a failed render is 500 with its reason.
 import http from 'node:http'
-import { parseAddr } from './addr.js'
+import type { ListenAddress } from './addr.js'
 
 /** The path scraped. */
 export const METRICS_PATH = '/metrics'
-const MAX_PORT = 65535
 
 /** What renders the metrics: prom-client's Registry has this shape. */
 export interface MetricsSource {
   metrics(): Promise<string>
   readonly contentType: string
-}
-
-export interface ListenAddress {
-  host?: string
-  port: number
-}
-
-/** `PORT`, `HOST:PORT` or `[IPV6]:PORT` (HOST an IP address) → the listen address; undefined when invalid. */
-export function parseListenAddress(text: string): ListenAddress | undefined {
-  const m = /^(?:(?:\[([^\]]+)\]|([^:]+)):)?(\d+)$/.exec(text)
-  if (!m) return undefined
-  const port = Number(m[3])
-  if (port < 1 || port > MAX_PORT) return undefined
-  const host = m[1] ?? m[2]
-  if (host !== undefined && !parseAddr(host)) return undefined
-  return host === undefined ? { port } : { host, port }
 }
 
 /** Serves `source` at http://HOST:PORT/metrics; resolves once it listens (the server does not keep the process alive). */

@@ -4,7 +4,7 @@
 // the original checks them and then accepted: each leaves a notice that sheep logs at start.
 import { Command, CommanderError } from 'commander'
 import { LOG_LEVEL_NAMES, type LogFormat } from '../lib/log.js'
-import { parseAddr } from '../lib/addr.js'
+import { parseAddr, parseListenAddress } from '../lib/addr.js'
 import { SD_DEFAULT_PORT, SD_MAX_VNODES } from '../lib/proto.js'
 import { parseDriverSpec } from './cluster/driver.js'
 import { CLUSTER_DRIVERS as DRIVER_KINDS, CLUSTER_DRIVER_NAMES } from './cluster/drivers.js'
@@ -201,17 +201,6 @@ function subOptions(text: string): Array<[string, string]> {
     })
 }
 
-/** `PORT`, `HOST:PORT` or `[IPV6]:PORT` → the NBD listen address (HOST an IP address). */
-export function parseNbdListen(text: string): { host?: string; port: number } | undefined {
-  const m = /^(?:(?:\[([^\]]+)\]|([^:]+)):)?(\d+)$/.exec(text)
-  if (!m) return undefined
-  const port = Number(m[3])
-  if (port < 1 || port > 65535) return undefined
-  const host = m[1] ?? m[2]
-  if (host !== undefined && !parseAddr(host)) return undefined
-  return host === undefined ? { port } : { host, port }
-}
-
 export function parseSheepArgs(argv: string[]): ParseOutcome {
   const program = new Command('sheep')
   program.helpOption(false).exitOverride().allowExcessArguments(false).argument('[path]')
@@ -318,7 +307,7 @@ export function parseSheepArgs(argv: string[]): ParseOutcome {
     options.recovery = { max, intervalMs: interval }
   }
   if (typeof o.nbd === 'string') {
-    const nbd = parseNbdListen(o.nbd)
+    const nbd = parseListenAddress(o.nbd)
     if (!nbd) return fail(`Invalid NBD address '${o.nbd}': expected [HOST:]PORT`)
     nbd.host ??= options.bindAddr
     if (nbd.port === options.port) return fail(`NBD port ${nbd.port} is the sheep port`)
@@ -330,7 +319,7 @@ export function parseSheepArgs(argv: string[]): ParseOutcome {
     options.io = io
   }
   if (typeof o.metrics === 'string') {
-    const metrics = parseNbdListen(o.metrics)
+    const metrics = parseListenAddress(o.metrics)
     if (!metrics) return fail(`Invalid metrics address '${o.metrics}': expected [HOST:]PORT`)
     metrics.host ??= options.bindAddr
     if (metrics.port === options.port || metrics.port === options.nbd?.port) return fail(`metrics port ${metrics.port} is already in use by this sheep`)

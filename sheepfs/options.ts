@@ -2,7 +2,7 @@
 // usage text, and the checks that turn bad arguments into a message and exit 1.
 import { Command, CommanderError } from 'commander'
 import { isIP } from 'node:net'
-import { type ListenAddress, parseListenAddress } from '../lib/metrics-http.js'
+import { type ListenAddress, parseListenAddress } from '../lib/addr.js'
 import { SD_DEFAULT_PORT } from '../lib/proto.js'
 
 export const SHEEPFS_DEFAULT_ADDRESS = '127.0.0.1'
