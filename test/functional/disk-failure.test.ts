@@ -31,6 +31,20 @@ t.test(
   async (t) => {
     const root = tempDir('disk-failure-')
     const mounts = Object.keys(DISK_MIB).map((name) => path.join(root, `m${name}`))
+    let cluster: Awaited<ReturnType<typeof startCluster>> | undefined
+    // the sheep first, then the file systems under them, then the files (registered before
+    // anything is mounted: a failed start must not leave the mounts behind)
+    t.teardown(async () => {
+      await cluster?.close({ keepFiles: true })
+      for (const m of mounts) {
+        try {
+          execFileSync('umount', ['-l', m], { stdio: 'ignore' })
+        } catch {
+          // never mounted, or already unmounted by the test
+        }
+      }
+      fs.rmSync(root, { recursive: true, force: true })
+    })
     for (const [name, mib] of Object.entries(DISK_MIB)) {
       const m = path.join(root, `m${name}`)
       fs.mkdirSync(m)
@@ -38,19 +52,7 @@ t.test(
     }
     // disk c is a directory inside its file system, so that it can be removed
     const [diskA, diskB, diskC] = [path.join(root, 'ma'), path.join(root, 'mb'), path.join(root, 'mc', 'disk')]
-    const cluster = await startCluster(2, { root, disks: (i) => (i === 0 ? ([diskA, diskB, diskC] as string[]) : undefined) })
-    // the sheep first, then the file systems under them, then the files
-    t.teardown(async () => {
-      await cluster.close({ keepFiles: true })
-      for (const m of mounts) {
-        try {
-          execFileSync('umount', ['-l', m], { stdio: 'ignore' })
-        } catch {
-          // already unmounted by the test
-        }
-      }
-      fs.rmSync(root, { recursive: true, force: true })
-    })
+    cluster = await startCluster(2, { root, disks: (i) => (i === 0 ? ([diskA, diskB, diskC] as string[]) : undefined) })
     const port = (i: number) => cluster.ports[i] as number
 
     t.equal((await dog(['cluster', 'format', '-c', '2'], { port: port(0) })).status, 0)
