@@ -21,6 +21,9 @@ export interface TestCluster {
   close(opts?: { keepFiles?: boolean }): Promise<void>
 }
 
+/** Tries at starting a node whose picked port was taken meanwhile. */
+const START_PORT_ATTEMPTS = 3
+
 export interface ClusterOptions {
   extraArgs?: string[]
   /** How many nodes to start now (default: all). */
@@ -40,6 +43,7 @@ export async function startCluster(count: number, opts: ClusterOptions = {}): Pr
   const ports: number[] = []
   for (let i = 0; i < count; i++) ports.push(await freePort())
   const conns = new Map<number, SheepConnection>()
+  const everStarted = new Set<number>()
   const cluster: TestCluster = {
     root,
     eventFile,
@@ -55,13 +59,26 @@ export async function startCluster(count: number, opts: ClusterOptions = {}): Pr
     },
     async start(i, extraArgs = opts.extraArgs ?? [], disks = opts.disks?.(i)) {
       if (i >= ports.length) ports[i] = await freePort()
-      const s = await startSheep({
-        port: ports[i],
-        dir: path.join(root, `n${i}`),
-        args: [...driverArgs, '-z', String(i), ...extraArgs],
-        nosync: opts.nosync,
-        disks,
-      })
+      // the port was free when it was picked; a parallel test's outgoing connection may have
+      // taken it since (ephemeral ports overlap): pick another and try again — on a node's first
+      // start only, since a restarted node must keep its address to be the same node
+      const firstStart = !everStarted.has(i)
+      everStarted.add(i)
+      let s: SheepProcess | undefined
+      for (let attempt = 1; s === undefined; attempt++) {
+        try {
+          s = await startSheep({
+            port: ports[i],
+            dir: path.join(root, `n${i}`),
+            args: [...driverArgs, '-z', String(i), ...extraArgs],
+            nosync: opts.nosync,
+            disks,
+          })
+        } catch (e) {
+          if (!firstStart || attempt >= START_PORT_ATTEMPTS || !String(e).includes('EADDRINUSE')) throw e
+          ports[i] = await freePort()
+        }
+      }
       cluster.nodes[i] = s
       return s
     },
