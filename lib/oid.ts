@@ -121,3 +121,40 @@ export function parseOidHex(s: string): bigint | undefined {
   const m = /^(?:0[xX])?([0-9a-fA-F]{1,16})$/.exec(s)
   return m ? BigInt('0x' + m[1]) : undefined
 }
+
+// ---- store keys: what one file of an object store holds. A replicated object's file holds the
+// whole object and is keyed by its oid; an erasure-coded object (behaviour.md §14) is stored as
+// strips, one per holder, each a file `<oid>_<i>` keyed by the oid with the strip index plus one
+// above the oid's 64 bits — so a node's store can tell strip i of an object from strip j.
+const STRIP_SHIFT = 64n
+const U64_MASK = (1n << 64n) - 1n
+
+/** The store key of strip `index` of the erasure-coded object `oid`. */
+export function stripKey(oid: bigint, index: number): bigint {
+  return oid | (BigInt(index + 1) << STRIP_SHIFT)
+}
+
+/** The object a store key belongs to. */
+export function oidOfKey(key: bigint): bigint {
+  return key & U64_MASK
+}
+
+/** The strip index of a store key; undefined for a whole (replicated) object. */
+export function stripIndexOfKey(key: bigint): number | undefined {
+  const i = key >> STRIP_SHIFT
+  return i === 0n ? undefined : Number(i) - 1
+}
+
+/** A store key's file name: 16 hex digits, then `_<strip index>` for a strip. */
+export function keyFileName(key: bigint): string {
+  const index = stripIndexOfKey(key)
+  return index === undefined ? oidToHex(key) : `${oidToHex(oidOfKey(key))}_${index}`
+}
+
+/** The store key a file name stands for (keyFileName's inverse); undefined for other names. */
+export function parseKeyFileName(name: string): bigint | undefined {
+  const m = /^([0-9a-f]{16})(?:_(\d{1,2}))?$/.exec(name)
+  if (!m) return undefined
+  const oid = BigInt(`0x${m[1]}`)
+  return m[2] === undefined ? oid : stripKey(oid, Number(m[2]))
+}

@@ -16,6 +16,8 @@ export type PieceReader = (offset: number, length: number) => Promise<Buffer | n
 export interface PeerReadOptions {
   /** READ_PEER's obj.tgt_epoch (recovery: the epoch whose holder is asked). */
   tgtEpoch?: number
+  /** Which strip of an erasure-coded object (obj.ec_index). */
+  ecIndex?: number
   flags?: number
   timeoutMs?: number
 }
@@ -31,7 +33,7 @@ export function peerPieceReader(sheep: Sheep, peer: NodeId, oid: bigint, opts: P
         epoch: sheep.epoch,
         flags: opts.flags ?? 0,
         variant: REQ_OBJ,
-        fields: { oid, tgtEpoch: opts.tgtEpoch ?? 0, offset },
+        fields: { oid, tgtEpoch: opts.tgtEpoch ?? 0, ecIndex: opts.ecIndex ?? 0, offset },
         readLength: length,
         timeoutMs: opts.timeoutMs,
       })

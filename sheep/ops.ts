@@ -135,7 +135,7 @@ import { gatewayCreateAndWriteObj, gatewayDecrefObj, gatewayReadObj, gatewayRemo
 import { gatewayWriteAll, readObject, writeObject } from './replica-io.js'
 import { type OpKind, type OpReply, reply } from './op-types.js'
 import { copyObject, peerPieceReader } from './object-copy.js'
-import { handlePeerRequest, objectSizeFor } from './peer.js'
+import { handlePeerRequest, localStoreKey, objectSizeFor } from './peer.js'
 import { listForRecovery } from './recovery.js'
 import { decrefPeer } from './refcount.js'
 import type { ClusterOpMain, Sheep } from './sheep.js'
@@ -403,7 +403,13 @@ const getVdiCopiesHandler: OpHandler = (s, req) => {
   return data ? reply(SD_RES_SUCCESS, data) : reply(SD_RES_BUFFER_SMALL)
 }
 
-const existHandler: OpHandler = (s, req) => reply(s.store.exists(reqVariant(req, REQ_OBJ).oid) ? SD_RES_SUCCESS : SD_RES_NO_OBJ)
+/** Whether this node stores the object (for an erasure-coded one: the strip of its place). */
+function storesObject(s: Sheep, oid: bigint): boolean {
+  const key = localStoreKey(s, oid)
+  return key !== undefined && s.store.exists(key)
+}
+
+const existHandler: OpHandler = (s, req) => reply(storesObject(s, reqVariant(req, REQ_OBJ).oid) ? SD_RES_SUCCESS : SD_RES_NO_OBJ)
 
 const getObjListHandler: OpHandler = async (s, req) => {
   // stale copies count: an object whose current holders all lack it must still be found
@@ -424,7 +430,7 @@ const getEpochHandler: OpHandler = (s, req) => {
 }
 
 const getHashHandler: OpHandler = async (s, req) => {
-  const digest = await s.store.sha1(reqVariant(req, REQ_OBJ).oid)
+  const digest = await s.store.sha1(localStoreKey(s, reqVariant(req, REQ_OBJ).oid) ?? reqVariant(req, REQ_OBJ).oid)
   return typeof digest === 'number' ? reply(digest) : reply(SD_RES_SUCCESS, undefined, RSP_HASH, { digest })
 }
 
@@ -695,7 +701,7 @@ function oidsExist(sheep: Sheep, req: SdRequest, data: Buffer | undefined): OpRe
   const missing: bigint[] = []
   for (let at = 0; at + 8 <= data.length; at += 8) {
     const oid = data.readBigUInt64LE(at)
-    if (!sheep.store.exists(oid)) missing.push(oid)
+    if (!storesObject(sheep, oid)) missing.push(oid)
   }
   if (missing.length === 0) return reply(SD_RES_SUCCESS)
   const out = Buffer.alloc(missing.length * 8)

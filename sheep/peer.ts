@@ -4,7 +4,7 @@
 import { resultOfError } from '../lib/errors.js'
 import type { Fields } from '../lib/layout.js'
 import { REQ_OBJ, type SdRequest, reqVariant } from '../lib/codec.js'
-import { oidToVid, objectSizeOf } from '../lib/oid.js'
+import { oidToVid, objectSizeOf, stripKey } from '../lib/oid.js'
 import {
   SD_FLAG_CMD_RECOVERY,
   SD_OP_CREATE_AND_WRITE_PEER,
@@ -25,9 +25,40 @@ export const PEER_EPOCH_WAIT_MS = 30_000
 
 export type ObjFields = Fields<typeof REQ_OBJ>
 
-/** Size of the object `oid` as stored (inode, attribute, ledger, or the VDI's object size). */
+/** Size of the object `oid` (inode, attribute, ledger, or the VDI's object size). */
 export function objectSizeFor(sheep: Sheep, oid: bigint): number {
   return objectSizeOf(oid, sheep.vdiBlockSizeShift(oidToVid(oid)))
+}
+
+/**
+ * Size of what one node stores of `oid`: the whole object, or for an erasure-coded one a strip,
+ * the VDI's object size / D whatever the object's kind (get_store_objsize).
+ */
+export function storedSizeFor(sheep: Sheep, oid: bigint): number {
+  const policy = sheep.ecPolicyOf(oid)
+  return policy ? 2 ** sheep.vdiBlockSizeShift(oidToVid(oid)) / policy.d : objectSizeFor(sheep, oid)
+}
+
+/**
+ * The store key of what a peer op on `oid` touches: the object, or its strip `ecIndex`;
+ * undefined when the index is not one of the object's strips.
+ */
+export function peerStoreKey(sheep: Sheep, oid: bigint, ecIndex: number): bigint | undefined {
+  const policy = sheep.ecPolicyOf(oid)
+  if (!policy) return oid
+  return ecIndex < policy.d + policy.p ? stripKey(oid, ecIndex) : undefined
+}
+
+/**
+ * What this node stores of `oid` in the current epoch (local_ec_index): the object itself, or
+ * for an erasure-coded one the strip of this node's place among its holders; undefined when it
+ * holds no strip of it.
+ */
+export function localStoreKey(sheep: Sheep, oid: bigint): bigint | undefined {
+  const policy = sheep.ecPolicyOf(oid)
+  if (!policy) return oid
+  const place = sheep.ring.replicasFor(oid, policy.d + policy.p).findIndex((n) => sheep.isSelf(n))
+  return place < 0 ? undefined : stripKey(oid, place)
 }
 
 export interface PeerOp {
@@ -49,8 +80,11 @@ export interface PeerOp {
  * sends it again to the new holders (docs/recovery.md).
  */
 export async function runPeerOp(sheep: Sheep, op: PeerOp, epoch: number): Promise<OpReply> {
-  const { oid, offset } = op.obj
+  const { offset } = op.obj
   if (sheep.gateway) return reply(SD_RES_NO_OBJ)
+  // from here on `oid` is the store key: the object, or the strip of it this op is about
+  const oid = peerStoreKey(sheep, op.obj.oid, op.obj.ecIndex)
+  if (oid === undefined) return reply(SD_RES_INVALID_PARMS)
   const forRecovery = ((op.flags ?? 0) & SD_FLAG_CMD_RECOVERY) !== 0
   await sheep.recovery.storeSettled()
   // an object this node should hold but has not recovered yet: recover it first (§7.6)
@@ -59,7 +93,7 @@ export async function runPeerOp(sheep: Sheep, op: PeerOp, epoch: number): Promis
   try {
     switch (op.opcode) {
       case SD_OP_READ_PEER: {
-        const size = objectSizeFor(sheep, oid)
+        const size = storedSizeFor(sheep, op.obj.oid)
         if (offset + op.length > Math.max(size, offset)) return reply(SD_RES_INVALID_PARMS)
         if (!forRecovery) return dataReply(await sheep.store.read(oid, offset, op.length))
         // recovery: the live copy with every write accepted before this read, else the stale
@@ -70,12 +104,12 @@ export async function runPeerOp(sheep: Sheep, op: PeerOp, epoch: number): Promis
       }
       case SD_OP_WRITE_PEER: {
         const data = op.data ?? Buffer.alloc(0)
-        if (offset + data.length > objectSizeFor(sheep, oid)) return reply(SD_RES_INVALID_PARMS)
+        if (offset + data.length > storedSizeFor(sheep, op.obj.oid)) return reply(SD_RES_INVALID_PARMS)
         return reply(await sheep.store.write({ oid, offset, data }))
       }
       case SD_OP_CREATE_AND_WRITE_PEER: {
         const data = op.data ?? Buffer.alloc(0)
-        const size = objectSizeFor(sheep, oid)
+        const size = storedSizeFor(sheep, op.obj.oid)
         if (offset + data.length > size) return reply(SD_RES_INVALID_PARMS)
         return reply(await sheep.store.create({ oid, offset, data }, size))
       }

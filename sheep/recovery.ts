@@ -9,13 +9,16 @@
 // dropped — never while an object could not be recovered.
 import { type Deferred, deferred } from '../lib/async.js'
 import { REQ_OBJ } from '../lib/codec.js'
-import { isDataObj, oidToVid } from '../lib/oid.js'
+import { ecPolicyOf, erasureCoder } from '../lib/ec/codec.js'
+import { isDataObj, oidOfKey, oidToVid, stripIndexOfKey, stripKey } from '../lib/oid.js'
 import {
+  OBJECT_CHUNK_BYTES,
   SD_CLUSTER_FLAG_AVOID_DISKFULL,
   SD_FLAG_CMD_RECOVERY,
   SD_OP_COMPLETE_RECOVERY,
   SD_OP_GET_OBJ_LIST,
   SD_RES_BUFFER_SMALL,
+  SD_RES_EIO,
   SD_RES_NEW_NODE_VER,
   SD_RES_NO_OBJ,
   SD_RES_OLD_NODE_VER,
@@ -28,7 +31,7 @@ import { HashRing } from '../lib/ring.js'
 import { encodeRequestHeader } from '../lib/codec.js'
 import { type SdNode, encodeNode, nodeDescription, sameNode } from '../lib/structs.js'
 import { copyObject, peerPieceReader, type PieceReader } from './object-copy.js'
-import { PEER_EPOCH_WAIT_MS, objectSizeFor } from './peer.js'
+import { PEER_EPOCH_WAIT_MS, storedSizeFor } from './peer.js'
 import type { Sheep } from './sheep.js'
 
 /** Objects recovered at once when no throttle is set. */
@@ -107,7 +110,7 @@ export class Recovery {
       const store = this.sheep.store
       // creates of the epoch before that are still under way count: their objects move too
       await store.mutationsSettled()
-      const unheld = store.list().filter((oid) => !this.holders(ring, oid).some((n) => this.sheep.isSelf(n)))
+      const unheld = store.list().filter((key) => !this.holdsKey(ring, key))
       // every move is tried even when one fails: each one left undone is a copy that must not stay live
       const failed = (await Promise.allSettled(unheld.map((oid) => store.moveToStale(oid, label)))).filter((r) => r.status === 'rejected')
       if (failed.length > 0) throw new Error(`${failed.length} of ${unheld.length} object(s) not moved: ${String((failed[0] as PromiseRejectedResult).reason)}`)
@@ -149,8 +152,25 @@ export class Recovery {
     return p.promise
   }
 
-  private holdsNow(oid: bigint): boolean {
-    return this.holders(this.sheep.ring, oid).some((n) => this.sheep.isSelf(n))
+  private holdsNow(key: bigint): boolean {
+    return this.holdsKey(this.sheep.ring, key)
+  }
+
+  /** Whether this node holds `key` on `ring`: a replica of the object, or exactly that strip of it. */
+  private holdsKey(ring: HashRing<SdNode>, key: bigint): boolean {
+    const holders = this.holders(ring, oidOfKey(key))
+    const index = stripIndexOfKey(key)
+    if (index === undefined) return holders.some((n) => this.sheep.isSelf(n))
+    const holder = holders[index]
+    return holder !== undefined && this.sheep.isSelf(holder)
+  }
+
+  /** What this node should store of `oid` on `ring` (its replica, or the strip of its place); undefined if nothing. */
+  private localKey(ring: HashRing<SdNode>, oid: bigint): bigint | undefined {
+    const holders = this.holders(ring, oid)
+    const place = holders.findIndex((n) => this.sheep.isSelf(n))
+    if (place < 0) return undefined
+    return this.sheep.ecPolicyOf(oid) ? stripKey(oid, place) : oid
   }
 
   /** Called when the cluster-wide "disable recovery" flag is cleared. */
@@ -182,11 +202,15 @@ export class Recovery {
           all,
           sheep.members,
           (oid) => this.holders(sheep.ring, oid),
-          (oid) => objectSizeFor(sheep, oid),
+          (oid) => storedSizeFor(sheep, oid),
         )
         if (overfull.length > 0) return this.cancelForDiskfull(overfull)
       }
-      const todo = [...all].filter((oid) => !sheep.store.exists(oid) && this.holdsNow(oid))
+      // store keys: the replica, or the strip of this node's place, that it lacks
+      const todo = [...all].flatMap((oid) => {
+        const key = this.localKey(sheep.ring, oid)
+        return key === undefined || sheep.store.exists(key) ? [] : [key]
+      })
       todo.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
       // requests for objects of a superseded run that are not in this one may go ahead
       const wanted = new Set(todo)
@@ -306,7 +330,7 @@ export class Recovery {
         else this.failed.delete(oid)
         if (outcome === 'done') {
           this.recoveredObjects++
-          this.recoveredBytes += objectSizeFor(this.sheep, oid)
+          this.recoveredBytes += storedSizeFor(this.sheep, oidOfKey(oid))
         }
         const parked = this.parked.get(oid)
         if (parked) {
@@ -330,7 +354,8 @@ export class Recovery {
   private async recoverObject(oid: bigint, run: number): Promise<Outcome> {
     const sheep = this.sheep
     if (sheep.store.exists(oid)) return 'done'
-    const size = objectSizeFor(sheep, oid)
+    if (stripIndexOfKey(oid) !== undefined) return this.recoverStrip(oid, run)
+    const size = storedSizeFor(sheep, oid)
     for (let tgt = this.lifted ? this.epoch - 1 : this.epoch; tgt >= 1; tgt--) {
       if (run !== this.run) return 'superseded'
       const ring = await this.ringOf(tgt)
@@ -358,30 +383,130 @@ export class Recovery {
   }
 
   /**
+   * Recovers strip `key` of an erasure-coded object (behaviour.md §7.5): the strip itself if a
+   * holder of it in the epoch history still has it, else rebuilt from any D other strips.
+   */
+  private async recoverStrip(key: bigint, run: number): Promise<Outcome> {
+    const sheep = this.sheep
+    const oid = oidOfKey(key)
+    const index = stripIndexOfKey(key) as number
+    const policy = sheep.ecPolicyOf(oid)
+    if (!policy) return 'gone'
+    const size = storedSizeFor(sheep, oid)
+    const store = (strip: Buffer): Promise<number> =>
+      copyObject(sheep.store, key, size, async (offset, length) => strip.subarray(offset, offset + length), { ifAbsent: true })
+    const own = await this.findStrip(oid, index, size, run)
+    if (own === 'superseded') return own
+    if (own instanceof Buffer) return (await store(own)) === SD_RES_SUCCESS ? 'done' : 'failed'
+    const strips = new Map<number, Uint8Array>()
+    const unavailable: number[] = []
+    let allGone = own === 'gone'
+    for (let j = 0; j < policy.d + policy.p && strips.size < policy.d; j++) {
+      if (j === index) continue
+      const strip = await this.findStrip(oid, j, size, run)
+      if (strip === 'superseded') return strip
+      if (strip instanceof Buffer) strips.set(j, strip)
+      else if (strip === 'failed') {
+        allGone = false
+        unavailable.push(j)
+      }
+    }
+    // Too few strips whose newest holder answered: as the original does, take strips from the
+    // epochs before a lost holder (right unless a write reached that holder before it was lost,
+    // as when nodes fail one after another before recovery ends), and say so.
+    for (const j of unavailable) {
+      if (strips.size >= policy.d) break
+      const strip = await this.findStrip(oid, j, size, run, { pastLostHolders: true })
+      if (strip === 'superseded') return strip
+      if (strip instanceof Buffer) {
+        strips.set(j, strip)
+        sheep.log.warn(`recovery: strip ${j} of ${oidText(oid)} taken from an epoch before its holder was lost`)
+      }
+    }
+    if (strips.size < policy.d) {
+      if (strips.size === 0 && allGone) {
+        sheep.log.warn(`recovery: no node has ${oidText(oid)}`)
+        return 'gone'
+      }
+      sheep.log.error(`recovery: strip ${index} of ${oidText(oid)} cannot be rebuilt: ${strips.size} of ${policy.d} strips found`)
+      return 'failed'
+    }
+    const rebuilt = erasureCoder(policy).rebuild(strips, index)
+    return (await store(Buffer.from(rebuilt.buffer, rebuilt.byteOffset, rebuilt.byteLength))) === SD_RES_SUCCESS ? 'done' : 'failed'
+  }
+
+  /**
+   * Strip `index` of `oid` as it last stood: this node's live copy of it, else walking back
+   * through the epochs. At an epoch with a holder for that strip, only that holder is asked, and
+   * as for replicas the walk goes on to an older epoch only when it answered "no such object"
+   * (it never got the strip then, so no write of that epoch changed it): an older copy of a
+   * strip whose holder is lost may miss writes, and mixed with newer strips it would decode to
+   * garbage. At an epoch with fewer zones than strips, where this strip had no holder, every
+   * member of that epoch is asked (search_erasure_object). 'gone' when no epoch has it,
+   * 'failed' when its holder could not be asked. `pastLostHolders`: go on past holders that
+   * cannot be asked, as the original does.
+   */
+  private async findStrip(
+    oid: bigint,
+    index: number,
+    size: number,
+    run: number,
+    opts: { pastLostHolders?: boolean } = {},
+  ): Promise<Buffer | 'gone' | 'failed' | 'superseded'> {
+    const sheep = this.sheep
+    const key = stripKey(oid, index)
+    if (sheep.store.exists(key)) {
+      const whole = await readWhole((offset, length) => sheep.store.readAfterMutations(key, offset, length), size)
+      if (whole instanceof Buffer) return whole
+    }
+    for (let tgt = this.lifted ? this.epoch - 1 : this.epoch; tgt >= 1; tgt--) {
+      if (run !== this.run) return 'superseded'
+      const ring = await this.ringOf(tgt)
+      if (!ring) continue
+      const holder = this.holders(ring, oid)[index]
+      const candidates = holder ? [holder] : ring.nodes.filter((n) => n.nrVnodes > 0)
+      for (const node of candidates) {
+        const read = this.source(node, key, tgt, run)
+        if (!read) {
+          if (holder && !opts.pastLostHolders) return 'failed'
+          continue
+        }
+        const whole = await readWhole(read, size)
+        if (whole instanceof Buffer) return whole
+        if (run !== this.run || whole === SD_RES_OLD_NODE_VER) return 'superseded'
+        if (whole !== SD_RES_NO_OBJ && holder && !opts.pastLostHolders) return 'failed'
+      }
+    }
+    return opts.pastLostHolders ? 'failed' : 'gone'
+  }
+
+  /**
    * Where recovery of run `run` reads `oid` as it stood at epoch `tgt` on `node` (its live copy
    * or its stale copy of exactly `tgt`), piece by piece; undefined when `node` cannot be asked
    * (it is no longer a member). A superseded run stops between pieces instead of copying the
    * rest of a big object.
    */
-  private source(node: SdNode, oid: bigint, tgt: number, run: number): PieceReader | undefined {
+  private source(node: SdNode, key: bigint, tgt: number, run: number): PieceReader | undefined {
     const sheep = this.sheep
     if (sheep.isSelf(node)) {
-      if (!sheep.store.hasStale(oid, tgt)) return () => Promise.resolve(SD_RES_NO_OBJ)
-      return (offset, length) => sheep.store.readStale(oid, tgt, offset, length)
+      if (!sheep.store.hasStale(key, tgt)) return () => Promise.resolve(SD_RES_NO_OBJ)
+      return (offset, length) => sheep.store.readStale(key, tgt, offset, length)
     }
     if (!sheep.members.some((m) => sameNode(m, node))) return undefined
-    const read = peerPieceReader(sheep, node, oid, {
+    const read = peerPieceReader(sheep, node, oidOfKey(key), {
       tgtEpoch: tgt,
+      ecIndex: stripIndexOfKey(key) ?? 0,
       flags: SD_FLAG_CMD_RECOVERY,
       timeoutMs: RECOVERY_READ_TIMEOUT_MS,
     })
     return (offset, length) => (run === this.run ? read(offset, length) : Promise.resolve(SD_RES_OLD_NODE_VER))
   }
 
-  /** Replica holders of `oid` on `ring`: min(copies, zones) nodes. */
+  /** Replica (or strip) holders of `oid` on `ring`: min(copies, zones) nodes, min(D+P, zones) for strips. */
   private holders(ring: HashRing<SdNode>, oid: bigint): SdNode[] {
     if (ring.isEmpty) return []
-    return ring.replicasFor(oid, this.sheep.vdiCopies(oidToVid(oid)))
+    const policy = this.sheep.ecPolicyOf(oid)
+    return ring.replicasFor(oid, policy ? policy.d + policy.p : this.sheep.vdiCopies(oidToVid(oid)))
   }
 
   /** The ring of an earlier epoch, from the local epoch log or a member's (GET_EPOCH). */
@@ -437,6 +562,13 @@ export class Recovery {
     if (epoch !== sheep.epoch || this.running) return
     const holders = sheep.members.filter((m) => m.nrVnodes > 0)
     if (holders.every((m) => list.some((n) => sameNode(n, m)))) {
+      // fewer zones than some VDI's data strips: its objects cannot be read or rebuilt now, and
+      // the stale strips are what a later epoch with enough zones will rebuild them from
+      const maxData = Math.max(0, ...sheep.vdis.all().map((v) => (v.copyPolicy ? ecPolicyOf(v.copyPolicy).d : 0)))
+      if (sheep.ring.nrZones < maxData) {
+        sheep.log.info(`epoch ${epoch}: stale objects kept: ${sheep.ring.nrZones} zone(s) for ${maxData} data strips`)
+        return
+      }
       for (const e of [...this.completed.keys()]) if (e <= epoch) this.completed.delete(e)
       this.ringCache.clear()
       if (await this.purgeStale(() => sheep.epoch === epoch && !this.running)) sheep.log.info(`epoch ${epoch}: every node recovered; stale objects purged`)
@@ -482,12 +614,25 @@ export function nodesOverCapacity(
   return [...required].filter(([node, bytes]) => node.space < bytes).map(([node, requiredBytes]) => ({ node, requiredBytes }))
 }
 
+/** A whole object (or strip) of `size` bytes read piece by piece; a result code when a piece fails. */
+async function readWhole(read: PieceReader, size: number): Promise<Buffer | number> {
+  const whole = Buffer.allocUnsafe(size)
+  for (let offset = 0; offset < size; offset += OBJECT_CHUNK_BYTES) {
+    const length = Math.min(OBJECT_CHUNK_BYTES, size - offset)
+    const piece = await read(offset, length)
+    if (typeof piece === 'number') return piece
+    if (piece.length !== length) return SD_RES_EIO
+    piece.copy(whole, offset)
+  }
+  return whole
+}
+
 function oidText(oid: bigint): string {
   return oid.toString(16).padStart(16, '0')
 }
 
 /**
- * Every object this node has, live or stale, for a recovery of `epoch` (GET_OBJ_LIST): taken
+ * Every object this node has (a replica or a strip of it), live or stale, for a recovery of `epoch` (GET_OBJ_LIST): taken
  * once this node has reached that epoch — it accepts no more writes of older epochs — and the
  * moves and creates accepted before have finished. An object whose create was still under way
  * when the epoch changed would otherwise be missing from the list, never recovered by its new
@@ -497,5 +642,6 @@ export async function listForRecovery(sheep: Sheep, epoch = sheep.epoch): Promis
   if (((epoch - sheep.epoch) | 0) > 0 && !(await sheep.group.waitForEpoch(epoch, PEER_EPOCH_WAIT_MS))) return SD_RES_NEW_NODE_VER
   await sheep.recovery.storeSettled()
   await sheep.store.mutationsSettled()
-  return [...new Set(sheep.store.list().concat(sheep.store.listStale()))]
+  // objects, not store keys: a strip names its object (the original lists oids too)
+  return [...new Set(sheep.store.list().concat(sheep.store.listStale()).map(oidOfKey))]
 }

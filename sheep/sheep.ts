@@ -8,7 +8,8 @@ import { resultOfError } from '../lib/errors.js'
 import { RSP_RESULT_AT, decodeRequestHeader, decodeResponseHeader, encodeResponseHeader } from '../lib/codec.js'
 import { decodeInodeHeader, SD_INODE_LOOKUP_SIZE } from '../lib/inode.js'
 import type { Logger } from '../lib/log.js'
-import { isVdiObj, oidToVid } from '../lib/oid.js'
+import { type EcPolicy, ecPolicyOf } from '../lib/ec/codec.js'
+import { isLedgerObj, isVdiBtreeObj, isVdiObj, oidToVid } from '../lib/oid.js'
 import {
   SD_DEFAULT_BLOCK_SIZE_SHIFT,
   SD_DEFAULT_COPIES,
@@ -402,6 +403,16 @@ export class Sheep {
   /** Default copies, object size shift etc. for objects of `vid` (cluster defaults if unknown). */
   vdiCopies(vid: number): number {
     return this.vdis.get(vid)?.nrCopies || this.settings.nrCopies || SD_DEFAULT_COPIES
+  }
+
+  /**
+   * The erasure code of `oid` when it is stored as strips (is_erasure_oid): an object of a VDI
+   * with a non-zero copy policy, except its inode, B-tree and ledger objects, which are replicated.
+   */
+  ecPolicyOf(oid: bigint): EcPolicy | undefined {
+    if (isVdiObj(oid) || isVdiBtreeObj(oid) || isLedgerObj(oid)) return undefined
+    const copyPolicy = this.vdis.get(oidToVid(oid))?.copyPolicy ?? 0
+    return copyPolicy === 0 ? undefined : ecPolicyOf(copyPolicy)
   }
 
   vdiBlockSizeShift(vid: number): number {

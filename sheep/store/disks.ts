@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { sdHash, sdHashNext, sdHashOid } from '../../lib/hash.js'
+import { oidOfKey } from '../../lib/oid.js'
 import type { Logger } from '../../lib/log.js'
 
 /** Capacity one virtual disk stands for (MD_VDISK_SIZE). */
@@ -111,7 +112,8 @@ export class DiskSet {
   diskFor(oid: bigint): Disk | undefined {
     const hashes = this.vdiskHashes
     if (hashes.length === 0) return undefined
-    const h = sdHashOid(oid)
+    // every strip of an object goes to the object's disk, as md.c hashes the oid alone
+    const h = sdHashOid(oidOfKey(oid))
     let lo = 0
     let hi = hashes.length
     while (lo < hi) {

@@ -1,6 +1,8 @@
 // The interface every object store driver implements (behaviour.md §12.3–12.4). Results are
 // Sheepdog result codes: a missing object is SD_RES_NO_OBJ, not an exception; an exception
-// from a driver means the disk itself failed (EIO).
+// from a driver means the disk itself failed (EIO). Objects are named by store keys (lib/oid.ts):
+// the oid of a replicated object, or the oid and strip index of one strip of an erasure-coded
+// one; the `oid` parameters below are such keys.
 
 import type { StoreLayout } from './layout.js'
 

@@ -1,4 +1,4 @@
-// The object store: one file per object replica on one of the node's object disks (md.c), at the
+// The object store: one file per object replica or erasure-coded strip (`<oid>_<i>`) on one of the node's object disks (md.c), at the
 // path its store driver's layout gives (layout.ts: plain or tree, behaviour.md §12.3–12.4).
 // Creates go through `<name>.tmp` + rename so a crash never leaves half an object under its real
 // name; objects created piece by piece (recovery of objects bigger than one request) go through
@@ -22,12 +22,13 @@ import type { Logger } from '../../lib/log.js'
 import { SD_RES_NETWORK_ERROR, SD_RES_NO_OBJ, SD_RES_SUCCESS, SD_RES_UNKNOWN } from '../../lib/proto.js'
 import { type Disk, DiskSet, freeSpaceOf, purgeDirectory } from './disks.js'
 import type { DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
+import { parseKeyFileName } from '../../lib/oid.js'
 import { DEFAULT_STORE_LAYOUT, type StoreLayout, oidFileName } from './layout.js'
 
 export { oidFileName }
 
-const OID_FILE = /^[0-9a-f]{16}$/
-const STALE_FILE = /^([0-9a-f]{16})\.(\d+)$/
+/** A stale copy: `<key file name>.<epoch>`. */
+const STALE_FILE = /^([0-9a-f]{16}(?:_\d{1,2})?)\.(\d+)$/
 const STALE_DIR = '.stale'
 /** Zero runs at least this long are left as holes instead of being written. */
 const SPARSE_CHUNK_BYTES = 64 * 1024
@@ -141,7 +142,8 @@ export class FileStore implements StoreDriver {
     const staleDir = path.join(disk.path, STALE_DIR)
     for (const name of await fsp.readdir(staleDir)) {
       const m = STALE_FILE.exec(name)
-      if (m) this.trackStale(BigInt(`0x${m[1]}`), Number(m[2]), disk)
+      const key = m ? parseKeyFileName(m[1] as string) : undefined
+      if (m && key !== undefined) this.trackStale(key, Number(m[2]), disk)
       else if (name.endsWith('.tmp')) await fsp.rm(path.join(staleDir, name), { force: true })
     }
     for (const dir of this.layoutNow.dirs) {
@@ -149,7 +151,10 @@ export class FileStore implements StoreDriver {
         if (!entry.isFile()) continue
         const file = path.join(disk.path, dir, entry.name)
         if (entry.name.endsWith('.tmp')) await fsp.rm(file, { force: true })
-        else if (OID_FILE.test(entry.name)) await this.found(BigInt(`0x${entry.name}`), disk, file)
+        else {
+          const key = parseKeyFileName(entry.name)
+          if (key !== undefined) await this.found(key, disk, file)
+        }
       }
     }
   }
@@ -487,7 +492,7 @@ export class FileStore implements StoreDriver {
     for (const dir of this.layoutNow.dirs) {
       const names = await fsp.readdir(path.join(disk.path, dir)).catch(() => [] as string[])
       for (const name of names) {
-        if (!OID_FILE.test(name)) continue
+        if (parseKeyFileName(name) === undefined) continue
         const st = await fsp.stat(path.join(disk.path, dir, name), { bigint: true }).catch(() => undefined)
         if (st?.isFile()) used += st.blocks * SECTOR_BYTES
       }

@@ -4,7 +4,7 @@
 // low byte of the vid in two hex digits (the original's tree_store.c). Temporary files sit
 // beside the object (`<name>.tmp`); stale copies are in `<disk>/.stale/` for both stores.
 import path from 'node:path'
-import { isVdiAttrObj, isVdiObj, isVmstateObj } from '../../lib/oid.js'
+import { isVdiAttrObj, isVdiObj, isVmstateObj, keyFileName, oidOfKey } from '../../lib/oid.js'
 
 /** A store driver's layout: which directories a disk has, and an object's path inside a disk. */
 export interface StoreLayout {
@@ -12,13 +12,12 @@ export interface StoreLayout {
   readonly name: string
   /** Directories (relative to the disk, '' for the disk itself) that hold objects. */
   readonly dirs: readonly string[]
-  /** The object's file, relative to its disk. */
-  objectPath(oid: bigint): string
+  /** The file of an object or strip (a store key, lib/oid.ts), relative to its disk. */
+  objectPath(key: bigint): string
 }
 
-export function oidFileName(oid: bigint): string {
-  return oid.toString(16).padStart(16, '0')
-}
+/** The file name of a store key: `<oid>` or, for a strip, `<oid>_<index>`. */
+export const oidFileName = keyFileName
 
 const PLAIN: StoreLayout = {
   name: 'plain',
@@ -32,7 +31,8 @@ const TREE_DIR_MASK = 0xffn
 const TREE_META_DIR = 'meta'
 const TREE_DIR_COUNT = 256
 
-function treeDir(oid: bigint): string {
+function treeDir(key: bigint): string {
+  const oid = oidOfKey(key)
   if (isVdiObj(oid) || isVmstateObj(oid) || isVdiAttrObj(oid)) return TREE_META_DIR
   return ((oid >> TREE_DIR_SHIFT) & TREE_DIR_MASK).toString(16).padStart(2, '0')
 }

@@ -1,6 +1,11 @@
 // Tests for lib/oid.ts: oid bit layout, object sizes and inode offsets (wire-protocol.md §8).
 import t from 'tap'
 import {
+  keyFileName,
+  oidOfKey,
+  parseKeyFileName,
+  stripIndexOfKey,
+  stripKey,
   LEDGER_BIT,
   MAX_DATA_OBJS,
   OLD_SD_INODE_SIZE,
@@ -125,4 +130,22 @@ t.test('hex form', async (t) => {
   t.equal(parseOidHex('12345678901234567'), undefined, '17 digits')
   t.equal(parseOidHex('xyz'), undefined)
   t.equal(parseOidHex(' 1'), undefined)
+})
+
+t.test('store keys: a replicated object is its oid, a strip its oid and index', async (t) => {
+  const oid = 0x003933f900000002n
+  t.equal(keyFileName(oid), '003933f900000002')
+  t.equal(stripIndexOfKey(oid), undefined)
+  for (const i of [0, 5, 30]) {
+    const key = stripKey(oid, i)
+    t.not(key, oid)
+    t.equal(oidOfKey(key), oid)
+    t.equal(stripIndexOfKey(key), i)
+    t.equal(keyFileName(key), `003933f900000002_${i}`)
+    t.equal(parseKeyFileName(keyFileName(key)), key)
+  }
+  t.equal(parseKeyFileName('003933f900000002'), oid)
+  t.equal(parseKeyFileName('003933f900000002.tmp'), undefined)
+  t.equal(parseKeyFileName('003933f900000002_'), undefined)
+  t.not(stripKey(oid, 0), stripKey(oid, 1))
 })

@@ -1,0 +1,97 @@
+// Sending one peer op to one holder of an object, and re-issuing a gateway op after results that
+// mean "try again with a fresh ring" (wire-protocol.md §11.5). Both fan-outs build on it: whole
+// replicas (replica-io.ts) and erasure-coded strips (strip-io.ts). This node's own holder is
+// served through runPeerOp directly; the others through pooled connections.
+import type { RequestOptions } from '../lib/client.js'
+import { REQ_OBJ, REQ_REF } from '../lib/codec.js'
+import { SdError } from '../lib/errors.js'
+import type { Layout } from '../lib/layout.js'
+import {
+  GATEWAY_TO_PEER_OP,
+  SD_OP_DECREF_PEER,
+  SD_RES_KILLED,
+  SD_RES_NETWORK_ERROR,
+  SD_RES_NEW_NODE_VER,
+  SD_RES_OLD_NODE_VER,
+  SD_RES_SUCCESS,
+  SD_RES_WAIT_FOR_FORMAT,
+  SD_RES_WAIT_FOR_JOIN,
+  SD_SHEEP_PROTO_VER,
+} from '../lib/proto.js'
+import type { SdNode } from '../lib/structs.js'
+import { type OpReply, reply } from './op-types.js'
+import { type ObjFields, runPeerOp } from './peer.js'
+import type { Sheep } from './sheep.js'
+
+/** Results after which a forwarded op is retried with a fresh ring instead of failing (§11.5). */
+export const RETRY_RESULTS = new Set([
+  SD_RES_OLD_NODE_VER,
+  SD_RES_NEW_NODE_VER,
+  SD_RES_NETWORK_ERROR,
+  SD_RES_WAIT_FOR_JOIN,
+  SD_RES_WAIT_FOR_FORMAT,
+  SD_RES_KILLED,
+])
+/** How many times a gateway op is re-issued after retryable failures. */
+export const GATEWAY_MAX_RETRIES = 8
+/** Pause before a retry, so membership changes can settle. */
+export const GATEWAY_RETRY_DELAY_MS = 250
+/** Timeout of one forwarded request (the original waits up to ~35 s). */
+export const GATEWAY_FORWARD_TIMEOUT_MS = 35_000
+
+/** Generation and count of a reference drop (DECREF_OBJ), forwarded with the ref variant. */
+export interface RefFields {
+  generation: number
+  count: number
+}
+
+/**
+ * Sends one peer op of epoch `epoch` — the epoch whose ring chose `node` — to `node` (directly
+ * when it is this node). A reference drop goes over the wire even to this node: its peer side
+ * is reference counting's (refcount.ts), which itself does I/O through this module.
+ */
+export async function forward(
+  sheep: Sheep,
+  epoch: number,
+  node: SdNode,
+  opcode: number,
+  obj: ObjFields,
+  data: Buffer | undefined,
+  length: number,
+  ref?: RefFields,
+): Promise<OpReply> {
+  const peerOp = GATEWAY_TO_PEER_OP.get(opcode) ?? opcode
+  if (peerOp === SD_OP_DECREF_PEER) {
+    const fields = { oid: obj.oid, generation: ref?.generation ?? 0, count: ref?.count ?? 0 }
+    return remote(sheep, epoch, node, { opcode: peerOp, variant: REQ_REF, fields })
+  }
+  if (sheep.isSelf(node)) return runPeerOp(sheep, { opcode: peerOp, obj, data, length }, epoch)
+  return remote(sheep, epoch, node, { opcode: peerOp, variant: REQ_OBJ, fields: obj, data, readLength: data ? undefined : length })
+}
+
+async function remote<L extends Layout>(sheep: Sheep, epoch: number, node: SdNode, opts: RequestOptions<L>): Promise<OpReply> {
+  const conn = sheep.peers.get(node)
+  try {
+    const { rsp, data: out } = await conn.request({
+      ...opts,
+      protoVer: SD_SHEEP_PROTO_VER,
+      epoch,
+      timeoutMs: GATEWAY_FORWARD_TIMEOUT_MS,
+    })
+    return reply(rsp.result, rsp.result === SD_RES_SUCCESS && out.length > 0 ? out : undefined)
+  } catch (e) {
+    if (e instanceof SdError) return reply(e.code)
+    throw e
+  }
+}
+
+export async function withRetries(sheep: Sheep, attempt: () => Promise<OpReply>): Promise<OpReply> {
+  let last: OpReply = reply(SD_RES_NETWORK_ERROR)
+  for (let i = 0; i <= GATEWAY_MAX_RETRIES; i++) {
+    last = await attempt()
+    if (!RETRY_RESULTS.has(last.result)) return last
+    sheep.log.debug(`gateway retry ${i + 1} after result 0x${last.result.toString(16)}`)
+    await new Promise((r) => setTimeout(r, GATEWAY_RETRY_DELAY_MS))
+  }
+  return last
+}

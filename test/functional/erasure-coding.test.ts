@@ -1,0 +1,152 @@
+// Erasure-coded VDIs on real sheep (behaviour.md §14): a 4:2 VDI on 6 nodes is stored as one
+// strip file `<oid>_<i>` of object_size/4 bytes per node and object (1.5 bytes on disk per byte
+// written), its inode as full copies; everything reads back byte for byte, also with two nodes
+// killed (before recovery: decoded from parity; after it: from the rebuilt strips) and after
+// they come back; unaligned writes keep the bytes around them; snapshots copy strip-wise on
+// write and roll back; 2:1 works on 3 nodes; a code with more data strips than nodes cannot
+// be written, as in the original.
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import t, { type Test } from 'tap'
+import { startCluster, waitForRecovery, type TestCluster } from '../../harness/cluster.js'
+import { dog } from '../../harness/sheep.js'
+
+const MiB = 1024 * 1024
+const VDI_SIZE = 16 * MiB
+const DATA_SIZE = 12 * MiB
+const OBJECT_SIZE = 4 * MiB
+
+/** Strip files of data object `idx` of `vid` on each node: node index → strip indexes. */
+function stripsOf(cluster: TestCluster, vid: string, idx: number): Map<number, Array<{ index: number; size: number }>> {
+  const oid = `00${vid}${idx.toString(16).padStart(8, '0')}`
+  const found = new Map<number, Array<{ index: number; size: number }>>()
+  cluster.nodes.forEach((node, i) => {
+    if (!node) return
+    const dir = path.join(node.dir, 'obj')
+    for (const name of fs.readdirSync(dir)) {
+      const m = new RegExp(`^${oid}_(\\d+)$`).exec(name)
+      if (!m) continue
+      const list = found.get(i) ?? []
+      list.push({ index: Number(m[1]), size: fs.statSync(path.join(dir, name)).size })
+      found.set(i, list)
+    }
+  })
+  return found
+}
+
+async function readAll(port: number, name: string, extra: string[] = []): Promise<Buffer> {
+  const r = await dog(['vdi', 'read', ...extra, name], { port })
+  if (r.status !== 0) throw new Error(`vdi read ${name}: ${r.stderr}`)
+  return r.stdoutBytes
+}
+
+async function createVdi(t: Test, port: number, name: string, copies: string, size = VDI_SIZE): Promise<string> {
+  const r = await dog(['vdi', 'create', '-v', '-c', copies, name, String(size)], { port })
+  t.equal(r.status, 0, r.stderr)
+  return (/([0-9a-f]+)\s*$/.exec(r.stdout)?.[1] ?? '').padStart(6, '0')
+}
+
+t.test('4:2 on 6 nodes: strips, decoding around dead nodes, recovery', async (t) => {
+  const cluster = await startCluster(6)
+  t.teardown(() => cluster.close({ keepFiles: !t.passing() }))
+  const port = cluster.ports[0] as number
+  t.equal((await dog(['cluster', 'format', '-c', '4:2'], { port })).status, 0, 'formatted 4:2')
+  const vid = await createVdi(t, port, 'ec', '4:2')
+  const list = await dog(['vdi', 'list', 'ec'], { port })
+  t.match(list.stdout, /\s4:2\s/, 'vdi list shows the policy in the Copies column')
+
+  const image = Buffer.alloc(VDI_SIZE)
+  crypto.randomBytes(DATA_SIZE).copy(image)
+  t.equal((await dog(['vdi', 'write', 'ec', '0', String(DATA_SIZE)], { port, input: image.subarray(0, DATA_SIZE) })).status, 0, 'written')
+  // an unaligned write in the middle of a stripe keeps the bytes around it
+  const patch = crypto.randomBytes(3000)
+  patch.copy(image, 1000)
+  t.equal((await dog(['vdi', 'write', 'ec', '1000', '3000'], { port, input: patch })).status, 0, 'unaligned write')
+  t.ok((await readAll(port, 'ec')).equals(image), 'reads back byte for byte')
+
+  let onDisk = 0
+  for (let idx = 0; idx < DATA_SIZE / OBJECT_SIZE; idx++) {
+    const strips = stripsOf(cluster, vid, idx)
+    t.equal(strips.size, 6, `object ${idx}: strips on all 6 nodes`)
+    const all = [...strips.values()].flat()
+    t.same(
+      [...strips.values()].map((l) => l.length),
+      [1, 1, 1, 1, 1, 1],
+      'exactly one strip per node',
+    )
+    t.same(all.map((s) => s.index).sort(), [0, 1, 2, 3, 4, 5], 'strips 0..5')
+    t.ok(
+      all.every((s) => s.size === OBJECT_SIZE / 4),
+      'each object_size / 4 bytes',
+    )
+    onDisk += all.reduce((n, s) => n + s.size, 0)
+  }
+  t.equal(onDisk / DATA_SIZE, 1.5, '1.5 bytes on disk per byte written')
+  const inode = `80${vid}00000000`
+  t.equal(cluster.nodes.filter((n) => n && fs.existsSync(path.join(n.dir, 'obj', inode))).length, 6, 'the inode is a full copy on every node')
+
+  await cluster.stop(4, 'SIGKILL')
+  await cluster.stop(5, 'SIGKILL')
+  t.ok((await readAll(port, 'ec')).equals(image), 'two nodes killed: still byte for byte')
+  t.ok(await waitForRecovery(cluster), 'recovered')
+  t.ok((await readAll(port, 'ec')).equals(image), 'after recovery: byte for byte')
+  for (let idx = 0; idx < DATA_SIZE / OBJECT_SIZE; idx++) {
+    const strips = [...stripsOf(cluster, vid, idx).values()].flat()
+    t.same(strips.map((s) => s.index).sort(), [0, 1, 2, 3], `object ${idx}: 4 strips on the 4 nodes left`)
+  }
+  await cluster.start(4)
+  await cluster.start(5)
+  t.ok(await waitForRecovery(cluster), 'recovered with all 6')
+  for (let idx = 0; idx < DATA_SIZE / OBJECT_SIZE; idx++) {
+    const strips = stripsOf(cluster, vid, idx)
+    t.same(
+      [...strips.values()]
+        .flat()
+        .map((s) => s.index)
+        .sort(),
+      [0, 1, 2, 3, 4, 5],
+      `object ${idx}: 6 strips again`,
+    )
+    t.equal(strips.size, 6, 'one per node')
+  }
+  t.ok((await readAll(port, 'ec')).equals(image), 'byte for byte with all nodes back')
+  const otherGateway = cluster.ports[5] as number
+  t.ok((await readAll(otherGateway, 'ec')).equals(image), 'and through another gateway')
+
+  await t.test('snapshot, copy-on-write, rollback', async (t) => {
+    t.equal((await dog(['vdi', 'snapshot', '-s', 'before', 'ec'], { port })).status, 0, 'snapshot')
+    const changed = Buffer.from(image)
+    const fresh = crypto.randomBytes(MiB + 700)
+    fresh.copy(changed, 3 * MiB + 300)
+    t.equal((await dog(['vdi', 'write', 'ec', String(3 * MiB + 300), String(fresh.length)], { port, input: fresh })).status, 0, 'written after the snapshot')
+    t.ok((await readAll(port, 'ec')).equals(changed), 'the VDI has the new bytes')
+    t.ok((await readAll(port, 'ec', ['-s', 'before'])).equals(image), 'the snapshot the old ones')
+    const rb = await dog(['vdi', 'rollback', '-f', '-s', 'before', 'ec'], { port })
+    t.equal(rb.status, 0, `rolled back ${rb.stderr}`)
+    t.ok((await readAll(port, 'ec')).equals(image), 'the old bytes are back')
+  })
+})
+
+t.test('2:1 on 3 nodes; 16:1 cannot be written on 3', async (t) => {
+  const cluster = await startCluster(3)
+  t.teardown(() => cluster.close())
+  const port = cluster.ports[0] as number
+  t.equal((await dog(['cluster', 'format', '-c', '2:1'], { port })).status, 0, 'formatted 2:1')
+  const vid = await createVdi(t, port, 'small', '2:1', 8 * MiB)
+  const image = crypto.randomBytes(8 * MiB)
+  t.equal((await dog(['vdi', 'write', 'small'], { port, input: image })).status, 0, 'written')
+  const strips = [...stripsOf(cluster, vid, 1).values()].flat()
+  t.same(strips.map((s) => s.index).sort(), [0, 1, 2], 'three strips')
+  t.ok(
+    strips.every((s) => s.size === OBJECT_SIZE / 2),
+    'of object_size / 2',
+  )
+  await cluster.stop(1, 'SIGKILL')
+  t.ok((await readAll(port, 'small')).equals(image), 'one node killed: byte for byte')
+
+  await createVdi(t, port, 'wide', '16:1', 8 * MiB)
+  const w = await dog(['vdi', 'write', 'wide', '0', '512'], { port, input: Buffer.alloc(512, 1) })
+  t.equal(w.status, 1, 'more data strips than nodes: the write fails')
+  t.match(w.stderr, /Failed to write object [0-9a-f]{16}: System error/)
+})
