@@ -13,6 +13,7 @@ import path from 'node:path'
 import { makeFs, newVdi } from '../lib/sheep-api.js'
 import { SD_CLUSTER_FLAG_AUTO_VNODES } from '../lib/proto.js'
 import { VdiHandle } from '../lib/vdi-io.js'
+import { runCpuProfileSummary } from './cpu-profile.js'
 import { runEcBench } from './ec.js'
 import { runIopsBench } from './iops.js'
 import { objectCopies, startCluster, waitForRecovery } from '../harness/cluster.js'
@@ -219,6 +220,7 @@ async function main(): Promise<void> {
 const NAMED_BENCHES: Record<string, () => void | Promise<void>> = {
   ec: runEcBench,
   iops: runIopsBench,
+  'cpu-profile': runCpuProfileSummary,
 }
 
 const named = process.argv[2] !== undefined ? NAMED_BENCHES[process.argv[2]] : undefined
