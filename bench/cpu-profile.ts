@@ -3,12 +3,25 @@
 // (the module a function lives in, sheep's own modules by name, Node's internals by area), the
 // functions with the most self time, and idle time. Thread-pool work (file I/O, fsync) does not
 // appear in these profiles: it runs off the main thread, which shows as idle while it waits.
-// Usage: npm run bench -- cpu-profile FILE.cpuprofile… [--top N]
+// With --windows (the windows.jsonl `npm run bench -- iops --cpu-prof DIR` writes) each row is
+// summarized alone, with the main thread's busy time per request of that row.
+// Usage: npm run bench -- cpu-profile [--windows FILE.jsonl] [--top N] FILE.cpuprofile…
 import fs from 'node:fs'
 import path from 'node:path'
 
 /** Functions listed after the per-part table unless --top says otherwise. */
 const DEFAULT_TOP = 25
+/** The file in a --cpu-prof directory where the iops bench notes when each row ran. */
+export const WINDOWS_FILE = 'windows.jsonl'
+
+/** When one row of the iops bench ran, on the profiles' clock (CLOCK_MONOTONIC, µs). */
+export interface ProfileWindow {
+  path: string
+  row: string
+  fromUs: number
+  toUs: number
+  iops: number
+}
 
 interface ProfileNode {
   id: number
@@ -61,21 +74,24 @@ function partOf(frame: ProfileNode['callFrame']): string {
   return PARTS.find(([re]) => re.test(frame.url))?.[1] ?? 'other'
 }
 
-/** Self time in µs per profile node id. */
-function selfTimes(p: CpuProfile): Map<number, number> {
+/** Self time in µs per profile node id, of the samples taken inside [fromUs, toUs). */
+function selfTimes(p: CpuProfile, fromUs: number, toUs: number): Map<number, number> {
   const self = new Map<number, number>()
   // timeDeltas[i] is the time before sample i; it is charged to sample i's node, as DevTools does
+  let at = p.startTime
   for (let i = 0; i < p.samples.length; i++) {
+    const delta = p.timeDeltas[i] ?? 0
+    at += delta
+    if (at < fromUs || at >= toUs) continue
     const id = p.samples[i] as number
-    self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0))
+    self.set(id, (self.get(id) ?? 0) + delta)
   }
   return self
 }
 
-function summarize(file: string, top: number): void {
-  const p = JSON.parse(fs.readFileSync(file, 'utf8')) as CpuProfile
+function summarize(file: string, p: CpuProfile, top: number, window?: ProfileWindow): void {
   const byId = new Map(p.nodes.map((n) => [n.id, n]))
-  const self = selfTimes(p)
+  const self = selfTimes(p, window?.fromUs ?? Number.NEGATIVE_INFINITY, window?.toUs ?? Number.POSITIVE_INFINITY)
   const parts = new Map<string, number>()
   const fns = new Map<string, number>()
   let total = 0
@@ -88,9 +104,14 @@ function summarize(file: string, top: number): void {
     const name = `${frame.functionName || '(anonymous)'} ${path.basename(frame.url)}:${frame.lineNumber + 1}`
     fns.set(name, (fns.get(name) ?? 0) + us)
   }
+  if (total === 0) return
   const idle = parts.get(SPECIAL['(idle)'] as string) ?? 0
   const busy = total - idle
-  console.log(`\n${file}: ${(total / 1e6).toFixed(1)} s profiled, main thread busy ${(busy / 1e6).toFixed(2)} s (${((100 * busy) / total).toFixed(0)}%)`)
+  const what = window ? `${path.basename(file)}, ${window.path} ${window.row}` : file
+  const perRequest = window ? `, ${(busy / (window.iops * (total / 1e6))).toFixed(0)} µs per request at ${window.iops.toFixed(0)} IOPS` : ''
+  console.log(
+    `\n${what}: ${(total / 1e6).toFixed(1)} s profiled, main thread busy ${(busy / 1e6).toFixed(2)} s (${((100 * busy) / total).toFixed(0)}%)${perRequest}`,
+  )
   console.log(`${'part (self time)'.padEnd(44)}${'ms'.padStart(10)}${'% busy'.padStart(9)}`)
   for (const [part, us] of [...parts].sort((a, b) => b[1] - a[1])) {
     const share = part === SPECIAL['(idle)'] ? '' : ((100 * us) / busy).toFixed(1)
@@ -104,12 +125,26 @@ function summarize(file: string, top: number): void {
 
 export function runCpuProfileSummary(): void {
   const args = process.argv.slice(3)
-  const topAt = args.indexOf('--top')
-  const top = topAt >= 0 ? Number(args[topAt + 1]) : DEFAULT_TOP
-  const files = args.filter((a, i) => !a.startsWith('--') && (topAt < 0 || i !== topAt + 1))
+  const flag = (name: string): string | undefined => {
+    const i = args.indexOf(name)
+    return i >= 0 ? args[i + 1] : undefined
+  }
+  const top = Number(flag('--top') ?? DEFAULT_TOP)
+  const windowsFile = flag('--windows')
+  const files = args.filter((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'))
   if (files.length === 0 || !(top > 0)) {
-    console.error('usage: npm run bench -- cpu-profile FILE.cpuprofile… [--top N]')
+    console.error('usage: npm run bench -- cpu-profile [--windows FILE.jsonl] [--top N] FILE.cpuprofile…')
     process.exit(64)
   }
-  for (const file of files) summarize(file, top)
+  const windows = windowsFile
+    ? fs
+        .readFileSync(windowsFile, 'utf8')
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l) => JSON.parse(l) as ProfileWindow)
+    : [undefined]
+  for (const file of files) {
+    const p = JSON.parse(fs.readFileSync(file, 'utf8')) as CpuProfile
+    for (const w of windows) summarize(file, p, top, w)
+  }
 }

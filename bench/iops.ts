@@ -9,7 +9,9 @@
 // Usage: npm run bench -- iops [--seconds N] [--size-mib N] [--compare-sheep PATH]
 //          [--rows NAME,…] [--paths ceiling,nbd,tgt,compare] [--cpu-prof DIR]
 // --cpu-prof DIR runs our sheep under `node --cpu-prof` (profiles written to DIR when they stop);
-// with --rows and --paths one workload through one path can be profiled alone.
+// with --rows and --paths one workload through one path can be profiled alone; DIR/windows.jsonl
+// says when each row ran, so `npm run bench -- cpu-profile --windows DIR/windows.jsonl FILE…`
+// prints each row's share of the profile and main-thread CPU µs per request.
 import { type ChildProcess, spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -18,6 +20,7 @@ import { makeFs, newVdi } from '../lib/sheep-api.js'
 import { type TestCluster, startCluster } from '../harness/cluster.js'
 import { freePort, isAlive, runProgram, tempDir, trackPid, untrackPid, waitFor } from '../harness/sheep.js'
 import { TGTADM, TGTD, type Tgtd, connectable, freeLowPort, startTgtd } from '../harness/tgt.js'
+import { type ProfileWindow, WINDOWS_FILE } from './cpu-profile.js'
 
 const MiB = 1024 * 1024
 const FIO = '/usr/bin/fio'
@@ -34,6 +37,8 @@ const VDI_SLACK_MIB = 16
 /** Extra seconds fio may take beyond ramp and runtime (connecting, the prefill) before it is killed. */
 const FIO_GRACE_SECONDS = 120
 const QEMU_NBD_START_MS = 20_000
+/** Margin cut off both ends of a row's profile window (fio connecting, fio's last requests). */
+const WINDOW_MARGIN_US = 300_000
 /** Peak RSS every sheep must stay under (issue #15); the bench says when one did not. */
 const RSS_BOUND_MIB = 300
 
@@ -173,11 +178,29 @@ async function runRows(target: Target, opts: Options): Promise<Map<string, Resul
   await fio(target, { name: 'prefill', label: 'prefill', rw: 'write', bs: '1m', iodepth: 8 }, opts, false)
   console.log(`  ${target.name}: ${opts.regionMib} MiB written before the rows in ${((Date.now() - prefillStart) / 1000).toFixed(1)} s`)
   for (const row of opts.rows) {
+    const startUs = monotonicUs()
     const r = await fio(target, row, opts, true)
+    const endUs = monotonicUs()
     results.set(row.name, r)
+    if (opts.cpuProfDir) {
+      // the measured part of the row, with a margin for fio's start and end, on the clock V8's
+      // profiles use (CLOCK_MONOTONIC, µs): `npm run bench -- cpu-profile --windows` reads it
+      const window: ProfileWindow = {
+        path: target.name,
+        row: row.name,
+        fromUs: startUs + RAMP_SECONDS * 1e6 + WINDOW_MARGIN_US,
+        toUs: endUs - WINDOW_MARGIN_US,
+        iops: r.iops,
+      }
+      fs.appendFileSync(path.join(opts.cpuProfDir, WINDOWS_FILE), `${JSON.stringify(window)}\n`)
+    }
     console.log(`  ${target.name}: ${row.label}: ${row.mbps ? `${r.mbps.toFixed(1)} MB/s` : `${r.iops.toFixed(0)} IOPS`}`)
   }
   return results
+}
+
+function monotonicUs(): number {
+  return Number(process.hrtime.bigint() / 1000n)
 }
 
 /** A running child process this bench started (qemu-nbd), stopped by its PID. */
@@ -240,8 +263,8 @@ async function tgtTarget(name: string, sheepPort: number, vdi: string): Promise<
 }
 
 /** A 3-node cluster (copies=3, real fsync) whose node 0 listens below 10000 for bs_sheepdog. */
-async function startBenchCluster(root: string, opts: { bin?: string; nbdPort?: number; nodeOptions?: string }): Promise<TestCluster> {
-  const cluster = await startCluster(3, { start: 0, nosync: false, root, bin: opts.bin, nodeOptions: opts.nodeOptions })
+async function startBenchCluster(root: string, opts: { bin?: string; nbdPort?: number; nodeArgs?: string[] }): Promise<TestCluster> {
+  const cluster = await startCluster(3, { start: 0, nosync: false, root, bin: opts.bin, nodeArgs: opts.nodeArgs })
   cluster.ports[0] = await freeLowPort()
   await cluster.start(0, opts.nbdPort !== undefined ? ['-N', String(opts.nbdPort)] : [])
   for (let i = 1; i < 3; i++) await cluster.start(i)
@@ -319,8 +342,8 @@ export async function runIopsBench(): Promise<void> {
     if (opts.paths.has('nbd') || opts.paths.has('tgt')) {
       const nbdPort = await freePort()
       if (opts.cpuProfDir) fs.mkdirSync(opts.cpuProfDir, { recursive: true })
-      const nodeOptions = opts.cpuProfDir ? `--cpu-prof --cpu-prof-dir=${opts.cpuProfDir}` : undefined
-      const cluster = await startBenchCluster(path.join(work, 'ours'), { nbdPort, nodeOptions })
+      const nodeArgs = opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`] : undefined
+      const cluster = await startBenchCluster(path.join(work, 'ours'), { nbdPort, nodeArgs })
       try {
         if (opts.paths.has('nbd')) {
           await newVdi(cluster.conn(0), { name: 'nbdvol', vdiSize })

@@ -36,8 +36,8 @@ export interface ClusterOptions {
   disks?: (i: number) => string[] | undefined
   /** Another sheep program for every node (StartOptions.bin). */
   bin?: string
-  /** Node options for every node (StartOptions.nodeOptions). */
-  nodeOptions?: string
+  /** Node arguments for every node (StartOptions.nodeArgs). */
+  nodeArgs?: string[]
 }
 
 export async function startCluster(count: number, opts: ClusterOptions = {}): Promise<TestCluster> {
@@ -78,7 +78,7 @@ export async function startCluster(count: number, opts: ClusterOptions = {}): Pr
             nosync: opts.nosync,
             disks,
             bin: opts.bin,
-            nodeOptions: opts.nodeOptions,
+            nodeArgs: opts.nodeArgs,
           })
         } catch (e) {
           if (!firstStart || attempt >= START_PORT_ATTEMPTS || !String(e).includes('EADDRINUSE')) throw e

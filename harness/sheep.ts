@@ -101,8 +101,11 @@ export interface StartOptions {
    * to write a pid file (-P), since only ours writes its pid into DIR/lock.
    */
   bin?: string
-  /** Node options for our sheep (e.g. `--cpu-prof`); the daemon copy inherits them. */
-  nodeOptions?: string
+  /**
+   * Node arguments for our sheep (e.g. `--cpu-prof`, which NODE_OPTIONS may not carry): node
+   * runs bin/sheep with them, and the daemon copy inherits them (lib/daemon.ts passes execArgv).
+   */
+  nodeArgs?: string[]
 }
 
 /** Starts a sheep the way a user does (it daemonizes); resolves once it listens. */
@@ -127,9 +130,8 @@ export async function startSheep(opts: StartOptions = {}): Promise<SheepProcess>
   ]
   // not spawnSync: sheep started together (Promise.all) start at the same instant, as a script's
   // `sheep … &` lines do, and the test's own event loop keeps running meanwhile
-  const env = programEnv()
-  if (opts.nodeOptions) env.NODE_OPTIONS = opts.nodeOptions
-  const r = await runProgram(opts.bin ?? SHEEP_BIN, args, { timeoutMs: 60_000, env })
+  const [cmd, cmdArgs] = opts.nodeArgs ? [process.execPath, [...opts.nodeArgs, SHEEP_BIN, ...args]] : [opts.bin ?? SHEEP_BIN, args]
+  const r = await runProgram(cmd, cmdArgs, { timeoutMs: 60_000, env: programEnv() })
   if (r.status !== 0) throw new Error(`sheep ${args.join(' ')} exited ${r.status}: ${r.stderr}`)
   // the original writes its pid file after its parent has returned: wait for it
   if (pidFile) await waitFor(() => fs.existsSync(pidFile) && fs.readFileSync(pidFile, 'utf8').trim() !== '', 20_000)
