@@ -26,6 +26,7 @@ export interface ProfileWindow {
 interface ProfileNode {
   id: number
   callFrame: { functionName: string; url: string; lineNumber: number }
+  children?: number[]
 }
 
 interface CpuProfile {
@@ -91,6 +92,8 @@ function selfTimes(p: CpuProfile, fromUs: number, toUs: number): Map<number, num
 
 function summarize(file: string, p: CpuProfile, top: number, window?: ProfileWindow): void {
   const byId = new Map(p.nodes.map((n) => [n.id, n]))
+  const parentOf = new Map<number, ProfileNode>()
+  for (const n of p.nodes) for (const c of n.children ?? []) parentOf.set(c, n)
   const self = selfTimes(p, window?.fromUs ?? Number.NEGATIVE_INFINITY, window?.toUs ?? Number.POSITIVE_INFINITY)
   const parts = new Map<string, number>()
   const fns = new Map<string, number>()
@@ -101,7 +104,10 @@ function summarize(file: string, p: CpuProfile, top: number, window?: ProfileWin
     const part = partOf(frame)
     parts.set(part, (parts.get(part) ?? 0) + us)
     if (SPECIAL[frame.functionName]) continue
-    const name = `${frame.functionName || '(anonymous)'} ${path.basename(frame.url)}:${frame.lineNumber + 1}`
+    // a native binding (no URL) is named with its caller: fs's writeBuffer and a socket's differ
+    const caller = frame.url === '' ? parentOf.get(id)?.callFrame : undefined
+    const where = caller ? `← ${caller.functionName || '(anonymous)'} ${path.basename(caller.url)}` : `${path.basename(frame.url)}:${frame.lineNumber + 1}`
+    const name = `${frame.functionName || '(anonymous)'} ${where}`
     fns.set(name, (fns.get(name) ?? 0) + us)
   }
   if (total === 0) return
