@@ -298,7 +298,7 @@ function printTable(opts: Options, results: Map<string, Map<string, Result>>, co
   const ceiling = results.get(CEILING)
   const compare = compareName ? results.get(compareName) : undefined
   console.log(
-    `\n${'workload'.padEnd(27)}${'path'.padEnd(22)}${'IOPS|MB/s'.padStart(10)}${'p50 µs'.padStart(16)}${'p99 µs'.padStart(18)}${'×ceiling'.padStart(10)}${compare ? '×compare'.padStart(10) : ''}`,
+    `\n${'workload'.padEnd(27)}${'path'.padEnd(22)}${'IOPS|MB/s'.padStart(10)}${'p50 µs'.padStart(20)}${'p99 µs'.padStart(22)}${'×ceiling'.padStart(10)}${compare ? '×compare'.padStart(10) : ''}`,
   )
   for (const row of opts.rows) {
     for (const [name, byRow] of results) {
@@ -308,7 +308,7 @@ function printTable(opts: Options, results: Map<string, Map<string, Result>>, co
       const o = value(row, compare?.get(row.name))
       const ratio = (base: number | undefined) => (v !== undefined && base ? (v / base).toFixed(2) : '-')
       console.log(
-        `${row.label.padEnd(27)}${name.padEnd(22)}${(v !== undefined ? v.toFixed(row.mbps ? 1 : 0) : '-').padStart(10)}${fmtLat(r, 'p50Us').padStart(16)}${fmtLat(r, 'p99Us').padStart(18)}${ratio(c).padStart(10)}${compare ? ratio(o).padStart(10) : ''}`,
+        `${row.label.padEnd(27)}${name.padEnd(22)}${(v !== undefined ? v.toFixed(row.mbps ? 1 : 0) : '-').padStart(10)}${fmtLat(r, 'p50Us').padStart(20)}${fmtLat(r, 'p99Us').padStart(22)}${ratio(c).padStart(10)}${compare ? ratio(o).padStart(10) : ''}`,
       )
     }
   }
@@ -316,6 +316,35 @@ function printTable(opts: Options, results: Map<string, Map<string, Result>>, co
   if (syncs.length > 0) {
     console.log(
       `the ceiling's write latencies exclude its fdatasync (mean ${Math.min(...syncs).toFixed(0)}–${Math.max(...syncs).toFixed(0)} µs per call); mixed rows show r/w latencies`,
+    )
+  }
+}
+
+const OURS_NBD = 'ours via our NBD'
+const OURS_TGT = 'ours via tgt iSCSI'
+const COMPARE = 'compare via tgt iSCSI'
+
+/** Issue #15's targets: ours on `path` at least `min` × the compared sheep's tgt figure. */
+const TARGETS: readonly { row: string; path: string; min: number; note?: string }[] = [
+  ...ROWS.filter((r) => !r.mbps).map((r) => ({ row: r.name, path: OURS_TGT, min: 1.2 })),
+  { row: 'randwrite-qd16', path: OURS_NBD, min: 3, note: 'with write-back + flush' },
+  { row: 'randread-qd16', path: OURS_NBD, min: 1.5 },
+  { row: 'seqwrite-1m-qd8', path: OURS_TGT, min: 1.9 },
+]
+
+/** Says, for every target the run measured, whether it was met. */
+function printTargets(results: Map<string, Map<string, Result>>): void {
+  const compare = results.get(COMPARE)
+  if (!compare) return
+  console.log('\ntargets (issue #15), against the compared sheep through tgt:')
+  for (const t of TARGETS) {
+    const row = ROWS.find((r) => r.name === t.row) as Row
+    const ours = value(row, results.get(t.path)?.get(t.row))
+    const theirs = value(row, compare.get(t.row))
+    if (ours === undefined || !theirs) continue
+    const ratio = ours / theirs
+    console.log(
+      `  ${row.label.padEnd(27)}${t.path.padEnd(22)}${ratio.toFixed(2).padStart(6)} × (≥ ${t.min}${t.note ? `, ${t.note}` : ''}) ${ratio >= t.min ? 'met' : 'NOT met'}`,
     )
   }
 }
@@ -330,6 +359,7 @@ export async function runIopsBench(): Promise<void> {
   const work = tempDir('sheep-iops-')
   const results = new Map<string, Map<string, Result>>()
   const peaks: string[] = []
+  let oursPeakMiB: number | undefined
   const vdiSize = BigInt((opts.regionMib + VDI_SLACK_MIB) * MiB)
   console.log(`iops bench: ${opts.seconds} s per row over ${opts.regionMib} MiB, work directory ${work}`)
   try {
@@ -347,30 +377,28 @@ export async function runIopsBench(): Promise<void> {
       try {
         if (opts.paths.has('nbd')) {
           await newVdi(cluster.conn(0), { name: 'nbdvol', vdiSize })
-          const target = { name: 'ours via our NBD', fioArgs: ['--ioengine=nbd', `--uri=nbd://127.0.0.1:${nbdPort}/nbdvol`] }
+          const target = { name: OURS_NBD, fioArgs: ['--ioengine=nbd', `--uri=nbd://127.0.0.1:${nbdPort}/nbdvol`] }
           results.set(target.name, await runRows(target, opts))
         }
         if (opts.paths.has('tgt')) {
           await newVdi(cluster.conn(0), { name: 'tgtvol', vdiSize })
-          const tgt = await tgtTarget('ours via tgt iSCSI', cluster.ports[0] as number, 'tgtvol')
+          const tgt = await tgtTarget(OURS_TGT, cluster.ports[0] as number, 'tgtvol')
           try {
             results.set(tgt.target.name, await runRows(tgt.target, opts))
           } finally {
             await tgt.close()
           }
         }
-        peaks.push(
-          `ours ${nodePeaksMiB(cluster)
-            .map((m) => m.toFixed(0))
-            .join(', ')} MiB`,
-        )
+        const ours = nodePeaksMiB(cluster)
+        oursPeakMiB = Math.max(...ours)
+        peaks.push(`ours ${ours.map((m) => m.toFixed(0)).join(', ')} MiB`)
       } finally {
         await cluster.close()
       }
     }
     let compareName: string | undefined
     if (opts.compareSheep && opts.paths.has('compare')) {
-      compareName = 'compare via tgt iSCSI'
+      compareName = COMPARE
       const cluster = await startBenchCluster(path.join(work, 'compare'), { bin: opts.compareSheep })
       try {
         await newVdi(cluster.conn(0), { name: 'tgtvol', vdiSize })
@@ -392,7 +420,11 @@ export async function runIopsBench(): Promise<void> {
       }
     }
     printTable(opts, results, compareName)
-    if (peaks.length > 0) console.log(`peak sheep RSS (VmHWM) per node: ${peaks.join('; ')} (bound ${RSS_BOUND_MIB} MiB)`)
+    printTargets(results)
+    if (peaks.length > 0) console.log(`peak sheep RSS (VmHWM) per node: ${peaks.join('; ')}`)
+    if (oursPeakMiB !== undefined) {
+      console.log(`peak RSS of our sheep ${oursPeakMiB.toFixed(0)} MiB (< ${RSS_BOUND_MIB} MiB) ${oursPeakMiB < RSS_BOUND_MIB ? 'met' : 'NOT met'}`)
+    }
     if (opts.cpuProfDir) console.log(`CPU profiles of our sheep: ${opts.cpuProfDir}`)
   } finally {
     fs.rmSync(work, { recursive: true, force: true })
