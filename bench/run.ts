@@ -5,7 +5,7 @@
 // go to /dev/null for dd and dog alike, and a second, untimed read checks the bytes); recovery
 // time after one node of 4 is killed (seconds per GiB re-replicated); peak sheep and sheepfs memory.
 // Usage: npm run bench [-- --size-mib N]   (default 1024 MiB)
-//        npm run bench -- NAME               (one of NAMED_BENCHES instead, e.g. `ec`)
+//        npm run bench -- NAME               (one of NAMED_BENCHES instead, e.g. `ec`, `iops`)
 import { spawn, spawnSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -13,9 +13,11 @@ import path from 'node:path'
 import { makeFs, newVdi } from '../lib/sheep-api.js'
 import { SD_CLUSTER_FLAG_AUTO_VNODES } from '../lib/proto.js'
 import { VdiHandle } from '../lib/vdi-io.js'
+import { runCpuProfileSummary } from './cpu-profile.js'
 import { runEcBench } from './ec.js'
+import { runIopsBench } from './iops.js'
 import { objectCopies, startCluster, waitForRecovery } from '../harness/cluster.js'
-import { DOG_BIN, REPO, programEnv, tempDir } from '../harness/sheep.js'
+import { DOG_BIN, REPO, peakRssMiB, programEnv, tempDir } from '../harness/sheep.js'
 import { sheepfsPidsFor } from '../harness/sheepfs.js'
 
 const SHEEPFS_BIN = path.join(REPO, 'bin/sheepfs')
@@ -68,20 +70,6 @@ function sha1File(file: string): string {
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   return sorted[Math.floor(sorted.length / 2)]!
-}
-
-/** The largest peak resident memory of these processes, in MiB (0 for those that are gone). */
-function peakRssMiB(pids: number[]): number {
-  let peak = 0
-  for (const pid of pids) {
-    try {
-      const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))
-      if (m) peak = Math.max(peak, Number(m[1]) / 1024)
-    } catch {
-      // the process is gone
-    }
-  }
-  return peak
 }
 
 /** Empties the page cache so reads come from the disk (root only); false when not allowed. */
@@ -231,6 +219,8 @@ async function main(): Promise<void> {
 /** Benches that run on their own by name, without the cluster measures above. */
 const NAMED_BENCHES: Record<string, () => void | Promise<void>> = {
   ec: runEcBench,
+  iops: runIopsBench,
+  'cpu-profile': runCpuProfileSummary,
 }
 
 const named = process.argv[2] !== undefined ? NAMED_BENCHES[process.argv[2]] : undefined

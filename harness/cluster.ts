@@ -34,6 +34,10 @@ export interface ClusterOptions {
   driverArgs?: string[]
   /** Object disks of node i after its base directory (multi-disk); none: objects in its obj/. */
   disks?: (i: number) => string[] | undefined
+  /** Another sheep program for every node (StartOptions.bin). */
+  bin?: string
+  /** Node arguments for every node (StartOptions.nodeArgs). */
+  nodeArgs?: string[]
 }
 
 export async function startCluster(count: number, opts: ClusterOptions = {}): Promise<TestCluster> {
@@ -73,6 +77,8 @@ export async function startCluster(count: number, opts: ClusterOptions = {}): Pr
             args: [...driverArgs, '-z', String(i), ...extraArgs],
             nosync: opts.nosync,
             disks,
+            bin: opts.bin,
+            nodeArgs: opts.nodeArgs,
           })
         } catch (e) {
           if (!firstStart || attempt >= START_PORT_ATTEMPTS || !String(e).includes('EADDRINUSE')) throw e

@@ -96,6 +96,16 @@ export interface StartOptions {
   nosync?: boolean
   /** Object disks after the base directory (`DIR,DISK1,DISK2…`); none: objects in DIR/obj. */
   disks?: string[]
+  /**
+   * Another sheep program (the bench's --compare-sheep, e.g. the original C sheep); it is told
+   * to write a pid file (-P), since only ours writes its pid into DIR/lock.
+   */
+  bin?: string
+  /**
+   * Node arguments for our sheep (e.g. `--cpu-prof`, which NODE_OPTIONS may not carry): node
+   * runs bin/sheep with them, and the daemon copy inherits them (lib/daemon.ts passes execArgv).
+   */
+  nodeArgs?: string[]
 }
 
 /** Starts a sheep the way a user does (it daemonizes); resolves once it listens. */
@@ -106,12 +116,26 @@ export async function startSheep(opts: StartOptions = {}): Promise<SheepProcess>
   // each test's sheep get an event file of their own unless told otherwise: parallel tests
   // must never join each other's clusters through the default /tmp/sheepdog_shm
   const driver = extra.includes('-c') ? [] : ['-c', `local:${path.join(dir, 'shm')}`]
-  const args = ['-p', String(port), ...(opts.nosync === false ? [] : ['-n']), ...driver, ...extra, [dir, ...(opts.disks ?? [])].join(',')]
+  const pidFile = opts.bin ? path.join(dir, 'sheep.pid') : undefined
+  // the original creates only the last level of its base directory
+  if (opts.bin) fs.mkdirSync(dir, { recursive: true })
+  const args = [
+    '-p',
+    String(port),
+    ...(opts.nosync === false ? [] : ['-n']),
+    ...driver,
+    ...(pidFile ? ['-P', pidFile] : []),
+    ...extra,
+    [dir, ...(opts.disks ?? [])].join(','),
+  ]
   // not spawnSync: sheep started together (Promise.all) start at the same instant, as a script's
   // `sheep … &` lines do, and the test's own event loop keeps running meanwhile
-  const r = await runProgram(SHEEP_BIN, args, { timeoutMs: 60_000, env: programEnv() })
+  const [cmd, cmdArgs] = opts.nodeArgs ? [process.execPath, [...opts.nodeArgs, SHEEP_BIN, ...args]] : [opts.bin ?? SHEEP_BIN, args]
+  const r = await runProgram(cmd, cmdArgs, { timeoutMs: 60_000, env: programEnv() })
   if (r.status !== 0) throw new Error(`sheep ${args.join(' ')} exited ${r.status}: ${r.stderr}`)
-  const pid = Number(fs.readFileSync(path.join(dir, 'lock'), 'utf8').trim())
+  // the original writes its pid file after its parent has returned: wait for it
+  if (pidFile) await waitFor(() => fs.existsSync(pidFile) && fs.readFileSync(pidFile, 'utf8').trim() !== '', 20_000)
+  const pid = Number(fs.readFileSync(pidFile ?? path.join(dir, 'lock'), 'utf8').trim())
   trackPid(pid)
   return { port, dir, pid, args }
 }
@@ -139,6 +163,20 @@ export async function stopSheep(s: SheepProcess, signal: NodeJS.Signals = 'SIGTE
     process.kill(s.pid, 'SIGKILL')
     await waitFor(() => !isAlive(s.pid), 5_000)
   }
+}
+
+/** The largest peak resident memory of these processes, in MiB (0 for those that are gone). */
+export function peakRssMiB(pids: number[]): number {
+  let peak = 0
+  for (const pid of pids) {
+    try {
+      const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))
+      if (m) peak = Math.max(peak, Number(m[1]) / 1024)
+    } catch {
+      // the process is gone
+    }
+  }
+  return peak
 }
 
 export interface DogResult {

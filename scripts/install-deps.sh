@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what sheep, dog, sheepfs and their tests need on Debian 12 with Node 20, as root:
 # Debian packages (FUSE, ZooKeeper, QEMU tools with qemu-img's iscsi:// driver, tgt, libiscsi
-# tools) and the npm packages of package-lock.json. Safe to run again: it only installs what is
-# missing.
+# tools, fio for `npm run bench -- iops`) and the npm packages of package-lock.json. Safe to run
+# again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(libfuse2 fuse zookeeper iproute2 qemu-utils qemu-block-extra tgt libiscsi-bin attr)
+DEBIAN_PACKAGES=(libfuse2 fuse zookeeper iproute2 qemu-utils qemu-block-extra tgt libiscsi-bin attr fio)
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
