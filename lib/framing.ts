@@ -22,12 +22,15 @@ export interface FrameSink {
 
 export interface FrameReaderOptions {
   /**
-   * Allocate a payload in steps as its bytes arrive, the first of at most this many bytes, each
-   * next one doubling it (never past the payload's length); absent: at once, at its full length.
+   * Allocate a payload in steps as its bytes arrive: none before its first byte, then this many
+   * bytes, each next step doubling it (never past the payload's length); absent: at once, at
+   * its full length when the header has come.
    * Not for a reader fed through nextReadBuffer (in-place reads need the whole buffer).
    */
   payloadStepBytes?: number
 }
+
+const EMPTY = Buffer.alloc(0)
 
 export class FrameReader {
   private header = Buffer.allocUnsafe(SD_HEADER_SIZE)
@@ -67,8 +70,9 @@ export class FrameReader {
           this.sink.onFrame(header, undefined)
           continue
         }
+        // stepped: nothing is allocated before the first payload byte comes
         const step = this.options.payloadStepBytes
-        this.payload = this.sink.payloadBuffer?.(header, length) ?? Buffer.allocUnsafe(step === undefined ? length : Math.min(length, step))
+        this.payload = this.sink.payloadBuffer?.(header, length) ?? (step === undefined ? Buffer.allocUnsafe(length) : EMPTY)
         this.payloadLength = length
         this.payloadFill = 0
         this.pendingHeader = header
@@ -87,7 +91,8 @@ export class FrameReader {
   private growPayload(needed: number): void {
     const old = this.payload!
     if (!(needed <= this.payloadLength)) throw new Error(`payload of ${needed} bytes past the announced ${this.payloadLength}`)
-    const grown = Buffer.allocUnsafe(Math.min(this.payloadLength, Math.max(needed, old.length * 2)))
+    const step = this.options.payloadStepBytes ?? 0
+    const grown = Buffer.allocUnsafe(Math.min(this.payloadLength, Math.max(needed, step, old.length * 2)))
     old.copy(grown, 0, 0, this.payloadFill)
     this.payload = grown
   }

@@ -80,6 +80,8 @@ export const SERVER_MAX_HELD_BYTES_PER_ADDRESS = 2 * SD_MAX_DATA_LENGTH
 export const SERVER_MAX_HELD_BYTES = 8 * SD_MAX_DATA_LENGTH
 /** A payload buffer starts this big and doubles as its bytes come (lib/framing.ts). */
 export const SERVER_PAYLOAD_STEP_BYTES = 256 * 1024
+/** At the cap in all, a connection idle this long may be closed to make room for a new one. */
+export const SERVER_EVICT_IDLE_MIN_MS = 5_000
 /** How often refused connections are summed up in the log, rather than a line each. */
 export const SERVER_REFUSAL_LOG_INTERVAL_MS = 10_000
 
@@ -137,6 +139,15 @@ export interface Listen {
   io?: { host: string; port: number }
 }
 
+const IPV4_MAPPED_PREFIX = '::ffff:'
+
+/** The address of a TCP peer, an IPv4 client of a dual-stack listener as IPv4 ('' when unknown). */
+function remoteAddressOf(socket: net.Socket): string {
+  const address = socket.remoteAddress ?? ''
+  const v4 = address.startsWith(IPV4_MAPPED_PREFIX) ? address.slice(IPV4_MAPPED_PREFIX.length) : ''
+  return net.isIPv4(v4) ? v4 : address
+}
+
 /** One client or peer connection, and what the limits watch of it. */
 interface Connection {
   socket: net.Socket
@@ -179,6 +190,8 @@ export class SheepServer {
   /** Connections refused since the last summary in the log, by the limit that refused them. */
   private refused = new Map<string, number>()
   private lastRefusalLogMs = 0
+  /** Idle connections closed to make room since the last summary in the log. */
+  private evicted = 0
   private sweeper: NodeJS.Timeout | undefined
   private inFlight = 0
   private drainWaiters: Array<() => void> = []
@@ -223,6 +236,8 @@ export class SheepServer {
       })
     })
     this.servers.push(unix)
+    // once listening, an error is one accept's (EMFILE when out of descriptors): the daemon goes on
+    for (const server of this.servers) server.on('error', (e) => this.sheep.log.warn(`accepting a connection failed: ${String(e)}`))
     this.sweeper = setInterval(() => this.sweep(), SERVER_SWEEP_INTERVAL_MS)
     this.sweeper.unref()
     const admin = this.options.adminFrom
@@ -250,17 +265,39 @@ export class SheepServer {
     for (const c of this.connections) c.socket.destroy()
   }
 
-  /** Why a new connection from `address` must be refused, or undefined when it may be served. */
+  /**
+   * Why a new connection from `address` must be refused, or undefined when it may be served.
+   * At the cap in all, the connection idle longest makes room if it has been idle for a while
+   * (one that never spoke first): a client that fills the server from many addresses does not
+   * lock out the next well-behaved one.
+   */
   private refusal(address: string): string | undefined {
-    if (this.connections.size >= SERVER_MAX_CONNECTIONS) return `${SERVER_MAX_CONNECTIONS} connections in all`
     if (address !== UNIX_SOCKET && (this.perAddress.get(address) ?? 0) >= SERVER_MAX_CONNECTIONS_PER_ADDRESS) {
       return `${SERVER_MAX_CONNECTIONS_PER_ADDRESS} connections from ${address}`
     }
+    if (this.connections.size >= SERVER_MAX_CONNECTIONS && !this.evictIdle()) return `${SERVER_MAX_CONNECTIONS} connections in all`
     return undefined
   }
 
+  /** Closes the connection idle longest (silent ones first) if idle for SERVER_EVICT_IDLE_MIN_MS; false when none is. */
+  private evictIdle(): boolean {
+    const nowMs = performance.now()
+    let victim: Connection | undefined
+    for (const conn of this.connections) {
+      if (conn.inFlight > 0 || conn.frameStartMs !== undefined || nowMs - conn.lastActiveMs < SERVER_EVICT_IDLE_MIN_MS) continue
+      const better = victim === undefined || (conn.spoken === victim.spoken ? conn.lastActiveMs < victim.lastActiveMs : !conn.spoken)
+      if (better) victim = conn
+    }
+    if (victim === undefined) return false
+    this.evicted++
+    victim.socket.destroy()
+    // counted out now, not when its close event comes: the new connection takes its place
+    this.onClose(victim)
+    return true
+  }
+
   private accept(socket: net.Socket, tcp: boolean): void {
-    const address = tcp ? (socket.remoteAddress ?? '') : UNIX_SOCKET
+    const address = tcp ? remoteAddressOf(socket) : UNIX_SOCKET
     const why = this.refusal(address)
     if (why !== undefined) {
       this.refused.set(why, (this.refused.get(why) ?? 0) + 1)
@@ -413,9 +450,11 @@ export class SheepServer {
       }
     }
     for (const [why, n] of closed) this.sheep.log.warn(`closed ${n} connection(s): ${why}`)
-    if (this.refused.size > 0 && nowMs - this.lastRefusalLogMs >= SERVER_REFUSAL_LOG_INTERVAL_MS) {
+    if ((this.refused.size > 0 || this.evicted > 0) && nowMs - this.lastRefusalLogMs >= SERVER_REFUSAL_LOG_INTERVAL_MS) {
       for (const [why, n] of this.refused) this.sheep.log.warn(`refused ${n} connection(s): already ${why}`)
+      if (this.evicted > 0) this.sheep.log.warn(`closed ${this.evicted} idle connection(s) to make room for new ones`)
       this.refused = new Map()
+      this.evicted = 0
       this.lastRefusalLogMs = nowMs
     }
   }
