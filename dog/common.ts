@@ -15,8 +15,19 @@ import {
   type IndexNodeReader,
 } from '../lib/inode-index.js'
 import { MAX_DATA_OBJS, oidToHex, SD_INODE_HEADER_SIZE, vidToVdiOid } from '../lib/oid.js'
-import { resultLabel, SD_NR_VDIS, SD_RES_EIO } from '../lib/proto.js'
-import { bitmapTest, createAndWriteObj, delVdi, getVdiInfo, readDelVdis, readObj, readVdis, writeObj, type SnapshotSelector } from '../lib/sheep-api.js'
+import { resultLabel, SD_NR_VDIS, SD_RES_EIO, SD_RES_NO_SUPPORT } from '../lib/proto.js'
+import {
+  bitmapTest,
+  createAndWriteObj,
+  delVdi,
+  getVdiInfo,
+  readDelVdis,
+  readObj,
+  readVdis,
+  setLogLevel,
+  writeObj,
+  type SnapshotSelector,
+} from '../lib/sheep-api.js'
 import { EXIT_FAILURE, EXIT_SUCCESS, type DogContext } from './cli.js'
 import { snapshotIdOf, snapshotTagOf } from './parsers.js'
 
@@ -273,6 +284,25 @@ async function clearIndex(ctx: DogContext, conn: SheepConnection, vid: number, h
   return inBatch === 0 || writeRange(batchStart, count - 1)
 }
 
+/** A log level no sheep accepts: SET_LOGLEVEL with it changes nothing. */
+const INVALID_LOG_LEVEL = -1
+
+/**
+ * Whether the sheep accepts admin requests from this dog (`sheep --admin-from`, our own option):
+ * the index must not be cleared for a DEL_VDI that will be refused, which would leave the VDI
+ * with its data unlinked. Asked with SET_LOGLEVEL of an invalid level, an admin request that
+ * changes nothing: refused, it is answered NO_SUPPORT; accepted, INVALID_PARMS (the original's
+ * sheep answers so too).
+ */
+async function mayDelete(conn: SheepConnection): Promise<boolean> {
+  try {
+    await setLogLevel(conn, INVALID_LOG_LEVEL)
+    return true
+  } catch (error) {
+    return !(error instanceof SdError && error.code === SD_RES_NO_SUPPORT)
+  }
+}
+
 /**
  * Deletes the VDI or snapshot `name` + `selector` as `vdi delete` does (index cleared in batches
  * per -B/-I/-m, then DEL_VDI): EXIT_SUCCESS, or VDI_DELETE_FAILED after printing why.
@@ -287,6 +317,10 @@ export async function removeVdi(ctx: DogContext, conn: SheepConnection, name: st
     // hyper volumes are reclaimed by the sheep while it walks their B-tree
     const count = Math.min(dataObjectCount(header), MAX_DATA_OBJS)
     if (count > 0) {
+      if (!(await mayDelete(conn))) {
+        ctx.printStderrLine(`Failed to delete ${name}: ${resultLabel(SD_RES_NO_SUPPORT)}`)
+        return VDI_DELETE_FAILED
+      }
       const index = await readObject(ctx, conn, vidToVdiOid(vid), SD_INODE_HEADER_SIZE, count * 4, false)
       if (index === undefined) return VDI_DELETE_FAILED
       if (!(await clearIndex(ctx, conn, vid, header, index))) return VDI_DELETE_FAILED

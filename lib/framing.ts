@@ -4,6 +4,8 @@
 // A socket created with `onread` (the client) can even read a payload's rest in place:
 // nextReadBuffer() hands it the unfilled part of the payload buffer, so 4 MiB replies are not
 // copied once more out of the socket's chunks.
+// A reader given `payloadStepBytes` (sheep's server) instead grows the payload buffer as its bytes
+// arrive, so a header that announces 64 MiB and never sends them costs no more than what came.
 import { SD_HEADER_SIZE } from './proto.js'
 
 export interface FrameSink {
@@ -18,14 +20,33 @@ export interface FrameSink {
   onProtocolError(reason: string): void
 }
 
+export interface FrameReaderOptions {
+  /**
+   * Allocate a payload in steps as its bytes arrive: none before its first byte, then this many
+   * bytes, each next step doubling it (never past the payload's length); absent: at once, at
+   * its full length when the header has come.
+   * Not for a reader fed through nextReadBuffer (in-place reads need the whole buffer).
+   */
+  payloadStepBytes?: number
+}
+
+const EMPTY = Buffer.alloc(0)
+
 export class FrameReader {
   private header = Buffer.allocUnsafe(SD_HEADER_SIZE)
   private headerFill = 0
   private payload: Buffer | undefined
   private payloadFill = 0
+  /** The length the pending header announced: the payload is complete when this many have come. */
+  private payloadLength = 0
   private failed = false
 
-  constructor(private readonly sink: FrameSink) {}
+  constructor(
+    private readonly sink: FrameSink,
+    private readonly options: FrameReaderOptions = {},
+  ) {
+    if (options.payloadStepBytes !== undefined && !(options.payloadStepBytes > 0)) throw new Error(`payload step of ${options.payloadStepBytes} bytes`)
+  }
 
   push(chunk: Buffer): void {
     let at = 0
@@ -49,21 +70,36 @@ export class FrameReader {
           this.sink.onFrame(header, undefined)
           continue
         }
-        this.payload = this.sink.payloadBuffer?.(header, length) ?? Buffer.allocUnsafe(length)
+        // stepped: nothing is allocated before the first payload byte comes
+        const step = this.options.payloadStepBytes
+        this.payload = this.sink.payloadBuffer?.(header, length) ?? (step === undefined ? Buffer.allocUnsafe(length) : EMPTY)
+        this.payloadLength = length
         this.payloadFill = 0
         this.pendingHeader = header
       } else {
-        const take = Math.min(this.payload.length - this.payloadFill, chunk.length - at)
+        const take = Math.min(this.payloadLength - this.payloadFill, chunk.length - at)
+        if (this.payloadFill + take > this.payload.length) this.growPayload(this.payloadFill + take)
         chunk.copy(this.payload, this.payloadFill, at, at + take)
         this.payloadFill += take
         at += take
-        if (this.payloadFill === this.payload.length) this.completePayload()
+        if (this.payloadFill === this.payloadLength) this.completePayload()
       }
     }
   }
 
+  /** A stepped payload buffer made big enough for `needed` bytes (doubling, capped at its length). */
+  private growPayload(needed: number): void {
+    const old = this.payload!
+    if (!(needed <= this.payloadLength)) throw new Error(`payload of ${needed} bytes past the announced ${this.payloadLength}`)
+    const step = this.options.payloadStepBytes ?? 0
+    const grown = Buffer.allocUnsafe(Math.min(this.payloadLength, Math.max(needed, step, old.length * 2)))
+    old.copy(grown, 0, 0, this.payloadFill)
+    this.payload = grown
+  }
+
   /** Where the next socket read should land: the unfilled rest of a payload, else `scratch`. */
   nextReadBuffer(scratch: Buffer): Buffer {
+    if (this.options.payloadStepBytes !== undefined) throw new Error('in-place reads need whole payload buffers')
     if (this.payload !== undefined && !this.failed) return this.payload.subarray(this.payloadFill)
     return scratch
   }
@@ -74,7 +110,7 @@ export class FrameReader {
     if (payload !== undefined && target.buffer === payload.buffer && target.byteOffset === payload.byteOffset + this.payloadFill) {
       if (!(n > 0 && this.payloadFill + n <= payload.length)) throw new Error(`read of ${n} bytes does not fit the payload`)
       this.payloadFill += n
-      if (this.payloadFill === payload.length) this.completePayload()
+      if (this.payloadFill === this.payloadLength) this.completePayload()
       return
     }
     this.push(Buffer.from(target.buffer, target.byteOffset, n))
@@ -89,6 +125,11 @@ export class FrameReader {
   }
 
   private pendingHeader: Buffer | undefined
+
+  /** Bytes of the frame being read that have arrived (header and payload): what it holds now. */
+  get pendingBytes(): number {
+    return this.payload === undefined ? this.headerFill : SD_HEADER_SIZE + this.payloadFill
+  }
 
   /** True when no frame is partially read (a clean place for the peer to close). */
   get idle(): boolean {

@@ -106,7 +106,7 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
   sheep.logLevel = opts.log.level
   if (opts.recovery) sheep.recovery.throttle = { maxExecCount: opts.recovery.max, intervalMs: opts.recovery.intervalMs }
   await sheep.load(() => store.recordedSpace() || freeSpaceOf(baseDir))
-  const server = new SheepServer(sheep)
+  const server = new SheepServer(sheep, { adminFrom: opts.adminFrom })
   const socketPath = path.join(baseDir, 'sock')
   await server.listen({ host: opts.bindAddr, port: opts.port, socketPath, io: opts.io })
   // the NBD server reaches this sheep through its unix socket, so its I/O is exactly dog's

@@ -153,6 +153,11 @@ export type OpHandler = (sheep: Sheep, req: SdRequest, data: Buffer | undefined)
 interface OpDefBase {
   /** Accepted while the cluster waits for format or members (wire-protocol.md §1.2). */
   force?: boolean
+  /**
+   * Cluster-wide or destructive: with `sheep --admin-from`, accepted only on the unix socket and
+   * from the listed networks (server.ts answers others SD_RES_NO_SUPPORT). Our own addition.
+   */
+  admin?: boolean
 }
 
 /** An op answered by the node that receives it. */
@@ -590,22 +595,22 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [SD_OP_RELEASE_VDI, { kind: 'cluster', main: releaseVdiMain }],
   [SD_OP_INODE_COHERENCE, { kind: 'cluster', main: inodeCoherenceOpMain }],
   [SD_OP_GET_VDI_ATTR, { kind: 'cluster', work: getVdiAttrWork }],
-  [SD_OP_NOTIFY_VDI_ADD, { kind: 'cluster', force: true, main: notifyVdiAddMain }],
-  [SD_OP_ALTER_VDI_COPY, { kind: 'cluster', main: alterVdiCopyMain }],
-  [SD_OP_DEL_VDI, { kind: 'cluster', work: delVdiWork, main: delVdiOpMain }],
+  [SD_OP_NOTIFY_VDI_ADD, { kind: 'cluster', admin: true, force: true, main: notifyVdiAddMain }],
+  [SD_OP_ALTER_VDI_COPY, { kind: 'cluster', admin: true, main: alterVdiCopyMain }],
+  [SD_OP_DEL_VDI, { kind: 'cluster', admin: true, work: delVdiWork, main: delVdiOpMain }],
   [SD_OP_READ_VDIS, { kind: 'local', force: true, handler: readVdisHandler }],
   [SD_OP_READ_DEL_VDIS, { kind: 'local', force: true, handler: readDelVdisHandler }],
   [SD_OP_FLUSH_VDI, { kind: 'local', handler: flushVdiHandler }],
   [SD_OP_FLUSH_DEL_CACHE, { kind: 'local', handler: flushDelCacheHandler }],
   [SD_OP_GET_CLUSTER_DEFAULT, { kind: 'local', force: true, handler: getClusterDefaultHandler }],
   [SD_OP_GET_NODE_LIST, { kind: 'local', force: true, handler: getNodeListHandler }],
-  [SD_OP_MAKE_FS, { kind: 'cluster', force: true, main: makeFsMain }],
-  [SD_OP_SHUTDOWN, { kind: 'cluster', force: true, main: shutdownMain }],
+  [SD_OP_MAKE_FS, { kind: 'cluster', admin: true, force: true, main: makeFsMain }],
+  [SD_OP_SHUTDOWN, { kind: 'cluster', admin: true, force: true, main: shutdownMain }],
   [SD_OP_STAT_SHEEP, { kind: 'local', handler: statSheepHandler }],
   [SD_OP_STAT_CLUSTER, { kind: 'local', force: true, handler: statCluster }],
   [SD_OP_CLUSTER_INFO, { kind: 'local', force: true, handler: clusterInfo }],
   [SD_OP_GET_STORE_LIST, { kind: 'local', force: true, handler: getStoreListHandler }],
-  [SD_OP_KILL_NODE, { kind: 'local', force: true, handler: killNodeHandler }],
+  [SD_OP_KILL_NODE, { kind: 'local', admin: true, force: true, handler: killNodeHandler }],
   [SD_OP_GET_VDI_COPIES, { kind: 'local', force: true, handler: getVdiCopiesHandler }],
   [SD_OP_EXIST, { kind: 'local', force: true, handler: existHandler }],
   [SD_OP_GET_OBJ_LIST, { kind: 'local', handler: getObjListHandler }],
@@ -614,26 +619,26 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [SD_OP_COMPLETE_RECOVERY, { kind: 'cluster', force: true, main: completeRecoveryMain }],
   [SD_OP_STAT_RECOVERY, { kind: 'local', handler: statRecovery }],
   [SD_OP_GET_RECOVERY, { kind: 'local', force: true, handler: getRecoveryThrottle }],
-  [SD_OP_SET_RECOVERY, { kind: 'local', force: true, handler: setRecoveryHandler }],
-  [SD_OP_ENABLE_RECOVER, { kind: 'cluster', main: enableRecoverMain }],
-  [SD_OP_DISABLE_RECOVER, { kind: 'cluster', main: disableRecoverMain }],
-  [SD_OP_FORCE_RECOVER, { kind: 'cluster', force: true, work: forceRecoverWork, main: forceRecoverMain }],
-  [SD_OP_ALTER_CLUSTER_COPY, { kind: 'cluster', main: alterClusterCopyMain }],
-  [SD_OP_REWEIGHT, { kind: 'cluster', main: reweightMain }],
-  [SD_OP_CLEANUP, { kind: 'cluster', force: true, main: cleanupMain }],
-  [SD_OP_REPAIR_REPLICA, { kind: 'local', handler: repairReplica }],
+  [SD_OP_SET_RECOVERY, { kind: 'local', admin: true, force: true, handler: setRecoveryHandler }],
+  [SD_OP_ENABLE_RECOVER, { kind: 'cluster', admin: true, main: enableRecoverMain }],
+  [SD_OP_DISABLE_RECOVER, { kind: 'cluster', admin: true, main: disableRecoverMain }],
+  [SD_OP_FORCE_RECOVER, { kind: 'cluster', admin: true, force: true, work: forceRecoverWork, main: forceRecoverMain }],
+  [SD_OP_ALTER_CLUSTER_COPY, { kind: 'cluster', admin: true, main: alterClusterCopyMain }],
+  [SD_OP_REWEIGHT, { kind: 'cluster', admin: true, main: reweightMain }],
+  [SD_OP_CLEANUP, { kind: 'cluster', admin: true, force: true, main: cleanupMain }],
+  [SD_OP_REPAIR_REPLICA, { kind: 'local', admin: true, handler: repairReplica }],
   [SD_OP_OIDS_EXIST, { kind: 'local', force: true, handler: oidsExist }],
   [SD_OP_STAT, { kind: 'local', handler: statHandler }],
-  [SD_OP_SET_VNODES, { kind: 'local', handler: setVnodes }],
+  [SD_OP_SET_VNODES, { kind: 'local', admin: true, handler: setVnodes }],
   [SD_OP_GET_VNODES, { kind: 'local', handler: getVnodesHandler }],
   [SD_OP_GET_LOGLEVEL, { kind: 'local', force: true, handler: getLoglevelHandler }],
-  [SD_OP_SET_LOGLEVEL, { kind: 'local', force: true, handler: setLoglevelHandler }],
-  [SD_OP_NOTIFY_VDI_DEL, { kind: 'cluster', force: true, main: notifyVdiDelMain }],
-  [SD_OP_DELETE_CACHE, { kind: 'cluster', main: deleteCacheMain }],
+  [SD_OP_SET_LOGLEVEL, { kind: 'local', admin: true, force: true, handler: setLoglevelHandler }],
+  [SD_OP_NOTIFY_VDI_DEL, { kind: 'cluster', admin: true, force: true, main: notifyVdiDelMain }],
+  [SD_OP_DELETE_CACHE, { kind: 'cluster', admin: true, main: deleteCacheMain }],
   [SD_OP_VDI_STATE_CHECKPOINT_CTL, { kind: 'local', handler: vdiStateCheckpointCtlHandler }],
   [SD_OP_MD_INFO, { kind: 'local', handler: mdInfoHandler }],
-  [SD_OP_MD_PLUG, { kind: 'local', handler: mdPlugHandler }],
-  [SD_OP_MD_UNPLUG, { kind: 'local', handler: mdUnplugHandler }],
+  [SD_OP_MD_PLUG, { kind: 'local', admin: true, handler: mdPlugHandler }],
+  [SD_OP_MD_UNPLUG, { kind: 'local', admin: true, handler: mdUnplugHandler }],
 ])
 
 /** STAT_RECOVERY: this node's recovery progress (wire-protocol.md §7.7). */

@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander'
 import { LOG_LEVEL_NAMES, type LogFormat } from '../lib/log.js'
 import { parseAddr, parseListenAddress } from '../lib/addr.js'
 import { SD_DEFAULT_PORT, SD_MAX_VNODES } from '../lib/proto.js'
+import { type AdminNetworks, parseAdminNetworks } from './admin-access.js'
 import { parseDriverSpec } from './cluster/driver.js'
 import { CLUSTER_DRIVERS as DRIVER_KINDS, CLUSTER_DRIVER_NAMES } from './cluster/drivers.js'
 
@@ -23,6 +24,14 @@ interface OptionSpec {
 
 /** The option table, in the order the usage text lists them. */
 export const SHEEP_OPTIONS: OptionSpec[] = [
+  {
+    short: 'A',
+    long: 'admin-from',
+    arg: 'NETS',
+    help: 'accept cluster-wide and destructive requests only from these networks (default: all)',
+    extended:
+      'NETS is a comma-separated list of networks (ADDR/PREFIX) or single addresses, IPv4 or IPv6.\nOthers are answered "Operation is not supported"; the unix socket is always accepted.\nExample:\n\t$ sheep --admin-from 127.0.0.0/8,10.0.0.0/24 ...',
+  },
   {
     short: 'b',
     long: 'bindaddr',
@@ -145,6 +154,8 @@ export interface SheepOptions {
   nbd?: { host?: string; port: number }
   /** The metrics endpoint's listen address (sheep/metrics.ts); absent: no metrics. */
   metrics?: { host?: string; port: number }
+  /** Where admin ops are accepted from besides the unix socket (--admin-from); absent: anywhere. */
+  adminFrom?: AdminNetworks
   /** Threads of libuv's I/O pool asked for with -w io=N or -x N (main.ts sizes the daemon's pool). */
   ioThreadPoolSize?: number
   /** Lines sheep logs at start about options it accepted but that change nothing here. */
@@ -324,6 +335,11 @@ export function parseSheepArgs(argv: string[]): ParseOutcome {
     metrics.host ??= options.bindAddr
     if (metrics.port === options.port || metrics.port === options.nbd?.port) return fail(`metrics port ${metrics.port} is already in use by this sheep`)
     options.metrics = metrics
+  }
+  if (typeof o.adminFrom === 'string') {
+    const networks = parseAdminNetworks(o.adminFrom)
+    if (typeof networks === 'string') return fail(networks)
+    options.adminFrom = networks
   }
   const problem = applyCompatibilityOptions(o, options)
   if (problem !== undefined) return fail(problem)

@@ -316,12 +316,13 @@ export class FileStore implements StoreDriver {
           } finally {
             await fh.close()
           }
+          await fsp.rename(tmp, final)
         } catch (e) {
-          // a full disk (or a failing one) must not keep the half-written copy: it takes space
-          await fsp.rm(tmp, { force: true })
+          // a full disk (or a failing one) must not keep the half-written copy: it takes space,
+          // and every further failed create would leave one more
+          await fsp.rm(tmp, { force: true }).catch(() => undefined)
           throw e
         }
-        await fsp.rename(tmp, final)
         if (!this.opts.nosync) await this.syncDir(path.dirname(final))
         await this.replaced(w.oid, disk, size)
         return SD_RES_SUCCESS
@@ -363,7 +364,8 @@ export class FileStore implements StoreDriver {
         try {
           if (!this.opts.nosync && !ended) await fh.datasync()
         } catch (e) {
-          await end()
+          // removed even when closing fails too: a full disk must not keep the copy
+          await end().catch(() => undefined)
           await fsp.rm(tmp, { force: true })
           throw e
         }

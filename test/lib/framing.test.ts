@@ -141,3 +141,31 @@ t.test('a payload lands in the buffer the sink brings for it', async (t) => {
     t.equal(payload.buffer === brought.buffer, f.payload.length <= brought.length, 'in the brought buffer exactly when it fits')
   }
 })
+
+t.test('a reader with a payload step grows the payload as it arrives and cuts the same frames', async (t) => {
+  const got: Frame[] = []
+  const step = 1000
+  const reader = new FrameReader(
+    {
+      payloadLength: (header) => header.readUInt32LE(0),
+      onFrame: (header, payload) => got.push({ header: Buffer.from(header), payload: Buffer.from(payload ?? Buffer.alloc(0)) }),
+      onProtocolError: (reason) => t.fail(reason),
+    },
+    { payloadStepBytes: step },
+  )
+  const sent = makeFrames(40, 300_000)
+  const stream = Buffer.concat(sent.flatMap((f) => [f.header, f.payload]))
+  for (let at = 0; at < stream.length; ) {
+    const n = Math.min(stream.length - at, 1 + crypto.randomInt(70_000))
+    reader.push(stream.subarray(at, at + n))
+    at += n
+  }
+  sameFrames(t, got, sent, 'stepped payloads')
+
+  // a header announcing 64 MiB followed by a few bytes holds those bytes, not 64 MiB
+  const header = Buffer.alloc(SD_HEADER_SIZE)
+  header.writeUInt32LE(64 * 1024 * 1024, 0)
+  reader.push(Buffer.concat([header, Buffer.alloc(10)]))
+  t.equal(reader.pendingBytes, SD_HEADER_SIZE + 10, 'pending bytes are what came')
+  t.throws(() => reader.nextReadBuffer(Buffer.alloc(16)), 'no in-place reads with stepped payloads')
+})
