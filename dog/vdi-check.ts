@@ -2,17 +2,19 @@
 // of a VDI's inode and data objects is asked for its SHA-1 (GET_HASH); the majority digest wins
 // (Boyer–Moore vote) and replicas that are missing or differ are repaired with REPAIR_REPLICA,
 // sent to the broken node and naming a node with the majority copy. -e only asks each node
-// whether it holds the objects the hash ring gives it (OIDS_EXIST).
+// whether it holds the objects the hash ring gives it (OIDS_EXIST). Objects of erasure-coded VDIs
+// are checked strip by strip instead (checkErasureObject).
 import { forEachVdi, selectorOf, type WalkedVdi } from './common.js'
 import { DogExit, EXIT_FAILURE, EXIT_SUCCESS, EXIT_SYSFAIL, type DogContext } from './cli.js'
 import type { DogRuntime } from './runtime.js'
 import { dataObjectIds, exitOnTransportFailure, forEachConcurrently, openVdiInode, readIndex, showProgress, type IndexedVdi } from './vdi-inode.js'
+import { type EcPolicy, type ErasureCoder, ecPolicyOf, erasureCoder } from '../lib/ec/codec.js'
 import { sprintf } from '../lib/format.js'
 import { objectSize } from '../lib/inode.js'
 import { oidToHex, vidToVdiOid } from '../lib/oid.js'
 import { SD_RES_NO_OBJ } from '../lib/proto.js'
 import { HashRing } from '../lib/ring.js'
-import { getHash, oidsExist, repairReplica, type SdNode } from '../lib/sheep-api.js'
+import { createAndWritePeer, getHash, oidsExist, readPeer, repairReplica, type SdNode } from '../lib/sheep-api.js'
 import { nodeAddrText } from '../lib/structs.js'
 
 /** Objects checked at once (each asks all its replicas in parallel). */
@@ -86,19 +88,85 @@ async function checkObject(ctx: DogContext, dog: DogRuntime, oid: bigint, replic
 }
 
 /**
+ * Whether the strips agree: the first D of them (by index) encode to every other one. With no
+ * more than D strips there is nothing to compare.
+ */
+function stripsAgree(coder: ErasureCoder, strips: ReadonlyMap<number, Uint8Array>): boolean {
+  const indexes = [...strips.keys()].sort((a, b) => a - b)
+  const base = new Map(indexes.slice(0, coder.d).map((i) => [i, strips.get(i) as Uint8Array]))
+  return indexes.slice(coder.d).every((k) => Buffer.from(coder.rebuild(base, k)).equals(strips.get(k) as Uint8Array))
+}
+
+/**
+ * Checks the D+P strips of an erasure-coded object, each read from its holder (READ_PEER with
+ * its ec_index): missing strips are rebuilt from the others and written back, as the original
+ * does. Beyond the original, a strip whose bytes are wrong is found — the one strip without
+ * which the others agree, which needs two strips of redundancy left — and rewritten too.
+ */
+async function checkErasureObject(
+  ctx: DogContext,
+  dog: DogRuntime,
+  oid: bigint,
+  policy: EcPolicy,
+  stripBytes: number,
+  holders: readonly SdNode[],
+): Promise<void> {
+  const epoch = dog.nodeList(ctx).epoch
+  const read = await Promise.all(
+    holders.map(async (node, ecIndex) => {
+      try {
+        return await readPeer(dog.connectionTo(node), oid, stripBytes, { epoch, ecIndex })
+      } catch (error) {
+        const failure = exitOnTransportFailure(ctx, error)
+        if (failure.code === SD_RES_NO_OBJ) return undefined
+        ctx.printStderrLine(`failed to read ${oidToHex(oid)} from ${nodeAddrText(node)}, ${failure.label}`)
+        throw new DogExit(EXIT_FAILURE)
+      }
+    }),
+  )
+  const coder = erasureCoder(policy)
+  const strips = new Map<number, Uint8Array>()
+  read.forEach((strip, i) => {
+    if (strip?.length === stripBytes) strips.set(i, strip)
+  })
+  const missing = read.flatMap((strip, i) => (strips.has(i) ? [] : [i]))
+  if (missing.length > policy.p) {
+    ctx.printStderrLine(`failed to rebuild object ${oidToHex(oid)}. ${missing.length} copies get lost, more than ${policy.p}`)
+    return
+  }
+  let wrong: number[] = []
+  if (!stripsAgree(coder, strips)) {
+    const suspects = strips.size - 1 > policy.d ? [...strips.keys()].filter((i) => stripsAgree(coder, new Map([...strips].filter(([j]) => j !== i)))) : []
+    if (suspects.length !== 1) {
+      ctx.printStderrLine(`object ${oidToHex(oid)} is inconsistent`)
+      return
+    }
+    wrong = suspects
+    strips.delete(suspects[0] as number)
+  }
+  for (const index of [...missing, ...wrong]) {
+    const rebuilt = Buffer.from(coder.rebuild(strips, index))
+    try {
+      await createAndWritePeer(dog.connectionTo(holders[index] as SdNode), oid, rebuilt, { epoch, ecIndex: index })
+    } catch (error) {
+      const failure = exitOnTransportFailure(ctx, error)
+      ctx.printStderrLine(`failed to repair strip ${index} of ${oidToHex(oid)} on ${nodeAddrText(holders[index] as SdNode)}, ${failure.label}`)
+      continue
+    }
+    ctx.printStdout(`${missing.includes(index) ? 'fixed missing' : 'fixed strip'} ${oidToHex(oid)}, copy index ${index}\n`)
+  }
+}
+
+/**
  * The `vdi check` procedure for one VDI whose index is read: the inode first, then every
  * allocated data object, a progress line on a terminal, and `finish check&repair <name>`.
  */
 export async function checkAndRepairVdi(ctx: DogContext, dog: DogRuntime, vdi: IndexedVdi): Promise<number> {
   const { header } = vdi
   const ring = new HashRing(dog.nodeList(ctx).nodes)
-  if (header.copyPolicy !== 0) {
-    if (ring.nrZones < header.nrCopies) {
-      ctx.printStderrLine('ABORT: Not enough active zones for consistency-checking erasure coded VDI')
-      return EXIT_FAILURE
-    }
-    // the strips of erasure coded objects would have to be decoded to be compared
-    ctx.printStderrLine(`checking erasure coded VDIs is not supported: ${header.name}`)
+  const policy = header.copyPolicy !== 0 ? ecPolicyOf(header.copyPolicy) : undefined
+  if (policy && ring.nrZones < header.nrCopies) {
+    ctx.printStderrLine('ABORT: Not enough active zones for consistency-checking erasure coded VDI')
     return EXIT_FAILURE
   }
   const sizeOfObject = BigInt(objectSize(header))
@@ -111,7 +179,8 @@ export async function checkAndRepairVdi(ctx: DogContext, dog: DogRuntime, vdi: I
   let done = (objectCount - BigInt(allocated)) * sizeOfObject
   showProgress(ctx, done, total, false)
   await forEachConcurrently(dataObjectIds(vdi), CHECK_CONCURRENCY_OBJECTS, async (oid) => {
-    await checkObject(ctx, dog, oid, ring.replicasFor(oid, header.nrCopies))
+    if (policy) await checkErasureObject(ctx, dog, oid, policy, objectSize(header) / policy.d, ring.replicasFor(oid, header.nrCopies))
+    else await checkObject(ctx, dog, oid, ring.replicasFor(oid, header.nrCopies))
     done += sizeOfObject
     showProgress(ctx, done, total, false)
   })
