@@ -18,10 +18,43 @@ import { invariant } from '../lib/errors.js'
 
 const MiB = 1024 * 1024
 
-/** Payload bytes acknowledged but not yet on every replica, per export; reading requests waits beyond. */
+/** Payload bytes acknowledged but not yet on every replica, per NBD server; reading requests waits beyond. */
 export const NBD_WRITE_BACK_MAX_DIRTY_BYTES = 64 * MiB
-/** Writes acknowledged but not yet on every replica, per export; reading requests waits beyond. */
+/** Writes acknowledged but not yet on every replica, per NBD server; reading requests waits beyond. */
 export const NBD_WRITE_BACK_MAX_WRITES = 256
+
+/**
+ * What every export of one server holds acknowledged but unwritten, against the limits above:
+ * one budget for all of them keeps the daemon's memory bounded however many VDIs are exported.
+ */
+export class WriteBackBudget {
+  private bytes = 0
+  private writes = 0
+  private waiters: Array<() => void> = []
+
+  /** True while one more write may be queued (one write always may). */
+  hasRoom(): boolean {
+    return this.writes === 0 || (this.writes < NBD_WRITE_BACK_MAX_WRITES && this.bytes < NBD_WRITE_BACK_MAX_DIRTY_BYTES)
+  }
+
+  /** Resolves when hasRoom() may have turned true. */
+  waitForRoom(): Promise<void> {
+    if (this.hasRoom()) return Promise.resolve()
+    return new Promise<void>((resolve) => this.waiters.push(resolve))
+  }
+
+  take(length: number): void {
+    this.writes++
+    this.bytes += length
+  }
+
+  give(length: number): void {
+    this.writes--
+    this.bytes -= length
+    invariant(this.writes >= 0 && this.bytes >= 0, 'write-back accounting went negative')
+    for (const wake of this.waiters.splice(0)) wake()
+  }
+}
 
 /** One request in the export's ordering. */
 interface Entry {
@@ -38,11 +71,12 @@ export type WriteBackFailure = (offset: bigint, length: number, error: unknown) 
 export class ExportQueue {
   private readonly active = new Set<Entry>()
   private dirtyBytes = 0
-  private dirtyWrites = 0
   private failed = 0
-  private roomWaiters: Array<() => void> = []
 
-  constructor(private readonly onFailure: WriteBackFailure) {}
+  constructor(
+    private readonly onFailure: WriteBackFailure,
+    private readonly budget = new WriteBackBudget(),
+  ) {}
 
   /** Background writes that failed so far; a connection's FLUSH fails when this grew since its last one. */
   get failures(): number {
@@ -54,15 +88,14 @@ export class ExportQueue {
     return this.dirtyBytes
   }
 
-  /** True while one more write may be queued without passing the limits (one write always may). */
+  /** True while the server's budget takes one more write. */
   hasRoom(): boolean {
-    return this.dirtyWrites === 0 || (this.dirtyWrites < NBD_WRITE_BACK_MAX_WRITES && this.dirtyBytes < NBD_WRITE_BACK_MAX_DIRTY_BYTES)
+    return this.budget.hasRoom()
   }
 
   /** Resolves when hasRoom() may have turned true. */
   waitForRoom(): Promise<void> {
-    if (this.hasRoom()) return Promise.resolve()
-    return new Promise<void>((resolve) => this.roomWaiters.push(resolve))
+    return this.budget.waitForRoom()
   }
 
   /** Runs `task` once every earlier conflicting request is done; its result or failure is the caller's. */
@@ -84,7 +117,7 @@ export class ExportQueue {
    * may acknowledge it at once. A failure is counted and reported through onFailure.
    */
   defer(start: bigint, length: number, task: () => Promise<void>): void {
-    this.dirtyWrites++
+    this.budget.take(length)
     this.dirtyBytes += length
     const written = this.run(start, start + BigInt(length), true, task)
     void written
@@ -93,10 +126,8 @@ export class ExportQueue {
         this.onFailure(start, length, error)
       })
       .finally(() => {
-        this.dirtyWrites--
         this.dirtyBytes -= length
-        invariant(this.dirtyWrites >= 0 && this.dirtyBytes >= 0, 'write-back accounting went negative')
-        for (const wake of this.roomWaiters.splice(0)) wake()
+        this.budget.give(length)
       })
   }
 

@@ -109,7 +109,7 @@ import {
 } from '../lib/proto.js'
 import { type VdiTarget, bitmapTest, readDelVdis, readVdis, vdiTargetsOf } from '../lib/sheep-api.js'
 import { VdiHandle } from '../lib/vdi-io.js'
-import { ExportQueue } from './nbd-write-back.js'
+import { ExportQueue, WriteBackBudget } from './nbd-write-back.js'
 
 const MiB = 1024 * 1024
 
@@ -342,6 +342,8 @@ export class NbdServer {
   private server: net.Server | undefined
   private readonly sessions = new Set<NbdSession>()
   private readonly exported = new Map<string, ExportedVdi>()
+  /** Acknowledged but unwritten writes of every export, bounded together. */
+  private readonly writeBack = new WriteBackBudget()
   readonly conn: PooledConnection
   readonly log: Logger
 
@@ -414,7 +416,7 @@ export class NbdServer {
     }
     const queue = new ExportQueue((offset, length, error) => {
       this.log.error(`NBD export ${target.name}: write-back of ${length} bytes at ${offset} failed: ${messageOf(error)}; the next FLUSH fails`)
-    })
+    }, this.writeBack)
     vdi = new ExportedVdi(key, target, this.conn, handle, queue)
     vdi.users++
     this.exported.set(key, vdi)
@@ -969,9 +971,11 @@ class NbdSession {
     }
     const command = spec!
     if (command.deferrable?.(req)) {
-      // write-back: acknowledged now, written in the background; FLUSH reports a failure
+      // write-back: acknowledged now, written in the background; FLUSH reports a failure. A small
+      // payload cut from a larger socket chunk is copied, so the queue holds what it counts.
+      const held = data && data.buffer.byteLength > 2 * data.length ? Buffer.from(data) : data
       vdi.queue.defer(req.offset, req.length, async () => {
-        await command.run(this, vdi, req, data)
+        await command.run(this, vdi, req, held)
       })
       this.replySuccess(req, command, undefined)
       return
