@@ -1,6 +1,7 @@
 // The NBD protocol's numbers and byte layouts (NetworkBlockDevice/nbd doc/proto.md): the fixed
-// newstyle handshake, option haggling, and simple replies in the transmission phase. Only what
-// sheep's NBD server (sheep/nbd.ts) and its tests need; all integers are big-endian on the wire.
+// newstyle handshake, option haggling (meta contexts included), and simple and structured replies
+// in the transmission phase. Only what sheep's NBD server (sheep/nbd.ts) and its tests need; all
+// integers are big-endian on the wire.
 
 // ---- handshake ---------------------------------------------------------------------------------
 
@@ -39,6 +40,7 @@ export const NBD_OPT_EXTENDED_HEADERS = 11
 export const NBD_REP_ACK = 1
 export const NBD_REP_SERVER = 2
 export const NBD_REP_INFO = 3
+export const NBD_REP_META_CONTEXT = 4
 export const NBD_REP_FLAG_ERROR = 0x80000000
 export const NBD_REP_ERR_UNSUP = (NBD_REP_FLAG_ERROR | 1) >>> 0
 export const NBD_REP_ERR_POLICY = (NBD_REP_FLAG_ERROR | 2) >>> 0
@@ -93,6 +95,28 @@ export const NBD_CMD_BLOCK_STATUS = 7
 /** Command flags. */
 export const NBD_CMD_FLAG_FUA = 1 << 0
 export const NBD_CMD_FLAG_NO_HOLE = 1 << 1
+export const NBD_CMD_FLAG_DF = 1 << 2
+/** BLOCK_STATUS: one descriptor is enough. */
+export const NBD_CMD_FLAG_REQ_ONE = 1 << 3
+
+// ---- structured replies and meta contexts -------------------------------------------------------
+
+export const NBD_STRUCTURED_REPLY_MAGIC = 0x668e33ef
+/** magic(4) flags(2) type(2) cookie(8) length(4). */
+export const NBD_STRUCTURED_REPLY_HEADER_BYTES = 20
+/** Structured reply flag: the last chunk of the reply. */
+export const NBD_REPLY_FLAG_DONE = 1 << 0
+/** Structured reply chunk types; error types have bit 15 set. */
+export const NBD_REPLY_TYPE_NONE = 0
+export const NBD_REPLY_TYPE_OFFSET_DATA = 1
+export const NBD_REPLY_TYPE_OFFSET_HOLE = 2
+export const NBD_REPLY_TYPE_BLOCK_STATUS = 5
+export const NBD_REPLY_TYPE_ERROR = (1 << 15) | 1
+/** The one meta context served: which ranges are allocated (base:allocation). */
+export const NBD_META_CONTEXT_BASE_ALLOCATION = 'base:allocation'
+/** base:allocation flags of a block status descriptor. */
+export const NBD_STATE_HOLE = 1 << 0
+export const NBD_STATE_ZERO = 1 << 1
 
 /** Error values in replies (Linux errno numbers, as the spec fixes them). */
 export const NBD_EPERM = 1
@@ -239,4 +263,93 @@ export function encodeSimpleReply(error: number, cookie: bigint): Buffer {
 
 export function decodeSimpleReply(buf: Buffer): { magic: number; error: number; cookie: bigint } {
   return { magic: buf.readUInt32BE(0), error: buf.readUInt32BE(4), cookie: buf.readBigUInt64BE(8) }
+}
+
+/** A structured reply chunk's header (its payload follows: `length` bytes). */
+export function encodeStructuredReplyHeader(flags: number, type: number, cookie: bigint, length: number): Buffer {
+  const buf = Buffer.alloc(NBD_STRUCTURED_REPLY_HEADER_BYTES)
+  buf.writeUInt32BE(NBD_STRUCTURED_REPLY_MAGIC, 0)
+  buf.writeUInt16BE(flags, 4)
+  buf.writeUInt16BE(type, 6)
+  buf.writeBigUInt64BE(cookie, 8)
+  buf.writeUInt32BE(length, 16)
+  return buf
+}
+
+export function decodeStructuredReplyHeader(buf: Buffer): { magic: number; flags: number; type: number; cookie: bigint; length: number } {
+  return { magic: buf.readUInt32BE(0), flags: buf.readUInt16BE(4), type: buf.readUInt16BE(6), cookie: buf.readBigUInt64BE(8), length: buf.readUInt32BE(16) }
+}
+
+/** NBD_REPLY_TYPE_ERROR's payload: error(4), message length(2), message. */
+export function encodeErrorChunkPayload(error: number, message: string): Buffer {
+  const text = Buffer.from(message, 'utf8').subarray(0, 0xffff)
+  const buf = Buffer.alloc(6 + text.length)
+  buf.writeUInt32BE(error, 0)
+  buf.writeUInt16BE(text.length, 4)
+  text.copy(buf, 6)
+  return buf
+}
+
+/** One extent of a BLOCK_STATUS answer: its length and its base:allocation flags. */
+export interface BlockStatusExtent {
+  length: number
+  flags: number
+}
+
+/** NBD_REPLY_TYPE_BLOCK_STATUS's payload: context id(4), then length(4) flags(4) per extent. */
+export function encodeBlockStatusPayload(contextId: number, extents: readonly BlockStatusExtent[]): Buffer {
+  const buf = Buffer.alloc(4 + 8 * extents.length)
+  buf.writeUInt32BE(contextId, 0)
+  extents.forEach((e, i) => {
+    buf.writeUInt32BE(e.length, 4 + 8 * i)
+    buf.writeUInt32BE(e.flags, 8 + 8 * i)
+  })
+  return buf
+}
+
+/** NBD_OPT_LIST_META_CONTEXT / SET_META_CONTEXT payload: name length(4), name, query count(4), queries (length(4), string). */
+export function encodeMetaContextRequest(exportName: string, queries: readonly string[]): Buffer {
+  const parts: Buffer[] = []
+  const name = Buffer.from(exportName, 'utf8')
+  const head = Buffer.alloc(4)
+  head.writeUInt32BE(name.length, 0)
+  parts.push(head, name)
+  const count = Buffer.alloc(4)
+  count.writeUInt32BE(queries.length, 0)
+  parts.push(count)
+  for (const q of queries) {
+    const bytes = Buffer.from(q, 'utf8')
+    const len = Buffer.alloc(4)
+    len.writeUInt32BE(bytes.length, 0)
+    parts.push(len, bytes)
+  }
+  return Buffer.concat(parts)
+}
+
+/** The parsed meta context request, or undefined when its lengths do not add up. */
+export function decodeMetaContextRequest(data: Buffer): { exportName: string; queries: string[] } | undefined {
+  if (data.length < 8) return undefined
+  const nameLength = data.readUInt32BE(0)
+  if (nameLength > data.length - 8) return undefined
+  const exportName = data.toString('utf8', 4, 4 + nameLength)
+  const count = data.readUInt32BE(4 + nameLength)
+  const queries: string[] = []
+  let at = 8 + nameLength
+  for (let i = 0; i < count; i++) {
+    if (at + 4 > data.length) return undefined
+    const length = data.readUInt32BE(at)
+    if (length > data.length - at - 4) return undefined
+    queries.push(data.toString('utf8', at + 4, at + 4 + length))
+    at += 4 + length
+  }
+  return at === data.length ? { exportName, queries } : undefined
+}
+
+/** NBD_REP_META_CONTEXT's payload: context id(4), name. */
+export function encodeMetaContextReply(contextId: number, name: string): Buffer {
+  const text = Buffer.from(name, 'utf8')
+  const buf = Buffer.alloc(4 + text.length)
+  buf.writeUInt32BE(contextId, 0)
+  text.copy(buf, 4)
+  return buf
 }

@@ -161,6 +161,37 @@ export class VdiHandle {
     return this.index.get(idx)
   }
 
+  /** The owners of data objects firstIdx..lastIdx (0 = unallocated), loading the index entries once. */
+  async ownersOf(firstIdx: number, lastIdx: number): Promise<number[]> {
+    invariant(Number.isInteger(firstIdx) && firstIdx >= 0 && lastIdx >= firstIdx, `bad object index range ${firstIdx}..${lastIdx}`)
+    await this.index.prepare(firstIdx, lastIdx)
+    const owners: number[] = []
+    for (let idx = firstIdx; idx <= lastIdx; idx++) owners.push(this.index.get(idx))
+    return owners
+  }
+
+  /**
+   * True when whole objects can be discarded: a plain index, where clearing an entry is one
+   * 4-byte index write. (A hyper volume's B-tree has no cleared-entry update here.)
+   */
+  get canDiscard(): boolean {
+    return !this.readOnly && !this.isHyperVolume
+  }
+
+  /**
+   * Discards data object `idx` as `dog vdi delete` does with each of its objects (lib/shared/vdi.c):
+   * the inode's index entry is cleared by a WRITE_OBJ of the index range, on which the gateway drops
+   * the reference the inode held (removing an object only this VDI used); the range reads as zeros
+   * again. An object being created is waited for first.
+   */
+  async discard(idx: number): Promise<void> {
+    this.checkWritable()
+    invariant(this.canDiscard, `discard on VDI ${this.name}, whose index cannot clear entries`)
+    for (let pending = this.creating.get(idx); pending; pending = this.creating.get(idx)) await pending.catch(() => undefined)
+    if ((await this.ownerOf(idx)) === 0) return
+    await this.index.commit(idx, 0)
+  }
+
   /**
    * Reads `length` bytes at `offset`; unallocated objects read as zeros without a request. Each
    * reply lands where it belongs (in `opts.into` when given), without a copy.

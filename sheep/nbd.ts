@@ -1,23 +1,33 @@
 // sheep's built-in NBD server (`sheep -N [HOST:]PORT`): QEMU dropped its sheepdog driver in 6.0,
 // so modern qemu, qemu-img, qemu-io and the kernel's nbd client reach VDIs through NBD instead.
 // Export name = VDI name; NAME:TAG or NAME:SNAPID exports that snapshot read-only (a working VDI
-// literally named so wins, as in sheepfs). Fixed newstyle handshake only, simple replies only.
+// literally named so wins, as in sheepfs). Fixed newstyle handshake; structured replies and the
+// base:allocation meta context when the client asks for them (BLOCK_STATUS, so qemu-img map and
+// convert skip holes).
 //
 // The data path is dog's: a VdiHandle (lib/vdi-io.ts) over a few sockets to this sheep itself,
-// so copy-on-write, snapshots and index updates are exactly what dog and sheepfs do. A write is
-// answered once the sheep acknowledged it, i.e. once every replica has it, so FLUSH and FUA have
-// nothing left to do. Requests of one connection run concurrently (bounded) and are answered by
-// cookie as they finish; a request waits for the earlier ones whose range it overlaps when
-// either of them writes, so overlapping writes keep their order. All connections to one export
-// share one handle, so two connections (CAN_MULTI_CONN) never create the same object twice.
+// so copy-on-write, snapshots and index updates are exactly what dog and sheepfs do. The export
+// advertises a volatile write cache (sheep/nbd-write-back.ts): a plain WRITE is acknowledged once
+// queued and written to every replica in the background; FLUSH waits for every write acknowledged
+// before it, on any connection, and fails if one of them failed; a write with FUA is answered once
+// every replica has it. Requests run concurrently (bounded) and are answered by cookie as they
+// finish; a request waits for the earlier ones of the export whose range it overlaps when either
+// of them writes. All connections to one export share one handle and one queue, so two
+// connections never create the same object twice and a FLUSH on one covers the others
+// (CAN_MULTI_CONN). TRIM and WRITE_ZEROES discard whole objects (index entry cleared, reference
+// dropped, as `dog vdi delete` does) and write zeros over partial ones.
 import net from 'node:net'
 import { PooledConnection, type SheepAddress } from '../lib/client.js'
 import { SdError } from '../lib/errors.js'
 import { isSnapshot } from '../lib/inode.js'
 import type { Logger } from '../lib/log.js'
 import {
+  type BlockStatusExtent,
+  NBD_CMD_BLOCK_STATUS,
   NBD_CMD_DISC,
+  NBD_CMD_FLAG_FUA,
   NBD_CMD_FLAG_NO_HOLE,
+  NBD_CMD_FLAG_REQ_ONE,
   NBD_CMD_FLUSH,
   NBD_CMD_READ,
   NBD_CMD_TRIM,
@@ -40,6 +50,7 @@ import {
   NBD_FLAG_SEND_TRIM,
   NBD_FLAG_SEND_WRITE_ZEROES,
   NBD_KNOWN_CLIENT_FLAGS,
+  NBD_META_CONTEXT_BASE_ALLOCATION,
   NBD_OPTION_HEADER_BYTES,
   NBD_OPTS_MAGIC,
   NBD_OPT_ABORT,
@@ -47,6 +58,14 @@ import {
   NBD_OPT_GO,
   NBD_OPT_INFO,
   NBD_OPT_LIST,
+  NBD_OPT_LIST_META_CONTEXT,
+  NBD_OPT_SET_META_CONTEXT,
+  NBD_OPT_STRUCTURED_REPLY,
+  NBD_REPLY_FLAG_DONE,
+  NBD_REPLY_TYPE_BLOCK_STATUS,
+  NBD_REPLY_TYPE_ERROR,
+  NBD_REPLY_TYPE_NONE,
+  NBD_REPLY_TYPE_OFFSET_DATA,
   NBD_REP_ACK,
   NBD_REP_ERR_INVALID,
   NBD_REP_ERR_POLICY,
@@ -55,21 +74,30 @@ import {
   NBD_REP_ERR_UNKNOWN,
   NBD_REP_ERR_UNSUP,
   NBD_REP_INFO,
+  NBD_REP_META_CONTEXT,
   NBD_REP_SERVER,
   NBD_REQUEST_HEADER_BYTES,
   NBD_REQUEST_MAGIC,
+  NBD_STATE_HOLE,
+  NBD_STATE_ZERO,
   type NbdRequest,
   decodeInfoRequest,
+  decodeMetaContextRequest,
   decodeOptionHeader,
   decodeRequest,
   encodeGreeting,
   encodeInfoBlockSize,
   encodeInfoExport,
   encodeOptionReply,
+  encodeBlockStatusPayload,
+  encodeErrorChunkPayload,
+  encodeMetaContextReply,
   encodeSimpleReply,
+  encodeStructuredReplyHeader,
 } from '../lib/nbd-proto.js'
 import {
   SD_NR_VDIS,
+  SD_RES_EIO,
   SD_RES_FULL_VDI,
   SD_RES_INVALID_PARMS,
   SD_RES_KILLED,
@@ -81,6 +109,7 @@ import {
 } from '../lib/proto.js'
 import { type VdiTarget, bitmapTest, readDelVdis, readVdis, vdiTargetsOf } from '../lib/sheep-api.js'
 import { VdiHandle } from '../lib/vdi-io.js'
+import { ExportQueue, WriteBackBudget } from './nbd-write-back.js'
 
 const MiB = 1024 * 1024
 
@@ -118,8 +147,17 @@ const NBD_WRITE_HIGH_WATER_BYTES = 64 * MiB
 /** WRITE_ZEROES writes zeros in pieces of at most this many bytes (one shared zero buffer). */
 const NBD_ZERO_PIECE_BYTES = 4 * MiB
 const ZEROS = Buffer.alloc(NBD_ZERO_PIECE_BYTES)
+/** Objects one BLOCK_STATUS looks at; a longer range is answered for its start (the spec allows it). */
+export const NBD_BLOCK_STATUS_MAX_OBJECTS = 4096
+/** On shutdown, acknowledged writes still queued get this long to reach the replicas. */
+export const NBD_SHUTDOWN_DRAIN_TIMEOUT_MS = 10_000
+/** The id this server gives the base:allocation meta context. */
+const BASE_ALLOCATION_CONTEXT_ID = 1
 
-/** Flags of every export: everything a write path that acknowledges durable writes can offer. */
+/**
+ * Flags of every export: a volatile write cache (SEND_FLUSH, SEND_FUA), TRIM and WRITE_ZEROES,
+ * and CAN_MULTI_CONN (every connection of an export shares its queue, so FLUSH covers them all).
+ */
 const NBD_EXPORT_FLAGS =
   NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_TRIM | NBD_FLAG_CAN_MULTI_CONN
 
@@ -230,7 +268,8 @@ function isNotFound(error: unknown): boolean {
 }
 
 /**
- * One exported VDI and the VdiHandle all its NBD connections share. The handle is replaced
+ * One exported VDI, and the VdiHandle and write-back queue all its NBD connections share. It stays
+ * while a connection uses it or acknowledged writes are still queued. The handle is replaced
  * (looked up again, index cache dropped) when a connection opens the export and when a write
  * finds the VDI turned into a snapshot; writes in flight finish on the old handle first, and
  * writes arriving meanwhile wait, so no two handles ever create the same object.
@@ -246,6 +285,7 @@ class ExportedVdi {
     readonly target: VdiTarget,
     private readonly conn: PooledConnection,
     public handle: VdiHandle,
+    readonly queue: ExportQueue,
   ) {}
 
   get readOnly(): boolean {
@@ -302,6 +342,8 @@ export class NbdServer {
   private server: net.Server | undefined
   private readonly sessions = new Set<NbdSession>()
   private readonly exported = new Map<string, ExportedVdi>()
+  /** Acknowledged but unwritten writes of every export, bounded together. */
+  private readonly writeBack = new WriteBackBudget()
   readonly conn: PooledConnection
   readonly log: Logger
 
@@ -335,8 +377,23 @@ export class NbdServer {
     this.server = undefined
     const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve()
     for (const s of this.sessions) s.destroy()
+    await this.drainOnShutdown()
     this.conn.close()
     await closed
+  }
+
+  /** Gives acknowledged writes still queued a bounded time to reach the replicas. */
+  private async drainOnShutdown(): Promise<void> {
+    const queues = [...this.exported.values()].map((v) => v.queue)
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, NBD_SHUTDOWN_DRAIN_TIMEOUT_MS)
+    })
+    await Promise.race([Promise.all(queues.map((q) => q.drain())), timeout])
+    clearTimeout(timer)
+    for (const [key, v] of this.exported) {
+      if (v.queue.pendingBytes > 0) this.log.error(`NBD export ${key.split('\0')[0]}: ${v.queue.pendingBytes} acknowledged bytes not written at shutdown`)
+    }
   }
 
   private accept(socket: net.Socket): void {
@@ -357,7 +414,10 @@ export class NbdServer {
       await vdi.replace(handle)
       return vdi
     }
-    vdi = new ExportedVdi(key, target, this.conn, handle)
+    const queue = new ExportQueue((offset, length, error) => {
+      this.log.error(`NBD export ${target.name}: write-back of ${length} bytes at ${offset} failed: ${messageOf(error)}; the next FLUSH fails`)
+    }, this.writeBack)
+    vdi = new ExportedVdi(key, target, this.conn, handle, queue)
     vdi.users++
     this.exported.set(key, vdi)
     return vdi
@@ -365,7 +425,11 @@ export class NbdServer {
 
   detach(vdi: ExportedVdi): void {
     vdi.users--
-    if (vdi.users === 0 && this.exported.get(vdi.key) === vdi) this.exported.delete(vdi.key)
+    if (vdi.users > 0) return
+    // its queued writes finish first: a new connection must not start a second queue beside them
+    void vdi.queue.drain().then(() => {
+      if (vdi.users === 0 && this.exported.get(vdi.key) === vdi) this.exported.delete(vdi.key)
+    })
   }
 
   /** The VDI an export name means, with a freshly opened handle. */
@@ -416,22 +480,25 @@ type OptionHandler = (session: NbdSession, option: number, data: Buffer) => Prom
 const HAGGLE: OptionOutcome = { next: 'haggle' }
 const CLOSE: OptionOutcome = { next: 'close' }
 
-/** Option → handler; options not listed (STARTTLS, STRUCTURED_REPLY, meta contexts …) get ERR_UNSUP. */
+/** Option → handler; options not listed (STARTTLS, EXTENDED_HEADERS …) get ERR_UNSUP. */
 const OPTION_HANDLERS: ReadonlyMap<number, OptionHandler> = new Map<number, OptionHandler>([
   [NBD_OPT_EXPORT_NAME, (s, _option, data) => s.optExportName(data)],
   [NBD_OPT_INFO, (s, option, data) => s.optInfoOrGo(option, data)],
   [NBD_OPT_GO, (s, option, data) => s.optInfoOrGo(option, data)],
   [NBD_OPT_LIST, (s, option, data) => s.optList(option, data)],
   [NBD_OPT_ABORT, (s, option) => s.optAbort(option)],
+  [NBD_OPT_STRUCTURED_REPLY, (s, option, data) => s.optStructuredReply(option, data)],
+  [NBD_OPT_LIST_META_CONTEXT, (s, option, data) => s.optMetaContext(option, data)],
+  [NBD_OPT_SET_META_CONTEXT, (s, option, data) => s.optMetaContext(option, data)],
 ])
 
-/** One request being processed: its byte range and whether it changes data (for ordering). */
+/** One request of a connection being processed (the connection waits for them when it ends). */
 interface ActiveRequest {
-  start: bigint
-  end: bigint
-  writes: boolean
   done: Promise<void>
 }
+
+/** How a command's success is answered: no payload, the data read, or block status extents. */
+type Answer = 'none' | 'data' | 'blockStatus'
 
 interface CommandSpec {
   /** Changes data: refused on read-only exports, ordered after overlapping requests. */
@@ -440,14 +507,18 @@ interface CommandSpec {
   pastEndError: number
   /** Largest length taken (beyond: EINVAL). */
   maxLengthBytes: number
-  /** Waits for every earlier write of the connection, whatever its range (FLUSH). */
+  /** Runs after every earlier write of the export, whatever its range (FLUSH). */
   barrier?: boolean
+  /** May be acknowledged once queued, before it runs (the write-back cache), unless the request says otherwise. */
+  deferrable?: (req: NbdRequest) => boolean
+  /** How success is answered (default: no payload). */
+  answer?: Answer
   run(session: NbdSession, vdi: ExportedVdi, req: NbdRequest, data: Buffer | undefined): Promise<Buffer | undefined>
 }
 
 const U32_MAX = 0xffffffff
 
-/** Command → handler; other commands (CACHE, BLOCK_STATUS, unknown) get EINVAL. */
+/** Command → handler; other commands (CACHE, unknown) get EINVAL. */
 const COMMANDS: ReadonlyMap<number, CommandSpec> = new Map<number, CommandSpec>([
   [
     NBD_CMD_READ,
@@ -455,6 +526,7 @@ const COMMANDS: ReadonlyMap<number, CommandSpec> = new Map<number, CommandSpec>(
       writes: false,
       pastEndError: NBD_EINVAL,
       maxLengthBytes: NBD_MAX_REQUEST_BYTES,
+      answer: 'data',
       run: (_s, vdi, req) => vdi.handle.read(Number(req.offset), req.length),
     },
   ],
@@ -464,8 +536,10 @@ const COMMANDS: ReadonlyMap<number, CommandSpec> = new Map<number, CommandSpec>(
       writes: true,
       pastEndError: NBD_ENOSPC,
       maxLengthBytes: NBD_MAX_REQUEST_BYTES,
+      // FUA: durable before the reply, i.e. written through to every replica
+      deferrable: (req) => (req.flags & NBD_CMD_FLAG_FUA) === 0,
       run: async (_s, vdi, req, data) => {
-        await writeThrough(vdi, Number(req.offset), data!)
+        await withWriter(vdi, (handle) => handle.write(Number(req.offset), data!))
         return undefined
       },
     },
@@ -477,7 +551,8 @@ const COMMANDS: ReadonlyMap<number, CommandSpec> = new Map<number, CommandSpec>(
       pastEndError: NBD_ENOSPC,
       maxLengthBytes: U32_MAX,
       run: async (_s, vdi, req) => {
-        await writeZeroes(vdi, Number(req.offset), req.length, (req.flags & NBD_CMD_FLAG_NO_HOLE) === 0)
+        const holesAllowed = (req.flags & NBD_CMD_FLAG_NO_HOLE) === 0
+        await zeroRange(vdi, Number(req.offset), req.length, { discardWhole: holesAllowed, skipUnallocated: holesAllowed })
         return undefined
       },
     },
@@ -485,32 +560,47 @@ const COMMANDS: ReadonlyMap<number, CommandSpec> = new Map<number, CommandSpec>(
   [
     NBD_CMD_TRIM,
     {
-      // advisory: the data stays (a discard would need the index to forget objects; not worth it)
       writes: true,
       pastEndError: NBD_EINVAL,
       maxLengthBytes: U32_MAX,
-      run: async () => undefined,
+      run: async (_s, vdi, req) => {
+        await zeroRange(vdi, Number(req.offset), req.length, { discardWhole: true, skipUnallocated: true })
+        return undefined
+      },
     },
   ],
   [
     NBD_CMD_FLUSH,
     {
-      // every acknowledged write is already on every replica: waiting for earlier writes is all
+      // runs once every write acknowledged before it is on every replica's disk
       writes: false,
       pastEndError: NBD_EINVAL,
       maxLengthBytes: U32_MAX,
       barrier: true,
-      run: async () => undefined,
+      run: async (session, vdi) => {
+        session.takeWriteBackFailures(vdi)
+        return undefined
+      },
+    },
+  ],
+  [
+    NBD_CMD_BLOCK_STATUS,
+    {
+      writes: false,
+      pastEndError: NBD_EINVAL,
+      maxLengthBytes: U32_MAX,
+      answer: 'blockStatus',
+      run: (session, vdi, req) => blockStatus(session, vdi, req),
     },
   ],
 ])
 
-/** Writes through the shared handle; a VDI snapshotted meanwhile (READONLY) is reloaded and the write retried once. */
-async function writeThrough(vdi: ExportedVdi, offset: number, data: Buffer): Promise<void> {
+/** Runs `write` on the shared handle; a VDI snapshotted meanwhile (READONLY) is reloaded and the write retried once. */
+async function withWriter(vdi: ExportedVdi, write: (handle: VdiHandle) => Promise<void>): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     const handle = await vdi.acquireWriter()
     try {
-      await handle.write(offset, data)
+      await write(handle)
       return
     } catch (error) {
       const snapshotted = error instanceof SdError && error.code === SD_RES_READONLY && !handle.readOnly
@@ -522,24 +612,66 @@ async function writeThrough(vdi: ExportedVdi, offset: number, data: Buffer): Pro
   }
 }
 
+interface ZeroRangeOptions {
+  /** Discard objects the range covers whole (TRIM, and WRITE_ZEROES without NO_HOLE). */
+  discardWhole: boolean
+  /** Leave objects never written alone: they read as zeros already. */
+  skipUnallocated: boolean
+}
+
 /**
- * Zeros a range: objects never written already read as zeros and are skipped unless the client
- * asked for no holes; the rest is written piece by piece from one shared zero buffer.
+ * Zeros a range object by object: an object covered whole is discarded when allowed and possible
+ * (index entry cleared, reference dropped; it reads as zeros), an unallocated one is skipped when
+ * allowed, the rest is written with zeros piece by piece from one shared zero buffer.
  */
-async function writeZeroes(vdi: ExportedVdi, offset: number, length: number, mayLeaveHoles: boolean): Promise<void> {
+async function zeroRange(vdi: ExportedVdi, offset: number, length: number, opts: ZeroRangeOptions): Promise<void> {
   const end = offset + length
   for (let pos = offset; pos < end; ) {
     const handle = vdi.handle
     const idx = Math.floor(pos / handle.objectSize)
     const objectEnd = Math.min(end, (idx + 1) * handle.objectSize)
-    if (mayLeaveHoles && (await handle.ownerOf(idx)) === 0) {
+    // the VDI's last object may be cut short by its size: reaching the VDI's end covers it whole
+    const whole = pos === idx * handle.objectSize && objectEnd >= Math.min((idx + 1) * handle.objectSize, handle.size)
+    if (opts.discardWhole && whole && handle.canDiscard) {
+      await withWriter(vdi, (h) => h.discard(idx))
+      pos = objectEnd
+      continue
+    }
+    if (opts.skipUnallocated && (await handle.ownerOf(idx)) === 0) {
       pos = objectEnd
       continue
     }
     const n = Math.min(objectEnd - pos, NBD_ZERO_PIECE_BYTES)
-    await writeThrough(vdi, pos, ZEROS.subarray(0, n))
+    await withWriter(vdi, (h) => h.write(pos, ZEROS.subarray(0, n)))
     pos += n
   }
+}
+
+/**
+ * BLOCK_STATUS for base:allocation: object by object, an unallocated object is a hole reading as
+ * zeros, an allocated one is data; neighbours alike are merged. At most NBD_BLOCK_STATUS_MAX_OBJECTS
+ * objects are looked at (a shorter answer is allowed), REQ_ONE gets the first extent only.
+ */
+async function blockStatus(session: NbdSession, vdi: ExportedVdi, req: NbdRequest): Promise<Buffer> {
+  if (session.metaContextId === undefined || req.length === 0) throw new SdError(SD_RES_INVALID_PARMS, 'BLOCK_STATUS without base:allocation, or of no bytes')
+  const handle = vdi.handle
+  const objectSize = handle.objectSize
+  const start = Number(req.offset)
+  const end = start + req.length
+  const firstIdx = Math.floor(start / objectSize)
+  const lastIdx = Math.min(Math.floor((end - 1) / objectSize), firstIdx + NBD_BLOCK_STATUS_MAX_OBJECTS - 1)
+  const owners = await handle.ownersOf(firstIdx, lastIdx)
+  const extents: BlockStatusExtent[] = []
+  for (let i = 0; i < owners.length; i++) {
+    const from = Math.max(start, (firstIdx + i) * objectSize)
+    const to = Math.min(end, (firstIdx + i + 1) * objectSize)
+    const flags = owners[i] === 0 ? NBD_STATE_HOLE | NBD_STATE_ZERO : 0
+    const last = extents[extents.length - 1]
+    if (last && last.flags === flags) last.length += to - from
+    else extents.push({ length: to - from, flags })
+  }
+  const answered = (req.flags & NBD_CMD_FLAG_REQ_ONE) !== 0 ? extents.slice(0, 1) : extents
+  return encodeBlockStatusPayload(session.metaContextId, answered)
 }
 
 /** A failed request's NBD error number. */
@@ -569,6 +701,13 @@ class NbdSession {
   private readonly reader: SocketReader
   private readonly peer: string
   private noZeroes = false
+  /** NBD_OPT_STRUCTURED_REPLY was agreed: READ and BLOCK_STATUS are answered in chunks. */
+  private structured = false
+  /** The base:allocation context's id once NBD_OPT_SET_META_CONTEXT chose it, for export `metaExport`. */
+  metaContextId: number | undefined
+  private metaExport = ''
+  /** The export queue's failure count this connection's last FLUSH reported. */
+  private seenFailures = 0
   private readonly active = new Set<ActiveRequest>()
   private inFlight = 0
   private inFlightBytes = 0
@@ -701,6 +840,8 @@ class NbdSession {
     this.sendOptionReply(option, NBD_REP_INFO, encodeInfoBlockSize(1, NBD_PREFERRED_BLOCK_BYTES, NBD_MAX_REQUEST_BYTES))
     const sent = this.sendOptionReply(option, NBD_REP_ACK)
     if (!vdi) return HAGGLE
+    // a meta context chosen for another export does not carry over
+    if (this.metaExport !== request.name) this.metaContextId = undefined
     if (!sent) {
       this.server.detach(vdi)
       return CLOSE
@@ -731,6 +872,49 @@ class NbdSession {
     return HAGGLE
   }
 
+  async optStructuredReply(option: number, data: Buffer): Promise<OptionOutcome> {
+    if (data.length !== 0) {
+      this.sendOptionReply(option, NBD_REP_ERR_INVALID, 'NBD_OPT_STRUCTURED_REPLY takes no data')
+      return HAGGLE
+    }
+    this.structured = true
+    this.sendOptionReply(option, NBD_REP_ACK)
+    return HAGGLE
+  }
+
+  /** LIST_META_CONTEXT and SET_META_CONTEXT: base:allocation is the one context there is. */
+  async optMetaContext(option: number, data: Buffer): Promise<OptionOutcome> {
+    if (!this.structured) {
+      this.sendOptionReply(option, NBD_REP_ERR_INVALID, 'meta contexts need structured replies first')
+      return HAGGLE
+    }
+    const request = decodeMetaContextRequest(data)
+    if (!request) {
+      this.sendOptionReply(option, NBD_REP_ERR_INVALID, 'malformed request')
+      return HAGGLE
+    }
+    const listing = option === NBD_OPT_LIST_META_CONTEXT
+    // LIST with no query lists everything; "base:" asks for every context of the namespace
+    const wanted =
+      (listing && request.queries.length === 0) || request.queries.some((q) => q === NBD_META_CONTEXT_BASE_ALLOCATION || (listing && q === 'base:'))
+    if (!listing) {
+      this.metaContextId = wanted ? BASE_ALLOCATION_CONTEXT_ID : undefined
+      this.metaExport = request.exportName
+    }
+    if (wanted) this.sendOptionReply(option, NBD_REP_META_CONTEXT, encodeMetaContextReply(BASE_ALLOCATION_CONTEXT_ID, NBD_META_CONTEXT_BASE_ALLOCATION))
+    this.sendOptionReply(option, NBD_REP_ACK)
+    return HAGGLE
+  }
+
+  /** FLUSH's verdict on the writes before it: an error once for every background write failure since the last FLUSH. */
+  takeWriteBackFailures(vdi: ExportedVdi): void {
+    const failures = vdi.queue.failures
+    if (failures === this.seenFailures) return
+    const lost = failures - this.seenFailures
+    this.seenFailures = failures
+    throw new SdError(SD_RES_EIO, `${lost} acknowledged write(s) failed to reach the replicas (see the log)`)
+  }
+
   async optAbort(option: number): Promise<OptionOutcome> {
     this.sendOptionReply(option, NBD_REP_ACK)
     return CLOSE
@@ -743,8 +927,11 @@ class NbdSession {
   // ---- transmission ----------------------------------------------------------------------------
 
   private async transmit(vdi: ExportedVdi): Promise<void> {
+    // failures of writes queued before this connection came are not its to report
+    this.seenFailures = vdi.queue.failures
     for (;;) {
       await this.waitForRoom()
+      await vdi.queue.waitForRoom()
       if (this.socket.destroyed) return
       const head = await this.reader.read(NBD_REQUEST_HEADER_BYTES)
       if (!head) return
@@ -764,7 +951,7 @@ class NbdSession {
             this.socket.destroy()
             return
           }
-          this.reply(req.cookie, NBD_EINVAL)
+          this.replyError(req, NBD_EINVAL, `write of ${req.length} bytes exceeds ${NBD_MAX_REQUEST_BYTES}`)
           continue
         }
         data = await this.reader.read(req.length)
@@ -774,38 +961,45 @@ class NbdSession {
     }
   }
 
-  /** Starts one request; it waits for earlier overlapping ones as ordering requires. */
+  /** Starts one request; it waits for earlier overlapping ones of the export as ordering requires. */
   private dispatch(vdi: ExportedVdi, req: NbdRequest, data: Buffer | undefined): void {
     const spec = COMMANDS.get(req.type)
     const early = this.precheck(vdi, spec, req)
     if (early !== 0) {
-      this.reply(req.cookie, early)
+      this.replyError(req, early, `command ${req.type} refused`)
       return
     }
     const command = spec!
-    const start = req.offset
-    const end = req.offset + BigInt(req.length)
-    const before = [...this.active].filter((a) => (command.barrier ? a.writes : (a.writes || command.writes) && a.start < end && start < a.end))
+    if (command.deferrable?.(req)) {
+      // write-back: acknowledged now, written in the background; FLUSH reports a failure. A small
+      // payload cut from a larger socket chunk is copied, so the queue holds what it counts.
+      const held = data && data.buffer.byteLength > 2 * data.length ? Buffer.from(data) : data
+      vdi.queue.defer(req.offset, req.length, async () => {
+        await command.run(this, vdi, req, held)
+      })
+      this.replySuccess(req, command, undefined)
+      return
+    }
     const bytes = req.type === NBD_CMD_READ || req.type === NBD_CMD_WRITE ? req.length : 0
     this.inFlight++
     this.inFlightBytes += bytes
-    const entry: ActiveRequest = { start, end, writes: command.writes, done: Promise.resolve() }
-    entry.done = (async () => {
-      await Promise.all(before.map((a) => a.done))
-      try {
-        const out = await command.run(this, vdi, req, data)
-        this.reply(req.cookie, 0, out)
-      } catch (error) {
-        const errno = errnoOf(error)
-        this.server.log.warn(`NBD ${this.peer}: command ${req.type} at ${req.offset} (${req.length} bytes): ${messageOf(error)}`)
-        this.reply(req.cookie, errno)
-      }
-    })().finally(() => {
-      this.active.delete(entry)
-      this.inFlight--
-      this.inFlightBytes -= bytes
-      this.wakeRoomWaiters()
-    })
+    const task = () => command.run(this, vdi, req, data)
+    const ordered = command.barrier ? vdi.queue.drain().then(task) : vdi.queue.run(req.offset, req.offset + BigInt(req.length), command.writes, task)
+    const entry: ActiveRequest = { done: Promise.resolve() }
+    entry.done = ordered
+      .then(
+        (out) => this.replySuccess(req, command, out),
+        (error: unknown) => {
+          this.server.log.warn(`NBD ${this.peer}: command ${req.type} at ${req.offset} (${req.length} bytes): ${messageOf(error)}`)
+          this.replyError(req, errnoOf(error), messageOf(error))
+        },
+      )
+      .finally(() => {
+        this.active.delete(entry)
+        this.inFlight--
+        this.inFlightBytes -= bytes
+        this.wakeRoomWaiters()
+      })
     this.active.add(entry)
   }
 
@@ -834,11 +1028,42 @@ class NbdSession {
     for (const wake of this.roomWaiters.splice(0)) wake()
   }
 
-  private reply(cookie: bigint, error: number, data?: Buffer): void {
+  /** A request's success: a simple reply, or the chunks structured replies call for. */
+  private replySuccess(req: NbdRequest, command: CommandSpec, out: Buffer | undefined): void {
+    const answer = command.answer ?? 'none'
+    if (answer === 'none' || !this.structured) {
+      this.sendReply([encodeSimpleReply(0, req.cookie), ...(answer === 'data' && out && out.length > 0 ? [out] : [])])
+      return
+    }
+    if (answer === 'blockStatus') {
+      this.sendReply([encodeStructuredReplyHeader(NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, req.cookie, out!.length), out!])
+      return
+    }
+    if (!out || out.length === 0) {
+      this.sendReply([encodeStructuredReplyHeader(NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, req.cookie, 0)])
+      return
+    }
+    const offset = Buffer.alloc(8)
+    offset.writeBigUInt64BE(req.offset, 0)
+    this.sendReply([encodeStructuredReplyHeader(NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, req.cookie, 8 + out.length), offset, out])
+  }
+
+  /** A request's failure: a simple error reply, or an error chunk where a structured reply is due. */
+  private replyError(req: NbdRequest, error: number, message: string): void {
+    const answer = COMMANDS.get(req.type)?.answer ?? 'none'
+    if (answer === 'none' || !this.structured) {
+      this.sendReply([encodeSimpleReply(error, req.cookie)])
+      return
+    }
+    const payload = encodeErrorChunkPayload(error, message)
+    this.sendReply([encodeStructuredReplyHeader(NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, req.cookie, payload.length), payload])
+  }
+
+  /** Sends one reply's buffers together (one write where the socket allows). */
+  private sendReply(parts: Buffer[]): void {
     if (this.socket.destroyed || !this.socket.writable) return
     this.socket.cork()
-    this.socket.write(encodeSimpleReply(error, cookie))
-    if (error === 0 && data && data.length > 0) this.socket.write(data)
+    for (const part of parts) this.socket.write(part)
     this.socket.uncork()
   }
 

@@ -2,7 +2,8 @@
 // on one node; Debian's qemu-img, qemu-io reach VDIs as nbd://127.0.0.1:PORT/NAME. Data written
 // through NBD must read back byte for byte with `dog vdi read` and the other way round; a
 // snapshot exported as NAME:TAG is read-only and keeps its bytes; a missing export fails
-// cleanly; two clients at once work; and afterwards the sheep still answers dog.
+// cleanly; two clients at once work; qemu-img map and convert skip what was never written (or
+// was discarded); and afterwards the sheep still answers dog.
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -105,6 +106,38 @@ t.test('qemu-img and qemu-io through sheep -N', { skip: missingTools.length > 0 
   }
   const vm2 = (await dogOk(['vdi', 'read', 'vm2', '0', String(6 * MiB)])).stdoutBytes
   t.ok(vm2.subarray(0, 2 * MiB).equals(Buffer.alloc(2 * MiB, 0x11)) && vm2.subarray(4 * MiB).equals(Buffer.alloc(2 * MiB, 0x22)), "both clients' writes landed")
+
+  // base:allocation: qemu-img map sees the objects written and nothing else; a discard frees one
+  await dogOk(['vdi', 'create', 'sparse', String(VDI_SIZE)])
+  const written = await qemuIo('sparse', ['write -P 0x5a 8388608 65536', 'write -P 0x5b 41943040 4096', 'flush'])
+  t.equal(written.status, 0, written.stderr)
+  const map = async () => {
+    const r = await run('/usr/bin/qemu-img', ['map', '--output=json', '-f', 'raw', url('sparse')])
+    t.equal(r.status, 0, r.stderr)
+    const extents = JSON.parse(r.stdout) as Array<{ start: number; length: number; data: boolean; zero: boolean }>
+    return extents.filter((e) => e.data).map((e) => [e.start, e.length])
+  }
+  t.same(
+    await map(),
+    [
+      [8 * MiB, 4 * MiB],
+      [40 * MiB, 4 * MiB],
+    ],
+    'qemu-img map: data exactly where objects were written',
+  )
+  const discarded = await qemuIo('sparse', ['discard 41943040 4194304', 'flush'])
+  t.equal(discarded.status, 0, discarded.stderr)
+  t.same(await map(), [[8 * MiB, 4 * MiB]], 'a discarded object is a hole again')
+  const sparseOut = path.join(work, 'sparse.qcow2')
+  const convertSparse = await run('/usr/bin/qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', url('sparse'), sparseOut])
+  t.equal(convertSparse.status, 0, convertSparse.stderr)
+  const converted = await run('/usr/bin/qemu-img', ['map', '--output=json', sparseOut])
+  const convertedData = (JSON.parse(converted.stdout) as Array<{ start: number; length: number; data: boolean }>).filter((e) => e.data)
+  t.same(
+    convertedData.map((e) => [e.start, e.length]),
+    [[8 * MiB, 64 * 1024]],
+    'qemu-img convert copies only the data (the rest of the object reads as zeros and is skipped)',
+  )
 
   t.ok(
     cluster.nodes.every((n) => n && isAlive(n.pid)),

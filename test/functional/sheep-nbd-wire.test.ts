@@ -5,11 +5,15 @@
 // bad input — wrong magic, unknown client flags, a client vanishing mid-request — after which
 // the daemon keeps serving NBD and dog alike.
 import fs from 'node:fs'
-import net from 'node:net'
+import path from 'node:path'
 import crypto from 'node:crypto'
 import t, { type Test } from 'tap'
 import {
+  NBD_CMD_BLOCK_STATUS,
   NBD_CMD_DISC,
+  NBD_CMD_FLAG_FUA,
+  NBD_CMD_FLAG_NO_HOLE,
+  NBD_CMD_FLAG_REQ_ONE,
   NBD_CMD_FLUSH,
   NBD_CMD_READ,
   NBD_CMD_TRIM,
@@ -19,143 +23,43 @@ import {
   NBD_ENOSPC,
   NBD_EPERM,
   NBD_FLAG_C_FIXED_NEWSTYLE,
-  NBD_FLAG_C_NO_ZEROES,
   NBD_FLAG_READ_ONLY,
-  NBD_INFO_BLOCK_SIZE,
-  NBD_INFO_EXPORT,
-  NBD_OPTION_REPLY_HEADER_BYTES,
+  NBD_META_CONTEXT_BASE_ALLOCATION,
   NBD_OPT_ABORT,
   NBD_OPT_EXPORT_NAME,
-  NBD_OPT_GO,
+  NBD_OPT_EXTENDED_HEADERS,
   NBD_OPT_INFO,
   NBD_OPT_LIST,
+  NBD_OPT_LIST_META_CONTEXT,
+  NBD_OPT_SET_META_CONTEXT,
   NBD_OPT_STRUCTURED_REPLY,
+  NBD_REPLY_FLAG_DONE,
+  NBD_REPLY_TYPE_BLOCK_STATUS,
+  NBD_REPLY_TYPE_ERROR,
+  NBD_REPLY_TYPE_OFFSET_DATA,
   NBD_REP_ACK,
+  NBD_REP_ERR_INVALID,
   NBD_REP_ERR_UNKNOWN,
   NBD_REP_ERR_UNSUP,
-  NBD_REP_INFO,
   NBD_REP_MAGIC,
+  NBD_REP_META_CONTEXT,
   NBD_REP_SERVER,
   NBD_SIMPLE_REPLY_HEADER_BYTES,
-  NBD_SIMPLE_REPLY_MAGIC,
-  decodeOptionReplyHeader,
+  NBD_STATE_HOLE,
+  NBD_STATE_ZERO,
   decodeSimpleReply,
-  encodeInfoRequest,
+  encodeMetaContextRequest,
   encodeOption,
-  encodeRequest,
 } from '../../lib/nbd-proto.js'
 import { NBD_MAX_REQUEST_BYTES } from '../../sheep/nbd.js'
 import { parseSheepArgs } from '../../sheep/options.js'
+import { RawClient } from '../../harness/nbd-client.js'
 import { dog, freePort, isAlive, startSheep, stopSheep } from '../../harness/sheep.js'
 
 const MiB = 1024 * 1024
 const VDI_SIZE = 16 * MiB
 /** Transmission flags of a writable export: HAS_FLAGS|SEND_FLUSH|SEND_FUA|SEND_TRIM|SEND_WRITE_ZEROES|CAN_MULTI_CONN. */
 const WRITABLE_FLAGS = 0x16d
-/** How long a test waits for bytes the server must send. */
-const READ_TIMEOUT_MS = 10_000
-
-/** A raw NBD client: exact-length reads with a timeout, and `closed` once the server hung up. */
-class RawClient {
-  private buffered = Buffer.alloc(0)
-  private wake: (() => void) | undefined
-  ended = false
-
-  private constructor(readonly socket: net.Socket) {
-    socket.on('data', (b: Buffer) => {
-      this.buffered = Buffer.concat([this.buffered, b])
-      this.wake?.()
-    })
-    socket.on('close', () => {
-      this.ended = true
-      this.wake?.()
-    })
-    socket.on('error', () => undefined)
-  }
-
-  static connect(port: number): Promise<RawClient> {
-    return new Promise((resolve, reject) => {
-      const s = net.connect(port, '127.0.0.1', () => resolve(new RawClient(s)))
-      s.once('error', reject)
-    })
-  }
-
-  async read(n: number): Promise<Buffer> {
-    const deadline = Date.now() + READ_TIMEOUT_MS
-    while (this.buffered.length < n) {
-      if (this.ended) throw new Error(`connection closed with ${this.buffered.length}/${n} bytes`)
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${n} bytes`)
-      await new Promise<void>((resolve) => {
-        this.wake = resolve
-        setTimeout(resolve, 100)
-      })
-    }
-    const out = this.buffered.subarray(0, n)
-    this.buffered = this.buffered.subarray(n)
-    return out
-  }
-
-  /** True once the server closed the connection (within the read timeout). */
-  async closedByServer(): Promise<boolean> {
-    const deadline = Date.now() + READ_TIMEOUT_MS
-    while (!this.ended && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
-    return this.ended
-  }
-
-  write(b: Buffer): void {
-    this.socket.write(b)
-  }
-
-  /** Greeting read, client flags sent. */
-  async start(clientFlags = NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES): Promise<Buffer> {
-    const greeting = await this.read(18)
-    const flags = Buffer.alloc(4)
-    flags.writeUInt32BE(clientFlags)
-    this.write(flags)
-    return greeting
-  }
-
-  async optionReply(): Promise<{ option: number; type: number; data: Buffer; magic: bigint }> {
-    const head = decodeOptionReplyHeader(await this.read(NBD_OPTION_REPLY_HEADER_BYTES))
-    return { ...head, data: await this.read(head.length) }
-  }
-
-  /** NBD_OPT_GO on `name`: the info replies, up to the ACK or an error. */
-  async go(name: string, option = NBD_OPT_GO): Promise<{ size: bigint; flags: number; blockSizes?: number[]; error?: number }> {
-    this.write(encodeOption(option, encodeInfoRequest(name, [NBD_INFO_BLOCK_SIZE])))
-    let size = -1n
-    let flags = -1
-    let blockSizes: number[] | undefined
-    for (;;) {
-      const r = await this.optionReply()
-      if (r.type === NBD_REP_ACK) return { size, flags, blockSizes }
-      if (r.type !== NBD_REP_INFO) return { size, flags, error: r.type }
-      const infoType = r.data.readUInt16BE(0)
-      if (infoType === NBD_INFO_EXPORT) {
-        size = r.data.readBigUInt64BE(2)
-        flags = r.data.readUInt16BE(10)
-      } else if (infoType === NBD_INFO_BLOCK_SIZE) {
-        blockSizes = [r.data.readUInt32BE(2), r.data.readUInt32BE(6), r.data.readUInt32BE(10)]
-      }
-    }
-  }
-
-  request(type: number, cookie: bigint, offset: number, length: number, data?: Buffer, flags = 0): void {
-    this.write(encodeRequest({ flags, type, cookie, offset: BigInt(offset), length }))
-    if (data) this.write(data)
-  }
-
-  async reply(length = 0): Promise<{ error: number; cookie: bigint; data: Buffer }> {
-    const r = decodeSimpleReply(await this.read(NBD_SIMPLE_REPLY_HEADER_BYTES))
-    if (r.magic !== NBD_SIMPLE_REPLY_MAGIC) throw new Error(`bad reply magic ${r.magic.toString(16)}`)
-    return { error: r.error, cookie: r.cookie, data: r.error === 0 && length > 0 ? await this.read(length) : Buffer.alloc(0) }
-  }
-
-  close(): void {
-    this.socket.destroy()
-  }
-}
-
 t.test('-N / --nbd on the command line', async (t) => {
   const nbdOf = (args: string[]) => {
     const r = parseSheepArgs([...args, '/tmp/x'])
@@ -214,11 +118,11 @@ t.test('NBD server of one sheep', async (t) => {
     const greeting = await c.start()
     t.same(greeting, Buffer.from('NBDMAGICIHAVEOPT\x00\x03', 'latin1'), 'NBDMAGIC IHAVEOPT, flags FIXED_NEWSTYLE|NO_ZEROES')
 
-    c.write(encodeOption(NBD_OPT_STRUCTURED_REPLY))
+    c.write(encodeOption(NBD_OPT_EXTENDED_HEADERS))
     const unsup = await c.optionReply()
     t.equal(unsup.magic, NBD_REP_MAGIC)
-    t.equal(unsup.option, NBD_OPT_STRUCTURED_REPLY)
-    t.equal(unsup.type, NBD_REP_ERR_UNSUP, 'STRUCTURED_REPLY: ERR_UNSUP (simple replies only)')
+    t.equal(unsup.option, NBD_OPT_EXTENDED_HEADERS)
+    t.equal(unsup.type, NBD_REP_ERR_UNSUP, 'EXTENDED_HEADERS: ERR_UNSUP (compact headers only)')
     c.write(encodeOption(0x4242, Buffer.from('junk')))
     t.equal((await c.optionReply()).type, NBD_REP_ERR_UNSUP, 'an unknown option: ERR_UNSUP, and the handshake goes on')
 
@@ -299,6 +203,9 @@ t.test('NBD server of one sheep', async (t) => {
     t.same(await c.reply(), { error: 0, cookie: 1n, data: Buffer.alloc(0) }, 'WRITE')
     c.request(NBD_CMD_READ, 2n, 3 * MiB + 100, data.length)
     t.ok((await c.reply(data.length)).data.equals(data), 'READ returns what was written')
+    // the write may still be in the write-back queue until a FLUSH
+    c.request(NBD_CMD_FLUSH, 3n, 0, 0)
+    t.equal((await c.reply()).error, 0, 'FLUSH')
     const viaDog = await dogOk(['vdi', 'read', 'vol', String(3 * MiB + 100), String(data.length)])
     t.ok(viaDog.stdoutBytes.equals(data), 'dog vdi read sees it')
 
@@ -333,7 +240,7 @@ t.test('NBD server of one sheep', async (t) => {
     c.request(NBD_CMD_WRITE_ZEROES, 25n, 3 * MiB, 1024)
     t.equal((await c.reply()).error, 0, 'WRITE_ZEROES')
     c.request(NBD_CMD_TRIM, 26n, 0, MiB)
-    t.equal((await c.reply()).error, 0, 'TRIM (advisory)')
+    t.equal((await c.reply()).error, 0, 'TRIM of part of an object (zeros written)')
     c.request(NBD_CMD_READ, 27n, 3 * MiB, 2048)
     const zeroed = (await c.reply(2048)).data
     t.ok(zeroed.equals(Buffer.concat([Buffer.alloc(1024), data.subarray(924, 1948)])), 'WRITE_ZEROES zeroed exactly its range')
@@ -360,6 +267,9 @@ t.test('NBD server of one sheep', async (t) => {
     const before = Buffer.alloc(8192, 0xa1)
     c.request(NBD_CMD_WRITE, 1n, 0, before.length, before)
     t.equal((await c.reply()).error, 0)
+    // as a guest does before a snapshot: what the write-back queue holds goes out first
+    c.request(NBD_CMD_FLUSH, 4n, 0, 0)
+    t.equal((await c.reply()).error, 0)
     await dogOk(['vdi', 'snapshot', '-s', 'snap1', 'other'])
     const after = Buffer.alloc(4096, 0xb2)
     c.request(NBD_CMD_WRITE, 2n, 0, after.length, after)
@@ -379,5 +289,100 @@ t.test('NBD server of one sheep', async (t) => {
     t.ok((bySnapId.info.flags & NBD_FLAG_READ_ONLY) !== 0, 'NAME:SNAPID too')
     const viaDog = await dogOk(['vdi', 'read', '-s', 'snap1', 'other', '0', '8192'])
     t.ok(viaDog.stdoutBytes.equals(before), 'dog agrees')
+  })
+
+  await t.test('structured replies, base:allocation, TRIM and WRITE_ZEROES that free objects, FLUSH', async (t) => {
+    await dogOk(['vdi', 'create', 'sparse', String(VDI_SIZE)])
+    const early = await connect()
+    await early.start()
+    early.write(encodeOption(NBD_OPT_SET_META_CONTEXT, encodeMetaContextRequest('sparse', [NBD_META_CONTEXT_BASE_ALLOCATION])))
+    t.equal((await early.optionReply()).type, NBD_REP_ERR_INVALID, 'SET_META_CONTEXT before STRUCTURED_REPLY: ERR_INVALID')
+    early.close()
+
+    const c = await connect()
+    await c.start()
+    c.write(encodeOption(NBD_OPT_STRUCTURED_REPLY))
+    t.equal((await c.optionReply()).type, NBD_REP_ACK, 'STRUCTURED_REPLY: ACK')
+    c.write(encodeOption(NBD_OPT_LIST_META_CONTEXT, encodeMetaContextRequest('sparse', [])))
+    const listed = await c.optionReply()
+    t.equal(listed.type, NBD_REP_META_CONTEXT)
+    t.equal(listed.data.subarray(4).toString(), NBD_META_CONTEXT_BASE_ALLOCATION, 'LIST_META_CONTEXT: base:allocation')
+    t.equal((await c.optionReply()).type, NBD_REP_ACK)
+    c.write(encodeOption(NBD_OPT_SET_META_CONTEXT, encodeMetaContextRequest('sparse', ['qemu:dirty-bitmap:x', NBD_META_CONTEXT_BASE_ALLOCATION])))
+    const chosen = await c.optionReply()
+    t.equal(chosen.type, NBD_REP_META_CONTEXT, 'SET_META_CONTEXT: base:allocation chosen, the unknown context ignored')
+    const contextId = chosen.data.readUInt32BE(0)
+    t.equal((await c.optionReply()).type, NBD_REP_ACK)
+    const info = await c.go('sparse')
+    t.equal(info.error, undefined)
+
+    const blockStatus = async (cookie: bigint, offset: number, length: number) => {
+      c.request(NBD_CMD_BLOCK_STATUS, cookie, offset, length)
+      const chunk = await c.chunk()
+      t.equal(chunk.type, NBD_REPLY_TYPE_BLOCK_STATUS)
+      t.equal(chunk.flags & NBD_REPLY_FLAG_DONE, NBD_REPLY_FLAG_DONE)
+      t.equal(chunk.payload.readUInt32BE(0), contextId)
+      const extents: Array<[number, number]> = []
+      for (let at = 4; at < chunk.payload.length; at += 8) extents.push([chunk.payload.readUInt32BE(at), chunk.payload.readUInt32BE(at + 4)])
+      return extents
+    }
+    const HOLE = NBD_STATE_HOLE | NBD_STATE_ZERO
+    const OBJ = 4 * MiB
+    t.same(await blockStatus(1n, 0, VDI_SIZE), [[VDI_SIZE, HOLE]], 'a new VDI is one hole')
+
+    const data = crypto.randomBytes(8192)
+    c.request(NBD_CMD_WRITE, 2n, OBJ + 4096, data.length, data)
+    t.same(await c.reply(), { error: 0, cookie: 2n, data: Buffer.alloc(0) }, 'WRITE: a simple reply')
+    c.request(NBD_CMD_WRITE, 3n, 3 * OBJ, 512, Buffer.alloc(512, 0x77), NBD_CMD_FLAG_FUA)
+    t.equal((await c.reply()).error, 0, 'WRITE with FUA')
+    t.same(
+      await blockStatus(4n, 0, VDI_SIZE),
+      [
+        [OBJ, HOLE],
+        [OBJ, 0],
+        [OBJ, HOLE],
+        [OBJ, 0],
+      ],
+      'BLOCK_STATUS: written objects are data, the rest holes (acknowledged writes included)',
+    )
+    t.same(await blockStatus(5n, OBJ + 100, 200), [[200, 0]], 'a range inside one object')
+    c.request(NBD_CMD_BLOCK_STATUS, 6n, 0, VDI_SIZE, undefined, NBD_CMD_FLAG_REQ_ONE)
+    t.equal((await c.chunk()).payload.length, 4 + 8, 'REQ_ONE: one extent')
+
+    c.request(NBD_CMD_READ, 7n, OBJ + 4096, data.length)
+    const read = await c.chunk()
+    t.equal(read.type, NBD_REPLY_TYPE_OFFSET_DATA, 'READ: an OFFSET_DATA chunk')
+    t.equal(read.flags & NBD_REPLY_FLAG_DONE, NBD_REPLY_FLAG_DONE)
+    t.equal(read.payload.readBigUInt64BE(0), BigInt(OBJ + 4096), 'with its offset')
+    t.ok(read.payload.subarray(8).equals(data), 'and the data written')
+    c.request(NBD_CMD_READ, 8n, VDI_SIZE - 512, 1024)
+    const failed = await c.chunk()
+    t.equal(failed.type, NBD_REPLY_TYPE_ERROR, 'READ past the end: an error chunk')
+    t.equal(failed.payload.readUInt32BE(0), NBD_EINVAL)
+    c.request(NBD_CMD_FLUSH, 9n, 0, 0)
+    t.equal((await c.reply()).error, 0, 'FLUSH: a simple reply')
+    t.ok((await dogOk(['vdi', 'read', 'sparse', String(OBJ + 4096), String(data.length)])).stdoutBytes.equals(data), 'after FLUSH dog reads the data')
+
+    const objectFiles = () => fs.readdirSync(path.join(sheep.dir, 'obj')).filter((f) => /^00[0-9a-f]{14}$/.test(f) && !f.startsWith('80')).length
+    const before = objectFiles()
+    c.request(NBD_CMD_TRIM, 10n, OBJ, OBJ)
+    t.equal((await c.reply()).error, 0, 'TRIM of a whole object')
+    t.same(await blockStatus(11n, OBJ, OBJ), [[OBJ, HOLE]], 'the trimmed object is a hole again')
+    t.equal(objectFiles(), before - 1, "and its file is gone from the sheep's disk")
+    c.request(NBD_CMD_READ, 12n, OBJ + 4096, 4096)
+    t.ok((await c.chunk()).payload.subarray(8).equals(Buffer.alloc(4096)), 'it reads as zeros')
+
+    c.request(NBD_CMD_WRITE_ZEROES, 13n, 3 * OBJ, OBJ, undefined, NBD_CMD_FLAG_NO_HOLE)
+    t.equal((await c.reply()).error, 0, 'WRITE_ZEROES with NO_HOLE')
+    t.same(await blockStatus(14n, 3 * OBJ, OBJ), [[OBJ, 0]], 'keeps the object allocated')
+    c.request(NBD_CMD_READ, 15n, 3 * OBJ, 512)
+    t.ok((await c.chunk()).payload.subarray(8).equals(Buffer.alloc(512)), 'as zeros')
+    c.request(NBD_CMD_WRITE_ZEROES, 16n, 3 * OBJ, OBJ)
+    t.equal((await c.reply()).error, 0, 'WRITE_ZEROES of a whole object')
+    t.same(await blockStatus(17n, 0, VDI_SIZE), [[VDI_SIZE, HOLE]], 'discards it: the VDI is all holes again')
+    t.equal(objectFiles(), before - 2, 'no data object of the VDI is left')
+    const inode = await dogOk(['vdi', 'read', 'sparse', '0', String(VDI_SIZE)])
+    t.ok(inode.stdoutBytes.equals(Buffer.alloc(VDI_SIZE)), 'dog reads zeros everywhere')
+    c.close()
   })
 })

@@ -1,0 +1,102 @@
+// The NBD write-back cache's promise (sheep/nbd-write-back.ts, man/sheep.8): nothing acknowledged
+// before a FLUSH that returned is lost when a sheep dies with SIGKILL right after it. Three sheep
+// with copies 3 and real fsync; node 0 serves NBD. Plain writes are acknowledged from the
+// write-back queue on one connection, FLUSH is sent on another (CAN_MULTI_CONN: it must cover
+// both), then the NBD-serving sheep is killed with -9 at once, restarted, and the VDI read back
+// byte for byte; then the same with another replica's sheep killed.
+import crypto from 'node:crypto'
+import t, { type Test } from 'tap'
+import { type TestCluster, startCluster, waitForRecovery } from '../../harness/cluster.js'
+import { RawClient } from '../../harness/nbd-client.js'
+import { dog, freePort } from '../../harness/sheep.js'
+import { NBD_CMD_FLUSH, NBD_CMD_WRITE, decodeSimpleReply, NBD_SIMPLE_REPLY_HEADER_BYTES } from '../../lib/nbd-proto.js'
+
+const MiB = 1024 * 1024
+const VDI_SIZE = 32 * MiB
+/** Writes acknowledged before each FLUSH, and their size (random 4 KiB-aligned offsets). */
+const WRITES_PER_ROUND = 96
+const WRITE_BYTES = 64 * 1024
+
+t.test('nothing acknowledged before a FLUSH is lost to kill -9', async (t) => {
+  let cluster: TestCluster | undefined
+  const clients: RawClient[] = []
+  t.teardown(async () => {
+    for (const c of clients) c.close()
+    await cluster?.close()
+  })
+  const nbdPort = await freePort()
+  const nbdArgs = ['-N', `127.0.0.1:${nbdPort}`]
+  cluster = await startCluster(3, { start: 0, nosync: false })
+  const c3 = cluster
+  await c3.start(0, nbdArgs)
+  await c3.start(1)
+  await c3.start(2)
+  const dogOn = async (node: number, args: string[]) => {
+    const r = await dog([...args, '-p', String(c3.ports[node])])
+    if (r.status !== 0) throw new Error(`dog ${args.join(' ')} on node ${node}: ${r.stderr}`)
+    return r
+  }
+  await dogOn(0, ['cluster', 'format', '-c', '3'])
+  await dogOn(0, ['vdi', 'create', 'vm', String(VDI_SIZE)])
+
+  const open = async () => {
+    const c = await RawClient.connect(nbdPort)
+    clients.push(c)
+    await c.start()
+    const info = await c.go('vm')
+    if (info.error !== undefined) throw new Error(`GO vm: 0x${info.error.toString(16)}`)
+    return c
+  }
+  /** What the VDI must hold: every byte acknowledged so far. */
+  const model = Buffer.alloc(VDI_SIZE)
+  let cookie = 1n
+
+  /** Pipelined writes on `writer`, all acknowledged, then FLUSH on `flusher`; resolves once FLUSH returned. */
+  const writeAndFlush = async (t: Test, writer: RawClient, flusher: RawClient) => {
+    const sent = new Set<bigint>()
+    for (let i = 0; i < WRITES_PER_ROUND; i++) {
+      const data = crypto.randomBytes(WRITE_BYTES)
+      const offset = crypto.randomInt(0, (VDI_SIZE - WRITE_BYTES) / 4096) * 4096
+      data.copy(model, offset)
+      writer.request(NBD_CMD_WRITE, cookie, offset, data.length, data)
+      sent.add(cookie++)
+    }
+    let failed = 0
+    for (let i = 0; i < WRITES_PER_ROUND; i++) {
+      const r = decodeSimpleReply(await writer.read(NBD_SIMPLE_REPLY_HEADER_BYTES))
+      if (r.error !== 0 || !sent.delete(r.cookie)) failed++
+    }
+    t.equal(failed, 0, `${WRITES_PER_ROUND} writes acknowledged`)
+    flusher.request(NBD_CMD_FLUSH, cookie++, 0, 0)
+    t.equal((await flusher.reply()).error, 0, flusher === writer ? 'FLUSH returned' : 'FLUSH on another connection returned')
+  }
+  const readsBack = async (t: Test, node: number, what: string) => {
+    const r = await dogOn(node, ['vdi', 'read', 'vm', '0', String(VDI_SIZE)])
+    t.ok(r.stdoutBytes.equals(model), `${what}: dog on node ${node} reads every acknowledged byte`)
+  }
+
+  await t.test('the NBD-serving sheep killed right after FLUSH', async (t) => {
+    const writer = await open()
+    const flusher = await open()
+    await writeAndFlush(t, writer, flusher)
+    await c3.stop(0, 'SIGKILL')
+    await readsBack(t, 1, 'node 0 gone')
+    await c3.start(0, nbdArgs)
+    t.ok(await waitForRecovery(c3), 'node 0 back, recovery settled')
+    await readsBack(t, 0, 'node 0 restarted')
+    const again = await open()
+    const head = Buffer.alloc(4096)
+    again.request(0, cookie++, 0, head.length)
+    t.ok((await again.reply(head.length)).data.equals(model.subarray(0, head.length)), 'and NBD on the restarted sheep serves it')
+  })
+
+  await t.test("another replica's sheep killed right after FLUSH", async (t) => {
+    const writer = await open()
+    await writeAndFlush(t, writer, writer)
+    await c3.stop(1, 'SIGKILL')
+    await readsBack(t, 2, 'node 1 gone')
+    await c3.start(1)
+    t.ok(await waitForRecovery(c3), 'node 1 back, recovery settled')
+    await readsBack(t, 1, 'node 1 restarted')
+  })
+})
