@@ -1,6 +1,8 @@
 // The table of cluster drivers `-c NAME[:OPTION]` can choose: how each checks its option, which
 // address a node advertises when -y is not given, and how the driver is made.
 import type { Logger } from '../../lib/log.js'
+import { CorosyncDriver } from './corosync.js'
+import { loadCpgAddon } from './cpg.js'
 import type { ClusterDriver } from './driver.js'
 import { LocalDriver } from './local.js'
 import { ZookeeperDriver, defaultNodeAddress, parseZookeeperOption } from './zookeeper.js'
@@ -34,6 +36,19 @@ export const CLUSTER_DRIVERS: Readonly<Record<string, ClusterDriverKind>> = {
       const config = parseZookeeperOption(option)
       if (typeof config === 'string') throw new Error(config)
       return new ZookeeperDriver({ ...config, log })
+    },
+  },
+  corosync: {
+    // the original takes no option and ignores one
+    check: () => undefined,
+    // the members are on different machines, like zookeeper's (the original asks corosync for
+    // this host's ring address; the binding does not include libcfg)
+    defaultAddress: (bindAddr) => defaultNodeAddress(bindAddr) ?? '127.0.0.1',
+    create: (_option, log) => {
+      // no binding: fail at start, before anything is listened on, saying what to install
+      const addon = loadCpgAddon()
+      if (addon instanceof Error) throw addon
+      return new CorosyncDriver({ log })
     },
   },
 }
