@@ -150,7 +150,7 @@ export class CorosyncDriver implements ClusterDriver {
     this.fatal =
       options.fatal ??
       ((reason) => {
-        this.log?.error(reason)
+        this.log?.fatal(reason)
         process.exit(1)
       })
   }
