@@ -1,97 +1,14 @@
 // The corosync driver's rules (sheep/cluster/corosync.ts) against an in-process stand-in for
-// CPG: one totally ordered bus that delivers every multicast and every configuration change
-// to the members of the group at that point, as virtual synchrony does. Several drivers share
-// it, each with its own pid. Checks join through the members' ACCEPT (answered once per
+// CPG (test/helpers/fake-cpg.ts), shared by several drivers, each with its own pid. Checks join through the members' ACCEPT (answered once per
 // joiner, duplicates ignored), the same order of accepts, leaves and notifies everywhere, the
 // cluster-wide block (one work at a time, its result delivered as a notify), refusal, and the
 // partition rule.
 import t from 'tap'
 import type { SdNode } from '../../lib/structs.js'
 import { CorosyncDriver } from '../../sheep/cluster/corosync.js'
-import { CS_OK, type CpgAddress, type CpgHandle } from '../../sheep/cluster/cpg.js'
 import type { ClusterHandlers } from '../../sheep/cluster/driver.js'
+import { Bus } from '../helpers/fake-cpg.js'
 import { testNode } from '../helpers/nodes.js'
-
-const NODE_ID = 1
-
-interface Endpoint {
-  pid: number
-  deliver: (nodeid: number, pid: number, message: Buffer) => void
-  confchg: (members: CpgAddress[], left: CpgAddress[], joined: CpgAddress[]) => void
-}
-
-/** One CPG group: everything happens in one queue, one step per macrotask. */
-class Bus {
-  members: Endpoint[] = []
-  private queue: Array<() => void> = []
-  private scheduled = false
-
-  private push(step: () => void): void {
-    this.queue.push(step)
-    if (!this.scheduled) {
-      this.scheduled = true
-      setImmediate(() => this.run())
-    }
-  }
-
-  private run(): void {
-    this.scheduled = false
-    const step = this.queue.shift()
-    if (!step) return
-    step()
-    if (this.queue.length > 0) {
-      this.scheduled = true
-      setImmediate(() => this.run())
-    }
-  }
-
-  private addr(e: Endpoint, reason = 0): CpgAddress {
-    return { nodeid: NODE_ID, pid: e.pid, reason }
-  }
-
-  open(pid: number): (d: Endpoint['deliver'], c: Endpoint['confchg']) => CpgHandle {
-    return (deliver, confchg) => {
-      const e: Endpoint = { pid, deliver, confchg }
-      return {
-        initialize: () => CS_OK,
-        localNodeId: () => NODE_ID,
-        join: () => {
-          this.push(() => {
-            this.members.push(e)
-            const members = this.members.map((m) => this.addr(m))
-            for (const m of this.members) m.confchg(members, [], [this.addr(e, 1)])
-          })
-          return CS_OK
-        },
-        mcast: (parts) => {
-          const message = Buffer.concat(parts)
-          this.push(() => {
-            if (!this.members.includes(e)) return
-            for (const m of [...this.members]) m.deliver(NODE_ID, pid, message)
-          })
-          return CS_OK
-        },
-        finalize: () => this.crash([pid]),
-      }
-    }
-  }
-
-  /** Processes leave the group at once (killed, or finalized). */
-  crash(pids: number[]): void {
-    this.push(() => {
-      const gone = this.members.filter((m) => pids.includes(m.pid))
-      if (gone.length === 0) return
-      this.members = this.members.filter((m) => !pids.includes(m.pid))
-      const members = this.members.map((m) => this.addr(m))
-      for (const m of this.members)
-        m.confchg(
-          members,
-          gone.map((g) => this.addr(g, 3)),
-          [],
-        )
-    })
-  }
-}
 
 interface Seen {
   log: string[]
@@ -124,7 +41,7 @@ function sheep(port: number, options: { refuse?: (joiner: SdNode) => string | un
 function startDriver(bus: Bus, port: number, fatal: string[] = [], options?: Parameters<typeof sheep>[1]) {
   const s = sheep(port, options)
   const open = bus.open(port)
-  const driver = new CorosyncDriver({ openCpg: (d, c) => open(d, c), pid: port, fatal: (reason) => fatal.push(reason) })
+  const driver = new CorosyncDriver({ openCpg: open, pid: port, fatal: (reason) => fatal.push(reason) })
   return { driver, ...s, port }
 }
 
