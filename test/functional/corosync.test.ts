@@ -3,8 +3,11 @@
 // corosync; 3 nodes joining the CPG group, format, a VDI written and read; kill -9 of a node
 // (seen to leave at once: CPG sees the process go), reads through the survivors and recovery;
 // the node restarted and rejoining, recovery to exactly 3 replicas; `dog cluster shutdown`
-// stopping every node, and the whole cluster started again gathering the last epoch's nodes.
+// stopping every node, and the whole cluster started again gathering the last epoch's nodes;
+// corosync killed: every sheep stops.
 import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
 import t from 'tap'
 import type { SheepConnection } from '../../lib/client.js'
 import { SD_CLUSTER_FLAG_AUTO_VNODES, SD_RES_SUCCESS } from '../../lib/proto.js'
@@ -94,5 +97,11 @@ t.test('with a real corosync', { skip: corosyncUnavailable() }, async (t) => {
     )
     t.equal((await getNodeList(cluster.conn(0))).epoch, epoch, 'no new epoch: the same nodes came back')
     t.ok((await (await VdiHandle.open(cluster.conn(0), 'data')).read(0, 16 * MiB)).equals(data), 'data survived the restart')
+
+    // corosync itself dies: every sheep stops (the original exits when its CPG connection breaks)
+    const running = cluster.nodes.map((n) => n!.pid)
+    await corosync.stop('SIGKILL')
+    t.ok(await waitFor(() => running.every((p) => !isAlive(p)), 20_000), 'every sheep stops when corosync dies')
+    t.match(fs.readFileSync(path.join(cluster.root, 'n0', 'sheep.log'), 'utf8'), /lost the connection to corosync/, 'and says why')
   })
 })
