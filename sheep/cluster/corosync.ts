@@ -162,17 +162,16 @@ export class CorosyncDriver implements ClusterDriver {
     this.handlers = handlers
     const cpg = await this.initialize()
     this.cpg = cpg
-    const nodeid = cpg.localNodeId()
-    if (nodeid === null) throw new Error('corosync did not tell this node its id')
-    this.me = { nodeid, pid: this.pid, node: self }
-    for (;;) {
-      const code = cpg.join(COROSYNC_GROUP)
-      if (code === CS_OK) break
-      if (code === CS_ERR_SECURITY) throw new Error(`permission denied to join the ${COROSYNC_GROUP} group of corosync`)
-      if (code !== CS_ERR_TRY_AGAIN) throw new Error(`failed to join the ${COROSYNC_GROUP} group of corosync (${csErrorName(code)})`)
-      this.log?.debug('corosync asks to try joining again')
-      await sleep(CPG_RETRY_MS)
+    try {
+      const nodeid = cpg.localNodeId()
+      if (nodeid === null) throw new Error('corosync did not tell this node its id')
+      this.me = { nodeid, pid: this.pid, node: self }
+      await this.joinGroup(cpg)
+    } catch (e) {
+      this.close(e instanceof Error ? e : new Error(String(e)))
+      throw e
     }
+    const nodeid = this.me.nodeid
     this.log?.info(`joined the corosync group ${COROSYNC_GROUP} as node id ${nodeid}, pid ${this.pid}`)
     this.joined = new Deferred<void>()
     const accepted = this.joined.promise
@@ -211,6 +210,17 @@ export class CorosyncDriver implements ClusterDriver {
   }
 
   // ---- CPG --------------------------------------------------------------------------------------
+
+  private async joinGroup(cpg: CpgHandle): Promise<void> {
+    for (;;) {
+      const code = cpg.join(COROSYNC_GROUP)
+      if (code === CS_OK) return
+      if (code === CS_ERR_SECURITY) throw new Error(`permission denied to join the ${COROSYNC_GROUP} group of corosync`)
+      if (code !== CS_ERR_TRY_AGAIN) throw new Error(`failed to join the ${COROSYNC_GROUP} group of corosync (${csErrorName(code)})`)
+      this.log?.debug('corosync asks to try joining again')
+      await sleep(CPG_RETRY_MS)
+    }
+  }
 
   private async initialize(): Promise<CpgHandle> {
     let open = this.openCpg

@@ -99,6 +99,7 @@ export async function startCorosync(opts: CorosyncOptions = {}): Promise<Corosyn
   const port = opts.port ?? (await freePort())
   const conf = path.join(dir, 'corosync.conf')
   fs.writeFileSync(conf, config(dir, port, opts.nodes ?? [{ nodeid: 1, addr: '127.0.0.1' }]))
+  const startedPids: number[] = []
   const instance: CorosyncInstance = {
     dir,
     port,
@@ -115,7 +116,10 @@ export async function startCorosync(opts: CorosyncOptions = {}): Promise<Corosyn
       fs.closeSync(out)
       child.unref()
       instance.pid = child.pid
-      if (child.pid !== undefined) trackPid(child.pid)
+      if (child.pid !== undefined) {
+        trackPid(child.pid)
+        startedPids.push(child.pid)
+      }
       const up = await waitFor(
         () => {
           if (instance.pid === undefined || !isAlive(instance.pid)) throw new Error(`corosync exited during start-up; see ${dir}/corosync.log and corosync.out`)
@@ -140,10 +144,9 @@ export async function startCorosync(opts: CorosyncOptions = {}): Promise<Corosyn
       instance.pid = undefined
     },
     async close() {
-      const pid = instance.pid
       await instance.stop()
       // libqb leaves corosync's blackbox in /dev/shm, named by its pid
-      for (const part of ['data', 'header']) fs.rmSync(`/dev/shm/qb-corosync-${pid}-blackbox-${part}`, { force: true })
+      for (const pid of startedPids) for (const part of ['data', 'header']) fs.rmSync(`/dev/shm/qb-corosync-${pid}-blackbox-${part}`, { force: true })
       if (!opts.dir) fs.rmSync(dir, { recursive: true, force: true })
     },
   }
