@@ -2,6 +2,7 @@
 // address a node advertises when -y is not given, and how the driver is made.
 import type { Logger } from '../../lib/log.js'
 import { CorosyncDriver } from './corosync.js'
+import { corosyncRingAddress } from './corosync-addr.js'
 import { loadCpgAddon } from './cpg.js'
 import type { ClusterDriver } from './driver.js'
 import { LocalDriver } from './local.js'
@@ -41,9 +42,8 @@ export const CLUSTER_DRIVERS: Readonly<Record<string, ClusterDriverKind>> = {
   corosync: {
     // the original takes no option and ignores one
     check: () => undefined,
-    // the members are on different machines, like zookeeper's (the original asks corosync for
-    // this host's ring address; the binding does not include libcfg)
-    defaultAddress: (bindAddr) => defaultNodeAddress(bindAddr) ?? '127.0.0.1',
+    // this host's corosync ring address, as the original; else as zookeeper's
+    defaultAddress: (bindAddr) => corosyncRingAddress() ?? defaultNodeAddress(bindAddr) ?? '127.0.0.1',
     create: (_option, log) => {
       // no binding: fail at start, before anything is listened on, saying what to install
       const addon = loadCpgAddon()
