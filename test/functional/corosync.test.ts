@@ -4,7 +4,7 @@
 // (seen to leave at once: CPG sees the process go), reads through the survivors and recovery;
 // the node restarted and rejoining, recovery to exactly 3 replicas; `dog cluster shutdown`
 // stopping every node, and the whole cluster started again gathering the last epoch's nodes;
-// corosync killed: every sheep stops.
+// corosync killed: every sheep stops. And the ring address a sheep without -y advertises.
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -15,6 +15,7 @@ import { getNodeList, makeFs, newVdi, statClusterProbe } from '../../lib/sheep-a
 import { VdiHandle } from '../../lib/vdi-io.js'
 import { objectCopies, startCluster, waitForRecovery } from '../../harness/cluster.js'
 import { dog, isAlive, startSheep, tempDir, waitFor } from '../../harness/sheep.js'
+import { corosyncRingAddress } from '../../sheep/cluster/corosync-addr.js'
 import { corosyncUnavailable, startCorosync } from '../helpers/corosync.js'
 
 const MiB = 1024 * 1024
@@ -41,17 +42,23 @@ t.test('with a real corosync', { skip: corosyncUnavailable() }, async (t) => {
   const corosync = await startCorosync()
   t.teardown(() => corosync.close())
 
+  t.test("a sheep without -y advertises this host's ring address", async (t) => {
+    // this corosync's node list has 127.0.0.1 only; the machine's own address would be another
+    t.equal(corosyncRingAddress(), '127.0.0.1')
+  })
+
   t.test('3 nodes: join, I/O, kill -9 and recovery, rejoin, cluster shutdown, restart', async (t) => {
     const cluster = await startCluster(3, { driverArgs: DRIVER_ARGS })
     // SHEEP_TEST_KEEP_LOGS keeps the nodes' directories (their sheep.log) for a post-mortem
     t.teardown(() => cluster.close({ keepFiles: !!process.env.SHEEP_TEST_KEEP_LOGS }))
     t.ok(await waitFor(async () => (await memberCount(cluster, 0)) === 3, 10_000), 'three members')
     await makeFs(cluster.conn(0), { ctime: ctimeNow(), copies: 3, flags: SD_CLUSTER_FLAG_AUTO_VNODES, store: 'plain' })
-    const list = await Promise.all([0, 1, 2].map((i) => getNodeList(cluster.conn(i))))
-    t.ok(
-      list.every((l) => l.epoch === list[0]!.epoch && l.nodes.length === 3),
-      'every node sees the same 3 members and epoch',
-    )
+    // the format is applied by every member in the same order, each at its own pace
+    const agree = async () => {
+      const lists = await Promise.all([0, 1, 2].map((i) => getNodeList(cluster.conn(i))))
+      return lists.every((l) => l.epoch === lists[0]!.epoch && l.epoch > 0 && l.nodes.length === 3)
+    }
+    t.ok(await waitFor(agree, 10_000), 'every node sees the same 3 members and epoch')
     await newVdi(cluster.conn(1), { name: 'data', vdiSize: BigInt(32 * MiB) })
     const data = crypto.randomBytes(16 * MiB)
     await (await VdiHandle.open(cluster.conn(0), 'data')).write(0, data)
