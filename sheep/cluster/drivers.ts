@@ -1,6 +1,9 @@
 // The table of cluster drivers `-c NAME[:OPTION]` can choose: how each checks its option, which
 // address a node advertises when -y is not given, and how the driver is made.
 import type { Logger } from '../../lib/log.js'
+import { CorosyncDriver } from './corosync.js'
+import { corosyncRingAddress } from './corosync-addr.js'
+import { loadCpgAddon } from './cpg.js'
 import type { ClusterDriver } from './driver.js'
 import { LocalDriver } from './local.js'
 import { ZookeeperDriver, defaultNodeAddress, parseZookeeperOption } from './zookeeper.js'
@@ -34,6 +37,18 @@ export const CLUSTER_DRIVERS: Readonly<Record<string, ClusterDriverKind>> = {
       const config = parseZookeeperOption(option)
       if (typeof config === 'string') throw new Error(config)
       return new ZookeeperDriver({ ...config, log })
+    },
+  },
+  corosync: {
+    // the original takes no option and ignores one
+    check: () => undefined,
+    // this host's corosync ring address, as the original; else as zookeeper's
+    defaultAddress: (bindAddr) => corosyncRingAddress() ?? defaultNodeAddress(bindAddr) ?? '127.0.0.1',
+    create: (_option, log) => {
+      // no binding: fail at start, before anything is listened on, saying what to install
+      const addon = loadCpgAddon()
+      if (addon instanceof Error) throw addon
+      return new CorosyncDriver({ log })
     },
   },
 }

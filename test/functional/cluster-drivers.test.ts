@@ -3,16 +3,20 @@
 // cluster-wide block (one whose work fails, one whose work succeeds), leave, and a new member
 // joins; every member must see the same handler calls in the same order from its own accept on,
 // and the deciding member's answer must reach them all. The local driver runs on a temp event
-// file; the ZooKeeper driver against a real ZooKeeper on loopback.
+// file; the ZooKeeper driver against a real ZooKeeper on loopback; the corosync driver on an
+// in-process stand-in for CPG (a real corosync takes one member per process: its real runs are
+// test/functional/corosync*.test.ts).
 import fs from 'node:fs'
 import path from 'node:path'
 import t, { type Test } from 'tap'
 import type { SdNode } from '../../lib/structs.js'
 import { nodeDescription } from '../../lib/structs.js'
 import type { ClusterDriver, ClusterHandlers } from '../../sheep/cluster/driver.js'
+import { CorosyncDriver } from '../../sheep/cluster/corosync.js'
 import { LocalDriver } from '../../sheep/cluster/local.js'
 import { ZookeeperDriver } from '../../sheep/cluster/zookeeper.js'
 import { tempDir, waitFor } from '../../harness/sheep.js'
+import { Bus } from '../helpers/fake-cpg.js'
 import { testNode } from '../helpers/nodes.js'
 import { TEST_SESSION_TIMEOUT_MS, startZookeeper, zookeeperAvailable } from '../helpers/zookeeper.js'
 
@@ -124,4 +128,13 @@ t.test('zookeeper driver', { skip: zookeeperAvailable() ? false : 'Debian zookee
   const zk = await startZookeeper()
   t.teardown(() => zk.close())
   await conformance(t, () => new ZookeeperDriver({ servers: [zk.connect], clusterId: '/conformance', sessionTimeoutMs: TEST_SESSION_TIMEOUT_MS }))
+})
+
+t.test('corosync driver (in-process CPG stand-in)', async (t) => {
+  const bus = new Bus()
+  let pid = 1000
+  await conformance(t, () => {
+    const me = ++pid
+    return new CorosyncDriver({ openCpg: bus.open(me), pid: me, fatal: (reason) => t.fail(reason) })
+  })
 })

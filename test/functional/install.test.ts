@@ -11,7 +11,7 @@ import { REPO, freePort, programEnv, runProgram, tempDir, trackPid, untrackPid, 
 const PACK_TIMEOUT_MS = 90_000
 const INSTALL_TIMEOUT_MS = 120_000
 /** What prepack needs to build dist/ and what the package ships (tests, bench and harness are not built). */
-const PACKAGE_SOURCES = ['package.json', 'tsconfig.json', 'README.md', 'bin', 'lib', 'sheep', 'dog', 'sheepfs', 'man', 'contrib']
+const PACKAGE_SOURCES = ['package.json', 'tsconfig.json', 'README.md', 'bin', 'lib', 'sheep', 'dog', 'sheepfs', 'man', 'contrib', 'native', 'scripts']
 
 t.test('npm pack, npm install -g --prefix, then run from there', async (t) => {
   const root = tempDir('sheep-install-')
@@ -41,6 +41,10 @@ t.test('npm pack, npm install -g --prefix, then run from there', async (t) => {
   const installed = path.join(prefix, 'lib', 'node_modules', 'sheepdog-node')
   t.ok(fs.existsSync(path.join(installed, 'contrib', 'systemd', 'sheep@.service')), 'the systemd units come with it')
   t.notOk(fs.existsSync(path.join(installed, 'dist', 'test')), 'the tests do not')
+  // the install script builds the corosync driver's binding where corosync's headers are
+  if (fs.existsSync('/usr/include/corosync/cpg.h')) {
+    t.ok(fs.existsSync(path.join(installed, 'native', 'corosync', 'build', 'Release', 'sheepdog_cpg.node')), 'the libcpg binding is built at install')
+  }
 
   // run with a PATH that has the prefix first, from a directory outside the repository
   const runEnv = programEnv({ PATH: `${path.join(prefix, 'bin')}:${process.env.PATH ?? ''}` })
