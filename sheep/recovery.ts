@@ -400,11 +400,13 @@ export class Recovery {
     if (own instanceof Buffer) return (await store(own)) === SD_RES_SUCCESS ? 'done' : 'failed'
     const strips = new Map<number, Uint8Array>()
     const unavailable: number[] = []
+    const outcomes: string[] = [`${index}:${own}`]
     let allGone = own === 'gone'
     for (let j = 0; j < policy.d + policy.p && strips.size < policy.d; j++) {
       if (j === index) continue
       const strip = await this.findStrip(oid, j, size, run)
       if (strip === 'superseded') return strip
+      outcomes.push(`${j}:${strip instanceof Buffer ? 'found' : strip}`)
       if (strip instanceof Buffer) strips.set(j, strip)
       else if (strip === 'failed') {
         allGone = false
@@ -428,7 +430,7 @@ export class Recovery {
         sheep.log.warn(`recovery: no node has ${oidText(oid)}`)
         return 'gone'
       }
-      sheep.log.error(`recovery: strip ${index} of ${oidText(oid)} cannot be rebuilt: ${strips.size} of ${policy.d} strips found`)
+      sheep.log.error(`recovery: strip ${index} of ${oidText(oid)} cannot be rebuilt: ${strips.size} of ${policy.d} strips found (${outcomes.join(' ')})`)
       return 'failed'
     }
     const rebuilt = erasureCoder(policy).rebuild(strips, index)

@@ -96,9 +96,11 @@ export function stripRead(sheep: Sheep, policy: EcPolicy, obj: ObjFields, length
       })
     }
     if (strips.size < policy.d) {
-      // no strip anywhere: the object does not exist; else the first real failure
+      // no strip anywhere: the object does not exist
       if (strips.size === 0 && failures.every((r) => r === SD_RES_NO_OBJ)) return reply(SD_RES_NO_OBJ)
-      return reply(failures.find((r) => r !== SD_RES_NO_OBJ) ?? SD_RES_NO_OBJ)
+      // some strips but too few: the others are being recovered (or their holders are gone and
+      // a new epoch is coming), so the read is tried again like one that met a moved epoch
+      return reply(failures.find((r) => r !== SD_RES_NO_OBJ) ?? SD_RES_NETWORK_ERROR)
     }
     if (failures.length > 0) sheep.log.warn(`read of ${obj.oid.toString(16).padStart(16, '0')} decoded from parity: ${failures.length} strip(s) unavailable`)
     const coder = erasureCoder(policy)
