@@ -14,6 +14,7 @@ import { makeFs, newVdi } from '../lib/sheep-api.js'
 import { SD_CLUSTER_FLAG_AUTO_VNODES } from '../lib/proto.js'
 import { VdiHandle } from '../lib/vdi-io.js'
 import { runCpuProfileSummary } from './cpu-profile.js'
+import { runEcClusterBench } from './ec-cluster.js'
 import { runEcBench } from './ec.js'
 import { runIopsBench } from './iops.js'
 import { objectCopies, startCluster, waitForRecovery } from '../harness/cluster.js'
@@ -219,6 +220,7 @@ async function main(): Promise<void> {
 /** Benches that run on their own by name, without the cluster measures above. */
 const NAMED_BENCHES: Record<string, () => void | Promise<void>> = {
   ec: runEcBench,
+  'ec-cluster': runEcClusterBench,
   iops: runIopsBench,
   'cpu-profile': runCpuProfileSummary,
 }
