@@ -3,37 +3,16 @@
 // the same run, printing MB/s of each, the 4:2 / copies=3 ratio, and the bytes the data objects
 // take on disk per byte written (1.5 expected for 4:2, 3 for copies=3). The bytes read back are
 // checked against those written. Run with `npm run bench -- ec-cluster [--size-mib N]`.
-import { spawn } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { startCluster } from '../harness/cluster.js'
-import { DOG_BIN, dog, programEnv, tempDir } from '../harness/sheep.js'
+import { DOG_BIN, dog, tempDir } from '../harness/sheep.js'
+import { sha1File, timed } from './timing.js'
 
 const MiB = 1024 * 1024
 const NODES = 6
 const DEFAULT_SIZE_MIB = 1024
-
-/** Runs dog with stdin/stdout on files; elapsed seconds. */
-function timedDog(args: string[], io: { stdin?: string; stdout?: string }): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const stdin = io.stdin ? fs.openSync(io.stdin, 'r') : 'ignore'
-    const stdout = io.stdout ? fs.openSync(io.stdout, 'w') : 'ignore'
-    const start = process.hrtime.bigint()
-    const child = spawn(DOG_BIN, args, { stdio: [stdin, stdout, 'inherit'], env: programEnv() })
-    child.on('error', reject)
-    child.on('close', (code) => {
-      if (typeof stdin === 'number') fs.closeSync(stdin)
-      if (typeof stdout === 'number') fs.closeSync(stdout)
-      if (code !== 0) reject(new Error(`dog ${args.join(' ')} exited ${code}`))
-      else resolve(Number(process.hrtime.bigint() - start) / 1e9)
-    })
-  })
-}
-
-function sha1File(file: string): string {
-  return crypto.createHash('sha1').update(fs.readFileSync(file)).digest('hex')
-}
 
 /** Bytes the data objects (or strips) of `vid` take in every node's object directory. */
 function dataBytesOnDisk(dirs: readonly string[], vid: string): number {
@@ -68,8 +47,8 @@ export async function runEcClusterBench(): Promise<void> {
       const created = await dog(['vdi', 'create', '-c', copies, '-v', name, String(size)], { port: cluster.ports[0] })
       if (created.status !== 0) throw new Error(created.stderr)
       const vid = (/([0-9a-f]+)\s*$/.exec(created.stdout)?.[1] ?? '').padStart(6, '0')
-      const writeSecs = await timedDog(['vdi', 'write', '-p', port, name], { stdin: input })
-      const readSecs = await timedDog(['vdi', 'read', '-p', port, name], { stdout: output })
+      const writeSecs = await timed(DOG_BIN, ['vdi', 'write', '-p', port, name], { stdin: input })
+      const readSecs = await timed(DOG_BIN, ['vdi', 'read', '-p', port, name], { stdout: output })
       if (sha1File(output) !== want) throw new Error(`${name}: the bytes read back differ from those written`)
       const perByte =
         dataBytesOnDisk(

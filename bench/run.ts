@@ -6,7 +6,7 @@
 // time after one node of 4 is killed (seconds per GiB re-replicated); peak sheep and sheepfs memory.
 // Usage: npm run bench [-- --size-mib N]   (default 1024 MiB)
 //        npm run bench -- NAME               (one of NAMED_BENCHES instead, e.g. `ec`, `iops`)
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -15,6 +15,7 @@ import { SD_CLUSTER_FLAG_AUTO_VNODES } from '../lib/proto.js'
 import { VdiHandle } from '../lib/vdi-io.js'
 import { runCpuProfileSummary } from './cpu-profile.js'
 import { runEcClusterBench } from './ec-cluster.js'
+import { sha1File, timed } from './timing.js'
 import { runEcBench } from './ec.js'
 import { runIopsBench } from './iops.js'
 import { objectCopies, startCluster, waitForRecovery } from '../harness/cluster.js'
@@ -36,36 +37,6 @@ function seconds(start: bigint): number {
 
 function mbps(bytes: number, secs: number): number {
   return bytes / MiB / secs
-}
-
-/** Runs a command with stdin/stdout redirected to files; returns elapsed seconds. */
-function timed(cmd: string, args: string[], io: { stdin?: string; stdout?: string } = {}): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const stdin = io.stdin ? fs.openSync(io.stdin, 'r') : 'ignore'
-    const stdout = io.stdout ? fs.openSync(io.stdout, 'w') : 'ignore'
-    const start = process.hrtime.bigint()
-    const child = spawn(cmd, args, { stdio: [stdin, stdout, 'inherit'], env: programEnv() })
-    child.on('error', reject)
-    child.on('close', (code) => {
-      if (typeof stdin === 'number') fs.closeSync(stdin)
-      if (typeof stdout === 'number') fs.closeSync(stdout)
-      if (code !== 0) reject(new Error(`${cmd} ${args.join(' ')} exited ${code}`))
-      else resolve(seconds(start))
-    })
-  })
-}
-
-function sha1File(file: string): string {
-  const h = crypto.createHash('sha1')
-  const fd = fs.openSync(file, 'r')
-  const buf = Buffer.allocUnsafe(8 * MiB)
-  for (;;) {
-    const n = fs.readSync(fd, buf, 0, buf.length, null)
-    if (n === 0) break
-    h.update(buf.subarray(0, n))
-  }
-  fs.closeSync(fd)
-  return h.digest('hex')
 }
 
 function median(values: number[]): number {
