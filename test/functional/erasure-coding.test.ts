@@ -4,13 +4,14 @@
 // killed (before recovery: decoded from parity; after it: from the rebuilt strips) and after
 // they come back; unaligned writes keep the bytes around them; snapshots copy strip-wise on
 // write and roll back; 2:1 works on 3 nodes; a code with more data strips than nodes cannot
-// be written, as in the original.
+// be written, as in the original. `vdi object location` finds every strip, and qemu-img reads an
+// EC VDI through the NBD server.
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import t, { type Test } from 'tap'
 import { startCluster, waitForRecovery, type TestCluster } from '../../harness/cluster.js'
-import { dog } from '../../harness/sheep.js'
+import { dog, freePort, runProgram, tempDir } from '../../harness/sheep.js'
 
 const MiB = 1024 * 1024
 const VDI_SIZE = 16 * MiB
@@ -83,6 +84,8 @@ t.test('4:2 on 6 nodes: strips, decoding around dead nodes, recovery', async (t)
     onDisk += all.reduce((n, s) => n + s.size, 0)
   }
   t.equal(onDisk / DATA_SIZE, 1.5, '1.5 bytes on disk per byte written')
+  const location = await dog(['vdi', 'object', 'location', '-i', '1', 'ec'], { port })
+  t.equal(location.stdout.split('\n').filter((l) => l.endsWith('has the object')).length, 6, 'vdi object location: every node has its strip')
   const inode = `80${vid}00000000`
   t.equal(cluster.nodes.filter((n) => n && fs.existsSync(path.join(n.dir, 'obj', inode))).length, 6, 'the inode is a full copy on every node')
 
@@ -159,9 +162,17 @@ t.test('4:2 on 6 nodes: strips, decoding around dead nodes, recovery', async (t)
   })
 })
 
-t.test('2:1 on 3 nodes; 16:1 cannot be written on 3', async (t) => {
-  const cluster = await startCluster(3)
-  t.teardown(() => cluster.close())
+t.test('2:1 on 3 nodes, also through NBD; 16:1 cannot be written on 3', async (t) => {
+  const nbdPort = await freePort()
+  const work = tempDir('ec-nbd-')
+  const cluster = await startCluster(3, { start: 0 })
+  t.teardown(async () => {
+    await cluster.close({ keepFiles: !t.passing() })
+    fs.rmSync(work, { recursive: true, force: true })
+  })
+  await cluster.start(0, ['-N', `127.0.0.1:${nbdPort}`])
+  await cluster.start(1)
+  await cluster.start(2)
   const port = cluster.ports[0] as number
   t.equal((await dog(['cluster', 'format', '-c', '2:1'], { port })).status, 0, 'formatted 2:1')
   const vid = await createVdi(t, port, 'small', '2:1', 8 * MiB)
@@ -173,6 +184,10 @@ t.test('2:1 on 3 nodes; 16:1 cannot be written on 3', async (t) => {
     strips.every((s) => s.size === OBJECT_SIZE / 2),
     'of object_size / 2',
   )
+  const viaNbd = path.join(work, 'small.raw')
+  const converted = await runProgram('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', `nbd://127.0.0.1:${nbdPort}/small`, viaNbd], { timeoutMs: 60_000 })
+  t.equal(converted.status, 0, converted.stderr)
+  t.ok(fs.readFileSync(viaNbd).equals(image), 'read through the NBD server: byte for byte')
   await cluster.stop(1, 'SIGKILL')
   t.ok((await readAll(port, 'small')).equals(image), 'one node killed: byte for byte')
 
