@@ -4,8 +4,9 @@
 // killed (before recovery: decoded from parity; after it: from the rebuilt strips) and after
 // they come back; unaligned writes keep the bytes around them; snapshots copy strip-wise on
 // write and roll back; 2:1 works on 3 nodes; a code with more data strips than nodes cannot
-// be written, as in the original. `vdi object location` finds every strip, and qemu-img reads an
-// EC VDI through the NBD server.
+// be written, as in the original. `vdi object location` and `vdi track` find every strip, an
+// incremental backup restores, a cluster snapshot saves and loads strip by strip, and qemu-img
+// reads an EC VDI through the NBD server.
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -40,6 +41,29 @@ async function readAll(port: number, name: string, extra: string[] = []): Promis
   const r = await dog(['vdi', 'read', ...extra, name], { port })
   if (r.status !== 0) throw new Error(`vdi read ${name}: ${r.stderr}`)
   return r.stdoutBytes
+}
+
+/**
+ * Data objects not stored as exactly six strips 0..5, one per node (4:2 on 6 nodes), and data
+ * objects stored whole: empty when every data object of the cluster is striped as it should be.
+ */
+function badlyStriped(cluster: TestCluster): string[] {
+  const strips = new Map<string, number[]>()
+  const bad: string[] = []
+  for (const node of cluster.nodes) {
+    if (!node) continue
+    const seen = new Set<string>()
+    for (const name of fs.readdirSync(path.join(node.dir, 'obj'))) {
+      const m = /^(00[0-9a-f]{14})(?:_(\d+))?$/.exec(name)
+      if (!m?.[1]) continue
+      if (m[2] === undefined) bad.push(`${m[1]} stored whole`)
+      else if (seen.has(m[1])) bad.push(`${m[1]}: two strips on one node`)
+      seen.add(m[1])
+      strips.set(m[1], [...(strips.get(m[1]) ?? []), Number(m[2])])
+    }
+  }
+  for (const [oid, list] of strips) if (list.sort().join() !== '0,1,2,3,4,5') bad.push(`${oid}: strips ${list.join()}`)
+  return bad
 }
 
 async function createVdi(t: Test, port: number, name: string, copies: string, size = VDI_SIZE): Promise<string> {
@@ -159,6 +183,42 @@ t.test('4:2 on 6 nodes: strips, decoding around dead nodes, recovery', async (t)
     t.match(fixedMissing.stdout, new RegExp(`fixed missing ${oid}, copy index \\d`), 'the missing strip is rebuilt')
     for (const [f, bytes] of before) t.ok(fs.existsSync(f) && fs.readFileSync(f).equals(bytes), `${path.basename(f)} has its bytes again`)
     t.ok((await readAll(port, 'ec')).equals(image), 'the VDI reads back byte for byte')
+  })
+
+  await t.test('vdi track, backup and restore, cluster snapshot save and load of an EC VDI', async (t) => {
+    const track = await dog(['vdi', 'track', '-i', '1', 'ec'], { port })
+    t.equal(track.status, 0, track.stderr)
+    const newest = track.stdout.split('\nobj ')[1] ?? ''
+    t.match(newest, /locations at epoch \d+, copies = 6\n/, 'vdi track: D+P copies')
+    t.equal((newest.match(/127\.0\.0\.1:\d+/g) ?? []).length, 6, 'six holders at the newest epoch')
+    // an incremental backup between two snapshots holds only what changed, and restores it
+    t.equal((await dog(['vdi', 'snapshot', '-s', 'b1', 'ec'], { port })).status, 0, 'snapshot b1')
+    const changed = Buffer.from(image)
+    const fresh = crypto.randomBytes(2 * MiB)
+    fresh.copy(changed, 5 * MiB)
+    t.equal((await dog(['vdi', 'write', 'ec', String(5 * MiB), String(fresh.length)], { port, input: fresh })).status, 0, 'written')
+    t.equal((await dog(['vdi', 'snapshot', '-s', 'b2', 'ec'], { port })).status, 0, 'snapshot b2')
+    const backup = await dog(['vdi', 'backup', '-F', 'b1', '-s', 'b2', 'ec'], { port })
+    t.equal(backup.status, 0, backup.stderr)
+    t.ok(backup.stdoutBytes.length < 3 * MiB, 'the backup stream holds the changed bytes only')
+    const later = crypto.randomBytes(MiB)
+    t.equal((await dog(['vdi', 'write', 'ec', '0', String(later.length)], { port, input: later })).status, 0, 'the VDI moves on')
+    const restored = await dog(['vdi', 'restore', '-s', 'b1', 'ec'], { port, input: backup.stdoutBytes })
+    t.equal(restored.status, 0, restored.stderr)
+    t.ok((await readAll(port, 'ec')).equals(changed), 'restored: the bytes of b2')
+    t.same(badlyStriped(cluster), [], 'what the restore wrote is stored as strips too')
+
+    const farm = tempDir('ec-farm-')
+    t.teardown(() => fs.rmSync(farm, { recursive: true, force: true }))
+    const saved = await dog(['cluster', 'snapshot', 'save', 'ec', farm], { port })
+    t.equal(saved.status, 0, saved.stderr)
+    const loaded = await dog(['cluster', 'snapshot', 'load', 'ec', farm], { port, input: 'yes\n' })
+    t.equal(loaded.status, 0, loaded.stderr)
+    t.ok((await readAll(port, 'ec')).equals(changed), 'cluster snapshot load: the EC VDI reads back')
+    t.ok((await readAll(port, 'ec', ['-s', 'b1'])).equals(image), 'and its snapshot')
+    const list = await dog(['vdi', 'list', 'ec'], { port })
+    t.match(list.stdout, /\s4:2\s/, 'still 4:2')
+    t.same(badlyStriped(cluster), [], 'loaded as strips, one per node')
   })
 })
 
