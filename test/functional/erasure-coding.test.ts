@@ -5,14 +5,15 @@
 // they come back; unaligned writes keep the bytes around them; snapshots copy strip-wise on
 // write and roll back; 2:1 works on 3 nodes; a code with more data strips than nodes cannot
 // be written, as in the original. `vdi object location` and `vdi track` find every strip, an
-// incremental backup restores, a cluster snapshot saves and loads strip by strip, and qemu-img
-// reads an EC VDI through the NBD server.
+// incremental backup restores, a cluster snapshot saves and loads strip by strip, qemu-img reads
+// an EC VDI through the NBD server, and a sheepfs volume reads and writes one.
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import t, { type Test } from 'tap'
 import { startCluster, waitForRecovery, type TestCluster } from '../../harness/cluster.js'
 import { dog, freePort, runProgram, tempDir } from '../../harness/sheep.js'
+import { mountSheepfs } from '../sheepfs/helpers.js'
 
 const MiB = 1024 * 1024
 const VDI_SIZE = 16 * MiB
@@ -248,8 +249,23 @@ t.test('2:1 on 3 nodes, also through NBD; 16:1 cannot be written on 3', async (t
   const converted = await runProgram('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', `nbd://127.0.0.1:${nbdPort}/small`, viaNbd], { timeoutMs: 60_000 })
   t.equal(converted.status, 0, converted.stderr)
   t.ok(fs.readFileSync(viaNbd).equals(image), 'read through the NBD server: byte for byte')
+
+  // a sheepfs volume of the EC VDI: reads the same bytes; an unaligned write lands strip-wise
+  const mount = await mountSheepfs(t, port)
+  fs.writeFileSync(path.join(mount.mountpoint, 'vdi/mount'), 'small\n')
+  const volume = path.join(mount.mountpoint, 'volume/small')
+  t.ok(fs.readFileSync(volume).equals(image), 'read through a sheepfs volume: byte for byte')
+  const patch = crypto.randomBytes(10_000)
+  const fd = fs.openSync(volume, 'r+')
+  fs.writeSync(fd, patch, 0, patch.length, 3 * MiB + 77)
+  fs.fsyncSync(fd)
+  fs.closeSync(fd)
+  patch.copy(image, 3 * MiB + 77)
+  t.ok((await readAll(port, 'small')).equals(image), 'written through the volume: dog reads the new bytes')
+
   await cluster.stop(1, 'SIGKILL')
   t.ok((await readAll(port, 'small')).equals(image), 'one node killed: byte for byte')
+  t.ok(fs.readFileSync(volume).equals(image), 'and through the volume')
 
   await createVdi(t, port, 'wide', '16:1', 8 * MiB)
   const w = await dog(['vdi', 'write', 'wide', '0', '512'], { port, input: Buffer.alloc(512, 1) })
