@@ -205,7 +205,6 @@ export function dog(args: string[], opts: { port?: number; input?: Buffer | stri
   })
 }
 
-/** Replaces dates printed by dog with fixed markers, for snapshot comparisons. */
 /** What a program printed and how it ended. */
 export interface ProgramResult {
   status: number
@@ -226,6 +225,7 @@ export function runProgram(cmd: string, args: string[], opts: { timeoutMs?: numb
   })
 }
 
+/** Replaces dates printed by dog with fixed markers, for snapshot comparisons. */
 export function filterDates(text: string): string {
   return text
     .replace(/\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}/g, 'YYYY-MM-DD HH:MM:SS')

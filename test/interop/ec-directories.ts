@@ -2,9 +2,9 @@
 // directories (issue #13): six original sheep format 4:2 and write an EC VDI with the original
 // dog; the strip files they wrote must be byte for byte what our encoder makes of the same
 // bytes; then our sheep start on the very same directories (same ports: the same nodes) and
-// read every byte, write more, survive a killed node, and the original sheep, started on the
-// directories once more, read what ours wrote. CI does not run this (it needs the original
-// binaries, built from the public source); run it by hand:
+// read every byte, write more, serve the original dog (read, vdi check) and survive a killed
+// node; the original sheep, started on the directories once more, read what ours wrote. CI does
+// not run this (it needs the original binaries, built from the public source); by hand:
 //
 //   npx tsx test/interop/ec-directories.ts /path/to/original/sheep /path/to/original/dog
 //
@@ -142,6 +142,14 @@ async function main(): Promise<void> {
       const m = stripsMatch(root, vid, idx, image.subarray(idx * OBJECT_SIZE, (idx + 1) * OBJECT_SIZE))
       check(m.ok, `object ${idx}: our strip files are what the original's encoder makes`, m.detail)
     }
+    const viaOrigDog = await origDogRun(['vdi', 'read', 'ec'], port)
+    check(viaOrigDog.status === 0 && viaOrigDog.stdoutBytes.equals(image), 'the original dog reads through our sheep, byte for byte', viaOrigDog.stderr)
+    const origCheck = await origDogRun(['vdi', 'check', 'ec'], port)
+    check(
+      origCheck.status === 0 && !/fixed/.test(origCheck.stdout),
+      "the original dog's vdi check on our sheep finds nothing to fix",
+      origCheck.stdout + origCheck.stderr,
+    )
     await cluster.stop(5, 'SIGKILL')
     const degraded = await dog(['vdi', 'read', 'ec'], { port: ports[1] })
     check(degraded.status === 0 && degraded.stdoutBytes.equals(image), 'ours with a node killed: byte for byte', degraded.stderr)
