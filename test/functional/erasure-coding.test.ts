@@ -2,11 +2,11 @@
 // strip file `<oid>_<i>` of object_size/4 bytes per node and object (1.5 bytes on disk per byte
 // written), its inode as full copies; everything reads back byte for byte, also with two nodes
 // killed (before recovery: decoded from parity; after it: from the rebuilt strips) and after
-// they come back; unaligned writes keep the bytes around them; snapshots copy strip-wise on
-// write and roll back; 2:1 works on 3 nodes; a code with more data strips than nodes cannot
+// they come back; unaligned writes keep the bytes around them; snapshots and clones copy strip-wise
+// on write, and roll back; 2:1 works on 3 nodes; a code with more data strips than nodes cannot
 // be written, as in the original. `vdi object location` and `vdi track` find every strip, an
-// incremental backup restores, a cluster snapshot saves and loads strip by strip, qemu-img reads
-// an EC VDI through the NBD server, and a sheepfs volume reads and writes one.
+// incremental backup restores, a cluster snapshot saves and loads strip by strip, qemu-img and
+// qemu-io read and write an EC VDI through the NBD server, and so does a sheepfs volume.
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -150,6 +150,15 @@ t.test('4:2 on 6 nodes: strips, decoding around dead nodes, recovery', async (t)
     t.equal((await dog(['vdi', 'write', 'ec', String(3 * MiB + 300), String(fresh.length)], { port, input: fresh })).status, 0, 'written after the snapshot')
     t.ok((await readAll(port, 'ec')).equals(changed), 'the VDI has the new bytes')
     t.ok((await readAll(port, 'ec', ['-s', 'before'])).equals(image), 'the snapshot the old ones')
+    // a clone inherits the policy (the original's clone has no -c) and copies strip-wise on write
+    t.equal((await dog(['vdi', 'clone', '-s', 'before', 'ec', 'ecclone'], { port })).status, 0, 'clone')
+    t.match((await dog(['vdi', 'list', 'ecclone'], { port })).stdout, /\s4:2\s/, 'the clone is 4:2')
+    const cloneImage = Buffer.from(image)
+    const cloneBytes = crypto.randomBytes(5000)
+    cloneBytes.copy(cloneImage, 9 * MiB - 2000)
+    t.equal((await dog(['vdi', 'write', 'ecclone', String(9 * MiB - 2000), '5000'], { port, input: cloneBytes })).status, 0, 'written into the clone')
+    t.ok((await readAll(port, 'ecclone')).equals(cloneImage), 'the clone reads its bytes')
+    t.ok((await readAll(port, 'ec', ['-s', 'before'])).equals(image), 'its source snapshot keeps its own')
     const rb = await dog(['vdi', 'rollback', '-f', '-s', 'before', 'ec'], { port })
     t.equal(rb.status, 0, `rolled back ${rb.stderr}`)
     t.ok((await readAll(port, 'ec')).equals(image), 'the old bytes are back')
@@ -249,6 +258,10 @@ t.test('2:1 on 3 nodes, also through NBD; 16:1 cannot be written on 3', async (t
   const converted = await runProgram('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', `nbd://127.0.0.1:${nbdPort}/small`, viaNbd], { timeoutMs: 60_000 })
   t.equal(converted.status, 0, converted.stderr)
   t.ok(fs.readFileSync(viaNbd).equals(image), 'read through the NBD server: byte for byte')
+  const nbdWrite = await runProgram('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 5000 70000', `nbd://127.0.0.1:${nbdPort}/small`], { timeoutMs: 60_000 })
+  t.equal(nbdWrite.status, 0, nbdWrite.stderr)
+  image.fill(0x5a, 5000, 75000)
+  t.ok((await readAll(port, 'small')).equals(image), 'written through the NBD server: dog reads the new bytes')
 
   // a sheepfs volume of the EC VDI: reads the same bytes; an unaligned write lands strip-wise
   const mount = await mountSheepfs(t, port)
