@@ -384,7 +384,9 @@ export class Recovery {
 
   /**
    * Recovers strip `key` of an erasure-coded object (behaviour.md §7.5): the strip itself if a
-   * holder of it in the epoch history still has it, else rebuilt from any D other strips.
+   * holder of it in the epoch history still has it, else rebuilt from any D other strips. Both
+   * are copied a piece at a time (a strip of a 2 GiB object is 1 GiB at 2:1): memory stays at
+   * one piece per strip read.
    */
   private async recoverStrip(key: bigint, run: number): Promise<Outcome> {
     const sheep = this.sheep
@@ -393,12 +395,12 @@ export class Recovery {
     const policy = sheep.ecPolicyOf(oid)
     if (!policy) return 'gone'
     const size = storedSizeFor(sheep, oid)
-    const store = (strip: Buffer): Promise<number> =>
-      copyObject(sheep.store, key, size, async (offset, length) => strip.subarray(offset, offset + length), { ifAbsent: true })
+    const store = async (read: PieceReader): Promise<Outcome> =>
+      (await copyObject(sheep.store, key, size, read, { ifAbsent: true })) === SD_RES_SUCCESS ? 'done' : 'failed'
     const own = await this.findStrip(oid, index, size, run)
     if (own === 'superseded') return own
-    if (own instanceof Buffer) return (await store(own)) === SD_RES_SUCCESS ? 'done' : 'failed'
-    const strips = new Map<number, Uint8Array>()
+    if (typeof own === 'function') return store(own)
+    const strips = new Map<number, PieceReader>()
     const unavailable: number[] = []
     const outcomes: string[] = [`${index}:${own}`]
     let allGone = own === 'gone'
@@ -406,8 +408,8 @@ export class Recovery {
       if (j === index) continue
       const strip = await this.findStrip(oid, j, size, run)
       if (strip === 'superseded') return strip
-      outcomes.push(`${j}:${strip instanceof Buffer ? 'found' : strip}`)
-      if (strip instanceof Buffer) strips.set(j, strip)
+      outcomes.push(`${j}:${typeof strip === 'function' ? 'found' : strip}`)
+      if (typeof strip === 'function') strips.set(j, strip)
       else if (strip === 'failed') {
         allGone = false
         unavailable.push(j)
@@ -420,7 +422,7 @@ export class Recovery {
       if (strips.size >= policy.d) break
       const strip = await this.findStrip(oid, j, size, run, { pastLostHolders: true })
       if (strip === 'superseded') return strip
-      if (strip instanceof Buffer) {
+      if (typeof strip === 'function') {
         strips.set(j, strip)
         sheep.log.warn(`recovery: strip ${j} of ${oidText(oid)} taken from an epoch before its holder was lost`)
       }
@@ -433,18 +435,31 @@ export class Recovery {
       sheep.log.error(`recovery: strip ${index} of ${oidText(oid)} cannot be rebuilt: ${strips.size} of ${policy.d} strips found (${outcomes.join(' ')})`)
       return 'failed'
     }
-    const rebuilt = erasureCoder(policy).rebuild(strips, index)
-    return (await store(Buffer.from(rebuilt.buffer, rebuilt.byteOffset, rebuilt.byteLength))) === SD_RES_SUCCESS ? 'done' : 'failed'
+    // the code works byte position by byte position across strips: the same range of D strips
+    // rebuilds the same range of the lost one
+    const coder = erasureCoder(policy)
+    return store(async (offset, length) => {
+      const pieces = new Map<number, Uint8Array>()
+      for (const [j, read] of strips) {
+        const piece = await read(offset, length)
+        if (typeof piece === 'number') return piece
+        if (piece.length !== length) return SD_RES_EIO
+        pieces.set(j, piece)
+      }
+      const rebuilt = coder.rebuild(pieces, index)
+      return Buffer.from(rebuilt.buffer, rebuilt.byteOffset, rebuilt.byteLength)
+    })
   }
 
   /**
-   * Strip `index` of `oid` as it last stood: this node's live copy of it, else walking back
-   * through the epochs. At an epoch with a holder for that strip, only that holder is asked, and
-   * as for replicas the walk goes on to an older epoch only when it answered "no such object"
-   * (it never got the strip then, so no write of that epoch changed it): an older copy of a
-   * strip whose holder is lost may miss writes, and mixed with newer strips it would decode to
-   * garbage. At an epoch with fewer zones than strips, where this strip had no holder, every
-   * member of that epoch is asked (search_erasure_object). 'gone' when no epoch has it,
+   * Strip `index` of `oid` as it last stood, as a reader of its pieces (its first piece already
+   * read, so that finding it means it can be read): this node's live copy of it, else walking
+   * back through the epochs. At an epoch with a holder for that strip, only that holder is
+   * asked, and as for replicas the walk goes on to an older epoch only when it answered "no
+   * such object" (it never got the strip then, so no write of that epoch changed it): an older
+   * copy of a strip whose holder is lost may miss writes, and mixed with newer strips it would
+   * decode to garbage. At an epoch with fewer zones than strips, where this strip had no holder,
+   * every member of that epoch is asked (search_erasure_object). 'gone' when no epoch has it,
    * 'failed' when its holder could not be asked. `pastLostHolders`: go on past holders that
    * cannot be asked, as the original does.
    */
@@ -454,12 +469,12 @@ export class Recovery {
     size: number,
     run: number,
     opts: { pastLostHolders?: boolean } = {},
-  ): Promise<Buffer | 'gone' | 'failed' | 'superseded'> {
+  ): Promise<PieceReader | 'gone' | 'failed' | 'superseded'> {
     const sheep = this.sheep
     const key = stripKey(oid, index)
     if (sheep.store.exists(key)) {
-      const whole = await readWhole((offset, length) => sheep.store.readAfterMutations(key, offset, length), size)
-      if (whole instanceof Buffer) return whole
+      const local = await probed((offset, length) => sheep.store.readAfterMutations(key, offset, length), size)
+      if (typeof local === 'function') return local
     }
     for (let tgt = this.lifted ? this.epoch - 1 : this.epoch; tgt >= 1; tgt--) {
       if (run !== this.run) return 'superseded'
@@ -473,10 +488,10 @@ export class Recovery {
           if (holder && !opts.pastLostHolders) return 'failed'
           continue
         }
-        const whole = await readWhole(read, size)
-        if (whole instanceof Buffer) return whole
-        if (run !== this.run || whole === SD_RES_OLD_NODE_VER) return 'superseded'
-        if (whole !== SD_RES_NO_OBJ && holder && !opts.pastLostHolders) return 'failed'
+        const found = await probed(read, size)
+        if (typeof found === 'function') return found
+        if (run !== this.run || found === SD_RES_OLD_NODE_VER) return 'superseded'
+        if (found !== SD_RES_NO_OBJ && holder && !opts.pastLostHolders) return 'failed'
       }
     }
     return opts.pastLostHolders ? 'failed' : 'gone'
@@ -616,17 +631,25 @@ export function nodesOverCapacity(
   return [...required].filter(([node, bytes]) => node.space < bytes).map(([node, requiredBytes]) => ({ node, requiredBytes }))
 }
 
-/** A whole object (or strip) of `size` bytes read piece by piece; a result code when a piece fails. */
-async function readWhole(read: PieceReader, size: number): Promise<Buffer | number> {
-  const whole = Buffer.allocUnsafe(size)
-  for (let offset = 0; offset < size; offset += OBJECT_CHUNK_BYTES) {
-    const length = Math.min(OBJECT_CHUNK_BYTES, size - offset)
-    const piece = await read(offset, length)
-    if (typeof piece === 'number') return piece
-    if (piece.length !== length) return SD_RES_EIO
-    piece.copy(whole, offset)
+/**
+ * `read` once its first piece (as copyObject asks for it) has been read: the piece is kept and
+ * handed out for that first request instead of being read twice. A result code when the first
+ * piece cannot be read.
+ */
+async function probed(read: PieceReader, size: number): Promise<PieceReader | number> {
+  const length = Math.min(OBJECT_CHUNK_BYTES, size)
+  const first = await read(0, length)
+  if (typeof first === 'number') return first
+  if (first.length !== length) return SD_RES_EIO
+  let kept: Buffer | undefined = first
+  return (offset, len) => {
+    if (kept && offset === 0 && len === length) {
+      const piece = kept
+      kept = undefined
+      return Promise.resolve(piece)
+    }
+    return read(offset, len)
   }
-  return whole
 }
 
 function oidText(oid: bigint): string {
