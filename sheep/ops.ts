@@ -16,9 +16,11 @@ import {
   RSP_CLUSTER_DEFAULT,
   RSP_HASH,
   RSP_NODE,
+  RSP_VDI,
   type SdRequest,
   encodeResponseHeader,
   reqVariant,
+  rspVariant,
 } from '../lib/codec.js'
 import { cString } from '../lib/layout.js'
 import {
@@ -140,7 +142,6 @@ import { listForRecovery } from './recovery.js'
 import { decrefPeer } from './refcount.js'
 import type { ClusterOpMain, Sheep } from './sheep.js'
 import { MD_INFO_ENTRY, MD_INFO_ENTRY_SIZE, MD_INFO_NR_AT, MD_INFO_SIZE } from '../lib/sheep-api.js'
-import { unpackMessage } from './cluster/message.js'
 import { STORE_LAYOUTS } from './store/layout.js'
 import { delVdiMain, delVdiWork, getVdiAttrWork, getVdiInfoWork, inodeCoherenceMain, lockMain, newVdiMain, newVdiWork, nodeIdOf, unlockMain } from './vdi.js'
 
@@ -313,11 +314,11 @@ const peer: OpDef = { kind: 'peer', handler: handlePeerRequest }
 /** The op table. */
 // ---- handlers and main phases of the ops below, named after their op -------------------------
 
-const newVdiOpMain: ClusterOpMain = (s, m) => newVdiMain(s, m.rsp.result, m.data)
+const newVdiOpMain: ClusterOpMain = (s, m) => newVdiMain(s, m.rsp)
 
 const lockVdiMain: ClusterOpMain = (s, m) => {
-  if (m.rsp.result !== SD_RES_SUCCESS || !m.data || !(s.settings.flags & SD_CLUSTER_FLAG_USE_LOCK)) return m.rsp.result
-  return lockMain(s, unpackMessage<{ vid: number }>(m.data).vid, nodeIdOf(m.sender), reqVariant(m.req, REQ_VDI).type)
+  if (m.rsp.result !== SD_RES_SUCCESS || !(s.settings.flags & SD_CLUSTER_FLAG_USE_LOCK)) return m.rsp.result
+  return lockMain(s, rspVariant(m.rsp, RSP_VDI).vdiId, nodeIdOf(m.sender), reqVariant(m.req, REQ_VDI).type)
 }
 
 const releaseVdiMain: ClusterOpMain = (s, m) => {
@@ -343,6 +344,8 @@ const notifyVdiAddMain: ClusterOpMain = (s, m) => {
     deleted: false,
     parentVid: v.oldVid,
   })
+  // the previous working VDI (or a clone's base) is a snapshot now (cluster_notify_vdi_add)
+  if (v.oldVid !== 0) s.vdis.markSnapshot(v.oldVid)
   if (!v.setBitmap && !old) s.vdis.inUse.clear(v.newVid)
   return SD_RES_SUCCESS
 }
@@ -358,7 +361,7 @@ const alterVdiCopyMain: ClusterOpMain = (s, m) => {
   return SD_RES_SUCCESS
 }
 
-const delVdiOpMain: ClusterOpMain = (s, m) => delVdiMain(s, m.rsp.result, m.data)
+const delVdiOpMain: ClusterOpMain = (s, m) => delVdiMain(s, m.rsp)
 
 const readVdisHandler: OpHandler = (s, req) => readBitmap(s.vdis.inUse.bytes, req)
 
