@@ -321,6 +321,15 @@ const lockVdiMain: ClusterOpMain = (s, m) => {
   return lockMain(s, rspVariant(m.rsp, RSP_VDI).vdiId, nodeIdOf(m.sender), reqVariant(m.req, REQ_VDI).type)
 }
 
+/**
+ * RELEASE_VDI work phase: nothing (the original's local_release_vdi). It has one so that the op
+ * travels as the original's does, through the cluster-wide block: an original member ends its
+ * own block bookkeeping when a message of an op with a work phase arrives.
+ */
+async function releaseVdiWork(sheep: Sheep, req: SdRequest): Promise<{ rsp: Buffer; data: Buffer | undefined }> {
+  return { rsp: encodeResponseHeader({ opcode: req.opcode, epoch: sheep.epoch, id: req.id, dataLength: 0, result: SD_RES_SUCCESS }), data: undefined }
+}
+
 const releaseVdiMain: ClusterOpMain = (s, m) => {
   if (!(s.settings.flags & SD_CLUSTER_FLAG_USE_LOCK)) return SD_RES_SUCCESS
   const v = reqVariant(m.req, REQ_VDI)
@@ -595,7 +604,7 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [SD_OP_NEW_VDI, { kind: 'cluster', work: newVdiWork, main: newVdiOpMain }],
   [SD_OP_GET_VDI_INFO, { kind: 'cluster', work: getVdiInfoWork }],
   [SD_OP_LOCK_VDI, { kind: 'cluster', work: getVdiInfoWork, main: lockVdiMain }],
-  [SD_OP_RELEASE_VDI, { kind: 'cluster', main: releaseVdiMain }],
+  [SD_OP_RELEASE_VDI, { kind: 'cluster', work: releaseVdiWork, main: releaseVdiMain }],
   [SD_OP_INODE_COHERENCE, { kind: 'cluster', main: inodeCoherenceOpMain }],
   [SD_OP_GET_VDI_ATTR, { kind: 'cluster', work: getVdiAttrWork }],
   [SD_OP_NOTIFY_VDI_ADD, { kind: 'cluster', admin: true, force: true, main: notifyVdiAddMain }],
