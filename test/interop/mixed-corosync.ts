@@ -301,9 +301,16 @@ async function main(): Promise<void> {
     check((await readVdi(n1, 'beta')).equals(beta), 'ours serves what was written while it was away')
 
     // ---- rolling replacement ------------------------------------------------------------------------
-    log('== rolling replacement under a writer (gateway: ours)')
-    const writer = startWriter(() => n1, 'alpha', alpha)
-    for (const old of [o1, o2]) {
+    log('== rolling replacement under a writer')
+    // the writer's gateway is the other original while o1 is replaced, then the new o1 (ours)
+    let gateway = o2
+    const writer = startWriter(() => gateway, 'alpha', alpha)
+    for (const [old, next] of [
+      [o1, o2],
+      [o2, o1],
+    ] as const) {
+      gateway = next
+      log(`writer's gateway: ${gateway.name} (${gateway.kind})`)
       await new Promise((r) => setTimeout(r, 3_000))
       await stop(old)
       check(await agree(all, 2), `${old.name} left (${await epochs(all)})`)
