@@ -119,6 +119,8 @@ export async function startSheep(opts: StartOptions = {}): Promise<SheepProcess>
   const pidFile = opts.bin ? path.join(dir, 'sheep.pid') : undefined
   // the original creates only the last level of its base directory
   if (opts.bin) fs.mkdirSync(dir, { recursive: true })
+  // a killed original leaves its pid file behind: the wait below must see the new one
+  if (pidFile) fs.rmSync(pidFile, { force: true })
   const args = [
     '-p',
     String(port),

@@ -5,7 +5,7 @@
 // last epoch are back), recovery, and the VDI state exchange with newcomers. The driver's own
 // ordering and join rules are in cluster/membership.ts; this module is what sheep makes of them.
 import type { ClusterHandlers } from './cluster/driver.js'
-import { packMessage, unpackMessage } from './cluster/message.js'
+import { type AnnouncedWeight, type JoinInfo, decodeJoinInfo, encodeJoinInfo } from './cluster/join-info.js'
 import {
   SD_CLUSTER_FLAG_AUTO_VNODES,
   SD_OP_GET_EPOCH,
@@ -29,30 +29,6 @@ export interface NodeWeight {
   nrVnodes: number
 }
 
-/** A member announcing a new weight for itself (reweight, SET_VNODES): every member applies it in order. */
-export interface NodeUpdateMessage {
-  token: string
-  nodeUpdate: NodeWeight
-}
-
-/** The join/accept payload: the sender's view of the cluster (behaviour.md §3.1). */
-interface JoinInfo {
-  protoVer: number
-  status: number
-  epoch: number
-  settings: ClusterSettings
-  /** Node list of `epoch`, as raw sd_node fields. */
-  epochNodes: SdNode[]
-  /** Weights members announced after they joined, by node key (the accepted joiner takes them). */
-  weights?: Array<[string, NodeWeight]>
-  /**
-   * The vnode strategy the sender applies (usesAutoVnodes: a data node's is its -V option), true
-   * for auto. Absent from the payloads of earlier versions; an unformatted joiner's settings
-   * cannot tell it, so it travels apart.
-   */
-  autoVnodes?: boolean
-}
-
 /** GET_VDI_COPIES starts with room for this many records and doubles on BUFFER_SMALL. */
 const VDI_SYNC_INITIAL_ENTRIES = 512
 /** ... at most this many times. */
@@ -65,12 +41,6 @@ function nodeKey(node: { addr: Buffer; port: number }): string {
 
 function sameMembership(a: readonly SdNode[], b: readonly SdNode[]): boolean {
   return a.length === b.length && a.every((n) => b.some((m) => sameNode(m, n)))
-}
-
-/** A joiner's own vnode strategy: its payload says; an earlier version's formatted joiner has it in its flags. */
-function joinerAutoVnodes(info: JoinInfo): boolean | undefined {
-  if (info.autoVnodes !== undefined) return info.autoVnodes
-  return info.settings.ctime !== 0n ? (info.settings.flags & SD_CLUSTER_FLAG_AUTO_VNODES) !== 0 : undefined
 }
 
 /**
@@ -128,7 +98,7 @@ export class Group {
    * Weights members announced since they joined (applied over what they joined with); a node's
    * entry goes when it leaves or joins again. Every member keeps the same map (same events, same order).
    */
-  private weights = new Map<string, NodeWeight>()
+  private weights = new Map<string, AnnouncedWeight>()
   /** The members as the driver gave them: each with the vnode count it joined with. */
   private joinedMembers: SdNode[] = []
   /**
@@ -145,9 +115,11 @@ export class Group {
     return {
       checkJoin: (joiner, payload) => this.checkJoin(joiner, payload),
       decideJoin: (joiner, payload) => this.decideJoin(joiner, payload),
+      checkAccept: (payload) => this.checkAccept(payload),
       accepted: (joiner, members, payload) => this.onAccepted(joiner, members, payload),
       left: (node, members) => this.onLeft(node, members),
       notified,
+      nodeUpdated: (node) => this.onNodeUpdated(node),
       rejoining: () => {
         if (this.sheep.status === SD_STATUS_OK) this.sheep.status = SD_STATUS_WAIT
         this.setMembers([])
@@ -156,19 +128,31 @@ export class Group {
     }
   }
 
-  /** This node's view of the cluster, sent with its join. */
-  joinPayload(): Buffer {
+  /** This node's view of the cluster (cluster_info, cluster/join-info.ts). */
+  private ownView(): JoinInfo {
     const s = this.sheep
-    const info: JoinInfo = {
+    return {
       protoVer: SD_SHEEP_PROTO_VER,
       status: s.status,
       epoch: s.epoch,
       settings: s.settings,
       epochNodes: s.epoch > 0 ? (s.epochs.read(s.epoch)?.nodes ?? []) : [],
-      weights: [...this.weights],
+      weights: [...this.weights.values()],
       autoVnodes: this.usesAutoVnodes,
     }
-    return packMessage(info)
+  }
+
+  /** This node's view of the cluster, sent with its join. */
+  joinPayload(): Buffer {
+    // the original's bytes: nothing of ours in a join
+    return encodeJoinInfo({ ...this.ownView(), weights: undefined })
+  }
+
+  /** A payload that is not cluster_info at all: a joiner of another kind, refused. */
+  private static decode(payload: Buffer): JoinInfo {
+    const info = decodeJoinInfo(payload)
+    if (typeof info === 'string') throw new Error(info)
+    return info
   }
 
   /**
@@ -181,12 +165,13 @@ export class Group {
    */
   private checkJoin(joiner: SdNode, payload: Buffer): string | undefined {
     const s = this.sheep
-    const theirs = unpackMessage<JoinInfo>(payload)
+    const theirs = decodeJoinInfo(payload)
+    if (typeof theirs === 'string') return theirs
     if (theirs.protoVer !== SD_SHEEP_PROTO_VER) return `invalid protocol version: ${theirs.protoVer}, ${SD_SHEEP_PROTO_VER}`
     if (theirs.epoch > 0 && s.epoch > 0 && theirs.settings.ctime !== s.settings.ctime) {
       return `joining node ctime doesn't match: ${theirs.settings.ctime} vs ${s.settings.ctime}`
     }
-    const strategy = vnodeStrategyMismatch({ clusterCtime: s.settings.ctime, clusterAuto: this.usesAutoVnodes }, joiner, joinerAutoVnodes(theirs))
+    const strategy = vnodeStrategyMismatch({ clusterCtime: s.settings.ctime, clusterAuto: this.usesAutoVnodes }, joiner, theirs.autoVnodes)
     if (strategy !== undefined) return strategy
     if (s.status === SD_STATUS_OK && theirs.epoch > s.epoch) {
       return `joining node has a newer epoch than the running cluster: ${theirs.epoch} vs ${s.epoch}`
@@ -194,11 +179,35 @@ export class Group {
     return undefined
   }
 
-  /** On the deciding member: the status and cluster view the joiner is accepted with. */
+  /**
+   * On the joiner, at its own accept (the original's cluster_join_check, for drivers where any
+   * member accepts, an original one included): why the cluster the accept describes is not one
+   * this node may join — the checks of checkJoin, seen from this side.
+   */
+  private checkAccept(payload: Buffer): string | undefined {
+    const s = this.sheep
+    const view = decodeJoinInfo(payload)
+    if (typeof view === 'string') return view
+    if (view.protoVer !== SD_SHEEP_PROTO_VER) return `invalid protocol version: ${view.protoVer}, ${SD_SHEEP_PROTO_VER}`
+    if (view.epoch > 0 && s.epoch > 0 && view.settings.ctime !== s.settings.ctime) {
+      return `joining node ctime doesn't match: ${s.settings.ctime} vs ${view.settings.ctime}`
+    }
+    const strategy = vnodeStrategyMismatch({ clusterCtime: view.settings.ctime, clusterAuto: view.autoVnodes }, s.self, this.usesAutoVnodes)
+    if (strategy !== undefined) return strategy
+    if (view.status === SD_STATUS_OK && s.epoch > view.epoch) {
+      return `joining node has a newer epoch than the running cluster: ${s.epoch} vs ${view.epoch}`
+    }
+    return undefined
+  }
+
+  /**
+   * On the deciding member: the status and cluster view the joiner is accepted with, written
+   * over the joiner's payload as the original's sd_join_handler does.
+   */
   private decideJoin(joiner: SdNode, payload: Buffer): Buffer {
     const s = this.sheep
-    const theirs = unpackMessage<JoinInfo>(payload)
-    let view: JoinInfo = unpackMessage<JoinInfo>(this.joinPayload())
+    const theirs = Group.decode(payload)
+    let view: JoinInfo = this.ownView()
     if (s.status === SD_STATUS_WAIT) {
       const bothFormatted = view.epoch > 0 && theirs.epoch > 0
       if (!(bothFormatted && view.settings.ctime !== theirs.settings.ctime) && theirs.epoch > view.epoch) view = theirs
@@ -209,13 +218,13 @@ export class Group {
       view.status = s.status
     }
     // the weights are the current members', as this member applied them
-    view.weights = [...this.weights]
-    return packMessage(view)
+    view = { ...view, protoVer: SD_SHEEP_PROTO_VER, weights: [...this.weights.values()] }
+    return encodeJoinInfo(view, payload)
   }
 
   private onAccepted(joiner: SdNode, members: SdNode[], payload: Buffer): void {
     const s = this.sheep
-    const view = unpackMessage<JoinInfo>(payload)
+    const view = Group.decode(payload)
     const isMe = sameNode(joiner, s.self)
     if (isMe && view.protoVer !== SD_SHEEP_PROTO_VER) {
       s.log.fatal(`failed to join: protocol version ${view.protoVer}`)
@@ -229,8 +238,9 @@ export class Group {
     if (isMe && s.settings.defaultStore !== s.store.name && !s.gateway) {
       s.recovery.moveStore('store driver', () => s.useStore(s.settings.defaultStore))
     }
-    if (isMe) this.weights = new Map(view.weights ?? [])
-    if (isMe && s.gateway && view.settings.ctime === 0n && view.autoVnodes !== undefined) this.adoptedAutoVnodes = view.autoVnodes
+    // without the deciding member's weights (an original one decided), the member list has them
+    if (isMe) this.weights = new Map((view.weights ?? []).map((w) => [nodeKey(w), w]))
+    if (isMe && s.gateway && view.settings.ctime === 0n) this.adoptedAutoVnodes = view.autoVnodes
     // a joiner announces its weight afresh
     this.weights.delete(nodeKey(joiner))
     this.setMembers(members)
@@ -400,11 +410,16 @@ export class Group {
     if (cfg?.shutdown) await config.write({ ...cfg, shutdown: 0 })
   }
 
+  /** UPDATE_NODE from the driver: the member's new space and vnode count. */
+  private onNodeUpdated(node: SdNode): void {
+    this.sheep.applyNodeUpdate(node, { space: node.space, nrVnodes: node.nrVnodes })
+  }
+
   /** A member's new weight, applied by every member in order: a new epoch with the new ring. */
   async applyWeight(sender: SdNode, weight: NodeWeight): Promise<void> {
     const s = this.sheep
     if (!s.members.some((m) => sameNode(m, sender))) return
-    this.weights.set(nodeKey(sender), weight)
+    this.weights.set(nodeKey(sender), { addr: sender.addr, port: sender.port, ...weight })
     if (s.isSelf(sender) && weight.space !== s.space) {
       s.space = weight.space
       await s.saveConfig()

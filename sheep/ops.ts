@@ -16,9 +16,11 @@ import {
   RSP_CLUSTER_DEFAULT,
   RSP_HASH,
   RSP_NODE,
+  RSP_VDI,
   type SdRequest,
   encodeResponseHeader,
   reqVariant,
+  rspVariant,
 } from '../lib/codec.js'
 import { cString } from '../lib/layout.js'
 import {
@@ -140,7 +142,6 @@ import { listForRecovery } from './recovery.js'
 import { decrefPeer } from './refcount.js'
 import type { ClusterOpMain, Sheep } from './sheep.js'
 import { MD_INFO_ENTRY, MD_INFO_ENTRY_SIZE, MD_INFO_NR_AT, MD_INFO_SIZE } from '../lib/sheep-api.js'
-import { unpackMessage } from './cluster/message.js'
 import { STORE_LAYOUTS } from './store/layout.js'
 import { delVdiMain, delVdiWork, getVdiAttrWork, getVdiInfoWork, inodeCoherenceMain, lockMain, newVdiMain, newVdiWork, nodeIdOf, unlockMain } from './vdi.js'
 
@@ -313,11 +314,20 @@ const peer: OpDef = { kind: 'peer', handler: handlePeerRequest }
 /** The op table. */
 // ---- handlers and main phases of the ops below, named after their op -------------------------
 
-const newVdiOpMain: ClusterOpMain = (s, m) => newVdiMain(s, m.rsp.result, m.data)
+const newVdiOpMain: ClusterOpMain = (s, m) => newVdiMain(s, m.rsp)
 
 const lockVdiMain: ClusterOpMain = (s, m) => {
-  if (m.rsp.result !== SD_RES_SUCCESS || !m.data || !(s.settings.flags & SD_CLUSTER_FLAG_USE_LOCK)) return m.rsp.result
-  return lockMain(s, unpackMessage<{ vid: number }>(m.data).vid, nodeIdOf(m.sender), reqVariant(m.req, REQ_VDI).type)
+  if (m.rsp.result !== SD_RES_SUCCESS || !(s.settings.flags & SD_CLUSTER_FLAG_USE_LOCK)) return m.rsp.result
+  return lockMain(s, rspVariant(m.rsp, RSP_VDI).vdiId, nodeIdOf(m.sender), reqVariant(m.req, REQ_VDI).type)
+}
+
+/**
+ * RELEASE_VDI work phase: nothing (the original's local_release_vdi). It has one so that the op
+ * travels as the original's does, through the cluster-wide block: an original member ends its
+ * own block bookkeeping when a message of an op with a work phase arrives.
+ */
+async function releaseVdiWork(sheep: Sheep, req: SdRequest): Promise<{ rsp: Buffer; data: Buffer | undefined }> {
+  return { rsp: encodeResponseHeader({ opcode: req.opcode, epoch: sheep.epoch, id: req.id, dataLength: 0, result: SD_RES_SUCCESS }), data: undefined }
 }
 
 const releaseVdiMain: ClusterOpMain = (s, m) => {
@@ -343,6 +353,8 @@ const notifyVdiAddMain: ClusterOpMain = (s, m) => {
     deleted: false,
     parentVid: v.oldVid,
   })
+  // the previous working VDI (or a clone's base) is a snapshot now (cluster_notify_vdi_add)
+  if (v.oldVid !== 0) s.vdis.markSnapshot(v.oldVid)
   if (!v.setBitmap && !old) s.vdis.inUse.clear(v.newVid)
   return SD_RES_SUCCESS
 }
@@ -358,7 +370,7 @@ const alterVdiCopyMain: ClusterOpMain = (s, m) => {
   return SD_RES_SUCCESS
 }
 
-const delVdiOpMain: ClusterOpMain = (s, m) => delVdiMain(s, m.rsp.result, m.data)
+const delVdiOpMain: ClusterOpMain = (s, m) => delVdiMain(s, m.rsp)
 
 const readVdisHandler: OpHandler = (s, req) => readBitmap(s.vdis.inUse.bytes, req)
 
@@ -592,7 +604,7 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [SD_OP_NEW_VDI, { kind: 'cluster', work: newVdiWork, main: newVdiOpMain }],
   [SD_OP_GET_VDI_INFO, { kind: 'cluster', work: getVdiInfoWork }],
   [SD_OP_LOCK_VDI, { kind: 'cluster', work: getVdiInfoWork, main: lockVdiMain }],
-  [SD_OP_RELEASE_VDI, { kind: 'cluster', main: releaseVdiMain }],
+  [SD_OP_RELEASE_VDI, { kind: 'cluster', work: releaseVdiWork, main: releaseVdiMain }],
   [SD_OP_INODE_COHERENCE, { kind: 'cluster', main: inodeCoherenceOpMain }],
   [SD_OP_GET_VDI_ATTR, { kind: 'cluster', work: getVdiAttrWork }],
   [SD_OP_NOTIFY_VDI_ADD, { kind: 'cluster', admin: true, force: true, main: notifyVdiAddMain }],

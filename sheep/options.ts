@@ -8,7 +8,7 @@ import { parseAddr, parseListenAddress } from '../lib/addr.js'
 import { SD_DEFAULT_PORT, SD_MAX_VNODES } from '../lib/proto.js'
 import { type AdminNetworks, parseAdminNetworks } from './admin-access.js'
 import { parseDriverSpec } from './cluster/driver.js'
-import { CLUSTER_DRIVERS as DRIVER_KINDS, CLUSTER_DRIVER_NAMES } from './cluster/drivers.js'
+import { CLUSTER_DRIVERS as DRIVER_KINDS, CLUSTER_DRIVER_NAMES, defaultClusterDriver } from './cluster/drivers.js'
 
 export const SHEEP_VERSION = '1.0.0-node'
 export const CLUSTER_DRIVERS = CLUSTER_DRIVER_NAMES
@@ -43,7 +43,7 @@ export const SHEEP_OPTIONS: OptionSpec[] = [
     short: 'c',
     long: 'cluster',
     arg: 'DRIVER',
-    help: 'specify the cluster driver (default: local)',
+    help: `specify the cluster driver (default: ${defaultClusterDriver()})`,
     extended: `Available cluster drivers:\n${CLUSTER_DRIVERS.join('\n')}\nExample:\n\t$ sheep -c local:/tmp/sheepdog_shm ...\n\t$ sheep -c zookeeper:10.0.0.1:2181,10.0.0.2:2181/sheepdog,timeout=30000 ...`,
   },
   { short: 'D', long: 'directio', help: 'use direct IO for backend store' },
@@ -243,7 +243,7 @@ export function parseSheepArgs(argv: string[]): ParseOutcome {
     foreground: o.foreground === true,
     nosync: o.nosync === true,
     directio: o.directio === true,
-    cluster: { name: 'local', option: '' },
+    cluster: { name: defaultClusterDriver(), option: '' },
     log: { level: 6, format: 'server', dst: 'default' },
     notices: [],
   }

@@ -510,7 +510,7 @@ export class SheepServer {
         return r
       }
       const { work } = op
-      if (work) return await sheep.exclusiveOp(req.raw, () => work(sheep, req, data))
+      if (work) return await sheep.exclusiveOp(req.raw, data, () => work(sheep, req, data))
       return await sheep.broadcastOp(req.raw, data)
     } catch (e) {
       if (counted) countEnd(sheep, op.kind === 'gateway', undefined)

@@ -22,14 +22,22 @@ import {
   SD_HEADER_SIZE,
 } from '../lib/proto.js'
 import { HashRing } from '../lib/ring.js'
-import { SD_STAT_FIELDS, type SdNode, type SdStat, nodeDescription, sameNode } from '../lib/structs.js'
+import { SD_STAT_FIELDS, type SdNode, type SdStat, decodeNode, encodeNode, nodeDescription, sameNode } from '../lib/structs.js'
 import type { ClusterDriver } from './cluster/driver.js'
-import { packMessage, unpackMessage } from './cluster/message.js'
+import {
+  SD_OP_PRIVATE_NODE_UPDATE,
+  type VdiOpMessage,
+  decodeVdiOpMessage,
+  encodeVdiOpMessage,
+  messageData,
+  messageOpcode,
+  nodeUpdateRequest,
+} from './cluster/op-message.js'
 import { ConfigStore, EpochStore, emptyConfig } from './config.js'
 import type { OpReply } from './op-types.js'
 import type { StoreDriver } from './store/driver.js'
 import { DEFAULT_STORE_LAYOUT, storeLayout } from './store/layout.js'
-import { Group, type NodeUpdateMessage, type NodeWeight, vnodeStartProblem } from './group.js'
+import { Group, type NodeWeight, vnodeStartProblem } from './group.js'
 import { PeerConnections } from './peer-conns.js'
 import { Recovery } from './recovery.js'
 import { VdiTable } from './vdi-state.js'
@@ -45,12 +53,16 @@ export interface ClusterSettings {
   disableRecovery: boolean
 }
 
-/** A cluster op travelling through the driver: request, response and data (wire-protocol §13.4). */
-interface OpMessage {
-  token: string
+/**
+ * A cluster op this node sent and waits for: the driver delivers every member's messages in one
+ * order and a member's own in the order it sent them, so the first pending op with the same
+ * request header is the one a message of this node answers (the original's pending lists).
+ */
+interface PendingOp {
   req: Buffer
-  rsp: Buffer
-  data: Buffer | null
+  resolve: (r: OpReply) => void
+  /** What the work phase answered the client (kept here: the message may carry other data). */
+  reply?: { data: Buffer | undefined }
 }
 
 export interface ClusterOpMain {
@@ -110,8 +122,7 @@ export class Sheep {
   /** Request counters for STAT (`dog node stat`). */
   readonly stats: SdStat = Object.fromEntries(SD_STAT_FIELDS.map((f) => [f, 0n])) as SdStat
   readonly group: Group
-  private opCounter = 0
-  private readonly pendingOps = new Map<string, { resolve: (r: OpReply) => void; rsp: Buffer }>()
+  private readonly pendingOps: PendingOp[] = []
   private readonly clusterMain: SheepConfig['clusterMain']
   /** Called when the daemon should exit (KILL_NODE, SHUTDOWN). */
   onStop: (reason: string) => void = () => undefined
@@ -273,58 +284,81 @@ export class Sheep {
 
   /** Broadcasts a cluster op (notify kind): every member runs its main phase in order. */
   async broadcastOp(req: Buffer, data: Buffer | undefined): Promise<OpReply> {
-    return this.sendOpMessage(req, encodeResponseHeader({ opcode: req[1], epoch: this.epoch, id: 0, dataLength: 0, result: SD_RES_SUCCESS }), data, (message) =>
-      this.driver.notify(message),
-    )
+    const rsp = encodeResponseHeader({ opcode: req[1], epoch: this.epoch, id: 0, dataLength: 0, result: SD_RES_SUCCESS })
+    const body = messageData(req, this.clusterMain(req[1]) !== undefined, data, undefined, 0)
+    return this.sendOp({ req }, (pending) => this.driver.notify(encodeVdiOpMessage({ req: pending.req, rsp, data: body })))
   }
 
   /**
    * Runs a cluster op's work phase under the cluster-wide block, then broadcasts request,
    * response and data so every member runs the main phase (behaviour.md §8).
    */
-  async exclusiveOp(req: Buffer, work: () => Promise<{ rsp: Buffer; data: Buffer | undefined }>): Promise<OpReply> {
-    const token = `${nodeDescription(this.self)}#${++this.opCounter}`
-    return new Promise<OpReply>((resolve, reject) => {
-      let workRsp: Buffer = Buffer.alloc(SD_HEADER_SIZE)
-      this.pendingOps.set(token, { resolve, rsp: workRsp })
-      this.driver
-        .exclusive(async () => {
-          const out = await work()
-          workRsp = out.rsp
-          this.pendingOps.set(token, { resolve, rsp: workRsp })
-          return packMessage({ token, req, rsp: out.rsp, data: out.data ?? null } satisfies OpMessage)
-        })
-        .catch((e: unknown) => {
-          this.pendingOps.delete(token)
-          reject(e instanceof Error ? e : new Error(String(e)))
-        })
-    })
+  async exclusiveOp(req: Buffer, data: Buffer | undefined, work: () => Promise<{ rsp: Buffer; data: Buffer | undefined }>): Promise<OpReply> {
+    return this.sendOp({ req }, (pending) =>
+      this.driver.exclusive(async () => {
+        const out = await work()
+        pending.reply = { data: out.data }
+        const replyLength = decodeResponseHeader(out.rsp).dataLength
+        const body = messageData(req, this.clusterMain(req[1]) !== undefined, data, out.data, replyLength)
+        return encodeVdiOpMessage({ req, rsp: out.rsp, data: body })
+      }),
+    )
   }
 
-  private sendOpMessage(req: Buffer, rsp: Buffer, data: Buffer | undefined, send: (m: Buffer) => Promise<void>): Promise<OpReply> {
-    const token = `${nodeDescription(this.self)}#${++this.opCounter}`
+  /** Sends one op of this node; its answer comes when the driver delivers it back (onNotified). */
+  private sendOp(pending: Omit<PendingOp, 'resolve'>, send: (pending: PendingOp) => Promise<void>): Promise<OpReply> {
     return new Promise<OpReply>((resolve, reject) => {
-      this.pendingOps.set(token, { resolve, rsp })
-      send(packMessage({ token, req, rsp, data: data ?? null } satisfies OpMessage)).catch((e: unknown) => {
-        this.pendingOps.delete(token)
+      const entry: PendingOp = { ...pending, resolve }
+      this.pendingOps.push(entry)
+      send(entry).catch((e: unknown) => {
+        const at = this.pendingOps.indexOf(entry)
+        if (at >= 0) this.pendingOps.splice(at, 1)
         reject(e instanceof Error ? e : new Error(String(e)))
       })
     })
+  }
+
+  /** The pending op of this node a message it sent answers. */
+  private takePending(req: Buffer): PendingOp | undefined {
+    const at = this.pendingOps.findIndex((p) => p.req.equals(req))
+    return at < 0 ? undefined : this.pendingOps.splice(at, 1)[0]
   }
 
   /**
    * Announces a new weight for this node (SET_VNODES, reweight); resolves once this member
-   * applied it (every member does, in order: epoch + 1 and recovery).
+   * applied it (every member does, in order: epoch + 1 and recovery). Through the driver's
+   * update_node where it has one (corosync's UPDATE_NODE), else as a private notify.
    */
-  announceWeight(weight: NodeWeight): Promise<OpReply> {
-    const token = `${nodeDescription(this.self)}#${++this.opCounter}`
-    return new Promise<OpReply>((resolve, reject) => {
-      this.pendingOps.set(token, { resolve, rsp: Buffer.alloc(0) })
-      this.driver.notify(packMessage({ token, nodeUpdate: weight } satisfies NodeUpdateMessage)).catch((e: unknown) => {
-        this.pendingOps.delete(token)
-        reject(e instanceof Error ? e : new Error(String(e)))
-      })
-    })
+  async announceWeight(weight: NodeWeight): Promise<OpReply> {
+    const node: SdNode = { ...this.self, space: weight.space, nrVnodes: weight.nrVnodes }
+    const { updateNode } = this.driver
+    if (updateNode) {
+      await updateNode.call(this.driver, node)
+      // the member applied it in the driver's order; wait for what that started
+      await this.applying
+      return { result: this.lastNodeUpdateResult }
+    }
+    const req = nodeUpdateRequest()
+    return this.sendOp({ req }, () => this.driver.notify(encodeVdiOpMessage({ req, rsp: Buffer.alloc(SD_HEADER_SIZE), data: encodeNode(node) })))
+  }
+
+  private lastNodeUpdateResult = SD_RES_SUCCESS
+
+  /** A member's new space and vnode count, applied in the driver's order after the ops before it. */
+  applyNodeUpdate(sender: SdNode, weight: NodeWeight, pending?: PendingOp): void {
+    this.applying = this.applying
+      .then(() => this.group.applyWeight(sender, weight))
+      .then(
+        () => {
+          this.lastNodeUpdateResult = SD_RES_SUCCESS
+          pending?.resolve({ result: SD_RES_SUCCESS })
+        },
+        (e: unknown) => {
+          this.log.error(`node update from ${nodeDescription(sender)} failed: ${String(e)}`)
+          this.lastNodeUpdateResult = SD_RES_EIO
+          pending?.resolve({ result: SD_RES_EIO })
+        },
+      )
   }
 
   /**
@@ -347,35 +381,35 @@ export class Sheep {
   }
 
   private onNotified(sender: SdNode, message: Buffer): void {
-    const update = unpackMessage<OpMessage | NodeUpdateMessage>(message)
-    if ('nodeUpdate' in update) {
-      const pending = this.pendingOps.get(update.token)
-      this.pendingOps.delete(update.token)
-      this.applying = this.applying
-        .then(() => this.group.applyWeight(sender, update.nodeUpdate))
-        .then(
-          () => pending?.resolve({ result: SD_RES_SUCCESS }),
-          (e: unknown) => {
-            this.log.error(`node update from ${nodeDescription(sender)} failed: ${String(e)}`)
-            pending?.resolve({ result: SD_RES_EIO })
-          },
-        )
+    const msg = decodeVdiOpMessage(message)
+    if (typeof msg === 'string') {
+      this.log.error(`ignored a cluster message from ${nodeDescription(sender)}: ${msg}`)
       return
     }
-    const msg = update
-    const req = decodeRequestHeader(Buffer.from(msg.req))
-    const rsp = decodeResponseHeader(Buffer.from(msg.rsp))
-    const data = msg.data ? Buffer.from(msg.data) : undefined
+    const pending = this.isSelf(sender) ? this.takePending(msg.req) : undefined
+    if (messageOpcode(msg) === SD_OP_PRIVATE_NODE_UPDATE) {
+      const node = decodeNode(msg.data)
+      this.applyNodeUpdate(sender, { space: node.space, nrVnodes: node.nrVnodes }, pending)
+      return
+    }
+    this.runClusterMain(sender, msg, pending)
+  }
+
+  /**
+   * Main phases start in the driver's order, synchronously with the membership events around
+   * them; one that awaits (a format, a purge) may still be running when the next starts. Node
+   * updates wait for the main phases started before them (`applying`).
+   */
+  private runClusterMain(sender: SdNode, msg: VdiOpMessage, pending: PendingOp | undefined): void {
+    const req = decodeRequestHeader(msg.req)
+    const rsp = decodeResponseHeader(msg.rsp)
+    const data = msg.data.length > 0 ? msg.data : undefined
     const main = this.clusterMain(req.opcode)
-    const pending = this.pendingOps.get(msg.token)
-    this.pendingOps.delete(msg.token)
-    // Main phases start in the driver's order, synchronously with the membership events around
-    // them; one that awaits (a format, a purge) may still be running when the next starts.
-    // Node updates wait for the main phases started before them (`applying`).
     const done = (async () => {
       let result = rsp.result
       try {
-        if (main) result = await main(this, { req, rsp, data, sender })
+        // as the original: a work phase that failed has no main phase
+        if (main && result === SD_RES_SUCCESS) result = await main(this, { req, rsp, data, sender })
       } catch (e) {
         // the op still gets an answer: the client must not wait for one that never comes
         result = resultOfError(e)
@@ -384,7 +418,8 @@ export class Sheep {
       if (pending) {
         const fields = Buffer.from(msg.rsp)
         fields.writeUInt32LE(result, RSP_RESULT_AT)
-        pending.resolve({ result, rawRsp: fields, data: rsp.dataLength > 0 ? data : undefined })
+        const replied = pending.reply ? pending.reply.data : data
+        pending.resolve({ result, rawRsp: fields, data: rsp.dataLength > 0 ? replied : undefined })
       }
     })()
     this.applying = this.applying

@@ -3,7 +3,18 @@
 // lock ops and the inode coherence of shared locks. The work phases run on the receiving node
 // under the cluster-wide block; the main phases (in the `*Main` functions) run on every member
 // in order.
-import { REQ_INODE_COHERENCE, REQ_VDI, RSP_VDI, type SdRequest, encodeRequestHeader, encodeResponseHeader, reqVariant } from '../lib/codec.js'
+import {
+  REQ_INODE_COHERENCE,
+  REQ_VDI,
+  REQ_VDI_STATE,
+  RSP_VDI,
+  type SdRequest,
+  type SdResponse,
+  encodeRequestHeader,
+  encodeResponseHeader,
+  reqVariant,
+  rspVariant,
+} from '../lib/codec.js'
 import { SdError } from '../lib/errors.js'
 import { sdHashAttrId, sdHashVdi } from '../lib/hash.js'
 import {
@@ -56,6 +67,7 @@ import {
   SD_FLAG_CMD_DEL,
   SD_RES_NO_OBJ,
   SD_OP_INODE_COHERENCE,
+  SD_OP_NOTIFY_VDI_ADD,
   SD_OP_REMOVE_OBJ,
   LOCK_TYPE_SHARED,
   SD_CLUSTER_FLAG_RECYCLE_VID,
@@ -73,7 +85,6 @@ import {
 } from '../lib/structs.js'
 import { gatewayWriteAll, readObject, writeObject } from './replica-io.js'
 import { type LookupResult, lookupVid } from './vdi-lookup.js'
-import { packMessage, unpackMessage } from './cluster/message.js'
 import type { Sheep } from './sheep.js'
 
 /** LOCK_VDI / RELEASE_VDI `type`: 0 normal, 1 shared (multipath iSCSI). */
@@ -130,15 +141,31 @@ function vdiReply(sheep: Sheep, req: SdRequest, result: number, vid: number, bro
   return { rsp, data: broadcast }
 }
 
-/** The state record a NEW_VDI broadcasts so every node registers the vid (NOTIFY_VDI_ADD). */
+/**
+ * The state record every member registers for a new vid before its inode is written: the
+ * original's notify_vdi_add, a NOTIFY_VDI_ADD broadcast from the work phase (the cluster-wide
+ * block is held; notifies still go through). `oldVid` — the working VDI a snapshot turns into a
+ * snapshot, a clone's base — becomes a snapshot and the new vid's parent.
+ */
 interface NewVdiNotice {
   vid: number
   nrCopies: number
   copyPolicy: number
   blockSizeShift: number
-  parentVid: number
-  /** The vid that became a snapshot (normal snapshot), or 0. */
-  snapshotVid: number
+  oldVid: number
+}
+
+async function notifyVdiAdd(sheep: Sheep, n: NewVdiNotice): Promise<number> {
+  const req = encodeRequestHeader({
+    opcode: SD_OP_NOTIFY_VDI_ADD,
+    variant: REQ_VDI_STATE,
+    fields: { oldVid: n.oldVid, newVid: n.vid, copies: n.nrCopies, setBitmap: 0, copyPolicy: n.copyPolicy, blockSizeShift: n.blockSizeShift },
+  })
+  const r = await sheep.broadcastOp(req, undefined)
+  if (r.result !== SD_RES_SUCCESS) {
+    sheep.log.error(`fail to notify vdi add event(${n.vid.toString(16)}, ${n.nrCopies}, ${n.oldVid.toString(16)}, ${n.blockSizeShift})`)
+  }
+  return r.result
 }
 
 /** NEW_VDI work phase: create, clone (base ≠ 0) or snapshot (snapid ≠ 0). */
@@ -155,7 +182,7 @@ export async function newVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
   const copyPolicy = v.copies === 0 ? sheep.settings.copyPolicy : v.copyPolicy
   const nrCopies = v.copies || sheep.settings.nrCopies || SD_DEFAULT_COPIES
   const blockSizeShift = v.blockSizeShift || sheep.settings.blockSizeShift
-  const notice: NewVdiNotice = { vid: newVid, nrCopies, copyPolicy, blockSizeShift, parentVid: 0, snapshotVid: 0 }
+  const notice: NewVdiNotice = { vid: newVid, nrCopies, copyPolicy, blockSizeShift, oldVid: 0 }
 
   let header: InodeHeader = {
     name: names.name,
@@ -191,7 +218,7 @@ export async function newVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
         copyPolicy: base.header.copyPolicy,
         blockSizeShift: base.header.blockSizeShift,
       }
-      notice.parentVid = v.baseVdiId
+      notice.oldVid = v.baseVdiId
     }
   } else {
     // snapshot: the working VDI becomes the snapshot, a new working VDI takes a new vid
@@ -219,8 +246,7 @@ export async function newVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
       copyPolicy: base.header.copyPolicy,
       blockSizeShift: base.header.blockSizeShift,
     }
-    notice.parentVid = baseVid
-    notice.snapshotVid = working
+    notice.oldVid = working
   }
   if (inheritedBody && header.storePolicy === HYPER_VOLUME_STORE_POLICY) {
     header.btreeCounter = await copyIndexNodes(sheep, inheritedBody, newVid, header.nrCopies)
@@ -228,16 +254,9 @@ export async function newVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
   notice.nrCopies = header.nrCopies
   notice.copyPolicy = header.copyPolicy
   notice.blockSizeShift = header.blockSizeShift
-  // register the vid before the inode is written (the original's NOTIFY_VDI_ADD ordering)
-  sheep.vdis.add({
-    vid: newVid,
-    nrCopies: header.nrCopies,
-    copyPolicy: header.copyPolicy,
-    blockSizeShift: header.blockSizeShift,
-    snapshot: false,
-    deleted: false,
-    parentVid: header.parentVdiId,
-  })
+  // every member registers the vid before the inode is written (the original's order)
+  const added = await notifyVdiAdd(sheep, notice)
+  if (added !== SD_RES_SUCCESS) return fail(added)
   const inode = inheritedBody ?? freshInodeBody(header.storePolicy)
   updateInodeHeader(inode, header)
   try {
@@ -248,7 +267,7 @@ export async function newVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
     if (e instanceof SdError) return fail(SD_RES_VDI_WRITE)
     throw e
   }
-  return vdiReply(sheep, req, SD_RES_SUCCESS, newVid, packMessage(notice))
+  return vdiReply(sheep, req, SD_RES_SUCCESS, newVid)
 }
 
 /** The part of a fresh inode that is not zeros: its header, and a hyper volume's empty B-tree root (sd_inode_init). */
@@ -308,20 +327,16 @@ async function copyIndexNodes(sheep: Sheep, body: Buffer, newVid: number, copies
   return copied.length
 }
 
-export function newVdiMain(sheep: Sheep, result: number, data: Buffer | undefined): number {
-  if (result !== SD_RES_SUCCESS || !data) return result
-  const n = unpackMessage<NewVdiNotice>(data)
-  sheep.vdis.add({
-    vid: n.vid,
-    nrCopies: n.nrCopies,
-    copyPolicy: n.copyPolicy,
-    blockSizeShift: n.blockSizeShift,
-    snapshot: false,
-    deleted: false,
-    parentVid: n.parentVid,
-  })
-  if (n.snapshotVid) sheep.vdis.markSnapshot(n.snapshotVid)
-  return result
+/** NEW_VDI main phase (post_cluster_new_vdi): the vid the work created is in use; its state came with NOTIFY_VDI_ADD. */
+export function newVdiMain(sheep: Sheep, rsp: SdResponse): number {
+  if (rsp.result !== SD_RES_SUCCESS) return rsp.result
+  const { vdiId, copies, blockSizeShift } = rspVariant(rsp, RSP_VDI)
+  // a state the notify did not bring (never, from sheep of either kind): the answer's fields
+  if (!sheep.vdis.get(vdiId)) {
+    sheep.vdis.add({ vid: vdiId, nrCopies: copies, copyPolicy: 0, blockSizeShift, snapshot: false, deleted: false, parentVid: 0 })
+  }
+  sheep.vdis.inUse.set(vdiId)
+  return rsp.result
 }
 
 /** GET_VDI_INFO and LOCK_VDI work phase: resolve name/tag/snapid to a vid. */
@@ -331,7 +346,7 @@ export async function getVdiInfoWork(sheep: Sheep, req: SdRequest, data: Buffer 
   const v = reqVariant(req, REQ_VDI)
   const found = await lookupVdi(sheep, names.name, names.tag, v.snapid)
   if (found.result !== SD_RES_SUCCESS) return vdiReply(sheep, req, found.result, 0)
-  return vdiReply(sheep, req, SD_RES_SUCCESS, found.vid, packMessage({ vid: found.vid }))
+  return vdiReply(sheep, req, SD_RES_SUCCESS, found.vid)
 }
 
 /**
@@ -365,7 +380,7 @@ export async function delVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
       await writeObject(sheep, oid, 0, deleted, { create: false, copies: inode.nrCopies })
     }
   }
-  return vdiReply(sheep, req, SD_RES_SUCCESS, found.vid, packMessage({ vid: found.vid }))
+  return vdiReply(sheep, req, SD_RES_SUCCESS, found.vid)
 }
 
 /** How many objects a hyper volume's deletion removes at a time. */
@@ -403,9 +418,11 @@ async function reclaimHyperVolume(sheep: Sheep, vid: number): Promise<number> {
 }
 
 /** DEL_VDI main phase on every member: the vid is marked deleted; with -R its family may be collected. */
-export async function delVdiMain(sheep: Sheep, result: number, data: Buffer | undefined): Promise<number> {
-  if (result !== SD_RES_SUCCESS || !data) return result
-  const { vid } = unpackMessage<{ vid: number }>(data)
+/** DEL_VDI main phase (post_cluster_del_vdi): the vid the work deleted, from its answer. */
+export async function delVdiMain(sheep: Sheep, rsp: SdResponse): Promise<number> {
+  const result = rsp.result
+  if (result !== SD_RES_SUCCESS) return result
+  const vid = rspVariant(rsp, RSP_VDI).vdiId
   sheep.vdis.markDeleted(vid)
   if (recyclesVids(sheep)) await collectFamily(sheep, vid)
   return result

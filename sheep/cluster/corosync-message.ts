@@ -34,9 +34,9 @@ checkLayout('corosync_message', COROSYNC_MESSAGE_HEADER, NODES_AT, CPG_NODE_SIZE
 invariant(CPG_NODE_SIZE === 88 && COROSYNC_MESSAGE_HEADER_SIZE === 90208, 'corosync_message layout differs from the original')
 
 /**
- * enum corosync_message_type, the original's numbers. REFUSE is ours: the answer to a JOIN
- * sheep must not accept (ClusterHandlers.checkJoin); an original member ignores it and drops
- * the pending join when the refused node leaves the group.
+ * enum corosync_message_type, the original's numbers. There is no refusal: a member accepts
+ * every joiner, and a joiner that finds the cluster it was accepted into is not one it may join
+ * leaves again (the original's cluster_join_check in sd_accept_handler).
  */
 export const COROSYNC_MSG_TYPE_JOIN = 0
 export const COROSYNC_MSG_TYPE_ACCEPT = 1
@@ -45,7 +45,6 @@ export const COROSYNC_MSG_TYPE_NOTIFY = 3
 export const COROSYNC_MSG_TYPE_BLOCK = 4
 export const COROSYNC_MSG_TYPE_UNBLOCK = 5
 export const COROSYNC_MSG_TYPE_UPDATE_NODE = 6
-export const COROSYNC_MSG_TYPE_REFUSE = 7
 
 export const COROSYNC_MSG_TYPE_NAMES: Readonly<Record<number, string>> = {
   [COROSYNC_MSG_TYPE_JOIN]: 'JOIN',
@@ -55,7 +54,6 @@ export const COROSYNC_MSG_TYPE_NAMES: Readonly<Record<number, string>> = {
   [COROSYNC_MSG_TYPE_BLOCK]: 'BLOCK',
   [COROSYNC_MSG_TYPE_UNBLOCK]: 'UNBLOCK',
   [COROSYNC_MSG_TYPE_UPDATE_NODE]: 'UPDATE_NODE',
-  [COROSYNC_MSG_TYPE_REFUSE]: 'REFUSE',
 }
 
 /** A CPG member process and the sheep it is. */

@@ -15,9 +15,10 @@
 //   stops block processing until its UNBLOCK, which carries the result that every member then
 //   processes as a NOTIFY. The sender of the block runs its work while it holds the head;
 // - a configuration change that removes a majority of the members at once stops the node
-//   (a network partition: the original panics).
-//
-// REFUSE is ours: the answer of a member whose sheep refuses the joiner (checkJoin).
+//   (a network partition: the original panics);
+// - there is no refusal: the first member at a JOIN accepts it, and the joiner that finds it must
+//   not join the cluster its accept describes (sheep's checkAccept, the original's
+//   cluster_join_check) fails its join and leaves; the members see it come and go.
 import { SdError, invariant } from '../../lib/errors.js'
 import type { Logger } from '../../lib/log.js'
 import { SD_RES_CLUSTER_ERROR } from '../../lib/proto.js'
@@ -29,7 +30,6 @@ import {
   COROSYNC_MSG_TYPE_LEAVE,
   COROSYNC_MSG_TYPE_NAMES,
   COROSYNC_MSG_TYPE_NOTIFY,
-  COROSYNC_MSG_TYPE_REFUSE,
   COROSYNC_MSG_TYPE_UNBLOCK,
   COROSYNC_MSG_TYPE_UPDATE_NODE,
   type CorosyncMessage,
@@ -112,6 +112,18 @@ class Deferred<T> {
   }
 }
 
+/**
+ * A join's payload at the length the original sends (its cluster_info, cut to
+ * SD_MAX_EVENT_BUF_SIZE): an original member writes its own cluster_info into the joiner's
+ * buffer and sends it back as the ACCEPT, so the buffer must have room for it.
+ */
+function paddedJoin(payload: Buffer): Buffer {
+  if (payload.length >= SD_MAX_EVENT_BUF_SIZE) return payload
+  const out = Buffer.alloc(SD_MAX_EVENT_BUF_SIZE)
+  payload.copy(out)
+  return out
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
 }
@@ -137,6 +149,7 @@ export class CorosyncDriver implements ClusterDriver {
   private readonly notifyWaiters: Array<Deferred<void>> = []
   private readonly works: Array<{ work: () => Promise<Buffer>; done: Deferred<void> }> = []
   private readonly exclusiveWaiters: Array<Deferred<void>> = []
+  private readonly updateWaiters: Array<Deferred<void>> = []
   private leaveWaiter: Deferred<void> | undefined
   /** Multicasts go out one after another: a retried one keeps its place. */
   private sendChain: Promise<void> = Promise.resolve()
@@ -175,7 +188,7 @@ export class CorosyncDriver implements ClusterDriver {
     this.log?.info(`joined the corosync group ${COROSYNC_GROUP} as node id ${nodeid}, pid ${this.pid}`)
     this.joined = new Deferred<void>()
     const accepted = this.joined.promise
-    await this.send({ type: COROSYNC_MSG_TYPE_JOIN, sender: this.me, nodes: [], msg: joinPayload })
+    await this.send({ type: COROSYNC_MSG_TYPE_JOIN, sender: this.me, nodes: [], msg: paddedJoin(joinPayload) })
     await accepted
   }
 
@@ -192,6 +205,15 @@ export class CorosyncDriver implements ClusterDriver {
     const done = new Deferred<void>()
     this.works.push({ work, done })
     this.send({ type: COROSYNC_MSG_TYPE_BLOCK, sender: this.me, nodes: [], msg: Buffer.alloc(0) }).catch((e: unknown) => done.reject(e))
+    await done.promise
+  }
+
+  async updateNode(node: SdNode): Promise<void> {
+    this.checkUsable(Buffer.alloc(0))
+    const done = new Deferred<void>()
+    this.updateWaiters.push(done)
+    // the sender is this process with its new sd_node, as the original's corosync_update_node
+    this.send({ type: COROSYNC_MSG_TYPE_UPDATE_NODE, sender: { ...this.me, node }, nodes: [], msg: Buffer.alloc(0) }).catch((e: unknown) => done.reject(e))
     await done.promise
   }
 
@@ -276,6 +298,7 @@ export class CorosyncDriver implements ClusterDriver {
     this.cpg?.finalize()
     for (const w of this.notifyWaiters.splice(0)) w.reject(error)
     for (const w of this.exclusiveWaiters.splice(0)) w.reject(error)
+    for (const w of this.updateWaiters.splice(0)) w.reject(error)
     for (const w of this.works.splice(0)) w.done.reject(error)
     this.joined?.reject(error)
     this.joined = undefined
@@ -326,17 +349,6 @@ export class CorosyncDriver implements ClusterDriver {
       event.msg = m.msg
       event.nodes = m.nodes
     },
-    [COROSYNC_MSG_TYPE_REFUSE]: (m) => {
-      const event = this.findEvent('join', m.sender)
-      if (!event) return
-      this.removeEvent(event)
-      if (sameCpgNode(m.sender, this.me)) {
-        const reason = m.msg.toString('utf8')
-        this.log?.error(`the cluster refused this node: ${reason}`)
-        this.joined?.reject(new Error(reason))
-        this.joined = undefined
-      }
-    },
     [COROSYNC_MSG_TYPE_LEAVE]: (m) => this.queueEvent(newEvent('leave', m.sender, m.msg)),
     [COROSYNC_MSG_TYPE_NOTIFY]: (m) => this.queueEvent(newEvent('notify', m.sender, m.msg)),
     [COROSYNC_MSG_TYPE_BLOCK]: (m) => this.queueEvent(newEvent('block', m.sender)),
@@ -347,7 +359,7 @@ export class CorosyncDriver implements ClusterDriver {
       notify.fromUnblock = true
       this.queueEvent(notify)
     },
-    [COROSYNC_MSG_TYPE_UPDATE_NODE]: (m) => this.queueEvent(newEvent('update', m.sender)),
+    [COROSYNC_MSG_TYPE_UPDATE_NODE]: (m) => this.queueEvent(newEvent('update', m.sender, m.msg)),
   }
 
   private onDeliver(_nodeid: number, _pid: number, buf: Buffer): void {
@@ -457,14 +469,7 @@ export class CorosyncDriver implements ClusterDriver {
     // the joiner waits for a member to accept it, unless it is the first
     if (this.nodes.length > 0 && sameCpgNode(joiner, this.me)) return false
     event.callbacked = true
-    const handlers = this.handlers!
-    const reason = handlers.checkJoin?.(joiner.node, event.msg)
-    if (reason !== undefined) {
-      this.log?.info(`refusing ${nodeDescription(joiner.node)}: ${reason}`)
-      void this.send({ type: COROSYNC_MSG_TYPE_REFUSE, sender: joiner, nodes: [], msg: Buffer.from(reason) }).catch((e: unknown) => this.log?.warn(String(e)))
-      return false
-    }
-    const answer = handlers.decideJoin(joiner.node, event.msg)
+    const answer = this.handlers!.decideJoin(joiner.node, event.msg)
     void this.send({ type: COROSYNC_MSG_TYPE_ACCEPT, sender: joiner, nodes: this.nodes.slice(), msg: answer }).catch((e: unknown) =>
       this.log?.warn(`cannot answer the join of ${nodeDescription(joiner.node)}: ${String(e)}`),
     )
@@ -472,15 +477,26 @@ export class CorosyncDriver implements ClusterDriver {
   }
 
   private onAcceptEvent(event: CorosyncEvent): void {
+    const self = sameCpgNode(event.sender, this.me)
+    const payload = event.msg ?? Buffer.alloc(0)
+    const refusal = self ? this.handlers!.checkAccept?.(payload) : undefined
+    if (refusal !== undefined) {
+      // the members took this node in: leaving the group tells them it is gone
+      this.log?.error(`failed to join Sheepdog: ${refusal}`)
+      const joined = this.joined
+      this.joined = undefined
+      this.close(new SdError(SD_RES_CLUSTER_ERROR, refusal))
+      joined?.reject(new Error(refusal))
+      return
+    }
     // an older process of the same sheep still listed is gone (it died before corosync said so)
     const older = this.nodes.find((n) => sameNode(n.node, event.sender.node) && !sameCpgNode(n, event.sender))
     if (older) this.removeMember(older)
     this.nodes.push(event.sender)
-    const self = sameCpgNode(event.sender, this.me)
     this.handlers!.accepted(
       event.sender.node,
       this.nodes.map((n) => n.node),
-      event.msg ?? Buffer.alloc(0),
+      payload,
     )
     if (self) {
       this.log?.info(`accepted into the cluster; ${this.nodes.length} member(s)`)
@@ -549,10 +565,15 @@ export class CorosyncDriver implements ClusterDriver {
     waiter?.resolve()
   }
 
-  /** UPDATE_NODE: a member's sd_node changed (ours never sends it; an original member may). */
+  /** UPDATE_NODE: a member's sd_node changed (reweight, vnodes set): the list a later ACCEPT sends has it too. */
   private onUpdateEvent(event: CorosyncEvent): void {
-    if (sameCpgNode(event.sender, this.me)) this.me = event.sender
+    const self = sameCpgNode(event.sender, this.me)
+    if (self) this.me = event.sender
     const member = this.nodes.find((n) => sameNode(n.node, event.sender.node))
-    if (member) member.node = event.sender.node
+    if (member) {
+      member.node = event.sender.node
+      this.handlers!.nodeUpdated?.(event.sender.node)
+    }
+    if (self) this.updateWaiters.shift()?.resolve()
   }
 }

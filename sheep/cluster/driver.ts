@@ -16,10 +16,22 @@ export interface ClusterHandlers {
    * undefined. A refused joiner's `join` fails with that reason; the members see nothing.
    */
   checkJoin?(joiner: SdNode, joinPayload: Buffer): string | undefined
+  /**
+   * Optional, on the joiner when its accept comes, for drivers that let every member accept
+   * (corosync, as the original): why this node must not join the cluster the accept describes.
+   * The joiner then leaves at once and its `join` fails with that reason; the members saw it
+   * join and see it leave.
+   */
+  checkAccept?(acceptPayload: Buffer): string | undefined
   /** Every member, the joiner included, in total order. `members` includes the joiner. */
   accepted(joiner: SdNode, members: SdNode[], acceptPayload: Buffer): void
   left(node: SdNode, members: SdNode[]): void
   notified(sender: SdNode, message: Buffer): void
+  /**
+   * Optional: a member's sd_node changed (its space or vnode count), for drivers with
+   * `updateNode`; every member, in total order.
+   */
+  nodeUpdated?(node: SdNode): void
   /**
    * Optional: the driver lost this node's membership (its ZooKeeper session expired) and joins
    * again as a new member. Sheep stops acting as a member (status WAIT, no members) until its
@@ -39,6 +51,12 @@ export interface ClusterDriver {
    * before the block is released; resolves after this node has processed that notify.
    */
   exclusive(work: () => Promise<Buffer>): Promise<void>
+  /**
+   * Optional: announces this node's new sd_node (the original's update_node: corosync's
+   * UPDATE_NODE); resolves once this node has applied it. Drivers without it carry weights in
+   * sheep's own notifies.
+   */
+  updateNode?(node: SdNode): Promise<void>
   leave(): Promise<void>
 }
 

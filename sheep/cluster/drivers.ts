@@ -54,3 +54,12 @@ export const CLUSTER_DRIVERS: Readonly<Record<string, ClusterDriverKind>> = {
 }
 
 export const CLUSTER_DRIVER_NAMES = Object.keys(CLUSTER_DRIVERS)
+
+/**
+ * The driver of a sheep started without -c: corosync where its binding is built, as the
+ * original's default is corosync where it was compiled with it (sheep/cluster.h), else local.
+ * Without a running corosync such a sheep fails at start and says so.
+ */
+export function defaultClusterDriver(): string {
+  return loadCpgAddon() instanceof Error ? 'local' : 'corosync'
+}

@@ -35,7 +35,8 @@ interface Probe {
 
 function handlersFor(seen: string[]): ClusterHandlers {
   return {
-    decideJoin: (joiner, joinPayload) => Buffer.from(`answer to ${nameOf(joiner)} (${joinPayload.toString()})`),
+    // the corosync driver sends a join at the original's length: the payload, then zeros
+    decideJoin: (joiner, joinPayload) => Buffer.from(`answer to ${nameOf(joiner)} (${joinPayload.toString().replace(/\0+$/, '')})`),
     accepted: (joiner, members, acceptPayload) => seen.push(`accepted ${nameOf(joiner)} [${members.map(nameOf).join(' ')}] ${acceptPayload.toString()}`),
     left: (node, members) => seen.push(`left ${nameOf(node)} [${members.map(nameOf).join(' ')}]`),
     notified: (sender, message) => seen.push(`notified ${nameOf(sender)} ${message.toString()}`),

@@ -1,7 +1,8 @@
 // The corosync cluster driver against a real corosync (Debian's package, one instance on
-// loopback with a configuration of its own): sheep -c corosync failing clearly without
-// corosync; 3 nodes joining the CPG group, format, a VDI written and read; kill -9 of a node
-// (seen to leave at once: CPG sees the process go), reads through the survivors and recovery;
+// loopback with a configuration of its own): sheep -c corosync, and sheep without -c (the
+// default driver), failing clearly without corosync; 3 nodes joining the CPG group, format, a
+// VDI written and read; kill -9 of a node (seen to leave at once: CPG sees the process go),
+// reads through the survivors and recovery;
 // the node restarted and rejoining, recovery to exactly 3 replicas; `dog cluster shutdown`
 // stopping every node, and the whole cluster started again gathering the last epoch's nodes;
 // corosync killed: every sheep stops. And the ring address a sheep without -y advertises.
@@ -14,7 +15,7 @@ import { SD_CLUSTER_FLAG_AUTO_VNODES, SD_RES_SUCCESS } from '../../lib/proto.js'
 import { getNodeList, makeFs, newVdi, statClusterProbe } from '../../lib/sheep-api.js'
 import { VdiHandle } from '../../lib/vdi-io.js'
 import { objectCopies, startCluster, waitForRecovery } from '../../harness/cluster.js'
-import { dog, isAlive, startSheep, tempDir, waitFor } from '../../harness/sheep.js'
+import { SHEEP_BIN, dog, isAlive, programEnv, runProgram, startSheep, tempDir, waitFor } from '../../harness/sheep.js'
 import { corosyncRingAddress } from '../../sheep/cluster/corosync-addr.js'
 import { corosyncUnavailable, startCorosync } from '../helpers/corosync.js'
 
@@ -37,6 +38,15 @@ t.test('with a real corosync', { skip: corosyncUnavailable() }, async (t) => {
   // before this test's corosync starts
   await t.test('without a running corosync, sheep -c corosync fails and says why', async (t) => {
     await t.rejects(startSheep({ dir: tempDir('sheep-nocoro-'), args: DRIVER_ARGS }), /is corosync running\?/)
+  })
+
+  t.test('without -c a sheep uses corosync, the default, and without corosync fails and says why', async (t) => {
+    // a network namespace of its own: no corosync of any other test is reachable from it
+    const dir = tempDir('sheep-nocoro-')
+    const r = await runProgram('unshare', ['-n', SHEEP_BIN, '-p', '7000', '-n', dir], { timeoutMs: 60_000, env: programEnv() })
+    t.equal(r.status, 1)
+    t.match(r.stderr, /failed to initialize cpg \(CS_ERR_LIBRARY\) - is corosync running\?/)
+    fs.rmSync(dir, { recursive: true, force: true })
   })
 
   const corosync = await startCorosync()

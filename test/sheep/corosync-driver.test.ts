@@ -1,8 +1,9 @@
 // The corosync driver's rules (sheep/cluster/corosync.ts) against an in-process stand-in for
 // CPG (test/helpers/fake-cpg.ts), shared by several drivers, each with its own pid. Checks join through the members' ACCEPT (answered once per
 // joiner, duplicates ignored), the same order of accepts, leaves and notifies everywhere, the
-// cluster-wide block (one work at a time, its result delivered as a notify), refusal, and the
-// partition rule.
+// cluster-wide block (one work at a time, its result delivered as a notify), a joiner refusing
+// the cluster its accept describes (there is no refusal message, as in the original), UPDATE_NODE,
+// and the partition rule.
 import t from 'tap'
 import type { SdNode } from '../../lib/structs.js'
 import { CorosyncDriver } from '../../sheep/cluster/corosync.js'
@@ -20,10 +21,12 @@ function name(n: SdNode): string {
 }
 
 /** A sheep stand-in: records what it sees; answers joins with its own view. */
-function sheep(port: number, options: { refuse?: (joiner: SdNode) => string | undefined } = {}): { handlers: ClusterHandlers; seen: Seen } {
+function sheep(port: number, options: { refuseAccept?: (accept: string) => string | undefined } = {}): { handlers: ClusterHandlers; seen: Seen } {
   const seen: Seen = { log: [], members: [] }
   const handlers: ClusterHandlers = {
-    checkJoin: (joiner) => options.refuse?.(joiner),
+    // a member that must never be asked: the driver lets the joiner decide
+    checkJoin: () => "checkJoin is not the corosync driver's",
+    checkAccept: (accept) => options.refuseAccept?.(accept.toString()),
     decideJoin: (joiner) => Buffer.from(`welcome ${name(joiner)} from ${port}`),
     accepted: (joiner, members) => {
       seen.log.push(`accept ${name(joiner)} [${members.map(name).join(',')}]`)
@@ -34,6 +37,7 @@ function sheep(port: number, options: { refuse?: (joiner: SdNode) => string | un
       seen.members = members.map((m) => m.port)
     },
     notified: (sender, message) => seen.log.push(`notify ${name(sender)} ${message.toString()}`),
+    nodeUpdated: (node) => seen.log.push(`update ${name(node)} ${node.space}`),
   }
   return { handlers, seen }
 }
@@ -106,20 +110,40 @@ t.test('join, notify order, block, leave', async (t) => {
   await a.driver.leave()
 })
 
-t.test('a refused joiner fails to join and the members see nothing', async (t) => {
+t.test('a joiner that refuses the cluster of its accept fails to join; the members see it come and go', async (t) => {
   const bus = new Bus()
-  const a = startDriver(bus, 7101, [], { refuse: (j) => (j.port === 7102 ? 'another cluster' : undefined) })
-  const b = startDriver(bus, 7102)
+  const a = startDriver(bus, 7101)
+  const b = startDriver(bus, 7102, [], { refuseAccept: (accept) => (accept === 'welcome 7102 from 7101' ? 'another cluster' : undefined) })
   await a.driver.join(testNode(7101), a.handlers, Buffer.from('a'))
   await t.rejects(b.driver.join(testNode(7102), b.handlers, Buffer.from('b')), /another cluster/)
-  await b.driver.leave()
   await tick()
-  t.same(a.seen.log, ['accept 7101 [7101]'])
+  t.same(a.seen.log, ['accept 7101 [7101]', 'accept 7102 [7101,7102]', 'leave 7102 [7101]'])
   const c = startDriver(bus, 7103)
   await c.driver.join(testNode(7103), c.handlers, Buffer.from('c'))
   t.same(c.seen.members, [7101, 7103], 'the queue went on after the refusal')
   await c.driver.leave()
   await a.driver.leave()
+})
+
+t.test('UPDATE_NODE: every member applies a new sd_node in order; a later joiner gets it in the list', async (t) => {
+  const bus = new Bus()
+  const a = startDriver(bus, 7301)
+  const b = startDriver(bus, 7302)
+  await a.driver.join(testNode(7301), a.handlers, Buffer.from('a'))
+  await b.driver.join(testNode(7302), b.handlers, Buffer.from('b'))
+  await b.driver.updateNode({ ...testNode(7302), space: 4242n })
+  await tick()
+  for (const x of [a, b]) t.same(x.seen.log.slice(-1), ['update 7302 4242'], `${x.port} applied the update`)
+  const c = startDriver(bus, 7303)
+  let listed: SdNode[] = []
+  const accepted = c.handlers.accepted
+  c.handlers.accepted = (joiner, members, payload) => {
+    listed = members
+    accepted(joiner, members, payload)
+  }
+  await c.driver.join(testNode(7303), c.handlers, Buffer.from('c'))
+  t.equal(listed.find((n) => n.port === 7302)?.space, 4242n, 'the accept lists the updated sd_node')
+  for (const x of [c, b, a]) await x.driver.leave()
 })
 
 t.test('losing a majority at once stops the node', async (t) => {
