@@ -30,7 +30,13 @@ export function programEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return env
 }
 
-/** A TCP port nobody listens on right now (the kernel picks it). */
+/** Ports freePort handed out in this process: none is handed out twice (a test picks several before starting anything). */
+const handedOut = new Set<number>()
+
+/**
+ * A TCP port nobody listens on right now (the kernel picks it), and not one this process was
+ * given before: two picks before anything listens could otherwise get the same port.
+ */
 export async function freePort(): Promise<number> {
   for (;;) {
     const port = await new Promise<number>((resolve, reject) => {
@@ -42,7 +48,10 @@ export async function freePort(): Promise<number> {
       })
     })
     // leave room for the port's neighbours, which some tests use for a second node
-    if (port < 65000) return port
+    if (port < 65000 && !handedOut.has(port)) {
+      handedOut.add(port)
+      return port
+    }
   }
 }
 
