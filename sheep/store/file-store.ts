@@ -13,6 +13,14 @@
 // (EIO, its directory removed, its file system unmounted) is taken out: its objects are
 // forgotten, the request is answered NETWORK_ERROR so that the gateway tries another replica,
 // and `onDiskFailure` lets the node recover them from the other replicas (md_handle_eio).
+//
+// Object files stay open between requests (fd-cache.ts), opened with O_DSYNC unless nosync, so a
+// write is one pwrite that returns once its data is on the disk (as the original's
+// default_write: open(O_DSYNC), pwrite) and a read one pread. A cached descriptor keeps
+// naming the file it opened, so the store drops it whenever the object's file changes under its
+// name (create, move, removal) and when its disk goes; and as an open no longer notices a disk
+// directory removed or unmounted under it, a disk whose descriptor is used is checked at most
+// every DISK_RECHECK_MS.
 import { GroupRun, KeyedQueue } from '../../lib/async.js'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -21,6 +29,7 @@ import path from 'node:path'
 import type { Logger } from '../../lib/log.js'
 import { SD_RES_NETWORK_ERROR, SD_RES_NO_OBJ, SD_RES_SUCCESS, SD_RES_UNKNOWN } from '../../lib/proto.js'
 import { type Disk, DiskSet, freeSpaceOf, purgeDirectory } from './disks.js'
+import { FdCache, type FdLease, preadFd, pwriteFd } from './fd-cache.js'
 import type { DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
 import { parseKeyFileName } from '../../lib/oid.js'
 import { DEFAULT_STORE_LAYOUT, type StoreLayout, oidFileName } from './layout.js'
@@ -47,6 +56,11 @@ const DISK_FAILURE_CODES = new Set(['EIO', 'EROFS', 'ENODEV', 'ENXIO', 'ESTALE',
 const DISK_GONE_CODES = new Set(['ENOENT', 'ENOTDIR'])
 /** Sector size of st_blocks. */
 const SECTOR_BYTES = 512n
+/**
+ * A cached descriptor's disk is checked to be the one plugged (not removed, not unmounted) when
+ * it was last checked longer ago than this: one stat per disk every few requests, not per request.
+ */
+const DISK_RECHECK_MS = 10
 
 interface Location {
   readonly disk: Disk
@@ -70,6 +84,10 @@ export class FileStore implements StoreDriver {
   private readonly mutations = new KeyedQueue<bigint>()
   private used = 0n
   private readonly dirSyncs = new Map<string, GroupRun>()
+  /** Open object files, by store key. */
+  private readonly fds: FdCache<bigint, Disk>
+  /** When each disk was last found intact (performance.now() ms). */
+  private readonly diskCheckedMs = new Map<Disk, number>()
   /** Numbers the temporary files of staged creates (one sheep per directory: unique enough). */
   private stagedCount = 0
   private rebalancing: Promise<void> = Promise.resolve()
@@ -81,6 +99,7 @@ export class FileStore implements StoreDriver {
     this.log = opts.log
     this.layoutNow = opts.layout ?? DEFAULT_STORE_LAYOUT
     this.disks = new DiskSet(opts.log)
+    this.fds = new FdCache(fs.constants.O_RDWR | (opts.nosync ? 0 : fs.constants.O_DSYNC))
     for (const p of opts.disks) {
       const added = this.disks.add(p, { purge: false })
       if (typeof added === 'string') this.log.error(added)
@@ -117,6 +136,7 @@ export class FileStore implements StoreDriver {
   }
 
   async init(): Promise<void> {
+    this.fds.dropAll()
     this.objects.clear()
     this.stale.clear()
     this.used = 0n
@@ -174,6 +194,7 @@ export class FileStore implements StoreDriver {
   }
 
   async purge(): Promise<void> {
+    this.fds.dropAll()
     for (const disk of this.disks.list()) {
       purgeDirectory(disk.path)
       await this.prepareDisk(disk)
@@ -261,13 +282,55 @@ export class FileStore implements StoreDriver {
     for (let follow = 0; ; follow++) {
       const loc = this.objects.get(oid)
       if (!loc) return SD_RES_NO_OBJ
-      const got = await this.onDisk(loc.disk, () => readRange(this.objectFile(loc.disk, oid), offset, length))
+      const got = await this.onDisk(loc.disk, () => this.readObject(oid, loc.disk, offset, length))
       if (got !== SD_RES_NO_OBJ) return got
       // moved to another disk meanwhile (plug, unplug): read it there
       const now = this.objects.get(oid)
       if (now && now !== loc && follow < READ_FOLLOW_MOVES) continue
       return this.missing(loc.disk)
     }
+  }
+
+  /** Reads through the object's cached descriptor; SD_RES_NO_OBJ when its file is not there. */
+  private async readObject(oid: bigint, disk: Disk, offset: number, length: number): Promise<Buffer | number> {
+    const lease = await this.lease(oid, disk)
+    if (typeof lease === 'number') return lease
+    try {
+      const buf = Buffer.allocUnsafe(length)
+      await readFdInto(lease.fd, buf, length, offset)
+      return buf
+    } finally {
+      lease.release()
+    }
+  }
+
+  /**
+   * The object's open descriptor on `disk`: SD_RES_NO_OBJ when its file is not there,
+   * SD_RES_NETWORK_ERROR when the disk was found gone (and taken out).
+   */
+  private async lease(oid: bigint, disk: Disk): Promise<FdLease | number> {
+    const hit = this.fds.hit(oid, disk)
+    if (hit) {
+      if (this.diskStillThere(disk)) return hit
+      hit.release()
+      this.diskFailed(disk, 'its directory is gone')
+      return SD_RES_NETWORK_ERROR
+    }
+    try {
+      return await this.fds.open(oid, disk, this.objectFile(disk, oid), () => this.disks.has(disk))
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return SD_RES_NO_OBJ
+      throw e
+    }
+  }
+
+  /** Whether `disk` is still the directory plugged, asking the file system at most every DISK_RECHECK_MS. */
+  private diskStillThere(disk: Disk): boolean {
+    const now = performance.now()
+    if (now - (this.diskCheckedMs.get(disk) ?? Number.NEGATIVE_INFINITY) < DISK_RECHECK_MS) return true
+    if (!this.disks.has(disk) || !this.disks.intact(disk)) return false
+    this.diskCheckedMs.set(disk, now)
+    return true
   }
 
   readAfterMutations(oid: bigint, offset: number, length: number): Promise<Buffer | number> {
@@ -279,18 +342,14 @@ export class FileStore implements StoreDriver {
       const loc = this.objects.get(w.oid)
       if (!loc) return SD_RES_NO_OBJ
       return this.onDisk(loc.disk, async () => {
-        let fh: fsp.FileHandle
+        const lease = await this.lease(w.oid, loc.disk)
+        if (lease === SD_RES_NO_OBJ) return this.missing(loc.disk)
+        if (typeof lease === 'number') return lease
         try {
-          fh = await fsp.open(this.objectFile(loc.disk, w.oid), 'r+')
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code === 'ENOENT') return this.missing(loc.disk)
-          throw e
-        }
-        try {
-          await writeAll(fh, w.data, w.offset)
-          if (!this.opts.nosync) await fh.datasync()
+          // durable when it returns: the descriptor is O_DSYNC unless nosync
+          await writeAllFd(lease.fd, w.data, w.offset)
         } finally {
-          await fh.close()
+          lease.release()
         }
         const end = w.offset + w.data.length
         if (end > loc.size) this.track(w.oid, loc.disk, end)
@@ -539,6 +598,7 @@ export class FileStore implements StoreDriver {
         continue
       }
       this.disks.remove(disk)
+      this.fds.dropDisk(disk)
       removed++
     }
     if (removed === 0) return SD_RES_UNKNOWN
@@ -593,6 +653,7 @@ export class FileStore implements StoreDriver {
       this.untrack(oid)
       return 'lost'
     }
+    this.fds.drop(oid)
     this.track(oid, to, loc.size)
     await fsp.rm(from, { force: true }).catch(() => undefined)
     return 'moved'
@@ -658,6 +719,8 @@ export class FileStore implements StoreDriver {
   /** Removes the disk and everything this store knew was on it. */
   private forgetDisk(disk: Disk): void {
     this.disks.remove(disk)
+    this.fds.dropDisk(disk)
+    this.diskCheckedMs.delete(disk)
     for (const [oid, loc] of [...this.objects]) if (loc.disk === disk) this.untrack(oid)
     for (const [oid, copies] of [...this.stale]) {
       for (const [epoch, d] of [...copies]) if (d === disk) copies.delete(epoch)
@@ -680,6 +743,8 @@ export class FileStore implements StoreDriver {
   /** The object now lives on `disk` with `size` bytes; a copy left on another disk is removed. */
   private async replaced(oid: bigint, disk: Disk, size: number): Promise<void> {
     const before = this.objects.get(oid)
+    // the name now holds another file than a descriptor opened before
+    this.fds.drop(oid)
     this.track(oid, disk, size)
     if (before && before.disk !== disk) await fsp.rm(this.objectFile(before.disk, oid), { force: true }).catch(() => undefined)
   }
@@ -690,6 +755,7 @@ export class FileStore implements StoreDriver {
   }
 
   private untrack(oid: bigint): void {
+    this.fds.drop(oid)
     this.used -= BigInt(this.objects.get(oid)?.size ?? 0)
     this.objects.delete(oid)
   }
@@ -770,6 +836,22 @@ async function readRange(file: string, offset: number, length: number): Promise<
   } finally {
     await fh.close()
   }
+}
+
+/** Fills the first `length` bytes of `buf` from `offset`; bytes past the end of the file read as zeros. */
+async function readFdInto(fd: number, buf: Buffer, length: number, offset: number): Promise<void> {
+  let filled = 0
+  while (filled < length) {
+    const n = await preadFd(fd, buf, filled, length - filled, offset + filled)
+    if (n === 0) break
+    filled += n
+  }
+  if (filled < length) buf.fill(0, filled, length)
+}
+
+async function writeAllFd(fd: number, data: Buffer, offset: number): Promise<void> {
+  let done = 0
+  while (done < data.length) done += await pwriteFd(fd, data, done, data.length - done, offset + done)
 }
 
 /** Fills the first `length` bytes of `buf` from `offset`; bytes past the end of the file read as zeros. */
