@@ -5,8 +5,9 @@
 // base:allocation meta context when the client asks for them (BLOCK_STATUS, so qemu-img map and
 // convert skip holes).
 //
-// The data path is dog's: a VdiHandle (lib/vdi-io.ts) over a few sockets to this sheep itself,
-// so copy-on-write, snapshots and index updates are exactly what dog and sheepfs do. The export
+// The data path is dog's: a VdiHandle (lib/vdi-io.ts) over a connection to this sheep itself (in
+// process: in-process-conn.ts, no socket), so copy-on-write, snapshots and index updates are
+// exactly what dog and sheepfs do. The export
 // advertises a volatile write cache (sheep/nbd-write-back.ts): a plain WRITE is acknowledged once
 // queued and written to every replica in the background; FLUSH waits for every write acknowledged
 // before it, on any connection, and fails if one of them failed; a write with FUA is answered once
@@ -17,7 +18,7 @@
 // (CAN_MULTI_CONN). TRIM and WRITE_ZEROES discard whole objects (index entry cleared, reference
 // dropped, as `dog vdi delete` does) and write zeros over partial ones.
 import net from 'node:net'
-import { PooledConnection, type SheepAddress } from '../lib/client.js'
+import type { SheepConnection } from '../lib/client.js'
 import { SdError } from '../lib/errors.js'
 import { isSnapshot } from '../lib/inode.js'
 import type { Logger } from '../lib/log.js'
@@ -132,8 +133,6 @@ export const NBD_MAX_OPTION_BYTES = 8192
  * can go on (with an error reply); a larger one closes the connection.
  */
 export const NBD_MAX_SKIPPED_PAYLOAD_BYTES = 128 * MiB
-/** Sockets from the NBD server to this sheep, shared by every NBD connection. */
-export const NBD_SHEEP_SOCKETS = 8
 /** Object requests one NBD request keeps in flight. */
 export const NBD_IO_CONCURRENCY = 8
 /** The block size advertised as preferred (a page: smaller writes mean read-modify-write in the guest). */
@@ -283,7 +282,7 @@ class ExportedVdi {
   constructor(
     readonly key: string,
     readonly target: VdiTarget,
-    private readonly conn: PooledConnection,
+    private readonly conn: SheepConnection,
     public handle: VdiHandle,
     readonly queue: ExportQueue,
   ) {}
@@ -333,8 +332,8 @@ export interface NbdServerOptions {
   /** Address to listen on (default: all). */
   host?: string
   port: number
-  /** How the NBD server reaches this sheep (its unix socket). */
-  sheepAddress: SheepAddress
+  /** How the NBD server reaches this sheep (in process; closed with the server). */
+  conn: SheepConnection
   log: Logger
 }
 
@@ -344,11 +343,11 @@ export class NbdServer {
   private readonly exported = new Map<string, ExportedVdi>()
   /** Acknowledged but unwritten writes of every export, bounded together. */
   private readonly writeBack = new WriteBackBudget()
-  readonly conn: PooledConnection
+  readonly conn: SheepConnection
   readonly log: Logger
 
   constructor(private readonly opts: NbdServerOptions) {
-    this.conn = new PooledConnection(opts.sheepAddress, NBD_SHEEP_SOCKETS)
+    this.conn = opts.conn
     this.log = opts.log
   }
 
