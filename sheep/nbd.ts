@@ -108,7 +108,7 @@ import {
   SD_RES_READONLY,
   SD_RES_SHUTDOWN,
 } from '../lib/proto.js'
-import { type VdiTarget, bitmapTest, readDelVdis, readVdis, vdiTargetsOf } from '../lib/sheep-api.js'
+import { type VdiTarget, bitmapTest, readDelVdis, readVdis, syncNodes, vdiTargetsOf } from '../lib/sheep-api.js'
 import { VdiHandle } from '../lib/vdi-io.js'
 import { ExportQueue, WriteBackBudget } from './nbd-write-back.js'
 
@@ -291,6 +291,11 @@ class ExportedVdi {
     return this.handle.readOnly
   }
 
+  /** Makes the writes written unstable so far durable on every replica (SYNC_NODES). */
+  async sync(): Promise<void> {
+    await syncNodes(this.conn)
+  }
+
   /** The handle to write through; pair with releaseWriter(). */
   async acquireWriter(): Promise<VdiHandle> {
     while (this.replacing) await this.replacing.catch(() => undefined)
@@ -381,14 +386,18 @@ export class NbdServer {
     await closed
   }
 
-  /** Gives acknowledged writes still queued a bounded time to reach the replicas. */
+  /** Gives acknowledged writes still queued a bounded time to reach the replicas and be made durable there. */
   private async drainOnShutdown(): Promise<void> {
     const queues = [...this.exported.values()].map((v) => v.queue)
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, NBD_SHUTDOWN_DRAIN_TIMEOUT_MS)
     })
-    await Promise.race([Promise.all(queues.map((q) => q.drain())), timeout])
+    const synced = async () => {
+      await Promise.all(queues.map((q) => q.drain()))
+      if (queues.length > 0) await syncNodes(this.conn).catch((e: unknown) => this.log.error(`NBD: syncing acknowledged writes at shutdown: ${messageOf(e)}`))
+    }
+    await Promise.race([synced(), timeout])
     clearTimeout(timer)
     for (const [key, v] of this.exported) {
       if (v.queue.pendingBytes > 0) this.log.error(`NBD export ${key.split('\0')[0]}: ${v.queue.pendingBytes} acknowledged bytes not written at shutdown`)
@@ -535,10 +544,13 @@ const COMMANDS: ReadonlyMap<number, CommandSpec> = new Map<number, CommandSpec>(
       writes: true,
       pastEndError: NBD_ENOSPC,
       maxLengthBytes: NBD_MAX_REQUEST_BYTES,
-      // FUA: durable before the reply, i.e. written through to every replica
+      // FUA: durable before the reply, i.e. written through to every replica. Without it the
+      // write is acknowledged at once and written in the background, to the replicas' page
+      // cache only (unstable): FLUSH makes it durable.
       deferrable: (req) => (req.flags & NBD_CMD_FLAG_FUA) === 0,
       run: async (_s, vdi, req, data) => {
-        await withWriter(vdi, (handle) => handle.write(Number(req.offset), data!))
+        const unstable = (req.flags & NBD_CMD_FLAG_FUA) === 0
+        await withWriter(vdi, (handle) => handle.write(Number(req.offset), data!, { unstable }))
         return undefined
       },
     },
@@ -571,13 +583,15 @@ const COMMANDS: ReadonlyMap<number, CommandSpec> = new Map<number, CommandSpec>(
   [
     NBD_CMD_FLUSH,
     {
-      // runs once every write acknowledged before it is on every replica's disk
+      // runs once every write acknowledged before it has reached every replica, then makes
+      // them durable there (SYNC_NODES)
       writes: false,
       pastEndError: NBD_EINVAL,
       maxLengthBytes: U32_MAX,
       barrier: true,
       run: async (session, vdi) => {
         session.takeWriteBackFailures(vdi)
+        await vdi.sync()
         return undefined
       },
     },

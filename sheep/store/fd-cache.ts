@@ -145,6 +145,10 @@ export function preadFd(fd: number, buf: Buffer, at: number, length: number, pos
   return new Promise((resolve, reject) => fs.read(fd, buf, at, length, position, (err, n) => (err ? reject(err) : resolve(n))))
 }
 
+export function fdatasyncFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())))
+}
+
 /** Writes `buf[at, at+length)` at `position`: the count of bytes written. */
 export function pwriteFd(fd: number, buf: Buffer, at: number, length: number, position: number): Promise<number> {
   return new Promise((resolve, reject) => fs.write(fd, buf, at, length, position, (err, n) => (err ? reject(err) : resolve(n))))

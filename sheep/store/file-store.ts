@@ -21,6 +21,10 @@
 // name (create, move, removal) and when its disk goes; and as an open no longer notices a disk
 // directory removed or unmounted under it, a disk whose descriptor is used is checked at most
 // every DISK_RECHECK_MS.
+//
+// An unstable write (the NBD server's write-back cache) goes through a second descriptor, without
+// O_DSYNC, and leaves its object in `unsynced`; `flush` fdatasyncs those. A move to the stale area
+// syncs first, so the stale copy has every write it was acknowledged with.
 import { GroupRun, KeyedQueue } from '../../lib/async.js'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -29,7 +33,7 @@ import path from 'node:path'
 import type { Logger } from '../../lib/log.js'
 import { SD_RES_NETWORK_ERROR, SD_RES_NO_OBJ, SD_RES_SUCCESS, SD_RES_UNKNOWN } from '../../lib/proto.js'
 import { type Disk, DiskSet, freeSpaceOf, purgeDirectory } from './disks.js'
-import { FdCache, type FdLease, preadFd, pwriteFd } from './fd-cache.js'
+import { FdCache, type FdLease, fdatasyncFd, preadFd, pwriteFd } from './fd-cache.js'
 import type { DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
 import { parseKeyFileName } from '../../lib/oid.js'
 import { DEFAULT_STORE_LAYOUT, type StoreLayout, oidFileName } from './layout.js'
@@ -84,8 +88,12 @@ export class FileStore implements StoreDriver {
   private readonly mutations = new KeyedQueue<bigint>()
   private used = 0n
   private readonly dirSyncs = new Map<string, GroupRun>()
-  /** Open object files, by store key. */
+  /** Open object files, by store key (O_DSYNC unless nosync). */
   private readonly fds: FdCache<bigint, Disk>
+  /** Open object files for unstable writes (no O_DSYNC; the same cache when nosync). */
+  private readonly unstableFds: FdCache<bigint, Disk>
+  /** Objects with unstable writes not yet made durable, and their disk. */
+  private readonly unsynced = new Map<bigint, Disk>()
   /** When each disk was last found intact (performance.now() ms). */
   private readonly diskCheckedMs = new Map<Disk, number>()
   /** Numbers the temporary files of staged creates (one sheep per directory: unique enough). */
@@ -100,6 +108,7 @@ export class FileStore implements StoreDriver {
     this.layoutNow = opts.layout ?? DEFAULT_STORE_LAYOUT
     this.disks = new DiskSet(opts.log)
     this.fds = new FdCache(fs.constants.O_RDWR | (opts.nosync ? 0 : fs.constants.O_DSYNC))
+    this.unstableFds = opts.nosync ? this.fds : new FdCache(fs.constants.O_RDWR)
     for (const p of opts.disks) {
       const added = this.disks.add(p, { purge: false })
       if (typeof added === 'string') this.log.error(added)
@@ -136,7 +145,7 @@ export class FileStore implements StoreDriver {
   }
 
   async init(): Promise<void> {
-    this.fds.dropAll()
+    this.dropAllFds()
     this.objects.clear()
     this.stale.clear()
     this.used = 0n
@@ -194,7 +203,7 @@ export class FileStore implements StoreDriver {
   }
 
   async purge(): Promise<void> {
-    this.fds.dropAll()
+    this.dropAllFds()
     for (const disk of this.disks.list()) {
       purgeDirectory(disk.path)
       await this.prepareDisk(disk)
@@ -212,6 +221,8 @@ export class FileStore implements StoreDriver {
       if (!loc) return
       const to = this.staleFile(loc.disk, oid, epoch)
       const failed = await this.onDisk(loc.disk, async () => {
+        // the stale copy must have every write acknowledged with this epoch, unstable ones too
+        if (this.unsynced.has(oid)) await this.syncObject(oid, loc.disk)
         try {
           await fsp.rename(this.objectFile(loc.disk, oid), to)
         } catch (e) {
@@ -308,8 +319,8 @@ export class FileStore implements StoreDriver {
    * The object's open descriptor on `disk`: SD_RES_NO_OBJ when its file is not there,
    * SD_RES_NETWORK_ERROR when the disk was found gone (and taken out).
    */
-  private async lease(oid: bigint, disk: Disk): Promise<FdLease | number> {
-    const hit = this.fds.hit(oid, disk)
+  private async lease(oid: bigint, disk: Disk, fds = this.fds): Promise<FdLease | number> {
+    const hit = fds.hit(oid, disk)
     if (hit) {
       if (this.diskStillThere(disk)) return hit
       hit.release()
@@ -317,7 +328,7 @@ export class FileStore implements StoreDriver {
       return SD_RES_NETWORK_ERROR
     }
     try {
-      return await this.fds.open(oid, disk, this.objectFile(disk, oid), () => this.disks.has(disk))
+      return await fds.open(oid, disk, this.objectFile(disk, oid), () => this.disks.has(disk))
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return SD_RES_NO_OBJ
       throw e
@@ -333,6 +344,34 @@ export class FileStore implements StoreDriver {
     return true
   }
 
+  async flush(): Promise<void> {
+    const objects = [...this.unsynced]
+    await Promise.all(
+      objects.map(async ([oid, disk]) => {
+        const r = await this.onDisk(disk, () => this.syncObject(oid, disk))
+        if (r === SD_RES_NETWORK_ERROR) throw Object.assign(new Error(`${disk.path} failed with unstable writes of ${oidFileName(oid)}`), { code: 'EIO' })
+      }),
+    )
+  }
+
+  /** fdatasync of an object with unstable writes; one removed or replaced meanwhile needs none. */
+  private async syncObject(oid: bigint, disk: Disk): Promise<void> {
+    if (this.unsynced.get(oid) !== disk) return
+    // writes that come from here on are the next flush's
+    this.unsynced.delete(oid)
+    const lease = await this.lease(oid, disk, this.unstableFds)
+    if (lease === SD_RES_NO_OBJ) return
+    if (typeof lease === 'number') throw Object.assign(new Error(`${disk.path} failed with unstable writes of ${oidFileName(oid)}`), { code: 'EIO' })
+    try {
+      await fdatasyncFd(lease.fd)
+    } catch (e) {
+      if (!this.unsynced.has(oid)) this.unsynced.set(oid, disk)
+      throw e
+    } finally {
+      lease.release()
+    }
+  }
+
   readAfterMutations(oid: bigint, offset: number, length: number): Promise<Buffer | number> {
     return this.serialise(oid, () => this.read(oid, offset, length))
   }
@@ -342,12 +381,14 @@ export class FileStore implements StoreDriver {
       const loc = this.objects.get(w.oid)
       if (!loc) return SD_RES_NO_OBJ
       return this.onDisk(loc.disk, async () => {
-        const lease = await this.lease(w.oid, loc.disk)
+        const unstable = w.unstable === true && !this.opts.nosync
+        const lease = await this.lease(w.oid, loc.disk, unstable ? this.unstableFds : this.fds)
         if (lease === SD_RES_NO_OBJ) return this.missing(loc.disk)
         if (typeof lease === 'number') return lease
         try {
-          // durable when it returns: the descriptor is O_DSYNC unless nosync
+          // durable when it returns unless unstable: the descriptor is O_DSYNC unless nosync
           await writeAllFd(lease.fd, w.data, w.offset)
+          if (unstable) this.unsynced.set(w.oid, loc.disk)
         } finally {
           lease.release()
         }
@@ -599,6 +640,7 @@ export class FileStore implements StoreDriver {
       }
       this.disks.remove(disk)
       this.fds.dropDisk(disk)
+      this.unstableFds.dropDisk(disk)
       removed++
     }
     if (removed === 0) return SD_RES_UNKNOWN
@@ -653,7 +695,7 @@ export class FileStore implements StoreDriver {
       this.untrack(oid)
       return 'lost'
     }
-    this.fds.drop(oid)
+    this.dropFds(oid)
     this.track(oid, to, loc.size)
     await fsp.rm(from, { force: true }).catch(() => undefined)
     return 'moved'
@@ -720,6 +762,7 @@ export class FileStore implements StoreDriver {
   private forgetDisk(disk: Disk): void {
     this.disks.remove(disk)
     this.fds.dropDisk(disk)
+    this.unstableFds.dropDisk(disk)
     this.diskCheckedMs.delete(disk)
     for (const [oid, loc] of [...this.objects]) if (loc.disk === disk) this.untrack(oid)
     for (const [oid, copies] of [...this.stale]) {
@@ -744,9 +787,22 @@ export class FileStore implements StoreDriver {
   private async replaced(oid: bigint, disk: Disk, size: number): Promise<void> {
     const before = this.objects.get(oid)
     // the name now holds another file than a descriptor opened before
-    this.fds.drop(oid)
+    this.dropFds(oid)
     this.track(oid, disk, size)
     if (before && before.disk !== disk) await fsp.rm(this.objectFile(before.disk, oid), { force: true }).catch(() => undefined)
+  }
+
+  /** The object's file changed under its name (or is gone): its descriptors no longer name it. */
+  private dropFds(oid: bigint): void {
+    this.fds.drop(oid)
+    this.unstableFds.drop(oid)
+    this.unsynced.delete(oid)
+  }
+
+  private dropAllFds(): void {
+    this.fds.dropAll()
+    this.unstableFds.dropAll()
+    this.unsynced.clear()
   }
 
   private track(oid: bigint, disk: Disk, size: number): void {
@@ -755,7 +811,7 @@ export class FileStore implements StoreDriver {
   }
 
   private untrack(oid: bigint): void {
-    this.fds.drop(oid)
+    this.dropFds(oid)
     this.used -= BigInt(this.objects.get(oid)?.size ?? 0)
     this.objects.delete(oid)
   }
