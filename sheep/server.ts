@@ -20,6 +20,7 @@ import {
   validateRequestHeader,
 } from '../lib/codec.js'
 import { FrameReader } from '../lib/framing.js'
+import { writeFrame } from '../lib/coalesced-write.js'
 import { resultOfError } from '../lib/errors.js'
 import {
   SD_RES_BUFFER_SMALL,
@@ -522,10 +523,7 @@ export class SheepServer {
   private send(socket: net.Socket, req: SdRequest, r: OpReply): void {
     if (socket.destroyed) return
     const { header, data } = this.responseOf(req, r)
-    socket.cork()
-    socket.write(header)
-    if (data && data.length > 0) socket.write(data)
-    socket.uncork()
+    writeFrame(socket, header, data)
   }
 
   /** The response header and payload answering `req` with `r`, as they go on the wire. */
