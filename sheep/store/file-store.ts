@@ -65,6 +65,12 @@ const SECTOR_BYTES = 512n
  * it was last checked longer ago than this: one stat per disk every few requests, not per request.
  */
 const DISK_RECHECK_MS = 10
+/**
+ * Unstable writes up to this size are written from the event loop (a copy into the page cache,
+ * a few µs) rather than handed to the thread pool: on a busy machine the hand-off and the wake-up
+ * of a pool thread cost far more than the copy. Larger ones, and every durable write, use the pool.
+ */
+const UNSTABLE_INLINE_WRITE_MAX_BYTES = 64 * 1024
 
 interface Location {
   readonly disk: Disk
@@ -387,7 +393,8 @@ export class FileStore implements StoreDriver {
         if (typeof lease === 'number') return lease
         try {
           // durable when it returns unless unstable: the descriptor is O_DSYNC unless nosync
-          await writeAllFd(lease.fd, w.data, w.offset)
+          if (unstable && w.data.length <= UNSTABLE_INLINE_WRITE_MAX_BYTES) writeAllFdNow(lease.fd, w.data, w.offset)
+          else await writeAllFd(lease.fd, w.data, w.offset)
           if (unstable) this.unsynced.set(w.oid, loc.disk)
         } finally {
           lease.release()
@@ -903,6 +910,12 @@ async function readFdInto(fd: number, buf: Buffer, length: number, offset: numbe
     filled += n
   }
   if (filled < length) buf.fill(0, filled, length)
+}
+
+/** writeAllFd on the event loop: for small writes into the page cache only. */
+function writeAllFdNow(fd: number, data: Buffer, offset: number): void {
+  let done = 0
+  while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done, offset + done)
 }
 
 async function writeAllFd(fd: number, data: Buffer, offset: number): Promise<void> {
