@@ -10,11 +10,18 @@
 // a pool thread still reads through it). An open that raced with a drop (it may have opened the
 // file the drop replaced) serves its one request and is not cached: every drop bumps a
 // generation that an open compares before and after.
+//
+// A file removed or replaced by hand (an operator, a test deleting a replica for `dog vdi check`)
+// is not a drop the store knows of: a descriptor idle for FD_IDLE_RECHECK_MS is checked against
+// its path (same inode?) before it is used again, so such a change is seen by the next request
+// that comes after a pause. A descriptor in continuous use is not checked.
 import assert from 'node:assert'
 import fs from 'node:fs'
 
 /** Object files kept open per store; past this the least recently used idle ones are closed. */
 export const OBJECT_FD_CACHE_MAX_OPEN = 512
+/** A descriptor unused for longer than this is checked against its path before its next use. */
+export const FD_IDLE_RECHECK_MS = 20
 
 /** One descriptor lent to a request; `release` exactly once when the request is done with it. */
 export interface FdLease {
@@ -25,6 +32,10 @@ export interface FdLease {
 interface Entry<D> {
   readonly fd: number
   readonly disk: D
+  /** The inode opened: the path must still name it. */
+  readonly ino: number
+  /** performance.now() of the last lease. */
+  usedMs: number
   users: number
   /** Out of the cache: closes when its last user releases it. */
   dropped: boolean
@@ -51,10 +62,17 @@ export class FdCache<K, D> {
     return this.entries.size
   }
 
-  /** The cached descriptor of `key` on `disk`, or undefined (not cached, or cached on another disk). */
-  hit(key: K, disk: D): FdLease | undefined {
+  /**
+   * The cached descriptor of `key` on `disk`, or undefined (not cached, cached on another disk,
+   * or idle and `file` no longer names what it opened).
+   */
+  hit(key: K, disk: D, file: string): FdLease | undefined {
     const entry = this.entries.get(key)
     if (!entry || entry.disk !== disk) return undefined
+    if (performance.now() - entry.usedMs > FD_IDLE_RECHECK_MS && fs.statSync(file, { throwIfNoEntry: false })?.ino !== entry.ino) {
+      this.retire(key, entry)
+      return undefined
+    }
     this.entries.delete(key)
     this.entries.set(key, entry)
     return this.lend(entry)
@@ -67,13 +85,20 @@ export class FdCache<K, D> {
   async open(key: K, disk: D, file: string, cache: () => boolean): Promise<FdLease> {
     const before = this.generation
     const fd = await openFd(file, this.flags)
-    const entry: Entry<D> = { fd, disk, users: 0, dropped: false }
+    let ino: number
+    try {
+      ino = fs.fstatSync(fd).ino
+    } catch (e) {
+      closeFd(fd)
+      throw e
+    }
+    const entry: Entry<D> = { fd, disk, ino, usedMs: 0, users: 0, dropped: false }
     const other = this.entries.get(key)
     if (this.generation !== before || !cache()) entry.dropped = true
     else if (other && other.disk === disk) {
       // another request opened it meanwhile: use that one, close ours
       closeFd(fd)
-      return this.hit(key, disk) as FdLease
+      return this.lend(other)
     } else {
       if (other) this.retire(key, other)
       this.entries.set(key, entry)
@@ -103,6 +128,7 @@ export class FdCache<K, D> {
 
   private lend(entry: Entry<D>): FdLease {
     entry.users++
+    entry.usedMs = performance.now()
     let released = false
     return {
       fd: entry.fd,

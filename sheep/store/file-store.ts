@@ -326,7 +326,7 @@ export class FileStore implements StoreDriver {
    * SD_RES_NETWORK_ERROR when the disk was found gone (and taken out).
    */
   private async lease(oid: bigint, disk: Disk, fds = this.fds): Promise<FdLease | number> {
-    const hit = fds.hit(oid, disk)
+    const hit = fds.hit(oid, disk, this.objectFile(disk, oid))
     if (hit) {
       if (this.diskStillThere(disk)) return hit
       hit.release()

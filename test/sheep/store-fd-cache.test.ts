@@ -6,7 +6,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import t, { type Test } from 'tap'
 import { SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
-import { FdCache } from '../../sheep/store/fd-cache.js'
+import { FD_IDLE_RECHECK_MS, FdCache } from '../../sheep/store/fd-cache.js'
 import { FileStore } from '../../sheep/store/file-store.js'
 import { silentLogger } from '../../lib/log.js'
 import { tempDir } from '../../harness/sheep.js'
@@ -76,15 +76,15 @@ t.test('the cache holds at most its bound and never closes a descriptor in use',
   fs.readSync(held.fd, buf, 0, 6, 0)
   t.same(buf, text('file 0'), 'dropped while in use: still open until released')
   held.release()
-  t.notOk(cache.hit(0, 'd'), 'gone once released')
+  t.notOk(cache.hit(0, 'd', files[0] as string), 'gone once released')
   const other = await cache.open(5, 'e', files[5] as string, () => true)
-  t.notOk(cache.hit(5, 'd'), 'cached on disk e now: not a hit for disk d')
+  t.notOk(cache.hit(5, 'd', files[5] as string), 'cached on disk e now: not a hit for disk d')
   other.release()
   cache.dropDisk('e')
-  t.notOk(cache.hit(5, 'e'), 'dropped with its disk')
+  t.notOk(cache.hit(5, 'e', files[5] as string), 'dropped with its disk')
   const uncached = await cache.open(4, 'd', files[4] as string, () => false)
   uncached.release()
-  t.notOk(cache.hit(4, 'd'), 'not cached when the disk takes no more')
+  t.notOk(cache.hit(4, 'd', files[4] as string), 'not cached when the disk takes no more')
   cache.dropAll()
   t.equal(cache.size, 0)
 })
@@ -106,4 +106,17 @@ t.test('unstable writes are read back, made durable by flush, and kept by a move
   t.equal(await store.remove(OID), SD_RES_SUCCESS)
   await store.flush()
   t.pass('a removed object with unstable writes needs no sync')
+})
+
+t.test('an object file removed by hand is noticed by the next read after a pause', async (t) => {
+  const dir = tempDir('store-fds-hand-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const store = new FileStore({ disks: [dir], nosync: true, log: silentLogger() })
+  await store.init()
+  await store.create({ oid: OID, offset: 0, data: text('here') }, 4096)
+  t.same(await store.read(OID, 0, 4), text('here'), 'read once: its descriptor is cached')
+  const file = fs.readdirSync(dir).find((f) => f.startsWith('0000004200000007'))
+  fs.rmSync(path.join(dir, file as string))
+  await new Promise((r) => setTimeout(r, FD_IDLE_RECHECK_MS + 30))
+  t.equal(await store.read(OID, 0, 4), SD_RES_NO_OBJ, 'the removed file reads as missing')
 })
