@@ -5,6 +5,7 @@ import net from 'node:net'
 import { type CommonHeader, type RequestInit, type SdResponse, decodeResponseHeader, encodeRequestHeader } from './codec.js'
 import { SdConnectError, SdError, SdTransportError } from './errors.js'
 import { FrameReader } from './framing.js'
+import { writeFrame } from './coalesced-write.js'
 import type { Layout } from './layout.js'
 import { SD_FLAG_CMD_PIGGYBACK, SD_FLAG_CMD_WRITE, SD_RES_SUCCESS } from './proto.js'
 
@@ -132,10 +133,7 @@ export class SheepConnection {
     this.connect().then(
       (socket) => {
         if (!this.inFlight.has(id)) return
-        socket.cork()
-        socket.write(p.header)
-        if (p.data && p.data.length > 0) socket.write(p.data)
-        socket.uncork()
+        writeFrame(socket, p.header, p.data)
       },
       (err: Error) => this.resetSocket(err),
     )

@@ -89,6 +89,14 @@ export const SD_OP_GET_RECOVERY = 0xca
 export const SD_OP_SET_RECOVERY = 0xcb
 export const SD_OP_SET_VNODES = 0xcc
 export const SD_OP_GET_VNODES = 0xcd
+// Ours (0xe0 and up, above every opcode of the original; the original's peers never see them):
+// the NBD server's write-back cache (issue #15). Writes sent with SD_FLAG_CMD_UNSTABLE may sit
+// in the page cache of their replicas; SYNC_NODES makes every such write accepted before it
+// durable, by sending SYNC_PEER to every node of the cluster.
+/** Gateway: every unstable write accepted so far made durable on every node. */
+export const SD_OP_SYNC_NODES = 0xe0
+/** Peer: every unstable write this node's store accepted so far made durable. */
+export const SD_OP_SYNC_PEER = 0xe1
 
 /** Opcode → name without the SD_OP_ prefix, for logs and error messages (each opcode once, above). */
 export const OPCODE_NAMES: ReadonlyMap<number, string> = namesByValue('SD_OP_', {
@@ -160,6 +168,8 @@ export const OPCODE_NAMES: ReadonlyMap<number, string> = namesByValue('SD_OP_', 
   SD_OP_SET_RECOVERY,
   SD_OP_SET_VNODES,
   SD_OP_GET_VNODES,
+  SD_OP_SYNC_NODES,
+  SD_OP_SYNC_PEER,
 })
 
 export function opcodeName(opcode: number): string {
@@ -188,6 +198,11 @@ export const SD_FLAG_CMD_WILDCARD = 0x0100
 export const SD_FLAG_CMD_CREAT = 0x0100
 export const SD_FLAG_CMD_EXCL = 0x0200
 export const SD_FLAG_CMD_DEL = 0x0400
+/**
+ * Ours: a WRITE_OBJ / WRITE_PEER whose data need not be durable when it is answered, only after
+ * the next SD_OP_SYNC_NODES (a peer that does not know it writes durably anyway).
+ */
+export const SD_FLAG_CMD_UNSTABLE = 0x8000
 
 // Result codes (wire-protocol.md §6).
 export const SD_RES_SUCCESS = 0x00

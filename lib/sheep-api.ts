@@ -14,6 +14,7 @@ import {
   SD_FLAG_CMD_CREAT,
   SD_FLAG_CMD_DEL,
   SD_FLAG_CMD_DIRECT,
+  SD_FLAG_CMD_UNSTABLE,
   SD_FLAG_CMD_EXCL,
   SD_FLAG_CMD_PIGGYBACK,
   SD_FLAG_CMD_WRITE,
@@ -37,6 +38,7 @@ import {
   SD_OP_GET_HASH,
   SD_OP_GET_LOGLEVEL,
   SD_OP_GET_NODE_LIST,
+  SD_OP_SYNC_NODES,
   SD_OP_GET_RECOVERY,
   SD_OP_GET_STORE_LIST,
   SD_OP_GET_VDI_ATTR,
@@ -576,6 +578,8 @@ export interface ObjectWriteOptions {
   copyPolicy?: number
   /** Set CMD_DIRECT (bypass the long-gone object cache; dog sets it on inode writes). */
   direct?: boolean
+  /** WRITE_OBJ only: durable only after the next syncNodes (SD_FLAG_CMD_UNSTABLE, ours). */
+  unstable?: boolean
 }
 
 /** READ_OBJ: `length` bytes at `offset` of an object (the answer may be shorter only if the sheep says so). */
@@ -598,12 +602,17 @@ export async function readObj(
   return data
 }
 
+/** SYNC_NODES (ours): every unstable write accepted so far made durable on every node. */
+export async function syncNodes(conn: SheepConnection): Promise<void> {
+  await call(conn, { opcode: SD_OP_SYNC_NODES })
+}
+
 /** WRITE_OBJ: overwrite bytes of an existing object (NO_OBJ if it does not exist). */
 export async function writeObj(conn: SheepConnection, oid: bigint, offset: number, data: Buffer, opts: ObjectWriteOptions = {}): Promise<void> {
   checkObjectOffset(offset)
   await call(conn, {
     opcode: SD_OP_WRITE_OBJ,
-    flags: SD_FLAG_CMD_WRITE | (opts.direct ? SD_FLAG_CMD_DIRECT : 0),
+    flags: SD_FLAG_CMD_WRITE | (opts.direct ? SD_FLAG_CMD_DIRECT : 0) | (opts.unstable ? SD_FLAG_CMD_UNSTABLE : 0),
     variant: REQ_OBJ,
     fields: { oid, offset, copies: opts.copies ?? 0, copyPolicy: opts.copyPolicy ?? 0 },
     data,

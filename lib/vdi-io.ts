@@ -33,6 +33,11 @@ export interface VdiIoOptions {
   /** Object requests in flight at once (default: the handle's, VDI_IO_DEFAULT_CONCURRENCY). */
   concurrency?: number
   onProgress?: ProgressCallback
+  /**
+   * `write`: overwrites of allocated objects need not be durable until the next syncNodes
+   * (SD_FLAG_CMD_UNSTABLE); creates and index updates are durable regardless.
+   */
+  unstable?: boolean
 }
 
 export interface VdiReadOptions extends VdiIoOptions {
@@ -263,7 +268,7 @@ export class VdiHandle {
     await this.prepareIndex(start, BigInt(data.length))
     let done = 0
     await runWindowed(this.pieces(start, BigInt(data.length)), this.limit(opts), async (p) => {
-      await this.writePiece(p, data.subarray(p.at, p.at + p.length))
+      await this.writePiece(p, data.subarray(p.at, p.at + p.length), opts.unstable === true)
       done += p.length
       opts.onProgress?.(done, data.length)
     })
@@ -413,7 +418,7 @@ export class VdiHandle {
    * then index update; inherited → CREATE_AND_WRITE with CMD_COW from the owner's object, then
    * index update. A write to an object being created waits for the create, then overwrites.
    */
-  private async writePiece(p: Piece, data: Buffer): Promise<void> {
+  private async writePiece(p: Piece, data: Buffer, unstable = false): Promise<void> {
     for (;;) {
       const pending = this.creating.get(p.idx)
       if (pending) {
@@ -424,7 +429,7 @@ export class VdiHandle {
       const oid = vidToDataOid(this.vid, p.idx)
       const objOpts = this.objectWriteOptions()
       if (owner === this.vid) {
-        await writeObj(this.conn, oid, p.offsetInObject, data, objOpts)
+        await writeObj(this.conn, oid, p.offsetInObject, data, { ...objOpts, unstable })
         return
       }
       const create = (async () => {

@@ -9,6 +9,9 @@ import type { Layout } from '../lib/layout.js'
 import {
   GATEWAY_TO_PEER_OP,
   SD_OP_DECREF_PEER,
+  SD_OP_SYNC_PEER,
+  SD_RES_INVALID_PARMS,
+  SD_RES_NO_SUPPORT,
   SD_RES_KILLED,
   SD_RES_NETWORK_ERROR,
   SD_RES_NEW_NODE_VER,
@@ -59,14 +62,15 @@ export async function forward(
   data: Buffer | undefined,
   length: number,
   ref?: RefFields,
+  flags = 0,
 ): Promise<OpReply> {
   const peerOp = GATEWAY_TO_PEER_OP.get(opcode) ?? opcode
   if (peerOp === SD_OP_DECREF_PEER) {
     const fields = { oid: obj.oid, generation: ref?.generation ?? 0, count: ref?.count ?? 0 }
     return remote(sheep, epoch, node, { opcode: peerOp, variant: REQ_REF, fields })
   }
-  if (sheep.isSelf(node)) return runPeerOp(sheep, { opcode: peerOp, obj, data, length }, epoch)
-  return remote(sheep, epoch, node, { opcode: peerOp, variant: REQ_OBJ, fields: obj, data, readLength: data ? undefined : length })
+  if (sheep.isSelf(node)) return runPeerOp(sheep, { opcode: peerOp, flags, obj, data, length }, epoch)
+  return remote(sheep, epoch, node, { opcode: peerOp, flags, variant: REQ_OBJ, fields: obj, data, readLength: data ? undefined : length })
 }
 
 async function remote<L extends Layout>(sheep: Sheep, epoch: number, node: SdNode, opts: RequestOptions<L>): Promise<OpReply> {
@@ -83,6 +87,19 @@ async function remote<L extends Layout>(sheep: Sheep, epoch: number, node: SdNod
     if (e instanceof SdError) return reply(e.code)
     throw e
   }
+}
+
+/**
+ * SYNC_PEER to `node` (this node: its store directly): every unstable write it accepted so far
+ * made durable. A peer that does not know the op (the original) never took a write as unstable.
+ */
+export async function syncPeer(sheep: Sheep, epoch: number, node: SdNode): Promise<OpReply> {
+  if (sheep.isSelf(node)) {
+    await sheep.store.flush()
+    return reply(SD_RES_SUCCESS)
+  }
+  const r = await remote(sheep, epoch, node, { opcode: SD_OP_SYNC_PEER, variant: REQ_OBJ, fields: {} })
+  return r.result === SD_RES_INVALID_PARMS || r.result === SD_RES_NO_SUPPORT ? reply(SD_RES_SUCCESS) : r
 }
 
 export async function withRetries(sheep: Sheep, attempt: () => Promise<OpReply>): Promise<OpReply> {

@@ -11,6 +11,7 @@ import {
   OBJECT_CHUNK_BYTES,
   SD_FLAG_CMD_COW,
   SD_FLAG_CMD_TGT,
+  SD_FLAG_CMD_UNSTABLE,
   SD_OP_CREATE_AND_WRITE_OBJ,
   SD_OP_DECREF_OBJ,
   SD_OP_REMOVE_OBJ,
@@ -24,7 +25,7 @@ import {
 import { type OpReply, reply } from './op-types.js'
 import { objectSizeFor } from './peer.js'
 import { isIndexUpdate, writeIndexWithRefs } from './refcount.js'
-import { type ObjFields, gatewayRead, gatewayWriteAll } from './replica-io.js'
+import { type ObjFields, gatewayRead, gatewaySyncAll, gatewayWriteAll } from './replica-io.js'
 import type { Sheep } from './sheep.js'
 import { inodeRefreshRequired, invalidateOtherInodes, validateInode } from './vdi.js'
 
@@ -65,7 +66,12 @@ export async function gatewayWriteObj(sheep: Sheep, req: SdRequest, data: Buffer
     await invalidateOtherInodes(sheep, oidToVid(obj.oid))
     return writeIndexWithRefs(sheep, obj, data)
   }
-  return gatewayWriteAll(sheep, SD_OP_WRITE_OBJ, obj, data ?? Buffer.alloc(0))
+  return gatewayWriteAll(sheep, SD_OP_WRITE_OBJ, obj, data ?? Buffer.alloc(0), undefined, req.flags & SD_FLAG_CMD_UNSTABLE)
+}
+
+/** SYNC_NODES (ours): every unstable write accepted before it durable on every node. */
+export function gatewaySyncNodes(sheep: Sheep): Promise<OpReply> {
+  return gatewaySyncAll(sheep)
 }
 
 /** CREATE_AND_WRITE_OBJ: every replica, built from the source object with CMD_COW. */

@@ -16,6 +16,7 @@ import { SD_DEFAULT_VNODES } from '../lib/proto.js'
 import { CLUSTER_DRIVERS } from './cluster/drivers.js'
 import { OPS } from './ops.js'
 import { type SheepOptions, parseSheepArgs } from './options.js'
+import { InProcessConnection } from './in-process-conn.js'
 import { NbdServer } from './nbd.js'
 import { SheepServer } from './server.js'
 import { Sheep, objectDir } from './sheep.js'
@@ -109,8 +110,8 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
   const server = new SheepServer(sheep, { adminFrom: opts.adminFrom })
   const socketPath = path.join(baseDir, 'sock')
   await server.listen({ host: opts.bindAddr, port: opts.port, socketPath, io: opts.io })
-  // the NBD server reaches this sheep through its unix socket, so its I/O is exactly dog's
-  const nbd = opts.nbd ? new NbdServer({ host: opts.nbd.host, port: opts.nbd.port, sheepAddress: { path: socketPath }, log }) : undefined
+  // the NBD server's requests run through this server's op table as dog's do, without a socket
+  const nbd = opts.nbd ? new NbdServer({ host: opts.nbd.host, port: opts.nbd.port, conn: new InProcessConnection(server), log }) : undefined
   if (nbd) {
     try {
       await nbd.listen()

@@ -5,8 +5,9 @@
 // base:allocation meta context when the client asks for them (BLOCK_STATUS, so qemu-img map and
 // convert skip holes).
 //
-// The data path is dog's: a VdiHandle (lib/vdi-io.ts) over a few sockets to this sheep itself,
-// so copy-on-write, snapshots and index updates are exactly what dog and sheepfs do. The export
+// The data path is dog's: a VdiHandle (lib/vdi-io.ts) over a connection to this sheep itself (in
+// process: in-process-conn.ts, no socket), so copy-on-write, snapshots and index updates are
+// exactly what dog and sheepfs do. The export
 // advertises a volatile write cache (sheep/nbd-write-back.ts): a plain WRITE is acknowledged once
 // queued and written to every replica in the background; FLUSH waits for every write acknowledged
 // before it, on any connection, and fails if one of them failed; a write with FUA is answered once
@@ -17,7 +18,7 @@
 // (CAN_MULTI_CONN). TRIM and WRITE_ZEROES discard whole objects (index entry cleared, reference
 // dropped, as `dog vdi delete` does) and write zeros over partial ones.
 import net from 'node:net'
-import { PooledConnection, type SheepAddress } from '../lib/client.js'
+import type { SheepConnection } from '../lib/client.js'
 import { SdError } from '../lib/errors.js'
 import { isSnapshot } from '../lib/inode.js'
 import type { Logger } from '../lib/log.js'
@@ -107,7 +108,7 @@ import {
   SD_RES_READONLY,
   SD_RES_SHUTDOWN,
 } from '../lib/proto.js'
-import { type VdiTarget, bitmapTest, readDelVdis, readVdis, vdiTargetsOf } from '../lib/sheep-api.js'
+import { type VdiTarget, bitmapTest, readDelVdis, readVdis, syncNodes, vdiTargetsOf } from '../lib/sheep-api.js'
 import { VdiHandle } from '../lib/vdi-io.js'
 import { ExportQueue, WriteBackBudget } from './nbd-write-back.js'
 
@@ -132,8 +133,6 @@ export const NBD_MAX_OPTION_BYTES = 8192
  * can go on (with an error reply); a larger one closes the connection.
  */
 export const NBD_MAX_SKIPPED_PAYLOAD_BYTES = 128 * MiB
-/** Sockets from the NBD server to this sheep, shared by every NBD connection. */
-export const NBD_SHEEP_SOCKETS = 8
 /** Object requests one NBD request keeps in flight. */
 export const NBD_IO_CONCURRENCY = 8
 /** The block size advertised as preferred (a page: smaller writes mean read-modify-write in the guest). */
@@ -283,13 +282,18 @@ class ExportedVdi {
   constructor(
     readonly key: string,
     readonly target: VdiTarget,
-    private readonly conn: PooledConnection,
+    private readonly conn: SheepConnection,
     public handle: VdiHandle,
     readonly queue: ExportQueue,
   ) {}
 
   get readOnly(): boolean {
     return this.handle.readOnly
+  }
+
+  /** Makes the writes written unstable so far durable on every replica (SYNC_NODES). */
+  async sync(): Promise<void> {
+    await syncNodes(this.conn)
   }
 
   /** The handle to write through; pair with releaseWriter(). */
@@ -333,8 +337,8 @@ export interface NbdServerOptions {
   /** Address to listen on (default: all). */
   host?: string
   port: number
-  /** How the NBD server reaches this sheep (its unix socket). */
-  sheepAddress: SheepAddress
+  /** How the NBD server reaches this sheep (in process; closed with the server). */
+  conn: SheepConnection
   log: Logger
 }
 
@@ -344,11 +348,11 @@ export class NbdServer {
   private readonly exported = new Map<string, ExportedVdi>()
   /** Acknowledged but unwritten writes of every export, bounded together. */
   private readonly writeBack = new WriteBackBudget()
-  readonly conn: PooledConnection
+  readonly conn: SheepConnection
   readonly log: Logger
 
   constructor(private readonly opts: NbdServerOptions) {
-    this.conn = new PooledConnection(opts.sheepAddress, NBD_SHEEP_SOCKETS)
+    this.conn = opts.conn
     this.log = opts.log
   }
 
@@ -382,14 +386,18 @@ export class NbdServer {
     await closed
   }
 
-  /** Gives acknowledged writes still queued a bounded time to reach the replicas. */
+  /** Gives acknowledged writes still queued a bounded time to reach the replicas and be made durable there. */
   private async drainOnShutdown(): Promise<void> {
     const queues = [...this.exported.values()].map((v) => v.queue)
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, NBD_SHUTDOWN_DRAIN_TIMEOUT_MS)
     })
-    await Promise.race([Promise.all(queues.map((q) => q.drain())), timeout])
+    const synced = async () => {
+      await Promise.all(queues.map((q) => q.drain()))
+      if (queues.length > 0) await syncNodes(this.conn).catch((e: unknown) => this.log.error(`NBD: syncing acknowledged writes at shutdown: ${messageOf(e)}`))
+    }
+    await Promise.race([synced(), timeout])
     clearTimeout(timer)
     for (const [key, v] of this.exported) {
       if (v.queue.pendingBytes > 0) this.log.error(`NBD export ${key.split('\0')[0]}: ${v.queue.pendingBytes} acknowledged bytes not written at shutdown`)
@@ -536,10 +544,13 @@ const COMMANDS: ReadonlyMap<number, CommandSpec> = new Map<number, CommandSpec>(
       writes: true,
       pastEndError: NBD_ENOSPC,
       maxLengthBytes: NBD_MAX_REQUEST_BYTES,
-      // FUA: durable before the reply, i.e. written through to every replica
+      // FUA: durable before the reply, i.e. written through to every replica. Without it the
+      // write is acknowledged at once and written in the background, to the replicas' page
+      // cache only (unstable): FLUSH makes it durable.
       deferrable: (req) => (req.flags & NBD_CMD_FLAG_FUA) === 0,
       run: async (_s, vdi, req, data) => {
-        await withWriter(vdi, (handle) => handle.write(Number(req.offset), data!))
+        const unstable = (req.flags & NBD_CMD_FLAG_FUA) === 0
+        await withWriter(vdi, (handle) => handle.write(Number(req.offset), data!, { unstable }))
         return undefined
       },
     },
@@ -572,13 +583,15 @@ const COMMANDS: ReadonlyMap<number, CommandSpec> = new Map<number, CommandSpec>(
   [
     NBD_CMD_FLUSH,
     {
-      // runs once every write acknowledged before it is on every replica's disk
+      // runs once every write acknowledged before it has reached every replica, then makes
+      // them durable there (SYNC_NODES)
       writes: false,
       pastEndError: NBD_EINVAL,
       maxLengthBytes: U32_MAX,
       barrier: true,
       run: async (session, vdi) => {
         session.takeWriteBackFailures(vdi)
+        await vdi.sync()
         return undefined
       },
     },

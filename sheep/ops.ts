@@ -58,6 +58,8 @@ import {
   SD_OP_STAT_SHEEP,
   SD_OP_WRITE_OBJ,
   SD_OP_WRITE_PEER,
+  SD_OP_SYNC_NODES,
+  SD_OP_SYNC_PEER,
   SD_RES_BUFFER_SMALL,
   SD_RES_INVALID_PARMS,
   SD_RES_NO_OBJ,
@@ -133,7 +135,7 @@ import { SD_ADDR_LEN } from '../lib/addr.js'
 import { readFields, writeFields } from '../lib/layout.js'
 import { inodeIndexOffset, isDataObj, oidToIdx, oidToVid, vidToVdiOid } from '../lib/oid.js'
 import { LOG_LEVEL_NAMES, sdLevelToPino } from '../lib/log.js'
-import { gatewayCreateAndWriteObj, gatewayDecrefObj, gatewayReadObj, gatewayRemoveObj, gatewayWriteObj } from './gateway.js'
+import { gatewayCreateAndWriteObj, gatewayDecrefObj, gatewayReadObj, gatewayRemoveObj, gatewaySyncNodes, gatewayWriteObj } from './gateway.js'
 import { gatewayWriteAll, readObject, writeObject } from './replica-io.js'
 import { type OpKind, type OpReply, reply } from './op-types.js'
 import { copyObject, peerPieceReader } from './object-copy.js'
@@ -310,6 +312,17 @@ async function discardObj(sheep: Sheep, req: SdRequest): Promise<OpReply> {
 }
 
 const peer: OpDef = { kind: 'peer', handler: handlePeerRequest }
+
+/** SYNC_PEER (ours): this node's unstable writes made durable; a disk that cannot answers EIO. */
+async function syncPeerHandler(sheep: Sheep): Promise<OpReply> {
+  try {
+    await sheep.store.flush()
+    return reply(SD_RES_SUCCESS)
+  } catch (e) {
+    sheep.log.error(`sync of unstable writes failed: ${String(e)}`)
+    return reply(resultOfError(e))
+  }
+}
 
 /** The op table. */
 // ---- handlers and main phases of the ops below, named after their op -------------------------
@@ -600,6 +613,8 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [SD_OP_READ_PEER, peer],
   [SD_OP_WRITE_PEER, peer],
   [SD_OP_REMOVE_PEER, peer],
+  [SD_OP_SYNC_NODES, { kind: 'gateway', handler: gatewaySyncNodes }],
+  [SD_OP_SYNC_PEER, { kind: 'peer', handler: syncPeerHandler }],
   [SD_OP_DISCARD_OBJ, { kind: 'local', handler: discardObj }],
   [SD_OP_NEW_VDI, { kind: 'cluster', work: newVdiWork, main: newVdiOpMain }],
   [SD_OP_GET_VDI_INFO, { kind: 'cluster', work: getVdiInfoWork }],

@@ -7,6 +7,7 @@ import { REQ_OBJ, type SdRequest, reqVariant } from '../lib/codec.js'
 import { oidToVid, objectSizeOf, stripKey } from '../lib/oid.js'
 import {
   SD_FLAG_CMD_RECOVERY,
+  SD_FLAG_CMD_UNSTABLE,
   SD_OP_CREATE_AND_WRITE_PEER,
   SD_OP_READ_PEER,
   SD_OP_REMOVE_PEER,
@@ -105,7 +106,8 @@ export async function runPeerOp(sheep: Sheep, op: PeerOp, epoch: number): Promis
       case SD_OP_WRITE_PEER: {
         const data = op.data ?? Buffer.alloc(0)
         if (offset + data.length > storedSizeFor(sheep, op.obj.oid)) return reply(SD_RES_INVALID_PARMS)
-        return reply(await sheep.store.write({ oid, offset, data }))
+        const unstable = ((op.flags ?? 0) & SD_FLAG_CMD_UNSTABLE) !== 0
+        return reply(await sheep.store.write({ oid, offset, data, unstable }))
       }
       case SD_OP_CREATE_AND_WRITE_PEER: {
         const data = op.data ?? Buffer.alloc(0)

@@ -20,7 +20,7 @@ import {
   SD_RES_SUCCESS,
 } from '../lib/proto.js'
 import type { SdNode } from '../lib/structs.js'
-import { RETRY_RESULTS, type RefFields, forward, withRetries } from './forward.js'
+import { RETRY_RESULTS, type RefFields, forward, syncPeer, withRetries } from './forward.js'
 import { type OpReply, reply } from './op-types.js'
 import type { ObjFields } from './peer.js'
 import type { Sheep } from './sheep.js'
@@ -57,8 +57,11 @@ export async function gatewayRead(sheep: Sheep, obj: ObjFields, length: number):
   })
 }
 
-/** Sends a write-type op to every replica at once; success only if all succeed (§11.2). */
-export async function gatewayWriteAll(sheep: Sheep, opcode: number, obj: ObjFields, data: Buffer | undefined, ref?: RefFields): Promise<OpReply> {
+/**
+ * Sends a write-type op to every replica at once; success only if all succeed (§11.2). `flags`
+ * go to the peers (SD_FLAG_CMD_UNSTABLE); the strips of erasure-coded objects are always durable.
+ */
+export async function gatewayWriteAll(sheep: Sheep, opcode: number, obj: ObjFields, data: Buffer | undefined, ref?: RefFields, flags = 0): Promise<OpReply> {
   if (sheep.ring.isEmpty) return reply(SD_RES_HALT)
   const copies = copiesFor(sheep, obj)
   if (opcode !== SD_OP_REMOVE_OBJ && opcode !== SD_OP_DECREF_OBJ && sheep.settings.flags & SD_CLUSTER_FLAG_STRICT && sheep.ring.nrZones < copies) {
@@ -69,10 +72,26 @@ export async function gatewayWriteAll(sheep: Sheep, opcode: number, obj: ObjFiel
   return withRetries(sheep, async () => {
     const epoch = sheep.epoch
     const targets = sheep.ring.replicasFor(obj.oid, copies)
-    const replies = await Promise.all(targets.map((node) => forward(sheep, epoch, node, opcode, obj, data, 0, ref)))
-    // a replica that asks for a retry (the epoch moved on) wins over one that failed for good
-    const failed = replies.filter((r) => r.result !== SD_RES_SUCCESS)
-    return reply((failed.find((r) => RETRY_RESULTS.has(r.result)) ?? failed[0] ?? reply(SD_RES_SUCCESS)).result)
+    const replies = await Promise.all(targets.map((node) => forward(sheep, epoch, node, opcode, obj, data, 0, ref, flags)))
+    return worstOf(replies)
+  })
+}
+
+/** A reply that asks for a retry (the epoch moved on) wins over one that failed for good. */
+function worstOf(replies: OpReply[]): OpReply {
+  const failed = replies.filter((r) => r.result !== SD_RES_SUCCESS)
+  return reply((failed.find((r) => RETRY_RESULTS.has(r.result)) ?? failed[0] ?? reply(SD_RES_SUCCESS)).result)
+}
+
+/**
+ * SYNC_NODES: every unstable write accepted so far made durable on every node of the cluster
+ * (SYNC_PEER to all of them at once; again, on the new members, when membership moved on).
+ */
+export async function gatewaySyncAll(sheep: Sheep): Promise<OpReply> {
+  if (sheep.ring.isEmpty) return reply(SD_RES_HALT)
+  return withRetries(sheep, async () => {
+    const epoch = sheep.epoch
+    return worstOf(await Promise.all(sheep.members.map((node) => syncPeer(sheep, epoch, node))))
   })
 }
 

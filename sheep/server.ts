@@ -20,6 +20,7 @@ import {
   validateRequestHeader,
 } from '../lib/codec.js'
 import { FrameReader } from '../lib/framing.js'
+import { writeFrame } from '../lib/coalesced-write.js'
 import { resultOfError } from '../lib/errors.js'
 import {
   SD_RES_BUFFER_SMALL,
@@ -521,6 +522,12 @@ export class SheepServer {
 
   private send(socket: net.Socket, req: SdRequest, r: OpReply): void {
     if (socket.destroyed) return
+    const { header, data } = this.responseOf(req, r)
+    writeFrame(socket, header, data)
+  }
+
+  /** The response header and payload answering `req` with `r`, as they go on the wire. */
+  responseOf(req: SdRequest, r: OpReply): { header: Buffer; data: Buffer | undefined } {
     let result = r.result
     let data = r.data
     if (data && data.length > maxResponsePayload(req)) {
@@ -542,9 +549,6 @@ export class SheepServer {
       // a cluster op's response fields come from its work phase, the result from its main phase
       r.rawRsp.copy(header, RSP_VARIANT_AT, RSP_VARIANT_AT, SD_HEADER_SIZE)
     }
-    socket.cork()
-    socket.write(header)
-    if (data && data.length > 0) socket.write(data)
-    socket.uncork()
+    return { header, data }
   }
 }

@@ -17,6 +17,11 @@ export interface ObjectWrite {
   oid: bigint
   offset: number
   data: Buffer
+  /**
+   * The write need not be durable when it returns (SD_FLAG_CMD_UNSTABLE: the NBD server's
+   * write-back cache), only once a later `flush` returned. Only `write` takes it.
+   */
+  unstable?: boolean
 }
 
 /**
@@ -62,6 +67,11 @@ export interface StoreDriver {
   readAfterMutations(oid: bigint, offset: number, length: number): Promise<Buffer | number>
   /** Overwrites part of an existing object; SD_RES_NO_OBJ if it is absent. */
   write(w: ObjectWrite): Promise<number>
+  /**
+   * Makes every unstable write that returned before the call durable (SD_OP_SYNC_PEER); throws
+   * when one of them cannot be (a failed disk).
+   */
+  flush(): Promise<void>
   /**
    * Creates the object atomically (temp file + rename) at its full `objectSize`, with `data` at
    * `offset`; unwritten parts read as zeros. An existing object is replaced, unless `ifAbsent`

@@ -13,6 +13,18 @@
 // (EIO, its directory removed, its file system unmounted) is taken out: its objects are
 // forgotten, the request is answered NETWORK_ERROR so that the gateway tries another replica,
 // and `onDiskFailure` lets the node recover them from the other replicas (md_handle_eio).
+//
+// Object files stay open between requests (fd-cache.ts), opened with O_DSYNC unless nosync, so a
+// write is one pwrite that returns once its data is on the disk (as the original's
+// default_write: open(O_DSYNC), pwrite) and a read one pread. A cached descriptor keeps
+// naming the file it opened, so the store drops it whenever the object's file changes under its
+// name (create, move, removal) and when its disk goes; and as an open no longer notices a disk
+// directory removed or unmounted under it, a disk whose descriptor is used is checked at most
+// every DISK_RECHECK_MS.
+//
+// An unstable write (the NBD server's write-back cache) goes through a second descriptor, without
+// O_DSYNC, and leaves its object in `unsynced`; `flush` fdatasyncs those. A move to the stale area
+// syncs first, so the stale copy has every write it was acknowledged with.
 import { GroupRun, KeyedQueue } from '../../lib/async.js'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -21,6 +33,7 @@ import path from 'node:path'
 import type { Logger } from '../../lib/log.js'
 import { SD_RES_NETWORK_ERROR, SD_RES_NO_OBJ, SD_RES_SUCCESS, SD_RES_UNKNOWN } from '../../lib/proto.js'
 import { type Disk, DiskSet, freeSpaceOf, purgeDirectory } from './disks.js'
+import { FdCache, type FdLease, fdatasyncFd, preadFd, pwriteFd } from './fd-cache.js'
 import type { DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
 import { parseKeyFileName } from '../../lib/oid.js'
 import { DEFAULT_STORE_LAYOUT, type StoreLayout, oidFileName } from './layout.js'
@@ -47,6 +60,17 @@ const DISK_FAILURE_CODES = new Set(['EIO', 'EROFS', 'ENODEV', 'ENXIO', 'ESTALE',
 const DISK_GONE_CODES = new Set(['ENOENT', 'ENOTDIR'])
 /** Sector size of st_blocks. */
 const SECTOR_BYTES = 512n
+/**
+ * A cached descriptor's disk is checked to be the one plugged (not removed, not unmounted) when
+ * it was last checked longer ago than this: one stat per disk every few requests, not per request.
+ */
+const DISK_RECHECK_MS = 10
+/**
+ * Unstable writes up to this size are written from the event loop (a copy into the page cache,
+ * a few µs) rather than handed to the thread pool: on a busy machine the hand-off and the wake-up
+ * of a pool thread cost far more than the copy. Larger ones, and every durable write, use the pool.
+ */
+const UNSTABLE_INLINE_WRITE_MAX_BYTES = 64 * 1024
 
 interface Location {
   readonly disk: Disk
@@ -70,6 +94,14 @@ export class FileStore implements StoreDriver {
   private readonly mutations = new KeyedQueue<bigint>()
   private used = 0n
   private readonly dirSyncs = new Map<string, GroupRun>()
+  /** Open object files, by store key (O_DSYNC unless nosync). */
+  private readonly fds: FdCache<bigint, Disk>
+  /** Open object files for unstable writes (no O_DSYNC; the same cache when nosync). */
+  private readonly unstableFds: FdCache<bigint, Disk>
+  /** Objects with unstable writes not yet made durable, and their disk. */
+  private readonly unsynced = new Map<bigint, Disk>()
+  /** When each disk was last found intact (performance.now() ms). */
+  private readonly diskCheckedMs = new Map<Disk, number>()
   /** Numbers the temporary files of staged creates (one sheep per directory: unique enough). */
   private stagedCount = 0
   private rebalancing: Promise<void> = Promise.resolve()
@@ -81,6 +113,8 @@ export class FileStore implements StoreDriver {
     this.log = opts.log
     this.layoutNow = opts.layout ?? DEFAULT_STORE_LAYOUT
     this.disks = new DiskSet(opts.log)
+    this.fds = new FdCache(fs.constants.O_RDWR | (opts.nosync ? 0 : fs.constants.O_DSYNC))
+    this.unstableFds = opts.nosync ? this.fds : new FdCache(fs.constants.O_RDWR)
     for (const p of opts.disks) {
       const added = this.disks.add(p, { purge: false })
       if (typeof added === 'string') this.log.error(added)
@@ -117,6 +151,7 @@ export class FileStore implements StoreDriver {
   }
 
   async init(): Promise<void> {
+    this.dropAllFds()
     this.objects.clear()
     this.stale.clear()
     this.used = 0n
@@ -174,6 +209,7 @@ export class FileStore implements StoreDriver {
   }
 
   async purge(): Promise<void> {
+    this.dropAllFds()
     for (const disk of this.disks.list()) {
       purgeDirectory(disk.path)
       await this.prepareDisk(disk)
@@ -191,6 +227,8 @@ export class FileStore implements StoreDriver {
       if (!loc) return
       const to = this.staleFile(loc.disk, oid, epoch)
       const failed = await this.onDisk(loc.disk, async () => {
+        // the stale copy must have every write acknowledged with this epoch, unstable ones too
+        if (this.unsynced.has(oid)) await this.syncObject(oid, loc.disk)
         try {
           await fsp.rename(this.objectFile(loc.disk, oid), to)
         } catch (e) {
@@ -261,12 +299,82 @@ export class FileStore implements StoreDriver {
     for (let follow = 0; ; follow++) {
       const loc = this.objects.get(oid)
       if (!loc) return SD_RES_NO_OBJ
-      const got = await this.onDisk(loc.disk, () => readRange(this.objectFile(loc.disk, oid), offset, length))
+      const got = await this.onDisk(loc.disk, () => this.readObject(oid, loc.disk, offset, length))
       if (got !== SD_RES_NO_OBJ) return got
       // moved to another disk meanwhile (plug, unplug): read it there
       const now = this.objects.get(oid)
       if (now && now !== loc && follow < READ_FOLLOW_MOVES) continue
       return this.missing(loc.disk)
+    }
+  }
+
+  /** Reads through the object's cached descriptor; SD_RES_NO_OBJ when its file is not there. */
+  private async readObject(oid: bigint, disk: Disk, offset: number, length: number): Promise<Buffer | number> {
+    const lease = await this.lease(oid, disk)
+    if (typeof lease === 'number') return lease
+    try {
+      const buf = Buffer.allocUnsafe(length)
+      await readFdInto(lease.fd, buf, length, offset)
+      return buf
+    } finally {
+      lease.release()
+    }
+  }
+
+  /**
+   * The object's open descriptor on `disk`: SD_RES_NO_OBJ when its file is not there,
+   * SD_RES_NETWORK_ERROR when the disk was found gone (and taken out).
+   */
+  private async lease(oid: bigint, disk: Disk, fds = this.fds): Promise<FdLease | number> {
+    const hit = fds.hit(oid, disk, this.objectFile(disk, oid))
+    if (hit) {
+      if (this.diskStillThere(disk)) return hit
+      hit.release()
+      this.diskFailed(disk, 'its directory is gone')
+      return SD_RES_NETWORK_ERROR
+    }
+    try {
+      return await fds.open(oid, disk, this.objectFile(disk, oid), () => this.disks.has(disk))
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return SD_RES_NO_OBJ
+      throw e
+    }
+  }
+
+  /** Whether `disk` is still the directory plugged, asking the file system at most every DISK_RECHECK_MS. */
+  private diskStillThere(disk: Disk): boolean {
+    const now = performance.now()
+    if (now - (this.diskCheckedMs.get(disk) ?? Number.NEGATIVE_INFINITY) < DISK_RECHECK_MS) return true
+    if (!this.disks.has(disk) || !this.disks.intact(disk)) return false
+    this.diskCheckedMs.set(disk, now)
+    return true
+  }
+
+  async flush(): Promise<void> {
+    const objects = [...this.unsynced]
+    await Promise.all(
+      objects.map(async ([oid, disk]) => {
+        const r = await this.onDisk(disk, () => this.syncObject(oid, disk))
+        if (r === SD_RES_NETWORK_ERROR) throw Object.assign(new Error(`${disk.path} failed with unstable writes of ${oidFileName(oid)}`), { code: 'EIO' })
+      }),
+    )
+  }
+
+  /** fdatasync of an object with unstable writes; one removed or replaced meanwhile needs none. */
+  private async syncObject(oid: bigint, disk: Disk): Promise<void> {
+    if (this.unsynced.get(oid) !== disk) return
+    // writes that come from here on are the next flush's
+    this.unsynced.delete(oid)
+    const lease = await this.lease(oid, disk, this.unstableFds)
+    if (lease === SD_RES_NO_OBJ) return
+    if (typeof lease === 'number') throw Object.assign(new Error(`${disk.path} failed with unstable writes of ${oidFileName(oid)}`), { code: 'EIO' })
+    try {
+      await fdatasyncFd(lease.fd)
+    } catch (e) {
+      if (!this.unsynced.has(oid)) this.unsynced.set(oid, disk)
+      throw e
+    } finally {
+      lease.release()
     }
   }
 
@@ -279,18 +387,17 @@ export class FileStore implements StoreDriver {
       const loc = this.objects.get(w.oid)
       if (!loc) return SD_RES_NO_OBJ
       return this.onDisk(loc.disk, async () => {
-        let fh: fsp.FileHandle
+        const unstable = w.unstable === true && !this.opts.nosync
+        const lease = await this.lease(w.oid, loc.disk, unstable ? this.unstableFds : this.fds)
+        if (lease === SD_RES_NO_OBJ) return this.missing(loc.disk)
+        if (typeof lease === 'number') return lease
         try {
-          fh = await fsp.open(this.objectFile(loc.disk, w.oid), 'r+')
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code === 'ENOENT') return this.missing(loc.disk)
-          throw e
-        }
-        try {
-          await writeAll(fh, w.data, w.offset)
-          if (!this.opts.nosync) await fh.datasync()
+          // durable when it returns unless unstable: the descriptor is O_DSYNC unless nosync
+          if (unstable && w.data.length <= UNSTABLE_INLINE_WRITE_MAX_BYTES) writeAllFdNow(lease.fd, w.data, w.offset)
+          else await writeAllFd(lease.fd, w.data, w.offset)
+          if (unstable) this.unsynced.set(w.oid, loc.disk)
         } finally {
-          await fh.close()
+          lease.release()
         }
         const end = w.offset + w.data.length
         if (end > loc.size) this.track(w.oid, loc.disk, end)
@@ -539,6 +646,8 @@ export class FileStore implements StoreDriver {
         continue
       }
       this.disks.remove(disk)
+      this.fds.dropDisk(disk)
+      this.unstableFds.dropDisk(disk)
       removed++
     }
     if (removed === 0) return SD_RES_UNKNOWN
@@ -593,6 +702,7 @@ export class FileStore implements StoreDriver {
       this.untrack(oid)
       return 'lost'
     }
+    this.dropFds(oid)
     this.track(oid, to, loc.size)
     await fsp.rm(from, { force: true }).catch(() => undefined)
     return 'moved'
@@ -658,6 +768,9 @@ export class FileStore implements StoreDriver {
   /** Removes the disk and everything this store knew was on it. */
   private forgetDisk(disk: Disk): void {
     this.disks.remove(disk)
+    this.fds.dropDisk(disk)
+    this.unstableFds.dropDisk(disk)
+    this.diskCheckedMs.delete(disk)
     for (const [oid, loc] of [...this.objects]) if (loc.disk === disk) this.untrack(oid)
     for (const [oid, copies] of [...this.stale]) {
       for (const [epoch, d] of [...copies]) if (d === disk) copies.delete(epoch)
@@ -680,8 +793,23 @@ export class FileStore implements StoreDriver {
   /** The object now lives on `disk` with `size` bytes; a copy left on another disk is removed. */
   private async replaced(oid: bigint, disk: Disk, size: number): Promise<void> {
     const before = this.objects.get(oid)
+    // the name now holds another file than a descriptor opened before
+    this.dropFds(oid)
     this.track(oid, disk, size)
     if (before && before.disk !== disk) await fsp.rm(this.objectFile(before.disk, oid), { force: true }).catch(() => undefined)
+  }
+
+  /** The object's file changed under its name (or is gone): its descriptors no longer name it. */
+  private dropFds(oid: bigint): void {
+    this.fds.drop(oid)
+    this.unstableFds.drop(oid)
+    this.unsynced.delete(oid)
+  }
+
+  private dropAllFds(): void {
+    this.fds.dropAll()
+    this.unstableFds.dropAll()
+    this.unsynced.clear()
   }
 
   private track(oid: bigint, disk: Disk, size: number): void {
@@ -690,6 +818,7 @@ export class FileStore implements StoreDriver {
   }
 
   private untrack(oid: bigint): void {
+    this.dropFds(oid)
     this.used -= BigInt(this.objects.get(oid)?.size ?? 0)
     this.objects.delete(oid)
   }
@@ -770,6 +899,28 @@ async function readRange(file: string, offset: number, length: number): Promise<
   } finally {
     await fh.close()
   }
+}
+
+/** Fills the first `length` bytes of `buf` from `offset`; bytes past the end of the file read as zeros. */
+async function readFdInto(fd: number, buf: Buffer, length: number, offset: number): Promise<void> {
+  let filled = 0
+  while (filled < length) {
+    const n = await preadFd(fd, buf, filled, length - filled, offset + filled)
+    if (n === 0) break
+    filled += n
+  }
+  if (filled < length) buf.fill(0, filled, length)
+}
+
+/** writeAllFd on the event loop: for small writes into the page cache only. */
+function writeAllFdNow(fd: number, data: Buffer, offset: number): void {
+  let done = 0
+  while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done, offset + done)
+}
+
+async function writeAllFd(fd: number, data: Buffer, offset: number): Promise<void> {
+  let done = 0
+  while (done < data.length) done += await pwriteFd(fd, data, done, data.length - done, offset + done)
 }
 
 /** Fills the first `length` bytes of `buf` from `offset`; bytes past the end of the file read as zeros. */

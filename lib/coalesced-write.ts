@@ -1,0 +1,21 @@
+// Frames written to one socket in one event-loop turn leave in one writev (issue #15): the first
+// write of a turn corks the socket and a setImmediate uncorks it once the turn's I/O callbacks
+// have run, so replies finishing together (and requests sent together) cost one system call and
+// one wake-up of the receiver, not one each. A lone frame waits only for the end of its turn.
+import type { Writable } from 'node:stream'
+
+const corked = new WeakSet<Writable>()
+
+/** Writes a header and its payload (if any) to `socket`, together with the turn's other frames. */
+export function writeFrame(socket: Writable, header: Buffer, data?: Buffer): void {
+  if (!corked.has(socket)) {
+    corked.add(socket)
+    socket.cork()
+    setImmediate(() => {
+      corked.delete(socket)
+      socket.uncork()
+    })
+  }
+  socket.write(header)
+  if (data && data.length > 0) socket.write(data)
+}

@@ -1,0 +1,181 @@
+// Open object files kept open between requests (issue #15): a 4 KiB read or write is one pread or
+// pwrite on the libuv pool instead of open + I/O + close (three or four pool trips). The file
+// store owns the rules for when a descriptor no longer names the object: it drops the key after
+// every rename over the object, move to the stale area, removal and move between disks, and the
+// whole disk when the disk is unplugged or fails (so an unmount is not kept busy), and everything
+// on purge or a change of layout.
+//
+// A descriptor in use by a request is never closed under it: a dropped or evicted entry closes
+// once its last user releases it (closing earlier could hand its number to another open while
+// a pool thread still reads through it). An open that raced with a drop (it may have opened the
+// file the drop replaced) serves its one request and is not cached: every drop bumps a
+// generation that an open compares before and after.
+//
+// A file removed or replaced by hand (an operator, a test deleting a replica for `dog vdi check`)
+// is not a drop the store knows of: a descriptor idle for FD_IDLE_RECHECK_MS is checked against
+// its path (same inode?) before it is used again, so such a change is seen by the next request
+// that comes after a pause. A descriptor in continuous use is not checked.
+import assert from 'node:assert'
+import fs from 'node:fs'
+
+/** Object files kept open per store; past this the least recently used idle ones are closed. */
+export const OBJECT_FD_CACHE_MAX_OPEN = 512
+/** A descriptor unused for longer than this is checked against its path before its next use. */
+export const FD_IDLE_RECHECK_MS = 20
+
+/** One descriptor lent to a request; `release` exactly once when the request is done with it. */
+export interface FdLease {
+  readonly fd: number
+  release(): void
+}
+
+interface Entry<D> {
+  readonly fd: number
+  readonly disk: D
+  /** The inode opened: the path must still name it. */
+  readonly ino: number
+  /** performance.now() of the last lease. */
+  usedMs: number
+  users: number
+  /** Out of the cache: closes when its last user releases it. */
+  dropped: boolean
+}
+
+export class FdCache<K, D> {
+  /** In least-recently-used-first order: a hit moves its entry to the end. */
+  private readonly entries = new Map<K, Entry<D>>()
+  private generation = 0
+
+  /**
+   * @param flags open(2) flags of every descriptor (O_RDWR, and O_DSYNC when writes must be durable).
+   * @param maxOpen idle descriptors beyond this are closed, oldest first.
+   */
+  constructor(
+    private readonly flags: number,
+    private readonly maxOpen = OBJECT_FD_CACHE_MAX_OPEN,
+  ) {
+    assert(maxOpen > 0, 'the fd cache must hold at least one descriptor')
+  }
+
+  /** Descriptors held open (idle or in use). */
+  get size(): number {
+    return this.entries.size
+  }
+
+  /**
+   * The cached descriptor of `key` on `disk`, or undefined (not cached, cached on another disk,
+   * or idle and `file` no longer names what it opened).
+   */
+  hit(key: K, disk: D, file: string): FdLease | undefined {
+    const entry = this.entries.get(key)
+    if (!entry || entry.disk !== disk) return undefined
+    if (performance.now() - entry.usedMs > FD_IDLE_RECHECK_MS && fs.statSync(file, { throwIfNoEntry: false })?.ino !== entry.ino) {
+      this.retire(key, entry)
+      return undefined
+    }
+    this.entries.delete(key)
+    this.entries.set(key, entry)
+    return this.lend(entry)
+  }
+
+  /**
+   * Opens `file` (the object `key` on `disk`) and caches it unless `cache` says the disk no longer
+   * takes new ones or a drop came meanwhile. Errors of open(2) are the caller's.
+   */
+  async open(key: K, disk: D, file: string, cache: () => boolean): Promise<FdLease> {
+    const before = this.generation
+    const fd = await openFd(file, this.flags)
+    let ino: number
+    try {
+      ino = fs.fstatSync(fd).ino
+    } catch (e) {
+      closeFd(fd)
+      throw e
+    }
+    const entry: Entry<D> = { fd, disk, ino, usedMs: 0, users: 0, dropped: false }
+    const other = this.entries.get(key)
+    if (this.generation !== before || !cache()) entry.dropped = true
+    else if (other && other.disk === disk) {
+      // another request opened it meanwhile: use that one, close ours
+      closeFd(fd)
+      return this.lend(other)
+    } else {
+      if (other) this.retire(key, other)
+      this.entries.set(key, entry)
+      this.evict()
+    }
+    return this.lend(entry)
+  }
+
+  /** The object's file was renamed over, moved or removed: its descriptor no longer names it. */
+  drop(key: K): void {
+    this.generation++
+    const entry = this.entries.get(key)
+    if (entry) this.retire(key, entry)
+  }
+
+  /** Every descriptor on `disk` (unplugged or failed). */
+  dropDisk(disk: D): void {
+    this.generation++
+    for (const [key, entry] of [...this.entries]) if (entry.disk === disk) this.retire(key, entry)
+  }
+
+  /** Every descriptor (purge, another layout). */
+  dropAll(): void {
+    this.generation++
+    for (const [key, entry] of [...this.entries]) this.retire(key, entry)
+  }
+
+  private lend(entry: Entry<D>): FdLease {
+    entry.users++
+    entry.usedMs = performance.now()
+    let released = false
+    return {
+      fd: entry.fd,
+      release: () => {
+        assert(!released, 'an fd lease was released twice')
+        released = true
+        entry.users--
+        if (entry.dropped && entry.users === 0) closeFd(entry.fd)
+      },
+    }
+  }
+
+  private retire(key: K, entry: Entry<D>): void {
+    this.entries.delete(key)
+    entry.dropped = true
+    if (entry.users === 0) closeFd(entry.fd)
+  }
+
+  /** Closes idle descriptors, oldest first, while more than maxOpen are held. */
+  private evict(): void {
+    if (this.entries.size <= this.maxOpen) return
+    for (const [key, entry] of this.entries) {
+      if (this.entries.size <= this.maxOpen) break
+      if (entry.users === 0) this.retire(key, entry)
+    }
+  }
+}
+
+function openFd(file: string, flags: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.open(file, flags, (err, fd) => (err ? reject(err) : resolve(fd))))
+}
+
+/** Closing an object file cannot lose data (every write was made durable, or nosync asked for none). */
+function closeFd(fd: number): void {
+  fs.close(fd, () => undefined)
+}
+
+/** Reads into `buf[at, at+length)` from `position`: the count of bytes read (0 at the end of the file). */
+export function preadFd(fd: number, buf: Buffer, at: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.read(fd, buf, at, length, position, (err, n) => (err ? reject(err) : resolve(n))))
+}
+
+export function fdatasyncFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())))
+}
+
+/** Writes `buf[at, at+length)` at `position`: the count of bytes written. */
+export function pwriteFd(fd: number, buf: Buffer, at: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.write(fd, buf, at, length, position, (err, n) => (err ? reject(err) : resolve(n))))
+}

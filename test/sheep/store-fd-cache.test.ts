@@ -1,0 +1,122 @@
+// Object files kept open between requests (sheep/store/fd-cache.ts): a cached descriptor never
+// outlives the file under the object's name (create over it, move to the stale area, removal,
+// a move between disks), a descriptor in use is not closed under its request, and the cache
+// stays within its bound.
+import fs from 'node:fs'
+import path from 'node:path'
+import t, { type Test } from 'tap'
+import { SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
+import { FD_IDLE_RECHECK_MS, FdCache } from '../../sheep/store/fd-cache.js'
+import { FileStore } from '../../sheep/store/file-store.js'
+import { silentLogger } from '../../lib/log.js'
+import { tempDir } from '../../harness/sheep.js'
+
+async function newStore(t: Test, nosync = true): Promise<FileStore> {
+  const dir = tempDir('store-fds-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const store = new FileStore({ disks: [dir], nosync, log: silentLogger() })
+  await store.init()
+  return store
+}
+
+const OID = (0x42n << 32n) | 7n
+const text = (s: string) => Buffer.from(s)
+
+t.test('reads and writes after every change of the file under the name see the new file', async (t) => {
+  const store = await newStore(t, false)
+  t.equal(await store.create({ oid: OID, offset: 0, data: text('first') }, 4096), SD_RES_SUCCESS)
+  t.same(await store.read(OID, 0, 5), text('first'), 'read opens and caches the file')
+  t.equal(await store.write({ oid: OID, offset: 0, data: text('FIRST') }), SD_RES_SUCCESS)
+  t.same(await store.read(OID, 0, 5), text('FIRST'), 'a write through the cached descriptor is read back')
+  t.equal(await store.create({ oid: OID, offset: 0, data: text('again') }, 4096), SD_RES_SUCCESS)
+  t.same(await store.read(OID, 0, 5), text('again'), 'a create over the object is read, not the old file')
+  t.equal(await store.write({ oid: OID, offset: 1, data: text('G') }), SD_RES_SUCCESS)
+  t.same(await store.read(OID, 0, 5), text('aGain'), 'and written')
+  await store.moveToStale(OID, 3)
+  t.equal(await store.read(OID, 0, 5), SD_RES_NO_OBJ, 'moved to the stale area: no longer live')
+  t.equal(await store.write({ oid: OID, offset: 0, data: text('x') }), SD_RES_NO_OBJ)
+  t.same(await store.readStale(OID, 3, 0, 5), text('aGain'), 'the stale copy has the last write')
+  t.equal(await store.create({ oid: OID, offset: 0, data: text('third') }, 4096), SD_RES_SUCCESS)
+  t.same(await store.read(OID, 0, 5), text('third'))
+  t.equal(await store.remove(OID), SD_RES_SUCCESS)
+  t.equal(await store.read(OID, 0, 5), SD_RES_NO_OBJ, 'removed')
+  const staged = await store.beginCreate(OID, 4096)
+  await staged.write(0, text('staged'))
+  t.equal(await staged.commit(), SD_RES_SUCCESS)
+  t.same(await store.read(OID, 0, 6), text('staged'), 'a staged create committed over it is read')
+  t.same(await store.readStale(OID, 3, 0, 5), text('aGain'), 'the stale copy kept its bytes')
+})
+
+t.test('concurrent reads and a create over the object: later reads see the new file', async (t) => {
+  const store = await newStore(t)
+  await store.create({ oid: OID, offset: 0, data: text('old') }, 4096)
+  const reads = Array.from({ length: 20 }, () => store.read(OID, 0, 3))
+  const created = store.create({ oid: OID, offset: 0, data: text('new') }, 4096)
+  for (const r of await Promise.all(reads)) t.ok(Buffer.isBuffer(r) && ['old', 'new'].includes(r.toString()), 'a read during the create reads one of them')
+  await created
+  t.same(await store.read(OID, 0, 3), text('new'), 'after the create only the new file')
+})
+
+t.test('the cache holds at most its bound and never closes a descriptor in use', async (t) => {
+  const dir = tempDir('fd-cache-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const files = Array.from({ length: 6 }, (_, i) => {
+    const f = path.join(dir, `f${i}`)
+    fs.writeFileSync(f, `file ${i}`)
+    return f
+  })
+  const cache = new FdCache<number, string>(fs.constants.O_RDWR, 2)
+  const held = await cache.open(0, 'd', files[0] as string, () => true)
+  for (let i = 1; i < 6; i++) (await cache.open(i, 'd', files[i] as string, () => true)).release()
+  t.ok(cache.size <= 3, `at most the bound plus the one in use (${cache.size})`)
+  const buf = Buffer.alloc(6)
+  fs.readSync(held.fd, buf, 0, 6, 0)
+  t.same(buf, text('file 0'), 'the descriptor in use still reads its file')
+  cache.drop(0)
+  fs.readSync(held.fd, buf, 0, 6, 0)
+  t.same(buf, text('file 0'), 'dropped while in use: still open until released')
+  held.release()
+  t.notOk(cache.hit(0, 'd', files[0] as string), 'gone once released')
+  const other = await cache.open(5, 'e', files[5] as string, () => true)
+  t.notOk(cache.hit(5, 'd', files[5] as string), 'cached on disk e now: not a hit for disk d')
+  other.release()
+  cache.dropDisk('e')
+  t.notOk(cache.hit(5, 'e', files[5] as string), 'dropped with its disk')
+  const uncached = await cache.open(4, 'd', files[4] as string, () => false)
+  uncached.release()
+  t.notOk(cache.hit(4, 'd', files[4] as string), 'not cached when the disk takes no more')
+  cache.dropAll()
+  t.equal(cache.size, 0)
+})
+
+t.test('unstable writes are read back, made durable by flush, and kept by a move to the stale area', async (t) => {
+  const store = await newStore(t, false)
+  await store.create({ oid: OID, offset: 0, data: text('stable') }, 4096)
+  t.equal(await store.write({ oid: OID, offset: 0, data: text('UN'), unstable: true }), SD_RES_SUCCESS)
+  t.same(await store.read(OID, 0, 6), text('UNable'), 'an unstable write is read back at once')
+  await store.flush()
+  await store.flush()
+  t.pass('flush with and without unstable writes')
+  t.equal(await store.write({ oid: OID, offset: 2, data: text('ST'), unstable: true }), SD_RES_SUCCESS)
+  await store.moveToStale(OID, 4)
+  t.same(await store.readStale(OID, 4, 0, 6), text('UNSTle'), 'the stale copy has the unstable write')
+  await store.flush()
+  t.equal(await store.create({ oid: OID, offset: 0, data: text('fresh') }, 4096), SD_RES_SUCCESS)
+  t.equal(await store.write({ oid: OID, offset: 0, data: text('F'), unstable: true }), SD_RES_SUCCESS)
+  t.equal(await store.remove(OID), SD_RES_SUCCESS)
+  await store.flush()
+  t.pass('a removed object with unstable writes needs no sync')
+})
+
+t.test('an object file removed by hand is noticed by the next read after a pause', async (t) => {
+  const dir = tempDir('store-fds-hand-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const store = new FileStore({ disks: [dir], nosync: true, log: silentLogger() })
+  await store.init()
+  await store.create({ oid: OID, offset: 0, data: text('here') }, 4096)
+  t.same(await store.read(OID, 0, 4), text('here'), 'read once: its descriptor is cached')
+  const file = fs.readdirSync(dir).find((f) => f.startsWith('0000004200000007'))
+  fs.rmSync(path.join(dir, file as string))
+  await new Promise((r) => setTimeout(r, FD_IDLE_RECHECK_MS + 30))
+  t.equal(await store.read(OID, 0, 4), SD_RES_NO_OBJ, 'the removed file reads as missing')
+})
