@@ -4,7 +4,8 @@
 // NBD requests against its NBD server. The sheep runs with --admin-from 127.0.0.1/32 and the
 // fuzzer connects from 127.0.0.2, so every opcode is tried and the destructive ones (format,
 // shutdown, kill, delete …) are refused; no frame names the protected VDI. Afterwards both
-// daemons run, every complete frame was answered by id within the rules, memory stayed bounded,
+// daemons run and logged no error (refusals are warnings), every complete frame was answered by
+// id within the rules, memory stayed bounded,
 // the protected VDI reads back byte for byte through both nodes and NBD, and the cluster still
 // creates, writes and reads. FUZZ_SEED replays a run; FUZZ_FRAMES / FUZZ_NBD_REQUESTS make a
 // longer soak.
@@ -29,14 +30,11 @@ const PROTECTED_MIB = 16
 /** How much a daemon's resident memory may grow over the whole fuzz. */
 const RSS_GROWTH_MAX_MIB = 300
 
-/** A log line that shows a bug in sheep rather than a refused request. */
-const PROGRAMMING_ERROR = /TypeError|RangeError|ReferenceError|AssertionError|SyntaxError|invariant|ERR_[A-Z_]+|Cannot read/
-
-/** The warning and error lines of a log, numbers masked, counted, most frequent first. */
+/** The error lines of a log, numbers masked, counted, most frequent first. */
 function summarize(log: string, top = 12): string[] {
   const counts = new Map<string, number>()
   for (const line of log.split('\n')) {
-    if (!/ (WARN|ERROR|FATAL) /.test(line)) continue
+    if (!/ (ERROR|FATAL) /.test(line)) continue
     const text = line
       .replace(/^\S+ /, '')
       .replace(/[0-9a-f]{16}/g, 'OID')
@@ -135,9 +133,9 @@ t.test(`wire fuzz, seed ${SEED} (FUZZ_SEED=${SEED} replays)`, async (t) => {
   for (const i of [0, 1]) {
     const log = fs.readFileSync(path.join(cluster.root, `n${i}`, 'sheep.log'), 'utf8')
     t.notMatch(log, /exits unexpectedly/, `node ${i} logged no crash`)
-    const bugs = log.split('\n').filter((l) => PROGRAMMING_ERROR.test(l))
-    t.same(bugs.slice(0, 5), [], `node ${i} logged no programming error (${bugs.length})`)
-    for (const line of summarize(log)) t.comment(`node ${i}: ${line}`)
+    // a request a handler cannot take is answered with a result code and at most a warning: an
+    // error line is a handler that threw, or a server that blames itself for a client's frame
+    t.same(summarize(log), [], `node ${i} logged no error`)
   }
   failed = !t.passing()
   if (failed) t.comment(`kept for a post-mortem: ${cluster.root}`)
