@@ -19,7 +19,7 @@ const MiB = 1024 * 1024
 const VDI_MIB = Number(process.env.FAULT_VDI_MIB ?? 256)
 /** How long node 1 flaps: killed, started 2 s later, killed 2 s after it is up … */
 const FLAP_MS = Number(process.env.FAULT_FLAP_MS ?? 20_000)
-const FLAP_PERIOD_MS = 2_000
+const FLAP_PERIOD_MS = Number(process.env.FAULT_FLAP_PERIOD_MS ?? 2_000)
 const COPIES = 2
 const SETTLE_TIMEOUT_MS = 150_000
 const OID_FILE = /^[0-9a-f]{16}$/
@@ -62,6 +62,20 @@ async function converged(t: Test, cluster: TestCluster, data: Buffer, readers: n
   }
   t.same([...(await misplacedObjects(cluster, COPIES))].slice(0, 5), [], `${what}: every object on exactly ${COPIES} nodes, where the ring puts it`)
   t.same(differingReplicas(cluster).slice(0, 5), [], `${what}: replicas identical`)
+  t.same(leftovers(cluster), [], `${what}: no temporary file left in any store`)
+}
+
+/** Temporary files (creates and recovery pieces never renamed) left in the nodes' stores. */
+function leftovers(cluster: TestCluster): string[] {
+  const found: string[] = []
+  for (const node of cluster.nodes) {
+    if (!node) continue
+    for (const dir of [path.join(node.dir, 'obj'), path.join(node.dir, 'obj', '.stale')]) {
+      if (!fs.existsSync(dir)) continue
+      for (const name of fs.readdirSync(dir)) if (name.endsWith('.tmp')) found.push(`${node.port}: ${name}`)
+    }
+  }
+  return found
 }
 
 /** True once node i reports a recovery running. */
