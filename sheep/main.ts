@@ -72,6 +72,7 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
     level: opts.log.level,
   })
   reopenLogOnHangup(log)
+  logCrashes(log)
   for (const notice of opts.notices) log[notice.level](notice.message)
   logIoThreadPool(log, opts.ioThreadPoolSize)
   if (opts.pidfile) fs.writeFileSync(opts.pidfile, `${process.pid}\n`)
@@ -143,6 +144,20 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
   log.info(`sheep ${addrToText(addr)}:${opts.port} started in ${baseDir}; epoch ${sheep.epoch}${io}${nbd ? `; NBD on port ${nbd.port}` : ''}`)
   reportToLauncher(DAEMON, 'OK\n')
   await notifyReady(log, `serving on port ${opts.port}, epoch ${sheep.epoch}`)
+}
+
+/**
+ * An exception nothing caught (or a promise rejection nothing handled) ends the daemon, as a
+ * crash signal ends the original, whose crash handler logs "sheep exits unexpectedly" and a
+ * backtrace first: the daemon's stderr goes nowhere, so the log is the one place the reason can
+ * be read (the fault suite looks for the line).
+ */
+function logCrashes(log: Logger): void {
+  process.on('uncaughtException', (e, origin) => {
+    log.fatal(`sheep exits unexpectedly (${origin}): ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`)
+    log.flush?.()
+    process.exit(1)
+  })
 }
 
 /** --metrics: the request observer on the server and the HTTP endpoint (sheep/metrics.ts). */

@@ -7,8 +7,8 @@ import { KeyedQueue } from '../lib/async.js'
 import { resultOfError } from '../lib/errors.js'
 import { REQ_REF, type SdRequest, reqVariant } from '../lib/codec.js'
 import { SD_INODE_HEADER_SIZE, SD_INODE_INDEX_SIZE, grefOffset, indexOffset } from '../lib/inode.js'
-import { LEDGER_BIT, SD_LEDGER_OBJ_SIZE, isVdiObj, oidToVid, vidToDataOid } from '../lib/oid.js'
-import { SD_OP_DECREF_OBJ, SD_OP_REMOVE_OBJ, SD_OP_WRITE_OBJ, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../lib/proto.js'
+import { LEDGER_BIT, SD_LEDGER_OBJ_SIZE, isDataObj, isLedgerObj, isVdiObj, oidToVid, vidToDataOid } from '../lib/oid.js'
+import { SD_OP_DECREF_OBJ, SD_OP_REMOVE_OBJ, SD_OP_WRITE_OBJ, SD_RES_INVALID_PARMS, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../lib/proto.js'
 import { type ObjFields, gatewayWriteAll, readObject, writeObject } from './replica-io.js'
 import { type OpReply, reply } from './op-types.js'
 import type { Sheep } from './sheep.js'
@@ -80,17 +80,23 @@ const ledgerUpdates = new KeyedQueue<bigint>()
  * DECREF_PEER on a ledger replica: ledger[g] -= 1, ledger[g+1] += count; when every counter is
  * zero the ledger goes, and the first replica holder removes the data object.
  */
-export function decrefPeer(sheep: Sheep, req: SdRequest): Promise<OpReply> {
+export async function decrefPeer(sheep: Sheep, req: SdRequest): Promise<OpReply> {
   const ref = reqVariant(req, REQ_REF)
   const ledgerOid = ref.oid
+  // only the ledger of a data object: a DECREF naming a data object or an inode would write a
+  // ledger over it, and one naming the "ledger" of an inode could remove the inode (the original
+  // does not look; the fault suite's wire fuzz sent such frames)
+  if (!isLedgerObj(ledgerOid) || !isDataObj(ledgerOid & ~LEDGER_BIT)) return reply(SD_RES_INVALID_PARMS)
   return ledgerUpdates.run(ledgerOid, async () => {
     const stored = await sheep.store.read(ledgerOid, 0, SD_LEDGER_OBJ_SIZE)
     const ledger = typeof stored === 'number' ? Buffer.alloc(SD_LEDGER_OBJ_SIZE) : stored
     if (typeof stored === 'number') ledger.writeInt32LE(1, 0) // the owner's own reference
     const g = ref.generation | 0
     if (g < 0 || g + 1 >= LEDGER_ENTRIES) return reply(SD_RES_SUCCESS)
-    ledger.writeInt32LE(ledger.readInt32LE(g * 4) - 1, g * 4)
-    ledger.writeInt32LE(ledger.readInt32LE((g + 1) * 4) + (ref.count | 0), (g + 1) * 4)
+    // 32-bit counters that wrap, as the original's: a count that overflows one (the wire fuzz
+    // sent 0x7fffffff twice) must not throw out of the update
+    ledger.writeInt32LE((ledger.readInt32LE(g * 4) - 1) | 0, g * 4)
+    ledger.writeInt32LE((ledger.readInt32LE((g + 1) * 4) + ref.count) | 0, (g + 1) * 4)
     const empty = ledger.every((b) => b === 0)
     if (!empty) return reply(await sheep.store.create({ oid: ledgerOid, offset: 0, data: ledger }, SD_LEDGER_OBJ_SIZE))
     if (typeof stored !== 'number') await sheep.store.remove(ledgerOid)
