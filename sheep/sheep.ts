@@ -28,6 +28,8 @@ import { packMessage, unpackMessage } from './cluster/message.js'
 import { ConfigStore, EpochStore, emptyConfig } from './config.js'
 import type { OpReply } from './op-types.js'
 import type { StoreDriver } from './store/driver.js'
+import type { ChecksumStore } from './store/checksums.js'
+import { Integrity, type IntegrityOptions } from './integrity.js'
 import { DEFAULT_STORE_LAYOUT, storeLayout } from './store/layout.js'
 import { Group, type NodeUpdateMessage, type NodeWeight, vnodeStartProblem } from './group.js'
 import { PeerConnections } from './peer-conns.js'
@@ -77,6 +79,10 @@ export interface SheepConfig {
   nosync: boolean
   log: Logger
   store: StoreDriver
+  /** The checksum layer when `store` is one (it is then the same object); absent: checksums off. */
+  checksums?: ChecksumStore
+  /** The scrubber's pace and schedule (sheep --scrub). */
+  integrity?: IntegrityOptions
   driver: ClusterDriver
   /** Looks up the `main` phase of a cluster op by opcode (the op table owns them). */
   clusterMain: (opcode: number) => ClusterOpMain | undefined
@@ -91,6 +97,8 @@ export class Sheep {
   readonly epochs: EpochStore
   readonly vdis = new VdiTable()
   readonly recovery: Recovery
+  /** Read-repair and the scrubber (issue 16). */
+  readonly integrity: Integrity
   /** Connections to the other sheep (their I/O address when they have one). */
   readonly peers: PeerConnections
   readonly nosync: boolean
@@ -130,6 +138,7 @@ export class Sheep {
     this.config = new ConfigStore(cfg.baseDir)
     this.epochs = new EpochStore(cfg.baseDir)
     this.recovery = new Recovery(this)
+    this.integrity = new Integrity(this, cfg.checksums, cfg.integrity)
     this.group = new Group(this)
     this.store.onDiskFailure = (diskPath, disksLeft) => this.diskFailed(diskPath, disksLeft)
   }
@@ -435,6 +444,9 @@ export class Sheep {
   }
 
   async close(): Promise<void> {
+    this.integrity.close()
+    // a clean stop leaves no intent marks: nothing is recomputed at the next start
+    await this.integrity.checksums?.close().catch((e) => this.log.error(`checksums: ${String(e)}`))
     this.peers.closeAll()
     await this.driver.leave()
   }
