@@ -89,6 +89,10 @@ export const SD_OP_GET_RECOVERY = 0xca
 export const SD_OP_SET_RECOVERY = 0xcb
 export const SD_OP_SET_VNODES = 0xcc
 export const SD_OP_GET_VNODES = 0xcd
+// Our own opcodes (not in Sheepdog 1.x, whose internal ops end at 0xcd): from 0xf0 up, so a
+// later original opcode never collides. The original answers them SD_RES_NO_SUPPORT.
+/** The scrubber of one node (docs/integrity.md): start, stop, or status (REQ_SCRUB, SCRUB_STATUS). */
+export const SD_OP_SCRUB = 0xf0
 
 /** Opcode → name without the SD_OP_ prefix, for logs and error messages (each opcode once, above). */
 export const OPCODE_NAMES: ReadonlyMap<number, string> = namesByValue('SD_OP_', {
@@ -160,6 +164,7 @@ export const OPCODE_NAMES: ReadonlyMap<number, string> = namesByValue('SD_OP_', 
   SD_OP_SET_RECOVERY,
   SD_OP_SET_VNODES,
   SD_OP_GET_VNODES,
+  SD_OP_SCRUB,
 })
 
 export function opcodeName(opcode: number): string {

@@ -23,6 +23,10 @@ const MiB = 1024 * 1024
 /** The longest pause between two objects of a scrub (so a stop is seen soon). */
 const SCRUB_MAX_PAUSE_MS = 1_000
 const HOUR_MS = 3_600_000
+/** A key whose repair found no good copy is not tried again for this long. */
+const REPAIR_BACKOFF_MS = 30_000
+/** Failed keys remembered at most (the oldest are forgotten first). */
+const REPAIR_FAILED_KEPT = 10_000
 
 export interface ScrubStatus {
   running: boolean
@@ -55,6 +59,8 @@ export class Integrity {
   repairFailed = 0
   readonly scrub: ScrubStatus = emptyStatus(SCRUB_DEFAULT_RATE_MIB)
   private readonly repairing = new Map<bigint, Promise<boolean>>()
+  /** Keys whose last repair found no good copy, and when (oldest first). */
+  private readonly failedAt = new Map<bigint, number>()
   private stopAsked = false
   private readonly defaultRateMiB: number
   private timer: NodeJS.Timeout | undefined
@@ -85,10 +91,18 @@ export class Integrity {
 
   // ---- repair ------------------------------------------------------------------------------
 
-  /** Rewrites this node's copy of `key` from a good one (once at a time per key). */
+  /**
+   * Rewrites this node's copy of `key` from a good one (once at a time per key). After a repair
+   * that found no good copy, the key is left alone for REPAIR_BACKOFF_MS: the failed reads of
+   * the other holders' bad copies made them try to repair theirs from this one, and without a
+   * pause they would go on asking each other for ever.
+   */
   repair(key: bigint, why: string): Promise<boolean> {
     const running = this.repairing.get(key)
     if (running) return running
+    const failedAt = this.failedAt.get(key)
+    if (failedAt !== undefined && Date.now() - failedAt < REPAIR_BACKOFF_MS) return Promise.resolve(false)
+    this.failedAt.delete(key)
     const done = this.repairNow(key, why)
       .catch((e) => {
         this.sheep.log.error(`${why}: ${keyFileName(key)}: ${String(e)}`)
@@ -96,7 +110,11 @@ export class Integrity {
       })
       .then((ok) => {
         if (ok) this.repaired++
-        else this.repairFailed++
+        else {
+          this.repairFailed++
+          if (this.failedAt.size >= REPAIR_FAILED_KEPT) this.failedAt.delete(this.failedAt.keys().next().value as bigint)
+          this.failedAt.set(key, Date.now())
+        }
         return ok
       })
       .finally(() => this.repairing.delete(key))
@@ -112,7 +130,10 @@ export class Integrity {
     const size = storedSizeFor(sheep, oid)
     const index = stripIndexOfKey(key)
     if (index !== undefined) return this.rebuildStrip(key, size, why)
-    const others = sheep.ring.replicasFor(oid, sheep.vdiCopies(oidToVid(oid))).filter((n) => !sheep.isSelf(n))
+    const holders = sheep.ring.replicasFor(oid, sheep.vdiCopies(oidToVid(oid)))
+    // no longer ours (the epoch moved on): recovery and the stale area deal with it
+    if (!holders.some((n) => sheep.isSelf(n))) return false
+    const others = holders.filter((n) => !sheep.isSelf(n))
     for (const node of others) {
       const result = await checksums.replace(key, (store) => copyObject(store, key, size, peerPieceReader(sheep, node, oid)))
       if (result === SD_RES_SUCCESS) {
@@ -132,6 +153,7 @@ export class Integrity {
     const policy = sheep.ecPolicyOf(oid)
     if (!policy || !this.checksums) return false
     const holders = sheep.ring.replicasFor(oid, policy.d + policy.p)
+    if (!holders[index] || !sheep.isSelf(holders[index] as SdNode)) return false
     const strips = new Map<number, Uint8Array>()
     for (let j = 0; j < holders.length && strips.size < policy.d; j++) {
       if (j === index) continue

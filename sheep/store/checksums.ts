@@ -28,7 +28,7 @@ import zlib from 'node:zlib'
 import { KeyedQueue } from '../../lib/async.js'
 import type { Logger } from '../../lib/log.js'
 import { keyFileName, parseKeyFileName } from '../../lib/oid.js'
-import { SD_RES_EIO, SD_RES_SUCCESS } from '../../lib/proto.js'
+import { SD_RES_EIO, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
 import type { DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
 import { IntentLog } from './intent-log.js'
 import type { StoreLayout } from './layout.js'
@@ -160,6 +160,8 @@ export class ChecksumStore implements StoreDriver {
   private tableChanges = 0
   private readonly intent: IntentLog
   private readonly log: Logger
+  /** Objects being rewritten from another copy (replace), with how many rewrites are queued. */
+  private readonly replacing = new Map<bigint, number>()
   /** Objects whose checksums are being recomputed from their bytes (after a crash). */
   private readonly recomputing = new Set<bigint>()
 
@@ -333,10 +335,20 @@ export class ChecksumStore implements StoreDriver {
     read: (offset: number, length: number) => Promise<Buffer | number>,
     serialised: boolean,
   ): Promise<Buffer | number> {
-    const got = await this.readChecked(await this.table(key), offset, length, read)
-    if (got !== 'mismatch') return got
-    // a write may have been between its bytes and its checksums: look again behind it
+    const table = await this.table(key)
+    const got = await this.readChecked(table, offset, length, read)
+    // a file gone while its checksums are still here was deleted behind this sheep's back (a
+    // removal or a stale move drops the checksums, in the same queue)
+    const gone = got === SD_RES_NO_OBJ && table !== null
+    if (got !== 'mismatch' && !gone) return got
+    // being rewritten from another copy: known bad, answered at once (see `replace`)
+    if (this.replacing.has(key)) return gone ? SD_RES_NO_OBJ : SD_RES_EIO
+    // a write (or a removal) may have been half done: look again behind it
     if (!serialised) return this.queue.run(key, () => this.readVerified(key, offset, length, read, true))
+    if (gone) {
+      this.reportCorrupt(key, 'its file is gone')
+      return SD_RES_NO_OBJ
+    }
     this.reportCorrupt(key, `bytes ${offset}+${length}`)
     return SD_RES_EIO
   }
@@ -359,7 +371,7 @@ export class ChecksumStore implements StoreDriver {
 
   private reportCorrupt(key: bigint, detail: string): void {
     this.mismatches++
-    this.log.error(`checksum mismatch: ${keyFileName(key)} (${detail}) is corrupt here; not served`)
+    this.log.error(`checksum mismatch: ${keyFileName(key)} (${detail}) is corrupt here; it is not served`)
     this.onCorrupt(key, detail)
   }
 
@@ -383,6 +395,7 @@ export class ChecksumStore implements StoreDriver {
     }
     const first = await once()
     if (first !== 'mismatch') return first
+    if (this.replacing.has(key)) return 'corrupt'
     const again = await this.queue.run(key, once)
     if (again !== 'mismatch') return again
     this.reportCorrupt(key, 'whole object')
@@ -574,12 +587,22 @@ export class ChecksumStore implements StoreDriver {
    * it already — either way the result has it (writes overwrite, they do not add).
    */
   replace(key: bigint, copy: (store: ObjectCreator) => Promise<number>): Promise<number> {
-    return this.queue.run(key, () =>
-      copy({
-        create: (w, objectSize, opts) => this.createLocked(w, objectSize, opts ?? {}),
-        beginCreate: (oid, objectSize) => this.beginCreateWith(oid, objectSize, true),
-      }),
-    )
+    // Meanwhile a read that finds this copy wrong answers EIO at once instead of looking again
+    // behind the queue: the other holders may be repairing their copies from this one at the
+    // same time, each holding its own queue while it reads from the others.
+    this.replacing.set(key, (this.replacing.get(key) ?? 0) + 1)
+    return this.queue
+      .run(key, () =>
+        copy({
+          create: (w, objectSize, opts) => this.createLocked(w, objectSize, opts ?? {}),
+          beginCreate: (oid, objectSize) => this.beginCreateWith(oid, objectSize, true),
+        }),
+      )
+      .finally(() => {
+        const left = (this.replacing.get(key) ?? 1) - 1
+        if (left > 0) this.replacing.set(key, left)
+        else this.replacing.delete(key)
+      })
   }
 
   // ---- the stale area ----------------------------------------------------------------------
