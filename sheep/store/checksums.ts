@@ -48,6 +48,8 @@ const TABLE_CACHE_ENTRIES = 4096
 const WALK_CHUNK_BYTES = 4 * 1024 * 1024
 /** Checksum files handled at once when made durable or compared at start. */
 const FILE_BATCH = 32
+/** A failing checksum directory is logged at most this often. */
+const TABLE_IO_LOG_INTERVAL_MS = 60_000
 /** A stale copy's checksum file: `<key file name>.<epoch>`. */
 const STALE_CSUM_FILE = /^([0-9a-f]{16}(?:_\d{1,2})?)\.(\d+)$/
 
@@ -160,6 +162,7 @@ export class ChecksumStore implements StoreDriver {
   private tableChanges = 0
   private readonly intent: IntentLog
   private readonly log: Logger
+  private tableIoLoggedMs = 0
   /** Objects being rewritten from another copy (replace), with how many rewrites are queued. */
   private readonly replacing = new Map<bigint, number>()
   /** Objects whose checksums are being recomputed from their bytes (after a crash). */
@@ -438,7 +441,7 @@ export class ChecksumStore implements StoreDriver {
         for (let off = 0; off < data.length; off += CSUM_BLOCK_BYTES) crcs[(at + off) / CSUM_BLOCK_BYTES] = crcOf(data.subarray(off, off + CSUM_BLOCK_BYTES))
       }
       if (expectSha1 && !hash.digest().equals(expectSha1)) return false
-      await this.intent.mark(key)
+      if (!(await this.mark(key))) return false
       try {
         await this.writeTable(key, { size, crcs })
       } finally {
@@ -470,7 +473,7 @@ export class ChecksumStore implements StoreDriver {
       if (typeof bytes === 'number') return bytes
       old.set(b, crcOf(bytes) === table.crcs[b] ? bytes : null)
     }
-    await this.intent.mark(w.oid)
+    if (!(await this.mark(w.oid))) return this.inner.write(w)
     try {
       const result = await this.inner.write(w)
       if (result !== SD_RES_SUCCESS) return result
@@ -513,7 +516,7 @@ export class ChecksumStore implements StoreDriver {
 
   private async createLocked(w: ObjectWrite, objectSize: number, opts: { ifAbsent?: boolean }): Promise<number> {
     if (opts.ifAbsent && this.inner.exists(w.oid)) return SD_RES_SUCCESS
-    await this.intent.mark(w.oid)
+    if (!(await this.mark(w.oid))) return this.inner.create(w, objectSize, opts)
     try {
       const result = await this.inner.create(w, objectSize, opts)
       if (result === SD_RES_SUCCESS) await this.writeTable(w.oid, tableOf(Math.max(objectSize, w.offset + w.data.length), w.offset, w.data))
@@ -538,7 +541,7 @@ export class ChecksumStore implements StoreDriver {
     let untracked = false
     const commit = async (opts: { ifAbsent?: boolean }): Promise<number> => {
       if (opts.ifAbsent && this.inner.exists(oid)) return staged.commit(opts)
-      await this.intent.mark(oid)
+      if (!(await this.mark(oid))) return staged.commit(opts)
       try {
         const result = await staged.commit(opts)
         if (result !== SD_RES_SUCCESS) return result
@@ -665,16 +668,59 @@ export class ChecksumStore implements StoreDriver {
     try {
       buf = await fsp.readFile(file)
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null
-      throw e
+      // the checksum directory's disk failing must not make the objects unreadable
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.tableIoFailed(e)
+      return null
     }
     const table = decodeTable(buf)
     if (!table) this.log.warn(`checksums: ${file} is not a checksum file; its object is served unverified`)
     return table ?? null
   }
 
-  /** Writes the table (whole, or only the CRCs of blocks `range`); made durable later (intent log). */
+  /**
+   * Marks `key` dirty in the intent log before a mutation (`intent.release` must follow). When
+   * the log cannot be written, the object loses its table instead — served unverified rather
+   * than failing the mutation or risking a table that a crash would leave wrong — and false is
+   * answered (nothing to release).
+   */
+  private async mark(key: bigint): Promise<boolean> {
+    try {
+      await this.intent.mark(key)
+      return true
+    } catch (e) {
+      this.tableIoFailed(e)
+      this.forget(key)
+      this.remember(key, null)
+      await fsp.rm(this.tableFile(key), { force: true }).catch(() => undefined)
+      return false
+    }
+  }
+
+  /** Logs a failed checksum file access, at most once per TABLE_IO_LOG_INTERVAL_MS. */
+  private tableIoFailed(e: unknown): void {
+    const now = Date.now()
+    if (now - this.tableIoLoggedMs < TABLE_IO_LOG_INTERVAL_MS) return
+    this.tableIoLoggedMs = now
+    this.log.error(`checksums: ${String(e)}; the objects concerned are served unverified`)
+  }
+
+  /**
+   * Writes the table (whole, or only the CRCs of blocks `range`); made durable later (intent
+   * log). A failure to write it leaves the object without a trusted table (served unverified)
+   * rather than failing the write whose bytes are already stored.
+   */
   private async writeTable(key: bigint, table: ChecksumTable, range?: { first: number; end: number }): Promise<void> {
+    try {
+      await this.writeTableFile(key, table, range)
+    } catch (e) {
+      this.tableIoFailed(e)
+      this.forget(key)
+      this.remember(key, null)
+      await fsp.rm(this.tableFile(key), { force: true }).catch(() => undefined)
+    }
+  }
+
+  private async writeTableFile(key: bigint, table: ChecksumTable, range?: { first: number; end: number }): Promise<void> {
     this.tableChanges++
     const file = this.tableFile(key)
     const bytes = encodeTable(table)

@@ -193,7 +193,7 @@ t.test('after a crash mid-write, marked objects are recomputed, not reported', a
   const got = await again.store.read(OID, 0, OBJECT_BYTES)
   t.ok(Buffer.isBuffer(got), 'served (the write was in progress)')
   await again.store.mutationsSettled()
-  for (let i = 0; i < 50 && !(await again.store.hasChecksums(OID)); i++) await new Promise((r) => setTimeout(r, 20))
+  for (let i = 0; i < 250 && !(await again.store.hasChecksums(OID)); i++) await new Promise((r) => setTimeout(r, 20))
   t.equal(await again.store.verify(OID), 'ok', 'checksums recomputed')
   t.same(again.corrupt, [], 'no corruption reported')
 })
