@@ -24,6 +24,9 @@ import { nodeAddrText } from '../lib/structs.js'
 /** Objects checked at once (each asks all its replicas in parallel). */
 const CHECK_CONCURRENCY_OBJECTS = 16
 
+/** A strip whose holder answered EIO to its read: its checksums found it corrupt. */
+const CORRUPT_STRIP = 'corrupt'
+
 /** What one replica answered to GET_HASH. */
 interface ReplicaAnswer {
   node: SdNode
@@ -131,8 +134,9 @@ async function checkErasureObject(
         return await readPeer(dog.connectionTo(node), oid, stripBytes, { epoch, ecIndex })
       } catch (error) {
         const failure = exitOnTransportFailure(ctx, error)
-        // a strip its holder's checksums found corrupt is rebuilt like a missing one
-        if (failure.code === SD_RES_NO_OBJ || failure.code === SD_RES_EIO) return undefined
+        if (failure.code === SD_RES_NO_OBJ) return undefined
+        // its holder's checksums found it corrupt: rebuilt and rewritten like a wrong strip
+        if (failure.code === SD_RES_EIO) return CORRUPT_STRIP
         ctx.printStderrLine(`failed to read ${oidToHex(oid)} from ${nodeAddrText(node)}, ${failure.label}`)
         throw new DogExit(EXIT_FAILURE)
       }
@@ -141,21 +145,22 @@ async function checkErasureObject(
   const coder = erasureCoder(policy)
   const strips = new Map<number, Uint8Array>()
   read.forEach((strip, i) => {
-    if (strip?.length === stripBytes) strips.set(i, strip)
+    if (strip !== CORRUPT_STRIP && strip?.length === stripBytes) strips.set(i, strip)
   })
-  const missing = read.flatMap((strip, i) => (strips.has(i) ? [] : [i]))
-  if (missing.length > policy.p) {
-    ctx.printStderrLine(`failed to rebuild object ${oidToHex(oid)}. ${missing.length} copies get lost, more than ${policy.p}`)
+  const corrupt = read.flatMap((strip, i) => (strip === CORRUPT_STRIP ? [i] : []))
+  const missing = read.flatMap((strip, i) => (strips.has(i) || strip === CORRUPT_STRIP ? [] : [i]))
+  if (missing.length + corrupt.length > policy.p) {
+    ctx.printStderrLine(`failed to rebuild object ${oidToHex(oid)}. ${missing.length + corrupt.length} copies get lost, more than ${policy.p}`)
     return
   }
-  let wrong: number[] = []
+  let wrong: number[] = corrupt
   if (!stripsAgree(coder, strips)) {
     const suspects = strips.size - 1 > policy.d ? [...strips.keys()].filter((i) => stripsAgree(coder, new Map([...strips].filter(([j]) => j !== i)))) : []
     if (suspects.length !== 1) {
       ctx.printStderrLine(`object ${oidToHex(oid)} is inconsistent`)
       return
     }
-    wrong = suspects
+    wrong = [...corrupt, ...suspects]
     strips.delete(suspects[0] as number)
   }
   for (const index of [...missing, ...wrong]) {
