@@ -22,6 +22,7 @@
 // and its checksums change together; reads are not queued, and a read that finds a mismatch is
 // tried once more behind the object's mutations before the mismatch counts.
 import crypto from 'node:crypto'
+import fs from 'node:fs'
 import fsp from 'node:fs/promises'
 import path from 'node:path'
 import zlib from 'node:zlib'
@@ -720,18 +721,23 @@ export class ChecksumStore implements StoreDriver {
     }
   }
 
+  /**
+   * Writes the table file with synchronous calls: a few KiB into the page cache (no fsync here)
+   * take microseconds, while queued on libuv's small thread pool they would wait behind the
+   * data writes' fdatasyncs and add that wait to every write.
+   */
   private async writeTableFile(key: bigint, table: ChecksumTable, range?: { first: number; end: number }): Promise<void> {
     this.tableChanges++
     const file = this.tableFile(key)
     const bytes = encodeTable(table)
     if (range) {
       try {
-        const fh = await fsp.open(file, 'r+')
+        const fd = fs.openSync(file, 'r+')
         try {
           const from = CSUM_HEADER_BYTES + range.first * CRC_BYTES
-          await fh.write(bytes, from, (range.end - range.first) * CRC_BYTES, from)
+          fs.writeSync(fd, bytes, from, (range.end - range.first) * CRC_BYTES, from)
         } finally {
-          await fh.close()
+          fs.closeSync(fd)
         }
         this.remember(key, table)
         return
@@ -739,7 +745,7 @@ export class ChecksumStore implements StoreDriver {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
       }
     }
-    await fsp.writeFile(file, bytes)
+    fs.writeFileSync(file, bytes)
     this.remember(key, table)
   }
 
