@@ -1,6 +1,6 @@
 // The cost of the checksums (issue 16, docs/integrity.md): the same workloads on 3 local sheep
-// (copies=3, real fsync), once with checksums and once with `sheep --no-checksums`, in the same
-// run on the same disk, each the median of ROUNDS rounds: a sequential write and read of the
+// (copies=3, real fsync), with checksums and with `sheep --no-checksums`, two clusters side by
+// side on the same disk whose rounds alternate, each the median of ROUNDS rounds: a sequential write and read of the
 // region in 1 MiB requests, and 4 KiB random writes and reads at queue depth 16 over it. Every
 // row prints both throughputs and their ratio (with / without); the target is a cost under 5 %.
 // Usage: npm run bench -- checksum [--size-mib N] [--seconds N]
@@ -9,7 +9,7 @@ import path from 'node:path'
 import { SD_CLUSTER_FLAG_AUTO_VNODES } from '../lib/proto.js'
 import { makeFs, newVdi } from '../lib/sheep-api.js'
 import { VdiHandle } from '../lib/vdi-io.js'
-import { startCluster } from '../harness/cluster.js'
+import { type TestCluster, startCluster } from '../harness/cluster.js'
 import { tempDir } from '../harness/sheep.js'
 
 const MiB = 1024 * 1024
@@ -64,43 +64,62 @@ async function random(h: VdiHandle, write: boolean): Promise<number> {
   return done / ROW_SECONDS
 }
 
-async function measure(checksums: boolean, root: string): Promise<Result> {
-  const cluster = await startCluster(3, { nosync: false, root, extraArgs: checksums ? [] : ['--no-checksums'] })
+/** One round on `cluster`: a fresh VDI over the region, the four rows. */
+async function round(cluster: TestCluster, name: string): Promise<Result> {
+  await newVdi(cluster.conn(0), { name, vdiSize: BigInt(REGION_MIB * MiB) })
+  const h = await VdiHandle.open(cluster.conn(0), name)
+  const data = crypto.randomBytes(REGION_MIB * MiB)
+  return {
+    seqWriteMBps: await sequential(h, data, true),
+    seqReadMBps: await sequential(h, data, false),
+    randWriteIops: await random(h, true),
+    randReadIops: await random(h, false),
+  }
+}
+
+function medianResult(rounds: Result[]): Result {
+  return {
+    seqWriteMBps: median(rounds.map((r) => r.seqWriteMBps)),
+    seqReadMBps: median(rounds.map((r) => r.seqReadMBps)),
+    randWriteIops: median(rounds.map((r) => r.randWriteIops)),
+    randReadIops: median(rounds.map((r) => r.randReadIops)),
+  }
+}
+
+/**
+ * Both clusters run side by side and their rounds alternate (without, with, without, …), so a
+ * machine whose load drifts during the run (other jobs) weighs on both alike.
+ */
+async function measureBoth(work: string): Promise<{ on: Result; off: Result }> {
+  const off = await startCluster(3, { nosync: false, root: path.join(work, 'off'), extraArgs: ['--no-checksums'] })
+  const on = await startCluster(3, { nosync: false, root: path.join(work, 'on') })
   try {
-    await makeFs(cluster.conn(0), { ctime: BigInt(Math.floor(Date.now() / 1000)) << 32n, copies: 3, flags: SD_CLUSTER_FLAG_AUTO_VNODES, store: 'plain' })
-    const rounds: Result[] = []
-    for (let round = 0; round < ROUNDS; round++) {
-      const name = `bench-${round}`
-      await newVdi(cluster.conn(0), { name, vdiSize: BigInt(REGION_MIB * MiB) })
-      const h = await VdiHandle.open(cluster.conn(0), name)
-      const data = crypto.randomBytes(REGION_MIB * MiB)
-      const r: Result = {
-        seqWriteMBps: await sequential(h, data, true),
-        seqReadMBps: await sequential(h, data, false),
-        randWriteIops: await random(h, true),
-        randReadIops: await random(h, false),
+    const ctime = BigInt(Math.floor(Date.now() / 1000)) << 32n
+    for (const c of [off, on]) await makeFs(c.conn(0), { ctime, copies: 3, flags: SD_CLUSTER_FLAG_AUTO_VNODES, store: 'plain' })
+    const results = { off: [] as Result[], on: [] as Result[] }
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const [which, cluster] of [
+        ['off', off],
+        ['on', on],
+      ] as const) {
+        const res = await round(cluster, `bench-${r}`)
+        console.log(
+          `  ${which === 'on' ? 'with' : 'without'} checksums, round ${r + 1}: seq write ${res.seqWriteMBps.toFixed(1)} MB/s, seq read ${res.seqReadMBps.toFixed(1)} MB/s, 4k rand write ${res.randWriteIops.toFixed(0)} IOPS, 4k rand read ${res.randReadIops.toFixed(0)} IOPS`,
+        )
+        results[which].push(res)
       }
-      console.log(
-        `  ${checksums ? 'with' : 'without'} checksums, round ${round + 1}: seq write ${r.seqWriteMBps.toFixed(1)} MB/s, seq read ${r.seqReadMBps.toFixed(1)} MB/s, 4k rand write ${r.randWriteIops.toFixed(0)} IOPS, 4k rand read ${r.randReadIops.toFixed(0)} IOPS`,
-      )
-      rounds.push(r)
     }
-    return {
-      seqWriteMBps: median(rounds.map((r) => r.seqWriteMBps)),
-      seqReadMBps: median(rounds.map((r) => r.seqReadMBps)),
-      randWriteIops: median(rounds.map((r) => r.randWriteIops)),
-      randReadIops: median(rounds.map((r) => r.randReadIops)),
-    }
+    return { on: medianResult(results.on), off: medianResult(results.off) }
   } finally {
-    await cluster.close()
+    await off.close()
+    await on.close()
   }
 }
 
 export async function runChecksumBench(): Promise<void> {
   const work = tempDir('sheep-bench-checksum-')
   console.log(`bench checksum: ${REGION_MIB} MiB region, ${ROW_SECONDS} s random rows at QD${QUEUE_DEPTH}, 3 sheep, copies=3, fsync on`)
-  const off = await measure(false, path.join(work, 'off'))
-  const on = await measure(true, path.join(work, 'on'))
+  const { on, off } = await measureBoth(work)
   const rows: Array<[string, number, number, string]> = [
     ['1 MiB sequential write', on.seqWriteMBps, off.seqWriteMBps, 'MB/s'],
     ['1 MiB sequential read', on.seqReadMBps, off.seqReadMBps, 'MB/s'],
