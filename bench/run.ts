@@ -5,7 +5,7 @@
 // go to /dev/null for dd and dog alike, and a second, untimed read checks the bytes); recovery
 // time after one node of 4 is killed (seconds per GiB re-replicated); peak sheep and sheepfs memory.
 // Usage: npm run bench [-- --size-mib N]   (default 1024 MiB)
-//        npm run bench -- NAME               (one of NAMED_BENCHES instead, e.g. `ec`, `iops`)
+//        npm run bench -- NAME               (one of NAMED_BENCHES instead, e.g. `ec`, `iops`, `checksum`)
 import { spawnSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -13,6 +13,7 @@ import path from 'node:path'
 import { makeFs, newVdi } from '../lib/sheep-api.js'
 import { SD_CLUSTER_FLAG_AUTO_VNODES } from '../lib/proto.js'
 import { VdiHandle } from '../lib/vdi-io.js'
+import { runChecksumBench } from './checksum.js'
 import { runCpuProfileSummary } from './cpu-profile.js'
 import { runEcClusterBench } from './ec-cluster.js'
 import { sha1File, timed } from './timing.js'
@@ -194,6 +195,7 @@ const NAMED_BENCHES: Record<string, () => void | Promise<void>> = {
   'ec-cluster': runEcClusterBench,
   iops: runIopsBench,
   'cpu-profile': runCpuProfileSummary,
+  checksum: runChecksumBench,
 }
 
 const named = process.argv[2] !== undefined ? NAMED_BENCHES[process.argv[2]] : undefined

@@ -38,6 +38,7 @@ import {
 import { nodeAddrText, sameNode } from '../lib/structs.js'
 import { listClusterSnapshots, loadClusterSnapshot, saveClusterSnapshot, showClusterSnapshot } from './farm.js'
 import { checkCluster } from './vdi-check.js'
+import { clusterScrubSubcommands } from './scrub.js'
 import { requestedCopies } from './vdi-alter-copy.js'
 
 /** Backend store `cluster format` asks for unless -b names one. */
@@ -430,6 +431,14 @@ export function clusterCommand(dog: DogRuntime): DogCommand {
       { name: 'reweight', options: 'aphT', description: 'reweight the cluster', handler: run(reweightCluster) },
       { name: 'check', options: 'aphT', description: 'check and repair cluster', needsNodeList: true, handler: run(checkCluster) },
       { name: 'alter-copy', options: 'aphTcf', description: "set the cluster's redundancy level", needsNodeList: true, handler: run(changeClusterCopies) },
+      {
+        name: 'scrub',
+        args: '[start|stop|status]',
+        options: 'aprhT',
+        description: 'verify and repair every object of the cluster in the background (our own)',
+        subcommands: clusterScrubSubcommands(dog),
+        defaultSubcommand: 'status',
+      },
     ],
   }
 }

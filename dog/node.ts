@@ -16,6 +16,7 @@ import {
   type DogSubcommand,
 } from './cli.js'
 import { setFlag } from './options.js'
+import { nodeScrubSubcommands } from './scrub.js'
 import { confirm } from './prompt.js'
 import type { DogRuntime } from './runtime.js'
 import { formatFixed, formatSize, progressLine, sprintf } from '../lib/format.js'
@@ -585,6 +586,14 @@ export function nodeCommand(dog: DogRuntime): DogCommand {
       { name: 'stat', options: 'aprwhT', description: 'show stat information about the node', handler: run(showNodeStat) },
       { name: 'log', options: 'aphT', description: 'show or set log level of the node', subcommands: logSubcommands },
       { name: 'vnodes', options: 'aph', description: 'set the number of vnodes of the node', subcommands: vnodesSubcommands },
+      {
+        name: 'scrub',
+        args: '[start|stop|status]',
+        options: 'aprhT',
+        description: 'verify and repair the objects of the node in the background (our own)',
+        subcommands: nodeScrubSubcommands(dog),
+        defaultSubcommand: 'status',
+      },
       {
         name: 'format',
         args: '<sheep dir> <store name>',

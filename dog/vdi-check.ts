@@ -1,7 +1,11 @@
 // `dog vdi check [-s] [-e]` and `dog cluster check` (cli-and-formats §4.14, §6.6). Every replica
 // of a VDI's inode and data objects is asked for its SHA-1 (GET_HASH); the majority digest wins
 // (Boyer–Moore vote) and replicas that are missing or differ are repaired with REPAIR_REPLICA,
-// sent to the broken node and naming a node with the majority copy. -e only asks each node
+// sent to the broken node and naming a node with the majority copy. Beyond the original, a
+// sheep with checksums (docs/integrity.md) checks the replica's blocks while it hashes it and
+// answers SD_RES_EIO when one is wrong: such a replica is known bad, takes no part in the vote
+// and is repaired — so one good replica out of two (or out of three with two bad) is enough,
+// where the vote alone could only guess. -e only asks each node
 // whether it holds the objects the hash ring gives it (OIDS_EXIST). Objects of erasure-coded VDIs
 // are checked strip by strip instead (checkErasureObject).
 import { forEachVdi, selectorOf, type WalkedVdi } from './common.js'
@@ -12,7 +16,7 @@ import { type EcPolicy, type ErasureCoder, ecPolicyOf, erasureCoder } from '../l
 import { sprintf } from '../lib/format.js'
 import { objectSize } from '../lib/inode.js'
 import { oidToHex, vidToVdiOid } from '../lib/oid.js'
-import { SD_RES_NO_OBJ } from '../lib/proto.js'
+import { SD_RES_EIO, SD_RES_NO_OBJ } from '../lib/proto.js'
 import { HashRing } from '../lib/ring.js'
 import { createAndWritePeer, getHash, oidsExist, readPeer, repairReplica, type SdNode } from '../lib/sheep-api.js'
 import { nodeAddrText } from '../lib/structs.js'
@@ -20,17 +24,27 @@ import { nodeAddrText } from '../lib/structs.js'
 /** Objects checked at once (each asks all its replicas in parallel). */
 const CHECK_CONCURRENCY_OBJECTS = 16
 
+/** A strip whose holder answered EIO to its read: its checksums found it corrupt. */
+const CORRUPT_STRIP = 'corrupt'
+
 /** What one replica answered to GET_HASH. */
 interface ReplicaAnswer {
   node: SdNode
-  /** The SHA-1 of the replica; undefined when the node does not have the object. */
+  /** The SHA-1 of the replica; undefined when the node does not have the object or it is corrupt. */
   digest: Buffer | undefined
+  /** The node's checksums found the replica corrupt (GET_HASH answered EIO). */
+  corrupt?: boolean
 }
 
 /** What happens to a replica that is not the majority's. */
 const REPAIR_LINE_BY_FOUND: Readonly<Record<'found' | 'missing', string>> = {
   found: 'fixed replica',
   missing: 'fixed missing',
+}
+
+/** How a replica that is not the majority's is printed once repaired. */
+function repairLine(answer: ReplicaAnswer): string {
+  return REPAIR_LINE_BY_FOUND[answer.digest === undefined && !answer.corrupt ? 'missing' : 'found']
 }
 
 /**
@@ -62,6 +76,7 @@ async function checkObject(ctx: DogContext, dog: DogRuntime, oid: bigint, replic
       } catch (error) {
         const failure = exitOnTransportFailure(ctx, error)
         if (failure.code === SD_RES_NO_OBJ) return { node, digest: undefined }
+        if (failure.code === SD_RES_EIO) return { node, digest: undefined, corrupt: true }
         ctx.printStderrLine(`failed to read ${oidToHex(oid)} from ${nodeAddrText(node)}, ${failure.label}`)
         throw new DogExit(EXIT_FAILURE)
       }
@@ -69,7 +84,8 @@ async function checkObject(ctx: DogContext, dog: DogRuntime, oid: bigint, replic
   )
   const majority = voteMajority(answers)
   if (typeof majority === 'string') {
-    ctx.printStderrLine(`${majority} ${oidToHex(oid)}`)
+    const none = majority === 'no node has' && answers.some((a) => a.corrupt) ? 'no good replica of' : majority
+    ctx.printStderrLine(`${none} ${oidToHex(oid)}`)
     return
   }
   const broken = answers.filter((answer) => answer.digest === undefined || !answer.digest.equals(majority.digest as Buffer))
@@ -82,7 +98,7 @@ async function checkObject(ctx: DogContext, dog: DogRuntime, oid: bigint, replic
         ctx.printStderrLine(`failed to repair object ${oidToHex(oid)} from ${nodeAddrText(majority.node)} to ${nodeAddrText(answer.node)}`)
         return
       }
-      ctx.printStdout(`${REPAIR_LINE_BY_FOUND[answer.digest === undefined ? 'missing' : 'found']} ${oidToHex(oid)}\n`)
+      ctx.printStdout(`${repairLine(answer)} ${oidToHex(oid)}\n`)
     }),
   )
 }
@@ -119,6 +135,8 @@ async function checkErasureObject(
       } catch (error) {
         const failure = exitOnTransportFailure(ctx, error)
         if (failure.code === SD_RES_NO_OBJ) return undefined
+        // its holder's checksums found it corrupt: rebuilt and rewritten like a wrong strip
+        if (failure.code === SD_RES_EIO) return CORRUPT_STRIP
         ctx.printStderrLine(`failed to read ${oidToHex(oid)} from ${nodeAddrText(node)}, ${failure.label}`)
         throw new DogExit(EXIT_FAILURE)
       }
@@ -127,21 +145,22 @@ async function checkErasureObject(
   const coder = erasureCoder(policy)
   const strips = new Map<number, Uint8Array>()
   read.forEach((strip, i) => {
-    if (strip?.length === stripBytes) strips.set(i, strip)
+    if (strip !== CORRUPT_STRIP && strip?.length === stripBytes) strips.set(i, strip)
   })
-  const missing = read.flatMap((strip, i) => (strips.has(i) ? [] : [i]))
-  if (missing.length > policy.p) {
-    ctx.printStderrLine(`failed to rebuild object ${oidToHex(oid)}. ${missing.length} copies get lost, more than ${policy.p}`)
+  const corrupt = read.flatMap((strip, i) => (strip === CORRUPT_STRIP ? [i] : []))
+  const missing = read.flatMap((strip, i) => (strips.has(i) || strip === CORRUPT_STRIP ? [] : [i]))
+  if (missing.length + corrupt.length > policy.p) {
+    ctx.printStderrLine(`failed to rebuild object ${oidToHex(oid)}. ${missing.length + corrupt.length} copies get lost, more than ${policy.p}`)
     return
   }
-  let wrong: number[] = []
+  let wrong: number[] = corrupt
   if (!stripsAgree(coder, strips)) {
     const suspects = strips.size - 1 > policy.d ? [...strips.keys()].filter((i) => stripsAgree(coder, new Map([...strips].filter(([j]) => j !== i)))) : []
     if (suspects.length !== 1) {
       ctx.printStderrLine(`object ${oidToHex(oid)} is inconsistent`)
       return
     }
-    wrong = suspects
+    wrong = [...corrupt, ...suspects]
     strips.delete(suspects[0] as number)
   }
   for (const index of [...missing, ...wrong]) {

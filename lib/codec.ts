@@ -82,6 +82,11 @@ export const REQ_INODE_COHERENCE = {
   vid: [16, 'u32'],
   validate: [20, 'u32'],
 } as const satisfies Layout
+/** SD_OP_SCRUB (our own): what to do (SCRUB_ACTION_*) and, to start, the rate in MiB/s (0: the node's). */
+export const REQ_SCRUB = {
+  action: [16, 'u32'],
+  rateMiB: [20, 'u32'],
+} as const satisfies Layout
 
 // Response variants (§3).
 export const RSP_RESULT = { result: [16, 'u32'] } as const satisfies Layout
@@ -118,6 +123,7 @@ for (const [name, variant] of Object.entries({
   REQ_FORW,
   REQ_VDI_STATE_CHECKPOINT,
   REQ_INODE_COHERENCE,
+  REQ_SCRUB,
   RSP_RESULT,
   RSP_OBJ,
   RSP_VDI,

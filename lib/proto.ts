@@ -89,14 +89,23 @@ export const SD_OP_GET_RECOVERY = 0xca
 export const SD_OP_SET_RECOVERY = 0xcb
 export const SD_OP_SET_VNODES = 0xcc
 export const SD_OP_GET_VNODES = 0xcd
-// Ours (0xe0 and up, above every opcode of the original; the original's peers never see them):
-// the NBD server's write-back cache (issue #15). Writes sent with SD_FLAG_CMD_UNSTABLE may sit
+// Our own opcodes (not in Sheepdog 1.x, whose internal ops end at 0xcd): from 0xe0 up, so a
+// later original opcode is unlikely to collide; the original answers them SD_RES_NO_SUPPORT and
+// its peers never see them. Each value once, here.
+// The NBD server's write-back cache (issue #15): writes sent with SD_FLAG_CMD_UNSTABLE may sit
 // in the page cache of their replicas; SYNC_NODES makes every such write accepted before it
 // durable, by sending SYNC_PEER to every node of the cluster.
 /** Gateway: every unstable write accepted so far made durable on every node. */
 export const SD_OP_SYNC_NODES = 0xe0
 /** Peer: every unstable write this node's store accepted so far made durable. */
 export const SD_OP_SYNC_PEER = 0xe1
+/**
+ * Cluster message only (sheep/cluster/op-message.ts): a member's new weight announced through a
+ * driver without UPDATE_NODE (local, zookeeper), as a vdi_op_message whose data is its sd_node.
+ */
+export const SD_OP_PRIVATE_NODE_UPDATE = 0xe2
+/** The scrubber of one node (docs/integrity.md): start, stop, or status (REQ_SCRUB, SCRUB_STATUS). */
+export const SD_OP_SCRUB = 0xf0
 
 /** Opcode → name without the SD_OP_ prefix, for logs and error messages (each opcode once, above). */
 export const OPCODE_NAMES: ReadonlyMap<number, string> = namesByValue('SD_OP_', {
@@ -170,6 +179,8 @@ export const OPCODE_NAMES: ReadonlyMap<number, string> = namesByValue('SD_OP_', 
   SD_OP_GET_VNODES,
   SD_OP_SYNC_NODES,
   SD_OP_SYNC_PEER,
+  SD_OP_PRIVATE_NODE_UPDATE,
+  SD_OP_SCRUB,
 })
 
 export function opcodeName(opcode: number): string {

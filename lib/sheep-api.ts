@@ -4,7 +4,7 @@
 // answer (STAT_CLUSTER's cluster status, EXIST, OIDS_EXIST). Wire layouts: lib/codec.ts,
 // lib/structs.ts; opcodes and sizes: wire-protocol.md §2–7, §9, §12.
 import type { Reply, RequestOptions, SheepConnection } from './client.js'
-import { REQ_CLUSTER, REQ_FORW, REQ_OBJ, REQ_VDI, REQ_VDI_STATE, RSP_CLUSTER_DEFAULT, RSP_HASH, RSP_NODE, RSP_VDI, rspVariant } from './codec.js'
+import { REQ_CLUSTER, REQ_FORW, REQ_OBJ, REQ_SCRUB, REQ_VDI, REQ_VDI_STATE, RSP_CLUSTER_DEFAULT, RSP_HASH, RSP_NODE, RSP_VDI, rspVariant } from './codec.js'
 import { zeroExtended } from './bytes.js'
 import { SdError, invariant } from './errors.js'
 import { type Fields, type Layout, cStringField, readFields, writeFields } from './layout.js'
@@ -66,6 +66,7 @@ import {
   SD_OP_SET_VNODES,
   SD_OP_SHUTDOWN,
   SD_OP_STAT,
+  SD_OP_SCRUB,
   SD_OP_STAT_CLUSTER,
   SD_OP_STAT_RECOVERY,
   SD_OP_STAT_SHEEP,
@@ -89,6 +90,8 @@ import {
   type EpochLogHeader,
   RECOVERY_STATE,
   RECOVERY_STATE_SIZE,
+  SCRUB_STATUS,
+  SCRUB_STATUS_SIZE,
   RECOVERY_THROTTLING,
   RECOVERY_THROTTLING_SIZE,
   SD_NODE_SIZE,
@@ -278,6 +281,14 @@ export async function statRecovery(conn: SheepConnection): Promise<RecoveryState
 export async function getRecoveryThrottling(conn: SheepConnection): Promise<RecoveryThrottling> {
   const { data } = await call(conn, { opcode: SD_OP_GET_RECOVERY, readLength: RECOVERY_THROTTLING_SIZE })
   return readFields(zeroExtended(data, RECOVERY_THROTTLING_SIZE), RECOVERY_THROTTLING)
+}
+
+export type ScrubStatus = Fields<typeof SCRUB_STATUS>
+
+/** SD_OP_SCRUB (our own): starts or stops the node's scrubber (SCRUB_ACTION_*), answering its status. */
+export async function scrub(conn: SheepConnection, action: number, rateMiB = 0): Promise<ScrubStatus> {
+  const { data } = await call(conn, { opcode: SD_OP_SCRUB, variant: REQ_SCRUB, fields: { action, rateMiB }, readLength: SCRUB_STATUS_SIZE })
+  return readFields(zeroExtended(data, SCRUB_STATUS_SIZE), SCRUB_STATUS)
 }
 
 /** SET_RECOVERY: set recovery throttling. */

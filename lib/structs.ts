@@ -270,6 +270,31 @@ export const RECOVERY_THROTTLING = {
 } as const satisfies Layout
 export const RECOVERY_THROTTLING_SIZE = 24
 
+/** SD_OP_SCRUB's actions (REQ_SCRUB.action). */
+export const SCRUB_ACTION_STATUS = 0
+export const SCRUB_ACTION_START = 1
+export const SCRUB_ACTION_STOP = 2
+
+/** SD_OP_SCRUB's answer (our own): the node's scrubber, and its checksum counters since start. */
+export const SCRUB_STATUS = {
+  running: [0, 'u8'],
+  rateMiB: [4, 'u32'],
+  objectsDone: [8, 'u64'],
+  objectsTotal: [16, 'u64'],
+  bytesDone: [24, 'u64'],
+  corrupt: [32, 'u64'],
+  repaired: [40, 'u64'],
+  established: [48, 'u64'],
+  unverified: [56, 'u64'],
+  startedS: [64, 'u64'],
+  finishedS: [72, 'u64'],
+  /** Mismatches found by reads and scrubs since the sheep started. */
+  mismatches: [80, 'u64'],
+  /** Replicas rewritten from a good copy since the sheep started (read-repair and scrub). */
+  repairs: [88, 'u64'],
+} as const satisfies Layout
+export const SCRUB_STATUS_SIZE = 96
+
 /** sd_stat: 15 u64 counters in wire order. */
 export const SD_STAT_FIELDS = [
   'gwActive',
@@ -316,3 +341,4 @@ checkLayout('CONFIG_FILE', CONFIG_FILE, CONFIG_FILE_SIZE)
 checkLayout('VDI_ATTR', VDI_ATTR, VDI_ATTR_SIZE)
 checkLayout('RECOVERY_STATE', RECOVERY_STATE, RECOVERY_STATE_SIZE)
 checkLayout('RECOVERY_THROTTLING', RECOVERY_THROTTLING, RECOVERY_THROTTLING_SIZE)
+checkLayout('SCRUB_STATUS', SCRUB_STATUS, SCRUB_STATUS_SIZE)

@@ -22,6 +22,7 @@ import { SheepServer } from './server.js'
 import { Sheep, objectDir } from './sheep.js'
 import { freeSpaceOf } from './store/disks.js'
 import { FileStore } from './store/file-store.js'
+import { CSUM_DIR, ChecksumStore } from './store/checksums.js'
 import { notifyReady, reopenLogOnHangup } from './service.js'
 import { sheepMetrics } from './metrics.js'
 
@@ -80,12 +81,18 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
   const kind = CLUSTER_DRIVERS[opts.cluster.name]
   const myAddr = opts.myAddr ?? kind.defaultAddress(opts.bindAddr)
   const addr = addrFromText(myAddr)!
-  const store = new FileStore({ disks: objectDisks(baseDir, opts.disks), nosync: opts.nosync, log })
+  const disks = objectDisks(baseDir, opts.disks)
+  const files = new FileStore({ disks, nosync: opts.nosync, log })
+  // checksums beside the objects, in a directory the original skips when it scans a disk
+  const checksums = opts.checksums ? new ChecksumStore(files, { dir: path.join(disks[0] as string, CSUM_DIR), nosync: opts.nosync, log }) : undefined
+  const store = checksums ?? files
   const driver = kind.create(opts.cluster.option, log)
   const sheep = new Sheep({
     baseDir,
     log,
     store,
+    checksums,
+    integrity: { scrubRateMiB: opts.scrub.rateMiB, scrubEveryHours: opts.scrub.everyHours },
     driver,
     nosync: opts.nosync,
     gateway: opts.gateway,

@@ -130,6 +130,26 @@ export function sheepMetrics(sheep: Sheep, server: SheepServer): { registry: Reg
       this.inc(sheep.recovery.recoveredBytes)
     },
   })
+  const scrapedCounter = (name: string, help: string, read: () => number) =>
+    new Counter({
+      name: METRICS_PREFIX + name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset()
+        this.inc(read())
+      },
+    })
+  scrapedCounter(
+    'checksum_mismatches_total',
+    'Reads (and scrubs) that found a stored block not matching its checksum; never served',
+    () => sheep.integrity.mismatches,
+  )
+  scrapedCounter('read_repairs_total', 'Corrupt replicas or strips rewritten from a good copy (read-repair and scrub)', () => sheep.integrity.repaired)
+  scrapedCounter('read_repair_failures_total', 'Repairs that found no good copy to rewrite from', () => sheep.integrity.repairFailed)
+  stateGauge(registry, 'scrub_running', '1 while a scrub runs on this node', () => (sheep.integrity.scrub.running ? 1 : 0))
+  stateGauge(registry, 'scrub_objects_done', 'Objects the running (or last) scrub has checked', () => sheep.integrity.scrub.objectsDone)
+  stateGauge(registry, 'scrub_objects_total', 'Objects the running (or last) scrub has to check', () => sheep.integrity.scrub.objectsTotal)
   stateGauge(registry, 'requests_in_flight', 'Requests being processed now', () => server.requestsInFlight)
   stateGauge(registry, 'connections_open', 'Client and peer connections open now', () => server.connectionCount)
   return { registry, observe }

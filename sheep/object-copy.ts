@@ -51,7 +51,13 @@ export function peerPieceReader(sheep: Sheep, peer: NodeId, oid: bigint, opts: P
  * a failed copy leaves nothing behind and the object never shows half-written. `ifAbsent`: an
  * object created meanwhile (by a client) is kept instead. Answers SUCCESS or why it failed.
  */
-export async function copyObject(store: StoreDriver, oid: bigint, objectSize: number, read: PieceReader, opts: { ifAbsent?: boolean } = {}): Promise<number> {
+export async function copyObject(
+  store: Pick<StoreDriver, 'create' | 'beginCreate'>,
+  oid: bigint,
+  objectSize: number,
+  read: PieceReader,
+  opts: { ifAbsent?: boolean } = {},
+): Promise<number> {
   const readPiece = async (offset: number): Promise<Buffer | number> => {
     const length = Math.min(OBJECT_CHUNK_BYTES, objectSize - offset)
     const piece = await read(offset, length)

@@ -10,6 +10,7 @@ import {
   REQ_FORW,
   REQ_INODE_COHERENCE,
   REQ_OBJ,
+  REQ_SCRUB,
   REQ_VDI,
   REQ_VDI_STATE,
   REQ_VDI_STATE_CHECKPOINT,
@@ -62,6 +63,7 @@ import {
   SD_OP_SYNC_PEER,
   SD_RES_BUFFER_SMALL,
   SD_RES_INVALID_PARMS,
+  SD_RES_NO_SUPPORT,
   SD_RES_NO_OBJ,
   SD_RES_NO_STORE,
   SD_RES_NO_TAG,
@@ -85,6 +87,7 @@ import {
   SD_OP_CLEANUP,
   SD_OP_OIDS_EXIST,
   SD_OP_STAT,
+  SD_OP_SCRUB,
   SD_OP_GET_VNODES,
   SD_RES_FORCE_RECOVER,
   SD_RES_NODE_IN_RECOVERY,
@@ -122,6 +125,11 @@ import {
   RECOVERY_STATE_SIZE,
   RECOVERY_THROTTLING,
   RECOVERY_THROTTLING_SIZE,
+  SCRUB_ACTION_START,
+  SCRUB_ACTION_STATUS,
+  SCRUB_ACTION_STOP,
+  SCRUB_STATUS,
+  SCRUB_STATUS_SIZE,
   SD_NODE_SIZE,
   decodeNode,
   encodeClusterInfo,
@@ -509,6 +517,32 @@ const cleanupMain: ClusterOpMain = async (s) => {
 
 const statHandler: OpHandler = (s) => reply(SD_RES_SUCCESS, encodeSdStat(s.stats))
 
+/** SD_OP_SCRUB (our own, docs/integrity.md): start or stop this node's scrubber; its status either way. */
+const scrubHandler: OpHandler = (s, req) => {
+  const { action, rateMiB } = reqVariant(req, REQ_SCRUB)
+  if (!s.integrity.checksums || s.gateway) return reply(SD_RES_NO_SUPPORT)
+  if (action === SCRUB_ACTION_START) s.integrity.startScrub(rateMiB)
+  else if (action === SCRUB_ACTION_STOP) s.integrity.stopScrub()
+  else if (action !== SCRUB_ACTION_STATUS) return reply(SD_RES_INVALID_PARMS)
+  const st = s.integrity.scrub
+  const status = writeFields(Buffer.alloc(SCRUB_STATUS_SIZE), SCRUB_STATUS, {
+    running: st.running ? 1 : 0,
+    rateMiB: Math.round(st.rateMiB),
+    objectsDone: BigInt(st.objectsDone),
+    objectsTotal: BigInt(st.objectsTotal),
+    bytesDone: BigInt(st.bytesDone),
+    corrupt: BigInt(st.corrupt),
+    repaired: BigInt(st.repaired),
+    established: BigInt(st.established),
+    unverified: BigInt(st.unverified),
+    startedS: BigInt(Math.floor(st.startedMs / 1000)),
+    finishedS: BigInt(Math.floor(st.finishedMs / 1000)),
+    mismatches: BigInt(s.integrity.mismatches),
+    repairs: BigInt(s.integrity.repaired),
+  })
+  return reply(SD_RES_SUCCESS, status)
+}
+
 /**
  * GET_VNODES: the node's own count, as the original's this_node — on an auto-vnode cluster the
  * default a data node starts with, not the share its capacity gives it in the ring.
@@ -656,6 +690,7 @@ export const OPS: ReadonlyMap<number, OpDef> = new Map<number, OpDef>([
   [SD_OP_REPAIR_REPLICA, { kind: 'local', admin: true, handler: repairReplica }],
   [SD_OP_OIDS_EXIST, { kind: 'local', force: true, handler: oidsExist }],
   [SD_OP_STAT, { kind: 'local', handler: statHandler }],
+  [SD_OP_SCRUB, { kind: 'local', handler: scrubHandler }],
   [SD_OP_SET_VNODES, { kind: 'local', admin: true, handler: setVnodes }],
   [SD_OP_GET_VNODES, { kind: 'local', handler: getVnodesHandler }],
   [SD_OP_GET_LOGLEVEL, { kind: 'local', force: true, handler: getLoglevelHandler }],

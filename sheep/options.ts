@@ -46,6 +46,11 @@ export const SHEEP_OPTIONS: OptionSpec[] = [
     help: `specify the cluster driver (default: ${defaultClusterDriver()})`,
     extended: `Available cluster drivers:\n${CLUSTER_DRIVERS.join('\n')}\nExample:\n\t$ sheep -c local:/tmp/sheepdog_shm ...\n\t$ sheep -c zookeeper:10.0.0.1:2181,10.0.0.2:2181/sheepdog,timeout=30000 ...`,
   },
+  {
+    short: 'C',
+    long: 'no-checksums',
+    help: 'keep no checksums of stored objects and verify none (default: a CRC-32 per 4 KiB, verified on every read)',
+  },
   { short: 'D', long: 'directio', help: 'use direct IO for backend store' },
   { short: 'f', long: 'foreground', help: 'make the program run in foreground' },
   { short: 'g', long: 'gateway', help: 'make the program run as a gateway mode' },
@@ -99,6 +104,14 @@ export const SHEEP_OPTIONS: OptionSpec[] = [
     help: 'specify the recovery throttling (max=N,interval=MS)',
     extended:
       'Available arguments:\n\tmax=: max number of objects recovered in one interval\n\tinterval=: interval in milliseconds\nExample:\n\t$ sheep -R max=100,interval=1000 ...',
+  },
+  {
+    short: 'S',
+    long: 'scrub',
+    arg: 'OPTS',
+    help: 'the scrubber: rate=MiB/s (default 16), every=HOURS (default: only when asked)',
+    extended:
+      'The scrubber reads every object this node stores, verifies its checksums, compares the replicas\nof objects without checksums and repairs what it finds (dog node scrub, dog cluster scrub).\nExample:\n\t$ sheep --scrub rate=32,every=168 ...\nThis scrubs at 32 MiB/s, and starts a scrub every week.',
   },
   { short: 'u', long: 'upgrade', help: 'upgrade to the latest data layout' },
   { short: 'v', long: 'version', help: 'show the version' },
@@ -158,6 +171,10 @@ export interface SheepOptions {
   adminFrom?: AdminNetworks
   /** Threads of libuv's I/O pool asked for with -w io=N or -x N (main.ts sizes the daemon's pool). */
   ioThreadPoolSize?: number
+  /** Whether stored objects carry checksums (-C, --no-checksums turns them off). */
+  checksums: boolean
+  /** The scrubber (-S, --scrub): its rate in MiB/s and how often it starts by itself (0: never). */
+  scrub: { rateMiB: number; everyHours: number }
   /** Lines sheep logs at start about options it accepted but that change nothing here. */
   notices: StartNotice[]
 }
@@ -243,6 +260,8 @@ export function parseSheepArgs(argv: string[]): ParseOutcome {
     foreground: o.foreground === true,
     nosync: o.nosync === true,
     directio: o.directio === true,
+    checksums: o.checksums !== false,
+    scrub: { rateMiB: 0, everyHours: 0 },
     cluster: { name: defaultClusterDriver(), option: '' },
     log: { level: 6, format: 'server', dst: 'default' },
     notices: [],
@@ -335,6 +354,15 @@ export function parseSheepArgs(argv: string[]): ParseOutcome {
     metrics.host ??= options.bindAddr
     if (metrics.port === options.port || metrics.port === options.nbd?.port) return fail(`metrics port ${metrics.port} is already in use by this sheep`)
     options.metrics = metrics
+  }
+  if (typeof o.scrub === 'string') {
+    for (const [key, value] of subOptions(o.scrub)) {
+      const n = Number(value)
+      if (!(value !== '' && Number.isFinite(n) && n > 0)) return fail(`Invalid scrub option '${key}=${value}': a positive number is expected`)
+      if (key === 'rate') options.scrub.rateMiB = n
+      else if (key === 'every') options.scrub.everyHours = n
+      else return fail(`Invalid scrub option '${key}'`)
+    }
   }
   if (typeof o.adminFrom === 'string') {
     const networks = parseAdminNetworks(o.adminFrom)

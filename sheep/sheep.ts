@@ -36,6 +36,8 @@ import {
 import { ConfigStore, EpochStore, emptyConfig } from './config.js'
 import type { OpReply } from './op-types.js'
 import type { StoreDriver } from './store/driver.js'
+import type { ChecksumStore } from './store/checksums.js'
+import { Integrity, type IntegrityOptions } from './integrity.js'
 import { DEFAULT_STORE_LAYOUT, storeLayout } from './store/layout.js'
 import { Group, type NodeWeight, vnodeStartProblem } from './group.js'
 import { PeerConnections } from './peer-conns.js'
@@ -89,6 +91,10 @@ export interface SheepConfig {
   nosync: boolean
   log: Logger
   store: StoreDriver
+  /** The checksum layer when `store` is one (it is then the same object); absent: checksums off. */
+  checksums?: ChecksumStore
+  /** The scrubber's pace and schedule (sheep --scrub). */
+  integrity?: IntegrityOptions
   driver: ClusterDriver
   /** Looks up the `main` phase of a cluster op by opcode (the op table owns them). */
   clusterMain: (opcode: number) => ClusterOpMain | undefined
@@ -103,6 +109,8 @@ export class Sheep {
   readonly epochs: EpochStore
   readonly vdis = new VdiTable()
   readonly recovery: Recovery
+  /** Read-repair and the scrubber (issue 16). */
+  readonly integrity: Integrity
   /** Connections to the other sheep (their I/O address when they have one). */
   readonly peers: PeerConnections
   readonly nosync: boolean
@@ -141,6 +149,7 @@ export class Sheep {
     this.config = new ConfigStore(cfg.baseDir)
     this.epochs = new EpochStore(cfg.baseDir)
     this.recovery = new Recovery(this)
+    this.integrity = new Integrity(this, cfg.checksums, cfg.integrity)
     this.group = new Group(this)
     this.store.onDiskFailure = (diskPath, disksLeft) => this.diskFailed(diskPath, disksLeft)
   }
@@ -470,6 +479,9 @@ export class Sheep {
   }
 
   async close(): Promise<void> {
+    this.integrity.close()
+    // a clean stop leaves no intent marks: nothing is recomputed at the next start
+    await this.integrity.checksums?.close().catch((e) => this.log.error(`checksums: ${String(e)}`))
     this.peers.closeAll()
     await this.driver.leave()
   }

@@ -6,12 +6,11 @@
 // One message of ours has no counterpart: a weight a member announces through a driver without
 // UPDATE_NODE (local, zookeeper; never mixed with original sheep). It travels as a
 // vdi_op_message of a private opcode whose data is the member's new sd_node.
-import { SD_FLAG_CMD_WRITE, SD_HEADER_SIZE } from '../../lib/proto.js'
+import { SD_FLAG_CMD_WRITE, SD_HEADER_SIZE, SD_OP_PRIVATE_NODE_UPDATE } from '../../lib/proto.js'
 import { SD_NODE_SIZE } from '../../lib/structs.js'
 
 export const VDI_OP_MESSAGE_HEADER_SIZE = 2 * SD_HEADER_SIZE
-/** The opcode of the private node-update message: above every opcode of the protocol. */
-export const SD_OP_PRIVATE_NODE_UPDATE = 0xf0
+export { SD_OP_PRIVATE_NODE_UPDATE }
 const REQ_OPCODE_AT = 1
 const REQ_FLAGS_AT = 2
 const REQ_DATA_LENGTH_AT = 12

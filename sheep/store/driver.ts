@@ -84,6 +84,8 @@ export interface StoreDriver {
    */
   beginCreate(oid: bigint, objectSize: number): Promise<StagedObject>
   remove(oid: bigint): Promise<number>
+  /** The file holding the object, for drivers that keep one file per object (checksums.ts). */
+  fileOf?(oid: bigint): string | undefined
   /** SHA-1 of the whole stored object (GET_HASH), read a piece at a time. */
   sha1(oid: bigint): Promise<Buffer | number>
   /** Every object id stored here, ascending. */

@@ -378,6 +378,12 @@ export class FileStore implements StoreDriver {
     }
   }
 
+  /** The file holding the object now (checksums.ts compares its age with its checksums'). */
+  fileOf(oid: bigint): string | undefined {
+    const loc = this.objects.get(oid)
+    return loc && this.objectFile(loc.disk, oid)
+  }
+
   readAfterMutations(oid: bigint, offset: number, length: number): Promise<Buffer | number> {
     return this.serialise(oid, () => this.read(oid, offset, length))
   }
@@ -874,6 +880,9 @@ async function copyFileSparse(from: string, to: string, nosync: boolean): Promis
     } finally {
       await dst.close()
     }
+    // a move does not change the bytes: the copy keeps the age its checksums are compared with
+    const st = await src.stat()
+    await fsp.utimes(tmp, st.atime, st.mtime)
     await fsp.rename(tmp, to)
   } catch (e) {
     await fsp.rm(tmp, { force: true }).catch(() => undefined)

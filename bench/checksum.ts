@@ -1,0 +1,137 @@
+// The cost of the checksums (issue 16, docs/integrity.md): the same workloads on 3 local sheep
+// (copies=3, real fsync), with checksums and with `sheep --no-checksums`, two clusters side by
+// side on the same disk whose rounds alternate, each the median of ROUNDS rounds: a sequential write and read of the
+// region in 1 MiB requests, and 4 KiB random writes and reads at queue depth 16 over it. Every
+// row prints both throughputs and their ratio (with / without); the target is a cost under 5 %.
+// Usage: npm run bench -- checksum [--size-mib N] [--seconds N]
+import crypto from 'node:crypto'
+import path from 'node:path'
+import { SD_CLUSTER_FLAG_AUTO_VNODES } from '../lib/proto.js'
+import { makeFs, newVdi } from '../lib/sheep-api.js'
+import { VdiHandle } from '../lib/vdi-io.js'
+import { type TestCluster, startCluster } from '../harness/cluster.js'
+import { tempDir } from '../harness/sheep.js'
+
+const MiB = 1024 * 1024
+const SMALL_BYTES = 4096
+const QUEUE_DEPTH = 16
+const ROUNDS = 3
+const argValue = (name: string, fallback: number) => {
+  const at = process.argv.indexOf(name)
+  return at > 0 ? Number(process.argv[at + 1]) : fallback
+}
+const REGION_MIB = argValue('--size-mib', 256)
+const ROW_SECONDS = argValue('--seconds', 5)
+/** The cost the issue allows. */
+const TARGET_COST = 0.05
+
+interface Result {
+  seqWriteMBps: number
+  seqReadMBps: number
+  randWriteIops: number
+  randReadIops: number
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)] as number
+}
+
+async function sequential(h: VdiHandle, data: Buffer, write: boolean): Promise<number> {
+  const start = process.hrtime.bigint()
+  for (let at = 0; at < data.length; at += MiB) {
+    if (write) await h.write(at, data.subarray(at, at + MiB))
+    else await h.read(at, MiB)
+  }
+  return data.length / MiB / (Number(process.hrtime.bigint() - start) / 1e9)
+}
+
+/** 4 KiB requests at random aligned offsets of the region for ROW_SECONDS, QUEUE_DEPTH at a time. */
+async function random(h: VdiHandle, write: boolean): Promise<number> {
+  const blocks = (REGION_MIB * MiB) / SMALL_BYTES
+  const payload = crypto.randomBytes(SMALL_BYTES)
+  const end = Date.now() + ROW_SECONDS * 1000
+  let done = 0
+  const worker = async () => {
+    while (Date.now() < end) {
+      const at = Math.floor(Math.random() * blocks) * SMALL_BYTES
+      if (write) await h.write(at, payload)
+      else await h.read(at, SMALL_BYTES)
+      done++
+    }
+  }
+  await Promise.all(Array.from({ length: QUEUE_DEPTH }, worker))
+  return done / ROW_SECONDS
+}
+
+/** One round on `cluster`: a fresh VDI over the region, the four rows. */
+async function round(cluster: TestCluster, name: string): Promise<Result> {
+  await newVdi(cluster.conn(0), { name, vdiSize: BigInt(REGION_MIB * MiB) })
+  const h = await VdiHandle.open(cluster.conn(0), name)
+  const data = crypto.randomBytes(REGION_MIB * MiB)
+  return {
+    seqWriteMBps: await sequential(h, data, true),
+    seqReadMBps: await sequential(h, data, false),
+    randWriteIops: await random(h, true),
+    randReadIops: await random(h, false),
+  }
+}
+
+function medianResult(rounds: Result[]): Result {
+  return {
+    seqWriteMBps: median(rounds.map((r) => r.seqWriteMBps)),
+    seqReadMBps: median(rounds.map((r) => r.seqReadMBps)),
+    randWriteIops: median(rounds.map((r) => r.randWriteIops)),
+    randReadIops: median(rounds.map((r) => r.randReadIops)),
+  }
+}
+
+/**
+ * Both clusters run side by side and their rounds alternate (without, with, without, …), so a
+ * machine whose load drifts during the run (other jobs) weighs on both alike.
+ */
+async function measureBoth(work: string): Promise<{ on: Result; off: Result }> {
+  const off = await startCluster(3, { nosync: false, root: path.join(work, 'off'), extraArgs: ['--no-checksums'] })
+  const on = await startCluster(3, { nosync: false, root: path.join(work, 'on') })
+  try {
+    const ctime = BigInt(Math.floor(Date.now() / 1000)) << 32n
+    for (const c of [off, on]) await makeFs(c.conn(0), { ctime, copies: 3, flags: SD_CLUSTER_FLAG_AUTO_VNODES, store: 'plain' })
+    const results = { off: [] as Result[], on: [] as Result[] }
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const [which, cluster] of [
+        ['off', off],
+        ['on', on],
+      ] as const) {
+        const res = await round(cluster, `bench-${r}`)
+        console.log(
+          `  ${which === 'on' ? 'with' : 'without'} checksums, round ${r + 1}: seq write ${res.seqWriteMBps.toFixed(1)} MB/s, seq read ${res.seqReadMBps.toFixed(1)} MB/s, 4k rand write ${res.randWriteIops.toFixed(0)} IOPS, 4k rand read ${res.randReadIops.toFixed(0)} IOPS`,
+        )
+        results[which].push(res)
+      }
+    }
+    return { on: medianResult(results.on), off: medianResult(results.off) }
+  } finally {
+    await off.close()
+    await on.close()
+  }
+}
+
+export async function runChecksumBench(): Promise<void> {
+  const work = tempDir('sheep-bench-checksum-')
+  console.log(`bench checksum: ${REGION_MIB} MiB region, ${ROW_SECONDS} s random rows at QD${QUEUE_DEPTH}, 3 sheep, copies=3, fsync on`)
+  const { on, off } = await measureBoth(work)
+  const rows: Array<[string, number, number, string]> = [
+    ['1 MiB sequential write', on.seqWriteMBps, off.seqWriteMBps, 'MB/s'],
+    ['1 MiB sequential read', on.seqReadMBps, off.seqReadMBps, 'MB/s'],
+    ['4 KiB random write QD16', on.randWriteIops, off.randWriteIops, 'IOPS'],
+    ['4 KiB random read QD16', on.randReadIops, off.randReadIops, 'IOPS'],
+  ]
+  console.log(`${'row'.padEnd(28)}${'checksums'.padStart(14)}${'without'.padStart(14)}${'ratio'.padStart(8)}  cost`)
+  for (const [name, withValue, without, unit] of rows) {
+    const ratio = withValue / without
+    const cost = 1 - ratio
+    console.log(
+      `${name.padEnd(28)}${`${withValue.toFixed(1)} ${unit}`.padStart(14)}${`${without.toFixed(1)} ${unit}`.padStart(14)}${ratio.toFixed(3).padStart(8)}  ${(cost * 100).toFixed(1)} %${cost > TARGET_COST ? ' (over the 5 % target)' : ''}`,
+    )
+  }
+}

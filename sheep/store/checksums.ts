@@ -1,0 +1,790 @@
+// End-to-end integrity of stored objects (issue 16, docs/integrity.md): a layer over any
+// StoreDriver that keeps a CRC-32 of every 4 KiB block of every object replica or strip, and
+// verifies the blocks of every read before a byte leaves the node. A block that does not match
+// is never served: the read answers SD_RES_EIO (the gateway then reads another replica) and
+// `onCorrupt` is told, so the node rewrites its copy from a good one (read-repair).
+//
+// The checksums live beside the data, never in it: one file per object in `<first disk>/.csum/`
+// (the original skips every name beginning with a dot when it scans a disk, as it skips
+// `.stale`), so object files stay byte-identical to the original's and the original can still
+// use the directory. An object without a checksum file (written by the original, or while
+// checksums were off) is served unverified, as today, until its checksums are established by
+// comparing replicas (the scrubber, scrub.ts) or rewritten whole (a create, a repair).
+//
+// Crash safety: every mutation is preceded by a durable mark in the write-intent log
+// (intent-log.ts); the checksum file itself is written without fsync and made durable lazily,
+// before the mark is dropped. After a crash the marked objects' checksums are dropped and
+// recomputed from their bytes in the background: a write in progress never looks like rot.
+// A checksum file older than its object file (the original, or this sheep with checksums off,
+// wrote the object later) is dropped at start for the same reason.
+//
+// Every mutation of an object passes through this layer's own queue per object, so its data
+// and its checksums change together; reads are not queued, and a read that finds a mismatch is
+// tried once more behind the object's mutations before the mismatch counts.
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import fsp from 'node:fs/promises'
+import path from 'node:path'
+import zlib from 'node:zlib'
+import { KeyedQueue } from '../../lib/async.js'
+import type { Logger } from '../../lib/log.js'
+import { keyFileName, parseKeyFileName } from '../../lib/oid.js'
+import { SD_RES_EIO, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
+import type { DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
+import { IntentLog } from './intent-log.js'
+import type { StoreLayout } from './layout.js'
+
+/** The directory of checksum files inside the first object disk. */
+export const CSUM_DIR = '.csum'
+export const CSUM_BLOCK_BYTES = 4096
+/** Checksum file: magic, version, block shift, object size, then one u32 CRC per block. */
+const CSUM_MAGIC = 0x4b435344 // "DSCK" little-endian
+const CSUM_VERSION = 1
+const CSUM_BLOCK_SHIFT = 12
+const CSUM_HEADER_BYTES = 16
+const CRC_BYTES = 4
+/** Checksum tables kept in memory (4 KiB each for a 4 MiB object: 16 MiB in all). */
+const TABLE_CACHE_ENTRIES = 4096
+/** Whole-object walks (GET_HASH, scrub, recompute) read this much at a time. */
+const WALK_CHUNK_BYTES = 4 * 1024 * 1024
+/** Checksum files handled at once when made durable or compared at start. */
+const FILE_BATCH = 32
+/** A failing checksum directory is logged at most this often. */
+const TABLE_IO_LOG_INTERVAL_MS = 60_000
+/** A stale copy's checksum file: `<key file name>.<epoch>`. */
+const STALE_CSUM_FILE = /^([0-9a-f]{16}(?:_\d{1,2})?)\.(\d+)$/
+
+if (1 << CSUM_BLOCK_SHIFT !== CSUM_BLOCK_BYTES) throw new Error('invariant violated: CSUM_BLOCK_SHIFT')
+
+/** The checksums of one object: its size and one CRC-32 per block (the last may be short). */
+export interface ChecksumTable {
+  size: number
+  crcs: Uint32Array
+}
+
+/** What a whole-object verification found. */
+export type Verdict = 'ok' | 'corrupt' | 'unknown'
+
+export interface ChecksumStoreOptions {
+  /** Where the checksum files and the intent log live. */
+  dir: string
+  nosync: boolean
+  log: Logger
+}
+
+const ZERO_BLOCK_CRC = zlib.crc32(Buffer.alloc(CSUM_BLOCK_BYTES)) >>> 0
+
+export function blockCount(size: number): number {
+  return Math.ceil(size / CSUM_BLOCK_BYTES)
+}
+
+export function crcOf(data: Uint8Array): number {
+  return zlib.crc32(data) >>> 0
+}
+
+/** The table of an object of `size` bytes holding `data` at `offset` and zeros elsewhere. */
+export function tableOf(size: number, offset: number, data: Buffer): ChecksumTable {
+  const crcs = new Uint32Array(blockCount(size))
+  crcs.fill(ZERO_BLOCK_CRC)
+  const lastLength = size - (crcs.length - 1) * CSUM_BLOCK_BYTES
+  if (crcs.length > 0 && lastLength !== CSUM_BLOCK_BYTES) crcs[crcs.length - 1] = crcOf(Buffer.alloc(lastLength))
+  const end = offset + data.length
+  for (let b = Math.floor(offset / CSUM_BLOCK_BYTES); b * CSUM_BLOCK_BYTES < end && b < crcs.length; b++) {
+    crcs[b] = crcOf(blockBytes(size, b, offset, data, undefined))
+  }
+  return { size, crcs }
+}
+
+/** Bytes of block `b` of an object of `size` after `data` is written at `offset` over `old` (zeros when absent). */
+function blockBytes(size: number, b: number, offset: number, data: Buffer, old: Buffer | undefined): Buffer {
+  const start = b * CSUM_BLOCK_BYTES
+  const end = Math.min(start + CSUM_BLOCK_BYTES, size)
+  if (offset <= start && offset + data.length >= end) return data.subarray(start - offset, end - offset)
+  const block = Buffer.alloc(end - start)
+  old?.copy(block, 0, 0, Math.min(old.length, block.length))
+  const from = Math.max(offset, start)
+  const to = Math.min(offset + data.length, end)
+  if (to > from) data.copy(block, from - start, from - offset, to - offset)
+  return block
+}
+
+/** The first block of `data` (read from block `firstBlock` on) that does not match; -1 if none. */
+export function firstBadBlock(table: ChecksumTable, data: Buffer, firstBlock: number): number {
+  for (let i = 0; i * CSUM_BLOCK_BYTES < data.length; i++) {
+    const b = firstBlock + i
+    if (b >= table.crcs.length) break // past the object: reads as zeros, nothing to check
+    const start = b * CSUM_BLOCK_BYTES
+    const length = Math.min(CSUM_BLOCK_BYTES, table.size - start, data.length - i * CSUM_BLOCK_BYTES)
+    // a read that ends inside the object's last block checks it only when it covers it whole
+    if (length < Math.min(CSUM_BLOCK_BYTES, table.size - start)) break
+    if (crcOf(data.subarray(i * CSUM_BLOCK_BYTES, i * CSUM_BLOCK_BYTES + length)) !== table.crcs[b]) return b
+  }
+  return -1
+}
+
+export function encodeTable(t: ChecksumTable): Buffer {
+  const buf = Buffer.alloc(CSUM_HEADER_BYTES + t.crcs.length * CRC_BYTES)
+  buf.writeUInt32LE(CSUM_MAGIC, 0)
+  buf.writeUInt8(CSUM_VERSION, 4)
+  buf.writeUInt8(CSUM_BLOCK_SHIFT, 5)
+  buf.writeBigUInt64LE(BigInt(t.size), 8)
+  for (let i = 0; i < t.crcs.length; i++) buf.writeUInt32LE(t.crcs[i] as number, CSUM_HEADER_BYTES + i * CRC_BYTES)
+  return buf
+}
+
+/** The table in a checksum file's bytes; undefined when they are not one (torn, foreign). */
+export function decodeTable(buf: Buffer): ChecksumTable | undefined {
+  if (buf.length < CSUM_HEADER_BYTES || buf.readUInt32LE(0) !== CSUM_MAGIC) return undefined
+  if (buf.readUInt8(4) !== CSUM_VERSION || buf.readUInt8(5) !== CSUM_BLOCK_SHIFT) return undefined
+  const size = Number(buf.readBigUInt64LE(8))
+  const blocks = blockCount(size)
+  if (buf.length !== CSUM_HEADER_BYTES + blocks * CRC_BYTES) return undefined
+  const crcs = new Uint32Array(blocks)
+  for (let i = 0; i < blocks; i++) crcs[i] = buf.readUInt32LE(CSUM_HEADER_BYTES + i * CRC_BYTES)
+  return { size, crcs }
+}
+
+function blockRange(offset: number, length: number): { first: number; end: number } {
+  return { first: Math.floor(offset / CSUM_BLOCK_BYTES), end: Math.ceil((offset + length) / CSUM_BLOCK_BYTES) }
+}
+
+/** The part of a store the copy of a whole object needs (object-copy.ts). */
+export type ObjectCreator = Pick<StoreDriver, 'create' | 'beginCreate'>
+
+export class ChecksumStore implements StoreDriver {
+  /** Told of every object found corrupt here (after the read that found it answered EIO). */
+  onCorrupt: (key: bigint, detail: string) => void = () => undefined
+  /** Mismatches found since start (metrics). */
+  mismatches = 0
+  private readonly queue = new KeyedQueue<bigint>()
+  /** key → its table, or null when it has none; in use order (the oldest first). */
+  private readonly tables = new Map<bigint, ChecksumTable | null>()
+  /** Counts the table changes: a table loaded while one changed is not cached (it may be old). */
+  private tableChanges = 0
+  private readonly intent: IntentLog
+  private readonly log: Logger
+  private tableIoLoggedMs = 0
+  /** Objects being rewritten from another copy (replace), with how many rewrites are queued. */
+  private readonly replacing = new Map<bigint, number>()
+  /** Objects whose checksums are being recomputed from their bytes (after a crash). */
+  private readonly recomputing = new Set<bigint>()
+
+  constructor(
+    readonly inner: StoreDriver,
+    private readonly opts: ChecksumStoreOptions,
+  ) {
+    this.log = opts.log
+    this.intent = new IntentLog({ dir: opts.dir, nosync: opts.nosync, syncChecksums: (keys) => this.syncTables(keys) })
+  }
+
+  // ---- passed through ----------------------------------------------------------------------
+
+  get name(): string {
+    return this.inner.name
+  }
+  get diskCount(): number {
+    return this.inner.diskCount
+  }
+  get onDiskFailure(): (diskPath: string, disksLeft: number) => void {
+    return this.inner.onDiskFailure
+  }
+  set onDiskFailure(f: (diskPath: string, disksLeft: number) => void) {
+    this.inner.onDiskFailure = f
+  }
+  useLayout(layout: StoreLayout): Promise<void> {
+    return this.inner.useLayout(layout)
+  }
+  exists(oid: bigint): boolean {
+    return this.inner.exists(oid)
+  }
+  list(): bigint[] {
+    return this.inner.list()
+  }
+  usedBytes(): bigint {
+    return this.inner.usedBytes()
+  }
+  diskStats(): DiskStats[] {
+    return this.inner.diskStats()
+  }
+  hasStale(oid: bigint, epoch: number): boolean {
+    return this.inner.hasStale(oid, epoch)
+  }
+  listStale(): bigint[] {
+    return this.inner.listStale()
+  }
+  recordedSpace(): bigint {
+    return this.inner.recordedSpace()
+  }
+  usage(): Promise<DiskUsage[]> {
+    return this.inner.usage()
+  }
+  capacity(): Promise<{ size: bigint; used: bigint }> {
+    return this.inner.capacity()
+  }
+  plug(paths: readonly string[]): number {
+    return this.inner.plug(paths)
+  }
+  unplug(paths: readonly string[], onLost: (count: number) => void): number {
+    return this.inner.unplug(paths, onLost)
+  }
+  rebalanced(): Promise<void> {
+    return this.inner.rebalanced()
+  }
+  fileOf(oid: bigint): string | undefined {
+    return this.inner.fileOf?.(oid)
+  }
+  /** The store's flush; the objects it made durable may then lose their intent marks. */
+  async flush(): Promise<void> {
+    const unstable = this.intent.unstableSnapshot()
+    await this.inner.flush()
+    this.intent.flushed(unstable)
+  }
+  async mutationsSettled(): Promise<void> {
+    await this.queue.settled()
+    await this.inner.mutationsSettled()
+  }
+
+  // ---- start, format -----------------------------------------------------------------------
+
+  async init(): Promise<void> {
+    await this.inner.init()
+    await fsp.mkdir(this.opts.dir, { recursive: true })
+    this.tables.clear()
+    this.tableChanges++
+    const dirty = await this.intent.recover()
+    for (const key of dirty) await this.dropTables(key, { stale: true })
+    await this.intent.reset()
+    await this.dropOutdated()
+    const live = dirty.filter((key) => this.inner.exists(key))
+    if (dirty.length > 0) {
+      this.log.warn(`checksums: ${dirty.length} object(s) were being written when sheep stopped; ${live.length} recomputed from their bytes`)
+    }
+    for (const key of live) this.recomputing.add(key)
+    void this.recomputeAll(live)
+  }
+
+  async purge(): Promise<void> {
+    await this.inner.purge()
+    await fsp.rm(this.opts.dir, { recursive: true, force: true })
+    await fsp.mkdir(this.opts.dir, { recursive: true })
+    this.tables.clear()
+    this.tableChanges++
+    await this.intent.reset()
+  }
+
+  /** Lets the mutations under way finish, makes every checksum durable and empties the intent log. */
+  async close(): Promise<void> {
+    this.intent.stop()
+    await this.queue.settled()
+    await this.intent.clean(Number.POSITIVE_INFINITY, 0)
+  }
+
+  /**
+   * Drops the checksum files that cannot be trusted: those of objects no longer here, and those
+   * older than their object file (someone wrote the object without updating them).
+   */
+  private async dropOutdated(): Promise<void> {
+    if (!this.inner.fileOf) return
+    const names = await fsp.readdir(this.opts.dir)
+    let outdated = 0
+    for (let i = 0; i < names.length; i += FILE_BATCH) {
+      await Promise.all(
+        names.slice(i, i + FILE_BATCH).map(async (name) => {
+          const key = parseKeyFileName(name)
+          if (key === undefined) return
+          const data = this.inner.fileOf?.(key)
+          const csum = path.join(this.opts.dir, name)
+          if (data === undefined) return fsp.rm(csum, { force: true })
+          const [d, c] = await Promise.all([fsp.stat(data, { bigint: true }), fsp.stat(csum, { bigint: true })]).catch(() => [undefined, undefined])
+          if (d && c && d.mtimeNs <= c.mtimeNs) return
+          outdated++
+          await fsp.rm(csum, { force: true })
+        }),
+      )
+    }
+    if (outdated > 0)
+      this.log.warn(
+        `checksums: ${outdated} object(s) changed without their checksums (written by another program?); they are served unverified until established again`,
+      )
+  }
+
+  private async recomputeAll(keys: bigint[]): Promise<void> {
+    for (const key of keys) {
+      try {
+        await this.establish(key)
+      } catch (e) {
+        this.log.error(`checksums: recomputing ${keyFileName(key)} failed: ${String(e)}`)
+      } finally {
+        this.recomputing.delete(key)
+      }
+    }
+  }
+
+  // ---- reads -------------------------------------------------------------------------------
+
+  read(oid: bigint, offset: number, length: number): Promise<Buffer | number> {
+    return this.readVerified(oid, offset, length, (o, l) => this.inner.read(oid, o, l), false)
+  }
+
+  readAfterMutations(oid: bigint, offset: number, length: number): Promise<Buffer | number> {
+    return this.queue.run(oid, () => this.readVerified(oid, offset, length, (o, l) => this.inner.readAfterMutations(oid, o, l), true))
+  }
+
+  async readStale(oid: bigint, epoch: number, offset: number, length: number): Promise<Buffer | number> {
+    const table = await this.loadTable(this.staleFile(oid, epoch))
+    const got = await this.readChecked(table, offset, length, (o, l) => this.inner.readStale(oid, epoch, o, l))
+    if (got !== 'mismatch') return got
+    this.reportCorrupt(oid, `stale copy of epoch ${epoch}`)
+    return SD_RES_EIO
+  }
+
+  private async readVerified(
+    key: bigint,
+    offset: number,
+    length: number,
+    read: (offset: number, length: number) => Promise<Buffer | number>,
+    serialised: boolean,
+  ): Promise<Buffer | number> {
+    const table = await this.table(key)
+    const got = await this.readChecked(table, offset, length, read)
+    // a file gone while its checksums are still here was deleted behind this sheep's back (a
+    // removal or a stale move drops the checksums, in the same queue)
+    const gone = got === SD_RES_NO_OBJ && table !== null
+    if (got !== 'mismatch' && !gone) return got
+    // being rewritten from another copy: known bad, answered at once (see `replace`)
+    if (this.replacing.has(key)) return gone ? SD_RES_NO_OBJ : SD_RES_EIO
+    // a write (or a removal) may have been half done: look again behind it
+    if (!serialised) return this.queue.run(key, () => this.readVerified(key, offset, length, read, true))
+    if (gone) {
+      this.reportCorrupt(key, 'its file is gone')
+      return SD_RES_NO_OBJ
+    }
+    this.reportCorrupt(key, `bytes ${offset}+${length}`)
+    return SD_RES_EIO
+  }
+
+  /** Reads whole blocks around the range and checks them; 'mismatch' when one is wrong. */
+  private async readChecked(
+    table: ChecksumTable | null,
+    offset: number,
+    length: number,
+    read: (offset: number, length: number) => Promise<Buffer | number>,
+  ): Promise<Buffer | number | 'mismatch'> {
+    if (!table) return read(offset, length)
+    const { first, end } = blockRange(offset, length)
+    const start = first * CSUM_BLOCK_BYTES
+    const data = await read(start, end * CSUM_BLOCK_BYTES - start)
+    if (typeof data === 'number') return data
+    if (firstBadBlock(table, data, first) >= 0) return 'mismatch'
+    return data.subarray(offset - start, offset - start + length)
+  }
+
+  private reportCorrupt(key: bigint, detail: string): void {
+    this.mismatches++
+    this.log.error(`checksum mismatch: ${keyFileName(key)} (${detail}) is corrupt here; it is not served`)
+    this.onCorrupt(key, detail)
+  }
+
+  /**
+   * Checks every block of the object, feeding its bytes to `consume` (started afresh by
+   * `begin` before each try). A mismatch is looked at again behind the object's mutations
+   * before it counts.
+   */
+  async verify(key: bigint, begin: () => (chunk: Buffer) => void = () => () => undefined): Promise<Verdict | number> {
+    const once = async (): Promise<Verdict | 'mismatch' | number> => {
+      const table = await this.table(key)
+      if (!table) return 'unknown'
+      const consume = begin()
+      for (let at = 0; at < table.size; at += WALK_CHUNK_BYTES) {
+        const data = await this.inner.read(key, at, Math.min(WALK_CHUNK_BYTES, table.size - at))
+        if (typeof data === 'number') return data
+        if (firstBadBlock(table, data, at / CSUM_BLOCK_BYTES) >= 0) return 'mismatch'
+        consume(data)
+      }
+      return 'ok'
+    }
+    const first = await once()
+    if (first !== 'mismatch') return first
+    if (this.replacing.has(key)) return 'corrupt'
+    const again = await this.queue.run(key, once)
+    if (again !== 'mismatch') return again
+    this.reportCorrupt(key, 'whole object')
+    return 'corrupt'
+  }
+
+  /** SHA-1 of the whole object (GET_HASH), its blocks checked on the way: EIO when one is wrong. */
+  async sha1(oid: bigint): Promise<Buffer | number> {
+    let hash = crypto.createHash('sha1')
+    const verdict = await this.verify(oid, () => {
+      hash = crypto.createHash('sha1')
+      return (chunk) => hash.update(chunk)
+    })
+    if (verdict === 'unknown') return this.inner.sha1(oid)
+    if (verdict === 'corrupt') return SD_RES_EIO
+    if (typeof verdict === 'number') return verdict
+    return hash.digest()
+  }
+
+  /** Whether the object has checksums here (false: served unverified). */
+  async hasChecksums(key: bigint): Promise<boolean> {
+    return (await this.table(key)) !== null
+  }
+
+  /**
+   * Gives the object checksums computed from its bytes as they are, if their SHA-1 is
+   * `expectSha1` (the replicas' majority) or no digest is asked for. Answers whether it did.
+   */
+  establish(key: bigint, expectSha1?: Buffer): Promise<boolean> {
+    return this.queue.run(key, async () => {
+      const file = this.inner.fileOf?.(key)
+      if (!file) return false
+      const size = (await fsp.stat(file)).size
+      const hash = crypto.createHash('sha1')
+      const crcs = new Uint32Array(blockCount(size))
+      for (let at = 0; at < size; at += WALK_CHUNK_BYTES) {
+        const data = await this.inner.read(key, at, Math.min(WALK_CHUNK_BYTES, size - at))
+        if (typeof data === 'number') return false
+        hash.update(data)
+        for (let off = 0; off < data.length; off += CSUM_BLOCK_BYTES) crcs[(at + off) / CSUM_BLOCK_BYTES] = crcOf(data.subarray(off, off + CSUM_BLOCK_BYTES))
+      }
+      if (expectSha1 && !hash.digest().equals(expectSha1)) return false
+      if (!(await this.mark(key))) return false
+      try {
+        await this.writeTable(key, { size, crcs })
+      } finally {
+        this.intent.release(key)
+      }
+      return true
+    })
+  }
+
+  // ---- mutations ---------------------------------------------------------------------------
+
+  write(w: ObjectWrite): Promise<number> {
+    return this.queue.run(w.oid, () => this.writeLocked(w))
+  }
+
+  private async writeLocked(w: ObjectWrite): Promise<number> {
+    const table = await this.table(w.oid)
+    if (!table) return this.inner.write(w)
+    const end = w.offset + w.data.length
+    const size = Math.max(table.size, end)
+    const { first, end: endBlock } = blockRange(w.offset, w.data.length)
+    // blocks the write covers only in part: their other bytes are read (and checked) first
+    const old = new Map<number, Buffer | null>()
+    for (const b of new Set([first, endBlock - 1])) {
+      const start = b * CSUM_BLOCK_BYTES
+      if (b >= table.crcs.length || (w.offset <= start && end >= Math.min(start + CSUM_BLOCK_BYTES, size))) continue
+      const length = Math.min(CSUM_BLOCK_BYTES, table.size - start)
+      const bytes = await this.inner.read(w.oid, start, length)
+      if (typeof bytes === 'number') return bytes
+      old.set(b, crcOf(bytes) === table.crcs[b] ? bytes : null)
+    }
+    if (!(await this.mark(w.oid, { unstable: w.unstable }))) return this.inner.write(w)
+    try {
+      const result = await this.inner.write(w)
+      if (result !== SD_RES_SUCCESS) return result
+      if (size !== table.size) return (await this.recomputeLocked(w.oid)) ? SD_RES_SUCCESS : SD_RES_EIO
+      const crcs = table.crcs.slice()
+      for (let b = first; b < endBlock; b++) {
+        const before = old.get(b)
+        // a block that was already wrong keeps its checksum: it stays detectably wrong
+        if (before === null) continue
+        crcs[b] = crcOf(blockBytes(size, b, w.offset, w.data, before))
+      }
+      await this.writeTable(w.oid, { size, crcs }, { first, end: endBlock })
+      return SD_RES_SUCCESS
+    } finally {
+      this.intent.release(w.oid)
+    }
+  }
+
+  /** Recomputes the object's table from its bytes (an object that grew: rare). */
+  private async recomputeLocked(key: bigint): Promise<boolean> {
+    const file = this.inner.fileOf?.(key)
+    if (!file) {
+      await this.dropTables(key)
+      return true
+    }
+    const size = (await fsp.stat(file)).size
+    const crcs = new Uint32Array(blockCount(size))
+    for (let at = 0; at < size; at += WALK_CHUNK_BYTES) {
+      const data = await this.inner.read(key, at, Math.min(WALK_CHUNK_BYTES, size - at))
+      if (typeof data === 'number') return false
+      for (let off = 0; off < data.length; off += CSUM_BLOCK_BYTES) crcs[(at + off) / CSUM_BLOCK_BYTES] = crcOf(data.subarray(off, off + CSUM_BLOCK_BYTES))
+    }
+    await this.writeTable(key, { size, crcs })
+    return true
+  }
+
+  create(w: ObjectWrite, objectSize: number, opts: { ifAbsent?: boolean } = {}): Promise<number> {
+    return this.queue.run(w.oid, () => this.createLocked(w, objectSize, opts))
+  }
+
+  private async createLocked(w: ObjectWrite, objectSize: number, opts: { ifAbsent?: boolean }): Promise<number> {
+    if (opts.ifAbsent && this.inner.exists(w.oid)) return SD_RES_SUCCESS
+    if (!(await this.mark(w.oid))) return this.inner.create(w, objectSize, opts)
+    try {
+      const result = await this.inner.create(w, objectSize, opts)
+      if (result === SD_RES_SUCCESS) await this.writeTable(w.oid, tableOf(Math.max(objectSize, w.offset + w.data.length), w.offset, w.data))
+      return result
+    } finally {
+      this.intent.release(w.oid)
+    }
+  }
+
+  beginCreate(oid: bigint, objectSize: number): Promise<StagedObject> {
+    return this.beginCreateWith(oid, objectSize, false)
+  }
+
+  /** A staged create whose checksums are computed from the pieces as they are written. */
+  private async beginCreateWith(oid: bigint, objectSize: number, locked: boolean): Promise<StagedObject> {
+    const staged = await this.inner.beginCreate(oid, objectSize)
+    const table = tableOf(objectSize, 0, Buffer.alloc(0))
+    /** Blocks written in part, with their bytes so far (pieces may split a block). */
+    const partial = new Map<number, Buffer>()
+    const whole = new Set<number>()
+    /** A piece overlapped a block already written whole: the table cannot follow (never from copyObject). */
+    let untracked = false
+    const commit = async (opts: { ifAbsent?: boolean }): Promise<number> => {
+      if (opts.ifAbsent && this.inner.exists(oid)) return staged.commit(opts)
+      if (!(await this.mark(oid))) return staged.commit(opts)
+      try {
+        const result = await staged.commit(opts)
+        if (result !== SD_RES_SUCCESS) return result
+        if (untracked) await this.recomputeLocked(oid)
+        else await this.writeTable(oid, table)
+        return result
+      } finally {
+        this.intent.release(oid)
+      }
+    }
+    return {
+      write: async (offset, data) => {
+        await staged.write(offset, data)
+        const { first, end } = blockRange(offset, data.length)
+        for (let b = first; b < end && b < table.crcs.length; b++) {
+          const start = b * CSUM_BLOCK_BYTES
+          const blockEnd = Math.min(start + CSUM_BLOCK_BYTES, objectSize)
+          if (offset <= start && offset + data.length >= blockEnd) {
+            table.crcs[b] = crcOf(data.subarray(start - offset, blockEnd - offset))
+            whole.add(b)
+            partial.delete(b)
+            continue
+          }
+          if (whole.has(b)) untracked = true
+          const bytes = blockBytes(objectSize, b, offset, data, partial.get(b))
+          partial.set(b, bytes)
+          table.crcs[b] = crcOf(bytes)
+        }
+      },
+      commit: (opts = {}) => (locked ? commit(opts) : this.queue.run(oid, () => commit(opts))),
+      abort: () => staged.abort(),
+    }
+  }
+
+  remove(oid: bigint): Promise<number> {
+    return this.queue.run(oid, async () => {
+      const result = await this.inner.remove(oid)
+      await this.dropTables(oid)
+      return result
+    })
+  }
+
+  /**
+   * Rewrites the object from `copy` (read-repair, scrub), holding the object's queue the whole
+   * time: a write that arrives meanwhile lands after the copy, whose source may or may not have
+   * it already — either way the result has it (writes overwrite, they do not add).
+   */
+  replace(key: bigint, copy: (store: ObjectCreator) => Promise<number>): Promise<number> {
+    // Meanwhile a read that finds this copy wrong answers EIO at once instead of looking again
+    // behind the queue: the other holders may be repairing their copies from this one at the
+    // same time, each holding its own queue while it reads from the others.
+    this.replacing.set(key, (this.replacing.get(key) ?? 0) + 1)
+    return this.queue
+      .run(key, () =>
+        copy({
+          create: (w, objectSize, opts) => this.createLocked(w, objectSize, opts ?? {}),
+          beginCreate: (oid, objectSize) => this.beginCreateWith(oid, objectSize, true),
+        }),
+      )
+      .finally(() => {
+        const left = (this.replacing.get(key) ?? 1) - 1
+        if (left > 0) this.replacing.set(key, left)
+        else this.replacing.delete(key)
+      })
+  }
+
+  // ---- the stale area ----------------------------------------------------------------------
+
+  moveToStale(oid: bigint, epoch: number): Promise<void> {
+    return this.queue.run(oid, async () => {
+      if (this.inner.exists(oid) && (await this.table(oid))) {
+        // the stale copy keeps its checksums; they must be durable before the mark can go
+        if (this.intent.isDirty(oid)) await this.syncTables([oid])
+        await fsp.rename(this.tableFile(oid), this.staleFile(oid, epoch)).catch(() => undefined)
+      }
+      this.forget(oid)
+      await this.inner.moveToStale(oid, epoch)
+    })
+  }
+
+  async purgeStale(): Promise<void> {
+    await this.inner.purgeStale()
+    const names = await fsp.readdir(this.opts.dir).catch(() => [] as string[])
+    await Promise.all(names.filter((n) => STALE_CSUM_FILE.test(n)).map((n) => fsp.rm(path.join(this.opts.dir, n), { force: true })))
+  }
+
+  // ---- checksum files ----------------------------------------------------------------------
+
+  private tableFile(key: bigint): string {
+    return path.join(this.opts.dir, keyFileName(key))
+  }
+
+  private staleFile(key: bigint, epoch: number): string {
+    return path.join(this.opts.dir, `${keyFileName(key)}.${epoch}`)
+  }
+
+  private async table(key: bigint): Promise<ChecksumTable | null> {
+    const cached = this.tables.get(key)
+    if (cached !== undefined) {
+      this.tables.delete(key)
+      this.tables.set(key, cached)
+      return cached
+    }
+    if (this.recomputing.has(key)) return null
+    const changes = this.tableChanges
+    const loaded = await this.loadTable(this.tableFile(key))
+    if (changes === this.tableChanges) this.remember(key, loaded)
+    return loaded
+  }
+
+  private remember(key: bigint, table: ChecksumTable | null): void {
+    this.tables.delete(key)
+    this.tables.set(key, table)
+    if (this.tables.size > TABLE_CACHE_ENTRIES) this.tables.delete(this.tables.keys().next().value as bigint)
+  }
+
+  private forget(key: bigint): void {
+    this.tableChanges++
+    this.tables.delete(key)
+  }
+
+  private async loadTable(file: string): Promise<ChecksumTable | null> {
+    let buf: Buffer
+    try {
+      buf = await fsp.readFile(file)
+    } catch (e) {
+      // the checksum directory's disk failing must not make the objects unreadable
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.tableIoFailed(e)
+      return null
+    }
+    const table = decodeTable(buf)
+    if (!table) this.log.warn(`checksums: ${file} is not a checksum file; its object is served unverified`)
+    return table ?? null
+  }
+
+  /**
+   * Marks `key` dirty in the intent log before a mutation (`intent.release` must follow). When
+   * the log cannot be written, the object loses its table instead — served unverified rather
+   * than failing the mutation or risking a table that a crash would leave wrong — and false is
+   * answered (nothing to release).
+   */
+  private async mark(key: bigint, opts: { unstable?: boolean } = {}): Promise<boolean> {
+    try {
+      await this.intent.mark(key, opts)
+      return true
+    } catch (e) {
+      this.tableIoFailed(e)
+      this.forget(key)
+      this.remember(key, null)
+      await fsp.rm(this.tableFile(key), { force: true }).catch(() => undefined)
+      return false
+    }
+  }
+
+  /** Logs a failed checksum file access, at most once per TABLE_IO_LOG_INTERVAL_MS. */
+  private tableIoFailed(e: unknown): void {
+    const now = Date.now()
+    if (now - this.tableIoLoggedMs < TABLE_IO_LOG_INTERVAL_MS) return
+    this.tableIoLoggedMs = now
+    this.log.error(`checksums: ${String(e)}; the objects concerned are served unverified`)
+  }
+
+  /**
+   * Writes the table (whole, or only the CRCs of blocks `range`); made durable later (intent
+   * log). A failure to write it leaves the object without a trusted table (served unverified)
+   * rather than failing the write whose bytes are already stored.
+   */
+  private async writeTable(key: bigint, table: ChecksumTable, range?: { first: number; end: number }): Promise<void> {
+    try {
+      await this.writeTableFile(key, table, range)
+    } catch (e) {
+      this.tableIoFailed(e)
+      this.forget(key)
+      this.remember(key, null)
+      await fsp.rm(this.tableFile(key), { force: true }).catch(() => undefined)
+    }
+  }
+
+  /**
+   * Writes the table file with synchronous calls: a few KiB into the page cache (no fsync here)
+   * take microseconds, while queued on libuv's small thread pool they would wait behind the
+   * data writes' fdatasyncs and add that wait to every write.
+   */
+  private async writeTableFile(key: bigint, table: ChecksumTable, range?: { first: number; end: number }): Promise<void> {
+    this.tableChanges++
+    const file = this.tableFile(key)
+    const bytes = encodeTable(table)
+    if (range) {
+      try {
+        const fd = fs.openSync(file, 'r+')
+        try {
+          const from = CSUM_HEADER_BYTES + range.first * CRC_BYTES
+          fs.writeSync(fd, bytes, from, (range.end - range.first) * CRC_BYTES, from)
+        } finally {
+          fs.closeSync(fd)
+        }
+        this.remember(key, table)
+        return
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
+      }
+    }
+    fs.writeFileSync(file, bytes)
+    this.remember(key, table)
+  }
+
+  /** Drops the object's table (and, with `stale`, its stale copies' ones). */
+  private async dropTables(key: bigint, opts: { stale?: boolean } = {}): Promise<void> {
+    this.forget(key)
+    await fsp.rm(this.tableFile(key), { force: true })
+    if (!opts.stale) return
+    const prefix = `${keyFileName(key)}.`
+    const names = await fsp.readdir(this.opts.dir).catch(() => [] as string[])
+    await Promise.all(names.filter((n) => n.startsWith(prefix)).map((n) => fsp.rm(path.join(this.opts.dir, n), { force: true })))
+  }
+
+  /** Makes the checksum files of `keys` durable (before their intent marks are dropped). */
+  private async syncTables(keys: bigint[]): Promise<void> {
+    if (this.opts.nosync) return
+    for (let i = 0; i < keys.length; i += FILE_BATCH) {
+      await Promise.all(
+        keys.slice(i, i + FILE_BATCH).map(async (key) => {
+          let fh: fsp.FileHandle
+          try {
+            fh = await fsp.open(this.tableFile(key), 'r')
+          } catch (e) {
+            if ((e as NodeJS.ErrnoException).code === 'ENOENT') return
+            throw e
+          }
+          try {
+            await fh.datasync()
+          } finally {
+            await fh.close()
+          }
+        }),
+      )
+    }
+  }
+}

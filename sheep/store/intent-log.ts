@@ -1,0 +1,228 @@
+// The write-intent log of the checksum layer (checksums.ts, docs/integrity.md), in the spirit of
+// md-RAID's write-intent bitmap: before the first mutation of an object, its store key is
+// appended to `intent.log` and the append made durable; only then may the object's bytes and its
+// checksums change. The mark is cleared lazily: once an object has had no mutation for a while,
+// its checksum file is made durable and the log rewritten without it. After a crash, every key
+// still in the log is an object whose data and checksums may disagree because a write was in
+// progress, not because the data went bad: its checksums are re-established instead of trusted.
+//
+// A write the store does not sync (the NBD write-back cache's) keeps its mark until a store
+// flush made it durable: dropped earlier, a power loss could leave old bytes under new checksums.
+//
+// The cost is one durable append per object that turns dirty (shared by every object turning
+// dirty at the same moment), not one per write: an object written again and again stays dirty.
+import fsp from 'node:fs/promises'
+import path from 'node:path'
+import { GroupRun } from '../../lib/async.js'
+import { keyFileName, parseKeyFileName } from '../../lib/oid.js'
+
+export const INTENT_LOG_FILE = 'intent.log'
+/** An object is marked clean after this long without a mutation. */
+export const INTENT_CLEAN_IDLE_MS = 2_000
+/** How often the log looks for objects to mark clean. */
+export const INTENT_CLEAN_INTERVAL_MS = 1_000
+
+interface Entry {
+  /** Mutations under way. */
+  inflight: number
+  /** Counts mutations: a clean may drop the entry only if no mutation began since it looked. */
+  gen: number
+  /** Settles once the key is durably in the log. */
+  durable: Promise<void> | undefined
+  lastMs: number
+  /**
+   * A write without sync (SD_FLAG_CMD_UNSTABLE) may not be on disk yet: the mark stays until a
+   * flush made it durable, or a power loss could leave old bytes under new checksums.
+   */
+  unstable: boolean
+  /** Counts unstable mutations: a flush clears `unstable` only if none began since it looked. */
+  unstableGen: number
+}
+
+export interface IntentLogOptions {
+  dir: string
+  nosync: boolean
+  /** Makes the checksum files of these keys durable (before their marks are dropped). */
+  syncChecksums: (keys: bigint[]) => Promise<void>
+}
+
+export class IntentLog {
+  private readonly entries = new Map<bigint, Entry>()
+  /** Keys waiting for the next durable append. */
+  private pending: bigint[] = []
+  private readonly appendRun = new GroupRun(() => this.serial(() => this.appendPending()))
+  /** Every change of the file, one after another. */
+  private chain: Promise<unknown> = Promise.resolve()
+  private timer: NodeJS.Timeout | undefined
+  private cleaning = false
+
+  constructor(private readonly opts: IntentLogOptions) {}
+
+  private get file(): string {
+    return path.join(this.opts.dir, INTENT_LOG_FILE)
+  }
+
+  /**
+   * The keys left in the log by the previous run (a crash, or a stop before they were marked
+   * clean), read once at start; the log is then emptied (the caller has dealt with them first).
+   */
+  async recover(): Promise<bigint[]> {
+    let text = ''
+    try {
+      text = await fsp.readFile(this.file, 'utf8')
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
+    }
+    const keys = new Set<bigint>()
+    for (const line of text.split('\n')) {
+      const key = parseKeyFileName(line.trim())
+      if (key !== undefined) keys.add(key)
+    }
+    return [...keys]
+  }
+
+  /** Starts afresh with an empty log (after `recover`'s keys were dealt with, or a purge). */
+  async reset(): Promise<void> {
+    this.entries.clear()
+    this.pending = []
+    await this.serial(() => this.rewrite([]))
+    if (!this.timer) {
+      this.timer = setInterval(() => void this.clean(), INTENT_CLEAN_INTERVAL_MS)
+      this.timer.unref()
+    }
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer)
+    this.timer = undefined
+  }
+
+  /** Whether `key` may have a mutation whose checksums are not durable yet. */
+  isDirty(key: bigint): boolean {
+    return this.entries.has(key)
+  }
+
+  /**
+   * Marks `key` dirty (durably) before a mutation; `release` must follow once it is done.
+   * `unstable`: the mutation is not synced by the store (its mark then waits for a flush).
+   */
+  async mark(key: bigint, opts: { unstable?: boolean } = {}): Promise<void> {
+    let e = this.entries.get(key)
+    if (!e) {
+      e = { inflight: 0, gen: 0, durable: undefined, lastMs: Date.now(), unstable: false, unstableGen: 0 }
+      this.entries.set(key, e)
+    }
+    e.inflight++
+    e.gen++
+    if (opts.unstable) {
+      e.unstable = true
+      e.unstableGen++
+    }
+    if (!e.durable) {
+      this.pending.push(key)
+      const entry = e
+      e.durable = this.appendRun.run().catch((err) => {
+        entry.durable = undefined
+        throw err
+      })
+    }
+    try {
+      await e.durable
+    } catch (err) {
+      this.release(key)
+      throw err
+    }
+  }
+
+  /**
+   * The objects with unstable mutations that have all returned, taken before a store flush: the
+   * flush makes exactly these durable (a mutation still under way may miss it).
+   */
+  unstableSnapshot(): Map<bigint, number> {
+    const snapshot = new Map<bigint, number>()
+    for (const [key, e] of this.entries) if (e.unstable && e.inflight === 0) snapshot.set(key, e.unstableGen)
+    return snapshot
+  }
+
+  /** After a store flush: the snapshot's objects are durable unless written unstably again since. */
+  flushed(snapshot: ReadonlyMap<bigint, number>): void {
+    for (const [key, gen] of snapshot) {
+      const e = this.entries.get(key)
+      if (e && e.unstableGen === gen) e.unstable = false
+    }
+  }
+
+  release(key: bigint): void {
+    const e = this.entries.get(key)
+    if (!e) return
+    e.inflight = Math.max(0, e.inflight - 1)
+    e.lastMs = Date.now()
+  }
+
+  /** Drops the marks of objects idle for INTENT_CLEAN_IDLE_MS, once their checksums are durable. */
+  async clean(now = Date.now(), idleMs = INTENT_CLEAN_IDLE_MS): Promise<void> {
+    if (this.cleaning) return
+    this.cleaning = true
+    try {
+      const candidates = [...this.entries].filter(([, e]) => e.inflight === 0 && !e.unstable && e.durable !== undefined && now - e.lastMs >= idleMs)
+      if (candidates.length === 0) return
+      const gens = new Map(candidates.map(([key, e]) => [key, e.gen]))
+      await Promise.all(candidates.map(([, e]) => e.durable))
+      await this.opts.syncChecksums([...gens.keys()])
+      await this.serial(async () => {
+        for (const [key, gen] of gens) {
+          const e = this.entries.get(key)
+          if (e && e.inflight === 0 && !e.unstable && e.gen === gen) this.entries.delete(key)
+        }
+        // what stays: every key whose mark is (or is being made) durable; keys still pending
+        // are appended after this rewrite, by the run queued behind it
+        const pendingNow = new Set(this.pending)
+        await this.rewrite([...this.entries.keys()].filter((k) => !pendingNow.has(k)))
+      })
+    } catch {
+      // the marks stay: they are dropped at a later try (or re-established after a restart)
+    } finally {
+      this.cleaning = false
+    }
+  }
+
+  private serial<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(work, work)
+    this.chain = run.catch(() => undefined)
+    return run
+  }
+
+  private async appendPending(): Promise<void> {
+    const keys = this.pending
+    this.pending = []
+    if (keys.length === 0) return
+    const fh = await fsp.open(this.file, 'a', 0o644)
+    try {
+      await fh.write(keys.map((k) => `${keyFileName(k)}\n`).join(''))
+      if (!this.opts.nosync) await fh.datasync()
+    } finally {
+      await fh.close()
+    }
+  }
+
+  /** Replaces the log with `keys`, atomically (temp file + rename). */
+  private async rewrite(keys: bigint[]): Promise<void> {
+    const tmp = `${this.file}.tmp`
+    const fh = await fsp.open(tmp, 'w', 0o644)
+    try {
+      await fh.write(keys.map((k) => `${keyFileName(k)}\n`).join(''))
+      if (!this.opts.nosync) await fh.datasync()
+    } finally {
+      await fh.close()
+    }
+    await fsp.rename(tmp, this.file)
+    if (!this.opts.nosync) {
+      const dir = await fsp.open(this.opts.dir, 'r')
+      try {
+        await dir.sync()
+      } finally {
+        await dir.close()
+      }
+    }
+  }
+}

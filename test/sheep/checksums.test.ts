@@ -1,0 +1,246 @@
+// The checksum layer over the object store (sheep/store/checksums.ts, docs/integrity.md): every
+// way bytes reach a replica keeps its checksums right (create, write — aligned or not —, staged
+// creates, repairs, moves to the stale area, removal, purge), a flipped or truncated block is
+// never served (EIO, onCorrupt told), object files stay byte-identical to what the plain store
+// writes, a crash mid-write (intent marks left) never shows as corruption, and a checksum file
+// older than its object (another program wrote it) is dropped instead of trusted.
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import t, { type Test } from 'tap'
+import { silentLogger } from '../../lib/log.js'
+import { OBJECT_CHUNK_BYTES, SD_RES_EIO, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
+import { copyObject } from '../../sheep/object-copy.js'
+import { CSUM_BLOCK_BYTES, CSUM_DIR, ChecksumStore, decodeTable, encodeTable, firstBadBlock, tableOf } from '../../sheep/store/checksums.js'
+import { FileStore, oidFileName } from '../../sheep/store/file-store.js'
+import { INTENT_LOG_FILE } from '../../sheep/store/intent-log.js'
+import { tempDir } from '../../harness/sheep.js'
+
+const MiB = 1024 * 1024
+const OBJECT_BYTES = 4 * MiB
+const OID = 0x00abcdef00000007n
+
+interface Fixture {
+  dir: string
+  files: FileStore
+  store: ChecksumStore
+  corrupt: bigint[]
+}
+
+async function open(dir: string): Promise<Fixture> {
+  const files = new FileStore({ disks: [dir], nosync: true, log: silentLogger() })
+  const store = new ChecksumStore(files, { dir: path.join(dir, CSUM_DIR), nosync: true, log: silentLogger() })
+  const corrupt: bigint[] = []
+  store.onCorrupt = (key) => corrupt.push(key)
+  await store.init()
+  return { dir, files, store, corrupt }
+}
+
+async function newStore(t: Test): Promise<Fixture> {
+  const dir = tempDir('checksums-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const f = await open(dir)
+  t.teardown(() => f.store.close())
+  return f
+}
+
+function objectFile(f: Fixture, oid = OID): string {
+  return path.join(f.dir, oidFileName(oid))
+}
+
+/** Flips one byte of the object file at `at`, as bit rot would. */
+function flip(f: Fixture, at: number, oid = OID): void {
+  const fd = fs.openSync(objectFile(f, oid), 'r+')
+  const b = Buffer.alloc(1)
+  fs.readSync(fd, b, 0, 1, at)
+  b[0] = (b[0] as number) ^ 0x5a
+  fs.writeSync(fd, b, 0, 1, at)
+  fs.closeSync(fd)
+}
+
+t.test('table encoding and block checks', async (t) => {
+  const data = crypto.randomBytes(3 * CSUM_BLOCK_BYTES + 100)
+  const table = tableOf(data.length, 0, data)
+  t.equal(table.crcs.length, 4)
+  t.same(decodeTable(encodeTable(table)), table, 'encode/decode pair')
+  t.equal(decodeTable(encodeTable(table).subarray(0, 20)), undefined, 'a torn file is no table')
+  t.equal(firstBadBlock(table, data, 0), -1)
+  const bad = Buffer.from(data)
+  bad[CSUM_BLOCK_BYTES * 2 + 5] ^= 1
+  t.equal(firstBadBlock(table, bad, 0), 2)
+  t.equal(firstBadBlock(table, bad.subarray(CSUM_BLOCK_BYTES, 2 * CSUM_BLOCK_BYTES), 1), -1, 'a read of block 1 only checks block 1')
+})
+
+t.test('create, aligned and unaligned writes, reads: checksums follow the bytes', async (t) => {
+  const f = await newStore(t)
+  const data = crypto.randomBytes(OBJECT_BYTES)
+  t.equal(await f.store.create({ oid: OID, offset: 0, data: data.subarray(0, MiB) }, OBJECT_BYTES), SD_RES_SUCCESS)
+  data.fill(0, MiB)
+  t.equal(await f.store.write({ oid: OID, offset: 2 * MiB, data: data.subarray(2 * MiB, 2 * MiB + 8192) }), SD_RES_SUCCESS)
+  // unaligned: starts and ends inside blocks
+  const odd = crypto.randomBytes(5000)
+  odd.copy(data, 3 * MiB + 777)
+  t.equal(await f.store.write({ oid: OID, offset: 3 * MiB + 777, data: odd }), SD_RES_SUCCESS)
+  t.same(await f.store.read(OID, 0, OBJECT_BYTES), data, 'whole object')
+  t.same(await f.store.read(OID, 3 * MiB + 700, 100), data.subarray(3 * MiB + 700, 3 * MiB + 800), 'a small unaligned read')
+  t.same(await f.store.sha1(OID), crypto.createHash('sha1').update(data).digest())
+  t.equal(await f.store.verify(OID), 'ok')
+  t.same(fs.readFileSync(objectFile(f)), data, 'the object file holds exactly the bytes (no checksums inside)')
+  t.same(f.corrupt, [])
+})
+
+t.test('a flipped byte is never served; other blocks still are', async (t) => {
+  const f = await newStore(t)
+  const data = crypto.randomBytes(OBJECT_BYTES)
+  await f.store.create({ oid: OID, offset: 0, data }, OBJECT_BYTES)
+  flip(f, MiB + 10)
+  t.equal(await f.store.read(OID, MiB, 4096), SD_RES_EIO, 'the bad block: EIO')
+  t.equal(await f.store.read(OID, 0, OBJECT_BYTES), SD_RES_EIO, 'a read covering it: EIO')
+  t.same(await f.store.read(OID, 2 * MiB, 4096), data.subarray(2 * MiB, 2 * MiB + 4096), 'a good block reads')
+  t.equal(await f.store.sha1(OID), SD_RES_EIO, 'GET_HASH: EIO')
+  t.equal(await f.store.verify(OID), 'corrupt')
+  t.ok(f.corrupt.length >= 1 && f.corrupt.every((k) => k === OID), 'onCorrupt told')
+  t.equal(await f.store.readAfterMutations(OID, MiB, 4096), SD_RES_EIO, 'a recovery read: EIO too')
+  // a write over part of the bad block keeps it detectably bad
+  t.equal(await f.store.write({ oid: OID, offset: MiB, data: Buffer.alloc(100, 1) }), SD_RES_SUCCESS)
+  t.equal(await f.store.read(OID, MiB, 4096), SD_RES_EIO, 'a partial write does not bless the rot')
+  // a whole-block write replaces it
+  t.equal(await f.store.write({ oid: OID, offset: MiB, data: Buffer.alloc(4096, 2) }), SD_RES_SUCCESS)
+  t.same(await f.store.read(OID, MiB, 4096), Buffer.alloc(4096, 2))
+})
+
+t.test('a truncated object file reads as EIO, not zeros', async (t) => {
+  const f = await newStore(t)
+  const data = crypto.randomBytes(OBJECT_BYTES)
+  await f.store.create({ oid: OID, offset: 0, data }, OBJECT_BYTES)
+  fs.truncateSync(objectFile(f), MiB)
+  t.same(await f.store.read(OID, 0, 4096), data.subarray(0, 4096))
+  t.equal(await f.store.read(OID, 2 * MiB, 4096), SD_RES_EIO)
+})
+
+t.test('staged creates and repairs through replace', async (t) => {
+  const f = await newStore(t)
+  const size = 2 * OBJECT_CHUNK_BYTES + 3 * CSUM_BLOCK_BYTES + 11
+  const data = crypto.randomBytes(size)
+  const read = async (o: number, l: number) => data.subarray(o, o + l)
+  t.equal(await copyObject(f.store, OID, size, read), SD_RES_SUCCESS)
+  t.equal(await f.store.verify(OID), 'ok')
+  t.same(await f.store.sha1(OID), crypto.createHash('sha1').update(data).digest())
+  flip(f, size - 3)
+  t.equal(await f.store.verify(OID), 'corrupt', 'the short last block is checked too')
+  t.equal(await f.store.replace(OID, (store) => copyObject(store, OID, size, read)), SD_RES_SUCCESS)
+  t.equal(await f.store.verify(OID), 'ok', 'rewritten whole: checksums fresh')
+  // pieces that split blocks
+  const key = OID + 1n
+  const staged = await f.store.beginCreate(key, 3 * CSUM_BLOCK_BYTES)
+  const bytes = crypto.randomBytes(3 * CSUM_BLOCK_BYTES)
+  await staged.write(0, bytes.subarray(0, 5000))
+  await staged.write(5000, bytes.subarray(5000))
+  t.equal(await staged.commit(), SD_RES_SUCCESS)
+  t.equal(await f.store.verify(key), 'ok')
+})
+
+t.test('stale moves keep checksums; remove and purge drop them', async (t) => {
+  const f = await newStore(t)
+  const data = crypto.randomBytes(OBJECT_BYTES)
+  await f.store.create({ oid: OID, offset: 0, data }, OBJECT_BYTES)
+  await f.store.moveToStale(OID, 3)
+  t.same(await f.store.readStale(OID, 3, 0, 4096), data.subarray(0, 4096))
+  const staleFile = path.join(f.dir, '.stale', `${oidFileName(OID)}.3`)
+  const fd = fs.openSync(staleFile, 'r+')
+  fs.writeSync(fd, Buffer.from([1, 2, 3]), 0, 3, 100)
+  fs.closeSync(fd)
+  t.equal(await f.store.readStale(OID, 3, 0, 4096), SD_RES_EIO, 'a corrupt stale copy is not served to recovery')
+  await f.store.purgeStale()
+  t.same(
+    fs.readdirSync(path.join(f.dir, CSUM_DIR)).filter((n) => n !== INTENT_LOG_FILE),
+    [],
+    'no checksum file left',
+  )
+  await f.store.create({ oid: OID, offset: 0, data }, OBJECT_BYTES)
+  t.equal(await f.store.remove(OID), SD_RES_SUCCESS)
+  t.notOk(fs.existsSync(path.join(f.dir, CSUM_DIR, oidFileName(OID))))
+  t.equal(await f.store.read(OID, 0, 10), SD_RES_NO_OBJ)
+})
+
+t.test('objects without checksums are served unverified, then established', async (t) => {
+  const f = await newStore(t)
+  const data = crypto.randomBytes(OBJECT_BYTES)
+  // the plain store alone writes it, as the original would
+  await f.files.create({ oid: OID, offset: 0, data }, OBJECT_BYTES)
+  t.notOk(await f.store.hasChecksums(OID))
+  t.same(await f.store.read(OID, 0, 4096), data.subarray(0, 4096))
+  t.equal(await f.store.write({ oid: OID, offset: 0, data: Buffer.alloc(4096, 9) }), SD_RES_SUCCESS)
+  data.fill(9, 0, 4096)
+  const wrong = crypto.createHash('sha1').update('other').digest()
+  t.notOk(await f.store.establish(OID, wrong), 'not established when the majority has other bytes')
+  t.ok(await f.store.establish(OID, crypto.createHash('sha1').update(data).digest()))
+  t.equal(await f.store.verify(OID), 'ok')
+})
+
+t.test('after a crash mid-write, marked objects are recomputed, not reported', async (t) => {
+  const dir = tempDir('checksums-crash-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const f = await open(dir)
+  const data = crypto.randomBytes(OBJECT_BYTES)
+  await f.store.create({ oid: OID, offset: 0, data }, OBJECT_BYTES)
+  f.store.close = async () => undefined // a crash: no clean stop
+  // the bytes changed and the checksum file did not (killed between the two)
+  flip(f, 12345)
+  t.match(fs.readFileSync(path.join(dir, CSUM_DIR, INTENT_LOG_FILE), 'utf8'), oidFileName(OID), 'the object is marked in the intent log')
+  const again = await open(dir)
+  t.teardown(() => again.store.close())
+  const got = await again.store.read(OID, 0, OBJECT_BYTES)
+  t.ok(Buffer.isBuffer(got), 'served (the write was in progress)')
+  await again.store.mutationsSettled()
+  for (let i = 0; i < 250 && !(await again.store.hasChecksums(OID)); i++) await new Promise((r) => setTimeout(r, 20))
+  t.equal(await again.store.verify(OID), 'ok', 'checksums recomputed')
+  t.same(again.corrupt, [], 'no corruption reported')
+})
+
+t.test('a clean stop empties the intent log; an object written by another program loses its checksums', async (t) => {
+  const dir = tempDir('checksums-foreign-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const f = await open(dir)
+  await f.store.create({ oid: OID, offset: 0, data: crypto.randomBytes(OBJECT_BYTES) }, OBJECT_BYTES)
+  await f.store.close()
+  t.equal(fs.readFileSync(path.join(dir, CSUM_DIR, INTENT_LOG_FILE), 'utf8'), '', 'no marks after a clean stop')
+  await new Promise((r) => setTimeout(r, 20))
+  // the original sheep writes the object (it knows nothing of .csum)
+  const fd = fs.openSync(objectFile(f), 'r+')
+  fs.writeSync(fd, Buffer.alloc(4096, 7), 0, 4096, 0)
+  fs.closeSync(fd)
+  const again = await open(dir)
+  t.teardown(() => again.store.close())
+  t.notOk(await again.store.hasChecksums(OID), 'checksums older than the object are dropped')
+  t.same(await again.store.read(OID, 0, 4096), Buffer.alloc(4096, 7), 'served unverified, as the original would')
+  t.same(again.corrupt, [])
+})
+
+t.test('disk moves keep the object file age (checksums stay trusted)', async (t) => {
+  const base = tempDir('checksums-md-')
+  t.teardown(() => fs.rmSync(base, { recursive: true, force: true }))
+  const d1 = path.join(base, 'd1')
+  const d2 = path.join(base, 'd2')
+  const files = new FileStore({ disks: [d1], nosync: true, log: silentLogger() })
+  const store = new ChecksumStore(files, { dir: path.join(d1, CSUM_DIR), nosync: true, log: silentLogger() })
+  await store.init()
+  const oids = Array.from({ length: 16 }, (_, i) => OID + (BigInt(i) << 40n))
+  for (const oid of oids) await store.create({ oid, offset: 0, data: crypto.randomBytes(64 * 1024) }, 64 * 1024)
+  await new Promise((r) => setTimeout(r, 20))
+  t.equal(store.plug([d2]), SD_RES_SUCCESS)
+  await store.rebalanced()
+  t.ok(
+    fs.readdirSync(d2).some((n) => /^[0-9a-f]{16}$/.test(n)),
+    'some objects moved to the new disk',
+  )
+  await store.close()
+  const again = new ChecksumStore(new FileStore({ disks: [d1, d2], nosync: true, log: silentLogger() }), {
+    dir: path.join(d1, CSUM_DIR),
+    nosync: true,
+    log: silentLogger(),
+  })
+  await again.init()
+  t.teardown(() => again.close())
+  for (const oid of oids) t.equal(await again.verify(oid), 'ok', `${oidFileName(oid)} checked after the move`)
+})

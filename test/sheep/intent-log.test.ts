@@ -1,0 +1,103 @@
+// The write-intent log of the checksum layer (sheep/store/intent-log.ts): a mark is durable in
+// the file before `mark` resolves, stays while a mutation is under way or began since the clean
+// looked, is dropped once the object was idle (after its checksums were synced), and what a
+// crash leaves is read back by `recover`.
+import fs from 'node:fs'
+import path from 'node:path'
+import t from 'tap'
+import { INTENT_LOG_FILE, IntentLog } from '../../sheep/store/intent-log.js'
+import { tempDir } from '../../harness/sheep.js'
+
+function logOf(dir: string): string[] {
+  return fs.readFileSync(path.join(dir, INTENT_LOG_FILE), 'utf8').split('\n').filter(Boolean)
+}
+
+t.test('marks are written before mark resolves and dropped only when idle and synced', async (t) => {
+  const dir = tempDir('intent-log-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const synced: bigint[][] = []
+  const log = new IntentLog({ dir, nosync: true, syncChecksums: async (keys) => void synced.push(keys) })
+  t.teardown(() => log.stop())
+  await log.reset()
+  t.same(logOf(dir), [])
+  await Promise.all([log.mark(1n), log.mark(2n)])
+  t.same(logOf(dir).sort(), ['0000000000000001', '0000000000000002'], 'both marks are in the file')
+  t.ok(log.isDirty(1n))
+  log.release(1n)
+  // key 2 is still being written: it stays
+  await log.clean(Date.now() + 60_000, 0)
+  t.same(synced, [[1n]], 'the idle key’s checksums were synced first')
+  t.same(logOf(dir), ['0000000000000002'])
+  t.notOk(log.isDirty(1n))
+  t.ok(log.isDirty(2n))
+  log.release(2n)
+  await log.clean(Date.now() + 60_000, 0)
+  t.same(logOf(dir), [])
+})
+
+t.test('a mutation that begins while a clean runs keeps its mark', async (t) => {
+  const dir = tempDir('intent-log-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  let log: IntentLog
+  const marked: Promise<void>[] = []
+  log = new IntentLog({
+    dir,
+    nosync: true,
+    // a write of key 3 arrives while its checksums are being synced
+    syncChecksums: async () => {
+      marked.push(log.mark(3n))
+    },
+  })
+  t.teardown(() => log.stop())
+  await log.reset()
+  await log.mark(3n)
+  log.release(3n)
+  await log.clean(Date.now() + 60_000, 0)
+  await Promise.all(marked)
+  t.ok(log.isDirty(3n), 'still dirty')
+  t.same(logOf(dir), ['0000000000000003'], 'and still in the file')
+})
+
+t.test('recover reads back what a crash left', async (t) => {
+  const dir = tempDir('intent-log-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const log = new IntentLog({ dir, nosync: true, syncChecksums: async () => undefined })
+  await log.reset()
+  await log.mark(0x00abcdef00000001n)
+  log.stop() // killed here
+  const again = new IntentLog({ dir, nosync: true, syncChecksums: async () => undefined })
+  t.same(await again.recover(), [0x00abcdef00000001n])
+  await again.reset()
+  again.stop()
+  t.same(await again.recover(), [], 'empty once dealt with')
+})
+
+t.test('an unstable write keeps its mark until a flush made it durable', async (t) => {
+  const dir = tempDir('intent-log-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const log = new IntentLog({ dir, nosync: true, syncChecksums: async () => undefined })
+  t.teardown(() => log.stop())
+  await log.reset()
+  await log.mark(4n, { unstable: true })
+  log.release(4n)
+  await log.clean(Date.now() + 60_000, 0)
+  t.ok(log.isDirty(4n), 'idle but not flushed: still dirty')
+  t.same(logOf(dir), ['0000000000000004'])
+  // a flush that began before another unstable write of it returned does not cover that write
+  const early = log.unstableSnapshot()
+  await log.mark(4n, { unstable: true })
+  log.release(4n)
+  log.flushed(early)
+  await log.clean(Date.now() + 60_000, 0)
+  t.ok(log.isDirty(4n), 'written unstably again after the flush looked: still dirty')
+  // a write still under way when a flush looks is not covered by it either
+  await log.mark(4n, { unstable: true })
+  const during = log.unstableSnapshot()
+  t.equal(during.size, 0, 'a mutation under way is not in the snapshot')
+  log.release(4n)
+  const after = log.unstableSnapshot()
+  log.flushed(after)
+  await log.clean(Date.now() + 60_000, 0)
+  t.notOk(log.isDirty(4n), 'flushed and idle: clean')
+  t.same(logOf(dir), [])
+})
