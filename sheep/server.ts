@@ -263,6 +263,9 @@ export class SheepServer {
     clearInterval(this.sweeper)
     for (const s of this.servers) s.close()
     if (this.inFlight > 0) await new Promise<void>((r) => this.drainWaiters.push(r))
+    // the last replies may still be corked until the end of this turn (lib/coalesced-write.ts):
+    // let them go out before the sockets do (a shutdown's own reply is one of them)
+    await new Promise<void>((r) => setImmediate(r))
     for (const c of this.connections) c.socket.destroy()
   }
 
