@@ -197,11 +197,11 @@ export interface DogResult {
   stdoutBytes: Buffer
 }
 
-/** Runs the real dog with `args`; `input` is fed to stdin. */
-export function dog(args: string[], opts: { port?: number; input?: Buffer | string; env?: NodeJS.ProcessEnv } = {}): Promise<DogResult> {
+/** Runs the real dog (or another dog program: `bin`, e.g. the original's) with `args`; `input` is fed to stdin. */
+export function dog(args: string[], opts: { port?: number; input?: Buffer | string; env?: NodeJS.ProcessEnv; bin?: string } = {}): Promise<DogResult> {
   const full = opts.port !== undefined ? [...args, '-p', String(opts.port)] : args
   return new Promise((resolve, reject) => {
-    const child = spawn(DOG_BIN, full, { env: programEnv(opts.env), stdio: ['pipe', 'pipe', 'pipe'] })
+    const child = spawn(opts.bin ?? DOG_BIN, full, { env: programEnv(opts.env), stdio: ['pipe', 'pipe', 'pipe'] })
     const out: Buffer[] = []
     const err: Buffer[] = []
     child.stdout.on('data', (b: Buffer) => out.push(b))

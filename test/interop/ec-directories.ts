@@ -9,7 +9,6 @@
 //   npx tsx test/interop/ec-directories.ts /path/to/original/sheep /path/to/original/dog
 //
 // It prints one line per check and ends with `N passed, M failed`.
-import { spawn } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -37,22 +36,9 @@ function check(ok: boolean, what: string, detail = ''): void {
   console.log(`${ok ? 'ok' : 'not ok'} - ${what}${ok || !detail ? '' : ` (${detail.trim()})`}`)
 }
 
-/** Runs the original dog against `port`, feeding `input`; stdout kept as bytes. */
+/** Runs the original dog against `port`, feeding `input`. */
 function origDogRun(args: string[], port: number, input?: Buffer | string): Promise<DogResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(origDog as string, [...args, '-p', String(port)], { stdio: ['pipe', 'pipe', 'pipe'] })
-    const out: Buffer[] = []
-    const err: Buffer[] = []
-    child.stdout.on('data', (b: Buffer) => out.push(b))
-    child.stderr.on('data', (b: Buffer) => err.push(b))
-    child.on('error', reject)
-    child.on('close', (code) => {
-      const stdoutBytes = Buffer.concat(out)
-      resolve({ status: code ?? -1, stdout: stdoutBytes.toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), stdoutBytes })
-    })
-    child.stdin.on('error', () => undefined)
-    child.stdin.end(input ?? '')
-  })
+  return dog(args, { port, input, bin: origDog })
 }
 
 /** `dog cluster info` of either dog says running. */
