@@ -466,7 +466,8 @@ export class ChecksumStore implements StoreDriver {
 
   private async writeLocked(w: ObjectWrite): Promise<number> {
     const table = await this.table(w.oid)
-    if (!table) return this.inner.write(w)
+    // a write of no bytes changes no block (and has no first and last block to look at)
+    if (!table || w.data.length === 0) return this.inner.write(w)
     const end = w.offset + w.data.length
     const size = Math.max(table.size, end)
     const { first, end: endBlock } = blockRange(w.offset, w.data.length)

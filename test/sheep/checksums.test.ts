@@ -244,3 +244,13 @@ t.test('disk moves keep the object file age (checksums stay trusted)', async (t)
   t.teardown(() => again.close())
   for (const oid of oids) t.equal(await again.verify(oid), 'ok', `${oidFileName(oid)} checked after the move`)
 })
+
+t.test('a write of no bytes changes nothing and throws nothing (the wire fuzz sent one)', async (t) => {
+  const f = await newStore(t)
+  const data = crypto.randomBytes(OBJECT_BYTES)
+  t.equal(await f.store.create({ oid: OID, offset: 0, data }, OBJECT_BYTES), SD_RES_SUCCESS)
+  for (const offset of [0, 4096, 5000]) t.equal(await f.store.write({ oid: OID, offset, data: Buffer.alloc(0) }), SD_RES_SUCCESS, `at ${offset}`)
+  const back = await f.store.read(OID, 0, OBJECT_BYTES)
+  t.ok(Buffer.isBuffer(back) && back.equals(data), 'the object reads back, verified')
+  t.same(f.corrupt, [])
+})
