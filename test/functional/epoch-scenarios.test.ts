@@ -31,7 +31,7 @@ function sees(cluster: TestCluster, via: number, n: number): Promise<boolean> {
 
 t.test('five nodes killed and joined in turn, shut down, started one at a time (the original 005)', async (t) => {
   const cluster = await startCluster(5, { start: 2 })
-  t.teardown(() => cluster.close())
+  t.teardown(() => cluster.close({ keepFiles: !t.passing() }))
   const port = (i: number) => cluster.ports[i] as number
   t.ok(await sees(cluster, 0, 2), 'two nodes')
   await makeFs(cluster.conn(0), { ctime: BigInt(Math.floor(Date.now() / 1000)) << 32n, copies: 1, flags: SD_CLUSTER_FLAG_AUTO_VNODES, store: 'plain' })
