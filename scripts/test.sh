@@ -9,7 +9,25 @@ log=$(mktemp)
 npx tap --reporter=tap "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 summary=$(grep -E '^# \{ total: ' "$log" | tail -n 1)
+# CI keeps only the tail of this output: repeat every failed test, with the path of subtests
+# leading to it and the first lines of its diagnostics, just before the totals.
+failures=$(awk '
+  /^ *# Subtest: / { depth = index($0, "#") - 1; path[depth / 4] = substr($0, depth + 12); next }
+  /^ *not ok / {
+    depth = index($0, "n") - 1; line = ""
+    for (i = 0; i < depth / 4; i++) line = line path[i] " > "
+    print line substr($0, depth + 1); shown = 0; inDiag = 1; next
+  }
+  inDiag && /^ *---$/ { next }
+  inDiag && /^ *\.\.\.$/ { inDiag = 0; next }
+  inDiag && shown < 8 && /^ +[a-z]/ { print "    " $0; shown++; next }
+  { inDiag = 0 }
+' "$log" | head -n 120)
 rm -f "$log"
+if [ -n "$failures" ]; then
+  echo "# failed tests:"
+  echo "$failures"
+fi
 pass=$(sed -nE 's/.*pass: ([0-9]+).*/\1/p' <<<"$summary")
 fail=$(sed -nE 's/.*fail: ([0-9]+).*/\1/p' <<<"$summary")
 skip=$(sed -nE 's/.*skip: ([0-9]+).*/\1/p' <<<"$summary")
