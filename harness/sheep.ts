@@ -209,7 +209,17 @@ export function dog(args: string[], opts: { port?: number; input?: Buffer | stri
     child.on('error', reject)
     child.on('close', (code) => {
       const stdoutBytes = Buffer.concat(out)
-      resolve({ status: code ?? -1, stdout: stdoutBytes.toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), stdoutBytes })
+      // decoded only when asked for: `vdi read` prints hundreds of MiB of binary data
+      let stdout: string | undefined
+      resolve({
+        status: code ?? -1,
+        get stdout() {
+          stdout ??= stdoutBytes.toString('utf8')
+          return stdout
+        },
+        stderr: Buffer.concat(err).toString('utf8'),
+        stdoutBytes,
+      })
     })
     child.stdin.on('error', () => undefined)
     child.stdin.end(opts.input ?? '')
