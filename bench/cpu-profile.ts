@@ -62,14 +62,15 @@ const PARTS: readonly [RegExp, string][] = [
 ]
 
 /** V8's own entries, kept apart from JavaScript. */
-const SPECIAL: Record<string, string> = {
-  '(idle)': 'idle (waiting: sockets, thread pool)',
-  '(program)': 'native (V8/libuv outside JS)',
-  '(garbage collector)': 'garbage collector',
-}
+const SPECIAL = new Map<string, string>([
+  ['(idle)', 'idle (waiting: sockets, thread pool)'],
+  ['(program)', 'native (V8/libuv outside JS)'],
+  ['(garbage collector)', 'garbage collector'],
+])
 
 function partOf(frame: ProfileNode['callFrame']): string {
-  const special = SPECIAL[frame.functionName]
+  // a Map: a function named `constructor` or `toString` must not find Object's own
+  const special = SPECIAL.get(frame.functionName)
   if (special) return special
   if (frame.url === '') return 'native (V8/libuv outside JS)'
   return PARTS.find(([re]) => re.test(frame.url))?.[1] ?? 'other'
@@ -103,7 +104,7 @@ function summarize(file: string, p: CpuProfile, top: number, window?: ProfileWin
     total += us
     const part = partOf(frame)
     parts.set(part, (parts.get(part) ?? 0) + us)
-    if (SPECIAL[frame.functionName]) continue
+    if (SPECIAL.has(frame.functionName)) continue
     // a native binding (no URL) is named with its caller: fs's writeBuffer and a socket's differ
     const caller = frame.url === '' ? parentOf.get(id)?.callFrame : undefined
     const where = caller ? `← ${caller.functionName || '(anonymous)'} ${path.basename(caller.url)}` : `${path.basename(frame.url)}:${frame.lineNumber + 1}`
@@ -111,7 +112,7 @@ function summarize(file: string, p: CpuProfile, top: number, window?: ProfileWin
     fns.set(name, (fns.get(name) ?? 0) + us)
   }
   if (total === 0) return
-  const idle = parts.get(SPECIAL['(idle)'] as string) ?? 0
+  const idle = parts.get(SPECIAL.get('(idle)') as string) ?? 0
   const busy = total - idle
   const what = window ? `${path.basename(file)}, ${window.path} ${window.row}` : file
   const perRequest = window ? `, ${(busy / (window.iops * (total / 1e6))).toFixed(0)} µs per request at ${window.iops.toFixed(0)} IOPS` : ''
@@ -120,7 +121,7 @@ function summarize(file: string, p: CpuProfile, top: number, window?: ProfileWin
   )
   console.log(`${'part (self time)'.padEnd(44)}${'ms'.padStart(10)}${'% busy'.padStart(9)}`)
   for (const [part, us] of [...parts].sort((a, b) => b[1] - a[1])) {
-    const share = part === SPECIAL['(idle)'] ? '' : ((100 * us) / busy).toFixed(1)
+    const share = part === SPECIAL.get('(idle)') ? '' : ((100 * us) / busy).toFixed(1)
     console.log(`${part.padEnd(44)}${(us / 1000).toFixed(0).padStart(10)}${share.padStart(9)}`)
   }
   console.log(`top ${top} functions by self time:`)
