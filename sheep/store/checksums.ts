@@ -22,7 +22,6 @@
 // and its checksums change together; reads are not queued, and a read that finds a mismatch is
 // tried once more behind the object's mutations before the mismatch counts.
 import crypto from 'node:crypto'
-import fs from 'node:fs'
 import fsp from 'node:fs/promises'
 import path from 'node:path'
 import zlib from 'node:zlib'
@@ -31,7 +30,9 @@ import type { Logger } from '../../lib/log.js'
 import { keyFileName, parseKeyFileName } from '../../lib/oid.js'
 import { SD_RES_EIO, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
 import type { DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
+import { BlockCombiner, crc32Combine } from './crc32-combine.js'
 import { IntentLog } from './intent-log.js'
+import { TableFiles } from './table-files.js'
 import type { StoreLayout } from './layout.js'
 
 /** The directory of checksum files inside the first object disk. */
@@ -108,16 +109,48 @@ function blockBytes(size: number, b: number, offset: number, data: Buffer, old: 
   return block
 }
 
-/** The first block of `data` (read from block `firstBlock` on) that does not match; -1 if none. */
+/** Folds block CRCs together: a whole-block shift is 4 table lookups (crc32-combine.ts). */
+const BLOCK_COMBINER = new BlockCombiner(CSUM_BLOCK_BYTES)
+
+/**
+ * The first block of `data` (read from block `firstBlock` on) that does not match; -1 if none.
+ * The blocks' CRCs from the table are folded into the CRC the whole checked span must have, and
+ * that span is checked with one zlib.crc32 call (faster than one call per block); only when it
+ * differs is each block looked at to find the bad one.
+ */
 export function firstBadBlock(table: ChecksumTable, data: Buffer, firstBlock: number): number {
+  let expected = 0
+  let checkedBytes = 0
   for (let i = 0; i * CSUM_BLOCK_BYTES < data.length; i++) {
-    const b = firstBlock + i
-    if (b >= table.crcs.length) break // past the object: reads as zeros, nothing to check
-    const start = b * CSUM_BLOCK_BYTES
-    const length = Math.min(CSUM_BLOCK_BYTES, table.size - start, data.length - i * CSUM_BLOCK_BYTES)
-    // a read that ends inside the object's last block checks it only when it covers it whole
-    if (length < Math.min(CSUM_BLOCK_BYTES, table.size - start)) break
-    if (crcOf(data.subarray(i * CSUM_BLOCK_BYTES, i * CSUM_BLOCK_BYTES + length)) !== table.crcs[b]) return b
+    const length = checkedLength(table, data, firstBlock, i)
+    if (length === 0) break
+    const crc = table.crcs[firstBlock + i] as number
+    expected = length === CSUM_BLOCK_BYTES ? BLOCK_COMBINER.combine(expected, crc) : crc32Combine(expected, crc, length)
+    checkedBytes += length
+  }
+  if (checkedBytes === 0 || crcOf(data.subarray(0, checkedBytes)) === expected) return -1
+  return firstBadBlockEach(table, data, firstBlock)
+}
+
+/**
+ * How many bytes of block `firstBlock + i` a check of `data` covers: the whole block, or 0 (the
+ * check stops there) past the object's end — that reads as zeros, nothing to check — or when
+ * `data` ends inside the object's last block without covering it whole.
+ */
+function checkedLength(table: ChecksumTable, data: Buffer, firstBlock: number, i: number): number {
+  const b = firstBlock + i
+  if (b >= table.crcs.length) return 0
+  const inObject = Math.min(CSUM_BLOCK_BYTES, table.size - b * CSUM_BLOCK_BYTES)
+  return data.length - i * CSUM_BLOCK_BYTES >= inObject ? inObject : 0
+}
+
+/** firstBadBlock one block at a time (after the whole span failed: which block is it?). */
+function firstBadBlockEach(table: ChecksumTable, data: Buffer, firstBlock: number): number {
+  for (let i = 0; i * CSUM_BLOCK_BYTES < data.length; i++) {
+    const length = checkedLength(table, data, firstBlock, i)
+    if (length === 0) break
+    const from = i * CSUM_BLOCK_BYTES
+    if (crcOf(data.subarray(from, from + length)) !== table.crcs[firstBlock + i]) return firstBlock + i
   }
   return -1
 }
@@ -129,6 +162,13 @@ export function encodeTable(t: ChecksumTable): Buffer {
   buf.writeUInt8(CSUM_BLOCK_SHIFT, 5)
   buf.writeBigUInt64LE(BigInt(t.size), 8)
   for (let i = 0; i < t.crcs.length; i++) buf.writeUInt32LE(t.crcs[i] as number, CSUM_HEADER_BYTES + i * CRC_BYTES)
+  return buf
+}
+
+/** The CRCs of blocks `range` as they are stored in the file (at CSUM_HEADER_BYTES + first · CRC_BYTES). */
+function encodeCrcs(t: ChecksumTable, range: { first: number; end: number }): Buffer {
+  const buf = Buffer.allocUnsafe((range.end - range.first) * CRC_BYTES)
+  for (let b = range.first; b < range.end; b++) buf.writeUInt32LE(t.crcs[b] as number, (b - range.first) * CRC_BYTES)
   return buf
 }
 
@@ -162,6 +202,8 @@ export class ChecksumStore implements StoreDriver {
   /** Counts the table changes: a table loaded while one changed is not cached (it may be old). */
   private tableChanges = 0
   private readonly intent: IntentLog
+  /** Checksum files kept open for writing. */
+  private readonly files = new TableFiles()
   private readonly log: Logger
   private tableIoLoggedMs = 0
   /** Objects being rewritten from another copy (replace), with how many rewrites are queued. */
@@ -248,6 +290,7 @@ export class ChecksumStore implements StoreDriver {
 
   async init(): Promise<void> {
     await this.inner.init()
+    this.files.dropAll()
     await fsp.mkdir(this.opts.dir, { recursive: true })
     this.tables.clear()
     this.tableChanges++
@@ -265,6 +308,7 @@ export class ChecksumStore implements StoreDriver {
 
   async purge(): Promise<void> {
     await this.inner.purge()
+    this.files.dropAll()
     await fsp.rm(this.opts.dir, { recursive: true, force: true })
     await fsp.mkdir(this.opts.dir, { recursive: true })
     this.tables.clear()
@@ -277,6 +321,7 @@ export class ChecksumStore implements StoreDriver {
     this.intent.stop()
     await this.queue.settled()
     await this.intent.clean(Number.POSITIVE_INFINITY, 0)
+    this.files.dropAll()
   }
 
   /**
@@ -294,11 +339,11 @@ export class ChecksumStore implements StoreDriver {
           if (key === undefined) return
           const data = this.inner.fileOf?.(key)
           const csum = path.join(this.opts.dir, name)
-          if (data === undefined) return fsp.rm(csum, { force: true })
+          if (data === undefined) return this.removeTableFile(csum)
           const [d, c] = await Promise.all([fsp.stat(data, { bigint: true }), fsp.stat(csum, { bigint: true })]).catch(() => [undefined, undefined])
           if (d && c && d.mtimeNs <= c.mtimeNs) return
           outdated++
-          await fsp.rm(csum, { force: true })
+          await this.removeTableFile(csum)
         }),
       )
     }
@@ -486,14 +531,16 @@ export class ChecksumStore implements StoreDriver {
       const result = await this.inner.write(w)
       if (result !== SD_RES_SUCCESS) return result
       if (size !== table.size) return (await this.recomputeLocked(w.oid)) ? SD_RES_SUCCESS : SD_RES_EIO
-      const crcs = table.crcs.slice()
+      // changed in place: a read that holds the table meanwhile may see a mismatch, and looks
+      // again behind this queue (readVerified), as it would with a new table and new bytes
+      const crcs = table.crcs
       for (let b = first; b < endBlock; b++) {
         const before = old.get(b)
         // a block that was already wrong keeps its checksum: it stays detectably wrong
         if (before === null) continue
         crcs[b] = crcOf(blockBytes(size, b, w.offset, w.data, before))
       }
-      await this.writeTable(w.oid, { size, crcs }, { first, end: endBlock })
+      await this.writeTable(w.oid, table, { first, end: endBlock })
       return SD_RES_SUCCESS
     } finally {
       this.intent.release(w.oid)
@@ -623,6 +670,7 @@ export class ChecksumStore implements StoreDriver {
       if (this.inner.exists(oid) && (await this.table(oid))) {
         // the stale copy keeps its checksums; they must be durable before the mark can go
         if (this.intent.isDirty(oid)) await this.syncTables([oid])
+        this.files.drop(this.tableFile(oid))
         await fsp.rename(this.tableFile(oid), this.staleFile(oid, epoch)).catch(() => undefined)
       }
       this.forget(oid)
@@ -699,7 +747,7 @@ export class ChecksumStore implements StoreDriver {
       this.tableIoFailed(e)
       this.forget(key)
       this.remember(key, null)
-      await fsp.rm(this.tableFile(key), { force: true }).catch(() => undefined)
+      await this.removeTableFile(this.tableFile(key)).catch(() => undefined)
       return false
     }
   }
@@ -719,47 +767,34 @@ export class ChecksumStore implements StoreDriver {
    */
   private async writeTable(key: bigint, table: ChecksumTable, range?: { first: number; end: number }): Promise<void> {
     try {
-      await this.writeTableFile(key, table, range)
+      this.writeTableFile(key, table, range)
     } catch (e) {
       this.tableIoFailed(e)
       this.forget(key)
       this.remember(key, null)
-      await fsp.rm(this.tableFile(key), { force: true }).catch(() => undefined)
+      await this.removeTableFile(this.tableFile(key)).catch(() => undefined)
     }
   }
 
-  /**
-   * Writes the table file with synchronous calls: a few KiB into the page cache (no fsync here)
-   * take microseconds, while queued on libuv's small thread pool they would wait behind the
-   * data writes' fdatasyncs and add that wait to every write.
-   */
-  private async writeTableFile(key: bigint, table: ChecksumTable, range?: { first: number; end: number }): Promise<void> {
+  /** Removes a checksum file (closing its kept-open descriptor first). */
+  private removeTableFile(file: string): Promise<void> {
+    this.files.drop(file)
+    return fsp.rm(file, { force: true })
+  }
+
+  /** Writes the table file (all of it, or the CRCs of blocks `range`) through a kept-open descriptor. */
+  private writeTableFile(key: bigint, table: ChecksumTable, range?: { first: number; end: number }): void {
     this.tableChanges++
     const file = this.tableFile(key)
-    const bytes = encodeTable(table)
-    if (range) {
-      try {
-        const fd = fs.openSync(file, 'r+')
-        try {
-          const from = CSUM_HEADER_BYTES + range.first * CRC_BYTES
-          fs.writeSync(fd, bytes, from, (range.end - range.first) * CRC_BYTES, from)
-        } finally {
-          fs.closeSync(fd)
-        }
-        this.remember(key, table)
-        return
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
-      }
-    }
-    fs.writeFileSync(file, bytes)
+    const written = range !== undefined && this.files.writeAt(file, encodeCrcs(table, range), CSUM_HEADER_BYTES + range.first * CRC_BYTES)
+    if (!written) this.files.writeWhole(file, encodeTable(table))
     this.remember(key, table)
   }
 
   /** Drops the object's table (and, with `stale`, its stale copies' ones). */
   private async dropTables(key: bigint, opts: { stale?: boolean } = {}): Promise<void> {
     this.forget(key)
-    await fsp.rm(this.tableFile(key), { force: true })
+    await this.removeTableFile(this.tableFile(key))
     if (!opts.stale) return
     const prefix = `${keyFileName(key)}.`
     const names = await fsp.readdir(this.opts.dir).catch(() => [] as string[])
