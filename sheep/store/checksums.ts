@@ -29,7 +29,7 @@ import { KeyedQueue } from '../../lib/async.js'
 import type { Logger } from '../../lib/log.js'
 import { keyFileName, parseKeyFileName } from '../../lib/oid.js'
 import { SD_RES_EIO, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
-import type { DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
+import type { CreateOptions, DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
 import { BlockCombiner, crc32Combine } from './crc32-combine.js'
 import { IntentLog } from './intent-log.js'
 import { TableFiles } from './table-files.js'
@@ -569,15 +569,51 @@ export class ChecksumStore implements StoreDriver {
     return this.queue.run(w.oid, () => this.createLocked(w, objectSize, opts))
   }
 
-  private async createLocked(w: ObjectWrite, objectSize: number, opts: { ifAbsent?: boolean }): Promise<number> {
+  private async createLocked(w: ObjectWrite, objectSize: number, opts: CreateOptions): Promise<number> {
     if (opts.ifAbsent && this.inner.exists(w.oid)) return SD_RES_SUCCESS
-    if (!(await this.mark(w.oid))) return this.inner.create(w, objectSize, opts)
+    return this.createMarked(
+      w.oid,
+      (hook) => this.inner.create(w, objectSize, { ...opts, ...hook }),
+      () => this.writeTable(w.oid, tableOf(Math.max(objectSize, w.offset + w.data.length), w.offset, w.data)),
+    )
+  }
+
+  /**
+   * Runs a create (`create`, or a staged create's commit) under the object's intent mark, made
+   * durable while the store writes and syncs the new bytes in a temporary file rather than
+   * before: the object's bytes change under its name only at the rename that `beforeVisible`
+   * precedes, so the mark is still durable before they change, as for every mutation, and the
+   * two syncs share the disk's flush (one journal commit) instead of following each other.
+   * Then `tables` writes the new object's table, still under the mark. When the mark cannot be
+   * written (`mark` dropped the table), the create still runs: the object is served unverified.
+   */
+  private async createMarked(
+    key: bigint,
+    create: (hook: Pick<CreateOptions, 'beforeVisible'>) => Promise<number>,
+    tables: () => Promise<void>,
+  ): Promise<number> {
+    const marking = this.mark(key)
+    /** Whether the new bytes were made visible (an `ifAbsent` create may keep the old ones). */
+    let visible = false
+    const beforeVisible = async () => {
+      await marking
+      visible = true
+    }
+    let result: number
     try {
-      const result = await this.inner.create(w, objectSize, opts)
-      if (result === SD_RES_SUCCESS) await this.writeTable(w.oid, tableOf(Math.max(objectSize, w.offset + w.data.length), w.offset, w.data))
+      result = await create({ beforeVisible })
+    } catch (e) {
+      // the new bytes may be visible, the old table is not theirs: served unverified
+      if (visible) await this.dropTables(key).catch(() => undefined)
+      if (await marking) this.intent.release(key)
+      throw e
+    }
+    if (!(await marking)) return result
+    try {
+      if (result === SD_RES_SUCCESS && visible) await tables()
       return result
     } finally {
-      this.intent.release(w.oid)
+      this.intent.release(key)
     }
   }
 
@@ -594,18 +630,16 @@ export class ChecksumStore implements StoreDriver {
     const whole = new Set<number>()
     /** A piece overlapped a block already written whole: the table cannot follow (never from copyObject). */
     let untracked = false
-    const commit = async (opts: { ifAbsent?: boolean }): Promise<number> => {
+    const commit = async (opts: CreateOptions): Promise<number> => {
       if (opts.ifAbsent && this.inner.exists(oid)) return staged.commit(opts)
-      if (!(await this.mark(oid))) return staged.commit(opts)
-      try {
-        const result = await staged.commit(opts)
-        if (result !== SD_RES_SUCCESS) return result
-        if (untracked) await this.recomputeLocked(oid)
-        else await this.writeTable(oid, table)
-        return result
-      } finally {
-        this.intent.release(oid)
-      }
+      return this.createMarked(
+        oid,
+        (hook) => staged.commit({ ...opts, ...hook }),
+        async () => {
+          if (untracked) await this.recomputeLocked(oid)
+          else await this.writeTable(oid, table)
+        },
+      )
     }
     return {
       write: async (offset, data) => {

@@ -198,6 +198,51 @@ t.test('after a crash mid-write, marked objects are recomputed, not reported', a
   t.same(again.corrupt, [], 'no corruption reported')
 })
 
+t.test('a create marks the object durably before its bytes become visible (the mark overlaps the data sync)', async (t) => {
+  const f = await newStore(t)
+  const intentLog = path.join(f.dir, CSUM_DIR, INTENT_LOG_FILE)
+  const seen: Array<{ marked: boolean; visible: boolean }> = []
+  const inner = f.files
+  const create = inner.create.bind(inner)
+  inner.create = (w, objectSize, opts) =>
+    create(w, objectSize, {
+      ...opts,
+      beforeVisible: async () => {
+        await opts?.beforeVisible?.()
+        seen.push({ marked: fs.readFileSync(intentLog, 'utf8').includes(oidFileName(w.oid)), visible: fs.existsSync(objectFile(f, w.oid)) })
+      },
+    })
+  const beginCreate = inner.beginCreate.bind(inner)
+  inner.beginCreate = async (oid, objectSize) => {
+    const staged = await beginCreate(oid, objectSize)
+    return {
+      ...staged,
+      commit: (opts) =>
+        staged.commit({
+          ...opts,
+          beforeVisible: async () => {
+            await opts?.beforeVisible?.()
+            seen.push({ marked: fs.readFileSync(intentLog, 'utf8').includes(oidFileName(oid)), visible: fs.existsSync(objectFile(f, oid)) })
+          },
+        }),
+    }
+  }
+  const data = crypto.randomBytes(OBJECT_BYTES)
+  t.equal(await f.store.create({ oid: OID, offset: 0, data: data.subarray(0, MiB) }, OBJECT_BYTES), SD_RES_SUCCESS)
+  const other = OID + 1n
+  const staged = await f.store.beginCreate(other, OBJECT_BYTES)
+  await staged.write(0, data)
+  t.equal(await staged.commit(), SD_RES_SUCCESS)
+  t.same(seen, [
+    { marked: true, visible: false },
+    { marked: true, visible: false },
+  ])
+  t.equal(await f.store.verify(OID), 'ok')
+  t.equal(await f.store.verify(other), 'ok')
+  t.equal(await f.store.create({ oid: OID, offset: 0, data }, OBJECT_BYTES, { ifAbsent: true }), SD_RES_SUCCESS)
+  t.same(await f.store.read(OID, MiB, 4096), Buffer.alloc(4096), 'ifAbsent kept the object (and its checksums)')
+})
+
 t.test('a clean stop empties the intent log; an object written by another program loses its checksums', async (t) => {
   const dir = tempDir('checksums-foreign-')
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
