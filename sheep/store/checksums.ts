@@ -22,6 +22,7 @@
 // and its checksums change together; reads are not queued, and a read that finds a mismatch is
 // tried once more behind the object's mutations before the mismatch counts.
 import crypto from 'node:crypto'
+import fs from 'node:fs'
 import fsp from 'node:fs/promises'
 import path from 'node:path'
 import zlib from 'node:zlib'
@@ -32,7 +33,6 @@ import { SD_RES_EIO, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
 import type { CreateOptions, DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
 import { BlockCombiner, crc32Combine } from './crc32-combine.js'
 import { IntentLog } from './intent-log.js'
-import { TableFiles } from './table-files.js'
 import type { StoreLayout } from './layout.js'
 
 /** The directory of checksum files inside the first object disk. */
@@ -48,8 +48,14 @@ const CRC_BYTES = 4
 const TABLE_CACHE_ENTRIES = 4096
 /** Whole-object walks (GET_HASH, scrub, recompute) read this much at a time. */
 const WALK_CHUNK_BYTES = 4 * 1024 * 1024
-/** Checksum files handled at once when made durable or compared at start. */
+/** Checksum files compared with their objects at once at start. */
 const FILE_BATCH = 32
+/**
+ * Checksum files fdatasync'd at once when their marks are cleaned: a few, so that the journal
+ * commits are shared, but not so many that the background syncs fill libuv's thread pool and the
+ * reads and writes of clients wait behind them.
+ */
+const TABLE_SYNC_BATCH = 4
 /** A failing checksum directory is logged at most this often. */
 const TABLE_IO_LOG_INTERVAL_MS = 60_000
 /** A stale copy's checksum file: `<key file name>.<epoch>`. */
@@ -71,6 +77,8 @@ export interface ChecksumStoreOptions {
   dir: string
   nosync: boolean
   log: Logger
+  /** Tables kept in memory (default TABLE_CACHE_ENTRIES; tests use a few). */
+  tableCacheEntries?: number
 }
 
 const ZERO_BLOCK_CRC = zlib.crc32(Buffer.alloc(CSUM_BLOCK_BYTES)) >>> 0
@@ -165,13 +173,6 @@ export function encodeTable(t: ChecksumTable): Buffer {
   return buf
 }
 
-/** The CRCs of blocks `range` as they are stored in the file (at CSUM_HEADER_BYTES + first · CRC_BYTES). */
-function encodeCrcs(t: ChecksumTable, range: { first: number; end: number }): Buffer {
-  const buf = Buffer.allocUnsafe((range.end - range.first) * CRC_BYTES)
-  for (let b = range.first; b < range.end; b++) buf.writeUInt32LE(t.crcs[b] as number, (b - range.first) * CRC_BYTES)
-  return buf
-}
-
 /** The table in a checksum file's bytes; undefined when they are not one (torn, foreign). */
 export function decodeTable(buf: Buffer): ChecksumTable | undefined {
   if (buf.length < CSUM_HEADER_BYTES || buf.readUInt32LE(0) !== CSUM_MAGIC) return undefined
@@ -202,8 +203,12 @@ export class ChecksumStore implements StoreDriver {
   /** Counts the table changes: a table loaded while one changed is not cached (it may be old). */
   private tableChanges = 0
   private readonly intent: IntentLog
-  /** Checksum files kept open for writing. */
-  private readonly files = new TableFiles()
+  /**
+   * Objects whose table in memory is newer than its file. A table changes in memory only, under
+   * the object's intent mark; its file is written when the mark is cleaned (syncTables), before
+   * a stale move, or when the table leaves the cache: a write costs no system call for it.
+   */
+  private readonly unwritten = new Set<bigint>()
   private readonly log: Logger
   private tableIoLoggedMs = 0
   /** Objects being rewritten from another copy (replace), with how many rewrites are queued. */
@@ -290,9 +295,9 @@ export class ChecksumStore implements StoreDriver {
 
   async init(): Promise<void> {
     await this.inner.init()
-    this.files.dropAll()
     await fsp.mkdir(this.opts.dir, { recursive: true })
     this.tables.clear()
+    this.unwritten.clear()
     this.tableChanges++
     const dirty = await this.intent.recover()
     for (const key of dirty) await this.dropTables(key, { stale: true })
@@ -308,10 +313,10 @@ export class ChecksumStore implements StoreDriver {
 
   async purge(): Promise<void> {
     await this.inner.purge()
-    this.files.dropAll()
     await fsp.rm(this.opts.dir, { recursive: true, force: true })
     await fsp.mkdir(this.opts.dir, { recursive: true })
     this.tables.clear()
+    this.unwritten.clear()
     this.tableChanges++
     await this.intent.reset()
   }
@@ -321,7 +326,8 @@ export class ChecksumStore implements StoreDriver {
     this.intent.stop()
     await this.queue.settled()
     await this.intent.clean(Number.POSITIVE_INFINITY, 0)
-    this.files.dropAll()
+    // none should be left (every changed table is marked, and the clean above wrote them)
+    for (const key of [...this.unwritten]) this.writeTableNow(key)
   }
 
   /**
@@ -339,11 +345,11 @@ export class ChecksumStore implements StoreDriver {
           if (key === undefined) return
           const data = this.inner.fileOf?.(key)
           const csum = path.join(this.opts.dir, name)
-          if (data === undefined) return this.removeTableFile(csum)
+          if (data === undefined) return fsp.rm(csum, { force: true })
           const [d, c] = await Promise.all([fsp.stat(data, { bigint: true }), fsp.stat(csum, { bigint: true })]).catch(() => [undefined, undefined])
           if (d && c && d.mtimeNs <= c.mtimeNs) return
           outdated++
-          await this.removeTableFile(csum)
+          await fsp.rm(csum, { force: true })
         }),
       )
     }
@@ -495,7 +501,7 @@ export class ChecksumStore implements StoreDriver {
       if (expectSha1 && !hash.digest().equals(expectSha1)) return false
       if (!(await this.mark(key))) return false
       try {
-        await this.writeTable(key, { size, crcs })
+        this.setTable(key, { size, crcs })
       } finally {
         this.intent.release(key)
       }
@@ -540,7 +546,7 @@ export class ChecksumStore implements StoreDriver {
         if (before === null) continue
         crcs[b] = crcOf(blockBytes(size, b, w.offset, w.data, before))
       }
-      await this.writeTable(w.oid, table, { first, end: endBlock })
+      this.setTable(w.oid, table)
       return SD_RES_SUCCESS
     } finally {
       this.intent.release(w.oid)
@@ -561,7 +567,7 @@ export class ChecksumStore implements StoreDriver {
       if (typeof data === 'number') return false
       for (let off = 0; off < data.length; off += CSUM_BLOCK_BYTES) crcs[(at + off) / CSUM_BLOCK_BYTES] = crcOf(data.subarray(off, off + CSUM_BLOCK_BYTES))
     }
-    await this.writeTable(key, { size, crcs })
+    this.setTable(key, { size, crcs })
     return true
   }
 
@@ -574,7 +580,7 @@ export class ChecksumStore implements StoreDriver {
     return this.createMarked(
       w.oid,
       (hook) => this.inner.create(w, objectSize, { ...opts, ...hook }),
-      () => this.writeTable(w.oid, tableOf(Math.max(objectSize, w.offset + w.data.length), w.offset, w.data)),
+      async () => this.setTable(w.oid, tableOf(Math.max(objectSize, w.offset + w.data.length), w.offset, w.data)),
     )
   }
 
@@ -637,7 +643,7 @@ export class ChecksumStore implements StoreDriver {
         (hook) => staged.commit({ ...opts, ...hook }),
         async () => {
           if (untracked) await this.recomputeLocked(oid)
-          else await this.writeTable(oid, table)
+          else this.setTable(oid, table)
         },
       )
     }
@@ -703,8 +709,8 @@ export class ChecksumStore implements StoreDriver {
     return this.queue.run(oid, async () => {
       if (this.inner.exists(oid) && (await this.table(oid))) {
         // the stale copy keeps its checksums; they must be durable before the mark can go
+        this.writeTableNow(oid)
         if (this.intent.isDirty(oid)) await this.syncTables([oid])
-        this.files.drop(this.tableFile(oid))
         await fsp.rename(this.tableFile(oid), this.staleFile(oid, epoch)).catch(() => undefined)
       }
       this.forget(oid)
@@ -745,12 +751,17 @@ export class ChecksumStore implements StoreDriver {
   private remember(key: bigint, table: ChecksumTable | null): void {
     this.tables.delete(key)
     this.tables.set(key, table)
-    if (this.tables.size > TABLE_CACHE_ENTRIES) this.tables.delete(this.tables.keys().next().value as bigint)
+    if (this.tables.size <= (this.opts.tableCacheEntries ?? TABLE_CACHE_ENTRIES)) return
+    const oldest = this.tables.keys().next().value as bigint
+    this.writeTableNow(oldest)
+    this.tables.delete(oldest)
   }
 
+  /** Drops the table from memory, unwritten or not (the caller drops or moves its file). */
   private forget(key: bigint): void {
     this.tableChanges++
     this.tables.delete(key)
+    this.unwritten.delete(key)
   }
 
   private async loadTable(file: string): Promise<ChecksumTable | null> {
@@ -781,7 +792,7 @@ export class ChecksumStore implements StoreDriver {
       this.tableIoFailed(e)
       this.forget(key)
       this.remember(key, null)
-      await this.removeTableFile(this.tableFile(key)).catch(() => undefined)
+      await fsp.rm(this.tableFile(key), { force: true }).catch(() => undefined)
       return false
     }
   }
@@ -795,52 +806,56 @@ export class ChecksumStore implements StoreDriver {
   }
 
   /**
-   * Writes the table (whole, or only the CRCs of blocks `range`); made durable later (intent
-   * log). A failure to write it leaves the object without a trusted table (served unverified)
-   * rather than failing the write whose bytes are already stored.
+   * The object's new table, under its intent mark: kept in memory, its file written later
+   * (`unwritten`). Until the mark is cleaned, a crash makes the table be recomputed anyway.
    */
-  private async writeTable(key: bigint, table: ChecksumTable, range?: { first: number; end: number }): Promise<void> {
+  private setTable(key: bigint, table: ChecksumTable): void {
+    this.tableChanges++
+    this.remember(key, table)
+    this.unwritten.add(key)
+  }
+
+  /**
+   * Writes the object's table file if the table in memory is newer (into the page cache: synced
+   * by syncTables). A failure leaves the object without a trusted table — served unverified —
+   * rather than a file that may hold an older table.
+   */
+  private writeTableNow(key: bigint): void {
+    if (!this.unwritten.delete(key)) return
+    const table = this.tables.get(key)
+    if (!table) return
+    const file = this.tableFile(key)
     try {
-      this.writeTableFile(key, table, range)
+      fs.writeFileSync(file, encodeTable(table))
     } catch (e) {
       this.tableIoFailed(e)
-      this.forget(key)
-      this.remember(key, null)
-      await this.removeTableFile(this.tableFile(key)).catch(() => undefined)
+      this.tableChanges++
+      this.tables.set(key, null)
+      try {
+        fs.rmSync(file, { force: true })
+      } catch {
+        // the directory's disk is failing: the object's mark stays until the clean fails too
+      }
     }
-  }
-
-  /** Removes a checksum file (closing its kept-open descriptor first). */
-  private removeTableFile(file: string): Promise<void> {
-    this.files.drop(file)
-    return fsp.rm(file, { force: true })
-  }
-
-  /** Writes the table file (all of it, or the CRCs of blocks `range`) through a kept-open descriptor. */
-  private writeTableFile(key: bigint, table: ChecksumTable, range?: { first: number; end: number }): void {
-    this.tableChanges++
-    const file = this.tableFile(key)
-    const written = range !== undefined && this.files.writeAt(file, encodeCrcs(table, range), CSUM_HEADER_BYTES + range.first * CRC_BYTES)
-    if (!written) this.files.writeWhole(file, encodeTable(table))
-    this.remember(key, table)
   }
 
   /** Drops the object's table (and, with `stale`, its stale copies' ones). */
   private async dropTables(key: bigint, opts: { stale?: boolean } = {}): Promise<void> {
     this.forget(key)
-    await this.removeTableFile(this.tableFile(key))
+    await fsp.rm(this.tableFile(key), { force: true })
     if (!opts.stale) return
     const prefix = `${keyFileName(key)}.`
     const names = await fsp.readdir(this.opts.dir).catch(() => [] as string[])
     await Promise.all(names.filter((n) => n.startsWith(prefix)).map((n) => fsp.rm(path.join(this.opts.dir, n), { force: true })))
   }
 
-  /** Makes the checksum files of `keys` durable (before their intent marks are dropped). */
+  /** Writes the checksum files of `keys` and makes them durable (before their intent marks are dropped). */
   private async syncTables(keys: bigint[]): Promise<void> {
+    for (const key of keys) this.writeTableNow(key)
     if (this.opts.nosync) return
-    for (let i = 0; i < keys.length; i += FILE_BATCH) {
+    for (let i = 0; i < keys.length; i += TABLE_SYNC_BATCH) {
       await Promise.all(
-        keys.slice(i, i + FILE_BATCH).map(async (key) => {
+        keys.slice(i, i + TABLE_SYNC_BATCH).map(async (key) => {
           let fh: fsp.FileHandle
           try {
             fh = await fsp.open(this.tableFile(key), 'r')
