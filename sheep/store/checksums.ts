@@ -12,9 +12,15 @@
 // comparing replicas (the scrubber, scrub.ts) or rewritten whole (a create, a repair).
 //
 // Crash safety: every mutation is preceded by a durable mark in the write-intent log
-// (intent-log.ts); the checksum file itself is written without fsync and made durable lazily,
-// before the mark is dropped. After a crash the marked objects' checksums are dropped and
-// recomputed from their bytes in the background: a write in progress never looks like rot.
+// (intent-log.ts) — for a create, durable before the rename that makes the new bytes visible,
+// while the store syncs them in their temporary file. The table changes in memory only; its
+// file is written and made durable lazily, when the mark is cleaned, and only then is the mark
+// dropped. After a crash the marked objects' checksums are dropped and recomputed from their
+// bytes in the background: a write in progress never looks like rot.
+//
+// Cost (docs/integrity.md, Cost): a read is checked with one zlib.crc32 over its whole span
+// against its blocks' CRCs folded together (crc32-combine.ts); a write computes the CRCs of the
+// blocks it covers and makes no system call for them.
 // A checksum file older than its object file (the original, or this sheep with checksums off,
 // wrote the object later) is dropped at start for the same reason.
 //
