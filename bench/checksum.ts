@@ -3,14 +3,20 @@
 // side on the same disk whose rounds alternate, each the median of ROUNDS rounds: a sequential write and read of the
 // region in 1 MiB requests, and 4 KiB random writes and reads at queue depth 16 over it. Every
 // row prints both throughputs and their ratio (with / without); the target is a cost under 5 %.
-// Usage: npm run bench -- checksum [--size-mib N] [--seconds N]
+// Usage: npm run bench -- checksum [--size-mib N] [--seconds N] [--cpu-prof DIR]
+// --cpu-prof DIR runs the sheep under `node --cpu-prof`, those with checksums writing to DIR/on,
+// the others to DIR/off, and notes when each row of each round ran in DIR/{on,off}/windows.jsonl:
+// `npm run bench -- cpu-profile --windows DIR/on/windows.jsonl DIR/on/*.cpuprofile` then says
+// where the main thread's time went, row by row.
 import crypto from 'node:crypto'
+import fs from 'node:fs'
 import path from 'node:path'
 import { SD_CLUSTER_FLAG_AUTO_VNODES } from '../lib/proto.js'
 import { makeFs, newVdi } from '../lib/sheep-api.js'
 import { VdiHandle } from '../lib/vdi-io.js'
 import { type TestCluster, startCluster } from '../harness/cluster.js'
 import { tempDir } from '../harness/sheep.js'
+import { type ProfileWindow, WINDOWS_FILE } from './cpu-profile.js'
 
 const MiB = 1024 * 1024
 const SMALL_BYTES = 4096
@@ -22,6 +28,8 @@ const argValue = (name: string, fallback: number) => {
 }
 const REGION_MIB = argValue('--size-mib', 256)
 const ROW_SECONDS = argValue('--seconds', 5)
+const CPU_PROF_AT = process.argv.indexOf('--cpu-prof')
+const CPU_PROF_DIR = CPU_PROF_AT > 0 ? path.resolve(process.argv[CPU_PROF_AT + 1] as string) : undefined
 /** The cost the issue allows. */
 const TARGET_COST = 0.05
 
@@ -64,16 +72,31 @@ async function random(h: VdiHandle, write: boolean): Promise<number> {
   return done / ROW_SECONDS
 }
 
+function monotonicUs(): number {
+  return Number(process.hrtime.bigint() / 1000n)
+}
+
+/** Runs one row; with --cpu-prof, notes when it ran on the profiles' clock (CLOCK_MONOTONIC, µs). */
+async function timedRow(profDir: string | undefined, row: string, run: () => Promise<number>): Promise<number> {
+  const fromUs = monotonicUs()
+  const value = await run()
+  if (profDir) {
+    const window: ProfileWindow = { path: path.basename(profDir), row, fromUs, toUs: monotonicUs(), iops: value }
+    fs.appendFileSync(path.join(profDir, WINDOWS_FILE), `${JSON.stringify(window)}\n`)
+  }
+  return value
+}
+
 /** One round on `cluster`: a fresh VDI over the region, the four rows. */
-async function round(cluster: TestCluster, name: string): Promise<Result> {
+async function round(cluster: TestCluster, name: string, profDir: string | undefined): Promise<Result> {
   await newVdi(cluster.conn(0), { name, vdiSize: BigInt(REGION_MIB * MiB) })
   const h = await VdiHandle.open(cluster.conn(0), name)
   const data = crypto.randomBytes(REGION_MIB * MiB)
   return {
-    seqWriteMBps: await sequential(h, data, true),
-    seqReadMBps: await sequential(h, data, false),
-    randWriteIops: await random(h, true),
-    randReadIops: await random(h, false),
+    seqWriteMBps: await timedRow(profDir, `${name} seq write`, () => sequential(h, data, true)),
+    seqReadMBps: await timedRow(profDir, `${name} seq read`, () => sequential(h, data, false)),
+    randWriteIops: await timedRow(profDir, `${name} rand write`, () => random(h, true)),
+    randReadIops: await timedRow(profDir, `${name} rand read`, () => random(h, false)),
   }
 }
 
@@ -91,8 +114,11 @@ function medianResult(rounds: Result[]): Result {
  * machine whose load drifts during the run (other jobs) weighs on both alike.
  */
 async function measureBoth(work: string): Promise<{ on: Result; off: Result }> {
-  const off = await startCluster(3, { nosync: false, root: path.join(work, 'off'), extraArgs: ['--no-checksums'] })
-  const on = await startCluster(3, { nosync: false, root: path.join(work, 'on') })
+  const profDirs = { off: CPU_PROF_DIR && path.join(CPU_PROF_DIR, 'off'), on: CPU_PROF_DIR && path.join(CPU_PROF_DIR, 'on') }
+  for (const dir of Object.values(profDirs)) if (dir) fs.mkdirSync(dir, { recursive: true })
+  const nodeArgs = (dir: string | undefined) => (dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : undefined)
+  const off = await startCluster(3, { nosync: false, root: path.join(work, 'off'), extraArgs: ['--no-checksums'], nodeArgs: nodeArgs(profDirs.off) })
+  const on = await startCluster(3, { nosync: false, root: path.join(work, 'on'), nodeArgs: nodeArgs(profDirs.on) })
   try {
     const ctime = BigInt(Math.floor(Date.now() / 1000)) << 32n
     for (const c of [off, on]) await makeFs(c.conn(0), { ctime, copies: 3, flags: SD_CLUSTER_FLAG_AUTO_VNODES, store: 'plain' })
@@ -102,7 +128,7 @@ async function measureBoth(work: string): Promise<{ on: Result; off: Result }> {
         ['off', off],
         ['on', on],
       ] as const) {
-        const res = await round(cluster, `bench-${r}`)
+        const res = await round(cluster, `bench-${r}`, profDirs[which])
         console.log(
           `  ${which === 'on' ? 'with' : 'without'} checksums, round ${r + 1}: seq write ${res.seqWriteMBps.toFixed(1)} MB/s, seq read ${res.seqReadMBps.toFixed(1)} MB/s, 4k rand write ${res.randWriteIops.toFixed(0)} IOPS, 4k rand read ${res.randReadIops.toFixed(0)} IOPS`,
         )
@@ -120,6 +146,7 @@ export async function runChecksumBench(): Promise<void> {
   const work = tempDir('sheep-bench-checksum-')
   console.log(`bench checksum: ${REGION_MIB} MiB region, ${ROW_SECONDS} s random rows at QD${QUEUE_DEPTH}, 3 sheep, copies=3, fsync on`)
   const { on, off } = await measureBoth(work)
+  if (CPU_PROF_DIR) console.log(`CPU profiles of the sheep: ${CPU_PROF_DIR}/{on,off}`)
   const rows: Array<[string, number, number, string]> = [
     ['1 MiB sequential write', on.seqWriteMBps, off.seqWriteMBps, 'MB/s'],
     ['1 MiB sequential read', on.seqReadMBps, off.seqReadMBps, 'MB/s'],

@@ -12,9 +12,15 @@
 // comparing replicas (the scrubber, scrub.ts) or rewritten whole (a create, a repair).
 //
 // Crash safety: every mutation is preceded by a durable mark in the write-intent log
-// (intent-log.ts); the checksum file itself is written without fsync and made durable lazily,
-// before the mark is dropped. After a crash the marked objects' checksums are dropped and
-// recomputed from their bytes in the background: a write in progress never looks like rot.
+// (intent-log.ts) — for a create, durable before the rename that makes the new bytes visible,
+// while the store syncs them in their temporary file. The table changes in memory only; its
+// file is written and made durable lazily, when the mark is cleaned, and only then is the mark
+// dropped. After a crash the marked objects' checksums are dropped and recomputed from their
+// bytes in the background: a write in progress never looks like rot.
+//
+// Cost (docs/integrity.md, Cost): a read is checked with one zlib.crc32 over its whole span
+// against its blocks' CRCs folded together (crc32-combine.ts); a write computes the CRCs of the
+// blocks it covers and makes no system call for them.
 // A checksum file older than its object file (the original, or this sheep with checksums off,
 // wrote the object later) is dropped at start for the same reason.
 //
@@ -30,7 +36,8 @@ import { KeyedQueue } from '../../lib/async.js'
 import type { Logger } from '../../lib/log.js'
 import { keyFileName, parseKeyFileName } from '../../lib/oid.js'
 import { SD_RES_EIO, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
-import type { DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
+import type { CreateOptions, DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
+import { BlockCombiner, crc32Combine } from './crc32-combine.js'
 import { IntentLog } from './intent-log.js'
 import type { StoreLayout } from './layout.js'
 
@@ -47,8 +54,14 @@ const CRC_BYTES = 4
 const TABLE_CACHE_ENTRIES = 4096
 /** Whole-object walks (GET_HASH, scrub, recompute) read this much at a time. */
 const WALK_CHUNK_BYTES = 4 * 1024 * 1024
-/** Checksum files handled at once when made durable or compared at start. */
+/** Checksum files compared with their objects at once at start. */
 const FILE_BATCH = 32
+/**
+ * Checksum files fdatasync'd at once when their marks are cleaned: a few, so that the journal
+ * commits are shared, but not so many that the background syncs fill libuv's thread pool and the
+ * reads and writes of clients wait behind them.
+ */
+const TABLE_SYNC_BATCH = 4
 /** A failing checksum directory is logged at most this often. */
 const TABLE_IO_LOG_INTERVAL_MS = 60_000
 /** A stale copy's checksum file: `<key file name>.<epoch>`. */
@@ -70,6 +83,8 @@ export interface ChecksumStoreOptions {
   dir: string
   nosync: boolean
   log: Logger
+  /** Tables kept in memory (default TABLE_CACHE_ENTRIES; tests use a few). */
+  tableCacheEntries?: number
 }
 
 const ZERO_BLOCK_CRC = zlib.crc32(Buffer.alloc(CSUM_BLOCK_BYTES)) >>> 0
@@ -108,16 +123,48 @@ function blockBytes(size: number, b: number, offset: number, data: Buffer, old: 
   return block
 }
 
-/** The first block of `data` (read from block `firstBlock` on) that does not match; -1 if none. */
+/** Folds block CRCs together: a whole-block shift is 4 table lookups (crc32-combine.ts). */
+const BLOCK_COMBINER = new BlockCombiner(CSUM_BLOCK_BYTES)
+
+/**
+ * The first block of `data` (read from block `firstBlock` on) that does not match; -1 if none.
+ * The blocks' CRCs from the table are folded into the CRC the whole checked span must have, and
+ * that span is checked with one zlib.crc32 call (faster than one call per block); only when it
+ * differs is each block looked at to find the bad one.
+ */
 export function firstBadBlock(table: ChecksumTable, data: Buffer, firstBlock: number): number {
+  let expected = 0
+  let checkedBytes = 0
   for (let i = 0; i * CSUM_BLOCK_BYTES < data.length; i++) {
-    const b = firstBlock + i
-    if (b >= table.crcs.length) break // past the object: reads as zeros, nothing to check
-    const start = b * CSUM_BLOCK_BYTES
-    const length = Math.min(CSUM_BLOCK_BYTES, table.size - start, data.length - i * CSUM_BLOCK_BYTES)
-    // a read that ends inside the object's last block checks it only when it covers it whole
-    if (length < Math.min(CSUM_BLOCK_BYTES, table.size - start)) break
-    if (crcOf(data.subarray(i * CSUM_BLOCK_BYTES, i * CSUM_BLOCK_BYTES + length)) !== table.crcs[b]) return b
+    const length = checkedLength(table, data, firstBlock, i)
+    if (length === 0) break
+    const crc = table.crcs[firstBlock + i] as number
+    expected = length === CSUM_BLOCK_BYTES ? BLOCK_COMBINER.combine(expected, crc) : crc32Combine(expected, crc, length)
+    checkedBytes += length
+  }
+  if (checkedBytes === 0 || crcOf(data.subarray(0, checkedBytes)) === expected) return -1
+  return firstBadBlockEach(table, data, firstBlock)
+}
+
+/**
+ * How many bytes of block `firstBlock + i` a check of `data` covers: the whole block, or 0 (the
+ * check stops there) past the object's end — that reads as zeros, nothing to check — or when
+ * `data` ends inside the object's last block without covering it whole.
+ */
+function checkedLength(table: ChecksumTable, data: Buffer, firstBlock: number, i: number): number {
+  const b = firstBlock + i
+  if (b >= table.crcs.length) return 0
+  const inObject = Math.min(CSUM_BLOCK_BYTES, table.size - b * CSUM_BLOCK_BYTES)
+  return data.length - i * CSUM_BLOCK_BYTES >= inObject ? inObject : 0
+}
+
+/** firstBadBlock one block at a time (after the whole span failed: which block is it?). */
+function firstBadBlockEach(table: ChecksumTable, data: Buffer, firstBlock: number): number {
+  for (let i = 0; i * CSUM_BLOCK_BYTES < data.length; i++) {
+    const length = checkedLength(table, data, firstBlock, i)
+    if (length === 0) break
+    const from = i * CSUM_BLOCK_BYTES
+    if (crcOf(data.subarray(from, from + length)) !== table.crcs[firstBlock + i]) return firstBlock + i
   }
   return -1
 }
@@ -162,6 +209,12 @@ export class ChecksumStore implements StoreDriver {
   /** Counts the table changes: a table loaded while one changed is not cached (it may be old). */
   private tableChanges = 0
   private readonly intent: IntentLog
+  /**
+   * Objects whose table in memory is newer than its file. A table changes in memory only, under
+   * the object's intent mark; its file is written when the mark is cleaned (syncTables), before
+   * a stale move, or when the table leaves the cache: a write costs no system call for it.
+   */
+  private readonly unwritten = new Set<bigint>()
   private readonly log: Logger
   private tableIoLoggedMs = 0
   /** Objects being rewritten from another copy (replace), with how many rewrites are queued. */
@@ -250,6 +303,7 @@ export class ChecksumStore implements StoreDriver {
     await this.inner.init()
     await fsp.mkdir(this.opts.dir, { recursive: true })
     this.tables.clear()
+    this.unwritten.clear()
     this.tableChanges++
     const dirty = await this.intent.recover()
     for (const key of dirty) await this.dropTables(key, { stale: true })
@@ -268,6 +322,7 @@ export class ChecksumStore implements StoreDriver {
     await fsp.rm(this.opts.dir, { recursive: true, force: true })
     await fsp.mkdir(this.opts.dir, { recursive: true })
     this.tables.clear()
+    this.unwritten.clear()
     this.tableChanges++
     await this.intent.reset()
   }
@@ -277,6 +332,8 @@ export class ChecksumStore implements StoreDriver {
     this.intent.stop()
     await this.queue.settled()
     await this.intent.clean(Number.POSITIVE_INFINITY, 0)
+    // none should be left (every changed table is marked, and the clean above wrote them)
+    for (const key of [...this.unwritten]) this.writeTableNow(key)
   }
 
   /**
@@ -450,7 +507,7 @@ export class ChecksumStore implements StoreDriver {
       if (expectSha1 && !hash.digest().equals(expectSha1)) return false
       if (!(await this.mark(key))) return false
       try {
-        await this.writeTable(key, { size, crcs })
+        this.setTable(key, { size, crcs })
       } finally {
         this.intent.release(key)
       }
@@ -486,14 +543,16 @@ export class ChecksumStore implements StoreDriver {
       const result = await this.inner.write(w)
       if (result !== SD_RES_SUCCESS) return result
       if (size !== table.size) return (await this.recomputeLocked(w.oid)) ? SD_RES_SUCCESS : SD_RES_EIO
-      const crcs = table.crcs.slice()
+      // changed in place: a read that holds the table meanwhile may see a mismatch, and looks
+      // again behind this queue (readVerified), as it would with a new table and new bytes
+      const crcs = table.crcs
       for (let b = first; b < endBlock; b++) {
         const before = old.get(b)
         // a block that was already wrong keeps its checksum: it stays detectably wrong
         if (before === null) continue
         crcs[b] = crcOf(blockBytes(size, b, w.offset, w.data, before))
       }
-      await this.writeTable(w.oid, { size, crcs }, { first, end: endBlock })
+      this.setTable(w.oid, table)
       return SD_RES_SUCCESS
     } finally {
       this.intent.release(w.oid)
@@ -514,7 +573,7 @@ export class ChecksumStore implements StoreDriver {
       if (typeof data === 'number') return false
       for (let off = 0; off < data.length; off += CSUM_BLOCK_BYTES) crcs[(at + off) / CSUM_BLOCK_BYTES] = crcOf(data.subarray(off, off + CSUM_BLOCK_BYTES))
     }
-    await this.writeTable(key, { size, crcs })
+    this.setTable(key, { size, crcs })
     return true
   }
 
@@ -522,15 +581,51 @@ export class ChecksumStore implements StoreDriver {
     return this.queue.run(w.oid, () => this.createLocked(w, objectSize, opts))
   }
 
-  private async createLocked(w: ObjectWrite, objectSize: number, opts: { ifAbsent?: boolean }): Promise<number> {
+  private async createLocked(w: ObjectWrite, objectSize: number, opts: CreateOptions): Promise<number> {
     if (opts.ifAbsent && this.inner.exists(w.oid)) return SD_RES_SUCCESS
-    if (!(await this.mark(w.oid))) return this.inner.create(w, objectSize, opts)
+    return this.createMarked(
+      w.oid,
+      (hook) => this.inner.create(w, objectSize, { ...opts, ...hook }),
+      async () => this.setTable(w.oid, tableOf(Math.max(objectSize, w.offset + w.data.length), w.offset, w.data)),
+    )
+  }
+
+  /**
+   * Runs a create (`create`, or a staged create's commit) under the object's intent mark, made
+   * durable while the store writes and syncs the new bytes in a temporary file rather than
+   * before: the object's bytes change under its name only at the rename that `beforeVisible`
+   * precedes, so the mark is still durable before they change, as for every mutation, and the
+   * two syncs share the disk's flush (one journal commit) instead of following each other.
+   * Then `tables` writes the new object's table, still under the mark. When the mark cannot be
+   * written (`mark` dropped the table), the create still runs: the object is served unverified.
+   */
+  private async createMarked(
+    key: bigint,
+    create: (hook: Pick<CreateOptions, 'beforeVisible'>) => Promise<number>,
+    tables: () => Promise<void>,
+  ): Promise<number> {
+    const marking = this.mark(key)
+    /** Whether the new bytes were made visible (an `ifAbsent` create may keep the old ones). */
+    let visible = false
+    const beforeVisible = async () => {
+      await marking
+      visible = true
+    }
+    let result: number
     try {
-      const result = await this.inner.create(w, objectSize, opts)
-      if (result === SD_RES_SUCCESS) await this.writeTable(w.oid, tableOf(Math.max(objectSize, w.offset + w.data.length), w.offset, w.data))
+      result = await create({ beforeVisible })
+    } catch (e) {
+      // the new bytes may be visible, the old table is not theirs: served unverified
+      if (visible) await this.dropTables(key).catch(() => undefined)
+      if (await marking) this.intent.release(key)
+      throw e
+    }
+    if (!(await marking)) return result
+    try {
+      if (result === SD_RES_SUCCESS && visible) await tables()
       return result
     } finally {
-      this.intent.release(w.oid)
+      this.intent.release(key)
     }
   }
 
@@ -547,18 +642,16 @@ export class ChecksumStore implements StoreDriver {
     const whole = new Set<number>()
     /** A piece overlapped a block already written whole: the table cannot follow (never from copyObject). */
     let untracked = false
-    const commit = async (opts: { ifAbsent?: boolean }): Promise<number> => {
+    const commit = async (opts: CreateOptions): Promise<number> => {
       if (opts.ifAbsent && this.inner.exists(oid)) return staged.commit(opts)
-      if (!(await this.mark(oid))) return staged.commit(opts)
-      try {
-        const result = await staged.commit(opts)
-        if (result !== SD_RES_SUCCESS) return result
-        if (untracked) await this.recomputeLocked(oid)
-        else await this.writeTable(oid, table)
-        return result
-      } finally {
-        this.intent.release(oid)
-      }
+      return this.createMarked(
+        oid,
+        (hook) => staged.commit({ ...opts, ...hook }),
+        async () => {
+          if (untracked) await this.recomputeLocked(oid)
+          else this.setTable(oid, table)
+        },
+      )
     }
     return {
       write: async (offset, data) => {
@@ -622,6 +715,7 @@ export class ChecksumStore implements StoreDriver {
     return this.queue.run(oid, async () => {
       if (this.inner.exists(oid) && (await this.table(oid))) {
         // the stale copy keeps its checksums; they must be durable before the mark can go
+        this.writeTableNow(oid)
         if (this.intent.isDirty(oid)) await this.syncTables([oid])
         await fsp.rename(this.tableFile(oid), this.staleFile(oid, epoch)).catch(() => undefined)
       }
@@ -663,12 +757,17 @@ export class ChecksumStore implements StoreDriver {
   private remember(key: bigint, table: ChecksumTable | null): void {
     this.tables.delete(key)
     this.tables.set(key, table)
-    if (this.tables.size > TABLE_CACHE_ENTRIES) this.tables.delete(this.tables.keys().next().value as bigint)
+    if (this.tables.size <= (this.opts.tableCacheEntries ?? TABLE_CACHE_ENTRIES)) return
+    const oldest = this.tables.keys().next().value as bigint
+    this.writeTableNow(oldest)
+    this.tables.delete(oldest)
   }
 
+  /** Drops the table from memory, unwritten or not (the caller drops or moves its file). */
   private forget(key: bigint): void {
     this.tableChanges++
     this.tables.delete(key)
+    this.unwritten.delete(key)
   }
 
   private async loadTable(file: string): Promise<ChecksumTable | null> {
@@ -713,47 +812,37 @@ export class ChecksumStore implements StoreDriver {
   }
 
   /**
-   * Writes the table (whole, or only the CRCs of blocks `range`); made durable later (intent
-   * log). A failure to write it leaves the object without a trusted table (served unverified)
-   * rather than failing the write whose bytes are already stored.
+   * The object's new table, under its intent mark: kept in memory, its file written later
+   * (`unwritten`). Until the mark is cleaned, a crash makes the table be recomputed anyway.
    */
-  private async writeTable(key: bigint, table: ChecksumTable, range?: { first: number; end: number }): Promise<void> {
-    try {
-      await this.writeTableFile(key, table, range)
-    } catch (e) {
-      this.tableIoFailed(e)
-      this.forget(key)
-      this.remember(key, null)
-      await fsp.rm(this.tableFile(key), { force: true }).catch(() => undefined)
-    }
+  private setTable(key: bigint, table: ChecksumTable): void {
+    this.tableChanges++
+    this.remember(key, table)
+    this.unwritten.add(key)
   }
 
   /**
-   * Writes the table file with synchronous calls: a few KiB into the page cache (no fsync here)
-   * take microseconds, while queued on libuv's small thread pool they would wait behind the
-   * data writes' fdatasyncs and add that wait to every write.
+   * Writes the object's table file if the table in memory is newer (into the page cache: synced
+   * by syncTables). A failure leaves the object without a trusted table — served unverified —
+   * rather than a file that may hold an older table.
    */
-  private async writeTableFile(key: bigint, table: ChecksumTable, range?: { first: number; end: number }): Promise<void> {
-    this.tableChanges++
+  private writeTableNow(key: bigint): void {
+    if (!this.unwritten.delete(key)) return
+    const table = this.tables.get(key)
+    if (!table) return
     const file = this.tableFile(key)
-    const bytes = encodeTable(table)
-    if (range) {
+    try {
+      fs.writeFileSync(file, encodeTable(table))
+    } catch (e) {
+      this.tableIoFailed(e)
+      this.tableChanges++
+      this.tables.set(key, null)
       try {
-        const fd = fs.openSync(file, 'r+')
-        try {
-          const from = CSUM_HEADER_BYTES + range.first * CRC_BYTES
-          fs.writeSync(fd, bytes, from, (range.end - range.first) * CRC_BYTES, from)
-        } finally {
-          fs.closeSync(fd)
-        }
-        this.remember(key, table)
-        return
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
+        fs.rmSync(file, { force: true })
+      } catch {
+        // the directory's disk is failing: the object's mark stays until the clean fails too
       }
     }
-    fs.writeFileSync(file, bytes)
-    this.remember(key, table)
   }
 
   /** Drops the object's table (and, with `stale`, its stale copies' ones). */
@@ -766,12 +855,13 @@ export class ChecksumStore implements StoreDriver {
     await Promise.all(names.filter((n) => n.startsWith(prefix)).map((n) => fsp.rm(path.join(this.opts.dir, n), { force: true })))
   }
 
-  /** Makes the checksum files of `keys` durable (before their intent marks are dropped). */
+  /** Writes the checksum files of `keys` and makes them durable (before their intent marks are dropped). */
   private async syncTables(keys: bigint[]): Promise<void> {
+    for (const key of keys) this.writeTableNow(key)
     if (this.opts.nosync) return
-    for (let i = 0; i < keys.length; i += FILE_BATCH) {
+    for (let i = 0; i < keys.length; i += TABLE_SYNC_BATCH) {
       await Promise.all(
-        keys.slice(i, i + FILE_BATCH).map(async (key) => {
+        keys.slice(i, i + TABLE_SYNC_BATCH).map(async (key) => {
           let fh: fsp.FileHandle
           try {
             fh = await fsp.open(this.tableFile(key), 'r')

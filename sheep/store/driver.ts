@@ -24,6 +24,21 @@ export interface ObjectWrite {
   unstable?: boolean
 }
 
+/** How a create (`create`, or a staged create's `commit`) makes the object visible. */
+export interface CreateOptions {
+  /**
+   * Leave an existing object alone (recovery must never overwrite what a client wrote
+   * meanwhile); the create then succeeds without effect.
+   */
+  ifAbsent?: boolean
+  /**
+   * Awaited once the new bytes are durable in the temporary file, just before they become
+   * visible under the object's name: the checksum layer makes its intent mark durable there,
+   * in parallel with the data's own sync instead of before it (checksums.ts).
+   */
+  beforeVisible?: () => Promise<void>
+}
+
 /**
  * An object being created piece by piece (objects bigger than one request: recovery, repair).
  * The pieces land in a private temporary file; only `commit` makes the object visible, all at
@@ -36,7 +51,7 @@ export interface StagedObject {
    * Makes the object visible under its name, replacing an existing one unless `ifAbsent`: then
    * an object created meanwhile (by a client) wins and the staged copy is dropped.
    */
-  commit(opts?: { ifAbsent?: boolean }): Promise<number>
+  commit(opts?: CreateOptions): Promise<number>
   /** Drops the staged copy. */
   abort(): Promise<void>
 }
@@ -77,7 +92,7 @@ export interface StoreDriver {
    * `offset`; unwritten parts read as zeros. An existing object is replaced, unless `ifAbsent`
    * (recovery must never overwrite what a client wrote meanwhile): then it is left alone.
    */
-  create(w: ObjectWrite, objectSize: number, opts?: { ifAbsent?: boolean }): Promise<number>
+  create(w: ObjectWrite, objectSize: number, opts?: CreateOptions): Promise<number>
   /**
    * Starts creating `oid` at its full `objectSize` (unwritten parts read as zeros) from pieces
    * written later; several may be staged for one oid at once, each in its own temporary file.

@@ -34,7 +34,7 @@ import type { Logger } from '../../lib/log.js'
 import { SD_RES_NETWORK_ERROR, SD_RES_NO_OBJ, SD_RES_SUCCESS, SD_RES_UNKNOWN } from '../../lib/proto.js'
 import { type Disk, DiskSet, freeSpaceOf, purgeDirectory } from './disks.js'
 import { FdCache, type FdLease, fdatasyncFd, preadFd, pwriteFd } from './fd-cache.js'
-import type { DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
+import type { CreateOptions, DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
 import { parseKeyFileName } from '../../lib/oid.js'
 import { DEFAULT_STORE_LAYOUT, type StoreLayout, oidFileName } from './layout.js'
 
@@ -412,7 +412,7 @@ export class FileStore implements StoreDriver {
     })
   }
 
-  create(w: ObjectWrite, objectSize: number, opts: { ifAbsent?: boolean } = {}): Promise<number> {
+  create(w: ObjectWrite, objectSize: number, opts: CreateOptions = {}): Promise<number> {
     return this.serialise(w.oid, async () => {
       if (opts.ifAbsent && this.objects.has(w.oid)) return SD_RES_SUCCESS
       const disk = this.targetDisk(w.oid)
@@ -429,6 +429,7 @@ export class FileStore implements StoreDriver {
           } finally {
             await fh.close()
           }
+          await opts.beforeVisible?.()
           await fsp.rename(tmp, final)
         } catch (e) {
           // a full disk (or a failing one) must not keep the half-written copy: it takes space,
@@ -492,6 +493,7 @@ export class FileStore implements StoreDriver {
             }
             // its disk was taken out meanwhile: the copy goes with it, and recovery tries again
             if (!this.disks.has(disk)) throw new Error(`${disk.path} was unplugged during the create of ${oidFileName(oid)}`)
+            await opts.beforeVisible?.()
             await fsp.rename(tmp, final)
           } catch (e) {
             await fsp.rm(tmp, { force: true })

@@ -1,8 +1,10 @@
 // The write-intent log of the checksum layer (checksums.ts, docs/integrity.md), in the spirit of
 // md-RAID's write-intent bitmap: before the first mutation of an object, its store key is
 // appended to `intent.log` and the append made durable; only then may the object's bytes and its
-// checksums change. The mark is cleared lazily: once an object has had no mutation for a while,
-// its checksum file is made durable and the log rewritten without it. After a crash, every key
+// checksums change (a create's bytes change at its rename: checksums.ts overlaps the append's
+// sync with the sync of the temporary file). The mark is cleared lazily: once an object has had
+// no mutation for a while, its checksum file is written and made durable (`syncChecksums`) and
+// the log rewritten without it. After a crash, every key
 // still in the log is an object whose data and checksums may disagree because a write was in
 // progress, not because the data went bad: its checksums are re-established instead of trusted.
 //

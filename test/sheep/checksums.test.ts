@@ -7,6 +7,7 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
+import zlib from 'node:zlib'
 import t, { type Test } from 'tap'
 import { silentLogger } from '../../lib/log.js'
 import { OBJECT_CHUNK_BYTES, SD_RES_EIO, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
@@ -196,6 +197,79 @@ t.test('after a crash mid-write, marked objects are recomputed, not reported', a
   for (let i = 0; i < 250 && !(await again.store.hasChecksums(OID)); i++) await new Promise((r) => setTimeout(r, 20))
   t.equal(await again.store.verify(OID), 'ok', 'checksums recomputed')
   t.same(again.corrupt, [], 'no corruption reported')
+})
+
+t.test('a create marks the object durably before its bytes become visible (the mark overlaps the data sync)', async (t) => {
+  const f = await newStore(t)
+  const intentLog = path.join(f.dir, CSUM_DIR, INTENT_LOG_FILE)
+  const seen: Array<{ marked: boolean; visible: boolean }> = []
+  const inner = f.files
+  const create = inner.create.bind(inner)
+  inner.create = (w, objectSize, opts) =>
+    create(w, objectSize, {
+      ...opts,
+      beforeVisible: async () => {
+        await opts?.beforeVisible?.()
+        seen.push({ marked: fs.readFileSync(intentLog, 'utf8').includes(oidFileName(w.oid)), visible: fs.existsSync(objectFile(f, w.oid)) })
+      },
+    })
+  const beginCreate = inner.beginCreate.bind(inner)
+  inner.beginCreate = async (oid, objectSize) => {
+    const staged = await beginCreate(oid, objectSize)
+    return {
+      ...staged,
+      commit: (opts) =>
+        staged.commit({
+          ...opts,
+          beforeVisible: async () => {
+            await opts?.beforeVisible?.()
+            seen.push({ marked: fs.readFileSync(intentLog, 'utf8').includes(oidFileName(oid)), visible: fs.existsSync(objectFile(f, oid)) })
+          },
+        }),
+    }
+  }
+  const data = crypto.randomBytes(OBJECT_BYTES)
+  t.equal(await f.store.create({ oid: OID, offset: 0, data: data.subarray(0, MiB) }, OBJECT_BYTES), SD_RES_SUCCESS)
+  const other = OID + 1n
+  const staged = await f.store.beginCreate(other, OBJECT_BYTES)
+  await staged.write(0, data)
+  t.equal(await staged.commit(), SD_RES_SUCCESS)
+  t.same(seen, [
+    { marked: true, visible: false },
+    { marked: true, visible: false },
+  ])
+  t.equal(await f.store.verify(OID), 'ok')
+  t.equal(await f.store.verify(other), 'ok')
+  t.equal(await f.store.create({ oid: OID, offset: 0, data }, OBJECT_BYTES, { ifAbsent: true }), SD_RES_SUCCESS)
+  t.same(await f.store.read(OID, MiB, 4096), Buffer.alloc(4096), 'ifAbsent kept the object (and its checksums)')
+})
+
+t.test('tables change in memory; their files are written when the mark is cleaned or the table leaves the cache', async (t) => {
+  const dir = tempDir('checksums-unwritten-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const files = new FileStore({ disks: [dir], nosync: true, log: silentLogger() })
+  const store = new ChecksumStore(files, { dir: path.join(dir, CSUM_DIR), nosync: true, log: silentLogger(), tableCacheEntries: 2 })
+  const corrupt: bigint[] = []
+  store.onCorrupt = (key) => corrupt.push(key)
+  await store.init()
+  t.teardown(() => store.close())
+  const f: Fixture = { dir, files, store, corrupt }
+  const oids = [OID, OID + 1n, OID + 2n]
+  const tableFileOf = (oid: bigint) => path.join(dir, CSUM_DIR, oidFileName(oid))
+  for (const oid of oids) {
+    t.equal(await store.create({ oid, offset: 0, data: crypto.randomBytes(MiB) }, MiB), SD_RES_SUCCESS)
+    t.equal(await store.write({ oid, offset: 8192, data: Buffer.alloc(4096, 9) }), SD_RES_SUCCESS)
+  }
+  t.ok(fs.existsSync(tableFileOf(OID)), 'the first table left the cache: its file was written')
+  t.notOk(fs.existsSync(tableFileOf(OID + 2n)), 'the last one is in memory only (its mark covers a crash)')
+  t.same(await store.read(OID, 8192, 4096), Buffer.alloc(4096, 9), 'read back, checked with the table loaded from its file')
+  flip(f, 8192 + 100, OID)
+  t.equal(await store.read(OID, 8192, 4096), SD_RES_EIO, 'and that table is the current one')
+  await store.close()
+  for (const oid of oids.slice(1)) {
+    const table = decodeTable(fs.readFileSync(tableFileOf(oid)))
+    t.equal(table?.crcs[2], zlib.crc32(Buffer.alloc(4096, 9)) >>> 0, `${oidFileName(oid)}: written by the clean of a stop`)
+  }
 })
 
 t.test('a clean stop empties the intent log; an object written by another program loses its checksums', async (t) => {
