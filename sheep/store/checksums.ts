@@ -849,6 +849,10 @@ export class ChecksumStore implements StoreDriver {
   private async dropTables(key: bigint, opts: { stale?: boolean } = {}): Promise<void> {
     this.forget(key)
     await fsp.rm(this.tableFile(key), { force: true })
+    // a read that loaded the file before it was gone must not leave its table cached: the object
+    // would keep a table without a file, and every read of it would count as corruption (the
+    // wire fuzz found it: reads racing a REMOVE_PEER)
+    this.forget(key)
     if (!opts.stale) return
     const prefix = `${keyFileName(key)}.`
     const names = await fsp.readdir(this.opts.dir).catch(() => [] as string[])

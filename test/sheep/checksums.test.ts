@@ -6,6 +6,7 @@
 // older than its object (another program wrote it) is dropped instead of trusted.
 import crypto from 'node:crypto'
 import fs from 'node:fs'
+import fsp from 'node:fs/promises'
 import path from 'node:path'
 import zlib from 'node:zlib'
 import t, { type Test } from 'tap'
@@ -327,4 +328,50 @@ t.test('a write of no bytes changes nothing and throws nothing (the wire fuzz se
   const back = await f.store.read(OID, 0, OBJECT_BYTES)
   t.ok(Buffer.isBuffer(back) && back.equals(data), 'the object reads back, verified')
   t.same(f.corrupt, [])
+})
+
+t.test('reads racing a remove never take the object for corrupt (a table loaded as its file went)', async (t) => {
+  const dir = tempDir('checksums-race-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const csumDir = path.join(dir, CSUM_DIR)
+  // the removal of a checksum file takes a while, as on a busy disk: reads load the table from
+  // the file meanwhile
+  const rm = fsp.rm
+  fsp.rm = async (file, opts) => {
+    if (String(file).startsWith(csumDir)) await new Promise((resolve) => setTimeout(resolve, 20))
+    return rm(file, opts)
+  }
+  t.teardown(() => {
+    fsp.rm = rm
+  })
+  const files = new FileStore({ disks: [dir], nosync: true, log: silentLogger() })
+  // one table in memory: a second object pushes the first one's table to its file
+  const store = new ChecksumStore(files, { dir: csumDir, nosync: true, log: silentLogger(), tableCacheEntries: 1 })
+  const corrupt: bigint[] = []
+  store.onCorrupt = (key) => corrupt.push(key)
+  await store.init()
+  t.teardown(() => store.close())
+  const other = OID + 1n
+  const data = crypto.randomBytes(64 * 1024)
+  for (let round = 0; round < 5; round++) {
+    t.equal(await store.create({ oid: OID, offset: 0, data }, OBJECT_BYTES), SD_RES_SUCCESS)
+    t.equal(await store.create({ oid: other, offset: 0, data }, OBJECT_BYTES), SD_RES_SUCCESS)
+    // reads keep coming (from other clients) while the remove runs, each on its own
+    const reads: Promise<Buffer | number>[] = []
+    let removed = false
+    const removing = store.remove(OID).finally(() => {
+      removed = true
+    })
+    while (!removed) {
+      reads.push(store.read(OID, 0, 4096))
+      await new Promise((resolve) => setTimeout(resolve, 1))
+    }
+    for (const got of await Promise.all(reads)) {
+      if (typeof got !== 'number' && !got.equals(data.subarray(0, 4096))) t.fail('wrong bytes served')
+    }
+    await removing
+    t.equal(await store.read(OID, 0, 4096), SD_RES_NO_OBJ, 'gone after the remove')
+    t.equal(await store.remove(other), SD_RES_SUCCESS)
+  }
+  t.same(corrupt, [], 'never reported corrupt')
 })
