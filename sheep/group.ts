@@ -115,6 +115,7 @@ export class Group {
     return {
       checkJoin: (joiner, payload) => this.checkJoin(joiner, payload),
       decideJoin: (joiner, payload) => this.decideJoin(joiner, payload),
+      busy: () => this.sheep.mainPhasesRunning > 0,
       checkAccept: (payload) => this.checkAccept(payload),
       accepted: (joiner, members, payload) => this.onAccepted(joiner, members, payload),
       left: (node, members) => this.onLeft(node, members),

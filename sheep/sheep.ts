@@ -414,6 +414,7 @@ export class Sheep {
     const rsp = decodeResponseHeader(msg.rsp)
     const data = msg.data.length > 0 ? msg.data : undefined
     const main = this.clusterMain(req.opcode)
+    this.mainPhasesRunning++
     const done = (async () => {
       let result = rsp.result
       try {
@@ -423,6 +424,8 @@ export class Sheep {
         // the op still gets an answer: the client must not wait for one that never comes
         result = resultOfError(e)
         this.log.error(`cluster op 0x${req.opcode.toString(16)} failed in its main phase: ${e instanceof Error ? e.stack : String(e)}`)
+      } finally {
+        this.mainPhasesRunning--
       }
       if (pending) {
         const fields = Buffer.from(msg.rsp)
@@ -439,6 +442,8 @@ export class Sheep {
   }
 
   private applying: Promise<void> = Promise.resolve()
+  /** Main phases started and not yet finished: joins are not decided meanwhile (ClusterHandlers.busy). */
+  mainPhasesRunning = 0
 
   get isJoined(): boolean {
     return this.group.joined

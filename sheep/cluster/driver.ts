@@ -17,6 +17,13 @@ export interface ClusterHandlers {
    */
   checkJoin?(joiner: SdNode, joinPayload: Buffer): string | undefined
   /**
+   * Optional, on the deciding member: whether the main phase of a cluster operation is still
+   * being applied here (a format purging the store). A join decided meanwhile would carry the
+   * state from before it, and the joiner, not yet a member when the operation's result went by,
+   * would never apply it: the drivers that decide joins on a log answer them later instead.
+   */
+  busy?(): boolean
+  /**
    * Optional, on the joiner when its accept comes, for drivers that let every member accept
    * (corosync, as the original): why this node must not join the cluster the accept describes.
    * The joiner then leaves at once and its `join` fails with that reason; the members saw it

@@ -159,7 +159,11 @@ export class LocalDriver implements ClusterDriver {
       }
       this.append({ type: 'join', member: me, payload: joinPayload })
     })
-    this.pollTimer = setInterval(() => this.catchUp(), LOCAL_POLL_INTERVAL_MS)
+    // joins deferred while the master was busy are answered on a later poll
+    this.pollTimer = setInterval(() => {
+      this.catchUp()
+      this.answerJoin()
+    }, LOCAL_POLL_INTERVAL_MS)
     this.livenessTimer = setInterval(() => this.checkLiveness(), LOCAL_LIVENESS_INTERVAL_MS)
     try {
       this.watcher = fs.watch(this.eventFile, () => this.catchUp())
@@ -229,9 +233,16 @@ export class LocalDriver implements ClusterDriver {
 
   /** Reads and applies every complete event past our offset, then does this node's duties. */
   private catchUp(): void {
-    if (this.fd < 0 || this.stopped) return
+    if (!this.readLog()) return
+    this.startBlockedWork()
+    this.answerJoin()
+  }
+
+  /** Reads and applies every complete event past our offset; false when there was none. */
+  private readLog(): boolean {
+    if (this.fd < 0 || this.stopped) return false
     const size = fs.fstatSync(this.fd).size
-    if (size <= this.offset) return
+    if (size <= this.offset) return false
     const chunk = Buffer.allocUnsafe(size - this.offset)
     const got = fs.readSync(this.fd, chunk, 0, chunk.length, this.offset)
     this.offset += got
@@ -244,8 +255,7 @@ export class LocalDriver implements ClusterDriver {
       buf = buf.subarray(LOCAL_RECORD_HEADER_SIZE + length)
     }
     this.pending = Buffer.from(buf)
-    this.startBlockedWork()
-    this.answerJoin()
+    return true
   }
 
   private apply(event: MembershipEvent): void {
@@ -260,7 +270,11 @@ export class LocalDriver implements ClusterDriver {
 
   /** On the master: answer the join the membership rules pick (one at a time). */
   private answerJoin(): void {
-    if (!this.handlers || this.stopped || !isMaster(this.view, memberAlive)) return
+    if (!this.handlers || this.stopped) return
+    // the answer lands at the end of the log: decided on all of it, in the same turn as the
+    // append, so that no cluster operation's result falls between the decision and the accept
+    this.readLog()
+    if (!isMaster(this.view, memberAlive) || this.handlers.busy?.()) return
     const j = joinToAnswer(this.view, memberAlive, this.answering)
     if (!j) return
     this.answering.add(j.instance)

@@ -251,6 +251,9 @@ export function deadInstances(state: MembershipState, isLive: IsLive): Member[] 
 export function joinToAnswer(view: MemberView, isLive: IsLive, answering: ReadonlySet<string>): Joiner | undefined {
   const { state } = view
   if (state.joining.some((j) => answering.has(j.instance))) return undefined
+  // a cluster operation holds the block: its result comes later in the log, and a joiner
+  // accepted after that result would miss it (the original's event queue waits as well)
+  if (state.blocks.length > 0) return undefined
   if (state.members.some((m) => !isLive(m))) return undefined
   const joined = hasJoined(view)
   return state.joining.find((j) => isLive(j) && (joined || j.instance === view.me) && !state.members.some((m) => sameNode(m.node, j.node)))

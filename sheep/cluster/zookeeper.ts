@@ -794,6 +794,8 @@ export class ZookeeperDriver implements ClusterDriver {
     forgetApplied(s.declared, [...state.members, ...state.joining])
     forgetApplied(s.answered, state.joining)
     if (s.reached) await this.compact(s)
+    // a format still being applied here: answered by a later pass, with its result
+    if (this.handlers?.busy?.()) return
     const j = joinToAnswer(s.view, s.isLive, s.answered)
     if (!j) return
     s.answered.add(j.instance)

@@ -153,6 +153,13 @@ t.test("the master's duties", async (t) => {
   t.equal(joinToAnswer(view, aDead, new Set()), undefined, 'no join is answered while a member is dead')
   t.equal(joinToAnswer(view, all, new Set())?.instance, 'c1')
   t.equal(joinToAnswer(view, all, new Set(['c1'])), undefined, 'one answer at a time')
+  // a joiner accepted after a cluster operation's result would never apply it (a format: the
+  // joiner stayed waiting for one while the others ran)
+  const blockedEvents: MembershipEvent[] = [joinOf(a), acceptOf(a), joinOf(b), acceptOf(b), joinOf(c), { type: 'block', sender: b, token: 'k9' }]
+  const blocked = fold('a1', blockedEvents)
+  t.equal(joinToAnswer(blocked.view, all, new Set()), undefined, 'no join is answered while a cluster operation holds the block')
+  const released = fold('a1', [...blockedEvents, { type: 'unblock', sender: b, token: 'k9', message: payload('result') }])
+  t.equal(joinToAnswer(released.view, all, new Set())?.instance, 'c1', 'it is answered once the block is released')
   const first = fold('a1', [joinOf(a), joinOf(b)])
   t.equal(joinToAnswer(first.view, all, new Set())?.instance, 'a1', 'before its own accept the master answers only itself')
   t.notOk(isMaster({ state: first.view.state, me: 'b1' }, all), 'the first live joiner is the master')
