@@ -273,7 +273,8 @@ export class LocalDriver implements ClusterDriver {
     if (!this.handlers || this.stopped) return
     // the answer lands at the end of the log: decided on all of it, in the same turn as the
     // append, so that no cluster operation's result falls between the decision and the accept
-    this.readLog()
+    // events read here may bring this node's block to the head of the queue: its work starts
+    if (this.readLog()) this.startBlockedWork()
     if (!isMaster(this.view, memberAlive) || this.handlers.busy?.()) return
     const j = joinToAnswer(this.view, memberAlive, this.answering)
     if (!j) return
