@@ -20,7 +20,18 @@ failures=$(awk '
   }
   inDiag && /^ *---$/ { next }
   inDiag && /^ *\.\.\.$/ { inDiag = 0; next }
-  inDiag && shown < 8 && /^ +[a-z]/ { print "    " $0; shown++; next }
+  # where a failure happened is in the test file; what happened (found, wanted, error) is shown
+  inDiag && /^ +/ {
+    indent = match($0, /[^ ]/)
+    if (skipping && indent > skipIndent) next
+    skipping = 0
+    if (match($0, /^ +[A-Za-z]+:/)) {
+      key = $0; sub(/^ +/, "", key); sub(/:.*/, "", key)
+      if (key ~ /^(at|fileName|lineNumber|columnNumber|typeName|isToplevel|stack|source|methodName|functionName)$/) { skipping = 1; skipIndent = indent; next }
+    }
+    if (shown < 12) { print "    " $0; shown++ }
+    next
+  }
   { inDiag = 0 }
 ' "$log" | head -n 120)
 rm -f "$log"

@@ -115,10 +115,11 @@ export class Group {
     return {
       checkJoin: (joiner, payload) => this.checkJoin(joiner, payload),
       decideJoin: (joiner, payload) => this.decideJoin(joiner, payload),
-      busy: () => this.sheep.mainPhasesRunning > 0,
+      busy: () => this.sheep.eventsPending > 0,
       checkAccept: (payload) => this.checkAccept(payload),
-      accepted: (joiner, members, payload) => this.onAccepted(joiner, members, payload),
-      left: (node, members) => this.onLeft(node, members),
+      // in the driver's order with the cluster ops around them (Sheep.inOrder)
+      accepted: (joiner, members, payload) => this.sheep.inOrder(`join of ${nodeDescription(joiner)}`, () => this.onAccepted(joiner, members, payload)),
+      left: (node, members) => this.sheep.inOrder(`leave of ${nodeDescription(node)}`, () => this.onLeft(node, members)),
       notified,
       nodeUpdated: (node) => this.onNodeUpdated(node),
       rejoining: () => {

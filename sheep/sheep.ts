@@ -4,6 +4,7 @@
 // that state (joins, leaves, weights, epochs) is the group module's (group.ts).
 import fs from 'node:fs'
 import path from 'node:path'
+import { deferred } from '../lib/async.js'
 import { resultOfError } from '../lib/errors.js'
 import { RSP_RESULT_AT, decodeRequestHeader, decodeResponseHeader, encodeResponseHeader } from '../lib/codec.js'
 import { decodeInodeHeader, SD_INODE_LOOKUP_SIZE } from '../lib/inode.js'
@@ -37,6 +38,7 @@ import { ConfigStore, EpochStore, emptyConfig } from './config.js'
 import type { OpReply } from './op-types.js'
 import type { StoreDriver } from './store/driver.js'
 import type { ChecksumStore } from './store/checksums.js'
+import { EventOrder } from './event-order.js'
 import { Integrity, type IntegrityOptions } from './integrity.js'
 import { DEFAULT_STORE_LAYOUT, storeLayout } from './store/layout.js'
 import { Group, type NodeWeight, vnodeStartProblem } from './group.js'
@@ -244,6 +246,13 @@ export class Sheep {
     }
   }
 
+  /**
+   * Resolved once this node's own join is complete. Cluster ops wait for it: a request served
+   * before that (a format retried while the sheep start) would reach the members and be applied
+   * by them, but never by this node, which was not one yet: its client would wait for ever.
+   */
+  private readonly joinDone = deferred()
+
   async join(): Promise<void> {
     try {
       await this.driver.join(
@@ -251,6 +260,7 @@ export class Sheep {
         this.group.handlers((sender, message) => this.onNotified(sender, message)),
         this.group.joinPayload(),
       )
+      this.joinDone.resolve()
     } catch (e) {
       const reason = e instanceof Error ? e.message : String(e)
       this.log.error(`failed to join Sheepdog: ${reason}`)
@@ -319,11 +329,13 @@ export class Sheep {
     return new Promise<OpReply>((resolve, reject) => {
       const entry: PendingOp = { ...pending, resolve }
       this.pendingOps.push(entry)
-      send(entry).catch((e: unknown) => {
-        const at = this.pendingOps.indexOf(entry)
-        if (at >= 0) this.pendingOps.splice(at, 1)
-        reject(e instanceof Error ? e : new Error(String(e)))
-      })
+      this.joinDone.promise
+        .then(() => send(entry))
+        .catch((e: unknown) => {
+          const at = this.pendingOps.indexOf(entry)
+          if (at >= 0) this.pendingOps.splice(at, 1)
+          reject(e instanceof Error ? e : new Error(String(e)))
+        })
     })
   }
 
@@ -342,9 +354,10 @@ export class Sheep {
     const node: SdNode = { ...this.self, space: weight.space, nrVnodes: weight.nrVnodes }
     const { updateNode } = this.driver
     if (updateNode) {
+      await this.joinDone.promise
       await updateNode.call(this.driver, node)
       // the member applied it in the driver's order; wait for what that started
-      await this.applying
+      await this.events.settled()
       return { result: this.lastNodeUpdateResult }
     }
     const req = nodeUpdateRequest()
@@ -353,11 +366,10 @@ export class Sheep {
 
   private lastNodeUpdateResult = SD_RES_SUCCESS
 
-  /** A member's new space and vnode count, applied in the driver's order after the ops before it. */
+  /** A member's new space and vnode count, applied in the driver's order after the events before it. */
   applyNodeUpdate(sender: SdNode, weight: NodeWeight, pending?: PendingOp): void {
-    this.applying = this.applying
-      .then(() => this.group.applyWeight(sender, weight))
-      .then(
+    this.inOrder(`node update from ${nodeDescription(sender)}`, () =>
+      this.group.applyWeight(sender, weight).then(
         () => {
           this.lastNodeUpdateResult = SD_RES_SUCCESS
           pending?.resolve({ result: SD_RES_SUCCESS })
@@ -367,7 +379,8 @@ export class Sheep {
           this.lastNodeUpdateResult = SD_RES_EIO
           pending?.resolve({ result: SD_RES_EIO })
         },
-      )
+      ),
+    )
   }
 
   /**
@@ -405,45 +418,55 @@ export class Sheep {
   }
 
   /**
-   * Main phases start in the driver's order, synchronously with the membership events around
-   * them; one that awaits (a format, a purge) may still be running when the next starts. Node
-   * updates wait for the main phases started before them (`applying`).
+   * A cluster op's main phase, in the driver's order with the other cluster events (inOrder);
+   * its sender's client gets the main phase's result.
    */
   private runClusterMain(sender: SdNode, msg: VdiOpMessage, pending: PendingOp | undefined): void {
     const req = decodeRequestHeader(msg.req)
     const rsp = decodeResponseHeader(msg.rsp)
     const data = msg.data.length > 0 ? msg.data : undefined
     const main = this.clusterMain(req.opcode)
-    this.mainPhasesRunning++
-    const done = (async () => {
-      let result = rsp.result
+    const answer = (result: number): void => {
+      if (!pending) return
+      const fields = Buffer.from(msg.rsp)
+      fields.writeUInt32LE(result, RSP_RESULT_AT)
+      const replied = pending.reply ? pending.reply.data : data
+      pending.resolve({ result, rawRsp: fields, data: rsp.dataLength > 0 ? replied : undefined })
+    }
+    // the op still gets an answer when its main phase throws: the client must not wait for one that never comes
+    const failed = (e: unknown): void => {
+      this.log.error(`cluster op 0x${req.opcode.toString(16)} failed in its main phase: ${e instanceof Error ? e.stack : String(e)}`)
+      answer(resultOfError(e))
+    }
+    this.inOrder(`cluster op 0x${req.opcode.toString(16)}`, () => {
+      // as the original: a work phase that failed has no main phase
+      if (!main || rsp.result !== SD_RES_SUCCESS) return answer(rsp.result)
+      let result: number | Promise<number>
       try {
-        // as the original: a work phase that failed has no main phase
-        if (main && result === SD_RES_SUCCESS) result = await main(this, { req, rsp, data, sender })
+        result = main(this, { req, rsp, data, sender })
       } catch (e) {
-        // the op still gets an answer: the client must not wait for one that never comes
-        result = resultOfError(e)
-        this.log.error(`cluster op 0x${req.opcode.toString(16)} failed in its main phase: ${e instanceof Error ? e.stack : String(e)}`)
-      } finally {
-        this.mainPhasesRunning--
+        return failed(e)
       }
-      if (pending) {
-        const fields = Buffer.from(msg.rsp)
-        fields.writeUInt32LE(result, RSP_RESULT_AT)
-        const replied = pending.reply ? pending.reply.data : data
-        pending.resolve({ result, rawRsp: fields, data: rsp.dataLength > 0 ? replied : undefined })
-      }
-    })()
-    this.applying = this.applying
-      .then(() => done)
-      .catch((e: unknown) => {
-        this.log.error(`cluster op ${req.opcode.toString(16)} failed: ${String(e)}`)
-      })
+      if (typeof result === 'number') return answer(result)
+      return result.then(answer, failed)
+    })
   }
 
-  private applying: Promise<void> = Promise.resolve()
-  /** Main phases started and not yet finished: joins are not decided meanwhile (ClusterHandlers.busy). */
-  mainPhasesRunning = 0
+  /**
+   * Cluster events in the driver's order (event-order.ts): a format still purging the store must
+   * not have the next join's epoch undone by its end (a node was left at epoch 1 while the others
+   * ran at 3, and reads through it failed).
+   */
+  private readonly events = new EventOrder((what, e) => this.log.error(`${what} failed: ${e instanceof Error ? e.stack : String(e)}`))
+
+  inOrder(what: string, apply: () => void | Promise<void>): void {
+    this.events.apply(what, apply)
+  }
+
+  /** Cluster events queued and not yet applied: joins are not decided meanwhile (ClusterHandlers.busy). */
+  get eventsPending(): number {
+    return this.events.pending
+  }
 
   get isJoined(): boolean {
     return this.group.joined

@@ -17,8 +17,8 @@ export interface ClusterHandlers {
    */
   checkJoin?(joiner: SdNode, joinPayload: Buffer): string | undefined
   /**
-   * Optional, on the deciding member: whether the main phase of a cluster operation is still
-   * being applied here (a format purging the store). A join decided meanwhile would carry the
+   * Optional, on the deciding member: whether events delivered earlier are still being applied
+   * here (a format purging the store, and what came after it). A join decided meanwhile would carry the
    * state from before it, and the joiner, not yet a member when the operation's result went by,
    * would never apply it: the drivers that decide joins on a log answer them later instead.
    */

@@ -151,6 +151,8 @@ const RULES: { [T in MembershipEvent['type']]: Rule<T> } = {
 
   notify(view, e) {
     if (!hasJoined(view)) return { state: view.state, effects: [] }
+    // as a block: only a member's, or members would apply what its sender, not one, never does
+    if (!view.state.members.some((m) => m.instance === e.sender.instance)) return { state: view.state, effects: [] }
     return {
       state: view.state,
       effects: [

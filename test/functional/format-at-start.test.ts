@@ -17,6 +17,14 @@ async function historyText(cluster: TestCluster, via: number): Promise<string> {
   return logs.map((l) => `${l.epoch}:${l.nodes.map((n) => cluster.ports.indexOf(n.port)).sort((x, y) => x - y)}`).join(' ')
 }
 
+/** What a failed `vdi read` gave: its status and error, or where its bytes first differ. */
+function readOutcome(r: { status: number; stderr: string; stdoutBytes: Buffer }, data: Buffer): string {
+  if (r.status !== 0) return `exit ${r.status}: ${r.stderr.trim()}`
+  if (r.stdoutBytes.length !== data.length) return `${r.stdoutBytes.length} bytes, not ${data.length}`
+  const at = r.stdoutBytes.findIndex((b, k) => b !== data[k])
+  return at < 0 ? 'the data' : `bytes differ from offset ${at} (object ${Math.floor(at / (4 << 20))})`
+}
+
 t.test('eight sheep started at once and formatted at once agree on the cluster', async (t) => {
   const cluster = await startCluster(NODES, { start: 0 })
   // a failure keeps the nodes' directories and logs for a post-mortem (it failed once in a full run)
@@ -46,6 +54,9 @@ t.test('eight sheep started at once and formatted at once agree on the cluster',
   t.equal((await dog(['vdi', 'write', 'v'], { port: port(3), input: data })).status, 0)
   for (const i of [0, 7]) {
     const r = await dog(['vdi', 'read', 'v'], { port: port(i) })
-    t.ok(r.status === 0 && r.stdoutBytes.equals(data), `node ${i} reads the data`)
+    const ok = r.status === 0 && r.stdoutBytes.equals(data)
+    // CI keeps only the failure's diagnostics: they say what each node thought of the cluster
+    const histories = ok ? [] : await Promise.all(ALL.map((n) => historyText(cluster, n).catch((e) => String(e))))
+    t.ok(ok, `node ${i} reads the data`, { found: readOutcome(r, data), histories })
   }
 })

@@ -139,6 +139,22 @@ t.test('notify, block and unblock', async (t) => {
   t.same(failed.effects.slice(-1), [{ kind: 'settled', token: 'k1' }], 'a failed work releases the block with nothing to apply')
 })
 
+t.test('a notify of a node not (yet) a member is applied by nobody', async (t) => {
+  // c sent it while joining (a format retried while the sheep start): had the members applied
+  // it, c, which applies nothing before its own accept, would have missed what they did
+  const events: MembershipEvent[] = [joinOf(a), acceptOf(a), joinOf(c), { type: 'notify', sender: c, token: 'n1', message: payload('format') }, acceptOf(c)]
+  t.same(
+    fold('a1', events).effects.filter((e) => e.kind === 'notified' || e.kind === 'settled'),
+    [],
+    'not by a member',
+  )
+  t.same(
+    fold('c1', events).effects.filter((e) => e.kind === 'notified' || e.kind === 'settled'),
+    [],
+    'not by its sender',
+  )
+})
+
 t.test("the master's duties", async (t) => {
   const { view } = fold('b1', [joinOf(a), acceptOf(a), joinOf(b), acceptOf(b), joinOf(c)])
   const all = () => true
