@@ -331,7 +331,7 @@ export class ChecksumStore implements StoreDriver {
   async close(): Promise<void> {
     this.intent.stop()
     await this.queue.settled()
-    await this.intent.clean(Number.POSITIVE_INFINITY, 0)
+    await this.intent.cleanAll()
     // none should be left (every changed table is marked, and the clean above wrote them)
     for (const key of [...this.unwritten]) this.writeTableNow(key)
   }

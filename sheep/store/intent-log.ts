@@ -4,7 +4,12 @@
 // checksums change (a create's bytes change at its rename: checksums.ts overlaps the append's
 // sync with the sync of the temporary file). The mark is cleared lazily: once an object has had
 // no mutation for a while, its checksum file is written and made durable (`syncChecksums`) and
-// the log rewritten without it. After a crash, every key
+// a clean record (`-KEY`) appended after its mark — without a sync: a clean record lost in a
+// crash only makes its object look dirty, and a dirty object's checksums are re-established,
+// never trusted; a later mark of the same key comes after it in the file, and its own sync
+// makes the records before it durable too. The log is rewritten with the dirty keys alone
+// (durably: temporary file, rename) only when it has grown past INTENT_LOG_COMPACT_BYTES.
+// After a crash, every key
 // still in the log is an object whose data and checksums may disagree because a write was in
 // progress, not because the data went bad: its checksums are re-established instead of trusted.
 //
@@ -23,6 +28,10 @@ export const INTENT_LOG_FILE = 'intent.log'
 export const INTENT_CLEAN_IDLE_MS = 2_000
 /** How often the log looks for objects to mark clean. */
 export const INTENT_CLEAN_INTERVAL_MS = 1_000
+/** The log is rewritten with only the dirty keys once its marks and clean records take this much. */
+export const INTENT_LOG_COMPACT_BYTES = 1 << 20
+/** A line of the log: a key (its mark), or `-` and a key (its clean record). */
+const CLEAN_PREFIX = '-'
 
 interface Entry {
   /** Mutations under way. */
@@ -57,6 +66,8 @@ export class IntentLog {
   private chain: Promise<unknown> = Promise.resolve()
   private timer: NodeJS.Timeout | undefined
   private cleaning = false
+  /** The log file's length as this process wrote it. */
+  private bytes = 0
 
   constructor(private readonly opts: IntentLogOptions) {}
 
@@ -75,10 +86,16 @@ export class IntentLog {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
     }
+    // the records in order: a mark makes a key dirty, a clean record after it clean again; a
+    // line a crash tore is no key at all and is skipped (a torn clean record leaves its key dirty)
     const keys = new Set<bigint>()
-    for (const line of text.split('\n')) {
-      const key = parseKeyFileName(line.trim())
-      if (key !== undefined) keys.add(key)
+    for (const raw of text.split('\n')) {
+      const line = raw.trim()
+      const cleaned = line.startsWith(CLEAN_PREFIX)
+      const key = parseKeyFileName(cleaned ? line.slice(CLEAN_PREFIX.length) : line)
+      if (key === undefined) continue
+      if (cleaned) keys.delete(key)
+      else keys.add(key)
     }
     return [...keys]
   }
@@ -172,9 +189,17 @@ export class IntentLog {
       await Promise.all(candidates.map(([, e]) => e.durable))
       await this.opts.syncChecksums([...gens.keys()])
       await this.serial(async () => {
+        const cleaned: bigint[] = []
         for (const [key, gen] of gens) {
           const e = this.entries.get(key)
-          if (e && e.inflight === 0 && !e.unstable && e.gen === gen) this.entries.delete(key)
+          if (e && e.inflight === 0 && !e.unstable && e.gen === gen) {
+            this.entries.delete(key)
+            cleaned.push(key)
+          }
+        }
+        if (this.bytes < INTENT_LOG_COMPACT_BYTES) {
+          await this.append(cleaned.map((k) => `${CLEAN_PREFIX}${keyFileName(k)}\n`).join(''), false)
+          return
         }
         // what stays: every key whose mark is (or is being made) durable; keys still pending
         // are appended after this rewrite, by the run queued behind it
@@ -188,6 +213,18 @@ export class IntentLog {
     }
   }
 
+  /**
+   * At a clean stop: every idle object marked clean, and the log rewritten with what is left
+   * (nothing, when no mutation is under way), so the next start has no records to read.
+   */
+  async cleanAll(): Promise<void> {
+    await this.clean(Number.POSITIVE_INFINITY, 0)
+    await this.serial(async () => {
+      const pendingNow = new Set(this.pending)
+      await this.rewrite([...this.entries.keys()].filter((k) => !pendingNow.has(k)))
+    })
+  }
+
   private serial<T>(work: () => Promise<T>): Promise<T> {
     const run = this.chain.then(work, work)
     this.chain = run.catch(() => undefined)
@@ -198,10 +235,17 @@ export class IntentLog {
     const keys = this.pending
     this.pending = []
     if (keys.length === 0) return
+    await this.append(keys.map((k) => `${keyFileName(k)}\n`).join(''), true)
+  }
+
+  /** Appends records; `durable`: made durable (with every record before them) before this resolves. */
+  private async append(text: string, durable: boolean): Promise<void> {
+    if (text.length === 0) return
     const fh = await fsp.open(this.file, 'a', 0o644)
     try {
-      await fh.write(keys.map((k) => `${keyFileName(k)}\n`).join(''))
-      if (!this.opts.nosync) await fh.datasync()
+      await fh.write(text)
+      this.bytes += Buffer.byteLength(text)
+      if (durable && !this.opts.nosync) await fh.datasync()
     } finally {
       await fh.close()
     }
@@ -211,13 +255,15 @@ export class IntentLog {
   private async rewrite(keys: bigint[]): Promise<void> {
     const tmp = `${this.file}.tmp`
     const fh = await fsp.open(tmp, 'w', 0o644)
+    const text = keys.map((k) => `${keyFileName(k)}\n`).join('')
     try {
-      await fh.write(keys.map((k) => `${keyFileName(k)}\n`).join(''))
+      await fh.write(text)
       if (!this.opts.nosync) await fh.datasync()
     } finally {
       await fh.close()
     }
     await fsp.rename(tmp, this.file)
+    this.bytes = Buffer.byteLength(text)
     if (!this.opts.nosync) {
       const dir = await fsp.open(this.opts.dir, 'r')
       try {

@@ -5,11 +5,20 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import { INTENT_LOG_FILE, IntentLog } from '../../sheep/store/intent-log.js'
+import { INTENT_LOG_COMPACT_BYTES, INTENT_LOG_FILE, IntentLog } from '../../sheep/store/intent-log.js'
 import { tempDir } from '../../harness/sheep.js'
 
+/** The keys the log file says are dirty: marks not followed by a clean record. */
 function logOf(dir: string): string[] {
-  return fs.readFileSync(path.join(dir, INTENT_LOG_FILE), 'utf8').split('\n').filter(Boolean)
+  const dirty: string[] = []
+  for (const line of fs.readFileSync(path.join(dir, INTENT_LOG_FILE), 'utf8').split('\n').filter(Boolean)) {
+    const cleaned = line.startsWith('-')
+    const key = cleaned ? line.slice(1) : line
+    const at = dirty.indexOf(key)
+    if (at >= 0) dirty.splice(at, 1)
+    if (!cleaned) dirty.push(key)
+  }
+  return dirty
 }
 
 t.test('marks are written before mark resolves and dropped only when idle and synced', async (t) => {
@@ -100,4 +109,50 @@ t.test('an unstable write keeps its mark until a flush made it durable', async (
   await log.clean(Date.now() + 60_000, 0)
   t.notOk(log.isDirty(4n), 'flushed and idle: clean')
   t.same(logOf(dir), [])
+})
+
+t.test('a clean appends records to the log; it is rewritten only once it has grown large', async (t) => {
+  const dir = tempDir('intent-log-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const file = path.join(dir, INTENT_LOG_FILE)
+  const log = new IntentLog({ dir, nosync: true, syncChecksums: async () => undefined })
+  t.teardown(() => log.stop())
+  await log.reset()
+  const inode = fs.statSync(file).ino
+  await log.mark(1n)
+  await log.mark(2n)
+  log.release(1n)
+  await log.clean(Date.now() + 60_000, 0)
+  t.same(fs.readFileSync(file, 'utf8').split('\n').filter(Boolean), ['0000000000000001', '0000000000000002', '-0000000000000001'])
+  t.equal(fs.statSync(file).ino, inode, 'appended to, not replaced')
+  await log.mark(1n)
+  log.release(1n)
+  t.same(logOf(dir), ['0000000000000002', '0000000000000001'], 'marked again after its clean record')
+  // a log past the threshold is replaced by one with the dirty keys alone
+  let key = 0x100n
+  while (fs.statSync(file).size < INTENT_LOG_COMPACT_BYTES) {
+    const batch = Array.from({ length: 2000 }, () => key++)
+    await Promise.all(batch.map((k) => log.mark(k)))
+    for (const k of batch) log.release(k)
+    await log.clean(Date.now() + 60_000, 0)
+  }
+  await log.mark(3n)
+  log.release(3n)
+  await log.clean(Date.now() + 60_000, 0)
+  t.same(fs.readFileSync(file, 'utf8').split('\n').filter(Boolean), ['0000000000000002'], 'compacted: the one key still being written')
+  t.not(fs.statSync(file).ino, inode, 'by a new file renamed over it')
+  const again = new IntentLog({ dir, nosync: true, syncChecksums: async () => undefined })
+  t.same(await again.recover(), [2n])
+})
+
+t.test('recover: a clean record undoes the mark before it, not one after it; torn lines are skipped', async (t) => {
+  const dir = tempDir('intent-log-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  // key 1 cleaned then marked again; key 2 cleaned; key 3's clean record torn by the crash
+  fs.writeFileSync(
+    path.join(dir, INTENT_LOG_FILE),
+    ['0000000000000001', '0000000000000002', '0000000000000003', '-0000000000000001', '-0000000000000002', '0000000000000001', '-000000000000'].join('\n'),
+  )
+  const log = new IntentLog({ dir, nosync: true, syncChecksums: async () => undefined })
+  t.same((await log.recover()).sort(), [1n, 3n])
 })
