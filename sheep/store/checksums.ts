@@ -52,6 +52,11 @@ const CSUM_HEADER_BYTES = 16
 const CRC_BYTES = 4
 /** Checksum tables kept in memory (4 KiB each for a 4 MiB object: 16 MiB in all). */
 const TABLE_CACHE_ENTRIES = 4096
+/**
+ * And their bytes at most: objects of a large block size have large tables (2 MiB for a 2 GiB
+ * object), so the entry count alone would allow gigabytes.
+ */
+export const TABLE_CACHE_BYTES = 64 * 1024 * 1024
 /** Whole-object walks (GET_HASH, scrub, recompute) read this much at a time. */
 const WALK_CHUNK_BYTES = 4 * 1024 * 1024
 /** Checksum files compared with their objects at once at start. */
@@ -85,6 +90,8 @@ export interface ChecksumStoreOptions {
   log: Logger
   /** Tables kept in memory (default TABLE_CACHE_ENTRIES; tests use a few). */
   tableCacheEntries?: number
+  /** Their bytes at most (default TABLE_CACHE_BYTES). */
+  tableCacheBytes?: number
 }
 
 const ZERO_BLOCK_CRC = zlib.crc32(Buffer.alloc(CSUM_BLOCK_BYTES)) >>> 0
@@ -206,6 +213,8 @@ export class ChecksumStore implements StoreDriver {
   private readonly queue = new KeyedQueue<bigint>()
   /** key → its table, or null when it has none; in use order (the oldest first). */
   private readonly tables = new Map<bigint, ChecksumTable | null>()
+  /** The CRC bytes of the tables in `tables`. */
+  private tableBytes = 0
   /** Counts the table changes: a table loaded while one changed is not cached (it may be old). */
   private tableChanges = 0
   private readonly intent: IntentLog
@@ -303,6 +312,7 @@ export class ChecksumStore implements StoreDriver {
     await this.inner.init()
     await fsp.mkdir(this.opts.dir, { recursive: true })
     this.tables.clear()
+    this.tableBytes = 0
     this.unwritten.clear()
     this.tableChanges++
     const dirty = await this.intent.recover()
@@ -322,6 +332,7 @@ export class ChecksumStore implements StoreDriver {
     await fsp.rm(this.opts.dir, { recursive: true, force: true })
     await fsp.mkdir(this.opts.dir, { recursive: true })
     this.tables.clear()
+    this.tableBytes = 0
     this.unwritten.clear()
     this.tableChanges++
     await this.intent.reset()
@@ -755,18 +766,29 @@ export class ChecksumStore implements StoreDriver {
   }
 
   private remember(key: bigint, table: ChecksumTable | null): void {
-    this.tables.delete(key)
+    this.uncache(key)
     this.tables.set(key, table)
-    if (this.tables.size <= (this.opts.tableCacheEntries ?? TABLE_CACHE_ENTRIES)) return
-    const oldest = this.tables.keys().next().value as bigint
-    this.writeTableNow(oldest)
-    this.tables.delete(oldest)
+    this.tableBytes += table?.crcs.byteLength ?? 0
+    const maxEntries = this.opts.tableCacheEntries ?? TABLE_CACHE_ENTRIES
+    const maxBytes = this.opts.tableCacheBytes ?? TABLE_CACHE_BYTES
+    // the oldest go (their files written first); the table just remembered stays
+    while (this.tables.size > 1 && (this.tables.size > maxEntries || this.tableBytes > maxBytes)) {
+      const oldest = this.tables.keys().next().value as bigint
+      this.writeTableNow(oldest)
+      this.uncache(oldest)
+    }
+  }
+
+  /** Takes `key`'s table out of the cache and its bytes out of the count. */
+  private uncache(key: bigint): void {
+    this.tableBytes -= this.tables.get(key)?.crcs.byteLength ?? 0
+    this.tables.delete(key)
   }
 
   /** Drops the table from memory, unwritten or not (the caller drops or moves its file). */
   private forget(key: bigint): void {
     this.tableChanges++
-    this.tables.delete(key)
+    this.uncache(key)
     this.unwritten.delete(key)
   }
 
@@ -836,6 +858,7 @@ export class ChecksumStore implements StoreDriver {
     } catch (e) {
       this.tableIoFailed(e)
       this.tableChanges++
+      this.uncache(key)
       this.tables.set(key, null)
       try {
         fs.rmSync(file, { force: true })

@@ -273,6 +273,22 @@ t.test('tables change in memory; their files are written when the mark is cleane
   }
 })
 
+t.test('the table cache is bounded by bytes too (objects of a large block size have large tables)', async (t) => {
+  const dir = tempDir('checksums-bytes-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const files = new FileStore({ disks: [dir], nosync: true, log: silentLogger() })
+  // a 1 MiB object has a table of 256 CRCs, 1 KiB: room for two
+  const store = new ChecksumStore(files, { dir: path.join(dir, CSUM_DIR), nosync: true, log: silentLogger(), tableCacheBytes: 2500 })
+  await store.init()
+  t.teardown(() => store.close())
+  const tableFileOf = (oid: bigint) => path.join(dir, CSUM_DIR, oidFileName(oid))
+  const oids = [OID, OID + 1n, OID + 2n]
+  for (const oid of oids) t.equal(await store.create({ oid, offset: 0, data: crypto.randomBytes(MiB) }, MiB), SD_RES_SUCCESS)
+  t.ok(fs.existsSync(tableFileOf(OID)), 'the oldest table left the cache: its file was written')
+  t.notOk(fs.existsSync(tableFileOf(OID + 2n)), 'the newest is in memory only')
+  for (const oid of oids) t.equal((await store.read(oid, 0, 4096)) instanceof Buffer, true, `${oidFileName(oid)} reads back verified`)
+})
+
 t.test('a clean stop empties the intent log; an object written by another program loses its checksums', async (t) => {
   const dir = tempDir('checksums-foreign-')
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
