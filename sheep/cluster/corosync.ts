@@ -51,6 +51,8 @@ export const CPG_INIT_RETRY_MS = 200
 export const CPG_RETRY_MS = 1_000
 /** How long `leave` waits for its own LEAVE to come back before it closes the CPG handle anyway. */
 export const COROSYNC_LEAVE_TIMEOUT_MS = 2_000
+/** While this member is still applying earlier events (ClusterHandlers.busy), a join waits this long before it is looked at again. */
+export const COROSYNC_BUSY_RETRY_MS = 10
 
 type EventType = 'join' | 'accept' | 'leave' | 'block' | 'notify' | 'update'
 
@@ -295,6 +297,7 @@ export class CorosyncDriver implements ClusterDriver {
   private close(error: Error): void {
     if (this.closed) return
     this.closed = true
+    clearTimeout(this.busyRetry)
     this.cpg?.finalize()
     for (const w of this.notifyWaiters.splice(0)) w.reject(error)
     for (const w of this.exclusiveWaiters.splice(0)) w.reject(error)
@@ -468,12 +471,29 @@ export class CorosyncDriver implements ClusterDriver {
     const joiner = event.sender
     // the joiner waits for a member to accept it, unless it is the first
     if (this.nodes.length > 0 && sameCpgNode(joiner, this.me)) return false
+    // the answer carries this member's state: not while it is still applying the events before
+    // the join (a format purging its store), as the original, which applies them synchronously
+    if (this.handlers!.busy?.()) {
+      this.dispatchLater()
+      return false
+    }
     event.callbacked = true
     const answer = this.handlers!.decideJoin(joiner.node, event.msg)
     void this.send({ type: COROSYNC_MSG_TYPE_ACCEPT, sender: joiner, nodes: this.nodes.slice(), msg: answer }).catch((e: unknown) =>
       this.log?.warn(`cannot answer the join of ${nodeDescription(joiner.node)}: ${String(e)}`),
     )
     return false
+  }
+
+  private busyRetry: NodeJS.Timeout | undefined
+
+  /** Looks at the queues again a little later (a join deferred while this member is busy). */
+  private dispatchLater(): void {
+    if (this.busyRetry || this.closed) return
+    this.busyRetry = setTimeout(() => {
+      this.busyRetry = undefined
+      this.dispatch()
+    }, COROSYNC_BUSY_RETRY_MS)
   }
 
   private onAcceptEvent(event: CorosyncEvent): void {

@@ -20,7 +20,7 @@ export interface ClusterHandlers {
    * Optional, on the deciding member: whether events delivered earlier are still being applied
    * here (a format purging the store, and what came after it). A join decided meanwhile would carry the
    * state from before it, and the joiner, not yet a member when the operation's result went by,
-   * would never apply it: the drivers that decide joins on a log answer them later instead.
+   * would never apply it: every driver answers it later instead.
    */
   busy?(): boolean
   /**
