@@ -1,40 +1,62 @@
-// Builds the optional native addons at `npm install`/`npm ci` (package.json "install"): today
-// the libcpg binding of the corosync cluster driver (native/corosync). Built only when
-// corosync's development headers are installed (scripts/install-deps.sh adds them); otherwise
-// it says so and leaves the addon absent without failing the install — `sheep -c corosync`
-// then explains what is missing, and the other cluster drivers do not need it.
+// Builds the optional native addons at `npm install`/`npm ci` (package.json "install"), each on
+// its own, and never fails the install: an addon that cannot be built is left absent and the
+// program says so where it matters.
+// - native/corosync: the libcpg binding of the corosync cluster driver. Built only when
+//   corosync's development headers are installed (scripts/install-deps.sh adds them); without
+//   it `sheep -c corosync` explains what is missing, and the other drivers do not need it.
+// - native/syncfs: syncfs(2) for the object store's flush; without it a flush fdatasyncs the
+//   objects written since the last one, one by one.
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const addonDir = path.join(root, 'native', 'corosync')
 const CPG_HEADER = '/usr/include/corosync/cpg.h'
 
-function skip(why) {
-  console.log(`corosync binding not built: ${why} (sheep -c corosync will be unavailable)`)
-  process.exit(0)
+const ADDONS = [
+  {
+    dir: 'corosync',
+    output: 'sheepdog_cpg.node',
+    missing: 'sheep -c corosync will be unavailable',
+    prerequisite: () => (fs.existsSync(CPG_HEADER) ? undefined : `${CPG_HEADER} is missing (Debian: apt-get install libcpg-dev libcorosync-common-dev)`),
+  },
+  {
+    dir: 'syncfs',
+    output: 'sheepdog_syncfs.node',
+    missing: 'a store flush will fdatasync object by object',
+    prerequisite: () => undefined,
+  },
+]
+
+/** Why nothing can be built at all, or the node-gyp command line. */
+async function gypCommand() {
+  if (process.env.SHEEPDOG_SKIP_NATIVE) return 'SHEEPDOG_SKIP_NATIVE is set'
+  // node-gyp: ours (devDependency), else the one npm runs install scripts with
+  const local = path.join(root, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js')
+  const gyp = fs.existsSync(local) ? local : process.env.npm_config_node_gyp
+  if (!gyp || !fs.existsSync(gyp)) return 'node-gyp is not available'
+  try {
+    // resolved from the project: node-addon-api is a dependency
+    await import('node-addon-api')
+  } catch {
+    return 'node-addon-api is not installed'
+  }
+  // Node's headers installed with node itself, so that nothing is downloaded
+  const args = [gyp, 'rebuild']
+  const nodeDir = path.resolve(path.dirname(process.execPath), '..')
+  if (fs.existsSync(path.join(nodeDir, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${nodeDir}`)
+  return args
 }
 
-if (process.env.SHEEPDOG_SKIP_NATIVE) skip('SHEEPDOG_SKIP_NATIVE is set')
-if (!fs.existsSync(CPG_HEADER)) skip(`${CPG_HEADER} is missing (Debian: apt-get install libcpg-dev libcorosync-common-dev)`)
-
-// node-gyp: ours (devDependency), else the one npm runs install scripts with
-const local = path.join(root, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js')
-const gyp = fs.existsSync(local) ? local : process.env.npm_config_node_gyp
-if (!gyp || !fs.existsSync(gyp)) skip('node-gyp is not available')
-try {
-  // resolved from the project: node-addon-api is a dependency
-  await import('node-addon-api')
-} catch {
-  skip('node-addon-api is not installed')
+const command = await gypCommand()
+for (const addon of ADDONS) {
+  const why = typeof command === 'string' ? command : addon.prerequisite()
+  if (why !== undefined) {
+    console.log(`${addon.dir} addon not built: ${why} (${addon.missing})`)
+    continue
+  }
+  const run = spawnSync(process.execPath, command, { cwd: path.join(root, 'native', addon.dir), stdio: 'inherit' })
+  if (run.status !== 0) console.log(`${addon.dir} addon not built: node-gyp failed with status ${run.status} (${addon.missing})`)
+  else console.log(`${addon.dir} addon built: native/${addon.dir}/build/Release/${addon.output}`)
 }
-
-// Node's headers installed with node itself, so that nothing is downloaded
-const args = [gyp, 'rebuild']
-const nodeDir = path.resolve(path.dirname(process.execPath), '..')
-if (fs.existsSync(path.join(nodeDir, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${nodeDir}`)
-const run = spawnSync(process.execPath, args, { cwd: addonDir, stdio: 'inherit' })
-if (run.status !== 0) skip(`node-gyp failed with status ${run.status}`)
-console.log('corosync binding built: native/corosync/build/Release/sheepdog_cpg.node')

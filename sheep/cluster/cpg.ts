@@ -1,10 +1,7 @@
 // Loads the libcpg binding (native/corosync, built at npm install when corosync's headers are
 // present) and names corosync's result codes. The addon is optional: only the corosync driver
 // loads it, and says what is missing when it cannot.
-import fs from 'node:fs'
-import { createRequire } from 'node:module'
-import path from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { addonFile, loadAddon } from '../../lib/native-addon.js'
 
 /** A CPG member as a configuration change lists it. */
 export interface CpgAddress {
@@ -72,34 +69,18 @@ export function csErrorName(code: number): string {
   return CS_ERROR_NAMES[code] ?? `cs_error ${code}`
 }
 
-const ADDON_RELATIVE = path.join('native', 'corosync', 'build', 'Release', 'sheepdog_cpg.node')
-
-/** The repository (or package) root: the first directory above this file that has package.json. */
-function packageRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url))
-  while (!fs.existsSync(path.join(dir, 'package.json'))) {
-    const up = path.dirname(dir)
-    if (up === dir) break
-    dir = up
-  }
-  return dir
-}
-
 let addon: CpgAddon | undefined
 
 /** The binding's constructor, or an Error saying what is missing. */
 export function loadCpgAddon(): CpgAddon | Error {
   if (addon) return addon
-  const file = path.join(packageRoot(), ADDON_RELATIVE)
-  if (!fs.existsSync(file)) {
-    return new Error(
-      `the corosync driver is not available: ${file} was not built (install corosync, libcpg-dev and libcorosync-common-dev, then run npm install, or scripts/install-deps.sh)`,
-    )
-  }
-  try {
-    addon = createRequire(import.meta.url)(file) as CpgAddon
+  const loaded = loadAddon<CpgAddon>('corosync', 'sheepdog_cpg')
+  if (!(loaded instanceof Error)) {
+    addon = loaded
     return addon
-  } catch (e) {
-    return new Error(`the corosync driver is not available: cannot load ${file}: ${e instanceof Error ? e.message : String(e)}`)
   }
+  if (!loaded.message.endsWith('was not built')) return new Error(`the corosync driver is not available: ${loaded.message}`)
+  return new Error(
+    `the corosync driver is not available: ${addonFile('corosync', 'sheepdog_cpg')} was not built (install corosync, libcpg-dev and libcorosync-common-dev, then run npm install, or scripts/install-deps.sh)`,
+  )
 }

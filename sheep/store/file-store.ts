@@ -23,7 +23,8 @@
 // every DISK_RECHECK_MS.
 //
 // An unstable write (the NBD server's write-back cache) goes through a second descriptor, without
-// O_DSYNC, and leaves its object in `unsynced`; `flush` fdatasyncs those. A move to the stale area
+// O_DSYNC, and leaves its object in `unsynced`; `flush` fdatasyncs those (or, with several, syncs
+// each disk's filesystem at once: syncfs.ts). A move to the stale area
 // syncs first, so the stale copy has every write it was acknowledged with.
 import { GroupRun, KeyedQueue } from '../../lib/async.js'
 import crypto from 'node:crypto'
@@ -37,6 +38,7 @@ import { FdCache, type FdLease, fdatasyncFd, preadFd, pwriteFd } from './fd-cach
 import type { CreateOptions, DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
 import { parseKeyFileName } from '../../lib/oid.js'
 import { DEFAULT_STORE_LAYOUT, type StoreLayout, oidFileName } from './layout.js'
+import { syncfsAvailable, syncfsDir } from './syncfs.js'
 
 export { oidFileName }
 
@@ -54,6 +56,12 @@ const MOVE_CHUNK_BYTES = 1024 * 1024
 const READ_FOLLOW_MOVES = 3
 /** Passes of a rebalance: objects created on a disk while it was unplugged are caught by the next. */
 const REBALANCE_MAX_PASSES = 3
+/**
+ * A flush with at least this many objects to sync makes each disk's filesystem durable with one
+ * syncfs (syncfs.ts) instead of one fdatasync per object; fewer are synced one by one (syncfs
+ * also writes back whatever else is dirty on that filesystem).
+ */
+const FLUSH_SYNCFS_MIN_OBJECTS = 4
 /** Error codes that mean the disk itself failed, whatever the object. */
 const DISK_FAILURE_CODES = new Set(['EIO', 'EROFS', 'ENODEV', 'ENXIO', 'ESTALE', 'EUCLEAN'])
 /** Error codes that mean the disk failed when its directory is no longer the one plugged. */
@@ -352,10 +360,37 @@ export class FileStore implements StoreDriver {
 
   async flush(): Promise<void> {
     const objects = [...this.unsynced]
+    if (objects.length >= FLUSH_SYNCFS_MIN_OBJECTS && syncfsAvailable()) return this.flushFilesystems(objects)
     await Promise.all(
       objects.map(async ([oid, disk]) => {
         const r = await this.onDisk(disk, () => this.syncObject(oid, disk))
         if (r === SD_RES_NETWORK_ERROR) throw Object.assign(new Error(`${disk.path} failed with unstable writes of ${oidFileName(oid)}`), { code: 'EIO' })
+      }),
+    )
+  }
+
+  /**
+   * A flush of many objects: one syncfs per disk instead of an fdatasync (a disk cache flush)
+   * per object. Writes that complete from here on are the next flush's; a disk whose syncfs
+   * failed keeps its objects unsynced (and is taken out when the error says the disk failed).
+   */
+  private async flushFilesystems(objects: Array<[bigint, Disk]>): Promise<void> {
+    const byDisk = new Map<Disk, bigint[]>()
+    for (const [oid, disk] of objects) {
+      if (this.unsynced.get(oid) !== disk) continue
+      this.unsynced.delete(oid)
+      byDisk.set(disk, [...(byDisk.get(disk) ?? []), oid])
+    }
+    await Promise.all(
+      [...byDisk].map(async ([disk, oids]) => {
+        let r: number | undefined
+        try {
+          r = await this.onDisk(disk, async () => void (await syncfsDir(disk.path)))
+        } catch (e) {
+          for (const oid of oids) if (!this.unsynced.has(oid)) this.unsynced.set(oid, disk)
+          throw e
+        }
+        if (r === SD_RES_NETWORK_ERROR) throw Object.assign(new Error(`${disk.path} failed with unstable writes of ${oids.length} object(s)`), { code: 'EIO' })
       }),
     )
   }

@@ -8,6 +8,7 @@ import t, { type Test } from 'tap'
 import { SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
 import { FD_IDLE_RECHECK_MS, FdCache } from '../../sheep/store/fd-cache.js'
 import { FileStore } from '../../sheep/store/file-store.js'
+import { syncfsAvailable } from '../../sheep/store/syncfs.js'
 import { silentLogger } from '../../lib/log.js'
 import { tempDir } from '../../harness/sheep.js'
 
@@ -106,6 +107,31 @@ t.test('unstable writes are read back, made durable by flush, and kept by a move
   t.equal(await store.remove(OID), SD_RES_SUCCESS)
   await store.flush()
   t.pass('a removed object with unstable writes needs no sync')
+})
+
+t.test('a flush of many objects syncs the filesystem once; of a few, object by object', async (t) => {
+  t.ok(syncfsAvailable(), 'the syncfs addon was built by npm ci (native/syncfs)')
+  const store = await newStore(t, false)
+  const oids = Array.from({ length: 6 }, (_, i) => OID + BigInt(i))
+  for (const oid of oids) await store.create({ oid, offset: 0, data: text('stable') }, 4096)
+  let fdatasyncs = 0
+  const real = fs.fdatasync
+  t.teardown(() => {
+    fs.fdatasync = real
+  })
+  fs.fdatasync = ((fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+    fdatasyncs++
+    real(fd, cb)
+  }) as typeof fs.fdatasync
+  for (const oid of oids) t.equal(await store.write({ oid, offset: 0, data: text('UN'), unstable: true }), SD_RES_SUCCESS)
+  await store.flush()
+  t.equal(fdatasyncs, 0, 'six objects: one syncfs, no fdatasync')
+  await store.flush()
+  t.equal(fdatasyncs, 0, 'nothing left to sync')
+  for (const oid of oids.slice(0, 2)) await store.write({ oid, offset: 0, data: text('UN'), unstable: true })
+  await store.flush()
+  t.equal(fdatasyncs, 2, 'two objects: an fdatasync each')
+  for (const oid of oids) t.same(await store.read(oid, 0, 6), text('UNable'))
 })
 
 t.test('an object file removed by hand is noticed by the next read after a pause', async (t) => {

@@ -1,0 +1,51 @@
+// syncfs(2) for the object store's flush (sheep/store/syncfs.ts): Node has fsync and fdatasync
+// of one file but nothing that makes a whole filesystem durable at once. A flush after many
+// unstable writes (NBD's write-back cache) otherwise costs one fdatasync — one disk cache
+// flush — per object written since the last flush; syncfs costs one. It runs on libuv's thread
+// pool (a Napi::AsyncWorker) and resolves with 0 or the errno.
+#include <napi.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace {
+
+class SyncfsWorker : public Napi::AsyncWorker {
+ public:
+  SyncfsWorker(Napi::Env env, int fd) : Napi::AsyncWorker(env), fd_(fd), deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override { error_ = syncfs(fd_) == 0 ? 0 : errno; }
+
+  void OnOK() override { deferred_.Resolve(Napi::Number::New(Env(), error_)); }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  int fd_;
+  int error_ = 0;
+  Napi::Promise::Deferred deferred_;
+};
+
+// syncfs(fd) -> Promise<number>: 0, or the errno of the call
+Napi::Value Syncfs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "syncfs(fd)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto* worker = new SyncfsWorker(env, info[0].As<Napi::Number>().Int32Value());
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("syncfs", Napi::Function::New(env, Syncfs));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(sheepdog_syncfs, Init)
