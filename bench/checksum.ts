@@ -1,9 +1,11 @@
 // The cost of the checksums (issue 16, docs/integrity.md): the same workloads on 3 local sheep
 // (copies=3, real fsync), with checksums and with `sheep --no-checksums`, two clusters side by
-// side on the same disk whose rounds alternate, each the median of ROUNDS rounds: a sequential write and read of the
+// side on the same disk whose rounds alternate, over ROUNDS rounds (--rounds N): a sequential write and read of the
 // region in 1 MiB requests, and 4 KiB random writes and reads at queue depth 16 over it. Every
-// row prints both throughputs and their ratio (with / without); the target is a cost under 5 %.
-// Usage: npm run bench -- checksum [--size-mib N] [--seconds N] [--cpu-prof DIR]
+// row prints both medians and the median of the rounds' ratios (with / without: each round's
+// two runs are next to each other, so load drift between rounds cancels out); the target is a
+// cost under 5 %.
+// Usage: npm run bench -- checksum [--size-mib N] [--seconds N] [--rounds N] [--cpu-prof DIR]
 // --cpu-prof DIR runs the sheep under `node --cpu-prof`, those with checksums writing to DIR/on,
 // the others to DIR/off, and notes when each row of each round ran in DIR/{on,off}/windows.jsonl:
 // `npm run bench -- cpu-profile --windows DIR/on/windows.jsonl DIR/on/*.cpuprofile` then says
@@ -21,11 +23,11 @@ import { type ProfileWindow, WINDOWS_FILE } from './cpu-profile.js'
 const MiB = 1024 * 1024
 const SMALL_BYTES = 4096
 const QUEUE_DEPTH = 16
-const ROUNDS = 3
 const argValue = (name: string, fallback: number) => {
   const at = process.argv.indexOf(name)
   return at > 0 ? Number(process.argv[at + 1]) : fallback
 }
+const ROUNDS = argValue('--rounds', 3)
 const REGION_MIB = argValue('--size-mib', 256)
 const ROW_SECONDS = argValue('--seconds', 5)
 const CPU_PROF_AT = process.argv.indexOf('--cpu-prof')
@@ -113,7 +115,7 @@ function medianResult(rounds: Result[]): Result {
  * Both clusters run side by side and their rounds alternate (without, with, without, …), so a
  * machine whose load drifts during the run (other jobs) weighs on both alike.
  */
-async function measureBoth(work: string): Promise<{ on: Result; off: Result }> {
+async function measureBoth(work: string): Promise<{ on: Result; off: Result; rounds: { on: Result[]; off: Result[] } }> {
   const profDirs = { off: CPU_PROF_DIR && path.join(CPU_PROF_DIR, 'off'), on: CPU_PROF_DIR && path.join(CPU_PROF_DIR, 'on') }
   for (const dir of Object.values(profDirs)) if (dir) fs.mkdirSync(dir, { recursive: true })
   const nodeArgs = (dir: string | undefined) => (dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : undefined)
@@ -124,10 +126,12 @@ async function measureBoth(work: string): Promise<{ on: Result; off: Result }> {
     for (const c of [off, on]) await makeFs(c.conn(0), { ctime, copies: 3, flags: SD_CLUSTER_FLAG_AUTO_VNODES, store: 'plain' })
     const results = { off: [] as Result[], on: [] as Result[] }
     for (let r = 0; r < ROUNDS; r++) {
-      for (const [which, cluster] of [
+      // which goes first alternates too: a round's second run finds the machine as the first left it
+      const order = [
         ['off', off],
         ['on', on],
-      ] as const) {
+      ] as const
+      for (const [which, cluster] of r % 2 === 0 ? order : [...order].reverse()) {
         const res = await round(cluster, `bench-${r}`, profDirs[which])
         console.log(
           `  ${which === 'on' ? 'with' : 'without'} checksums, round ${r + 1}: seq write ${res.seqWriteMBps.toFixed(1)} MB/s, seq read ${res.seqReadMBps.toFixed(1)} MB/s, 4k rand write ${res.randWriteIops.toFixed(0)} IOPS, 4k rand read ${res.randReadIops.toFixed(0)} IOPS`,
@@ -135,7 +139,7 @@ async function measureBoth(work: string): Promise<{ on: Result; off: Result }> {
         results[which].push(res)
       }
     }
-    return { on: medianResult(results.on), off: medianResult(results.off) }
+    return { on: medianResult(results.on), off: medianResult(results.off), rounds: results }
   } finally {
     await off.close()
     await on.close()
@@ -145,17 +149,19 @@ async function measureBoth(work: string): Promise<{ on: Result; off: Result }> {
 export async function runChecksumBench(): Promise<void> {
   const work = tempDir('sheep-bench-checksum-')
   console.log(`bench checksum: ${REGION_MIB} MiB region, ${ROW_SECONDS} s random rows at QD${QUEUE_DEPTH}, 3 sheep, copies=3, fsync on`)
-  const { on, off } = await measureBoth(work)
+  const { on, off, rounds } = await measureBoth(work)
   if (CPU_PROF_DIR) console.log(`CPU profiles of the sheep: ${CPU_PROF_DIR}/{on,off}`)
-  const rows: Array<[string, number, number, string]> = [
-    ['1 MiB sequential write', on.seqWriteMBps, off.seqWriteMBps, 'MB/s'],
-    ['1 MiB sequential read', on.seqReadMBps, off.seqReadMBps, 'MB/s'],
-    ['4 KiB random write QD16', on.randWriteIops, off.randWriteIops, 'IOPS'],
-    ['4 KiB random read QD16', on.randReadIops, off.randReadIops, 'IOPS'],
+  const rows: Array<[string, keyof Result, string]> = [
+    ['1 MiB sequential write', 'seqWriteMBps', 'MB/s'],
+    ['1 MiB sequential read', 'seqReadMBps', 'MB/s'],
+    ['4 KiB random write QD16', 'randWriteIops', 'IOPS'],
+    ['4 KiB random read QD16', 'randReadIops', 'IOPS'],
   ]
-  console.log(`${'row'.padEnd(28)}${'checksums'.padStart(14)}${'without'.padStart(14)}${'ratio'.padStart(8)}  cost`)
-  for (const [name, withValue, without, unit] of rows) {
-    const ratio = withValue / without
+  console.log(`${'row'.padEnd(28)}${'checksums'.padStart(14)}${'without'.padStart(14)}${'ratio'.padStart(8)}  cost (median of the rounds' ratios)`)
+  for (const [name, field, unit] of rows) {
+    const withValue = on[field]
+    const without = off[field]
+    const ratio = median(rounds.on.map((r, i) => r[field] / (rounds.off[i] as Result)[field]))
     const cost = 1 - ratio
     console.log(
       `${name.padEnd(28)}${`${withValue.toFixed(1)} ${unit}`.padStart(14)}${`${without.toFixed(1)} ${unit}`.padStart(14)}${ratio.toFixed(3).padStart(8)}  ${(cost * 100).toFixed(1)} %${cost > TARGET_COST ? ' (over the 5 % target)' : ''}`,
