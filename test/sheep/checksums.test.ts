@@ -16,6 +16,7 @@ import { copyObject } from '../../sheep/object-copy.js'
 import { CSUM_BLOCK_BYTES, CSUM_DIR, ChecksumStore, decodeTable, encodeTable, firstBadBlock, tableOf } from '../../sheep/store/checksums.js'
 import { FileStore, oidFileName } from '../../sheep/store/file-store.js'
 import { INTENT_LOG_FILE } from '../../sheep/store/intent-log.js'
+import { syncfsAvailable } from '../../sheep/store/syncfs.js'
 import { tempDir } from '../../harness/sheep.js'
 
 const MiB = 1024 * 1024
@@ -287,6 +288,34 @@ t.test('the table cache is bounded by bytes too (objects of a large block size h
   t.ok(fs.existsSync(tableFileOf(OID)), 'the oldest table left the cache: its file was written')
   t.notOk(fs.existsSync(tableFileOf(OID + 2n)), 'the newest is in memory only')
   for (const oid of oids) t.equal((await store.read(oid, 0, 4096)) instanceof Buffer, true, `${oidFileName(oid)} reads back verified`)
+})
+
+t.test('a clean of several objects makes their checksum files durable with one syncfs', async (t) => {
+  t.ok(syncfsAvailable(), 'the syncfs addon was built by npm ci (native/syncfs)')
+  const dir = tempDir('checksums-syncfs-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const files = new FileStore({ disks: [dir], nosync: false, log: silentLogger() })
+  const store = new ChecksumStore(files, { dir: path.join(dir, CSUM_DIR), nosync: false, log: silentLogger() })
+  await store.init()
+  const oids = Array.from({ length: 5 }, (_, i) => OID + BigInt(i))
+  for (const oid of oids) t.equal(await store.create({ oid, offset: 0, data: crypto.randomBytes(64 * 1024) }, MiB), SD_RES_SUCCESS)
+  // the fdatasync of one checksum file opens it first
+  const opened: string[] = []
+  const realOpen = fsp.open
+  t.teardown(() => {
+    fsp.open = realOpen
+  })
+  fsp.open = ((file: fs.PathLike, ...rest: unknown[]) => {
+    opened.push(String(file))
+    return (realOpen as (...args: unknown[]) => Promise<fsp.FileHandle>)(file, ...rest)
+  }) as typeof fsp.open
+  await store.close()
+  t.same(
+    opened.filter((f) => oids.some((oid) => f.endsWith(oidFileName(oid)))),
+    [],
+    "no checksum file opened to be fdatasync'd one by one",
+  )
+  for (const oid of oids) t.ok(fs.existsSync(path.join(dir, CSUM_DIR, oidFileName(oid))), `${oidFileName(oid)}: its checksum file is written`)
 })
 
 t.test('a clean stop empties the intent log; an object written by another program loses its checksums', async (t) => {
