@@ -165,6 +165,16 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
   return check()
 }
 
+/** What a `vdi read` that should have given `data` gave: its status and error, or where its bytes first differ. */
+export function readOutcome(r: { status: number; stderr: string; stdoutBytes: Buffer }, data: Buffer): string {
+  if (r.status !== 0) return `exit ${r.status}: ${r.stderr.trim()}`
+  if (r.stdoutBytes.length !== data.length) return `${r.stdoutBytes.length} bytes, not ${data.length}`
+  const at = r.stdoutBytes.findIndex((b, k) => b !== data[k])
+  if (at < 0) return 'the data'
+  const zeros = r.stdoutBytes.subarray(at, at + 4096).every((b) => b === 0)
+  return `bytes differ from offset ${at} (object ${Math.floor(at / (4 << 20))}${zeros ? ', zeros there' : ''})`
+}
+
 /** Stops one sheep this test started: SIGTERM, then SIGKILL if it lingers. */
 export async function stopSheep(s: SheepProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   untrackPid(s.pid)

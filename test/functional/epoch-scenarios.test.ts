@@ -5,11 +5,13 @@
 // objects of the node killed first live only on its disk until it comes back at epoch 8, so a
 // member that takes a newer epoch from a joiner must treat what it stores as that old.
 import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
 import t from 'tap'
 import { SD_CLUSTER_FLAG_AUTO_VNODES } from '../../lib/proto.js'
 import { getNodeList, makeFs, statCluster } from '../../lib/sheep-api.js'
 import { type TestCluster, startCluster, waitForRecovery } from '../../harness/cluster.js'
-import { dog, isAlive, waitFor } from '../../harness/sheep.js'
+import { dog, isAlive, readOutcome, waitFor } from '../../harness/sheep.js'
 
 const MiB = 1024 * 1024
 
@@ -23,6 +25,18 @@ async function history(cluster: TestCluster, via: number): Promise<string[]> {
         .sort((x, y) => x - y)
         .join(',')}`,
   )
+}
+
+/** The objects in a node's store, live and stale (`.stale/NAME.EPOCH`), with their sizes. */
+function listObjects(dir: string): string[] {
+  const list = (sub: string) => {
+    try {
+      return fs.readdirSync(path.join(dir, 'obj', sub)).filter((n) => /^[0-9a-f]{16}/.test(n))
+    } catch {
+      return []
+    }
+  }
+  return [...list(''), ...list('.stale').map((n) => `stale/${n}`)]
 }
 
 function sees(cluster: TestCluster, via: number, n: number): Promise<boolean> {
@@ -59,7 +73,10 @@ t.test('five nodes killed and joined in turn, shut down, started one at a time (
   t.ok(await waitForRecovery(cluster), 'recovery settles')
   for (const i of [0, 4]) {
     const r = await dog(['vdi', 'read', 'v'], { port: port(i) })
-    t.ok(r.status === 0 && r.stdoutBytes.equals(data), `node ${i} reads the data`)
+    const ok = r.status === 0 && r.stdoutBytes.equals(data)
+    // CI keeps only the failure's diagnostics: which node holds which object (live or stale)
+    const objects = ok ? [] : cluster.nodes.map((n, k) => `n${k}: ${n ? listObjects(n.dir).join(' ') : 'down'}`)
+    t.ok(ok, `node ${i} reads the data`, { found: readOutcome(r, data), objects })
   }
 })
 

@@ -6,7 +6,7 @@ import crypto from 'node:crypto'
 import t from 'tap'
 import { getNodeList, statCluster } from '../../lib/sheep-api.js'
 import { type TestCluster, startCluster } from '../../harness/cluster.js'
-import { dog, waitFor } from '../../harness/sheep.js'
+import { dog, readOutcome, waitFor } from '../../harness/sheep.js'
 
 const NODES = 8
 const ALL = Array.from({ length: NODES }, (_, i) => i)
@@ -15,14 +15,6 @@ const FORMAT_DEADLINE_MS = 60_000
 async function historyText(cluster: TestCluster, via: number): Promise<string> {
   const { logs } = await statCluster(cluster.conn(via), 64, 64)
   return logs.map((l) => `${l.epoch}:${l.nodes.map((n) => cluster.ports.indexOf(n.port)).sort((x, y) => x - y)}`).join(' ')
-}
-
-/** What a failed `vdi read` gave: its status and error, or where its bytes first differ. */
-function readOutcome(r: { status: number; stderr: string; stdoutBytes: Buffer }, data: Buffer): string {
-  if (r.status !== 0) return `exit ${r.status}: ${r.stderr.trim()}`
-  if (r.stdoutBytes.length !== data.length) return `${r.stdoutBytes.length} bytes, not ${data.length}`
-  const at = r.stdoutBytes.findIndex((b, k) => b !== data[k])
-  return at < 0 ? 'the data' : `bytes differ from offset ${at} (object ${Math.floor(at / (4 << 20))})`
 }
 
 t.test('eight sheep started at once and formatted at once agree on the cluster', async (t) => {

@@ -48,6 +48,21 @@ function summarize(log: string, top = 12): string[] {
     .map(([text, n]) => `${n}× ${text}`)
 }
 
+/** The last lines of each node's log (CI keeps only the test's output: why a sheep died). */
+function lastLogLines(root: string): string[] {
+  return [0, 1].flatMap((i) => {
+    try {
+      const lines = fs
+        .readFileSync(path.join(root, `n${i}`, 'sheep.log'), 'utf8')
+        .trimEnd()
+        .split('\n')
+      return lines.slice(-12).map((line) => `n${i} ${line.slice(0, 300)}`)
+    } catch (e) {
+      return [`n${i}: ${String(e)}`]
+    }
+  })
+}
+
 function residentMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))
   return Number(m?.[1] ?? 0) / 1024
@@ -91,7 +106,11 @@ t.test(`wire fuzz, seed ${SEED} (FUZZ_SEED=${SEED} replays)`, async (t) => {
   t.comment(
     `sheep: ${report.frames} frames on ${report.connections} connections in ${Date.now() - startedMs} ms; ${report.answered} answered, ${report.closedByServer} connections closed by the server; results ${results}`,
   )
-  t.ok(pids.every(isAlive), 'both sheep survive the frames')
+  if (!t.ok(pids.every(isAlive), 'both sheep survive the frames', { logs: lastLogLines(cluster.root) })) {
+    // what follows would wait on the dead one until the runner's timeout: keep the files, stop here
+    failed = true
+    return
+  }
   t.same(report.violations.slice(0, 10), [], 'every answer has an id that was sent and no more payload than allowed')
   t.same(
     [...report.unanswered].map(([op, n]) => `0x${op.toString(16)}×${n}`),
@@ -102,7 +121,10 @@ t.test(`wire fuzz, seed ${SEED} (FUZZ_SEED=${SEED} replays)`, async (t) => {
   const nbdStartedMs = Date.now()
   const nbd = await fuzzNbd({ port: nbdPort, exportName: 'nbd-scratch', exportBytes: 64 * MiB }, { seed: SEED, requests: NBD_REQUESTS, parallel: PARALLEL })
   t.comment(`NBD: ${nbd.requests} requests on ${nbd.connections} connections in ${Date.now() - nbdStartedMs} ms (${nbd.handshakesRefused} not answered at all)`)
-  t.ok(pids.every(isAlive), 'both sheep survive the NBD requests')
+  if (!t.ok(pids.every(isAlive), 'both sheep survive the NBD requests', { logs: lastLogLines(cluster.root) })) {
+    failed = true
+    return
+  }
 
   const rssAfter = pids.map(residentMiB)
   t.comment(`resident MiB before ${rssBefore.map((m) => m.toFixed(0)).join(', ')}, after ${rssAfter.map((m) => m.toFixed(0)).join(', ')}`)
