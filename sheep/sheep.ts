@@ -227,23 +227,37 @@ export class Sheep {
     await this.rebuildVdiTable()
   }
 
-  /** Registers every inode found in the local store (behaviour.md §2 step 10). */
+  /**
+   * Registers every inode found in the local store (behaviour.md §2 step 10), and then those
+   * found only in its stale area (the newest copy of each): an inode whose only copies are stale
+   * at start — its holder killed while a newcomer was still fetching it, the whole cluster
+   * restarted — comes back live through recovery, but the VDI would stay missing from every
+   * member's bitmap ("No VDI found"), since the members learn VDIs from each other at join.
+   */
   private async rebuildVdiTable(): Promise<void> {
     for (const oid of this.store.list()) {
-      if (!isVdiObj(oid)) continue
-      const head = await this.store.read(oid, 0, SD_INODE_LOOKUP_SIZE)
-      if (typeof head === 'number') continue
-      const inode = decodeInodeHeader(head)
-      this.vdis.add({
-        vid: oidToVid(oid),
-        nrCopies: inode.nrCopies,
-        copyPolicy: inode.copyPolicy,
-        blockSizeShift: inode.blockSizeShift,
-        snapshot: inode.snapCtime !== 0n,
-        deleted: inode.name === '',
-        parentVid: inode.parentVdiId,
-      })
+      if (isVdiObj(oid)) this.registerInode(oid, await this.store.read(oid, 0, SD_INODE_LOOKUP_SIZE))
     }
+    for (const oid of this.store.listStale()) {
+      if (!isVdiObj(oid) || this.vdis.get(oidToVid(oid))) continue
+      let epoch = this.epoch
+      while (epoch > 0 && !this.store.hasStale(oid, epoch)) epoch--
+      if (epoch > 0) this.registerInode(oid, await this.store.readStale(oid, epoch, 0, SD_INODE_LOOKUP_SIZE))
+    }
+  }
+
+  private registerInode(oid: bigint, head: Buffer | number): void {
+    if (typeof head === 'number') return
+    const inode = decodeInodeHeader(head)
+    this.vdis.add({
+      vid: oidToVid(oid),
+      nrCopies: inode.nrCopies,
+      copyPolicy: inode.copyPolicy,
+      blockSizeShift: inode.blockSizeShift,
+      snapshot: inode.snapCtime !== 0n,
+      deleted: inode.name === '',
+      parentVid: inode.parentVdiId,
+    })
   }
 
   /**
