@@ -7,6 +7,7 @@ import t from 'tap'
 import { dog, freePort, startSheep, stopSheep, tempDir, waitFor } from '../../harness/sheep.js'
 
 const MiB = 1024 * 1024
+const VDI_MIB = 64
 
 /** The samples of one scrape: `name{labels}` → value. */
 async function scrape(port: number): Promise<Map<string, number>> {
@@ -45,12 +46,14 @@ t.test('a scraped sheep counts writes, and a joiner shows its recovery', async (
   t.ok(total(idle, 'sheepdog_free_bytes') > 0, 'free space is there')
 
   t.equal((await dog(['cluster', 'format', '-c', '1'], { port: a.port })).status, 0)
-  t.equal((await dog(['vdi', 'create', 'v', '16M'], { port: a.port })).status, 0)
+  // 16 data objects: with one copy, the chance that the joiner is placed none of them is 2^-17
+  // (with 4 it was 1 in 32, and the test failed once so)
+  t.equal((await dog(['vdi', 'create', 'v', `${VDI_MIB}M`], { port: a.port })).status, 0)
   const before = await scrape(metricsA)
   t.equal(total(before, 'sheepdog_epoch'), 1, 'epoch 1 after the format')
 
   // scrape while the write runs: the endpoint answers while requests are served
-  const data = crypto.randomBytes(16 * MiB)
+  const data = crypto.randomBytes(VDI_MIB * MiB)
   const writing = dog(['vdi', 'write', 'v'], { port: a.port, input: data })
   const during = await scrape(metricsA)
   t.ok(during.has('sheepdog_requests_in_flight') && during.has('sheepdog_connections_open'), 'in-flight requests and connections are there')
