@@ -74,7 +74,15 @@ t.test('vdi check repairs corrupted and missing replicas', async (t) => {
     t.equal(r.stderr, '')
     const lines = r.stdout.split('\n')
     t.equal(lines.at(-2), 'finish check&repair disk', 'the closing line comes last')
-    t.same(lines.slice(0, -2).sort(), [`fixed missing ${dataOid(1)}`, `fixed missing ${inodeOid}`, `fixed replica ${dataOid(0)}`].sort())
+    // the inode is read first, through node 0 whose copy is gone: read-repair may have restored
+    // that copy before the check looks at it (then the check has nothing to fix there)
+    t.same(
+      lines
+        .slice(0, -2)
+        .filter((line) => line !== `fixed missing ${inodeOid}`)
+        .sort(),
+      [`fixed missing ${dataOid(1)}`, `fixed replica ${dataOid(0)}`].sort(),
+    )
     for (const oid of objects) {
       const files = replicaFiles(cluster, oid)
       t.equal(files.size, 3, `${oid} is on 3 nodes again`)
