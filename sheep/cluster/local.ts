@@ -159,11 +159,8 @@ export class LocalDriver implements ClusterDriver {
       }
       this.append({ type: 'join', member: me, payload: joinPayload })
     })
-    // joins deferred while the master was busy are answered on a later poll
-    this.pollTimer = setInterval(() => {
-      this.catchUp()
-      this.answerJoin()
-    }, LOCAL_POLL_INTERVAL_MS)
+    // also answers, on a later poll, a join deferred while the master was busy
+    this.pollTimer = setInterval(() => this.catchUp(), LOCAL_POLL_INTERVAL_MS)
     this.livenessTimer = setInterval(() => this.checkLiveness(), LOCAL_LIVENESS_INTERVAL_MS)
     try {
       this.watcher = fs.watch(this.eventFile, () => this.catchUp())
@@ -231,10 +228,14 @@ export class LocalDriver implements ClusterDriver {
     fs.writeSync(this.fd, record)
   }
 
-  /** Reads and applies every complete event past our offset, then does this node's duties. */
+  /**
+   * Reads and applies every complete event past our offset, then does this node's duties. A
+   * join is decided on the whole log, in the same turn as its accept is appended, so that no
+   * cluster operation's result falls between the decision and the accept.
+   */
   private catchUp(): void {
-    if (!this.readLog()) return
-    this.startBlockedWork()
+    // events read here may bring this node's block to the head of the queue: its work starts
+    if (this.readLog()) this.startBlockedWork()
     this.answerJoin()
   }
 
@@ -270,12 +271,7 @@ export class LocalDriver implements ClusterDriver {
 
   /** On the master: answer the join the membership rules pick (one at a time). */
   private answerJoin(): void {
-    if (!this.handlers || this.stopped) return
-    // the answer lands at the end of the log: decided on all of it, in the same turn as the
-    // append, so that no cluster operation's result falls between the decision and the accept
-    // events read here may bring this node's block to the head of the queue: its work starts
-    if (this.readLog()) this.startBlockedWork()
-    if (!isMaster(this.view, memberAlive) || this.handlers.busy?.()) return
+    if (!this.handlers || this.stopped || !isMaster(this.view, memberAlive) || this.handlers.busy?.()) return
     const j = joinToAnswer(this.view, memberAlive, this.answering)
     if (!j) return
     this.answering.add(j.instance)

@@ -768,9 +768,7 @@ export class ChecksumStore implements StoreDriver {
   private table(key: bigint): ChecksumTable | null | Promise<ChecksumTable | null> {
     const cached = this.tables.get(key)
     if (cached === undefined) return this.loadCached(key)
-    const maxEntries = this.opts.tableCacheEntries ?? TABLE_CACHE_ENTRIES
-    const maxBytes = this.opts.tableCacheBytes ?? TABLE_CACHE_BYTES
-    if (this.tables.size * 4 > maxEntries * 3 || this.tableBytes * 4 > maxBytes * 3) {
+    if (this.cacheOver(0.75)) {
       this.tables.delete(key)
       this.tables.set(key, cached)
     }
@@ -789,14 +787,19 @@ export class ChecksumStore implements StoreDriver {
     this.uncache(key)
     this.tables.set(key, table)
     this.tableBytes += table?.crcs.byteLength ?? 0
-    const maxEntries = this.opts.tableCacheEntries ?? TABLE_CACHE_ENTRIES
-    const maxBytes = this.opts.tableCacheBytes ?? TABLE_CACHE_BYTES
     // the oldest go (their files written first); the table just remembered stays
-    while (this.tables.size > 1 && (this.tables.size > maxEntries || this.tableBytes > maxBytes)) {
+    while (this.tables.size > 1 && this.cacheOver(1)) {
       const oldest = this.tables.keys().next().value as bigint
       this.writeTableNow(oldest)
       this.uncache(oldest)
     }
+  }
+
+  /** Whether the table cache holds more than `fraction` of its entries or of its bytes. */
+  private cacheOver(fraction: number): boolean {
+    const maxEntries = this.opts.tableCacheEntries ?? TABLE_CACHE_ENTRIES
+    const maxBytes = this.opts.tableCacheBytes ?? TABLE_CACHE_BYTES
+    return this.tables.size > maxEntries * fraction || this.tableBytes > maxBytes * fraction
   }
 
   /** Takes `key`'s table out of the cache and its bytes out of the count. */
