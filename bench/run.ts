@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
+import { MALLOC_TUNING } from '../lib/daemon.js'
 import { makeFs, newVdi } from '../lib/sheep-api.js'
 import { SD_CLUSTER_FLAG_AUTO_VNODES } from '../lib/proto.js'
 import { VdiHandle } from '../lib/vdi-io.js'
@@ -202,6 +203,14 @@ const named = process.argv[2] !== undefined ? NAMED_BENCHES[process.argv[2]] : u
 if (process.argv[2] !== undefined && !process.argv[2].startsWith('--') && !named) {
   console.error(`unknown bench ${process.argv[2]}; named benches: ${Object.keys(NAMED_BENCHES).join(', ')}`)
   process.exit(64)
+}
+// the benches' own clients (dog, the checksum bench's in-process client) move as many bytes as
+// the sheep do: they run with the malloc settings a daemonized sheep gets (lib/daemon.ts), which
+// glibc reads only at process start, so the bench starts itself again with them
+const untuned = Object.keys(MALLOC_TUNING).some((name) => process.env[name] === undefined)
+if (untuned) {
+  const again = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...MALLOC_TUNING, ...process.env } })
+  process.exit(again.status ?? 1)
 }
 Promise.resolve(named ? named() : main()).catch((e: unknown) => {
   console.error(e)

@@ -6,6 +6,8 @@
 //   it `sheep -c corosync` explains what is missing, and the other drivers do not need it.
 // - native/syncfs: syncfs(2) for the object store's flush; without it a flush fdatasyncs the
 //   objects written since the last one, one by one.
+// - native/crc32: CRC-32 with carry-less multiplication for the checksum layer; without it the
+//   layer uses zlib's crc32 (the same values, several times slower).
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -25,6 +27,12 @@ const ADDONS = [
     dir: 'syncfs',
     output: 'sheepdog_syncfs.node',
     missing: 'a store flush will fdatasync object by object',
+    prerequisite: () => undefined,
+  },
+  {
+    dir: 'crc32',
+    output: 'sheepdog_crc32.node',
+    missing: "checksums will be computed by zlib's crc32",
     prerequisite: () => undefined,
   },
 ]

@@ -8,7 +8,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { addrToText, addrFromText } from '../lib/structs.js'
 import { SD_ADDR_LEN, defaultZone } from '../lib/addr.js'
-import { type DaemonSpec, isDaemonCopy, launchDaemon, reportToLauncher } from '../lib/daemon.js'
+import { type DaemonSpec, isDaemonCopy, launchDaemon, MALLOC_TUNING, reportToLauncher } from '../lib/daemon.js'
 import { type Logger, createLogger } from '../lib/log.js'
 import { serveMetrics } from '../lib/metrics-http.js'
 import { processAlive } from '../lib/proc.js'
@@ -22,7 +22,8 @@ import { SheepServer } from './server.js'
 import { Sheep, objectDir } from './sheep.js'
 import { freeSpaceOf } from './store/disks.js'
 import { FileStore } from './store/file-store.js'
-import { CSUM_DIR, ChecksumStore } from './store/checksums.js'
+import { CSUM_BLOCK_BYTES, CSUM_DIR, ChecksumStore } from './store/checksums.js'
+import { CRC32_KERNEL } from './store/crc32.js'
 import { notifyReady, reopenLogOnHangup } from './service.js'
 import { sheepMetrics } from './metrics.js'
 
@@ -76,6 +77,7 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
   logCrashes(log)
   for (const notice of opts.notices) log[notice.level](notice.message)
   logIoThreadPool(log, opts.ioThreadPoolSize)
+  logMallocTuning(log)
   if (opts.pidfile) fs.writeFileSync(opts.pidfile, `${process.pid}\n`)
 
   const kind = CLUSTER_DRIVERS[opts.cluster.name]
@@ -85,6 +87,7 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
   const files = new FileStore({ disks, nosync: opts.nosync, log })
   // checksums beside the objects, in a directory the original skips when it scans a disk
   const checksums = opts.checksums ? new ChecksumStore(files, { dir: path.join(disks[0] as string, CSUM_DIR), nosync: opts.nosync, log }) : undefined
+  if (checksums) log.info(`checksums: CRC-32 per ${CSUM_BLOCK_BYTES} bytes by ${CRC32_KERNEL}`)
   const store = checksums ?? files
   const driver = kind.create(opts.cluster.option, log)
   const sheep = new Sheep({
@@ -177,6 +180,12 @@ async function startMetrics(sheep: Sheep, server: SheepServer, listen: { host?: 
     throw new Error(`cannot serve metrics on ${listen.host ?? '*'}:${listen.port}: ${e instanceof Error ? e.message : String(e)}`)
   }
   sheep.log.info(`metrics at http://${listen.host ?? '*'}:${listen.port}/metrics`)
+}
+
+/** Says when the malloc settings the daemon gets (lib/daemon.ts) are missing: `-f` without them. */
+function logMallocTuning(log: Logger): void {
+  const missing = Object.keys(MALLOC_TUNING).filter((name) => process.env[name] === undefined)
+  if (missing.length > 0) log.info(`${missing.join(' and ')} not set: large requests run slower (sheep(8), ENVIRONMENT)`)
 }
 
 /** The environment variable libuv reads once, when its I/O thread pool starts. */

@@ -18,9 +18,10 @@
 // dropped. After a crash the marked objects' checksums are dropped and recomputed from their
 // bytes in the background: a write in progress never looks like rot.
 //
-// Cost (docs/integrity.md, Cost): a read is checked with one zlib.crc32 over its whole span
-// against its blocks' CRCs folded together (crc32-combine.ts); a write computes the CRCs of the
-// blocks it covers and makes no system call for them.
+// Cost (docs/integrity.md, Cost): a read is checked with one CRC over its whole span against its
+// blocks' CRCs folded together (crc32-combine.ts); a write computes the CRCs of the blocks it
+// covers and makes no system call for them. The CRCs are zlib's CRC-32, computed by a native
+// kernel with carry-less multiplication where there is one (crc32.ts).
 // A checksum file older than its object file (the original, or this sheep with checksums off,
 // wrote the object later) is dropped at start for the same reason.
 //
@@ -31,12 +32,12 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import fsp from 'node:fs/promises'
 import path from 'node:path'
-import zlib from 'node:zlib'
 import { KeyedQueue } from '../../lib/async.js'
 import type { Logger } from '../../lib/log.js'
 import { keyFileName, parseKeyFileName } from '../../lib/oid.js'
 import { SD_RES_EIO, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
 import type { CreateOptions, DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
+import { crc32, crc32Blocks } from './crc32.js'
 import { BlockCombiner, crc32Combine } from './crc32-combine.js'
 import { IntentLog } from './intent-log.js'
 import type { StoreLayout } from './layout.js'
@@ -101,14 +102,23 @@ export interface ChecksumStoreOptions {
   tableCacheBytes?: number
 }
 
-const ZERO_BLOCK_CRC = zlib.crc32(Buffer.alloc(CSUM_BLOCK_BYTES)) >>> 0
+const ZERO_BLOCK_CRC = crc32(Buffer.alloc(CSUM_BLOCK_BYTES))
 
 export function blockCount(size: number): number {
   return Math.ceil(size / CSUM_BLOCK_BYTES)
 }
 
 export function crcOf(data: Uint8Array): number {
-  return zlib.crc32(data) >>> 0
+  return crc32(data)
+}
+
+/**
+ * The CRCs of blocks [from, to) of an object of `size` into `crcs`, every byte of which is in
+ * `data` (written at `offset`): one call for the run (crc32.ts).
+ */
+function setWholeBlockCrcs(crcs: Uint32Array, size: number, offset: number, data: Buffer, from: number, to: number): void {
+  if (to <= from) return
+  crc32Blocks(data.subarray(from * CSUM_BLOCK_BYTES - offset, Math.min(to * CSUM_BLOCK_BYTES, size) - offset), CSUM_BLOCK_BYTES, crcs, from)
 }
 
 /** The table of an object of `size` bytes holding `data` at `offset` and zeros elsewhere. */
@@ -118,8 +128,12 @@ export function tableOf(size: number, offset: number, data: Buffer): ChecksumTab
   const lastLength = size - (crcs.length - 1) * CSUM_BLOCK_BYTES
   if (crcs.length > 0 && lastLength !== CSUM_BLOCK_BYTES) crcs[crcs.length - 1] = crcOf(Buffer.alloc(lastLength))
   const end = offset + data.length
+  // the blocks the data covers whole, then the (at most two) it covers in part
+  const wholeFrom = Math.ceil(offset / CSUM_BLOCK_BYTES)
+  const wholeTo = end >= size ? crcs.length : Math.floor(end / CSUM_BLOCK_BYTES)
+  setWholeBlockCrcs(crcs, size, offset, data, wholeFrom, wholeTo)
   for (let b = Math.floor(offset / CSUM_BLOCK_BYTES); b * CSUM_BLOCK_BYTES < end && b < crcs.length; b++) {
-    crcs[b] = crcOf(blockBytes(size, b, offset, data, undefined))
+    if (b < wholeFrom || b >= wholeTo) crcs[b] = crcOf(blockBytes(size, b, offset, data, undefined))
   }
   return { size, crcs }
 }
@@ -143,7 +157,7 @@ const BLOCK_COMBINER = new BlockCombiner(CSUM_BLOCK_BYTES)
 /**
  * The first block of `data` (read from block `firstBlock` on) that does not match; -1 if none.
  * The blocks' CRCs from the table are folded into the CRC the whole checked span must have, and
- * that span is checked with one zlib.crc32 call (faster than one call per block); only when it
+ * that span is checked with one CRC call (faster than one call per block); only when it
  * differs is each block looked at to find the bad one.
  */
 export function firstBadBlock(table: ChecksumTable, data: Buffer, firstBlock: number): number {
@@ -521,7 +535,7 @@ export class ChecksumStore implements StoreDriver {
         const data = await this.inner.read(key, at, Math.min(WALK_CHUNK_BYTES, size - at))
         if (typeof data === 'number') return false
         hash.update(data)
-        for (let off = 0; off < data.length; off += CSUM_BLOCK_BYTES) crcs[(at + off) / CSUM_BLOCK_BYTES] = crcOf(data.subarray(off, off + CSUM_BLOCK_BYTES))
+        crc32Blocks(data, CSUM_BLOCK_BYTES, crcs, at / CSUM_BLOCK_BYTES)
       }
       if (expectSha1 && !hash.digest().equals(expectSha1)) return false
       if (!(await this.mark(key))) return false
@@ -565,11 +579,19 @@ export class ChecksumStore implements StoreDriver {
       // changed in place: a read that holds the table meanwhile may see a mismatch, and looks
       // again behind this queue (readVerified), as it would with a new table and new bytes
       const crcs = table.crcs
-      for (let b = first; b < endBlock; b++) {
+      for (let b = first; b < endBlock; ) {
         const before = old.get(b)
+        if (before === undefined) {
+          // covered whole, as every block up to the next one the write covers in part
+          let runEnd = b + 1
+          while (runEnd < endBlock && !old.has(runEnd)) runEnd++
+          setWholeBlockCrcs(crcs, size, w.offset, w.data, b, runEnd)
+          b = runEnd
+          continue
+        }
         // a block that was already wrong keeps its checksum: it stays detectably wrong
-        if (before === null) continue
-        crcs[b] = crcOf(blockBytes(size, b, w.offset, w.data, before))
+        if (before !== null) crcs[b] = crcOf(blockBytes(size, b, w.offset, w.data, before))
+        b++
       }
       this.setTable(w.oid, table)
       return SD_RES_SUCCESS
@@ -590,7 +612,7 @@ export class ChecksumStore implements StoreDriver {
     for (let at = 0; at < size; at += WALK_CHUNK_BYTES) {
       const data = await this.inner.read(key, at, Math.min(WALK_CHUNK_BYTES, size - at))
       if (typeof data === 'number') return false
-      for (let off = 0; off < data.length; off += CSUM_BLOCK_BYTES) crcs[(at + off) / CSUM_BLOCK_BYTES] = crcOf(data.subarray(off, off + CSUM_BLOCK_BYTES))
+      crc32Blocks(data, CSUM_BLOCK_BYTES, crcs, at / CSUM_BLOCK_BYTES)
     }
     this.setTable(key, { size, crcs })
     return true

@@ -13,6 +13,7 @@ import t, { type Test } from 'tap'
 import { SheepConnection } from '../../lib/client.js'
 import { getNodeList } from '../../lib/sheep-api.js'
 import { nodeAddrText } from '../../lib/structs.js'
+import { MALLOC_TUNING } from '../../lib/daemon.js'
 import { parseSheepArgs } from '../../sheep/options.js'
 import { SHEEP_BIN, dog, freePort, isAlive, programEnv, startSheep, stopSheep, tempDir, trackPid, waitFor, type SheepProcess } from '../../harness/sheep.js'
 
@@ -124,14 +125,18 @@ t.test('a sheep started with the options of the original serves, and says what i
   const dir = tempDir()
   const port = await freePort()
   const args = ['-p', String(port), '-n', '-c', `local:${path.join(dir, 'shm')}`, '-j', 'size=64M', '-w', 'io=3,gway=8', '-W', '-x', '16', '-u', '-D']
-  const started = startSheepWith(dir, args)
+  // a malloc setting of the caller's own is kept; the other is the daemon's default
+  const started = startSheepWith(dir, args, { MALLOC_TRIM_THRESHOLD_: '1048576' })
   t.equal(started.status, 0, started.stderr)
   const pid = started.pid as number
   t.teardown(async () => {
     await stopSheep({ pid, port, dir, args })
     fs.rmSync(dir, { recursive: true, force: true })
   })
-  t.equal(initialEnvironment(pid).get('UV_THREADPOOL_SIZE'), '3', 'the daemon started with the pool size of -w io=3')
+  const environment = initialEnvironment(pid)
+  t.equal(environment.get('UV_THREADPOOL_SIZE'), '3', 'the daemon started with the pool size of -w io=3')
+  t.equal(environment.get('MALLOC_MMAP_THRESHOLD_'), String(MALLOC_TUNING.MALLOC_MMAP_THRESHOLD_), 'and with buffers kept in the heap')
+  t.equal(environment.get('MALLOC_TRIM_THRESHOLD_'), '1048576', 'but the trim threshold it was given')
   const format = await dog(['cluster', 'format', '-c', '1'], { port })
   t.equal(format.status, 0, format.stderr)
   const list = await dog(['node', 'list', '-r'], { port })
@@ -153,7 +158,7 @@ t.test('-f keeps the pool it started with, and says so', async (t) => {
   const dir = tempDir()
   const port = await freePort()
   const child = spawn(SHEEP_BIN, ['-f', '-p', String(port), '-n', '-c', `local:${path.join(dir, 'shm')}`, '-w', 'io=5', dir], {
-    env: programEnv(),
+    env: programEnv({ MALLOC_MMAP_THRESHOLD_: undefined, MALLOC_TRIM_THRESHOLD_: undefined }),
     stdio: 'ignore',
   })
   trackPid(child.pid as number)
@@ -165,10 +170,9 @@ t.test('-f keeps the pool it started with, and says so', async (t) => {
     await waitFor(() => fs.existsSync(path.join(dir, 'sheep.log')) && /I\/O thread pool/.test(fs.readFileSync(path.join(dir, 'sheep.log'), 'utf8'))),
     'the log says what became of -w io=5',
   )
-  t.match(
-    fs.readFileSync(path.join(dir, 'sheep.log'), 'utf8'),
-    /WARN {2}I\/O thread pool: the pool started before the options were read; .*UV_THREADPOOL_SIZE=5/,
-  )
+  const log = fs.readFileSync(path.join(dir, 'sheep.log'), 'utf8')
+  t.match(log, /WARN {2}I\/O thread pool: the pool started before the options were read; .*UV_THREADPOOL_SIZE=5/)
+  t.match(log, /INFO {2}MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ not set: large requests run slower/, 'and that malloc is not tuned')
 })
 
 /**
