@@ -34,7 +34,7 @@ import fsp from 'node:fs/promises'
 import path from 'node:path'
 import { KeyedQueue } from '../../lib/async.js'
 import type { Logger } from '../../lib/log.js'
-import { keyFileName, parseKeyFileName } from '../../lib/oid.js'
+import { isDataObj, keyFileName, oidOfKey, oidToIdx, parseKeyFileName } from '../../lib/oid.js'
 import { SD_RES_EIO, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
 import type { CreateOptions, DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
 import { crc32, crc32Blocks } from './crc32.js'
@@ -61,6 +61,13 @@ const TABLE_CACHE_ENTRIES = 4096
 export const TABLE_CACHE_BYTES = 64 * 1024 * 1024
 /** Whole-object walks (GET_HASH, scrub, recompute) read this much at a time. */
 const WALK_CHUNK_BYTES = 4 * 1024 * 1024
+/**
+ * A create marks this many of the next data objects of its VDI with its own intent mark (those
+ * not stored yet): a sequential write then syncs the log once per this many objects created.
+ */
+const MARK_AHEAD = 8n
+/** The largest index of a data object (its oid's low 32 bits). */
+const MAX_DATA_INDEX = 0xffffffff
 /** Checksum files compared with their objects at once at start. */
 const FILE_BATCH = 32
 /**
@@ -628,7 +635,22 @@ export class ChecksumStore implements StoreDriver {
       w.oid,
       (hook) => this.inner.create(w, objectSize, { ...opts, ...hook }),
       async () => this.setTable(w.oid, tableOf(Math.max(objectSize, w.offset + w.data.length), w.offset, w.data)),
+      this.nextAbsent(w.oid),
     )
+  }
+
+  /**
+   * The data objects after `key` of the same VDI (MARK_AHEAD of them) that this store does not
+   * hold: a VDI written sequentially creates them next, and marked along with `key` they find
+   * their marks durable (intent-log.ts, `ahead`). Only absent ones, so that a crash can never
+   * have the checksums of an object nobody was writing re-established from its bytes.
+   */
+  private nextAbsent(key: bigint): bigint[] {
+    const oid = oidOfKey(key)
+    if (!isDataObj(oid)) return []
+    const next: bigint[] = []
+    for (let i = 1n; i <= MARK_AHEAD && oidToIdx(oid) + Number(i) <= MAX_DATA_INDEX; i++) if (!this.inner.exists(key + i)) next.push(key + i)
+    return next
   }
 
   /**
@@ -644,8 +666,9 @@ export class ChecksumStore implements StoreDriver {
     key: bigint,
     create: (hook: Pick<CreateOptions, 'beforeVisible'>) => Promise<number>,
     tables: () => Promise<void>,
+    ahead: readonly bigint[] = [],
   ): Promise<number> {
-    const marking = this.mark(key)
+    const marking = this.mark(key, { ahead })
     /** Whether the new bytes were made visible (an `ifAbsent` create may keep the old ones). */
     let visible = false
     const beforeVisible = async () => {
@@ -857,7 +880,7 @@ export class ChecksumStore implements StoreDriver {
    * than failing the mutation or risking a table that a crash would leave wrong — and false is
    * answered (nothing to release).
    */
-  private async mark(key: bigint, opts: { unstable?: boolean } = {}): Promise<boolean> {
+  private async mark(key: bigint, opts: { unstable?: boolean; ahead?: readonly bigint[] } = {}): Promise<boolean> {
     try {
       await this.intent.mark(key, opts)
       return true

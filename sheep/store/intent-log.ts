@@ -50,6 +50,10 @@ interface Entry {
   unstableGen: number
 }
 
+function newEntry(): Entry {
+  return { inflight: 0, gen: 0, durable: undefined, lastMs: Date.now(), unstable: false, unstableGen: 0 }
+}
+
 export interface IntentLogOptions {
   dir: string
   nosync: boolean
@@ -124,11 +128,15 @@ export class IntentLog {
   /**
    * Marks `key` dirty (durably) before a mutation; `release` must follow once it is done.
    * `unstable`: the mutation is not synced by the store (its mark then waits for a flush).
+   * `ahead`: keys with no mark yet that are marked in the same append when this mark needs one,
+   * with no mutation of their own: a sequential writer's next objects, whose creates then find
+   * their marks durable and wait for no sync of the log. Unused, they are cleaned once idle
+   * like any other (a crash meanwhile only has their checksums established from their bytes).
    */
-  async mark(key: bigint, opts: { unstable?: boolean } = {}): Promise<void> {
+  async mark(key: bigint, opts: { unstable?: boolean; ahead?: readonly bigint[] } = {}): Promise<void> {
     let e = this.entries.get(key)
     if (!e) {
-      e = { inflight: 0, gen: 0, durable: undefined, lastMs: Date.now(), unstable: false, unstableGen: 0 }
+      e = newEntry()
       this.entries.set(key, e)
     }
     e.inflight++
@@ -138,12 +146,31 @@ export class IntentLog {
       e.unstableGen++
     }
     if (!e.durable) {
+      const marked = [e]
       this.pending.push(key)
-      const entry = e
-      e.durable = this.appendRun.run().catch((err) => {
-        entry.durable = undefined
-        throw err
+      for (const next of opts.ahead ?? []) {
+        if (this.entries.has(next)) continue
+        const entry = newEntry()
+        this.entries.set(next, entry)
+        this.pending.push(next)
+        marked.push(entry)
+      }
+      const durable = this.appendRun.run()
+      for (const entry of marked) {
+        entry.durable = durable.catch((err) => {
+          entry.durable = undefined
+          throw err
+        })
+      }
+      // an ahead mark that could not be written is forgotten (the key itself retries, and
+      // reports the error: nobody waits for the ahead marks)
+      durable.catch(() => {
+        for (const next of opts.ahead ?? []) {
+          const entry = this.entries.get(next)
+          if (entry && entry.durable === undefined && entry.gen === 0) this.entries.delete(next)
+        }
       })
+      for (const entry of marked) if (entry !== e) entry.durable?.catch(() => undefined)
     }
     try {
       await e.durable
@@ -187,7 +214,8 @@ export class IntentLog {
       if (candidates.length === 0) return
       const gens = new Map(candidates.map(([key, e]) => [key, e.gen]))
       await Promise.all(candidates.map(([, e]) => e.durable))
-      await this.opts.syncChecksums([...gens.keys()])
+      // an ahead mark never followed by a mutation has no checksums to make durable
+      await this.opts.syncChecksums([...gens].filter(([, gen]) => gen > 0).map(([key]) => key))
       await this.serial(async () => {
         const cleaned: bigint[] = []
         for (const [key, gen] of gens) {

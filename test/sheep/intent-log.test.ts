@@ -156,3 +156,29 @@ t.test('recover: a clean record undoes the mark before it, not one after it; tor
   const log = new IntentLog({ dir, nosync: true, syncChecksums: async () => undefined })
   t.same((await log.recover()).sort(), [1n, 3n])
 })
+
+t.test('marks ahead: written with the key’s mark, then used without another append, cleaned unused', async (t) => {
+  const dir = tempDir('intent-log-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const synced: bigint[][] = []
+  const log = new IntentLog({ dir, nosync: true, syncChecksums: async (keys) => void synced.push(keys) })
+  t.teardown(() => log.stop())
+  await log.reset()
+  const file = path.join(dir, INTENT_LOG_FILE)
+  await log.mark(10n, { ahead: [11n, 12n, 13n] })
+  t.same(logOf(dir), ['000000000000000a', '000000000000000b', '000000000000000c', '000000000000000d'], 'one append holds the key and the keys ahead')
+  const bytes = fs.statSync(file).size
+  await log.mark(11n, { ahead: [12n, 13n, 14n] })
+  t.equal(fs.statSync(file).size, bytes, 'the next object’s mark was already durable: nothing appended')
+  log.release(10n)
+  log.release(11n)
+  await log.clean(Date.now() + 60_000, 0)
+  t.same(synced, [[10n, 11n]], 'only the keys that were written have checksums to sync')
+  t.same(logOf(dir), [], 'the unused marks are cleaned too')
+  t.notOk(log.isDirty(12n))
+  // a crash before the clean: every key of the append reads back as dirty
+  await log.mark(20n, { ahead: [21n] })
+  const again = new IntentLog({ dir, nosync: true, syncChecksums: async () => undefined })
+  t.same((await again.recover()).sort(), [20n, 21n])
+  log.release(20n)
+})
