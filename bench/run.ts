@@ -204,14 +204,19 @@ if (process.argv[2] !== undefined && !process.argv[2].startsWith('--') && !named
   console.error(`unknown bench ${process.argv[2]}; named benches: ${Object.keys(NAMED_BENCHES).join(', ')}`)
   process.exit(64)
 }
-// the benches' own clients (dog, the checksum bench's in-process client) move as many bytes as
-// the sheep do: they run with the malloc settings a daemonized sheep gets (lib/daemon.ts), which
-// glibc reads only at process start, so the bench starts itself again with them
-const untuned = Object.keys(MALLOC_TUNING).some((name) => process.env[name] === undefined)
-if (untuned) {
-  const again = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...MALLOC_TUNING, ...process.env } })
+// the checksum bench's in-process client moves as many bytes as the sheep do: the bench runs
+// with the malloc settings a daemonized sheep gets (lib/daemon.ts), which glibc reads only at
+// process start, so it starts itself again with them. The programs it starts get the
+// environment it was given: our sheep add the settings themselves, while a compared sheep (the
+// original), tgtd, qemu-nbd, fio and dog run as their users run them.
+const TUNED_MARK = 'SHEEPDOG_BENCH_TUNED'
+if (process.env[TUNED_MARK] === undefined) {
+  const env = { ...MALLOC_TUNING, ...process.env, [TUNED_MARK]: JSON.stringify(Object.keys(MALLOC_TUNING).filter((name) => process.env[name] === undefined)) }
+  const again = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env })
   process.exit(again.status ?? 1)
 }
+for (const name of JSON.parse(process.env[TUNED_MARK]) as string[]) delete process.env[name]
+delete process.env[TUNED_MARK]
 Promise.resolve(named ? named() : main()).catch((e: unknown) => {
   console.error(e)
   process.exit(1)

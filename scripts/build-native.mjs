@@ -4,8 +4,9 @@
 // - native/corosync: the libcpg binding of the corosync cluster driver. Built only when
 //   corosync's development headers are installed (scripts/install-deps.sh adds them); without
 //   it `sheep -c corosync` explains what is missing, and the other drivers do not need it.
-// - native/syncfs: syncfs(2) for the object store's flush; without it a flush fdatasyncs the
-//   objects written since the last one, one by one.
+// - native/storeio: syncfs(2) for the object store's flush and preadv2(RWF_NOWAIT) for reads
+//   the page cache holds; without it a flush fdatasyncs the objects written since the last one,
+//   one by one, and every read goes to the thread pool.
 // - native/crc32: CRC-32 with carry-less multiplication for the checksum layer; without it the
 //   layer uses zlib's crc32 (the same values, several times slower).
 import { spawnSync } from 'node:child_process'
@@ -24,9 +25,9 @@ const ADDONS = [
     prerequisite: () => (fs.existsSync(CPG_HEADER) ? undefined : `${CPG_HEADER} is missing (Debian: apt-get install libcpg-dev libcorosync-common-dev)`),
   },
   {
-    dir: 'syncfs',
-    output: 'sheepdog_syncfs.node',
-    missing: 'a store flush will fdatasync object by object',
+    dir: 'storeio',
+    output: 'sheepdog_storeio.node',
+    missing: 'a store flush will fdatasync object by object, every read go to the thread pool',
     prerequisite: () => undefined,
   },
   {

@@ -41,7 +41,7 @@ import { crc32, crc32Blocks } from './crc32.js'
 import { BlockCombiner, crc32Combine } from './crc32-combine.js'
 import { IntentLog } from './intent-log.js'
 import type { StoreLayout } from './layout.js'
-import { syncfsAvailable, syncfsDir } from './syncfs.js'
+import { syncfsAvailable, syncfsDir } from './native-io.js'
 
 /** The directory of checksum files inside the first object disk. */
 export const CSUM_DIR = '.csum'
@@ -78,7 +78,7 @@ const FILE_BATCH = 32
 const TABLE_SYNC_BATCH = 4
 /**
  * A clean with at least this many checksum files to make durable syncs their filesystem once
- * (syncfs.ts: one journal commit and disk flush, the directory entries of new files included)
+ * (native-io.ts: one journal commit and disk flush, the directory entries of new files included)
  * instead of fdatasyncing the files one by one.
  */
 const TABLE_SYNCFS_MIN_FILES = 4

@@ -24,7 +24,7 @@
 //
 // An unstable write (the NBD server's write-back cache) goes through a second descriptor, without
 // O_DSYNC, and leaves its object in `unsynced`; `flush` fdatasyncs those (or, with several, syncs
-// each disk's filesystem at once: syncfs.ts). A move to the stale area
+// each disk's filesystem at once: native-io.ts). A move to the stale area
 // syncs first, so the stale copy has every write it was acknowledged with.
 import { GroupRun, KeyedQueue } from '../../lib/async.js'
 import crypto from 'node:crypto'
@@ -38,7 +38,7 @@ import { FdCache, type FdLease, fdatasyncFd, preadFd, pwriteFd } from './fd-cach
 import type { CreateOptions, DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
 import { parseKeyFileName } from '../../lib/oid.js'
 import { DEFAULT_STORE_LAYOUT, type StoreLayout, oidFileName } from './layout.js'
-import { syncfsAvailable, syncfsDir } from './syncfs.js'
+import { readCachedNow, syncfsAvailable, syncfsDir } from './native-io.js'
 
 export { oidFileName }
 
@@ -58,7 +58,7 @@ const READ_FOLLOW_MOVES = 3
 const REBALANCE_MAX_PASSES = 3
 /**
  * A flush with at least this many objects to sync makes each disk's filesystem durable with one
- * syncfs (syncfs.ts) instead of one fdatasync per object; fewer are synced one by one (syncfs
+ * syncfs (native-io.ts) instead of one fdatasync per object; fewer are synced one by one (syncfs
  * also writes back whatever else is dirty on that filesystem).
  */
 const FLUSH_SYNCFS_MIN_OBJECTS = 4
@@ -79,6 +79,12 @@ const DISK_RECHECK_MS = 10
  * of a pool thread cost far more than the copy. Larger ones, and every durable write, use the pool.
  */
 const UNSTABLE_INLINE_WRITE_MAX_BYTES = 64 * 1024
+/**
+ * Reads up to this size are first tried on the event loop without waiting for the disk
+ * (native-io.ts, readCachedNow: preadv2 with RWF_NOWAIT): served from the page cache they skip the
+ * thread pool's two wake-ups; a read the cache cannot serve whole goes to the pool as before.
+ */
+const CACHED_READ_INLINE_MAX_BYTES = 64 * 1024
 
 interface Location {
   readonly disk: Disk
@@ -322,6 +328,8 @@ export class FileStore implements StoreDriver {
     if (typeof lease === 'number') return lease
     try {
       const buf = Buffer.allocUnsafe(length)
+      // what the page cache holds is read here: a trip to the thread pool costs more than the copy
+      if (length <= CACHED_READ_INLINE_MAX_BYTES && readCachedNow(lease.fd, buf, offset)) return buf
       await readFdInto(lease.fd, buf, length, offset)
       return buf
     } finally {

@@ -16,7 +16,7 @@ import { copyObject } from '../../sheep/object-copy.js'
 import { CSUM_BLOCK_BYTES, CSUM_DIR, ChecksumStore, decodeTable, encodeTable, firstBadBlock, tableOf } from '../../sheep/store/checksums.js'
 import { FileStore, oidFileName } from '../../sheep/store/file-store.js'
 import { INTENT_LOG_FILE } from '../../sheep/store/intent-log.js'
-import { syncfsAvailable } from '../../sheep/store/syncfs.js'
+import { syncfsAvailable } from '../../sheep/store/native-io.js'
 import { tempDir } from '../../harness/sheep.js'
 
 const MiB = 1024 * 1024
@@ -291,7 +291,7 @@ t.test('the table cache is bounded by bytes too (objects of a large block size h
 })
 
 t.test('a clean of several objects makes their checksum files durable with one syncfs', async (t) => {
-  t.ok(syncfsAvailable(), 'the syncfs addon was built by npm ci (native/syncfs)')
+  t.ok(syncfsAvailable(), 'the syncfs addon was built by npm ci (native/storeio)')
   const dir = tempDir('checksums-syncfs-')
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
   const files = new FileStore({ disks: [dir], nosync: false, log: silentLogger() })

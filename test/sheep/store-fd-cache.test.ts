@@ -2,13 +2,14 @@
 // outlives the file under the object's name (create over it, move to the stale area, removal,
 // a move between disks), a descriptor in use is not closed under its request, and the cache
 // stays within its bound.
+import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import t, { type Test } from 'tap'
 import { SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
 import { FD_IDLE_RECHECK_MS, FdCache } from '../../sheep/store/fd-cache.js'
 import { FileStore } from '../../sheep/store/file-store.js'
-import { syncfsAvailable } from '../../sheep/store/syncfs.js'
+import { syncfsAvailable } from '../../sheep/store/native-io.js'
 import { silentLogger } from '../../lib/log.js'
 import { tempDir } from '../../harness/sheep.js'
 
@@ -110,7 +111,7 @@ t.test('unstable writes are read back, made durable by flush, and kept by a move
 })
 
 t.test('a flush of many objects syncs the filesystem once; of a few, object by object', async (t) => {
-  t.ok(syncfsAvailable(), 'the syncfs addon was built by npm ci (native/syncfs)')
+  t.ok(syncfsAvailable(), 'the syncfs addon was built by npm ci (native/storeio)')
   const store = await newStore(t, false)
   const oids = Array.from({ length: 6 }, (_, i) => OID + BigInt(i))
   for (const oid of oids) await store.create({ oid, offset: 0, data: text('stable') }, 4096)
@@ -145,4 +146,28 @@ t.test('an object file removed by hand is noticed by the next read after a pause
   fs.rmSync(path.join(dir, file as string))
   await new Promise((r) => setTimeout(r, FD_IDLE_RECHECK_MS + 30))
   t.equal(await store.read(OID, 0, 4), SD_RES_NO_OBJ, 'the removed file reads as missing')
+})
+
+t.test('reads the page cache holds are served without the thread pool; others through it', async (t) => {
+  const store = await newStore(t, false)
+  const big = crypto.randomBytes(256 * 1024)
+  t.equal(await store.create({ oid: OID, offset: 0, data: big }, big.length), SD_RES_SUCCESS)
+  let poolReads = 0
+  const real = fs.read
+  t.teardown(() => {
+    fs.read = real
+  })
+  fs.read = ((...args: Parameters<typeof fs.read>) => {
+    poolReads++
+    return (real as (...a: unknown[]) => void)(...args)
+  }) as typeof fs.read
+  t.same(await store.read(OID, 4096, 4096), big.subarray(4096, 8192), 'a 4 KiB read of a just written object')
+  t.same(await store.read(OID, 100, 60_000), big.subarray(100, 60_100), 'a 60,000-byte read at an odd offset')
+  t.equal(poolReads, 0, 'both from the page cache, on the event loop')
+  t.same(await store.read(OID, 0, big.length), big, 'a read larger than the inline limit')
+  t.equal(poolReads, 1, 'goes to the pool')
+  // past the end of the file: a short read, zeros after it (the pool's way)
+  t.equal(await store.create({ oid: OID + 1n, offset: 0, data: text('short') }, 5), SD_RES_SUCCESS)
+  t.same(await store.read(OID + 1n, 0, 4096), Buffer.concat([text('short'), Buffer.alloc(4091)]), 'a read past the end reads zeros')
+  t.ok(poolReads > 1, 'through the pool')
 })

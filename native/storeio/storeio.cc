@@ -1,9 +1,11 @@
-// syncfs(2) for the object store's flush (sheep/store/syncfs.ts): Node has fsync and fdatasync
-// of one file but nothing that makes a whole filesystem durable at once. A flush after many
+// The object store's system calls that Node lacks (sheep/store/native-io.ts).
+// syncfs(2) for the object store's flush: Node has fsync and fdatasync of one file but nothing
+// that makes a whole filesystem durable at once. A flush after many
 // unstable writes (NBD's write-back cache) otherwise costs one fdatasync — one disk cache
 // flush — per object written since the last flush; syncfs costs one. It runs on libuv's thread
 // pool (a Napi::AsyncWorker) and resolves with 0 or the errno.
 #include <napi.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -41,11 +43,28 @@ Napi::Value Syncfs(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+// preadNoWait(fd, buffer, offset) -> bytes read, or -errno: preadv2 with RWF_NOWAIT, on the
+// calling thread: it reads only what the page cache holds and answers -EAGAIN rather than
+// wait for the disk, so a read served from memory needs no trip to the thread pool
+Napi::Value PreadNoWait(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsTypedArray() || !info[2].IsNumber() ||
+      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    Napi::TypeError::New(env, "preadNoWait(fd, buffer: Uint8Array, offset)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Uint8Array buffer = info[1].As<Napi::Uint8Array>();
+  struct iovec iov = {buffer.Data(), buffer.ByteLength()};
+  ssize_t n = preadv2(info[0].As<Napi::Number>().Int32Value(), &iov, 1, info[2].As<Napi::Number>().Int64Value(), RWF_NOWAIT);
+  return Napi::Number::New(env, n >= 0 ? static_cast<double>(n) : -static_cast<double>(errno));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("syncfs", Napi::Function::New(env, Syncfs));
+  exports.Set("preadNoWait", Napi::Function::New(env, PreadNoWait));
   return exports;
 }
 
 }  // namespace
 
-NODE_API_MODULE(sheepdog_syncfs, Init)
+NODE_API_MODULE(sheepdog_storeio, Init)

@@ -1,0 +1,14 @@
+# The object store's system calls that Node lacks, syncfs(2) and preadv2(2) with RWF_NOWAIT
+# (sheep/store/native-io.ts). Built by scripts/build-native.mjs at `npm install`; without it a
+# flush fdatasyncs object by object and every read goes to the thread pool.
+{
+  "targets": [
+    {
+      "target_name": "sheepdog_storeio",
+      "sources": ["storeio.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra"]
+    }
+  ]
+}
