@@ -4,7 +4,7 @@
 // crash leaves is read back by `recover`.
 import fs from 'node:fs'
 import path from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { INTENT_LOG_COMPACT_BYTES, INTENT_LOG_FILE, IntentLog } from '../../sheep/store/intent-log.js'
 import { tempDir } from '../../harness/sheep.js'
 
@@ -21,13 +21,19 @@ function logOf(dir: string): string[] {
   return dirty
 }
 
-t.test('marks are written before mark resolves and dropped only when idle and synced', async (t) => {
+/** A log in a fresh directory, started empty, that notes each syncChecksums call in `synced`. */
+async function startedLog(t: Test): Promise<{ dir: string; log: IntentLog; synced: bigint[][] }> {
   const dir = tempDir('intent-log-')
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
   const synced: bigint[][] = []
   const log = new IntentLog({ dir, nosync: true, syncChecksums: async (keys) => void synced.push(keys) })
   t.teardown(() => log.stop())
   await log.reset()
+  return { dir, log, synced }
+}
+
+t.test('marks are written before mark resolves and dropped only when idle and synced', async (t) => {
+  const { dir, log, synced } = await startedLog(t)
   t.same(logOf(dir), [])
   await Promise.all([log.mark(1n), log.mark(2n)])
   t.same(logOf(dir).sort(), ['0000000000000001', '0000000000000002'], 'both marks are in the file')
@@ -158,12 +164,7 @@ t.test('recover: a clean record undoes the mark before it, not one after it; tor
 })
 
 t.test('marks ahead: written with the key’s mark, then used without another append, cleaned unused', async (t) => {
-  const dir = tempDir('intent-log-')
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
-  const synced: bigint[][] = []
-  const log = new IntentLog({ dir, nosync: true, syncChecksums: async (keys) => void synced.push(keys) })
-  t.teardown(() => log.stop())
-  await log.reset()
+  const { dir, log, synced } = await startedLog(t)
   const file = path.join(dir, INTENT_LOG_FILE)
   await log.mark(10n, { ahead: [11n, 12n, 13n] })
   t.same(logOf(dir), ['000000000000000a', '000000000000000b', '000000000000000c', '000000000000000d'], 'one append holds the key and the keys ahead')
