@@ -14,7 +14,7 @@ interface StoreIoAddon {
   /** 0, or the errno of the call. */
   syncfs(fd: number): Promise<number>
   /** preadv2(RWF_NOWAIT) on the calling thread: bytes read, or -errno (-EAGAIN: not all cached). */
-  preadNoWait?(fd: number, buffer: Uint8Array, offset: number): number
+  preadNoWait(fd: number, buffer: Uint8Array, offset: number): number
 }
 
 let addon: StoreIoAddon | null | undefined
@@ -49,7 +49,10 @@ export async function syncfsDir(dir: string): Promise<void> {
   }
 }
 
-/** Whether reads from the page cache can be had on the event loop (cleared if the kernel refuses). */
+/**
+ * Whether reads from the page cache can be had on the event loop: cleared without the addon, or
+ * once the kernel refuses RWF_NOWAIT (too old, or a filesystem without it) for good.
+ */
 let noWaitReads = true
 
 /**
@@ -60,7 +63,7 @@ let noWaitReads = true
 export function readCachedNow(fd: number, buf: Buffer, offset: number): boolean {
   if (!noWaitReads) return false
   const native = storeIoAddon()
-  if (!native?.preadNoWait) {
+  if (!native) {
     noWaitReads = false
     return false
   }
