@@ -94,6 +94,8 @@ interface Options {
   rows: readonly Row[]
   paths: Set<string>
   cpuProfDir?: string
+  /** More arguments for our sheep (not the compared one), e.g. `--no-checksums`. */
+  sheepArgs: string[]
 }
 
 const PATHS = ['ceiling', 'nbd', 'tgt', 'compare'] as const
@@ -118,13 +120,17 @@ function parseOptions(argv: string[]): Options {
     (compareSheep !== undefined && !fs.existsSync(compareSheep))
   if (bad) {
     console.error(
-      `usage: npm run bench -- iops [--seconds N] [--size-mib N] [--compare-sheep PATH] [--rows ${ROWS.map((r) => r.name).join(',')}] [--paths ${PATHS.join(',')}] [--cpu-prof DIR]`,
+      `usage: npm run bench -- iops [--seconds N] [--size-mib N] [--compare-sheep PATH] [--rows ${ROWS.map((r) => r.name).join(',')}] [--paths ${PATHS.join(',')}] [--cpu-prof DIR] [--sheep-args 'ARGS']`,
     )
     process.exit(64)
   }
   if (!compareSheep) paths.delete('compare')
   const cpuProf = value('--cpu-prof')
-  return { seconds, regionMib, compareSheep, rows, paths, cpuProfDir: cpuProf ? path.resolve(cpuProf) : undefined }
+  const sheepArgs =
+    value('--sheep-args')
+      ?.split(' ')
+      .filter((a) => a !== '') ?? []
+  return { seconds, regionMib, compareSheep, rows, paths, cpuProfDir: cpuProf ? path.resolve(cpuProf) : undefined, sheepArgs }
 }
 
 /** fio's JSON for one direction of one job (the fields read here). */
@@ -270,10 +276,10 @@ async function tgtTarget(name: string, sheepPort: number, vdi: string): Promise<
 }
 
 /** A 3-node cluster (copies=3, real fsync) whose node 0 listens below 10000 for bs_sheepdog. */
-async function startBenchCluster(root: string, opts: { bin?: string; nbdPort?: number; nodeArgs?: string[] }): Promise<TestCluster> {
-  const cluster = await startCluster(3, { start: 0, nosync: false, root, bin: opts.bin, nodeArgs: opts.nodeArgs })
+async function startBenchCluster(root: string, opts: { bin?: string; nbdPort?: number; nodeArgs?: string[]; extraArgs?: string[] }): Promise<TestCluster> {
+  const cluster = await startCluster(3, { start: 0, nosync: false, root, bin: opts.bin, nodeArgs: opts.nodeArgs, extraArgs: opts.extraArgs })
   cluster.ports[0] = await freeLowPort()
-  await cluster.start(0, opts.nbdPort !== undefined ? ['-N', String(opts.nbdPort)] : [])
+  await cluster.start(0, [...(opts.extraArgs ?? []), ...(opts.nbdPort !== undefined ? ['-N', String(opts.nbdPort)] : [])])
   for (let i = 1; i < 3; i++) await cluster.start(i)
   await makeFs(cluster.conn(0), { ctime: BigInt(Math.floor(Date.now() / 1000)) << 32n, copies: 3, flags: SD_CLUSTER_FLAG_AUTO_VNODES, store: 'plain' })
   return cluster
@@ -384,7 +390,7 @@ export async function runIopsBench(): Promise<void> {
       const nbdPort = await freePort()
       if (opts.cpuProfDir) fs.mkdirSync(opts.cpuProfDir, { recursive: true })
       const nodeArgs = opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`] : undefined
-      const cluster = await startBenchCluster(path.join(work, 'ours'), { nbdPort, nodeArgs })
+      const cluster = await startBenchCluster(path.join(work, 'ours'), { nbdPort, nodeArgs, extraArgs: opts.sheepArgs })
       try {
         if (opts.paths.has('nbd')) {
           await newVdi(cluster.conn(0), { name: 'nbdvol', vdiSize })

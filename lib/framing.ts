@@ -5,7 +5,8 @@
 // nextReadBuffer() hands it the unfilled part of the payload buffer, so 4 MiB replies are not
 // copied once more out of the socket's chunks.
 // A reader given `payloadStepBytes` (sheep's server) instead grows the payload buffer as its bytes
-// arrive, so a header that announces 64 MiB and never sends them costs no more than what came.
+// arrive, so a header that announces 64 MiB and never sends them costs no more than what came;
+// a payload is read in place then only into a buffer of its full length (one the sink brought).
 import { SD_HEADER_SIZE } from './proto.js'
 
 export interface FrameSink {
@@ -25,7 +26,8 @@ export interface FrameReaderOptions {
    * Allocate a payload in steps as its bytes arrive: none before its first byte, then this many
    * bytes, each next step doubling it (never past the payload's length); absent: at once, at
    * its full length when the header has come.
-   * Not for a reader fed through nextReadBuffer (in-place reads need the whole buffer).
+   * Read in place (nextReadBuffer), a payload lands in its own buffer only once that has its
+   * full length (one the sink brought); before, reads land in the scratch buffer and are copied.
    */
   payloadStepBytes?: number
 }
@@ -97,10 +99,13 @@ export class FrameReader {
     this.payload = grown
   }
 
-  /** Where the next socket read should land: the unfilled rest of a payload, else `scratch`. */
+  /**
+   * Where the next socket read should land: the unfilled rest of a payload whose buffer has its
+   * full length (always, unless stepped), else `scratch`.
+   */
   nextReadBuffer(scratch: Buffer): Buffer {
-    if (this.options.payloadStepBytes !== undefined) throw new Error('in-place reads need whole payload buffers')
-    if (this.payload !== undefined && !this.failed) return this.payload.subarray(this.payloadFill)
+    const payload = this.payload
+    if (payload !== undefined && !this.failed && payload.length === this.payloadLength) return payload.subarray(this.payloadFill)
     return scratch
   }
 
@@ -129,6 +134,18 @@ export class FrameReader {
   /** Bytes of the frame being read that have arrived (header and payload): what it holds now. */
   get pendingBytes(): number {
     return this.payload === undefined ? this.headerFill : SD_HEADER_SIZE + this.payloadFill
+  }
+
+  /**
+   * The stream ends: the buffer of a payload partly read (the sink's own, from payloadBuffer, or
+   * one allocated here), for its owner to take back; nothing more is read.
+   */
+  abandon(): Buffer | undefined {
+    const payload = this.payload
+    this.payload = undefined
+    this.pendingHeader = undefined
+    this.failed = true
+    return payload
   }
 
   /** True when no frame is partially read (a clean place for the peer to close). */

@@ -19,7 +19,9 @@ import {
   requestCarriesPayload,
   validateRequestHeader,
 } from '../lib/codec.js'
+import { BufferPool } from '../lib/buffer-pool.js'
 import { FrameReader } from '../lib/framing.js'
+import { readInPlace } from '../lib/socket-in-place.js'
 import { writeFrame } from '../lib/coalesced-write.js'
 import { resultOfError } from '../lib/errors.js'
 import {
@@ -79,6 +81,8 @@ export const SERVER_SWEEP_INTERVAL_MS = 1_000
 export const SERVER_MAX_HELD_BYTES_PER_ADDRESS = 2 * SD_MAX_DATA_LENGTH
 /** Bytes held for all connections; beyond, every connection that brings more is paused. */
 export const SERVER_MAX_HELD_BYTES = 8 * SD_MAX_DATA_LENGTH
+/** The most one socket read takes in when it does not go straight into a payload's buffer. */
+export const SERVER_READ_SCRATCH_BYTES = 64 * 1024
 /** A payload buffer starts this big and doubles as its bytes come (lib/framing.ts). */
 export const SERVER_PAYLOAD_STEP_BYTES = 256 * 1024
 /** At the cap in all, a connection idle this long may be closed to make room for a new one. */
@@ -88,6 +92,9 @@ export const SERVER_REFUSAL_LOG_INTERVAL_MS = 10_000
 
 /** The key of the per-address limits for the unix socket, which has none. */
 const UNIX_SOCKET = 'unix socket'
+
+/** Where a request header keeps its opcode. */
+const REQ_OPCODE_AT = 1
 
 const READ_OPS = new Set([SD_OP_READ_OBJ, SD_OP_READ_PEER])
 const WRITE_OPS = new Set([SD_OP_WRITE_OBJ, SD_OP_WRITE_PEER, SD_OP_CREATE_AND_WRITE_OBJ, SD_OP_CREATE_AND_WRITE_PEER])
@@ -181,6 +188,14 @@ export interface SheepServerOptions {
 
 export class SheepServer {
   private readonly servers: net.Server[] = []
+  /**
+   * Where the payloads of object writes land (lib/buffer-pool.ts): each is given back once its
+   * request has been answered, every replica written, so 1 MiB writes reuse buffers instead of
+   * making V8 collect a fresh one per request.
+   */
+  readonly payloadPool = new BufferPool()
+  /** Where reads not into a payload's own buffer land: one for all connections, as each read is consumed at once. */
+  private readonly readScratch = Buffer.allocUnsafeSlow(SERVER_READ_SCRATCH_BYTES)
   private readonly connections = new Set<Connection>()
   /** Open connections by remote address. */
   private readonly perAddress = new Map<string, number>()
@@ -228,7 +243,7 @@ export class SheepServer {
     } catch {
       // a stale socket that cannot be removed makes the listen below fail with its reason
     }
-    const unix = net.createServer((s) => this.accept(s, false))
+    const unix = net.createServer({ pauseOnConnect: true }, (s) => this.accept(s, false))
     await new Promise<void>((resolve, reject) => {
       unix.once('error', reject)
       unix.listen(opts.socketPath, () => {
@@ -246,7 +261,7 @@ export class SheepServer {
   }
 
   private async listenTcp(host: string | undefined, port: number): Promise<void> {
-    const tcp = net.createServer((s) => this.accept(s, true))
+    const tcp = net.createServer({ pauseOnConnect: true }, (s) => this.accept(s, true))
     // pushed first: a listener that fails is closed with the others
     this.servers.push(tcp)
     await new Promise<void>((resolve, reject) => {
@@ -300,18 +315,17 @@ export class SheepServer {
     return true
   }
 
-  private accept(socket: net.Socket, tcp: boolean): void {
-    const address = tcp ? remoteAddressOf(socket) : UNIX_SOCKET
+  private accept(accepted: net.Socket, tcp: boolean): void {
+    const address = tcp ? remoteAddressOf(accepted) : UNIX_SOCKET
     const why = this.refusal(address)
     if (why !== undefined) {
       this.refused.set(why, (this.refused.get(why) ?? 0) + 1)
-      socket.destroy()
+      accepted.destroy()
       return
     }
-    if (tcp) socket.setNoDelay(true)
     const nowMs = performance.now()
     const conn: Connection = {
-      socket,
+      socket: accepted,
       address,
       admin: !tcp || adminAllowed(this.options.adminFrom, address),
       reader: undefined as unknown as FrameReader,
@@ -332,25 +346,40 @@ export class SheepServer {
           if (!verdict.ok && verdict.fatal) return verdict.reason
           return requestCarriesPayload(req) ? req.dataLength : 0
         },
+        // only object writes: their handlers are done with the payload once they answer (an
+        // op's reply never hands it on); any other op's payload is the handler's to keep
+        payloadBuffer: (raw, length) => (WRITE_OPS.has(raw[REQ_OPCODE_AT] as number) && BufferPool.fits(length) ? this.payloadPool.acquire(length) : undefined),
         onFrame: (raw, payload) => this.onFrame(conn, raw, payload),
         onProtocolError: (reason) => {
           this.sheep.log.warn(`closing connection from ${address}: ${reason}`)
-          socket.destroy()
+          conn.socket.destroy()
         },
       },
       { payloadStepBytes: SERVER_PAYLOAD_STEP_BYTES },
     )
+    // pooled payloads are read straight into their buffers; the rest lands in the scratch
+    const inPlace = readInPlace(accepted, {
+      buffer: () => conn.reader.nextReadBuffer(this.readScratch),
+      received: (target, n) => this.onReceived(conn, target, n),
+    })
+    if (inPlace) conn.socket = inPlace
+    else {
+      accepted.on('data', (chunk: Buffer) => this.onReceived(conn, chunk, chunk.length))
+      accepted.resume()
+    }
+    const socket = conn.socket
+    if (tcp) socket.setNoDelay(true)
     this.connections.add(conn)
     this.perAddress.set(address, (this.perAddress.get(address) ?? 0) + 1)
-    socket.on('data', (chunk: Buffer) => this.onData(conn, chunk))
     socket.on('error', () => socket.destroy())
     socket.on('close', () => this.onClose(conn))
   }
 
-  private onData(conn: Connection, chunk: Buffer): void {
+  /** `n` bytes came in `target` (the reader's own buffer when read in place). */
+  private onReceived(conn: Connection, target: Uint8Array, n: number): void {
     conn.spoken = true
     const before = conn.reader.pendingBytes
-    conn.reader.push(chunk)
+    conn.reader.received(target, n)
     // frames completed by this chunk moved their payloads from the reader to their requests
     this.hold(conn, conn.reader.pendingBytes - before)
     // a frame begun by this chunk (each completed one cleared the mark in onFrame)
@@ -380,6 +409,7 @@ export class SheepServer {
       conn.inFlight--
       this.inFlight--
       this.hold(conn, -(payload?.length ?? 0))
+      if (payload && this.payloadPool.lends(payload) && r.data?.buffer !== payload.buffer) this.payloadPool.release(payload)
       if (conn.pausedForRequests && conn.inFlight < SERVER_MAX_IN_FLIGHT_PER_CONNECTION / 2) {
         conn.pausedForRequests = false
         // a frame half read when reading paused gets its full time again
@@ -401,6 +431,8 @@ export class SheepServer {
     this.pausedForBytes.delete(conn)
     // the frame being read is dropped; payloads of requests still processed are released by them
     this.hold(conn, -conn.reader.pendingBytes)
+    const partial = conn.reader.abandon()
+    if (partial && this.payloadPool.lends(partial)) this.payloadPool.release(partial)
     this.resumeWithinBudget()
   }
 

@@ -53,6 +53,22 @@ function memberAlive(m: Member): boolean {
   return sameProcessAlive({ pid: Number(pid), startTime: startTime ?? '' })
 }
 
+/**
+ * memberAlive for one decision: each instance's /proc file is read once however often the
+ * membership rules ask (a read blocks the event loop, and this runs every few milliseconds).
+ */
+function livenessOnce(): (m: Member) => boolean {
+  const seen = new Map<string, boolean>()
+  return (m) => {
+    let alive = seen.get(m.instance)
+    if (alive === undefined) {
+      alive = memberAlive(m)
+      seen.set(m.instance, alive)
+    }
+    return alive
+  }
+}
+
 /** How long a starting sheep waits for another one to finish its join step. */
 export const LOCAL_STARTUP_LOCK_TIMEOUT_MS = 10_000
 /** A lock directory without an owner file older than this was left by a process that died. */
@@ -271,8 +287,11 @@ export class LocalDriver implements ClusterDriver {
 
   /** On the master: answer the join the membership rules pick (one at a time). */
   private answerJoin(): void {
-    if (!this.handlers || this.stopped || !isMaster(this.view, memberAlive) || this.handlers.busy?.()) return
-    const j = joinToAnswer(this.view, memberAlive, this.answering)
+    // nobody joining (nearly every call): no liveness to read from /proc
+    if (this.view.state.joining.length === 0 || !this.handlers || this.stopped) return
+    const alive = livenessOnce()
+    if (!isMaster(this.view, alive) || this.handlers.busy?.()) return
+    const j = joinToAnswer(this.view, alive, this.answering)
     if (!j) return
     this.answering.add(j.instance)
     this.append(answerToJoin(j, this.handlers))
@@ -301,8 +320,9 @@ export class LocalDriver implements ClusterDriver {
   /** On the master: members (and joiners) whose process is gone are declared left. */
   private checkLiveness(): void {
     this.catchUp()
-    if (this.stopped || !isMaster(this.view, memberAlive)) return
-    for (const m of deadInstances(this.view.state, memberAlive)) {
+    const alive = livenessOnce()
+    if (this.stopped || !isMaster(this.view, alive)) return
+    for (const m of deadInstances(this.view.state, alive)) {
       if (this.declared.has(m.instance)) continue
       this.declared.add(m.instance)
       this.append({ type: 'leave', member: m })

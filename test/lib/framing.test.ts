@@ -167,5 +167,30 @@ t.test('a reader with a payload step grows the payload as it arrives and cuts th
   header.writeUInt32LE(64 * 1024 * 1024, 0)
   reader.push(Buffer.concat([header, Buffer.alloc(10)]))
   t.equal(reader.pendingBytes, SD_HEADER_SIZE + 10, 'pending bytes are what came')
-  t.throws(() => reader.nextReadBuffer(Buffer.alloc(16)), 'no in-place reads with stepped payloads')
+  const scratch = Buffer.alloc(16)
+  t.equal(reader.nextReadBuffer(scratch), scratch, 'a stepped payload not at its full length is not read in place')
+})
+
+t.test('abandon() hands back the payload being read and stops the reader', async (t) => {
+  const brought = Buffer.alloc(100_000)
+  const got: Buffer[] = []
+  const reader = new FrameReader(
+    {
+      payloadLength: (header) => header.readUInt32LE(0),
+      payloadBuffer: (_header, length) => brought.subarray(0, length),
+      onFrame: (_header, payload) => got.push(payload ?? Buffer.alloc(0)),
+      onProtocolError: (reason) => t.fail(reason),
+    },
+    { payloadStepBytes: 1000 },
+  )
+  const header = Buffer.alloc(SD_HEADER_SIZE)
+  header.writeUInt32LE(50_000, 0)
+  reader.push(Buffer.concat([header, Buffer.alloc(10)]))
+  t.equal(reader.nextReadBuffer(Buffer.alloc(16)).buffer, brought.buffer, 'a stepped reader reads in place into a buffer the sink brought')
+  const partial = reader.abandon()
+  t.equal(partial?.buffer, brought.buffer, 'the buffer the sink brought comes back')
+  t.equal(partial?.length, 50_000, 'at its full length')
+  t.equal(reader.abandon(), undefined, 'once')
+  reader.push(Buffer.alloc(60_000))
+  t.equal(got.length, 0, 'nothing is read after it')
 })
