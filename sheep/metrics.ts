@@ -152,7 +152,12 @@ export function sheepMetrics(sheep: Sheep, server: SheepServer): { registry: Reg
   stateGauge(registry, 'scrub_objects_total', 'Objects the running (or last) scrub has to check', () => sheep.integrity.scrub.objectsTotal)
   stateGauge(registry, 'requests_in_flight', 'Requests being processed now', () => server.requestsInFlight)
   stateGauge(registry, 'connections_open', 'Client and peer connections open now', () => server.connectionCount)
-  stateGauge(registry, 'payload_buffers_lent_bytes', 'Bytes of pooled payload buffers held by requests and frames being read now', () => server.payloadPool.outBytes)
+  stateGauge(
+    registry,
+    'payload_buffers_lent_bytes',
+    'Bytes of pooled payload buffers held by requests and frames being read now',
+    () => server.payloadPool.outBytes,
+  )
   stateGauge(registry, 'payload_buffers_idle_bytes', 'Bytes of pooled payload buffers kept for the next requests', () => server.payloadPool.idleBytes)
   scrapedCounter('payload_buffers_reused_total', 'Write payloads received into a reused pooled buffer', () => server.payloadPool.hits)
   scrapedCounter('payload_buffers_allocated_total', 'Write payloads for which the pool allocated a new buffer', () => server.payloadPool.misses)

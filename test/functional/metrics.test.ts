@@ -5,22 +5,10 @@ import crypto from 'node:crypto'
 import path from 'node:path'
 import t from 'tap'
 import { dog, freePort, startSheep, stopSheep, tempDir, waitFor } from '../../harness/sheep.js'
+import { scrape } from '../helpers/metrics.js'
 
 const MiB = 1024 * 1024
 const VDI_MIB = 64
-
-/** The samples of one scrape: `name{labels}` → value. */
-async function scrape(port: number): Promise<Map<string, number>> {
-  const res = await fetch(`http://127.0.0.1:${port}/metrics`)
-  if (res.status !== 200) throw new Error(`scrape answered ${res.status}`)
-  const samples = new Map<string, number>()
-  for (const line of (await res.text()).split('\n')) {
-    if (line === '' || line.startsWith('#')) continue
-    const at = line.lastIndexOf(' ')
-    samples.set(line.slice(0, at), Number(line.slice(at + 1)))
-  }
-  return samples
-}
 
 /** The sum of every sample of `name` whose labels include each of `labels` (k="v"). */
 function total(samples: Map<string, number>, name: string, ...labels: string[]): number {

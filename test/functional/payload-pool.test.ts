@@ -14,23 +14,13 @@ import { makeFs, newVdi } from '../../lib/sheep-api.js'
 import { VdiHandle } from '../../lib/vdi-io.js'
 import { startCluster } from '../../harness/cluster.js'
 import { freePort, isAlive, waitFor } from '../../harness/sheep.js'
+import { scrape } from '../helpers/metrics.js'
 
 const MiB = 1024 * 1024
 const VDI_MIB = 48
 const WRITERS = 4
 const WRITES_PER_WRITER = 40
 const HALF_SENT = 20
-
-async function scrape(port: number): Promise<Map<string, number>> {
-  const res = await fetch(`http://127.0.0.1:${port}/metrics`)
-  const samples = new Map<string, number>()
-  for (const line of (await res.text()).split('\n')) {
-    if (line === '' || line.startsWith('#')) continue
-    const at = line.lastIndexOf(' ')
-    samples.set(line.slice(0, at), Number(line.slice(at + 1)))
-  }
-  return samples
-}
 
 t.test('pooled payloads land whole, are reused, and all come back', async (t) => {
   const cluster = await startCluster(2, { start: 0 })
