@@ -28,14 +28,12 @@ export async function writeIndexWithRefs(sheep: Sheep, obj: ObjFields, data: Buf
   const first = Math.floor((obj.offset - SD_INODE_HEADER_SIZE) / 4)
   const last = Math.floor((obj.offset + data.length - 1 - SD_INODE_HEADER_SIZE) / 4)
   const count = last - first + 1
-  let oldIndex: Buffer
-  let oldGref: Buffer
-  try {
-    oldIndex = await readObject(sheep, obj.oid, indexOffset(first), count * 4)
-    oldGref = await readObject(sheep, obj.oid, grefOffset(first), count * 8)
-  } catch (e) {
-    return reply(resultOfError(e))
-  }
+  // both at once: tgt updates the index after every object it creates
+  const old = await Promise.all([readObject(sheep, obj.oid, indexOffset(first), count * 4), readObject(sheep, obj.oid, grefOffset(first), count * 8)]).catch(
+    (e: unknown) => resultOfError(e),
+  )
+  if (typeof old === 'number') return reply(old)
+  const [oldIndex, oldGref] = old
   const result = await gatewayWriteAll(sheep, SD_OP_WRITE_OBJ, obj, data)
   if (result.result !== SD_RES_SUCCESS) return result
   const newIndex = Buffer.from(oldIndex)
