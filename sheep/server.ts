@@ -11,6 +11,7 @@
 import fs from 'node:fs'
 import net from 'node:net'
 import {
+  COMMON_HEADER,
   RSP_VARIANT_AT,
   type SdRequest,
   decodeRequestHeader,
@@ -92,9 +93,6 @@ export const SERVER_REFUSAL_LOG_INTERVAL_MS = 10_000
 
 /** The key of the per-address limits for the unix socket, which has none. */
 const UNIX_SOCKET = 'unix socket'
-
-/** Where a request header keeps its opcode. */
-const REQ_OPCODE_AT = 1
 
 const READ_OPS = new Set([SD_OP_READ_OBJ, SD_OP_READ_PEER])
 const WRITE_OPS = new Set([SD_OP_WRITE_OBJ, SD_OP_WRITE_PEER, SD_OP_CREATE_AND_WRITE_OBJ, SD_OP_CREATE_AND_WRITE_PEER])
@@ -348,7 +346,8 @@ export class SheepServer {
         },
         // only object writes: their handlers are done with the payload once they answer (an
         // op's reply never hands it on); any other op's payload is the handler's to keep
-        payloadBuffer: (raw, length) => (WRITE_OPS.has(raw[REQ_OPCODE_AT] as number) && BufferPool.fits(length) ? this.payloadPool.acquire(length) : undefined),
+        payloadBuffer: (raw, length) =>
+          WRITE_OPS.has(raw[COMMON_HEADER.opcode[0]] as number) && BufferPool.fits(length) ? this.payloadPool.acquire(length) : undefined,
         onFrame: (raw, payload) => this.onFrame(conn, raw, payload),
         onProtocolError: (reason) => {
           this.sheep.log.warn(`closing connection from ${address}: ${reason}`)

@@ -71,13 +71,14 @@ t.test('pooled payloads land whole, are reused, and all come back', async (t) =>
     t.equal(s.get('sheepdog_payload_buffers_lent_bytes'), 0, `${name}: every buffer came back`)
   }
 
-  // connections that announce a 1 MiB write, send part of it, and hold it or go away
+  // connections that announce a 1 MiB write over the VDI's bytes 5..6 MiB, send part of it, and
+  // hold it or go away: one applied anyway would leave 0x5a there
   const header = encodeRequestHeader({
     opcode: SD_OP_WRITE_OBJ,
     flags: SD_FLAG_CMD_WRITE,
     dataLength: MiB,
     variant: REQ_OBJ,
-    fields: { oid: vidToDataOid(1, 0) },
+    fields: { oid: vidToDataOid(h.vid, 1), offset: MiB },
   })
   const sockets = await Promise.all(
     Array.from(
