@@ -1,14 +1,14 @@
 // The cost of the checksums (issue 16, docs/integrity.md): the same workloads on 3 local sheep
 // (copies=3, real fsync), with checksums and with `sheep --no-checksums`, two clusters side by
-// side on the same disk whose rounds alternate, over ROUNDS rounds (--rounds N): a sequential write of the region and
-// sequential reads of it for --seconds, in 1 MiB requests, and 4 KiB random writes and reads at queue depth 16 over it. Every
-// row prints both medians and the median of the rounds' ratios (with / without: each round's
-// two runs are next to each other, so load drift between rounds cancels out); the target is a
-// cost under 5 %. Then the same for the CPU time the 3 sheep spent per MiB or per request
+// side on the same disk, over ROUNDS rounds (--rounds N): a sequential write of the region and
+// sequential reads of it for --seconds, in 1 MiB requests, and 4 KiB random writes and reads at
+// queue depth 16 over it. The two clusters take turns at each row in half-second slices, so load
+// that comes and goes on the machine weighs on both alike. Every row prints both medians and
+// the median of the rounds' ratios (with / without); the target is a cost under 5 %. Then the same for the CPU time the 3 sheep spent per MiB or per request
 // (/proc/PID/stat), which load disturbs far less than the rates.
 // Usage: npm run bench -- checksum [--size-mib N] [--seconds N] [--rounds N] [--cpu-prof DIR]
 // --cpu-prof DIR runs the sheep under `node --cpu-prof`, those with checksums writing to DIR/on,
-// the others to DIR/off, and notes when each row of each round ran in DIR/{on,off}/windows.jsonl:
+// the others to DIR/off, and notes the slices of each row of each round in DIR/{on,off}/windows.jsonl:
 // `npm run bench -- cpu-profile --windows DIR/on/windows.jsonl DIR/on/*.cpuprofile` then says
 // where the main thread's time went, row by row.
 import { spawnSync } from 'node:child_process'
@@ -32,6 +32,8 @@ const argValue = (name: string, fallback: number) => {
 const ROUNDS = argValue('--rounds', 3)
 const REGION_MIB = argValue('--size-mib', 256)
 const ROW_SECONDS = argValue('--seconds', 5)
+/** The two clusters take turns at a row in slices this long. */
+const SLICE_MS = 500
 const CPU_PROF_AT = process.argv.indexOf('--cpu-prof')
 const CPU_PROF_DIR = CPU_PROF_AT > 0 ? path.resolve(process.argv[CPU_PROF_AT + 1] as string) : undefined
 /** The cost the issue allows. */
@@ -52,40 +54,57 @@ function median(values: number[]): number {
 }
 
 /**
- * One pass over the region in 1 MiB requests for a write (a fresh VDI: every object created);
- * reads pass over it again until ROW_SECONDS have gone by, since one pass of a few hundred MiB
- * takes a fraction of a second and could not be told from noise.
+ * A row's work on one cluster, resumable: requests until Date.now() reaches `untilMs` or the
+ * row's work is done, returning the units done (MiB or requests). A row with an end (a write
+ * pass) runs to it; the others run for ROW_SECONDS.
  */
-async function sequential(h: VdiHandle, data: Buffer, write: boolean): Promise<number> {
-  const start = process.hrtime.bigint()
-  const end = Date.now() + ROW_SECONDS * 1000
-  let bytes = 0
-  do {
-    for (let at = 0; at < data.length; at += MiB) {
-      if (write) await h.write(at, data.subarray(at, at + MiB))
-      else await h.read(at, MiB)
-    }
-    bytes += data.length
-  } while (!write && Date.now() < end)
-  return bytes / MiB / (Number(process.hrtime.bigint() - start) / 1e9)
+interface Pump {
+  run(untilMs: number): Promise<number>
+  /** Undefined for a row that goes on as long as it is given. */
+  finished?: () => boolean
 }
 
-/** 4 KiB requests at random aligned offsets of the region for ROW_SECONDS, QUEUE_DEPTH at a time. */
-async function random(h: VdiHandle, write: boolean): Promise<number> {
+/**
+ * A sequential row: 1 MiB requests from the region's start. A write makes one pass (a fresh VDI:
+ * every object created); reads go round the region for as long as they are given, since one
+ * pass of a few hundred MiB takes a fraction of a second.
+ */
+function sequential(h: VdiHandle, data: Buffer, write: boolean): Pump {
+  let at = 0
+  return {
+    async run(untilMs) {
+      let mib = 0
+      while (Date.now() < untilMs && !(write && at >= data.length)) {
+        if (write) await h.write(at, data.subarray(at, at + MiB))
+        else await h.read(at, MiB)
+        at = write ? at + MiB : (at + MiB) % data.length
+        mib++
+      }
+      return mib
+    },
+    finished: write ? () => at >= data.length : undefined,
+  }
+}
+
+/** 4 KiB requests at random aligned offsets of the region, QUEUE_DEPTH at a time. */
+function random(h: VdiHandle, write: boolean): Pump {
   const blocks = (REGION_MIB * MiB) / SMALL_BYTES
   const payload = crypto.randomBytes(SMALL_BYTES)
-  const end = Date.now() + ROW_SECONDS * 1000
-  let done = 0
-  const worker = async () => {
-    while (Date.now() < end) {
-      const at = Math.floor(Math.random() * blocks) * SMALL_BYTES
-      if (write) await h.write(at, payload)
-      else await h.read(at, SMALL_BYTES)
-      done++
-    }
+  return {
+    async run(untilMs) {
+      let done = 0
+      const worker = async () => {
+        while (Date.now() < untilMs) {
+          const at = Math.floor(Math.random() * blocks) * SMALL_BYTES
+          if (write) await h.write(at, payload)
+          else await h.read(at, SMALL_BYTES)
+          done++
+        }
+      }
+      await Promise.all(Array.from({ length: QUEUE_DEPTH }, worker))
+      return done
+    },
   }
-  await Promise.all(Array.from({ length: QUEUE_DEPTH }, worker))
-  return done / ROW_SECONDS
 }
 
 function monotonicUs(): number {
@@ -108,38 +127,89 @@ function sheepCpuUs(cluster: TestCluster): number {
   return (ticks * 1e6) / CLOCK_TICKS_PER_S
 }
 
-/**
- * Runs one row: its rate, and the CPU time the cluster's sheep spent per unit of it (µs per MiB
- * or per request) — a measure that load on the machine disturbs far less than the rate. With
- * --cpu-prof, notes when it ran on the profiles' clock (CLOCK_MONOTONIC, µs).
- */
-async function timedRow(cluster: TestCluster, profDir: string | undefined, row: string, run: () => Promise<number>): Promise<{ rate: number; cpuUs: number }> {
-  const fromUs = monotonicUs()
-  const cpuBefore = sheepCpuUs(cluster)
-  const rate = await run()
-  const toUs = monotonicUs()
-  const units = (rate * (toUs - fromUs)) / 1e6
-  const cpuUs = (sheepCpuUs(cluster) - cpuBefore) / units
-  if (profDir) {
-    const window: ProfileWindow = { path: path.basename(profDir), row, fromUs, toUs, iops: rate }
-    fs.appendFileSync(path.join(profDir, WINDOWS_FILE), `${JSON.stringify(window)}\n`)
-  }
-  return { rate, cpuUs }
+type Which = 'on' | 'off'
+interface Side {
+  cluster: TestCluster
+  profDir: string | undefined
 }
 
-/** One round on `cluster`: a fresh VDI over the region, the four rows. */
-async function round(cluster: TestCluster, name: string, profDir: string | undefined): Promise<{ result: Result; cpu: CpuResult }> {
-  await newVdi(cluster.conn(0), { name, vdiSize: BigInt(REGION_MIB * MiB) })
-  const h = await VdiHandle.open(cluster.conn(0), name)
-  const data = crypto.randomBytes(REGION_MIB * MiB)
-  const seqWrite = await timedRow(cluster, profDir, `${name} seq write`, () => sequential(h, data, true))
-  const seqRead = await timedRow(cluster, profDir, `${name} seq read`, () => sequential(h, data, false))
-  const randWrite = await timedRow(cluster, profDir, `${name} rand write`, () => random(h, true))
-  const randRead = await timedRow(cluster, profDir, `${name} rand read`, () => random(h, false))
-  return {
-    result: { seqWriteMBps: seqWrite.rate, seqReadMBps: seqRead.rate, randWriteIops: randWrite.rate, randReadIops: randRead.rate },
-    cpu: { seqWriteMBps: seqWrite.cpuUs, seqReadMBps: seqRead.cpuUs, randWriteIops: randWrite.cpuUs, randReadIops: randRead.cpuUs },
+/**
+ * Runs one row on both clusters in turns of SLICE_MS (which goes first alternating), until each
+ * has finished its work or had ROW_SECONDS: load that comes and goes on the machine falls on
+ * both alike, which whole rows one after the other did not ensure. Gives each side's rate and
+ * the CPU time its sheep spent per unit (µs per MiB or per request), a measure load disturbs far
+ * less than the rate. With --cpu-prof, notes each side's slices on the profiles' clock
+ * (CLOCK_MONOTONIC, µs).
+ */
+async function interleavedRow(sides: Record<Which, Side>, pumps: Record<Which, Pump>, row: string): Promise<Record<Which, { rate: number; cpuUs: number }>> {
+  const spent = {
+    on: { units: 0, us: 0, cpuUs: 0, spans: [] as Array<[number, number]> },
+    off: { units: 0, us: 0, cpuUs: 0, spans: [] as Array<[number, number]> },
   }
+  const more = (w: Which) => {
+    const finished = pumps[w].finished
+    return finished ? !finished() : spent[w].us < ROW_SECONDS * 1e6
+  }
+  for (let slice = 0; more('on') || more('off'); slice++) {
+    for (const w of slice % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
+      if (!more(w)) continue
+      const cpuBefore = sheepCpuUs(sides[w].cluster)
+      const fromUs = monotonicUs()
+      const units = await pumps[w].run(Date.now() + SLICE_MS)
+      const toUs = monotonicUs()
+      spent[w].units += units
+      spent[w].us += toUs - fromUs
+      spent[w].cpuUs += sheepCpuUs(sides[w].cluster) - cpuBefore
+      spent[w].spans.push([fromUs, toUs])
+    }
+  }
+  const result = (w: Which) => {
+    const { units, us, cpuUs, spans } = spent[w]
+    const rate = units / (us / 1e6)
+    const profDir = sides[w].profDir
+    if (profDir) {
+      const window: ProfileWindow = { path: path.basename(profDir), row, fromUs: spans[0]?.[0] ?? 0, toUs: spans.at(-1)?.[1] ?? 0, spans, iops: rate }
+      fs.appendFileSync(path.join(profDir, WINDOWS_FILE), `${JSON.stringify(window)}\n`)
+    }
+    return { rate, cpuUs: cpuUs / units }
+  }
+  return { on: result('on'), off: result('off') }
+}
+
+/** One round on both clusters: a fresh VDI over the region on each, the four rows. */
+async function round(sides: Record<Which, Side>, name: string): Promise<Record<Which, { result: Result; cpu: CpuResult }>> {
+  const handles = {} as Record<Which, VdiHandle>
+  for (const w of ['on', 'off'] as const) {
+    await newVdi(sides[w].cluster.conn(0), { name, vdiSize: BigInt(REGION_MIB * MiB) })
+    handles[w] = await VdiHandle.open(sides[w].cluster.conn(0), name)
+  }
+  const data = crypto.randomBytes(REGION_MIB * MiB)
+  const both = (make: (h: VdiHandle) => Pump) => ({ on: make(handles.on), off: make(handles.off) })
+  const seqWrite = await interleavedRow(
+    sides,
+    both((h) => sequential(h, data, true)),
+    `${name} seq write`,
+  )
+  const seqRead = await interleavedRow(
+    sides,
+    both((h) => sequential(h, data, false)),
+    `${name} seq read`,
+  )
+  const randWrite = await interleavedRow(
+    sides,
+    both((h) => random(h, true)),
+    `${name} rand write`,
+  )
+  const randRead = await interleavedRow(
+    sides,
+    both((h) => random(h, false)),
+    `${name} rand read`,
+  )
+  const of = (w: Which) => ({
+    result: { seqWriteMBps: seqWrite[w].rate, seqReadMBps: seqRead[w].rate, randWriteIops: randWrite[w].rate, randReadIops: randRead[w].rate },
+    cpu: { seqWriteMBps: seqWrite[w].cpuUs, seqReadMBps: seqRead[w].cpuUs, randWriteIops: randWrite[w].cpuUs, randReadIops: randRead[w].cpuUs },
+  })
+  return { on: of('on'), off: of('off') }
 }
 
 function medianResult(rounds: Result[]): Result {
@@ -151,10 +221,7 @@ function medianResult(rounds: Result[]): Result {
   }
 }
 
-/**
- * Both clusters run side by side and their rounds alternate (without, with, without, …), so a
- * machine whose load drifts during the run (other jobs) weighs on both alike.
- */
+/** Both clusters run side by side, every row in alternating slices (interleavedRow). */
 async function measureBoth(
   work: string,
 ): Promise<{ on: Result; off: Result; rounds: { on: Result[]; off: Result[] }; cpu: { on: CpuResult[]; off: CpuResult[] } }> {
@@ -166,21 +233,18 @@ async function measureBoth(
   try {
     const ctime = BigInt(Math.floor(Date.now() / 1000)) << 32n
     for (const c of [off, on]) await makeFs(c.conn(0), { ctime, copies: 3, flags: SD_CLUSTER_FLAG_AUTO_VNODES, store: 'plain' })
+    const sides: Record<Which, Side> = { on: { cluster: on, profDir: profDirs.on }, off: { cluster: off, profDir: profDirs.off } }
     const results = { off: [] as Result[], on: [] as Result[] }
     const cpu = { off: [] as CpuResult[], on: [] as CpuResult[] }
     for (let r = 0; r < ROUNDS; r++) {
-      // which goes first alternates too: a round's second run finds the machine as the first left it
-      const order = [
-        ['off', off],
-        ['on', on],
-      ] as const
-      for (const [which, cluster] of r % 2 === 0 ? order : [...order].reverse()) {
-        const { result: res, cpu: used } = await round(cluster, `bench-${r}`, profDirs[which])
+      const got = await round(sides, `bench-${r}`)
+      for (const which of ['off', 'on'] as const) {
+        const res = got[which].result
         console.log(
           `  ${which === 'on' ? 'with' : 'without'} checksums, round ${r + 1}: seq write ${res.seqWriteMBps.toFixed(1)} MB/s, seq read ${res.seqReadMBps.toFixed(1)} MB/s, 4k rand write ${res.randWriteIops.toFixed(0)} IOPS, 4k rand read ${res.randReadIops.toFixed(0)} IOPS`,
         )
         results[which].push(res)
-        cpu[which].push(used)
+        cpu[which].push(got[which].cpu)
       }
     }
     return { on: medianResult(results.on), off: medianResult(results.off), rounds: results, cpu }

@@ -20,6 +20,8 @@ export interface ProfileWindow {
   row: string
   fromUs: number
   toUs: number
+  /** The row's time when it ran in turns with another (bench checksum): only these spans count. */
+  spans?: Array<[number, number]>
   iops: number
 }
 
@@ -77,14 +79,14 @@ function partOf(frame: ProfileNode['callFrame']): string {
 }
 
 /** Self time in µs per profile node id, of the samples taken inside [fromUs, toUs). */
-function selfTimes(p: CpuProfile, fromUs: number, toUs: number): Map<number, number> {
+function selfTimes(p: CpuProfile, spans: ReadonlyArray<readonly [number, number]>): Map<number, number> {
   const self = new Map<number, number>()
   // timeDeltas[i] is the time before sample i; it is charged to sample i's node, as DevTools does
   let at = p.startTime
   for (let i = 0; i < p.samples.length; i++) {
     const delta = p.timeDeltas[i] ?? 0
     at += delta
-    if (at < fromUs || at >= toUs) continue
+    if (!spans.some(([fromUs, toUs]) => at >= fromUs && at < toUs)) continue
     const id = p.samples[i] as number
     self.set(id, (self.get(id) ?? 0) + delta)
   }
@@ -95,7 +97,7 @@ function summarize(file: string, p: CpuProfile, top: number, window?: ProfileWin
   const byId = new Map(p.nodes.map((n) => [n.id, n]))
   const parentOf = new Map<number, ProfileNode>()
   for (const n of p.nodes) for (const c of n.children ?? []) parentOf.set(c, n)
-  const self = selfTimes(p, window?.fromUs ?? Number.NEGATIVE_INFINITY, window?.toUs ?? Number.POSITIVE_INFINITY)
+  const self = selfTimes(p, window ? (window.spans ?? [[window.fromUs, window.toUs]]) : [[Number.NEGATIVE_INFINITY, Number.POSITIVE_INFINITY]])
   const parts = new Map<string, number>()
   const fns = new Map<string, number>()
   let total = 0

@@ -20,7 +20,16 @@
 // - Four chunks are folded at a time over 64 bytes (D = 512), then into one another (D = 128),
 //   and what is left — one chunk standing for the whole folded message — gets its CRC byte by
 //   byte, as does a tail shorter than a chunk.
+//
+// preadCrc32Blocks reads an object's bytes and checksums them in the same go, on a thread of
+// libuv's pool: a large read goes to the pool anyway, and each piece is checksummed right after
+// the kernel copied it in, when it is most likely still in the CPU's cache; the event loop, which
+// serves every client of the sheep, does neither.
 #include <napi.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <cstddef>
 #include <cstdint>
@@ -214,6 +223,14 @@ Napi::Value Crc32(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, ~Register(~prev, data, length));
 }
 
+/** The CRC-32 of each blockBytes of data[0, length) (the last block may be short) into crcs. */
+void BlockCrcs(const uint8_t* data, size_t length, size_t block, uint32_t* crcs) {
+  for (size_t from = 0, b = 0; from < length; from += block, b++) {
+    const size_t n = length - from < block ? length - from : block;
+    crcs[b] = ~Register(~0u, data + from, n);
+  }
+}
+
 // crc32Blocks(data, blockBytes, out, outIndex): the CRC-32 of each blockBytes of data (the last
 // block may be short) into out[outIndex], out[outIndex + 1], … (a Uint32Array)
 Napi::Value Crc32Blocks(const Napi::CallbackInfo& info) {
@@ -239,13 +256,100 @@ Napi::Value Crc32Blocks(const Napi::CallbackInfo& info) {
     Napi::RangeError::New(env, "out is too short for the blocks").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  uint32_t* crcs = out.Data() + outIndex;
-  for (size_t b = 0; b < blocks; b++) {
-    const size_t from = b * block;
-    const size_t n = length - from < block ? length - from : block;
-    crcs[b] = ~Register(~0u, data + from, n);
-  }
+  BlockCrcs(data, length, block, out.Data() + outIndex);
   return env.Undefined();
+}
+
+/** preadCrc32Blocks reads this much at a time before it checksums it: well inside a core's L2. */
+constexpr size_t kReadPieceBytes = 128 * 1024;
+
+class PreadCrcWorker : public Napi::AsyncWorker {
+ public:
+  PreadCrcWorker(Napi::Env env, int fd, Napi::Uint8Array buffer, int64_t offset, size_t block, Napi::Uint32Array out)
+      : Napi::AsyncWorker(env),
+        fd_(fd),
+        data_(buffer.Data()),
+        length_(buffer.ByteLength()),
+        offset_(offset),
+        block_(block),
+        crcs_(out.Data()),
+        buffer_(Napi::Persistent(buffer)),
+        out_(Napi::Persistent(out)),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    // whole blocks per piece, so a piece's blocks are checksummed as soon as it is in
+    const size_t piece = block_ >= kReadPieceBytes ? block_ : kReadPieceBytes / block_ * block_;
+    size_t filled = 0;
+    size_t summed = 0;
+    while (filled < length_) {
+      const size_t want = length_ - filled < piece ? length_ - filled : piece;
+      const ssize_t n = pread(fd_, data_ + filled, want, offset_ + static_cast<int64_t>(filled));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        result_ = -static_cast<double>(errno);
+        return;
+      }
+      if (n == 0) break;
+      filled += static_cast<size_t>(n);
+      const size_t whole = filled / block_ * block_;
+      BlockCrcs(data_ + summed, whole - summed, block_, crcs_ + summed / block_);
+      summed = whole;
+    }
+    // past the end of the file the bytes read as zeros
+    if (filled < length_) memset(data_ + filled, 0, length_ - filled);
+    BlockCrcs(data_ + summed, length_ - summed, block_, crcs_ + summed / block_);
+    result_ = static_cast<double>(filled);
+  }
+
+  void OnOK() override { deferred_.Resolve(Napi::Number::New(Env(), result_)); }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  int fd_;
+  uint8_t* data_;
+  size_t length_;
+  int64_t offset_;
+  size_t block_;
+  uint32_t* crcs_;
+  // the arrays stay alive (and in place) until the read is done
+  Napi::Reference<Napi::Uint8Array> buffer_;
+  Napi::Reference<Napi::Uint32Array> out_;
+  Napi::Promise::Deferred deferred_;
+  double result_ = 0;
+};
+
+// preadCrc32Blocks(fd, buffer, offset, blockBytes, out) -> Promise<number>: fills buffer from
+// the file's offset (bytes past its end read as zeros) and writes the CRC-32 of each blockBytes
+// of buffer into out[0], out[1], …; resolves with how many bytes came from the file, or -errno
+Napi::Value PreadCrc32Blocks(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 5 || !info[0].IsNumber() || !info[1].IsTypedArray() || !info[2].IsNumber() || !info[3].IsNumber() ||
+      !info[4].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+      info[4].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+    Napi::TypeError::New(env, "preadCrc32Blocks(fd, buffer: Uint8Array, offset, blockBytes, out: Uint32Array)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Uint8Array buffer = info[1].As<Napi::Uint8Array>();
+  Napi::Uint32Array out = info[4].As<Napi::Uint32Array>();
+  const int64_t offset = info[2].As<Napi::Number>().Int64Value();
+  const int64_t blockBytes = info[3].As<Napi::Number>().Int64Value();
+  if (offset < 0 || blockBytes <= 0) {
+    Napi::RangeError::New(env, "offset must not be negative and blockBytes must be positive").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const size_t block = static_cast<size_t>(blockBytes);
+  if ((buffer.ByteLength() + block - 1) / block > out.ElementLength()) {
+    Napi::RangeError::New(env, "out is too short for the blocks").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto* worker = new PreadCrcWorker(env, info[0].As<Napi::Number>().Int32Value(), buffer, offset, block, out);
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -253,6 +357,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitFolding();
   exports.Set("crc32", Napi::Function::New(env, Crc32));
   exports.Set("crc32Blocks", Napi::Function::New(env, Crc32Blocks));
+  exports.Set("preadCrc32Blocks", Napi::Function::New(env, PreadCrc32Blocks));
   exports.Set("accelerated", Napi::Boolean::New(env, accelerated));
   exports.Set("wide", Napi::Boolean::New(env, wide));
   return exports;

@@ -18,10 +18,13 @@
 // dropped. After a crash the marked objects' checksums are dropped and recomputed from their
 // bytes in the background: a write in progress never looks like rot.
 //
-// Cost (docs/integrity.md, Cost): a read is checked with one CRC over its whole span against its
-// blocks' CRCs folded together (crc32-combine.ts); a write computes the CRCs of the blocks it
-// covers and makes no system call for them. The CRCs are zlib's CRC-32, computed by a native
-// kernel with carry-less multiplication where there is one (crc32.ts).
+// Cost (docs/integrity.md, Cost): a read gets the CRC of each block it read from the store,
+// which computes them as it reads (a read that goes to the thread pool: on the pool thread,
+// piece by piece, crc32.ts preadCrc32Blocks), and compares them with the table; a small read the
+// page cache holds is read and checked at once, without a promise in between (readNow). A write
+// computes the CRCs of the blocks it covers and makes no system call for them. The CRCs are
+// zlib's CRC-32, computed by a native kernel with carry-less multiplication where there is one
+// (crc32.ts).
 // A checksum file older than its object file (the original, or this sheep with checksums off,
 // wrote the object later) is dropped at start for the same reason.
 //
@@ -36,16 +39,23 @@ import { KeyedQueue } from '../../lib/async.js'
 import type { Logger } from '../../lib/log.js'
 import { isDataObj, keyFileName, oidOfKey, oidToIdx, parseKeyFileName } from '../../lib/oid.js'
 import { SD_RES_EIO, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
-import type { CreateOptions, DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
+import type { BlockCrcs, CreateOptions, DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
 import { crc32, crc32Blocks } from './crc32.js'
-import { BlockCombiner, crc32Combine } from './crc32-combine.js'
 import { IntentLog } from './intent-log.js'
 import type { StoreLayout } from './layout.js'
 import { syncfsAvailable, syncfsDir } from './native-io.js'
 
+/** A read of an object's bytes that, given `crcs`, also gives the CRC of each of their blocks. */
+type BlockRead = (offset: number, length: number, crcs?: BlockCrcs) => Promise<Buffer | number>
+
 /** The directory of checksum files inside the first object disk. */
 export const CSUM_DIR = '.csum'
 export const CSUM_BLOCK_BYTES = 4096
+/**
+ * The block CRCs of readNow's reads: used only between the read and the check, with no await
+ * between, so one set serves every read. 16 blocks: a store reads at once at most 64 KiB.
+ */
+const NOW_CRCS: BlockCrcs = { blockBytes: CSUM_BLOCK_BYTES, out: new Uint32Array(16) }
 /** Checksum file: magic, version, block shift, object size, then one u32 CRC per block. */
 const CSUM_MAGIC = 0x4b435344 // "DSCK" little-endian
 const CSUM_VERSION = 1
@@ -158,27 +168,25 @@ function blockBytes(size: number, b: number, offset: number, data: Buffer, old: 
   return block
 }
 
-/** Folds block CRCs together: a whole-block shift is 4 table lookups (crc32-combine.ts). */
-const BLOCK_COMBINER = new BlockCombiner(CSUM_BLOCK_BYTES)
-
 /**
  * The first block of `data` (read from block `firstBlock` on) that does not match; -1 if none.
- * The blocks' CRCs from the table are folded into the CRC the whole checked span must have, and
- * that span is checked with one CRC call (faster than one call per block); only when it
- * differs is each block looked at to find the bad one.
+ * `crcs` holds the CRC of each block of `data`, as the read computed them (BlockCrcs): only a
+ * last block the object ends inside is checksummed here.
  */
-export function firstBadBlock(table: ChecksumTable, data: Buffer, firstBlock: number): number {
-  let expected = 0
-  let checkedBytes = 0
+export function firstBadBlock(table: ChecksumTable, data: Buffer, firstBlock: number, crcs: Uint32Array): number {
   for (let i = 0; i * CSUM_BLOCK_BYTES < data.length; i++) {
     const length = checkedLength(table, data, firstBlock, i)
     if (length === 0) break
-    const crc = table.crcs[firstBlock + i] as number
-    expected = length === CSUM_BLOCK_BYTES ? BLOCK_COMBINER.combine(expected, crc) : crc32Combine(expected, crc, length)
-    checkedBytes += length
+    const from = i * CSUM_BLOCK_BYTES
+    const crc = length === CSUM_BLOCK_BYTES ? crcs[i] : crcOf(data.subarray(from, from + length))
+    if (crc !== table.crcs[firstBlock + i]) return firstBlock + i
   }
-  if (checkedBytes === 0 || crcOf(data.subarray(0, checkedBytes)) === expected) return -1
-  return firstBadBlockEach(table, data, firstBlock)
+  return -1
+}
+
+/** Where a read of an object's bytes from `offset` on puts their blocks' CRCs: in `crcs`, at their blocks. */
+function blocksFrom(crcs: Uint32Array, offset: number): BlockCrcs {
+  return { blockBytes: CSUM_BLOCK_BYTES, out: crcs.subarray(offset / CSUM_BLOCK_BYTES) }
 }
 
 /**
@@ -191,17 +199,6 @@ function checkedLength(table: ChecksumTable, data: Buffer, firstBlock: number, i
   if (b >= table.crcs.length) return 0
   const inObject = Math.min(CSUM_BLOCK_BYTES, table.size - b * CSUM_BLOCK_BYTES)
   return data.length - i * CSUM_BLOCK_BYTES >= inObject ? inObject : 0
-}
-
-/** firstBadBlock one block at a time (after the whole span failed: which block is it?). */
-function firstBadBlockEach(table: ChecksumTable, data: Buffer, firstBlock: number): number {
-  for (let i = 0; i * CSUM_BLOCK_BYTES < data.length; i++) {
-    const length = checkedLength(table, data, firstBlock, i)
-    if (length === 0) break
-    const from = i * CSUM_BLOCK_BYTES
-    if (crcOf(data.subarray(from, from + length)) !== table.crcs[firstBlock + i]) return firstBlock + i
-  }
-  return -1
 }
 
 export function encodeTable(t: ChecksumTable): Buffer {
@@ -419,28 +416,42 @@ export class ChecksumStore implements StoreDriver {
   // ---- reads -------------------------------------------------------------------------------
 
   read(oid: bigint, offset: number, length: number): Promise<Buffer | number> {
-    return this.readVerified(oid, offset, length, (o, l) => this.inner.read(oid, o, l), false)
+    const now = this.readNow(oid, offset, length)
+    if (now) return Promise.resolve(now)
+    return this.readVerified(oid, offset, length, (o, l, c) => this.inner.read(oid, o, l, c), false)
+  }
+
+  readNow(key: bigint, offset: number, length: number): Buffer | undefined {
+    if (!this.inner.readNow) return undefined
+    const table = this.table(key)
+    if (table instanceof Promise) return undefined
+    if (table === null) return this.inner.readNow(key, offset, length)
+    const { first, end } = blockRange(offset, length)
+    if (end - first > NOW_CRCS.out.length) return undefined
+    const start = first * CSUM_BLOCK_BYTES
+    const data = this.inner.readNow(key, start, end * CSUM_BLOCK_BYTES - start, NOW_CRCS)
+    // a mismatch is looked at again, and reported, the long way
+    if (!data || firstBadBlock(table, data, first, NOW_CRCS.out) >= 0) return undefined
+    return data.subarray(offset - start, offset - start + length)
   }
 
   readAfterMutations(oid: bigint, offset: number, length: number): Promise<Buffer | number> {
-    return this.queue.run(oid, () => this.readVerified(oid, offset, length, (o, l) => this.inner.readAfterMutations(oid, o, l), true))
+    return this.queue.run(oid, () => this.readVerified(oid, offset, length, (o, l, c) => this.inner.readAfterMutations(oid, o, l, c), true))
   }
 
   async readStale(oid: bigint, epoch: number, offset: number, length: number): Promise<Buffer | number> {
     const table = await this.loadTable(this.staleFile(oid, epoch))
-    const got = await this.readChecked(table, offset, length, (o, l) => this.inner.readStale(oid, epoch, o, l))
+    const got = await this.readChecked(table, offset, length, async (o, l, c) => {
+      const data = await this.inner.readStale(oid, epoch, o, l)
+      if (c && typeof data !== 'number') crc32Blocks(data, c.blockBytes, c.out, 0)
+      return data
+    })
     if (got !== 'mismatch') return got
     this.reportCorrupt(oid, `stale copy of epoch ${epoch}`)
     return SD_RES_EIO
   }
 
-  private async readVerified(
-    key: bigint,
-    offset: number,
-    length: number,
-    read: (offset: number, length: number) => Promise<Buffer | number>,
-    serialised: boolean,
-  ): Promise<Buffer | number> {
+  private async readVerified(key: bigint, offset: number, length: number, read: BlockRead, serialised: boolean): Promise<Buffer | number> {
     const cached = this.table(key)
     const table = cached instanceof Promise ? await cached : cached
     const got = await this.readChecked(table, offset, length, read)
@@ -461,18 +472,14 @@ export class ChecksumStore implements StoreDriver {
   }
 
   /** Reads whole blocks around the range and checks them; 'mismatch' when one is wrong. */
-  private async readChecked(
-    table: ChecksumTable | null,
-    offset: number,
-    length: number,
-    read: (offset: number, length: number) => Promise<Buffer | number>,
-  ): Promise<Buffer | number | 'mismatch'> {
+  private async readChecked(table: ChecksumTable | null, offset: number, length: number, read: BlockRead): Promise<Buffer | number | 'mismatch'> {
     if (!table) return read(offset, length)
     const { first, end } = blockRange(offset, length)
     const start = first * CSUM_BLOCK_BYTES
-    const data = await read(start, end * CSUM_BLOCK_BYTES - start)
+    const crcs = { blockBytes: CSUM_BLOCK_BYTES, out: new Uint32Array(end - first) }
+    const data = await read(start, end * CSUM_BLOCK_BYTES - start, crcs)
     if (typeof data === 'number') return data
-    if (firstBadBlock(table, data, first) >= 0) return 'mismatch'
+    if (firstBadBlock(table, data, first, crcs.out) >= 0) return 'mismatch'
     return data.subarray(offset - start, offset - start + length)
   }
 
@@ -492,10 +499,11 @@ export class ChecksumStore implements StoreDriver {
       const table = await this.table(key)
       if (!table) return 'unknown'
       const consume = begin()
+      const crcs = { blockBytes: CSUM_BLOCK_BYTES, out: new Uint32Array(WALK_CHUNK_BYTES / CSUM_BLOCK_BYTES) }
       for (let at = 0; at < table.size; at += WALK_CHUNK_BYTES) {
-        const data = await this.inner.read(key, at, Math.min(WALK_CHUNK_BYTES, table.size - at))
+        const data = await this.inner.read(key, at, Math.min(WALK_CHUNK_BYTES, table.size - at), crcs)
         if (typeof data === 'number') return data
-        if (firstBadBlock(table, data, at / CSUM_BLOCK_BYTES) >= 0) return 'mismatch'
+        if (firstBadBlock(table, data, at / CSUM_BLOCK_BYTES, crcs.out) >= 0) return 'mismatch'
         consume(data)
       }
       return 'ok'
@@ -539,10 +547,9 @@ export class ChecksumStore implements StoreDriver {
       const hash = crypto.createHash('sha1')
       const crcs = new Uint32Array(blockCount(size))
       for (let at = 0; at < size; at += WALK_CHUNK_BYTES) {
-        const data = await this.inner.read(key, at, Math.min(WALK_CHUNK_BYTES, size - at))
+        const data = await this.inner.read(key, at, Math.min(WALK_CHUNK_BYTES, size - at), blocksFrom(crcs, at))
         if (typeof data === 'number') return false
         hash.update(data)
-        crc32Blocks(data, CSUM_BLOCK_BYTES, crcs, at / CSUM_BLOCK_BYTES)
       }
       if (expectSha1 && !hash.digest().equals(expectSha1)) return false
       if (!(await this.mark(key))) return false
@@ -617,9 +624,8 @@ export class ChecksumStore implements StoreDriver {
     const size = (await fsp.stat(file)).size
     const crcs = new Uint32Array(blockCount(size))
     for (let at = 0; at < size; at += WALK_CHUNK_BYTES) {
-      const data = await this.inner.read(key, at, Math.min(WALK_CHUNK_BYTES, size - at))
+      const data = await this.inner.read(key, at, Math.min(WALK_CHUNK_BYTES, size - at), blocksFrom(crcs, at))
       if (typeof data === 'number') return false
-      crc32Blocks(data, CSUM_BLOCK_BYTES, crcs, at / CSUM_BLOCK_BYTES)
     }
     this.setTable(key, { size, crcs })
     return true

@@ -9,6 +9,11 @@ import { loadAddon } from '../../lib/native-addon.js'
 interface Crc32Addon {
   crc32(data: Uint8Array, prev?: number): number
   crc32Blocks(data: Uint8Array, blockBytes: number, out: Uint32Array, outIndex: number): void
+  /**
+   * Fills `buffer` from `offset` of `fd` (zeros past the file's end) and the CRC-32 of each
+   * `blockBytes` of it into out[0…], on a thread of libuv's pool: bytes from the file, or -errno.
+   */
+  preadCrc32Blocks(fd: number, buffer: Uint8Array, offset: number, blockBytes: number, out: Uint32Array): Promise<number>
   /** The CPU has carry-less multiplication (else the addon would be slower than zlib). */
   accelerated: boolean
   /** And AVX-512 with VPCLMULQDQ: sixteen 16-byte chunks folded at a time. */
@@ -43,3 +48,13 @@ export function zlibCrc32Blocks(data: Uint8Array, blockBytes: number, out: Uint3
 export const crc32Blocks: (data: Uint8Array, blockBytes: number, out: Uint32Array, outIndex: number) => void = native
   ? (data, blockBytes, out, outIndex) => native.crc32Blocks(data, blockBytes, out, outIndex)
   : zlibCrc32Blocks
+
+/**
+ * A read that checksums what it reads (native only): each piece is checksummed on the pool
+ * thread that read it, while still in the CPU's cache, instead of on the event loop afterwards.
+ * Resolves with the bytes that came from the file, or -errno. Undefined with zlib's crc32: read,
+ * then crc32Blocks.
+ */
+export const preadCrc32Blocks: ((fd: number, buffer: Uint8Array, offset: number, blockBytes: number, out: Uint32Array) => Promise<number>) | undefined = native
+  ? (fd, buffer, offset, blockBytes, out) => native.preadCrc32Blocks(fd, buffer, offset, blockBytes, out)
+  : undefined

@@ -62,6 +62,12 @@ export interface DiskStats {
   bytes: bigint
 }
 
+/** Where a read puts the CRC-32 of each block of what it read: out[0] for its first block, … */
+export interface BlockCrcs {
+  readonly blockBytes: number
+  readonly out: Uint32Array
+}
+
 export interface StoreDriver {
   /** The store driver (layout) in use: `plain` or `tree`. */
   readonly name: string
@@ -72,14 +78,26 @@ export interface StoreDriver {
   /** Remove every object and stale copy (cluster format). */
   purge(): Promise<void>
   exists(oid: bigint): boolean
-  /** Reads `length` bytes at `offset`; bytes past the end of the file read as zeros. */
-  read(oid: bigint, offset: number, length: number): Promise<Buffer | number>
+  /**
+   * Reads `length` bytes at `offset`; bytes past the end of the file read as zeros. With
+   * `crcs`, the CRC-32 of each `crcs.blockBytes` of the bytes read is written to `crcs.out` (the
+   * checksum layer's verification, done where the read is done).
+   */
+  read(oid: bigint, offset: number, length: number, crcs?: BlockCrcs): Promise<Buffer | number>
   /**
    * Like `read`, but only after every mutation of the object queued before it (writes, creates,
    * a move to the stale area): a recovery read must see each write that was accepted before it.
    * An object moved to the stale area meanwhile reads as SD_RES_NO_OBJ.
    */
-  readAfterMutations(oid: bigint, offset: number, length: number): Promise<Buffer | number>
+  readAfterMutations(oid: bigint, offset: number, length: number, crcs?: BlockCrcs): Promise<Buffer | number>
+  /**
+   * `read` done at once, on the calling thread, when it can be without waiting: a small read of
+   * an object whose file is open and whose bytes the page cache holds (and, with checksums, that
+   * match them). Undefined when it cannot be, whatever the reason (not cached, not open, a
+   * mismatch, a failing disk): `read` then does it and reports what is wrong. A whole async read
+   * costs several µs of promise hops more than the read itself.
+   */
+  readNow?(oid: bigint, offset: number, length: number, crcs?: BlockCrcs): Buffer | undefined
   /** Overwrites part of an existing object; SD_RES_NO_OBJ if it is absent. */
   write(w: ObjectWrite): Promise<number>
   /**

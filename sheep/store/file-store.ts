@@ -35,10 +35,11 @@ import type { Logger } from '../../lib/log.js'
 import { SD_RES_NETWORK_ERROR, SD_RES_NO_OBJ, SD_RES_SUCCESS, SD_RES_UNKNOWN } from '../../lib/proto.js'
 import { type Disk, DiskSet, freeSpaceOf, purgeDirectory } from './disks.js'
 import { FdCache, type FdLease, fdatasyncFd, preadFd, pwriteFd } from './fd-cache.js'
-import type { CreateOptions, DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
+import type { BlockCrcs, CreateOptions, DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
 import { parseKeyFileName } from '../../lib/oid.js'
 import { DEFAULT_STORE_LAYOUT, type StoreLayout, oidFileName } from './layout.js'
-import { readCachedNow, syncfsAvailable, syncfsDir } from './native-io.js'
+import { crc32Blocks, preadCrc32Blocks } from './crc32.js'
+import { errnoError, readCachedNow, syncfsAvailable, syncfsDir } from './native-io.js'
 
 export { oidFileName }
 
@@ -309,11 +310,31 @@ export class FileStore implements StoreDriver {
     return false
   }
 
-  async read(oid: bigint, offset: number, length: number): Promise<Buffer | number> {
+  readNow(oid: bigint, offset: number, length: number, crcs?: BlockCrcs): Buffer | undefined {
+    if (length > CACHED_READ_INLINE_MAX_BYTES) return undefined
+    const loc = this.objects.get(oid)
+    if (!loc) return undefined
+    const lease = this.fds.hit(oid, loc.disk, this.objectFile(loc.disk, oid))
+    if (!lease) return undefined
+    try {
+      // a disk found gone, like any failure, is for read() to find and report
+      if (!this.diskStillThere(loc.disk)) return undefined
+      const buf = Buffer.allocUnsafe(length)
+      if (!readCachedNow(lease.fd, buf, offset)) return undefined
+      if (crcs) crc32Blocks(buf, crcs.blockBytes, crcs.out, 0)
+      return buf
+    } finally {
+      lease.release()
+    }
+  }
+
+  async read(oid: bigint, offset: number, length: number, crcs?: BlockCrcs): Promise<Buffer | number> {
+    const now = this.readNow(oid, offset, length, crcs)
+    if (now) return now
     for (let follow = 0; ; follow++) {
       const loc = this.objects.get(oid)
       if (!loc) return SD_RES_NO_OBJ
-      const got = await this.onDisk(loc.disk, () => this.readObject(oid, loc.disk, offset, length))
+      const got = await this.onDisk(loc.disk, () => this.readObject(oid, loc.disk, offset, length, crcs))
       if (got !== SD_RES_NO_OBJ) return got
       // moved to another disk meanwhile (plug, unplug): read it there
       const now = this.objects.get(oid)
@@ -323,14 +344,24 @@ export class FileStore implements StoreDriver {
   }
 
   /** Reads through the object's cached descriptor; SD_RES_NO_OBJ when its file is not there. */
-  private async readObject(oid: bigint, disk: Disk, offset: number, length: number): Promise<Buffer | number> {
+  private async readObject(oid: bigint, disk: Disk, offset: number, length: number, crcs: BlockCrcs | undefined): Promise<Buffer | number> {
     const lease = await this.lease(oid, disk)
     if (typeof lease === 'number') return lease
     try {
       const buf = Buffer.allocUnsafe(length)
       // what the page cache holds is read here: a trip to the thread pool costs more than the copy
-      if (length <= CACHED_READ_INLINE_MAX_BYTES && readCachedNow(lease.fd, buf, offset)) return buf
+      if (length <= CACHED_READ_INLINE_MAX_BYTES && readCachedNow(lease.fd, buf, offset)) {
+        if (crcs) crc32Blocks(buf, crcs.blockBytes, crcs.out, 0)
+        return buf
+      }
+      if (crcs && preadCrc32Blocks) {
+        // checksummed on the pool thread as it reads, not on the event loop after
+        const n = await preadCrc32Blocks(lease.fd, buf, offset, crcs.blockBytes, crcs.out)
+        if (n < 0) throw errnoError(-n, `read of ${oidFileName(oid)}`)
+        return buf
+      }
       await readFdInto(lease.fd, buf, length, offset)
+      if (crcs) crc32Blocks(buf, crcs.blockBytes, crcs.out, 0)
       return buf
     } finally {
       lease.release()
@@ -427,8 +458,8 @@ export class FileStore implements StoreDriver {
     return loc && this.objectFile(loc.disk, oid)
   }
 
-  readAfterMutations(oid: bigint, offset: number, length: number): Promise<Buffer | number> {
-    return this.serialise(oid, () => this.read(oid, offset, length))
+  readAfterMutations(oid: bigint, offset: number, length: number, crcs?: BlockCrcs): Promise<Buffer | number> {
+    return this.serialise(oid, () => this.read(oid, offset, length, crcs))
   }
 
   write(w: ObjectWrite): Promise<number> {

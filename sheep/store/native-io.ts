@@ -33,6 +33,12 @@ export function syncfsAvailable(): boolean {
 
 const ERRNO_NAMES = new Map(Object.entries(os.constants.errno).map(([name, n]) => [n, name]))
 
+/** An error like Node's own for `errno` (code 'EIO' …), so callers can tell a failing disk. */
+export function errnoError(errno: number, what: string): NodeJS.ErrnoException {
+  const code = ERRNO_NAMES.get(errno) ?? `errno ${errno}`
+  return Object.assign(new Error(`${what}: ${code}`), { code, errno: -errno })
+}
+
 /** Makes every write to the filesystem holding `dir` durable; throws an errno error (code EIO …). */
 export async function syncfsDir(dir: string): Promise<void> {
   const native = storeIoAddon()
@@ -40,10 +46,7 @@ export async function syncfsDir(dir: string): Promise<void> {
   const fd = await new Promise<number>((resolve, reject) => fs.open(dir, 'r', (err, fd) => (err ? reject(err) : resolve(fd))))
   try {
     const errno = await native.syncfs(fd)
-    if (errno !== 0) {
-      const code = ERRNO_NAMES.get(errno) ?? `errno ${errno}`
-      throw Object.assign(new Error(`syncfs of ${dir}: ${code}`), { code, errno: -errno })
-    }
+    if (errno !== 0) throw errnoError(errno, `syncfs of ${dir}`)
   } finally {
     fs.close(fd, () => undefined)
   }

@@ -14,6 +14,7 @@ import { silentLogger } from '../../lib/log.js'
 import { OBJECT_CHUNK_BYTES, SD_RES_EIO, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
 import { copyObject } from '../../sheep/object-copy.js'
 import { CSUM_BLOCK_BYTES, CSUM_DIR, ChecksumStore, decodeTable, encodeTable, firstBadBlock, tableOf } from '../../sheep/store/checksums.js'
+import { crc32Blocks } from '../../sheep/store/crc32.js'
 import { FileStore, oidFileName } from '../../sheep/store/file-store.js'
 import { INTENT_LOG_FILE } from '../../sheep/store/intent-log.js'
 import { syncfsAvailable } from '../../sheep/store/native-io.js'
@@ -67,11 +68,16 @@ t.test('table encoding and block checks', async (t) => {
   t.equal(table.crcs.length, 4)
   t.same(decodeTable(encodeTable(table)), table, 'encode/decode pair')
   t.equal(decodeTable(encodeTable(table).subarray(0, 20)), undefined, 'a torn file is no table')
-  t.equal(firstBadBlock(table, data, 0), -1)
+  const check = (bytes: Buffer, first: number) => {
+    const crcs = new Uint32Array(Math.ceil(bytes.length / CSUM_BLOCK_BYTES))
+    crc32Blocks(bytes, CSUM_BLOCK_BYTES, crcs, 0)
+    return firstBadBlock(table, bytes, first, crcs)
+  }
+  t.equal(check(data, 0), -1)
   const bad = Buffer.from(data)
   bad[CSUM_BLOCK_BYTES * 2 + 5] ^= 1
-  t.equal(firstBadBlock(table, bad, 0), 2)
-  t.equal(firstBadBlock(table, bad.subarray(CSUM_BLOCK_BYTES, 2 * CSUM_BLOCK_BYTES), 1), -1, 'a read of block 1 only checks block 1')
+  t.equal(check(bad, 0), 2)
+  t.equal(check(bad.subarray(CSUM_BLOCK_BYTES, 2 * CSUM_BLOCK_BYTES), 1), -1, 'a read of block 1 only checks block 1')
 })
 
 t.test('create, aligned and unaligned writes, reads: checksums follow the bytes', async (t) => {
@@ -110,6 +116,24 @@ t.test('a flipped byte is never served; other blocks still are', async (t) => {
   // a whole-block write replaces it
   t.equal(await f.store.write({ oid: OID, offset: MiB, data: Buffer.alloc(4096, 2) }), SD_RES_SUCCESS)
   t.same(await f.store.read(OID, MiB, 4096), Buffer.alloc(4096, 2))
+})
+
+t.test('reads done at once (readNow) serve only checked bytes, and leave every failure to read()', async (t) => {
+  const f = await newStore(t)
+  const data = crypto.randomBytes(OBJECT_BYTES)
+  await f.store.create({ oid: OID, offset: 0, data }, OBJECT_BYTES)
+  t.equal(f.files.readNow(OID, 0, 4096), undefined, 'the file not open yet: not at once')
+  t.same(await f.store.read(OID, 0, 4096), data.subarray(0, 4096), 'read() opens it')
+  t.same(f.store.readNow(OID, 2 * MiB, 4096), data.subarray(2 * MiB, 2 * MiB + 4096), 'a block at once')
+  t.same(f.store.readNow(OID, 2 * MiB + 100, 9000), data.subarray(2 * MiB + 100, 2 * MiB + 9100), 'an unaligned range at once')
+  t.equal(f.store.readNow(OID, 0, 1024 * 1024), undefined, 'a large read goes to the thread pool')
+  flip(f, MiB + 10)
+  t.equal(f.store.readNow(OID, MiB, 4096), undefined, 'the bad block: not at once')
+  t.equal(f.store.readNow(OID, MiB - 4096, 8192), undefined, 'a range covering it: not at once')
+  t.same(f.store.readNow(OID, MiB + 4096, 4096), data.subarray(MiB + 4096, MiB + 8192), 'the next block: at once')
+  t.same(f.corrupt, [], 'readNow reports nothing itself')
+  t.equal(await f.store.read(OID, MiB, 4096), SD_RES_EIO, 'read() finds the bad block: EIO')
+  t.same(f.corrupt, [OID], 'and reports it')
 })
 
 t.test('a truncated object file reads as EIO, not zeros', async (t) => {
