@@ -13,8 +13,8 @@
 //
 // Whoever acquires a buffer gives it back once, when no one can touch its bytes any more (no
 // write of it still queued on a socket, no thread-pool call still reading it); the next
-// borrower overwrites it. One never given back stays counted as lent (the pool lends that much
-// less, allocating the rest) but is collected like any other buffer.
+// borrower overwrites it. One never given back (a read reply an in-process caller kept) is
+// collected like any other buffer, and from then on no longer counts as lent.
 import assert from 'node:assert'
 
 /** The smallest buffer worth pooling: below, allocation is cheap (and Node slices small ones from a slab). */
@@ -39,6 +39,13 @@ export class BufferPool {
   hits = 0
   /** Buffers lent that had to be allocated. */
   misses = 0
+  /** Buffers lent, never given back, and collected. */
+  collected = 0
+  /** Lent buffers collected without being given back: their bytes no longer count as lent. */
+  private readonly unreturned = new FinalizationRegistry<number>((bytes) => {
+    this.lentBytes -= bytes
+    this.collected++
+  })
 
   constructor(
     readonly maxFreeBytes = BUFFER_POOL_MAX_FREE_BYTES,
@@ -80,6 +87,7 @@ export class BufferPool {
       this.misses++
     }
     this.lent.add(backing)
+    this.unreturned.register(backing, classBytes, backing)
     this.lentBytes += classBytes
     return Buffer.from(backing, 0, length)
   }
@@ -94,6 +102,7 @@ export class BufferPool {
     const backing = buf.buffer as ArrayBuffer
     assert(this.lent.has(backing), 'a buffer given back to the pool that it did not lend (or given back twice)')
     this.lent.delete(backing)
+    this.unreturned.unregister(backing)
     this.lentBytes -= backing.byteLength
     if (this.freeBytes + backing.byteLength > this.maxFreeBytes) return
     const cls = Math.log2(backing.byteLength) - MIN_SHIFT

@@ -6,8 +6,11 @@ import type { Writable } from 'node:stream'
 
 const corked = new WeakSet<Writable>()
 
-/** Writes a header and its payload (if any) to `socket`, together with the turn's other frames. */
-export function writeFrame(socket: Writable, header: Buffer, data?: Buffer): void {
+/**
+ * Writes a header and its payload (if any) to `socket`, together with the turn's other frames.
+ * `sent` is called once the socket is done with the payload: written, or failed.
+ */
+export function writeFrame(socket: Writable, header: Buffer, data?: Buffer, sent?: () => void): void {
   if (!corked.has(socket)) {
     corked.add(socket)
     socket.cork()
@@ -17,5 +20,6 @@ export function writeFrame(socket: Writable, header: Buffer, data?: Buffer): voi
     })
   }
   socket.write(header)
-  if (data && data.length > 0) socket.write(data)
+  if (data && data.length > 0) socket.write(data, sent && (() => sent()))
+  else sent?.()
 }

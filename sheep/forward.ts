@@ -2,6 +2,7 @@
 // mean "try again with a fresh ring" (wire-protocol.md §11.5). Both fan-outs build on it: whole
 // replicas (replica-io.ts) and erasure-coded strips (strip-io.ts). This node's own holder is
 // served through runPeerOp directly; the others through pooled connections.
+import type { BufferPool } from '../lib/buffer-pool.js'
 import type { RequestOptions } from '../lib/client.js'
 import { REQ_OBJ, REQ_REF } from '../lib/codec.js'
 import { SdError } from '../lib/errors.js'
@@ -51,7 +52,8 @@ export interface RefFields {
 /**
  * Sends one peer op of epoch `epoch` — the epoch whose ring chose `node` — to `node` (directly
  * when it is this node). A reference drop goes over the wire even to this node: its peer side
- * is reference counting's (refcount.ts), which itself does I/O through this module.
+ * is reference counting's (refcount.ts), which itself does I/O through this module. A read
+ * answered by this node may lend its bytes from `replyPool` (OpReply.release).
  */
 export async function forward(
   sheep: Sheep,
@@ -63,13 +65,14 @@ export async function forward(
   length: number,
   ref?: RefFields,
   flags = 0,
+  replyPool?: BufferPool,
 ): Promise<OpReply> {
   const peerOp = GATEWAY_TO_PEER_OP.get(opcode) ?? opcode
   if (peerOp === SD_OP_DECREF_PEER) {
     const fields = { oid: obj.oid, generation: ref?.generation ?? 0, count: ref?.count ?? 0 }
     return remote(sheep, epoch, node, { opcode: peerOp, variant: REQ_REF, fields })
   }
-  if (sheep.isSelf(node)) return runPeerOp(sheep, { opcode: peerOp, flags, obj, data, length }, epoch)
+  if (sheep.isSelf(node)) return runPeerOp(sheep, { opcode: peerOp, flags, obj, data, length, replyPool }, epoch)
   return remote(sheep, epoch, node, { opcode: peerOp, flags, variant: REQ_OBJ, fields: obj, data, readLength: data ? undefined : length })
 }
 

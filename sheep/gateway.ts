@@ -22,7 +22,7 @@ import {
   SD_RES_READONLY,
   SD_RES_SUCCESS,
 } from '../lib/proto.js'
-import { type OpReply, reply } from './op-types.js'
+import { type OpContext, type OpReply, reply } from './op-types.js'
 import { objectSizeFor } from './peer.js'
 import { isIndexUpdate, writeIndexWithRefs } from './refcount.js'
 import { type ObjFields, gatewayRead, gatewaySyncAll, gatewayWriteAll } from './replica-io.js'
@@ -45,13 +45,16 @@ function mustRefreshInode(sheep: Sheep, req: SdRequest, oid: bigint): boolean {
   return (req.flags & SD_FLAG_CMD_TGT) !== 0 && inodeRefreshRequired(sheep, oidToVid(oid))
 }
 
-/** READ_OBJ: one replica; a whole-inode read (tgt re-reading it) re-validates this node's copy. */
-export async function gatewayReadObj(sheep: Sheep, req: SdRequest): Promise<OpReply> {
+/**
+ * READ_OBJ: one replica; a whole-inode read (tgt re-reading it) re-validates this node's copy.
+ * A data object read here may be answered in a buffer of the server's pool (ctx.replyPool).
+ */
+export async function gatewayReadObj(sheep: Sheep, req: SdRequest, _data?: Buffer, ctx?: OpContext): Promise<OpReply> {
   const obj = reqVariant(req, REQ_OBJ)
   const refresh = isInodeRefreshRead(obj.oid, obj.offset, req.dataLength)
   if (!refresh && mustRefreshInode(sheep, req, obj.oid)) return reply(SD_RES_INODE_INVALIDATED)
   if (obj.offset + req.dataLength > objectSizeFor(sheep, obj.oid)) return reply(SD_RES_INVALID_PARMS)
-  const r = await gatewayRead(sheep, obj, req.dataLength)
+  const r = await gatewayRead(sheep, obj, req.dataLength, isDataObj(obj.oid) ? ctx?.replyPool : undefined)
   if (refresh && r.result === SD_RES_SUCCESS) await validateInode(sheep, oidToVid(obj.oid))
   return r
 }

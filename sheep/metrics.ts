@@ -155,11 +155,15 @@ export function sheepMetrics(sheep: Sheep, server: SheepServer): { registry: Reg
   stateGauge(
     registry,
     'payload_buffers_lent_bytes',
-    'Bytes of pooled payload buffers held by requests and frames being read now',
+    'Bytes of pooled payload buffers held by requests, frames being read and replies being sent now',
     () => server.payloadPool.outBytes,
   )
   stateGauge(registry, 'payload_buffers_idle_bytes', 'Bytes of pooled payload buffers kept for the next requests', () => server.payloadPool.idleBytes)
-  scrapedCounter('payload_buffers_reused_total', 'Write payloads received into a reused pooled buffer', () => server.payloadPool.hits)
-  scrapedCounter('payload_buffers_allocated_total', 'Write payloads for which the pool allocated a new buffer', () => server.payloadPool.misses)
+  scrapedCounter('payload_buffers_reused_total', 'Write payloads and read replies that reused a pooled buffer', () => server.payloadPool.hits)
+  scrapedCounter(
+    'payload_buffers_allocated_total',
+    'Write payloads and read replies for which the pool allocated a new buffer',
+    () => server.payloadPool.misses,
+  )
   return { registry, observe }
 }

@@ -145,7 +145,7 @@ import { inodeIndexOffset, isDataObj, oidToIdx, oidToVid, vidToVdiOid } from '..
 import { LOG_LEVEL_NAMES, sdLevelToPino } from '../lib/log.js'
 import { gatewayCreateAndWriteObj, gatewayDecrefObj, gatewayReadObj, gatewayRemoveObj, gatewaySyncNodes, gatewayWriteObj } from './gateway.js'
 import { gatewayWriteAll, readObject, writeObject } from './replica-io.js'
-import { type OpKind, type OpReply, reply } from './op-types.js'
+import { type OpContext, type OpKind, type OpReply, reply } from './op-types.js'
 import { copyObject, peerPieceReader } from './object-copy.js'
 import { handlePeerRequest, localStoreKey, objectSizeFor } from './peer.js'
 import { listForRecovery } from './recovery.js'
@@ -159,7 +159,7 @@ import { delVdiMain, delVdiWork, getVdiAttrWork, getVdiInfoWork, inodeCoherenceM
 export const STORE_NAMES: readonly string[] = STORE_LAYOUTS.map((l) => l.name)
 
 /** What a gateway, peer or local op runs on the receiving node. */
-export type OpHandler = (sheep: Sheep, req: SdRequest, data: Buffer | undefined) => Promise<OpReply> | OpReply
+export type OpHandler = (sheep: Sheep, req: SdRequest, data: Buffer | undefined, ctx?: OpContext) => Promise<OpReply> | OpReply
 
 interface OpDefBase {
   /** Accepted while the cluster waits for format or members (wire-protocol.md §1.2). */

@@ -4,7 +4,8 @@
 import { resultOfError } from '../lib/errors.js'
 import type { Fields } from '../lib/layout.js'
 import { REQ_OBJ, type SdRequest, reqVariant } from '../lib/codec.js'
-import { oidToVid, objectSizeOf, stripKey } from '../lib/oid.js'
+import { isDataObj, oidToVid, objectSizeOf, stripKey } from '../lib/oid.js'
+import type { BufferPool } from '../lib/buffer-pool.js'
 import {
   SD_FLAG_CMD_RECOVERY,
   SD_FLAG_CMD_UNSTABLE,
@@ -18,7 +19,7 @@ import {
   SD_RES_OLD_NODE_VER,
   SD_RES_SUCCESS,
 } from '../lib/proto.js'
-import { type OpReply, reply } from './op-types.js'
+import { type OpContext, type OpReply, reply } from './op-types.js'
 import type { Sheep } from './sheep.js'
 
 /** How long a peer request from a newer epoch waits for this node to catch up. */
@@ -70,6 +71,19 @@ export interface PeerOp {
   data?: Buffer
   /** READ_PEER: bytes wanted. */
   length: number
+  /**
+   * READ_PEER whose reply goes nowhere but out of a socket (the server's): a data object's bytes
+   * may be read into a buffer of this pool, and the reply's `release` gives it back.
+   */
+  replyPool?: BufferPool
+}
+
+/** A read's reply; with `pool`, its bytes may be in a buffer of it, given back by `release`. */
+async function pooledDataReply(sheep: Sheep, oid: bigint, offset: number, length: number, pool: BufferPool | undefined): Promise<OpReply> {
+  const data = await sheep.store.read(oid, offset, length, pool && { pool })
+  const r = dataReply(data)
+  if (pool && typeof data !== 'number' && pool.lends(data)) r.release = () => pool.release(data)
+  return r
 }
 
 /**
@@ -96,7 +110,7 @@ export async function runPeerOp(sheep: Sheep, op: PeerOp, epoch: number): Promis
       case SD_OP_READ_PEER: {
         const size = storedSizeFor(sheep, op.obj.oid)
         if (offset + op.length > Math.max(size, offset)) return reply(SD_RES_INVALID_PARMS)
-        if (!forRecovery) return dataReply(await sheep.store.read(oid, offset, op.length))
+        if (!forRecovery) return pooledDataReply(sheep, oid, offset, op.length, isDataObj(op.obj.oid) ? op.replyPool : undefined)
         // recovery: the live copy with every write accepted before this read, else the stale
         // copy of exactly the epoch asked about (a copy of another epoch may miss writes)
         const live = await sheep.store.readAfterMutations(oid, offset, op.length)
@@ -133,12 +147,13 @@ function dataReply(data: Buffer | number): OpReply {
 }
 
 /** A peer op from another sheep: epoch check (§13.3), then the local store. */
-export async function handlePeerRequest(sheep: Sheep, req: SdRequest, data: Buffer | undefined): Promise<OpReply> {
+export async function handlePeerRequest(sheep: Sheep, req: SdRequest, data: Buffer | undefined, ctx?: OpContext): Promise<OpReply> {
   const obj = reqVariant(req, REQ_OBJ)
   if (obj.oid !== 0n) {
     const diff = (req.epoch - sheep.epoch) | 0
     if (diff < 0) return reply(SD_RES_OLD_NODE_VER)
     if (diff > 0 && !(await sheep.group.waitForEpoch(req.epoch, PEER_EPOCH_WAIT_MS))) return reply(SD_RES_NEW_NODE_VER)
   }
-  return runPeerOp(sheep, { opcode: req.opcode, flags: req.flags, obj, data, length: req.dataLength }, obj.oid !== 0n ? req.epoch : sheep.epoch)
+  const op = { opcode: req.opcode, flags: req.flags, obj, data, length: req.dataLength, replyPool: ctx?.replyPool }
+  return runPeerOp(sheep, op, obj.oid !== 0n ? req.epoch : sheep.epoch)
 }

@@ -5,6 +5,7 @@
 // that the epoch moved on (forward.ts). Objects of erasure-coded VDIs go to the strip fan-out
 // instead (strip-io.ts). It knows nothing of what the ops mean: the gateway (client ops),
 // reference counting and VDI operations all do their object I/O through it.
+import type { BufferPool } from '../lib/buffer-pool.js'
 import { SdError } from '../lib/errors.js'
 import { oidToVid } from '../lib/oid.js'
 import {
@@ -34,7 +35,7 @@ function copiesFor(sheep: Sheep, obj: ObjFields): number {
 }
 
 /** Reads from one replica: this node first when it holds one, then the others from a random start. */
-export async function gatewayRead(sheep: Sheep, obj: ObjFields, length: number): Promise<OpReply> {
+export async function gatewayRead(sheep: Sheep, obj: ObjFields, length: number, replyPool?: BufferPool): Promise<OpReply> {
   if (sheep.ring.isEmpty) return reply(SD_RES_HALT)
   const policy = sheep.ecPolicyOf(obj.oid)
   if (policy) return stripRead(sheep, policy, obj, length)
@@ -49,7 +50,7 @@ export async function gatewayRead(sheep: Sheep, obj: ObjFields, length: number):
     for (let i = 0; i < others.length; i++) order.push(others[(start + i) % others.length])
     let last: OpReply = reply(SD_RES_NO_OBJ)
     for (const node of order) {
-      last = await forward(sheep, epoch, node, SD_OP_READ_OBJ, obj, undefined, length)
+      last = await forward(sheep, epoch, node, SD_OP_READ_OBJ, obj, undefined, length, undefined, 0, replyPool)
       if (last.result === SD_RES_SUCCESS) return last
       if (RETRY_RESULTS.has(last.result) && last.result !== SD_RES_NETWORK_ERROR) return last
     }

@@ -154,6 +154,14 @@ function remoteAddressOf(socket: net.Socket): string {
   return net.isIPv4(v4) ? v4 : address
 }
 
+/** Who sent a request, as far as its handling is concerned. */
+export interface RequestSource {
+  /** May send admin ops (see admin-access.ts). */
+  admin: boolean
+  /** The reply goes out of a socket and is released after (OpContext.replyPool). */
+  replyPool?: BufferPool
+}
+
 /** One client or peer connection, and what the limits watch of it. */
 interface Connection {
   socket: net.Socket
@@ -187,9 +195,10 @@ export interface SheepServerOptions {
 export class SheepServer {
   private readonly servers: net.Server[] = []
   /**
-   * Where the payloads of object writes land (lib/buffer-pool.ts): each is given back once its
-   * request has been answered, every replica written, so 1 MiB writes reuse buffers instead of
-   * making V8 collect a fresh one per request.
+   * Where the payloads of object writes land (lib/buffer-pool.ts), and the bytes of data-object
+   * reads this node answers itself (OpContext.replyPool): a write's payload is given back once
+   * its request has been answered, every replica written, a read's once the socket took the
+   * reply; so 1 MiB requests reuse buffers instead of making V8 collect a fresh one each.
    */
   readonly payloadPool = new BufferPool()
   /** Where reads not into a payload's own buffer land: one for all connections, as each read is consumed at once. */
@@ -402,7 +411,7 @@ export class SheepServer {
       conn.socket.pause()
     }
     const req = decodeRequestHeader(raw)
-    void this.process(req, payload, { admin: conn.admin }).then((r) => {
+    void this.process(req, payload, { admin: conn.admin, replyPool: this.payloadPool }).then((r) => {
       this.send(conn.socket, req, r)
       conn.lastActiveMs = performance.now()
       conn.inFlight--
@@ -498,7 +507,7 @@ export class SheepServer {
    * Runs one request through the op table, and tells the observer about it; never throws.
    * `from.admin`: the sender may send admin ops (see admin-access.ts).
    */
-  async process(req: SdRequest, data: Buffer | undefined, from: { admin: boolean }): Promise<OpReply> {
+  async process(req: SdRequest, data: Buffer | undefined, from: RequestSource): Promise<OpReply> {
     const observer = this.observer
     if (observer === undefined) return this.dispatch(req, data, from)
     const startMs = performance.now()
@@ -519,7 +528,7 @@ export class SheepServer {
     return r
   }
 
-  private async dispatch(req: SdRequest, data: Buffer | undefined, from: { admin: boolean }): Promise<OpReply> {
+  private async dispatch(req: SdRequest, data: Buffer | undefined, from: RequestSource): Promise<OpReply> {
     const sheep = this.sheep
     const verdict = validateRequestHeader(req)
     if (!verdict.ok) {
@@ -540,7 +549,7 @@ export class SheepServer {
     if (counted) countStart(sheep, op.kind === 'gateway', req.opcode, data)
     try {
       if (op.kind !== 'cluster') {
-        const r = await op.handler(sheep, req, data)
+        const r = await op.handler(sheep, req, data, { replyPool: from.replyPool })
         if (counted) countEnd(sheep, op.kind === 'gateway', r)
         return r
       }
@@ -554,10 +563,15 @@ export class SheepServer {
     }
   }
 
+  /** Sends the reply; lent reply bytes (OpReply.release) go back once the socket took them. */
   private send(socket: net.Socket, req: SdRequest, r: OpReply): void {
-    if (socket.destroyed) return
+    if (socket.destroyed) {
+      r.release?.()
+      return
+    }
     const { header, data } = this.responseOf(req, r)
-    writeFrame(socket, header, data)
+    if (data !== r.data) r.release?.()
+    writeFrame(socket, header, data, data === r.data ? r.release : undefined)
   }
 
   /** The response header and payload answering `req` with `r`, as they go on the wire. */

@@ -39,7 +39,8 @@ import { KeyedQueue } from '../../lib/async.js'
 import type { Logger } from '../../lib/log.js'
 import { isDataObj, keyFileName, oidOfKey, oidToIdx, parseKeyFileName } from '../../lib/oid.js'
 import { SD_RES_EIO, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
-import type { BlockCrcs, CreateOptions, DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
+import type { BlockCrcs, CreateOptions, DiskStats, DiskUsage, ObjectWrite, ReadOptions, StagedObject, StoreDriver } from './driver.js'
+import type { BufferPool } from '../../lib/buffer-pool.js'
 import { crc32, crc32Blocks } from './crc32.js'
 import { IntentLog } from './intent-log.js'
 import type { StoreLayout } from './layout.js'
@@ -415,10 +416,11 @@ export class ChecksumStore implements StoreDriver {
 
   // ---- reads -------------------------------------------------------------------------------
 
-  read(oid: bigint, offset: number, length: number): Promise<Buffer | number> {
+  read(oid: bigint, offset: number, length: number, opts?: ReadOptions): Promise<Buffer | number> {
     const now = this.readNow(oid, offset, length)
     if (now) return Promise.resolve(now)
-    return this.readVerified(oid, offset, length, (o, l, c) => this.inner.read(oid, o, l, c), false)
+    const pool = opts?.pool
+    return this.readVerified(oid, offset, length, (o, l, crcs) => this.inner.read(oid, o, l, { crcs, pool }), false, pool)
   }
 
   readNow(key: bigint, offset: number, length: number): Buffer | undefined {
@@ -429,14 +431,14 @@ export class ChecksumStore implements StoreDriver {
     const { first, end } = blockRange(offset, length)
     if (end - first > NOW_CRCS.out.length) return undefined
     const start = first * CSUM_BLOCK_BYTES
-    const data = this.inner.readNow(key, start, end * CSUM_BLOCK_BYTES - start, NOW_CRCS)
+    const data = this.inner.readNow(key, start, end * CSUM_BLOCK_BYTES - start, { crcs: NOW_CRCS })
     // a mismatch is looked at again, and reported, the long way
     if (!data || firstBadBlock(table, data, first, NOW_CRCS.out) >= 0) return undefined
     return data.subarray(offset - start, offset - start + length)
   }
 
   readAfterMutations(oid: bigint, offset: number, length: number): Promise<Buffer | number> {
-    return this.queue.run(oid, () => this.readVerified(oid, offset, length, (o, l, c) => this.inner.readAfterMutations(oid, o, l, c), true))
+    return this.queue.run(oid, () => this.readVerified(oid, offset, length, (o, l, crcs) => this.inner.readAfterMutations(oid, o, l, { crcs }), true))
   }
 
   async readStale(oid: bigint, epoch: number, offset: number, length: number): Promise<Buffer | number> {
@@ -451,10 +453,11 @@ export class ChecksumStore implements StoreDriver {
     return SD_RES_EIO
   }
 
-  private async readVerified(key: bigint, offset: number, length: number, read: BlockRead, serialised: boolean): Promise<Buffer | number> {
+  /** A read checked against the object's table; `pool`: the one `read` may take its buffer from. */
+  private async readVerified(key: bigint, offset: number, length: number, read: BlockRead, serialised: boolean, pool?: BufferPool): Promise<Buffer | number> {
     const cached = this.table(key)
     const table = cached instanceof Promise ? await cached : cached
-    const got = await this.readChecked(table, offset, length, read)
+    const got = await this.readChecked(table, offset, length, read, pool)
     // a file gone while its checksums are still here was deleted behind this sheep's back (a
     // removal or a stale move drops the checksums, in the same queue)
     const gone = got === SD_RES_NO_OBJ && table !== null
@@ -462,7 +465,7 @@ export class ChecksumStore implements StoreDriver {
     // being rewritten from another copy: known bad, answered at once (see `replace`)
     if (this.replacing.has(key)) return gone ? SD_RES_NO_OBJ : SD_RES_EIO
     // a write (or a removal) may have been half done: look again behind it
-    if (!serialised) return this.queue.run(key, () => this.readVerified(key, offset, length, read, true))
+    if (!serialised) return this.queue.run(key, () => this.readVerified(key, offset, length, read, true, pool))
     if (gone) {
       this.reportCorrupt(key, 'its file is gone')
       return SD_RES_NO_OBJ
@@ -472,14 +475,24 @@ export class ChecksumStore implements StoreDriver {
   }
 
   /** Reads whole blocks around the range and checks them; 'mismatch' when one is wrong. */
-  private async readChecked(table: ChecksumTable | null, offset: number, length: number, read: BlockRead): Promise<Buffer | number | 'mismatch'> {
+  private async readChecked(
+    table: ChecksumTable | null,
+    offset: number,
+    length: number,
+    read: BlockRead,
+    pool?: BufferPool,
+  ): Promise<Buffer | number | 'mismatch'> {
     if (!table) return read(offset, length)
     const { first, end } = blockRange(offset, length)
     const start = first * CSUM_BLOCK_BYTES
     const crcs = { blockBytes: CSUM_BLOCK_BYTES, out: new Uint32Array(end - first) }
     const data = await read(start, end * CSUM_BLOCK_BYTES - start, crcs)
     if (typeof data === 'number') return data
-    if (firstBadBlock(table, data, first, crcs.out) >= 0) return 'mismatch'
+    if (firstBadBlock(table, data, first, crcs.out) >= 0) {
+      // bytes never served: their buffer can be lent again at once
+      if (pool?.lends(data)) pool.release(data)
+      return 'mismatch'
+    }
     return data.subarray(offset - start, offset - start + length)
   }
 
@@ -501,7 +514,7 @@ export class ChecksumStore implements StoreDriver {
       const consume = begin()
       const crcs = { blockBytes: CSUM_BLOCK_BYTES, out: new Uint32Array(WALK_CHUNK_BYTES / CSUM_BLOCK_BYTES) }
       for (let at = 0; at < table.size; at += WALK_CHUNK_BYTES) {
-        const data = await this.inner.read(key, at, Math.min(WALK_CHUNK_BYTES, table.size - at), crcs)
+        const data = await this.inner.read(key, at, Math.min(WALK_CHUNK_BYTES, table.size - at), { crcs })
         if (typeof data === 'number') return data
         if (firstBadBlock(table, data, at / CSUM_BLOCK_BYTES, crcs.out) >= 0) return 'mismatch'
         consume(data)
@@ -547,7 +560,7 @@ export class ChecksumStore implements StoreDriver {
       const hash = crypto.createHash('sha1')
       const crcs = new Uint32Array(blockCount(size))
       for (let at = 0; at < size; at += WALK_CHUNK_BYTES) {
-        const data = await this.inner.read(key, at, Math.min(WALK_CHUNK_BYTES, size - at), blocksFrom(crcs, at))
+        const data = await this.inner.read(key, at, Math.min(WALK_CHUNK_BYTES, size - at), { crcs: blocksFrom(crcs, at) })
         if (typeof data === 'number') return false
         hash.update(data)
       }
@@ -624,7 +637,7 @@ export class ChecksumStore implements StoreDriver {
     const size = (await fsp.stat(file)).size
     const crcs = new Uint32Array(blockCount(size))
     for (let at = 0; at < size; at += WALK_CHUNK_BYTES) {
-      const data = await this.inner.read(key, at, Math.min(WALK_CHUNK_BYTES, size - at), blocksFrom(crcs, at))
+      const data = await this.inner.read(key, at, Math.min(WALK_CHUNK_BYTES, size - at), { crcs: blocksFrom(crcs, at) })
       if (typeof data === 'number') return false
     }
     this.setTable(key, { size, crcs })

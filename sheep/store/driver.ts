@@ -5,6 +5,7 @@
 // one; the `oid` parameters below are such keys.
 
 import type { StoreLayout } from './layout.js'
+import type { BufferPool } from '../../lib/buffer-pool.js'
 
 /** One object disk as MD_INFO reports it. */
 export interface DiskUsage {
@@ -68,6 +69,21 @@ export interface BlockCrcs {
   readonly out: Uint32Array
 }
 
+/** What a read may be asked for besides the bytes. */
+export interface ReadOptions {
+  /**
+   * The CRC-32 of each `crcs.blockBytes` of the bytes read, written to `crcs.out` (the checksum
+   * layer's verification, done where the read is done).
+   */
+  crcs?: BlockCrcs
+  /**
+   * A large read may land in a buffer lent by this pool (lib/buffer-pool.ts), which the caller
+   * gives back once nothing can read it any more (`pool.lends(buf)` tells). Only for reads whose
+   * bytes go nowhere but into one reply: nothing may keep them.
+   */
+  pool?: BufferPool
+}
+
 export interface StoreDriver {
   /** The store driver (layout) in use: `plain` or `tree`. */
   readonly name: string
@@ -78,18 +94,14 @@ export interface StoreDriver {
   /** Remove every object and stale copy (cluster format). */
   purge(): Promise<void>
   exists(oid: bigint): boolean
-  /**
-   * Reads `length` bytes at `offset`; bytes past the end of the file read as zeros. With
-   * `crcs`, the CRC-32 of each `crcs.blockBytes` of the bytes read is written to `crcs.out` (the
-   * checksum layer's verification, done where the read is done).
-   */
-  read(oid: bigint, offset: number, length: number, crcs?: BlockCrcs): Promise<Buffer | number>
+  /** Reads `length` bytes at `offset`; bytes past the end of the file read as zeros. */
+  read(oid: bigint, offset: number, length: number, opts?: ReadOptions): Promise<Buffer | number>
   /**
    * Like `read`, but only after every mutation of the object queued before it (writes, creates,
    * a move to the stale area): a recovery read must see each write that was accepted before it.
    * An object moved to the stale area meanwhile reads as SD_RES_NO_OBJ.
    */
-  readAfterMutations(oid: bigint, offset: number, length: number, crcs?: BlockCrcs): Promise<Buffer | number>
+  readAfterMutations(oid: bigint, offset: number, length: number, opts?: ReadOptions): Promise<Buffer | number>
   /**
    * `read` done at once, on the calling thread, when it can be without waiting: a small read of
    * an object whose file is open and whose bytes the page cache holds (and, with checksums, that
@@ -97,7 +109,7 @@ export interface StoreDriver {
    * mismatch, a failing disk): `read` then does it and reports what is wrong. A whole async read
    * costs several µs of promise hops more than the read itself.
    */
-  readNow?(oid: bigint, offset: number, length: number, crcs?: BlockCrcs): Buffer | undefined
+  readNow?(oid: bigint, offset: number, length: number, opts?: ReadOptions): Buffer | undefined
   /** Overwrites part of an existing object; SD_RES_NO_OBJ if it is absent. */
   write(w: ObjectWrite): Promise<number>
   /**

@@ -27,6 +27,7 @@
 // each disk's filesystem at once: native-io.ts). A move to the stale area
 // syncs first, so the stale copy has every write it was acknowledged with.
 import { GroupRun, KeyedQueue } from '../../lib/async.js'
+import { BufferPool } from '../../lib/buffer-pool.js'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import fsp from 'node:fs/promises'
@@ -35,7 +36,7 @@ import type { Logger } from '../../lib/log.js'
 import { SD_RES_NETWORK_ERROR, SD_RES_NO_OBJ, SD_RES_SUCCESS, SD_RES_UNKNOWN } from '../../lib/proto.js'
 import { type Disk, DiskSet, freeSpaceOf, purgeDirectory } from './disks.js'
 import { FdCache, type FdLease, fdatasyncFd, preadFd, pwriteFd } from './fd-cache.js'
-import type { BlockCrcs, CreateOptions, DiskStats, DiskUsage, ObjectWrite, StagedObject, StoreDriver } from './driver.js'
+import type { CreateOptions, DiskStats, DiskUsage, ObjectWrite, ReadOptions, StagedObject, StoreDriver } from './driver.js'
 import { parseKeyFileName } from '../../lib/oid.js'
 import { DEFAULT_STORE_LAYOUT, type StoreLayout, oidFileName } from './layout.js'
 import { crc32Blocks, preadCrc32Blocks } from './crc32.js'
@@ -310,7 +311,7 @@ export class FileStore implements StoreDriver {
     return false
   }
 
-  readNow(oid: bigint, offset: number, length: number, crcs?: BlockCrcs): Buffer | undefined {
+  readNow(oid: bigint, offset: number, length: number, opts?: ReadOptions): Buffer | undefined {
     if (length > CACHED_READ_INLINE_MAX_BYTES) return undefined
     const loc = this.objects.get(oid)
     if (!loc) return undefined
@@ -321,20 +322,20 @@ export class FileStore implements StoreDriver {
       if (!this.diskStillThere(loc.disk)) return undefined
       const buf = Buffer.allocUnsafe(length)
       if (!readCachedNow(lease.fd, buf, offset)) return undefined
-      if (crcs) crc32Blocks(buf, crcs.blockBytes, crcs.out, 0)
+      if (opts?.crcs) crc32Blocks(buf, opts.crcs.blockBytes, opts.crcs.out, 0)
       return buf
     } finally {
       lease.release()
     }
   }
 
-  async read(oid: bigint, offset: number, length: number, crcs?: BlockCrcs): Promise<Buffer | number> {
-    const now = this.readNow(oid, offset, length, crcs)
+  async read(oid: bigint, offset: number, length: number, opts?: ReadOptions): Promise<Buffer | number> {
+    const now = this.readNow(oid, offset, length, opts)
     if (now) return now
     for (let follow = 0; ; follow++) {
       const loc = this.objects.get(oid)
       if (!loc) return SD_RES_NO_OBJ
-      const got = await this.onDisk(loc.disk, () => this.readObject(oid, loc.disk, offset, length, crcs))
+      const got = await this.onDisk(loc.disk, () => this.readObject(oid, loc.disk, offset, length, opts))
       if (got !== SD_RES_NO_OBJ) return got
       // moved to another disk meanwhile (plug, unplug): read it there
       const now = this.objects.get(oid)
@@ -344,11 +345,13 @@ export class FileStore implements StoreDriver {
   }
 
   /** Reads through the object's cached descriptor; SD_RES_NO_OBJ when its file is not there. */
-  private async readObject(oid: bigint, disk: Disk, offset: number, length: number, crcs: BlockCrcs | undefined): Promise<Buffer | number> {
+  private async readObject(oid: bigint, disk: Disk, offset: number, length: number, opts: ReadOptions | undefined): Promise<Buffer | number> {
     const lease = await this.lease(oid, disk)
     if (typeof lease === 'number') return lease
+    const crcs = opts?.crcs
+    const pooled = opts?.pool && BufferPool.fits(length) ? opts.pool.acquire(length) : undefined
+    const buf = pooled ?? Buffer.allocUnsafe(length)
     try {
-      const buf = Buffer.allocUnsafe(length)
       // what the page cache holds is read here: a trip to the thread pool costs more than the copy
       if (length <= CACHED_READ_INLINE_MAX_BYTES && readCachedNow(lease.fd, buf, offset)) {
         if (crcs) crc32Blocks(buf, crcs.blockBytes, crcs.out, 0)
@@ -363,6 +366,10 @@ export class FileStore implements StoreDriver {
       await readFdInto(lease.fd, buf, length, offset)
       if (crcs) crc32Blocks(buf, crcs.blockBytes, crcs.out, 0)
       return buf
+    } catch (e) {
+      // no thread-pool call holds the buffer any more: the read finished, badly
+      if (pooled) opts?.pool?.release(pooled)
+      throw e
     } finally {
       lease.release()
     }
@@ -458,8 +465,8 @@ export class FileStore implements StoreDriver {
     return loc && this.objectFile(loc.disk, oid)
   }
 
-  readAfterMutations(oid: bigint, offset: number, length: number, crcs?: BlockCrcs): Promise<Buffer | number> {
-    return this.serialise(oid, () => this.read(oid, offset, length, crcs))
+  readAfterMutations(oid: bigint, offset: number, length: number, opts?: ReadOptions): Promise<Buffer | number> {
+    return this.serialise(oid, () => this.read(oid, offset, length, opts))
   }
 
   write(w: ObjectWrite): Promise<number> {

@@ -2,14 +2,17 @@
 // on a 2-node cluster (copies=2, so every write goes through a gateway and a peer), concurrent
 // writes of many sizes and offsets from several connections land byte for byte; the pool's
 // buffers are reused, and every one comes back — from answered requests and from connections
-// that closed halfway through a payload — while the sheep keeps serving.
+// that closed halfway through a payload — while the sheep keeps serving. Reads answered from a
+// node's own disk are lent from the same pool until their reply is sent: concurrent reads of
+// many sizes come back byte for byte while writes reuse the buffers too, and the buffers of
+// replies to clients that went away come back.
 import crypto from 'node:crypto'
 import net from 'node:net'
 import t from 'tap'
 import { REQ_OBJ, encodeRequestHeader } from '../../lib/codec.js'
 import { SheepConnection } from '../../lib/client.js'
 import { vidToDataOid } from '../../lib/oid.js'
-import { SD_CLUSTER_FLAG_AUTO_VNODES, SD_FLAG_CMD_WRITE, SD_OP_WRITE_OBJ } from '../../lib/proto.js'
+import { SD_CLUSTER_FLAG_AUTO_VNODES, SD_FLAG_CMD_WRITE, SD_OP_READ_OBJ, SD_OP_WRITE_OBJ } from '../../lib/proto.js'
 import { makeFs, newVdi } from '../../lib/sheep-api.js'
 import { VdiHandle } from '../../lib/vdi-io.js'
 import { startCluster } from '../../harness/cluster.js'
@@ -21,6 +24,10 @@ const VDI_MIB = 48
 const WRITERS = 4
 const WRITES_PER_WRITER = 40
 const HALF_SENT = 20
+const READ_VDI_MIB = 40
+const READERS = 6
+const READS_PER_READER = 40
+const GONE_READERS = 20
 
 t.test('pooled payloads land whole, are reused, and all come back', async (t) => {
   const cluster = await startCluster(2, { start: 0 })
@@ -111,4 +118,88 @@ t.test('pooled payloads land whole, are reused, and all come back', async (t) =>
     'both sheep are up',
   )
   t.ok((await h.read(5 * MiB, MiB)).equals(more), 'nothing of the abandoned payloads was written')
+})
+
+t.test('read replies lent from the pool go out whole and all come back', async (t) => {
+  const cluster = await startCluster(2, { start: 0 })
+  t.teardown(() => cluster.close())
+  const metrics = [await freePort(), await freePort()]
+  for (let i = 0; i < 2; i++) await cluster.start(i, ['--metrics', `127.0.0.1:${metrics[i]}`])
+  await makeFs(cluster.conn(0), { ctime: BigInt(Math.floor(Date.now() / 1000)) << 32n, copies: 2, flags: SD_CLUSTER_FLAG_AUTO_VNODES, store: 'plain' })
+  await newVdi(cluster.conn(0), { name: 'r', vdiSize: BigInt(READ_VDI_MIB * MiB) })
+  const image = crypto.randomBytes(READ_VDI_MIB * MiB)
+  const h = await VdiHandle.open(cluster.conn(0), 'r')
+  for (let at = 0; at < image.length; at += 4 * MiB) await h.write(at, image.subarray(at, at + 4 * MiB))
+  const readOnly = (READ_VDI_MIB - 8) * MiB
+
+  const reused = async () => Promise.all(metrics.map(async (m) => (await scrape(m as number)).get('sheepdog_payload_buffers_reused_total') ?? 0))
+  const before = await reused()
+  // readers on both nodes (copies=2: each answers from its own disk) over the first part, a
+  // writer rewriting the last 8 MiB with the image's own bytes meanwhile: a buffer given back
+  // while its reply was still going out would be overwritten by the next request's bytes
+  const sizes = [64 * 1024, 100_000, MiB, MiB + 4096, 3 * MiB + 512, 4 * MiB]
+  let wrong = 0
+  const readers = Array.from({ length: READERS }, async (_, r) => {
+    const conn = new SheepConnection({ host: '127.0.0.1', port: cluster.ports[r % 2] as number })
+    try {
+      const mine = await VdiHandle.open(conn, 'r')
+      await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          for (let i = 0; i < READS_PER_READER / 4; i++) {
+            const length = sizes[crypto.randomInt(sizes.length)] as number
+            const offset = crypto.randomInt(readOnly - length)
+            if (!(await mine.read(offset, length)).equals(image.subarray(offset, offset + length))) wrong++
+          }
+        }),
+      )
+    } finally {
+      conn.close()
+    }
+  })
+  const writer = (async () => {
+    for (let i = 0; i < 16; i++) {
+      const offset = readOnly + crypto.randomInt(8 * MiB - MiB)
+      await h.write(offset, image.subarray(offset, offset + MiB))
+    }
+  })()
+  await Promise.all([...readers, writer])
+  t.equal(wrong, 0, `${READERS * READS_PER_READER} reads of 64 KiB to 4 MiB came back byte for byte`)
+  const after = await reused()
+  for (let i = 0; i < 2; i++)
+    t.ok((after[i] as number) - (before[i] as number) >= READERS, `node ${i} reused pooled buffers for reads: ${(after[i] as number) - (before[i] as number)}`)
+  for (let i = 0; i < 2; i++) {
+    t.ok(
+      await waitFor(async () => (await scrape(metrics[i] as number)).get('sheepdog_payload_buffers_lent_bytes') === 0, 10_000),
+      `node ${i}: every buffer came back`,
+    )
+  }
+
+  // clients that ask for a whole object and go away before (or while) the reply is sent
+  const header = encodeRequestHeader({ opcode: SD_OP_READ_OBJ, dataLength: 4 * MiB, variant: REQ_OBJ, fields: { oid: vidToDataOid(h.vid, 0), offset: 0 } })
+  await Promise.all(
+    Array.from(
+      { length: GONE_READERS },
+      (_, i) =>
+        new Promise<void>((resolve, reject) => {
+          const s = net.createConnection({ host: '127.0.0.1', port: cluster.ports[0] as number }, () => {
+            s.write(header, () => {
+              // some leave at once, some once the first bytes of the reply arrived
+              if (i % 2 === 0) s.destroy()
+              else s.once('data', () => s.destroy())
+              resolve()
+            })
+          })
+          s.on('error', reject)
+        }),
+    ),
+  )
+  t.ok(
+    await waitFor(async () => (await scrape(metrics[0] as number)).get('sheepdog_payload_buffers_lent_bytes') === 0, 10_000),
+    'the buffers of replies to clients that went away came back',
+  )
+  t.ok((await h.read(0, 4 * MiB)).equals(image.subarray(0, 4 * MiB)), 'the sheep serves on')
+  t.ok(
+    cluster.nodes.every((n) => n !== undefined && isAlive(n.pid)),
+    'both sheep are up',
+  )
 })

@@ -1,5 +1,9 @@
 // BufferPool: buffers of the asked length over power-of-two classes, reused once given back,
-// bounded on both sides (bytes out, bytes idle), and strict about what comes back.
+// bounded on both sides (bytes out, bytes idle), and strict about what comes back; a buffer
+// never given back stops counting as lent once it is collected.
+import { setTimeout as sleep } from 'node:timers/promises'
+import v8 from 'node:v8'
+import vm from 'node:vm'
 import t from 'tap'
 import { BUFFER_POOL_MAX_BYTES, BUFFER_POOL_MIN_BYTES, BufferPool } from '../../lib/buffer-pool.js'
 
@@ -58,4 +62,25 @@ t.test('a buffer it did not lend, or one given back twice, is a bug', async (t) 
   pool.release(a)
   t.notOk(pool.lends(a), 'no longer lent')
   t.throws(() => pool.release(a), 'given back twice')
+})
+
+t.test('a buffer never given back no longer counts as lent once collected', async (t) => {
+  v8.setFlagsFromString('--expose-gc')
+  const gc = vm.runInNewContext('gc') as () => void
+  const pool = new BufferPool(8 * MiB, 4 * MiB)
+  const kept = pool.acquire(MiB)!
+  ;(() => {
+    // acquired and dropped without release, as an in-process caller may drop a read reply
+    pool.acquire(2 * MiB)
+  })()
+  t.equal(pool.outBytes, 3 * MiB, 'both out')
+  for (let i = 0; i < 20 && pool.collected === 0; i++) {
+    gc()
+    await sleep(10)
+  }
+  t.equal(pool.collected, 1, 'the dropped one was collected')
+  t.equal(pool.outBytes, MiB, 'and counts no more')
+  pool.release(kept)
+  t.equal(pool.outBytes, 0, 'the other came back as usual')
+  t.ok(pool.acquire(4 * MiB), 'the whole bound can be lent again')
 })
