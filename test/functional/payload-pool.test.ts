@@ -8,14 +8,14 @@
 // replies to clients that went away come back.
 import crypto from 'node:crypto'
 import net from 'node:net'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { REQ_OBJ, encodeRequestHeader } from '../../lib/codec.js'
 import { SheepConnection } from '../../lib/client.js'
 import { vidToDataOid } from '../../lib/oid.js'
 import { SD_CLUSTER_FLAG_AUTO_VNODES, SD_FLAG_CMD_WRITE, SD_OP_READ_OBJ, SD_OP_WRITE_OBJ } from '../../lib/proto.js'
 import { makeFs, newVdi } from '../../lib/sheep-api.js'
 import { VdiHandle } from '../../lib/vdi-io.js'
-import { startCluster } from '../../harness/cluster.js'
+import { type TestCluster, startCluster } from '../../harness/cluster.js'
 import { freePort, isAlive, waitFor } from '../../harness/sheep.js'
 import { scrape } from '../helpers/metrics.js'
 
@@ -29,13 +29,19 @@ const READERS = 6
 const READS_PER_READER = 40
 const GONE_READERS = 20
 
-t.test('pooled payloads land whole, are reused, and all come back', async (t) => {
+/** 2 nodes with their metrics served (copies=2: every object on both), formatted, with a VDI. */
+async function clusterWithVdi(t: Test, name: string, mib: number): Promise<{ cluster: TestCluster; metrics: number[] }> {
   const cluster = await startCluster(2, { start: 0 })
   t.teardown(() => cluster.close())
   const metrics = [await freePort(), await freePort()]
   for (let i = 0; i < 2; i++) await cluster.start(i, ['--metrics', `127.0.0.1:${metrics[i]}`])
   await makeFs(cluster.conn(0), { ctime: BigInt(Math.floor(Date.now() / 1000)) << 32n, copies: 2, flags: SD_CLUSTER_FLAG_AUTO_VNODES, store: 'plain' })
-  await newVdi(cluster.conn(0), { name: 'v', vdiSize: BigInt(VDI_MIB * MiB) })
+  await newVdi(cluster.conn(0), { name, vdiSize: BigInt(mib * MiB) })
+  return { cluster, metrics }
+}
+
+t.test('pooled payloads land whole, are reused, and all come back', async (t) => {
+  const { cluster, metrics } = await clusterWithVdi(t, 'v', VDI_MIB)
 
   // the expected image, written by several connections at once in pieces of many sizes (pooled
   // ones from 64 KiB to 4 MiB, and small ones), each writer in a region of its own
@@ -121,12 +127,7 @@ t.test('pooled payloads land whole, are reused, and all come back', async (t) =>
 })
 
 t.test('read replies lent from the pool go out whole and all come back', async (t) => {
-  const cluster = await startCluster(2, { start: 0 })
-  t.teardown(() => cluster.close())
-  const metrics = [await freePort(), await freePort()]
-  for (let i = 0; i < 2; i++) await cluster.start(i, ['--metrics', `127.0.0.1:${metrics[i]}`])
-  await makeFs(cluster.conn(0), { ctime: BigInt(Math.floor(Date.now() / 1000)) << 32n, copies: 2, flags: SD_CLUSTER_FLAG_AUTO_VNODES, store: 'plain' })
-  await newVdi(cluster.conn(0), { name: 'r', vdiSize: BigInt(READ_VDI_MIB * MiB) })
+  const { cluster, metrics } = await clusterWithVdi(t, 'r', READ_VDI_MIB)
   const image = crypto.randomBytes(READ_VDI_MIB * MiB)
   const h = await VdiHandle.open(cluster.conn(0), 'r')
   for (let at = 0; at < image.length; at += 4 * MiB) await h.write(at, image.subarray(at, at + 4 * MiB))
