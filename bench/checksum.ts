@@ -4,8 +4,9 @@
 // sequential reads of it for --seconds, in 1 MiB requests, and 4 KiB random writes and reads at
 // queue depth 16 over it. The two clusters take turns at each row in half-second slices, so load
 // that comes and goes on the machine weighs on both alike. Every row prints both medians and
-// the median of the rounds' ratios (with / without); the target is a cost under 5 %. Then the same for the CPU time the 3 sheep spent per MiB or per request
-// (/proc/PID/stat), which load disturbs far less than the rates.
+// the median of the rounds' ratios (with / without); the target is a cost under 5 %. Then the
+// same for the CPU time the 3 sheep spent per MiB or per request (/proc/PID/stat), which load
+// disturbs far less than the rates.
 // Usage: npm run bench -- checksum [--size-mib N] [--seconds N] [--rounds N] [--cpu-prof DIR]
 // --cpu-prof DIR runs the sheep under `node --cpu-prof`, those with checksums writing to DIR/on,
 // the others to DIR/off, and notes the slices of each row of each round in DIR/{on,off}/windows.jsonl:

@@ -78,7 +78,7 @@ function partOf(frame: ProfileNode['callFrame']): string {
   return PARTS.find(([re]) => re.test(frame.url))?.[1] ?? 'other'
 }
 
-/** Self time in µs per profile node id, of the samples taken inside [fromUs, toUs). */
+/** Self time in µs per profile node id, of the samples taken inside one of the spans [fromUs, toUs). */
 function selfTimes(p: CpuProfile, spans: ReadonlyArray<readonly [number, number]>): Map<number, number> {
   const self = new Map<number, number>()
   // timeDeltas[i] is the time before sample i; it is charged to sample i's node, as DevTools does

@@ -29,10 +29,9 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
-
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <cstdlib>
 
 #if defined(__x86_64__)

@@ -87,6 +87,8 @@ const UNSTABLE_INLINE_WRITE_MAX_BYTES = 64 * 1024
  * thread pool's two wake-ups; a read the cache cannot serve whole goes to the pool as before.
  */
 const CACHED_READ_INLINE_MAX_BYTES = 64 * 1024
+/** What readAtOnce answers when the page cache did not hold every byte asked for. */
+const NOT_CACHED = Symbol('not cached')
 
 interface Location {
   readonly disk: Disk
@@ -312,6 +314,12 @@ export class FileStore implements StoreDriver {
   }
 
   readNow(oid: bigint, offset: number, length: number, opts?: ReadOptions): Buffer | undefined {
+    const now = this.readAtOnce(oid, offset, length, opts)
+    return now === NOT_CACHED ? undefined : now
+  }
+
+  /** readNow, telling apart a read the page cache could not serve (NOT_CACHED): no use trying again. */
+  private readAtOnce(oid: bigint, offset: number, length: number, opts?: ReadOptions): Buffer | typeof NOT_CACHED | undefined {
     if (length > CACHED_READ_INLINE_MAX_BYTES) return undefined
     const loc = this.objects.get(oid)
     if (!loc) return undefined
@@ -321,7 +329,7 @@ export class FileStore implements StoreDriver {
       // a disk found gone, like any failure, is for read() to find and report
       if (!this.diskStillThere(loc.disk)) return undefined
       const buf = Buffer.allocUnsafe(length)
-      if (!readCachedNow(lease.fd, buf, offset)) return undefined
+      if (!readCachedNow(lease.fd, buf, offset)) return NOT_CACHED
       if (opts?.crcs) crc32Blocks(buf, opts.crcs.blockBytes, opts.crcs.out, 0)
       return buf
     } finally {
@@ -330,12 +338,14 @@ export class FileStore implements StoreDriver {
   }
 
   async read(oid: bigint, offset: number, length: number, opts?: ReadOptions): Promise<Buffer | number> {
-    const now = this.readNow(oid, offset, length, opts)
-    if (now) return now
+    const now = this.readAtOnce(oid, offset, length, opts)
+    if (now instanceof Buffer) return now
+    // what the page cache did not hold a moment ago goes straight to the thread pool
+    const tryCache = now !== NOT_CACHED
     for (let follow = 0; ; follow++) {
       const loc = this.objects.get(oid)
       if (!loc) return SD_RES_NO_OBJ
-      const got = await this.onDisk(loc.disk, () => this.readObject(oid, loc.disk, offset, length, opts))
+      const got = await this.onDisk(loc.disk, () => this.readObject(oid, loc.disk, offset, length, opts, tryCache))
       if (got !== SD_RES_NO_OBJ) return got
       // moved to another disk meanwhile (plug, unplug): read it there
       const now = this.objects.get(oid)
@@ -345,7 +355,14 @@ export class FileStore implements StoreDriver {
   }
 
   /** Reads through the object's cached descriptor; SD_RES_NO_OBJ when its file is not there. */
-  private async readObject(oid: bigint, disk: Disk, offset: number, length: number, opts: ReadOptions | undefined): Promise<Buffer | number> {
+  private async readObject(
+    oid: bigint,
+    disk: Disk,
+    offset: number,
+    length: number,
+    opts: ReadOptions | undefined,
+    tryCache: boolean,
+  ): Promise<Buffer | number> {
     const lease = await this.lease(oid, disk)
     if (typeof lease === 'number') return lease
     const crcs = opts?.crcs
@@ -353,7 +370,7 @@ export class FileStore implements StoreDriver {
     const buf = pooled ?? Buffer.allocUnsafe(length)
     try {
       // what the page cache holds is read here: a trip to the thread pool costs more than the copy
-      if (length <= CACHED_READ_INLINE_MAX_BYTES && readCachedNow(lease.fd, buf, offset)) {
+      if (tryCache && length <= CACHED_READ_INLINE_MAX_BYTES && readCachedNow(lease.fd, buf, offset)) {
         if (crcs) crc32Blocks(buf, crcs.blockBytes, crcs.out, 0)
         return buf
       }

@@ -134,40 +134,44 @@ t.test('read replies lent from the pool go out whole and all come back', async (
   const readOnly = (READ_VDI_MIB - 8) * MiB
 
   const reused = async () => Promise.all(metrics.map(async (m) => (await scrape(m as number)).get('sheepdog_payload_buffers_reused_total') ?? 0))
-  const before = await reused()
-  // readers on both nodes (copies=2: each answers from its own disk) over the first part, a
-  // writer rewriting the last 8 MiB with the image's own bytes meanwhile: a buffer given back
-  // while its reply was still going out would be overwritten by the next request's bytes
+  // readers on both nodes (copies=2: each answers from its own disk) over the first part
   const sizes = [64 * 1024, 100_000, MiB, MiB + 4096, 3 * MiB + 512, 4 * MiB]
   let wrong = 0
-  const readers = Array.from({ length: READERS }, async (_, r) => {
-    const conn = new SheepConnection({ host: '127.0.0.1', port: cluster.ports[r % 2] as number })
-    try {
-      const mine = await VdiHandle.open(conn, 'r')
-      await Promise.all(
-        Array.from({ length: 4 }, async () => {
-          for (let i = 0; i < READS_PER_READER / 4; i++) {
-            const length = sizes[crypto.randomInt(sizes.length)] as number
-            const offset = crypto.randomInt(readOnly - length)
-            if (!(await mine.read(offset, length)).equals(image.subarray(offset, offset + length))) wrong++
-          }
-        }),
-      )
-    } finally {
-      conn.close()
-    }
-  })
+  const readers = () =>
+    Array.from({ length: READERS }, async (_, r) => {
+      const conn = new SheepConnection({ host: '127.0.0.1', port: cluster.ports[r % 2] as number })
+      try {
+        const mine = await VdiHandle.open(conn, 'r')
+        await Promise.all(
+          Array.from({ length: 4 }, async () => {
+            for (let i = 0; i < READS_PER_READER / 4; i++) {
+              const length = sizes[crypto.randomInt(sizes.length)] as number
+              const offset = crypto.randomInt(readOnly - length)
+              if (!(await mine.read(offset, length)).equals(image.subarray(offset, offset + length))) wrong++
+            }
+          }),
+        )
+      } finally {
+        conn.close()
+      }
+    })
+  // reads alone first: only they can reuse pooled buffers meanwhile
+  const before = await reused()
+  await Promise.all(readers())
+  const after = await reused()
+  for (let i = 0; i < 2; i++)
+    t.ok((after[i] as number) - (before[i] as number) >= READERS, `node ${i} reused pooled buffers for reads: ${(after[i] as number) - (before[i] as number)}`)
+  // then with a writer rewriting the last 8 MiB with the image's own bytes: the two share the
+  // pool, and a buffer given back while its reply was still going out would be overwritten by
+  // the next request's bytes
   const writer = (async () => {
     for (let i = 0; i < 16; i++) {
       const offset = readOnly + crypto.randomInt(8 * MiB - MiB)
       await h.write(offset, image.subarray(offset, offset + MiB))
     }
   })()
-  await Promise.all([...readers, writer])
-  t.equal(wrong, 0, `${READERS * READS_PER_READER} reads of 64 KiB to 4 MiB came back byte for byte`)
-  const after = await reused()
-  for (let i = 0; i < 2; i++)
-    t.ok((after[i] as number) - (before[i] as number) >= READERS, `node ${i} reused pooled buffers for reads: ${(after[i] as number) - (before[i] as number)}`)
+  await Promise.all([...readers(), writer])
+  t.equal(wrong, 0, `${2 * READERS * READS_PER_READER} reads of 64 KiB to 4 MiB came back byte for byte`)
   for (let i = 0; i < 2; i++) {
     t.ok(
       await waitFor(async () => (await scrape(metrics[i] as number)).get('sheepdog_payload_buffers_lent_bytes') === 0, 10_000),
