@@ -22,9 +22,9 @@
 //   byte, as does a tail shorter than a chunk.
 //
 // preadCrc32Blocks reads an object's bytes and checksums them in the same go, on a thread of
-// libuv's pool: a large read goes to the pool anyway, and each piece is checksummed right after
-// the kernel copied it in, when it is most likely still in the CPU's cache; the event loop, which
-// serves every client of the sheep, does neither.
+// libuv's pool: a large read goes to the pool anyway, and each piece (up to 1 MiB) is checksummed
+// right after the kernel copied it in; the event loop, which serves every client of the sheep,
+// does neither.
 #include <napi.h>
 #include <unistd.h>
 
@@ -259,8 +259,13 @@ Napi::Value Crc32Blocks(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-/** preadCrc32Blocks reads this much at a time before it checksums it: well inside a core's L2. */
-constexpr size_t kReadPieceBytes = 128 * 1024;
+/**
+ * preadCrc32Blocks reads this much at a time before it checksums it. Measured on this project's
+ * machines (page-cache reads, AVX-512 kernel): a 1 MiB read then its CRCs took 55-59 µs, eight
+ * 128 KiB reads each followed by its CRCs 81-85 µs. Each pread has a fixed cost that staying
+ * inside L2 did not win back; above 1 MiB the pieces make no difference.
+ */
+constexpr size_t kReadPieceBytes = 1024 * 1024;
 
 class PreadCrcWorker : public Napi::AsyncWorker {
  public:

@@ -51,7 +51,7 @@ export const crc32Blocks: (data: Uint8Array, blockBytes: number, out: Uint32Arra
 
 /**
  * A read that checksums what it reads (native only): each piece is checksummed on the pool
- * thread that read it, while still in the CPU's cache, instead of on the event loop afterwards.
+ * thread that read it, right after it came in, instead of on the event loop afterwards.
  * Resolves with the bytes that came from the file, or -errno. Undefined with zlib's crc32: read,
  * then crc32Blocks.
  */

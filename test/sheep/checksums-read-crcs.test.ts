@@ -41,8 +41,8 @@ t.test(
       [13, 300_001, 4096],
       [size - 100, 8192, 4096], // past the end: zeros
       [size + 5, 4096, 4096], // wholly past the end
-      [0, 128 * 1024 * 3 + 1, 1000], // pieces that are not whole blocks of this size
-      [4096, 4096 * 40, 128 * 1024 * 2], // blocks larger than a piece
+      [0, 1024 * 1024 * 2 + 1, 1000], // pieces (1 MiB) that are not whole blocks of this size
+      [4096, 1024 * 1024 * 3, 1024 * 1024 * 2], // blocks larger than a piece
     ]
     for (const [offset, length, blockBytes] of cases) {
       const buf = Buffer.alloc(length, 0xaa)
