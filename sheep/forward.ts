@@ -1,8 +1,9 @@
 // Sending one peer op to one holder of an object, and re-issuing a gateway op after results that
 // mean "try again with a fresh ring" (wire-protocol.md §11.5). Both fan-outs build on it: whole
 // replicas (replica-io.ts) and erasure-coded strips (strip-io.ts). This node's own holder is
-// served through runPeerOp directly; the others through pooled connections.
-import type { BufferPool } from '../lib/buffer-pool.js'
+// served through runPeerOp directly; the others through pooled connections. A data object read
+// for a server's reply lands in a buffer of the server's payload pool, whichever node answers.
+import { BufferPool } from '../lib/buffer-pool.js'
 import type { RequestOptions } from '../lib/client.js'
 import { REQ_OBJ, REQ_REF } from '../lib/codec.js'
 import { SdError } from '../lib/errors.js'
@@ -10,6 +11,7 @@ import type { Layout } from '../lib/layout.js'
 import {
   GATEWAY_TO_PEER_OP,
   SD_OP_DECREF_PEER,
+  SD_OP_READ_PEER,
   SD_OP_SYNC_PEER,
   SD_RES_INVALID_PARMS,
   SD_RES_NO_SUPPORT,
@@ -73,7 +75,9 @@ export async function forward(
     return remote(sheep, epoch, node, { opcode: peerOp, variant: REQ_REF, fields })
   }
   if (sheep.isSelf(node)) return runPeerOp(sheep, { opcode: peerOp, flags, obj, data, length, replyPool }, epoch)
-  return remote(sheep, epoch, node, { opcode: peerOp, flags, variant: REQ_OBJ, fields: obj, data, readLength: data ? undefined : length })
+  const opts = { opcode: peerOp, flags, variant: REQ_OBJ, fields: obj, data, readLength: data ? undefined : length }
+  if (peerOp === SD_OP_READ_PEER && replyPool && BufferPool.fits(length)) return pooledRemoteRead(sheep, epoch, node, opts, length, replyPool)
+  return remote(sheep, epoch, node, opts)
 }
 
 async function remote<L extends Layout>(sheep: Sheep, epoch: number, node: SdNode, opts: RequestOptions<L>): Promise<OpReply> {
@@ -90,6 +94,36 @@ async function remote<L extends Layout>(sheep: Sheep, epoch: number, node: SdNod
     if (e instanceof SdError) return reply(e.code)
     throw e
   }
+}
+
+/**
+ * A read from another node whose reply goes out of the server's socket: the peer's bytes are
+ * read in place into a buffer of `pool` (a fresh one per reply made the gateway's collector
+ * busy, as local reads did before they were pooled), lent on with the reply (OpReply.release).
+ * The buffer goes back at once when the reply did not land in it (a failure, an empty reply).
+ * Once the request has settled no read can land in it any more: a request that fails or times
+ * out resets its connection.
+ */
+async function pooledRemoteRead<L extends Layout>(
+  sheep: Sheep,
+  epoch: number,
+  node: SdNode,
+  opts: RequestOptions<L>,
+  length: number,
+  pool: BufferPool,
+): Promise<OpReply> {
+  const into = pool.acquire(length)
+  if (!into) return remote(sheep, epoch, node, opts)
+  let r: OpReply
+  try {
+    r = await remote(sheep, epoch, node, { ...opts, replyInto: into })
+  } catch (e) {
+    pool.release(into)
+    throw e
+  }
+  if (r.data?.buffer === into.buffer) r.release = () => pool.release(into)
+  else pool.release(into)
+  return r
 }
 
 /**

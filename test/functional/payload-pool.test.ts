@@ -5,13 +5,16 @@
 // that closed halfway through a payload — while the sheep keeps serving. Reads answered from a
 // node's own disk are lent from the same pool until their reply is sent: concurrent reads of
 // many sizes come back byte for byte while writes reuse the buffers too, and the buffers of
-// replies to clients that went away come back.
+// replies to clients that went away come back. So are reads a gateway forwards to the node
+// holding the object (copies=1): the peer's reply lands in a pooled buffer of the gateway.
 import crypto from 'node:crypto'
+import fs from 'node:fs'
 import net from 'node:net'
+import path from 'node:path'
 import t, { type Test } from 'tap'
 import { REQ_OBJ, encodeRequestHeader } from '../../lib/codec.js'
 import { SheepConnection } from '../../lib/client.js'
-import { vidToDataOid } from '../../lib/oid.js'
+import { oidToHex, vidToDataOid } from '../../lib/oid.js'
 import { SD_CLUSTER_FLAG_AUTO_VNODES, SD_FLAG_CMD_WRITE, SD_OP_READ_OBJ, SD_OP_WRITE_OBJ } from '../../lib/proto.js'
 import { makeFs, newVdi } from '../../lib/sheep-api.js'
 import { VdiHandle } from '../../lib/vdi-io.js'
@@ -207,4 +210,60 @@ t.test('read replies lent from the pool go out whole and all come back', async (
     cluster.nodes.every((n) => n !== undefined && isAlive(n.pid)),
     'both sheep are up',
   )
+})
+
+t.test('reads forwarded to the node holding the object land in pooled buffers and come back', async (t) => {
+  const cluster = await startCluster(2, { start: 0 })
+  t.teardown(() => cluster.close())
+  const metrics = [await freePort(), await freePort()]
+  for (let i = 0; i < 2; i++) await cluster.start(i, ['--metrics', `127.0.0.1:${metrics[i]}`])
+  // one copy of each object: node 0 is the gateway of the reads, node 1 holds about half
+  await makeFs(cluster.conn(0), { ctime: BigInt(Math.floor(Date.now() / 1000)) << 32n, copies: 1, flags: SD_CLUSTER_FLAG_AUTO_VNODES, store: 'plain' })
+  await newVdi(cluster.conn(0), { name: 'f', vdiSize: BigInt(READ_VDI_MIB * MiB) })
+  const image = crypto.randomBytes(READ_VDI_MIB * MiB)
+  const h = await VdiHandle.open(cluster.conn(0), 'f')
+  for (let at = 0; at < image.length; at += 4 * MiB) await h.write(at, image.subarray(at, at + 4 * MiB))
+  const objects = image.length / (4 * MiB)
+  const remote = Array.from({ length: objects }, (_, idx) => idx).filter((idx) =>
+    fs.existsSync(path.join(cluster.root, 'n1', 'obj', oidToHex(vidToDataOid(h.vid, idx)))),
+  )
+  t.ok(remote.length > 0, `node 1 holds ${remote.length} of the ${objects} objects`)
+
+  // reads through node 0 of objects only node 1 holds: node 0 reads none from its own disk
+  const sizes = [64 * 1024, 100_000, MiB, MiB + 4096, 3 * MiB + 512, 4 * MiB]
+  const reusedBefore = (await scrape(metrics[0] as number)).get('sheepdog_payload_buffers_reused_total') ?? 0
+  let wrong = 0
+  await Promise.all(
+    Array.from({ length: READERS }, async () => {
+      for (let i = 0; i < READS_PER_READER / 2; i++) {
+        const idx = remote[crypto.randomInt(remote.length)] as number
+        const length = sizes[crypto.randomInt(sizes.length)] as number
+        const offset = idx * 4 * MiB + crypto.randomInt(4 * MiB - length + 1)
+        if (!(await h.read(offset, length)).equals(image.subarray(offset, offset + length))) wrong++
+      }
+    }),
+  )
+  t.equal(wrong, 0, `${(READERS * READS_PER_READER) / 2} forwarded reads of 64 KiB to 4 MiB came back byte for byte`)
+  const gateway = await scrape(metrics[0] as number)
+  t.ok(
+    (gateway.get('sheepdog_payload_buffers_reused_total') ?? 0) - reusedBefore >= READERS,
+    `node 0 reused pooled buffers for the forwarded reads: ${(gateway.get('sheepdog_payload_buffers_reused_total') ?? 0) - reusedBefore}`,
+  )
+  t.ok(
+    await waitFor(async () => (await scrape(metrics[0] as number)).get('sheepdog_payload_buffers_lent_bytes') === 0, 10_000),
+    'node 0: every buffer came back',
+  )
+
+  // node 1 gone: the forwarded reads fail, and their buffers come back all the same
+  await cluster.stop(1, 'SIGKILL')
+  const failed = await Promise.allSettled(Array.from({ length: 4 }, () => h.read((remote[0] as number) * 4 * MiB, MiB)))
+  t.ok(
+    failed.every((r) => r.status === 'rejected'),
+    'reads of an object whose only holder is gone fail',
+  )
+  t.ok(
+    await waitFor(async () => (await scrape(metrics[0] as number)).get('sheepdog_payload_buffers_lent_bytes') === 0, 10_000),
+    'node 0: the buffers of the failed reads came back',
+  )
+  t.ok(cluster.nodes[0] !== undefined && isAlive(cluster.nodes[0].pid), 'node 0 is up')
 })
