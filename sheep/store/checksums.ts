@@ -39,7 +39,17 @@ import { KeyedQueue } from '../../lib/async.js'
 import type { Logger } from '../../lib/log.js'
 import { isDataObj, keyFileName, oidOfKey, oidToIdx, parseKeyFileName } from '../../lib/oid.js'
 import { SD_RES_EIO, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
-import type { BlockCrcs, CreateOptions, DiskStats, DiskUsage, ObjectWrite, ReadOptions, StagedObject, StoreDriver } from './driver.js'
+import {
+  type BlockCrcs,
+  type CreateOptions,
+  type DiskStats,
+  type DiskUsage,
+  NOT_CACHED,
+  type ObjectWrite,
+  type ReadOptions,
+  type StagedObject,
+  type StoreDriver,
+} from './driver.js'
 import type { BufferPool } from '../../lib/buffer-pool.js'
 import { crc32, crc32Blocks } from './crc32.js'
 import { IntentLog } from './intent-log.js'
@@ -418,12 +428,14 @@ export class ChecksumStore implements StoreDriver {
 
   read(oid: bigint, offset: number, length: number, opts?: ReadOptions): Promise<Buffer | number> {
     const now = this.readNow(oid, offset, length)
-    if (now) return Promise.resolve(now)
+    if (now instanceof Buffer) return Promise.resolve(now)
     const pool = opts?.pool
-    return this.readVerified(oid, offset, length, (o, l, crcs) => this.inner.read(oid, o, l, { crcs, pool }), false, pool)
+    // bytes the page cache did not hold just now are not looked for there again
+    const uncached = now === NOT_CACHED
+    return this.readVerified(oid, offset, length, (o, l, crcs) => this.inner.read(oid, o, l, { crcs, pool, uncached }), false, pool)
   }
 
-  readNow(key: bigint, offset: number, length: number): Buffer | undefined {
+  readNow(key: bigint, offset: number, length: number): Buffer | typeof NOT_CACHED | undefined {
     if (!this.inner.readNow) return undefined
     const table = this.table(key)
     if (table instanceof Promise) return undefined
@@ -432,8 +444,9 @@ export class ChecksumStore implements StoreDriver {
     if (end - first > NOW_CRCS.out.length) return undefined
     const start = first * CSUM_BLOCK_BYTES
     const data = this.inner.readNow(key, start, end * CSUM_BLOCK_BYTES - start, { crcs: NOW_CRCS })
+    if (data === NOT_CACHED || data === undefined) return data
     // a mismatch is looked at again, and reported, the long way
-    if (!data || firstBadBlock(table, data, first, NOW_CRCS.out) >= 0) return undefined
+    if (firstBadBlock(table, data, first, NOW_CRCS.out) >= 0) return undefined
     return data.subarray(offset - start, offset - start + length)
   }
 

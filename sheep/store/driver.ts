@@ -82,7 +82,15 @@ export interface ReadOptions {
    * bytes go nowhere but into one reply: nothing may keep them.
    */
   pool?: BufferPool
+  /**
+   * The caller just found (readNow answered NOT_CACHED) that the page cache does not hold these
+   * bytes: the read goes to the thread pool without asking the page cache once more.
+   */
+  uncached?: boolean
 }
+
+/** What readNow answers when the page cache did not hold every byte asked for. */
+export const NOT_CACHED: unique symbol = Symbol('not cached')
 
 export interface StoreDriver {
   /** The store driver (layout) in use: `plain` or `tree`. */
@@ -105,11 +113,12 @@ export interface StoreDriver {
   /**
    * `read` done at once, on the calling thread, when it can be without waiting: a small read of
    * an object whose file is open and whose bytes the page cache holds (and, with checksums, that
-   * match them). Undefined when it cannot be, whatever the reason (not cached, not open, a
-   * mismatch, a failing disk): `read` then does it and reports what is wrong. A whole async read
-   * costs several µs of promise hops more than the read itself.
+   * match them). NOT_CACHED when the page cache did not hold the bytes (`read` with `uncached`
+   * then goes straight to the thread pool); undefined when it cannot be for another reason (not
+   * open, a mismatch, a failing disk): `read` then does it and reports what is wrong. A whole
+   * async read costs several µs of promise hops more than the read itself.
    */
-  readNow?(oid: bigint, offset: number, length: number, opts?: ReadOptions): Buffer | undefined
+  readNow?(oid: bigint, offset: number, length: number, opts?: ReadOptions): Buffer | typeof NOT_CACHED | undefined
   /** Overwrites part of an existing object; SD_RES_NO_OBJ if it is absent. */
   write(w: ObjectWrite): Promise<number>
   /**

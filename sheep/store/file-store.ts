@@ -36,7 +36,16 @@ import type { Logger } from '../../lib/log.js'
 import { SD_RES_NETWORK_ERROR, SD_RES_NO_OBJ, SD_RES_SUCCESS, SD_RES_UNKNOWN } from '../../lib/proto.js'
 import { type Disk, DiskSet, freeSpaceOf, purgeDirectory } from './disks.js'
 import { FdCache, type FdLease, fdatasyncFd, preadFd, pwriteFd } from './fd-cache.js'
-import type { CreateOptions, DiskStats, DiskUsage, ObjectWrite, ReadOptions, StagedObject, StoreDriver } from './driver.js'
+import {
+  type CreateOptions,
+  type DiskStats,
+  type DiskUsage,
+  NOT_CACHED,
+  type ObjectWrite,
+  type ReadOptions,
+  type StagedObject,
+  type StoreDriver,
+} from './driver.js'
 import { parseKeyFileName } from '../../lib/oid.js'
 import { DEFAULT_STORE_LAYOUT, type StoreLayout, oidFileName } from './layout.js'
 import { crc32Blocks, preadCrc32Blocks } from './crc32.js'
@@ -87,8 +96,6 @@ const UNSTABLE_INLINE_WRITE_MAX_BYTES = 64 * 1024
  * thread pool's two wake-ups; a read the cache cannot serve whole goes to the pool as before.
  */
 const CACHED_READ_INLINE_MAX_BYTES = 64 * 1024
-/** What readAtOnce answers when the page cache did not hold every byte asked for. */
-const NOT_CACHED = Symbol('not cached')
 
 interface Location {
   readonly disk: Disk
@@ -313,13 +320,7 @@ export class FileStore implements StoreDriver {
     return false
   }
 
-  readNow(oid: bigint, offset: number, length: number, opts?: ReadOptions): Buffer | undefined {
-    const now = this.readAtOnce(oid, offset, length, opts)
-    return now === NOT_CACHED ? undefined : now
-  }
-
-  /** readNow, telling apart a read the page cache could not serve (NOT_CACHED): no use trying again. */
-  private readAtOnce(oid: bigint, offset: number, length: number, opts?: ReadOptions): Buffer | typeof NOT_CACHED | undefined {
+  readNow(oid: bigint, offset: number, length: number, opts?: ReadOptions): Buffer | typeof NOT_CACHED | undefined {
     if (length > CACHED_READ_INLINE_MAX_BYTES) return undefined
     const loc = this.objects.get(oid)
     if (!loc) return undefined
@@ -338,7 +339,7 @@ export class FileStore implements StoreDriver {
   }
 
   async read(oid: bigint, offset: number, length: number, opts?: ReadOptions): Promise<Buffer | number> {
-    const now = this.readAtOnce(oid, offset, length, opts)
+    const now = opts?.uncached ? NOT_CACHED : this.readNow(oid, offset, length, opts)
     if (now instanceof Buffer) return now
     // what the page cache did not hold a moment ago goes straight to the thread pool
     const tryCache = now !== NOT_CACHED

@@ -4,6 +4,7 @@
 // never served (EIO, onCorrupt told), object files stay byte-identical to what the plain store
 // writes, a crash mid-write (intent marks left) never shows as corruption, and a checksum file
 // older than its object (another program wrote it) is dropped instead of trusted.
+import { spawnSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import fsp from 'node:fs/promises'
@@ -15,6 +16,7 @@ import { OBJECT_CHUNK_BYTES, SD_RES_EIO, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '.
 import { copyObject } from '../../sheep/object-copy.js'
 import { CSUM_BLOCK_BYTES, CSUM_DIR, ChecksumStore, decodeTable, encodeTable, firstBadBlock, tableOf } from '../../sheep/store/checksums.js'
 import { crc32Blocks } from '../../sheep/store/crc32.js'
+import { NOT_CACHED } from '../../sheep/store/driver.js'
 import { FileStore, oidFileName } from '../../sheep/store/file-store.js'
 import { INTENT_LOG_FILE } from '../../sheep/store/intent-log.js'
 import { syncfsAvailable } from '../../sheep/store/native-io.js'
@@ -134,6 +136,35 @@ t.test('reads done at once (readNow) serve only checked bytes, and leave every f
   t.same(f.corrupt, [], 'readNow reports nothing itself')
   t.equal(await f.store.read(OID, MiB, 4096), SD_RES_EIO, 'read() finds the bad block: EIO')
   t.same(f.corrupt, [OID], 'and reports it')
+})
+
+/**
+ * Drops the file's pages from the page cache (synced first: dirty pages stay), as memory pressure
+ * would; false when python3 (which node-gyp needs anyway) is not there to call posix_fadvise.
+ */
+function evictFromPageCache(file: string): boolean {
+  const script = 'import os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\nos.fsync(fd)\nos.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)'
+  return spawnSync('python3', ['-c', script, file]).status === 0
+}
+
+t.test('bytes the page cache does not hold are said to be so (NOT_CACHED), and read() takes them from the disk', async (t) => {
+  const f = await newStore(t)
+  const data = crypto.randomBytes(OBJECT_BYTES)
+  await f.store.create({ oid: OID, offset: 0, data }, OBJECT_BYTES)
+  t.same(await f.store.read(OID, 0, 4096), data.subarray(0, 4096), 'read() opens it')
+  if (!evictFromPageCache(objectFile(f))) {
+    t.pass('no python3 to drop the file from the page cache: nothing more to check')
+    return
+  }
+  t.equal(f.files.readNow(OID, 2 * MiB, 4096), NOT_CACHED, 'the store: not in the page cache')
+  // (a read that found the bytes missing may have had the kernel start reading them ahead)
+  evictFromPageCache(objectFile(f))
+  t.equal(f.store.readNow(OID, 2 * MiB, 4096), NOT_CACHED, 'the checksum layer says so too')
+  evictFromPageCache(objectFile(f))
+  t.same(await f.store.read(OID, 2 * MiB, 4096), data.subarray(2 * MiB, 2 * MiB + 4096), 'read() reads it from the disk, checked')
+  t.same(f.store.readNow(OID, 2 * MiB, 4096), data.subarray(2 * MiB, 2 * MiB + 4096), 'then it is at once')
+  t.same(await f.files.read(OID, 3 * MiB, 4096, { uncached: true }), data.subarray(3 * MiB, 3 * MiB + 4096), 'a read told the bytes are not cached reads them')
+  t.same(f.corrupt, [], 'nothing reported')
 })
 
 t.test('a truncated object file reads as EIO, not zeros', async (t) => {
