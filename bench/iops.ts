@@ -12,7 +12,7 @@
 // with --rows and --paths one workload through one path can be profiled alone; DIR/windows.jsonl
 // says when each row ran, so `npm run bench -- cpu-profile --windows DIR/windows.jsonl FILE…`
 // prints each row's share of the profile and main-thread CPU µs per request.
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { SD_CLUSTER_FLAG_AUTO_VNODES } from '../lib/proto.js'
@@ -184,12 +184,26 @@ async function fio(target: Target, row: Row, opts: Options, timeBased: boolean):
   }
 }
 
-/** Writes the whole region once (untimed), then runs every row on the target. */
+/**
+ * Has the kernel write back every dirty page (sync(1)) and says how long that took. What one
+ * target left unwritten (our NBD rows' write-back cache) would otherwise be written while the
+ * next target runs, on the same disk: before this, our tgt target started in the shadow of our
+ * NBD rows, and the compared sheep's, run last, never did.
+ */
+function settleDisk(why: string): void {
+  const start = Date.now()
+  spawnSync('sync')
+  console.log(`  disk settled (${why}) in ${((Date.now() - start) / 1000).toFixed(1)} s`)
+}
+
+/** Writes the whole region once (untimed), then runs every row on the target, each from a settled disk. */
 async function runRows(target: Target, opts: Options): Promise<Map<string, Result>> {
   const results = new Map<string, Result>()
+  settleDisk(`before ${target.name}`)
   const prefillStart = Date.now()
   await fio(target, { name: 'prefill', label: 'prefill', rw: 'write', bs: '1m', iodepth: 8 }, opts, false)
   console.log(`  ${target.name}: ${opts.regionMib} MiB written before the rows in ${((Date.now() - prefillStart) / 1000).toFixed(1)} s`)
+  settleDisk('after the prefill')
   for (const row of opts.rows) {
     const startUs = monotonicUs()
     const r = await fio(target, row, opts, true)
