@@ -196,7 +196,7 @@ function settleDisk(why: string): void {
   console.log(`  disk settled (${why}) in ${((Date.now() - start) / 1000).toFixed(1)} s`)
 }
 
-/** Writes the whole region once (untimed), then runs every row on the target, each from a settled disk. */
+/** On a settled disk writes the whole region once (untimed), then, the disk settled again, runs every row on the target. */
 async function runRows(target: Target, opts: Options): Promise<Map<string, Result>> {
   const results = new Map<string, Result>()
   settleDisk(`before ${target.name}`)
