@@ -39,17 +39,8 @@ import { KeyedQueue } from '../../lib/async.js'
 import type { Logger } from '../../lib/log.js'
 import { isDataObj, keyFileName, oidOfKey, oidToIdx, parseKeyFileName } from '../../lib/oid.js'
 import { SD_RES_EIO, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
-import {
-  type BlockCrcs,
-  type CreateOptions,
-  type DiskStats,
-  type DiskUsage,
-  NOT_CACHED,
-  type ObjectWrite,
-  type ReadOptions,
-  type StagedObject,
-  type StoreDriver,
-} from './driver.js'
+import { NOT_CACHED } from './driver.js'
+import type { BlockCrcs, CreateOptions, DiskStats, DiskUsage, ObjectWrite, ReadOptions, StagedObject, StoreDriver } from './driver.js'
 import type { BufferPool } from '../../lib/buffer-pool.js'
 import { crc32, crc32Blocks } from './crc32.js'
 import { IntentLog } from './intent-log.js'

@@ -36,16 +36,8 @@ import type { Logger } from '../../lib/log.js'
 import { SD_RES_NETWORK_ERROR, SD_RES_NO_OBJ, SD_RES_SUCCESS, SD_RES_UNKNOWN } from '../../lib/proto.js'
 import { type Disk, DiskSet, freeSpaceOf, purgeDirectory } from './disks.js'
 import { FdCache, type FdLease, fdatasyncFd, preadFd, pwriteFd } from './fd-cache.js'
-import {
-  type CreateOptions,
-  type DiskStats,
-  type DiskUsage,
-  NOT_CACHED,
-  type ObjectWrite,
-  type ReadOptions,
-  type StagedObject,
-  type StoreDriver,
-} from './driver.js'
+import { NOT_CACHED } from './driver.js'
+import type { CreateOptions, DiskStats, DiskUsage, ObjectWrite, ReadOptions, StagedObject, StoreDriver } from './driver.js'
 import { parseKeyFileName } from '../../lib/oid.js'
 import { DEFAULT_STORE_LAYOUT, type StoreLayout, oidFileName } from './layout.js'
 import { crc32Blocks, preadCrc32Blocks } from './crc32.js'
