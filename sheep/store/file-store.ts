@@ -117,6 +117,8 @@ export class FileStore implements StoreDriver {
   private readonly unstableFds: FdCache<bigint, Disk>
   /** Objects with unstable writes not yet made durable, and their disk. */
   private readonly unsynced = new Map<bigint, Disk>()
+  /** Syncs of flushes under way: the objects they took out of `unsynced` are not durable yet. */
+  private readonly syncsUnderWay = new Set<Promise<void>>()
   /** When each disk was last found intact (performance.now() ms). */
   private readonly diskCheckedMs = new Map<Disk, number>()
   /** Numbers the temporary files of staged creates (one sheep per directory: unique enough). */
@@ -414,9 +416,29 @@ export class FileStore implements StoreDriver {
     return true
   }
 
+  /**
+   * Makes every unstable write that returned before the call durable: the objects written since
+   * the last flush are synced here, and the syncs other flushes started earlier — which took
+   * their objects out of `unsynced` — are waited for, since the writes they cover returned before
+   * this call too. A burst of flushes (an NBD client sends one per free slot of its queue) thus
+   * costs one sync, and none of them returns before the data it promises is on disk.
+   */
   async flush(): Promise<void> {
+    const earlier = [...this.syncsUnderWay]
     const objects = [...this.unsynced]
-    if (objects.length >= FLUSH_SYNCFS_MIN_OBJECTS && syncfsAvailable()) return this.flushFilesystems(objects)
+    if (objects.length === 0) {
+      await Promise.all(earlier)
+      return
+    }
+    const own = objects.length >= FLUSH_SYNCFS_MIN_OBJECTS && syncfsAvailable() ? this.flushFilesystems(objects) : this.syncObjects(objects)
+    this.syncsUnderWay.add(own)
+    const done = () => this.syncsUnderWay.delete(own)
+    own.then(done, done)
+    await Promise.all([...earlier, own])
+  }
+
+  /** An fdatasync for each object (a flush of a few). */
+  private async syncObjects(objects: Array<[bigint, Disk]>): Promise<void> {
     await Promise.all(
       objects.map(async ([oid, disk]) => {
         const r = await this.onDisk(disk, () => this.syncObject(oid, disk))

@@ -3,12 +3,14 @@
 // with copies 3 and real fsync; node 0 serves NBD. Plain writes are acknowledged from the
 // write-back queue on one connection, FLUSH is sent on another (CAN_MULTI_CONN: it must cover
 // both), then the NBD-serving sheep is killed with -9 at once, restarted, and the VDI read back
-// byte for byte; then the same with another replica's sheep killed.
+// byte for byte; then the same with another replica's sheep killed. First, a burst of FLUSHes
+// (fio sends one per free slot of its queue) shares its syncs: two SYNC_NODES for sixteen.
 import crypto from 'node:crypto'
 import t, { type Test } from 'tap'
 import { type TestCluster, startCluster, waitForRecovery } from '../../harness/cluster.js'
 import { RawClient } from '../../harness/nbd-client.js'
 import { dog, freePort } from '../../harness/sheep.js'
+import { scrape } from '../helpers/metrics.js'
 import { NBD_CMD_FLUSH, NBD_CMD_WRITE, decodeSimpleReply, NBD_SIMPLE_REPLY_HEADER_BYTES } from '../../lib/nbd-proto.js'
 
 const MiB = 1024 * 1024
@@ -16,6 +18,8 @@ const VDI_SIZE = 32 * MiB
 /** Writes acknowledged before each FLUSH, and their size (random 4 KiB-aligned offsets). */
 const WRITES_PER_ROUND = 96
 const WRITE_BYTES = 64 * 1024
+/** FLUSHes sent at once, as fio does at queue depth 16. */
+const FLUSH_BURST = 16
 
 t.test('nothing acknowledged before a FLUSH is lost to kill -9', async (t) => {
   let cluster: TestCluster | undefined
@@ -25,7 +29,8 @@ t.test('nothing acknowledged before a FLUSH is lost to kill -9', async (t) => {
     await cluster?.close()
   })
   const nbdPort = await freePort()
-  const nbdArgs = ['-N', `127.0.0.1:${nbdPort}`]
+  const metricsPort = await freePort()
+  const nbdArgs = ['-N', `127.0.0.1:${nbdPort}`, '--metrics', `127.0.0.1:${metricsPort}`]
   cluster = await startCluster(3, { start: 0, nosync: false })
   const c3 = cluster
   await c3.start(0, nbdArgs)
@@ -74,6 +79,34 @@ t.test('nothing acknowledged before a FLUSH is lost to kill -9', async (t) => {
     const r = await dogOn(node, ['vdi', 'read', 'vm', '0', String(VDI_SIZE)])
     t.ok(r.stdoutBytes.equals(model), `${what}: dog on node ${node} reads every acknowledged byte`)
   }
+
+  await t.test('a burst of FLUSHes shares its syncs, and each returns once the writes are durable', async (t) => {
+    // fio sends a FLUSH per free slot of its queue until the first returns: sixteen at once
+    const syncNodes = async () => {
+      let n = 0
+      for (const [sample, value] of await scrape(metricsPort)) if (sample.startsWith('sheepdog_requests_total{') && sample.includes('SYNC_NODES')) n += value
+      return n
+    }
+    const writer = await open()
+    await writeAndFlush(t, writer, writer)
+    const before = await syncNodes()
+    await writeAndFlush(t, writer, writer)
+    t.equal((await syncNodes()) - before, 1, 'one FLUSH: one SYNC_NODES')
+    const burst = await syncNodes()
+    for (let i = 0; i < WRITES_PER_ROUND; i++) {
+      const offset = crypto.randomInt(0, (VDI_SIZE - 4096) / 4096) * 4096
+      const data = crypto.randomBytes(4096)
+      data.copy(model, offset)
+      writer.request(NBD_CMD_WRITE, cookie++, offset, data.length, data)
+    }
+    for (let i = 0; i < FLUSH_BURST; i++) writer.request(NBD_CMD_FLUSH, cookie++, 0, 0)
+    let failed = 0
+    for (let i = 0; i < WRITES_PER_ROUND + FLUSH_BURST; i++) if (decodeSimpleReply(await writer.read(NBD_SIMPLE_REPLY_HEADER_BYTES)).error !== 0) failed++
+    t.equal(failed, 0, `${WRITES_PER_ROUND} writes and ${FLUSH_BURST} FLUSHes answered without error`)
+    const shared = (await syncNodes()) - burst
+    t.ok(shared >= 1 && shared <= 2, `${FLUSH_BURST} FLUSHes at once: ${shared} SYNC_NODES (the first, and one the others share)`)
+    await readsBack(t, 0, 'after the burst')
+  })
 
   await t.test('the NBD-serving sheep killed right after FLUSH', async (t) => {
     const writer = await open()

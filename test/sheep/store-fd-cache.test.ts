@@ -135,6 +135,30 @@ t.test('a flush of many objects syncs the filesystem once; of a few, object by o
   for (const oid of oids) t.same(await store.read(oid, 0, 6), text('UNable'))
 })
 
+t.test('a flush that finds nothing left to sync still waits for the syncs under way', async (t) => {
+  // a FLUSH promises every write acknowledged before it durable: the writes an earlier flush
+  // took and is still syncing are this one's too (fio sends a burst of FLUSHes after each batch)
+  for (const count of [1, 6]) {
+    const store = await newStore(t, false)
+    const oids = Array.from({ length: count }, (_, i) => OID + BigInt(i))
+    for (const oid of oids) await store.create({ oid, offset: 0, data: text('stable') }, 4096)
+    for (const oid of oids) t.equal(await store.write({ oid, offset: 0, data: text('UN'), unstable: true }), SD_RES_SUCCESS)
+    let firstDone = false
+    const first = store.flush().then(() => {
+      firstDone = true
+    })
+    const later = [store.flush(), store.flush()]
+    await later[0]
+    t.ok(firstDone, `${count} object(s): a second flush returns only after the first one's sync`)
+    await Promise.all([first, ...later])
+    let idleDone = false
+    await store.flush().then(() => {
+      idleDone = true
+    })
+    t.ok(idleDone, 'with nothing written and nothing under way, a flush returns')
+  }
+})
+
 t.test('an object file removed by hand is noticed by the next read after a pause', async (t) => {
   const dir = tempDir('store-fds-hand-')
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
