@@ -137,6 +137,11 @@ export interface DogSubcommand {
   /** Runs a leaf. Levels with subcommands have none. */
   handler?: DogHandler
   /**
+   * Moves a VDI's bytes through dog (`vdi read`, `vdi write`, backups, clones; nested ones
+   * included): dog then runs with the daemons' malloc settings (main.ts).
+   */
+  movesData?: boolean
+  /**
    * An abbreviation this subcommand owns although other names share it (`l` for `vdi list`
    * rather than `lock`): the table says so, so no prefix becomes ambiguous by accident.
    */

@@ -422,6 +422,7 @@ export function clusterCommand(dog: DogRuntime): DogCommand {
       { name: 'shutdown', options: 'aphT', description: 'stop Sheepdog', handler: run(shutDownCluster) },
       {
         name: 'snapshot',
+        movesData: true,
         args: '<tag|idx> <path> [vdi1] [vdi2] ...',
         options: 'aphTm',
         description: 'snapshot/restore the cluster',

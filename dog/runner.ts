@@ -161,6 +161,12 @@ function hasEnded<Result extends object>(step: Result | Ended): step is Ended {
 /** Where a run prints: the context's two printers, made before the context exists. */
 type Printer = Pick<DogContext, 'printStdout' | 'printStderrLine'>
 
+/** The first-level subcommand argv names, if it names one (nothing printed: the run reports misuse). */
+export function namedSubcommand(argv: readonly string[], commands: readonly DogCommand[]): DogSubcommand | undefined {
+  const command = argv[0] === undefined ? undefined : findByNameOrPrefix(commands, argv[0])
+  return command === undefined || argv[1] === undefined ? undefined : findByNameOrPrefix(command.subcommands, argv[1])
+}
+
 /** The command and first-level subcommand argv names, or the main usage / the error and its status. */
 function findSubcommand(
   argv: readonly string[],

@@ -5,8 +5,9 @@
 //   corosync's development headers are installed (scripts/install-deps.sh adds them); without
 //   it `sheep -c corosync` explains what is missing, and the other drivers do not need it.
 // - native/storeio: syncfs(2) for the object store's flush and preadv2(RWF_NOWAIT) for reads
-//   the page cache holds; without it a flush fdatasyncs the objects written since the last one,
-//   one by one, and every read goes to the thread pool.
+//   the page cache holds, and mallopt(3) for dog's data commands; without it a flush fdatasyncs
+//   the objects written since the last one, one by one, every read goes to the thread pool, and
+//   dog moves bytes with glibc's default malloc settings.
 // - native/crc32: CRC-32 with carry-less multiplication for the checksum layer; without it the
 //   layer uses zlib's crc32 (the same values, several times slower).
 import { spawnSync } from 'node:child_process'
@@ -27,7 +28,7 @@ const ADDONS = [
   {
     dir: 'storeio',
     output: 'sheepdog_storeio.node',
-    missing: 'a store flush will fdatasync object by object, every read go to the thread pool',
+    missing: 'a store flush will fdatasync object by object, every read go to the thread pool, dog keep the default malloc settings',
     prerequisite: () => undefined,
   },
   {

@@ -9,6 +9,7 @@ import path from 'node:path'
 import { addrToText, addrFromText } from '../lib/structs.js'
 import { SD_ADDR_LEN, defaultZone } from '../lib/addr.js'
 import { type DaemonSpec, isDaemonCopy, launchDaemon, MALLOC_TUNING, reportToLauncher } from '../lib/daemon.js'
+import { keepBuffersInHeap } from '../lib/malloc.js'
 import { type Logger, createLogger } from '../lib/log.js'
 import { serveMetrics } from '../lib/metrics-http.js'
 import { processAlive } from '../lib/proc.js'
@@ -77,7 +78,7 @@ async function runDaemon(opts: SheepOptions): Promise<void> {
   logCrashes(log)
   for (const notice of opts.notices) log[notice.level](notice.message)
   logIoThreadPool(log, opts.ioThreadPoolSize)
-  logMallocTuning(log)
+  tuneMalloc(log)
   if (opts.pidfile) fs.writeFileSync(opts.pidfile, `${process.pid}\n`)
 
   const kind = CLUSTER_DRIVERS[opts.cluster.name]
@@ -182,10 +183,16 @@ async function startMetrics(sheep: Sheep, server: SheepServer, listen: { host?: 
   sheep.log.info(`metrics at http://${listen.host ?? '*'}:${listen.port}/metrics`)
 }
 
-/** Says when the malloc settings the daemon gets (lib/daemon.ts) are missing: `-f` without them. */
-function logMallocTuning(log: Logger): void {
+/**
+ * The malloc settings the daemon copy gets in its environment (lib/daemon.ts): `-f` without them
+ * in its environment sets them with mallopt (lib/malloc.ts), or says they are missing when it
+ * cannot (the storeio addon not built) or the environment sets only one.
+ */
+function tuneMalloc(log: Logger): void {
   const missing = Object.keys(MALLOC_TUNING).filter((name) => process.env[name] === undefined)
-  if (missing.length > 0) log.info(`${missing.join(' and ')} not set: large requests run slower (sheep(8), ENVIRONMENT)`)
+  if (missing.length === 0) return
+  if (keepBuffersInHeap()) log.info('malloc: large buffers kept in the heap (set with mallopt: the environment names neither setting)')
+  else log.info(`${missing.join(' and ')} not set: large requests run slower (sheep(8), ENVIRONMENT)`)
 }
 
 /** The environment variable libuv reads once, when its I/O thread pool starts. */

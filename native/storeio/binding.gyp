@@ -1,6 +1,7 @@
 # The object store's system calls that Node lacks, syncfs(2) and preadv2(2) with RWF_NOWAIT
-# (sheep/store/native-io.ts). Built by scripts/build-native.mjs at `npm install`; without it a
-# flush fdatasyncs object by object and every read goes to the thread pool.
+# (sheep/store/native-io.ts), and mallopt(3) (lib/malloc.ts). Built by scripts/build-native.mjs
+# at `npm install`; without it a flush fdatasyncs object by object, every read goes to the
+# thread pool, and dog's data commands run with glibc's default malloc settings.
 {
   "targets": [
     {

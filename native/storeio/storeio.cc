@@ -1,9 +1,11 @@
-// The object store's system calls that Node lacks (sheep/store/native-io.ts).
+// The system calls and C library settings Node lacks: syncfs and preadv2 for the object store
+// (sheep/store/native-io.ts), mallopt for programs that move a VDI's bytes (lib/malloc.ts).
 // syncfs(2) for the object store's flush: Node has fsync and fdatasync of one file but nothing
 // that makes a whole filesystem durable at once. A flush after many
 // unstable writes (NBD's write-back cache) otherwise costs one fdatasync — one disk cache
 // flush — per object written since the last flush; syncfs costs one. It runs on libuv's thread
 // pool (a Napi::AsyncWorker) and resolves with 0 or the errno.
+#include <malloc.h>
 #include <napi.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -59,9 +61,23 @@ Napi::Value PreadNoWait(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, n >= 0 ? static_cast<double>(n) : -static_cast<double>(errno));
 }
 
+// mallocKeepInHeap(mmapThresholdBytes, trimThresholdBytes) -> whether glibc took both:
+// mallopt(3) at run time, what MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ do at start
+Napi::Value MallocKeepInHeap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+    Napi::TypeError::New(env, "mallocKeepInHeap(mmapThresholdBytes, trimThresholdBytes)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  bool mmap = mallopt(M_MMAP_THRESHOLD, info[0].As<Napi::Number>().Int32Value()) == 1;
+  bool trim = mallopt(M_TRIM_THRESHOLD, info[1].As<Napi::Number>().Int32Value()) == 1;
+  return Napi::Boolean::New(env, mmap && trim);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("syncfs", Napi::Function::New(env, Syncfs));
   exports.Set("preadNoWait", Napi::Function::New(env, PreadNoWait));
+  exports.Set("mallocKeepInHeap", Napi::Function::New(env, MallocKeepInHeap));
   return exports;
 }
 

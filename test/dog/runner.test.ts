@@ -13,7 +13,8 @@ import { DogExit, EXIT_FAILURE, EXIT_SUCCESS, EXIT_USAGE, UsageError, type DogCo
 import { CLUSTER_OPTIONS } from '../../dog/cluster.js'
 import { NODE_OPTIONS } from '../../dog/node.js'
 import { invalidRedundancyMessages } from '../../dog/parsers.js'
-import { runDog, type RunDogOptions } from '../../dog/runner.js'
+import { namedSubcommand, runDog, type RunDogOptions } from '../../dog/runner.js'
+import { openDogSession } from '../../dog/runtime.js'
 import { VDI_OPTIONS } from '../../dog/vdi.js'
 
 /** Records every handler call of the fake table. */
@@ -567,4 +568,21 @@ t.test('a subcommand owns the abbreviation its table row names (dog v l = vdi li
   t.equal(await runDog(['v', 'lo'], table, io, { resolveHost: async () => '127.0.0.1' }), EXIT_SUCCESS)
   t.equal(calls[calls.length - 1]?.name, 'vdi lock', 'a longer unique prefix still reaches lock')
   t.equal(await runDog(['v', 'c'], table, io, { resolveHost: async () => '127.0.0.1' }), EXIT_USAGE, 'prefixes nobody owns stay ambiguous')
+})
+
+t.test('namedSubcommand: the subcommand a command line names, and which move data', async (t) => {
+  const commands = openDogSession().commands
+  const movesData = (argv: string[]) => namedSubcommand(argv, commands)?.movesData === true
+  for (const argv of [
+    ['vdi', 'read', 'v'],
+    ['vdi', 'wr', 'v'],
+    ['v', 'backup', 'v'],
+    ['vdi', 'restore', 'v'],
+    ['vdi', 'clone', 'a', 'b'],
+    ['cluster', 'snapshot', 'save', 't', '/p'],
+  ])
+    t.ok(movesData(argv), `${argv.join(' ')} moves a VDI's bytes (malloc kept in the heap)`)
+  for (const argv of [['vdi', 'list'], ['node', 'info'], ['cluster', 'info'], ['vdi'], [], ['nosuch', 'read']])
+    t.notOk(movesData(argv), `${argv.join(' ') || '(nothing)'}: no`)
+  t.equal(namedSubcommand(['vdi', 'c'], commands), undefined, 'an ambiguous prefix names none')
 })
