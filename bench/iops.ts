@@ -5,8 +5,10 @@
 // durable write costs here). Every row prints IOPS (MB/s for the sequential one), p50/p99
 // completion latency from fio's JSON, the ratio to the ceiling and, with --compare-sheep, the
 // ratio to another sheep program (e.g. the original C sheep) run through the tgt path in the same
-// run. Peak RSS (VmHWM) of every sheep is printed at the end.
-// Usage: npm run bench -- iops [--seconds N] [--size-mib N] [--compare-sheep PATH]
+// run. The two tgt paths take turns at each row, in --rounds rounds (3 by default): a row's
+// figure is its median round and its ratio the median of the rounds' ratios. Peak RSS (VmHWM)
+// of every sheep is printed at the end.
+// Usage: npm run bench -- iops [--seconds N] [--size-mib N] [--compare-sheep PATH] [--rounds N]
 //          [--rows NAME,…] [--paths ceiling,nbd,tgt,compare] [--cpu-prof DIR]
 // --cpu-prof DIR runs our sheep under `node --cpu-prof` (profiles written to DIR when they stop);
 // with --rows and --paths one workload through one path can be profiled alone; DIR/windows.jsonl
@@ -28,6 +30,8 @@ const QEMU_NBD = '/usr/bin/qemu-nbd'
 const IQN = 'iqn.2024-01.org.sheepdog-node:iops-bench'
 /** Seconds of each measured row unless --seconds says otherwise. */
 const DEFAULT_ROW_SECONDS = 5
+/** Rounds of the tgt rows unless --rounds says otherwise: each row's figure is the median of its rounds. */
+const DEFAULT_TGT_ROUNDS = 3
 /** Seconds of each row fio runs before it starts counting (connections and caches settle). */
 const RAMP_SECONDS = 1
 /** The region every row works on (--size-mib): written once before the rows, so reads read data. */
@@ -93,6 +97,8 @@ interface Options {
   compareSheep?: string
   rows: readonly Row[]
   paths: Set<string>
+  /** Rounds of the tgt rows, ours and the compared sheep's taking turns at each row (--rounds). */
+  rounds: number
   cpuProfDir?: string
   /** More arguments for our sheep (not the compared one), e.g. `--no-checksums`. */
   sheepArgs: string[]
@@ -107,6 +113,7 @@ function parseOptions(argv: string[]): Options {
     return i >= 0 ? argv[i + 1] : undefined
   }
   const seconds = Number(value('--seconds') ?? DEFAULT_ROW_SECONDS)
+  const rounds = Number(value('--rounds') ?? DEFAULT_TGT_ROUNDS)
   const regionMib = Number(value('--size-mib') ?? DEFAULT_REGION_MIB)
   const rowNames = value('--rows')?.split(',')
   const rows = rowNames ? ROWS.filter((r) => rowNames.includes(r.name)) : ROWS
@@ -114,13 +121,15 @@ function parseOptions(argv: string[]): Options {
   const compareSheep = value('--compare-sheep')
   const bad =
     !(seconds > 0) ||
+    !Number.isInteger(rounds) ||
+    rounds < 1 ||
     !(regionMib > 0) ||
     rows.length !== (rowNames?.length ?? ROWS.length) ||
     [...paths].some((p) => !(PATHS as readonly string[]).includes(p)) ||
     (compareSheep !== undefined && !fs.existsSync(compareSheep))
   if (bad) {
     console.error(
-      `usage: npm run bench -- iops [--seconds N] [--size-mib N] [--compare-sheep PATH] [--rows ${ROWS.map((r) => r.name).join(',')}] [--paths ${PATHS.join(',')}] [--cpu-prof DIR] [--sheep-args 'ARGS']`,
+      `usage: npm run bench -- iops [--seconds N] [--size-mib N] [--compare-sheep PATH] [--rounds N] [--rows ${ROWS.map((r) => r.name).join(',')}] [--paths ${PATHS.join(',')}] [--cpu-prof DIR] [--sheep-args 'ARGS']`,
     )
     process.exit(64)
   }
@@ -130,7 +139,7 @@ function parseOptions(argv: string[]): Options {
     value('--sheep-args')
       ?.split(' ')
       .filter((a) => a !== '') ?? []
-  return { seconds, regionMib, compareSheep, rows, paths, cpuProfDir: cpuProf ? path.resolve(cpuProf) : undefined, sheepArgs }
+  return { seconds, regionMib, compareSheep, rows, paths, rounds, cpuProfDir: cpuProf ? path.resolve(cpuProf) : undefined, sheepArgs }
 }
 
 /** fio's JSON for one direction of one job (the fields read here). */
@@ -196,34 +205,74 @@ function settleDisk(why: string): void {
   console.log(`  disk settled (${why}) in ${((Date.now() - start) / 1000).toFixed(1)} s`)
 }
 
-/** On a settled disk writes the whole region once (untimed), then, the disk settled again, runs every row on the target. */
-async function runRows(target: Target, opts: Options): Promise<Map<string, Result>> {
-  const results = new Map<string, Result>()
+/** On a settled disk writes the whole region once (untimed), then has the disk settle again. */
+async function prefill(target: Target, opts: Options): Promise<void> {
   settleDisk(`before ${target.name}`)
   const prefillStart = Date.now()
   await fio(target, { name: 'prefill', label: 'prefill', rw: 'write', bs: '1m', iodepth: 8 }, opts, false)
   console.log(`  ${target.name}: ${opts.regionMib} MiB written before the rows in ${((Date.now() - prefillStart) / 1000).toFixed(1)} s`)
   settleDisk('after the prefill')
-  for (const row of opts.rows) {
-    const startUs = monotonicUs()
-    const r = await fio(target, row, opts, true)
-    const endUs = monotonicUs()
-    results.set(row.name, r)
-    if (opts.cpuProfDir) {
-      // the measured part of the row, with a margin for fio's start and end, on the clock V8's
-      // profiles use (CLOCK_MONOTONIC, µs): `npm run bench -- cpu-profile --windows` reads it
-      const window: ProfileWindow = {
-        path: target.name,
-        row: row.name,
-        fromUs: startUs + RAMP_SECONDS * 1e6 + WINDOW_MARGIN_US,
-        toUs: endUs - WINDOW_MARGIN_US,
-        iops: r.iops,
-      }
-      fs.appendFileSync(path.join(opts.cpuProfDir, WINDOWS_FILE), `${JSON.stringify(window)}\n`)
+}
+
+/** Runs one row on the target (and, with --cpu-prof, notes when it ran). */
+async function runRow(target: Target, row: Row, opts: Options, round = ''): Promise<Result> {
+  const startUs = monotonicUs()
+  const r = await fio(target, row, opts, true)
+  const endUs = monotonicUs()
+  if (opts.cpuProfDir) {
+    // the measured part of the row, with a margin for fio's start and end, on the clock V8's
+    // profiles use (CLOCK_MONOTONIC, µs): `npm run bench -- cpu-profile --windows` reads it
+    const window: ProfileWindow = {
+      path: target.name,
+      row: row.name,
+      fromUs: startUs + RAMP_SECONDS * 1e6 + WINDOW_MARGIN_US,
+      toUs: endUs - WINDOW_MARGIN_US,
+      iops: r.iops,
     }
-    console.log(`  ${target.name}: ${row.label}: ${row.mbps ? `${r.mbps.toFixed(1)} MB/s` : `${r.iops.toFixed(0)} IOPS`}`)
+    fs.appendFileSync(path.join(opts.cpuProfDir, WINDOWS_FILE), `${JSON.stringify(window)}\n`)
+  }
+  console.log(`  ${target.name}: ${row.label}${round}: ${row.mbps ? `${r.mbps.toFixed(1)} MB/s` : `${r.iops.toFixed(0)} IOPS`}`)
+  return r
+}
+
+/** Prefills the target, then runs every row on it once. */
+async function runRows(target: Target, opts: Options): Promise<Map<string, Result[]>> {
+  await prefill(target, opts)
+  const results = new Map<string, Result[]>()
+  for (const row of opts.rows) results.set(row.name, [await runRow(target, row, opts)])
+  return results
+}
+
+/**
+ * Prefills every target, then runs the rows in rounds, each row on every target in turn (the
+ * order reversed each round), so that what the machine does meanwhile weighs on all of them
+ * alike: one target after the other, a row's ratio moved by ±30 % from one run to the next.
+ */
+async function runInterleaved(targets: Target[], opts: Options): Promise<Map<string, Map<string, Result[]>>> {
+  for (const target of targets) await prefill(target, opts)
+  const results = new Map(targets.map((target) => [target.name, new Map<string, Result[]>(opts.rows.map((row) => [row.name, []]))]))
+  for (let round = 0; round < opts.rounds; round++) {
+    const order = round % 2 === 0 ? targets : [...targets].reverse()
+    for (const row of opts.rows) {
+      for (const target of order) {
+        const r = await runRow(target, row, opts, opts.rounds > 1 ? `, round ${round + 1}` : '')
+        results.get(target.name)?.get(row.name)?.push(r)
+      }
+    }
   }
   return results
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
+}
+
+/** The run of a row whose figure is the median of its rounds (the lower middle one of an even count). */
+function medianRun(row: Row, runs: Result[]): Result {
+  const sorted = [...runs].sort((a, b) => (value(row, a) as number) - (value(row, b) as number))
+  return sorted[Math.floor((sorted.length - 1) / 2)] as Result
 }
 
 function monotonicUs(): number {
@@ -321,29 +370,54 @@ function value(row: Row, r: Result | undefined): number | undefined {
   return r ? (row.mbps ? r.mbps : r.iops) : undefined
 }
 
-function printTable(opts: Options, results: Map<string, Map<string, Result>>, compareName: string | undefined): void {
-  const ceiling = results.get(CEILING)
-  const compare = compareName ? results.get(compareName) : undefined
+/** Every run of every row on every path (one per round): tables print each row's median run. */
+type Runs = Map<string, Map<string, Result[]>>
+
+/**
+ * Ours ÷ theirs for a row: the median of the rounds' ratios when both ran in the same rounds
+ * (taking turns), else the ratio of their medians (a path that ran its rows once).
+ */
+function ratioOf(row: Row, ours: Result[] | undefined, theirs: Result[] | undefined, theirRow = row): number | undefined {
+  if (!ours?.length || !theirs?.length) return undefined
+  if (ours.length === theirs.length && theirRow === row) {
+    return median(ours.map((r, i) => (value(row, r) as number) / (value(row, theirs[i]) as number)))
+  }
+  return (value(row, medianRun(row, ours)) as number) / (value(theirRow, medianRun(theirRow, theirs)) as number)
+}
+
+function printTable(opts: Options, runs: Runs, compareName: string | undefined): void {
+  const ceiling = runs.get(CEILING)
+  const compare = compareName ? runs.get(compareName) : undefined
   console.log(
     `\n${'workload'.padEnd(27)}${'path'.padEnd(22)}${'IOPS|MB/s'.padStart(10)}${'p50 µs'.padStart(20)}${'p99 µs'.padStart(22)}${'×ceiling'.padStart(10)}${compare ? '×compare'.padStart(10) : ''}`,
   )
   for (const row of opts.rows) {
-    for (const [name, byRow] of results) {
-      const r = byRow.get(row.name)
+    for (const [name, byRow] of runs) {
+      const all = byRow.get(row.name)
+      const r = all?.length ? medianRun(row, all) : undefined
       const v = value(row, r)
-      const c = value(row, ceiling?.get(row.name))
-      const o = value(row, compare?.get(row.name))
-      const ratio = (base: number | undefined) => (v !== undefined && base ? (v / base).toFixed(2) : '-')
+      const ratio = (base: Result[] | undefined) => ratioOf(row, all, base)?.toFixed(2) ?? '-'
       console.log(
-        `${row.label.padEnd(27)}${name.padEnd(22)}${(v !== undefined ? v.toFixed(row.mbps ? 1 : 0) : '-').padStart(10)}${fmtLat(r, 'p50Us').padStart(20)}${fmtLat(r, 'p99Us').padStart(22)}${ratio(c).padStart(10)}${compare ? ratio(o).padStart(10) : ''}`,
+        `${row.label.padEnd(27)}${name.padEnd(22)}${(v !== undefined ? v.toFixed(row.mbps ? 1 : 0) : '-').padStart(10)}${fmtLat(r, 'p50Us').padStart(20)}${fmtLat(r, 'p99Us').padStart(22)}${ratio(ceiling?.get(row.name)).padStart(10)}${compare ? ratio(compare.get(row.name)).padStart(10) : ''}`,
       )
     }
   }
-  const syncs = [...(ceiling?.values() ?? [])].flatMap((r) => (r.syncMeanUs ? [r.syncMeanUs] : []))
+  const syncs = [...(ceiling?.values() ?? [])].flat().flatMap((r) => (r.syncMeanUs ? [r.syncMeanUs] : []))
   if (syncs.length > 0) {
     console.log(
       `the ceiling's write latencies exclude its fdatasync (mean ${Math.min(...syncs).toFixed(0)}–${Math.max(...syncs).toFixed(0)} µs per call); mixed rows show r/w latencies`,
     )
+  }
+  if (opts.rounds > 1) {
+    console.log(`tgt rows: ${opts.rounds} rounds, each row's figure the median round; ×compare is the median of the rounds' ratios`)
+    const ours = runs.get(OURS_TGT)
+    for (const row of opts.rows) {
+      const mine = ours?.get(row.name)
+      const theirs = compare?.get(row.name)
+      if (!mine || !theirs || mine.length !== theirs.length) continue
+      const each = mine.map((r, i) => ((value(row, r) as number) / (value(row, theirs[i]) as number)).toFixed(2))
+      console.log(`  ${row.label.padEnd(27)}ours ÷ compare by round: ${each.join(' ')}`)
+    }
   }
 }
 
@@ -364,16 +438,15 @@ const TARGETS: readonly { row: string; path: string; min: number; note?: string;
 ]
 
 /** Says, for every target the run measured, whether it was met. */
-function printTargets(results: Map<string, Map<string, Result>>): void {
-  const compare = results.get(COMPARE)
+function printTargets(runs: Runs): void {
+  const compare = runs.get(COMPARE)
   if (!compare) return
   console.log('\ntargets (issue #15), against the compared sheep through tgt:')
   for (const t of TARGETS) {
     const row = ROWS.find((r) => r.name === t.row) as Row
-    const ours = value(row, results.get(t.path)?.get(t.row))
-    const theirs = value(row, compare.get(t.compareRow ?? t.row))
-    if (ours === undefined || !theirs) continue
-    const ratio = ours / theirs
+    const theirRow = ROWS.find((r) => r.name === (t.compareRow ?? t.row)) as Row
+    const ratio = ratioOf(row, runs.get(t.path)?.get(t.row), compare.get(theirRow.name), theirRow)
+    if (ratio === undefined || !Number.isFinite(ratio)) continue
     console.log(
       `  ${row.label.padEnd(27)}${t.path.padEnd(22)}${ratio.toFixed(2).padStart(6)} × (≥ ${t.min}${t.note ? `, ${t.note}` : ''}) ${ratio >= t.min ? 'met' : 'NOT met'}`,
     )
@@ -388,10 +461,11 @@ export async function runIopsBench(): Promise<void> {
     process.exit(1)
   }
   const work = tempDir('sheep-iops-')
-  const results = new Map<string, Map<string, Result>>()
+  const results: Runs = new Map()
   const peaks: string[] = []
   let oursPeakMiB: number | undefined
   const vdiSize = BigInt((opts.regionMib + VDI_SLACK_MIB) * MiB)
+  const compareName = opts.compareSheep && opts.paths.has('compare') ? COMPARE : undefined
   console.log(`iops bench: ${opts.seconds} s per row over ${opts.regionMib} MiB, work directory ${work}`)
   try {
     if (opts.paths.has('ceiling')) {
@@ -400,54 +474,53 @@ export async function runIopsBench(): Promise<void> {
       results.set(target.name, await runRows(target, opts))
       fs.rmSync(file)
     }
-    if (opts.paths.has('nbd') || opts.paths.has('tgt')) {
-      const nbdPort = await freePort()
-      if (opts.cpuProfDir) fs.mkdirSync(opts.cpuProfDir, { recursive: true })
-      const nodeArgs = opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`] : undefined
-      const cluster = await startBenchCluster(path.join(work, 'ours'), { nbdPort, nodeArgs, extraArgs: opts.sheepArgs })
-      try {
+    let ours: TestCluster | undefined
+    let compare: TestCluster | undefined
+    const tgts: Array<{ target: Target; close: () => Promise<void> }> = []
+    try {
+      if (opts.paths.has('nbd') || opts.paths.has('tgt')) {
+        const nbdPort = await freePort()
+        if (opts.cpuProfDir) fs.mkdirSync(opts.cpuProfDir, { recursive: true })
+        const nodeArgs = opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`] : undefined
+        ours = await startBenchCluster(path.join(work, 'ours'), { nbdPort, nodeArgs, extraArgs: opts.sheepArgs })
         if (opts.paths.has('nbd')) {
-          await newVdi(cluster.conn(0), { name: 'nbdvol', vdiSize })
+          await newVdi(ours.conn(0), { name: 'nbdvol', vdiSize })
           const target = { name: OURS_NBD, fioArgs: ['--ioengine=nbd', `--uri=nbd://127.0.0.1:${nbdPort}/nbdvol`] }
           results.set(target.name, await runRows(target, opts))
         }
         if (opts.paths.has('tgt')) {
-          await newVdi(cluster.conn(0), { name: 'tgtvol', vdiSize })
-          const tgt = await tgtTarget(OURS_TGT, cluster.ports[0] as number, 'tgtvol')
-          try {
-            results.set(tgt.target.name, await runRows(tgt.target, opts))
-          } finally {
-            await tgt.close()
-          }
+          await newVdi(ours.conn(0), { name: 'tgtvol', vdiSize })
+          tgts.push(await tgtTarget(OURS_TGT, ours.ports[0] as number, 'tgtvol'))
         }
-        const ours = nodePeaksMiB(cluster)
-        oursPeakMiB = Math.max(...ours)
-        peaks.push(`ours ${ours.map((m) => m.toFixed(0)).join(', ')} MiB`)
-      } finally {
-        await cluster.close()
       }
-    }
-    let compareName: string | undefined
-    if (opts.compareSheep && opts.paths.has('compare')) {
-      compareName = COMPARE
-      const cluster = await startBenchCluster(path.join(work, 'compare'), { bin: opts.compareSheep })
-      try {
-        await newVdi(cluster.conn(0), { name: 'tgtvol', vdiSize })
-        const tgt = await tgtTarget(compareName, cluster.ports[0] as number, 'tgtvol')
-        try {
-          results.set(compareName, await runRows(tgt.target, opts))
-        } finally {
-          await tgt.close()
-        }
+      if (compareName) {
+        compare = await startBenchCluster(path.join(work, 'compare'), { bin: opts.compareSheep })
+        await newVdi(compare.conn(0), { name: 'tgtvol', vdiSize })
+        tgts.push(await tgtTarget(compareName, compare.ports[0] as number, 'tgtvol'))
+      }
+      // the tgt paths take turns at each row, in rounds
+      for (const [name, byRow] of await runInterleaved(
+        tgts.map((t) => t.target),
+        opts,
+      ))
+        results.set(name, byRow)
+    } finally {
+      for (const tgt of tgts) await tgt.close()
+      if (compare) {
         peaks.push(
-          `compare (${opts.compareSheep}) ${nodePeaksMiB(cluster)
+          `compare (${opts.compareSheep}) ${nodePeaksMiB(compare)
             .map((m) => m.toFixed(0))
             .join(', ')} MiB`,
         )
-      } finally {
         // the original lingers on SIGTERM; its data is thrown away anyway
-        for (let i = 0; i < 3; i++) await cluster.stop(i, 'SIGKILL')
-        await cluster.close()
+        for (let i = 0; i < 3; i++) await compare.stop(i, 'SIGKILL')
+        await compare.close()
+      }
+      if (ours) {
+        const mine = nodePeaksMiB(ours)
+        oursPeakMiB = Math.max(...mine)
+        peaks.unshift(`ours ${mine.map((m) => m.toFixed(0)).join(', ')} MiB`)
+        await ours.close()
       }
     }
     printTable(opts, results, compareName)
