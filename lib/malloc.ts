@@ -1,8 +1,9 @@
 // glibc's malloc settings for a process that moves many large buffers, applied while it runs.
 // The daemons get them from their environment (MALLOC_TUNING in daemon.ts: glibc reads those
 // variables only when a process starts); dog's data commands (`vdi read`, `vdi write`, backups,
-// clones) set the same values with mallopt(3) through the storeio addon, since starting dog
-// again with them would cost a second start of Node (~250 ms here) on every such command.
+// clones), and sheep and sheepfs run with -f without them, set the same values with mallopt(3)
+// through the storeio addon: starting dog again with them would cost a second start of Node
+// (~250 ms here) on every such command.
 import { MALLOC_TUNING } from './daemon.js'
 import { loadAddon } from './native-addon.js'
 

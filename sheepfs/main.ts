@@ -8,6 +8,7 @@ import fs from 'node:fs'
 import { isIP } from 'node:net'
 import path from 'node:path'
 import { type DaemonSpec, isDaemonCopy, launchDaemon, reportToLauncher } from '../lib/daemon.js'
+import { keepBuffersInHeap } from '../lib/malloc.js'
 import { serveMetrics } from '../lib/metrics-http.js'
 import { SheepFs } from './fs.js'
 import { sheepfsMetrics } from './metrics.js'
@@ -96,6 +97,8 @@ export async function main(argv: readonly string[]): Promise<void> {
     process.exit((await launchDaemon(DAEMON)) === 0 ? 0 : SHEEPFS_EXIT_FAILURE)
   }
   const log = createSheepfsLogger({ foreground: opts.foreground, debug: opts.debug })
+  // -f: the settings the daemon copy gets from its environment, set with mallopt (lib/malloc.ts)
+  if (opts.foreground) keepBuffersInHeap()
   try {
     await runSheepfs(opts, log)
     reportToLauncher(DAEMON, 'OK\n')
