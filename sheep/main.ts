@@ -189,10 +189,12 @@ async function startMetrics(sheep: Sheep, server: SheepServer, listen: { host?: 
  * cannot (the storeio addon not built) or the environment sets only one.
  */
 function tuneMalloc(log: Logger): void {
+  if (keepBuffersInHeap()) {
+    log.info('malloc: large buffers kept in the heap (set with mallopt: the environment names neither setting)')
+    return
+  }
   const missing = Object.keys(MALLOC_TUNING).filter((name) => process.env[name] === undefined)
-  if (missing.length === 0) return
-  if (keepBuffersInHeap()) log.info('malloc: large buffers kept in the heap (set with mallopt: the environment names neither setting)')
-  else log.info(`${missing.join(' and ')} not set: large requests run slower (sheep(8), ENVIRONMENT)`)
+  if (missing.length > 0) log.info(`${missing.join(' and ')} not set: large requests run slower (sheep(8), ENVIRONMENT)`)
 }
 
 /** The environment variable libuv reads once, when its I/O thread pool starts. */

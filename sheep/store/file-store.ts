@@ -117,7 +117,7 @@ export class FileStore implements StoreDriver {
   private readonly unstableFds: FdCache<bigint, Disk>
   /** Objects with unstable writes not yet made durable, and their disk. */
   private readonly unsynced = new Map<bigint, Disk>()
-  /** Syncs of flushes under way: the objects they took out of `unsynced` are not durable yet. */
+  /** Syncs under way (flushes', a stale move's): the objects they took out of `unsynced` are not durable yet. */
   private readonly syncsUnderWay = new Set<Promise<void>>()
   /** When each disk was last found intact (performance.now() ms). */
   private readonly diskCheckedMs = new Map<Disk, number>()
@@ -247,7 +247,7 @@ export class FileStore implements StoreDriver {
       const to = this.staleFile(loc.disk, oid, epoch)
       const failed = await this.onDisk(loc.disk, async () => {
         // the stale copy must have every write acknowledged with this epoch, unstable ones too
-        if (this.unsynced.has(oid)) await this.syncObject(oid, loc.disk)
+        if (this.unsynced.has(oid)) await this.underWay(this.syncObject(oid, loc.disk))
         try {
           await fsp.rename(this.objectFile(loc.disk, oid), to)
         } catch (e) {
@@ -424,17 +424,20 @@ export class FileStore implements StoreDriver {
    * costs one sync, and none of them returns before the data it promises is on disk.
    */
   async flush(): Promise<void> {
-    const earlier = [...this.syncsUnderWay]
+    const waits = [...this.syncsUnderWay]
     const objects = [...this.unsynced]
-    if (objects.length === 0) {
-      await Promise.all(earlier)
-      return
+    if (objects.length > 0) {
+      waits.push(this.underWay(objects.length >= FLUSH_SYNCFS_MIN_OBJECTS && syncfsAvailable() ? this.flushFilesystems(objects) : this.syncObjects(objects)))
     }
-    const own = objects.length >= FLUSH_SYNCFS_MIN_OBJECTS && syncfsAvailable() ? this.flushFilesystems(objects) : this.syncObjects(objects)
-    this.syncsUnderWay.add(own)
-    const done = () => this.syncsUnderWay.delete(own)
-    own.then(done, done)
-    await Promise.all([...earlier, own])
+    await Promise.all(waits)
+  }
+
+  /** Counts a sync that took objects out of `unsynced` as under way (a flush waits for it) until it settles. */
+  private underWay(sync: Promise<void>): Promise<void> {
+    this.syncsUnderWay.add(sync)
+    const done = () => this.syncsUnderWay.delete(sync)
+    sync.then(done, done)
+    return sync
   }
 
   /** An fdatasync for each object (a flush of a few). */

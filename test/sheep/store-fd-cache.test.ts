@@ -159,6 +159,41 @@ t.test('a flush that finds nothing left to sync still waits for the syncs under 
   }
 })
 
+t.test('a flush waits for the sync a move to the stale area started', async (t) => {
+  // the move takes the object's unstable writes out of the flush's set and syncs them itself:
+  // a FLUSH answered meanwhile must not return before that sync is done
+  const store = await newStore(t, false)
+  await store.create({ oid: OID, offset: 0, data: text('stable') }, 4096)
+  t.equal(await store.write({ oid: OID, offset: 0, data: text('UN'), unstable: true }), SD_RES_SUCCESS)
+  const real = fs.fdatasync
+  t.teardown(() => {
+    fs.fdatasync = real
+  })
+  let moveSyncDone = false
+  let syncStarted: () => void = () => undefined
+  const started = new Promise<void>((resolve) => {
+    syncStarted = resolve
+  })
+  fs.fdatasync = ((fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+    syncStarted()
+    // a slow disk: the sync takes a while
+    setTimeout(
+      () =>
+        real(fd, (err) => {
+          moveSyncDone = true
+          cb(err)
+        }),
+      200,
+    )
+  }) as typeof fs.fdatasync
+  const moved = store.moveToStale(OID, 4)
+  await started
+  await store.flush()
+  t.ok(moveSyncDone, "the flush returned only after the move's sync")
+  await moved
+  t.same(await store.readStale(OID, 4, 0, 6), text('UNable'), 'the stale copy has the unstable write')
+})
+
 t.test('an object file removed by hand is noticed by the next read after a pause', async (t) => {
   const dir = tempDir('store-fds-hand-')
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
