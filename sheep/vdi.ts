@@ -228,14 +228,21 @@ export async function newVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
     const baseVid = v.baseVdiId || working
     const base = await shareFrom(sheep, baseVid)
     if (typeof base === 'number') return fail(base)
-    if (baseVid !== working) {
-      const w = decodeInodeHeader(await readObject(sheep, vidToVdiOid(working), 0, SD_INODE_HEADER_SIZE))
-      await writeObject(sheep, vidToVdiOid(working), 0, encodeInodeHeader({ ...w, snapCtime: nowTimestamp() }), { create: false, copies: w.nrCopies })
+    try {
+      if (baseVid !== working) {
+        const w = decodeInodeHeader(await readObject(sheep, vidToVdiOid(working), 0, SD_INODE_HEADER_SIZE))
+        await writeObject(sheep, vidToVdiOid(working), 0, encodeInodeHeader({ ...w, snapCtime: nowTimestamp() }), { create: false, copies: w.nrCopies })
+      }
+      await writeObject(sheep, vidToVdiOid(baseVid), 0, updateInodeHeader(base.rawHeader, baseVid === working ? { snapCtime: nowTimestamp() } : {}), {
+        create: false,
+        copies: base.header.nrCopies,
+      })
+    } catch (e) {
+      // a base vid a client named that is not the working VDI's may have no inode (a fuzzed or
+      // stale request): the gateway's answer is the request's, as the original's snapshot_vdi does
+      if (e instanceof SdError) return fail(e.code)
+      throw e
     }
-    await writeObject(sheep, vidToVdiOid(baseVid), 0, updateInodeHeader(base.rawHeader, baseVid === working ? { snapCtime: nowTimestamp() } : {}), {
-      create: false,
-      copies: base.header.nrCopies,
-    })
     inheritedBody = base.body
     header = {
       ...header,
@@ -301,7 +308,13 @@ async function shareFrom(sheep: Sheep, baseVid: number): Promise<{ header: Inode
     touched = true
   }
   if (touched) {
-    await writeObject(sheep, vidToVdiOid(baseVid), SD_INODE_GREF_AT, whole.subarray(SD_INODE_GREF_AT), { create: false, copies: header.nrCopies })
+    try {
+      await writeObject(sheep, vidToVdiOid(baseVid), SD_INODE_GREF_AT, whole.subarray(SD_INODE_GREF_AT), { create: false, copies: header.nrCopies })
+    } catch (e) {
+      // the base deleted between the read and this write (a racing client): the gateway's answer
+      if (e instanceof SdError) return e.code
+      throw e
+    }
   }
   return { header, rawHeader: Buffer.from(whole.subarray(0, SD_INODE_HEADER_SIZE)), body: child }
 }
