@@ -33,7 +33,7 @@ const argValue = (name: string, fallback: number) => {
   const at = process.argv.indexOf(name)
   return at > 0 ? Number(process.argv[at + 1]) : fallback
 }
-const ROUNDS = argValue('--rounds', 3)
+const ROUNDS = argValue('--rounds', 4)
 const REGION_MIB = argValue('--size-mib', 256)
 const ROW_SECONDS = argValue('--seconds', 5)
 /** The two clusters take turns at a row in slices this long. */
