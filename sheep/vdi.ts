@@ -51,6 +51,8 @@ import {
   SD_DEFAULT_COPIES,
   SD_MAX_VDI_LEN,
   SD_MAX_VDI_TAG_LEN,
+  SD_RES_BASE_VDI_READ,
+  SD_RES_BASE_VDI_WRITE,
   SD_RES_FULL_VDI,
   SD_RES_INVALID_PARMS,
   SD_RES_NO_BASE_VDI,
@@ -228,21 +230,8 @@ export async function newVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
     const baseVid = v.baseVdiId || working
     const base = await shareFrom(sheep, baseVid)
     if (typeof base === 'number') return fail(base)
-    try {
-      if (baseVid !== working) {
-        const w = decodeInodeHeader(await readObject(sheep, vidToVdiOid(working), 0, SD_INODE_HEADER_SIZE))
-        await writeObject(sheep, vidToVdiOid(working), 0, encodeInodeHeader({ ...w, snapCtime: nowTimestamp() }), { create: false, copies: w.nrCopies })
-      }
-      await writeObject(sheep, vidToVdiOid(baseVid), 0, updateInodeHeader(base.rawHeader, baseVid === working ? { snapCtime: nowTimestamp() } : {}), {
-        create: false,
-        copies: base.header.nrCopies,
-      })
-    } catch (e) {
-      // a base vid a client named that is not the working VDI's may have no inode (a fuzzed or
-      // stale request): the gateway's answer is the request's, as the original's snapshot_vdi does
-      if (e instanceof SdError) return fail(e.code)
-      throw e
-    }
+    const marked = await markSnapshotted(sheep, working, baseVid, base)
+    if (marked !== SD_RES_SUCCESS) return fail(marked)
     inheritedBody = base.body
     header = {
       ...header,
@@ -275,6 +264,35 @@ export async function newVdiWork(sheep: Sheep, req: SdRequest, data: Buffer | un
     throw e
   }
   return vdiReply(sheep, req, SD_RES_SUCCESS, newVid)
+}
+
+/**
+ * A snapshot's inode updates before the new working VDI exists: the snap_ctime of the working
+ * VDI (when the client named another base) and the base's header. Like the original's
+ * snapshot_vdi, a failed read answers BASE_VDI_READ and a failed write BASE_VDI_WRITE (an inode
+ * deleted meanwhile by a racing client, for one) instead of throwing out of the request.
+ */
+async function markSnapshotted(sheep: Sheep, working: number, baseVid: number, base: { header: InodeHeader; rawHeader: Buffer }): Promise<number> {
+  let w: InodeHeader | undefined
+  if (baseVid !== working) {
+    try {
+      w = decodeInodeHeader(await readObject(sheep, vidToVdiOid(working), 0, SD_INODE_HEADER_SIZE))
+    } catch (e) {
+      if (e instanceof SdError) return SD_RES_BASE_VDI_READ
+      throw e
+    }
+  }
+  try {
+    if (w) await writeObject(sheep, vidToVdiOid(working), 0, encodeInodeHeader({ ...w, snapCtime: nowTimestamp() }), { create: false, copies: w.nrCopies })
+    await writeObject(sheep, vidToVdiOid(baseVid), 0, updateInodeHeader(base.rawHeader, baseVid === working ? { snapCtime: nowTimestamp() } : {}), {
+      create: false,
+      copies: base.header.nrCopies,
+    })
+  } catch (e) {
+    if (e instanceof SdError) return SD_RES_BASE_VDI_WRITE
+    throw e
+  }
+  return SD_RES_SUCCESS
 }
 
 /** The part of a fresh inode that is not zeros: its header, and a hyper volume's empty B-tree root (sd_inode_init). */
@@ -311,8 +329,9 @@ async function shareFrom(sheep: Sheep, baseVid: number): Promise<{ header: Inode
     try {
       await writeObject(sheep, vidToVdiOid(baseVid), SD_INODE_GREF_AT, whole.subarray(SD_INODE_GREF_AT), { create: false, copies: header.nrCopies })
     } catch (e) {
-      // the base deleted between the read and this write (a racing client): the gateway's answer
-      if (e instanceof SdError) return e.code
+      // the base deleted between the read and this write (a racing client): the original's
+      // clone_vdi and snapshot_vdi answer a failed write of the base so
+      if (e instanceof SdError) return SD_RES_BASE_VDI_WRITE
       throw e
     }
   }
