@@ -5,7 +5,7 @@ import net from 'node:net'
 import { type CommonHeader, type RequestInit, type SdResponse, decodeResponseHeader, encodeRequestHeader } from './codec.js'
 import { SdConnectError, SdError, SdTransportError } from './errors.js'
 import { FrameReader } from './framing.js'
-import { writeFrame } from './coalesced-write.js'
+import { writeFrame, writeFrameNow } from './coalesced-write.js'
 import type { Layout } from './layout.js'
 import { SD_FLAG_CMD_PIGGYBACK, SD_FLAG_CMD_WRITE, SD_RES_SUCCESS } from './proto.js'
 
@@ -36,6 +36,11 @@ export interface RequestOptions<L extends Layout = Layout> extends Omit<RequestI
    */
   replyInto?: Buffer
   timeoutMs?: number
+  /**
+   * Nothing else is under way that could share its system call (the sheep serves one request):
+   * the frame leaves at once instead of with the rest of the turn's (lib/coalesced-write.ts).
+   */
+  sendAtOnce?: boolean
 }
 
 export interface Reply {
@@ -52,6 +57,7 @@ interface Pending {
   reject: (e: Error) => void
   timer: NodeJS.Timeout | undefined
   timeoutMs: number
+  sendAtOnce: boolean
 }
 
 export interface ConnectionOptions {
@@ -100,6 +106,7 @@ export class SheepConnection {
         reject,
         timer: undefined,
         timeoutMs: opts.timeoutMs ?? this.timeoutMs,
+        sendAtOnce: opts.sendAtOnce === true,
       }
       if (this.inFlight.size >= this.maxInFlight) this.queued.push(pending)
       else this.dispatch(pending)
@@ -130,6 +137,12 @@ export class SheepConnection {
     p.timer = setTimeout(() => {
       this.resetSocket(new SdTransportError(`request to ${addressText(this.address)} timed out after ${p.timeoutMs} ms`))
     }, p.timeoutMs)
+    // nothing to wait for (RequestOptions.sendAtOnce): on a connected socket it leaves now
+    const socket = this.socket
+    if (p.sendAtOnce && socket && !socket.destroyed) {
+      writeFrameNow(socket, p.header, p.data)
+      return
+    }
     this.connect().then(
       (socket) => {
         if (!this.inFlight.has(id)) return

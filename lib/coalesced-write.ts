@@ -23,3 +23,15 @@ export function writeFrame(socket: Writable, header: Buffer, data?: Buffer, sent
   if (data && data.length > 0) socket.write(data, sent && (() => sent()))
   else sent?.()
 }
+
+/**
+ * Writes a header and its payload (if any) to `socket` at once, in one writev, for a frame known
+ * to be alone: nothing of its turn to wait for. Frames already waiting on the socket leave first.
+ */
+export function writeFrameNow(socket: Writable, header: Buffer, data?: Buffer, sent?: () => void): void {
+  socket.cork()
+  socket.write(header)
+  if (data && data.length > 0) socket.write(data, sent && (() => sent()))
+  else sent?.()
+  socket.uncork()
+}

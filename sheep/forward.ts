@@ -88,6 +88,9 @@ async function remote<L extends Layout>(sheep: Sheep, epoch: number, node: SdNod
       protoVer: SD_SHEEP_PROTO_VER,
       epoch,
       timeoutMs: GATEWAY_FORWARD_TIMEOUT_MS,
+      // the only request this sheep serves (a client at queue depth 1): nothing to batch with, so
+      // its peer requests leave now, before this node writes its own copy (replica-io.ts)
+      sendAtOnce: sheep.servingOneRequest,
     })
     return reply(rsp.result, rsp.result === SD_RES_SUCCESS && out.length > 0 ? out : undefined)
   } catch (e) {

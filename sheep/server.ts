@@ -23,7 +23,7 @@ import {
 import { BufferPool } from '../lib/buffer-pool.js'
 import { FrameReader } from '../lib/framing.js'
 import { readInPlace } from '../lib/socket-in-place.js'
-import { writeFrame } from '../lib/coalesced-write.js'
+import { writeFrame, writeFrameNow } from '../lib/coalesced-write.js'
 import { resultOfError } from '../lib/errors.js'
 import {
   SD_RES_BUFFER_SMALL,
@@ -412,7 +412,8 @@ export class SheepServer {
     }
     const req = decodeRequestHeader(raw)
     void this.process(req, payload, { admin: conn.admin, replyPool: this.payloadPool }).then((r) => {
-      this.send(conn.socket, req, r)
+      // nothing else in progress here: the reply has nothing to wait for and leaves at once
+      this.send(conn.socket, req, r, this.sheep.requestsInProgress === 0)
       conn.lastActiveMs = performance.now()
       conn.inFlight--
       this.inFlight--
@@ -508,6 +509,15 @@ export class SheepServer {
    * `from.admin`: the sender may send admin ops (see admin-access.ts).
    */
   async process(req: SdRequest, data: Buffer | undefined, from: RequestSource): Promise<OpReply> {
+    this.sheep.requestsInProgress++
+    try {
+      return await this.observed(req, data, from)
+    } finally {
+      this.sheep.requestsInProgress--
+    }
+  }
+
+  private async observed(req: SdRequest, data: Buffer | undefined, from: RequestSource): Promise<OpReply> {
     const observer = this.observer
     if (observer === undefined) return this.dispatch(req, data, from)
     const startMs = performance.now()
@@ -563,15 +573,18 @@ export class SheepServer {
     }
   }
 
-  /** Sends the reply; lent reply bytes (OpReply.release) go back once the socket took them. */
-  private send(socket: net.Socket, req: SdRequest, r: OpReply): void {
+  /**
+   * Sends the reply — at once when `now`, else with the other replies of this turn on the socket
+   * (coalesced-write.ts); lent reply bytes (OpReply.release) go back once the socket took them.
+   */
+  private send(socket: net.Socket, req: SdRequest, r: OpReply, now: boolean): void {
     if (socket.destroyed) {
       r.release?.()
       return
     }
     const { header, data } = this.responseOf(req, r)
     if (data !== r.data) r.release?.()
-    writeFrame(socket, header, data, data === r.data ? r.release : undefined)
+    ;(now ? writeFrameNow : writeFrame)(socket, header, data, data === r.data ? r.release : undefined)
   }
 
   /** The response header and payload answering `req` with `r`, as they go on the wire. */

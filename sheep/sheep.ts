@@ -129,6 +129,17 @@ export class Sheep {
   /** Space announced in the config file (node capacity). */
   space = 0n
   logLevel = 6
+  /**
+   * Requests from clients and other sheep being served now (SheepServer.process: from sockets
+   * and from the NBD server). While it is one, nothing else is under way to share a system call
+   * with: that request's frames leave at once (lib/coalesced-write.ts), not at the end of the
+   * event loop's turn.
+   */
+  requestsInProgress = 0
+  /** Whether the one request in progress is all this sheep is serving (see requestsInProgress). */
+  get servingOneRequest(): boolean {
+    return this.requestsInProgress === 1
+  }
   /** Request counters for STAT (`dog node stat`). */
   readonly stats: SdStat = Object.fromEntries(SD_STAT_FIELDS.map((f) => [f, 0n])) as SdStat
   readonly group: Group

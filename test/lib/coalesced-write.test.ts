@@ -1,9 +1,10 @@
 // lib/coalesced-write.ts: the frames written to one socket in one event-loop turn leave
 // together, in one writev, once the turn's I/O is done; each socket has its own batch, and the
-// payload's `sent` callback comes once the stream took it.
+// payload's `sent` callback comes once the stream took it. writeFrameNow sends a lone frame at
+// once, in one writev, after whatever is already waiting on the socket.
 import { Writable } from 'node:stream'
 import t from 'tap'
-import { writeFrame } from '../../lib/coalesced-write.js'
+import { writeFrame, writeFrameNow } from '../../lib/coalesced-write.js'
 
 const tick = () => new Promise((r) => setImmediate(r))
 
@@ -54,4 +55,23 @@ t.test('an empty payload sends the header alone and calls back at once', async (
   t.equal(sent, 1, 'nothing to wait for')
   await tick()
   t.same(batches, [['h']])
+})
+
+t.test('a frame sent at once leaves during the turn, header and payload together', async (t) => {
+  const { socket, batches } = recordingSocket()
+  let sent = 0
+  writeFrameNow(socket, Buffer.from('h1'), Buffer.from('d1'), () => sent++)
+  t.same(batches, [['h1', 'd1']], 'one batch, before the turn ends')
+  await tick()
+  t.equal(sent, 1, 'told once the payload is written')
+  t.same(batches, [['h1', 'd1']], 'nothing more at the end of the turn')
+})
+
+t.test('a frame sent at once waits behind the frames already waiting on the socket', async (t) => {
+  const { socket, batches } = recordingSocket()
+  writeFrame(socket, Buffer.from('h1'))
+  writeFrameNow(socket, Buffer.from('h2'), Buffer.from('d2'))
+  t.same(batches, [], 'the turn still holds the socket')
+  await tick()
+  t.same(batches, [['h1', 'h2', 'd2']], 'in order, in the turn’s batch')
 })
