@@ -1,7 +1,8 @@
 // Frames written to one socket in one event-loop turn leave in one writev (issue #15): the first
 // write of a turn corks the socket and a setImmediate uncorks it once the turn's I/O callbacks
 // have run, so replies finishing together (and requests sent together) cost one system call and
-// one wake-up of the receiver, not one each. A lone frame waits only for the end of its turn.
+// one wake-up of the receiver, not one each. A lone frame waits only for the end of its turn;
+// one known to have nothing to wait for (the sheep serves no other request) leaves at once.
 import type { Writable } from 'node:stream'
 
 const corked = new WeakSet<Writable>()
