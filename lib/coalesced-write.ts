@@ -20,9 +20,7 @@ export function writeFrame(socket: Writable, header: Buffer, data?: Buffer, sent
       socket.uncork()
     })
   }
-  socket.write(header)
-  if (data && data.length > 0) socket.write(data, sent && (() => sent()))
-  else sent?.()
+  writeParts(socket, header, data, sent)
 }
 
 /**
@@ -31,8 +29,12 @@ export function writeFrame(socket: Writable, header: Buffer, data?: Buffer, sent
  */
 export function writeFrameNow(socket: Writable, header: Buffer, data?: Buffer, sent?: () => void): void {
   socket.cork()
+  writeParts(socket, header, data, sent)
+  socket.uncork()
+}
+
+function writeParts(socket: Writable, header: Buffer, data: Buffer | undefined, sent: (() => void) | undefined): void {
   socket.write(header)
   if (data && data.length > 0) socket.write(data, sent && (() => sent()))
   else sent?.()
-  socket.uncork()
 }

@@ -89,7 +89,8 @@ async function remote<L extends Layout>(sheep: Sheep, epoch: number, node: SdNod
       epoch,
       timeoutMs: GATEWAY_FORWARD_TIMEOUT_MS,
       // the only request this sheep serves (a client at queue depth 1): nothing to batch with, so
-      // its peer requests leave now, before this node writes its own copy (replica-io.ts)
+      // its peer requests leave now — before this node's own copy is handed to the thread pool,
+      // which runPeerOp reaches only after an await
       sendAtOnce: sheep.servingOneRequest,
     })
     return reply(rsp.result, rsp.result === SD_RES_SUCCESS && out.length > 0 ? out : undefined)

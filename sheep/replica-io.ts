@@ -73,11 +73,6 @@ export async function gatewayWriteAll(sheep: Sheep, opcode: number, obj: ObjFiel
   return withRetries(sheep, async () => {
     const epoch = sheep.epoch
     const targets = sheep.ring.replicasFor(obj.oid, copies)
-    // the other holders first, since theirs is the longer way: their requests are on their way
-    // (at once when this is the only request being served: forward.ts) before this node's own
-    // copy is written
-    const local = targets.findIndex((n) => sheep.isSelf(n))
-    if (local > 0) targets.push(...targets.splice(local, 1))
     const replies = await Promise.all(targets.map((node) => forward(sheep, epoch, node, opcode, obj, data, 0, ref, flags)))
     return worstOf(replies)
   })

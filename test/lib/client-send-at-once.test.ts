@@ -1,6 +1,7 @@
 // lib/client.ts, RequestOptions.sendAtOnce: a request the sheep has nothing to batch with is
 // handed to the kernel by the call that makes it, not at the end of the event loop's turn, and
-// frames sent either way reach the server whole. A real TCP server on 127.0.0.1 stands in for a
+// frames sent either way reach the server whole (the protocol matches replies by id, so a frame
+// sent at once may overtake the turn's batch). A real TCP server on 127.0.0.1 stands in for a
 // sheep: it answers every request with SUCCESS and records what arrived, in order.
 import net from 'node:net'
 import t, { type Test } from 'tap'
@@ -68,7 +69,7 @@ t.test('a request sent at once is handed to the kernel before the call returns',
   )
 })
 
-t.test('frames sent at once and with the turn arrive whole, in the order they were made', async (t) => {
+t.test('frames sent at once and with the turn all arrive whole; those sent at once overtake the turn’s batch', async (t) => {
   const { port, seen, arrived } = await answeringServer(t)
   const conn = new SheepConnection({ host: '127.0.0.1', port })
   t.teardown(() => conn.close())
