@@ -94,7 +94,7 @@ export class SheepConnection {
     const dataLength = data ? data.length : (opts.readLength ?? 0)
     const id = this.nextId
     this.nextId = (this.nextId + 1) >>> 0 || 1
-    const header = encodeRequestHeader({ ...opts, flags, dataLength, id })
+    const header = encodeRequestHeader(opts, { flags, dataLength, id })
     const maxReply = (flags & SD_FLAG_CMD_WRITE) === 0 || (flags & SD_FLAG_CMD_PIGGYBACK) !== 0 ? dataLength : 0
     return new Promise<Reply>((resolve, reject) => {
       const pending: Pending = {

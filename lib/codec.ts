@@ -176,16 +176,27 @@ export interface RequestInit<L extends Layout = Layout> {
   fields?: Partial<Fields<L>>
 }
 
+/**
+ * What a connection sets in each request it frames, over its caller's RequestInit. Passed apart
+ * rather than spread into a copy of the init: in Node 20's V8 a spread followed by keys the source
+ * lacks (`{ ...init, id }`) takes a slow path, ~1 µs each time, on every request.
+ */
+export interface RequestFraming {
+  flags: number
+  dataLength: number
+  id: number
+}
+
 /** Builds a 48-byte request header. proto_ver defaults by opcode class (§1.2). */
-export function encodeRequestHeader<L extends Layout>(init: RequestInit<L>): Buffer {
+export function encodeRequestHeader<L extends Layout>(init: RequestInit<L>, framing?: RequestFraming): Buffer {
   const raw = Buffer.alloc(SD_HEADER_SIZE)
   writeFields(raw, COMMON_HEADER, {
     protoVer: init.protoVer ?? (init.opcode >= 0x80 ? SD_SHEEP_PROTO_VER : SD_PROTO_VER),
     opcode: init.opcode,
-    flags: init.flags ?? 0,
+    flags: framing ? framing.flags : (init.flags ?? 0),
     epoch: init.epoch ?? 0,
-    id: init.id ?? 0,
-    dataLength: init.dataLength ?? 0,
+    id: framing ? framing.id : (init.id ?? 0),
+    dataLength: framing ? framing.dataLength : (init.dataLength ?? 0),
   })
   if (init.variant && init.fields) writeFields(raw, init.variant, init.fields)
   return raw

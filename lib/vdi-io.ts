@@ -10,7 +10,7 @@ import { type InodeHeader, SD_INODE_HEADER_SIZE, SD_INODE_INDEX_ENTRIES, decodeI
 import { BtreeIndex, HYPER_VOLUME_STORE_POLICY, type IndexNodeIo } from './inode-index.js'
 import { oidToHex, vidToDataOid, vidToVdiOid } from './oid.js'
 import { SD_MAX_DATA_LENGTH, SD_RES_EIO, SD_RES_INVALID_PARMS, SD_RES_READONLY } from './proto.js'
-import { type SnapshotSelector, createAndWriteObj, getVdiInfo, readObj, writeObj } from './sheep-api.js'
+import { type ObjectWriteOptions, type SnapshotSelector, createAndWriteObj, getVdiInfo, readObj, writeObj } from './sheep-api.js'
 
 /** Object requests one I/O call keeps in flight unless told otherwise. */
 export const VDI_IO_DEFAULT_CONCURRENCY = 8
@@ -309,8 +309,9 @@ export class VdiHandle {
     return new PlainIndex(io, count)
   }
 
-  private objectWriteOptions(): { copies: number; copyPolicy: number } {
-    return { copies: this.inode.nrCopies, copyPolicy: this.inode.copyPolicy }
+  /** The options of an object write of this VDI (built whole: see RequestFraming in codec.ts). */
+  private objectWriteOptions(unstable = false, cowOid?: bigint): ObjectWriteOptions & { cowOid?: bigint } {
+    return { copies: this.inode.nrCopies, copyPolicy: this.inode.copyPolicy, unstable, cowOid }
   }
 
   private limit(opts: VdiIoOptions): number {
@@ -427,14 +428,13 @@ export class VdiHandle {
       }
       const owner = this.index.get(p.idx)
       const oid = vidToDataOid(this.vid, p.idx)
-      const objOpts = this.objectWriteOptions()
       if (owner === this.vid) {
-        await writeObj(this.conn, oid, p.offsetInObject, data, { ...objOpts, unstable })
+        await writeObj(this.conn, oid, p.offsetInObject, data, this.objectWriteOptions(unstable))
         return
       }
       const create = (async () => {
         const cowOid = owner === 0 ? undefined : vidToDataOid(owner, p.idx)
-        await createAndWriteObj(this.conn, oid, p.offsetInObject, data, { ...objOpts, cowOid })
+        await createAndWriteObj(this.conn, oid, p.offsetInObject, data, this.objectWriteOptions(false, cowOid))
         await this.index.commit(p.idx, this.vid)
       })()
       this.creating.set(p.idx, create)

@@ -31,7 +31,7 @@ export class InProcessConnection extends SheepConnection {
     const dataLength = data ? data.length : (opts.readLength ?? 0)
     const id = this.nextRequestId
     this.nextRequestId = (this.nextRequestId + 1) >>> 0 || 1
-    const req = decodeRequestHeader(encodeRequestHeader({ ...opts, flags, dataLength, id }))
+    const req = decodeRequestHeader(encodeRequestHeader(opts, { flags, dataLength, id }))
     const maxReply = (flags & SD_FLAG_CMD_WRITE) === 0 || (flags & SD_FLAG_CMD_PIGGYBACK) !== 0 ? dataLength : 0
     const timeoutMs = opts.timeoutMs ?? this.timeoutMs
     return new Promise<Reply>((resolve, reject) => {

@@ -58,7 +58,7 @@ class VolumeConnections extends PooledConnection {
 
   override request<L extends Layout>(opts: RequestOptions<L>): Promise<Reply> {
     const cache = this.settings.objectCache && OBJECT_CACHE_OPCODES.has(opts.opcode) ? SD_FLAG_CMD_CACHE : 0
-    return super.request({ ...opts, flags: (opts.flags ?? 0) | cache })
+    return super.request(cache === 0 ? opts : Object.assign({}, opts, { flags: (opts.flags ?? 0) | cache }))
   }
 }
 
