@@ -80,7 +80,7 @@ export interface PeerOp {
 
 /** A read's reply; with `pool`, its bytes may be in a buffer of it, given back by `release`. */
 async function pooledDataReply(sheep: Sheep, oid: bigint, offset: number, length: number, pool: BufferPool | undefined): Promise<OpReply> {
-  const data = await sheep.store.read(oid, offset, length, pool && { pool })
+  const data = await sheep.store.read(oid, offset, length, { pool, lone: sheep.servingOneRequest })
   const r = dataReply(data)
   if (pool && typeof data !== 'number' && pool.lends(data)) r.release = () => pool.release(data)
   return r

@@ -57,7 +57,7 @@ export const CSUM_BLOCK_BYTES = 4096
  * The block CRCs of readNow's reads: used only between the read and the check, with no await
  * between, so one set serves every read. 16 blocks: a store reads at once at most 64 KiB.
  */
-const NOW_CRCS: BlockCrcs = { blockBytes: CSUM_BLOCK_BYTES, out: new Uint32Array(16) }
+const NOW_CRCS: BlockCrcs = { blockBytes: CSUM_BLOCK_BYTES, out: new Uint32Array(256) }
 /** Checksum file: magic, version, block shift, object size, then one u32 CRC per block. */
 const CSUM_MAGIC = 0x4b435344 // "DSCK" little-endian
 const CSUM_VERSION = 1
@@ -418,7 +418,7 @@ export class ChecksumStore implements StoreDriver {
   // ---- reads -------------------------------------------------------------------------------
 
   read(oid: bigint, offset: number, length: number, opts?: ReadOptions): Promise<Buffer | number> {
-    const now = this.readNow(oid, offset, length)
+    const now = this.readNow(oid, offset, length, opts)
     if (now instanceof Buffer) return Promise.resolve(now)
     const pool = opts?.pool
     // bytes the page cache did not hold just now are not looked for there again
@@ -426,18 +426,23 @@ export class ChecksumStore implements StoreDriver {
     return this.readVerified(oid, offset, length, (o, l, crcs) => this.inner.read(oid, o, l, { crcs, pool, uncached }), false, pool)
   }
 
-  readNow(key: bigint, offset: number, length: number): Buffer | typeof NOT_CACHED | undefined {
+  readNow(key: bigint, offset: number, length: number, opts?: Pick<ReadOptions, 'pool' | 'lone'>): Buffer | typeof NOT_CACHED | undefined {
     if (!this.inner.readNow) return undefined
     const table = this.table(key)
     if (table instanceof Promise) return undefined
-    if (table === null) return this.inner.readNow(key, offset, length)
+    const pool = opts?.pool
+    const lone = opts?.lone
+    if (table === null) return this.inner.readNow(key, offset, length, { pool, lone })
     const { first, end } = blockRange(offset, length)
     if (end - first > NOW_CRCS.out.length) return undefined
     const start = first * CSUM_BLOCK_BYTES
-    const data = this.inner.readNow(key, start, end * CSUM_BLOCK_BYTES - start, { crcs: NOW_CRCS })
+    const data = this.inner.readNow(key, start, end * CSUM_BLOCK_BYTES - start, { pool, lone, crcs: NOW_CRCS })
     if (data === NOT_CACHED || data === undefined) return data
-    // a mismatch is looked at again, and reported, the long way
-    if (firstBadBlock(table, data, first, NOW_CRCS.out) >= 0) return undefined
+    if (firstBadBlock(table, data, first, NOW_CRCS.out) >= 0) {
+      // a mismatch is looked at again, and reported, the long way; these bytes are never served
+      if (pool?.lends(data)) pool.release(data)
+      return undefined
+    }
     return data.subarray(offset - start, offset - start + length)
   }
 

@@ -87,6 +87,12 @@ export interface ReadOptions {
    * bytes: the read goes to the thread pool without asking the page cache once more.
    */
   uncached?: boolean
+  /**
+   * The sheep serves no other request (Sheep.servingOneRequest): a read of up to 1 MiB that the
+   * page cache holds is copied on the event loop, where nothing waits behind it, instead of in
+   * the thread pool, whose hand-off and wake-ups cost more than the copy.
+   */
+  lone?: boolean
 }
 
 /** What readNow answers when the page cache did not hold every byte asked for. */

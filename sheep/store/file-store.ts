@@ -88,6 +88,13 @@ const UNSTABLE_INLINE_WRITE_MAX_BYTES = 64 * 1024
  * thread pool's two wake-ups; a read the cache cannot serve whole goes to the pool as before.
  */
 const CACHED_READ_INLINE_MAX_BYTES = 64 * 1024
+/** The same for a read the sheep serves alone (ReadOptions.lone): nothing else waits for the loop. */
+const LONE_CACHED_READ_INLINE_MAX_BYTES = 1024 * 1024
+
+/** How large a read may be to be tried on the event loop (readNow). */
+function inlineReadMaxBytes(opts: ReadOptions | undefined): number {
+  return opts?.lone ? LONE_CACHED_READ_INLINE_MAX_BYTES : CACHED_READ_INLINE_MAX_BYTES
+}
 
 interface Location {
   readonly disk: Disk
@@ -315,7 +322,7 @@ export class FileStore implements StoreDriver {
   }
 
   readNow(oid: bigint, offset: number, length: number, opts?: ReadOptions): Buffer | typeof NOT_CACHED | undefined {
-    if (length > CACHED_READ_INLINE_MAX_BYTES) return undefined
+    if (length > inlineReadMaxBytes(opts)) return undefined
     const loc = this.objects.get(oid)
     if (!loc) return undefined
     const lease = this.fds.hit(oid, loc.disk, this.objectFile(loc.disk, oid))
@@ -323,8 +330,12 @@ export class FileStore implements StoreDriver {
     try {
       // a disk found gone, like any failure, is for read() to find and report
       if (!this.diskStillThere(loc.disk)) return undefined
-      const buf = Buffer.allocUnsafe(length)
-      if (!readCachedNow(lease.fd, buf, offset)) return NOT_CACHED
+      const pooled = opts?.pool && BufferPool.fits(length) ? opts.pool.acquire(length) : undefined
+      const buf = pooled ?? Buffer.allocUnsafe(length)
+      if (!readCachedNow(lease.fd, buf, offset)) {
+        if (pooled) opts?.pool?.release(pooled)
+        return NOT_CACHED
+      }
       if (opts?.crcs) crc32Blocks(buf, opts.crcs.blockBytes, opts.crcs.out, 0)
       return buf
     } finally {
@@ -365,7 +376,7 @@ export class FileStore implements StoreDriver {
     const buf = pooled ?? Buffer.allocUnsafe(length)
     try {
       // what the page cache holds is read here: a trip to the thread pool costs more than the copy
-      if (tryCache && length <= CACHED_READ_INLINE_MAX_BYTES && readCachedNow(lease.fd, buf, offset)) {
+      if (tryCache && length <= inlineReadMaxBytes(opts) && readCachedNow(lease.fd, buf, offset)) {
         if (crcs) crc32Blocks(buf, crcs.blockBytes, crcs.out, 0)
         return buf
       }

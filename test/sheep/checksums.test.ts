@@ -12,6 +12,7 @@ import path from 'node:path'
 import zlib from 'node:zlib'
 import t, { type Test } from 'tap'
 import { silentLogger } from '../../lib/log.js'
+import { BufferPool } from '../../lib/buffer-pool.js'
 import { OBJECT_CHUNK_BYTES, SD_RES_EIO, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
 import { copyObject } from '../../sheep/object-copy.js'
 import { CSUM_BLOCK_BYTES, CSUM_DIR, ChecksumStore, decodeTable, encodeTable, firstBadBlock, tableOf } from '../../sheep/store/checksums.js'
@@ -136,6 +137,28 @@ t.test('reads done at once (readNow) serve only checked bytes, and leave every f
   t.same(f.corrupt, [], 'readNow reports nothing itself')
   t.equal(await f.store.read(OID, MiB, 4096), SD_RES_EIO, 'read() finds the bad block: EIO')
   t.same(f.corrupt, [OID], 'and reports it')
+})
+
+t.test('a read the sheep serves alone (lone) is done at once up to 1 MiB, in a pooled buffer, checked', async (t) => {
+  const f = await newStore(t)
+  const data = crypto.randomBytes(OBJECT_BYTES)
+  await f.store.create({ oid: OID, offset: 0, data }, OBJECT_BYTES)
+  t.same(await f.store.read(OID, 0, 4096), data.subarray(0, 4096), 'read() opens it')
+  const pool = new BufferPool()
+  t.equal(f.store.readNow(OID, 0, MiB, { pool }), undefined, 'not alone: 1 MiB goes to the thread pool')
+  const now = f.store.readNow(OID, 2 * MiB, MiB, { pool, lone: true })
+  t.ok(now instanceof Buffer && now.equals(data.subarray(2 * MiB, 3 * MiB)), 'alone: 1 MiB at once')
+  t.ok(now instanceof Buffer && pool.lends(now), 'in a buffer of the pool')
+  if (now instanceof Buffer) pool.release(now)
+  t.equal(f.store.readNow(OID, 0, MiB + 4096, { pool, lone: true }), undefined, 'more than 1 MiB: the thread pool')
+  flip(f, MiB + 10)
+  t.equal(f.store.readNow(OID, MiB, MiB, { pool, lone: true }), undefined, 'a bad block inside: not at once')
+  t.equal(pool.outBytes, 0, 'and its buffer is back in the pool')
+  t.same(f.corrupt, [], 'readNow reports nothing itself')
+  t.equal(await f.store.read(OID, MiB, MiB, { pool, lone: true }), SD_RES_EIO, 'read() alone: EIO')
+  t.same(f.corrupt, [OID], 'and reports it')
+  const whole = await f.store.read(OID, 2 * MiB, MiB, { pool, lone: true })
+  t.ok(whole instanceof Buffer && whole.equals(data.subarray(2 * MiB, 3 * MiB)), 'read() alone: the good bytes')
 })
 
 /**
