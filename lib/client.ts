@@ -156,20 +156,30 @@ export class SheepConnection {
     if (this.socket && !this.socket.destroyed) return Promise.resolve(this.socket)
     if (this.connecting) return this.connecting
     this.connecting = new Promise<net.Socket>((resolve, reject) => {
+      // the reader hands each frame's header to all three callbacks: decoded once
+      let decodedHeader: Buffer | undefined
+      let decoded: SdResponse | undefined
+      const responseOf = (header: Buffer): SdResponse => {
+        if (header !== decodedHeader || decoded === undefined) {
+          decoded = decodeResponseHeader(header)
+          decodedHeader = header
+        }
+        return decoded
+      }
       const reader = new FrameReader({
         payloadLength: (header) => {
-          const rsp = decodeResponseHeader(header)
+          const rsp = responseOf(header)
           const pending = this.inFlight.get(rsp.id)
           if (!pending) return `response with unknown id ${rsp.id}`
           if (rsp.dataLength > pending.maxReply) return `response carries ${rsp.dataLength} bytes, more than the ${pending.maxReply} asked for`
           return rsp.dataLength
         },
         payloadBuffer: (header, length) => {
-          const into = this.inFlight.get(decodeResponseHeader(header).id)?.replyInto
+          const into = this.inFlight.get(responseOf(header).id)?.replyInto
           return into !== undefined && into.length >= length ? into.subarray(0, length) : undefined
         },
         onFrame: (header, payload) => {
-          const rsp = decodeResponseHeader(header)
+          const rsp = responseOf(header)
           const pending = this.inFlight.get(rsp.id)
           if (!pending) return
           this.inFlight.delete(rsp.id)

@@ -345,10 +345,20 @@ export class SheepServer {
       spoken: false,
       closed: false,
     }
+    // the reader hands each frame's header to payloadLength and then to onFrame: decoded once
+    let decodedRaw: Buffer | undefined
+    let decoded: SdRequest | undefined
+    const requestOf = (raw: Buffer): SdRequest => {
+      if (raw !== decodedRaw || decoded === undefined) {
+        decoded = decodeRequestHeader(raw)
+        decodedRaw = raw
+      }
+      return decoded
+    }
     conn.reader = new FrameReader(
       {
         payloadLength: (raw) => {
-          const req = decodeRequestHeader(raw)
+          const req = requestOf(raw)
           const verdict = validateRequestHeader(req)
           if (!verdict.ok && verdict.fatal) return verdict.reason
           return requestCarriesPayload(req) ? req.dataLength : 0
@@ -357,7 +367,7 @@ export class SheepServer {
         // op's reply never hands it on); any other op's payload is the handler's to keep
         payloadBuffer: (raw, length) =>
           WRITE_OPS.has(raw[COMMON_HEADER.opcode[0]] as number) && BufferPool.fits(length) ? this.payloadPool.acquire(length) : undefined,
-        onFrame: (raw, payload) => this.onFrame(conn, raw, payload),
+        onFrame: (raw, payload) => this.onFrame(conn, requestOf(raw), payload),
         onProtocolError: (reason) => {
           this.sheep.log.warn(`closing connection from ${address}: ${reason}`)
           conn.socket.destroy()
@@ -399,7 +409,7 @@ export class SheepServer {
     }
   }
 
-  private onFrame(conn: Connection, raw: Buffer, payload: Buffer | undefined): void {
+  private onFrame(conn: Connection, req: SdRequest, payload: Buffer | undefined): void {
     // the payload stays held until its request is answered: counted here, released below
     this.hold(conn, payload?.length ?? 0)
     conn.inFlight++
@@ -410,7 +420,6 @@ export class SheepServer {
       conn.pausedForRequests = true
       conn.socket.pause()
     }
-    const req = decodeRequestHeader(raw)
     void this.process(req, payload, { admin: conn.admin, replyPool: this.payloadPool }).then((r) => {
       // nothing else in progress here: the reply has nothing to wait for and leaves at once
       this.send(conn.socket, req, r, this.sheep.requestsInProgress === 0)

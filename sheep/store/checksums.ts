@@ -55,7 +55,8 @@ export const CSUM_DIR = '.csum'
 export const CSUM_BLOCK_BYTES = 4096
 /**
  * The block CRCs of readNow's reads: used only between the read and the check, with no await
- * between, so one set serves every read. 16 blocks: a store reads at once at most 64 KiB.
+ * between, so one set serves every read. 256 blocks: a store reads at once at most 1 MiB (a read
+ * the sheep serves alone, ReadOptions.lone; 64 KiB otherwise).
  */
 const NOW_CRCS: BlockCrcs = { blockBytes: CSUM_BLOCK_BYTES, out: new Uint32Array(256) }
 /** Checksum file: magic, version, block shift, object size, then one u32 CRC per block. */
