@@ -4,7 +4,7 @@
 import net from 'node:net'
 import { type CommonHeader, type RequestInit, type SdResponse, decodeResponseHeader, encodeRequestHeader } from './codec.js'
 import { SdConnectError, SdError, SdTransportError } from './errors.js'
-import { FrameReader } from './framing.js'
+import { FrameReader, decodedOncePerFrame } from './framing.js'
 import { writeFrame, writeFrameNow } from './coalesced-write.js'
 import type { Layout } from './layout.js'
 import { SD_FLAG_CMD_PIGGYBACK, SD_FLAG_CMD_WRITE, SD_RES_SUCCESS } from './proto.js'
@@ -156,16 +156,7 @@ export class SheepConnection {
     if (this.socket && !this.socket.destroyed) return Promise.resolve(this.socket)
     if (this.connecting) return this.connecting
     this.connecting = new Promise<net.Socket>((resolve, reject) => {
-      // the reader hands each frame's header to all three callbacks: decoded once
-      let decodedHeader: Buffer | undefined
-      let decoded: SdResponse | undefined
-      const responseOf = (header: Buffer): SdResponse => {
-        if (header !== decodedHeader || decoded === undefined) {
-          decoded = decodeResponseHeader(header)
-          decodedHeader = header
-        }
-        return decoded
-      }
+      const responseOf = decodedOncePerFrame(decodeResponseHeader)
       const reader = new FrameReader({
         payloadLength: (header) => {
           const rsp = responseOf(header)

@@ -34,6 +34,23 @@ export interface FrameReaderOptions {
 
 const EMPTY = Buffer.alloc(0)
 
+/**
+ * `decode` of a frame's header, done once per frame: a reader hands each frame's header (a
+ * Buffer of its own) to payloadLength, payloadBuffer and onFrame in turn, and a sink that decodes
+ * it in each would pay for it up to three times.
+ */
+export function decodedOncePerFrame<T>(decode: (header: Buffer) => T): (header: Buffer) => T {
+  let last: Buffer | undefined
+  let value: T | undefined
+  return (header) => {
+    if (header !== last) {
+      value = decode(header)
+      last = header
+    }
+    return value as T
+  }
+}
+
 export class FrameReader {
   private header = Buffer.allocUnsafe(SD_HEADER_SIZE)
   private headerFill = 0

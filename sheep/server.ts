@@ -21,7 +21,7 @@ import {
   validateRequestHeader,
 } from '../lib/codec.js'
 import { BufferPool } from '../lib/buffer-pool.js'
-import { FrameReader } from '../lib/framing.js'
+import { FrameReader, decodedOncePerFrame } from '../lib/framing.js'
 import { readInPlace } from '../lib/socket-in-place.js'
 import { writeFrame, writeFrameNow } from '../lib/coalesced-write.js'
 import { resultOfError } from '../lib/errors.js'
@@ -345,16 +345,7 @@ export class SheepServer {
       spoken: false,
       closed: false,
     }
-    // the reader hands each frame's header to payloadLength and then to onFrame: decoded once
-    let decodedRaw: Buffer | undefined
-    let decoded: SdRequest | undefined
-    const requestOf = (raw: Buffer): SdRequest => {
-      if (raw !== decodedRaw || decoded === undefined) {
-        decoded = decodeRequestHeader(raw)
-        decodedRaw = raw
-      }
-      return decoded
-    }
+    const requestOf = decodedOncePerFrame(decodeRequestHeader)
     conn.reader = new FrameReader(
       {
         payloadLength: (raw) => {

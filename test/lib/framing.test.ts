@@ -4,7 +4,7 @@
 // payload buffer), or a mix of both; a refused header stops the reader.
 import crypto from 'node:crypto'
 import t, { type Test } from 'tap'
-import { FrameReader } from '../../lib/framing.js'
+import { FrameReader, decodedOncePerFrame } from '../../lib/framing.js'
 import { SD_HEADER_SIZE } from '../../lib/proto.js'
 
 interface Frame {
@@ -193,4 +193,36 @@ t.test('abandon() hands back the payload being read and stops the reader', async
   t.equal(reader.abandon(), undefined, 'once')
   reader.push(Buffer.alloc(60_000))
   t.equal(got.length, 0, 'nothing is read after it')
+})
+
+t.test('decodedOncePerFrame: a header handed to every callback of the sink is decoded once per frame', async (t) => {
+  const decoded: Buffer[] = []
+  const idOf = decodedOncePerFrame((header) => {
+    decoded.push(header)
+    return header.readUInt32LE(8)
+  })
+  const seen: number[] = []
+  const reader = new FrameReader({
+    payloadLength: (header) => {
+      seen.push(idOf(header))
+      return 4
+    },
+    payloadBuffer: (header) => {
+      seen.push(idOf(header))
+      return undefined
+    },
+    onFrame: (header) => {
+      seen.push(idOf(header))
+    },
+    onProtocolError: (reason) => t.fail(reason),
+  })
+  const frame = (id: number): Buffer => {
+    const header = Buffer.alloc(SD_HEADER_SIZE)
+    header.writeUInt32LE(id, 8)
+    return Buffer.concat([header, Buffer.alloc(4, id)])
+  }
+  // two frames with equal header bytes are still two frames: each is decoded once
+  reader.push(Buffer.concat([frame(7), frame(7), frame(9)]))
+  t.same(seen, [7, 7, 7, 7, 7, 7, 9, 9, 9], 'every callback got its frame')
+  t.equal(decoded.length, 3, 'one decode per frame')
 })
