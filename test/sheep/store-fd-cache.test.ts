@@ -207,6 +207,44 @@ t.test('an object file removed by hand is noticed by the next read after a pause
   t.equal(await store.read(OID, 0, 4), SD_RES_NO_OBJ, 'the removed file reads as missing')
 })
 
+t.test('an idle descriptor is answered by its directory while nothing in it changed; a change by hand is still seen', async (t) => {
+  const dir = tempDir('store-fds-dir-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const store = new FileStore({ disks: [dir], nosync: true, log: silentLogger() })
+  await store.init()
+  await store.create({ oid: OID, offset: 0, data: text('here') }, 4096)
+  const file = path.join(dir, fs.readdirSync(dir).find((f) => f.startsWith('0000004200000007')) as string)
+  // the directory last changed long before the descriptor was opened
+  const past = new Date(Date.now() - 60_000)
+  fs.utimesSync(dir, past, past)
+  t.same(await store.read(OID, 0, 4), text('here'), 'read once: its descriptor is cached')
+  const statted: string[] = []
+  // node:fs declares statSync read-only; the module's object takes the assignment
+  const mutableFs = fs as { statSync: typeof fs.statSync }
+  const realStat = fs.statSync
+  mutableFs.statSync = ((p: fs.PathLike, o?: fs.StatSyncOptions) => {
+    statted.push(String(p))
+    return realStat(p, o)
+  }) as typeof fs.statSync
+  t.teardown(() => {
+    mutableFs.statSync = realStat
+  })
+  for (let i = 0; i < 3; i++) {
+    await new Promise((r) => setTimeout(r, FD_IDLE_RECHECK_MS + 10))
+    t.same(await store.read(OID, 0, 4), text('here'), `idle read ${i + 1}`)
+  }
+  t.notOk(statted.includes(file), "the object file itself was not stat'ed")
+  t.ok(statted.includes(dir), 'its directory was')
+  // replaced by hand: a new file renamed over the name (the directory's mtime moves)
+  fs.writeFileSync(`${file}.new`, 'HERE')
+  fs.renameSync(`${file}.new`, file)
+  await new Promise((r) => setTimeout(r, FD_IDLE_RECHECK_MS + 10))
+  t.same(await store.read(OID, 0, 4), text('HERE'), 'the file replaced by hand is read after a pause')
+  fs.rmSync(file)
+  await new Promise((r) => setTimeout(r, FD_IDLE_RECHECK_MS + 10))
+  t.equal(await store.read(OID, 0, 4), SD_RES_NO_OBJ, 'and once removed by hand, reads as missing')
+})
+
 t.test('reads the page cache holds are served without the thread pool; others through it', async (t) => {
   const store = await newStore(t, false)
   const big = crypto.randomBytes(256 * 1024)
