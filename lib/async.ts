@@ -70,10 +70,20 @@ export class PendingTable<K, T = void> {
  */
 export class KeyedQueue<K> {
   private readonly tails = new Map<K, Promise<unknown>>()
+  /** Work queued or running, per key. */
+  private readonly pending = new Map<K, number>()
 
   run<T>(key: K, work: () => Promise<T>): Promise<T> {
     const before = this.tails.get(key) ?? Promise.resolve()
+    this.pending.set(key, (this.pending.get(key) ?? 0) + 1)
     const result = before.then(work, work)
+    // counted out before the caller's own continuation runs (registered first)
+    const settle = (): void => {
+      const left = (this.pending.get(key) ?? 1) - 1
+      if (left > 0) this.pending.set(key, left)
+      else this.pending.delete(key)
+    }
+    result.then(settle, settle)
     const tail = result.catch(() => undefined)
     this.tails.set(key, tail)
     void tail.then(() => {
@@ -90,6 +100,11 @@ export class KeyedQueue<K> {
   /** Keys with work queued or running. */
   get size(): number {
     return this.tails.size
+  }
+
+  /** Whether `key` has work queued or running. */
+  busy(key: K): boolean {
+    return this.pending.has(key)
   }
 }
 

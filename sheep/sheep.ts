@@ -533,8 +533,9 @@ export class Sheep {
 
   async close(): Promise<void> {
     this.integrity.close()
-    // a clean stop leaves no intent marks: nothing is recomputed at the next start
-    await this.integrity.checksums?.close().catch((e) => this.log.error(`checksums: ${String(e)}`))
+    // a clean stop leaves no intent marks and no write-back log: nothing is recomputed or read
+    // back at the next start (the checksum layer closes the store under it)
+    await this.store.close?.().catch((e) => this.log.error(`closing the store: ${String(e)}`))
     this.peers.closeAll()
     await this.driver.leave()
   }

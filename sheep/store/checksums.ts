@@ -373,6 +373,7 @@ export class ChecksumStore implements StoreDriver {
     await this.intent.cleanAll()
     // none should be left (every changed table is marked, and the clean above wrote them)
     for (const key of [...this.unwritten]) this.writeTableNow(key)
+    await this.inner.close?.()
   }
 
   /**

@@ -159,6 +159,8 @@ export interface StoreDriver {
   usedBytes(): bigint
   /** Per object disk, from memory (no disk access): its path, objects and their bytes (metrics). */
   diskStats(): DiskStats[]
+  /** A clean stop: everything written made durable, nothing left for the next start to read back. */
+  close?(): Promise<void>
 
   // ---- the stale area (behaviour.md §7.2): replicas this node no longer holds, kept per epoch
   /**

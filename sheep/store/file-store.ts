@@ -23,9 +23,12 @@
 // every DISK_RECHECK_MS.
 //
 // An unstable write (the NBD server's write-back cache) goes through a second descriptor, without
-// O_DSYNC, and leaves its object in `unsynced`; `flush` fdatasyncs those (or, with several, syncs
-// each disk's filesystem at once: native-io.ts). A move to the stale area
-// syncs first, so the stale copy has every write it was acknowledged with.
+// O_DSYNC, and leaves its object in `unsynced` and its byte range in `dirtyRanges`; `flush`
+// appends those ranges' bytes to each disk's write-back log (wb-log.ts: one sequential write and
+// one fdatasync, the objects' pages written back by the log's checkpoints), or where it cannot
+// (no syncfs, a file system without birth times, more than WBLOG_FLUSH_MAX_BYTES to log)
+// fdatasyncs the objects (or, with several, syncs each disk's filesystem at once: native-io.ts).
+// A move to the stale area syncs first, so the stale copy has every write it was acknowledged with.
 import { GroupRun, KeyedQueue } from '../../lib/async.js'
 import { BufferPool } from '../../lib/buffer-pool.js'
 import crypto from 'node:crypto'
@@ -42,6 +45,7 @@ import { parseKeyFileName } from '../../lib/oid.js'
 import { DEFAULT_STORE_LAYOUT, type StoreLayout, oidFileName } from './layout.js'
 import { crc32Blocks, preadCrc32Blocks } from './crc32.js'
 import { errnoError, readCachedNow, syncfsAvailable, syncfsDir } from './native-io.js'
+import { DiskWbLog, type WbLogEntry, WBLOG_FLUSH_MAX_BYTES, incarnationOf, wbLogRecord } from './wb-log.js'
 
 export { oidFileName }
 
@@ -107,6 +111,10 @@ export interface FileStoreOptions {
   nosync: boolean
   log: Logger
   layout?: StoreLayout
+  /** Where each disk's write-back log is checkpointed (wb-log.ts; tests make it small). */
+  wbLogCheckpointBytes?: number
+  /** false: flushes sync the objects instead of logging them (tests of that path). */
+  writeBackLog?: boolean
 }
 
 export class FileStore implements StoreDriver {
@@ -126,6 +134,19 @@ export class FileStore implements StoreDriver {
   private readonly unsynced = new Map<bigint, Disk>()
   /** Syncs under way (flushes', a stale move's): the objects they took out of `unsynced` are not durable yet. */
   private readonly syncsUnderWay = new Set<Promise<void>>()
+  /** Each disk's write-back log (none when nosync or without syncfs). */
+  private readonly wbLogs = new Map<Disk, DiskWbLog>()
+  /** The byte ranges of the unstable writes since the last flush, per object: what a flush logs. */
+  private readonly dirtyRanges = new Map<bigint, Array<[number, number]>>()
+  private dirtyBytes = 0
+  /** More than WBLOG_FLUSH_MAX_BYTES were written since the last flush: the next one syncs instead of logging. */
+  private dirtyOverflow = false
+  /**
+   * Objects with records in a write-back log not checkpointed yet, and that log file's number
+   * (Infinity while the append is under way): a durable write to one of them is logged too, so
+   * that no older record of it can be written back over it after a restart.
+   */
+  private readonly logged = new Map<bigint, { disk: Disk; seq: number }>()
   /** When each disk was last found intact (performance.now() ms). */
   private readonly diskCheckedMs = new Map<Disk, number>()
   /** Numbers the temporary files of staged creates (one sheep per directory: unique enough). */
@@ -178,12 +199,15 @@ export class FileStore implements StoreDriver {
 
   async init(): Promise<void> {
     this.dropAllFds()
+    this.closeWbLogs()
     this.objects.clear()
     this.stale.clear()
     this.used = 0n
     for (const disk of [...this.disks.list()]) {
       try {
         await this.scanDisk(disk)
+        const replayed = await this.wbLogOf(disk)?.recover((entry) => this.replayRecord(disk, entry))
+        if (replayed) this.log.warn(`${disk.path}: ${replayed} write(s) written back from the write-back log after a restart`)
       } catch (e) {
         this.log.error(`${disk.path}: ${e instanceof Error ? e.message : String(e)}; the disk is not used`)
         this.forgetDisk(disk)
@@ -236,6 +260,7 @@ export class FileStore implements StoreDriver {
 
   async purge(): Promise<void> {
     this.dropAllFds()
+    this.closeWbLogs()
     for (const disk of this.disks.list()) {
       purgeDirectory(disk.path)
       await this.prepareDisk(disk)
@@ -436,11 +461,196 @@ export class FileStore implements StoreDriver {
    */
   async flush(): Promise<void> {
     const waits = [...this.syncsUnderWay]
-    const objects = [...this.unsynced]
+    let objects = [...this.unsynced]
     if (objects.length > 0) {
-      waits.push(this.underWay(objects.length >= FLUSH_SYNCFS_MIN_OBJECTS && syncfsAvailable() ? this.flushFilesystems(objects) : this.syncObjects(objects)))
+      if (this.dirtyOverflow) this.forgetDirtyRanges()
+      else {
+        const logged = this.logFlush(objects)
+        if (logged) waits.push(this.underWay(logged.appended))
+        objects = logged?.rest ?? objects
+      }
     }
+    if (objects.length > 0) waits.push(this.underWay(this.syncFlush(objects)))
     await Promise.all(waits)
+  }
+
+  /** A clean stop: each disk's write-back log checkpointed (the disk synced, the log removed). */
+  async close(): Promise<void> {
+    for (const [disk, log] of [...this.wbLogs]) {
+      await log.checkpointNow().catch((e: unknown) => this.log.error(`${disk.path}: checkpointing the write-back log: ${String(e)}`))
+      log.close()
+    }
+  }
+
+  /** A flush of `objects` by syncing them: each, or with several each disk's file system. */
+  private syncFlush(objects: Array<[bigint, Disk]>): Promise<void> {
+    for (const [oid] of objects) this.dropDirtyRanges(oid)
+    return objects.length >= FLUSH_SYNCFS_MIN_OBJECTS && syncfsAvailable() ? this.flushFilesystems(objects) : this.syncObjects(objects)
+  }
+
+  /**
+   * A flush by the write-back logs: the bytes of every range written since the last flush are read
+   * from the page cache and appended to their disk's log, all in this turn, so that a durable write
+   * coming after finds its object `logged` and appends its own record after these. Objects that
+   * cannot be logged (no log, no ranges, a mutation under way, a descriptor not at hand, no birth
+   * time) are left in `rest` for a sync; undefined when nothing was logged.
+   */
+  private logFlush(objects: Array<[bigint, Disk]>): { appended: Promise<void>; rest: Array<[bigint, Disk]> } | undefined {
+    const rest: Array<[bigint, Disk]> = []
+    const byDisk = new Map<Disk, { records: Buffer[]; oids: Array<[bigint, Disk]> }>()
+    for (const [oid, disk] of objects) {
+      if (this.unsynced.get(oid) !== disk) continue
+      // an object with a mutation under way is synced instead: its bytes may be half written
+      const log = this.wbLogOf(disk)
+      const records = log && !this.mutations.busy(oid) ? this.recordsOf(oid, disk) : undefined
+      if (!records) {
+        rest.push([oid, disk])
+        continue
+      }
+      this.unsynced.delete(oid)
+      this.logged.set(oid, { disk, seq: Number.POSITIVE_INFINITY })
+      let batch = byDisk.get(disk)
+      if (!batch) {
+        batch = { records: [], oids: [] }
+        byDisk.set(disk, batch)
+      }
+      batch.records.push(...records)
+      batch.oids.push([oid, disk])
+    }
+    if (byDisk.size === 0) return rest.length === objects.length ? undefined : { appended: Promise.resolve(), rest }
+    const appended = Promise.all(
+      [...byDisk].map(async ([disk, { records, oids }]) => {
+        const log = this.wbLogOf(disk) as DiskWbLog
+        let seq: number
+        try {
+          seq = await log.append(records)
+        } catch (e) {
+          this.log.warn(`${disk.path}: the write-back log failed (${String(e)}); its objects are synced instead`)
+          for (const [oid] of oids) if (!this.unsynced.has(oid)) this.unsynced.set(oid, disk)
+          await this.syncFlush(oids)
+          return
+        }
+        for (const [oid] of oids) {
+          const now = this.logged.get(oid)
+          if (now && now.disk === disk && now.seq === Number.POSITIVE_INFINITY) this.logged.set(oid, { disk, seq })
+        }
+      }),
+    ).then(() => undefined)
+    return { appended, rest }
+  }
+
+  /**
+   * The log records of `oid`'s ranges written since the last flush, read now from the page cache
+   * through its cached descriptor; undefined when it cannot be logged (its ranges are then
+   * dropped: the object is synced instead).
+   */
+  private recordsOf(oid: bigint, disk: Disk): Buffer[] | undefined {
+    const ranges = this.dirtyRanges.get(oid)
+    if (!ranges) return undefined
+    this.dropDirtyRanges(oid)
+    const lease = this.unstableFds.hit(oid, disk, this.objectFile(disk, oid))
+    if (!lease) return undefined
+    try {
+      const inc = incarnationOf(lease.fd)
+      if (!inc) return undefined
+      return mergedRanges(ranges).map(([start, end]) => {
+        const data = Buffer.allocUnsafe(end - start)
+        let filled = 0
+        while (filled < data.length) {
+          const n = fs.readSync(lease.fd, data, filled, data.length - filled, start + filled)
+          if (n === 0) break
+          filled += n
+        }
+        return wbLogRecord(oid, inc, start, data.subarray(0, filled))
+      })
+    } catch {
+      return undefined
+    } finally {
+      lease.release()
+    }
+  }
+
+  /** The log of `disk`, made on first use; undefined when there is none (nosync, no syncfs). */
+  private wbLogOf(disk: Disk): DiskWbLog | undefined {
+    if (this.opts.nosync || this.opts.writeBackLog === false || !syncfsAvailable() || !this.disks.has(disk)) return undefined
+    let log = this.wbLogs.get(disk)
+    if (!log) {
+      const made = new DiskWbLog(disk.path, () => syncfsDir(disk.path), this.opts.wbLogCheckpointBytes)
+      made.onCheckpoint = (seq, done) =>
+        done.then(
+          () => {
+            for (const [oid, at] of [...this.logged]) if (at.disk === disk && at.seq <= seq) this.logged.delete(oid)
+          },
+          (e: unknown) => this.log.warn(`${disk.path}: a checkpoint of the write-back log failed: ${String(e)}`),
+        )
+      this.wbLogs.set(disk, made)
+      log = made
+    }
+    return log
+  }
+
+  private closeWbLogs(): void {
+    for (const log of this.wbLogs.values()) log.close()
+    this.wbLogs.clear()
+    this.logged.clear()
+    this.forgetDirtyRanges()
+  }
+
+  private forgetDirtyRanges(): void {
+    this.dirtyRanges.clear()
+    this.dirtyBytes = 0
+    this.dirtyOverflow = false
+  }
+
+  /** Notes an unstable write's range for the next flush's log (until too much is noted). */
+  private noteDirty(oid: bigint, offset: number, length: number): void {
+    if (this.dirtyOverflow || length === 0) return
+    this.dirtyBytes += length
+    if (this.dirtyBytes > WBLOG_FLUSH_MAX_BYTES) {
+      this.dirtyRanges.clear()
+      this.dirtyOverflow = true
+      return
+    }
+    const ranges = this.dirtyRanges.get(oid)
+    if (ranges) ranges.push([offset, offset + length])
+    else this.dirtyRanges.set(oid, [[offset, offset + length]])
+  }
+
+  /**
+   * After a durable write to an object with records in a log not checkpointed yet: the write is
+   * logged too, after them, so that a restart never writes an older record back over it. If it
+   * cannot be, the log is checkpointed (every record it holds is then on disk and none is replayed).
+   */
+  private async logDurableWrite(oid: bigint, disk: Disk, fd: number, offset: number, data: Buffer): Promise<void> {
+    const log = this.wbLogOf(disk)
+    if (!log) return
+    try {
+      const inc = incarnationOf(fd)
+      if (!inc) throw new Error('no birth time')
+      const seq = await log.append([wbLogRecord(oid, inc, offset, data)])
+      const now = this.logged.get(oid)
+      if (now && now.disk === disk && now.seq < seq) this.logged.set(oid, { disk, seq })
+    } catch (e) {
+      this.log.warn(`${disk.path}: logging a durable write failed (${String(e)}); checkpointing the write-back log`)
+      await log.checkpointNow()
+    }
+  }
+
+  /** Start-up: a record of a log left before a restart, written back if its object file is still that incarnation. */
+  private replayRecord(disk: Disk, entry: WbLogEntry): boolean {
+    const loc = this.objects.get(entry.key)
+    if (!loc || loc.disk !== disk) return false
+    const fd = fs.openSync(this.objectFile(disk, entry.key), 'r+')
+    try {
+      const inc = incarnationOf(fd)
+      if (!inc || inc.ino !== entry.inc.ino || inc.birthNs !== entry.inc.birthNs) return false
+      writeAllFdNow(fd, entry.data, entry.offset)
+      const end = entry.offset + entry.data.length
+      if (end > loc.size) this.track(entry.key, disk, end)
+      return true
+    } finally {
+      fs.closeSync(fd)
+    }
   }
 
   /** Counts a sync that took objects out of `unsynced` as under way (a flush waits for it) until it settles. */
@@ -528,7 +738,10 @@ export class FileStore implements StoreDriver {
           // durable when it returns unless unstable: the descriptor is O_DSYNC unless nosync
           if (unstable && w.data.length <= UNSTABLE_INLINE_WRITE_MAX_BYTES) writeAllFdNow(lease.fd, w.data, w.offset)
           else await writeAllFd(lease.fd, w.data, w.offset)
-          if (unstable) this.unsynced.set(w.oid, loc.disk)
+          if (unstable) {
+            this.unsynced.set(w.oid, loc.disk)
+            this.noteDirty(w.oid, w.offset, w.data.length)
+          } else if (this.logged.has(w.oid)) await this.logDurableWrite(w.oid, loc.disk, lease.fd, w.offset, w.data)
         } finally {
           lease.release()
         }
@@ -905,6 +1118,8 @@ export class FileStore implements StoreDriver {
     this.disks.remove(disk)
     this.fds.dropDisk(disk)
     this.unstableFds.dropDisk(disk)
+    this.wbLogs.get(disk)?.close()
+    this.wbLogs.delete(disk)
     this.diskCheckedMs.delete(disk)
     for (const [oid, loc] of [...this.objects]) if (loc.disk === disk) this.untrack(oid)
     for (const [oid, copies] of [...this.stale]) {
@@ -939,6 +1154,17 @@ export class FileStore implements StoreDriver {
     this.fds.drop(oid)
     this.unstableFds.drop(oid)
     this.unsynced.delete(oid)
+    // another incarnation (or none) now: the log's records of this one are never written back to it
+    this.logged.delete(oid)
+    this.dropDirtyRanges(oid)
+  }
+
+  /** The object's unstable ranges need no logging (it is synced, or gone). */
+  private dropDirtyRanges(oid: bigint): void {
+    const ranges = this.dirtyRanges.get(oid)
+    if (!ranges) return
+    for (const [start, end] of ranges) this.dirtyBytes -= end - start
+    this.dirtyRanges.delete(oid)
   }
 
   private dropAllFds(): void {
@@ -1102,4 +1328,16 @@ async function syncDir(dir: string): Promise<void> {
   } finally {
     await fh.close()
   }
+}
+
+/** Ranges sorted, overlapping and adjacent ones merged into one. */
+function mergedRanges(ranges: Array<[number, number]>): Array<[number, number]> {
+  const sorted = [...ranges].sort((a, b) => a[0] - b[0])
+  const out: Array<[number, number]> = []
+  for (const [start, end] of sorted) {
+    const last = out[out.length - 1]
+    if (last && start <= last[1]) last[1] = Math.max(last[1], end)
+    else out.push([start, end])
+  }
+  return out
 }

@@ -3,15 +3,21 @@
 // with copies 3 and real fsync; node 0 serves NBD. Plain writes are acknowledged from the
 // write-back queue on one connection, FLUSH is sent on another (CAN_MULTI_CONN: it must cover
 // both), then the NBD-serving sheep is killed with -9 at once, restarted, and the VDI read back
-// byte for byte; then the same with another replica's sheep killed. First, a burst of FLUSHes
-// (fio sends one per free slot of its queue) shares its syncs: two SYNC_NODES for sixteen.
+// byte for byte; then the same with another replica's sheep killed; then a power loss on a third
+// (the flushed ranges taken out of its object files, another boot id): its write-back log puts
+// them back at its next start. First, a burst of FLUSHes (fio sends one per free slot of its
+// queue) shares its syncs: two SYNC_NODES for sixteen.
 import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
 import t, { type Test } from 'tap'
 import { type TestCluster, startCluster, waitForRecovery } from '../../harness/cluster.js'
 import { RawClient } from '../../harness/nbd-client.js'
 import { dog, freePort } from '../../harness/sheep.js'
 import { scrape } from '../helpers/metrics.js'
 import { NBD_CMD_FLUSH, NBD_CMD_WRITE, decodeSimpleReply, NBD_SIMPLE_REPLY_HEADER_BYTES } from '../../lib/nbd-proto.js'
+import { keyFileName } from '../../lib/oid.js'
+import { WBLOG_DIR, parseWbLog } from '../../sheep/store/wb-log.js'
 
 const MiB = 1024 * 1024
 const VDI_SIZE = 32 * MiB
@@ -75,6 +81,10 @@ t.test('nothing acknowledged before a FLUSH is lost to kill -9', async (t) => {
     flusher.request(NBD_CMD_FLUSH, cookie++, 0, 0)
     t.equal((await flusher.reply()).error, 0, flusher === writer ? 'FLUSH returned' : 'FLUSH on another connection returned')
   }
+  const logFilesOf = (node: number) => {
+    const dir = path.join(c3.root, `n${node}`, 'obj', WBLOG_DIR)
+    return fs.existsSync(dir) ? fs.readdirSync(dir).filter((n) => n.endsWith('.log')) : []
+  }
   const readsBack = async (t: Test, node: number, what: string) => {
     const r = await dogOn(node, ['vdi', 'read', 'vm', '0', String(VDI_SIZE)])
     t.ok(r.stdoutBytes.equals(model), `${what}: dog on node ${node} reads every acknowledged byte`)
@@ -133,5 +143,49 @@ t.test('nothing acknowledged before a FLUSH is lost to kill -9', async (t) => {
     await c3.start(1)
     t.ok(await waitForRecovery(c3), 'node 1 back, recovery settled')
     await readsBack(t, 1, 'node 1 restarted')
+    t.same(logFilesOf(1), [], 'its write-back log was emptied at the restart (the same boot: nothing written back)')
+  })
+
+  await t.test('a power loss after FLUSH: the write-back log is written back at the next start', async (t) => {
+    const writer = await open()
+    await writeAndFlush(t, writer, writer)
+    await c3.stop(2, 'SIGKILL')
+    // what a power loss leaves: none of the flushed ranges reached the object files, and the
+    // machine booted again (another boot id in the logs' headers)
+    const obj = path.join(c3.root, 'n2', 'obj')
+    const entries = logFilesOf(2).flatMap((name) => {
+      const file = path.join(obj, WBLOG_DIR, name)
+      const bytes = fs.readFileSync(file)
+      bytes.write('x'.repeat(36), 8, 'latin1')
+      fs.writeFileSync(file, bytes)
+      return parseWbLog(bytes.subarray(44))
+    })
+    t.ok(entries.length > 0, `${entries.length} records in node 2's log`)
+    for (const e of entries) {
+      const fd = fs.openSync(path.join(obj, keyFileName(e.key)), 'r+')
+      fs.writeSync(fd, Buffer.alloc(e.data.length), 0, e.data.length, e.offset)
+      fs.closeSync(fd)
+    }
+    await c3.start(2)
+    t.ok(await waitForRecovery(c3), 'node 2 back, recovery settled')
+    // the records in order (a later one of a range supersedes an earlier one) give what each
+    // logged range must hold
+    const expected = new Map<bigint, Buffer>()
+    for (const e of entries) {
+      let object = expected.get(e.key)
+      if (!object) {
+        object = fs.readFileSync(path.join(obj, keyFileName(e.key)))
+        expected.set(e.key, object)
+      }
+      e.data.copy(object, e.offset)
+    }
+    let same = 0
+    for (const e of entries) {
+      const now = fs.readFileSync(path.join(obj, keyFileName(e.key)))
+      if (now.subarray(e.offset, e.offset + e.data.length).equals((expected.get(e.key) as Buffer).subarray(e.offset, e.offset + e.data.length))) same++
+    }
+    t.equal(same, entries.length, 'every logged range is back in its object file')
+    t.same(logFilesOf(2), [], 'and the log is gone')
+    await readsBack(t, 2, 'node 2 after the power loss')
   })
 })

@@ -148,3 +148,19 @@ t.test('KeyedQueue.settled: waits for the work of every key queued so far', asyn
   await queue.settled()
   t.same(done, ['b', 'a', 'c'])
 })
+
+t.test('KeyedQueue.busy: true while a key has work queued or running, false once its caller resumes', async (t) => {
+  const q = new KeyedQueue<string>()
+  let release = (): void => undefined
+  const first = q.run('a', () => new Promise<void>((r) => (release = r)))
+  const second = q.run('a', async () => undefined)
+  t.ok(q.busy('a'), 'running and queued')
+  t.notOk(q.busy('b'), 'another key is idle')
+  // the first work starts on a later tick
+  await new Promise((r) => setImmediate(r))
+  release()
+  await first
+  t.ok(q.busy('a'), 'the second is still queued')
+  await second
+  t.notOk(q.busy('a'), 'idle as soon as the last caller resumes')
+})

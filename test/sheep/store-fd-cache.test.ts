@@ -13,10 +13,10 @@ import { syncfsAvailable } from '../../sheep/store/native-io.js'
 import { silentLogger } from '../../lib/log.js'
 import { tempDir } from '../../harness/sheep.js'
 
-async function newStore(t: Test, nosync = true): Promise<FileStore> {
+async function newStore(t: Test, nosync = true, writeBackLog = true): Promise<FileStore> {
   const dir = tempDir('store-fds-')
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
-  const store = new FileStore({ disks: [dir], nosync, log: silentLogger() })
+  const store = new FileStore({ disks: [dir], nosync, log: silentLogger(), writeBackLog })
   await store.init()
   return store
 }
@@ -110,9 +110,9 @@ t.test('unstable writes are read back, made durable by flush, and kept by a move
   t.pass('a removed object with unstable writes needs no sync')
 })
 
-t.test('a flush of many objects syncs the filesystem once; of a few, object by object', async (t) => {
+t.test('without the write-back log, a flush of many objects syncs the filesystem once; of a few, object by object', async (t) => {
   t.ok(syncfsAvailable(), 'the syncfs addon was built by npm ci (native/storeio)')
-  const store = await newStore(t, false)
+  const store = await newStore(t, false, false)
   const oids = Array.from({ length: 6 }, (_, i) => OID + BigInt(i))
   for (const oid of oids) await store.create({ oid, offset: 0, data: text('stable') }, 4096)
   let fdatasyncs = 0
@@ -132,6 +132,30 @@ t.test('a flush of many objects syncs the filesystem once; of a few, object by o
   for (const oid of oids.slice(0, 2)) await store.write({ oid, offset: 0, data: text('UN'), unstable: true })
   await store.flush()
   t.equal(fdatasyncs, 2, 'two objects: an fdatasync each')
+  for (const oid of oids) t.same(await store.read(oid, 0, 6), text('UNable'))
+})
+
+t.test("with the write-back log, a flush of any number of objects is one fdatasync: the log's", async (t) => {
+  const store = await newStore(t, false)
+  const oids = Array.from({ length: 6 }, (_, i) => OID + BigInt(i))
+  for (const oid of oids) await store.create({ oid, offset: 0, data: text('stable') }, 4096)
+  let fdatasyncs = 0
+  const real = fs.fdatasync
+  t.teardown(() => {
+    fs.fdatasync = real
+  })
+  fs.fdatasync = ((fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+    fdatasyncs++
+    real(fd, cb)
+  }) as typeof fs.fdatasync
+  for (const oid of oids) t.equal(await store.write({ oid, offset: 0, data: text('UN'), unstable: true }), SD_RES_SUCCESS)
+  await store.flush()
+  t.equal(fdatasyncs, 1, 'six objects: one fdatasync of the log')
+  await store.flush()
+  t.equal(fdatasyncs, 1, 'nothing left to sync')
+  for (const oid of oids.slice(0, 2)) await store.write({ oid, offset: 0, data: text('UN'), unstable: true })
+  await store.flush()
+  t.equal(fdatasyncs, 2, 'two objects: one more')
   for (const oid of oids) t.same(await store.read(oid, 0, 6), text('UNable'))
 })
 

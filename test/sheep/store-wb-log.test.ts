@@ -1,0 +1,196 @@
+// The write-back log (sheep/store/wb-log.ts, file-store.ts): a flush of unstable writes appends
+// their bytes to the disk's log instead of syncing every object; after a restart of the machine
+// (another boot id in the log's header) the records are written back into the objects they
+// belong to, never into another incarnation and never over a later durable write; after a mere
+// restart of the daemon (the same boot) nothing is written back, so writes made after the last
+// flush are kept; a torn tail is ignored; a checkpoint syncs the disk and removes old files.
+import fs from 'node:fs'
+import path from 'node:path'
+import t, { type Test } from 'tap'
+import { tempDir } from '../../harness/sheep.js'
+import { silentLogger } from '../../lib/log.js'
+import { SD_RES_SUCCESS } from '../../lib/proto.js'
+import { FileStore, type FileStoreOptions } from '../../sheep/store/file-store.js'
+import { syncfsAvailable } from '../../sheep/store/native-io.js'
+import { WBLOG_DIR, WBLOG_RECORD_HEADER_BYTES, parseWbLog } from '../../sheep/store/wb-log.js'
+
+const OBJECT_BYTES = 64 * 1024
+const oidOf = (n: number) => (0x42n << 32n) | BigInt(n)
+const fill = (byte: number, n = 4096) => Buffer.alloc(n, byte)
+/** The log file's header: magic (8 bytes) and boot id (36). */
+const FILE_HEADER_BYTES = 44
+
+async function openStore(dir: string, more: Partial<FileStoreOptions> = {}): Promise<FileStore> {
+  const store = new FileStore({ disks: [dir], nosync: false, log: silentLogger(), ...more })
+  await store.init()
+  return store
+}
+
+function logFiles(dir: string): string[] {
+  const logDir = path.join(dir, WBLOG_DIR)
+  return fs.existsSync(logDir)
+    ? fs
+        .readdirSync(logDir)
+        .filter((n) => n.endsWith('.log'))
+        .sort()
+    : []
+}
+
+/** Makes the logs look written before a restart of the machine. */
+function fromAnotherBoot(dir: string): void {
+  for (const name of logFiles(dir)) {
+    const fd = fs.openSync(path.join(dir, WBLOG_DIR, name), 'r+')
+    fs.writeSync(fd, Buffer.alloc(36, 'x'), 0, 36, 8)
+    fs.closeSync(fd)
+  }
+}
+
+/** Puts bytes into the object file behind the store's back, as if a write had never reached the disk. */
+function overwriteFile(store: FileStore, oid: bigint, offset: number, data: Buffer): void {
+  const fd = fs.openSync(store.fileOf(oid) as string, 'r+')
+  fs.writeSync(fd, data, 0, data.length, offset)
+  fs.closeSync(fd)
+}
+
+async function created(t: Test, store: FileStore, n: number): Promise<bigint> {
+  const oid = oidOf(n)
+  t.equal(await store.create({ oid, offset: 0, data: fill(0) }, OBJECT_BYTES), SD_RES_SUCCESS)
+  return oid
+}
+
+t.test(
+  'a flush appends the ranges written since the last one; a restart of the machine writes them back',
+  { skip: !syncfsAvailable() && 'no syncfs addon' },
+  async (t) => {
+    const dir = tempDir('store-wblog-')
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+    const store = await openStore(dir)
+    const oids = [await created(t, store, 1), await created(t, store, 2), await created(t, store, 3)]
+    for (const [i, oid] of oids.entries()) {
+      t.equal(await store.write({ oid, offset: 4096, data: fill(0x10 + i), unstable: true }), SD_RES_SUCCESS)
+      t.equal(await store.write({ oid, offset: 8192, data: fill(0x20 + i), unstable: true }), SD_RES_SUCCESS)
+    }
+    await store.flush()
+    const files = logFiles(dir)
+    t.equal(files.length, 1, 'one log file')
+    const records = parseWbLog(fs.readFileSync(path.join(dir, WBLOG_DIR, files[0] as string)).subarray(FILE_HEADER_BYTES))
+    t.equal(records.length, 3, 'one record per object: its two adjacent ranges merged')
+    t.same(
+      records.map((r) => [r.key, r.offset, r.data.length]).sort((a, b) => Number((a[0] as bigint) - (b[0] as bigint))),
+      oids.map((oid) => [oid, 4096, 8192]),
+    )
+    // power lost before the objects' pages reached the disk: the files have none of it
+    for (const oid of oids) overwriteFile(store, oid, 4096, fill(0, 8192))
+    fromAnotherBoot(dir)
+    const after = await openStore(dir)
+    for (const [i, oid] of oids.entries()) {
+      t.same(await after.read(oid, 4096, 4096), fill(0x10 + i), `object ${i + 1}: first range written back`)
+      t.same(await after.read(oid, 8192, 4096), fill(0x20 + i), `object ${i + 1}: second range written back`)
+    }
+    t.same(logFiles(dir), [], 'the logs are removed once written back and synced')
+  },
+)
+
+t.test(
+  'after a restart of the daemon alone nothing is written back: writes after the last flush stay',
+  { skip: !syncfsAvailable() && 'no syncfs addon' },
+  async (t) => {
+    const dir = tempDir('store-wblog-')
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+    const store = await openStore(dir)
+    const oid = await created(t, store, 1)
+    await store.write({ oid, offset: 0, data: fill(0xaa), unstable: true })
+    await store.flush()
+    await store.write({ oid, offset: 0, data: fill(0xbb), unstable: true })
+    t.equal(logFiles(dir).length, 1)
+    const after = await openStore(dir)
+    t.same(await after.read(oid, 0, 4096), fill(0xbb), 'the write after the flush is kept (the page cache had it)')
+    t.same(logFiles(dir), [], 'the logs are removed')
+  },
+)
+
+t.test('records are never written into another incarnation, nor over a later durable write', { skip: !syncfsAvailable() && 'no syncfs addon' }, async (t) => {
+  const dir = tempDir('store-wblog-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const store = await openStore(dir)
+  const recreated = await created(t, store, 1)
+  const overwritten = await created(t, store, 2)
+  const other = await created(t, store, 3)
+  await store.write({ oid: recreated, offset: 0, data: fill(0x11), unstable: true })
+  await store.write({ oid: overwritten, offset: 0, data: fill(0x22), unstable: true })
+  await store.write({ oid: other, offset: 0, data: fill(0x33), unstable: true })
+  await store.flush()
+  // a create over the object: another file under the name
+  t.equal(await store.create({ oid: recreated, offset: 0, data: fill(0x44) }, OBJECT_BYTES), SD_RES_SUCCESS)
+  // a durable write over the logged range: logged after the record it supersedes
+  t.equal(await store.write({ oid: overwritten, offset: 0, data: fill(0x55) }), SD_RES_SUCCESS)
+  overwriteFile(store, other, 0, fill(0))
+  fromAnotherBoot(dir)
+  const after = await openStore(dir)
+  t.same(await after.read(recreated, 0, 4096), fill(0x44), 'the new incarnation is left as it is')
+  t.same(await after.read(overwritten, 0, 4096), fill(0x55), 'the durable write is what stays')
+  t.same(await after.read(other, 0, 4096), fill(0x33), 'the other object is written back')
+})
+
+t.test('a torn tail ends the log; the records before it are written back', { skip: !syncfsAvailable() && 'no syncfs addon' }, async (t) => {
+  const dir = tempDir('store-wblog-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const store = await openStore(dir)
+  const first = await created(t, store, 1)
+  const second = await created(t, store, 2)
+  await store.write({ oid: first, offset: 0, data: fill(0x61), unstable: true })
+  await store.flush()
+  await store.write({ oid: second, offset: 0, data: fill(0x62), unstable: true })
+  await store.flush()
+  const file = path.join(dir, WBLOG_DIR, logFiles(dir)[0] as string)
+  fs.truncateSync(file, fs.statSync(file).size - 100)
+  overwriteFile(store, first, 0, fill(0))
+  overwriteFile(store, second, 0, fill(0))
+  fromAnotherBoot(dir)
+  const after = await openStore(dir)
+  t.same(await after.read(first, 0, 4096), fill(0x61), 'the whole record is written back')
+  t.same(await after.read(second, 0, 4096), fill(0), 'the torn one is not (its flush never returned)')
+})
+
+t.test(
+  'a log past its checkpoint size begins a new file; the old one goes once the disk is synced',
+  { skip: !syncfsAvailable() && 'no syncfs addon' },
+  async (t) => {
+    const dir = tempDir('store-wblog-')
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+    const recordBytes = WBLOG_RECORD_HEADER_BYTES + 4096
+    const store = await openStore(dir, { wbLogCheckpointBytes: 3 * recordBytes })
+    const oid = await created(t, store, 1)
+    for (let i = 0; i < 4; i++) {
+      await store.write({ oid, offset: i * 4096, data: fill(0x70 + i), unstable: true })
+      await store.flush()
+    }
+    // the checkpoint's sync and removal run in the background
+    for (let i = 0; i < 50 && logFiles(dir).some((n) => n.startsWith('000000000001')); i++) await new Promise((r) => setTimeout(r, 20))
+    t.same(logFiles(dir), ['000000000002.log'], 'the first file is removed, the second is being written')
+    // a durable write now: the object has a record in the file not checkpointed yet
+    const before = fs.statSync(path.join(dir, WBLOG_DIR, '000000000002.log')).size
+    await store.write({ oid, offset: 0, data: fill(0x7f) })
+    t.equal(fs.statSync(path.join(dir, WBLOG_DIR, '000000000002.log')).size, before + recordBytes, 'the durable write is logged after it')
+  },
+)
+
+t.test(
+  'a clean stop checkpoints: the logs are gone and nothing is read back at the next start',
+  { skip: !syncfsAvailable() && 'no syncfs addon' },
+  async (t) => {
+    const dir = tempDir('store-wblog-')
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+    const store = await openStore(dir)
+    const oid = await created(t, store, 1)
+    await store.write({ oid, offset: 0, data: fill(0x81), unstable: true })
+    await store.flush()
+    await store.write({ oid, offset: 0, data: fill(0x82), unstable: true })
+    t.equal(logFiles(dir).length, 1)
+    await store.close()
+    t.same(logFiles(dir), [], 'no log left')
+    // even after a restart of the machine, the write after the flush stays: nothing to write back
+    const after = await openStore(dir)
+    t.same(await after.read(oid, 0, 4096), fill(0x82))
+  },
+)
