@@ -23,6 +23,7 @@
 // stat its object's file (~10 µs of a replica's main thread per request, session 17's profiles).
 import assert from 'node:assert'
 import fs from 'node:fs'
+import fsp from 'node:fs/promises'
 import path from 'node:path'
 
 /** Object files kept open per store; past this the least recently used idle ones are closed. */
@@ -224,4 +225,14 @@ export function fdatasyncFd(fd: number): Promise<void> {
 /** Writes `buf[at, at+length)` at `position`: the count of bytes written. */
 export function pwriteFd(fd: number, buf: Buffer, at: number, length: number, position: number): Promise<number> {
   return new Promise((resolve, reject) => fs.write(fd, buf, at, length, position, (err, n) => (err ? reject(err) : resolve(n))))
+}
+
+/** Makes a directory's entries durable (a file created, renamed or removed in it). */
+export async function syncDir(dir: string): Promise<void> {
+  const fh = await fsp.open(dir, 'r')
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
 }

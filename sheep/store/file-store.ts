@@ -38,7 +38,7 @@ import path from 'node:path'
 import type { Logger } from '../../lib/log.js'
 import { SD_RES_NETWORK_ERROR, SD_RES_NO_OBJ, SD_RES_SUCCESS, SD_RES_UNKNOWN } from '../../lib/proto.js'
 import { type Disk, DiskSet, freeSpaceOf, purgeDirectory } from './disks.js'
-import { FdCache, type FdLease, fdatasyncFd, preadFd, pwriteFd } from './fd-cache.js'
+import { FdCache, type FdLease, fdatasyncFd, preadFd, pwriteFd, syncDir } from './fd-cache.js'
 import { NOT_CACHED } from './driver.js'
 import type { CreateOptions, DiskStats, DiskUsage, ObjectWrite, ReadOptions, StagedObject, StoreDriver } from './driver.js'
 import { parseKeyFileName } from '../../lib/oid.js'
@@ -1319,15 +1319,6 @@ async function writeSparse(fh: fsp.FileHandle, data: Buffer, offset: number): Pr
     }
   }
   if (runStart >= 0) await writeAll(fh, data.subarray(runStart), offset + runStart)
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await fsp.open(dir, 'r')
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
 }
 
 /** Ranges sorted, overlapping and adjacent ones merged into one. */

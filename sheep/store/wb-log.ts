@@ -25,7 +25,7 @@ import fs from 'node:fs'
 import fsp from 'node:fs/promises'
 import path from 'node:path'
 import { crc32 } from './crc32.js'
-import { fdatasyncFd } from './fd-cache.js'
+import { fdatasyncFd, syncDir } from './fd-cache.js'
 
 export const WBLOG_DIR = '.wblog'
 /** A log past this size is checkpointed: a new file begun, the file system synced, the old one removed. */
@@ -129,15 +129,11 @@ export class DiskWbLog {
     return path.join(this.diskPath, WBLOG_DIR)
   }
 
-  /** The number of the file being written (records of higher numbers are not checkpointed yet). */
-  get currentSeq(): number {
-    return this.seq
-  }
-
   /**
    * Reads the logs left by an earlier run: after a restart of the machine each record is offered
-   * to `replay` (which writes it back and syncs its object), then the disk is synced and the logs
-   * removed. Returns the number of records written back.
+   * to `replay` (which writes it back), then the disk is synced and the logs removed, durably: a
+   * log that came back after another power loss would write old records over newer bytes.
+   * Returns the number of records written back.
    */
   async recover(replay: ReplayRecord): Promise<number> {
     let names: string[]
@@ -153,11 +149,11 @@ export class DiskWbLog {
       if (file.length < FILE_HEADER_BYTES || !file.subarray(0, FILE_MAGIC.length).equals(FILE_MAGIC)) continue
       if (file.toString('latin1', FILE_MAGIC.length, FILE_HEADER_BYTES) === this.boot) continue
       for (const entry of parseWbLog(file.subarray(FILE_HEADER_BYTES))) if (replay(entry)) replayed++
-      this.seq = Math.max(this.seq, Number(LOG_FILE.exec(name)?.[1]))
     }
     if (names.length > 0) {
       await this.syncDisk()
       for (const name of names) await fsp.rm(path.join(this.dir, name), { force: true })
+      await syncDir(this.dir)
       this.seq = Math.max(this.seq, ...names.map((n) => Number(LOG_FILE.exec(n)?.[1])))
     }
     return replayed
@@ -182,15 +178,23 @@ export class DiskWbLog {
     return seq
   }
 
-  /** A new file, its header durable with it. */
+  /**
+   * A new file (its header made durable by the first append's fdatasync), its name durable in the
+   * directory (an fdatasync of the file does not make its directory entry durable).
+   */
   private async begin(): Promise<void> {
-    await fsp.mkdir(this.dir, { recursive: true })
+    if ((await fsp.mkdir(this.dir, { recursive: true })) !== undefined) await syncDir(this.diskPath)
     this.seq++
     const fd = fs.openSync(path.join(this.dir, `${String(this.seq).padStart(12, '0')}.log`), 'w+', 0o644)
-    const header = Buffer.concat([FILE_MAGIC, Buffer.from(this.boot, 'latin1')])
-    await writeAll(fd, header, 0)
+    try {
+      await writeAll(fd, Buffer.concat([FILE_MAGIC, Buffer.from(this.boot, 'latin1')]), 0)
+      await syncDir(this.dir)
+    } catch (e) {
+      fs.closeSync(fd)
+      throw e
+    }
     this.fd = fd
-    this.bytes = header.length
+    this.bytes = FILE_HEADER_BYTES
   }
 
   /**
@@ -227,11 +231,16 @@ export class DiskWbLog {
   /** Told of each checkpoint: records of files up to `seq` are no longer needed once `done` settles. */
   onCheckpoint: ((seq: number, done: Promise<void>) => void) | undefined
 
+  /**
+   * Removes the files up to `seq`, durably before the caller forgets which objects they name: a
+   * file that came back after a power loss would write its old records over bytes written since.
+   */
   private async removeUpTo(seq: number): Promise<void> {
     for (const name of await fsp.readdir(this.dir)) {
       const m = LOG_FILE.exec(name)
       if (m && Number(m[1]) <= seq) await fsp.rm(path.join(this.dir, name), { force: true })
     }
+    await syncDir(this.dir)
   }
 
   /** Stops writing (the disk is gone, or everything is purged); nothing is removed. */
