@@ -110,54 +110,48 @@ t.test('unstable writes are read back, made durable by flush, and kept by a move
   t.pass('a removed object with unstable writes needs no sync')
 })
 
-t.test('without the write-back log, a flush of many objects syncs the filesystem once; of a few, object by object', async (t) => {
-  t.ok(syncfsAvailable(), 'the syncfs addon was built by npm ci (native/storeio)')
-  const store = await newStore(t, false, false)
-  const oids = Array.from({ length: 6 }, (_, i) => OID + BigInt(i))
-  for (const oid of oids) await store.create({ oid, offset: 0, data: text('stable') }, 4096)
-  let fdatasyncs = 0
-  const real = fs.fdatasync
-  t.teardown(() => {
-    fs.fdatasync = real
-  })
-  fs.fdatasync = ((fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
-    fdatasyncs++
-    real(fd, cb)
-  }) as typeof fs.fdatasync
-  for (const oid of oids) t.equal(await store.write({ oid, offset: 0, data: text('UN'), unstable: true }), SD_RES_SUCCESS)
-  await store.flush()
-  t.equal(fdatasyncs, 0, 'six objects: one syncfs, no fdatasync')
-  await store.flush()
-  t.equal(fdatasyncs, 0, 'nothing left to sync')
-  for (const oid of oids.slice(0, 2)) await store.write({ oid, offset: 0, data: text('UN'), unstable: true })
-  await store.flush()
-  t.equal(fdatasyncs, 2, 'two objects: an fdatasync each')
-  for (const oid of oids) t.same(await store.read(oid, 0, 6), text('UNable'))
-})
+/** A flush's fdatasyncs with and without the write-back log: after six objects, after none, after two. */
+const FLUSH_SYNC_CASES = [
+  {
+    name: 'without the write-back log, a flush of many objects syncs the filesystem once; of a few, object by object',
+    writeBackLog: false,
+    fdatasyncs: [0, 0, 2],
+    says: ['six objects: one syncfs, no fdatasync', 'nothing left to sync', 'two objects: an fdatasync each'],
+  },
+  {
+    name: "with the write-back log, a flush of any number of objects is one fdatasync: the log's",
+    writeBackLog: true,
+    fdatasyncs: [1, 1, 2],
+    says: ['six objects: one fdatasync of the log', 'nothing left to sync', 'two objects: one more'],
+  },
+]
 
-t.test("with the write-back log, a flush of any number of objects is one fdatasync: the log's", async (t) => {
-  const store = await newStore(t, false)
-  const oids = Array.from({ length: 6 }, (_, i) => OID + BigInt(i))
-  for (const oid of oids) await store.create({ oid, offset: 0, data: text('stable') }, 4096)
-  let fdatasyncs = 0
-  const real = fs.fdatasync
-  t.teardown(() => {
-    fs.fdatasync = real
+for (const c of FLUSH_SYNC_CASES) {
+  t.test(c.name, async (t) => {
+    t.ok(syncfsAvailable(), 'the syncfs addon was built by npm ci (native/storeio)')
+    const store = await newStore(t, false, c.writeBackLog)
+    const oids = Array.from({ length: 6 }, (_, i) => OID + BigInt(i))
+    for (const oid of oids) await store.create({ oid, offset: 0, data: text('stable') }, 4096)
+    let fdatasyncs = 0
+    const real = fs.fdatasync
+    t.teardown(() => {
+      fs.fdatasync = real
+    })
+    fs.fdatasync = ((fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+      fdatasyncs++
+      real(fd, cb)
+    }) as typeof fs.fdatasync
+    for (const oid of oids) t.equal(await store.write({ oid, offset: 0, data: text('UN'), unstable: true }), SD_RES_SUCCESS)
+    await store.flush()
+    t.equal(fdatasyncs, c.fdatasyncs[0], c.says[0])
+    await store.flush()
+    t.equal(fdatasyncs, c.fdatasyncs[1], c.says[1])
+    for (const oid of oids.slice(0, 2)) await store.write({ oid, offset: 0, data: text('UN'), unstable: true })
+    await store.flush()
+    t.equal(fdatasyncs, c.fdatasyncs[2], c.says[2])
+    for (const oid of oids) t.same(await store.read(oid, 0, 6), text('UNable'))
   })
-  fs.fdatasync = ((fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
-    fdatasyncs++
-    real(fd, cb)
-  }) as typeof fs.fdatasync
-  for (const oid of oids) t.equal(await store.write({ oid, offset: 0, data: text('UN'), unstable: true }), SD_RES_SUCCESS)
-  await store.flush()
-  t.equal(fdatasyncs, 1, 'six objects: one fdatasync of the log')
-  await store.flush()
-  t.equal(fdatasyncs, 1, 'nothing left to sync')
-  for (const oid of oids.slice(0, 2)) await store.write({ oid, offset: 0, data: text('UN'), unstable: true })
-  await store.flush()
-  t.equal(fdatasyncs, 2, 'two objects: one more')
-  for (const oid of oids) t.same(await store.read(oid, 0, 6), text('UNable'))
-})
+}
 
 t.test('a flush that finds nothing left to sync still waits for the syncs under way', async (t) => {
   // a FLUSH promises every write acknowledged before it durable: the writes an earlier flush

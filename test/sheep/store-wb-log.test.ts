@@ -52,67 +52,62 @@ function overwriteFile(store: FileStore, oid: bigint, offset: number, data: Buff
   fs.closeSync(fd)
 }
 
+/** A test of a store on a fresh directory (skipped without the syncfs addon, which the log needs). */
+function logTest(name: string, body: (t: Test, dir: string, store: FileStore) => Promise<void>, more: Partial<FileStoreOptions> = {}): void {
+  t.test(name, { skip: !syncfsAvailable() && 'no syncfs addon' }, async (t) => {
+    const dir = tempDir('store-wblog-')
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+    await body(t, dir, await openStore(dir, more))
+  })
+}
+
+/** A record of 4 KiB of bytes. */
+const RECORD_4K_BYTES = WBLOG_RECORD_HEADER_BYTES + 4096
+
 async function created(t: Test, store: FileStore, n: number): Promise<bigint> {
   const oid = oidOf(n)
   t.equal(await store.create({ oid, offset: 0, data: fill(0) }, OBJECT_BYTES), SD_RES_SUCCESS)
   return oid
 }
 
-t.test(
-  'a flush appends the ranges written since the last one; a restart of the machine writes them back',
-  { skip: !syncfsAvailable() && 'no syncfs addon' },
-  async (t) => {
-    const dir = tempDir('store-wblog-')
-    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
-    const store = await openStore(dir)
-    const oids = [await created(t, store, 1), await created(t, store, 2), await created(t, store, 3)]
-    for (const [i, oid] of oids.entries()) {
-      t.equal(await store.write({ oid, offset: 4096, data: fill(0x10 + i), unstable: true }), SD_RES_SUCCESS)
-      t.equal(await store.write({ oid, offset: 8192, data: fill(0x20 + i), unstable: true }), SD_RES_SUCCESS)
-    }
-    await store.flush()
-    const files = logFiles(dir)
-    t.equal(files.length, 1, 'one log file')
-    const records = parseWbLog(fs.readFileSync(path.join(dir, WBLOG_DIR, files[0] as string)).subarray(FILE_HEADER_BYTES))
-    t.equal(records.length, 3, 'one record per object: its two adjacent ranges merged')
-    t.same(
-      records.map((r) => [r.key, r.offset, r.data.length]).sort((a, b) => Number((a[0] as bigint) - (b[0] as bigint))),
-      oids.map((oid) => [oid, 4096, 8192]),
-    )
-    // power lost before the objects' pages reached the disk: the files have none of it
-    for (const oid of oids) overwriteFile(store, oid, 4096, fill(0, 8192))
-    fromAnotherBoot(dir)
-    const after = await openStore(dir)
-    for (const [i, oid] of oids.entries()) {
-      t.same(await after.read(oid, 4096, 4096), fill(0x10 + i), `object ${i + 1}: first range written back`)
-      t.same(await after.read(oid, 8192, 4096), fill(0x20 + i), `object ${i + 1}: second range written back`)
-    }
-    t.same(logFiles(dir), [], 'the logs are removed once written back and synced')
-  },
-)
+logTest('a flush appends the ranges written since the last one; a restart of the machine writes them back', async (t, dir, store) => {
+  const oids = [await created(t, store, 1), await created(t, store, 2), await created(t, store, 3)]
+  for (const [i, oid] of oids.entries()) {
+    t.equal(await store.write({ oid, offset: 4096, data: fill(0x10 + i), unstable: true }), SD_RES_SUCCESS)
+    t.equal(await store.write({ oid, offset: 8192, data: fill(0x20 + i), unstable: true }), SD_RES_SUCCESS)
+  }
+  await store.flush()
+  const files = logFiles(dir)
+  t.equal(files.length, 1, 'one log file')
+  const records = parseWbLog(fs.readFileSync(path.join(dir, WBLOG_DIR, files[0] as string)).subarray(FILE_HEADER_BYTES))
+  t.equal(records.length, 3, 'one record per object: its two adjacent ranges merged')
+  t.same(
+    records.map((r) => [r.key, r.offset, r.data.length]).sort((a, b) => Number((a[0] as bigint) - (b[0] as bigint))),
+    oids.map((oid) => [oid, 4096, 8192]),
+  )
+  // power lost before the objects' pages reached the disk: the files have none of it
+  for (const oid of oids) overwriteFile(store, oid, 4096, fill(0, 8192))
+  fromAnotherBoot(dir)
+  const after = await openStore(dir)
+  for (const [i, oid] of oids.entries()) {
+    t.same(await after.read(oid, 4096, 4096), fill(0x10 + i), `object ${i + 1}: first range written back`)
+    t.same(await after.read(oid, 8192, 4096), fill(0x20 + i), `object ${i + 1}: second range written back`)
+  }
+  t.same(logFiles(dir), [], 'the logs are removed once written back and synced')
+})
 
-t.test(
-  'after a restart of the daemon alone nothing is written back: writes after the last flush stay',
-  { skip: !syncfsAvailable() && 'no syncfs addon' },
-  async (t) => {
-    const dir = tempDir('store-wblog-')
-    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
-    const store = await openStore(dir)
-    const oid = await created(t, store, 1)
-    await store.write({ oid, offset: 0, data: fill(0xaa), unstable: true })
-    await store.flush()
-    await store.write({ oid, offset: 0, data: fill(0xbb), unstable: true })
-    t.equal(logFiles(dir).length, 1)
-    const after = await openStore(dir)
-    t.same(await after.read(oid, 0, 4096), fill(0xbb), 'the write after the flush is kept (the page cache had it)')
-    t.same(logFiles(dir), [], 'the logs are removed')
-  },
-)
+logTest('after a restart of the daemon alone nothing is written back: writes after the last flush stay', async (t, dir, store) => {
+  const oid = await created(t, store, 1)
+  await store.write({ oid, offset: 0, data: fill(0xaa), unstable: true })
+  await store.flush()
+  await store.write({ oid, offset: 0, data: fill(0xbb), unstable: true })
+  t.equal(logFiles(dir).length, 1)
+  const after = await openStore(dir)
+  t.same(await after.read(oid, 0, 4096), fill(0xbb), 'the write after the flush is kept (the page cache had it)')
+  t.same(logFiles(dir), [], 'the logs are removed')
+})
 
-t.test('records are never written into another incarnation, nor over a later durable write', { skip: !syncfsAvailable() && 'no syncfs addon' }, async (t) => {
-  const dir = tempDir('store-wblog-')
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
-  const store = await openStore(dir)
+logTest('records are never written into another incarnation, nor over a later durable write', async (t, dir, store) => {
   const recreated = await created(t, store, 1)
   const overwritten = await created(t, store, 2)
   const other = await created(t, store, 3)
@@ -132,10 +127,7 @@ t.test('records are never written into another incarnation, nor over a later dur
   t.same(await after.read(other, 0, 4096), fill(0x33), 'the other object is written back')
 })
 
-t.test('a torn tail ends the log; the records before it are written back', { skip: !syncfsAvailable() && 'no syncfs addon' }, async (t) => {
-  const dir = tempDir('store-wblog-')
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
-  const store = await openStore(dir)
+logTest('a torn tail ends the log; the records before it are written back', async (t, dir, store) => {
   const first = await created(t, store, 1)
   const second = await created(t, store, 2)
   await store.write({ oid: first, offset: 0, data: fill(0x61), unstable: true })
@@ -152,14 +144,9 @@ t.test('a torn tail ends the log; the records before it are written back', { ski
   t.same(await after.read(second, 0, 4096), fill(0), 'the torn one is not (its flush never returned)')
 })
 
-t.test(
+logTest(
   'a log past its checkpoint size begins a new file; the old one goes once the disk is synced',
-  { skip: !syncfsAvailable() && 'no syncfs addon' },
-  async (t) => {
-    const dir = tempDir('store-wblog-')
-    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
-    const recordBytes = WBLOG_RECORD_HEADER_BYTES + 4096
-    const store = await openStore(dir, { wbLogCheckpointBytes: 3 * recordBytes })
+  async (t, dir, store) => {
     const oid = await created(t, store, 1)
     for (let i = 0; i < 4; i++) {
       await store.write({ oid, offset: i * 4096, data: fill(0x70 + i), unstable: true })
@@ -171,26 +158,20 @@ t.test(
     // a durable write now: the object has a record in the file not checkpointed yet
     const before = fs.statSync(path.join(dir, WBLOG_DIR, '000000000002.log')).size
     await store.write({ oid, offset: 0, data: fill(0x7f) })
-    t.equal(fs.statSync(path.join(dir, WBLOG_DIR, '000000000002.log')).size, before + recordBytes, 'the durable write is logged after it')
+    t.equal(fs.statSync(path.join(dir, WBLOG_DIR, '000000000002.log')).size, before + RECORD_4K_BYTES, 'the durable write is logged after it')
   },
+  { wbLogCheckpointBytes: 3 * RECORD_4K_BYTES },
 )
 
-t.test(
-  'a clean stop checkpoints: the logs are gone and nothing is read back at the next start',
-  { skip: !syncfsAvailable() && 'no syncfs addon' },
-  async (t) => {
-    const dir = tempDir('store-wblog-')
-    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
-    const store = await openStore(dir)
-    const oid = await created(t, store, 1)
-    await store.write({ oid, offset: 0, data: fill(0x81), unstable: true })
-    await store.flush()
-    await store.write({ oid, offset: 0, data: fill(0x82), unstable: true })
-    t.equal(logFiles(dir).length, 1)
-    await store.close()
-    t.same(logFiles(dir), [], 'no log left')
-    // even after a restart of the machine, the write after the flush stays: nothing to write back
-    const after = await openStore(dir)
-    t.same(await after.read(oid, 0, 4096), fill(0x82))
-  },
-)
+logTest('a clean stop checkpoints: the logs are gone and nothing is read back at the next start', async (t, dir, store) => {
+  const oid = await created(t, store, 1)
+  await store.write({ oid, offset: 0, data: fill(0x81), unstable: true })
+  await store.flush()
+  await store.write({ oid, offset: 0, data: fill(0x82), unstable: true })
+  t.equal(logFiles(dir).length, 1)
+  await store.close()
+  t.same(logFiles(dir), [], 'no log left')
+  // even after a restart of the machine, the write after the flush stays: nothing to write back
+  const after = await openStore(dir)
+  t.same(await after.read(oid, 0, 4096), fill(0x82))
+})
