@@ -68,43 +68,45 @@ export class PendingTable<K, T = void> {
  * The work is queued synchronously by `run`, so a check made just before it cannot be overtaken
  * by work queued later. A key with nothing queued takes no memory.
  */
+function noop(): void {}
+
 export class KeyedQueue<K> {
-  private readonly tails = new Map<K, Promise<unknown>>()
-  /** Work queued or running, per key. */
-  private readonly pending = new Map<K, number>()
+  /** Per key with work: the last work queued (the next starts after it settles) and how many are queued or running. */
+  private readonly slots = new Map<K, { tail: Promise<unknown>; pending: number }>()
 
   run<T>(key: K, work: () => Promise<T>): Promise<T> {
-    const before = this.tails.get(key) ?? Promise.resolve()
-    this.pending.set(key, (this.pending.get(key) ?? 0) + 1)
-    const result = before.then(work, work)
-    // counted out before the caller's own continuation runs (registered first)
+    let slot = this.slots.get(key)
+    if (slot === undefined) {
+      slot = { tail: Promise.resolve(), pending: 0 }
+      this.slots.set(key, slot)
+    }
+    const mine = slot
+    mine.pending++
+    const result = mine.tail.then(work, work)
+    mine.tail = result
+    // counted out before the caller's own continuation runs (registered first); the last one
+    // out frees the key (work queued after that starts a new slot)
     const settle = (): void => {
-      const left = (this.pending.get(key) ?? 1) - 1
-      if (left > 0) this.pending.set(key, left)
-      else this.pending.delete(key)
+      mine.pending--
+      if (mine.pending === 0) this.slots.delete(key)
     }
     result.then(settle, settle)
-    const tail = result.catch(() => undefined)
-    this.tails.set(key, tail)
-    void tail.then(() => {
-      if (this.tails.get(key) === tail) this.tails.delete(key)
-    })
     return result
   }
 
   /** Resolves once all the work queued so far, of every key, has finished (failed or not). */
   async settled(): Promise<void> {
-    await Promise.all(this.tails.values())
+    await Promise.all([...this.slots.values()].map((slot) => slot.tail.then(noop, noop)))
   }
 
   /** Keys with work queued or running. */
   get size(): number {
-    return this.tails.size
+    return this.slots.size
   }
 
   /** Whether `key` has work queued or running. */
   busy(key: K): boolean {
-    return this.pending.has(key)
+    return this.slots.has(key)
   }
 }
 

@@ -741,7 +741,7 @@ export class FileStore implements StoreDriver {
           if (unstable) {
             this.unsynced.set(w.oid, loc.disk)
             this.noteDirty(w.oid, w.offset, w.data.length)
-          } else if (this.logged.has(w.oid)) await this.logDurableWrite(w.oid, loc.disk, lease.fd, w.offset, w.data)
+          } else if (this.logged.size > 0 && this.logged.has(w.oid)) await this.logDurableWrite(w.oid, loc.disk, lease.fd, w.offset, w.data)
         } finally {
           lease.release()
         }
