@@ -159,6 +159,16 @@ export function sheepMetrics(sheep: Sheep, server: SheepServer): { registry: Reg
     () => server.payloadPool.outBytes,
   )
   stateGauge(registry, 'payload_buffers_idle_bytes', 'Bytes of pooled payload buffers kept for the next requests', () => server.payloadPool.idleBytes)
+  const wbLog = () => sheep.store.writeBackLogStats?.()
+  scrapedCounter('wblog_flushes_total', 'Flushes (NBD FLUSH, SYNC_PEER) that appended to a write-back log', () => wbLog()?.flushesLogged ?? 0)
+  scrapedCounter('wblog_bytes_total', 'Bytes appended to the write-back logs', () => wbLog()?.bytesLogged ?? 0)
+  scrapedCounter('wblog_objects_synced_total', 'Objects a flush synced rather than logged', () => wbLog()?.objectsSynced ?? 0)
+  scrapedCounter('wblog_checkpoints_total', 'Write-back log files whose objects were synced and that were removed', () => wbLog()?.checkpoints ?? 0)
+  scrapedCounter(
+    'wblog_records_written_back_total',
+    'Records written back into their objects at start-up after a restart of the host',
+    () => wbLog()?.recordsWrittenBack ?? 0,
+  )
   scrapedCounter('payload_buffers_reused_total', 'Write payloads and read replies that reused a pooled buffer', () => server.payloadPool.hits)
   scrapedCounter(
     'payload_buffers_allocated_total',

@@ -40,7 +40,7 @@ import type { Logger } from '../../lib/log.js'
 import { isDataObj, keyFileName, oidOfKey, oidToIdx, parseKeyFileName } from '../../lib/oid.js'
 import { SD_RES_EIO, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
 import { NOT_CACHED } from './driver.js'
-import type { BlockCrcs, CreateOptions, DiskStats, DiskUsage, ObjectWrite, ReadOptions, StagedObject, StoreDriver } from './driver.js'
+import type { BlockCrcs, CreateOptions, DiskStats, DiskUsage, ObjectWrite, ReadOptions, StagedObject, StoreDriver, WriteBackLogStats } from './driver.js'
 import type { BufferPool } from '../../lib/buffer-pool.js'
 import { crc32, crc32Blocks } from './crc32.js'
 import { IntentLog } from './intent-log.js'
@@ -367,6 +367,10 @@ export class ChecksumStore implements StoreDriver {
   }
 
   /** Lets the mutations under way finish, makes every checksum durable and empties the intent log. */
+  writeBackLogStats(): WriteBackLogStats | undefined {
+    return this.inner.writeBackLogStats?.()
+  }
+
   async close(): Promise<void> {
     this.intent.stop()
     await this.queue.settled()

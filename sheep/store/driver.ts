@@ -98,6 +98,20 @@ export interface ReadOptions {
 /** What readNow answers when the page cache did not hold every byte asked for. */
 export const NOT_CACHED: unique symbol = Symbol('not cached')
 
+/** Counts of the write-back logs (file-store.ts), since the daemon started. */
+export interface WriteBackLogStats {
+  /** Flushes that appended to a log. */
+  flushesLogged: number
+  /** Objects a flush synced rather than logged (no log here, too much written, a mutation under way…). */
+  objectsSynced: number
+  /** Bytes appended to the logs (records, headers included). */
+  bytesLogged: number
+  /** Checkpoints done: a log file's objects synced and the file removed. */
+  checkpoints: number
+  /** Records written back into their objects at start-up after a restart of the host. */
+  recordsWrittenBack: number
+}
+
 export interface StoreDriver {
   /** The store driver (layout) in use: `plain` or `tree`. */
   readonly name: string
@@ -161,6 +175,8 @@ export interface StoreDriver {
   diskStats(): DiskStats[]
   /** A clean stop: everything written made durable, nothing left for the next start to read back. */
   close?(): Promise<void>
+  /** What the write-back logs of the NBD FLUSHes did since start (wb-log.ts), for the metrics. */
+  writeBackLogStats?(): WriteBackLogStats | undefined
 
   // ---- the stale area (behaviour.md §7.2): replicas this node no longer holds, kept per epoch
   /**

@@ -40,7 +40,7 @@ import { SD_RES_NETWORK_ERROR, SD_RES_NO_OBJ, SD_RES_SUCCESS, SD_RES_UNKNOWN } f
 import { type Disk, DiskSet, freeSpaceOf, purgeDirectory } from './disks.js'
 import { FdCache, type FdLease, fdatasyncFd, preadFd, pwriteFd, syncDir } from './fd-cache.js'
 import { NOT_CACHED } from './driver.js'
-import type { CreateOptions, DiskStats, DiskUsage, ObjectWrite, ReadOptions, StagedObject, StoreDriver } from './driver.js'
+import type { CreateOptions, DiskStats, DiskUsage, ObjectWrite, ReadOptions, StagedObject, StoreDriver, WriteBackLogStats } from './driver.js'
 import { parseKeyFileName } from '../../lib/oid.js'
 import { DEFAULT_STORE_LAYOUT, type StoreLayout, oidFileName } from './layout.js'
 import { crc32Blocks, preadCrc32Blocks } from './crc32.js'
@@ -147,6 +147,7 @@ export class FileStore implements StoreDriver {
    * that no older record of it can be written back over it after a restart.
    */
   private readonly logged = new Map<bigint, { disk: Disk; seq: number }>()
+  private readonly wbStats: WriteBackLogStats = { flushesLogged: 0, objectsSynced: 0, bytesLogged: 0, checkpoints: 0, recordsWrittenBack: 0 }
   /** When each disk was last found intact (performance.now() ms). */
   private readonly diskCheckedMs = new Map<Disk, number>()
   /** Numbers the temporary files of staged creates (one sheep per directory: unique enough). */
@@ -208,6 +209,7 @@ export class FileStore implements StoreDriver {
         await this.scanDisk(disk)
         const replayed = await this.wbLogOf(disk)?.recover((entry) => this.replayRecord(disk, entry))
         if (replayed) this.log.warn(`${disk.path}: ${replayed} write(s) written back from the write-back log after a restart`)
+        this.wbStats.recordsWrittenBack += replayed ?? 0
       } catch (e) {
         this.log.error(`${disk.path}: ${e instanceof Error ? e.message : String(e)}; the disk is not used`)
         this.forgetDisk(disk)
@@ -482,8 +484,13 @@ export class FileStore implements StoreDriver {
     }
   }
 
+  writeBackLogStats(): WriteBackLogStats {
+    return { ...this.wbStats }
+  }
+
   /** A flush of `objects` by syncing them: each, or with several each disk's file system. */
   private syncFlush(objects: Array<[bigint, Disk]>): Promise<void> {
+    this.wbStats.objectsSynced += objects.length
     for (const [oid] of objects) this.dropDirtyRanges(oid)
     return objects.length >= FLUSH_SYNCFS_MIN_OBJECTS && syncfsAvailable() ? this.flushFilesystems(objects) : this.syncObjects(objects)
   }
@@ -524,6 +531,8 @@ export class FileStore implements StoreDriver {
         let seq: number
         try {
           seq = await log.append(records)
+          this.wbStats.flushesLogged++
+          for (const rec of records) this.wbStats.bytesLogged += rec.length
         } catch (e) {
           this.log.warn(`${disk.path}: the write-back log failed (${String(e)}); its objects are synced instead`)
           for (const [oid] of oids) if (!this.unsynced.has(oid)) this.unsynced.set(oid, disk)
@@ -579,6 +588,7 @@ export class FileStore implements StoreDriver {
       made.onCheckpoint = (seq, done) =>
         done.then(
           () => {
+            this.wbStats.checkpoints++
             for (const [oid, at] of [...this.logged]) if (at.disk === disk && at.seq <= seq) this.logged.delete(oid)
           },
           (e: unknown) => this.log.warn(`${disk.path}: a checkpoint of the write-back log failed: ${String(e)}`),

@@ -99,6 +99,9 @@ t.test('nothing acknowledged before a FLUSH is lost to kill -9', async (t) => {
     }
     const writer = await open()
     await writeAndFlush(t, writer, writer)
+    const wbLog = await scrape(metricsPort)
+    t.ok((wbLog.get('sheepdog_wblog_flushes_total') ?? 0) > 0, 'the flush appended to the write-back log')
+    t.ok((wbLog.get('sheepdog_wblog_bytes_total') ?? 0) >= WRITES_PER_ROUND * WRITE_BYTES * 0.5, `${wbLog.get('sheepdog_wblog_bytes_total')} bytes logged`)
     const before = await syncNodes()
     await writeAndFlush(t, writer, writer)
     t.equal((await syncNodes()) - before, 1, 'one FLUSH: one SYNC_NODES')
