@@ -200,7 +200,7 @@ export class FileStore implements StoreDriver {
 
   async init(): Promise<void> {
     this.dropAllFds()
-    this.closeWbLogs()
+    await this.closeWbLogs()
     this.objects.clear()
     this.stale.clear()
     this.used = 0n
@@ -262,7 +262,7 @@ export class FileStore implements StoreDriver {
 
   async purge(): Promise<void> {
     this.dropAllFds()
-    this.closeWbLogs()
+    await this.closeWbLogs()
     for (const disk of this.disks.list()) {
       purgeDirectory(disk.path)
       await this.prepareDisk(disk)
@@ -480,7 +480,7 @@ export class FileStore implements StoreDriver {
   async close(): Promise<void> {
     for (const [disk, log] of [...this.wbLogs]) {
       await log.checkpointNow().catch((e: unknown) => this.log.error(`${disk.path}: checkpointing the write-back log: ${String(e)}`))
-      log.close()
+      await log.close()
     }
   }
 
@@ -599,11 +599,12 @@ export class FileStore implements StoreDriver {
     return log
   }
 
-  private closeWbLogs(): void {
-    for (const log of this.wbLogs.values()) log.close()
+  private async closeWbLogs(): Promise<void> {
+    const logs = [...this.wbLogs.values()]
     this.wbLogs.clear()
     this.logged.clear()
     this.forgetDirtyRanges()
+    await Promise.all(logs.map((log) => log.close()))
   }
 
   private forgetDirtyRanges(): void {
@@ -1128,7 +1129,7 @@ export class FileStore implements StoreDriver {
     this.disks.remove(disk)
     this.fds.dropDisk(disk)
     this.unstableFds.dropDisk(disk)
-    this.wbLogs.get(disk)?.close()
+    void this.wbLogs.get(disk)?.close()
     this.wbLogs.delete(disk)
     this.diskCheckedMs.delete(disk)
     for (const [oid, loc] of [...this.objects]) if (loc.disk === disk) this.untrack(oid)

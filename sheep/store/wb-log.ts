@@ -243,11 +243,19 @@ export class DiskWbLog {
     await syncDir(this.dir)
   }
 
-  /** Stops writing (the disk is gone, or everything is purged); nothing is removed. */
-  close(): void {
-    if (this.fd >= 0) fs.closeSync(this.fd)
-    this.fd = -1
-    this.bytes = 0
+  /**
+   * Stops writing (the disk is gone, or everything is purged); nothing is removed. The file is
+   * closed after the appends already queued: closed under a pool thread's write, its number could
+   * be given to another file that would then receive the log's bytes.
+   */
+  close(): Promise<void> {
+    const run = this.chain.then(() => {
+      if (this.fd >= 0) fs.close(this.fd, () => undefined)
+      this.fd = -1
+      this.bytes = 0
+    })
+    this.chain = run
+    return run
   }
 }
 
