@@ -161,6 +161,12 @@ export function sheepMetrics(sheep: Sheep, server: SheepServer): { registry: Reg
   stateGauge(registry, 'payload_buffers_idle_bytes', 'Bytes of pooled payload buffers kept for the next requests', () => server.payloadPool.idleBytes)
   const wbLog = () => sheep.store.writeBackLogStats?.()
   scrapedCounter('wblog_flushes_total', 'Flushes (NBD FLUSH, SYNC_PEER) that appended to a write-back log', () => wbLog()?.flushesLogged ?? 0)
+  scrapedCounter('wblog_writes_committed_total', 'Durable writes committed through a write-back log (group commit)', () => wbLog()?.writesCommitted ?? 0)
+  scrapedCounter(
+    'wblog_commit_groups_total',
+    'Appends to a write-back log that committed durable writes (each one device flush)',
+    () => wbLog()?.commitGroups ?? 0,
+  )
   scrapedCounter('wblog_bytes_total', 'Bytes appended to the write-back logs', () => wbLog()?.bytesLogged ?? 0)
   scrapedCounter('wblog_objects_synced_total', 'Objects a flush synced rather than logged', () => wbLog()?.objectsSynced ?? 0)
   scrapedCounter('wblog_checkpoints_total', 'Write-back log files whose objects were synced and that were removed', () => wbLog()?.checkpoints ?? 0)

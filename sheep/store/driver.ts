@@ -102,6 +102,10 @@ export const NOT_CACHED: unique symbol = Symbol('not cached')
 export interface WriteBackLogStats {
   /** Flushes that appended to a log. */
   flushesLogged: number
+  /** Durable writes committed through a log (group commit) rather than written in place with O_DSYNC. */
+  writesCommitted: number
+  /** Appends that committed them: writesCommitted / commitGroups writes shared each device flush. */
+  commitGroups: number
   /** Objects a flush synced rather than logged (no log here, too much written, a mutation under way…). */
   objectsSynced: number
   /** Bytes appended to the logs (records, headers included). */

@@ -44,9 +44,17 @@ interface DirCheck {
   mtimeMs: number
 }
 
+/** The file an object's name held when it was opened: its inode and birth time (wb-log.ts's records name it). */
+export interface Incarnation {
+  ino: bigint
+  birthNs: bigint
+}
+
 /** One descriptor lent to a request; `release` exactly once when the request is done with it. */
 export interface FdLease {
   readonly fd: number
+  /** The file opened; undefined where the file system keeps no birth time. */
+  readonly incarnation: Incarnation | undefined
   release(): void
 }
 
@@ -55,6 +63,7 @@ interface Entry<D> {
   readonly disk: D
   /** The inode opened: the path must still name it. */
   readonly ino: number
+  readonly incarnation: Incarnation | undefined
   /** Date.now() before the open or the last stat that found the path still naming `ino`. */
   verifiedWallMs: number
   /** performance.now() of the last lease. */
@@ -111,14 +120,15 @@ export class FdCache<K, D> {
     const before = this.generation
     const verifiedWallMs = Date.now()
     const fd = await openFd(file, this.flags)
-    let ino: number
+    let st: fs.BigIntStats
     try {
-      ino = fs.fstatSync(fd).ino
+      st = fs.fstatSync(fd, { bigint: true })
     } catch (e) {
       closeFd(fd)
       throw e
     }
-    const entry: Entry<D> = { fd, disk, ino, verifiedWallMs, usedMs: 0, users: 0, dropped: false }
+    const incarnation = st.birthtimeNs === 0n ? undefined : { ino: st.ino, birthNs: st.birthtimeNs }
+    const entry: Entry<D> = { fd, disk, ino: Number(st.ino), incarnation, verifiedWallMs, usedMs: 0, users: 0, dropped: false }
     const other = this.entries.get(key)
     if (this.generation !== before || !cache()) entry.dropped = true
     else if (other && other.disk === disk) {
@@ -179,6 +189,7 @@ export class FdCache<K, D> {
     let released = false
     return {
       fd: entry.fd,
+      incarnation: entry.incarnation,
       release: () => {
         assert(!released, 'an fd lease was released twice')
         released = true

@@ -15,8 +15,11 @@
 // and `onDiskFailure` lets the node recover them from the other replicas (md_handle_eio).
 //
 // Object files stay open between requests (fd-cache.ts), opened with O_DSYNC unless nosync, so a
-// write is one pwrite that returns once its data is on the disk (as the original's
-// default_write: open(O_DSYNC), pwrite) and a read one pread. A cached descriptor keeps
+// large write is one pwrite that returns once its data is on the disk (as the original's
+// default_write: open(O_DSYNC), pwrite) and a read one pread. A durable write of up to
+// GROUP_COMMIT_MAX_BYTES is instead copied into the object's page cache and committed through
+// the disk's write-back log (wb-log.ts): the writes that arrive together share one O_DSYNC
+// append, where each in place would cost a device flush of its own. A cached descriptor keeps
 // naming the file it opened, so the store drops it whenever the object's file changes under its
 // name (create, move, removal) and when its disk goes; and as an open no longer notices a disk
 // directory removed or unmounted under it, a disk whose descriptor is used is checked at most
@@ -45,7 +48,7 @@ import { parseKeyFileName } from '../../lib/oid.js'
 import { DEFAULT_STORE_LAYOUT, type StoreLayout, oidFileName } from './layout.js'
 import { crc32Blocks, preadCrc32Blocks } from './crc32.js'
 import { errnoError, readCachedNow, syncfsAvailable, syncfsDir } from './native-io.js'
-import { DiskWbLog, type WbLogEntry, WBLOG_FLUSH_MAX_BYTES, incarnationOf, wbLogRecord } from './wb-log.js'
+import { DiskWbLog, type Incarnation, type WbLogEntry, WBLOG_FLUSH_MAX_BYTES, WBLOG_RECORD_HEADER_BYTES, wbLogRecord, wbLogRecordHeader } from './wb-log.js'
 
 export { oidFileName }
 
@@ -87,6 +90,15 @@ const DISK_RECHECK_MS = 10
  */
 const UNSTABLE_INLINE_WRITE_MAX_BYTES = 64 * 1024
 /**
+ * Durable writes up to this size are committed through the disk's write-back log (group commit):
+ * the bytes go to the object's page cache and a record of them to the log, and every record that
+ * arrives while the log's previous append is under way shares the next one — one write and one
+ * device flush for all of them, where each O_DSYNC write to an object file costs a flush of its
+ * own. Larger writes are written in place with O_DSYNC: logged, their bytes would reach the disk
+ * twice.
+ */
+const GROUP_COMMIT_MAX_BYTES = 64 * 1024
+/**
  * Reads up to this size are first tried on the event loop without waiting for the disk
  * (native-io.ts, readCachedNow: preadv2 with RWF_NOWAIT): served from the page cache they skip the
  * thread pool's two wake-ups; a read the cache cannot serve whole goes to the pool as before.
@@ -115,6 +127,8 @@ export interface FileStoreOptions {
   wbLogCheckpointBytes?: number
   /** false: flushes sync the objects instead of logging them (tests of that path). */
   writeBackLog?: boolean
+  /** false: durable writes are written in place with O_DSYNC, never committed through the log. */
+  groupCommit?: boolean
 }
 
 export class FileStore implements StoreDriver {
@@ -147,7 +161,15 @@ export class FileStore implements StoreDriver {
    * that no older record of it can be written back over it after a restart.
    */
   private readonly logged = new Map<bigint, { disk: Disk; seq: number }>()
-  private readonly wbStats: WriteBackLogStats = { flushesLogged: 0, objectsSynced: 0, bytesLogged: 0, checkpoints: 0, recordsWrittenBack: 0 }
+  private readonly wbStats: WriteBackLogStats = {
+    flushesLogged: 0,
+    writesCommitted: 0,
+    commitGroups: 0,
+    objectsSynced: 0,
+    bytesLogged: 0,
+    checkpoints: 0,
+    recordsWrittenBack: 0,
+  }
   /** When each disk was last found intact (performance.now() ms). */
   private readonly diskCheckedMs = new Map<Disk, number>()
   /** Numbers the temporary files of staged creates (one sheep per directory: unique enough). */
@@ -280,8 +302,10 @@ export class FileStore implements StoreDriver {
       if (!loc) return
       const to = this.staleFile(loc.disk, oid, epoch)
       const failed = await this.onDisk(loc.disk, async () => {
-        // the stale copy must have every write acknowledged with this epoch, unstable ones too
+        // the stale copy must have every write acknowledged with this epoch, unstable ones too,
+        // and those whose durability is a log's record: the log is never replayed into it
         if (this.unsynced.has(oid)) await this.underWay(this.syncObject(oid, loc.disk))
+        if (this.logged.has(oid)) await this.syncLogged(oid, loc.disk)
         try {
           await fsp.rename(this.objectFile(loc.disk, oid), to)
         } catch (e) {
@@ -560,7 +584,7 @@ export class FileStore implements StoreDriver {
     const lease = this.unstableFds.hit(oid, disk, this.objectFile(disk, oid))
     if (!lease) return undefined
     try {
-      const inc = incarnationOf(lease.fd)
+      const inc = lease.incarnation
       if (!inc) return undefined
       return mergedRanges(ranges).map(([start, end]) => {
         const data = Buffer.allocUnsafe(end - start)
@@ -593,6 +617,7 @@ export class FileStore implements StoreDriver {
           },
           (e: unknown) => this.log.warn(`${disk.path}: a checkpoint of the write-back log failed: ${String(e)}`),
         )
+      made.onGroup = () => void this.wbStats.commitGroups++
       this.wbLogs.set(disk, made)
       log = made
     }
@@ -632,11 +657,10 @@ export class FileStore implements StoreDriver {
    * logged too, after them, so that a restart never writes an older record back over it. If it
    * cannot be, the log is checkpointed (every record it holds is then on disk and none is replayed).
    */
-  private async logDurableWrite(oid: bigint, disk: Disk, fd: number, offset: number, data: Buffer): Promise<void> {
+  private async logDurableWrite(oid: bigint, disk: Disk, inc: Incarnation | undefined, offset: number, data: Buffer): Promise<void> {
     const log = this.wbLogOf(disk)
     if (!log) return
     try {
-      const inc = incarnationOf(fd)
       if (!inc) throw new Error('no birth time')
       const seq = await log.append([wbLogRecord(oid, inc, offset, data)])
       const now = this.logged.get(oid)
@@ -647,15 +671,52 @@ export class FileStore implements StoreDriver {
     }
   }
 
+  /**
+   * The log a durable write of `length` bytes to `oid` is committed through, or undefined when it
+   * is written in place: no log (nosync, no syncfs, turned off), or a large write to an object
+   * without records in a log (one with records must be logged after them anyway).
+   */
+  private groupCommitLog(oid: bigint, disk: Disk, length: number): DiskWbLog | undefined {
+    if (this.opts.groupCommit === false) return undefined
+    if (length > GROUP_COMMIT_MAX_BYTES && !this.logged.has(oid)) return undefined
+    return this.wbLogOf(disk)
+  }
+
+  /**
+   * A durable write by group commit: the bytes into the object's page cache, then a record of
+   * them appended to the disk's log with the other writes of the moment, durable when this
+   * returns. The object's pages reach its file at the log's next checkpoint (or sooner, by the
+   * kernel). If the log fails, the object is synced instead.
+   */
+  private async commitDurableWrite(w: ObjectWrite, disk: Disk, log: DiskWbLog, fd: number, inc: Incarnation): Promise<void> {
+    if (w.data.length <= UNSTABLE_INLINE_WRITE_MAX_BYTES) writeAllFdNow(fd, w.data, w.offset)
+    else await writeAllFd(fd, w.data, w.offset)
+    let seq: number
+    try {
+      seq = await log.commit(wbLogRecordHeader(w.oid, inc, w.offset, w.data), w.data)
+    } catch (e) {
+      this.log.warn(`${disk.path}: the write-back log failed (${String(e)}); the object is synced instead`)
+      await fdatasyncFd(fd)
+      return
+    }
+    this.wbStats.writesCommitted++
+    this.wbStats.bytesLogged += WBLOG_RECORD_HEADER_BYTES + w.data.length
+    const now = this.logged.get(w.oid)
+    if (!now || now.disk !== disk || now.seq < seq) this.logged.set(w.oid, { disk, seq })
+  }
+
   /** Start-up: a record of a log left before a restart, written back if its object file is still that incarnation. */
   private replayRecord(disk: Disk, entry: WbLogEntry): boolean {
     const loc = this.objects.get(entry.key)
     if (!loc || loc.disk !== disk) return false
     const fd = fs.openSync(this.objectFile(disk, entry.key), 'r+')
     try {
-      const inc = incarnationOf(fd)
-      if (!inc || inc.ino !== entry.inc.ino || inc.birthNs !== entry.inc.birthNs) return false
+      const st = fs.fstatSync(fd, { bigint: true })
+      if (st.birthtimeNs === 0n || st.ino !== entry.inc.ino || st.birthtimeNs !== entry.inc.birthNs) return false
       writeAllFdNow(fd, entry.data, entry.offset)
+      // the file's times as they were: the checksum layer takes an object newer than its table
+      // for one written by another program, and this is the write the table was made for
+      fs.futimesSync(fd, Number(st.atimeNs) / 1e9, Number(st.mtimeNs) / 1e9)
       const end = entry.offset + entry.data.length
       if (end > loc.size) this.track(entry.key, disk, end)
       return true
@@ -726,6 +787,17 @@ export class FileStore implements StoreDriver {
     }
   }
 
+  /** fdatasync of an object whose writes a log holds (before it leaves its name: the log would not find it). */
+  private async syncLogged(oid: bigint, disk: Disk): Promise<void> {
+    const lease = await this.lease(oid, disk)
+    if (typeof lease === 'number') return
+    try {
+      await fdatasyncFd(lease.fd)
+    } finally {
+      lease.release()
+    }
+  }
+
   /** The file holding the object now (checksums.ts compares its age with its checksums'). */
   fileOf(oid: bigint): string | undefined {
     const loc = this.objects.get(oid)
@@ -742,17 +814,26 @@ export class FileStore implements StoreDriver {
       if (!loc) return SD_RES_NO_OBJ
       return this.onDisk(loc.disk, async () => {
         const unstable = w.unstable === true && !this.opts.nosync
-        const lease = await this.lease(w.oid, loc.disk, unstable ? this.unstableFds : this.fds)
+        const log = unstable ? undefined : this.groupCommitLog(w.oid, loc.disk, w.data.length)
+        const lease = await this.lease(w.oid, loc.disk, unstable || log ? this.unstableFds : this.fds)
         if (lease === SD_RES_NO_OBJ) return this.missing(loc.disk)
         if (typeof lease === 'number') return lease
         try {
-          // durable when it returns unless unstable: the descriptor is O_DSYNC unless nosync
-          if (unstable && w.data.length <= UNSTABLE_INLINE_WRITE_MAX_BYTES) writeAllFdNow(lease.fd, w.data, w.offset)
-          else await writeAllFd(lease.fd, w.data, w.offset)
-          if (unstable) {
+          if (log && lease.incarnation) await this.commitDurableWrite(w, loc.disk, log, lease.fd, lease.incarnation)
+          else if (unstable) {
+            if (w.data.length <= UNSTABLE_INLINE_WRITE_MAX_BYTES) writeAllFdNow(lease.fd, w.data, w.offset)
+            else await writeAllFd(lease.fd, w.data, w.offset)
             this.unsynced.set(w.oid, loc.disk)
             this.noteDirty(w.oid, w.offset, w.data.length)
-          } else if (this.logged.size > 0 && this.logged.has(w.oid)) await this.logDurableWrite(w.oid, loc.disk, lease.fd, w.offset, w.data)
+          } else if (log) {
+            // a file system without birth times to name the file by in a record: synced in place
+            await writeAllFd(lease.fd, w.data, w.offset)
+            await fdatasyncFd(lease.fd)
+          } else {
+            // durable when it returns: the descriptor is O_DSYNC unless nosync
+            await writeAllFd(lease.fd, w.data, w.offset)
+            if (this.logged.size > 0 && this.logged.has(w.oid)) await this.logDurableWrite(w.oid, loc.disk, lease.incarnation, w.offset, w.data)
+          }
         } finally {
           lease.release()
         }

@@ -116,13 +116,15 @@ const FLUSH_SYNC_CASES = [
     name: 'without the write-back log, a flush of many objects syncs the filesystem once; of a few, object by object',
     writeBackLog: false,
     fdatasyncs: [0, 0, 2],
+    logAppends: [0, 0, 0],
     says: ['six objects: one syncfs, no fdatasync', 'nothing left to sync', 'two objects: an fdatasync each'],
   },
   {
-    name: "with the write-back log, a flush of any number of objects is one fdatasync: the log's",
+    name: "with the write-back log, a flush of any number of objects is one append (O_DSYNC): the log's",
     writeBackLog: true,
-    fdatasyncs: [1, 1, 2],
-    says: ['six objects: one fdatasync of the log', 'nothing left to sync', 'two objects: one more'],
+    fdatasyncs: [0, 0, 0],
+    logAppends: [1, 1, 2],
+    says: ['six objects: one append to the log, no fdatasync', 'nothing left to sync', 'two objects: one more append'],
   },
 ]
 
@@ -144,11 +146,14 @@ for (const c of FLUSH_SYNC_CASES) {
     for (const oid of oids) t.equal(await store.write({ oid, offset: 0, data: text('UN'), unstable: true }), SD_RES_SUCCESS)
     await store.flush()
     t.equal(fdatasyncs, c.fdatasyncs[0], c.says[0])
+    t.equal(store.writeBackLogStats().flushesLogged, c.logAppends[0], c.says[0])
     await store.flush()
     t.equal(fdatasyncs, c.fdatasyncs[1], c.says[1])
+    t.equal(store.writeBackLogStats().flushesLogged, c.logAppends[1], c.says[1])
     for (const oid of oids.slice(0, 2)) await store.write({ oid, offset: 0, data: text('UN'), unstable: true })
     await store.flush()
     t.equal(fdatasyncs, c.fdatasyncs[2], c.says[2])
+    t.equal(store.writeBackLogStats().flushesLogged, c.logAppends[2], c.says[2])
     for (const oid of oids) t.same(await store.read(oid, 0, 6), text('UNable'))
   })
 }

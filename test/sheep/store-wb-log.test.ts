@@ -4,6 +4,8 @@
 // belong to, never into another incarnation and never over a later durable write; after a mere
 // restart of the daemon (the same boot) nothing is written back, so writes made after the last
 // flush are kept; a torn tail is ignored; a checkpoint syncs the disk and removes old files.
+// Small durable writes are committed through the same log (group commit): the ones that arrive
+// together share one append, and after a restart of the machine they are written back too.
 import fs from 'node:fs'
 import path from 'node:path'
 import t, { type Test } from 'tap'
@@ -61,6 +63,11 @@ function logTest(name: string, body: (t: Test, dir: string, store: FileStore) =>
   })
 }
 
+/** The records of one log file. */
+function recordsIn(dir: string, name: string) {
+  return parseWbLog(fs.readFileSync(path.join(dir, WBLOG_DIR, name)).subarray(FILE_HEADER_BYTES))
+}
+
 /** A record of 4 KiB of bytes. */
 const RECORD_4K_BYTES = WBLOG_RECORD_HEADER_BYTES + 4096
 
@@ -79,7 +86,7 @@ logTest('a flush appends the ranges written since the last one; a restart of the
   await store.flush()
   const files = logFiles(dir)
   t.equal(files.length, 1, 'one log file')
-  const records = parseWbLog(fs.readFileSync(path.join(dir, WBLOG_DIR, files[0] as string)).subarray(FILE_HEADER_BYTES))
+  const records = recordsIn(dir, files[0] as string)
   t.equal(records.length, 3, 'one record per object: its two adjacent ranges merged')
   t.same(
     records.map((r) => [r.key, r.offset, r.data.length]).sort((a, b) => Number((a[0] as bigint) - (b[0] as bigint))),
@@ -134,8 +141,9 @@ logTest('a torn tail ends the log; the records before it are written back', asyn
   await store.flush()
   await store.write({ oid: second, offset: 0, data: fill(0x62), unstable: true })
   await store.flush()
+  // the file is longer than its records (zeros ahead of them): the second record is torn
   const file = path.join(dir, WBLOG_DIR, logFiles(dir)[0] as string)
-  fs.truncateSync(file, fs.statSync(file).size - 100)
+  fs.truncateSync(file, FILE_HEADER_BYTES + 2 * RECORD_4K_BYTES - 100)
   overwriteFile(store, first, 0, fill(0))
   overwriteFile(store, second, 0, fill(0))
   fromAnotherBoot(dir)
@@ -155,10 +163,17 @@ logTest(
     // the checkpoint's sync and removal run in the background
     for (let i = 0; i < 50 && logFiles(dir).some((n) => n.startsWith('000000000001')); i++) await new Promise((r) => setTimeout(r, 20))
     t.same(logFiles(dir), ['000000000002.log'], 'the first file is removed, the second is being written')
-    // a durable write now: the object has a record in the file not checkpointed yet
-    const before = fs.statSync(path.join(dir, WBLOG_DIR, '000000000002.log')).size
+    // a durable write now: committed through the log, after the object's record in the file not checkpointed yet
     await store.write({ oid, offset: 0, data: fill(0x7f) })
-    t.equal(fs.statSync(path.join(dir, WBLOG_DIR, '000000000002.log')).size, before + RECORD_4K_BYTES, 'the durable write is logged after it')
+    const records = recordsIn(dir, '000000000002.log')
+    t.same(
+      records.map((r) => [r.offset, r.data[0]]),
+      [
+        [12288, 0x73],
+        [0, 0x7f],
+      ],
+      'the durable write is logged after it',
+    )
   },
   { wbLogCheckpointBytes: 3 * RECORD_4K_BYTES },
 )
@@ -174,4 +189,99 @@ logTest('a clean stop checkpoints: the logs are gone and nothing is read back at
   // even after a restart of the machine, the write after the flush stays: nothing to write back
   const after = await openStore(dir)
   t.same(await after.read(oid, 0, 4096), fill(0x82))
+})
+
+logTest('durable writes are committed through the log; a restart of the machine writes them back', async (t, dir, store) => {
+  const oids = [await created(t, store, 1), await created(t, store, 2)]
+  for (const [i, oid] of oids.entries()) t.equal(await store.write({ oid, offset: 4096 * (i + 1), data: fill(0x90 + i) }), SD_RES_SUCCESS)
+  const files = logFiles(dir)
+  t.equal(files.length, 1, 'one log file')
+  t.same(
+    recordsIn(dir, files[0] as string).map((r) => [r.key, r.offset, r.data[0]]),
+    oids.map((oid, i) => [oid, 4096 * (i + 1), 0x90 + i]),
+    'a record per write, in order',
+  )
+  t.same(await store.read(oids[0] as bigint, 4096, 4096), fill(0x90), 'read back at once (the page cache has it)')
+  t.equal(store.writeBackLogStats().writesCommitted, 2)
+  // power lost before the objects' pages reached the disk
+  for (const [i, oid] of oids.entries()) overwriteFile(store, oid, 4096 * (i + 1), fill(0))
+  fromAnotherBoot(dir)
+  const mtimes = oids.map((oid) => fs.statSync(store.fileOf(oid) as string).mtimeMs)
+  const after = await openStore(dir)
+  for (const [i, oid] of oids.entries()) t.same(await after.read(oid, 4096 * (i + 1), 4096), fill(0x90 + i), `object ${i + 1}: the acknowledged write is back`)
+  t.ok(
+    oids.every((oid, i) => Math.abs(fs.statSync(after.fileOf(oid) as string).mtimeMs - (mtimes[i] as number)) < 0.001),
+    'written back with their times kept, to the µs (the checksum layer would take a newer file for another writer)',
+  )
+  t.same(logFiles(dir), [], 'the logs are removed once written back and synced')
+})
+
+logTest('durable writes that arrive together share one append', async (t, dir, store) => {
+  const oids: bigint[] = []
+  for (let n = 1; n <= 16; n++) oids.push(await created(t, store, n))
+  // one to begin the file, then sixteen at once: the first is appended alone, the rest behind it together
+  t.equal(await store.write({ oid: oids[0] as bigint, offset: 0, data: fill(1) }), SD_RES_SUCCESS)
+  const before = store.writeBackLogStats()
+  const results = await Promise.all(oids.map((oid, i) => store.write({ oid, offset: 8192, data: fill(0x40 + i) })))
+  t.same(
+    results,
+    oids.map(() => SD_RES_SUCCESS),
+  )
+  const stats = store.writeBackLogStats()
+  t.equal(stats.writesCommitted - before.writesCommitted, 16)
+  t.ok(stats.commitGroups - before.commitGroups <= 2, `16 writes in ${stats.commitGroups - before.commitGroups} appends`)
+  const records = recordsIn(dir, logFiles(dir)[0] as string)
+  t.equal(records.length, 17)
+  for (const [i, oid] of oids.entries()) t.same(await store.read(oid, 8192, 4096), fill(0x40 + i))
+  for (const oid of oids) overwriteFile(store, oid, 8192, fill(0))
+  fromAnotherBoot(dir)
+  const after = await openStore(dir)
+  for (const [i, oid] of oids.entries()) t.same(await after.read(oid, 8192, 4096), fill(0x40 + i), `object ${i + 1} written back`)
+})
+
+logTest('a large durable write is written in place; once an object has records, it is logged too', async (t, dir, store) => {
+  // larger than the writes group commit takes (64 KiB)
+  const LARGE = 128 * 1024
+  const [big, mixed] = [oidOf(1), oidOf(2)]
+  for (const oid of [big, mixed]) t.equal(await store.create({ oid, offset: 0, data: fill(0) }, 2 * LARGE), SD_RES_SUCCESS)
+  t.equal(await store.write({ oid: big, offset: 0, data: fill(0xa1, LARGE) }), SD_RES_SUCCESS)
+  t.same(logFiles(dir), [], 'no log: the write went to the object file with O_DSYNC')
+  t.equal(await store.write({ oid: mixed, offset: 0, data: fill(0xa2) }), SD_RES_SUCCESS)
+  t.equal(await store.write({ oid: mixed, offset: 0, data: fill(0xa3, LARGE) }), SD_RES_SUCCESS)
+  t.same(
+    recordsIn(dir, logFiles(dir)[0] as string).map((r) => [r.key, r.data.length, r.data[0]]),
+    [
+      [mixed, 4096, 0xa2],
+      [mixed, LARGE, 0xa3],
+    ],
+    'the large write follows the small one in the log: replayed, it stays the last',
+  )
+  overwriteFile(store, mixed, 0, fill(0, LARGE))
+  fromAnotherBoot(dir)
+  const after = await openStore(dir)
+  t.same(await after.read(big, 0, LARGE), fill(0xa1, LARGE))
+  t.same(await after.read(mixed, 0, LARGE), fill(0xa3, LARGE))
+})
+
+logTest(
+  'with group commit off durable writes are written in place',
+  async (t, dir, store) => {
+    const oid = await created(t, store, 1)
+    t.equal(await store.write({ oid, offset: 0, data: fill(0xb1) }), SD_RES_SUCCESS)
+    t.same(logFiles(dir), [])
+    t.equal(store.writeBackLogStats().writesCommitted, 0)
+  },
+  { groupCommit: false },
+)
+
+logTest('a move to the stale area keeps the committed writes in the stale copy', async (t, dir, store) => {
+  const oid = await created(t, store, 1)
+  t.equal(await store.write({ oid, offset: 4096, data: fill(0xc1) }), SD_RES_SUCCESS)
+  await store.moveToStale(oid, 7)
+  t.same(await store.readStale(oid, 7, 4096, 4096), fill(0xc1))
+  t.notOk(store.exists(oid))
+  // the object is synced before it leaves its name: a record is never written back to a stale copy
+  fromAnotherBoot(dir)
+  const after = await openStore(dir)
+  t.same(await after.readStale(oid, 7, 4096, 4096), fill(0xc1))
 })
