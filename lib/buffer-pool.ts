@@ -17,7 +17,7 @@
 // collected like any other buffer, and from then on no longer counts as lent.
 import assert from 'node:assert'
 
-/** The smallest buffer worth pooling: below, allocation is cheap (and Node slices small ones from a slab). */
+/** The smallest buffer worth pooling: smaller ones are cheap to allocate, or cut from a SmallBufferSlab. */
 export const BUFFER_POOL_MIN_BYTES = 64 * 1024
 /** The largest buffer pooled: a whole 4 MiB data object. */
 export const BUFFER_POOL_MAX_BYTES = 4 * 1024 * 1024
@@ -108,5 +108,40 @@ export class BufferPool {
     const cls = Math.log2(backing.byteLength) - MIN_SHIFT
     this.free[cls]?.push(backing)
     this.freeBytes += backing.byteLength
+  }
+}
+
+/** The largest buffer cut from a slab (SmallBufferSlab). */
+export const SLAB_PIECE_MAX_BYTES = 16 * 1024
+/** One slab: sixteen 4 KiB write payloads. */
+export const SLAB_BYTES = 64 * 1024
+
+/**
+ * Small buffers (up to SLAB_PIECE_MAX_BYTES) cut one after another from a shared slab, for
+ * payloads whose user lets go of them soon (a 4 KiB object write, done once it is answered).
+ * Node slices only buffers under 4 KiB from its own pool, so each 4 KiB payload was an
+ * ArrayBuffer of its own (~3.5 µs to allocate and collect, against ~0.4 µs for a piece here).
+ * A piece is never handed out twice (the slab is not reused, only collected once no piece of it
+ * is alive), so nothing can alias; a piece kept long keeps its whole slab.
+ */
+export class SmallBufferSlab {
+  private slab = Buffer.allocUnsafeSlow(SLAB_BYTES)
+  private used = 0
+
+  static fits(length: number): boolean {
+    return length > 0 && length <= SLAB_PIECE_MAX_BYTES
+  }
+
+  /** A buffer of `length` bytes (uninitialised); `length` must fit (SmallBufferSlab.fits). */
+  take(length: number): Buffer {
+    assert(SmallBufferSlab.fits(length), `a slab piece of ${length} bytes`)
+    if (this.used + length > SLAB_BYTES) {
+      this.slab = Buffer.allocUnsafeSlow(SLAB_BYTES)
+      this.used = 0
+    }
+    const piece = this.slab.subarray(this.used, this.used + length)
+    // pieces start 8-byte aligned, as allocations do
+    this.used += (length + 7) & ~7
+    return piece
   }
 }

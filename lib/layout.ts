@@ -45,39 +45,18 @@ export function checkLayout(name: string, layout: Layout, size = Number.POSITIVE
   }
 }
 
+/**
+ * Reads every field of `layout` at `base`. Each layout gets a decoder of its own, generated once
+ * (one object literal of fixed shape, one read per field): a generic loop over the table built
+ * each object key by key, with megamorphic stores, and cost several µs per request header.
+ */
 export function readFields<L extends Layout>(buf: Buffer, layout: L, base = 0): Fields<L> {
-  const out: Record<string, unknown> = {}
-  for (const key in layout) {
-    const spec = layout[key]
-    const at = base + spec[0]
-    switch (spec[1]) {
-      case 'u8':
-        out[key] = buf.readUInt8(at)
-        break
-      case 'u16':
-        out[key] = buf.readUInt16LE(at)
-        break
-      case 'i16':
-        out[key] = buf.readInt16LE(at)
-        break
-      case 'u32':
-        out[key] = buf.readUInt32LE(at)
-        break
-      case 'i32':
-        out[key] = buf.readInt32LE(at)
-        break
-      case 'u64':
-        out[key] = buf.readBigUInt64LE(at)
-        break
-      case 'bytes':
-        out[key] = Buffer.from(buf.subarray(at, at + spec[2]))
-        break
-      case 'string':
-        out[key] = cString(buf.subarray(at, at + spec[2]))
-        break
-    }
+  let read = readers.get(layout)
+  if (!read) {
+    read = compileReader(layout)
+    readers.set(layout, read)
   }
-  return out as Fields<L>
+  return read(buf, base, HELPERS) as Fields<L>
 }
 
 /**
@@ -85,43 +64,82 @@ export function readFields<L extends Layout>(buf: Buffer, layout: L, base = 0): 
  * Keys the layout does not have are ignored, so a wider record (e.g. with its node list) can be passed.
  */
 export function writeFields<L extends Layout>(buf: Buffer, layout: L, values: Partial<Fields<L>>, base = 0): Buffer {
-  for (const key in values) {
-    const spec = layout[key]
-    if (spec === undefined) continue
-    const value = values[key] as unknown
-    if (value === undefined) continue
-    const at = base + spec[0]
-    switch (spec[1]) {
-      case 'u8':
-        buf.writeUInt8(checkedInt(key, value, 0, 0xff), at)
-        break
-      case 'u16':
-        buf.writeUInt16LE(checkedInt(key, value, 0, 0xffff), at)
-        break
-      case 'i16':
-        buf.writeInt16LE(checkedInt(key, value, -0x8000, 0x7fff), at)
-        break
-      case 'u32':
-        buf.writeUInt32LE(checkedInt(key, value, 0, 0xffffffff), at)
-        break
-      case 'i32':
-        buf.writeInt32LE(checkedInt(key, value, -0x80000000, 0x7fffffff), at)
-        break
-      case 'u64':
-        buf.writeBigUInt64LE(checkedU64(key, value), at)
-        break
-      case 'bytes': {
-        const bytes = value as Buffer
-        buf.fill(0, at, at + spec[2])
-        bytes.copy(buf, at, 0, Math.min(bytes.length, spec[2]))
-        break
-      }
-      case 'string':
-        writeCString(buf, at, spec[2], value as string)
-        break
-    }
+  let write = writers.get(layout)
+  if (!write) {
+    write = compileWriter(layout)
+    writers.set(layout, write)
   }
+  write(buf, values, base, HELPERS)
   return buf
+}
+
+type Reader = (buf: Buffer, base: number, h: typeof HELPERS) => unknown
+type Writer = (buf: Buffer, values: Record<string, unknown>, base: number, h: typeof HELPERS) => void
+
+const readers = new WeakMap<Layout, Reader>()
+const writers = new WeakMap<Layout, Writer>()
+
+/** What the generated code calls besides Buffer's own methods. */
+const HELPERS = {
+  copyBytes: (buf: Buffer, at: number, length: number): Buffer => Buffer.from(buf.subarray(at, at + length)),
+  string: (buf: Buffer, at: number, length: number): string => cString(buf.subarray(at, at + length)),
+  checkedInt,
+  checkedU64,
+  writeBytes: (buf: Buffer, at: number, length: number, value: unknown): void => {
+    const bytes = value as Buffer
+    buf.fill(0, at, at + length)
+    bytes.copy(buf, at, 0, Math.min(bytes.length, length))
+  },
+  writeString: (buf: Buffer, at: number, length: number, value: unknown): void => writeCString(buf, at, length, value as string),
+}
+
+const READ_CALL: Record<ScalarType, string> = {
+  u8: 'buf.readUInt8',
+  u16: 'buf.readUInt16LE',
+  i16: 'buf.readInt16LE',
+  u32: 'buf.readUInt32LE',
+  i32: 'buf.readInt32LE',
+  u64: 'buf.readBigUInt64LE',
+}
+
+const WRITE_CALL: Record<ScalarType, [call: string, min: number, max: number]> = {
+  u8: ['buf.writeUInt8', 0, 0xff],
+  u16: ['buf.writeUInt16LE', 0, 0xffff],
+  i16: ['buf.writeInt16LE', -0x8000, 0x7fff],
+  u32: ['buf.writeUInt32LE', 0, 0xffffffff],
+  i32: ['buf.writeInt32LE', -0x80000000, 0x7fffffff],
+  u64: ['buf.writeBigUInt64LE', 0, 0],
+}
+
+function compileReader(layout: Layout): Reader {
+  const props = Object.entries(layout).map(([key, spec]) => {
+    const at = `base + ${Number(spec[0])}`
+    const value =
+      spec[1] === 'bytes'
+        ? `h.copyBytes(buf, ${at}, ${Number(spec[2])})`
+        : spec[1] === 'string'
+          ? `h.string(buf, ${at}, ${Number(spec[2])})`
+          : `${READ_CALL[spec[1]]}(${at})`
+    return `${JSON.stringify(key)}: ${value}`
+  })
+  return new Function('buf', 'base', 'h', `return { ${props.join(', ')} }`) as Reader
+}
+
+function compileWriter(layout: Layout): Writer {
+  const lines = Object.entries(layout).map(([key, spec]) => {
+    const k = JSON.stringify(key)
+    const at = `base + ${Number(spec[0])}`
+    let store: string
+    if (spec[1] === 'bytes') store = `h.writeBytes(buf, ${at}, ${Number(spec[2])}, v)`
+    else if (spec[1] === 'string') store = `h.writeString(buf, ${at}, ${Number(spec[2])}, v)`
+    else if (spec[1] === 'u64') store = `buf.writeBigUInt64LE(h.checkedU64(${k}, v), ${at})`
+    else {
+      const [call, min, max] = WRITE_CALL[spec[1]]
+      store = `${call}(h.checkedInt(${k}, v, ${min}, ${max}), ${at})`
+    }
+    return `v = values[${k}]; if (v !== undefined) ${store};`
+  })
+  return new Function('buf', 'values', 'base', 'h', `let v; ${lines.join(' ')}`) as Writer
 }
 
 /**

@@ -20,7 +20,7 @@ import {
   requestCarriesPayload,
   validateRequestHeader,
 } from '../lib/codec.js'
-import { BufferPool } from '../lib/buffer-pool.js'
+import { BufferPool, SmallBufferSlab } from '../lib/buffer-pool.js'
 import { FrameReader, decodedOncePerFrame } from '../lib/framing.js'
 import { readInPlace } from '../lib/socket-in-place.js'
 import { writeFrame, writeFrameNow } from '../lib/coalesced-write.js'
@@ -201,6 +201,8 @@ export class SheepServer {
    * reply; so 1 MiB requests reuse buffers instead of making V8 collect a fresh one each.
    */
   readonly payloadPool = new BufferPool()
+  /** Where small object-write payloads are cut from (lib/buffer-pool.ts). */
+  private readonly smallPayloads = new SmallBufferSlab()
   /** Where reads not into a payload's own buffer land: one for all connections, as each read is consumed at once. */
   private readonly readScratch = Buffer.allocUnsafeSlow(SERVER_READ_SCRATCH_BYTES)
   private readonly connections = new Set<Connection>()
@@ -356,8 +358,11 @@ export class SheepServer {
         },
         // only object writes: their handlers are done with the payload once they answer (an
         // op's reply never hands it on); any other op's payload is the handler's to keep
-        payloadBuffer: (raw, length) =>
-          WRITE_OPS.has(raw[COMMON_HEADER.opcode[0]] as number) && BufferPool.fits(length) ? this.payloadPool.acquire(length) : undefined,
+        payloadBuffer: (raw, length) => {
+          if (!WRITE_OPS.has(raw[COMMON_HEADER.opcode[0]] as number)) return undefined
+          if (SmallBufferSlab.fits(length)) return this.smallPayloads.take(length)
+          return BufferPool.fits(length) ? this.payloadPool.acquire(length) : undefined
+        },
         onFrame: (raw, payload) => this.onFrame(conn, requestOf(raw), payload),
         onProtocolError: (reason) => {
           this.sheep.log.warn(`closing connection from ${address}: ${reason}`)

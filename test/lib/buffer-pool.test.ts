@@ -1,11 +1,11 @@
 // BufferPool: buffers of the asked length over power-of-two classes, reused once given back,
 // bounded on both sides (bytes out, bytes idle), and strict about what comes back; a buffer
-// never given back stops counting as lent once it is collected.
+// never given back stops counting as lent once it is collected. Small buffers come from a slab.
 import { setTimeout as sleep } from 'node:timers/promises'
 import v8 from 'node:v8'
 import vm from 'node:vm'
 import t from 'tap'
-import { BUFFER_POOL_MAX_BYTES, BUFFER_POOL_MIN_BYTES, BufferPool } from '../../lib/buffer-pool.js'
+import { BUFFER_POOL_MAX_BYTES, BUFFER_POOL_MIN_BYTES, BufferPool, SLAB_BYTES, SLAB_PIECE_MAX_BYTES, SmallBufferSlab } from '../../lib/buffer-pool.js'
 
 const MiB = 1024 * 1024
 
@@ -83,4 +83,28 @@ t.test('a buffer never given back no longer counts as lent once collected', asyn
   pool.release(kept)
   t.equal(pool.outBytes, 0, 'the other came back as usual')
   t.ok(pool.acquire(4 * MiB), 'the whole bound can be lent again')
+})
+
+t.test('small buffers are cut from a slab, never two over the same bytes', async (t) => {
+  const slab = new SmallBufferSlab()
+  t.ok(SmallBufferSlab.fits(4096))
+  t.notOk(SmallBufferSlab.fits(0))
+  t.notOk(SmallBufferSlab.fits(SLAB_PIECE_MAX_BYTES + 1))
+  t.throws(() => slab.take(SLAB_PIECE_MAX_BYTES + 1), /slab piece/)
+  const pieces: Buffer[] = []
+  // more than a slab's worth: the pieces come from several slabs
+  for (let i = 0; i < (2 * SLAB_BYTES) / 4096 + 3; i++) {
+    const piece = slab.take(i % 2 ? 4096 : 4095)
+    piece.fill(i & 0xff)
+    pieces.push(piece)
+  }
+  for (const [i, piece] of pieces.entries()) {
+    t.equal(piece.length, i % 2 ? 4096 : 4095)
+    t.ok(
+      piece.every((b) => b === (i & 0xff)),
+      `piece ${i} kept its bytes`,
+    )
+    t.equal(piece.byteOffset % 8, 0, 'aligned')
+  }
+  t.ok(new Set(pieces.map((p) => p.buffer)).size >= 2, 'a new slab once one is used up')
 })

@@ -1,8 +1,9 @@
 // Layout tables guard themselves: a layout whose fields overlap or stick out is refused when it
 // is declared, and an integer field refuses a value it cannot hold instead of masking it (a
-// Node errno string masked into a result code once read as SD_RES_SUCCESS).
+// Node errno string masked into a result code once read as SD_RES_SUCCESS). Each layout compiles
+// to a reader and a writer of its own; every field type goes through them.
 import t from 'tap'
-import { checkLayout, writeFields } from '../../lib/layout.js'
+import { checkLayout, readFields, writeFields } from '../../lib/layout.js'
 
 t.test('checkLayout refuses overlapping and out-of-range fields', async (t) => {
   t.doesNotThrow(() => checkLayout('ok', { a: [0, 'u32'], b: [4, 'u16'], c: [6, 'bytes', 2] } as const, 8))
@@ -22,4 +23,28 @@ t.test('integer fields refuse values they cannot hold', async (t) => {
   t.throws(() => writeFields(buf, layout, { b: 1.5 }), /invariant violated/, 'a fraction')
   t.throws(() => writeFields(buf, layout, { s: 40000 }), /invariant violated/, 'an i16 too big')
   t.throws(() => writeFields(buf, layout, { q: -1n }), /invariant violated/, 'a negative u64')
+})
+
+t.test('every field type reads back what was written, at any base; fields left out keep their bytes', async (t) => {
+  const layout = {
+    u8: [0, 'u8'],
+    u16: [1, 'u16'],
+    i16: [3, 'i16'],
+    u32: [5, 'u32'],
+    i32: [9, 'i32'],
+    u64: [13, 'u64'],
+    bytes: [21, 'bytes', 4],
+    'name with-dash': [25, 'string', 8],
+  } as const
+  const values = { u8: 200, u16: 65000, i16: -2, u32: 0xdeadbeef, i32: -123456, u64: 2n ** 63n + 5n, bytes: Buffer.from([1, 2]), 'name with-dash': 'abc' }
+  for (const base of [0, 7]) {
+    const buf = Buffer.alloc(base + 34, 0xee)
+    writeFields(buf, layout, values, base)
+    t.same(readFields(buf, layout, base), { ...values, bytes: Buffer.from([1, 2, 0, 0]) }, `base ${base}`)
+    t.equal(buf[base + 33], 0xee, 'nothing written past the layout')
+    writeFields(buf, layout, { u8: 1, extra: 5 } as Partial<typeof values>, base)
+    t.same(readFields(buf, layout, base), { ...values, u8: 1, bytes: Buffer.from([1, 2, 0, 0]) }, 'only the field given changes')
+  }
+  const read = readFields(Buffer.alloc(33), layout)
+  t.not(read.bytes.buffer, Buffer.alloc(33).buffer, 'bytes fields are copies')
 })
