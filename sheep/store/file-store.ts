@@ -98,6 +98,8 @@ const UNSTABLE_INLINE_WRITE_MAX_BYTES = 64 * 1024
  * twice.
  */
 const GROUP_COMMIT_MAX_BYTES = 64 * 1024
+/** A disk whose write-back log fails (full) is warned of at most this often. */
+const WBLOG_WARN_INTERVAL_MS = 60_000
 /**
  * Reads up to this size are first tried on the event loop without waiting for the disk
  * (native-io.ts, readCachedNow: preadv2 with RWF_NOWAIT): served from the page cache they skip the
@@ -170,6 +172,10 @@ export class FileStore implements StoreDriver {
     checkpoints: 0,
     recordsWrittenBack: 0,
   }
+  /** `close` began: no write-back log is used or begun any more. */
+  private logsClosed = false
+  /** When each disk's failing log was last warned of (performance.now() ms). */
+  private readonly logWarnedMs = new Map<Disk, number>()
   /** When each disk was last found intact (performance.now() ms). */
   private readonly diskCheckedMs = new Map<Disk, number>()
   /** Numbers the temporary files of staged creates (one sheep per directory: unique enough). */
@@ -502,6 +508,8 @@ export class FileStore implements StoreDriver {
 
   /** A clean stop: each disk's write-back log checkpointed (the disk synced, the log removed). */
   async close(): Promise<void> {
+    // from here on writes go in place (the daemon has stopped serving before it closes the store)
+    this.logsClosed = true
     for (const [disk, log] of [...this.wbLogs]) {
       await log.checkpointNow().catch((e: unknown) => this.log.error(`${disk.path}: checkpointing the write-back log: ${String(e)}`))
       await log.close()
@@ -605,7 +613,7 @@ export class FileStore implements StoreDriver {
 
   /** The log of `disk`, made on first use; undefined when there is none (nosync, no syncfs). */
   private wbLogOf(disk: Disk): DiskWbLog | undefined {
-    if (this.opts.nosync || this.opts.writeBackLog === false || !syncfsAvailable() || !this.disks.has(disk)) return undefined
+    if (this.opts.nosync || this.opts.writeBackLog === false || this.logsClosed || !syncfsAvailable() || !this.disks.has(disk)) return undefined
     let log = this.wbLogs.get(disk)
     if (!log) {
       const made = new DiskWbLog(disk.path, () => syncfsDir(disk.path), this.opts.wbLogCheckpointBytes)
@@ -695,7 +703,7 @@ export class FileStore implements StoreDriver {
     try {
       seq = await log.commit(wbLogRecordHeader(w.oid, inc, w.offset, w.data), w.data)
     } catch (e) {
-      this.log.warn(`${disk.path}: the write-back log failed (${String(e)}); the object is synced instead`)
+      this.warnLogFailure(disk, `the write-back log failed (${String(e)}); durable writes are synced in place instead`)
       await fdatasyncFd(fd)
       return
     }
@@ -703,6 +711,15 @@ export class FileStore implements StoreDriver {
     this.wbStats.bytesLogged += WBLOG_RECORD_HEADER_BYTES + w.data.length
     const now = this.logged.get(w.oid)
     if (!now || now.disk !== disk || now.seq < seq) this.logged.set(w.oid, { disk, seq })
+  }
+
+  /** A failing log (a full disk) warns once a minute per disk, not once per write. */
+  private warnLogFailure(disk: Disk, text: string): void {
+    const now = performance.now()
+    const last = this.logWarnedMs.get(disk)
+    if (last !== undefined && now - last < WBLOG_WARN_INTERVAL_MS) return
+    this.logWarnedMs.set(disk, now)
+    this.log.warn(`${disk.path}: ${text}`)
   }
 
   /** Start-up: a record of a log left before a restart, written back if its object file is still that incarnation. */

@@ -45,6 +45,8 @@ export const WBLOG_FLUSH_MAX_BYTES = 16 * 1024 * 1024
  * commit of the file's new size (a durable 4 KiB write through the log costs what one in place does).
  */
 export const WBLOG_EXTEND_BYTES = 1024 * 1024
+/** After an extension failed (a full disk), appends that need one fail at once for this long. */
+export const WBLOG_EXTEND_RETRY_MS = 1000
 /** Durable writes committed by one append at most (a group is one writev: IOV_MAX is 1024). */
 export const WBLOG_GROUP_MAX_RECORDS = 256
 
@@ -125,6 +127,10 @@ export class DiskWbLog {
   private bytes = 0
   /** The file's size: zeros (WBLOG_EXTEND_BYTES at a time) past `bytes`. */
   private allocated = 0
+  /** Closed (`close`): appends fail, no new file is begun. */
+  private closed = false
+  /** When an extension last failed (performance.now() ms): not tried again for WBLOG_EXTEND_RETRY_MS. */
+  private extendFailedMs = Number.NEGATIVE_INFINITY
   /** Appends, one after another. */
   private chain: Promise<unknown> = Promise.resolve()
   private checkpointing: Promise<void> | undefined
@@ -215,13 +221,26 @@ export class DiskWbLog {
   }
 
   private async appendNow(parts: Buffer[]): Promise<number> {
+    // a write that took this log before it was closed syncs its object instead
+    if (this.closed) throw new Error('the write-back log is closed')
     if (this.fd < 0) await this.begin()
     const fd = this.fd
     const seq = this.seq
     let length = 0
     for (const p of parts) length += p.length
     const size = Math.ceil((this.bytes + length) / WBLOG_EXTEND_BYTES) * WBLOG_EXTEND_BYTES
-    while (this.allocated < size) this.allocated += await writevAll(fd, [ZEROS.subarray(0, Math.min(size - this.allocated, ZEROS.length))], this.allocated)
+    if (this.allocated < size && performance.now() - this.extendFailedMs < WBLOG_EXTEND_RETRY_MS) {
+      throw Object.assign(new Error('the log could not grow a moment ago (disk full?)'), { code: 'ENOSPC' })
+    }
+    try {
+      while (this.allocated < size) this.allocated += await writevAll(fd, [ZEROS.subarray(0, Math.min(size - this.allocated, ZEROS.length))], this.allocated)
+    } catch (e) {
+      // a full disk: the zeros written before the failure must not keep the last free space
+      // from the objects
+      await new Promise<void>((resolve) => fs.ftruncate(fd, this.allocated, () => resolve()))
+      this.extendFailedMs = performance.now()
+      throw e
+    }
     // the descriptor is O_DSYNC: durable when the write returns
     this.bytes += await writevAll(fd, parts, this.bytes)
     if (this.bytes >= this.checkpointBytes) await this.checkpoint()
@@ -308,6 +327,7 @@ export class DiskWbLog {
       if (this.fd >= 0) fs.close(this.fd, () => undefined)
       this.fd = -1
       this.bytes = 0
+      this.closed = true
     })
     this.chain = run
     return run

@@ -6,15 +6,17 @@
 // flush are kept; a torn tail is ignored; a checkpoint syncs the disk and removes old files.
 // Small durable writes are committed through the same log (group commit): the ones that arrive
 // together share one append, and after a restart of the machine they are written back too.
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
+import { pino } from 'pino'
 import t, { type Test } from 'tap'
 import { tempDir } from '../../harness/sheep.js'
 import { silentLogger } from '../../lib/log.js'
 import { SD_RES_SUCCESS } from '../../lib/proto.js'
 import { FileStore, type FileStoreOptions } from '../../sheep/store/file-store.js'
 import { syncfsAvailable } from '../../sheep/store/native-io.js'
-import { WBLOG_DIR, WBLOG_RECORD_HEADER_BYTES, parseWbLog } from '../../sheep/store/wb-log.js'
+import { WBLOG_DIR, WBLOG_EXTEND_RETRY_MS, WBLOG_RECORD_HEADER_BYTES, parseWbLog } from '../../sheep/store/wb-log.js'
 
 const OBJECT_BYTES = 64 * 1024
 const oidOf = (n: number) => (0x42n << 32n) | BigInt(n)
@@ -285,3 +287,39 @@ logTest('a move to the stale area keeps the committed writes in the stale copy',
   const after = await openStore(dir)
   t.same(await after.readStale(oid, 7, 4096, 4096), fill(0xc1))
 })
+
+t.test(
+  'a disk too full for its log to grow: durable writes are synced in place, warned of once',
+  { skip: (process.getuid?.() !== 0 && 'needs root to mount a tmpfs') || (!syncfsAvailable() && 'no syncfs addon') },
+  async (t) => {
+    const dir = tempDir('store-wblog-full-')
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir])
+    t.teardown(() => {
+      execFileSync('umount', ['-l', dir])
+      fs.rmSync(dir, { recursive: true, force: true })
+    })
+    const warnings: string[] = []
+    const log = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) })
+    const store = await openStore(dir, { log })
+    const oid = await created(t, store, 1)
+    // what is left is less than the log's first extension (1 MiB of zeros)
+    const filler = fs.openSync(path.join(dir, 'filler'), 'w')
+    let size = 0
+    try {
+      for (;;) size += fs.writeSync(filler, Buffer.alloc(64 * 1024))
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOSPC') throw e
+    }
+    fs.ftruncateSync(filler, size - 256 * 1024)
+    fs.closeSync(filler)
+    for (let i = 0; i < 3; i++) t.equal(await store.write({ oid, offset: 4096 * i, data: fill(0xd0 + i) }), SD_RES_SUCCESS, `write ${i + 1}`)
+    for (let i = 0; i < 3; i++) t.same(await store.read(oid, 4096 * i, 4096), fill(0xd0 + i))
+    t.equal(store.writeBackLogStats().writesCommitted, 0, 'none went through the log')
+    t.equal(warnings.filter((w) => w.includes('write-back log failed')).length, 1, 'one warning for the three')
+    // space again: the log takes the next one, once its retry delay is over
+    fs.rmSync(path.join(dir, 'filler'))
+    await new Promise((r) => setTimeout(r, WBLOG_EXTEND_RETRY_MS + 100))
+    t.equal(await store.write({ oid, offset: 0, data: fill(0xdf) }), SD_RES_SUCCESS)
+    t.equal(store.writeBackLogStats().writesCommitted, 1, 'committed through the log once it can grow')
+  },
+)
