@@ -597,7 +597,10 @@ export class ChecksumStore implements StoreDriver {
   }
 
   private async writeLocked(w: ObjectWrite): Promise<number> {
-    const table = await this.table(w.oid)
+    // no await where nothing is to be waited for (a cached table, a mark already durable): each
+    // costs a turn of the microtask queue, on every write
+    const cached = this.table(w.oid)
+    const table = cached instanceof Promise ? await cached : cached
     // a write of no bytes changes no block (and has no first and last block to look at)
     if (!table || w.data.length === 0) return this.inner.write(w)
     const end = w.offset + w.data.length
@@ -605,7 +608,7 @@ export class ChecksumStore implements StoreDriver {
     const { first, end: endBlock } = blockRange(w.offset, w.data.length)
     // blocks the write covers only in part: their other bytes are read (and checked) first
     const old = new Map<number, Buffer | null>()
-    for (const b of new Set([first, endBlock - 1])) {
+    for (const b of first === endBlock - 1 ? [first] : [first, endBlock - 1]) {
       const start = b * CSUM_BLOCK_BYTES
       if (b >= table.crcs.length || (w.offset <= start && end >= Math.min(start + CSUM_BLOCK_BYTES, size))) continue
       const length = Math.min(CSUM_BLOCK_BYTES, table.size - start)
@@ -613,7 +616,7 @@ export class ChecksumStore implements StoreDriver {
       if (typeof bytes === 'number') return bytes
       old.set(b, crcOf(bytes) === table.crcs[b] ? bytes : null)
     }
-    if (!(await this.mark(w.oid, { unstable: w.unstable }))) return this.inner.write(w)
+    if (!this.intent.markNow(w.oid, w.unstable) && !(await this.mark(w.oid, { unstable: w.unstable }))) return this.inner.write(w)
     try {
       const result = await this.inner.write(w)
       if (result !== SD_RES_SUCCESS) return result

@@ -40,6 +40,8 @@ interface Entry {
   gen: number
   /** Settles once the key is durably in the log. */
   durable: Promise<void> | undefined
+  /** `durable` has resolved: a mark needs no wait (`markNow`). */
+  settled: boolean
   lastMs: number
   /**
    * A write without sync (SD_FLAG_CMD_UNSTABLE) may not be on disk yet: the mark stays until a
@@ -51,7 +53,7 @@ interface Entry {
 }
 
 function newEntry(): Entry {
-  return { inflight: 0, gen: 0, durable: undefined, lastMs: Date.now(), unstable: false, unstableGen: 0 }
+  return { inflight: 0, gen: 0, durable: undefined, settled: false, lastMs: Date.now(), unstable: false, unstableGen: 0 }
 }
 
 export interface IntentLogOptions {
@@ -133,6 +135,22 @@ export class IntentLog {
    * their marks durable and wait for no sync of the log. Unused, they are cleaned once idle
    * like any other (a crash meanwhile only has their checksums established from their bytes).
    */
+  /**
+   * `mark` done at once, for a key whose mark is already durable (an object written again while
+   * dirty: nearly every write): true. False when the caller must await `mark` instead.
+   */
+  markNow(key: bigint, unstable = false): boolean {
+    const e = this.entries.get(key)
+    if (!e?.settled) return false
+    e.inflight++
+    e.gen++
+    if (unstable) {
+      e.unstable = true
+      e.unstableGen++
+    }
+    return true
+  }
+
   async mark(key: bigint, opts: { unstable?: boolean; ahead?: readonly bigint[] } = {}): Promise<void> {
     let e = this.entries.get(key)
     if (!e) {
@@ -157,10 +175,15 @@ export class IntentLog {
       }
       const durable = this.appendRun.run()
       for (const entry of marked) {
-        entry.durable = durable.catch((err) => {
-          entry.durable = undefined
-          throw err
-        })
+        entry.durable = durable.then(
+          () => {
+            entry.settled = true
+          },
+          (err) => {
+            entry.durable = undefined
+            throw err
+          },
+        )
       }
       // an ahead mark that could not be written is forgotten (the key itself retries, and
       // reports the error: nobody waits for the ahead marks)
