@@ -566,9 +566,12 @@ export class FileStore implements StoreDriver {
           this.wbStats.flushesLogged++
           for (const rec of records) this.wbStats.bytesLogged += rec.length
         } catch (e) {
-          this.log.warn(`${disk.path}: the write-back log failed (${String(e)}); its objects are synced instead`)
+          this.warnLogFailure(disk, `the write-back log failed (${String(e)}); flushed objects are synced instead`)
           for (const [oid] of oids) if (!this.unsynced.has(oid)) this.unsynced.set(oid, disk)
           await this.syncFlush(oids)
+          // records of these objects from earlier flushes would be written back over what was
+          // just synced after a restart of the host: the log is checkpointed
+          await log.checkpointNow()
           return
         }
         for (const [oid] of oids) {
@@ -705,6 +708,9 @@ export class FileStore implements StoreDriver {
     } catch (e) {
       this.warnLogFailure(disk, `the write-back log failed (${String(e)}); durable writes are synced in place instead`)
       await fdatasyncFd(fd)
+      // older records of the object would be written back over this write after a restart of
+      // the host: the log is checkpointed (its records' objects synced, its files removed)
+      if (this.logged.has(w.oid)) await log.checkpointNow()
       return
     }
     this.wbStats.writesCommitted++

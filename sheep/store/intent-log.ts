@@ -128,14 +128,6 @@ export class IntentLog {
   }
 
   /**
-   * Marks `key` dirty (durably) before a mutation; `release` must follow once it is done.
-   * `unstable`: the mutation is not synced by the store (its mark then waits for a flush).
-   * `ahead`: keys with no mark yet that are marked in the same append when this mark needs one,
-   * with no mutation of their own: a sequential writer's next objects, whose creates then find
-   * their marks durable and wait for no sync of the log. Unused, they are cleaned once idle
-   * like any other (a crash meanwhile only has their checksums established from their bytes).
-   */
-  /**
    * `mark` done at once, for a key whose mark is already durable (an object written again while
    * dirty: nearly every write): true. False when the caller must await `mark` instead.
    */
@@ -151,6 +143,14 @@ export class IntentLog {
     return true
   }
 
+  /**
+   * Marks `key` dirty (durably) before a mutation; `release` must follow once it is done.
+   * `unstable`: the mutation is not synced by the store (its mark then waits for a flush).
+   * `ahead`: keys with no mark yet that are marked in the same append when this mark needs one,
+   * with no mutation of their own: a sequential writer's next objects, whose creates then find
+   * their marks durable and wait for no sync of the log. Unused, they are cleaned once idle
+   * like any other (a crash meanwhile only has their checksums established from their bytes).
+   */
   async mark(key: bigint, opts: { unstable?: boolean; ahead?: readonly bigint[] } = {}): Promise<void> {
     let e = this.entries.get(key)
     if (!e) {

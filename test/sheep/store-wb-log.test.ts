@@ -288,38 +288,87 @@ logTest('a move to the stale area keeps the committed writes in the stale copy',
   t.same(await after.readStale(oid, 7, 4096, 4096), fill(0xc1))
 })
 
-t.test(
-  'a disk too full for its log to grow: durable writes are synced in place, warned of once',
-  { skip: (process.getuid?.() !== 0 && 'needs root to mount a tmpfs') || (!syncfsAvailable() && 'no syncfs addon') },
-  async (t) => {
-    const dir = tempDir('store-wblog-full-')
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir])
-    t.teardown(() => {
-      execFileSync('umount', ['-l', dir])
-      fs.rmSync(dir, { recursive: true, force: true })
-    })
-    const warnings: string[] = []
-    const log = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) })
-    const store = await openStore(dir, { log })
-    const oid = await created(t, store, 1)
-    // what is left is less than the log's first extension (1 MiB of zeros)
-    const filler = fs.openSync(path.join(dir, 'filler'), 'w')
-    let size = 0
-    try {
-      for (;;) size += fs.writeSync(filler, Buffer.alloc(64 * 1024))
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOSPC') throw e
-    }
-    fs.ftruncateSync(filler, size - 256 * 1024)
-    fs.closeSync(filler)
-    for (let i = 0; i < 3; i++) t.equal(await store.write({ oid, offset: 4096 * i, data: fill(0xd0 + i) }), SD_RES_SUCCESS, `write ${i + 1}`)
-    for (let i = 0; i < 3; i++) t.same(await store.read(oid, 4096 * i, 4096), fill(0xd0 + i))
-    t.equal(store.writeBackLogStats().writesCommitted, 0, 'none went through the log')
-    t.equal(warnings.filter((w) => w.includes('write-back log failed')).length, 1, 'one warning for the three')
-    // space again: the log takes the next one, once its retry delay is over
-    fs.rmSync(path.join(dir, 'filler'))
-    await new Promise((r) => setTimeout(r, WBLOG_EXTEND_RETRY_MS + 100))
-    t.equal(await store.write({ oid, offset: 0, data: fill(0xdf) }), SD_RES_SUCCESS)
-    t.equal(store.writeBackLogStats().writesCommitted, 1, 'committed through the log once it can grow')
-  },
-)
+/** Fills the file system of `file` with it, but for `left` bytes. */
+function fillAllBut(file: string, left: number): void {
+  const fd = fs.openSync(file, 'w')
+  let size = 0
+  try {
+    for (;;) size += fs.writeSync(fd, Buffer.alloc(64 * 1024))
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOSPC') throw e
+  }
+  fs.ftruncateSync(fd, size - left)
+  fs.closeSync(fd)
+}
+
+/** A store on a tmpfs of 2 MiB (unmounted at the end), and the warnings it logs. */
+function onSmallDisk(t: Test): { dir: string; warnings: string[]; open: () => Promise<FileStore> } {
+  const dir = tempDir('store-wblog-full-')
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir])
+  t.teardown(() => {
+    execFileSync('umount', ['-l', dir])
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+  const warnings: string[] = []
+  const log = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) })
+  return { dir, warnings, open: () => openStore(dir, { log }) }
+}
+
+const SMALL_DISK_SKIP = (process.getuid?.() !== 0 && 'needs root to mount a tmpfs') || (!syncfsAvailable() && 'no syncfs addon')
+
+t.test('a flush that cannot append to a full disk syncs its objects and checkpoints the log', { skip: SMALL_DISK_SKIP }, async (t) => {
+  const { dir, warnings, open } = onSmallDisk(t)
+  const store = await open()
+  const oid = await created(t, store, 1)
+  // flushes logged while there is room, until less than a 64 KiB record's room is left
+  await store.write({ oid, offset: 0, data: fill(0xe0), unstable: true })
+  await store.flush()
+  for (let i = 0; i < 15; i++) {
+    await store.write({ oid, offset: 0, data: fill(0xe1, OBJECT_BYTES), unstable: true })
+    await store.flush()
+  }
+  t.equal(store.writeBackLogStats().flushesLogged, 16)
+  fillAllBut(path.join(dir, 'filler'), 256 * 1024)
+  await store.write({ oid, offset: 0, data: fill(0xe2, OBJECT_BYTES), unstable: true })
+  await store.flush()
+  t.equal(store.writeBackLogStats().flushesLogged, 16, 'the last flush could not append')
+  t.equal(warnings.filter((w) => w.includes('write-back log failed')).length, 1)
+  t.same(
+    logFiles(dir).flatMap((name) => recordsIn(dir, name)),
+    [],
+    "checkpointed: the object's older records can never be written back over the bytes synced",
+  )
+  fromAnotherBoot(dir)
+  const reopened = await openStore(dir)
+  t.same(await reopened.read(oid, 0, OBJECT_BYTES), fill(0xe2, OBJECT_BYTES), 'after a restart of the host the flushed write is what stays')
+})
+
+t.test('a disk too full for its log to grow: durable writes are synced in place, warned of once', { skip: SMALL_DISK_SKIP }, async (t) => {
+  const { dir, warnings, open } = onSmallDisk(t)
+  const store = await open()
+  const oid = await created(t, store, 1)
+  // committed through the log while there is room (the object then has records in it), until
+  // less than a 64 KiB record's room is left in the log's first 1 MiB of zeros
+  t.equal(await store.write({ oid, offset: 0, data: fill(0xc0) }), SD_RES_SUCCESS)
+  for (let i = 0; i < 15; i++) t.equal(await store.write({ oid, offset: 0, data: fill(0xc1, OBJECT_BYTES) }), SD_RES_SUCCESS)
+  t.equal(store.writeBackLogStats().writesCommitted, 16)
+  // what is left of the disk is less than the log's next extension (1 MiB of zeros)
+  fillAllBut(path.join(dir, 'filler'), 256 * 1024)
+  for (let i = 0; i < 3; i++) t.equal(await store.write({ oid, offset: 0, data: fill(0xd0 + i, OBJECT_BYTES) }), SD_RES_SUCCESS, `write ${i + 1}`)
+  t.same(await store.read(oid, 0, OBJECT_BYTES), fill(0xd2, OBJECT_BYTES))
+  t.equal(store.writeBackLogStats().writesCommitted, 16, 'none of the three went through the log')
+  t.equal(warnings.filter((w) => w.includes('write-back log failed')).length, 1, 'one warning for the three')
+  t.same(
+    logFiles(dir).flatMap((name) => recordsIn(dir, name)),
+    [],
+    "checkpointed: the object's older records can never be written back over the writes synced in place",
+  )
+  fromAnotherBoot(dir)
+  const reopened = await openStore(dir)
+  t.same(await reopened.read(oid, 0, OBJECT_BYTES), fill(0xd2, OBJECT_BYTES), 'after a restart of the host the last write is what stays')
+  // space again: the log takes the next one, once its retry delay is over
+  fs.rmSync(path.join(dir, 'filler'))
+  await new Promise((r) => setTimeout(r, WBLOG_EXTEND_RETRY_MS + 100))
+  t.equal(await store.write({ oid, offset: 0, data: fill(0xdf) }), SD_RES_SUCCESS)
+  t.equal(store.writeBackLogStats().writesCommitted, 17, 'committed through the log once it can grow')
+})
