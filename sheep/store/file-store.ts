@@ -48,7 +48,7 @@ import { parseKeyFileName } from '../../lib/oid.js'
 import { DEFAULT_STORE_LAYOUT, type StoreLayout, oidFileName } from './layout.js'
 import { crc32Blocks, preadCrc32Blocks } from './crc32.js'
 import { errnoError, readCachedNow, syncfsAvailable, syncfsDir } from './native-io.js'
-import { DiskWbLog, type Incarnation, type WbLogEntry, WBLOG_FLUSH_MAX_BYTES, WBLOG_RECORD_HEADER_BYTES, wbLogRecord, wbLogRecordHeader } from './wb-log.js'
+import { DiskWbLog, type Incarnation, type WbLogEntry, WBLOG_FLUSH_MAX_BYTES, WBLOG_RECORD_HEADER_BYTES, wbLogRecordHeader } from './wb-log.js'
 
 export { oidFileName }
 
@@ -597,7 +597,8 @@ export class FileStore implements StoreDriver {
     try {
       const inc = lease.incarnation
       if (!inc) return undefined
-      return mergedRanges(ranges).map(([start, end]) => {
+      // each record as its header and its bytes, written by one writev: no copy into a record
+      return mergedRanges(ranges).flatMap(([start, end]) => {
         const data = Buffer.allocUnsafe(end - start)
         let filled = 0
         while (filled < data.length) {
@@ -605,7 +606,8 @@ export class FileStore implements StoreDriver {
           if (n === 0) break
           filled += n
         }
-        return wbLogRecord(oid, inc, start, data.subarray(0, filled))
+        const bytes = data.subarray(0, filled)
+        return [wbLogRecordHeader(oid, inc, start, bytes), bytes]
       })
     } catch {
       return undefined
@@ -673,7 +675,7 @@ export class FileStore implements StoreDriver {
     if (!log) return
     try {
       if (!inc) throw new Error('no birth time')
-      const seq = await log.append([wbLogRecord(oid, inc, offset, data)])
+      const seq = await log.append([wbLogRecordHeader(oid, inc, offset, data), data])
       const now = this.logged.get(oid)
       if (now && now.disk === disk && now.seq < seq) this.logged.set(oid, { disk, seq })
     } catch (e) {

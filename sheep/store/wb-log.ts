@@ -71,12 +71,7 @@ export function bootId(): string {
   }
 }
 
-/** One record: `data` written at `offset` of the object `key` in its incarnation `inc`. */
-export function wbLogRecord(key: bigint, inc: Incarnation, offset: number, data: Buffer): Buffer {
-  return Buffer.concat([wbLogRecordHeader(key, inc, offset, data), data])
-}
-
-/** A record's header alone (its CRC covers `data`): written with the data after it, uncopied. */
+/** The header of the record of `data` written at `offset` of the object `key` in its incarnation `inc` (its CRC covers `data`): written with the data after it, uncopied. */
 export function wbLogRecordHeader(key: bigint, inc: Incarnation, offset: number, data: Buffer): Buffer {
   const head = Buffer.allocUnsafe(WBLOG_RECORD_HEADER_BYTES)
   head.writeUInt32LE(RECORD_MAGIC, 0)
@@ -181,7 +176,7 @@ export class DiskWbLog {
     return replayed
   }
 
-  /** Appends `records` and makes them durable; they are written back at start-up if the machine restarts before a checkpoint. */
+  /** Appends records (each a header and its data, as buffers one after another) and makes them durable; they are written back at start-up if the machine restarts before a checkpoint. */
   append(records: Buffer[]): Promise<number> {
     const run = this.chain.then(() => this.appendNow(records))
     this.chain = run.catch(() => undefined)
