@@ -4,10 +4,11 @@
 // - native/corosync: the libcpg binding of the corosync cluster driver. Built only when
 //   corosync's development headers are installed (scripts/install-deps.sh adds them); without
 //   it `sheep -c corosync` explains what is missing, and the other drivers do not need it.
-// - native/storeio: syncfs(2) for the object store's flush and preadv2(RWF_NOWAIT) for reads
-//   the page cache holds, and mallopt(3) for dog's data commands; without it a flush fdatasyncs
-//   the objects written since the last one, one by one, every read goes to the thread pool, and
-//   dog moves bytes with glibc's default malloc settings.
+// - native/storeio: syncfs(2) for the object store's flush, preadv2(RWF_NOWAIT) for reads the
+//   page cache holds, writes in small pieces in one pool job, and mallopt(3) for dog's data
+//   commands; without it a flush fdatasyncs the objects written since the last one, one by one,
+//   every read goes to the thread pool, a large write takes a pool trip per piece, and dog moves
+//   bytes with glibc's default malloc settings.
 // - native/crc32: CRC-32 with carry-less multiplication for the checksum layer; without it the
 //   layer uses zlib's crc32 (the same values, several times slower).
 import { spawnSync } from 'node:child_process'

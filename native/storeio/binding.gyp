@@ -1,7 +1,8 @@
-# The object store's system calls that Node lacks, syncfs(2) and preadv2(2) with RWF_NOWAIT
-# (sheep/store/native-io.ts), and mallopt(3) (lib/malloc.ts). Built by scripts/build-native.mjs
-# at `npm install`; without it a flush fdatasyncs object by object, every read goes to the
-# thread pool, and dog's data commands run with glibc's default malloc settings.
+# The object store's system calls that Node lacks, syncfs(2), preadv2(2) with RWF_NOWAIT and
+# writes in pieces in one pool job (sheep/store/native-io.ts), and mallopt(3) (lib/malloc.ts).
+# Built by scripts/build-native.mjs at `npm install`; without it a flush fdatasyncs object by
+# object, every read goes to the thread pool, a large write takes a pool trip per piece, and
+# dog's data commands run with glibc's default malloc settings.
 {
   "targets": [
     {

@@ -233,11 +233,6 @@ export function fdatasyncFd(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())))
 }
 
-/** Writes `buf[at, at+length)` at `position`: the count of bytes written. */
-export function pwriteFd(fd: number, buf: Buffer, at: number, length: number, position: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.write(fd, buf, at, length, position, (err, n) => (err ? reject(err) : resolve(n))))
-}
-
 /** Makes a directory's entries durable (a file created, renamed or removed in it). */
 export async function syncDir(dir: string): Promise<void> {
   const fh = await fsp.open(dir, 'r')

@@ -15,8 +15,11 @@
 // and `onDiskFailure` lets the node recover them from the other replicas (md_handle_eio).
 //
 // Object files stay open between requests (fd-cache.ts), opened with O_DSYNC unless nosync, so a
-// large write is one pwrite that returns once its data is on the disk (as the original's
-// default_write: open(O_DSYNC), pwrite) and a read one pread. A durable write of up to
+// write of one piece is one pwrite that returns once its data is on the disk (as the original's
+// default_write: open(O_DSYNC), pwrite) and a read one pread. Nothing is written to the page
+// cache in pieces larger than PAGE_CACHE_PIECE_BYTES (native-io.ts: a small write into the large
+// folio a large write leaves costs several times more), so a larger durable write is its pieces
+// and an fdatasync, in one job on the thread pool. A durable write of up to
 // GROUP_COMMIT_MAX_BYTES is instead copied into the object's page cache and committed through
 // the disk's write-back log (wb-log.ts): the writes that arrive together share one O_DSYNC
 // append, where each in place would cost a device flush of its own. A cached descriptor keeps
@@ -41,13 +44,13 @@ import path from 'node:path'
 import type { Logger } from '../../lib/log.js'
 import { SD_RES_NETWORK_ERROR, SD_RES_NO_OBJ, SD_RES_SUCCESS, SD_RES_UNKNOWN } from '../../lib/proto.js'
 import { type Disk, DiskSet, freeSpaceOf, purgeDirectory } from './disks.js'
-import { FdCache, type FdLease, fdatasyncFd, preadFd, pwriteFd, syncDir } from './fd-cache.js'
+import { FdCache, type FdLease, fdatasyncFd, preadFd, syncDir } from './fd-cache.js'
 import { NOT_CACHED } from './driver.js'
 import type { CreateOptions, DiskStats, DiskUsage, ObjectWrite, ReadOptions, StagedObject, StoreDriver, WriteBackLogStats } from './driver.js'
 import { parseKeyFileName } from '../../lib/oid.js'
 import { DEFAULT_STORE_LAYOUT, type StoreLayout, oidFileName } from './layout.js'
 import { crc32Blocks, preadCrc32Blocks } from './crc32.js'
-import { errnoError, readCachedNow, syncfsAvailable, syncfsDir } from './native-io.js'
+import { PAGE_CACHE_PIECE_BYTES, errnoError, readCachedNow, syncfsAvailable, syncfsDir, writeInPieces, writeInPiecesNow } from './native-io.js'
 import { DiskWbLog, type Incarnation, type WbLogEntry, WBLOG_FLUSH_MAX_BYTES, WBLOG_RECORD_HEADER_BYTES, wbLogRecordHeader } from './wb-log.js'
 
 export { oidFileName }
@@ -702,8 +705,8 @@ export class FileStore implements StoreDriver {
    * kernel). If the log fails, the object is synced instead.
    */
   private async commitDurableWrite(w: ObjectWrite, disk: Disk, log: DiskWbLog, fd: number, inc: Incarnation): Promise<void> {
-    if (w.data.length <= UNSTABLE_INLINE_WRITE_MAX_BYTES) writeAllFdNow(fd, w.data, w.offset)
-    else await writeAllFd(fd, w.data, w.offset)
+    if (w.data.length <= UNSTABLE_INLINE_WRITE_MAX_BYTES) writeInPiecesNow(fd, w.data, w.offset)
+    else await writeInPieces(fd, w.data, w.offset, false)
     let seq: number
     try {
       seq = await log.commit(wbLogRecordHeader(w.oid, inc, w.offset, w.data), w.data)
@@ -738,7 +741,7 @@ export class FileStore implements StoreDriver {
     try {
       const st = fs.fstatSync(fd, { bigint: true })
       if (st.birthtimeNs === 0n || st.ino !== entry.inc.ino || st.birthtimeNs !== entry.inc.birthNs) return false
-      writeAllFdNow(fd, entry.data, entry.offset)
+      writeInPiecesNow(fd, entry.data, entry.offset)
       // the file's times as they were: the checksum layer takes an object newer than its table
       // for one written by another program, and this is the write the table was made for
       fs.futimesSync(fd, Number(st.atimeNs) / 1e9, Number(st.mtimeNs) / 1e9)
@@ -840,23 +843,26 @@ export class FileStore implements StoreDriver {
       return this.onDisk(loc.disk, async () => {
         const unstable = w.unstable === true && !this.opts.nosync
         const log = unstable ? undefined : this.groupCommitLog(w.oid, loc.disk, w.data.length)
-        const lease = await this.lease(w.oid, loc.disk, unstable || log ? this.unstableFds : this.fds)
+        // a durable write of more than one piece is fdatasync'd after its pieces: through an
+        // O_DSYNC descriptor each piece would flush the disk
+        const synced = !unstable && !log && !this.opts.nosync && w.data.length > PAGE_CACHE_PIECE_BYTES
+        const lease = await this.lease(w.oid, loc.disk, unstable || log || synced ? this.unstableFds : this.fds)
         if (lease === SD_RES_NO_OBJ) return this.missing(loc.disk)
         if (typeof lease === 'number') return lease
         try {
           if (log && lease.incarnation) await this.commitDurableWrite(w, loc.disk, log, lease.fd, lease.incarnation)
           else if (unstable) {
-            if (w.data.length <= UNSTABLE_INLINE_WRITE_MAX_BYTES) writeAllFdNow(lease.fd, w.data, w.offset)
-            else await writeAllFd(lease.fd, w.data, w.offset)
+            if (w.data.length <= UNSTABLE_INLINE_WRITE_MAX_BYTES) writeInPiecesNow(lease.fd, w.data, w.offset)
+            else await writeInPieces(lease.fd, w.data, w.offset, false)
             this.unsynced.set(w.oid, loc.disk)
             this.noteDirty(w.oid, w.offset, w.data.length)
           } else if (log) {
             // a file system without birth times to name the file by in a record: synced in place
-            await writeAllFd(lease.fd, w.data, w.offset)
-            await fdatasyncFd(lease.fd)
+            await writeInPieces(lease.fd, w.data, w.offset, true)
           } else {
-            // durable when it returns: the descriptor is O_DSYNC unless nosync
-            await writeAllFd(lease.fd, w.data, w.offset)
+            // durable when it returns: synced after its pieces, or one piece through a descriptor
+            // that is O_DSYNC unless nosync
+            await writeInPieces(lease.fd, w.data, w.offset, synced)
             if (this.logged.size > 0 && this.logged.has(w.oid)) await this.logDurableWrite(w.oid, loc.disk, lease.incarnation, w.offset, w.data)
           }
         } finally {
@@ -1393,17 +1399,6 @@ async function readFdInto(fd: number, buf: Buffer, length: number, offset: numbe
   if (filled < length) buf.fill(0, filled, length)
 }
 
-/** writeAllFd on the event loop: for small writes into the page cache only. */
-function writeAllFdNow(fd: number, data: Buffer, offset: number): void {
-  let done = 0
-  while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done, offset + done)
-}
-
-async function writeAllFd(fd: number, data: Buffer, offset: number): Promise<void> {
-  let done = 0
-  while (done < data.length) done += await pwriteFd(fd, data, done, data.length - done, offset + done)
-}
-
 /** Fills the first `length` bytes of `buf` from `offset`; bytes past the end of the file read as zeros. */
 async function readInto(fh: fsp.FileHandle, buf: Buffer, length: number, offset: number): Promise<void> {
   let filled = 0
@@ -1415,12 +1410,8 @@ async function readInto(fh: fsp.FileHandle, buf: Buffer, length: number, offset:
   if (filled < length) buf.fill(0, filled, length)
 }
 
-async function writeAll(fh: fsp.FileHandle, data: Buffer, offset: number): Promise<void> {
-  let done = 0
-  while (done < data.length) {
-    const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done)
-    done += bytesWritten
-  }
+function writeAll(fh: fsp.FileHandle, data: Buffer, offset: number): Promise<void> {
+  return writeInPieces(fh.fd, data, offset, false)
 }
 
 /** Writes `data` at `offset` into a freshly truncated file, skipping all-zero chunks (holes read as zeros). */

@@ -9,7 +9,8 @@
 //   cache and their record committed here: every record that arrives while the previous append
 //   is under way joins the next one (group commit), one write and one device flush for all.
 // Appends go through an O_DSYNC descriptor, into a file extended by zeros ahead of them
-// (WBLOG_EXTEND_BYTES) so that an append changes no file size and needs no journal commit. The
+// (WBLOG_EXTEND_BYTES, written in small pieces through a second descriptor and synced once) so
+// that an append changes no file size and needs no journal commit. The
 // objects' pages are written back later by a checkpoint: once the log has grown past
 // WBLOG_CHECKPOINT_BYTES a new log file is begun and the disk's file system synced (syncfs) in
 // the background, after which the old files are removed.
@@ -33,6 +34,7 @@ import fsp from 'node:fs/promises'
 import path from 'node:path'
 import { crc32 } from './crc32.js'
 import { type Incarnation, syncDir } from './fd-cache.js'
+import { writeInPieces } from './native-io.js'
 
 export const WBLOG_DIR = '.wblog'
 /** A log past this size is checkpointed: a new file begun, the file system synced, the old one removed. */
@@ -118,6 +120,11 @@ export type ReplayRecord = (entry: WbLogEntry) => boolean
 /** The log of one disk: files `<seq>.log` in `<disk>/.wblog`, written one after another. */
 export class DiskWbLog {
   private fd = -1
+  /**
+   * The same file without O_DSYNC, for its zeros: written in small pieces (native-io.ts) so that
+   * the appends over them do not walk large page-cache folios, and synced once after them.
+   */
+  private zeroFd = -1
   private seq = 0
   private bytes = 0
   /** The file's size: zeros (WBLOG_EXTEND_BYTES at a time) past `bytes`. */
@@ -228,7 +235,11 @@ export class DiskWbLog {
       throw Object.assign(new Error('the log could not grow a moment ago (disk full?)'), { code: 'ENOSPC' })
     }
     try {
-      while (this.allocated < size) this.allocated += await writevAll(fd, [ZEROS.subarray(0, Math.min(size - this.allocated, ZEROS.length))], this.allocated)
+      while (this.allocated < size) {
+        const zeros = ZEROS.subarray(0, Math.min(size - this.allocated, ZEROS.length))
+        await writeInPieces(this.zeroFd, zeros, this.allocated, true)
+        this.allocated += zeros.length
+      }
     } catch (e) {
       // a full disk: the zeros written before the failure must not keep the last free space
       // from the objects
@@ -250,15 +261,20 @@ export class DiskWbLog {
     if ((await fsp.mkdir(this.dir, { recursive: true })) !== undefined) await syncDir(this.diskPath)
     this.seq++
     const flags = fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_DSYNC
-    const fd = fs.openSync(path.join(this.dir, `${String(this.seq).padStart(12, '0')}.log`), flags, 0o644)
+    const file = path.join(this.dir, `${String(this.seq).padStart(12, '0')}.log`)
+    const fd = fs.openSync(file, flags, 0o644)
+    let zeroFd = -1
     try {
+      zeroFd = fs.openSync(file, fs.constants.O_RDWR)
       await writevAll(fd, [FILE_MAGIC, Buffer.from(this.boot, 'latin1')], 0)
       await syncDir(this.dir)
     } catch (e) {
       fs.closeSync(fd)
+      if (zeroFd >= 0) fs.closeSync(zeroFd)
       throw e
     }
     this.fd = fd
+    this.zeroFd = zeroFd
     this.bytes = FILE_HEADER_BYTES
     this.allocated = FILE_HEADER_BYTES
   }
@@ -272,7 +288,9 @@ export class DiskWbLog {
     await this.checkpointing
     const old = this.seq
     fs.closeSync(this.fd)
+    fs.closeSync(this.zeroFd)
     this.fd = -1
+    this.zeroFd = -1
     // a failed sync keeps the old files (and their records) and fails the next append, whose
     // flush then syncs its objects instead
     const run = this.syncDisk().then(() => this.removeUpTo(old))
@@ -320,7 +338,9 @@ export class DiskWbLog {
   close(): Promise<void> {
     const run = this.chain.then(() => {
       if (this.fd >= 0) fs.close(this.fd, () => undefined)
+      if (this.zeroFd >= 0) fs.close(this.zeroFd, () => undefined)
       this.fd = -1
+      this.zeroFd = -1
       this.bytes = 0
       this.closed = true
     })

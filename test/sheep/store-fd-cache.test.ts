@@ -9,7 +9,7 @@ import t, { type Test } from 'tap'
 import { SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
 import { FD_IDLE_RECHECK_MS, FdCache } from '../../sheep/store/fd-cache.js'
 import { FileStore } from '../../sheep/store/file-store.js'
-import { syncfsAvailable } from '../../sheep/store/native-io.js'
+import { PAGE_CACHE_PIECE_BYTES, syncfsAvailable, writeInPieces, writeInPiecesNow } from '../../sheep/store/native-io.js'
 import { silentLogger } from '../../lib/log.js'
 import { tempDir } from '../../harness/sheep.js'
 
@@ -290,4 +290,27 @@ t.test('reads the page cache holds are served without the thread pool; others th
   t.equal(await store.create({ oid: OID + 1n, offset: 0, data: text('short') }, 5), SD_RES_SUCCESS)
   t.same(await store.read(OID + 1n, 0, 4096), Buffer.concat([text('short'), Buffer.alloc(4091)]), 'a read past the end reads zeros')
   t.ok(poolReads > 1, 'through the pool')
+})
+
+t.test('writes in pieces: every byte lands, synced or not, and a failure is an errno error', async (t) => {
+  const dir = tempDir('store-pieces-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const file = path.join(dir, 'object')
+  fs.writeFileSync(file, Buffer.alloc(0))
+  const fd = fs.openSync(file, 'r+')
+  t.teardown(() => fs.closeSync(fd))
+  // a view into the middle of a larger buffer, longer than several pieces, at an odd position
+  const backing = crypto.randomBytes(5 * PAGE_CACHE_PIECE_BYTES)
+  const data = backing.subarray(777, 777 + 3 * PAGE_CACHE_PIECE_BYTES + 4321)
+  await writeInPieces(fd, data, 12_345, false)
+  await writeInPieces(fd, data.subarray(0, 100), 0, true)
+  const back = fs.readFileSync(file)
+  t.equal(back.length, 12_345 + data.length, 'the file ends where the write did')
+  t.same(back.subarray(12_345), data, 'every piece in place')
+  t.same(back.subarray(0, 100), data.subarray(0, 100), 'the synced write too')
+  writeInPiecesNow(fd, data, 1)
+  t.same(fs.readFileSync(file).subarray(1, 1 + data.length), data, 'on the calling thread as well')
+  const readOnly = fs.openSync(file, 'r')
+  t.teardown(() => fs.closeSync(readOnly))
+  await t.rejects(writeInPieces(readOnly, data, 0, false), { code: 'EBADF' }, 'a descriptor not open for writing: EBADF')
 })
