@@ -12,15 +12,25 @@ const corked = new WeakSet<Writable>()
  * `sent` is called once the socket is done with the payload: written, or failed.
  */
 export function writeFrame(socket: Writable, header: Buffer, data?: Buffer, sent?: () => void): void {
-  if (!corked.has(socket)) {
-    corked.add(socket)
-    socket.cork()
-    setImmediate(() => {
-      corked.delete(socket)
-      socket.uncork()
-    })
-  }
+  corkForTurn(socket)
   writeParts(socket, header, data, sent)
+}
+
+/** Writes one message's buffers to `socket`, together with the turn's other writes (NBD replies). */
+export function writeBuffers(socket: Writable, parts: readonly Buffer[]): void {
+  corkForTurn(socket)
+  for (const part of parts) socket.write(part)
+}
+
+/** Corks `socket` until the end of this event-loop turn, unless it already is. */
+function corkForTurn(socket: Writable): void {
+  if (corked.has(socket)) return
+  corked.add(socket)
+  socket.cork()
+  setImmediate(() => {
+    corked.delete(socket)
+    socket.uncork()
+  })
 }
 
 /**

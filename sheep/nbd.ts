@@ -20,6 +20,7 @@
 import net from 'node:net'
 import type { SheepConnection } from '../lib/client.js'
 import { GroupRun } from '../lib/async.js'
+import { writeBuffers } from '../lib/coalesced-write.js'
 import { SdError } from '../lib/errors.js'
 import { isSnapshot } from '../lib/inode.js'
 import type { Logger } from '../lib/log.js'
@@ -1078,12 +1079,13 @@ class NbdSession {
     this.sendReply([encodeStructuredReplyHeader(NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, req.cookie, payload.length), payload])
   }
 
-  /** Sends one reply's buffers together (one write where the socket allows). */
+  /**
+   * Sends one reply's buffers together, with the other replies of this event-loop turn: the
+   * write-back cache answers a client's burst of writes in one turn, in one writev.
+   */
   private sendReply(parts: Buffer[]): void {
     if (this.socket.destroyed || !this.socket.writable) return
-    this.socket.cork()
-    for (const part of parts) this.socket.write(part)
-    this.socket.uncork()
+    writeBuffers(this.socket, parts)
   }
 
   private sendOptionReply(option: number, type: number, data?: Buffer | string): boolean {
