@@ -214,6 +214,25 @@ export function encodeTable(t: ChecksumTable): Buffer {
   return buf
 }
 
+/**
+ * Makes `file` hold `bytes`, written over its old bytes rather than truncated first (as
+ * writeFileSync would): a truncation frees the file's blocks through the journal and can wait
+ * for a commit under way, on the event loop (mean 73–211 µs, up to 6 ms, against 19–23 µs, with
+ * fdatasyncs running beside it). A table's size rarely changes; a longer file is cut after.
+ * Torn bytes after a crash are harmless: the object's intent mark is dropped only once the file
+ * is synced (syncTables), and a mark left makes its table be recomputed.
+ */
+export function overwriteFileSync(file: string, bytes: Buffer): void {
+  const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT, 0o644)
+  try {
+    let done = 0
+    while (done < bytes.length) done += fs.writeSync(fd, bytes, done, bytes.length - done, done)
+    if (fs.fstatSync(fd).size > bytes.length) fs.ftruncateSync(fd, bytes.length)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
 /** The table in a checksum file's bytes; undefined when they are not one (torn, foreign). */
 export function decodeTable(buf: Buffer): ChecksumTable | undefined {
   if (buf.length < CSUM_HEADER_BYTES || buf.readUInt32LE(0) !== CSUM_MAGIC) return undefined
@@ -959,7 +978,7 @@ export class ChecksumStore implements StoreDriver {
     if (!table) return
     const file = this.tableFile(key)
     try {
-      fs.writeFileSync(file, encodeTable(table))
+      overwriteFileSync(file, encodeTable(table))
     } catch (e) {
       this.tableIoFailed(e)
       this.tableChanges++

@@ -15,7 +15,7 @@ import { silentLogger } from '../../lib/log.js'
 import { BufferPool } from '../../lib/buffer-pool.js'
 import { OBJECT_CHUNK_BYTES, SD_RES_EIO, SD_RES_NO_OBJ, SD_RES_SUCCESS } from '../../lib/proto.js'
 import { copyObject } from '../../sheep/object-copy.js'
-import { CSUM_BLOCK_BYTES, CSUM_DIR, ChecksumStore, decodeTable, encodeTable, firstBadBlock, tableOf } from '../../sheep/store/checksums.js'
+import { CSUM_BLOCK_BYTES, CSUM_DIR, ChecksumStore, decodeTable, encodeTable, firstBadBlock, overwriteFileSync, tableOf } from '../../sheep/store/checksums.js'
 import { crc32Blocks } from '../../sheep/store/crc32.js'
 import { NOT_CACHED } from '../../sheep/store/driver.js'
 import { FileStore, oidFileName } from '../../sheep/store/file-store.js'
@@ -532,4 +532,24 @@ t.test('a create marks the next absent objects of its VDI ahead, never one that 
   t.teardown(() => third.store.close())
   t.equal(await third.store.read(OID + 2n, 0, 4096), SD_RES_EIO, 'the existing object’s checksums are still trusted')
   t.same(await third.store.read(OID + 1n, 0, 4096), data, 'the objects created under the marks read back')
+})
+
+t.test('a checksum file is written over in place: a longer, a shorter and an equal table leave exactly their bytes', async (t) => {
+  const dir = tempDir('csum-overwrite-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const file = path.join(dir, 'table')
+  const first = crypto.randomBytes(8200)
+  overwriteFileSync(file, first)
+  t.same(fs.readFileSync(file), first, 'a new file')
+  const inode = fs.statSync(file).ino
+  const shorter = crypto.randomBytes(4100)
+  overwriteFileSync(file, shorter)
+  t.same(fs.readFileSync(file), shorter, 'a shorter table: the rest cut off')
+  const same = crypto.randomBytes(4100)
+  overwriteFileSync(file, same)
+  t.same(fs.readFileSync(file), same, 'one of the same size')
+  const longer = crypto.randomBytes(9000)
+  overwriteFileSync(file, longer)
+  t.same(fs.readFileSync(file), longer, 'a longer one')
+  t.equal(fs.statSync(file).ino, inode, 'always the same file')
 })
