@@ -72,6 +72,8 @@ export class ExportQueue {
   private readonly active = new Set<Entry>()
   private dirtyBytes = 0
   private failed = 0
+  /** Writes registered so far (background or not): a FLUSH's drain says how many it covers. */
+  private writesRegistered = 0
 
   constructor(
     private readonly onFailure: WriteBackFailure,
@@ -103,6 +105,7 @@ export class ExportQueue {
     invariant(start <= end, `request range ${start}..${end} is reversed`)
     const before = this.conflicting(start, end, writes)
     const result = before.length === 0 ? task() : Promise.all(before).then(task)
+    if (writes) this.writesRegistered++
     const entry: Entry = { start, end, writes, done: Promise.resolve() }
     const forget = () => {
       this.active.delete(entry)
@@ -131,10 +134,15 @@ export class ExportQueue {
       })
   }
 
-  /** Resolves once every write registered before the call (background or not) is finished. */
-  async drain(): Promise<void> {
+  /**
+   * Resolves once every write registered before the call (background or not) is finished, with
+   * their count: the first that many writes of the export are finished then.
+   */
+  async drain(): Promise<number> {
+    const registered = this.writesRegistered
     const writes = [...this.active].filter((e) => e.writes).map((e) => e.done)
     await Promise.all(writes)
+    return registered
   }
 
   /** True when no request is queued or running. */
@@ -148,5 +156,50 @@ export class ExportQueue {
       if ((e.writes || writes) && e.start < end && start < e.end) out.push(e.done)
     }
     return out
+  }
+}
+
+/**
+ * Syncs shared by the requests that need them (NBD FLUSH): a request needs a sync begun once the
+ * export's first `finished` writes were finished. It joins the sync under way if that one began
+ * with at least as many finished; else it shares the next, begun once the one under way is done,
+ * with every other request of the moment. A client sends FLUSHes in bursts (fio, one into every
+ * free slot of its queue) with no write between them: the whole burst costs one sync, where a
+ * sync begun after each request's arrival would cost two.
+ */
+export class CoveringSync {
+  private current: { covers: number; done: Promise<void> } | undefined
+  private next: { covers: number; done: Promise<void> } | undefined
+
+  constructor(private readonly work: () => Promise<void>) {}
+
+  run(finished: number): Promise<void> {
+    if (this.current && this.current.covers >= finished) return this.current.done
+    if (!this.current) return this.begin(finished)
+    if (this.next) {
+      this.next.covers = Math.max(this.next.covers, finished)
+      return this.next.done
+    }
+    const after = this.current.done.catch(() => undefined)
+    const next: { covers: number; done: Promise<void> } = {
+      covers: finished,
+      done: after.then((): Promise<void> => {
+        this.next = undefined
+        return this.begin(next.covers)
+      }),
+    }
+    this.next = next
+    return next.done
+  }
+
+  private begin(covers: number): Promise<void> {
+    const run = {
+      covers,
+      done: this.work().finally(() => {
+        if (this.current === run) this.current = undefined
+      }),
+    }
+    this.current = run
+    return run.done
   }
 }

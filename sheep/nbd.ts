@@ -19,9 +19,8 @@
 // dropped, as `dog vdi delete` does) and write zeros over partial ones.
 import net from 'node:net'
 import type { SheepConnection } from '../lib/client.js'
-import { GroupRun } from '../lib/async.js'
 import { writeBuffers } from '../lib/coalesced-write.js'
-import { SdError } from '../lib/errors.js'
+import { SdError, invariant } from '../lib/errors.js'
 import { isSnapshot } from '../lib/inode.js'
 import type { Logger } from '../lib/log.js'
 import {
@@ -112,7 +111,7 @@ import {
 } from '../lib/proto.js'
 import { type VdiTarget, bitmapTest, readDelVdis, readVdis, syncNodes, vdiTargetsOf } from '../lib/sheep-api.js'
 import { VdiHandle } from '../lib/vdi-io.js'
-import { ExportQueue, WriteBackBudget } from './nbd-write-back.js'
+import { CoveringSync, ExportQueue, WriteBackBudget } from './nbd-write-back.js'
 
 const MiB = 1024 * 1024
 
@@ -280,7 +279,8 @@ class ExportedVdi {
   private writers = 0
   private idleWaiters: Array<() => void> = []
   private replacing: Promise<void> | undefined
-  private readonly syncRun = new GroupRun(() => syncNodes(this.conn))
+  /** SYNC_NODES for the export's FLUSHes: one for a burst of them. */
+  private readonly syncs = new CoveringSync(() => syncNodes(this.conn))
 
   constructor(
     readonly key: string,
@@ -295,12 +295,12 @@ class ExportedVdi {
   }
 
   /**
-   * Makes the writes written unstable so far durable on every replica (SYNC_NODES). FLUSHes that
-   * arrive while one syncs share the next SYNC_NODES, which starts after it: a client sends them
-   * in bursts (fio, one per free slot of its queue), and each needs only a sync begun after it.
+   * Makes the export's first `finished` writes (ExportQueue.drain: all finished, unstable, on
+   * their replicas) durable on every replica, by SYNC_NODES (which makes durable every unstable
+   * write a node took before it), shared with the other FLUSHes of the moment (CoveringSync).
    */
-  sync(): Promise<void> {
-    return this.syncRun.run()
+  sync(finished: number): Promise<void> {
+    return this.syncs.run(finished)
   }
 
   /** The handle to write through; pair with releaseWriter(). */
@@ -528,7 +528,8 @@ interface CommandSpec {
   deferrable?: (req: NbdRequest) => boolean
   /** How success is answered (default: no payload). */
   answer?: Answer
-  run(session: NbdSession, vdi: ExportedVdi, req: NbdRequest, data: Buffer | undefined): Promise<Buffer | undefined>
+  /** `finished`, for a barrier: the export's first that many writes are finished (ExportQueue.drain). */
+  run(session: NbdSession, vdi: ExportedVdi, req: NbdRequest, data: Buffer | undefined, finished?: number): Promise<Buffer | undefined>
 }
 
 const U32_MAX = 0xffffffff
@@ -596,9 +597,10 @@ const COMMANDS: ReadonlyMap<number, CommandSpec> = new Map<number, CommandSpec>(
       pastEndError: NBD_EINVAL,
       maxLengthBytes: U32_MAX,
       barrier: true,
-      run: async (session, vdi) => {
+      run: async (session, vdi, _req, _data, finished) => {
         session.takeWriteBackFailures(vdi)
-        await vdi.sync()
+        invariant(finished !== undefined, 'FLUSH runs as a barrier')
+        await vdi.sync(finished)
         return undefined
       },
     },
@@ -1004,7 +1006,9 @@ class NbdSession {
     this.inFlight++
     this.inFlightBytes += bytes
     const task = () => command.run(this, vdi, req, data)
-    const ordered = command.barrier ? vdi.queue.drain().then(task) : vdi.queue.run(req.offset, req.offset + BigInt(req.length), command.writes, task)
+    const ordered = command.barrier
+      ? vdi.queue.drain().then((finished) => command.run(this, vdi, req, data, finished))
+      : vdi.queue.run(req.offset, req.offset + BigInt(req.length), command.writes, task)
     const entry: ActiveRequest = { done: Promise.resolve() }
     entry.done = ordered
       .then(

@@ -1,8 +1,9 @@
 // The NBD export queue (sheep/nbd-write-back.ts) without a sheep: overlapping requests keep
 // their order, drain waits for every write queued before it (background ones included), a failed
-// background write is counted and reported, and the dirty limits hold new writes back.
+// background write is counted and reported, the dirty limits hold new writes back, and FLUSHes
+// share the syncs that cover them.
 import t from 'tap'
-import { ExportQueue, NBD_WRITE_BACK_MAX_WRITES } from '../../sheep/nbd-write-back.js'
+import { CoveringSync, ExportQueue, NBD_WRITE_BACK_MAX_WRITES } from '../../sheep/nbd-write-back.js'
 
 /** A task that finishes when told to, recording when it ran. */
 function gate(log: string[], name: string, fail = false) {
@@ -51,8 +52,9 @@ t.test('drain waits for every write queued before it, and a failure is counted a
   q.defer(4096n, 512, bad.task)
   t.equal(q.pendingBytes, 1024)
   let drained = false
-  const drain = q.drain().then(() => {
+  const drain = q.drain().then((finished) => {
     drained = true
+    return finished
   })
   const later = gate(log, 'later')
   q.defer(1n << 40n, 512, later.task)
@@ -60,11 +62,11 @@ t.test('drain waits for every write queued before it, and a failure is counted a
   await tick()
   t.notOk(drained, 'not drained while a write queued before it runs')
   bad.open()
-  await drain
+  t.equal(await drain, 2, 'it covers the two writes queued before it')
   t.equal(q.failures, 1, 'the failed write is counted')
   t.same(reported, ['4096+512: bad failed'], 'and reported')
   later.open()
-  await q.drain()
+  t.equal(await q.drain(), 3, 'a later drain covers the third')
   t.equal(q.pendingBytes, 0)
 })
 
@@ -85,4 +87,40 @@ t.test('the dirty limit holds new writes back until one finishes', async (t) => 
   t.ok(q.hasRoom(), 'room again once a write finished')
   for (const g of gates) g.open()
   await q.drain()
+})
+
+t.test('FLUSHes join the sync under way when it covers their writes, and share one sync after it when not', async (t) => {
+  const runs: Array<{ finish: () => void; fail: (e: Error) => void }> = []
+  const syncs = new CoveringSync(
+    () =>
+      new Promise<void>((resolve, reject) => {
+        runs.push({ finish: resolve, fail: reject })
+      }),
+  )
+  const first = syncs.run(10)
+  t.equal(runs.length, 1, 'the first begins a sync')
+  const burst = [syncs.run(10), syncs.run(7)]
+  t.equal(runs.length, 1, 'FLUSHes whose writes it covers join it')
+  const later = [syncs.run(11), syncs.run(12)]
+  t.equal(runs.length, 1, 'one with a write it does not cover waits for the next')
+  let laterDone = false
+  void Promise.all(later).then(() => {
+    laterDone = true
+  })
+  runs[0].finish()
+  await Promise.all([first, ...burst])
+  await tick()
+  t.equal(runs.length, 2, 'the next begins once the first is done, once for all who wait')
+  t.notOk(laterDone, 'and those wait for it')
+  const joined = syncs.run(12)
+  runs[1].finish()
+  await Promise.all([...later, joined])
+  t.equal(runs.length, 2, 'a FLUSH covered by the second sync joined it')
+  const failing = syncs.run(13)
+  runs[2].fail(new Error('EIO'))
+  await t.rejects(failing, { message: 'EIO' }, 'a failed sync fails the FLUSHes that waited for it')
+  const again = syncs.run(13)
+  t.equal(runs.length, 4, 'the next FLUSH begins a new one')
+  runs[3].finish()
+  await again
 })
